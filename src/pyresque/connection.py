@@ -1,0 +1,78 @@
+"""Connecting to Redis: URLs, php-resque's ``REDIS_BACKEND`` forms, retries, clear errors."""
+
+from __future__ import annotations
+
+import os
+
+import redis
+from redis.backoff import ExponentialWithJitterBackoff
+from redis.retry import Retry
+
+DEFAULT_URL = "redis://127.0.0.1:6379/0"
+
+
+class RedisUnavailable(redis.exceptions.ConnectionError):
+    """Redis could not be reached; the message says where we tried and what to check."""
+
+
+def backend_url(backend: str, db: str | int | None = None) -> str:
+    """Turn php-resque's ``REDIS_BACKEND`` (and ``REDIS_BACKEND_DB``) into a redis URL.
+
+    Accepts ``host``, ``host:port``, ``redis://…``, ``rediss://…``, ``tcp://host:port``
+    and ``unix:///path``. A database in the URL's path wins over ``db``.
+    """
+    backend = backend.strip()
+    if backend.startswith("tcp://"):
+        backend = "redis://" + backend[len("tcp://") :]
+    if backend.startswith("unix://"):
+        url = backend
+        return f"{url}{'&' if '?' in url else '?'}db={db}" if db not in (None, "") else url
+    if "://" not in backend:
+        host, _, port = backend.partition(":")
+        backend = f"redis://{host or '127.0.0.1'}:{port or 6379}"
+    scheme, _, rest = backend.partition("://")
+    authority, slash, path = rest.partition("/")
+    has_db = bool(path.split("?")[0])
+    if not has_db and db not in (None, ""):
+        query = path.partition("?")[2]
+        return f"{scheme}://{authority}/{db}" + (f"?{query}" if query else "")
+    return backend if slash else f"{backend}/0"
+
+
+def url_from_env() -> str:
+    """``REDIS_URL``, else ``REDIS_BACKEND``/``REDIS_BACKEND_DB``, else the local default."""
+    if os.environ.get("REDIS_URL"):
+        return os.environ["REDIS_URL"]
+    if os.environ.get("REDIS_BACKEND"):
+        return backend_url(os.environ["REDIS_BACKEND"], os.environ.get("REDIS_BACKEND_DB"))
+    return DEFAULT_URL
+
+
+def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> redis.Redis:
+    """A client for ``target`` (a URL or a client), retrying briefly on connection errors."""
+    if isinstance(target, redis.Redis):
+        return target
+    url = target or url_from_env()
+    return redis.Redis.from_url(
+        url,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+        socket_connect_timeout=5,
+        socket_keepalive=True,
+        health_check_interval=30,
+    )
+
+
+def describe(client: redis.Redis) -> str:
+    """Where a client points, for error messages: ``127.0.0.1:6379/0``."""
+    kwargs = client.connection_pool.connection_kwargs
+    if "path" in kwargs:
+        return f"unix:{kwargs['path']}"
+    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+
+
+def unavailable(client: redis.Redis, exc: BaseException) -> RedisUnavailable:
+    return RedisUnavailable(
+        f"cannot reach Redis at {describe(client)} ({exc}); check that the server is running "
+        "and that REDIS_URL (or --redis-url) points at it"
+    )

@@ -1,0 +1,106 @@
+"""Every Redis key pyresque reads or writes, built in one place.
+
+Resque's own keys (spec section 1) keep their exact names so Ruby Resque,
+php-resque and resque-web see the same data. Keys that only pyresque uses
+live under the ``pyresque:`` sub-namespace so they never collide with a
+Resque key or a Resque plugin's key.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+DEFAULT_NAMESPACE = "resque"
+
+
+def normalize_namespace(namespace: str) -> str:
+    """Return the key prefix for ``namespace``: ``app1`` and ``app1:`` both give ``app1:``.
+
+    An empty namespace means no prefix at all (php-resque allows that).
+    """
+    namespace = namespace.rstrip(":")
+    return f"{namespace}:" if namespace else ""
+
+
+@dataclass(frozen=True)
+class Keys:
+    """Key names under one namespace."""
+
+    prefix: str
+
+    @classmethod
+    def for_namespace(cls, namespace: str = DEFAULT_NAMESPACE) -> Keys:
+        return cls(normalize_namespace(namespace))
+
+    def strip(self, key: str) -> str:
+        """The key name without the namespace prefix."""
+        return key[len(self.prefix) :] if key.startswith(self.prefix) else key
+
+    # --- Resque keys (shared with Ruby and PHP) -----------------------------
+
+    @property
+    def queues(self) -> str:
+        return f"{self.prefix}queues"
+
+    def queue(self, name: str) -> str:
+        return f"{self.prefix}queue:{name}"
+
+    @property
+    def workers(self) -> str:
+        return f"{self.prefix}workers"
+
+    def worker(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}"
+
+    def worker_started(self, worker_id: str) -> str:
+        return f"{self.prefix}worker:{worker_id}:started"
+
+    @property
+    def heartbeats(self) -> str:
+        return f"{self.prefix}workers:heartbeat"
+
+    @property
+    def pruning_lock(self) -> str:
+        return f"{self.prefix}pruning_dead_workers_in_progress"
+
+    @property
+    def pause_all(self) -> str:
+        return f"{self.prefix}pause-all-workers"
+
+    def stat(self, name: str, worker_id: str | None = None) -> str:
+        """``stat:processed`` / ``stat:failed``, or their per-worker variants."""
+        suffix = f":{worker_id}" if worker_id else ""
+        return f"{self.prefix}stat:{name}{suffix}"
+
+    @property
+    def failed(self) -> str:
+        return f"{self.prefix}failed"
+
+    def status(self, job_id: str, job_prefix: str = "") -> str:
+        """php-resque's status key; >= 1.3.4 inserts the payload's ``prefix``."""
+        middle = f"{job_prefix}_{job_id}" if job_prefix else job_id
+        return f"{self.prefix}job:{middle}:status"
+
+    # --- pyresque-only keys -------------------------------------------------
+
+    def inflight(self, worker_id: str) -> str:
+        """Hash of the jobs a worker has claimed: claim token -> in-flight record."""
+        return f"{self.prefix}pyresque:inflight:{worker_id}"
+
+    @property
+    def leases(self) -> str:
+        """Sorted set: worker id -> lease expiry (ms, Redis clock)."""
+        return f"{self.prefix}pyresque:leases"
+
+    def wake(self, queue: str) -> str:
+        """A list that idle pyresque workers block on; a token means "look again"."""
+        return f"{self.prefix}pyresque:wake:{queue}"
+
+    @property
+    def recovered(self) -> str:
+        """Counter of jobs put back on their queue after a crash."""
+        return f"{self.prefix}stat:recovered"
+
+    def control(self, worker_id: str) -> str:
+        """A list of commands (quit, pause, resume) for one worker, from any host."""
+        return f"{self.prefix}pyresque:control:{worker_id}"

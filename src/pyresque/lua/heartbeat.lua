@@ -1,0 +1,21 @@
+-- A worker's heartbeat, once a second: renew its lease, stay registered, write
+-- Ruby Resque's heartbeat, collect commands sent to it (`pyresque ctl`), and
+-- report workers whose lease has expired so their jobs can be recovered.
+--
+-- KEYS[1] leases zset   KEYS[2] workers set   KEYS[3] workers:heartbeat hash
+-- KEYS[4] worker:<id>:started   KEYS[5] the worker's control list
+-- ARGV[1] worker id   ARGV[2] lease length (ms)   ARGV[3] start time text
+-- Returns {commands, expired worker ids}.
+
+local now = now_ms()
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+-- Re-register if a pruner removed us while we were stalled.
+redis.call('SADD', KEYS[2], ARGV[1])
+redis.call('SET', KEYS[4], ARGV[3], 'NX')
+redis.call('HSET', KEYS[3], ARGV[1], iso8601(math.floor(now / 1000)))
+local commands = redis.call('LRANGE', KEYS[5], 0, -1)
+if #commands > 0 then
+  redis.call('DEL', KEYS[5])
+end
+local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 20)
+return {commands, expired}

@@ -1,0 +1,34 @@
+-- Unregister a worker and delete its keys, as Ruby Resque's unregister does.
+-- A worker unregisters itself on exit; a live worker reaps a dead one, but only
+-- once the dead one's lease has expired and its in-flight jobs were recovered.
+-- A dead Ruby or PHP worker that was working leaves its job in worker:<id>; it
+-- is moved to `failed` (Ruby's DirtyExit), never dropped.
+--
+-- KEYS[1] workers set   KEYS[2] worker:<id>   KEYS[3] worker:<id>:started
+-- KEYS[4] workers:heartbeat   KEYS[5] stat:processed:<id>   KEYS[6] stat:failed:<id>
+-- KEYS[7] leases zset   KEYS[8] in-flight hash   KEYS[9] failed list   KEYS[10] stat:failed
+-- ARGV[1] worker id   ARGV[2] '1' when the worker unregisters itself
+-- ARGV[3] worker:<id> value as read   ARGV[4] failure record for that job, or ''
+-- Returns 1 when unregistered, 0 when the worker proved alive or busy.
+
+if ARGV[2] ~= '1' then
+  local expiry = redis.call('ZSCORE', KEYS[7], ARGV[1])
+  if expiry and tonumber(expiry) > now_ms() then
+    return 0
+  end
+  if redis.call('HLEN', KEYS[8]) > 0 then
+    return 0
+  end
+  if ARGV[4] ~= '' then
+    if redis.call('GET', KEYS[2]) ~= ARGV[3] then
+      return 0
+    end
+    redis.call('RPUSH', KEYS[9], ARGV[4])
+    redis.call('INCR', KEYS[10])
+  end
+end
+redis.call('SREM', KEYS[1], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
+redis.call('HDEL', KEYS[4], ARGV[1])
+redis.call('ZREM', KEYS[7], ARGV[1])
+return 1

@@ -1,0 +1,40 @@
+-- Put back one in-flight job of a worker that lost its lease (it died, or
+-- stalled for longer than the lease), or of a worker that is shutting down.
+-- The job goes to the head of its queue, or to `failed` when it is a poison job.
+-- Many workers may race to recover the same job: the checks below let exactly
+-- one of them do it.
+--
+-- KEYS[1] leases zset   KEYS[2] the owner's in-flight hash
+-- KEYS[3] destination list (queue:<name>, or failed)   KEYS[4] counter to increment
+-- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
+-- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
+-- ARGV[4] item to push        ARGV[5] 'requeue' or 'fail'   ARGV[6] queue name
+-- ARGV[7] '1' when the owner itself gives the job back (no lease check)
+-- Returns 1 when this call moved the job, 0 otherwise.
+
+if ARGV[7] ~= '1' then
+  local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
+  if expiry and tonumber(expiry) > now_ms() then
+    return 0 -- the owner is alive after all
+  end
+end
+if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+  return 0 -- already recovered or finished
+end
+redis.call('HDEL', KEYS[2], ARGV[2])
+redis.call('INCR', KEYS[4])
+local code = 3
+if ARGV[5] == 'requeue' then
+  code = 1
+  redis.call('LPUSH', KEYS[3], ARGV[4])
+  redis.call('SADD', KEYS[5], ARGV[6])
+  if redis.call('LLEN', KEYS[6]) == 0 then
+    redis.call('RPUSH', KEYS[6], '1')
+  end
+else
+  redis.call('RPUSH', KEYS[3], ARGV[4])
+end
+if KEYS[7] then
+  set_status(KEYS[7], code, 'null', math.floor(now_ms() / 1000))
+end
+return 1

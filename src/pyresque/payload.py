@@ -1,0 +1,152 @@
+"""Job payloads: the JSON that sits on ``queue:<name>``.
+
+Two dialects exist (spec section 2). Ruby writes ``{"class","args"}`` with
+``args`` the positional argument list. php-resque writes
+``{"class","args":[<data>],"id","prefix","queue_time"}``: the data is wrapped
+in a one-element list. We read both and write php-resque's shape by default.
+JSON only, compact, UTF-8; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+
+class Dialect(str, Enum):
+    """Which producer's payload shape to write."""
+
+    PHP = "php"  # {"class","args","id","prefix","queue_time"}: status tracking works
+    RUBY = "ruby"  # {"class","args"}: byte-identical to Ruby's Resque.enqueue
+
+
+class MalformedPayload(ValueError):
+    """A queue element that is not a job payload; the message says what is wrong."""
+
+
+def _reject(value: object) -> Any:
+    raise TypeError(
+        f"job arguments must be JSON-serialisable, but {value!r} "
+        f"(type {type(value).__name__}) is not; convert it to str, int, float, bool, "
+        "None, list or dict before enqueueing"
+    )
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as Ruby's ``json`` gem writes it (raw UTF-8, ``/`` unescaped).
+
+    Raises ``TypeError`` naming the offending value when something is not JSON.
+    """
+    try:
+        return json.dumps(
+            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_reject
+        )
+    except ValueError as exc:  # NaN / Infinity, circular references
+        raise TypeError(f"job arguments must be valid JSON: {exc}") from exc
+
+
+def new_job_id() -> str:
+    """32 lowercase hex characters, like php-resque's ``md5(uniqid())``."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class Payload:
+    """A decoded job payload. ``extra`` keeps fields we do not interpret."""
+
+    class_name: str
+    args: list[Any]
+    id: str | None = None
+    prefix: str = ""
+    queue_time: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        class_name: str,
+        args: list[Any],
+        dialect: Dialect = Dialect.PHP,
+        job_id: str | None = None,
+        prefix: str = "",
+    ) -> Payload:
+        if dialect is Dialect.RUBY and job_id is None:
+            return cls(class_name, args)
+        return cls(class_name, args, job_id or new_job_id(), prefix, time.time())
+
+    @property
+    def data(self) -> Any:
+        """What php-resque hands a job as ``$this->args``: the first argument, or None."""
+        return self.args[0] if self.args else None
+
+    @property
+    def attempts(self) -> int:
+        """Earlier deliveries of this job that did not finish (crashes, retries)."""
+        value = self.extra.get("attempts", 0)
+        return value if isinstance(value, int) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields in the order the producers write them: class, args, id, prefix, queue_time."""
+        out: dict[str, Any] = {"class": self.class_name, "args": self.args}
+        if self.id is not None:
+            out["id"] = self.id
+            out["prefix"] = self.prefix
+            if self.queue_time is not None:
+                out["queue_time"] = self.queue_time
+        out.update(self.extra)
+        return out
+
+    def encode(self) -> str:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, item: Any) -> Payload:
+        """Validate a decoded JSON value as a job payload."""
+        if not isinstance(item, dict):
+            raise MalformedPayload(
+                f"a job payload must be a JSON object, got {type(item).__name__}"
+            )
+        klass = item.get("class")
+        if not isinstance(klass, str) or not klass:
+            raise MalformedPayload(
+                'payload has no "class" string naming the job to run'
+                if klass is None
+                else f'payload "class" must be a non-empty string, got {klass!r}'
+            )
+        args = item.get("args", [])
+        if not isinstance(args, list):
+            raise MalformedPayload(
+                f'payload "args" must be a JSON list of arguments, got {type(args).__name__}'
+            )
+        job_id = item.get("id")
+        prefix = item.get("prefix") or ""
+        queue_time = item.get("queue_time")
+        known = {"class", "args", "id", "prefix", "queue_time"}
+        return cls(
+            class_name=klass,
+            args=args,
+            id=str(job_id) if job_id not in (None, "") else None,
+            prefix=prefix if isinstance(prefix, str) else "",
+            queue_time=float(queue_time) if isinstance(queue_time, (int, float)) else None,
+            extra={k: v for k, v in item.items() if k not in known},
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Payload:
+        """Parse a queue element; raise ``MalformedPayload`` saying exactly what is wrong."""
+        if isinstance(raw, bytes):
+            try:
+                raw = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise MalformedPayload(
+                    f"payload is not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})"
+                ) from exc
+        try:
+            item = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise MalformedPayload(f"payload is not valid JSON: {exc}") from exc
+        return cls.from_dict(item)

@@ -1,0 +1,55 @@
+"""The Lua scripts that make each Redis-side step atomic.
+
+The sources live in ``lua/``, one readable file per step. Shared helpers
+(``lib_*.lua``) are prepended to the scripts that use them. Every script gets
+every key it touches through KEYS, so the same scripts run on Redis Cluster
+when the namespace is a hash tag.
+"""
+
+from __future__ import annotations
+
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script as RedisScript
+
+#: script name -> the helper libraries it needs
+_LIBS: dict[str, tuple[str, ...]] = {
+    "enqueue": (),
+    "claim": ("clock",),
+    "finish": ("clock", "status"),
+    "set_status": ("clock", "status"),
+    "heartbeat": ("clock",),
+    "recover": ("clock", "status"),
+    "reap": ("clock",),
+    "retry_failed": (),
+}
+
+
+def _read(name: str) -> str:
+    return (resources.files("pyresque") / "lua" / f"{name}.lua").read_text(encoding="utf-8")
+
+
+@cache
+def source(name: str) -> str:
+    """The full source of a script, helpers included."""
+    parts = [_read(f"lib_{lib}") for lib in _LIBS[name]]
+    return "\n".join([*parts, _read(name)])
+
+
+@cache
+def _script(name: str) -> RedisScript:
+    # Not bound to a client: each call names its client (or pipeline).
+    return RedisScript(None, source(name).encode())  # type: ignore[arg-type]
+
+
+def run(
+    client: redis.Redis | redis.client.Pipeline,
+    name: str,
+    keys: list[str],
+    args: list[Any],
+) -> Any:
+    """Run script ``name``; on a pipeline this queues the call (loaded on execute)."""
+    return _script(name)(keys=keys, args=args, client=client)
