@@ -16,9 +16,9 @@ except PackageNotFoundError:  # running from a source tree
     __version__ = "0.0.0"
 
 __all__ = [
+    "Dialect",
     "DontCreate",
     "DontPerform",
-    "Dialect",
     "Enqueued",
     "Events",
     "Job",

@@ -12,12 +12,12 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from pyresque import scripts
-from pyresque.connection import connect, unavailable
+from pyresque.connection import connect, raw, text, unavailable
 from pyresque.events import Events
 from pyresque.events import events as default_events
 from pyresque.failure import Failures
@@ -91,7 +91,11 @@ class Resque:
         return self._enqueue(queue, job, [args], track_status, prefix, at_front)
 
     def enqueue_to(
-        self, queue: str, job: JobRef, *args: Any, track_status: bool = False,
+        self,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        track_status: bool = False,
         at_front: bool = False,
     ) -> str | None:
         """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
@@ -111,8 +115,9 @@ class Resque:
         if payload is None:
             return None
         with self._connection():
-            scripts.run(self.redis, "enqueue", *self._enqueue_call(queue, [payload], track,
-                                                                   at_front))
+            scripts.run(
+                self.redis, "enqueue", *self._enqueue_call(queue, [payload], track, at_front)
+            )
         self._after_enqueue(queue, job, payload)
         return payload.id
 
@@ -126,8 +131,9 @@ class Resque:
 
         def flush() -> None:
             if batch and batch_key:
-                scripts.run(pipe, "enqueue", *self._enqueue_call(batch_key[0], batch,
-                                                                 batch_key[1], False))
+                scripts.run(
+                    pipe, "enqueue", *self._enqueue_call(batch_key[0], batch, batch_key[1], False)
+                )
             batch.clear()
 
         for item in jobs:
@@ -201,26 +207,28 @@ class Resque:
 
     def push(self, queue: str, item: dict[str, Any]) -> None:
         """Push a raw payload, as ``Resque.push`` does (no hooks, no id added)."""
-        keys, args = [self.keys.queues, self.keys.queue(queue), self.keys.wake(queue)], [
-            queue, "", "tail", dumps(item)]
+        keys, args = (
+            [self.keys.queues, self.keys.queue(queue), self.keys.wake(queue)],
+            [queue, "", "tail", dumps(item)],
+        )
         with self._connection():
             scripts.run(self.redis, "enqueue", keys, args)
 
     def pop(self, queue: str) -> dict[str, Any] | None:
         """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
-        raw = self.redis.lpop(self.keys.queue(queue))
-        return None if raw is None else _decoded(raw)
+        item = self.redis.lpop(self.keys.queue(queue))
+        return None if item is None else _decoded(raw(cast("bytes | str", item)))
 
     def size(self, queue: str) -> int:
         return int(self.redis.llen(self.keys.queue(queue)))
 
     def queues(self) -> list[str]:
-        return sorted(m.decode() for m in self.redis.smembers(self.keys.queues))
+        return sorted(text(m) for m in self.redis.smembers(self.keys.queues))
 
     def peek(self, queue: str, start: int = 0, count: int = 1) -> list[Any]:
         """Payloads at positions ``start .. start+count-1``, decoded where possible."""
-        raws = self.redis.lrange(self.keys.queue(queue), start, start + count - 1)
-        return [_decoded(raw) for raw in raws]
+        items = self.redis.lrange(self.keys.queue(queue), start, start + count - 1)
+        return [_decoded(raw(item)) for item in items]
 
     def remove_queue(self, queue: str) -> int:
         """Delete a queue and forget its name; returns how many jobs it held."""
@@ -247,9 +255,9 @@ class Resque:
         key = self.keys.queue(queue)
         matches: set[bytes] = set()
         for start in range(0, self.size(queue), _CHUNK):
-            for raw in self.redis.lrange(key, start, start + _CHUNK - 1):
+            for item in self.redis.lrange(key, start, start + _CHUNK - 1):
                 try:
-                    payload = Payload.decode(raw)
+                    payload = Payload.decode(item)
                 except ValueError:
                     continue
                 if (
@@ -257,10 +265,10 @@ class Resque:
                     and (not wanted or payload.args == wanted)
                     and (job_id is None or payload.id == job_id)
                 ):
-                    matches.add(raw)
+                    matches.add(raw(item))
         pipe = self.redis.pipeline(transaction=False)
-        for raw in matches:
-            pipe.lrem(key, 0, raw)
+        for match in matches:
+            pipe.lrem(key, 0, match)  # type: ignore[arg-type]
         return sum(int(n) for n in pipe.execute())
 
     # --- status and stats -----------------------------------------------------
@@ -280,7 +288,7 @@ class Resque:
     def info(self) -> dict[str, Any]:
         """What Ruby's ``Resque.info`` reports."""
         queues = self.queues()
-        workers = sorted(w.decode() for w in self.redis.smembers(self.keys.workers))
+        workers = sorted(text(w) for w in self.redis.smembers(self.keys.workers))
         pipe = self.redis.pipeline(transaction=False)
         for queue in queues:
             pipe.llen(self.keys.queue(queue))

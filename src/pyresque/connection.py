@@ -63,6 +63,16 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     )
 
 
+def text(value: bytes | str) -> str:
+    """A reply as text (our clients return bytes, so bad UTF-8 in a payload survives)."""
+    return value.decode() if isinstance(value, bytes) else value
+
+
+def raw(value: bytes | str) -> bytes:
+    """A reply as bytes."""
+    return value if isinstance(value, bytes) else value.encode()
+
+
 def describe(client: redis.Redis) -> str:
     """Where a client points, for error messages: ``127.0.0.1:6379/0``."""
     kwargs = client.connection_pool.connection_kwargs

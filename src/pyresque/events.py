@@ -14,7 +14,7 @@ from typing import Any
 
 #: Every event, with the arguments its listeners receive.
 EVENTS: dict[str, str] = {
-    "before_enqueue": "(job_class_name, args, queue, job_id); raise DontCreate or return False to veto",
+    "before_enqueue": "(job_class_name, args, queue, job_id); raise DontCreate to veto",
     "after_enqueue": "(job_class_name, args, queue, job_id)",
     "before_first_fork": "(worker), in the worker process, once",
     "before_fork": "(job), in the worker process before the child is forked",

@@ -17,6 +17,7 @@ from typing import Any
 import redis
 
 from pyresque import scripts
+from pyresque.connection import raw
 from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload, dumps
 from pyresque.status import waiting_packet
@@ -33,7 +34,9 @@ def resque_time(when: float | None = None) -> str:
 def exception_name(exc: BaseException) -> str:
     """The exception class as a failure record names it (qualified unless builtin)."""
     cls = type(exc)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    return (
+        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    )
 
 
 def backtrace_of(exc: BaseException) -> list[str]:
@@ -143,11 +146,11 @@ class Failures:
     def list(self, offset: int = 0, limit: int = 20) -> list[Failure]:
         """One page of records, oldest first."""
         raws = self._redis.lrange(self._keys.failed, offset, offset + limit - 1)
-        return [Failure.decode(offset + i, raw) for i, raw in enumerate(raws)]
+        return [Failure.decode(offset + i, raw(item)) for i, item in enumerate(raws)]
 
     def get(self, index: int) -> Failure | None:
-        raw = self._redis.lindex(self._keys.failed, index)
-        return None if raw is None else Failure.decode(index, raw)
+        item = self._redis.lindex(self._keys.failed, index)
+        return None if item is None else Failure.decode(index, raw(item))
 
     def __iter__(self) -> Iterator[Failure]:
         offset = 0
@@ -181,8 +184,14 @@ class Failures:
         ]
         if payload.id:
             keys.append(self._keys.status(payload.id, payload.prefix))
-        args = [failure.index, failure.raw, dumps(item), payload.encode(), failure.queue,
-                waiting_packet()]
+        args = [
+            failure.index,
+            failure.raw,
+            dumps(item),
+            payload.encode(),
+            failure.queue,
+            waiting_packet(),
+        ]
         return bool(scripts.run(self._redis, "retry_failed", keys, args))
 
     def requeue_all(
@@ -203,8 +212,8 @@ class Failures:
 
     def remove(self, index: int) -> bool:
         """Remove record ``index`` (by content, so concurrent changes cannot misdirect it)."""
-        raw = self._redis.lindex(self._keys.failed, index)
-        return raw is not None and bool(self._redis.lrem(self._keys.failed, 1, raw))
+        item = self._redis.lindex(self._keys.failed, index)
+        return item is not None and bool(self._redis.lrem(self._keys.failed, 1, item))  # type: ignore[arg-type]
 
     def remove_all(
         self,
@@ -220,7 +229,7 @@ class Failures:
             if failure.matches(queue, class_name, exception) and (
                 not retried_only or failure.retried_at
             ):
-                pipe.lrem(self._keys.failed, 1, failure.raw)
+                pipe.lrem(self._keys.failed, 1, failure.raw)  # type: ignore[arg-type]
             if progress:
                 progress(1)
         return sum(int(n) for n in pipe.execute())

@@ -15,11 +15,11 @@ from typing import Any, ClassVar
 from pyresque.payload import Payload
 
 
-class DontPerform(Exception):  # noqa: N818 - the name Resque users know
+class DontPerform(Exception):
     """Raise in ``set_up`` or ``before_perform`` to skip a job quietly (no failure)."""
 
 
-class DontCreate(Exception):  # noqa: N818 - the name php-resque users know
+class DontCreate(Exception):
     """Raise in a ``before_enqueue`` hook to veto an enqueue."""
 
 
@@ -42,6 +42,11 @@ class Job:
     resque_name: ClassVar[str]
     #: Default queue for ``Resque.enqueue_job``.
     queue: ClassVar[str | None] = None
+    #: Seconds the job may run before it is stopped and failed with ``JobTimeout``.
+    timeout: ClassVar[float | None] = None
+    #: What a crash of the worker running this job does: "requeue" it, or "fail" it
+    #: as Resque does.
+    on_crash: ClassVar[str] = "requeue"
 
     def __init_subclass__(
         cls, *, name: str | None = None, register: bool = True, **kwargs: Any
@@ -136,7 +141,10 @@ class Registry:
         return job_class
 
     def job(
-        self, func: Callable[..., Any] | None = None, *, name: str | None = None,
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
         queue: str | None = None,
     ) -> Any:
         """Decorator: register a plain function as a job; it receives the positional args."""
@@ -148,8 +156,12 @@ class Registry:
             job_class = type(
                 f.__name__,
                 (Job,),
-                {"perform": perform, "queue": queue, "__module__": f.__module__,
-                 "__qualname__": f.__qualname__},
+                {
+                    "perform": perform,
+                    "queue": queue,
+                    "__module__": f.__module__,
+                    "__qualname__": f.__qualname__,
+                },
                 name=name or f.__name__,
                 register=False,
             )

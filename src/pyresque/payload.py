@@ -142,8 +142,9 @@ class Payload:
             try:
                 raw = raw.decode("utf-8")
             except UnicodeDecodeError as exc:
+                bad = raw[exc.start : exc.start + 1]
                 raise MalformedPayload(
-                    f"payload is not valid UTF-8 (byte {exc.start}: {raw[exc.start : exc.start + 1]!r})"
+                    f"payload is not valid UTF-8 (byte {exc.start}: {bad!r})"
                 ) from exc
         try:
             item = json.loads(raw)

@@ -1,0 +1,303 @@
+"""Leases, heartbeats and crash recovery: why no job is lost when a worker dies.
+
+Every claimed job has an in-flight record owned by its worker (claim.lua), and
+every worker holds a lease in the ``pyresque:leases`` sorted set that its
+heartbeat renews once a second. When a worker dies, its lease expires; the
+next heartbeat of *any* live worker, on any host, reports it, and that worker
+puts the dead one's jobs back at the head of their queues (recover.lua). A job
+that keeps killing its workers is a poison job and goes to ``failed`` instead.
+No central reaper is needed.
+
+Ruby and PHP workers have no lease. They are pruned the Resque way: on the same
+host when their pid is gone, elsewhere when their Ruby heartbeat is older than
+Ruby's prune interval; a job they were running goes to ``failed`` as a DirtyExit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import random
+import socket
+import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
+from typing import cast
+
+import redis
+
+from pyresque import scripts
+from pyresque.connection import raw, text
+from pyresque.failure import failure_record
+from pyresque.job import Registry
+from pyresque.keys import Keys
+from pyresque.payload import Payload
+
+log = logging.getLogger("pyresque.recovery")
+
+#: Ruby prunes workers whose heartbeat is older than this (Resque.prune_interval).
+RUBY_PRUNE_INTERVAL = 300
+
+
+def worker_keys(keys: Keys, worker_id: str) -> list[str]:
+    """KEYS for reap.lua."""
+    return [
+        keys.workers,
+        keys.worker(worker_id),
+        keys.worker_started(worker_id),
+        keys.heartbeats,
+        keys.stat("processed", worker_id),
+        keys.stat("failed", worker_id),
+        keys.leases,
+        keys.inflight(worker_id),
+        keys.failed,
+        keys.stat("failed"),
+    ]
+
+
+class Recovery:
+    """Puts back the jobs of dead workers and unregisters them."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        registry: Registry,
+        max_crashes: int = 3,
+        recoverer: str = "",
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._registry = registry
+        self.max_crashes = max_crashes
+        self._recoverer = recoverer
+
+    def recover_worker(self, worker_id: str) -> int:
+        """Recover every in-flight job of a worker whose lease expired; returns how many."""
+        entries = self._redis.hgetall(self._keys.inflight(worker_id))
+        moved = 0
+        for token, record in entries.items():
+            moved += self.give_back(worker_id, text(token), raw(record), crashed=True)
+        reaped = scripts.run(
+            self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
+        )
+        if reaped:
+            log.warning("unregistered dead worker %s", worker_id)
+        return moved
+
+    def give_back(self, worker_id: str, token: str, record: bytes, crashed: bool) -> int:
+        """Put one in-flight job back on its queue (or in ``failed`` if it is poison).
+
+        ``crashed`` counts the delivery as an attempt; a worker that gives back its own
+        job on shutdown passes False, and skips the lease check.
+        """
+        # The payload's bytes may not be UTF-8 (bad input is kept, never dropped).
+        entry = json.loads(record.decode("utf-8", "surrogateescape"))
+        queue: str = entry["queue"]
+        raw: bytes | str = entry["payload"].encode("utf-8", "surrogateescape")
+        payload = _payload_or_none(raw)
+        action, item, counter = "requeue", raw, self._keys.recovered
+        destination = self._keys.queue(queue)
+        if crashed and payload is not None:
+            payload.extra["attempts"] = payload.attempts + 1
+            item = payload.encode()
+            if payload.attempts >= self.max_crashes or self._fails_on_crash(payload):
+                action, counter, destination = "fail", self._keys.stat("failed"), self._keys.failed
+                item = self._poison_record(payload, worker_id, queue)
+        keys = [
+            self._keys.leases,
+            self._keys.inflight(worker_id),
+            destination,
+            counter,
+            self._keys.queues,
+            self._keys.wake(queue),
+        ]
+        if payload is not None and payload.id:
+            keys.append(self._keys.status(payload.id, payload.prefix))
+        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1"]
+        if not scripts.run(self._redis, "recover", keys, args):
+            return 0
+        job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
+        if action == "fail":
+            log.error(
+                "job %s failed: it was running when worker %s died %d times (poison)",
+                job,
+                worker_id,
+                payload.attempts if payload else 0,
+            )
+        elif crashed:
+            log.warning(
+                "recovered job %s of dead worker %s back to queue %s", job, worker_id, queue
+            )
+        return 1
+
+    def _fails_on_crash(self, payload: Payload) -> bool:
+        if payload.class_name not in self._registry:
+            return False
+        return self._registry.get(payload.class_name).on_crash == "fail"
+
+    def _poison_record(self, payload: Payload, worker_id: str, queue: str) -> str:
+        crashes = payload.attempts
+        reason = (
+            f"the job was running when its worker died {crashes} time(s) "
+            f"(last: {worker_id}); it was not run again"
+        )
+        name = "pyresque.PoisonJob" if crashes >= self.max_crashes else "pyresque.DirtyExit"
+        return failure_record(payload.to_dict(), name, reason, [], worker_id, queue)
+
+    # --- Ruby and PHP workers --------------------------------------------------
+
+    def prune_foreign(self) -> int:
+        """Resque's pruning, for workers without a pyresque lease; returns how many."""
+        if not self._redis.set(
+            self._keys.pruning_lock, self._recoverer or "pyresque", nx=True, ex=60
+        ):
+            return 0
+        pruned = 0
+        leased = {
+            text(m) for m in cast("list[bytes]", self._redis.zrange(self._keys.leases, 0, -1))
+        }
+        heartbeats = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.heartbeats))
+        beats = {text(k): text(v) for k, v in heartbeats.items()}
+        now = self._server_time()
+        host = socket.gethostname()
+        registered = {text(m) for m in self._redis.smembers(self._keys.workers)}
+        for worker_id in sorted(registered | set(beats)):
+            if worker_id in leased:
+                continue
+            parts = worker_id.split(":", 2)
+            beat = _parse_time(beats.get(worker_id))
+            if beat is not None and now - beat > RUBY_PRUNE_INTERVAL:
+                pruned += self._reap_foreign(worker_id, "Resque::PruneDeadWorkerDirtyExit")
+            elif len(parts) == 3 and parts[0] == host and not _pid_alive(parts[1]):
+                pruned += self._reap_foreign(worker_id, "Resque::DirtyExit")
+        return pruned
+
+    def _reap_foreign(self, worker_id: str, exception: str) -> int:
+        current = cast("bytes | None", self._redis.get(self._keys.worker(worker_id)))
+        record = ""
+        if current:
+            try:
+                working = json.loads(current)
+                payload, queue = working.get("payload"), str(working.get("queue", ""))
+            except ValueError:
+                payload, queue = current.decode("utf-8", "replace"), ""
+            klass = payload.get("class", "?") if isinstance(payload, dict) else "?"
+            error = (
+                "Job still being processed"
+                if exception == "Resque::DirtyExit"
+                else f"Worker {worker_id} did not gracefully exit while processing {klass}"
+            )
+            record = failure_record(payload, exception, error, [], worker_id, queue)
+        done = scripts.run(
+            self._redis,
+            "reap",
+            worker_keys(self._keys, worker_id),
+            [worker_id, "0", current or "", record],
+        )
+        if done:
+            log.warning(
+                "pruned dead worker %s%s",
+                worker_id,
+                "; its job was moved to failed" if record else "",
+            )
+        return int(done)
+
+    def _server_time(self) -> float:
+        secs, micros = self._redis.time()
+        return float(secs) + micros / 1e6
+
+
+class Heartbeat(threading.Thread):
+    """Beats once per interval in the background: lease, registration, commands, recovery."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        worker_id: str,
+        lease_ms: int,
+        started: str,
+        recovery: Recovery,
+        on_command: Callable[[str], None],
+    ) -> None:
+        super().__init__(name="pyresque-heartbeat", daemon=True)
+        self._redis = client
+        self._keys = keys
+        self.worker_id = worker_id
+        self.lease_ms = lease_ms
+        self.started = started
+        self.recovery = recovery
+        self.on_command = on_command
+        self.interval = lease_ms / 1000 / 5
+        self._stopped = threading.Event()
+        self._healthy = True
+
+    def beat(self) -> list[str]:
+        """One heartbeat; returns the ids of workers whose lease has expired."""
+        keys = [
+            self._keys.leases,
+            self._keys.workers,
+            self._keys.heartbeats,
+            self._keys.worker_started(self.worker_id),
+            self._keys.control(self.worker_id),
+        ]
+        commands, expired = scripts.run(
+            self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started]
+        )
+        for command in commands:
+            self.on_command(command.decode())
+        return [w.decode() for w in expired if w.decode() != self.worker_id]
+
+    def run(self) -> None:
+        delay = self.interval
+        while not self._stopped.wait(delay):
+            try:
+                for dead in self.beat():
+                    self.recovery.recover_worker(dead)
+                delay = self.interval
+                if not self._healthy:
+                    log.warning("heartbeat: Redis is back")
+                    self._healthy = True
+            except redis.exceptions.RedisError as exc:
+                if self._healthy:
+                    log.error("heartbeat: Redis unavailable (%s); retrying", exc)
+                    self._healthy = False
+                delay = min(self.interval * 5, delay * 2) * random.uniform(0.8, 1.2)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout=5)
+
+
+def _payload_or_none(raw: bytes | str) -> Payload | None:
+    try:
+        return Payload.decode(raw)
+    except ValueError:
+        return None
+
+
+def _pid_alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def started_text() -> str:
+    """The worker start time, ISO 8601 with offset (Ruby and php-resque accept it)."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")

@@ -1,0 +1,45 @@
+"""Shared fixtures: a private Redis server per session and per-test namespaces.
+
+Set ``REDIS_URL`` to run against an existing server instead; tests only ever
+delete keys under their own namespace (never FLUSHALL/FLUSHDB).
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+
+
+@pytest.fixture(scope="session")
+def redis_url(pyresque_redis_url: str) -> str:
+    """URL of the Redis server used by the test session (the pytest plugin's, see
+    pyresque.testing: ``REDIS_URL`` if set, else a private server)."""
+    return pyresque_redis_url
+
+
+@pytest.fixture
+def redis_client(redis_url: str) -> Iterator[redis.Redis]:
+    """A bytes-returning client (``decode_responses=False``) to the session server."""
+    client = redis.Redis.from_url(redis_url, decode_responses=False)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture
+def namespace(redis_client: redis.Redis) -> Iterator[str]:
+    """A unique key namespace (``t<8 hex>``); its ``<namespace>:*`` keys are deleted after."""
+    name = f"t{uuid.uuid4().hex[:8]}"
+    yield name
+    batch: list[bytes] = []
+    for key in redis_client.scan_iter(match=f"{name}:*", count=1000):
+        batch.append(key)
+        if len(batch) >= 500:
+            redis_client.delete(*batch)
+            batch.clear()
+    if batch:
+        redis_client.delete(*batch)
