@@ -23,6 +23,7 @@ from pyresque import (
     Events,
     Job,
     JobStatus,
+    Payload,
     Registry,
     Resque,
     Status,
@@ -843,6 +844,28 @@ def test_strict_refuses_unregistered_names(
     ]
 
 
+class ClientTestGlobalJob(Job):
+    """Registered in the process-wide registry under its class name."""
+
+    def perform(self) -> None:
+        pass
+
+
+def test_strict_uses_the_global_registry_by_default(
+    redis_url: str, redis_client: redis.Redis, namespace: str
+) -> None:
+    strict = Resque(redis_url, namespace=namespace, strict=True, events=Events())
+    assert strict.enqueue("q", ClientTestGlobalJob, 1)
+    assert strict.enqueue("q", "ClientTestGlobalJob", 2)
+    # A private registry, even an empty one, replaces the global one.
+    private = Resque(
+        redis_url, namespace=namespace, registry=Registry(), strict=True, events=Events()
+    )
+    with pytest.raises(LookupError, match="ClientTestGlobalJob"):
+        private.enqueue("q", "ClientTestGlobalJob", 3)
+    assert redis_client.llen(f"{namespace}:queue:q") == 2
+
+
 # ----------------------------------------------------------------------------- the example
 
 
@@ -880,5 +903,9 @@ def test_example_user_job_main(
     assert "1" in out
     assert "default" in out
     assert "WAITING" in out
-    # The job itself reads php-resque's ``self.args``.
+    # The job itself reads php-resque's ``self.args``: the data given to enqueue.
     assert example.UserJob.resque_name == "UserJob"
+    raw_job = redis_client.lindex(f"{namespace}:queue:default", 0)
+    assert raw_job is not None
+    example.UserJob(Payload.decode(raw_job), "default").run_perform()
+    assert capsys.readouterr().out == "Welcome, Chris <chris@example.com>!\n"

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import math
 import re
-import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -231,20 +230,8 @@ def _keys_under(client: redis.Redis, namespace: str) -> list[bytes]:
         pytest.param(object(), "<object object at", id="object"),
         pytest.param({1, 2}, "{1, 2} (type set)", id="set"),
         pytest.param(b"raw", "b'raw' (type bytes)", id="bytes"),
-        pytest.param(
-            float("nan"),
-            "nan",
-            id="nan",
-            marks=pytest.mark.xfail(
-                sys.version_info < (3, 12),
-                strict=True,
-                reason=(
-                    "BUG: payload.dumps turns json's ValueError into 'job arguments must be valid "
-                    "JSON: Out of range float values are not JSON compliant', which on Python "
-                    "< 3.12 does not name the offending value (nan)"
-                ),
-            ),
-        ),
+        pytest.param(float("nan"), "nan", id="nan"),
+        pytest.param([1.0, {"x": float("-inf")}], "-inf", id="-inf"),
     ],
 )
 @pytest.mark.parametrize("dialect", [Dialect.PHP, Dialect.RUBY])
@@ -276,11 +263,32 @@ def test_nan_and_infinity_are_rejected_as_type_error(
     redis_url: str, redis_client: redis.Redis, namespace: str
 ) -> None:
     resque = Resque(redis_url, namespace=namespace)
-    for value in (math.nan, math.inf, -math.inf):
-        with pytest.raises(TypeError, match="valid JSON"):
+    for value, name in ((math.nan, "nan"), (math.inf, "inf"), (-math.inf, "-inf")):
+        with pytest.raises(TypeError, match="valid JSON") as info:
             resque.enqueue("default", "X", [value])
+        assert f"{name} is not a JSON number" in str(info.value)
     assert _keys_under(redis_client, namespace) == []
 
 
 def test_dumps_is_compact() -> None:
     assert dumps({"a": [1, {"b": None}], "c": "/é"}) == '{"a":[1,{"b":null}],"c":"/é"}'
+
+
+@pytest.mark.xfail(
+    strict=True,
+    raises=RecursionError,
+    reason=(
+        "BUG: payload._non_finite (called from dumps when json.dumps raises ValueError) walks "
+        "the value recursively without tracking visited containers, so a self-referencing "
+        "argument raises RecursionError instead of TypeError('... Circular reference ...')"
+    ),
+)
+def test_circular_args_raise_type_error_and_write_nothing(
+    redis_client: redis.Redis, namespace: str
+) -> None:
+    loop: list[Any] = [1]
+    loop.append(loop)
+    resque = Resque(redis_client, namespace=namespace)
+    with pytest.raises(TypeError, match=r"[Cc]ircular"):
+        resque.enqueue("default", "X", {"loop": loop})
+    assert _keys_under(redis_client, namespace) == []

@@ -7,15 +7,33 @@ commands can be added without touching existing ones.
 from __future__ import annotations
 
 import contextlib
+import functools
+import importlib
+import importlib.util
+import json
+import logging
+import os
 import signal
+import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
 from types import FrameType
+from typing import Any
 
 import click
+import redis
 
+from pyresque.client import Resque
+from pyresque.connection import unavailable, url_from_env
+from pyresque.control import WorkerInfo, list_workers, send_command
+from pyresque.failure import Failures
+from pyresque.fetch import QueueList
+from pyresque.keys import DEFAULT_NAMESPACE
 from pyresque.server import RedisServer, ServerError
+from pyresque.supervisor import Supervisor
+from pyresque.worker import COMMANDS, Worker, WorkerOptions
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -60,10 +78,542 @@ def _run_server_until(stop: threading.Event, server: RedisServer) -> None:
         server.stop()
 
 
-@click.group()
+class _CLI(click.Group):
+    """A group whose errors are one line: ``pyresque: error: <what to fix>``."""
+
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
+        run = functools.partial(super().main, args, prog_name, complete_var, False, **extra)
+        if not standalone_mode:
+            return run()
+        try:
+            code: Any = run()
+        except click.UsageError as exc:
+            _fail(exc.format_message(), 2)
+        except click.ClickException as exc:
+            _fail(exc.format_message(), exc.exit_code)
+        except click.Abort:
+            _fail("aborted", 1)
+        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            _fail(str(exc), 1)
+        sys.exit(code if isinstance(code, int) else 0)
+
+
+def _fail(message: str, code: int) -> None:
+    click.echo(f"pyresque: error: {' '.join(message.split())}", err=True)
+    sys.exit(code)
+
+
+@click.group(cls=_CLI)
 @click.version_option(version=_package_version(), prog_name="pyresque")
 def main() -> None:
     """pyresque: Resque-compatible background jobs backed by Redis."""
+
+
+# --- shared options -------------------------------------------------------------
+
+
+def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--namespace",
+        envvar=["PREFIX", "RESQUE_NAMESPACE"],
+        default=DEFAULT_NAMESPACE,
+        show_default=True,
+        help="Key namespace (env PREFIX, as php-resque).",
+    )(func)
+    return click.option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        default=None,
+        help="Redis URL (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as php-resque; "
+        "default redis://127.0.0.1:6379/0).",
+    )(func)
+
+
+def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def _connect(redis_url: str | None, namespace: str) -> Resque:
+    """A client that is known to reach Redis, or a one-line error."""
+    resque = Resque(redis_url or url_from_env(), namespace=namespace)
+    try:
+        resque.redis.ping()
+    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        raise unavailable(resque.redis, exc) from exc
+    return resque
+
+
+def _print_json(value: Any) -> None:
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> None:
+    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
+    for row in [headers, *rows]:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def _env_flag(name: str) -> bool | None:
+    value = os.environ.get(name)
+    if value is None:
+        return None
+    return value.strip().lower() not in ("0", "false", "no", "off")
+
+
+def _setup_logging(verbose: bool, vverbose: bool, quiet: bool) -> None:
+    verbose = verbose or bool(_env_flag("VERBOSE")) or bool(_env_flag("LOGGING"))
+    vverbose = vverbose or bool(_env_flag("VVERBOSE"))
+    level = logging.DEBUG if vverbose else logging.WARNING if quiet else logging.INFO
+    logging.basicConfig(
+        level=level,
+        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+    )
+
+
+def _import_apps(apps: tuple[str, ...]) -> None:
+    """Import the application's modules so their jobs register (``--app`` / APP_INCLUDE)."""
+    for spec in (name for app in apps for name in app.replace(",", " ").split()):
+        try:
+            if spec.endswith(".py") or os.sep in spec:
+                module_spec = importlib.util.spec_from_file_location(Path(spec).stem, spec)
+                if module_spec is None or module_spec.loader is None:
+                    raise ImportError(f"no such file {spec}")
+                module = importlib.util.module_from_spec(module_spec)
+                sys.modules[module_spec.name] = module
+                module_spec.loader.exec_module(module)
+            else:
+                sys.path.insert(0, os.getcwd()) if os.getcwd() not in sys.path else None
+                importlib.import_module(spec)
+        except Exception as exc:
+            raise click.UsageError(f"cannot import app module {spec!r}: {exc}") from exc
+
+
+# --- worker ---------------------------------------------------------------------
+
+
+@main.command("worker")
+@click.option(
+    "-q",
+    "--queue",
+    "queue",
+    envvar=["QUEUES", "QUEUE"],
+    help="Comma-separated queues in priority order; '*', globs and !exclusions "
+    "work as in Ruby Resque (env QUEUE / QUEUES).",
+)
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    envvar="APP_INCLUDE",
+    help="Module (or .py file) to import so its jobs register; repeatable "
+    "(env APP_INCLUDE, comma-separated).",
+)
+@click.option(
+    "--interval",
+    type=float,
+    envvar="INTERVAL",
+    default=5.0,
+    show_default=True,
+    help="Seconds between polls for jobs that foreign producers push; "
+    "0 drains the queues and exits.",
+)
+@click.option(
+    "--blocking/--no-blocking",
+    default=None,
+    help="Block on the wake-up list between polls (default; env BLOCKING=false "
+    "turns it off and the worker sleeps INTERVAL instead).",
+)
+@click.option(
+    "--count",
+    type=click.IntRange(1),
+    envvar="COUNT",
+    default=1,
+    show_default=True,
+    help="Run N workers under one supervising process.",
+)
+@click.option("--pidfile", envvar="PIDFILE", help="Write the (supervising) pid here.")
+@click.option(
+    "--mode",
+    type=click.Choice(["fork", "inline"]),
+    default=None,
+    help="fork: a child per job (default); inline: in the worker process (env FORK_PER_JOB=false).",
+)
+@click.option(
+    "--lease-ttl",
+    type=click.FloatRange(0.5),
+    envvar="PYRESQUE_LEASE_TTL",
+    default=5.0,
+    show_default=True,
+    help="Seconds without a heartbeat before a worker's jobs are recovered.",
+)
+@click.option(
+    "--term-timeout",
+    type=click.FloatRange(0),
+    envvar="RESQUE_TERM_TIMEOUT",
+    default=10.0,
+    show_default=True,
+    help="Grace period between TERM and KILL for a running job.",
+)
+@click.option(
+    "--fail-interrupted",
+    is_flag=True,
+    envvar="PYRESQUE_FAIL_INTERRUPTED",
+    help="Fail a job stopped by TERM (as Resque does) instead of requeueing it.",
+)
+@click.option(
+    "--max-crashes",
+    type=click.IntRange(1),
+    envvar="PYRESQUE_MAX_CRASHES",
+    default=3,
+    show_default=True,
+    help="A job that kills its worker this many times goes to failed.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log each job (env VERBOSE, LOGGING).")
+@click.option("--vverbose", is_flag=True, help="Also log Redis-level detail (env VVERBOSE).")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
+@_connection_options
+def worker_command(
+    queue: str | None,
+    apps: tuple[str, ...],
+    interval: float,
+    blocking: bool | None,
+    count: int,
+    pidfile: str | None,
+    mode: str | None,
+    lease_ttl: float,
+    term_timeout: float,
+    fail_interrupted: bool,
+    max_crashes: int,
+    verbose: bool,
+    vverbose: bool,
+    quiet: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Run workers: QUEUE=emails,default pyresque worker --app myapp.jobs"""
+    _setup_logging(verbose, vverbose, quiet)
+    try:
+        queues = QueueList.parse(queue or "")
+    except ValueError as exc:
+        raise click.UsageError(str(exc)) from exc
+    if mode is None:
+        mode = "inline" if _env_flag("FORK_PER_JOB") is False else "fork"
+    if blocking is None:
+        blocking = _env_flag("BLOCKING") is not False
+    _import_apps(apps)
+    _connect(redis_url, namespace).redis.close()
+    options = WorkerOptions(
+        interval=interval,
+        blocking=blocking,
+        mode=mode,
+        lease_ttl=lease_ttl,
+        term_timeout=term_timeout,
+        fail_interrupted=fail_interrupted,
+        max_crashes=max_crashes,
+        pidfile=pidfile if count == 1 else None,
+    )
+
+    def run() -> None:
+        # Each worker process opens its own connection.
+        Worker(Resque(redis_url or url_from_env(), namespace=namespace), queues, options).work()
+
+    if count == 1:
+        run()
+        return
+    if pidfile:
+        Path(pidfile).write_text(f"{os.getpid()}\n")
+    try:
+        Supervisor(count, run).run()
+    finally:
+        if pidfile and os.path.exists(pidfile):
+            os.unlink(pidfile)
+
+
+# --- producing and inspecting -----------------------------------------------------
+
+
+@main.command("enqueue")
+@click.argument("queue")
+@click.argument("job_class")
+@click.argument("data", default="null")
+@click.option("--track", is_flag=True, help="Track the job's status.")
+@click.option(
+    "--positional", is_flag=True, help="DATA is a JSON list of positional arguments (Ruby style)."
+)
+@_connection_options
+def enqueue_command(
+    queue: str,
+    job_class: str,
+    data: str,
+    track: bool,
+    positional: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Enqueue JOB_CLASS on QUEUE with DATA (JSON; php-resque style: the job's self.args)."""
+    try:
+        value = json.loads(data)
+    except ValueError as exc:
+        raise click.UsageError(f'DATA must be JSON ({exc}); e.g. \'{{"name": "x"}}\'') from exc
+    resque = _connect(redis_url, namespace)
+    if positional:
+        if not isinstance(value, list):
+            raise click.UsageError("with --positional, DATA must be a JSON list")
+        job_id = resque.enqueue_to(queue, job_class, *value, track_status=track)
+    else:
+        job_id = resque.enqueue(queue, job_class, value, track_status=track)
+    click.echo(job_id or "(no id: Ruby-style payload)")
+
+
+@main.command("info")
+@_json_option
+@_connection_options
+def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Queues and their sizes, workers and what they run, processed and failed counts."""
+    resque = _connect(redis_url, namespace)
+    info = resque.info()
+    sizes = {q: resque.size(q) for q in resque.queues()}
+    workers = list_workers(resque)
+    if as_json:
+        _print_json({**info, "queue_sizes": sizes, "workers": [w.to_dict() for w in workers]})
+        return
+    click.echo(
+        f"processed {info['processed']}  failed {info['failed']}  pending "
+        f"{info['pending']}  workers {info['workers']} ({info['working']} working)"
+    )
+    click.echo()
+    _table([[q, str(n)] for q, n in sizes.items()], ["QUEUE", "SIZE"])
+    if workers:
+        click.echo()
+        _workers_table(workers)
+
+
+def _workers_table(workers: list[WorkerInfo]) -> None:
+    rows = []
+    for w in workers:
+        job = w.job or {}
+        payload = job.get("payload")
+        klass = payload.get("class", "?") if isinstance(payload, dict) else ""
+        doing = f"{klass} from {job.get('queue')} since {job.get('run_at')}" if w.job else ""
+        rows.append(
+            [w.host, w.pid, ",".join(w.queues), w.state, str(w.processed), str(w.failed), doing]
+        )
+    _table(rows, ["HOST", "PID", "QUEUES", "STATE", "PROCESSED", "FAILED", "JOB"])
+
+
+@main.command("workers")
+@_json_option
+@_connection_options
+def workers_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Every registered worker on every host (Ruby, PHP and pyresque)."""
+    workers = list_workers(_connect(redis_url, namespace))
+    if as_json:
+        _print_json([w.to_dict() for w in workers])
+    elif workers:
+        _workers_table(workers)
+    else:
+        click.echo("no workers")
+
+
+@main.command("ctl")
+@click.argument("command", type=click.Choice(list(COMMANDS)))
+@click.argument("worker_ids", nargs=-1)
+@click.option("--all", "all_workers", is_flag=True, help="Every pyresque worker.")
+@_connection_options
+def ctl_command(
+    command: str,
+    worker_ids: tuple[str, ...],
+    all_workers: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Send quit, term, pause, resume or kill-job to workers on any host."""
+    resque = _connect(redis_url, namespace)
+    if all_workers:
+        worker_ids = tuple(w.id for w in list_workers(resque) if w.pyresque)
+    elif not worker_ids:
+        raise click.UsageError("name the workers (see `pyresque workers`) or pass --all")
+    for worker_id in worker_ids:
+        if send_command(resque, worker_id, command):
+            click.echo(f"{command} -> {worker_id}")
+        else:
+            click.echo(f"skipped {worker_id}: not a live pyresque worker", err=True)
+
+
+# --- failures -----------------------------------------------------------------------
+
+
+@main.group("failed")
+def failed_group() -> None:
+    """List, retry and remove failed jobs."""
+
+
+def _filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for name in ("exception", "class", "queue"):
+        func = click.option(f"--{name}", f"{name}_filter", help=f"Only records with this {name}.")(
+            func
+        )
+    return func
+
+
+@failed_group.command("list")
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@_filter_options
+@_json_option
+@_connection_options
+def failed_list(
+    offset: int,
+    limit: int,
+    queue_filter: str | None,
+    class_filter: str | None,
+    exception_filter: str | None,
+    as_json: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Failure records, oldest first, with their index (for retry/remove)."""
+    failures = _connect(redis_url, namespace).failures
+    shown = [f for f in failures if f.matches(queue_filter, class_filter, exception_filter)]
+    page = shown[offset : offset + limit]
+    if as_json:
+        _print_json(
+            [
+                {"index": f.index, **json.loads(f.raw)}
+                if f.parsed
+                else {"index": f.index, "raw": f.raw.decode("utf-8", "replace")}
+                for f in page
+            ]
+        )
+        return
+    click.echo(f"{len(shown)} failed job(s)" + (f", showing {len(page)}" if page else ""))
+    for f in page:
+        retried = f"  (retried {f.retried_at})" if f.retried_at else ""
+        click.echo(
+            f"[{f.index}] {f.failed_at}  {f.queue}  {f.class_name}({f.args!r})"
+            f"\n      {f.exception}: {f.error}{retried}"
+        )
+
+
+def _bulk(
+    failures: Failures,
+    indexes: tuple[int, ...],
+    filters: dict[str, str | None],
+    one: Callable[[int], bool],
+    many: Callable[..., int],
+    label: str,
+) -> None:
+    if indexes:
+        done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
+    elif any(filters.values()) or filters.get("all"):
+        total = failures.count()
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            done = many(
+                queue=filters["queue"],
+                class_name=filters["class"],
+                exception=filters["exception"],
+                progress=bar.update,
+            )
+    else:
+        raise click.UsageError(
+            "give record indexes, a filter (--queue/--class/--exception) or --all"
+        )
+    click.echo(f"{label}: {done}")
+
+
+@failed_group.command("retry")
+@click.argument("indexes", nargs=-1, type=int)
+@click.option("--all", "all_records", is_flag=True, help="Every record (that matches filters).")
+@_filter_options
+@_connection_options
+def failed_retry(
+    indexes: tuple[int, ...],
+    all_records: bool,
+    queue_filter: str | None,
+    class_filter: str | None,
+    exception_filter: str | None,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Put failed jobs back on their queues (records stay, marked retried_at)."""
+    failures = _connect(redis_url, namespace).failures
+    _bulk(
+        failures,
+        indexes,
+        {
+            "queue": queue_filter,
+            "class": class_filter,
+            "exception": exception_filter,
+            "all": "1" if all_records else None,
+        },
+        failures.requeue,
+        failures.requeue_all,
+        "retried",
+    )
+
+
+@failed_group.command("remove")
+@click.argument("indexes", nargs=-1, type=int)
+@click.option("--all", "all_records", is_flag=True, help="Every record (that matches filters).")
+@_filter_options
+@_connection_options
+def failed_remove(
+    indexes: tuple[int, ...],
+    all_records: bool,
+    queue_filter: str | None,
+    class_filter: str | None,
+    exception_filter: str | None,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Remove failure records."""
+    failures = _connect(redis_url, namespace).failures
+    _bulk(
+        failures,
+        indexes,
+        {
+            "queue": queue_filter,
+            "class": class_filter,
+            "exception": exception_filter,
+            "all": "1" if all_records else None,
+        },
+        failures.remove,
+        failures.remove_all,
+        "removed",
+    )
+
+
+@failed_group.command("clear")
+@click.option("--retried", is_flag=True, help="Only records that were retried.")
+@_connection_options
+def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
+    """Delete every failure record (or only the retried ones)."""
+    failures = _connect(redis_url, namespace).failures
+    done = failures.clear_retried() if retried else failures.clear()
+    click.echo(f"cleared: {done}")
+
+
+@main.command("demo")
+@click.option("--jobs", "count", type=click.IntRange(1), default=200, show_default=True)
+@click.option("--workers", type=click.IntRange(1), default=2, show_default=True)
+@click.option(
+    "--redis-url",
+    envvar="REDIS_URL",
+    default=None,
+    help="Use this Redis (default: start a private server for the demo).",
+)
+def demo_command(count: int, workers: int, redis_url: str | None) -> None:
+    """Run the seed example end to end: enqueue UserJobs, work them off, summarise."""
+    from pyresque import demo
+
+    demo.run(count, workers, redis_url)
 
 
 @main.command("server")

@@ -254,18 +254,18 @@ class Resque:
         wanted = list(args)
         key = self.keys.queue(queue)
         matches: set[bytes] = set()
-        for start in range(0, self.size(queue), _CHUNK):
-            for item in self.redis.lrange(key, start, start + _CHUNK - 1):
-                try:
-                    payload = Payload.decode(item)
-                except ValueError:
-                    continue
-                if (
-                    (name is None or payload.class_name == name)
-                    and (not wanted or payload.args == wanted)
-                    and (job_id is None or payload.id == job_id)
-                ):
-                    matches.add(raw(item))
+        # One snapshot: paging by index would miss jobs when workers pop meanwhile.
+        for item in self.redis.lrange(key, 0, -1):
+            try:
+                payload = Payload.decode(item)
+            except ValueError:
+                continue
+            if (
+                (name is None or payload.class_name == name)
+                and (not wanted or payload.args == wanted)
+                and (job_id is None or payload.id == job_id)
+            ):
+                matches.add(raw(item))
         pipe = self.redis.pipeline(transaction=False)
         for match in matches:
             pipe.lrem(key, 0, match)  # type: ignore[arg-type]

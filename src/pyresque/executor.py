@@ -46,15 +46,16 @@ class Executor(Protocol):
     def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome: ...
 
 
-def _die_with_parent(parent: int) -> None:
-    """Linux: the child gets SIGKILL if the worker dies, so no orphan runs a recovered job."""
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Linux: this child gets ``sig`` when its parent dies, so no orphan runs on after it
+    (a job child would otherwise run a job that was already recovered)."""
     if sys.platform.startswith("linux"):
         try:
             libc = ctypes.CDLL(None, use_errno=True)
-            libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+            libc.prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
         except (OSError, AttributeError):
             pass
-    if os.getppid() != parent:  # the worker died before prctl took effect
+    if os.getppid() != parent:  # the parent died before prctl took effect
         os._exit(1)
 
 
@@ -93,7 +94,7 @@ class ForkExecutor:
     def _child(self, job: Job, write_fd: int, parent: int) -> None:
         code = 0
         try:
-            _die_with_parent(parent)
+            die_with_parent(parent)
             # The parent decides what Ctrl-C and QUIT mean; TERM from the parent
             # interrupts the job so its `finally` blocks run.
             for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):

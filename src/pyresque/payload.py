@@ -10,6 +10,7 @@ JSON only, compact, UTF-8; never pickle.
 from __future__ import annotations
 
 import json
+import math
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -46,7 +47,22 @@ def dumps(value: Any) -> str:
             value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_reject
         )
     except ValueError as exc:  # NaN / Infinity, circular references
-        raise TypeError(f"job arguments must be valid JSON: {exc}") from exc
+        bad = _non_finite(value)
+        reason = f"{bad!r} is not a JSON number" if bad is not None else str(exc)
+        raise TypeError(f"job arguments must be valid JSON, but {reason}") from exc
+
+
+def _non_finite(value: Any) -> float | None:
+    """The first NaN or infinity inside ``value``, if any."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    items = value.values() if isinstance(value, dict) else value
+    if isinstance(items, (list, tuple)) or isinstance(value, dict):
+        for item in items:
+            found = _non_finite(item)
+            if found is not None:
+                return found
+    return None
 
 
 def new_job_id() -> str:
