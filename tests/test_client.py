@@ -596,16 +596,6 @@ def test_dequeue_counts_only_what_it_removed_when_a_worker_pops_meanwhile(
     assert [i["id"] for i in queue_items(redis_client, namespace, "q")] == [keep, "late"]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: Resque.dequeue (client.py, the `for start in range(0, self.size(queue), _CHUNK)` "
-        "scan) reads the list in LRANGE pages by index; when a worker pops from the head "
-        "between two pages, the indices shift and jobs at the page boundary are never seen, "
-        "so matching jobs stay queued although the docstring says dequeue is safe while "
-        "workers run"
-    ),
-)
 def test_dequeue_removes_all_matches_even_when_workers_pop_between_pages(
     rq: Resque, redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -617,21 +607,22 @@ def test_dequeue_removes_all_matches_even_when_workers_pop_between_pages(
         pipe.rpush(key, json.dumps({"class": "Drop", "args": [n]}))
     pipe.execute()
     real_lrange = rq.redis.lrange
-    pages: list[int] = []
+    reads: list[int] = []
 
     def lrange_while_workers_pop(name: str, start: int, end: int) -> Any:
-        page = real_lrange(name, start, end)
-        pages.append(start)
-        if len(pages) == 1:
-            for _ in range(5):  # workers take five jobs from the head
+        items = real_lrange(name, start, end)
+        reads.append(start)
+        if len(reads) == 1:
+            for _ in range(5):  # workers take five jobs from the head after the first read
                 redis_client.lpop(key)
-        return page
+        return items
 
+    # Regression: dequeue used to read the list in pages of 1000 by index, so a pop
+    # between two pages shifted the list and jobs at the page boundary were never seen.
     monkeypatch.setattr(rq.redis, "lrange", lrange_while_workers_pop)
-    rq.dequeue("q", "Drop")
-    assert len(pages) > 1  # the scan really was paged
+    assert rq.dequeue("q", "Drop") == 10
     remaining = [json.loads(r)["class"] for r in redis_client.lrange(key, 0, -1)]
-    assert "Drop" not in remaining
+    assert remaining == ["Keep"] * 995
 
 
 def test_dequeue_over_many_pages(rq: Resque, redis_client: redis.Redis, namespace: str) -> None:
