@@ -274,15 +274,6 @@ def test_dumps_is_compact() -> None:
     assert dumps({"a": [1, {"b": None}], "c": "/é"}) == '{"a":[1,{"b":null}],"c":"/é"}'
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RecursionError,
-    reason=(
-        "BUG: payload._non_finite (called from dumps when json.dumps raises ValueError) walks "
-        "the value recursively without tracking visited containers, so a self-referencing "
-        "argument raises RecursionError instead of TypeError('... Circular reference ...')"
-    ),
-)
 def test_circular_args_raise_type_error_and_write_nothing(
     redis_client: redis.Redis, namespace: str
 ) -> None:

@@ -17,7 +17,7 @@ from typing import Any, cast
 import redis
 
 from pyresque import scripts
-from pyresque.connection import connect, raw, text, unavailable
+from pyresque.connection import connect, describe, raw, text, unavailable
 from pyresque.events import Events
 from pyresque.events import events as default_events
 from pyresque.failure import Failures
@@ -33,12 +33,24 @@ _CHUNK = 1000
 
 @dataclass(frozen=True)
 class Enqueued:
-    """One job to enqueue with ``enqueue_many``."""
+    """One job to enqueue, with its options (``enqueue_many`` takes a list of these).
+
+    ``args`` is the payload's argument list: ``[data]`` for php-resque style,
+    the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
+    job class's timeout; ``at_front`` pushes to the head of the queue.
+    """
 
     queue: str
     job: JobRef
     args: list[Any]
     track_status: bool = False
+    prefix: str = ""
+    at_front: bool = False
+    timeout: float | None = None
+
+    @property
+    def batch_key(self) -> tuple[str, bool, bool]:
+        return (self.queue, self.track_status, self.at_front)
 
 
 class Resque:
@@ -83,12 +95,13 @@ class Resque:
         *,
         prefix: str = "",
         at_front: bool = False,
+        timeout: float | None = None,
     ) -> str | None:
         """Enqueue as php-resque does: the job gets ``args`` as ``self.args``.
 
         Returns the job id, or None when a ``before_enqueue`` hook vetoed it.
         """
-        return self._enqueue(queue, job, [args], track_status, prefix, at_front)
+        return self._enqueue(Enqueued(queue, job, [args], track_status, prefix, at_front, timeout))
 
     def enqueue_to(
         self,
@@ -97,9 +110,10 @@ class Resque:
         *args: Any,
         track_status: bool = False,
         at_front: bool = False,
+        timeout: float | None = None,
     ) -> str | None:
         """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
-        return self._enqueue(queue, job, list(args), track_status, "", at_front)
+        return self._enqueue(Enqueued(queue, job, list(args), track_status, "", at_front, timeout))
 
     def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
@@ -108,86 +122,83 @@ class Resque:
             raise ValueError(f"{job_class.resque_name} has no default queue; use enqueue_to")
         return self.enqueue_to(job_class.queue, job, *args)
 
-    def _enqueue(
-        self, queue: str, job: JobRef, args: list[Any], track: bool, prefix: str, at_front: bool
-    ) -> str | None:
-        payload = self._prepare(queue, job, args, track, prefix)
+    def _enqueue(self, item: Enqueued) -> str | None:
+        payload = self._prepare(item)
         if payload is None:
             return None
         with self._connection():
-            scripts.run(
-                self.redis, "enqueue", *self._enqueue_call(queue, [payload], track, at_front)
-            )
-        self._after_enqueue(queue, job, payload)
+            scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
+        self._after_enqueue(item, payload)
         return payload.id
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
-        """Enqueue many jobs in one round trip per chunk; returns their ids in order."""
+        """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
+        returns their ids in order (None where a hook vetoed one)."""
         pipe = self.redis.pipeline(transaction=False)
         ids: list[str | None] = []
         done: list[tuple[Enqueued, Payload]] = []
         batch: list[Payload] = []
-        batch_key: tuple[str, bool] | None = None
+        first: Enqueued | None = None
 
         def flush() -> None:
-            if batch and batch_key:
-                scripts.run(
-                    pipe, "enqueue", *self._enqueue_call(batch_key[0], batch, batch_key[1], False)
-                )
+            if batch and first:
+                scripts.run(pipe, "enqueue", *self._enqueue_call(first, batch))
             batch.clear()
 
         for item in jobs:
-            payload = self._prepare(item.queue, item.job, item.args, item.track_status, "")
+            payload = self._prepare(item)
             ids.append(payload.id if payload else None)
             if payload is None:
                 continue
-            if batch_key != (item.queue, item.track_status) or len(batch) >= _CHUNK:
+            if first is None or first.batch_key != item.batch_key or len(batch) >= _CHUNK:
                 flush()
-                batch_key = (item.queue, item.track_status)
+                first = item
             batch.append(payload)
             done.append((item, payload))
         flush()
         with self._connection():
             pipe.execute()
         for item, payload in done:
-            self._after_enqueue(item.queue, item.job, payload)
+            self._after_enqueue(item, payload)
         return ids
 
-    def _prepare(
-        self, queue: str, job: JobRef, args: list[Any], track: bool, prefix: str
-    ) -> Payload | None:
-        if not queue:
+    def _prepare(self, item: Enqueued) -> Payload | None:
+        if not item.queue:
             raise ValueError("a queue name is required")
-        name = job_name(job)
+        name = job_name(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
-        dialect = Dialect.PHP if track or prefix else self.dialect
-        payload = Payload.build(name, args, dialect, prefix=prefix)
+        dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
+        payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
+        if item.timeout is not None:
+            payload.extra["timeout"] = item.timeout
         payload.encode()  # raises TypeError naming a value that is not JSON
-        job_class = self._job_class(job)
+        job_class = self._job_class(item.job)
         try:
-            if job_class and job_class.before_enqueue(queue, args) is False:
+            if job_class and job_class.before_enqueue(item.queue, item.args) is False:
                 return None
-            if False in self.events.trigger("before_enqueue", name, args, queue, payload.id):
+            hooks = self.events.trigger("before_enqueue", name, item.args, item.queue, payload.id)
+            if False in hooks:
                 return None
         except DontCreate:
             return None
         return payload
 
-    def _enqueue_call(
-        self, queue: str, payloads: list[Payload], track: bool, at_front: bool
-    ) -> tuple[list[str], list[Any]]:
-        keys = [self.keys.queues, self.keys.queue(queue), self.keys.wake(queue)]
-        if track:
+    def _enqueue_call(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
+        keys = [self.keys.queues, self.keys.queue(item.queue), self.keys.wake(item.queue)]
+        if item.track_status:
             keys += [self.keys.status(p.id or "", p.prefix) for p in payloads]
-        args = [queue, waiting_packet(), "head" if at_front else "tail"]
+        args = [item.queue, waiting_packet(), "head" if item.at_front else "tail"]
         return keys, args + [p.encode() for p in payloads]
 
-    def _after_enqueue(self, queue: str, job: JobRef, payload: Payload) -> None:
-        job_class = self._job_class(job)
+    def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
+        job_class = self._job_class(item.job)
         if job_class:
-            job_class.after_enqueue(queue, payload.args, payload.id)
-        self.events.trigger("after_enqueue", payload.class_name, payload.args, queue, payload.id)
+            job_class.after_enqueue(item.queue, payload.args, payload.id)
+        self.events.trigger(
+            "after_enqueue", payload.class_name, payload.args, item.queue, payload.id
+        )
 
     def _job_class(self, job: JobRef) -> type[Job] | None:
         if isinstance(job, JobFunction):
@@ -214,7 +225,7 @@ class Resque:
         with self._connection():
             scripts.run(self.redis, "enqueue", keys, args)
 
-    def pop(self, queue: str) -> dict[str, Any] | None:
+    def pop(self, queue: str) -> Any:
         """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
         item = self.redis.lpop(self.keys.queue(queue))
         return None if item is None else _decoded(raw(cast("bytes | str", item)))
@@ -306,12 +317,8 @@ class Resque:
             "workers": len(workers),
             "working": sum(1 for w in working if w),
             "failed": int(replies[len(queues) + 1]),
-            "servers": [self._server()],
+            "servers": [describe(self.redis)],
         }
-
-    def _server(self) -> str:
-        kwargs = self.redis.connection_pool.connection_kwargs
-        return f"redis://{kwargs.get('host')}:{kwargs.get('port')}/{kwargs.get('db', 0)}"
 
 
 def _decoded(raw: bytes) -> Any:

@@ -74,11 +74,12 @@ def raw(value: bytes | str) -> bytes:
 
 
 def describe(client: redis.Redis) -> str:
-    """Where a client points, for error messages: ``127.0.0.1:6379/0``."""
+    """Where a client points, as a URL without credentials: ``redis://127.0.0.1:6379/0``."""
     kwargs = client.connection_pool.connection_kwargs
+    db = kwargs.get("db", 0)
     if "path" in kwargs:
-        return f"unix:{kwargs['path']}"
-    return f"{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{kwargs.get('db', 0)}"
+        return f"unix://{kwargs['path']}?db={db}"
+    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{db}"
 
 
 def unavailable(client: redis.Redis, exc: BaseException) -> RedisUnavailable:

@@ -52,16 +52,20 @@ def dumps(value: Any) -> str:
         raise TypeError(f"job arguments must be valid JSON, but {reason}") from exc
 
 
-def _non_finite(value: Any) -> float | None:
-    """The first NaN or infinity inside ``value``, if any."""
+def _non_finite(value: Any, seen: set[int] | None = None) -> float | None:
+    """The first NaN or infinity inside ``value``, if any (circular references are skipped)."""
     if isinstance(value, float) and not math.isfinite(value):
         return value
-    items = value.values() if isinstance(value, dict) else value
-    if isinstance(items, (list, tuple)) or isinstance(value, dict):
-        for item in items:
-            found = _non_finite(item)
-            if found is not None:
-                return found
+    if not isinstance(value, (list, tuple, dict)):
+        return None
+    seen = seen if seen is not None else set()
+    if id(value) in seen:
+        return None
+    seen.add(id(value))
+    for item in value.values() if isinstance(value, dict) else value:
+        found = _non_finite(item, seen)
+        if found is not None:
+            return found
     return None
 
 
