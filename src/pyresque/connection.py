@@ -58,6 +58,9 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
         retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
         socket_connect_timeout=5,
+        # A command that hangs (a cut connection) fails instead of blocking forever;
+        # blocking waits (BLPOP) are kept shorter than this (fetch.py).
+        socket_timeout=15,
         socket_keepalive=True,
         health_check_interval=30,
     )

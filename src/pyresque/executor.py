@@ -172,8 +172,12 @@ class ForkExecutor:
 
 
 class InlineExecutor:
-    """Runs the job in the worker process. A timeout raises ``JobTimeout`` in the job
-    via SIGALRM, which stops Python code but not a C call that never returns."""
+    """Runs the job in the worker process.
+
+    Timeouts and the TERM grace period use SIGALRM: when it fires, ``JobTimeout``
+    (or ``Interrupted`` after a TERM) is raised inside the job. That stops Python
+    code, including ``time.sleep`` and socket waits, but not a C extension that
+    never returns to the interpreter; use fork mode for jobs that must be killable."""
 
     name = "inline"
 
@@ -182,6 +186,8 @@ class InlineExecutor:
 
     def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
         def on_alarm(signum: int, frame: object) -> None:
+            if stop.interrupt:
+                raise Interrupted("the worker was told to stop and the grace period ended")
             raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
 
         previous = signal.signal(signal.SIGALRM, on_alarm)

@@ -20,6 +20,9 @@ from pyresque import scripts
 from pyresque.connection import text
 from pyresque.keys import Keys
 
+#: Longest single blocking wait, kept well under the client's socket timeout.
+MAX_BLOCK = 5.0
+
 _GLOB = re.compile(r"[*?{}\[\]]")
 
 
@@ -147,4 +150,5 @@ class Fetcher:
         """Block until a producer leaves a wake-up token on one of our queues, or ``timeout``."""
         if not self._resolved or timeout <= 0:
             return
-        self._redis.blpop([self._keys.wake(q) for q in self._resolved], timeout=timeout)
+        wait = min(timeout, MAX_BLOCK)
+        self._redis.blpop([self._keys.wake(q) for q in self._resolved], timeout=wait)

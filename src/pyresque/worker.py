@@ -21,6 +21,7 @@ import signal
 import socket
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -103,6 +104,7 @@ class Worker:
         self._idle = False  # a signal may interrupt the current wait
         self._inline_job = False  # a TERM interrupts the job running in this process
         self._redis_ok = True
+        self._backoff = 0.1
         self._last_refresh = 0.0
 
     def __repr__(self) -> str:
@@ -164,9 +166,7 @@ class Worker:
         )
 
     def _unregister(self) -> None:
-        # Never leave a job claimed: give back anything still in flight first.
-        for token, record in self.resque.redis.hgetall(self._keys.inflight(self.id)).items():
-            self.recovery.give_back(self.id, text(token), raw(record), crashed=False)
+        self._give_back_all()  # never leave a job claimed
         scripts.run(
             self.resque.redis, "reap", worker_keys(self._keys, self.id), [self.id, "1", "", ""]
         )
@@ -248,14 +248,13 @@ class Worker:
 
     def _finish(self, claim: Claim, job: Job | None, outcome: Outcome) -> None:
         """Record the outcome; if Redis is down, keep trying (the job stays in flight)."""
-        delay = 0.1
         while True:
             try:
                 self._record(claim, job, outcome)
+                self._redis_ok = True  # the job is recorded: nothing in flight to give back
                 return
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self._redis_down(exc, delay)
-                delay = min(delay * 2, 5.0)
+                self._redis_down(exc)
                 if self.stop.kill:  # told to exit now: the lease will expire, others recover
                     return
 
@@ -313,27 +312,37 @@ class Worker:
 
     # --- Redis outages ----------------------------------------------------------
 
-    def _redis_down(self, exc: BaseException, delay: float = 1.0) -> None:
+    def _redis_down(self, exc: BaseException) -> None:
+        """Log once, then back off (capped, with jitter) before the next try."""
         if self._redis_ok:
             log.error("Redis unavailable (%s); retrying with backoff", exc)
             self._redis_ok = False
-        self._wait(delay * random.uniform(0.8, 1.2), block=False)
+            self._backoff = 0.1
+        self._wait(self._backoff * random.uniform(0.8, 1.2), block=False)
+        self._backoff = min(self._backoff * 2, 10.0)
 
     def _redis_back(self) -> None:
-        if not self._redis_ok:
-            log.warning("Redis is back")
-            self._redis_ok = True
+        if self._redis_ok:
+            return
+        # A claim whose reply was lost in the outage left a job in flight that this
+        # worker does not know about: give it back, or it would wait for our lease.
+        self._give_back_all()
+        log.warning("Redis is back")
+        self._redis_ok = True
 
-    def _with_redis(self, step: object) -> None:
-        delay = 0.1
+    def _give_back_all(self) -> None:
+        """Put every job this worker holds in flight back at the head of its queue."""
+        for token, record in self.resque.redis.hgetall(self._keys.inflight(self.id)).items():
+            self.recovery.give_back(self.id, text(token), raw(record), crashed=False)
+
+    def _with_redis(self, step: Callable[[], object]) -> None:
         while not self.shutting_down:
             try:
-                step()  # type: ignore[operator]
+                step()
                 self._redis_back()
                 return
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
-                self._redis_down(exc, delay)
-                delay = min(delay * 2, 5.0)
+                self._redis_down(exc)
 
     # --- signals and commands ---------------------------------------------------
 
@@ -369,7 +378,12 @@ class Worker:
             self.stop.interrupt = True
         self.shutdown()
         if self._inline_job:
-            raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+            if self.stop.kill:
+                raise Interrupted(f"stopped by {signal.Signals(signum).name}")
+            # The job gets the grace period; then the alarm interrupts it (executor.py).
+            remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+            grace = max(self.stop.grace, 0.001)
+            signal.setitimer(signal.ITIMER_REAL, min(remaining, grace) if remaining else grace)
 
     def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
         log.info("USR1: killing the current job")
