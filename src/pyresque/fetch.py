@@ -13,6 +13,7 @@ import fnmatch
 import re
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 import redis
 
@@ -127,6 +128,24 @@ class Fetcher:
 
     def claim(self) -> Claim | Paused | None:
         """Claim the next job in priority order, or None when every queue is empty."""
+        keys, args = self._claim_call()
+        return self._claimed(scripts.run(self._redis, "claim", keys, args), args[1])
+
+    def finish(
+        self, keys: list[str], args: list[Any], claim_next: bool
+    ) -> tuple[bool, Claim | Paused | None]:
+        """Record how a job ended (finish.lua) and, unless told not to, claim the next job
+        in the same round trip. Returns (recorded, next claim); recorded is False when
+        the job had been recovered from us (fenced)."""
+        if not claim_next:
+            return bool(scripts.run(self._redis, "finish", keys, args)), None
+        claim_keys, claim_args = self._claim_call()
+        recorded, reply = scripts.run(
+            self._redis, "finish_claim", keys + claim_keys, [len(keys), *args, *claim_args]
+        )
+        return bool(recorded), self._claimed(reply, claim_args[1])
+
+    def _claim_call(self) -> tuple[list[str], list[Any]]:
         queues = self._resolved
         keys = [
             self._keys.pause_all,
@@ -136,10 +155,10 @@ class Fetcher:
             *[self._keys.queue(q) for q in queues],
             *[self._keys.wake(q) for q in queues],
         ]
-        token = uuid.uuid4().hex
-        reply = scripts.run(
-            self._redis, "claim", keys, [self._worker_id, token, self._lease_ms, *queues]
-        )
+        return keys, [self._worker_id, uuid.uuid4().hex, self._lease_ms, *queues]
+
+    @staticmethod
+    def _claimed(reply: list[bytes], token: str) -> Claim | Paused | None:
         if not reply:
             return None
         if reply[0] == b"paused":

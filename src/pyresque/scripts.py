@@ -18,8 +18,9 @@ from redis.commands.core import Script as RedisScript
 #: script name -> the helper libraries it needs
 _LIBS: dict[str, tuple[str, ...]] = {
     "enqueue": (),
-    "claim": ("clock",),
-    "finish": ("clock", "status"),
+    "claim": ("clock", "claim"),
+    "finish": ("clock", "status", "finish"),
+    "finish_claim": ("clock", "status", "finish", "claim"),
     "set_status": ("clock", "status"),
     "heartbeat": ("clock",),
     "recover": ("clock", "status"),

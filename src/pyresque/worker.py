@@ -116,16 +116,21 @@ class Worker:
         """Register, process jobs until told to stop (or drained, with interval 0), unregister."""
         self._install_signals()
         self._startup()
+        claim: Claim | None = None
         try:
             while not self.shutting_down:
                 try:
-                    claim = self._next_job()
-                    if claim is not None:
-                        self._process(claim)
-                    elif self.options.interval == 0 and not self.paused:
-                        break
+                    if claim is None:
+                        claim = self._next_job()
+                        if claim is None:
+                            if self.options.interval == 0 and not self.paused:
+                                break
+                            continue
+                    # Finishing a job claims the next one in the same round trip.
+                    claim = self._process(claim)
                     self._redis_back()
                 except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                    claim = None  # if a claim's reply was lost, _redis_back gives it back
                     self._redis_down(exc)
                 except _Wake:
                     pass
@@ -178,10 +183,7 @@ class Worker:
             self._title("Paused")
             self._wait(self.options.interval or 1.0, block=False)
             return None
-        now = time.monotonic()
-        if now - self._last_refresh >= 1.0:
-            self.fetcher.refresh()
-            self._last_refresh = now
+        self._refresh_queues()
         claim = self.fetcher.claim()
         if claim is PAUSED:
             self._title("Paused")
@@ -193,6 +195,13 @@ class Worker:
             self._title(f"Waiting for {','.join(self.queues.patterns)}")
             self._wait(self.options.interval, block=self.options.blocking)
         return None
+
+    def _refresh_queues(self) -> None:
+        """Re-expand queue globs at most once a second (one SMEMBERS)."""
+        now = time.monotonic()
+        if now - self._last_refresh >= 1.0:
+            self.fetcher.refresh()
+            self._last_refresh = now
 
     def _wait(self, seconds: float, block: bool) -> None:
         """Wait for a wake-up token (or just sleep); any signal ends the wait early."""
@@ -211,7 +220,8 @@ class Worker:
 
     # --- running a job ----------------------------------------------------------
 
-    def _process(self, claim: Claim) -> None:
+    def _process(self, claim: Claim) -> Claim | None:
+        """Run a claimed job, record its outcome, and return the next claim (if any)."""
         started = time.monotonic()
         job: Job | None = None
         try:
@@ -221,8 +231,8 @@ class Worker:
             outcome = Outcome.failed(exc)
         else:
             outcome = self._run(job, claim)
-        self._finish(claim, job, outcome)
         self._log(claim, job, outcome, time.monotonic() - started)
+        return self._finish(claim, job, outcome)
 
     def _run(self, job: Job, claim: Claim) -> Outcome:
         payload = job.payload
@@ -246,24 +256,29 @@ class Worker:
             self._inline_job = False
         return outcome
 
-    def _finish(self, claim: Claim, job: Job | None, outcome: Outcome) -> None:
-        """Record the outcome; if Redis is down, keep trying (the job stays in flight)."""
+    def _finish(self, claim: Claim, job: Job | None, outcome: Outcome) -> Claim | None:
+        """Record the outcome and claim the next job. If Redis is down, keep trying: the
+        job stays in flight meanwhile, so it is never lost."""
+        retrying = False
         while True:
             try:
-                self._record(claim, job, outcome)
-                self._redis_ok = True  # the job is recorded: nothing in flight to give back
-                return
+                next_claim = self._record(claim, job, outcome, claim_next=not retrying)
+                self._redis_back()  # after a retry: gives back a claim whose reply was lost
+                return next_claim
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+                retrying = True
                 self._redis_down(exc)
                 if self.stop.kill:  # told to exit now: the lease will expire, others recover
-                    return
+                    return None
 
-    def _record(self, claim: Claim, job: Job | None, outcome: Outcome) -> None:
+    def _record(
+        self, claim: Claim, job: Job | None, outcome: Outcome, claim_next: bool
+    ) -> Claim | None:
         if outcome.kind == "interrupted" and not self.options.fail_interrupted:
             record = self.resque.redis.hget(self._keys.inflight(self.id), claim.token)
             if record is not None:
                 self.recovery.give_back(self.id, claim.token, raw(record), crashed=False)
-            return
+            return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         payload = job.payload if job else None
@@ -285,16 +300,21 @@ class Worker:
                 shown, outcome.exception, outcome.error, outcome.backtrace, self.id, claim.queue
             )
         args = [claim.token, "ok" if outcome.ok else "failed", outcome.result_json(), record]
-        if not scripts.run(self.resque.redis, "finish", keys, args):
+        claim_next = claim_next and not self.shutting_down and not self.paused
+        if claim_next:
+            self._refresh_queues()
+        recorded, next_claim = self.fetcher.finish(keys, args, claim_next)
+        if recorded:
+            self.processed += 1
+            self.failed += 0 if outcome.ok else 1
+        else:
             log.warning(
-                "job %s finished after this worker lost its lease; it was already recovered "
-                "and handed to another worker, so this %s outcome is discarded",
+                "job %s finished after this worker lost its lease (or Redis lost the reply); "
+                "it was already recovered or recorded, so this %s outcome is discarded",
                 payload.id if payload else claim.token,
                 outcome.kind,
             )
-            return
-        self.processed += 1
-        self.failed += 0 if outcome.ok else 1
+        return next_claim if isinstance(next_claim, Claim) else None
 
     def _log(self, claim: Claim, job: Job | None, outcome: Outcome, seconds: float) -> None:
         name = job.payload.class_name if job else "?"
