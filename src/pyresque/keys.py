@@ -104,3 +104,15 @@ class Keys:
     def control(self, worker_id: str) -> str:
         """A list of commands (quit, pause, resume) for one worker, from any host."""
         return f"{self.prefix}pyresque:control:{worker_id}"
+
+    def history(self, metric: str, unit: str, bucket: int) -> str:
+        """A rolling counter: ``metric`` (processed, failed) in one minute or hour.
+
+        ``bucket`` is the epoch minute (``unit="m"``) or hour (``unit="h"``).
+        """
+        return f"{self.prefix}pyresque:history:{metric}:{unit}:{bucket}"
+
+    @property
+    def class_stats(self) -> str:
+        """Hash of per-job-class totals: ``<class>:processed``, ``:failed``, ``:ms``, ``:le:*``."""
+        return f"{self.prefix}pyresque:classes"

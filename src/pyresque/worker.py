@@ -34,6 +34,7 @@ from pyresque.connection import raw, text
 from pyresque.executor import Executor, Stop, make_executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher, QueueList
+from pyresque.history import bucket_label, history_keys
 from pyresque.job import Job, UnknownJob
 from pyresque.payload import MalformedPayload, Payload
 from pyresque.perform import Interrupted, Outcome
@@ -223,7 +224,7 @@ class Worker:
     def _process(self, claim: Claim) -> Claim | None:
         """Run a claimed job, record its outcome, and return the next claim (if any)."""
         started = time.monotonic()
-        job: Job | None = None
+        payload: Payload | None = None
         try:
             payload = Payload.decode(claim.raw)
             job = self.resque.registry.get(payload.class_name)(payload, claim.queue)
@@ -231,8 +232,9 @@ class Worker:
             outcome = Outcome.failed(exc)
         else:
             outcome = self._run(job, claim)
-        self._log(claim, job, outcome, time.monotonic() - started)
-        return self._finish(claim, job, outcome)
+        seconds = time.monotonic() - started
+        self._log(claim, payload, outcome, seconds)
+        return self._finish(claim, payload, outcome, seconds)
 
     def _run(self, job: Job, claim: Claim) -> Outcome:
         payload = job.payload
@@ -256,13 +258,15 @@ class Worker:
             self._inline_job = False
         return outcome
 
-    def _finish(self, claim: Claim, job: Job | None, outcome: Outcome) -> Claim | None:
+    def _finish(
+        self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float
+    ) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
         job stays in flight meanwhile, so it is never lost."""
         retrying = False
         while True:
             try:
-                next_claim = self._record(claim, job, outcome, claim_next=not retrying)
+                next_claim = self._record(claim, payload, outcome, seconds, not retrying)
                 self._redis_back()  # after a retry: gives back a claim whose reply was lost
                 return next_claim
             except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
@@ -272,7 +276,12 @@ class Worker:
                     return None
 
     def _record(
-        self, claim: Claim, job: Job | None, outcome: Outcome, claim_next: bool
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        outcome: Outcome,
+        seconds: float,
+        claim_next: bool,
     ) -> Claim | None:
         if outcome.kind == "interrupted" and not self.options.fail_interrupted:
             record = self.resque.redis.hget(self._keys.inflight(self.id), claim.token)
@@ -281,7 +290,6 @@ class Worker:
             return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
-        payload = job.payload if job else None
         keys = [
             self._keys.inflight(self.id),
             self._keys.worker(self.id),
@@ -290,6 +298,8 @@ class Worker:
             self._keys.stat("failed"),
             self._keys.stat("failed", self.id),
             self._keys.failed,
+            *history_keys(self._keys),
+            self._keys.class_stats,
         ]
         if payload and payload.id:
             keys.append(self._keys.status(payload.id, payload.prefix))
@@ -299,7 +309,17 @@ class Worker:
             record = failure_record(
                 shown, outcome.exception, outcome.error, outcome.backtrace, self.id, claim.queue
             )
-        args = [claim.token, "ok" if outcome.ok else "failed", outcome.result_json(), record]
+        ms = seconds * 1000
+        name = payload.class_name if payload else "(malformed)"
+        args = [
+            claim.token,
+            "ok" if outcome.ok else "failed",
+            outcome.result_json(),
+            record,
+            name,
+            f"{ms:.3f}",
+            bucket_label(ms),
+        ]
         claim_next = claim_next and not self.shutting_down and not self.paused
         if claim_next:
             self._refresh_queues()
@@ -316,9 +336,9 @@ class Worker:
             )
         return next_claim if isinstance(next_claim, Claim) else None
 
-    def _log(self, claim: Claim, job: Job | None, outcome: Outcome, seconds: float) -> None:
-        name = job.payload.class_name if job else "?"
-        job_id = job.payload.id if job and job.payload.id else "-"
+    def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
+        name = payload.class_name if payload else "?"
+        job_id = payload.id if payload and payload.id else "-"
         detail = f": {outcome.exception}: {outcome.error}" if outcome.kind == "failed" else ""
         log.info(
             "job %s %s from %s %s in %.1f ms%s",
