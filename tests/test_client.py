@@ -100,6 +100,7 @@ def test_enqueue_writes_php_resque_shape(
         "queues",
         "queue:default",
         "pyresque:wake:default",
+        "pyresque:queues-changed",
     }
     assert redis_client.type(f"{namespace}:queues") == b"set"
     assert redis_client.type(f"{namespace}:queue:default") == b"list"
@@ -156,6 +157,7 @@ def test_ruby_dialect_writes_exactly_class_and_args(
         "queues",
         "queue:default",
         "pyresque:wake:default",
+        "pyresque:queues-changed",
     }
 
 
@@ -229,6 +231,7 @@ def test_namespace_with_or_without_colon_gives_the_same_keys(
         "queues",
         f"queue:{queue}",
         f"pyresque:wake:{queue}",
+        "pyresque:queues-changed",
     }
     # Nothing under the default namespace, and no doubled colon.
     assert redis_client.sismember("resque:queues", queue) == 0
@@ -249,7 +252,7 @@ def bare_queue(redis_client: redis.Redis) -> Iterator[str]:
     queue = f"t{uuid.uuid4().hex[:8]}"
     yield queue
     redis_client.srem("queues", queue)
-    redis_client.delete(f"queue:{queue}", f"pyresque:wake:{queue}")
+    redis_client.delete(f"queue:{queue}", f"pyresque:wake:{queue}", "pyresque:queues-changed")
     for key in redis_client.scan_iter(match=f"job:{queue}_*:status"):
         redis_client.delete(key)
 
@@ -302,6 +305,7 @@ def test_track_status_writes_a_waiting_packet(
         "queues",
         "queue:default",
         "pyresque:wake:default",
+        "pyresque:queues-changed",
         f"job:{job_id}:status",
     }
 
@@ -373,6 +377,7 @@ def test_enqueue_many_uses_one_pipeline_and_keeps_order(
         "queues",
         *(f"queue:{q}" for q in "abc"),
         *(f"pyresque:wake:{q}" for q in "abc"),
+        "pyresque:queues-changed",
         f"job:{ids[1]}:status",
         f"job:{ids[3]}:status",
     }
@@ -495,10 +500,16 @@ def test_remove_queue(rq: Resque, redis_client: redis.Redis, namespace: str) -> 
     rq.enqueue("q2", "A", 3)
     assert rq.remove_queue("q1") == 2
     assert members(redis_client, f"{namespace}:queues") == {"q2"}
-    assert keys_under(redis_client, namespace) == {"queues", "queue:q2", "pyresque:wake:q2"}
+    assert keys_under(redis_client, namespace) == {
+        "queues",
+        "queue:q2",
+        "pyresque:wake:q2",
+        "pyresque:queues-changed",
+    }
     assert rq.remove_queue("q1") == 0
     assert rq.remove_queue("q2") == 1
-    assert keys_under(redis_client, namespace) == set()
+    # Only the (bounded, one-element) new-queue wake-up list remains.
+    assert keys_under(redis_client, namespace) == {"pyresque:queues-changed"}
 
 
 # ----------------------------------------------------------------------------- dequeue

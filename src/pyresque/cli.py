@@ -33,7 +33,7 @@ from pyresque.fetch import QueueList
 from pyresque.keys import DEFAULT_NAMESPACE
 from pyresque.server import RedisServer, ServerError
 from pyresque.supervisor import Supervisor
-from pyresque.worker import COMMANDS, Worker, WorkerOptions
+from pyresque.worker import COMMANDS, MODES, Worker, WorkerOptions
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -241,9 +241,35 @@ def _import_apps(apps: tuple[str, ...]) -> None:
 @click.option("--pidfile", envvar="PIDFILE", help="Write the (supervising) pid here.")
 @click.option(
     "--mode",
-    type=click.Choice(["fork", "inline"]),
+    type=click.Choice(list(MODES)),
+    envvar="PYRESQUE_MODE",
     default=None,
-    help="fork: a child per job (default); inline: in the worker process (env FORK_PER_JOB=false).",
+    help="fork: a child per job (default); inline: in the worker process (env "
+    "FORK_PER_JOB=false); threads / asyncio: N jobs at once in one process; prefork: N "
+    "long-lived children, recycled.",
+)
+@click.option(
+    "--concurrency",
+    type=click.IntRange(1),
+    envvar="CONCURRENCY",
+    default=None,
+    help="Jobs at once in threads (default 10), asyncio (20) and prefork (one per CPU) modes.",
+)
+@click.option(
+    "--max-jobs-per-child",
+    type=click.IntRange(1),
+    envvar="PYRESQUE_MAX_JOBS_PER_CHILD",
+    default=1000,
+    show_default=True,
+    help="prefork: replace a child after this many jobs.",
+)
+@click.option(
+    "--max-memory",
+    "max_memory_mb",
+    type=click.IntRange(0),
+    envvar="PYRESQUE_MAX_MEMORY_MB",
+    default=0,
+    help="prefork: replace a child whose peak memory passes this many MB (0: never).",
 )
 @click.option(
     "--lease-ttl",
@@ -287,6 +313,9 @@ def worker_command(
     count: int,
     pidfile: str | None,
     mode: str | None,
+    concurrency: int | None,
+    max_jobs_per_child: int,
+    max_memory_mb: int,
     lease_ttl: float,
     term_timeout: float,
     fail_interrupted: bool,
@@ -313,6 +342,9 @@ def worker_command(
         interval=interval,
         blocking=blocking,
         mode=mode,
+        concurrency=concurrency,
+        max_jobs_per_child=max_jobs_per_child,
+        max_memory_mb=max_memory_mb,
         lease_ttl=lease_ttl,
         term_timeout=term_timeout,
         fail_interrupted=fail_interrupted,

@@ -186,7 +186,12 @@ class Resque:
 
     def _enqueue_call(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
-        keys = [self.keys.queues, self.keys.queue(item.queue), self.keys.wake(item.queue)]
+        keys = [
+            self.keys.queues,
+            self.keys.queue(item.queue),
+            self.keys.wake(item.queue),
+            self.keys.queues_changed,
+        ]
         if item.track_status:
             keys += [self.keys.status(p.id or "", p.prefix) for p in payloads]
         args = [item.queue, waiting_packet(), "head" if item.at_front else "tail"]
@@ -218,12 +223,14 @@ class Resque:
 
     def push(self, queue: str, item: dict[str, Any]) -> None:
         """Push a raw payload, as ``Resque.push`` does (no hooks, no id added)."""
-        keys, args = (
-            [self.keys.queues, self.keys.queue(queue), self.keys.wake(queue)],
-            [queue, "", "tail", dumps(item)],
-        )
+        keys = [
+            self.keys.queues,
+            self.keys.queue(queue),
+            self.keys.wake(queue),
+            self.keys.queues_changed,
+        ]
         with self._connection():
-            scripts.run(self.redis, "enqueue", keys, args)
+            scripts.run(self.redis, "enqueue", keys, [queue, "", "tail", dumps(item)])
 
     def pop(self, queue: str) -> Any:
         """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import fnmatch
 import re
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -126,26 +125,27 @@ class Fetcher:
             self._resolved = self.queues.resolve(names)
         return self._resolved
 
-    def claim(self) -> Claim | Paused | None:
-        """Claim the next job in priority order, or None when every queue is empty."""
-        keys, args = self._claim_call()
-        return self._claimed(scripts.run(self._redis, "claim", keys, args), args[1])
+    def claim(self, token: str) -> Claim | Paused | None:
+        """Claim the next job in priority order under ``token``, or None when every queue
+        is empty."""
+        keys, args = self._claim_call(token)
+        return self._claimed(scripts.run(self._redis, "claim", keys, args), token)
 
     def finish(
-        self, keys: list[str], args: list[Any], claim_next: bool
+        self, keys: list[str], args: list[Any], next_token: str | None
     ) -> tuple[bool, Claim | Paused | None]:
-        """Record how a job ended (finish.lua) and, unless told not to, claim the next job
-        in the same round trip. Returns (recorded, next claim); recorded is False when
-        the job had been recovered from us (fenced)."""
-        if not claim_next:
+        """Record how a job ended (finish.lua) and, given a token, claim the next job in
+        the same round trip. Returns (recorded, next claim); recorded is False when the
+        job had been recovered from us (fenced)."""
+        if next_token is None:
             return bool(scripts.run(self._redis, "finish", keys, args)), None
-        claim_keys, claim_args = self._claim_call()
+        claim_keys, claim_args = self._claim_call(next_token)
         recorded, reply = scripts.run(
             self._redis, "finish_claim", keys + claim_keys, [len(keys), *args, *claim_args]
         )
-        return bool(recorded), self._claimed(reply, claim_args[1])
+        return bool(recorded), self._claimed(reply, next_token)
 
-    def _claim_call(self) -> tuple[list[str], list[Any]]:
+    def _claim_call(self, token: str) -> tuple[list[str], list[Any]]:
         queues = self._resolved
         keys = [
             self._keys.pause_all,
@@ -155,7 +155,7 @@ class Fetcher:
             *[self._keys.queue(q) for q in queues],
             *[self._keys.wake(q) for q in queues],
         ]
-        return keys, [self._worker_id, uuid.uuid4().hex, self._lease_ms, *queues]
+        return keys, [self._worker_id, token, self._lease_ms, *queues]
 
     @staticmethod
     def _claimed(reply: list[bytes], token: str) -> Claim | Paused | None:
@@ -165,9 +165,16 @@ class Fetcher:
             return PAUSED
         return Claim(token, reply[0].decode(), reply[1])
 
-    def wait(self, timeout: float) -> None:
-        """Block until a producer leaves a wake-up token on one of our queues, or ``timeout``."""
-        if not self._resolved or timeout <= 0:
-            return
-        wait = min(timeout, MAX_BLOCK)
-        self._redis.blpop([self._keys.wake(q) for q in self._resolved], timeout=wait)
+    def wait(self, timeout: float) -> bool:
+        """Block until a producer leaves a wake-up token on one of our queues, or ``timeout``.
+
+        A worker with globs also wakes when a new queue appears; then it returns True
+        and the caller re-expands its queue list at once.
+        """
+        keys = [self._keys.wake(q) for q in self._resolved]
+        if self.queues.dynamic:
+            keys.append(self._keys.queues_changed)
+        if not keys or timeout <= 0:
+            return False
+        reply = self._redis.blpop(keys, timeout=min(timeout, MAX_BLOCK))
+        return bool(reply) and reply[0] == self._keys.queues_changed.encode()

@@ -18,13 +18,19 @@ from pyresque.payload import Payload
 class DontPerform(Exception):
     """Raise in ``set_up`` or ``before_perform`` to skip a job quietly (no failure)."""
 
+    __module__ = "pyresque"
+
 
 class DontCreate(Exception):
     """Raise in a ``before_enqueue`` hook to veto an enqueue."""
 
+    __module__ = "pyresque"
+
 
 class UnknownJob(LookupError):
     """A payload names a job class that this application did not register."""
+
+    __module__ = "pyresque"
 
 
 class Job:

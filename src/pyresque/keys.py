@@ -97,6 +97,11 @@ class Keys:
         return f"{self.prefix}pyresque:wake:{queue}"
 
     @property
+    def queues_changed(self) -> str:
+        """A wake-up list for workers with globs: a token means "a new queue exists"."""
+        return f"{self.prefix}pyresque:queues-changed"
+
+    @property
     def recovered(self) -> str:
         """Counter of jobs put back on their queue after a crash."""
         return f"{self.prefix}stat:recovered"

@@ -28,6 +28,8 @@ class Dialect(str, Enum):
 class MalformedPayload(ValueError):
     """A queue element that is not a job payload; the message says what is wrong."""
 
+    __module__ = "pyresque"
+
 
 def _reject(value: object) -> Any:
     raise TypeError(

@@ -6,8 +6,11 @@ the test helpers), so a job behaves the same whichever way it runs.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import json
 import logging
+from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -50,6 +53,7 @@ class Outcome:
     exception: str = ""
     error: str = ""
     backtrace: list[str] = field(default_factory=list)
+    rss_mb: float = 0.0  # peak memory of the process that ran it (prefork recycling)
 
     @classmethod
     def failed(cls, exc: BaseException) -> Outcome:
@@ -83,14 +87,23 @@ def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
         log.exception("on_failure hook of %s raised", job.payload.class_name)
 
 
-def perform(job: Job, events: Events) -> Outcome:
-    """Run ``job`` with its hooks: set_up, before_perform, perform, tear_down, after_perform."""
+AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def perform(job: Job, events: Events, run_async: AsyncRunner = asyncio.run) -> Outcome:
+    """Run ``job`` with its hooks: set_up, before_perform, perform, tear_down, after_perform.
+
+    An ``async def perform`` is awaited by ``run_async``: a fresh event loop by default,
+    the worker's shared loop in asyncio mode.
+    """
     try:
         job.set_up()
         events.trigger("before_perform", job)
         job.before_perform()
         try:
             result = job.run_perform()
+            if inspect.iscoroutine(result):
+                result = run_async(result)
         finally:
             job.tear_down()
         events.trigger("after_perform", job)

@@ -9,6 +9,13 @@
 -- a[1] worker id   a[2] claim token   a[3] lease length (ms)   a[4 .. 3+n] queue names
 -- Returns {queue name, payload}, {} when every queue is empty, or {'paused'}.
 local function claim(k, a)
+  -- Idempotent: if this token already holds a job (the client re-sent the call after
+  -- losing the reply), return that job instead of taking another one.
+  local held = redis.call('HGET', k[3], a[2])
+  if held then
+    local record = cjson.decode(held)
+    return {record.queue, record.payload}
+  end
   local pause = redis.call('GET', k[1])
   if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
     return {'paused'}

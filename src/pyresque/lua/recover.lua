@@ -5,7 +5,8 @@
 -- one of them do it.
 --
 -- KEYS[1] leases zset   KEYS[2] the owner's in-flight hash
--- KEYS[3] destination list (queue:<name>, or failed)   KEYS[4] counter to increment
+-- KEYS[3] destination list (queue:<name>, or failed)
+-- KEYS[4] counter to increment (stat:recovered, or stat:failed; not for a give-back)
 -- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
 -- ARGV[4] item to push        ARGV[5] 'requeue' or 'fail'   ARGV[6] queue name
@@ -22,7 +23,9 @@ if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
   return 0 -- already recovered or finished
 end
 redis.call('HDEL', KEYS[2], ARGV[2])
-redis.call('INCR', KEYS[4])
+if ARGV[7] ~= '1' then
+  redis.call('INCR', KEYS[4])
+end
 local code = 3
 if ARGV[5] == 'requeue' then
   code = 1

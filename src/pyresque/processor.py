@@ -1,0 +1,318 @@
+"""A processor: claim a job, run it with an executor, record how it ended; repeat.
+
+A worker has one processor (fork and inline modes, in the main thread, as
+Resque) or several (threads, asyncio and prefork modes, one thread each). They
+share the worker's id, lease and in-flight hash; each claims one job at a time,
+so queue priority holds exactly as with one processor.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import threading
+import time
+import uuid
+from typing import TYPE_CHECKING
+
+import redis
+
+from pyresque import scripts
+from pyresque.connection import raw, text
+from pyresque.executor import Executor
+from pyresque.failure import failure_record
+from pyresque.fetch import PAUSED, Claim, Fetcher
+from pyresque.history import bucket_label, history_keys
+from pyresque.job import Job, UnknownJob
+from pyresque.payload import MalformedPayload, Payload
+from pyresque.perform import Interrupted, JobTimeout, Outcome
+from pyresque.status import Status
+
+if TYPE_CHECKING:
+    from pyresque.worker import Worker
+
+log = logging.getLogger("pyresque.worker")
+
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+class Wake(Exception):
+    """Raised by a signal handler to end an idle wait of the main-thread processor at once."""
+
+
+class Processor:
+    """Runs jobs one after another for its worker."""
+
+    def __init__(self, worker: Worker, executor: Executor) -> None:
+        self.worker = worker
+        self.executor = executor
+        self._keys = worker.resque.keys
+        self._redis = worker.resque.redis
+        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, worker.lease_ms)
+        self.idle = False  # waiting for work: a signal may end the wait (main thread only)
+        self.running_inline = False  # a job runs in this thread: TERM may interrupt it
+        self.busy = False  # a job is running
+        self.thread_id: int | None = None
+        self.deadline: float | None = None  # monotonic time the running job must end by
+        self.timed_out = False
+        self._redis_ok = True
+        self._backoff = 0.1
+        self._last_refresh = 0.0
+
+    @property
+    def in_main_thread(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def run(self) -> None:
+        """Process jobs until the worker shuts down (or, with interval 0, until drained)."""
+        self.thread_id = threading.get_ident()
+        worker = self.worker
+        claim: Claim | None = None
+        while not worker.shutting_down:
+            try:
+                if claim is None:
+                    claim = self._next_job()
+                    if claim is None:
+                        if worker.options.interval == 0 and not worker.paused:
+                            return
+                        continue
+                # Finishing a job claims the next one in the same round trip.
+                claim = self._process(claim)
+                self._redis_back()
+            except _REDIS_DOWN as exc:
+                claim = None  # a claim whose reply was lost is given back by _redis_back
+                self._redis_down(exc)
+            except Wake:
+                pass
+        if claim is not None:  # claimed just as we were told to stop
+            self._give_back(claim)
+
+    # --- fetching ---------------------------------------------------------------
+
+    def _next_job(self) -> Claim | None:
+        worker = self.worker
+        pause_wait = worker.options.interval or 1.0
+        if worker.paused:
+            worker.title("Paused")
+            self._wait(pause_wait, block=False)
+            return None
+        self._refresh_queues()
+        token = worker.hold(uuid.uuid4().hex)
+        claim = self.fetcher.claim(token)
+        if not isinstance(claim, Claim):
+            worker.release(token)
+        if claim is PAUSED:
+            worker.title("Paused")
+            self._wait(pause_wait, block=False)
+            return None
+        if isinstance(claim, Claim):
+            return claim
+        if worker.options.interval > 0:
+            worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
+            self._wait(worker.options.interval, block=worker.options.blocking)
+        return None
+
+    def _refresh_queues(self) -> None:
+        """Re-expand queue globs at most once a second (one SMEMBERS)."""
+        now = time.monotonic()
+        if now - self._last_refresh >= 1.0:
+            self.fetcher.refresh()
+            self._last_refresh = now
+
+    def _wait(self, seconds: float, block: bool) -> None:
+        """Wait for a wake-up token (or just sleep). In the main thread any signal ends the
+        wait early; other threads wait at most a second, so they notice a shutdown soon."""
+        if not self.in_main_thread:
+            seconds = min(seconds, 1.0)
+        try:
+            self.idle = self.in_main_thread
+            if self.worker.shutting_down:
+                return
+            if block and (self.fetcher.refresh() or self.fetcher.queues.dynamic):
+                if self.fetcher.wait(seconds):
+                    self._last_refresh = 0.0  # a new queue: look at it now
+            else:
+                self.worker.sleep(seconds)
+        except Wake:
+            pass
+        finally:
+            self.idle = False
+
+    # --- running a job ----------------------------------------------------------
+
+    def _process(self, claim: Claim) -> Claim | None:
+        """Run a claimed job, record its outcome, and return the next claim (if any)."""
+        started = time.monotonic()
+        payload: Payload | None = None
+        try:
+            payload = Payload.decode(claim.raw)
+            job = self.worker.resque.registry.get(payload.class_name)(payload, claim.queue)
+        except (MalformedPayload, UnknownJob) as exc:
+            outcome = Outcome.failed(exc)
+        else:
+            outcome = self._run(job, claim)
+        seconds = time.monotonic() - started
+        self._log(claim, payload, outcome, seconds)
+        return self._finish(claim, payload, outcome, seconds)
+
+    def _run(self, job: Job, claim: Claim) -> Outcome:
+        worker, payload = self.worker, job.payload
+        if payload.id:
+            scripts.run(
+                self._redis,
+                "set_status",
+                [self._keys.status(payload.id, payload.prefix)],
+                [int(Status.RUNNING), "null"],
+            )
+        worker.title(f"Processing {claim.queue} since {int(time.time())} [{payload.class_name}]")
+        if self.executor.name == "fork":
+            worker.resque.events.trigger("before_fork", job)
+        timeout = payload.extra.get("timeout") or type(job).timeout
+        self.deadline = time.monotonic() + float(timeout) if timeout else None
+        self.timed_out = False
+        self.running_inline = self.executor.runs_in_thread
+        self.busy = True
+        try:
+            outcome = self.executor.execute(job, timeout, worker.stop)
+        except Interrupted:  # TERM arrived just outside the job's own try
+            outcome = Outcome("interrupted")
+        finally:
+            self.busy = self.running_inline = False
+            self.deadline = None
+            if not worker.stop.interrupt:
+                worker.stop.kill = False  # a USR1 is for the job that was running
+        if self.timed_out and outcome.kind != "ok":  # the watchdog stopped a threaded job
+            outcome = Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
+        return outcome
+
+    def _finish(
+        self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float
+    ) -> Claim | None:
+        """Record the outcome and claim the next job. If Redis is down, keep trying: the
+        job stays in flight meanwhile, so it is never lost."""
+        retrying = False
+        while True:
+            try:
+                next_claim = self._record(claim, payload, outcome, seconds, not retrying)
+                self._redis_back()  # after a retry: gives back a claim whose reply was lost
+                return next_claim
+            except _REDIS_DOWN as exc:
+                retrying = True
+                self._redis_down(exc)
+                if self.worker.stop.kill:  # exit now: the lease will expire, others recover
+                    return None
+
+    def _record(
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        outcome: Outcome,
+        seconds: float,
+        claim_next: bool,
+    ) -> Claim | None:
+        worker = self.worker
+        if outcome.kind == "interrupted" and not worker.options.fail_interrupted:
+            self._give_back(claim)
+            return None
+        if outcome.kind == "interrupted":
+            outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
+        keys = [
+            self._keys.inflight(worker.id),
+            self._keys.worker(worker.id),
+            self._keys.stat("processed"),
+            self._keys.stat("processed", worker.id),
+            self._keys.stat("failed"),
+            self._keys.stat("failed", worker.id),
+            self._keys.failed,
+            *history_keys(self._keys),
+            self._keys.class_stats,
+        ]
+        if payload and payload.id:
+            keys.append(self._keys.status(payload.id, payload.prefix))
+        record = ""
+        if not outcome.ok:
+            shown = payload.to_dict() if payload else claim.raw.decode("utf-8", "backslashreplace")
+            record = failure_record(
+                shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
+            )
+        ms = seconds * 1000
+        name = payload.class_name if payload else "(malformed)"
+        args = [
+            claim.token,
+            "ok" if outcome.ok else "failed",
+            outcome.result_json(),
+            record,
+            name,
+            f"{ms:.3f}",
+            bucket_label(ms),
+        ]
+        next_token = None
+        if claim_next and not worker.shutting_down and not worker.paused:
+            self._refresh_queues()
+            next_token = worker.hold(uuid.uuid4().hex)
+        recorded, next_claim = self.fetcher.finish(keys, args, next_token)
+        worker.release(claim.token)
+        if next_token and not isinstance(next_claim, Claim):
+            worker.release(next_token)
+        if recorded:
+            worker.count(outcome.ok)
+        else:
+            log.warning(
+                "job %s finished after this worker lost its lease (or Redis lost the reply); "
+                "it was already recovered or recorded, so this %s outcome is discarded",
+                payload.id if payload else claim.token,
+                outcome.kind,
+            )
+        return next_claim if isinstance(next_claim, Claim) else None
+
+    def _give_back(self, claim: Claim) -> None:
+        """Put a claimed job back at the head of its queue, not counted as an attempt."""
+        record = self._redis.hget(self._keys.inflight(self.worker.id), claim.token)
+        if record is not None:
+            self.worker.recovery.give_back(self.worker.id, claim.token, raw(record), crashed=False)
+        self.worker.release(claim.token)
+
+    def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
+        name = payload.class_name if payload else "?"
+        job_id = payload.id if payload and payload.id else "-"
+        detail = f": {outcome.exception}: {outcome.error}" if outcome.kind == "failed" else ""
+        log.info(
+            "job %s %s from %s %s in %.1f ms%s",
+            job_id,
+            name,
+            claim.queue,
+            outcome.kind,
+            seconds * 1000,
+            detail,
+        )
+
+    # --- Redis outages ----------------------------------------------------------
+
+    def _redis_down(self, exc: BaseException) -> None:
+        """Log once, then back off (capped, with jitter) before the next try."""
+        if self._redis_ok:
+            log.error("Redis unavailable (%s); retrying with backoff", exc)
+            self._redis_ok = False
+            self._backoff = 0.1
+        self._wait(self._backoff * random.uniform(0.8, 1.2), block=False)
+        self._backoff = min(self._backoff * 2, 10.0)
+
+    def _redis_back(self) -> None:
+        if self._redis_ok:
+            return
+        # A claim whose reply was lost in the outage left a job in flight that no
+        # processor knows about: give it back, or it would wait for our lease.
+        self.worker.give_back_orphans()
+        log.warning("Redis is back")
+        self._redis_ok = True
+
+
+def give_back_orphans(worker: Worker, held: set[str]) -> int:
+    """Give back the worker's in-flight jobs whose tokens no processor holds."""
+    keys = worker.resque.keys
+    entries = worker.resque.redis.hgetall(keys.inflight(worker.id))
+    done = 0
+    for token, record in entries.items():
+        if text(token) not in held:
+            done += worker.recovery.give_back(worker.id, text(token), raw(record), crashed=False)
+    return done
