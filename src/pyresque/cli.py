@@ -16,6 +16,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections.abc import Callable, Iterator, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -25,12 +26,14 @@ from typing import Any
 import click
 import redis
 
+from pyresque import cron
 from pyresque.client import Resque
 from pyresque.connection import unavailable, url_from_env
 from pyresque.control import WorkerInfo, list_workers, send_command
 from pyresque.failure import Failures
 from pyresque.fetch import QueueList
 from pyresque.keys import DEFAULT_NAMESPACE
+from pyresque.scheduler import Scheduler
 from pyresque.server import RedisServer, ServerError
 from pyresque.supervisor import Supervisor
 from pyresque.worker import COMMANDS, MODES, Worker, WorkerOptions
@@ -195,6 +198,32 @@ def _import_apps(apps: tuple[str, ...]) -> None:
             raise click.UsageError(f"cannot import app module {spec!r}: {exc}") from exc
 
 
+def _schedule_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--schedule",
+        "schedule_file",
+        envvar="PYRESQUE_SCHEDULE",
+        type=click.Path(exists=True, dir_okay=False),
+        help="A YAML file of recurring jobs in resque-scheduler's format (needs "
+        "pyresque[cron-yaml]); adds to the schedules the --app modules declare.",
+    )(func)
+
+
+def _load_schedule(path: str | None) -> None:
+    if path is None:
+        return
+    try:
+        cron.schedules.extend(cron.load_yaml(path))
+    except (ValueError, RuntimeError, OSError) as exc:
+        raise click.UsageError(f"cannot load the schedule {path}: {exc}") from exc
+
+
+def _when(epoch: float | None) -> str:
+    if not epoch:
+        return "-"
+    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
+
+
 # --- worker ---------------------------------------------------------------------
 
 
@@ -301,6 +330,14 @@ def _import_apps(apps: tuple[str, ...]) -> None:
     show_default=True,
     help="A job that kills its worker this many times goes to failed.",
 )
+@click.option(
+    "--with-scheduler",
+    is_flag=True,
+    envvar="PYRESQUE_WITH_SCHEDULER",
+    help="Also run a scheduler in the worker: delayed jobs, retries, cron (see `pyresque "
+    "scheduler`).",
+)
+@_schedule_option
 @click.option("-v", "--verbose", is_flag=True, help="Log each job (env VERBOSE, LOGGING).")
 @click.option("--vverbose", is_flag=True, help="Also log Redis-level detail (env VVERBOSE).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
@@ -320,6 +357,8 @@ def worker_command(
     term_timeout: float,
     fail_interrupted: bool,
     max_crashes: int,
+    with_scheduler: bool,
+    schedule_file: str | None,
     verbose: bool,
     vverbose: bool,
     quiet: bool,
@@ -337,6 +376,7 @@ def worker_command(
     if blocking is None:
         blocking = _env_flag("BLOCKING") is not False
     _import_apps(apps)
+    _load_schedule(schedule_file)
     _connect(redis_url, namespace).redis.close()
     options = WorkerOptions(
         interval=interval,
@@ -350,6 +390,7 @@ def worker_command(
         fail_interrupted=fail_interrupted,
         max_crashes=max_crashes,
         pidfile=pidfile if count == 1 else None,
+        with_scheduler=with_scheduler,
     )
 
     def run() -> None:
@@ -414,7 +455,7 @@ def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
     sizes = {q: resque.size(q) for q in resque.queues()}
     workers = list_workers(resque)
     if as_json:
-        _print_json({**info, "queue_sizes": sizes, "workers": [w.to_dict() for w in workers]})
+        _print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})
         return
     click.echo(
         f"processed {info['processed']}  failed {info['failed']}  pending "
@@ -630,6 +671,205 @@ def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
     failures = _connect(redis_url, namespace).failures
     done = failures.clear_retried() if retried else failures.clear()
     click.echo(f"cleared: {done}")
+
+
+# --- scheduling -----------------------------------------------------------------------
+
+
+@main.command("scheduler")
+@click.option(
+    "--app",
+    "apps",
+    multiple=True,
+    envvar="APP_INCLUDE",
+    help="Module (or .py file) "
+    "to import: its jobs register and its schedules are declared; repeatable.",
+)
+@_schedule_option
+@click.option(
+    "--interval",
+    type=click.FloatRange(0.05),
+    default=0.5,
+    show_default=True,
+    help="Seconds between passes (delayed jobs are moved within about this of their time).",
+)
+@click.option(
+    "--lease",
+    type=click.FloatRange(0.5),
+    default=5.0,
+    show_default=True,
+    help="Seconds without renewal before another scheduler takes over cron.",
+)
+@click.option("-v", "--verbose", is_flag=True, help="Log more (env VERBOSE, LOGGING).")
+@click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
+@_connection_options
+def scheduler_command(
+    apps: tuple[str, ...],
+    schedule_file: str | None,
+    interval: float,
+    lease: float,
+    verbose: bool,
+    quiet: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Move due delayed jobs and retries to their queues and fire cron schedules (run
+    several for high availability)."""
+    _setup_logging(verbose, False, quiet)
+    _import_apps(apps)
+    _load_schedule(schedule_file)
+    resque = _connect(redis_url, namespace)
+    scheduler = Scheduler(resque, cron.schedules, interval=interval, lease=lease)
+    with _stop_on_signals() as stop:
+        scheduler.start()
+        while not stop.wait(0.5):
+            pass
+        scheduler.stop()
+
+
+@main.group("cron")
+def cron_group() -> None:
+    """Recurring jobs: list them, pause and resume them."""
+
+
+@cron_group.command("list")
+@_json_option
+@_connection_options
+def cron_list(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Every schedule the cron leader declared, with last run, next run and outcome."""
+    found = cron.status(_connect(redis_url, namespace))
+    if as_json:
+        _print_json([s.to_dict() for s in found])
+        return
+    if not found:
+        click.echo("no schedules (is a scheduler running? `pyresque scheduler`)")
+        return
+    rows = []
+    for s in found:
+        spec = s.definition.get("cron") or f"every {s.definition.get('every')}s"
+        outcome = s.outcome + (f" (job {s.job_status})" if s.job_status else "")
+        rows.append(
+            [
+                s.name,
+                f"{spec} {s.definition.get('tz', 'UTC')}",
+                f"{s.definition.get('job')} on {s.definition.get('queue')}",
+                "paused" if s.paused else "active",
+                _when(s.last_run),
+                _when(s.next_run),
+                outcome,
+            ]
+        )
+    _table(rows, ["NAME", "WHEN", "JOB", "STATE", "LAST RUN", "NEXT RUN", "OUTCOME"])
+
+
+@cron_group.command("pause")
+@click.argument("name")
+@_connection_options
+def cron_pause(name: str, redis_url: str | None, namespace: str) -> None:
+    """Pause a schedule: its ticks pass without enqueueing."""
+    if not cron.pause(_connect(redis_url, namespace), name):
+        raise click.UsageError(f"no schedule named {name!r} (see `pyresque cron list`)")
+    click.echo(f"paused {name}")
+
+
+@cron_group.command("resume")
+@click.argument("name")
+@_connection_options
+def cron_resume(name: str, redis_url: str | None, namespace: str) -> None:
+    """Resume a paused schedule from its next tick (missed ticks stay skipped)."""
+    if not cron.resume(_connect(redis_url, namespace), name):
+        raise click.UsageError(f"schedule {name!r} is not paused")
+    click.echo(f"resumed {name}")
+
+
+@main.group("delayed")
+def delayed_group() -> None:
+    """Jobs scheduled for later (enqueue_at, retries, Ruby/PHP resque-scheduler items)."""
+
+
+@delayed_group.command("list")
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
+@_json_option
+@_connection_options
+def delayed_list(
+    offset: int, limit: int, as_json: bool, redis_url: str | None, namespace: str
+) -> None:
+    """Scheduled jobs, soonest first."""
+    resque = _connect(redis_url, namespace)
+    jobs = resque.delayed_jobs(offset, limit)
+    if as_json:
+        _print_json([j.to_dict() for j in jobs])
+        return
+    click.echo(f"{resque.delayed_count()} delayed job(s)")
+    rows = [
+        [
+            _when(j.timestamp),
+            j.queue or "?",
+            j.class_name or "?",
+            json.dumps(j.payload.args) if j.payload else j.problem,
+            j.id or "-",
+        ]
+        for j in jobs
+    ]
+    if rows:
+        _table(rows, ["DUE", "QUEUE", "CLASS", "ARGS", "ID"])
+
+
+def _match_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--args",
+        "args_json",
+        help="Only jobs with exactly these args (a JSON list, the payload's positional arguments).",
+    )(func)
+    func = click.option("--class", "class_name", help="Jobs of this class.")(func)
+    return click.option("--id", "job_id", help="The job with this id.")(func)
+
+
+def _match(job_id: str | None, class_name: str | None, args_json: str | None) -> list[Any]:
+    if not job_id and not class_name:
+        raise click.UsageError("give --id, or --class (and optionally --args)")
+    if args_json is None:
+        return []
+    try:
+        args = json.loads(args_json)
+    except ValueError as exc:
+        raise click.UsageError(f"--args must be JSON ({exc})") from exc
+    if not isinstance(args, list):
+        raise click.UsageError("--args must be a JSON list")
+    return args
+
+
+@delayed_group.command("cancel")
+@_match_options
+@_connection_options
+def delayed_cancel(
+    job_id: str | None,
+    class_name: str | None,
+    args_json: str | None,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Remove scheduled jobs, by id or by class (and args)."""
+    args = _match(job_id, class_name, args_json)
+    done = _connect(redis_url, namespace).remove_delayed(class_name, *args, job_id=job_id)
+    click.echo(f"cancelled: {done}")
+
+
+@delayed_group.command("enqueue-now")
+@_match_options
+@_connection_options
+def delayed_enqueue_now(
+    job_id: str | None,
+    class_name: str | None,
+    args_json: str | None,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Enqueue scheduled jobs now instead of at their time."""
+    args = _match(job_id, class_name, args_json)
+    done = _connect(redis_url, namespace).enqueue_delayed_now(class_name, *args, job_id=job_id)
+    click.echo(f"enqueued: {done}")
 
 
 @main.command("demo")

@@ -19,7 +19,7 @@ import ctypes
 import signal
 import threading
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,13 +44,25 @@ class Stop:
         )
 
 
+Started = Callable[[], object]
+
+
+def no_op() -> None:
+    pass
+
+
 class Executor(Protocol):
     name: str
     #: True when the job's Python code runs in the processor's thread, so the
     #: worker may interrupt it there (timeouts, TERM).
     runs_in_thread: bool
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome: ...
+    # ``started`` is called once the job is under way: in a child process, right
+    # after handing it over, so the parent's Redis bookkeeping (the RUNNING status)
+    # overlaps with the job instead of delaying it.
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome: ...
 
     def close(self) -> None: ...
 
@@ -66,12 +78,15 @@ class InlineExecutor:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
         def on_alarm(signum: int, frame: object) -> None:
             if stop.interrupt:
                 raise Interrupted("the worker was told to stop and the grace period ended")
             raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
 
+        started()
         previous = signal.signal(signal.SIGALRM, on_alarm)
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
@@ -95,7 +110,10 @@ class ThreadExecutor:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        started()
         return perform(job, self.events)
 
     def close(self) -> None:
@@ -148,7 +166,10 @@ class AsyncioExecutor:
         self.events = events
         self.loop = loop
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        started()
         return perform(job, self.events, lambda coro: self.loop.run(coro, timeout, stop))
 
     def close(self) -> None:

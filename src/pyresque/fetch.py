@@ -12,7 +12,7 @@ from __future__ import annotations
 import fnmatch
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -176,5 +176,5 @@ class Fetcher:
             keys.append(self._keys.queues_changed)
         if not keys or timeout <= 0:
             return False
-        reply = self._redis.blpop(keys, timeout=min(timeout, MAX_BLOCK))
-        return bool(reply) and reply[0] == self._keys.queues_changed.encode()
+        reply = cast("list[bytes] | None", self._redis.blpop(keys, timeout=min(timeout, MAX_BLOCK)))
+        return reply is not None and reply[0] == self._keys.queues_changed.encode()

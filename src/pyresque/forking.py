@@ -25,7 +25,7 @@ import time
 from dataclasses import dataclass
 
 from pyresque.events import Events
-from pyresque.executor import Stop
+from pyresque.executor import Started, Stop, no_op
 from pyresque.job import Job, Registry, registry
 from pyresque.payload import Payload
 from pyresque.perform import DirtyExit, Interrupted, JobTimeout, Outcome, notify_failure, perform
@@ -243,7 +243,9 @@ class ForkExecutor:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
         reader, writer = os.pipe()
         parent = os.getpid()
         with _SPAWN_LOCK:
@@ -255,6 +257,7 @@ class ForkExecutor:
             os.close(writer)
             child = Child(pid, os.pidfd_open(pid), reader)
             _PARENT_FDS.update((child.pidfd, reader))
+        started()
         outcome = watch(child, job, timeout, stop, self.events)
         if child.pid:  # reported, then exits: reap it
             os.waitpid(child.pid, 0)
@@ -298,10 +301,13 @@ class PreforkExecutor:
         self.registry = jobs
         self.child: Child | None = None
 
-    def execute(self, job: Job, timeout: float | None, stop: Stop) -> Outcome:
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
         child = self.child or self._spawn()
         self.child = child
         _send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
+        started()
         outcome = watch(child, job, timeout, stop, self.events)
         if not child.pid:  # it died (crash, timeout, kill): a new one next time
             self.child = None
