@@ -746,7 +746,7 @@ def cron_list(as_json: bool, redis_url: str | None, namespace: str) -> None:
         return
     rows = []
     for s in found:
-        spec = s.definition.get("cron") or f"every {s.definition.get('every')}s"
+        spec = s.definition.get("cron") or f"every {float(s.definition['every']):g}s"
         outcome = s.outcome + (f" (job {s.job_status})" if s.job_status else "")
         rows.append(
             [
@@ -870,6 +870,68 @@ def delayed_enqueue_now(
     args = _match(job_id, class_name, args_json)
     done = _connect(redis_url, namespace).enqueue_delayed_now(class_name, *args, job_id=job_id)
     click.echo(f"enqueued: {done}")
+
+
+@main.command("web")
+@click.option(
+    "--host",
+    default="127.0.0.1",
+    show_default=True,
+    help="Address to listen on; any other than loopback needs --token or --basic-auth.",
+)
+@click.option("--port", type=click.IntRange(1, 65535), default=5678, show_default=True)
+@click.option("--url-prefix", default="", help="Serve under this URL path, e.g. /resque.")
+@click.option("--read-only", is_flag=True, help="Show everything, change nothing.")
+@click.option(
+    "--token",
+    envvar="PYRESQUE_WEB_TOKEN",
+    default=None,
+    help="Require this bearer token; browsers sign in with it (env PYRESQUE_WEB_TOKEN).",
+)
+@click.option(
+    "--basic-auth",
+    envvar="PYRESQUE_WEB_BASIC_AUTH",
+    default=None,
+    metavar="USER:PASSWORD",
+    help="Require HTTP basic auth (env PYRESQUE_WEB_BASIC_AUTH).",
+)
+@_connection_options
+def web_command(
+    host: str,
+    port: int,
+    url_prefix: str,
+    read_only: bool,
+    token: str | None,
+    basic_auth: str | None,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Serve the web dashboard and JSON API (needs the web extra: pip install 'pyresque[web]')."""
+    try:
+        from pyresque.web import WebConfigError, preflight, serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"the dashboard needs the web extra: pip install 'pyresque[web]' ({exc})"
+        ) from exc
+    try:
+        preflight(host, token, basic_auth)
+    except WebConfigError as exc:
+        raise click.UsageError(str(exc)) from exc
+    resque = _connect(redis_url, namespace)  # one clear line if Redis is unreachable
+    resque.redis.close()
+    shown = f"[{host}]" if ":" in host else host
+    prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""
+    click.echo(f"pyresque dashboard: http://{shown}:{port}{prefix}/ (Ctrl-C to stop)")
+    serve(
+        redis_url or url_from_env(),
+        namespace,
+        host=host,
+        port=port,
+        prefix=url_prefix,
+        read_only=read_only,
+        auth_token=token,
+        basic_auth=basic_auth,
+    )
 
 
 @main.command("demo")

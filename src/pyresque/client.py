@@ -12,12 +12,16 @@ import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import groupby
 from typing import Any, cast
 
 import redis
 
 from pyresque import scripts
 from pyresque.connection import connect, describe, raw, text, unavailable
+from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
 from pyresque.events import Events
 from pyresque.events import events as default_events
 from pyresque.failure import Failures
@@ -25,7 +29,9 @@ from pyresque.job import DontCreate, Job, JobFunction, JobRef, Registry, job_nam
 from pyresque.job import registry as default_registry
 from pyresque.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.payload import Dialect, Payload, dumps
+from pyresque.retry import RetryPolicy
 from pyresque.status import JobStatus, Status, waiting_packet
+from pyresque.unique import Unique, UniqueLock
 
 #: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
 _CHUNK = 1000
@@ -37,7 +43,8 @@ class Enqueued:
 
     ``args`` is the payload's argument list: ``[data]`` for php-resque style,
     the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
-    job class's timeout; ``at_front`` pushes to the head of the queue.
+    job class's timeout; ``at_front`` pushes to the head of the queue. ``unique``
+    and ``retry`` override the job class's policies (unique.py, retry.py).
     """
 
     queue: str
@@ -47,6 +54,8 @@ class Enqueued:
     prefix: str = ""
     at_front: bool = False
     timeout: float | None = None
+    unique: Unique | None = None
+    retry: RetryPolicy | None = None
 
     @property
     def batch_key(self) -> tuple[str, bool, bool]:
@@ -96,12 +105,17 @@ class Resque:
         prefix: str = "",
         at_front: bool = False,
         timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
     ) -> str | None:
         """Enqueue as php-resque does: the job gets ``args`` as ``self.args``.
 
-        Returns the job id, or None when a ``before_enqueue`` hook vetoed it.
+        Returns the job id, or None when a ``before_enqueue`` hook vetoed it or an
+        equal unique job is already enqueued.
         """
-        return self._enqueue(Enqueued(queue, job, [args], track_status, prefix, at_front, timeout))
+        return self._enqueue(
+            Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
+        )
 
     def enqueue_to(
         self,
@@ -111,9 +125,13 @@ class Resque:
         track_status: bool = False,
         at_front: bool = False,
         timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
     ) -> str | None:
         """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
-        return self._enqueue(Enqueued(queue, job, list(args), track_status, "", at_front, timeout))
+        return self._enqueue(
+            Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
+        )
 
     def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
@@ -126,29 +144,49 @@ class Resque:
         payload = self._prepare(item)
         if payload is None:
             return None
+        lock = self._unique_lock(item, payload, scheduled=False)
         with self._connection():
-            scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
+            if lock is not None:
+                call = self._unique_call(item, payload, lock)
+                if not scripts.run(self.redis, "enqueue_unique", *call):
+                    return None
+            else:
+                scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
         self._after_enqueue(item, payload)
         return payload.id
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
-        returns their ids in order (None where a hook vetoed one)."""
+        returns their ids in order (None where a hook vetoed one, or an equal unique
+        job was already enqueued). Unique jobs take one Lua call each."""
         pipe = self.redis.pipeline(transaction=False)
         ids: list[str | None] = []
         done: list[tuple[Enqueued, Payload]] = []
         batch: list[Payload] = []
         first: Enqueued | None = None
+        # (reply index in the pipeline, index in ids, item, payload) of each unique job
+        unique: list[tuple[int, int, Enqueued, Payload]] = []
+        calls = 0
 
         def flush() -> None:
+            nonlocal calls
             if batch and first:
                 scripts.run(pipe, "enqueue", *self._enqueue_call(first, batch))
+                calls += 1
             batch.clear()
 
         for item in jobs:
             payload = self._prepare(item)
             ids.append(payload.id if payload else None)
             if payload is None:
+                continue
+            lock = self._unique_lock(item, payload, scheduled=False)
+            if lock is not None:
+                flush()  # keeps the order of jobs on the queue
+                first = None
+                scripts.run(pipe, "enqueue_unique", *self._unique_call(item, payload, lock))
+                unique.append((calls, len(ids) - 1, item, payload))
+                calls += 1
                 continue
             if first is None or first.batch_key != item.batch_key or len(batch) >= _CHUNK:
                 flush()
@@ -157,7 +195,12 @@ class Resque:
             done.append((item, payload))
         flush()
         with self._connection():
-            pipe.execute()
+            replies = pipe.execute()
+        for reply, index, item, payload in unique:
+            if replies[reply]:
+                done.append((item, payload))
+            else:
+                ids[index] = None
         for item, payload in done:
             self._after_enqueue(item, payload)
         return ids
@@ -172,6 +215,8 @@ class Resque:
         payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
         if item.timeout is not None:
             payload.extra["timeout"] = item.timeout
+        if item.retry is not None:
+            payload.extra["retry"] = item.retry.to_dict()
         payload.encode()  # raises TypeError naming a value that is not JSON
         job_class = self._job_class(item.job)
         try:
@@ -196,6 +241,36 @@ class Resque:
             keys += [self.keys.status(p.id or "", p.prefix) for p in payloads]
         args = [item.queue, waiting_packet(), "head" if item.at_front else "tail"]
         return keys, args + [p.encode() for p in payloads]
+
+    def _unique_lock(self, item: Enqueued, payload: Payload, scheduled: bool) -> UniqueLock | None:
+        """The lock a unique job takes (recorded in its payload), or None.
+
+        A lock held "until queued" only matters while the job is scheduled.
+        """
+        job_class = self._job_class(item.job)
+        policy = item.unique or (job_class.unique if job_class else None)
+        if policy is None or (policy.until == "queued" and not scheduled):
+            return None
+        lock = policy.lock_for(payload.class_name, payload.args)
+        lock.stamp(payload)
+        return lock
+
+    def _unique_call(
+        self, item: Enqueued, payload: Payload, lock: UniqueLock
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue_unique.lua."""
+        keys = [
+            self.keys.unique(lock.digest),
+            self.keys.queues,
+            self.keys.queue(item.queue),
+            self.keys.wake(item.queue),
+            self.keys.queues_changed,
+        ]
+        if item.track_status:
+            keys.append(self.keys.status(payload.id or "", payload.prefix))
+        where = "head" if item.at_front else "tail"
+        args = [lock.token, lock.ttl_ms, item.queue, where, payload.encode(), waiting_packet()]
+        return keys, args
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
         job_class = self._job_class(item.job)
@@ -326,6 +401,136 @@ class Resque:
             "failed": int(replies[len(queues) + 1]),
             "servers": [describe(self.redis)],
         }
+
+    # --- delayed jobs (resque-scheduler's layout, delayed.py) -------------------
+
+    @cached_property
+    def delayed(self) -> Delayed:
+        """The delayed queue: what ``enqueue_at`` fills and the scheduler empties."""
+        return Delayed(self.redis, self.keys)
+
+    def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
+        """Enqueue ``item`` at ``when`` (a datetime or epoch seconds), in the delayed
+        queue until then. A time not in the future enqueues at once, as Ruby does.
+
+        Enqueue hooks run now. Returns the job id (None when vetoed, or when an equal
+        unique job is already scheduled or enqueued).
+        """
+        timestamp = due_second(when)
+        if timestamp <= int(self.delayed.clock()):
+            return self._enqueue(item)
+        payload = self._prepare(item)
+        if payload is None:
+            return None
+        lock = self._unique_lock(item, payload, scheduled=True)
+        status = None
+        if item.track_status and payload.id:
+            status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
+        entry = item_json(payload, item.queue, item.at_front)
+        with self._connection():
+            if not self.delayed.schedule(timestamp, entry, lock, status):
+                return None
+        self._after_enqueue(item, payload)
+        return payload.id
+
+    def enqueue_at(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` at a later time (php-resque's ``enqueueAt``)."""
+        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
+        return self.schedule(when, item)
+
+    def enqueue_in(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` after ``delay`` (seconds or a timedelta)."""
+        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
+        return self.schedule(self._after(delay), item)
+
+    def enqueue_at_to(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` at a later time: Ruby's ``enqueue_at_with_queue`` (positional args)."""
+        return self.schedule(when, Enqueued(queue, job, list(args), unique=unique, retry=retry))
+
+    def enqueue_in_to(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` after ``delay``: Ruby's ``enqueue_in_with_queue``."""
+        item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
+        return self.schedule(self._after(delay), item)
+
+    def _after(self, delay: float | timedelta) -> float:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        return self.delayed.clock() + seconds
+
+    def delayed_jobs(self, offset: int = 0, limit: int = 100) -> list[DelayedJob]:
+        """Scheduled jobs, soonest first."""
+        return self.delayed.jobs(offset, limit)
+
+    def delayed_count(self) -> int:
+        return self.delayed.count()
+
+    def remove_delayed(
+        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Cancel scheduled jobs of a class (and, if given, exactly these args), or by id;
+        returns how many. Their unique locks are released."""
+        return self._take_delayed("cancel", job, args, job_id)
+
+    def enqueue_delayed_now(
+        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Enqueue scheduled jobs now instead of at their time (same matching as
+        ``remove_delayed``); returns how many."""
+        return self._take_delayed("enqueue", job, args, job_id)
+
+    def _take_delayed(
+        self, action: str, job: JobRef | None, args: tuple[Any, ...], job_id: str | None
+    ) -> int:
+        name = job_name(job) if job is not None else None
+        found = self.delayed.find(name, list(args) if args else None, job_id)
+        return sum(
+            self.delayed.take(timestamp, list(jobs), action)
+            for timestamp, jobs in groupby(found, key=lambda j: j.timestamp)
+        )
+
+    def payload_for(self, item: Enqueued) -> Payload | None:
+        """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
+        hooks (None when one vetoes it): for producers that push it themselves (cron)."""
+        return self._prepare(item)
+
+    def announce(self, item: Enqueued, payload: Payload) -> None:
+        """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""
+        self._after_enqueue(item, payload)
 
 
 def _decoded(raw: bytes) -> Any:

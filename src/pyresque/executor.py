@@ -87,6 +87,10 @@ class InlineExecutor:
             raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
 
         started()
+        if threading.current_thread() is not threading.main_thread():
+            # Signals reach only the main thread (a worker run from a thread, as in
+            # tests): no timeout enforcement there.
+            return perform(job, self.events)
         previous = signal.signal(signal.SIGALRM, on_alarm)
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)

@@ -164,9 +164,11 @@ class Failures:
     def requeue(self, index: int) -> bool:
         """Push the job of record ``index`` back onto its queue and mark it retried."""
         failure = self.get(index)
-        return failure is not None and self._requeue(failure)
+        return failure is not None and self.requeue_record(failure)
 
-    def _requeue(self, failure: Failure) -> bool:
+    def requeue_record(self, failure: Failure) -> bool:
+        """Retry a record as it was read: it is matched by index *and* content, so a list
+        that changed since cannot make this retry another record."""
         if not failure.parsed or not failure.queue:
             return False
         try:
@@ -174,6 +176,8 @@ class Failures:
         except MalformedPayload:
             return False
         payload.extra.pop("attempts", None)  # a manual retry starts afresh
+        if payload.queue_time is not None:
+            payload.queue_time = time.time()  # queued now, as far as queue age goes
         item = json.loads(failure.raw)
         item["retried_at"] = resque_time()
         keys = [
@@ -204,7 +208,7 @@ class Failures:
         """Retry every record that matches the filters; returns how many were retried."""
         done = 0
         for failure in list(self):
-            if failure.matches(queue, class_name, exception) and self._requeue(failure):
+            if failure.matches(queue, class_name, exception) and self.requeue_record(failure):
                 done += 1
             if progress:
                 progress(1)

@@ -12,7 +12,10 @@ import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+from pyresque.limits import Limit
 from pyresque.payload import Payload
+from pyresque.retry import RetryPolicy
+from pyresque.unique import Unique
 
 
 class DontPerform(Exception):
@@ -53,6 +56,12 @@ class Job:
     #: What a crash of the worker running this job does: "requeue" it, or "fail" it
     #: as Resque does.
     on_crash: ClassVar[str] = "requeue"
+    #: How a failure is retried (retry.py); None: it goes to ``failed`` at once, as in Resque.
+    retry: ClassVar[RetryPolicy | None] = None
+    #: At most one job of this class with the same arguments at a time (unique.py).
+    unique: ClassVar[Unique | None] = None
+    #: Concurrency caps and rate limits shared by every worker (limits.py).
+    limits: ClassVar[tuple[Limit, ...]] = ()
 
     def __init_subclass__(
         cls, *, name: str | None = None, register: bool = True, **kwargs: Any

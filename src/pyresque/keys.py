@@ -121,3 +121,66 @@ class Keys:
     def class_stats(self) -> str:
         """Hash of per-job-class totals: ``<class>:processed``, ``:failed``, ``:ms``, ``:le:*``."""
         return f"{self.prefix}pyresque:classes"
+
+    # --- resque-scheduler keys (Ruby gem and php-resque's scheduler) ---------
+
+    @property
+    def delayed_schedule(self) -> str:
+        """Sorted set of the timestamps that have delayed jobs (member = score = epoch s)."""
+        return f"{self.prefix}delayed_queue_schedule"
+
+    def delayed(self, timestamp: int) -> str:
+        """List of the items due at ``timestamp``."""
+        return f"{self.prefix}delayed:{timestamp}"
+
+    def timestamps(self, item: str) -> str:
+        """Ruby's index from an item's exact JSON to the ``delayed:<ts>`` lists holding it."""
+        return f"{self.prefix}timestamps:{item}"
+
+    # --- pyresque scheduling keys -------------------------------------------
+
+    @property
+    def cron_leader(self) -> str:
+        """The cron leader's lease: a string holding its id, with a TTL."""
+        return f"{self.prefix}pyresque:cron:leader"
+
+    @property
+    def cron_schedules(self) -> str:
+        """Hash: schedule name -> its definition (JSON), as the leader declared it."""
+        return f"{self.prefix}pyresque:cron:schedules"
+
+    @property
+    def cron_ticks(self) -> str:
+        """Hash: schedule name -> the last tick handled (epoch s): the idempotency record."""
+        return f"{self.prefix}pyresque:cron:ticks"
+
+    @property
+    def cron_state(self) -> str:
+        """Hash: schedule name -> last run, next run and outcome (JSON), for display."""
+        return f"{self.prefix}pyresque:cron:state"
+
+    @property
+    def cron_paused(self) -> str:
+        """Set of paused schedule names."""
+        return f"{self.prefix}pyresque:cron:paused"
+
+    def unique(self, digest: str) -> str:
+        """A unique job's lock: holds the token of the one job with these arguments."""
+        return f"{self.prefix}pyresque:unique:{digest}"
+
+    def concurrency(self, key: str) -> str:
+        """Sorted set of the slots held under a concurrency limit: ``<worker>|<token>``."""
+        return f"{self.prefix}pyresque:limit:concurrency:{key}"
+
+    def concurrency_waiting(self, key: str) -> str:
+        """List of the jobs waiting for a slot of a concurrency limit (FIFO)."""
+        return f"{self.prefix}pyresque:limit:waiting:{key}"
+
+    @property
+    def limits_waiting(self) -> str:
+        """Hash: concurrency key -> its limit, for every key that has waiting jobs."""
+        return f"{self.prefix}pyresque:limit:waiting-keys"
+
+    def rate(self, key: str) -> str:
+        """Sorted set of the start times (ms) within a rate limit's window."""
+        return f"{self.prefix}pyresque:limit:rate:{key}"

@@ -150,6 +150,8 @@ class Processor:
         except (MalformedPayload, UnknownJob) as exc:
             outcome = Outcome.failed(exc)
         else:
+            if not self.worker.policies.admit(job, claim):
+                return None  # a limit refused it: it waits (parked or delayed), unclaimed
             outcome = self._run(job, claim)
         seconds = time.monotonic() - started
         self._log(claim, payload, outcome, seconds)
@@ -157,13 +159,6 @@ class Processor:
 
     def _run(self, job: Job, claim: Claim) -> Outcome:
         worker, payload = self.worker, job.payload
-        if payload.id:
-            scripts.run(
-                self._redis,
-                "set_status",
-                [self._keys.status(payload.id, payload.prefix)],
-                [int(Status.RUNNING), "null"],
-            )
         worker.title(f"Processing {claim.queue} since {int(time.time())} [{payload.class_name}]")
         if self.executor.name == "fork":
             worker.resque.events.trigger("before_fork", job)
@@ -173,7 +168,7 @@ class Processor:
         self.running_inline = self.executor.runs_in_thread
         self.busy = True
         try:
-            outcome = self.executor.execute(job, timeout, worker.stop)
+            outcome = self.executor.execute(job, timeout, worker.stop, lambda: self._running(job))
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
         finally:
@@ -184,6 +179,23 @@ class Processor:
         if self.timed_out and outcome.kind != "ok":  # the watchdog stopped a threaded job
             outcome = Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
         return outcome
+
+    def _running(self, job: Job) -> None:
+        """Mark a tracked job RUNNING (php-resque's status); a no-op for untracked ones.
+
+        Best effort: the job is already under way, so a Redis error here is only logged.
+        """
+        if not job.payload.id:
+            return
+        try:
+            scripts.run(
+                self._redis,
+                "set_status",
+                [self._keys.status(job.payload.id, job.payload.prefix)],
+                [int(Status.RUNNING), "null"],
+            )
+        except redis.exceptions.RedisError as exc:
+            log.warning("could not mark job %s RUNNING: %s", job.payload.id, exc)
 
     def _finish(
         self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float
@@ -213,6 +225,7 @@ class Processor:
         worker = self.worker
         if outcome.kind == "interrupted" and not worker.options.fail_interrupted:
             self._give_back(claim)
+            worker.policies.finished(claim)
             return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
@@ -227,10 +240,15 @@ class Processor:
             *history_keys(self._keys),
             self._keys.class_stats,
         ]
-        if payload and payload.id:
-            keys.append(self._keys.status(payload.id, payload.prefix))
+        # Retries, unique locks and limits add their part to the same atomic step.
+        plan = worker.policies.finish_plan(claim, payload, outcome)
+        status_key = (
+            self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
+        )
+        tail_keys, tail_args = plan.tail(self._keys, status_key)
+        keys += tail_keys
         record = ""
-        if not outcome.ok:
+        if plan.outcome == "failed":
             shown = payload.to_dict() if payload else claim.raw.decode("utf-8", "backslashreplace")
             record = failure_record(
                 shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
@@ -239,23 +257,25 @@ class Processor:
         name = payload.class_name if payload else "(malformed)"
         args = [
             claim.token,
-            "ok" if outcome.ok else "failed",
+            plan.outcome,
             outcome.result_json(),
             record,
             name,
             f"{ms:.3f}",
             bucket_label(ms),
+            *tail_args,
         ]
         next_token = None
         if claim_next and not worker.shutting_down and not worker.paused:
             self._refresh_queues()
             next_token = worker.hold(uuid.uuid4().hex)
         recorded, next_claim = self.fetcher.finish(keys, args, next_token)
+        worker.policies.finished(claim, plan)
         worker.release(claim.token)
         if next_token and not isinstance(next_claim, Claim):
             worker.release(next_token)
         if recorded:
-            worker.count(outcome.ok)
+            worker.count(plan.outcome != "failed")
         else:
             log.warning(
                 "job %s finished after this worker lost its lease (or Redis lost the reply); "

@@ -17,15 +17,25 @@ from redis.commands.core import Script as RedisScript
 
 #: script name -> the helper libraries it needs
 _LIBS: dict[str, tuple[str, ...]] = {
-    "enqueue": (),
+    "enqueue": ("push",),
     "claim": ("clock", "claim"),
-    "finish": ("clock", "status", "finish"),
-    "finish_claim": ("clock", "status", "finish", "claim"),
+    "finish": ("clock", "status", "lock", "delayed", "release", "finish"),
+    "finish_claim": ("clock", "status", "lock", "delayed", "release", "finish", "claim"),
     "set_status": ("clock", "status"),
     "heartbeat": ("clock",),
     "recover": ("clock", "status"),
     "reap": ("clock",),
     "retry_failed": (),
+    "enqueue_unique": ("lock", "push"),
+    "unlock": ("lock",),
+    "schedule": ("lock", "delayed"),
+    "delayed_take": ("push", "lock"),
+    "cron_leader": ("lock",),
+    "cron_fire": ("push",),
+    "limit_acquire": ("clock", "limits"),
+    "limit_park": ("clock", "limits", "push", "release"),
+    "limit_wake": ("clock", "limits", "push"),
+    "limit_defer": ("release", "delayed"),
 }
 
 

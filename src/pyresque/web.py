@@ -9,54 +9,55 @@ guard everything but the static files and the login form.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import hashlib
-import hmac
-import ipaddress
 import json
 import secrets
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import quote, urlencode
+from urllib.parse import parse_qsl, quote, urlencode
 
 import redis
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import MutableHeaders
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from pyresque import __version__, metrics, web_data, web_svg
 from pyresque.client import Resque
 from pyresque.connection import describe, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
+from pyresque.web_auth import (
+    CSRF_COOKIE,
+    CSRF_FIELD,
+    CSRF_HEADER,
+    SESSION_COOKIE,
+    Guard,
+    Settings,
+    WebConfigError,
+    check_bind,
+    parse_basic_auth,
+    same,
+)
+
+__all__ = [
+    "ACTIONS",
+    "DEFAULT_PORT",
+    "PAGES",
+    "Dashboard",
+    "WebConfigError",
+    "create_app",
+    "preflight",
+    "serve",
+]
 
 TEMPLATES = Path(__file__).with_name("web_templates")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_PORT = 5678  # resque-web's
-CSRF_COOKIE = "pyresque_csrf"
-SESSION_COOKIE = "pyresque_session"
-CSRF_FIELD = "csrf_token"
-CSRF_HEADER = "x-csrf-token"
 PER_PAGE = 20
-CSP = (
-    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
-)
-_SECURITY_HEADERS = {
-    "content-security-policy": CSP,
-    "x-content-type-options": "nosniff",
-    "x-frame-options": "DENY",
-    "referrer-policy": "same-origin",
-}
 FLASH = {
     "remove-queue": "Queue deleted ({n} job(s) removed).",
     "remove-job": "Job deleted.",
@@ -82,102 +83,7 @@ NAV = (
 )
 
 
-class WebConfigError(ValueError):
-    """The dashboard cannot start as configured; the message says what to change."""
-
-
-@dataclass(frozen=True)
-class Settings:
-    """Who may do what: auth, read-only mode, and the key that signs CSRF tokens."""
-
-    read_only: bool = False
-    auth_token: str | None = None
-    basic_auth: tuple[str, str] | None = None
-    secret: bytes = b""
-    poll_seconds: float = 3.0
-
-    @property
-    def auth_required(self) -> bool:
-        return bool(self.auth_token or self.basic_auth)
-
-    def session_value(self) -> str:
-        """The login cookie's value: derived from the token, never the token itself."""
-        return hmac.new((self.auth_token or "").encode(), b"pyresque-session", "sha256").hexdigest()
-
-    def authenticate(self, request: Request) -> str | None:
-        """How the request is authenticated ("open", "bearer", "basic", "session") or None."""
-        if not self.auth_required:
-            return "open"
-        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
-        scheme = scheme.lower()
-        if self.auth_token and scheme == "bearer" and _same(credentials.strip(), self.auth_token):
-            return "bearer"
-        if self.basic_auth and scheme == "basic" and self._basic_ok(credentials.strip()):
-            return "basic"
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if self.auth_token and cookie and _same(cookie, self.session_value()):
-            return "session"
-        return None
-
-    def _basic_ok(self, credentials: str) -> bool:
-        assert self.basic_auth is not None
-        try:
-            user, _, password = base64.b64decode(credentials).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        # Both compared, always, so the time taken does not tell which one was wrong.
-        return _same(user, self.basic_auth[0]) & _same(password, self.basic_auth[1])
-
-    def csrf_token(self, cookie: str) -> str:
-        return hmac.new(self.secret, cookie.encode(), hashlib.sha256).hexdigest()
-
-
-def _same(a: str, b: str) -> bool:
-    return hmac.compare_digest(a.encode(), b.encode())
-
-
-def parse_basic_auth(value: str | tuple[str, str] | None) -> tuple[str, str] | None:
-    """``"user:password"`` or ``(user, password)`` as a pair; None stays None."""
-    if value is None or isinstance(value, tuple):
-        return value
-    user, sep, password = value.partition(":")
-    if not sep or not user or not password:
-        raise WebConfigError("basic auth must be given as USER:PASSWORD, both non-empty")
-    return user, password
-
-
-def is_loopback(host: str) -> bool:
-    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host.strip("[]")).is_loopback
-    except ValueError:
-        return False  # a host name could resolve anywhere
-
-
-def check_bind(host: str, settings: Settings) -> None:
-    """Refuse to listen beyond this machine without authentication."""
-    if not is_loopback(host) and not settings.auth_required:
-        raise WebConfigError(
-            f"refusing to serve the dashboard on {host} without authentication: anyone who "
-            "can reach that address could read job data and delete queues and failures. Pass "
-            "--token TOKEN or --basic-auth USER:PASSWORD (env PYRESQUE_WEB_TOKEN / "
-            "PYRESQUE_WEB_BASIC_AUTH), or bind to 127.0.0.1"
-        )
-
-
 # --- helpers for requests ---------------------------------------------------------------
-
-
-def _rel_path(scope: Scope, prefix: str) -> str:
-    """The request path below the app's mount point and URL prefix."""
-    path, root = scope.get("path", ""), scope.get("root_path", "")
-    if root and path.startswith(root):
-        path = path[len(root) :]
-    if prefix and path.startswith(prefix):
-        path = path[len(prefix) :]
-    return path or "/"
 
 
 def _int(params: Mapping[str, Any], name: str, default: int = 0) -> int:
@@ -194,40 +100,6 @@ def _str(params: Mapping[str, Any], name: str) -> str:
 
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(f"{request.scope.get('root_path', '')}/api")
-
-
-class _Guard:
-    """ASGI middleware: authentication (when configured) and security headers."""
-
-    _EXEMPT = ("/static/", "/login")
-
-    def __init__(self, app: ASGIApp, settings: Settings, prefix: str, login: Any) -> None:
-        self.app, self.settings, self.prefix, self.login = app, settings, prefix, login
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-
-        async def send_with_headers(message: Message) -> None:
-            if message["type"] == "http.response.start":
-                headers = MutableHeaders(scope=message)
-                for name, value in _SECURITY_HEADERS.items():
-                    headers.setdefault(name, value)
-                if "/static/" not in scope.get("path", ""):
-                    headers.setdefault("cache-control", "no-store")
-            await send(message)
-
-        rel = _rel_path(scope, self.prefix)
-        # What the routes see below the URL prefix, so pages rendered here link correctly.
-        request = Request({**scope, "root_path": scope.get("root_path", "") + self.prefix})
-        method = self.settings.authenticate(request)
-        scope.setdefault("state", {})["auth"] = method
-        if method is None and not rel.startswith(self._EXEMPT):
-            response = await self.login(request, rel)
-            await response(scope, receive, send_with_headers)
-            return
-        await self.app(scope, receive, send_with_headers)
 
 
 # --- the application ----------------------------------------------------------------------
@@ -259,8 +131,37 @@ PAGES: dict[str, tuple[str, Loader]] = {
 }
 
 
+#: JSON endpoint name -> loader: every page's data, plus search and one failure.
+API: dict[str, Loader] = {
+    **{name: loader for name, (_, loader) in PAGES.items()},
+    "search": lambda r, p: web_data.search(
+        r, _str(p, "q"), [_str(p, "queue")] if _str(p, "queue") else None
+    ),
+    "failure": lambda r, p: web_data.failure_detail(r, _int(p, "index")),
+}
+
+
+def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
+    """An HttpOnly, SameSite=Lax cookie for the dashboard's path (Secure over HTTPS).
+
+    Lax, not Strict: a link to the dashboard from elsewhere keeps the user signed
+    in and keeps the CSRF cookie (so forms open in other tabs stay valid); a
+    cross-site POST still carries neither.
+    """
+    response.set_cookie(
+        name,
+        value,
+        httponly=True,
+        samesite="lax",
+        secure=request.url.scheme == "https",
+        path=request.scope.get("root_path", "") or "/",
+    )
+
+
 def _filters(form: Mapping[str, Any]) -> web_data.FailureFilter:
-    return web_data.FailureFilter.of(_str(form, "queue"), _str(form, "class"), _str(form, "exception"))
+    return web_data.FailureFilter.of(
+        _str(form, "queue"), _str(form, "class"), _str(form, "exception")
+    )
 
 
 def _need(form: Mapping[str, Any], name: str) -> str:
@@ -372,14 +273,7 @@ class Dashboard:
         )
         response = HTMLResponse(html, status)
         if fresh:
-            response.set_cookie(
-                CSRF_COOKIE,
-                fresh,
-                httponly=True,
-                samesite="strict",
-                secure=request.url.scheme == "https",
-                path=base or "/",
-            )
+            _set_cookie(request, response, CSRF_COOKIE, fresh)
         return response
 
     def _error(self, request: Request, status: int, message: str) -> Response:
@@ -410,13 +304,8 @@ class Dashboard:
     async def api(self, request: Request) -> Response:
         name = request.scope["route"].name
         params = {**request.query_params, **request.path_params}
-        loaders: dict[str, Loader] = {n: loader for n, (_, loader) in PAGES.items()}
-        loaders["search"] = lambda r, p: web_data.search(
-            r, _str(p, "q"), [_str(p, "queue")] if _str(p, "queue") else None
-        )
-        loaders["failure"] = lambda r, p: web_data.failure_detail(r, _int(p, "index"))
         try:
-            loaded = await self._load(loaders[name], params)
+            loaded = await self._load(API[name], params)
         except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         except web_data.Stale as exc:
@@ -430,7 +319,9 @@ class Dashboard:
                 "read_only": self.settings.read_only,
                 "namespace": self.resque.namespace,
                 "endpoints": [f"{base}/api/{n}" for n in (*PAGES, "search", "failed/{index}")],
-                "actions": [] if self.settings.read_only else [f"{base}/api/actions/{a}" for a in ACTIONS],
+                "actions": []
+                if self.settings.read_only
+                else [f"{base}/api/actions/{a}" for a in ACTIONS],
                 "docs": "docs/dashboard.md",
             }
         )
@@ -439,8 +330,7 @@ class Dashboard:
         token, fresh = self._csrf(request)
         response = JSONResponse({"csrf_token": token, "header": CSRF_HEADER, "field": CSRF_FIELD})
         if fresh:
-            base = request.scope.get("root_path", "")
-            response.set_cookie(CSRF_COOKIE, fresh, httponly=True, samesite="strict", path=base or "/")
+            _set_cookie(request, response, CSRF_COOKIE, fresh)
         return response
 
     async def metrics_endpoint(self, request: Request) -> Response:
@@ -463,7 +353,7 @@ class Dashboard:
             return True  # a browser never adds a bearer header on its own: no CSRF possible
         cookie = request.cookies.get(CSRF_COOKIE)
         sent = request.headers.get(CSRF_HEADER) or _str(form, CSRF_FIELD)
-        return bool(cookie and sent) and _same(sent, self.settings.csrf_token(cookie or ""))
+        return bool(cookie and sent) and same(sent, self.settings.csrf_token(cookie or ""))
 
     async def action(self, request: Request) -> Response:
         name = request.path_params["action"]
@@ -514,7 +404,9 @@ class Dashboard:
         elif self.settings.auth_token:
             headers["www-authenticate"] = 'Bearer realm="pyresque"'
         page = not rel.startswith(("/api", "/metrics", "/actions"))
-        if not (page and self.settings.auth_token and "text/html" in request.headers.get("accept", "")):
+        if not (
+            page and self.settings.auth_token and "text/html" in request.headers.get("accept", "")
+        ):
             return Response("authentication required\n", 401, headers, media_type="text/plain")
         base = request.scope.get("root_path", "")
         query = f"?{request.url.query}" if request.url.query else ""
@@ -536,18 +428,10 @@ class Dashboard:
         form = await self._form(request)
         if not self._csrf_ok(request, form):
             return self._error(request, 403, "Forbidden: the CSRF token is missing or wrong.")
-        base = request.scope.get("root_path", "")
-        if not self.settings.auth_token or not _same(_str(form, "token"), self.settings.auth_token):
+        if not self.settings.auth_token or not same(_str(form, "token"), self.settings.auth_token):
             return self.login_page(request, _str(form, "next"), 401, wrong=True)
         response = self._back(request, form)
-        response.set_cookie(
-            SESSION_COOKIE,
-            self.settings.session_value(),
-            httponly=True,
-            samesite="strict",
-            secure=request.url.scheme == "https",
-            path=base or "/",
-        )
+        _set_cookie(request, response, SESSION_COOKIE, self.settings.session_value())
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -560,30 +444,23 @@ class Dashboard:
         return response
 
     def routes(self) -> list[BaseRoute]:
-        pages = [
-            Route("/", self.page, name="overview"),
-            Route("/queues", self.page, name="queues"),
-            Route("/queues/{name:path}", self.page, name="queue"),
-            Route("/workers", self.page, name="workers"),
-            Route("/failed", self.page, name="failed"),
-            Route("/delayed", self.page, name="delayed"),
-            Route("/stats", self.page, name="stats"),
-        ]
-        api = [
-            Route("/api/overview", self.api, name="overview"),
-            Route("/api/queues", self.api, name="queues"),
-            Route("/api/queues/{name:path}", self.api, name="queue"),
-            Route("/api/workers", self.api, name="workers"),
-            Route("/api/failed", self.api, name="failed"),
-            Route("/api/delayed", self.api, name="delayed"),
-            Route("/api/stats", self.api, name="stats"),
-        ]
+        paths = {
+            "overview": "/",
+            "queues": "/queues",
+            "queue": "/queues/{name:path}",
+            "workers": "/workers",
+            "failed": "/failed",
+            "delayed": "/delayed",
+            "stats": "/stats",
+        }
+        pages = [Route(path, self.page, name=name) for name, path in paths.items()]
+        api = [Route(f"/api/{name}", self.api, name=name) for name in ("overview", "search")]
+        api += [Route(f"/api{p}", self.api, name=n) for n, p in paths.items() if p != "/"]
         return [
             *pages,
             *api,
             Route("/api", self.api_index),
             Route("/api/csrf", self.api_csrf),
-            Route("/api/search", self.api, name="search"),
             Route("/api/failed/{index:int}", self.api, name="failure"),
             Route("/api/actions/{action}", self.action, methods=["POST"]),
             Route("/actions/{action}", self.action, methods=["POST"]),
@@ -596,8 +473,6 @@ class Dashboard:
 
 
 def _parse_query(query: str) -> list[tuple[str, str]]:
-    from urllib.parse import parse_qsl
-
     return parse_qsl(query, keep_blank_values=True)
 
 
@@ -642,9 +517,18 @@ def create_app(
             Mount(prefix, routes=routes),
         ]
     app = Starlette(routes=routes)
-    app.add_middleware(_Guard, settings=settings, prefix=prefix, login=dashboard.unauthorized)
+    app.add_middleware(Guard, settings=settings, prefix=prefix, login=dashboard.unauthorized)
     app.state.dashboard = dashboard
     return app
+
+
+def preflight(
+    host: str, auth_token: str | None = None, basic_auth: str | tuple[str, str] | None = None
+) -> None:
+    """Raise ``WebConfigError`` for settings ``serve`` would refuse (checked before starting)."""
+    check_bind(
+        host, Settings(auth_token=auth_token or None, basic_auth=parse_basic_auth(basic_auth))
+    )
 
 
 def serve(
@@ -661,8 +545,7 @@ def serve(
     """Run the dashboard with uvicorn until interrupted (what ``pyresque web`` does)."""
     import uvicorn
 
-    settings = Settings(auth_token=auth_token or None, basic_auth=parse_basic_auth(basic_auth))
-    check_bind(host, settings)
+    preflight(host, auth_token, basic_auth)
     app = create_app(redis_url, namespace, prefix, read_only, auth_token, basic_auth)
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
 

@@ -22,7 +22,7 @@ from typing import Any, cast
 
 import redis
 
-from pyresque import history
+from pyresque import cron, history
 from pyresque.client import Resque
 from pyresque.connection import describe, raw, text
 from pyresque.control import WorkerInfo, list_workers
@@ -86,7 +86,7 @@ def display_class(class_name: str, args: Any) -> str:
     if class_name == ACTIVE_JOB_WRAPPER and isinstance(args, list) and args:
         first = args[0]
         if isinstance(first, dict) and isinstance(first.get("job_class"), str):
-            return first["job_class"]
+            return str(first["job_class"])
     return class_name
 
 
@@ -101,9 +101,11 @@ def job_view(item: bytes, position: int | None = None, now: float | None = None)
             malformed=str(exc),
             raw=item.decode("utf-8", "replace"),
             class_name="",
+            payload_class="",
             args=[],
             args_text="",
             id=None,
+            prefix="",
             enqueued_at=None,
             age_seconds=None,
             attempts=0,
@@ -323,8 +325,7 @@ def series(resque: Resque, unit: str, points: int) -> list[dict[str, int]]:
     done = history.series(resque.redis, resque.keys, "processed", unit, points, now)
     failed = history.series(resque.redis, resque.keys, "failed", unit, points, now)
     return [
-        {"t": t, "processed": p, "failed": f}
-        for (t, p), (_, f) in zip(done, failed, strict=True)
+        {"t": t, "processed": p, "failed": f} for (t, p), (_, f) in zip(done, failed, strict=True)
     ]
 
 
@@ -393,7 +394,7 @@ _INFO_FIELDS = (
 def redis_info(resque: Resque) -> dict[str, Any]:
     """The parts of Redis INFO worth watching (empty if INFO is disabled)."""
     try:
-        info = cast("dict[str, Any]", resque.redis.info())
+        info: dict[str, Any] = resque.redis.info()
     except redis.exceptions.ResponseError:
         return {}
     result = {name: info[name] for name in _INFO_FIELDS if name in info}
@@ -482,7 +483,11 @@ def failed_page(
     filters = filters or FailureFilter()
     start = max(0, start)
     total = resque.failures.count()
-    facets: dict[str, Counter[str]] = {"queue": Counter(), "class": Counter(), "exception": Counter()}
+    facets: dict[str, Counter[str]] = {
+        "queue": Counter(),
+        "class": Counter(),
+        "exception": Counter(),
+    }
     if filters.active or total <= FACET_LIMIT:
         matching: list[Failure] = []
         for failure in resque.failures:
@@ -536,7 +541,7 @@ def retry_failure(resque: Resque, index: int, record_digest: str | None = None) 
     if not failure.parsed:
         raise ValueError("this record could not be parsed, so it cannot be retried")
     # The record is passed as read, so the Lua script checks index *and* content.
-    return int(resque.failures._requeue(failure))
+    return int(resque.failures.requeue_record(failure))
 
 
 def remove_failure(resque: Resque, index: int, record_digest: str | None = None) -> int:
@@ -569,7 +574,11 @@ def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str
     schedule_key = f"{prefix}delayed_queue_schedule"
     start = max(0, start)
     total = int(r.zcard(schedule_key))
-    stamps = [int(score) for _, score in r.zrange(schedule_key, start, start + per_page - 1, withscores=True)]
+    entries = cast(
+        "list[tuple[bytes, float]]",
+        r.zrange(schedule_key, start, start + per_page - 1, withscores=True),
+    )
+    stamps = [int(score) for _, score in entries]
     pipe = r.pipeline(transaction=False)
     for ts in stamps:
         pipe.llen(f"{prefix}delayed:{ts}")
@@ -595,7 +604,10 @@ def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str
         "per_page": per_page,
         "timestamps": timestamps,
         "schedules": _schedules(resque),
-        "master_lock": _text_or_none(r.get(f"{prefix}{prefix}resque_scheduler_master_lock")),
+        "cron": _cron(resque),
+        "master_lock": _text_or_none(
+            cast("bytes | None", r.get(f"{prefix}{prefix}resque_scheduler_master_lock"))
+        ),
     }
 
 
@@ -629,6 +641,26 @@ def _schedules(resque: Resque) -> list[dict[str, Any]]:
             }
         )
     return result
+
+
+def _cron(resque: Resque) -> dict[str, Any]:
+    """pyresque's recurring schedules (``cron.status``) and the leader holding the lease."""
+    schedules = []
+    for status in cron.status(resque):
+        definition = status.definition
+        every = definition.get("every")
+        schedules.append(
+            {
+                **status.to_dict(),
+                "when": definition.get("cron") or (f"every {every:g} s" if every else None),
+                "tz": definition.get("tz"),
+                "class_name": str(definition.get("job") or ""),
+                "queue": definition.get("queue"),
+                "args_text": args_text(definition.get("args", [])),
+            }
+        )
+    leader = cast("bytes | None", resque.redis.get(resque.keys.cron_leader))
+    return {"leader": _text_or_none(leader), "schedules": schedules}
 
 
 def _text_or_none(value: bytes | None) -> str | None:

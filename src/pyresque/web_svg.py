@@ -57,7 +57,9 @@ def throughput_chart(
     left, right, top, bottom = 48, 12, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(1, len(points))
-    top_value = nice_max(max([p["processed"] for p in points] + [p["failed"] for p in points] + [0]))
+    top_value = nice_max(
+        max([p["processed"] for p in points] + [p["failed"] for p in points] + [0])
+    )
     step = plot_w / n
 
     def x(i: float) -> float:
@@ -73,7 +75,9 @@ def throughput_chart(
     ]
     for frac in (0.0, 0.5, 1.0):  # grid and y labels
         gy = y(top_value * frac)
-        parts.append(f'<line class="grid" x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}"/>')
+        parts.append(
+            f'<line class="grid" x1="{left}" x2="{width - right}" y1="{gy:.1f}" y2="{gy:.1f}"/>'
+        )
         parts.append(
             f'<text class="axis" x="{left - 6}" y="{gy + 4:.1f}" text-anchor="end">'
             f"{escape(_num(top_value * frac))}</text>"

@@ -28,7 +28,7 @@ from types import FrameType
 import redis
 import setproctitle
 
-from pyresque import __version__, scripts
+from pyresque import __version__, cron, scripts
 from pyresque.client import Resque
 from pyresque.events import Events
 from pyresque.executor import (
@@ -44,8 +44,10 @@ from pyresque.fetch import QueueList
 from pyresque.forking import ForkExecutor, PreforkExecutor
 from pyresque.job import Registry
 from pyresque.perform import Interrupted, JobTimeout
+from pyresque.policies import JobPolicies
 from pyresque.processor import Processor, Wake, give_back_orphans
 from pyresque.recovery import Heartbeat, Recovery, started_text, worker_keys
+from pyresque.scheduler import Scheduler
 
 log = logging.getLogger("pyresque.worker")
 
@@ -78,6 +80,7 @@ class WorkerOptions:
     max_jobs_per_child: int = 1000  # prefork: recycle a child after this many jobs
     max_memory_mb: int = 0  # prefork: recycle a child whose peak memory passes this (0: never)
     pidfile: str | None = None
+    with_scheduler: bool = False  # also run a scheduler (scheduler.py) in a background thread
 
 
 def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> list[Executor]:
@@ -138,6 +141,11 @@ class Worker:
         self.failed = 0
         self._lock = threading.Lock()
         self._held: set[str] = set()  # claim tokens processors hold (claimed or claiming)
+        # Retries, unique locks and limits: the hooks around each job (policies.py).
+        self.policies = JobPolicies(resque.redis, keys, resque.registry, self.id, self.release)
+        self.scheduler: Scheduler | None = None
+        if self.options.with_scheduler:
+            self.scheduler = Scheduler(resque, cron.schedules)
         executors = make_executors(self.options, resque.events, resque.registry)
         self.processors = [Processor(self, executor) for executor in executors]
         self.mode = executors[0].name
@@ -192,10 +200,14 @@ class Worker:
         if self.options.pidfile:
             with open(self.options.pidfile, "w") as f:
                 f.write(f"{self.pid}\n")
-        self._with_redis(self.heartbeat.beat)  # registers us: workers set, started, lease
+        # The first beat registers us (workers set, started, lease) and reports dead workers:
+        # recover them now, so even a burst worker that drains in a second does.
+        self._with_redis(self._first_beat)
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
         self.heartbeat.start()
+        if self.scheduler is not None:
+            self.scheduler.start()
         log.info(
             "worker %s started (%s mode, %d at a time), queues: %s",
             self.id,
@@ -204,7 +216,13 @@ class Worker:
             ",".join(self.queues.patterns),
         )
 
+    def _first_beat(self) -> None:
+        for dead in self.heartbeat.beat():
+            self.recovery.recover_worker(dead)
+
     def _teardown(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
         self.heartbeat.stop()
         for processor in self.processors:
             processor.executor.close()

@@ -17,6 +17,9 @@
   const every = Number(regions()[0].dataset.liveEvery || document.body.dataset.pollMs || 3000);
   let paused = window.localStorage.getItem("pyresque-live") === "off";
   let busy = false;
+  let pressed = false; // never swap a region between a press and its click
+  document.addEventListener("pointerdown", () => { pressed = true; }, true);
+  document.addEventListener("pointerup", () => { window.setTimeout(() => { pressed = false; }, 0); }, true);
 
   const show = (state) => {
     status.hidden = false;
@@ -38,7 +41,9 @@
       for (const region of regions()) {
         const next = fresh.getElementById(region.id);
         // Never swap a region the user is interacting with.
-        if (next && !region.contains(document.activeElement)) region.replaceWith(document.adoptNode(next));
+        if (next && !pressed && !region.contains(document.activeElement)) {
+          region.replaceWith(document.adoptNode(next));
+        }
       }
       const badge = fresh.getElementById("nav-failed");
       const current = document.getElementById("nav-failed");

@@ -1,0 +1,196 @@
+"""Global limits, held across every worker on every host.
+
+* ``Concurrency(n)``: at most n jobs of a kind run at once. A running job holds
+  a *slot*, ``<worker id>|<claim token>`` in a sorted set; the finish step gives
+  it back (lib_finish.lua), and a slot whose worker's lease expired is dropped
+  by whoever looks next (lib_limits.lua), so a dead worker never keeps one.
+* ``RateLimit(n, period)``: at most n starts per sliding window of ``period``
+  seconds (a sorted set of start times).
+
+A worker takes every limit of a job just before running it, all or nothing
+(limit_acquire.lua). A job refused by a concurrency limit waits in the limit's
+FIFO waiting list, without polling, until a finishing job (or the scheduler's
+sweep, for slots freed by dead workers) moves it back to the *head* of its
+queue (limit_park.lua, limit_wake.lua). A job refused by a rate limit goes to
+the delayed queue until the window has room, and then to the head of its
+queue (limit_defer.lua). Limits are judged on the Redis clock.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, cast
+
+import redis
+
+from pyresque import scripts
+from pyresque.connection import raw, text
+from pyresque.delayed import DelayedJob, due_second, item_json
+from pyresque.keys import Keys
+
+if TYPE_CHECKING:
+    from pyresque.job import Job
+
+log = logging.getLogger("pyresque.limits")
+
+KeyFunction = Callable[[list[Any]], str]
+
+
+@dataclass(frozen=True)
+class Concurrency:
+    """At most ``limit`` jobs with the same key run at once, on all hosts together.
+
+    ``key`` names the resource: a string shared by every class that uses it, or a
+    function of the job's args (e.g. one limit per customer); by default the job
+    class's name.
+    """
+
+    limit: int
+    key: str | KeyFunction | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1:
+            raise ValueError("a concurrency limit must allow at least 1 job")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``limit`` jobs with the same key start per ``period`` seconds (sliding)."""
+
+    limit: int
+    period: float
+    key: str | KeyFunction | None = None
+
+    def __post_init__(self) -> None:
+        if self.limit < 1 or self.period <= 0:
+            raise ValueError("a rate limit needs limit >= 1 and a positive period")
+
+
+Limit = Concurrency | RateLimit
+
+
+def limit_key(limit: Limit, class_name: str, args: list[Any]) -> str:
+    if limit.key is None:
+        return class_name
+    return limit.key if isinstance(limit.key, str) else limit.key(args)
+
+
+@dataclass(frozen=True)
+class Held:
+    """The limits a job holds while it runs (what the finish step gives back)."""
+
+    member: str = ""  # "<worker id>|<claim token>"
+    slots: tuple[str, ...] = ()  # the slots zsets of its concurrency limits
+    waiting: tuple[tuple[str, int], ...] = ()  # (concurrency key, limit): wake a waiter after
+
+
+NO_LIMITS = Held()
+
+
+class Limiter:
+    """Takes, waits for and gives back limits, for the jobs of one worker."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str) -> None:
+        self._redis = client
+        self._keys = keys
+        self.worker_id = worker_id
+
+    def acquire(self, job: Job, token: str, queue: str) -> Held | None:
+        """Take ``job``'s limits before it runs: returns what it holds, or None when a
+        limit refused it; the job is then parked or deferred, and its claim released."""
+        limits = type(job).limits
+        if not limits:
+            return NO_LIMITS
+        name, args = job.payload.class_name, job.payload.args
+        resolved = [(limit, limit_key(limit, name, args)) for limit in limits]
+        member = f"{self.worker_id}|{token}"
+        keys = [self._keys.leases]
+        argv: list[Any] = [member, token]
+        for limit, key in resolved:
+            if isinstance(limit, Concurrency):
+                keys.append(self._keys.concurrency(key))
+                argv += ["concurrency", limit.limit, 0]
+            else:
+                keys.append(self._keys.rate(key))
+                argv += ["rate", limit.limit, int(limit.period * 1000)]
+        reply = scripts.run(self._redis, "limit_acquire", keys, argv)
+        if reply[0] == 0:
+            held = tuple((k, lim.limit) for lim, k in resolved if isinstance(lim, Concurrency))
+            return Held(member, tuple(self._keys.concurrency(k) for k, _ in held), held)
+        limit, key = resolved[int(reply[0]) - 1]
+        item = item_json(job.payload, queue, at_front=True)
+        if isinstance(limit, Concurrency):
+            self._park(job, token, queue, key, limit.limit, item)
+        else:
+            self._defer(token, int(reply[1]), item)
+        return None
+
+    def _park(self, job: Job, token: str, queue: str, key: str, limit: int, item: str) -> None:
+        keys = [
+            self._keys.inflight(self.worker_id),
+            self._keys.worker(self.worker_id),
+            self._keys.concurrency(key),
+            self._keys.leases,
+            self._keys.concurrency_waiting(key),
+            self._keys.limits_waiting,
+            self._keys.queues,
+            self._keys.queue(queue),
+            self._keys.wake(queue),
+            self._keys.queues_changed,
+        ]
+        args = [token, limit, item, job.payload.encode(), queue, key]
+        if scripts.run(self._redis, "limit_park", keys, args) == 1:
+            log.debug(
+                "job %s waits for a slot of %r", job.payload.id or job.payload.class_name, key
+            )
+
+    def _defer(self, token: str, wait_ms: int, item: str) -> None:
+        now = self._redis.time()
+        timestamp = due_second(now[0] + now[1] / 1e6 + wait_ms / 1000)
+        keys = [
+            self._keys.inflight(self.worker_id),
+            self._keys.worker(self.worker_id),
+            self._keys.delayed_schedule,
+            self._keys.delayed(timestamp),
+            self._keys.timestamps(item),
+        ]
+        scripts.run(
+            self._redis, "limit_defer", keys, [token, timestamp, f"delayed:{timestamp}", item]
+        )
+
+    def wake(self, key: str, limit: int) -> int:
+        """Move jobs waiting for ``key``'s slots to the head of their queues, one per free
+        slot; returns how many."""
+        woken, budget = 0, limit
+        while woken < budget:  # woken jobs take their slots only when they start: count them
+            head = cast("bytes | None", self._redis.lindex(self._keys.concurrency_waiting(key), 0))
+            if head is None:
+                return woken
+            job = DelayedJob.decode(0, raw(head))
+            keys = [
+                self._keys.concurrency(key),
+                self._keys.leases,
+                self._keys.concurrency_waiting(key),
+                self._keys.limits_waiting,
+                self._keys.queues,
+                self._keys.queue(job.queue),
+                self._keys.wake(job.queue),
+                self._keys.queues_changed,
+            ]
+            payload = job.payload.encode() if job.payload else text(head)
+            args = [limit, head, payload, job.queue, key]
+            result, free = scripts.run(self._redis, "limit_wake", keys, args)
+            if result == 0:
+                return woken
+            if result == 1:
+                budget = int(free) if woken == 0 else budget
+                woken += 1
+        return woken
+
+    def wake_all(self) -> int:
+        """Wake waiters of every limit that has some (the scheduler's sweep: slots of
+        dead workers free up without anyone finishing)."""
+        waiting = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.limits_waiting))
+        return sum(self.wake(text(key), int(limit)) for key, limit in waiting.items())

@@ -1,0 +1,39 @@
+-- Fire one tick of a recurring schedule: enqueue its job, exactly once.
+--
+-- The ticks hash is the per-tick idempotency record: a tick is handled only if
+-- it is later than the last one handled, and handling it records it in the same
+-- atomic step as the enqueue. So a new leader that takes over after a crash
+-- fires every tick the old one did not (no gap) and none it did (no duplicate).
+-- Only the current leader may fire (fencing against a leader that stalled past
+-- its lease). A paused schedule's ticks are consumed without enqueueing, so
+-- resuming it fires no backlog.
+--
+-- KEYS[1] leader key   KEYS[2] ticks hash   KEYS[3] state hash   KEYS[4] paused set
+-- KEYS[5] queues set   KEYS[6] queue:<name>   KEYS[7] its wake list
+-- KEYS[8] queues-changed list   KEYS[9] status key (optional)
+-- ARGV[1] scheduler id   ARGV[2] schedule name   ARGV[3] tick (epoch s)
+-- ARGV[4] payload ('' to consume the tick without enqueueing: a skipped misfire)
+-- ARGV[5] queue name   ARGV[6] state when handled (JSON)   ARGV[7] state when paused
+-- ARGV[8] WAITING status packet
+-- Returns 1 fired, 2 paused, 0 already handled, -1 not the leader.
+
+if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+  return -1
+end
+local last = redis.call('HGET', KEYS[2], ARGV[2])
+if last and tonumber(last) >= tonumber(ARGV[3]) then
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
+if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
+  redis.call('HSET', KEYS[3], ARGV[2], ARGV[7])
+  return 2
+end
+if ARGV[4] ~= '' then
+  if KEYS[9] then
+    redis.call('SET', KEYS[9], ARGV[8])
+  end
+  push_jobs(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[5], 'tail', {ARGV[4]})
+end
+redis.call('HSET', KEYS[3], ARGV[2], ARGV[6])
+return 1

@@ -1,0 +1,13 @@
+-- Become the cron leader, or stay it: a lease (a string with a TTL) that the
+-- leader renews on every loop. Another scheduler takes over only once it expired.
+-- KEYS[1] leader key   ARGV[1] scheduler id   ARGV[2] lease (ms)
+-- Returns 1 when the caller is the leader, 0 otherwise.
+
+if take_lock(KEYS[1], ARGV[1], ARGV[2]) then
+  return 1
+end
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('PEXPIRE', KEYS[1], ARGV[2])
+  return 1
+end
+return 0

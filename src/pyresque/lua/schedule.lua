@@ -1,0 +1,22 @@
+-- Schedule one job for later (resque-scheduler's layout, lib_delayed.lua),
+-- atomically with its unique lock and its WAITING status when it has them.
+--
+-- KEYS[1] delayed_queue_schedule   KEYS[2] delayed:<ts>   KEYS[3] timestamps:<item>
+-- KEYS[4] the unique lock (when ARGV[4] is not '')
+-- KEYS[5] (or KEYS[4] without a lock) the status key (when ARGV[6] is not '')
+-- ARGV[1] timestamp   ARGV[2] 'delayed:<ts>'   ARGV[3] item JSON
+-- ARGV[4] lock token or ''   ARGV[5] lock TTL (ms)   ARGV[6] WAITING packet or ''
+-- Returns 1 when scheduled, 0 when another job holds the unique lock.
+
+local next_key = 4
+if ARGV[4] ~= '' then
+  if not take_lock(KEYS[4], ARGV[4], ARGV[5]) then
+    return 0
+  end
+  next_key = 5
+end
+if ARGV[6] ~= '' then
+  redis.call('SET', KEYS[next_key], ARGV[6])
+end
+schedule_item(KEYS[1], KEYS[2], KEYS[3], ARGV[1], ARGV[2], ARGV[3])
+return 1

@@ -1,0 +1,164 @@
+"""Who may use the dashboard: bearer-token or basic auth, CSRF tokens, security headers,
+and the refusal to listen beyond this machine without authentication."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hashlib
+import hmac
+import ipaddress
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+
+from starlette.datastructures import MutableHeaders
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+CSRF_COOKIE = "pyresque_csrf"
+SESSION_COOKIE = "pyresque_session"
+CSRF_FIELD = "csrf_token"
+CSRF_HEADER = "x-csrf-token"
+CSP = (
+    "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
+)
+_SECURITY_HEADERS = {
+    "content-security-policy": CSP,
+    "x-content-type-options": "nosniff",
+    "x-frame-options": "DENY",
+    "referrer-policy": "same-origin",
+}
+
+
+class WebConfigError(ValueError):
+    """The dashboard cannot start as configured; the message says what to change."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Who may do what: auth, read-only mode, and the key that signs CSRF tokens."""
+
+    read_only: bool = False
+    auth_token: str | None = None
+    basic_auth: tuple[str, str] | None = None
+    secret: bytes = b""
+    poll_seconds: float = 3.0
+
+    @property
+    def auth_required(self) -> bool:
+        return bool(self.auth_token or self.basic_auth)
+
+    def session_value(self) -> str:
+        """The login cookie's value: derived from the token, never the token itself."""
+        return hmac.new((self.auth_token or "").encode(), b"pyresque-session", "sha256").hexdigest()
+
+    def authenticate(self, request: Request) -> str | None:
+        """How the request is authenticated ("open", "bearer", "basic", "session") or None."""
+        if not self.auth_required:
+            return "open"
+        scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
+        scheme = scheme.lower()
+        if self.auth_token and scheme == "bearer" and same(credentials.strip(), self.auth_token):
+            return "bearer"
+        if self.basic_auth and scheme == "basic" and self._basic_ok(credentials.strip()):
+            return "basic"
+        cookie = request.cookies.get(SESSION_COOKIE)
+        if self.auth_token and cookie and same(cookie, self.session_value()):
+            return "session"
+        return None
+
+    def _basic_ok(self, credentials: str) -> bool:
+        assert self.basic_auth is not None
+        try:
+            user, _, password = base64.b64decode(credentials).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        # Both compared, always, so the time taken does not tell which one was wrong.
+        return same(user, self.basic_auth[0]) & same(password, self.basic_auth[1])
+
+    def csrf_token(self, cookie: str) -> str:
+        return hmac.new(self.secret, cookie.encode(), hashlib.sha256).hexdigest()
+
+
+def same(a: str, b: str) -> bool:
+    """Constant-time comparison."""
+    return hmac.compare_digest(a.encode(), b.encode())
+
+
+def parse_basic_auth(value: str | tuple[str, str] | None) -> tuple[str, str] | None:
+    """``"user:password"`` or ``(user, password)`` as a pair; None stays None."""
+    if value is None or isinstance(value, tuple):
+        return value
+    user, sep, password = value.partition(":")
+    if not sep or not user or not password:
+        raise WebConfigError("basic auth must be given as USER:PASSWORD, both non-empty")
+    return user, password
+
+
+def is_loopback(host: str) -> bool:
+    """True for localhost and loopback addresses (127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name could resolve anywhere
+
+
+def check_bind(host: str, settings: Settings) -> None:
+    """Refuse to listen beyond this machine without authentication."""
+    if not is_loopback(host) and not settings.auth_required:
+        raise WebConfigError(
+            f"refusing to serve the dashboard on {host} without authentication: anyone who "
+            "can reach that address could read job data and delete queues and failures. Pass "
+            "--token TOKEN or --basic-auth USER:PASSWORD (env PYRESQUE_WEB_TOKEN / "
+            "PYRESQUE_WEB_BASIC_AUTH), or bind to 127.0.0.1"
+        )
+
+
+def _rel_path(scope: Scope, prefix: str) -> str:
+    """The request path below the app's mount point and URL prefix."""
+    path, root = scope.get("path", ""), scope.get("root_path", "")
+    if root and path.startswith(root):
+        path = path[len(root) :]
+    if prefix and path.startswith(prefix):
+        path = path[len(prefix) :]
+    return path or "/"
+
+
+Unauthorized = Callable[[Request, str], Awaitable[Response]]
+
+
+class Guard:
+    """ASGI middleware: authentication (when configured) and security headers."""
+
+    def __init__(self, app: ASGIApp, settings: Settings, prefix: str, login: Unauthorized) -> None:
+        self.app, self.settings, self.prefix, self.login = app, settings, prefix, login
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+
+        async def send_with_headers(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                headers = MutableHeaders(scope=message)
+                for name, value in _SECURITY_HEADERS.items():
+                    headers.setdefault(name, value)
+                if "/static/" not in scope.get("path", ""):
+                    headers.setdefault("cache-control", "no-store")
+            await send(message)
+
+        rel = _rel_path(scope, self.prefix)
+        # What the routes see below the URL prefix, so pages rendered here link correctly.
+        request = Request({**scope, "root_path": scope.get("root_path", "") + self.prefix})
+        method = self.settings.authenticate(request)
+        scope.setdefault("state", {})["auth"] = method
+        public = rel == "/login" or rel.startswith("/static/")  # the sign-in form and its CSS
+        if method is None and not public:
+            response = await self.login(request, rel)
+            await response(scope, receive, send_with_headers)
+            return
+        await self.app(scope, receive, send_with_headers)

@@ -1,0 +1,50 @@
+"""The chaos run's CI version (benchmarks/chaos.py --quick): no job may be lost.
+
+It kills job children and workers (a SIGKILL every 200 ms) and restarts Redis twice
+while ~300 jobs run, then checks every job. See docs/reliability.md, "Chaos run".
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+CHAOS = Path(__file__).resolve().parent.parent / "benchmarks" / "chaos.py"
+LIMIT = 40.0
+
+
+def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
+    report = tmp_path / "chaos.md"
+    env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PREFIX")}
+    proc = subprocess.Popen(
+        [sys.executable, str(CHAOS), "--quick", "--seed", "1", "--output", str(report)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        env=env,
+        start_new_session=True,
+    )
+    try:
+        output, _ = proc.communicate(timeout=LIMIT)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGTERM)  # chaos.py stops its workers and Redis
+        try:
+            output, _ = proc.communicate(timeout=15)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            output, _ = proc.communicate()
+        raise AssertionError(
+            f"the quick chaos run took longer than {LIMIT} s:\n{output.decode(errors='replace')}"
+        ) from None
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+    text = output.decode(errors="replace")
+    assert proc.returncode == 0, text
+    assert "lost: 0" in text, text
+    assert "complete: yes" in text, text
+    assert "| lost | 0 |" in report.read_text()

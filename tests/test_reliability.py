@@ -1,0 +1,893 @@
+"""Reliability, mechanism by mechanism, with real processes (README "What happens when
+things fail", docs/reliability.md).
+
+Every test runs ``python -m pyresque.cli worker`` subprocesses on jobs from
+tests/reliability_jobs.py and kills, stops or starves them on purpose: a job child
+killed mid-job, a worker killed mid-job, a lease that expires under a live worker
+(fencing), a poison job, the supervisor restarting workers, TERM, timeouts, Redis
+restarts and outages, bad input, and a TCP proxy that loses the reply of a claim.
+Nothing sleeps to synchronise: ``wait_for`` polls with a deadline. Every process is
+started in a session of its own and SIGKILLed with its whole group afterwards.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any, TypeVar, cast
+
+import pytest
+import redis
+
+from pyresque import Enqueued, Events, RedisUnavailable, Resque, scripts
+from pyresque.connection import connect
+from pyresque.server import RedisServer, find_free_port
+
+TESTS = Path(__file__).resolve().parent
+JOBS = TESTS / "reliability_jobs.py"
+HOST = socket.gethostname()
+QUEUE = "q"
+
+#: Environment variables the CLI reads; removed so the caller's shell cannot leak in.
+_CLI_VARS = (
+    "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "PIDFILE", "FORK_PER_JOB", "PREFIX",
+    "RESQUE_NAMESPACE", "REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB", "APP_INCLUDE",
+    "VERBOSE", "LOGGING", "VVERBOSE", "PYRESQUE_LEASE_TTL", "RESQUE_TERM_TIMEOUT",
+    "PYRESQUE_FAIL_INTERRUPTED", "PYRESQUE_MAX_CRASHES", "RESQUE_PROCLINE_PREFIX",
+    "PYRESQUE_MODE", "CONCURRENCY", "PYRESQUE_MAX_JOBS_PER_CHILD", "PYRESQUE_MAX_MEMORY_MB",
+)  # fmt: skip
+
+T = TypeVar("T")
+
+
+# --- polling ------------------------------------------------------------------------
+
+
+def wait_for(predicate: Callable[[], T | None], timeout: float, message: str) -> T:
+    """Poll ``predicate`` every 10 ms; return its first truthy value or fail at ``timeout``."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {message}")
+        time.sleep(0.01)
+
+
+def pid_alive(pid: int) -> bool:
+    """True if ``pid`` runs (a zombie counts as dead)."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state not in ("Z", "X")
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live direct children of ``pid`` (Linux /proc)."""
+    found: list[int] = []
+    for task in Path(f"/proc/{pid}/task").glob("*"):
+        try:
+            found += [int(c) for c in (task / "children").read_text().split()]
+        except OSError:
+            continue
+    return [c for c in found if pid_alive(c)]
+
+
+def age(pid: int) -> float:
+    """Seconds since ``pid`` started (Linux /proc)."""
+    ticks = int(Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19])
+    uptime = float(Path("/proc/uptime").read_text().split()[0])
+    return uptime - ticks / os.sysconf("SC_CLK_TCK")
+
+
+# --- worker processes ----------------------------------------------------------------
+
+
+class WorkerProc:
+    """One ``pyresque worker`` process; its output goes to a log file."""
+
+    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, queues: str) -> None:
+        self.popen = popen
+        self.log_path = log_path
+        self.queues = queues
+
+    @property
+    def pid(self) -> int:
+        return self.popen.pid
+
+    @property
+    def id(self) -> str:
+        return f"{HOST}:{self.pid}:{self.queues}"
+
+    def log(self) -> str:
+        try:
+            return self.log_path.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def wait_log(self, text: str, timeout: float = 10.0) -> None:
+        wait_for(lambda: text in self.log(), timeout, f"{text!r} in the worker log:\n{self.log()}")
+
+    def wait_started(self) -> None:
+        self.wait_log(f"worker {self.id} started")
+
+    def running(self) -> bool:
+        return self.popen.poll() is None
+
+    def send(self, sig: int) -> None:
+        os.kill(self.pid, sig)
+
+    def wait_exit(self, timeout: float = 10.0) -> int:
+        try:
+            return self.popen.wait(timeout)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"worker {self.pid} did not exit within {timeout} s; log:\n{self.log()}")
+
+
+class Procs:
+    """Starts worker processes and guarantees that they (and their children) die."""
+
+    def __init__(self, tmp_path: Path) -> None:
+        self.tmp_path = tmp_path
+        self.started: list[WorkerProc] = []
+
+    def worker(
+        self,
+        url: str,
+        namespace: str,
+        *extra: str,
+        queues: str = QUEUE,
+        lease_ttl: float = 1.0,
+    ) -> WorkerProc:
+        env = {k: v for k, v in os.environ.items() if k not in _CLI_VARS}
+        env.update(REL_REDIS_URL=url, REL_NS=namespace, PYTHONUNBUFFERED="1")
+        argv = [
+            sys.executable, "-m", "pyresque.cli", "worker",
+            "--queue", queues,
+            "--app", str(JOBS),
+            "--redis-url", url,
+            "--namespace", namespace,
+            "--interval", "1",
+            "--lease-ttl", str(lease_ttl),
+            *extra,
+        ]  # fmt: skip
+        log_path = self.tmp_path / f"worker-{len(self.started)}.log"
+        with open(log_path, "wb") as log:
+            popen = subprocess.Popen(
+                argv,
+                stdin=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env=env,
+                cwd=TESTS.parent,
+                start_new_session=True,
+            )
+        proc = WorkerProc(popen, log_path, queues)
+        self.started.append(proc)
+        return proc
+
+    def cleanup(self) -> None:
+        for proc in self.started:
+            try:
+                os.killpg(proc.pid, signal.SIGKILL)
+            except (ProcessLookupError, PermissionError):
+                pass
+            try:
+                proc.popen.wait(5)
+            except subprocess.TimeoutExpired:
+                pass
+
+
+@pytest.fixture
+def procs(tmp_path: Path) -> Iterator[Procs]:
+    started = Procs(tmp_path)
+    try:
+        yield started
+    finally:
+        started.cleanup()
+
+
+# --- Redis state -------------------------------------------------------------------------
+
+
+class State:
+    """Reads a namespace's keys and the jobs' log (tests/reliability_jobs.py)."""
+
+    def __init__(self, client: redis.Redis, namespace: str) -> None:
+        self.r = client
+        self.ns = namespace
+
+    def key(self, name: str) -> str:
+        return f"{self.ns}:{name}"
+
+    def events(self, job: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
+        entries = [
+            json.loads(e) for e in cast("list[bytes]", self.r.lrange(self.key("rel:log"), 0, -1))
+        ]
+        return [
+            e
+            for e in entries
+            if (job is None or e["job"] == job) and (event is None or e["event"] == event)
+        ]
+
+    def wait_event(
+        self, job: str, event: str, count: int = 1, timeout: float = 10.0
+    ) -> dict[str, Any]:
+        """The ``count``-th ``event`` of ``job``, once it has been recorded."""
+
+        def found() -> dict[str, Any] | None:
+            matches = self.events(job, event)
+            return matches[count - 1] if len(matches) >= count else None
+
+        return wait_for(found, timeout, f"{job} {event} #{count}")
+
+    def release(self, tag: str) -> None:
+        self.r.set(self.key(f"rel:release:{tag}"), "1")
+
+    def failed(self) -> list[dict[str, Any]]:
+        records = cast("list[bytes]", self.r.lrange(self.key("failed"), 0, -1))
+        return [json.loads(record) for record in records]
+
+    def wait_failed(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+        def enough() -> list[dict[str, Any]] | None:
+            records = self.failed()
+            return records if len(records) >= count else None
+
+        return wait_for(enough, timeout, f"{count} failure record(s)")
+
+    def queue(self, name: str = QUEUE) -> list[bytes]:
+        return cast("list[bytes]", self.r.lrange(self.key(f"queue:{name}"), 0, -1))
+
+    def stat(self, name: str) -> int:
+        return int(cast("bytes | None", self.r.get(self.key(f"stat:{name}"))) or 0)
+
+    def wait_stat(self, name: str, value: int, timeout: float = 10.0) -> None:
+        wait_for(lambda: self.stat(name) == value, timeout, f"stat:{name} == {value}")
+
+    def inflight(self, worker_id: str) -> dict[bytes, bytes]:
+        key = self.key(f"pyresque:inflight:{worker_id}")
+        return cast("dict[bytes, bytes]", self.r.hgetall(key))
+
+    def lease(self, worker_id: str) -> float | None:
+        return self.r.zscore(self.key("pyresque:leases"), worker_id)
+
+
+@pytest.fixture
+def state(redis_client: redis.Redis, namespace: str) -> State:
+    return State(redis_client, namespace)
+
+
+@pytest.fixture
+def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
+    client = Resque(redis_url, namespace=namespace, events=Events())
+    yield client
+    client.redis.close()
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    """A Redis of the test's own, with the AOF (fsync always), to restart and kill."""
+    server = RedisServer(appendonly=True).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+# --- a job's process dies -----------------------------------------------------------------
+
+
+def test_killed_job_child_is_a_dirty_exit_and_the_worker_goes_on(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    worker = procs.worker(redis_url, namespace)
+    worker.wait_started()
+    rq.enqueue(QUEUE, "Block", {"tag": "child"})
+    started = state.wait_event("Block", "started")
+    assert started["ppid"] == worker.pid
+
+    os.kill(started["pid"], signal.SIGKILL)
+
+    (record,) = state.wait_failed(1)
+    assert record["exception"] == "pyresque.DirtyExit"
+    assert "SIGKILL" in record["error"]
+    assert record["payload"]["args"] == [{"tag": "child"}]
+    assert record["worker"] == worker.id
+    rq.enqueue(QUEUE, "Succeed", {"after": "kill"})
+    assert state.wait_event("Succeed", "perform")["ppid"] == worker.pid
+    state.wait_stat("processed", 2)
+    assert state.stat("failed") == 1
+    assert worker.running()
+    assert state.queue() == []
+    assert state.inflight(worker.id) == {}
+
+
+def test_killed_worker_job_is_recovered_to_the_head_and_run_again(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    lease_ttl = 1.0
+    doomed = procs.worker(redis_url, namespace, lease_ttl=lease_ttl)
+    doomed.wait_started()
+    job_id = rq.enqueue(QUEUE, "Block", {"tag": "crash"})
+    started = state.wait_event("Block", "started")
+    assert started["ppid"] == doomed.pid
+    rq.enqueue(QUEUE, "Succeed", {"queued": "behind"})  # waits: the only worker is busy
+    # The rescuer is paused (pause-all-workers) so the queue can be looked at after the
+    # recovery: its heartbeat recovers dead workers' jobs whether or not it is paused.
+    state.r.set(state.key("pause-all-workers"), "true")
+    rescuer = procs.worker(redis_url, namespace, lease_ttl=lease_ttl)
+    rescuer.wait_started()
+
+    killed_at = time.monotonic()
+    doomed.send(signal.SIGKILL)
+    assert doomed.wait_exit() == -signal.SIGKILL
+    wait_for(lambda: not pid_alive(started["pid"]), 5, "the job child to die with its worker")
+
+    def recovered_head() -> dict[str, Any] | None:
+        items = state.queue()
+        head = json.loads(items[0]) if items else None
+        return head if head and head.get("attempts") == 1 else None
+
+    head = wait_for(recovered_head, lease_ttl + 2, "the job back at the head of its queue")
+    assert time.monotonic() - killed_at <= lease_ttl + 2
+    assert head["id"] == job_id
+    assert head["class"] == "Block"
+    assert {k: v for k, v in head.items() if k != "attempts"} == started["payload"]
+    behind = json.loads(state.queue()[1])
+    assert behind["class"] == "Succeed"
+    assert state.stat("recovered") == 1
+    assert state.inflight(doomed.id) == {}
+    wait_for(lambda: state.lease(doomed.id) is None, 5, "the dead worker to be unregistered")
+    assert doomed.id.encode() not in cast("set[bytes]", state.r.smembers(state.key("workers")))
+
+    state.r.delete(state.key("pause-all-workers"))
+    again = state.wait_event("Block", "started", count=2)
+    assert again["ppid"] == rescuer.pid
+    assert again["payload"]["attempts"] == 1
+    state.release("crash")
+    state.wait_event("Succeed", "perform")
+    log = state.events()
+    order = [(e["job"], e["event"]) for e in log]
+    assert order.index(("Succeed", "perform")) > order.index(("Block", "finished"))
+    state.wait_stat("processed", 2)
+    assert state.failed() == []
+
+
+def test_expired_lease_is_recovered_and_the_late_finish_is_fenced(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    # The stalled worker's own heartbeat comes every 60/5 = 12 s: it cannot renew its
+    # lease during the test. The other one beats every 0.2 s and notices at once.
+    stalled = procs.worker(redis_url, namespace, lease_ttl=60)
+    stalled.wait_started()
+    rq.enqueue(QUEUE, "Block", {"tag": "fence", "fail_first": True})
+    first = state.wait_event("Block", "started")
+    assert first["ppid"] == stalled.pid
+    rescuer = procs.worker(redis_url, namespace, lease_ttl=1)
+    rescuer.wait_started()
+
+    state.r.zadd(state.key("pyresque:leases"), {stalled.id: 0})  # the lease "expires"
+
+    second = state.wait_event("Block", "started", count=2, timeout=5)
+    assert second["ppid"] == rescuer.pid
+    assert second["payload"]["attempts"] == 1
+    assert state.stat("recovered") == 1
+    assert state.inflight(stalled.id) == {}
+
+    # Both finish. The stalled worker's outcome (its first delivery fails) is fenced.
+    state.release("fence")
+    stalled.wait_log("lost its lease")
+    state.wait_stat("processed", 1)
+    assert "failed outcome is discarded" in stalled.log()
+    assert state.failed() == []
+    assert state.stat("failed") == 0
+    assert state.r.get(state.key(f"stat:processed:{stalled.id}")) is None
+    assert state.r.get(state.key(f"stat:processed:{rescuer.id}")) == b"1"
+    assert len(state.events("Block", "finished")) == 2
+    assert stalled.running()
+    assert rescuer.running()
+    assert state.queue() == []
+
+
+def _run_workers_until_they_die(
+    procs: Procs, redis_url: str, namespace: str, deaths: int, *extra: str
+) -> None:
+    for _ in range(deaths):
+        worker = procs.worker(redis_url, namespace, *extra, lease_ttl=1)
+        # It recovers the previous victim's job once that lease expires, runs it, dies.
+        assert worker.wait_exit(timeout=10) == -signal.SIGKILL, worker.log()
+
+
+def test_a_job_that_kills_its_worker_becomes_a_poison_job(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    job_id = rq.enqueue(QUEUE, "KillParent", {"n": 1})
+    _run_workers_until_they_die(procs, redis_url, namespace, 2, "--max-crashes", "2")
+    survivor = procs.worker(redis_url, namespace, "--max-crashes", "2", lease_ttl=1)
+
+    (record,) = state.wait_failed(1, timeout=5)
+    assert record["exception"] == "pyresque.PoisonJob"
+    assert "2 time(s)" in record["error"]
+    assert record["payload"]["id"] == job_id
+    assert record["payload"]["attempts"] == 2
+    assert record["queue"] == QUEUE
+    assert len(state.events("KillParent", "started")) == 2  # never run a third time
+    assert state.stat("recovered") == 1  # the first crash requeued it
+    assert state.stat("failed") == 1
+    assert state.queue() == []
+    assert survivor.running()
+    survivor.wait_started()
+
+
+def test_a_job_with_on_crash_fail_fails_after_one_crash(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    rq.enqueue(QUEUE, "KillParentFailOnCrash", {"n": 1})
+    _run_workers_until_they_die(procs, redis_url, namespace, 1)
+    survivor = procs.worker(redis_url, namespace, lease_ttl=1)
+
+    (record,) = state.wait_failed(1, timeout=5)
+    assert record["exception"] == "pyresque.DirtyExit"
+    assert "1 time(s)" in record["error"]
+    assert record["payload"]["attempts"] == 1
+    assert len(state.events("KillParentFailOnCrash", "started")) == 1
+    assert state.stat("recovered") == 0
+    assert state.queue() == []
+    survivor.wait_started()
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (availability): Supervisor.run keeps one crash-loop counter for all its "
+    "workers and sleeps its backoff (0.5 s doubling to 30 s) inside its wait loop, so a "
+    "healthy worker (alive >= 5 s, not crash-looping by the supervisor's own rule) that "
+    "dies is not even reaped until a sleep taken for another worker's crash is over; "
+    "meanwhile the pool can be empty (the chaos run shows it stalling for many seconds)",
+)
+def test_supervisor_restarts_a_healthy_worker_at_once_while_another_crash_loops(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    supervisor = procs.worker(redis_url, namespace, "--count", "2")
+
+    def both() -> list[int] | None:
+        pids = child_pids(supervisor.pid)
+        return pids if len(pids) == 2 else None
+
+    first = wait_for(both, 10, "the supervisor's two workers")
+    crashy, healthy = first
+    # The supervisor treats a worker that dies within 5 s of its start as crash-looping.
+    wait_for(lambda: min(age(crashy), age(healthy)) >= 5.3, 10, "workers 5 s old")
+    os.kill(crashy, signal.SIGKILL)  # old: restarted at once
+    seen = set(first)
+    for _ in range(2):  # then its young replacements: that slot backs off 1 s, then 2 s
+
+        def replacement() -> int | None:
+            return next((c for c in child_pids(supervisor.pid) if c not in seen), None)
+
+        young = wait_for(replacement, 5, "the crashing slot's next worker")
+        seen.add(young)
+        os.kill(young, signal.SIGKILL)
+        supervisor.wait_log(f"worker {young} exited")
+    os.kill(healthy, signal.SIGKILL)  # old: must be restarted at once, whatever the other slot
+    wait_for(lambda: not pid_alive(healthy), 2, "the healthy worker to die")
+    wait_for(lambda: child_pids(supervisor.pid), 0.5, "a worker to be running again")
+
+
+# --- stopping a worker --------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("fail_interrupted", [False, True], ids=["requeue", "fail-interrupted"])
+def test_term_gives_the_running_job_back_or_fails_it(
+    procs: Procs,
+    state: State,
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    fail_interrupted: bool,
+) -> None:
+    extra = ["--fail-interrupted"] if fail_interrupted else []
+    worker = procs.worker(redis_url, namespace, *extra)
+    worker.wait_started()
+    rq.enqueue(QUEUE, "Block", {"tag": "term"})
+    started = state.wait_event("Block", "started")
+    rq.enqueue(QUEUE, "Succeed", {"queued": "behind"})
+
+    worker.send(signal.SIGTERM)
+
+    assert worker.wait_exit() == 0
+    assert state.wait_event("Block", "interrupted")["exception"] == "Interrupted"
+    items = [json.loads(item) for item in state.queue()]
+    assert items[-1]["class"] == "Succeed"
+    if fail_interrupted:
+        (record,) = state.failed()
+        assert record["exception"] == "pyresque.Interrupted"
+        assert record["payload"] == started["payload"]
+        assert len(items) == 1
+        assert state.stat("failed") == 1
+    else:
+        assert items[0] == started["payload"]  # at the head, unchanged: no "attempts"
+        assert "attempts" not in items[0]
+        assert len(items) == 2
+        assert state.failed() == []
+        assert state.stat("failed") == 0
+        assert state.stat("recovered") == 0  # a give-back is not a crash recovery
+    assert state.inflight(worker.id) == {}
+    assert worker.id.encode() not in cast("set[bytes]", state.r.smembers(state.key("workers")))
+
+
+@pytest.mark.parametrize("how", ["second-term", "grace-ends"])
+def test_a_job_that_ignores_term_is_killed_and_given_back(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, how: str
+) -> None:
+    grace = "30" if how == "second-term" else "0.5"
+    worker = procs.worker(redis_url, namespace, "--term-timeout", grace)
+    worker.wait_started()
+    rq.enqueue(QUEUE, "IgnoreTerm", {"tag": "stubborn"})
+    started = state.wait_event("IgnoreTerm", "started")
+
+    worker.send(signal.SIGTERM)
+    if how == "second-term":
+        worker.wait_log("stopping the current job and exiting")
+        worker.send(signal.SIGTERM)
+
+    assert worker.wait_exit(timeout=5) == 0
+    assert not pid_alive(started["pid"])
+    items = [json.loads(item) for item in state.queue()]
+    assert items == [started["payload"]]
+    assert state.failed() == []
+    assert state.events("IgnoreTerm", "finished") == []
+
+
+# --- timeouts -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mode", ["fork", "inline"])
+def test_timeouts_fail_the_job_with_job_timeout(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, mode: str
+) -> None:
+    worker = procs.worker(redis_url, namespace, "--mode", mode)
+    worker.wait_started()
+    rq.enqueue(QUEUE, "SleepsPastTimeout", {"by": "class"})  # class timeout = 0.5
+    rq.enqueue(QUEUE, "Sleeps", {"by": "enqueue"}, timeout=0.5)
+    rq.enqueue(QUEUE, "Succeed", {"after": "timeouts"})
+
+    state.wait_event("Succeed", "perform")
+    records = state.wait_failed(2)
+    assert [r["payload"]["class"] for r in records] == ["SleepsPastTimeout", "Sleeps"]
+    for record in records:
+        assert record["exception"] == "pyresque.JobTimeout"
+        assert "timeout of 0.5 s" in record["error"]
+    assert records[1]["payload"]["timeout"] == 0.5
+    for job in ("SleepsPastTimeout", "Sleeps"):
+        started = state.events(job, "started")[0]
+        stopped = state.events(job, "stopped")[0]
+        # fork: TERM to the child raises Interrupted; inline: SIGALRM raises JobTimeout.
+        assert stopped["exception"] == ("Interrupted" if mode == "fork" else "JobTimeout")
+        assert 0.4 <= stopped["t"] - started["t"] < 5
+        if mode == "inline":
+            assert started["pid"] == worker.pid
+    assert state.stat("failed") == 2
+    state.wait_stat("processed", 3)
+    assert worker.running()
+
+
+# --- Redis restarts and outages --------------------------------------------------------------
+
+
+def _rides_out(
+    procs: Procs, server: RedisServer, outage: Callable[[], None], expect_log: bool
+) -> tuple[WorkerProc, State]:
+    """A worker keeps working across two outages: one while idle, one during a job."""
+    namespace = "rel"
+    client = connect(server.url, retries=20)
+    state = State(client, namespace)
+    rq = Resque(connect(server.url, retries=20), namespace=namespace, events=Events())
+    worker = procs.worker(server.url, namespace, lease_ttl=2)
+    worker.wait_started()
+
+    outage()  # idle
+    if expect_log:
+        worker.wait_log("Redis is back")
+    rq.enqueue(QUEUE, "Succeed", {"n": 1})
+    assert state.wait_event("Succeed", "perform")["ppid"] == worker.pid
+    state.wait_stat("processed", 1)
+
+    rq.enqueue(QUEUE, "Block", {"tag": "outage"})
+    state.wait_event("Block", "started")
+    outage()  # during a job
+    state.release("outage")
+    state.wait_event("Block", "finished")
+    state.wait_stat("processed", 2)
+
+    rq.enqueue(QUEUE, "Succeed", {"n": 2})
+    state.wait_event("Succeed", "perform", count=2)
+    state.wait_stat("processed", 3)
+    assert worker.running()  # the same process: no crash, no restart
+    assert worker.id.encode() in cast("set[bytes]", client.smembers(state.key("workers")))
+    assert state.failed() == []
+    assert state.queue() == []
+    assert state.inflight(worker.id) == {}
+    log = worker.log()
+    assert "Traceback" not in log
+    # Once per outage at most, never a line per retry.
+    assert log.count("pyresque.worker: Redis unavailable") <= 2, log
+    assert log.count("pyresque.recovery: heartbeat: Redis unavailable") <= 2, log
+    rq.redis.close()
+    client.close()
+    return worker, state
+
+
+def test_worker_rides_out_redis_restarts_and_cut_connections(
+    procs: Procs, private_redis: RedisServer
+) -> None:
+    def restart_and_cut() -> None:
+        private_redis.restart()  # clean shutdown; the AOF keeps every write
+        killer = redis.Redis.from_url(private_redis.url)
+        killer.client_kill_filter(_type="normal", skipme=True)  # and cut every connection
+        killer.close()
+
+    _rides_out(procs, private_redis, restart_and_cut, expect_log=False)
+
+
+def test_worker_rides_out_redis_down_for_two_seconds(
+    procs: Procs, private_redis: RedisServer
+) -> None:
+    def crash_and_stay_down() -> None:
+        private_redis.kill()  # SIGKILL: the AOF (fsync always) still has every write
+        time.sleep(2)  # the outage itself, not synchronisation
+        private_redis.start()
+
+    worker, _ = _rides_out(procs, private_redis, crash_and_stay_down, expect_log=True)
+    log = worker.log()
+    assert log.count("pyresque.worker: Redis unavailable") == 1, log  # the idle outage
+    assert "Redis is back" in log
+
+
+def test_producer_retries_then_raises_redis_unavailable() -> None:
+    port = find_free_port()  # nothing listens there
+    producer = Resque(f"redis://127.0.0.1:{port}/0", namespace="rel", events=Events())
+    began = time.monotonic()
+    with pytest.raises(RedisUnavailable, match=f"127.0.0.1:{port}"):
+        producer.enqueue(QUEUE, "Succeed", {"n": 1})
+    assert time.monotonic() - began < 10
+    producer.redis.close()
+
+
+# --- bad input --------------------------------------------------------------------------------
+
+BAD_INPUT: list[tuple[bytes, str, str]] = [
+    (b"{not json", "MalformedPayload", "not valid JSON"),
+    (b"\xff\xfe", "MalformedPayload", "not valid UTF-8 (byte 0"),
+    (b'{"args":[1]}', "MalformedPayload", 'no "class" string'),
+    (b'{"class":"X","args":{"a":1}}', "MalformedPayload", '"args" must be a JSON list'),
+    (b'{"class":"NoSuchJob","args":[]}', "UnknownJob", "'NoSuchJob'"),
+    (b"[1,2]", "MalformedPayload", "must be a JSON object, got list"),
+]
+
+
+def _push_raw(client: redis.Redis, namespace: str, items: list[bytes]) -> None:
+    """What a buggy foreign producer would do: RPUSH raw bytes (and wake the workers)."""
+    client.rpush(f"{namespace}:queue:{QUEUE}", *items)
+    client.sadd(f"{namespace}:queues", QUEUE)
+    client.rpush(f"{namespace}:pyresque:wake:{QUEUE}", "1")
+
+
+def test_bad_input_goes_to_failed_with_the_original_text(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    big = "x" * (10 * 1024 * 1024)
+    big_payload = json.dumps({"class": "Big", "args": [big]}).encode()
+    worker = procs.worker(redis_url, namespace)
+    worker.wait_started()
+
+    _push_raw(state.r, namespace, [raw for raw, _, _ in BAD_INPUT] + [big_payload])
+    rq.enqueue(QUEUE, "Succeed", {"after": "bad input"})
+
+    state.wait_event("Succeed", "perform", timeout=20)
+    records = state.wait_failed(len(BAD_INPUT))
+    assert len(records) == len(BAD_INPUT)
+    for record, (raw, exception, error) in zip(records, BAD_INPUT, strict=True):
+        assert record["exception"] == f"pyresque.{exception}", record
+        assert error in record["error"], record
+        # Kept, never dropped: the record holds what was queued, as text (invalid UTF-8
+        # backslash-escaped), or as the object itself when it is a well-formed payload.
+        shown = record["payload"]
+        if isinstance(shown, str):
+            assert shown == raw.decode("utf-8", "backslashreplace")
+        else:
+            assert shown == json.loads(raw)
+        assert record["queue"] == QUEUE
+    assert state.wait_event("Big", "perform")["length"] == len(big)
+    state.wait_stat("processed", len(BAD_INPUT) + 2)
+    assert state.stat("failed") == len(BAD_INPUT)
+    assert state.queue() == []
+    assert state.inflight(worker.id) == {}
+    assert worker.running()
+
+
+# --- a claim whose reply is lost -------------------------------------------------------------
+
+
+class _Proxy:
+    """A TCP proxy in front of Redis that can lose the reply of one script call.
+
+    Armed with a script name, it forwards the next EVALSHA of that script to Redis (so
+    its writes happen) and then closes the connection instead of relaying the reply,
+    as when a connection is cut at the worst moment. With ``blackout`` it then refuses
+    every connection until ``refusing`` is cleared, as when Redis itself went away
+    right after the write.
+    """
+
+    def __init__(self, upstream_port: int, blackout: bool = False) -> None:
+        self.upstream_port = upstream_port
+        self.blackout = blackout
+        self.refusing = threading.Event()
+        self.target = b""  # sha1 of the script whose next reply is lost
+        self.armed = threading.Event()
+        self.dropped = threading.Event()
+        self.listener = socket.create_server(("127.0.0.1", 0))
+        self.port: int = self.listener.getsockname()[1]
+        self.sockets: list[socket.socket] = [self.listener]
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"redis://127.0.0.1:{self.port}/0"
+
+    def arm(self, script: str) -> None:
+        self.target = hashlib.sha1(scripts.source(script).encode()).hexdigest().encode()
+        self.armed.set()
+
+    def _accept(self) -> None:
+        while True:
+            try:
+                client, _ = self.listener.accept()
+            except OSError:
+                return
+            if self.refusing.is_set():
+                client.close()
+                continue
+            upstream = socket.create_connection(("127.0.0.1", self.upstream_port))
+            self.sockets += [client, upstream]
+            swallow = threading.Event()
+            threading.Thread(
+                target=self._pump, args=(client, upstream, swallow, True), daemon=True
+            ).start()
+            threading.Thread(
+                target=self._pump, args=(upstream, client, swallow, False), daemon=True
+            ).start()
+
+    def _pump(
+        self, src: socket.socket, dst: socket.socket, swallow: threading.Event, to_redis: bool
+    ) -> None:
+        try:
+            while data := src.recv(65536):
+                if to_redis and self.armed.is_set() and self.target in data:
+                    self.armed.clear()
+                    swallow.set()  # the reply to this request is dropped
+                if not to_redis and swallow.is_set() and _claimed_nothing(data):
+                    swallow.clear()  # a claim that found the queues empty: try the next one
+                    self.armed.set()
+                elif not to_redis and swallow.is_set():
+                    if self.blackout:
+                        self.refusing.set()
+                    self.dropped.set()
+                    break
+                dst.sendall(data)
+        except OSError:
+            pass
+        for sock in (src, dst):
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            sock.close()
+
+    def close(self) -> None:
+        for sock in self.sockets:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+
+def _claimed_nothing(reply: bytes) -> bool:
+    """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``."""
+    return reply in (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n")
+
+
+def _lose_a_reply(
+    procs: Procs,
+    state: State,
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    script: str,
+    blackout: bool,
+) -> None:
+    """Three jobs queued; the reply of the first ``script`` call that claims a job is
+    lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s."""
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    proxy = _Proxy(port, blackout)
+    try:
+        for name in ("claim", "finish_claim"):  # no NOSCRIPT round trip to trip on
+            state.r.script_load(scripts.source(name))
+        worker = procs.worker(proxy.url, namespace, lease_ttl=1)
+        worker.wait_started()
+        proxy.arm(script)
+        ids = [
+            str(i)
+            for i in rq.enqueue_many([Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in (1, 2, 3)])
+        ]
+        wait_for(proxy.dropped.is_set, 5, f"the proxy to drop a reply of {script}")
+        if blackout:  # "Redis" stays away until the worker has given up retrying
+            worker.wait_log("pyresque.worker: Redis unavailable")
+            proxy.refusing.clear()
+
+        def ran() -> list[str]:
+            return [e["payload"]["id"] for e in state.events("Succeed", "perform")]
+
+        def settled() -> bool:
+            return (
+                set(ran()) == set(ids)
+                and not state.queue()
+                and not state.inflight(worker.id)
+                and state.r.get(state.key(f"worker:{worker.id}")) is None
+            )
+
+        deadline = time.monotonic() + 3
+        while not settled():
+            if time.monotonic() >= deadline:
+                inflight = [json.loads(v)["payload"] for v in state.inflight(worker.id).values()]
+                pytest.fail(
+                    f"jobs {ids} did not all run: ran {ran()}; queue: {state.queue()}; "
+                    f"in flight of the live worker: {inflight}; failed: {state.failed()}"
+                )
+            time.sleep(0.01)
+        assert sorted(ran()) == sorted(ids), "a job ran more than once"
+        assert state.failed() == []
+        assert worker.running()
+    finally:
+        proxy.close()
+
+
+@pytest.mark.parametrize("script", ["claim", "finish_claim"])
+def test_a_lost_claim_reply_loses_no_job(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
+) -> None:
+    _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
+
+
+@pytest.mark.xfail(
+    strict=True,
+    reason="BUG (stranded job): when the reply of a call that claims a job is lost and Redis "
+    "stays away past redis-py's retries, that job is not given back when Redis returns. "
+    "Processor._next_job (claim) and Processor._record (finish_claim) hold() the new claim "
+    "token before the call and release() it only after the call returns, so after the "
+    "ConnectionError the token stays in Worker._held and give_back_orphans skips it: the "
+    "job sits in the live worker's in-flight hash, its lease renewed, until the worker stops",
+)
+@pytest.mark.parametrize("script", ["claim", "finish_claim"])
+def test_a_lost_claim_reply_in_an_outage_is_given_back(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
+) -> None:
+    # redis-py's retries fail too (the proxy refuses connections until the worker has
+    # logged the outage): it must give back the claim it never saw once Redis is back.
+    _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=True)
