@@ -453,14 +453,6 @@ def test_a_job_with_on_crash_fail_fails_after_one_crash(
     survivor.wait_started()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (availability): Supervisor.run keeps one crash-loop counter for all its "
-    "workers and sleeps its backoff (0.5 s doubling to 30 s) inside its wait loop, so a "
-    "healthy worker (alive >= 5 s, not crash-looping by the supervisor's own rule) that "
-    "dies is not even reaped until a sleep taken for another worker's crash is over; "
-    "meanwhile the pool can be empty (the chaos run shows it stalling for many seconds)",
-)
 def test_supervisor_restarts_a_healthy_worker_at_once_while_another_crash_loops(
     procs: Procs, redis_url: str, namespace: str
 ) -> None:
@@ -875,15 +867,6 @@ def test_a_lost_claim_reply_loses_no_job(
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG (stranded job): when the reply of a call that claims a job is lost and Redis "
-    "stays away past redis-py's retries, that job is not given back when Redis returns. "
-    "Processor._next_job (claim) and Processor._record (finish_claim) hold() the new claim "
-    "token before the call and release() it only after the call returns, so after the "
-    "ConnectionError the token stays in Worker._held and give_back_orphans skips it: the "
-    "job sits in the live worker's in-flight hash, its lease renewed, until the worker stops",
-)
 @pytest.mark.parametrize("script", ["claim", "finish_claim"])
 def test_a_lost_claim_reply_in_an_outage_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str

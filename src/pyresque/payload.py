@@ -107,8 +107,14 @@ class Payload:
 
     @property
     def attempts(self) -> int:
-        """Earlier deliveries of this job that did not finish (crashes, retries)."""
+        """Earlier deliveries of this job that did not succeed (crashes and retries)."""
         value = self.extra.get("attempts", 0)
+        return value if isinstance(value, int) else 0
+
+    @property
+    def crashes(self) -> int:
+        """Deliveries of this job that ended with its worker dying."""
+        value = self.extra.get("crashes", 0)
         return value if isinstance(value, int) else 0
 
     def to_dict(self) -> dict[str, Any]:

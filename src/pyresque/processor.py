@@ -98,7 +98,11 @@ class Processor:
             return None
         self._refresh_queues()
         token = worker.hold(uuid.uuid4().hex)
-        claim = self.fetcher.claim(token)
+        try:
+            claim = self.fetcher.claim(token)
+        except _REDIS_DOWN:
+            worker.release(token)  # if the claim went through, _redis_back gives it back
+            raise
         if not isinstance(claim, Claim):
             worker.release(token)
         if claim is PAUSED:
@@ -269,7 +273,12 @@ class Processor:
         if claim_next and not worker.shutting_down and not worker.paused:
             self._refresh_queues()
             next_token = worker.hold(uuid.uuid4().hex)
-        recorded, next_claim = self.fetcher.finish(keys, args, next_token)
+        try:
+            recorded, next_claim = self.fetcher.finish(keys, args, next_token)
+        except _REDIS_DOWN:
+            if next_token:
+                worker.release(next_token)  # a lost next claim is given back as an orphan
+            raise
         worker.policies.finished(claim, plan)
         worker.release(claim.token)
         if next_token and not isinstance(next_claim, Claim):

@@ -100,9 +100,12 @@ class Recovery:
         action, item, counter = "requeue", raw, self._keys.recovered
         destination = self._keys.queue(queue)
         if crashed and payload is not None:
+            # A crash is an attempt (as a retry is), and it counts towards the poison
+            # limit on its own, so earlier retries do not make a job poison sooner.
             payload.extra["attempts"] = payload.attempts + 1
+            payload.extra["crashes"] = payload.crashes + 1
             item = payload.encode()
-            if payload.attempts >= self.max_crashes or self._fails_on_crash(payload):
+            if payload.crashes >= self.max_crashes or self._fails_on_crash(payload):
                 action, counter, destination = "fail", self._keys.stat("failed"), self._keys.failed
                 item = self._poison_record(payload, worker_id, queue)
         keys = [
@@ -124,7 +127,7 @@ class Recovery:
                 "job %s failed: it was running when worker %s died %d times (poison)",
                 job,
                 worker_id,
-                payload.attempts if payload else 0,
+                payload.crashes if payload else 0,
             )
         elif crashed:
             log.warning(
@@ -138,7 +141,7 @@ class Recovery:
         return self._registry.get(payload.class_name).on_crash == "fail"
 
     def _poison_record(self, payload: Payload, worker_id: str, queue: str) -> str:
-        crashes = payload.attempts
+        crashes = payload.crashes
         reason = (
             f"the job was running when its worker died {crashes} time(s) "
             f"(last: {worker_id}); it was not run again"

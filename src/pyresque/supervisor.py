@@ -39,31 +39,61 @@ class Supervisor:
     def __init__(self, count: int, run_worker: Callable[[], None]) -> None:
         self.count = count
         self.run_worker = run_worker
-        self.children: dict[int, float] = {}  # pid -> start time
+        self.children: dict[int, tuple[int, float]] = {}  # pid -> (slot, start time)
         self.stopping = False
-        self._failures = 0
+        # Each slot keeps its own crash-loop count and restart time, so one worker that
+        # cannot start never delays restarting another.
+        self._failures = [0] * count
+        self._restart_at: dict[int, float] = {}  # slot -> monotonic time
 
     def run(self) -> int:
         for sig in _FORWARDED:
             signal.signal(sig, self._forward)
-        for _ in range(self.count):
-            self._spawn()
-        while self.children:
-            try:
-                pid, status = os.wait()
-            except ChildProcessError:
-                break
-            started = self.children.pop(pid, time.monotonic())
+        for slot in range(self.count):
+            self._spawn(slot)
+        while self.children or (self._restart_at and not self.stopping):
+            self._restart_due()
+            exited = self._wait()
+            if exited is None:
+                continue
+            pid, status = exited
+            slot, started = self.children.pop(pid)
             if self.stopping or status == 0:  # told to stop, or drained (INTERVAL=0)
                 continue
-            log.error("worker %d exited (status %d); restarting it", pid, status)
-            self._failures = self._failures + 1 if time.monotonic() - started < 5 else 0
-            time.sleep(min(30.0, 0.5 * 2 ** min(self._failures, 6)) if self._failures else 0)
-            if not self.stopping:
-                self._spawn()
+            crash_loop = time.monotonic() - started < 5
+            self._failures[slot] = self._failures[slot] + 1 if crash_loop else 0
+            delay = min(30.0, 0.5 * 2 ** min(self._failures[slot], 6)) if crash_loop else 0.0
+            log.error("worker %d exited (status %d); restarting it in %.1f s", pid, status, delay)
+            self._restart_at[slot] = time.monotonic() + delay
         return 0
 
-    def _spawn(self) -> None:
+    def _restart_due(self) -> None:
+        now = time.monotonic()
+        for slot, when in list(self._restart_at.items()):
+            if when <= now and not self.stopping:
+                del self._restart_at[slot]
+                self._spawn(slot)
+
+    def _wait(self) -> tuple[int, int] | None:
+        """The next child to exit; None when a restart falls due first."""
+        if self.stopping:
+            self._restart_at.clear()
+        pending = list(self._restart_at.values())
+        if not pending:
+            try:
+                return os.wait()
+            except ChildProcessError:
+                self.children.clear()
+                return None
+        deadline = min(pending)
+        while time.monotonic() < deadline and not self.stopping:
+            pid, status = os.waitpid(-1, os.WNOHANG) if self.children else (0, 0)
+            if pid:
+                return pid, status
+            time.sleep(min(0.05, max(0.0, deadline - time.monotonic())))
+        return None
+
+    def _spawn(self, slot: int) -> None:
         parent = os.getpid()
         pid = os.fork()
         if pid == 0:
@@ -78,7 +108,7 @@ class Supervisor:
                 code = 1
             finally:
                 os._exit(code)
-        self.children[pid] = time.monotonic()
+        self.children[pid] = (slot, time.monotonic())
         self._title()
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
