@@ -601,66 +601,44 @@ def _bulk(
     click.echo(f"{label}: {done}")
 
 
-@failed_group.command("retry")
-@click.argument("indexes", nargs=-1, type=int)
-@click.option("--all", "all_records", is_flag=True, help="Every record (that matches filters).")
-@_filter_options
-@_connection_options
-def failed_retry(
-    indexes: tuple[int, ...],
-    all_records: bool,
-    queue_filter: str | None,
-    class_filter: str | None,
-    exception_filter: str | None,
-    redis_url: str | None,
-    namespace: str,
+def _bulk_command(
+    name: str, summary: str, label: str, actions: Callable[[Failures], tuple[Any, Any]]
 ) -> None:
-    """Put failed jobs back on their queues (records stay, marked retried_at)."""
-    failures = _connect(redis_url, namespace).failures
-    _bulk(
-        failures,
-        indexes,
-        {
+    """Define ``pyresque failed NAME``: act on record indexes, or on every record that
+    matches the filters (with a progress bar)."""
+
+    @failed_group.command(name, help=summary)
+    @click.argument("indexes", nargs=-1, type=int)
+    @click.option("--all", "all_records", is_flag=True, help="Every record (matching filters).")
+    @_filter_options
+    @_connection_options
+    def command(
+        indexes: tuple[int, ...],
+        all_records: bool,
+        queue_filter: str | None,
+        class_filter: str | None,
+        exception_filter: str | None,
+        redis_url: str | None,
+        namespace: str,
+    ) -> None:
+        failures = _connect(redis_url, namespace).failures
+        one, many = actions(failures)
+        filters = {
             "queue": queue_filter,
             "class": class_filter,
             "exception": exception_filter,
             "all": "1" if all_records else None,
-        },
-        failures.requeue,
-        failures.requeue_all,
-        "retried",
-    )
+        }
+        _bulk(failures, indexes, filters, one, many, label)
 
 
-@failed_group.command("remove")
-@click.argument("indexes", nargs=-1, type=int)
-@click.option("--all", "all_records", is_flag=True, help="Every record (that matches filters).")
-@_filter_options
-@_connection_options
-def failed_remove(
-    indexes: tuple[int, ...],
-    all_records: bool,
-    queue_filter: str | None,
-    class_filter: str | None,
-    exception_filter: str | None,
-    redis_url: str | None,
-    namespace: str,
-) -> None:
-    """Remove failure records."""
-    failures = _connect(redis_url, namespace).failures
-    _bulk(
-        failures,
-        indexes,
-        {
-            "queue": queue_filter,
-            "class": class_filter,
-            "exception": exception_filter,
-            "all": "1" if all_records else None,
-        },
-        failures.remove,
-        failures.remove_all,
-        "removed",
-    )
+_bulk_command(
+    "retry",
+    "Put failed jobs back on their queues (records stay, marked retried_at).",
+    "retried",
+    lambda f: (f.requeue, f.requeue_all),
+)
+_bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remove, f.remove_all))
 
 
 @failed_group.command("clear")
