@@ -393,9 +393,10 @@ def worker_command(
         with_scheduler=with_scheduler,
     )
 
-    def run() -> None:
+    def run(ready: Callable[[], None] | None = None) -> None:
         # Each worker process opens its own connection.
-        Worker(Resque(redis_url or url_from_env(), namespace=namespace), queues, options).work()
+        resque = Resque(redis_url or url_from_env(), namespace=namespace)
+        Worker(resque, queues, options, on_ready=ready).work()
 
     if count == 1:
         run()

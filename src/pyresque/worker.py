@@ -112,8 +112,10 @@ class Worker:
         resque: Resque,
         queues: str | list[str] | QueueList,
         options: WorkerOptions | None = None,
+        on_ready: Callable[[], None] | None = None,
     ) -> None:
         self.resque = resque
+        self._on_ready = on_ready  # called once registered and taking jobs (supervisor.py)
         self.options = options or WorkerOptions()
         self.queues = queues if isinstance(queues, QueueList) else QueueList.parse(queues)
         self.hostname = socket.gethostname()
@@ -206,6 +208,8 @@ class Worker:
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
         self.heartbeat.start()
+        if self._on_ready:
+            self._on_ready()
         if self.scheduler is not None:
             self.scheduler.start()
         log.info(
