@@ -8,9 +8,13 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 import redis
+
+from e2e_support import Procs, State, procs_fixture
+from pyresque import Events, Resque
 
 
 @pytest.fixture(scope="session")
@@ -43,3 +47,24 @@ def namespace(redis_client: redis.Redis) -> Iterator[str]:
             batch.clear()
     if batch:
         redis_client.delete(*batch)
+
+
+@pytest.fixture
+def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
+    """A ``Resque`` client on the test's namespace (modules may define their own ``rq``)."""
+    client = Resque(redis_url, namespace=namespace, events=Events())
+    yield client
+    client.redis.close()
+
+
+@pytest.fixture
+def procs(redis_url: str, tmp_path: Path, namespace: str) -> Iterator[Procs]:
+    """Real ``pyresque`` CLI processes (tests/e2e_support.py), all killed afterwards."""
+    # Depends on `namespace` so the processes are killed before its keys are deleted.
+    yield from procs_fixture(redis_url, tmp_path)
+
+
+@pytest.fixture
+def state(redis_client: redis.Redis, namespace: str) -> State:
+    """The end-to-end tests' view of the namespace (tests/e2e_support.py)."""
+    return State(redis_client, namespace)

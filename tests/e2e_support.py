@@ -143,6 +143,21 @@ def blocked_in_blpop(client: redis.Redis, pid: int) -> bool:
     )
 
 
+def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Popen[bytes]:
+    """Start ``argv`` from the repository root in a session of its own (so its whole
+    process group can be SIGKILLed), stdin closed, stdout and stderr to ``log_path``."""
+    with open(log_path, "wb") as out:
+        return subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=env,
+            cwd=TESTS.parent,
+            start_new_session=True,
+        )
+
+
 class Proc:
     """One ``pyresque`` CLI process; its output goes to a log file."""
 
@@ -206,17 +221,7 @@ class Procs:
         """Start ``python -m pyresque.cli <args>`` (nothing added to ``args``)."""
         argv = [sys.executable, "-m", "pyresque.cli", *args]
         log_path = self.tmp_path / f"proc-{len(self.started)}.log"
-        with open(log_path, "wb") as out:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                env=self.env(namespace, env),
-                cwd=TESTS.parent,
-                start_new_session=True,
-            )
-        proc = Proc(popen, log_path, argv)
+        proc = Proc(spawn(argv, self.env(namespace, env), log_path), log_path, argv)
         self.started.append(proc)
         _ACTIVE.append(proc)
         return proc
@@ -288,8 +293,8 @@ def procs_fixture(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
         procs.cleanup()
 
 
-class State:
-    """Reads a namespace the way the tests need it (bytes client, JSON decoded)."""
+class NamespaceState:
+    """A namespace's keys read with a bytes client: what every test's ``State`` shares."""
 
     def __init__(self, client: redis.Redis, namespace: str) -> None:
         self.r = client
@@ -297,6 +302,15 @@ class State:
 
     def key(self, name: str) -> str:
         return f"{self.ns}:{name}"
+
+    def failed(self) -> list[dict[str, Any]]:
+        return [
+            json.loads(x) for x in cast("list[bytes]", self.r.lrange(self.key("failed"), 0, -1))
+        ]
+
+
+class State(NamespaceState):
+    """Reads a namespace the way the tests need it (bytes client, JSON decoded)."""
 
     def get(self, name: str) -> bytes | None:
         return cast("bytes | None", self.r.get(self.key(name)))
@@ -322,11 +336,6 @@ class State:
 
     def qlen(self, name: str) -> int:
         return int(self.r.llen(self.key(f"queue:{name}")))
-
-    def failed(self) -> list[dict[str, Any]]:
-        return [
-            json.loads(x) for x in cast("list[bytes]", self.r.lrange(self.key("failed"), 0, -1))
-        ]
 
     def wait_failed(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]]:

@@ -122,30 +122,27 @@ class KillParentFailOnCrash(KillParent):
     on_crash = "fail"
 
 
-class SleepsPastTimeout(Job):
+class _SleepsLong(Job, register=False):
+    """Records "started", sleeps 60 s, records "stopped" (with the exception) if stopped."""
+
+    def perform(self) -> None:
+        name = type(self).__name__
+        record(name, "started")
+        try:
+            time.sleep(60)
+        except BaseException as exc:
+            record(name, "stopped", exception=type(exc).__name__)
+            raise
+
+
+class SleepsPastTimeout(_SleepsLong):
     """Has a class timeout of 0.5 s and sleeps far longer."""
 
     timeout = 0.5
 
-    def perform(self) -> None:
-        record("SleepsPastTimeout", "started")
-        try:
-            time.sleep(60)
-        except BaseException as exc:
-            record("SleepsPastTimeout", "stopped", exception=type(exc).__name__)
-            raise
 
-
-class Sleeps(Job):
+class Sleeps(_SleepsLong):
     """No class timeout: sleeps unless the enqueue gave it a timeout."""
-
-    def perform(self) -> None:
-        record("Sleeps", "started")
-        try:
-            time.sleep(60)
-        except BaseException as exc:
-            record("Sleeps", "stopped", exception=type(exc).__name__)
-            raise
 
 
 class Big(Job):

@@ -45,13 +45,6 @@ def local(ts: int) -> str:
     return datetime.fromtimestamp(ts, BERLIN).isoformat()
 
 
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
-
-
 def fired(r: redis.Redis, namespace: str, queue: str = "cron") -> list[tuple[str, int]]:
     """(schedule, tick) of every job cron enqueued, in queue order."""
     items = [

@@ -23,11 +23,12 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 
 import pytest
 import redis
 
+from e2e_support import NamespaceState, Proc, pid_alive, spawn, wait_for
 from pyresque import Enqueued, Events, RedisUnavailable, Resque, scripts
 from pyresque.connection import connect
 from pyresque.server import RedisServer, find_free_port
@@ -46,37 +47,7 @@ _CLI_VARS = (
     "PYRESQUE_MODE", "CONCURRENCY", "PYRESQUE_MAX_JOBS_PER_CHILD", "PYRESQUE_MAX_MEMORY_MB",
 )  # fmt: skip
 
-T = TypeVar("T")
-
-
-# --- polling ------------------------------------------------------------------------
-
-
-def wait_for(predicate: Callable[[], T | None], timeout: float, message: str) -> T:
-    """Poll ``predicate`` every 10 ms; return its first truthy value or fail at ``timeout``."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() >= deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {message}")
-        time.sleep(0.01)
-
-
-def pid_alive(pid: int) -> bool:
-    """True if ``pid`` runs (a zombie counts as dead)."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
-    except (OSError, IndexError):
-        return False
-    return state not in ("Z", "X")
+# --- processes (Linux /proc) ----------------------------------------------------------
 
 
 def child_pids(pid: int) -> list[int]:
@@ -100,39 +71,24 @@ def age(pid: int) -> float:
 # --- worker processes ----------------------------------------------------------------
 
 
-class WorkerProc:
+class WorkerProc(Proc):
     """One ``pyresque worker`` process; its output goes to a log file."""
 
-    def __init__(self, popen: subprocess.Popen[bytes], log_path: Path, queues: str) -> None:
-        self.popen = popen
-        self.log_path = log_path
+    def __init__(
+        self, popen: subprocess.Popen[bytes], log_path: Path, argv: list[str], queues: str
+    ) -> None:
+        super().__init__(popen, log_path, argv)
         self.queues = queues
-
-    @property
-    def pid(self) -> int:
-        return self.popen.pid
 
     @property
     def id(self) -> str:
         return f"{HOST}:{self.pid}:{self.queues}"
-
-    def log(self) -> str:
-        try:
-            return self.log_path.read_text(errors="replace")
-        except FileNotFoundError:
-            return ""
 
     def wait_log(self, text: str, timeout: float = 10.0) -> None:
         wait_for(lambda: text in self.log(), timeout, f"{text!r} in the worker log:\n{self.log()}")
 
     def wait_started(self) -> None:
         self.wait_log(f"worker {self.id} started")
-
-    def running(self) -> bool:
-        return self.popen.poll() is None
-
-    def send(self, sig: int) -> None:
-        os.kill(self.pid, sig)
 
     def wait_exit(self, timeout: float = 10.0) -> int:
         try:
@@ -169,17 +125,7 @@ class Procs:
             *extra,
         ]  # fmt: skip
         log_path = self.tmp_path / f"worker-{len(self.started)}.log"
-        with open(log_path, "wb") as log:
-            popen = subprocess.Popen(
-                argv,
-                stdin=subprocess.DEVNULL,
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                env=env,
-                cwd=TESTS.parent,
-                start_new_session=True,
-            )
-        proc = WorkerProc(popen, log_path, queues)
+        proc = WorkerProc(spawn(argv, env, log_path), log_path, argv, queues)
         self.started.append(proc)
         return proc
 
@@ -197,6 +143,7 @@ class Procs:
 
 @pytest.fixture
 def procs(tmp_path: Path) -> Iterator[Procs]:
+    """This file's worker processes (overrides conftest's ``procs``)."""
     started = Procs(tmp_path)
     try:
         yield started
@@ -207,15 +154,8 @@ def procs(tmp_path: Path) -> Iterator[Procs]:
 # --- Redis state -------------------------------------------------------------------------
 
 
-class State:
+class State(NamespaceState):
     """Reads a namespace's keys and the jobs' log (tests/reliability_jobs.py)."""
-
-    def __init__(self, client: redis.Redis, namespace: str) -> None:
-        self.r = client
-        self.ns = namespace
-
-    def key(self, name: str) -> str:
-        return f"{self.ns}:{name}"
 
     def events(self, job: str | None = None, event: str | None = None) -> list[dict[str, Any]]:
         entries = [
@@ -240,10 +180,6 @@ class State:
 
     def release(self, tag: str) -> None:
         self.r.set(self.key(f"rel:release:{tag}"), "1")
-
-    def failed(self) -> list[dict[str, Any]]:
-        records = cast("list[bytes]", self.r.lrange(self.key("failed"), 0, -1))
-        return [json.loads(record) for record in records]
 
     def wait_failed(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
         def enough() -> list[dict[str, Any]] | None:
@@ -271,14 +207,8 @@ class State:
 
 @pytest.fixture
 def state(redis_client: redis.Redis, namespace: str) -> State:
+    """This file's ``State`` (overrides conftest's ``state``)."""
     return State(redis_client, namespace)
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
 
 
 @pytest.fixture
@@ -349,7 +279,8 @@ def test_killed_worker_job_is_recovered_to_the_head_and_run_again(
     assert time.monotonic() - killed_at <= lease_ttl + 2
     assert head["id"] == job_id
     assert head["class"] == "Block"
-    assert {k: v for k, v in head.items() if k != "attempts"} == started["payload"]
+    assert head["crashes"] == 1
+    assert {k: v for k, v in head.items() if k not in ("attempts", "crashes")} == started["payload"]
     behind = json.loads(state.queue()[1])
     assert behind["class"] == "Succeed"
     assert state.stat("recovered") == 1

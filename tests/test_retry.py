@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import random
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 import redis
 
-from pyresque import Events, Job, Resque, Status
+from pyresque import Job, Resque, Status
 from pyresque.retry import Backoff, Retry, RetryPolicy, requested_delay
 from pyresque.unique import Unique
 from pyresque.worker import Worker, WorkerOptions
@@ -57,13 +56,6 @@ class RetryUnique(Job):
 
     def perform(self) -> None:
         raise RuntimeError("boom")
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
 
 
 def work(rq: Resque, now: float, mode: str = "inline") -> Worker:

@@ -11,36 +11,13 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
-import pytest
-import redis
 from click.testing import CliRunner
 
-from e2e_support import JOBS, Proc, Procs, State, procs_fixture, stays, wait_for
-from pyresque import Events, Resque
+from e2e_support import JOBS, Proc, Procs, State, stays, wait_for
+from pyresque import Resque
 from pyresque.cli import main
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path, namespace: str) -> Iterator[Procs]:
-    # Depends on `namespace` so the processes are killed before its keys are deleted.
-    yield from procs_fixture(redis_url, tmp_path)
-
-
-@pytest.fixture
-def state(redis_client: redis.Redis, namespace: str) -> State:
-    return State(redis_client, namespace)
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
-
 
 #: A command reaches a worker with its next heartbeat (every second with the default
 #: 5 s lease): about 1 s, plus slack for a busy machine.

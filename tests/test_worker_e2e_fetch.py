@@ -8,26 +8,12 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
 import redis
 
-from e2e_support import HOST, Proc, Procs, State, blocked_in_blpop, procs_fixture, stays, wait_for
+from e2e_support import HOST, Proc, Procs, State, blocked_in_blpop, stays, wait_for
 from pyresque import Events, Resque
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path, namespace: str) -> Iterator[Procs]:
-    # Depends on `namespace` so the processes are killed before its keys are deleted.
-    yield from procs_fixture(redis_url, tmp_path)
-
-
-@pytest.fixture
-def state(redis_client: redis.Redis, namespace: str) -> State:
-    return State(redis_client, namespace)
-
 
 #: (queue option, jobs as (queue, name) in enqueue order, expected run order, left over)
 ORDER_CASES: dict[str, tuple[str, list[tuple[str, str]], list[str], dict[str, int]]] = {

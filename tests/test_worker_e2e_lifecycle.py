@@ -9,32 +9,10 @@ from __future__ import annotations
 import json
 import os
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 
-import pytest
-import redis
-
-from e2e_support import FAILURE_FIELDS, HOST, Procs, State, pid_alive, procs_fixture, wait_for
-from pyresque import Events, Resque
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path, namespace: str) -> Iterator[Procs]:
-    # Depends on `namespace` so the processes are killed before its keys are deleted.
-    yield from procs_fixture(redis_url, tmp_path)
-
-
-@pytest.fixture
-def state(redis_client: redis.Redis, namespace: str) -> State:
-    return State(redis_client, namespace)
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
+from e2e_support import FAILURE_FIELDS, HOST, Procs, State, pid_alive, wait_for
+from pyresque import Resque
 
 
 def parent_of(pid: int) -> int:
@@ -138,7 +116,7 @@ def test_job_of_a_worker_killed_with_9_is_recovered_to_the_head_of_its_queue(
     # A second worker, kept from reserving, recovers the job to the head of the queue.
     state.r.set(state.key("pause-all-workers"), "true")
     second = procs.worker(namespace, "default", "--lease-ttl", "1", "--interval", "0.2")
-    recovered = {**original, "attempts": 1}
+    recovered = {**original, "attempts": 1, "crashes": 1}
     wait_for(lambda: state.queue("default") == [recovered, later], 6, "the job to come back")
     wait_for(lambda: state.worker_keys_gone(dead), 3, "the dead worker to be reaped")
     assert json.loads(state.get(f"job:{job_id}:status") or b"{}")["status"] == 1

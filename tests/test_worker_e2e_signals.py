@@ -10,33 +10,12 @@ from __future__ import annotations
 
 import signal
 import time
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
-import redis
 
-from e2e_support import FAILURE_FIELDS, Procs, State, pid_alive, procs_fixture, stays, wait_for
-from pyresque import Events, Resque
-
-
-@pytest.fixture
-def procs(redis_url: str, tmp_path: Path, namespace: str) -> Iterator[Procs]:
-    # Depends on `namespace` so the processes are killed before its keys are deleted.
-    yield from procs_fixture(redis_url, tmp_path)
-
-
-@pytest.fixture
-def state(redis_client: redis.Redis, namespace: str) -> State:
-    return State(redis_client, namespace)
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    yield client
-    client.redis.close()
+from e2e_support import FAILURE_FIELDS, Procs, State, pid_alive, stays, wait_for
+from pyresque import Resque
 
 
 def status_code(state: State, job_id: str) -> int:
