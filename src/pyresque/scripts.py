@@ -8,12 +8,15 @@ when the namespace is a hash tag.
 
 from __future__ import annotations
 
+import logging
 from functools import cache
 from importlib import resources
 from typing import Any
 
 import redis
 from redis.commands.core import Script as RedisScript
+
+log = logging.getLogger("pyresque.redis")
 
 #: script name -> the helper libraries it needs
 _LIBS: dict[str, tuple[str, ...]] = {
@@ -62,5 +65,18 @@ def run(
     keys: list[str],
     args: list[Any],
 ) -> Any:
-    """Run script ``name``; on a pipeline this queues the call (loaded on execute)."""
-    return _script(name)(keys=keys, args=args, client=client)
+    """Run script ``name``; on a pipeline this queues the call (loaded on execute).
+
+    With debug logging (``VVERBOSE``) every call is logged with its keys, and its
+    reply unless it was queued on a pipeline.
+    """
+    if not log.isEnabledFor(logging.DEBUG):
+        return _script(name)(keys=keys, args=args, client=client)
+    reply = _script(name)(keys=keys, args=args, client=client)
+    log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
+    return reply
+
+
+def _short(reply: Any) -> str:
+    text = repr(reply)
+    return text if len(text) <= 200 else text[:200] + "..."
