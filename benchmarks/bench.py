@@ -30,6 +30,7 @@ import json
 import os
 import platform
 import shlex
+import shutil
 import signal
 import subprocess
 import sys
@@ -50,7 +51,8 @@ RUNS = HERE / ".runs"
 FLOORS_BEFORE = {
     "enqueue": ["lpush"],
     "bulk": ["lpush_pipelined"],
-    "drain": ["brpop", "fork", "fork_incr"],
+    "drain": ["brpop", "brpop_incr", "fork", "fork_incr"],
+    "pickup": ["pickup"],
 }
 WORKLOADS = ["enqueue", "bulk", "drain", "pickup", "io", "proxy_drain", "proxy_io"]
 
@@ -267,11 +269,9 @@ class Run:
         }
         timeout = 60.0
         if workload == "floor":
-            defaults = {"brpop": 3000, "lpush": 3000, "lpush_pipelined": 20000}
-            spec.update(
-                action="floor",
-                n=sized(previous, s.rate_seconds, defaults.get(mode, 150), 50, 200000),
-            )
+            defaults = {"brpop": 3000, "brpop_incr": 1500, "lpush": 3000, "lpush_pipelined": 20000}
+            n = sized(previous, s.rate_seconds, defaults.get(mode, 150), 50, 200000)
+            spec.update(action="floor", n=s.samples if mode == "pickup" else n)
         elif workload in ("enqueue", "bulk"):
             spec.update(
                 action=workload,
@@ -350,6 +350,8 @@ class Run:
             workloads = [w for w in WORKLOADS if w in wanted]
         run_dir = RUNS / datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
         run_dir.mkdir(parents=True, exist_ok=True)
+        for old in sorted(RUNS.iterdir())[:-3]:  # keep the logs of the last three runs
+            shutil.rmtree(old, ignore_errors=True)
         with RedisServer() as server:
             runner = Runner(server.url, run_dir)
             print(f"[redis] {server.binary} at {server.url}; logs in {run_dir}", flush=True)

@@ -90,20 +90,18 @@ class Proxy:
         counters: dict[str, int] = json.loads(self.proc.stdout.readline())
         return counters
 
-    def rtt_ms(self, pings: int = 200) -> float:
+    def rtt_ms(self) -> float:
         """Median PING round trip through the proxy."""
         client = redis.Redis.from_url(self.url)
-        client.ping()
-        times = []
-        for _ in range(pings):
-            started = time.perf_counter()
-            client.ping()
-            times.append(time.perf_counter() - started)
-        client.close()
-        return statistics.median(times) * 1000
+        try:
+            return ping_rtt_ms(client)
+        finally:
+            client.close()
 
 
 def ping_rtt_ms(client: redis.Redis, pings: int = 200) -> float:
+    """Median PING round trip, in ms."""
+    client.ping()
     times = []
     for _ in range(pings):
         started = time.perf_counter()
@@ -160,8 +158,10 @@ def floor(spec: dict[str, Any]) -> dict[str, Any]:
 
     client = direct()
     client.flushall()
-    rate = floors.FLOORS[spec["mode"]](os.environ["BENCH_COUNTER_URL"], spec["n"])
-    return {"rate": rate, "n": spec["n"]}
+    url = os.environ["BENCH_COUNTER_URL"]
+    if spec["mode"] == "pickup":
+        return floors.pickup(url, spec["n"])
+    return {"rate": floors.FLOORS[spec["mode"]](url, spec["n"]), "n": spec["n"]}
 
 
 def enqueue(spec: dict[str, Any], bulk: bool) -> dict[str, Any]:
@@ -336,6 +336,8 @@ ACTIONS = {
 
 def main() -> int:
     spec = json.loads(sys.argv[1])
+    # Run by hand, we mark our processes ourselves, so none outlives this measurement.
+    os.environ.setdefault(harness.MARK_VAR, f"measure-{os.getpid()}-{time.time_ns()}")
     code = 0
     try:
         result = ACTIONS[spec["action"]](spec)
@@ -345,7 +347,7 @@ def main() -> int:
         traceback.print_exc()
         result, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
     finally:
-        harness.kill_marked(os.environ.get(harness.MARK_VAR, "-"))
+        harness.kill_marked(os.environ[harness.MARK_VAR])
     print("RESULT " + json.dumps(result), flush=True)
     return code
 
