@@ -217,7 +217,8 @@ class Resque:
             payload.extra["timeout"] = item.timeout
         if item.retry is not None:
             payload.extra["retry"] = item.retry.to_dict()
-        payload.encode()  # raises TypeError naming a value that is not JSON
+        # Not encoded here: the script call encodes each payload once, and raises
+        # TypeError naming a value that is not JSON before anything is written.
         job_class = self._job_class(item.job)
         try:
             if job_class and job_class.before_enqueue(item.queue, item.args) is False:

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import time
-import uuid
 from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
@@ -73,7 +73,7 @@ def _non_finite(value: Any, seen: set[int] | None = None) -> float | None:
 
 def new_job_id() -> str:
     """32 lowercase hex characters, like php-resque's ``md5(uniqid())``."""
-    return uuid.uuid4().hex
+    return os.urandom(16).hex()
 
 
 @dataclass
