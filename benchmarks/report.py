@@ -527,9 +527,40 @@ def markdown(res: Results) -> str:
         verdict = "n/a" if t.ok is None else ("**met**" if t.ok else "**missed**")
         rows.append([t.name, t.measured, verdict])
     out += [table(["target", "measured", ""], rows), ""]
+    out += LIMITS
     out += _observations(res)
     out += _failures(res)
     return "\n".join(out) + "\n"
+
+
+#: Where targets are missed: what limits pyresque, and what would lift it (from profiles
+#: and INFO commandstats of these runs; kept by hand, as it explains the numbers).
+LIMITS = [
+    "## What limits pyresque, and what would lift it",
+    "",
+    "- **A second round trip for php-shaped payloads.** The default payload carries an id, "
+    "so before a job runs the worker marks its status RUNNING (a no-op when the job is "
+    "untracked, but still a round trip). In fork and prefork modes it overlaps with the "
+    "job; in inline mode it is serial, and it adds a round trip to pickup latency (wake-up, "
+    "claim, status). Lift: let pyresque's producer mark untracked payloads so the worker can "
+    "skip the call (Ruby-shaped payloads already run at one round trip per job), or pipeline "
+    "the status write with the job's finish on a dedicated connection.",
+    "- **Zero-loss and history bookkeeping inside the one finish-and-claim script:** about 25 "
+    "Redis commands and ~120 us of Redis time per job (in-flight record, lease, resque-web's "
+    "`worker:<id>`, Resque stats, rolling history, idempotent claim). On 2 cores Redis "
+    "competes with the workers for CPU, which is why 2 workers scale little. Lift: claim "
+    "several jobs per call in the concurrent modes, and aggregate the history counters per "
+    "process, flushing them with the heartbeat.",
+    "- **Fork mode** pays, per job, a pipe, a pidfd and a select loop, and the child's outcome "
+    "as JSON, on a VM where a bare fork costs ~5 ms; most of the gap to the bare fork loop is "
+    "the job's own Redis connection in the child (see the fork+INCR floor) and the parent's "
+    "two round trips. Lift: prefork mode (no fork per job) is the answer for short jobs.",
+    "- **Enqueue** runs one Lua script per call (queue, queue set, status, wake-up token, all "
+    "or nothing) through redis-py, whose per-call overhead is ~60-100 us; bulk enqueue builds "
+    "and encodes each payload in Python. Lift: a leaner client (hiredis directly) for the "
+    "hot calls.",
+    "",
+]
 
 
 def _observations(res: Results) -> list[str]:
