@@ -17,7 +17,6 @@ from typing import TYPE_CHECKING
 
 import redis
 
-from pyresque import scripts
 from pyresque.connection import raw, text
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
@@ -26,7 +25,7 @@ from pyresque.history import bucket_label, history_keys
 from pyresque.job import Job, UnknownJob
 from pyresque.payload import MalformedPayload, Payload
 from pyresque.perform import Interrupted, JobTimeout, Outcome
-from pyresque.status import Status
+from pyresque.status import Mark
 
 if TYPE_CHECKING:
     from pyresque.worker import Worker
@@ -52,6 +51,7 @@ class Processor:
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
+        self._mark: Mark | None = None  # the running job's pending RUNNING write
         self.thread_id: int | None = None
         self.deadline: float | None = None  # monotonic time the running job must end by
         self.timed_out = False
@@ -176,6 +176,9 @@ class Processor:
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
         finally:
+            if self._mark is not None:
+                self._mark.finish()
+                self._mark = None
             self.busy = self.running_inline = False
             self.deadline = None
             if not worker.stop.interrupt:
@@ -185,21 +188,8 @@ class Processor:
         return outcome
 
     def _running(self, job: Job) -> None:
-        """Mark a tracked job RUNNING (php-resque's status); a no-op for untracked ones.
-
-        Best effort: the job is already under way, so a Redis error here is only logged.
-        """
-        if not job.payload.id:
-            return
-        try:
-            scripts.run(
-                self._redis,
-                "set_status",
-                [self._keys.status(job.payload.id, job.payload.prefix)],
-                [int(Status.RUNNING), "null"],
-            )
-        except redis.exceptions.RedisError as exc:
-            log.warning("could not mark job %s RUNNING: %s", job.payload.id, exc)
+        """The job is under way: its RUNNING status follows shortly (status.RunningMarker)."""
+        self._mark = self.worker.running_marker.started(job.payload)
 
     def _finish(
         self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float

@@ -3,18 +3,27 @@
 ``job:<id>:status`` holds ``{"status":N,"updated":T,"started":T,"result":R}``.
 It exists only for jobs enqueued with ``track_status=True``; updates happen only
 while the key exists, and a finished status expires after 24 hours. The Lua
-scripts of the worker write the transitions; this module reads them.
+scripts of the worker write the transitions (RUNNING through ``RunningMarker``);
+this module reads them.
 """
 
 from __future__ import annotations
 
 import json
+import logging
+import threading
 import time
 from dataclasses import dataclass
 from enum import IntEnum
 from typing import Any
 
-from pyresque.payload import dumps
+import redis
+
+from pyresque import scripts
+from pyresque.keys import Keys
+from pyresque.payload import Payload, dumps
+
+log = logging.getLogger("pyresque.status")
 
 #: How long a finished (COMPLETE or FAILED) status is kept, as php-resque does.
 FINISHED_TTL = 86400
@@ -58,3 +67,85 @@ def waiting_packet() -> str:
     """The packet written at enqueue time."""
     now = int(time.time())
     return dumps({"status": int(Status.WAITING), "updated": now, "started": now, "result": None})
+
+
+class Mark:
+    """A started job's pending RUNNING write; ``finish()`` before recording its end."""
+
+    def __init__(self, key: str, due: float) -> None:
+        self.key = key
+        self.due = due
+        self.lock = threading.Lock()
+        self.done = False
+
+    def finish(self) -> None:
+        # Taking the lock waits for a RUNNING write in progress, so it always lands
+        # before the job's COMPLETE or FAILED.
+        with self.lock:
+            self.done = True
+
+
+class RunningMarker(threading.Thread):
+    """Marks tracked jobs RUNNING off the hot path.
+
+    php-resque's RUNNING costs a round trip per job that carries an id, tracked or
+    not. Instead, this thread writes it ``delay`` seconds after the job started, if
+    the job is still running: a job that ends sooner goes straight from WAITING to
+    COMPLETE or FAILED, which no observer could have told apart from a RUNNING that
+    lasted a few milliseconds.
+    """
+
+    def __init__(self, client: redis.Redis, keys: Keys, delay: float = 0.005) -> None:
+        super().__init__(name="pyresque-status", daemon=True)
+        self._redis = client
+        self._keys = keys
+        self.delay = delay
+        self._marks: list[Mark] = []  # in start order, so the earliest due comes first
+        self._wake = threading.Condition()
+        self._stopped = False
+
+    def started(self, payload: Payload) -> Mark | None:
+        """Schedule the RUNNING write for a job that just started (None without an id)."""
+        if not payload.id:
+            return None
+        mark = Mark(self._keys.status(payload.id, payload.prefix), time.monotonic() + self.delay)
+        with self._wake:
+            self._marks.append(mark)
+            if len(self._marks) == 1:  # otherwise the thread already waits for an earlier one
+                self._wake.notify()
+        return mark
+
+    def run(self) -> None:
+        while (mark := self._next()) is not None:
+            with mark.lock:
+                if mark.done:
+                    continue
+                try:
+                    scripts.run(
+                        self._redis, "set_status", [mark.key], [int(Status.RUNNING), "null"]
+                    )
+                except redis.exceptions.RedisError as exc:
+                    log.warning("could not mark %s RUNNING: %s", mark.key, exc)
+
+    def _next(self) -> Mark | None:
+        # Wakes once per ``delay`` at most, not once per job: marks of jobs that ended
+        # meanwhile are dropped unseen.
+        with self._wake:
+            while not self._stopped:
+                self._marks = [m for m in self._marks if not m.done]
+                if not self._marks:
+                    self._wake.wait()
+                    continue
+                wait = self._marks[0].due - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                return self._marks.pop(0)
+        return None
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._wake.notify()
+        if self.is_alive():
+            self.join(timeout=5)

@@ -48,6 +48,7 @@ from pyresque.policies import JobPolicies
 from pyresque.processor import Processor, Wake, give_back_orphans
 from pyresque.recovery import Heartbeat, Recovery, started_text, worker_keys
 from pyresque.scheduler import Scheduler
+from pyresque.status import RunningMarker
 
 log = logging.getLogger("pyresque.worker")
 
@@ -136,6 +137,7 @@ class Worker:
             self.recovery,
             self._command,
         )
+        self.running_marker = RunningMarker(resque.redis, keys)
         self.stop = Stop(grace=self.options.term_timeout)
         self.shutting_down = False
         self.paused = False
@@ -208,6 +210,7 @@ class Worker:
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
         self.heartbeat.start()
+        self.running_marker.start()
         if self._on_ready:
             self._on_ready()
         if self.scheduler is not None:
@@ -228,6 +231,7 @@ class Worker:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.heartbeat.stop()
+        self.running_marker.stop()
         for processor in self.processors:
             processor.executor.close()
         try:
