@@ -538,22 +538,19 @@ def markdown(res: Results) -> str:
 LIMITS = [
     "## What limits pyresque, and what would lift it",
     "",
-    "- **RUNNING status (fixed after this run was measured).** The run above still wrote a "
-    "php-shaped job's RUNNING status in a second round trip before the job ran. A worker "
-    "now writes it from a background thread 5 ms into the job (a job that ends sooner goes "
-    "straight to COMPLETE), so every job costs one round trip; measured alone on this "
-    "machine (3,000 no-op php-shaped jobs, inline, 1 worker) that took 1,200-1,500 to "
-    "2,000-2,400 jobs/s. Rerun `bash benchmarks/run.sh` to see it against the peers.",
-    "- **Zero-loss and history bookkeeping inside the one finish-and-claim script:** about 25 "
+    "- **One round trip per job, but a heavy one.** Finishing a job and claiming the next "
+    "is one Lua call, and a job's RUNNING status is written off the hot path; but that call "
+    "carries the zero-loss and history bookkeeping:"
+    " about 22-25 "
     "Redis commands and ~120 us of Redis time per job (in-flight record, lease, resque-web's "
     "`worker:<id>`, Resque stats, rolling history, idempotent claim). On 2 cores Redis "
-    "competes with the workers for CPU, which is why 2 workers scale little. Lift: claim "
+    "competes with the workers for CPU. Lift: claim "
     "several jobs per call in the concurrent modes, and aggregate the history counters per "
     "process, flushing them with the heartbeat.",
     "- **Fork mode** pays, per job, a pipe, a pidfd and a select loop, and the child's outcome "
     "as JSON, on a VM where a bare fork costs ~5 ms; most of the gap to the bare fork loop is "
     "the job's own Redis connection in the child (see the fork+INCR floor) and the parent's "
-    "two round trips. Lift: prefork mode (no fork per job) is the answer for short jobs.",
+    "round trip. Lift: prefork mode (no fork per job) is the answer for short jobs.",
     "- **Enqueue** runs one Lua script per call (queue, queue set, status, wake-up token, all "
     "or nothing) through redis-py, whose per-call overhead is ~60-100 us; bulk enqueue builds "
     "and encodes each payload in Python. Lift: a leaner client (hiredis directly) for the "
