@@ -819,36 +819,38 @@ def _match(job_id: str | None, class_name: str | None, args_json: str | None) ->
     return args
 
 
-@delayed_group.command("cancel")
-@_match_options
-@_connection_options
-def delayed_cancel(
-    job_id: str | None,
-    class_name: str | None,
-    args_json: str | None,
-    redis_url: str | None,
-    namespace: str,
+def _delayed_command(
+    name: str, summary: str, label: str, action: Callable[[Resque], Callable[..., int]]
 ) -> None:
-    """Remove scheduled jobs, by id or by class (and args)."""
-    args = _match(job_id, class_name, args_json)
-    done = _connect(redis_url, namespace).remove_delayed(class_name, *args, job_id=job_id)
-    click.echo(f"cancelled: {done}")
+    """Define ``pyresque delayed NAME``, acting on scheduled jobs by id or class (and args)."""
+
+    @delayed_group.command(name, help=summary)
+    @_match_options
+    @_connection_options
+    def command(
+        job_id: str | None,
+        class_name: str | None,
+        args_json: str | None,
+        redis_url: str | None,
+        namespace: str,
+    ) -> None:
+        args = _match(job_id, class_name, args_json)
+        done = action(_connect(redis_url, namespace))(class_name, *args, job_id=job_id)
+        click.echo(f"{label}: {done}")
 
 
-@delayed_group.command("enqueue-now")
-@_match_options
-@_connection_options
-def delayed_enqueue_now(
-    job_id: str | None,
-    class_name: str | None,
-    args_json: str | None,
-    redis_url: str | None,
-    namespace: str,
-) -> None:
-    """Enqueue scheduled jobs now instead of at their time."""
-    args = _match(job_id, class_name, args_json)
-    done = _connect(redis_url, namespace).enqueue_delayed_now(class_name, *args, job_id=job_id)
-    click.echo(f"enqueued: {done}")
+_delayed_command(
+    "cancel",
+    "Remove scheduled jobs, by id or by class (and args).",
+    "cancelled",
+    lambda r: r.remove_delayed,
+)
+_delayed_command(
+    "enqueue-now",
+    "Enqueue scheduled jobs now instead of at their time.",
+    "enqueued",
+    lambda r: r.enqueue_delayed_now,
+)
 
 
 @main.command("web")

@@ -461,8 +461,9 @@ class Resque:
         retry: RetryPolicy | None = None,
     ) -> str | None:
         """``enqueue`` after ``delay`` (seconds or a timedelta)."""
-        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
-        return self.schedule(self._after(delay), item)
+        return self.enqueue_at(
+            self._after(delay), queue, job, args, track_status, unique=unique, retry=retry
+        )
 
     def enqueue_at_to(
         self,
@@ -486,8 +487,7 @@ class Resque:
         retry: RetryPolicy | None = None,
     ) -> str | None:
         """``enqueue_to`` after ``delay``: Ruby's ``enqueue_in_with_queue``."""
-        item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
-        return self.schedule(self._after(delay), item)
+        return self.enqueue_at_to(self._after(delay), queue, job, *args, unique=unique, retry=retry)
 
     def _after(self, delay: float | timedelta) -> float:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay

@@ -22,6 +22,7 @@ import struct
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from pyresque.events import Events
@@ -106,6 +107,39 @@ def _read_exact(fd: int, size: int) -> bytes | None:
             return None
         data += chunk
     return data
+
+
+def spawn(body: Callable[[int, int], None], job_pipe: bool) -> Child:
+    """Fork a child that runs ``body(jobs, outcomes)`` and exits: it reads jobs from
+    ``jobs`` (with ``job_pipe``; -1 otherwise) and writes outcomes to ``outcomes``.
+    Any exception makes it exit 1, which the parent reports as a dirty exit."""
+    out_reader, out_writer = os.pipe()
+    job_reader, job_writer = os.pipe() if job_pipe else (-1, -1)
+    parent = os.getpid()
+    with _SPAWN_LOCK:
+        pid = os.fork()
+        if pid == 0:
+            code = 0
+            try:
+                _close_siblings()
+                _close(out_reader, job_writer)
+                die_with_parent(parent)
+                _child_signals()
+                body(job_reader, out_writer)
+            except BaseException:
+                code = 1
+            finally:
+                os._exit(code)
+        _close(out_writer, job_reader)
+        child = Child(pid, os.pidfd_open(pid), out_reader, job_writer)
+        _PARENT_FDS.update(fd for fd in (child.pidfd, out_reader, job_writer) if fd >= 0)
+    return child
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 @dataclass
@@ -246,17 +280,7 @@ class ForkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        reader, writer = os.pipe()
-        parent = os.getpid()
-        with _SPAWN_LOCK:
-            pid = os.fork()
-            if pid == 0:
-                _close_siblings()
-                os.close(reader)
-                self._child(job, writer, parent)
-            os.close(writer)
-            child = Child(pid, os.pidfd_open(pid), reader)
-            _PARENT_FDS.update((child.pidfd, reader))
+        child = spawn(lambda jobs, outcomes: self._child(job, outcomes), job_pipe=False)
         started()
         outcome = watch(child, job, timeout, stop, self.events)
         if child.pid:  # reported, then exits: reap it
@@ -264,17 +288,9 @@ class ForkExecutor:
             child.close()
         return outcome
 
-    def _child(self, job: Job, writer: int, parent: int) -> None:
-        code = 0
-        try:
-            die_with_parent(parent)
-            _child_signals()
-            self.events.trigger("after_fork", job)
-            _send(writer, perform(job, self.events).encode())
-        except BaseException:
-            code = 1  # the parent reports a dirty exit
-        finally:
-            os._exit(code)
+    def _child(self, job: Job, outcomes: int) -> None:
+        self.events.trigger("after_fork", job)
+        _send(outcomes, perform(job, self.events).encode())
 
     def close(self) -> None:
         pass
@@ -304,7 +320,7 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        child = self.child or self._spawn()
+        child = self.child or spawn(self._child_loop, job_pipe=True)
         self.child = child
         _send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
         started()
@@ -318,40 +334,15 @@ class PreforkExecutor:
             self._retire()
         return outcome
 
-    def _spawn(self) -> Child:
-        job_reader, job_writer = os.pipe()
-        out_reader, out_writer = os.pipe()
-        parent = os.getpid()
-        with _SPAWN_LOCK:
-            pid = os.fork()
-            if pid == 0:
-                _close_siblings()
-                os.close(job_writer)
-                os.close(out_reader)
-                self._child_loop(job_reader, out_writer, parent)
-            os.close(job_reader)
-            os.close(out_writer)
-            child = Child(pid, os.pidfd_open(pid), out_reader, job_writer)
-            _PARENT_FDS.update((child.pidfd, out_reader, job_writer))
-        return child
-
-    def _child_loop(self, reader: int, writer: int, parent: int) -> None:
-        code = 0
-        try:
-            die_with_parent(parent)
-            _child_signals()
-            while (message := _receive(reader)) is not None:
-                queue, _, raw = message.partition(b"\n")
-                payload = Payload.decode(raw)
-                job = self.registry.get(payload.class_name)(payload, queue.decode())
-                self.events.trigger("after_fork", job)
-                outcome = perform(job, self.events)
-                outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-                _send(writer, outcome.encode())
-        except BaseException:
-            code = 1
-        finally:
-            os._exit(code)
+    def _child_loop(self, jobs: int, outcomes: int) -> None:
+        while (message := _receive(jobs)) is not None:
+            queue, _, raw = message.partition(b"\n")
+            payload = Payload.decode(raw)
+            job = self.registry.get(payload.class_name)(payload, queue.decode())
+            self.events.trigger("after_fork", job)
+            outcome = perform(job, self.events)
+            outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            _send(outcomes, outcome.encode())
 
     def _retire(self) -> None:
         """Close the child's job pipe: it finishes its loop and exits; reap it."""
