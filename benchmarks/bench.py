@@ -34,6 +34,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -51,7 +52,7 @@ RUNS = HERE / ".runs"
 FLOORS_BEFORE = {
     "enqueue": ["lpush"],
     "bulk": ["lpush_pipelined"],
-    "drain": ["brpop", "brpop_incr", "fork", "fork_incr"],
+    "drain": ["brpop", "fork"],
     "pickup": ["pickup"],
 }
 WORKLOADS = ["enqueue", "bulk", "drain", "pickup", "io", "proxy_drain", "proxy_io"]
@@ -143,11 +144,14 @@ class Runner:
             str(spec.get(k)) for k in ("action", "system", "mode", "workers") if spec.get(k)
         )
         spec = {**spec, "log": str(self.run_dir / f"{self.count:04d}-{label}.log")}
+        fd, results = tempfile.mkstemp(prefix="bench-results-")  # the jobs' records (jobutil)
+        os.close(fd)
         env = dict(os.environ)
         env.update(
             BENCH_MARK=mark,
-            BENCH_COUNTER_URL=self.url,
+            BENCH_DIRECT_URL=self.url,
             BENCH_REDIS_URL=self.url,
+            BENCH_RESULTS_FILE=results,
             PYTHONPATH=str(HERE),
         )
         argv = [sys.executable, str(HERE / "measure.py"), json.dumps(spec)]
@@ -168,6 +172,7 @@ class Runner:
             return {"error": f"timed out after {timeout:.0f} s"}
         finally:
             harness.kill_marked(mark)
+            os.unlink(results)
         for line in reversed(out.decode(errors="replace").splitlines()):
             if line.startswith("RESULT "):
                 result: dict[str, Any] = json.loads(line[len("RESULT ") :])
@@ -269,7 +274,7 @@ class Run:
         }
         timeout = 60.0
         if workload == "floor":
-            defaults = {"brpop": 3000, "brpop_incr": 1500, "lpush": 3000, "lpush_pipelined": 20000}
+            defaults = {"brpop": 3000, "lpush": 3000, "lpush_pipelined": 20000}
             n = sized(previous, s.rate_seconds, defaults.get(mode, 150), 50, 200000)
             spec.update(action="floor", n=s.samples if mode == "pickup" else n)
         elif workload in ("enqueue", "bulk"):

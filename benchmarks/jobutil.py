@@ -1,102 +1,109 @@
 """What every benchmark job does, for every system alike: record that it ran.
 
-A job's only work is one Redis ``INCR`` of ``bench:done`` on a connection of its
-own to the *direct* Redis address (never through the latency proxy), so the
-measuring apparatus costs every system the same. Two counts (``BENCH_MARKS``,
-e.g. ``"50,2000"``) also push ``"<count> <time.time()>"`` to ``bench:marks``:
-the measuring process times the window between them. Pickup-latency jobs push
-their start time to ``bench:lat`` instead.
+A job's only work is one ``os.write`` of a fixed-width line, ``time.time()`` as
+``"%17.6f\\n"``, to the results file named by ``BENCH_RESULTS_FILE``, on a file
+descriptor opened with ``O_WRONLY | O_APPEND | O_CREAT``. No Redis traffic: the
+measuring apparatus costs every system the same few microseconds. Appends of
+fewer than PIPE_BUF bytes to a local file are atomic, so every worker process
+(and forked child) of every system writes to the same file, and the measuring
+process counts the jobs (file size / ``LINE``) and reads their time stamps.
 
-Clients are made per process (a forked child gets its own: redis-py notices the
-new pid) and, for asyncio jobs, per event loop. CLIENT SETINFO is turned off so
-a fresh connection costs one connect and no extra commands.
+The 10 ms job sleeps first (``time.sleep`` or ``asyncio.sleep``), then records.
+The pickup-latency job records too: its record is its first step, so the time
+in it is when the job started.
+
+The descriptor is opened lazily, once per process (keyed by pid): a forked child
+opens its own on its first job, whether or not its parent had opened one (an
+inherited descriptor would do as well, O_APPEND being shared safely, but a new
+one needs no check that the inherited one is still open on the same file).
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
-import threading
 import time
-from typing import Any
 
-import redis
-import redis.asyncio
-
-DONE = "bench:done"
-MARKS = "bench:marks"
-LATENCY = "bench:lat"
+RESULTS_VAR = "BENCH_RESULTS_FILE"
+LINE = 18  # bytes per record: f"{time.time():17.6f}\n"
 SLEEP = 0.010  # the I/O-bound job's sleep
 
-COUNTER_URL = os.environ.get("BENCH_COUNTER_URL", "redis://127.0.0.1:6379/0")
-_MARKS = frozenset(int(m) for m in os.environ.get("BENCH_MARKS", "").split(",") if m.strip())
-
-_lock = threading.Lock()
-_sync: dict[int, redis.Redis] = {}
-_async: dict[tuple[int, int], redis.asyncio.Redis] = {}
+_fd: tuple[int, int] | None = None  # (pid, descriptor) of this process
 
 
-def _no_setinfo() -> dict[str, Any]:
-    """Keyword arguments that stop redis-py sending CLIENT SETINFO on connect."""
-    try:
-        from redis.driver_info import DriverInfo  # noqa: F401  (redis-py >= 7)
-    except ImportError:
-        return {"lib_name": None, "lib_version": None}
-    return {"driver_info": None}
-
-
-def client() -> redis.Redis:
+def _descriptor() -> int:
+    global _fd
     pid = os.getpid()
-    found = _sync.get(pid)
-    if found is None:
-        with _lock:
-            found = _sync.get(pid)
-            if found is None:
-                found = redis.Redis.from_url(COUNTER_URL, **_no_setinfo())
-                _sync.clear()  # an inherited parent's client is of no use here
-                _sync[pid] = found
-    return found
+    if _fd is None or _fd[0] != pid:
+        # No lock: two threads racing here both open, and one descriptor is left unused.
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT
+        _fd = (pid, os.open(os.environ[RESULTS_VAR], flags, 0o644))
+    return _fd[1]
 
 
-def aclient() -> redis.asyncio.Redis:
-    key = (os.getpid(), id(asyncio.get_running_loop()))
-    found = _async.get(key)
-    if found is None:
-        found = redis.asyncio.Redis.from_url(COUNTER_URL, **_no_setinfo())
-        _async[key] = found
-    return found
+# --- the jobs' bodies (sync and async) ---------------------------------------------
 
 
-def done() -> None:
-    """The no-op job's body."""
-    count = client().incr(DONE)
-    if count in _MARKS:
-        client().rpush(MARKS, f"{count} {time.time()!r}")
+def record() -> None:
+    """The no-op job's body: append this moment to the results file."""
+    os.write(_descriptor(), f"{time.time():17.6f}\n".encode())
 
 
-def sleep_then_done() -> None:
-    """The I/O-bound job's body: 10 ms of waiting, then count."""
+def sleep_then_record() -> None:
+    """The I/O-bound job's body: 10 ms of waiting, then the record."""
     time.sleep(SLEEP)
-    done()
+    record()
 
 
 def stamp() -> None:
-    """The pickup-latency job's body: when did it start?"""
-    started = time.time()
-    client().rpush(LATENCY, repr(started))
+    """The pickup-latency job's body: the record is its first step, so it is its start."""
+    record()
 
 
-async def adone() -> None:
-    count = await aclient().incr(DONE)
-    if count in _MARKS:
-        await aclient().rpush(MARKS, f"{count} {time.time()!r}")
+async def arecord() -> None:
+    record()  # a microsecond-scale local write: no need to leave the event loop
 
 
-async def asleep_then_done() -> None:
+async def asleep_then_record() -> None:
     await asyncio.sleep(SLEEP)
-    await adone()
+    record()
 
 
 async def astamp() -> None:
-    started = time.time()
-    await aclient().rpush(LATENCY, repr(started))
+    record()
+
+
+# --- the measuring side ------------------------------------------------------------
+
+
+def reset(path: str) -> None:
+    """Empty the results file (create it if need be) before a measurement."""
+    with open(path, "wb"):
+        pass
+
+
+def count(path: str) -> int:
+    """How many jobs have recorded so far."""
+    try:
+        return os.stat(path).st_size // LINE
+    except FileNotFoundError:
+        return 0
+
+
+def times(path: str, start: int = 0) -> list[float]:
+    """The time stamps of the records from the ``start``-th on, in file order."""
+    with open(path, "rb") as f:
+        f.seek(start * LINE)
+        data = f.read()
+    whole = len(data) // LINE * LINE
+    return [float(data[i : i + LINE]) for i in range(0, whole, LINE)]
+
+
+def wait(path: str, at_least: int, timeout: float, poll: float = 0.0005) -> bool:
+    """Poll until ``at_least`` jobs have recorded; False after ``timeout`` seconds."""
+    deadline = time.monotonic() + timeout
+    while count(path) < at_least:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(poll)
+    return True

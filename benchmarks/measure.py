@@ -8,10 +8,14 @@ reads the last line of its output: ``RESULT <JSON>``. Actions:
 * ``floor``: one of floors.py's loops;
 * ``enqueue`` / ``bulk``: N jobs through the system's per-call / bulk API;
 * ``drain`` (no-op jobs) and ``io`` (10 ms jobs): fill the queue, start the workers
-  as their users do, and time the jobs between two marks (the ``skip``-th and the
-  N-th completion, stamped by the jobs themselves), so worker start-up is not
-  counted; optionally through the latency proxy;
+  as their users do, wait until the results file holds N records, and time the
+  jobs between the ``skip``-th and the last record (each stamped by the job
+  itself), so worker start-up is not counted; optionally through the latency proxy;
 * ``pickup``: an idle worker; one job at a time; job start minus enqueue time.
+
+Jobs record themselves in the results file (jobutil; its path in
+``BENCH_RESULTS_FILE``), which is emptied before each measurement; Redis sees no
+command from a job. ``BENCH_DIRECT_URL`` is the benchmark's Redis, never the proxy.
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import random
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import traceback
 from dataclasses import asdict
@@ -48,7 +53,7 @@ def log_tail(log: Path, lines: int = 6) -> str:
 
 
 def direct() -> redis.Redis:
-    return redis.Redis.from_url(os.environ["BENCH_COUNTER_URL"])
+    return redis.Redis.from_url(os.environ["BENCH_DIRECT_URL"])
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
@@ -61,7 +66,7 @@ class Proxy:
     """The latency proxy (proxy.py), as a child process we can ask for its counters."""
 
     def __init__(self, delay_ms: float, log: Path) -> None:
-        target = os.environ["BENCH_COUNTER_URL"].split("//")[1].split("/")[0]
+        target = os.environ["BENCH_DIRECT_URL"].split("//")[1].split("/")[0]
         self.proc = harness.start(
             [
                 sys.executable,
@@ -110,8 +115,12 @@ def ping_rtt_ms(client: redis.Redis, pings: int = 200) -> float:
     return statistics.median(times) * 1000
 
 
+def results() -> str:
+    return os.environ[jobutil.RESULTS_VAR]
+
+
 def start_workers(
-    spec: dict[str, Any], url: str, concurrency: int | None, drain: bool, marks: str = ""
+    spec: dict[str, Any], url: str, concurrency: int | None, drain: bool
 ) -> list[subprocess.Popen[bytes]]:
     from systems import load
 
@@ -119,7 +128,6 @@ def start_workers(
     system = load(spec["system"])
     env = dict(os.environ)
     env.update(
-        BENCH_MARKS=marks,
         BENCH_CONCURRENCY=str(concurrency or ""),
         PYTHONPATH=str(HERE),
         PYTHONUNBUFFERED="1",
@@ -158,7 +166,8 @@ def floor(spec: dict[str, Any]) -> dict[str, Any]:
 
     client = direct()
     client.flushall()
-    url = os.environ["BENCH_COUNTER_URL"]
+    jobutil.reset(results())
+    url = os.environ["BENCH_DIRECT_URL"]
     if spec["mode"] == "pickup":
         return floors.pickup(url, spec["n"])
     return {"rate": floors.FLOORS[spec["mode"]](url, spec["n"]), "n": spec["n"]}
@@ -192,6 +201,8 @@ def drain(spec: dict[str, Any], kind: str) -> dict[str, Any]:
 
     client = direct()
     client.flushall()
+    path = results()
+    jobutil.reset(path)
     n: int = max(spec["n"], 40)
     skip = max(10, n // 20)
     system = load(spec["system"])
@@ -201,63 +212,63 @@ def drain(spec: dict[str, Any], kind: str) -> dict[str, Any]:
     finally:
         producer.close()
     proxy = Proxy(spec["delay_ms"], Path(spec["log"])) if spec.get("delay_ms") else None
-    url = proxy.url if proxy else os.environ["BENCH_COUNTER_URL"]
+    url = proxy.url if proxy else os.environ["BENCH_DIRECT_URL"]
     result: dict[str, Any] = {"n": n, "skip": skip}
     if proxy:
         result["rtt_ms"] = proxy.rtt_ms()
         result["direct_rtt_ms"] = ping_rtt_ms(client)
     client.config_resetstat()
     started = time.time()
-    procs = start_workers(spec, url, spec.get("concurrency"), True, f"{skip},{n}")
-    marks: dict[int, float] = {}
-    stats: dict[int, dict[str, int]] = {}
-    proxied: dict[int, dict[str, int]] = {}
-    own_calls = 0  # our BLPOPs and INFOs between the two marks
+    procs = start_workers(spec, url, spec.get("concurrency"), True)
+    # Redis's and the proxy's counters when the skip-th job has recorded and at the end,
+    # each with the number of records read right after it.
+    snaps: list[tuple[int, dict[str, int], dict[str, int]]] = []
+
+    def snap() -> None:
+        calls = command_calls(client)
+        snaps.append((jobutil.count(path), calls, proxy.snap() if proxy else {}))
+
     partial = False
-    while len(marks) < 2:
-        got = client.blpop([jobutil.MARKS], timeout=0.2)
-        if marks:
-            own_calls += 1
+    window_start = 0.0
+    while True:
+        time.sleep(0.002)  # ~1% of a core; the rate comes from the jobs' own stamps
+        done = jobutil.count(path)
         now = time.time()
-        if got:
-            count, stamp = got[1].split()
-            marks[int(count)] = float(stamp)
-            stats[int(count)] = command_calls(client)
-            if proxy:
-                proxied[int(count)] = proxy.snap()
-            if len(marks) == 1:
-                own_calls += 1
-            continue
-        done = int(client.get(jobutil.DONE) or 0)
-        if not marks and now - started > spec["startup_timeout"]:
+        if not snaps and done >= skip:
+            snap()
+            window_start = now
+        if done >= n:
+            snap()
+            break
+        if not snaps and now - started > spec["startup_timeout"]:
             limit = spec["startup_timeout"]
             raise Failed(f"{done} jobs ran in {limit:.0f} s: {log_tail(Path(spec['log']))}")
-        if marks and now - marks[skip] > spec["window_max"]:
-            partial = True  # too slow to finish: rate over the time we gave it
-            marks[done] = now
-            stats[done] = command_calls(client)
-            if proxy:
-                proxied[done] = proxy.snap()
+        if snaps and now - window_start > spec["window_max"]:
+            partial = True  # too slow to finish: rate over the jobs done by now
+            snap()
             break
-        if all(p.poll() is not None for p in procs):
+        if all(p.poll() is not None for p in procs) and jobutil.count(path) < n:
             raise Failed(
                 f"the workers exited after {done} of {n} jobs: {log_tail(Path(spec['log']))}"
             )
-    (c0, t0), (c1, t1) = sorted(marks.items())
-    jobs = c1 - c0
-    result.update(rate=jobs / (t1 - t0), seconds=t1 - t0, partial=partial)
+    stamps = sorted(jobutil.times(path))
+    t0, t1 = stamps[skip - 1], stamps[-1]
+    jobs = len(stamps) - skip
+    rate = jobs / (t1 - t0) if t1 > t0 else 0.0
+    result.update(rate=rate, seconds=t1 - t0, partial=partial, done=len(stamps))
     result["startup_s"] = t0 - started
-    calls = {k: stats[c1].get(k, 0) - stats[c0].get(k, 0) for k in stats[c1]}
-    calls["incrby"] = calls.get("incrby", 0) - jobs  # the jobs' own counting (redis-py's incr)
-    calls["rpush"] = calls.get("rpush", 0) - 1  # the second mark
-    calls["blpop"] = calls.get("blpop", 0) - own_calls + 1
-    calls["info"] = calls.get("info", 0) - 1
-    result["commands_per_job"] = sum(calls.values()) / jobs
+    (c0, stats0, proxied0), (c1, stats1, proxied1) = snaps
+    counted = max(1, c1 - c0)  # the jobs between the two snapshots
+    calls = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in stats1}
+    calls["info"] = calls.get("info", 0) - 1  # the first snapshot's (ours)
+    result["commands_per_job"] = sum(calls.values()) / counted
     result["top_commands"] = {
-        k: round(v / jobs, 2) for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8] if v > 0
+        k: round(v / counted, 2)
+        for k, v in sorted(calls.items(), key=lambda kv: -kv[1])[:8]
+        if v > 0
     }
     if proxy:
-        result["round_trips_per_job"] = (proxied[c1]["requests"] - proxied[c0]["requests"]) / jobs
+        result["round_trips_per_job"] = (proxied1["requests"] - proxied0["requests"]) / counted
     return result
 
 
@@ -266,7 +277,9 @@ def pickup(spec: dict[str, Any]) -> dict[str, Any]:
 
     client = direct()
     client.flushall()
-    url = os.environ["BENCH_COUNTER_URL"]
+    path = results()
+    jobutil.reset(path)
+    url = os.environ["BENCH_DIRECT_URL"]
     procs = start_workers(spec, url, None, False)
     system = load(spec["system"])
     producer = system.producer(spec["mode"])
@@ -274,30 +287,32 @@ def pickup(spec: dict[str, Any]) -> dict[str, Any]:
         deadline = time.time() + spec["startup_timeout"]
         while True:  # until the worker runs a job
             producer.enqueue_one("stamp")
-            if client.blpop([jobutil.LATENCY], timeout=1.0) is not None:
+            if jobutil.wait(path, 1, timeout=1.0, poll=0.01):
                 break
             if time.time() > deadline:
                 raise Failed(f"no job started in time: {log_tail(Path(spec['log']))}")
             if all(p.poll() is not None for p in procs):
                 raise Failed(f"the worker exited: {log_tail(Path(spec['log']))}")
-        for _ in range(20):  # let the other warm-up jobs run, then forget their stamps
+        seen = 0
+        for _ in range(20):  # let the other warm-up jobs run: until no new record comes
             time.sleep(0.3)
-            if not client.delete(jobutil.LATENCY):
+            if jobutil.count(path) == seen:
                 break
+            seen = jobutil.count(path)
         latencies: list[float] = []
         timeouts = 0
         begun = time.time()
         warmup = 3
         for index in range(spec["samples"] + warmup):
             time.sleep(random.uniform(0.005, 0.015))  # the worker is idle, waiting
+            seen = jobutil.count(path)
             enqueued = time.time()
             producer.enqueue_one("stamp")
-            got = client.blpop([jobutil.LATENCY], timeout=spec["sample_timeout"])
-            if got is None:
+            if not jobutil.wait(path, seen + 1, timeout=spec["sample_timeout"]):
                 timeouts += 1
-                break  # a late stamp would pair with the next job: stop here
+                break  # a late record would pair with the next job: stop here
             if index >= warmup:  # the first few warm up both sides
-                latencies.append(float(got[1]) - enqueued)
+                latencies.append(jobutil.times(path, seen)[0] - enqueued)
             spent = time.time() - begun
             if spent > spec["budget"] * 3 or (spent > spec["budget"] and len(latencies) >= 10):
                 break  # a polling worker is slow to sample: take fewer samples
@@ -338,6 +353,10 @@ def main() -> int:
     spec = json.loads(sys.argv[1])
     # Run by hand, we mark our processes ourselves, so none outlives this measurement.
     os.environ.setdefault(harness.MARK_VAR, f"measure-{os.getpid()}-{time.time_ns()}")
+    own_results = jobutil.RESULTS_VAR not in os.environ
+    if own_results:
+        fd, os.environ[jobutil.RESULTS_VAR] = tempfile.mkstemp(prefix="bench-results-")
+        os.close(fd)
     code = 0
     try:
         result = ACTIONS[spec["action"]](spec)
@@ -348,6 +367,8 @@ def main() -> int:
         result, code = {"error": f"{type(exc).__name__}: {exc}"}, 1
     finally:
         harness.kill_marked(os.environ[harness.MARK_VAR])
+        if own_results:
+            os.unlink(os.environ[jobutil.RESULTS_VAR])
     print("RESULT " + json.dumps(result), flush=True)
     return code
 

@@ -149,12 +149,6 @@ def targets(res: Results) -> list[Target]:
         fmt_pct,
     )
     add(
-        "fork mode >= 80% of a fork loop whose child runs the same job (connect + INCR)",
-        res.ratio(("drain", py, "fork", 1), floor("fork_incr")),
-        0.8,
-        fmt_pct,
-    )
-    add(
         "inline >= 10x RQ SimpleWorker (drain, 1 worker)",
         res.ratio(("drain", py, "inline", 1), ("drain", "rq", "simple", 1)),
         10,
@@ -169,12 +163,6 @@ def targets(res: Results) -> list[Target]:
     add(
         "inline >= 50% of the BRPOP floor (drain, 1 worker)",
         res.ratio(("drain", py, "inline", 1), floor("brpop")),
-        0.5,
-        fmt_pct,
-    )
-    add(
-        "inline >= 50% of a BRPOP loop that also runs the job's INCR (drain, 1 worker)",
-        res.ratio(("drain", py, "inline", 1), floor("brpop_incr")),
         0.5,
         fmt_pct,
     )
@@ -305,11 +293,14 @@ def markdown(res: Results) -> str:
             )
     out += [table(["system", "version", "mode", "workers started as"], rows), ""]
     out.append(
-        "Each job's only work is one Redis `INCR` on its own connection straight to Redis "
-        "(never through the latency proxy), the same for every system; the 10 ms job first "
-        "sleeps (`time.sleep`, or `asyncio.sleep` for asyncio systems and pyresque's asyncio "
-        "mode). A drain fills the queue first, then starts the workers, and times the jobs "
-        "between the 5% mark and the last one (each stamped by the job itself), so worker "
+        "Each job's only work is to record that it ran: one `os.write` of its `time.time()` "
+        "as a fixed-width line to a results file opened `O_APPEND` (once per process, so a "
+        "forked child opens its own), the same few microseconds for every system and no Redis "
+        "command; the 10 ms job first sleeps (`time.sleep`, or `asyncio.sleep` for asyncio "
+        "systems and pyresque's asyncio mode). The BRPOP and fork floors run the same record "
+        "step. A drain fills the queue first, then starts the workers, waits until the file "
+        "holds every job's line, and times the jobs between the 5% mark and the last one "
+        "(each stamped by the job itself), so worker "
         'start-up is not counted. "2 workers" is 2 processes where the system runs one per '
         "worker (pyresque `--count 2`, two `rq worker`s, two solo celery workers, arq) and the "
         "system's own worker-count option otherwise (celery `--concurrency 2`, dramatiq "
@@ -329,12 +320,6 @@ def markdown(res: Results) -> str:
                     "a worker taking one job per round trip",
                 ],
                 [
-                    "BRPOP loop + the job's INCR",
-                    cell(res, floor("brpop_incr")),
-                    spread_text(res, floor("brpop_incr")),
-                    "a one-at-a-time worker running this benchmark's job",
-                ],
-                [
                     "bare LPUSH loop",
                     cell(res, floor("lpush")),
                     spread_text(res, floor("lpush")),
@@ -351,12 +336,6 @@ def markdown(res: Results) -> str:
                     cell(res, floor("fork")),
                     spread_text(res, floor("fork")),
                     "fork-per-job",
-                ],
-                [
-                    "fork loop, child connects + INCRs",
-                    cell(res, floor("fork_incr")),
-                    spread_text(res, floor("fork_incr")),
-                    "fork-per-job running this benchmark's job",
                 ],
             ],
         )
@@ -401,7 +380,6 @@ def markdown(res: Results) -> str:
                 cell(res, one),
                 spread_text(res, one),
                 fmt_pct(res.ratio(one, floor("brpop"))),
-                fmt_pct(res.ratio(one, floor("brpop_incr"))),
                 fmt_pct(res.ratio(one, floor("fork"))) if (system, mode) in FORK_PER_JOB else "",
                 cell(res, two),
                 _num(res.extra(one, "commands_per_job")),
@@ -414,7 +392,6 @@ def markdown(res: Results) -> str:
                 "1 worker (jobs/s)",
                 "spread",
                 "of BRPOP floor",
-                "of BRPOP+INCR floor",
                 "of fork floor",
                 "2 workers (jobs/s)",
                 "Redis commands/job",
@@ -425,7 +402,8 @@ def markdown(res: Results) -> str:
     out += [
         "",
         "Redis commands/job counts every command Redis executed per job, those run inside "
-        "Lua scripts included (from `INFO commandstats`; the jobs' own INCR is taken out).",
+        "Lua scripts included (from `INFO commandstats`, between the 5% mark and the last "
+        "job; the jobs themselves send none).",
         "",
         "## Pickup latency and memory (idle worker, one job at a time)",
         "",
@@ -489,8 +467,8 @@ def markdown(res: Results) -> str:
         "",
         f"Through `benchmarks/proxy.py`, a TCP proxy delaying each direction by "
         f"{res.data['meta']['delay_ms_each_way']} ms (so 1 ms per round trip), between the "
-        "system (workers and their Redis connections) and Redis; the jobs' counter goes "
-        "straight to Redis. Measured PING round trip through the proxy: "
+        "system (workers and their Redis connections) and Redis; the jobs themselves do not "
+        "talk to Redis. Measured PING round trip through the proxy: "
         f"{_num(_median_of(res, 'rtt_ms'), 2)} ms "
         f"(direct: {_num(_median_of(res, 'direct_rtt_ms'), 2)} ms).",
         "",
@@ -549,7 +527,7 @@ LIMITS = [
     "process, flushing them with the heartbeat.",
     "- **Fork mode** pays, per job, a pipe, a pidfd and a select loop, and the child's outcome "
     "as JSON, on a VM where a bare fork costs ~5 ms; most of the gap to the bare fork loop is "
-    "the job's own Redis connection in the child (see the fork+INCR floor) and the parent's "
+    "the job's own Redis connection in the child and the parent's "
     "round trip. Lift: prefork mode (no fork per job) is the answer for short jobs.",
     "- **Enqueue** runs one Lua script per call (queue, queue set, status, wake-up token, all "
     "or nothing) through redis-py, whose per-call overhead is ~60-100 us; bulk enqueue builds "
@@ -699,9 +677,7 @@ def chart(res: Results, path: Path) -> None:
     )
     drain_floors = floors(
         ("brpop", "BRPOP"),
-        ("brpop_incr", "BRPOP+INCR"),
         ("fork", "fork"),
-        ("fork_incr", "fork+INCR"),
     )
     panels.append(("Drain no-op jobs, 1 worker", bars("drain", 1), drain_floors, "jobs/s"))
     panels.append(("Drain no-op jobs, 2 workers", bars("drain", 2), drain_floors, "jobs/s"))

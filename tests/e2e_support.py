@@ -86,6 +86,14 @@ def stays(predicate: Callable[[], bool], duration: float, message: str = "condit
     assert predicate(), f"{message} stopped holding"
 
 
+def parent_of(pid: int) -> int:
+    """The parent pid of a live process (Linux)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise LookupError(f"no PPid for {pid}")
+
+
 def pid_alive(pid: int) -> bool:
     """True if ``pid`` runs (a zombie counts as dead)."""
     try:

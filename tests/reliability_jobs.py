@@ -13,6 +13,7 @@ import os
 import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import redis
@@ -108,12 +109,19 @@ class IgnoreTerm(Job):
 
 
 class KillParent(Job):
-    """Kills the worker that runs it (the parent of the job's process)."""
+    """Kills the worker that runs it: the parent of the zygote that forked this child."""
 
     def perform(self) -> None:
         record(type(self).__name__, "started", payload=self.payload.to_dict())
-        os.kill(os.getppid(), signal.SIGKILL)
-        time.sleep(30)  # PR_SET_PDEATHSIG kills this child with its parent
+        os.kill(_parent_of(os.getppid()), signal.SIGKILL)
+        time.sleep(30)  # PR_SET_PDEATHSIG kills the zygote with the worker, and this child
+
+
+def _parent_of(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+    raise LookupError(pid)
 
 
 class KillParentFailOnCrash(KillParent):

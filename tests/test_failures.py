@@ -12,7 +12,8 @@ import pytest
 import redis
 
 from pyresque import Events, Resque
-from pyresque.failure import Failure, Failures, failure_record, resque_time
+from pyresque.errors import resque_time
+from pyresque.failure import Failure, Failures, failure_record
 
 RETRIED_AT = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} UTC$")
 

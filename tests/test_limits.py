@@ -58,7 +58,7 @@ class LimitedLocal(Job):
 # --- helpers ---------------------------------------------------------------------------------
 
 if "E2E_REDIS_URL" not in os.environ:  # imported by pytest, not by a worker
-    from e2e_support import Procs, procs_fixture, wait_for
+    from e2e_support import Procs, parent_of, procs_fixture, wait_for
 
     @pytest.fixture
     def procs(redis_url: str, tmp_path: Path) -> Iterator[Procs]:
@@ -100,7 +100,8 @@ def test_concurrency_cap_holds_across_four_workers_with_one_killed(
         return next((e for e in events(redis_client, namespace) if e["n"] == n), None)
 
     first = wait_for(lambda: started(0), 10, "job 0 to start")
-    victim = next(w for w in workers if w.pid == first["ppid"])  # fork mode: the worker
+    # Fork mode: the job's parent is the zygote, whose parent is the worker.
+    victim = next(w for w in workers if w.pid == parent_of(first["ppid"]))
     victim.send(signal.SIGKILL)
     killed_at = time.time()
 

@@ -19,12 +19,12 @@ app.conf.update(
 
 @app.task(name="bench.noop")
 def noop() -> None:
-    jobutil.done()
+    jobutil.record()
 
 
 @app.task(name="bench.sleep")
 def sleep10() -> None:
-    jobutil.sleep_then_done()
+    jobutil.sleep_then_record()
 
 
 @app.task(name="bench.stamp")

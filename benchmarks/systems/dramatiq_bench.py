@@ -16,12 +16,12 @@ dramatiq.set_broker(broker)
 
 @dramatiq.actor(queue_name=QUEUE)
 def noop() -> None:
-    jobutil.done()
+    jobutil.record()
 
 
 @dramatiq.actor(queue_name=QUEUE)
 def sleep10() -> None:
-    jobutil.sleep_then_done()
+    jobutil.sleep_then_record()
 
 
 @dramatiq.actor(queue_name=QUEUE)

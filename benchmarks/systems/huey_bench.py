@@ -14,12 +14,12 @@ huey = RedisHuey("bench", url=redis_url())
 
 @huey.task()
 def noop() -> None:
-    jobutil.done()
+    jobutil.record()
 
 
 @huey.task()
 def sleep10() -> None:
-    jobutil.sleep_then_done()
+    jobutil.sleep_then_record()
 
 
 @huey.task()

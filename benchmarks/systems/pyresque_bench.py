@@ -16,12 +16,12 @@ NAMESPACE = "bench"
 
 class BenchNoop(Job):
     def perform(self) -> None:
-        jobutil.done()
+        jobutil.record()
 
 
 class BenchSleep(Job):
     def perform(self) -> None:
-        jobutil.sleep_then_done()
+        jobutil.sleep_then_record()
 
 
 class BenchStamp(Job):
@@ -31,12 +31,12 @@ class BenchStamp(Job):
 
 class BenchNoopAsync(Job):
     async def perform(self) -> None:
-        await jobutil.adone()
+        await jobutil.arecord()
 
 
 class BenchSleepAsync(Job):
     async def perform(self) -> None:
-        await jobutil.asleep_then_done()
+        await jobutil.asleep_then_record()
 
 
 class BenchStampAsync(Job):

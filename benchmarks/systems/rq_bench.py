@@ -13,11 +13,11 @@ from systems import QUEUE, WITH_IO, Mode, Producer, System, executable, redis_ur
 
 
 def noop() -> None:
-    jobutil.done()
+    jobutil.record()
 
 
 def sleep10() -> None:
-    jobutil.sleep_then_done()
+    jobutil.sleep_then_record()
 
 
 def stamp() -> None:

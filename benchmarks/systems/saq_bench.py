@@ -21,11 +21,11 @@ from systems import (
 
 
 async def noop(ctx: dict[str, Any]) -> None:
-    await jobutil.adone()
+    await jobutil.arecord()
 
 
 async def sleep10(ctx: dict[str, Any]) -> None:
-    await jobutil.asleep_then_done()
+    await jobutil.asleep_then_record()
 
 
 async def stamp(ctx: dict[str, Any]) -> None:

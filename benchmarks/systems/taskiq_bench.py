@@ -22,11 +22,11 @@ BROKERS: dict[str, AsyncBroker] = {"stream": stream_broker, "list": list_broker}
 def _tasks(broker: AsyncBroker) -> dict[str, Any]:
     @broker.task(task_name="noop")
     async def noop() -> None:
-        await jobutil.adone()
+        await jobutil.arecord()
 
     @broker.task(task_name="sleep10")
     async def sleep10() -> None:
-        await jobutil.asleep_then_done()
+        await jobutil.asleep_then_record()
 
     @broker.task(task_name="stamp")
     async def stamp() -> None:

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import importlib
-import importlib.util
 import json
 import logging
 import os
@@ -27,6 +25,7 @@ import click
 import redis
 
 from pyresque import cron
+from pyresque.apps import LOG_FORMAT, app_specs, import_apps
 from pyresque.client import Resque
 from pyresque.connection import unavailable, url_from_env
 from pyresque.control import WorkerInfo, list_workers, send_command
@@ -176,26 +175,16 @@ def _setup_logging(verbose: bool, vverbose: bool, quiet: bool) -> None:
     level = logging.DEBUG if vverbose else logging.WARNING if quiet else logging.INFO
     logging.basicConfig(
         level=level,
-        format="%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s",
+        format=LOG_FORMAT,
     )
 
 
 def _import_apps(apps: tuple[str, ...]) -> None:
     """Import the application's modules so their jobs register (``--app`` / APP_INCLUDE)."""
-    for spec in (name for app in apps for name in app.replace(",", " ").split()):
-        try:
-            if spec.endswith(".py") or os.sep in spec:
-                module_spec = importlib.util.spec_from_file_location(Path(spec).stem, spec)
-                if module_spec is None or module_spec.loader is None:
-                    raise ImportError(f"no such file {spec}")
-                module = importlib.util.module_from_spec(module_spec)
-                sys.modules[module_spec.name] = module
-                module_spec.loader.exec_module(module)
-            else:
-                sys.path.insert(0, os.getcwd()) if os.getcwd() not in sys.path else None
-                importlib.import_module(spec)
-        except Exception as exc:
-            raise click.UsageError(f"cannot import app module {spec!r}: {exc}") from exc
+    try:
+        import_apps(apps)
+    except ImportError as exc:
+        raise click.UsageError(str(exc)) from exc
 
 
 def _schedule_option(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -391,6 +380,7 @@ def worker_command(
         max_crashes=max_crashes,
         pidfile=pidfile if count == 1 else None,
         with_scheduler=with_scheduler,
+        app=tuple(app_specs(apps)),
     )
 
     def run(ready: Callable[[], None] | None = None) -> None:

@@ -89,6 +89,7 @@ class Resque:
         self.events = events or default_events
         self.strict = strict
         self.failures = Failures(self.redis, self.keys)
+        self._push_keys_cache: dict[str, list[str]] = {}
 
     def __repr__(self) -> str:
         return f"Resque({self.redis!r}, namespace={self.namespace!r})"
@@ -232,16 +233,27 @@ class Resque:
 
     def _enqueue_call(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
-        keys = [
-            self.keys.queues,
-            self.keys.queue(item.queue),
-            self.keys.wake(item.queue),
-            self.keys.queues_changed,
-        ]
+        keys = self._push_keys(item.queue)
+        status = ""  # the WAITING packet, only built when a status is tracked
         if item.track_status:
-            keys += [self.keys.status(p.id or "", p.prefix) for p in payloads]
-        args = [item.queue, waiting_packet(), "head" if item.at_front else "tail"]
+            keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
+            status = waiting_packet()
+        args = [item.queue, status, "head" if item.at_front else "tail"]
         return keys, args + [p.encode() for p in payloads]
+
+    def _push_keys(self, queue: str) -> list[str]:
+        """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
+        keys = self._push_keys_cache.get(queue)
+        if keys is None:
+            keys = [
+                self.keys.queues,
+                self.keys.queue(queue),
+                self.keys.wake(queue),
+                self.keys.queues_changed,
+            ]
+            if len(self._push_keys_cache) < 1024:  # queue names are few; never grow unbounded
+                self._push_keys_cache[queue] = keys
+        return keys
 
     def _unique_lock(self, item: Enqueued, payload: Payload, scheduled: bool) -> UniqueLock | None:
         """The lock a unique job takes (recorded in its payload), or None.

@@ -60,7 +60,8 @@ class Events:
 
     def trigger(self, event: str, *args: Any) -> list[Any]:
         """Run the listeners of ``event`` in registration order; return their results."""
-        return [callback(*args) for callback in self._listeners[event]]
+        listeners = self._listeners[event]
+        return [callback(*args) for callback in listeners] if listeners else []
 
     def _check(self, event: str) -> None:
         if event not in self._listeners:

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import time
-import traceback
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,33 +17,13 @@ import redis
 
 from pyresque import scripts
 from pyresque.connection import raw
+from pyresque.errors import resque_time
 from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload, dumps
 from pyresque.status import waiting_packet
 
 #: How many records one LRANGE reads while scanning the list.
 _PAGE = 500
-
-
-def resque_time(when: float | None = None) -> str:
-    """Ruby's failure time format: ``2026/01/12 15:23:55 UTC``."""
-    return time.strftime("%Y/%m/%d %H:%M:%S UTC", time.gmtime(when))
-
-
-def exception_name(exc: BaseException) -> str:
-    """The exception class as a failure record names it (qualified unless builtin)."""
-    cls = type(exc)
-    return (
-        cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
-    )
-
-
-def backtrace_of(exc: BaseException) -> list[str]:
-    """The traceback as a list of lines, innermost call last."""
-    lines: list[str] = []
-    for frame in traceback.extract_tb(exc.__traceback__):
-        lines.append(f"{frame.filename}:{frame.lineno}:in `{frame.name}'")
-    return lines
 
 
 def failure_record(

@@ -1,8 +1,9 @@
 """Executors that run jobs in child processes, so a crash or a leak cannot hurt the worker.
 
-* ``ForkExecutor`` (Resque's default): one child per job. The parent keeps every
-  Redis write; the child only runs the job and reports its outcome through a
-  pipe, so it never opens a Redis connection of its own.
+* ``ForkExecutor`` (Resque's default): one child per job, forked ahead of time
+  by the zygote (zygote.py). The parent keeps every Redis write; the child only
+  runs the job and reports its outcome through a pipe, so it never opens a
+  Redis connection of its own.
 * ``PreforkExecutor``: one long-lived child that runs job after job, recycled
   after N jobs or X MB, for isolation without paying a fork per job.
 
@@ -13,151 +14,39 @@ after the grace period; a child that dies without reporting is a dirty exit.
 
 from __future__ import annotations
 
-import ctypes
 import os
 import resource
 import select
 import signal
-import struct
-import sys
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 
+from pyresque.child import (
+    HEADER,
+    PARENT_FDS,
+    SPAWN_LOCK,
+    Child,
+    describe_exit,
+    fork_child,
+    receive,
+    send,
+)
 from pyresque.events import Events
 from pyresque.executor import Started, Stop, no_op
 from pyresque.job import Job, Registry, registry
 from pyresque.payload import Payload
-from pyresque.perform import DirtyExit, Interrupted, JobTimeout, Outcome, notify_failure, perform
-
-_PR_SET_PDEATHSIG = 1
-_HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
-
-# Prefork processors spawn children from several threads. A child must not keep
-# the pipe ends of its siblings open (a sibling would then never see end of file),
-# so spawning is serialised and each new child closes every pipe fd listed here.
-_SPAWN_LOCK = threading.Lock()
-_PARENT_FDS: set[int] = set()
-
-try:
-    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
-except (OSError, AttributeError):
-    _prctl = None
+from pyresque.perform import DirtyExit, JobTimeout, Outcome, notify_failure, perform
+from pyresque.zygote import Zygote
 
 
-def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
-    """Linux: this child gets ``sig`` when its parent dies, so no orphan runs on after it
-    (a job child would otherwise run a job that was already recovered)."""
-    if _prctl is not None:
-        _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
-    if os.getppid() != parent:  # the parent died before prctl took effect
-        os._exit(1)
-
-
-def describe_exit(pid: int, status: int) -> str:
-    """Resque's dirty-exit messages, for a signal or a non-zero exit code."""
-    if os.WIFSIGNALED(status):
-        sig = os.WTERMSIG(status)
-        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
-        return f"Child process received unhandled signal pid {pid} {name} (signal {sig})"
-    return f"Job exited with exit code {os.waitstatus_to_exitcode(status)}"
-
-
-def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
-
-
-def _child_signals() -> None:
-    """The parent decides what Ctrl-C, QUIT and USR1/2 mean; TERM from the parent
-    interrupts the job so its ``finally`` blocks run."""
-    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
-        signal.signal(sig, signal.SIG_IGN)
-    signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.set_wakeup_fd(-1)
-
-
-def _close_siblings() -> None:
-    """In a new child: close the parent's pipe ends to the other children."""
-    for fd in list(_PARENT_FDS):
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    _PARENT_FDS.clear()
-
-
-def _send(fd: int, data: bytes) -> None:
-    data = _HEADER.pack(len(data)) + data
-    while data:
-        data = data[os.write(fd, data) :]
-
-
-def _receive(fd: int) -> bytes | None:
-    """One message, or None at end of file (blocking; used by the child)."""
-    header = _read_exact(fd, _HEADER.size)
-    return None if header is None else _read_exact(fd, _HEADER.unpack(header)[0])
-
-
-def _read_exact(fd: int, size: int) -> bytes | None:
-    data = b""
-    while len(data) < size:
-        chunk = os.read(fd, size - len(data))
-        if not chunk:
-            return None
-        data += chunk
-    return data
-
-
-def spawn(body: Callable[[int, int], None], job_pipe: bool) -> Child:
-    """Fork a child that runs ``body(jobs, outcomes)`` and exits: it reads jobs from
-    ``jobs`` (with ``job_pipe``; -1 otherwise) and writes outcomes to ``outcomes``.
-    Any exception makes it exit 1, which the parent reports as a dirty exit."""
-    out_reader, out_writer = os.pipe()
-    job_reader, job_writer = os.pipe() if job_pipe else (-1, -1)
-    parent = os.getpid()
-    with _SPAWN_LOCK:
-        pid = os.fork()
-        if pid == 0:
-            code = 0
-            try:
-                _close_siblings()
-                _close(out_reader, job_writer)
-                die_with_parent(parent)
-                _child_signals()
-                body(job_reader, out_writer)
-            except BaseException:
-                code = 1
-            finally:
-                os._exit(code)
-        _close(out_writer, job_reader)
+def spawn(body: Callable[[int, int], None]) -> Child:
+    """Fork a child that runs ``body(jobs, outcomes)`` and exits (child.fork_child)."""
+    with SPAWN_LOCK:
+        pid, job_writer, out_reader = fork_child(body)
         child = Child(pid, os.pidfd_open(pid), out_reader, job_writer)
-        _PARENT_FDS.update(fd for fd in (child.pidfd, out_reader, job_writer) if fd >= 0)
+        PARENT_FDS.update((child.pidfd, out_reader, job_writer))
     return child
-
-
-def _close(*fds: int) -> None:
-    for fd in fds:
-        if fd >= 0:
-            os.close(fd)
-
-
-@dataclass
-class Child:
-    """A child process and the pipes to talk to it."""
-
-    pid: int
-    pidfd: int
-    reader: int  # outcomes from the child
-    writer: int = -1  # jobs to the child (prefork)
-    jobs: int = 0
-
-    def close(self) -> None:
-        for fd in (self.pidfd, self.reader, self.writer):
-            if fd >= 0:
-                os.close(fd)
-                _PARENT_FDS.discard(fd)
-        self.pidfd = self.reader = self.writer = -1
 
 
 def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Events) -> Outcome:
@@ -189,7 +78,7 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
             if not chunk:
                 watched.remove(child.reader)
         if child.pidfd in ready:
-            status = os.waitpid(child.pid, 0)[1]
+            status = child.wait()
             buffer += _read_available(child.reader)  # what it wrote before dying
             break
         if in_main and stop.wakeup_fd in ready:
@@ -233,13 +122,13 @@ def _read_available(fd: int) -> bytes:
 
 def _message(buffer: bytearray) -> bytes | None:
     """Take one complete message off the front of ``buffer``, if there is one."""
-    if len(buffer) < _HEADER.size:
+    if len(buffer) < HEADER.size:
         return None
-    size = _HEADER.unpack(buffer[: _HEADER.size])[0]
-    if len(buffer) < _HEADER.size + size:
+    size = HEADER.unpack(buffer[: HEADER.size])[0]
+    if len(buffer) < HEADER.size + size:
         return None
-    message = bytes(buffer[_HEADER.size : _HEADER.size + size])
-    del buffer[: _HEADER.size + size]
+    message = bytes(buffer[HEADER.size : HEADER.size + size])
+    del buffer[: HEADER.size + size]
     return message
 
 
@@ -269,31 +158,39 @@ def _is_main_thread() -> bool:
 
 
 class ForkExecutor:
-    """One child process per job (Resque's model)."""
+    """One child process per job (Resque's model), forked ahead of its job by the
+    zygote (zygote.py), a small process that imported only the application."""
 
     name = "fork"
     runs_in_thread = False
 
-    def __init__(self, events: Events) -> None:
+    def __init__(
+        self, events: Events, app: tuple[str, ...] = (), jobs: Registry = registry
+    ) -> None:
         self.events = events
+        self.zygote = Zygote(app, events, jobs)
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        child = spawn(lambda jobs, outcomes: self._child(job, outcomes), job_pipe=False)
+        message = job.queue_name.encode() + b"\n" + job.payload.encode().encode()
+        while True:
+            child = self.zygote.take()
+            try:
+                send(child.writer, message)
+                break
+            except BrokenPipeError:  # it died while waiting (killed from outside): the next
+                self.zygote.done(child.pid)
+                child.close()
         started()
         outcome = watch(child, job, timeout, stop, self.events)
-        if child.pid:  # reported, then exits: reap it
-            os.waitpid(child.pid, 0)
+        if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
+            self.zygote.done(child.pid)
             child.close()
         return outcome
 
-    def _child(self, job: Job, outcomes: int) -> None:
-        self.events.trigger("after_fork", job)
-        _send(outcomes, perform(job, self.events).encode())
-
     def close(self) -> None:
-        pass
+        self.zygote.close()
 
 
 class PreforkExecutor:
@@ -320,9 +217,9 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        child = self.child or spawn(self._child_loop, job_pipe=True)
+        child = self.child or spawn(self._child_loop)
         self.child = child
-        _send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
+        send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
         started()
         outcome = watch(child, job, timeout, stop, self.events)
         if not child.pid:  # it died (crash, timeout, kill): a new one next time
@@ -335,14 +232,14 @@ class PreforkExecutor:
         return outcome
 
     def _child_loop(self, jobs: int, outcomes: int) -> None:
-        while (message := _receive(jobs)) is not None:
+        while (message := receive(jobs)) is not None:
             queue, _, raw = message.partition(b"\n")
             payload = Payload.decode(raw)
             job = self.registry.get(payload.class_name)(payload, queue.decode())
             self.events.trigger("after_fork", job)
             outcome = perform(job, self.events)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-            _send(outcomes, outcome.encode())
+            send(outcomes, outcome.encode())
 
     def _retire(self) -> None:
         """Close the child's job pipe: it finishes its loop and exits; reap it."""
@@ -350,7 +247,7 @@ class PreforkExecutor:
             return
         child, self.child = self.child, None
         os.close(child.writer)
-        _PARENT_FDS.discard(child.writer)
+        PARENT_FDS.discard(child.writer)
         child.writer = -1
         if not select.select([child.pidfd], [], [], 5.0)[0]:
             _kill(child.pid, signal.SIGKILL)  # it did not finish its loop in time

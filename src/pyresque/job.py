@@ -10,12 +10,14 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
-from pyresque.limits import Limit
 from pyresque.payload import Payload
 from pyresque.retry import RetryPolicy
 from pyresque.unique import Unique
+
+if TYPE_CHECKING:  # limits.py talks to Redis; job children (zygote.py) never import it
+    from pyresque.limits import Limit
 
 
 class DontPerform(Exception):

@@ -39,15 +39,19 @@ def _reject(value: object) -> Any:
     )
 
 
+# One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_reject
+)
+
+
 def dumps(value: Any) -> str:
     """Compact JSON as Ruby's ``json`` gem writes it (raw UTF-8, ``/`` unescaped).
 
     Raises ``TypeError`` naming the offending value when something is not JSON.
     """
     try:
-        return json.dumps(
-            value, separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_reject
-        )
+        return _ENCODER.encode(value)
     except ValueError as exc:  # NaN / Infinity, circular references
         bad = _non_finite(value)
         reason = f"{bad!r} is not a JSON number" if bad is not None else str(exc)

@@ -6,7 +6,6 @@ the test helpers), so a job behaves the same whichever way it runs.
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 import json
 import logging
@@ -14,8 +13,8 @@ from collections.abc import Callable, Coroutine
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+from pyresque.errors import backtrace_of, exception_name
 from pyresque.events import Events
-from pyresque.failure import backtrace_of, exception_name
 from pyresque.job import DontPerform, Job
 from pyresque.payload import dumps
 
@@ -90,7 +89,13 @@ def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
 AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
 
 
-def perform(job: Job, events: Events, run_async: AsyncRunner = asyncio.run) -> Outcome:
+def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio  # here, not at the top: job children of sync apps never pay for it
+
+    return asyncio.run(coroutine)
+
+
+def perform(job: Job, events: Events, run_async: AsyncRunner | None = None) -> Outcome:
     """Run ``job`` with its hooks: set_up, before_perform, perform, tear_down, after_perform.
 
     An ``async def perform`` is awaited by ``run_async``: a fresh event loop by default,
@@ -103,7 +108,7 @@ def perform(job: Job, events: Events, run_async: AsyncRunner = asyncio.run) -> O
         try:
             result = job.run_perform()
             if inspect.iscoroutine(result):
-                result = run_async(result)
+                result = (run_async or _run_on_new_loop)(result)
         finally:
             job.tear_down()
         events.trigger("after_perform", job)

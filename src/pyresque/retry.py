@@ -23,7 +23,7 @@ from datetime import datetime
 from functools import cache
 from typing import Any
 
-from pyresque.failure import resque_time
+from pyresque.errors import resque_time
 from pyresque.payload import Payload
 
 #: How many attempts' errors a payload keeps (the oldest are dropped first).

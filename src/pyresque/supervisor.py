@@ -24,7 +24,7 @@ from types import FrameType
 import setproctitle
 
 from pyresque import __version__
-from pyresque.forking import die_with_parent
+from pyresque.child import die_with_parent
 
 log = logging.getLogger("pyresque.supervisor")
 

@@ -19,9 +19,8 @@ whoever moves, starts or finishes the job releases exactly its own lock.
 
 from __future__ import annotations
 
-import hashlib
 import json
-import uuid
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -56,8 +55,10 @@ class Unique:
         else:
             # Sorted keys: {"a":1,"b":2} and {"b":2,"a":1} are the same arguments.
             canonical = json.dumps(args, sort_keys=True, separators=(",", ":"), default=str)
+            import hashlib  # here: loading OpenSSL would grow every job child (zygote.py)
+
             identity = f"{class_name}:{hashlib.sha1(canonical.encode()).hexdigest()}"
-        return UniqueLock(identity, self.until, uuid.uuid4().hex, int(self.ttl * 1000))
+        return UniqueLock(identity, self.until, os.urandom(16).hex(), int(self.ttl * 1000))
 
 
 @dataclass(frozen=True)

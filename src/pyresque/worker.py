@@ -82,6 +82,9 @@ class WorkerOptions:
     max_memory_mb: int = 0  # prefork: recycle a child whose peak memory passes this (0: never)
     pidfile: str | None = None
     with_scheduler: bool = False  # also run a scheduler (scheduler.py) in a background thread
+    # The application's modules (--app): fork mode's zygote imports them in a fresh
+    # interpreter; with none, the zygote is a copy of this process (zygote.py).
+    app: tuple[str, ...] = ()
 
 
 def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> list[Executor]:
@@ -90,7 +93,7 @@ def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> li
     if mode not in DEFAULT_CONCURRENCY:
         raise ValueError(f"unknown execution mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "fork":
-        return [ForkExecutor(events)]
+        return [ForkExecutor(events, options.app, jobs)]
     if mode == "inline":
         return [InlineExecutor(events)]
     n = options.concurrency or DEFAULT_CONCURRENCY[mode] or os.cpu_count() or 2
