@@ -81,26 +81,31 @@ class Zygote:
         self.exits: dict[int, int] = {}
 
     def take(self) -> Child:
-        """The child waiting for a job; the zygote starts forking the next one."""
-        if self.sock is None:
-            self._start()
-        while not self.ready:
-            if not self._receive(timeout=None):
-                self.close()
-                raise ZygoteError(
-                    "fork mode's zygote exited before forking a child; its error is above"
-                )
-        child = self.ready.popleft()
-        self.running.add(child.pid)
-        self._tell(b"next")
-        return child
+        """The next child waiting for a job; the zygote starts forking another. A zygote
+        that died (killed, say) is replaced; one that dies before forking twice in a row
+        (the application fails to import) is an error."""
+        for _ in range(2):
+            if self.sock is None:
+                self._start()
+            while not self.ready and self._receive(timeout=None):
+                pass
+            if self.ready:
+                child = self.ready.popleft()
+                self.running.add(child.pid)
+                self._tell(b"next")
+                return child
+            self.close()
+        raise ZygoteError("fork mode's zygote exited before forking a child; its error is above")
 
     def exit_status(self, pid: int, timeout: float = 5.0) -> int:
         """How child ``pid`` exited, once the zygote has reaped it (it is exiting)."""
         deadline = time.monotonic() + timeout
-        while pid not in self.exits:
+        while pid not in self.exits and self.sock is not None:
             left = deadline - time.monotonic()
-            if left <= 0 or not self._receive(timeout=left):
+            if left <= 0:
+                break
+            if not self._receive(timeout=left):
+                self.close()  # it died (its children with it): the next take() starts another
                 break
         self.running.discard(pid)
         return self.exits.pop(pid, UNKNOWN_STATUS)

@@ -1,0 +1,115 @@
+"""Fork mode's zygote (zygote.py): job children come from a small process that never
+imported the Redis client, each job gets a new one, and a zygote that dies is replaced."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from e2e_support import Procs, State, parent_of, pid_alive, wait_for
+from pyresque import Events, Job, Registry, Resque, Worker, WorkerOptions
+
+PROBE_APP = """
+import json, os, sys
+from pathlib import Path
+
+from pyresque import Job
+
+
+def _parent_of(pid):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("PPid:"):
+            return int(line.split()[1])
+
+
+class Probe(Job):
+    def perform(self):
+        seen = {
+            "pid": os.getpid(),
+            "ppid": os.getppid(),
+            "grandparent": _parent_of(os.getppid()),
+            "modules": sorted(m for m in ("redis", "asyncio", "ssl", "click") if m in sys.modules),
+        }
+        with open(os.environ["PROBE_OUT"], "a") as out:
+            out.write(json.dumps(seen) + "\\n")
+"""
+
+
+def test_each_job_runs_in_a_new_child_of_a_zygote_that_never_imported_redis(
+    procs: Procs, rq: Resque, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    app, out = tmp_path / "probe_app.py", tmp_path / "probe.jsonl"
+    app.write_text(PROBE_APP)
+    for n in range(3):
+        rq.enqueue("default", "Probe", {"n": n})
+    worker = procs.cli(
+        ["worker", "--app", str(app), "--redis-url", redis_url, "--namespace", namespace]
+        + ["--queue", "default", "--interval", "0"],
+        namespace,
+        env={"PROBE_OUT": str(out)},
+    )
+    assert worker.wait_exit(15) == 0, worker.log()
+    seen = [json.loads(line) for line in out.read_text().splitlines()]
+    assert len(seen) == 3
+    assert len({s["pid"] for s in seen}) == 3  # a new process per job
+    [zygote] = {s["ppid"] for s in seen}  # all forked by one zygote...
+    assert zygote != worker.pid
+    assert {s["grandparent"] for s in seen} == {worker.pid}  # ...a child of the worker
+    assert all(s["modules"] == [] for s in seen)  # no Redis client, ssl, asyncio or CLI
+
+
+def test_a_killed_zygote_fails_its_running_job_and_is_replaced(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    worker = procs.worker(namespace, "default")
+    rq.enqueue("default", "Block", {"tag": "zygote"})
+    [started] = state.wait_event("Block", "started")
+    zygote = started["ppid"]
+    assert parent_of(zygote) == worker.pid
+
+    os.kill(zygote, signal.SIGKILL)
+    # The job's child dies with its zygote: a dirty exit, and the worker goes on.
+    wait_for(lambda: not pid_alive(started["pid"]), 5, "the job child to die with its zygote")
+    [record] = state.wait_failed(1)
+    assert record["exception"] == "pyresque.DirtyExit"
+    assert f"pid {started['pid']}" in record["error"]
+    rq.enqueue("default", "Succeed", {"after": "zygote"})
+    [ran] = state.wait_event("Succeed", "perform")
+    assert ran["ppid"] != zygote  # a new zygote
+    assert parent_of(ran["ppid"]) == worker.pid
+    assert worker.running()
+
+
+class _Embedded(Job, register=False):
+    def perform(self) -> None:
+        Path(os.environ["EMBEDDED_OUT"]).write_text(
+            json.dumps({"pid": os.getpid(), "redis": "redis" in sys.modules})
+        )
+
+
+def test_a_worker_started_from_code_forks_its_zygote_from_itself(
+    redis_url: str, namespace: str, tmp_path: Path, monkeypatch: Any
+) -> None:
+    """No --app modules to import: children are copies of the worker's own process, so
+    they see what the application set up at run time (here, a listener)."""
+    out, hooked = tmp_path / "embedded.json", tmp_path / "after_fork"
+    monkeypatch.setenv("EMBEDDED_OUT", str(out))
+    events, jobs = Events(), Registry()
+    jobs.register(_Embedded)
+    events.listen("after_fork", lambda job: hooked.write_text(str(os.getpid())))
+    resque = Resque(redis_url, namespace=namespace, events=events, registry=jobs)
+    try:
+        resque.enqueue("q", _Embedded, None)
+        worker = Worker(resque, "q", WorkerOptions(interval=0, mode="fork"))
+        worker.work()
+    finally:
+        resque.redis.close()
+    assert worker.processed == 1 and worker.failed == 0
+    ran = json.loads(out.read_text())
+    assert ran["pid"] != os.getpid()
+    assert ran["redis"]  # a copy of this process, which did import it
+    assert hooked.read_text() == str(ran["pid"])  # the run-time listener ran in the child
