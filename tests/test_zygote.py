@@ -46,12 +46,8 @@ def test_each_job_runs_in_a_new_child_of_a_zygote_that_never_imported_redis(
     app.write_text(PROBE_APP)
     for n in range(3):
         rq.enqueue("default", "Probe", {"n": n})
-    worker = procs.cli(
-        ["worker", "--app", str(app), "--redis-url", redis_url, "--namespace", namespace]
-        + ["--queue", "default", "--interval", "0"],
-        namespace,
-        env={"PROBE_OUT": str(out)},
-    )
+    argv = ["worker", "--app", str(app), "--redis-url", redis_url, "--namespace", namespace]
+    worker = procs.cli([*argv, "--interval", "0"], namespace, env={"PROBE_OUT": str(out)})
     assert worker.wait_exit(15) == 0, worker.log()
     seen = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(seen) == 3
@@ -108,7 +104,8 @@ def test_a_worker_started_from_code_forks_its_zygote_from_itself(
         worker.work()
     finally:
         resque.redis.close()
-    assert worker.processed == 1 and worker.failed == 0
+    assert worker.processed == 1
+    assert worker.failed == 0
     ran = json.loads(out.read_text())
     assert ran["pid"] != os.getpid()
     assert ran["redis"]  # a copy of this process, which did import it
