@@ -47,7 +47,8 @@ def test_each_job_runs_in_a_new_child_of_a_zygote_that_never_imported_redis(
     for n in range(3):
         rq.enqueue("default", "Probe", {"n": n})
     argv = ["worker", "--app", str(app), "--redis-url", redis_url, "--namespace", namespace]
-    worker = procs.cli([*argv, "--interval", "0"], namespace, env={"PROBE_OUT": str(out)})
+    argv += ["--queue", "default", "--interval", "0"]
+    worker = procs.cli(argv, namespace, env={"PROBE_OUT": str(out)})
     assert worker.wait_exit(15) == 0, worker.log()
     seen = [json.loads(line) for line in out.read_text().splitlines()]
     assert len(seen) == 3
