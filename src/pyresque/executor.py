@@ -64,6 +64,9 @@ class Executor(Protocol):
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome: ...
 
+    # Before the first job, so it finds its processes ready (fork: the zygote).
+    def start(self) -> None: ...
+
     def close(self) -> None: ...
 
 
@@ -100,6 +103,9 @@ class InlineExecutor:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
 
+    def start(self) -> None:
+        pass
+
     def close(self) -> None:
         pass
 
@@ -119,6 +125,9 @@ class ThreadExecutor:
     ) -> Outcome:
         started()
         return perform(job, self.events)
+
+    def start(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -175,6 +184,9 @@ class AsyncioExecutor:
     ) -> Outcome:
         started()
         return perform(job, self.events, lambda coro: self.loop.run(coro, timeout, stop))
+
+    def start(self) -> None:
+        pass
 
     def close(self) -> None:
         self.loop.close()

@@ -117,6 +117,7 @@ class Fetcher:
         self.queues = queues
         self._lease_ms = lease_ms
         self._resolved: list[str] = [] if queues.dynamic else queues.included
+        self._claim_keys: tuple[list[str] | None, list[str]] = (None, [])
 
     def refresh(self) -> list[str]:
         """Re-expand globs against the queues that exist now (called once per idle cycle)."""
@@ -147,15 +148,17 @@ class Fetcher:
 
     def _claim_call(self, token: str) -> tuple[list[str], list[Any]]:
         queues = self._resolved
-        keys = [
-            self._keys.pause_all,
-            self._keys.leases,
-            self._keys.inflight(self._worker_id),
-            self._keys.worker(self._worker_id),
-            *[self._keys.queue(q) for q in queues],
-            *[self._keys.wake(q) for q in queues],
-        ]
-        return keys, [self._worker_id, token, self._lease_ms, *queues]
+        if self._claim_keys[0] is not queues:  # built again only when the queues change
+            keys = [
+                self._keys.pause_all,
+                self._keys.leases,
+                self._keys.inflight(self._worker_id),
+                self._keys.worker(self._worker_id),
+                *[self._keys.queue(q) for q in queues],
+                *[self._keys.wake(q) for q in queues],
+            ]
+            self._claim_keys = (queues, keys)
+        return self._claim_keys[1], [self._worker_id, token, self._lease_ms, *queues]
 
     @staticmethod
     def _claimed(reply: list[bytes], token: str) -> Claim | Paused | None:

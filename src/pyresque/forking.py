@@ -189,6 +189,9 @@ class ForkExecutor:
             child.close()
         return outcome
 
+    def start(self) -> None:
+        self.zygote.start()
+
     def close(self) -> None:
         self.zygote.close()
 
@@ -217,8 +220,9 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        child = self.child or spawn(self._child_loop)
-        self.child = child
+        self.start()
+        child = self.child
+        assert child is not None
         send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
         started()
         outcome = watch(child, job, timeout, stop, self.events)
@@ -240,6 +244,9 @@ class PreforkExecutor:
             outcome = perform(job, self.events)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             send(outcomes, outcome.encode())
+
+    def start(self) -> None:
+        self.child = self.child or spawn(self._child_loop)
 
     def _retire(self) -> None:
         """Close the child's job pipe: it finishes its loop and exits; reap it."""

@@ -8,16 +8,17 @@ so queue priority holds exactly as with one processor.
 
 from __future__ import annotations
 
+import itertools
 import logging
+import os
 import random
 import threading
 import time
-import uuid
 from typing import TYPE_CHECKING
 
 import redis
 
-from pyresque.connection import raw, text
+from pyresque.connection import dedicated, raw, text
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher
@@ -46,7 +47,13 @@ class Processor:
         self.worker = worker
         self.executor = executor
         self._keys = worker.resque.keys
-        self._redis = worker.resque.redis
+        self._redis = dedicated(worker.resque.redis)
+        # Claim tokens: unique in this worker's in-flight hash, also across restarts
+        # under the same worker id (a reused pid), and cheaper than a uuid4 each.
+        self._finish_keys_minute = -1
+        self._finish_keys_cached: list[str] = []
+        self._token_prefix = os.urandom(6).hex()
+        self._token_count = itertools.count()
         self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, worker.lease_ms)
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
@@ -58,6 +65,14 @@ class Processor:
         self._redis_ok = True
         self._backoff = 0.1
         self._last_refresh = 0.0
+
+    def close(self) -> None:
+        """Stop the executor and give the connection back (the worker is stopping)."""
+        self.executor.close()
+        self._redis.close()
+
+    def _new_token(self) -> str:
+        return f"{self._token_prefix}-{next(self._token_count)}"
 
     @property
     def in_main_thread(self) -> bool:
@@ -97,7 +112,7 @@ class Processor:
             self._wait(pause_wait, block=False)
             return None
         self._refresh_queues()
-        token = worker.hold(uuid.uuid4().hex)
+        token = worker.hold(self._new_token())
         try:
             claim = self.fetcher.claim(token)
         except _REDIS_DOWN:
@@ -223,17 +238,7 @@ class Processor:
             return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
-        keys = [
-            self._keys.inflight(worker.id),
-            self._keys.worker(worker.id),
-            self._keys.stat("processed"),
-            self._keys.stat("processed", worker.id),
-            self._keys.stat("failed"),
-            self._keys.stat("failed", worker.id),
-            self._keys.failed,
-            *history_keys(self._keys),
-            self._keys.class_stats,
-        ]
+        keys = self._finish_keys()
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.policies.finish_plan(claim, payload, outcome)
         status_key = (
@@ -262,7 +267,7 @@ class Processor:
         next_token = None
         if claim_next and not worker.shutting_down and not worker.paused:
             self._refresh_queues()
-            next_token = worker.hold(uuid.uuid4().hex)
+            next_token = worker.hold(self._new_token())
         try:
             recorded, next_claim = self.fetcher.finish(keys, args, next_token)
         except _REDIS_DOWN:
@@ -283,6 +288,26 @@ class Processor:
                 outcome.kind,
             )
         return next_claim if isinstance(next_claim, Claim) else None
+
+    def _finish_keys(self) -> list[str]:
+        """finish.lua's first KEYS (a new list): they change only with the minute, for
+        the history counters, so they are built once a minute."""
+        minute = int(time.time() // 60)
+        if minute != self._finish_keys_minute:
+            k, wid = self._keys, self.worker.id
+            self._finish_keys_cached = [
+                k.inflight(wid),
+                k.worker(wid),
+                k.stat("processed"),
+                k.stat("processed", wid),
+                k.stat("failed"),
+                k.stat("failed", wid),
+                k.failed,
+                *history_keys(k),
+                k.class_stats,
+            ]
+            self._finish_keys_minute = minute
+        return list(self._finish_keys_cached)
 
     def _give_back(self, claim: Claim) -> None:
         """Put a claimed job back at the head of its queue, not counted as an attempt."""

@@ -89,8 +89,8 @@ class RunningMarker(threading.Thread):
     """Marks tracked jobs RUNNING off the hot path.
 
     php-resque's RUNNING costs a round trip per job that carries an id, tracked or
-    not. Instead, this thread writes it ``delay`` seconds after the job started, if
-    the job is still running: a job that ends sooner goes straight from WAITING to
+    not. Instead, this thread writes it ``delay`` to ``2 * delay`` seconds after the job
+    started, if the job is still running: a job that ends sooner goes straight from WAITING to
     COMPLETE or FAILED, which no observer could have told apart from a RUNNING that
     lasted a few milliseconds.
     """
@@ -102,6 +102,7 @@ class RunningMarker(threading.Thread):
         self.delay = delay
         self._marks: list[Mark] = []  # in start order, so the earliest due comes first
         self._wake = threading.Condition()
+        self._asleep = False  # waiting with no timeout: a new mark must notify
         self._stopped = False
 
     def started(self, payload: Payload) -> Mark | None:
@@ -111,7 +112,7 @@ class RunningMarker(threading.Thread):
         mark = Mark(self._keys.status(payload.id, payload.prefix), time.monotonic() + self.delay)
         with self._wake:
             self._marks.append(mark)
-            if len(self._marks) == 1:  # otherwise the thread already waits for an earlier one
+            if self._asleep:  # otherwise the thread wakes by itself within ``delay``
                 self._wake.notify()
         return mark
 
@@ -129,13 +130,23 @@ class RunningMarker(threading.Thread):
 
     def _next(self) -> Mark | None:
         # Wakes once per ``delay`` at most, not once per job: marks of jobs that ended
-        # meanwhile are dropped unseen.
+        # meanwhile are dropped unseen. With none left it waits one ``delay`` more before
+        # sleeping until notified, so a worker busy with short jobs never has to wake it
+        # (a notify per job costs a system call and a thread switch).
+        lingered = False
         with self._wake:
             while not self._stopped:
                 self._marks = [m for m in self._marks if not m.done]
                 if not self._marks:
-                    self._wake.wait()
+                    if lingered:
+                        self._asleep = True
+                        self._wake.wait()
+                        self._asleep = lingered = False
+                    else:
+                        self._wake.wait(self.delay)
+                        lingered = True
                     continue
+                lingered = False
                 wait = self._marks[0].due - time.monotonic()
                 if wait > 0:
                     self._wake.wait(wait)

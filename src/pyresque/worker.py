@@ -212,6 +212,8 @@ class Worker:
         self._with_redis(self._first_beat)
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
+        for processor in self.processors:
+            processor.executor.start()
         self.heartbeat.start()
         self.running_marker.start()
         if self._on_ready:
@@ -236,7 +238,7 @@ class Worker:
         self.heartbeat.stop()
         self.running_marker.stop()
         for processor in self.processors:
-            processor.executor.close()
+            processor.close()
         try:
             self.give_back_orphans(all_jobs=True)  # never leave a job claimed
             scripts.run(

@@ -81,21 +81,12 @@ class Zygote:
         self.exits: dict[int, int] = {}
 
     def take(self) -> Child:
-        """The next child waiting for a job; the zygote starts forking another. A zygote
-        that died (killed, say) is replaced; one that dies before forking twice in a row
-        (the application fails to import) is an error."""
-        for _ in range(2):
-            if self.sock is None:
-                self._start()
-            while not self.ready and self._receive(timeout=None):
-                pass
-            if self.ready:
-                child = self.ready.popleft()
-                self.running.add(child.pid)
-                self._tell(b"next")
-                return child
-            self.close()
-        raise ZygoteError("fork mode's zygote exited before forking a child; its error is above")
+        """The next child waiting for a job; the zygote starts forking another."""
+        self.start()
+        child = self.ready.popleft()
+        self.running.add(child.pid)
+        self._tell(b"next")
+        return child
 
     def exit_status(self, pid: int, timeout: float = 5.0) -> int:
         """How child ``pid`` exited, once the zygote has reaped it (it is exiting)."""
@@ -140,7 +131,21 @@ class Zygote:
 
     # --- inside the worker --------------------------------------------------------
 
-    def _start(self) -> None:
+    def start(self) -> None:
+        """Start the zygote unless it runs, and wait until a child is ready. A zygote that
+        died (killed, say) is replaced; one that dies before forking twice in a row (the
+        application fails to import) is an error."""
+        for _ in range(2):
+            if self.sock is None:
+                self._spawn()
+            while not self.ready and self._receive(timeout=None):
+                pass
+            if self.ready:
+                return
+            self.close()
+        raise ZygoteError("fork mode's zygote exited before forking a child; its error is above")
+
+    def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if self.app:
             # A fresh interpreter on the worker's sys.path, told the worker's log level.
