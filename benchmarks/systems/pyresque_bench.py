@@ -53,11 +53,11 @@ ASYNC_JOBS: dict[str, type[Job]] = {
 
 #: What each mode is, and how it runs the I/O-bound workload (10 at once).
 KNOWN = {
-    "fork": Mode("fork", "a child process per job (Resque's default)", speed=600),
-    "inline": Mode("inline", "jobs run in the worker process", speed=3000),
-    "prefork": Mode("prefork", "long-lived job child processes, reused", speed=2000),
-    "threads": Mode("threads", "jobs on N threads of the worker", speed=2500),
-    "asyncio": Mode("asyncio", "async def perform on one event loop", speed=2500),
+    "fork": Mode("fork", "a child process per job (Resque's default)", speed=800),
+    "inline": Mode("inline", "jobs run in the worker process", speed=6000),
+    "prefork": Mode("prefork", "long-lived job child processes, reused", speed=3000),
+    "threads": Mode("threads", "jobs on N threads of the worker", speed=5000),
+    "asyncio": Mode("asyncio", "async def perform on one event loop", speed=3500),
 }
 #: Modes with --concurrency: these run the I/O-bound workload, 10 jobs at once.
 CONCURRENT = ("prefork", "threads", "asyncio")
