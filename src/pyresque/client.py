@@ -37,7 +37,11 @@ from pyresque.unique import Unique, UniqueLock
 _CHUNK = 1000
 
 
-@dataclass(frozen=True)
+#: What makes a call fail because Redis cannot be reached (reported as RedisUnavailable).
+_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
+@dataclass(slots=True)
 class Enqueued:
     """One job to enqueue, with its options (``enqueue_many`` takes a list of these).
 
@@ -146,13 +150,15 @@ class Resque:
         if payload is None:
             return None
         lock = self._unique_lock(item, payload, scheduled=False)
-        with self._connection():
+        try:
             if lock is not None:
                 call = self._unique_call(item, payload, lock)
                 if not scripts.run(self.redis, "enqueue_unique", *call):
                     return None
             else:
                 scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
+        except _REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
         self._after_enqueue(item, payload)
         return payload.id
 
@@ -304,7 +310,7 @@ class Resque:
     def _connection(self) -> Iterator[None]:
         try:
             yield
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except _REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
 
     # --- raw queue access -----------------------------------------------------

@@ -98,4 +98,3 @@ def dedicated(client: redis.Redis) -> redis.Redis:
     one), and skipping the pool's per-call checkout and its check for stray data
     saves ~8 us a call. ``close()`` gives the connection back."""
     return redis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
-

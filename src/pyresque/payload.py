@@ -80,7 +80,7 @@ def new_job_id() -> str:
     return os.urandom(16).hex()
 
 
-@dataclass
+@dataclass(slots=True)
 class Payload:
     """A decoded job payload. ``extra`` keeps fields we do not interpret."""
 

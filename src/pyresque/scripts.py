@@ -70,11 +70,27 @@ def run(
     With debug logging (``VVERBOSE``) every call is logged with its keys, and its
     reply unless it was queued on a pipeline.
     """
-    if not log.isEnabledFor(logging.DEBUG):
-        return _script(name)(keys=keys, args=args, client=client)
-    reply = _script(name)(keys=keys, args=args, client=client)
-    log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
+    reply = _call(_script(name), client, keys, args)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
     return reply
+
+
+def _call(
+    script: RedisScript,
+    client: redis.Redis | redis.client.Pipeline,
+    keys: list[str],
+    args: list[Any],
+) -> Any:
+    if isinstance(client, redis.client.Pipeline):
+        return script(keys=keys, args=args, client=client)  # the pipeline loads it if need be
+    # The hot path (every job, every enqueue): EVALSHA straight away, loading the
+    # script only when this server does not know it yet.
+    try:
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        script.sha = client.script_load(script.script)
+        return client.evalsha(script.sha, len(keys), *keys, *args)
 
 
 def _short(reply: Any) -> str:
