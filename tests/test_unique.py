@@ -197,8 +197,9 @@ def test_a_worker_that_dies_never_keeps_the_lock_forever(
     [lock] = locks(redis_client, namespace)
     assert 0 < redis_client.pttl(lock) <= 30_000
     dead = "deadhost:1:q"
-    claim = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1).claim("a" * 32)
-    assert claim is not None
+    claims = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1).claim(["a" * 32])
+    assert isinstance(claims, list)
+    assert len(claims) == 1
     recovery = Recovery(rq.redis, rq.keys, rq.registry)
     deadline = time.monotonic() + 5
     while not recovery.recover_worker(dead):  # once its 1 ms lease has expired

@@ -126,27 +126,27 @@ class Fetcher:
             self._resolved = self.queues.resolve(names)
         return self._resolved
 
-    def claim(self, token: str) -> Claim | Paused | None:
-        """Claim the next job in priority order under ``token``, or None when every queue
-        is empty."""
-        keys, args = self._claim_call(token)
-        return self._claimed(scripts.run(self._redis, "claim", keys, args), token)
+    def claim(self, tokens: list[str]) -> list[Claim] | Paused:
+        """Claim the next jobs in priority order, one per token (the first token's job
+        is the first in line); fewer, or none, when the queues run out."""
+        keys, args = self._claim_call(tokens)
+        return self._claimed(scripts.run(self._redis, "claim", keys, args), tokens)
 
     def finish(
-        self, keys: list[str], args: list[Any], next_token: str | None
-    ) -> tuple[bool, Claim | Paused | None]:
-        """Record how a job ended (finish.lua) and, given a token, claim the next job in
-        the same round trip. Returns (recorded, next claim); recorded is False when the
+        self, keys: list[str], args: list[Any], next_tokens: list[str]
+    ) -> tuple[bool, list[Claim] | Paused]:
+        """Record how a job ended (finish.lua) and claim the next jobs, one per token, in
+        the same round trip. Returns (recorded, next claims); recorded is False when the
         job had been recovered from us (fenced)."""
-        if next_token is None:
-            return bool(scripts.run(self._redis, "finish", keys, args)), None
-        claim_keys, claim_args = self._claim_call(next_token)
+        if not next_tokens:
+            return bool(scripts.run(self._redis, "finish", keys, args)), []
+        claim_keys, claim_args = self._claim_call(next_tokens)
         recorded, reply = scripts.run(
             self._redis, "finish_claim", keys + claim_keys, [len(keys), *args, *claim_args]
         )
-        return bool(recorded), self._claimed(reply, next_token)
+        return bool(recorded), self._claimed(reply, next_tokens)
 
-    def _claim_call(self, token: str) -> tuple[list[str], list[Any]]:
+    def _claim_call(self, tokens: list[str]) -> tuple[list[str], list[Any]]:
         queues = self._resolved
         if self._claim_keys[0] is not queues:  # built again only when the queues change
             keys = [
@@ -158,15 +158,16 @@ class Fetcher:
                 *[self._keys.wake(q) for q in queues],
             ]
             self._claim_keys = (queues, keys)
-        return self._claim_keys[1], [self._worker_id, token, self._lease_ms, *queues]
+        return self._claim_keys[1], [self._worker_id, " ".join(tokens), self._lease_ms, *queues]
 
     @staticmethod
-    def _claimed(reply: list[bytes], token: str) -> Claim | Paused | None:
-        if not reply:
-            return None
-        if reply[0] == b"paused":
+    def _claimed(reply: list[bytes], tokens: list[str]) -> list[Claim] | Paused:
+        if reply and reply[0] == b"paused":
             return PAUSED
-        return Claim(token, reply[0].decode(), reply[1])
+        return [
+            Claim(token, reply[i].decode(), reply[i + 1])
+            for token, i in zip(tokens, range(0, len(reply), 2), strict=False)
+        ]
 
     def wait(self, timeout: float) -> bool:
         """Block until a producer leaves a wake-up token on one of our queues, or ``timeout``.

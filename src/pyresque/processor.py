@@ -11,6 +11,7 @@ from __future__ import annotations
 import itertools
 import logging
 import os
+import queue
 import random
 import threading
 import time
@@ -21,7 +22,8 @@ import redis
 from pyresque.connection import dedicated, raw, text
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
-from pyresque.fetch import PAUSED, Claim, Fetcher
+from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
+from pyresque.handoff import Box, Handoff
 from pyresque.history import bucket_label, history_keys
 from pyresque.job import Job, UnknownJob
 from pyresque.payload import MalformedPayload, Payload
@@ -48,6 +50,7 @@ class Processor:
         self.executor = executor
         self._keys = worker.resque.keys
         self._redis = dedicated(worker.resque.redis)
+        self.box = Box()  # where another processor hands us a job (handoff.py)
         # Claim tokens: unique in this worker's in-flight hash, also across restarts
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
         self._finish_keys_minute = -1
@@ -111,25 +114,67 @@ class Processor:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
             return None
-        self._refresh_queues()
-        token = worker.hold(self._new_token())
+        handoff = worker.handoff
+        if handoff is not None and not handoff.enter(self.box):
+            message = self._wait_in_box(handoff)
+            if message != Box.WAIT:
+                return message if isinstance(message, Claim) else None
         try:
-            claim = self.fetcher.claim(token)
-        except _REDIS_DOWN:
-            worker.release(token)  # if the claim went through, _redis_back gives it back
-            raise
-        if not isinstance(claim, Claim):
-            worker.release(token)
-        if claim is PAUSED:
+            return self._claim_or_wait(pause_wait)
+        finally:
+            if handoff is not None:
+                handoff.stop_waiting()
+
+    def _claim_or_wait(self, pause_wait: float) -> Claim | None:
+        """Claim a job for this processor and for each free one (concurrent modes); with
+        nothing to claim, wait for a wake-up token (or the interval)."""
+        worker = self.worker
+        self._refresh_queues()
+        boxes, tokens = self._tokens_for_free()
+        claims: list[Claim] | Paused = []
+        try:
+            claims = self.fetcher.claim(tokens)
+        finally:  # even when the call failed: every box gets an answer
+            mine = self._hand_out(tokens, boxes, claims)
+        if mine is PAUSED:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
             return None
-        if isinstance(claim, Claim):
-            return claim
+        if isinstance(mine, Claim):
+            return mine
         if worker.options.interval > 0:
             worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
             self._wait(worker.options.interval, block=worker.options.blocking)
         return None
+
+    def _tokens_for_free(self) -> tuple[list[Box], list[str]]:
+        """The free processors' boxes, and a claim token each plus one for us (held: a
+        claim whose reply is lost is not an orphan)."""
+        boxes = self.worker.handoff.take_free() if self.worker.handoff else []
+        return boxes, [self.worker.hold(self._new_token()) for _ in range(1 + len(boxes))]
+
+    def _hand_out(
+        self, tokens: list[str], boxes: list[Box], claims: list[Claim] | Paused
+    ) -> Claim | Paused | None:
+        """Release the tokens that got no job, hand each box its job (or nothing), and
+        return ours: the first in line."""
+        got = claims if isinstance(claims, list) else []
+        for token in tokens[len(got) :]:
+            self.worker.release(token)  # if a lost reply claimed it, _redis_back gives it back
+        Handoff.hand_out(boxes, got[1:])
+        if isinstance(claims, Paused):
+            return PAUSED
+        return got[0] if got else None
+
+    def _wait_in_box(self, handoff: Handoff) -> Claim | str | None:
+        """Wait for another processor to hand us a job (or the waiting); give up only to
+        stop, looking at the shutdown flag once a second."""
+        while True:
+            try:
+                return self.box.get(timeout=1.0)
+            except queue.Empty:
+                if self.worker.shutting_down and handoff.leave(self.box):
+                    return None
 
     def _refresh_queues(self) -> None:
         """Re-expand queue globs at most once a second (one SMEMBERS)."""
@@ -264,20 +309,19 @@ class Processor:
             bucket_label(ms),
             *tail_args,
         ]
-        next_token = None
+        boxes: list[Box] = []
+        tokens: list[str] = []
         if claim_next and not worker.shutting_down and not worker.paused:
             self._refresh_queues()
-            next_token = worker.hold(self._new_token())
+            boxes, tokens = self._tokens_for_free()
+        recorded = False
+        claims: list[Claim] | Paused = []
         try:
-            recorded, next_claim = self.fetcher.finish(keys, args, next_token)
-        except _REDIS_DOWN:
-            if next_token:
-                worker.release(next_token)  # a lost next claim is given back as an orphan
-            raise
+            recorded, claims = self.fetcher.finish(keys, args, tokens)
+        finally:  # even when the call failed: every box gets an answer
+            next_claim = self._hand_out(tokens, boxes, claims)
         worker.policies.finished(claim, plan)
         worker.release(claim.token)
-        if next_token and not isinstance(next_claim, Claim):
-            worker.release(next_token)
         if recorded:
             worker.count(plan.outcome != "failed")
         else:

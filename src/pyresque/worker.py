@@ -42,6 +42,7 @@ from pyresque.executor import (
 )
 from pyresque.fetch import QueueList
 from pyresque.forking import ForkExecutor, PreforkExecutor
+from pyresque.handoff import Handoff
 from pyresque.job import Registry
 from pyresque.perform import Interrupted, JobTimeout
 from pyresque.policies import JobPolicies
@@ -158,6 +159,8 @@ class Worker:
         self.mode = executors[0].name
         # fork and inline run their one processor in the main thread, as Resque does.
         self._main = self.processors[0] if self.mode in ("fork", "inline") else None
+        # Concurrent modes: one call claims for every free processor (handoff.py).
+        self.handoff = Handoff() if self._main is None and len(self.processors) > 1 else None
 
     def __repr__(self) -> str:
         return f"Worker({self.id!r})"

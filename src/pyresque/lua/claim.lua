@@ -1,2 +1,2 @@
--- Claim the next job (see lib_claim.lua for KEYS and ARGV).
-return claim(KEYS, ARGV)
+-- Claim the next job for each of the given tokens (see lib_claim.lua for KEYS and ARGV).
+return claim_each(KEYS, ARGV)

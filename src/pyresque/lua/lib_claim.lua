@@ -8,6 +8,7 @@
 -- k[5 .. 4+n] queue lists, k[5+n .. 4+2n] their wake lists
 -- a[1] worker id   a[2] claim token   a[3] lease length (ms)   a[4 .. 3+n] queue names
 -- Returns {queue name, payload}, {} when every queue is empty, or {'paused'}.
+-- (claim_each, below, is what the scripts call.)
 local function claim(k, a)
   -- Idempotent: if this token already holds a job (the client re-sent the call after
   -- losing the reply), return that job instead of taking another one.
@@ -43,3 +44,26 @@ local function claim(k, a)
   end
   return {}
 end
+
+-- Claim a job for each of several tokens (a[2]: the tokens, separated by spaces):
+-- the processors of a worker that are free right now, served in one call, each
+-- job claimed exactly as `claim` does. Stops when every queue is empty.
+-- Returns {queue, payload, queue, payload, ...} in token order, {} or {'paused'}.
+local function claim_each(k, a)
+  local out = {}
+  local one = {unpack(a)}
+  for token in string.gmatch(a[2], '%S+') do
+    one[2] = token
+    local got = claim(k, one)
+    if got[1] == 'paused' then
+      return got
+    end
+    if #got == 0 then
+      break
+    end
+    out[#out + 1] = got[1]
+    out[#out + 1] = got[2]
+  end
+  return out
+end
+
