@@ -72,7 +72,7 @@ local function finish(k, a)
     code = 1
   end
   if status_key then
-    set_status(status_key, code, a[3], math.floor(now_ms() / 1000))
+    set_status(status_key, code, a[3])
   end
   if retry_key then
     schedule_item(k[retry_key], k[retry_key + 1], k[retry_key + 2], a[9], a[10], a[11])

@@ -38,6 +38,6 @@ else
   redis.call('RPUSH', KEYS[3], ARGV[4])
 end
 if KEYS[7] then
-  set_status(KEYS[7], code, 'null', math.floor(now_ms() / 1000))
+  set_status(KEYS[7], code, 'null')
 end
 return 1

@@ -1,4 +1,4 @@
 -- Move a tracked job to a new status (RUNNING when a worker starts it).
 -- KEYS[1] status key   ARGV[1] status code   ARGV[2] result (JSON)
-set_status(KEYS[1], tonumber(ARGV[1]), ARGV[2], math.floor(now_ms() / 1000))
+set_status(KEYS[1], tonumber(ARGV[1]), ARGV[2])
 return 1
