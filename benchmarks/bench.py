@@ -52,7 +52,7 @@ RUNS = HERE / ".runs"
 FLOORS_BEFORE = {
     "enqueue": ["lpush"],
     "bulk": ["lpush_pipelined"],
-    "drain": ["brpop", "fork"],
+    "drain": ["brpop", "fork", "fork_bare"],
     "pickup": ["pickup"],
 }
 WORKLOADS = ["enqueue", "bulk", "drain", "pickup", "io", "proxy_drain", "proxy_io"]

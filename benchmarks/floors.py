@@ -11,7 +11,8 @@ Each loop runs the record step every benchmark job runs (jobutil.record: one
 * ``lpush_pipelined``: N LPUSH commands in one pipeline: the floor for bulk enqueue;
 * ``fork``: N times ``os.fork()``, the child records and ``os._exit(0)``, the parent
   ``waitpid``, in a process that has imported what a pyresque worker imports (a
-  process's size sets the cost of its fork).
+  process's size sets the cost of its fork);
+* ``fork_bare``: the same loop in a bare interpreter (``python -S``), for reference.
 
 Items are the size of a pyresque payload. The results file is the measuring
 process's (``BENCH_RESULTS_FILE``), emptied before each loop.
@@ -23,6 +24,8 @@ import json
 import os
 import random
 import statistics
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -133,6 +136,32 @@ def fork(url: str, n: int) -> float:
     return rate
 
 
+_BARE_FORK = """
+import os, sys, time
+n, path = int(sys.argv[1]), sys.argv[2]
+started = time.perf_counter()
+for _ in range(n):
+    pid = os.fork()
+    if pid == 0:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        os.write(fd, f"{time.time():17.6f}\\n".encode())
+        os._exit(0)
+    os.waitpid(pid, 0)
+print(n / (time.perf_counter() - started))
+"""
+
+
+def fork_bare(url: str, n: int) -> float:
+    """The fork loop in a bare interpreter (``python -S``, nothing imported but the loop's
+    needs): what a fork costs from the smallest process Python makes. A reference, not
+    a target's floor: a worker, or fork mode's zygote, has the application imported."""
+    path = os.environ[jobutil.RESULTS_VAR]
+    argv = [sys.executable, "-S", "-c", _BARE_FORK, str(n), path]
+    rate = float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
+    _check(n)
+    return rate
+
+
 def _check(n: int) -> None:
     """Every iteration recorded, once."""
     found = jobutil.count(os.environ[jobutil.RESULTS_VAR])
@@ -145,4 +174,5 @@ FLOORS: dict[str, Callable[[str, int], float]] = {
     "lpush": lpush,
     "lpush_pipelined": lpush_pipelined,
     "fork": fork,
+    "fork_bare": fork_bare,
 }
