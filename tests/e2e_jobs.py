@@ -73,6 +73,17 @@ class Succeed(Job):
         return {"echo": self.args, "ok": True}
 
 
+_LEAKED: list[bytes] = []
+
+
+class Leak(Job):
+    """Keeps ``args.mb`` MB alive in its process (a leak), then records itself."""
+
+    def perform(self) -> None:
+        _LEAKED.append(b"x" * (int(self.args["mb"]) << 20))
+        record("Leak", "perform", args=self.args)
+
+
 class Positional(Job):
     """Ruby style: receives the payload's positional args."""
 
