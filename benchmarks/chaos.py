@@ -9,7 +9,8 @@ What it does (everything on loopback, in a private temporary directory):
    plus its start time, worker pid and child pid;
 3. starts ``pyresque worker --count <workers>`` (a supervisor and its workers);
 4. every ``--kill-every`` seconds SIGKILLs a random worker process (a child of the
-   supervisor, which restarts it) or a random job child (a grandchild);
+   supervisor, which restarts it), a random job child (forked by a worker's zygote),
+   or now and then a zygote (the worker starts another);
 5. restarts Redis ``--redis-restarts`` times, evenly spread over the run's progress;
 6. stops killing once every job has run at least once or is in ``failed``, waits
    until nothing is queued or in flight any more, then QUITs the workers;
@@ -296,6 +297,7 @@ class Report:
     pending: int = 0
     lost: list[int] = field(default_factory=list)
     worker_kills: int = 0
+    zygote_kills: int = 0
     job_kills: int = 0
     kills_holding_a_job: int = 0
     recovery_times: list[float] = field(default_factory=list)
@@ -477,16 +479,21 @@ class Chaos:
         assert self.supervisor is not None
         tree = process_tree()
         workers = tree.get(self.supervisor.pid, [])
-        children = [c for w in workers for c in tree.get(w, [])]
+        # Fork mode: a worker's child is its zygote, whose children run (or wait for) jobs.
+        zygotes = [z for w in workers for z in tree.get(w, [])]
+        children = [c for z in zygotes for c in tree.get(z, [])]
         now = time.monotonic()
         for pid in workers:
             self.first_seen.setdefault(pid, now)
         workers = [w for w in workers if now - self.first_seen[w] >= self.config.min_worker_age]
-        kinds = [k for k, pids in (("worker", workers), ("job", children)) if pids]
+        candidates = {"worker": workers, "zygote": zygotes, "job": children}
+        kinds = [k for k, pids in candidates.items() if pids]
         if not kinds:
             return
-        kind = self.random.choice(kinds)
-        pid = self.random.choice(workers if kind == "worker" else children)
+        # Job children are the usual victims; a zygote now and then (it takes its
+        # running child with it, and the worker starts another).
+        kind = self.random.choices(kinds, weights=[{"zygote": 1}.get(k, 4) for k in kinds])[0]
+        pid = self.random.choice(candidates[kind])
         try:
             os.kill(pid, signal.SIGKILL)
         except ProcessLookupError:
@@ -662,6 +669,7 @@ class Chaos:
         ]
         rep.complete = rep.settled_after is not None and not pending
         rep.worker_kills = sum(1 for k in self.kills if k.kind == "worker")
+        rep.zygote_kills = sum(1 for k in self.kills if k.kind == "zygote")
         rep.job_kills = sum(1 for k in self.kills if k.kind == "job")
         rep.redis_restarts = self.restarts
         self._recovery_times(r, pending)
@@ -772,8 +780,8 @@ def summary_lines(rep: Report) -> Iterator[tuple[str, str]]:
     yield (
         "kills performed",
         (
-            f"{rep.worker_kills + rep.job_kills} ({rep.worker_kills} workers, "
-            f"{rep.job_kills} job children)"
+            f"{rep.worker_kills + rep.zygote_kills + rep.job_kills} ({rep.worker_kills} "
+            f"workers, {rep.zygote_kills} zygotes, {rep.job_kills} job children)"
         ),
     )
     yield "killed workers holding a job", str(rep.kills_holding_a_job)

@@ -81,6 +81,35 @@ def test_a_killed_zygote_fails_its_running_job_and_is_replaced(
     assert worker.running()
 
 
+def children_of(pid: int) -> list[int]:
+    return [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+
+
+def test_a_job_whose_child_dies_before_taking_it_goes_back_and_runs_once(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    """Children wait for their job: one killed before it read its job never ran it, so
+    the job is requeued (not failed) and runs in another child."""
+    worker = procs.worker(namespace, "default")
+    state.wait_registered(state.worker_id(worker))
+    [zygote] = children_of(worker.pid)
+    spares = wait_for(lambda: children_of(zygote) if len(children_of(zygote)) == 2 else None, 5)
+    for pid in spares:  # frozen: the worker hands one the job, which it cannot read
+        os.kill(pid, signal.SIGSTOP)
+    rq.enqueue("default", "Succeed", {"n": "once"})
+    wait_for(lambda: state.qlen("default") == 0, 5, "the job to be handed to a child")
+    for pid in spares:
+        os.kill(pid, signal.SIGKILL)
+
+    [ran] = state.wait_event("Succeed", "perform")
+    assert ran["pid"] not in spares
+    state.wait_number("stat:processed", 1)
+    assert state.failed() == []
+    assert state.number("stat:failed") == 0
+    assert len(state.events("Succeed", "perform")) == 1
+    worker.wait_log("back at the head of its queue")
+
+
 class _Embedded(Job, register=False):
     def perform(self) -> None:
         Path(os.environ["EMBEDDED_OUT"]).write_text(

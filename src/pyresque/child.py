@@ -108,6 +108,13 @@ def fork_child(
     return pid, job_writer, out_reader
 
 
+def begin(fd: int) -> None:
+    """Tell the parent that the job is under way (an empty message, before anything of
+    the job runs): a child that dies before this never started its job, which then goes
+    back to its queue instead of failing (forking.watch)."""
+    send(fd, b"")
+
+
 def send(fd: int, data: bytes) -> None:
     data = HEADER.pack(len(data)) + data
     while data:

@@ -27,6 +27,7 @@ from pyresque.child import (
     PARENT_FDS,
     SPAWN_LOCK,
     Child,
+    begin,
     describe_exit,
     fork_child,
     receive,
@@ -60,8 +61,16 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
     status: int | None = None
     in_main = stop.wakeup_fd >= 0 and _is_main_thread()
     watched = [child.reader, child.pidfd] + ([stop.wakeup_fd] if in_main else [])
+    began = False  # the child took the job (child.begin)
+
+    def next_message() -> bytes | None:
+        nonlocal began
+        while (message := _message(buffer)) == b"":
+            began = True
+        return message
+
     while True:
-        message = _message(buffer)
+        message = next_message()
         if message is not None:
             break
         now = time.monotonic()
@@ -99,7 +108,7 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
         dead_pid, child.pid = child.pid, 0
     if reason == "timeout":
         return _failed(job, JobTimeout(f"job ran longer than its timeout of {timeout} s"), events)
-    message = message if status is None else _message(buffer)
+    message = message if status is None else next_message()
     if message is not None:
         outcome = Outcome.decode(message)
         if outcome.kind != "interrupted" or reason == "interrupted":
@@ -107,6 +116,8 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
     if reason == "interrupted":
         return Outcome("interrupted")
     assert status is not None
+    if not began and not reason:  # it died before taking the job (killed while waiting)
+        return Outcome("unstarted")
     return _failed(job, DirtyExit(describe_exit(dead_pid, status)), events)
 
 
@@ -237,6 +248,7 @@ class PreforkExecutor:
 
     def _child_loop(self, jobs: int, outcomes: int) -> None:
         while (message := receive(jobs)) is not None:
+            begin(outcomes)
             queue, _, raw = message.partition(b"\n")
             payload = Payload.decode(raw)
             job = self.registry.get(payload.class_name)(payload, queue.decode())

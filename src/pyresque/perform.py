@@ -45,7 +45,8 @@ class JobTimeout(Exception):
 
 @dataclass
 class Outcome:
-    """How a job ended. ``kind`` is ok, skipped (DontPerform), failed or interrupted."""
+    """How a job ended. ``kind`` is ok, skipped (DontPerform), failed, interrupted, or
+    unstarted (the process that was to run it died before it began: it is requeued)."""
 
     kind: str
     result: Any = None

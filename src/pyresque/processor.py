@@ -277,7 +277,8 @@ class Processor:
         claim_next: bool,
     ) -> Claim | None:
         worker = self.worker
-        if outcome.kind == "interrupted" and not worker.options.fail_interrupted:
+        interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
+        if interrupted or outcome.kind == "unstarted":  # back to the head of its queue
             self._give_back(claim)
             worker.policies.finished(claim)
             return None
@@ -363,7 +364,10 @@ class Processor:
     def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
         name = payload.class_name if payload else "?"
         job_id = payload.id if payload and payload.id else "-"
-        detail = f": {outcome.exception}: {outcome.error}" if outcome.kind == "failed" else ""
+        detail = {
+            "failed": f": {outcome.exception}: {outcome.error}",
+            "unstarted": ": its process died before taking it; back at the head of its queue",
+        }.get(outcome.kind, "")
         log.info(
             "job %s %s from %s %s in %.1f ms%s",
             job_id,

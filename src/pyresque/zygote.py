@@ -38,6 +38,7 @@ from pyresque.apps import LOG_FORMAT, import_apps
 from pyresque.child import (
     PARENT_FDS,
     Child,
+    begin,
     close_inherited,
     die_with_parent,
     fork_child,
@@ -296,6 +297,7 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, events: Events) -> N
     message = receive(jobs_fd)
     if message is None:
         return
+    begin(outcomes_fd)
     queue, _, raw = message.partition(b"\n")
     payload = Payload.decode(raw)
     job = jobs.get(payload.class_name)(payload, queue.decode())
