@@ -523,13 +523,14 @@ LIMITS = [
     "## What limits pyresque, and what would lift it",
     "",
     "- **One round trip per job, with the bookkeeping in it.** Finishing a job and claiming "
-    "the next is one Lua call: 21 Redis commands and ~20 us of Redis time per job (INFO "
+    "the next is one Lua call: 14 Redis commands and ~17 us of Redis time per job (INFO "
     "commandstats: the in-flight record, the lease, resque-web's `worker:<id>`, Resque's "
-    "stats, the dashboard's history, the idempotent claim), where the BRPOP floor runs one "
-    "command of ~2 us. With decoding the payload, the hooks and the outcome in Python, that "
-    "puts inline at about half the floor. Lift: count the history per process and flush it "
-    "with the heartbeat (4 commands fewer per job); in the concurrent modes, record the "
-    "finishes of jobs that end together in one call (their claims already share one).",
+    "stats, the idempotent claim; the dashboard's history is counted in the worker and "
+    "written once a second), where the BRPOP floor runs one command of ~2 us. With "
+    "decoding the payload, the hooks and the outcome in Python, that puts inline at about "
+    "half the floor, and the machine's drift moves it a few points either way between "
+    "runs. Lift: in the concurrent modes, record the finishes of jobs that end together in "
+    "one call (their claims already share one).",
     "- **Fork mode is CPU-bound** on 2 cores: per job the zygote forks a ~14 MB process "
     "(~0.35 ms), the child copies ~200 pages as it runs Python code (~0.6 ms, done before "
     "its job arrives) and exits, and the worker makes its round trip; a second worker adds "

@@ -80,34 +80,46 @@ class InlineExecutor:
 
     def __init__(self, events: Events) -> None:
         self.events = events
+        # The running job's stop flags and timeout, for the alarm handler (None: no job).
+        self._running: tuple[Stop, float | None] | None = None
+        self._previous: Any = None  # the SIGALRM handler before ours
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        def on_alarm(signum: int, frame: object) -> None:
-            if stop.interrupt:
-                raise Interrupted("the worker was told to stop and the grace period ended")
-            raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
-
         started()
         if threading.current_thread() is not threading.main_thread():
             # Signals reach only the main thread (a worker run from a thread, as in
             # tests): no timeout enforcement there.
             return perform(job, self.events)
-        previous = signal.signal(signal.SIGALRM, on_alarm)
+        # Installed once, not per job (two system calls); again if a job replaced it.
+        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+            previous = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._previous = self._previous if self._previous is not None else previous
+        self._running = (stop, timeout)
         if timeout:
             signal.setitimer(signal.ITIMER_REAL, timeout)
         try:
             return perform(job, self.events)
         finally:
-            signal.setitimer(signal.ITIMER_REAL, 0)
-            signal.signal(signal.SIGALRM, previous)
+            self._running = None
+            signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self._running is None:  # between jobs: nothing to stop
+            return
+        stop, timeout = self._running
+        if stop.interrupt:
+            raise Interrupted("the worker was told to stop and the grace period ended")
+        raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
 
     def start(self) -> None:
         pass
 
     def close(self) -> None:
-        pass
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, self._previous)
+            self._previous = None
 
 
 class ThreadExecutor:

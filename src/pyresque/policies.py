@@ -52,7 +52,7 @@ class FinishPlan:
     held: Held = NO_LIMITS  # the slots to give back
 
     def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
-        """The optional KEYS and the ARGV 8 to 13 of finish.lua (lib_finish.lua)."""
+        """The optional KEYS and the ARGV 5 to 10 of finish.lua (lib_finish.lua)."""
         extra = [status_key] if status_key else []
         if self.retry_item:
             ts = self.retry_at

@@ -24,7 +24,6 @@ from pyresque.executor import Executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
 from pyresque.handoff import Box, Handoff
-from pyresque.history import bucket_label, history_keys
 from pyresque.job import Job, UnknownJob
 from pyresque.payload import MalformedPayload, Payload
 from pyresque.perform import Interrupted, JobTimeout, Outcome
@@ -53,7 +52,6 @@ class Processor:
         self.box = Box()  # where another processor hands us a job (handoff.py)
         # Claim tokens: unique in this worker's in-flight hash, also across restarts
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
-        self._finish_keys_minute = -1
         self._finish_keys_cached: list[str] = []
         self._token_prefix = os.urandom(6).hex()
         self._token_count = itertools.count()
@@ -298,18 +296,7 @@ class Processor:
             record = failure_record(
                 shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
             )
-        ms = seconds * 1000
-        name = payload.class_name if payload else "(malformed)"
-        args = [
-            claim.token,
-            plan.outcome,
-            outcome.result_json(),
-            record,
-            name,
-            f"{ms:.3f}",
-            bucket_label(ms),
-            *tail_args,
-        ]
+        args = [claim.token, plan.outcome, outcome.result_json(), record, *tail_args]
         boxes: list[Box] = []
         tokens: list[str] = []
         if claim_next and not worker.shutting_down and not worker.paused:
@@ -324,6 +311,8 @@ class Processor:
         worker.policies.finished(claim, plan)
         worker.release(claim.token)
         if recorded:
+            name = payload.class_name if payload else "(malformed)"
+            worker.history.record(name, plan.outcome == "failed", seconds * 1000)
             worker.count(plan.outcome != "failed")
         else:
             log.warning(
@@ -335,10 +324,8 @@ class Processor:
         return next_claim if isinstance(next_claim, Claim) else None
 
     def _finish_keys(self) -> list[str]:
-        """finish.lua's first KEYS (a new list): they change only with the minute, for
-        the history counters, so they are built once a minute."""
-        minute = int(time.time() // 60)
-        if minute != self._finish_keys_minute:
+        """finish.lua's first KEYS (a new list), built once."""
+        if not self._finish_keys_cached:
             k, wid = self._keys, self.worker.id
             self._finish_keys_cached = [
                 k.inflight(wid),
@@ -348,10 +335,7 @@ class Processor:
                 k.stat("failed"),
                 k.stat("failed", wid),
                 k.failed,
-                *history_keys(k),
-                k.class_stats,
             ]
-            self._finish_keys_minute = minute
         return list(self._finish_keys_cached)
 
     def _give_back(self, claim: Claim) -> None:

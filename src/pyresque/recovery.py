@@ -30,6 +30,7 @@ import redis
 from pyresque import scripts
 from pyresque.connection import raw, text
 from pyresque.failure import failure_record
+from pyresque.history import HistoryBuffer
 from pyresque.job import Registry
 from pyresque.keys import Keys
 from pyresque.payload import Payload
@@ -224,6 +225,7 @@ class Heartbeat(threading.Thread):
         started: str,
         recovery: Recovery,
         on_command: Callable[[str], None],
+        history: HistoryBuffer,
     ) -> None:
         super().__init__(name="pyresque-heartbeat", daemon=True)
         self._redis = client
@@ -233,6 +235,7 @@ class Heartbeat(threading.Thread):
         self.started = started
         self.recovery = recovery
         self.on_command = on_command
+        self.history = history  # the worker's history counts: written on each beat
         self.interval = lease_ms / 1000 / 5
         self._stopped = threading.Event()
         self._healthy = True
@@ -259,6 +262,7 @@ class Heartbeat(threading.Thread):
             try:
                 for dead in self.beat():
                     self.recovery.recover_worker(dead)
+                self.history.flush(self._redis, self._keys)
                 delay = self.interval
                 if not self._healthy:
                     log.warning("heartbeat: Redis is back")

@@ -26,6 +26,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "finish_claim": ("clock", "status", "lock", "delayed", "release", "finish", "claim"),
     "set_status": ("clock", "status"),
     "heartbeat": ("clock",),
+    "history": (),
     "recover": ("clock", "status"),
     "reap": ("clock",),
     "retry_failed": (),

@@ -43,6 +43,7 @@ from pyresque.executor import (
 from pyresque.fetch import QueueList
 from pyresque.forking import ForkExecutor, PreforkExecutor
 from pyresque.handoff import Handoff
+from pyresque.history import HistoryBuffer
 from pyresque.job import Registry
 from pyresque.perform import Interrupted, JobTimeout
 from pyresque.policies import JobPolicies
@@ -132,6 +133,7 @@ class Worker:
         self.recovery = Recovery(
             resque.redis, keys, resque.registry, self.options.max_crashes, self.id
         )
+        self.history = HistoryBuffer()  # written by the heartbeat, once a second
         self.heartbeat = Heartbeat(
             resque.redis,
             keys,
@@ -140,6 +142,7 @@ class Worker:
             started_text(),
             self.recovery,
             self._command,
+            self.history,
         )
         self.running_marker = RunningMarker(resque.redis, keys)
         self.stop = Stop(grace=self.options.term_timeout)
@@ -242,6 +245,10 @@ class Worker:
         self.running_marker.stop()
         for processor in self.processors:
             processor.close()
+        try:
+            self.history.flush(self.resque.redis, self._keys)
+        except redis.exceptions.RedisError as exc:
+            log.warning("the last second's history counts are lost: %s", exc)
         try:
             self.give_back_orphans(all_jobs=True)  # never leave a job claimed
             scripts.run(
