@@ -538,11 +538,18 @@ LIMITS = [
     "size of a worker, as the issue measured it (~550/s); the same loop in a bare "
     "interpreter (reference row) is ~4x faster, and fork mode reaches about a quarter of "
     "that. Lift: prefork mode for short jobs (no fork per job).",
+    "- **Idle pickup** takes one round trip more than the floor's: a woken worker claims "
+    "the job (the Lua claim that records it in flight, so it is never lost) before it runs "
+    "it, so pyresque's p50 is about twice the bare BRPOP process's, which itself moves "
+    "between 0.3 and 0.45 ms with the machine's state; the 1 ms target sits inside that "
+    "drift. Lift: a blocking claim (BLMOVE from the queue into a per-worker list that "
+    "recovery reads) would save that round trip for workers of a single queue.",
     "- **Enqueue per call** is one Lua call (the queue, the `queues` set, the status, the "
     "wake-up token: all or nothing): ~2.7 us of Redis time against LPUSH's 0.15 us, 8 "
     "arguments instead of 2, and ~4 us to build and encode the payload. redis-py's own "
     "cost per call (~60 us here: a pool checkout with a poll, packing, parsing) is the same "
-    "for both, so the ratio sits near 80%. Lift: little is left in Python; a client in C.",
+    "for both, so the ratio sits near 80% and the machine's drift decides the side. Lift: "
+    "little is left in Python; a client in C.",
     "",
 ]
 
