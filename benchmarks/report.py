@@ -523,10 +523,10 @@ LIMITS = [
     "## What limits pyresque, and what would lift it",
     "",
     "- **One round trip per job, with the bookkeeping in it.** Finishing a job and claiming "
-    "the next is one Lua call: 14 Redis commands and ~17 us of Redis time per job (INFO "
-    "commandstats: the in-flight record, the lease, resque-web's `worker:<id>`, Resque's "
-    "stats, the idempotent claim; the dashboard's history is counted in the worker and "
-    "written once a second), where the BRPOP floor runs one command of ~2 us. With "
+    "the next is one Lua call: ~16 Redis commands (EVALSHA included) and ~17 us of Redis time "
+    "per job (INFO commandstats: the in-flight record, the lease, resque-web's `worker:<id>`, "
+    "Resque's stats, the idempotent claim; the dashboard's history is counted in the worker "
+    "and written once a second), where the BRPOP floor runs one command of ~2 us. With "
     "decoding the payload, the hooks and the outcome in Python, that puts inline at about "
     "half the floor, and the machine's drift moves it a few points either way between "
     "runs. Lift: in the concurrent modes, record the finishes of jobs that end together in "
@@ -540,9 +540,9 @@ LIMITS = [
     "that. Lift: prefork mode for short jobs (no fork per job).",
     "- **Idle pickup** takes one round trip more than the floor's: a woken worker claims "
     "the job (the Lua claim that records it in flight, so it is never lost) before it runs "
-    "it, so pyresque's p50 is about twice the bare BRPOP process's, which itself moves "
-    "between 0.3 and 0.45 ms with the machine's state; the 1 ms target sits inside that "
-    "drift. Lift: a blocking claim (BLMOVE from the queue into a per-worker list that "
+    "it, so pyresque's p50 is 2 to 2.5 times the bare BRPOP process's, which itself moved "
+    "between 0.2 and 0.46 ms from run to run on this machine; the 1 ms target sits inside "
+    "that drift (0.68 ms in a run where the floor was 0.30 ms). Lift: a blocking claim (BLMOVE from the queue into a per-worker list that "
     "recovery reads) would save that round trip for workers of a single queue.",
     "- **Enqueue per call** is one Lua call (the queue, the `queues` set, the status, the "
     "wake-up token: all or nothing): ~2.7 us of Redis time against LPUSH's 0.15 us, 8 "
