@@ -542,8 +542,9 @@ LIMITS = [
     "the job (the Lua claim that records it in flight, so it is never lost) before it runs "
     "it, so pyresque's p50 is 2 to 2.5 times the bare BRPOP process's, which itself moved "
     "between 0.2 and 0.46 ms from run to run on this machine; the 1 ms target sits inside "
-    "that drift (0.68 ms in a run where the floor was 0.30 ms). Lift: a blocking claim (BLMOVE from the queue into a per-worker list that "
-    "recovery reads) would save that round trip for workers of a single queue.",
+    "that drift (0.68 ms in a run where the floor was 0.30 ms). Lift: a blocking claim "
+    "(BLMOVE from the queue into a per-worker list that recovery reads) would save that "
+    "round trip for workers of a single queue.",
     "- **Enqueue per call** is one Lua call (the queue, the `queues` set, the status, the "
     "wake-up token: all or nothing): ~2.7 us of Redis time against LPUSH's 0.15 us, 8 "
     "arguments instead of 2, and ~4 us to build and encode the payload. redis-py's own "
