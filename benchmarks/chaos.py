@@ -69,6 +69,7 @@ from typing import Any, TypeVar, cast
 import redis
 
 from pyresque import Enqueued, Resque
+from pyresque.cli import without_settings
 from pyresque.server import RedisServer, find_free_port
 
 HERE = Path(__file__).resolve().parent
@@ -78,14 +79,6 @@ QUEUE = "chaos"
 HOST = socket.gethostname()
 _PR_SET_PDEATHSIG = 1
 
-#: Environment variables the worker CLI reads; dropped so the caller's shell cannot leak in.
-_CLI_VARS = (
-    "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "PIDFILE", "FORK_PER_JOB", "PREFIX",
-    "RESQUE_NAMESPACE", "REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB", "APP_INCLUDE",
-    "VERBOSE", "LOGGING", "VVERBOSE", "PYRESQUE_LEASE_TTL", "RESQUE_TERM_TIMEOUT",
-    "PYRESQUE_FAIL_INTERRUPTED", "PYRESQUE_MAX_CRASHES", "RESQUE_PROCLINE_PREFIX",
-    "PYRESQUE_MODE", "CONCURRENCY", "PYRESQUE_MAX_JOBS_PER_CHILD", "PYRESQUE_MAX_MEMORY_MB",
-)  # fmt: skip
 
 T = TypeVar("T")
 
@@ -400,7 +393,7 @@ class Chaos:
 
     def _start_workers(self) -> None:
         cfg = self.config
-        env = {k: v for k, v in os.environ.items() if k not in _CLI_VARS}
+        env = without_settings(os.environ)
         env.update(
             CHAOS_REDIS_URL=self.server.url,
             CHAOS_NS=NAMESPACE,

@@ -21,31 +21,11 @@ from typing import Any, TypeVar, cast
 import pytest
 import redis
 
+from pyresque.cli import without_settings
+
 TESTS = Path(__file__).resolve().parent
 JOBS = TESTS / "e2e_jobs.py"
 HOST = socket.gethostname()
-
-#: Environment variables the CLI reads (plus every PYRESQUE_* and RESQUE_* one);
-#: removed so the caller's shell cannot leak into the processes under test.
-_CONFIG_VARS = (
-    "CONCURRENCY",
-    "QUEUE",
-    "QUEUES",
-    "INTERVAL",
-    "BLOCKING",
-    "COUNT",
-    "PIDFILE",
-    "FORK_PER_JOB",
-    "PREFIX",
-    "RESQUE_NAMESPACE",
-    "REDIS_URL",
-    "REDIS_BACKEND",
-    "REDIS_BACKEND_DB",
-    "APP_INCLUDE",
-    "VERBOSE",
-    "LOGGING",
-    "VVERBOSE",
-)
 
 T = TypeVar("T")
 
@@ -216,11 +196,7 @@ class Procs:
         self.started: list[Proc] = []
 
     def env(self, namespace: str, extra: dict[str, str] | None = None) -> dict[str, str]:
-        env = {
-            k: v
-            for k, v in os.environ.items()
-            if k not in _CONFIG_VARS and not k.startswith(("PYRESQUE_", "RESQUE_"))
-        }
+        env = without_settings(os.environ)
         env.update(E2E_REDIS_URL=self.redis_url, E2E_NS=namespace, PYTHONUNBUFFERED="1")
         env.update(extra or {})
         return env

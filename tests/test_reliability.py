@@ -30,6 +30,7 @@ import redis
 
 from e2e_support import NamespaceState, Proc, parent_of, pid_alive, spawn, wait_for
 from pyresque import Enqueued, Events, RedisUnavailable, Resque, scripts
+from pyresque.cli import without_settings
 from pyresque.connection import connect
 from pyresque.server import RedisServer, find_free_port
 
@@ -38,14 +39,6 @@ JOBS = TESTS / "reliability_jobs.py"
 HOST = socket.gethostname()
 QUEUE = "q"
 
-#: Environment variables the CLI reads; removed so the caller's shell cannot leak in.
-_CLI_VARS = (
-    "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "PIDFILE", "FORK_PER_JOB", "PREFIX",
-    "RESQUE_NAMESPACE", "REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB", "APP_INCLUDE",
-    "VERBOSE", "LOGGING", "VVERBOSE", "PYRESQUE_LEASE_TTL", "RESQUE_TERM_TIMEOUT",
-    "PYRESQUE_FAIL_INTERRUPTED", "PYRESQUE_MAX_CRASHES", "RESQUE_PROCLINE_PREFIX",
-    "PYRESQUE_MODE", "CONCURRENCY", "PYRESQUE_MAX_JOBS_PER_CHILD", "PYRESQUE_MAX_MEMORY_MB",
-)  # fmt: skip
 
 # --- processes (Linux /proc) ----------------------------------------------------------
 
@@ -112,7 +105,7 @@ class Procs:
         queues: str = QUEUE,
         lease_ttl: float = 1.0,
     ) -> WorkerProc:
-        env = {k: v for k, v in os.environ.items() if k not in _CLI_VARS}
+        env = without_settings(os.environ)
         env.update(REL_REDIS_URL=url, REL_NS=namespace, PYTHONUNBUFFERED="1")
         argv = [
             sys.executable, "-m", "pyresque.cli", "worker",

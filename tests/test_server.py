@@ -18,13 +18,13 @@ from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 import pyresque.server as server_module
+from e2e_support import pid_alive
 from pyresque.cli import main
 from pyresque.server import (
     ENV_VAR,
     RedisServer,
     ServerNotFound,
     ServerStartError,
-    _pid_alive,
     embedded_server_binary,
     find_free_port,
     find_server_binary,
@@ -204,7 +204,7 @@ def test_start_stop_leaves_no_process_and_no_files() -> None:
     assert server_pid(server.port) == pid
     assert (directory / "server.log").exists()
     server.stop()
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     assert not directory.exists()
     assert server.pid is None
     server.stop()  # idempotent
@@ -217,7 +217,7 @@ def test_context_manager_and_fixed_port() -> None:
         assert client_for(port).ping()
         pid = server.pid
     assert pid is not None
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
 
 
 def test_restart_with_appendonly_keeps_data_port_and_directory() -> None:
@@ -229,7 +229,7 @@ def test_restart_with_appendonly_keeps_data_port_and_directory() -> None:
         assert (server.port, server.directory) == (port, directory)
         assert server.pid != old_pid
         assert old_pid is not None
-        assert not _pid_alive(old_pid)
+        assert not pid_alive(old_pid)
         assert client.lrange("q", 0, -1) == [b"job-1", b"job-2"]
         client.close()
 
@@ -241,7 +241,7 @@ def test_kill_then_restart_with_appendonly_keeps_acknowledged_writes() -> None:
         pid = server.pid
         assert pid is not None
         server.kill()
-        assert not _pid_alive(pid)
+        assert not pid_alive(pid)
         assert not server.running
         with pytest.raises(redis.ConnectionError):
             client.ping()
@@ -281,7 +281,7 @@ def test_interpreter_exit_stops_servers_and_removes_directories(
     pid_text, running_dir, killed_dir = read_line(proc).split()
     _, stderr = proc.communicate(timeout=2.5)
     assert proc.returncode == 0, stderr.decode()
-    assert not _pid_alive(int(pid_text))
+    assert not pid_alive(int(pid_text))
     assert not Path(running_dir).exists()
     assert not Path(killed_dir).exists()
 
@@ -304,7 +304,7 @@ def test_server_dies_with_its_parent(
     assert server_pid(port) == pid
     parent.kill()  # no atexit, no cleanup: only the kernel can stop the server now
     parent.wait()
-    wait_until(lambda: not _pid_alive(pid), what=f"orphan server {pid} to exit")
+    wait_until(lambda: not pid_alive(pid), what=f"orphan server {pid} to exit")
 
 
 # ---------------------------------------------------------------------------------- CLI
@@ -325,7 +325,7 @@ def test_cli_server_runs_until_signal(
     proc.send_signal(signum)
     _, stderr = proc.communicate(timeout=2.5)
     assert proc.returncode == 0, stderr.decode()
-    assert not _pid_alive(pid)
+    assert not pid_alive(pid)
     assert server_pid(port) is None
 
 

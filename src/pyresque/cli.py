@@ -15,19 +15,18 @@ import signal
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 import click
-import redis
 
 from pyresque import cron
 from pyresque.apps import LOG_FORMAT, app_specs, import_apps
 from pyresque.client import Resque
-from pyresque.connection import unavailable, url_from_env
+from pyresque.connection import REDIS_DOWN, unavailable, url_from_env
 from pyresque.control import WorkerInfo, list_workers, send_command
 from pyresque.failure import Failures
 from pyresque.fetch import QueueList
@@ -102,7 +101,7 @@ class _CLI(click.Group):
             _fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             _fail("aborted", 1)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             _fail(str(exc), 1)
         sys.exit(code if isinstance(code, int) else 0)
 
@@ -147,7 +146,7 @@ def _connect(redis_url: str | None, namespace: str) -> Resque:
     resque = Resque(redis_url or url_from_env(), namespace=namespace)
     try:
         resque.redis.ping()
-    except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+    except REDIS_DOWN as exc:
         raise unavailable(resque.redis, exc) from exc
     return resque
 
@@ -160,6 +159,25 @@ def _table(rows: list[list[str]], headers: list[str]) -> None:
     widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
     for row in [headers, *rows]:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+#: The environment variables the commands read under Resque's names; all the others
+#: start with PYRESQUE_ or RESQUE_.
+ENV_VARS = (
+    "QUEUE", "QUEUES", "INTERVAL", "BLOCKING", "COUNT", "CONCURRENCY", "PIDFILE",
+    "FORK_PER_JOB", "PREFIX", "REDIS_URL", "REDIS_BACKEND", "REDIS_BACKEND_DB",
+    "APP_INCLUDE", "VERBOSE", "LOGGING", "VVERBOSE",
+)  # fmt: skip
+
+
+def without_settings(environ: Mapping[str, str]) -> dict[str, str]:
+    """``environ`` without any variable the commands read: for starting workers that
+    take every setting from their arguments (tests, benchmarks), whatever the shell set."""
+    return {
+        k: v
+        for k, v in environ.items()
+        if k not in ENV_VARS and not k.startswith(("PYRESQUE_", "RESQUE_"))
+    }
 
 
 def _env_flag(name: str) -> bool | None:

@@ -20,7 +20,7 @@ from typing import Any, cast
 import redis
 
 from pyresque import scripts
-from pyresque.connection import connect, describe, raw, text, unavailable
+from pyresque.connection import REDIS_DOWN, connect, describe, raw, text, unavailable
 from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
 from pyresque.events import Events
 from pyresque.events import events as default_events
@@ -35,10 +35,6 @@ from pyresque.unique import Unique, UniqueLock
 
 #: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
 _CHUNK = 1000
-
-
-#: What makes a call fail because Redis cannot be reached (reported as RedisUnavailable).
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @dataclass(slots=True)
@@ -157,7 +153,7 @@ class Resque:
                     return None
             else:
                 scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         self._after_enqueue(item, payload)
         return payload.id
@@ -310,7 +306,7 @@ class Resque:
     def _connection(self) -> Iterator[None]:
         try:
             yield
-        except _REDIS_DOWN as exc:
+        except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
 
     # --- raw queue access -----------------------------------------------------

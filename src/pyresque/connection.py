@@ -11,6 +11,10 @@ from redis.retry import Retry
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
+#: What a call raises when Redis cannot be reached (down, cut off, or not answering).
+REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+
+
 class RedisUnavailable(redis.exceptions.ConnectionError):
     """Redis could not be reached; the message says where we tried and what to check."""
 

@@ -25,7 +25,6 @@ import math
 from collections import Counter
 from collections.abc import Iterator
 
-import redis
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily
 from prometheus_client.metrics_core import Metric
@@ -33,6 +32,7 @@ from prometheus_client.registry import Collector
 
 from pyresque import history
 from pyresque.client import Resque
+from pyresque.connection import REDIS_DOWN
 from pyresque.control import list_workers
 from pyresque.web_data import queue_summaries
 
@@ -63,7 +63,7 @@ class ResqueCollector(Collector):
         up = GaugeMetricFamily("resque_up", "1 if Redis answered this scrape", labels=["namespace"])
         try:
             metrics = list(self._read())
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError):
+        except REDIS_DOWN:
             up.add_metric(ns, 0)
             yield up
             return

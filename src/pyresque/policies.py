@@ -26,6 +26,7 @@ from typing import Any
 import redis
 
 from pyresque import scripts
+from pyresque.connection import REDIS_DOWN
 from pyresque.delayed import due_second, item_json
 from pyresque.fetch import Claim
 from pyresque.job import Job, Registry
@@ -37,8 +38,6 @@ from pyresque.retry import next_attempt, policy_for
 from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.worker")
-
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 @dataclass(frozen=True)
@@ -97,7 +96,7 @@ class JobPolicies:
         and its claim released: the caller just moves on."""
         try:
             held = self.limiter.acquire(job, claim.token, claim.queue)
-        except _REDIS_DOWN:
+        except REDIS_DOWN:
             # Not held any more: once Redis is back, the worker gives the job back.
             self._release_token(claim.token)
             raise

@@ -17,9 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-import redis
-
-from pyresque.connection import dedicated, raw, text
+from pyresque.connection import REDIS_DOWN, dedicated, raw, text
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
@@ -33,8 +31,6 @@ if TYPE_CHECKING:
     from pyresque.worker import Worker
 
 log = logging.getLogger("pyresque.worker")
-
-_REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 
 class Wake(Exception):
@@ -50,9 +46,19 @@ class Processor:
         self._keys = worker.resque.keys
         self._redis = dedicated(worker.resque.redis)
         self.box = Box()  # where another processor hands us a job (handoff.py)
+        wid = worker.id
+        # finish.lua's first KEYS, the same for every job (lib_finish.lua).
+        self._finish_keys = [
+            self._keys.inflight(wid),
+            self._keys.worker(wid),
+            self._keys.stat("processed"),
+            self._keys.stat("processed", wid),
+            self._keys.stat("failed"),
+            self._keys.stat("failed", wid),
+            self._keys.failed,
+        ]
         # Claim tokens: unique in this worker's in-flight hash, also across restarts
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
-        self._finish_keys_cached: list[str] = []
         self._token_prefix = os.urandom(6).hex()
         self._token_count = itertools.count()
         self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, worker.lease_ms)
@@ -95,7 +101,7 @@ class Processor:
                 # Finishing a job claims the next one in the same round trip.
                 claim = self._process(claim)
                 self._redis_back()
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 claim = None  # a claim whose reply was lost is given back by _redis_back
                 self._redis_down(exc)
             except Wake:
@@ -260,7 +266,7 @@ class Processor:
                 next_claim = self._record(claim, payload, outcome, seconds, not retrying)
                 self._redis_back()  # after a retry: gives back a claim whose reply was lost
                 return next_claim
-            except _REDIS_DOWN as exc:
+            except REDIS_DOWN as exc:
                 retrying = True
                 self._redis_down(exc)
                 if self.worker.stop.kill:  # exit now: the lease will expire, others recover
@@ -282,14 +288,13 @@ class Processor:
             return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
-        keys = self._finish_keys()
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.policies.finish_plan(claim, payload, outcome)
         status_key = (
             self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
         )
         tail_keys, tail_args = plan.tail(self._keys, status_key)
-        keys += tail_keys
+        keys = self._finish_keys + tail_keys
         record = ""
         if plan.outcome == "failed":
             shown = payload.to_dict() if payload else claim.raw.decode("utf-8", "backslashreplace")
@@ -322,21 +327,6 @@ class Processor:
                 outcome.kind,
             )
         return next_claim if isinstance(next_claim, Claim) else None
-
-    def _finish_keys(self) -> list[str]:
-        """finish.lua's first KEYS (a new list), built once."""
-        if not self._finish_keys_cached:
-            k, wid = self._keys, self.worker.id
-            self._finish_keys_cached = [
-                k.inflight(wid),
-                k.worker(wid),
-                k.stat("processed"),
-                k.stat("processed", wid),
-                k.stat("failed"),
-                k.stat("failed", wid),
-                k.failed,
-            ]
-        return list(self._finish_keys_cached)
 
     def _give_back(self, claim: Claim) -> None:
         """Put a claimed job back at the head of its queue, not counted as an attempt."""

@@ -207,21 +207,6 @@ def _stop_all_servers() -> None:
             server.stop()
 
 
-def _pid_alive(pid: int) -> bool:
-    """True if *pid* exists and is not a zombie."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    try:
-        stat = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return True
-    return stat.rpartition(")")[2].split()[0] != "Z"
-
-
 # --------------------------------------------------------------------------- server
 
 

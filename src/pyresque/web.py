@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 
 from pyresque import __version__, metrics, web_data, web_svg
 from pyresque.client import Resque
-from pyresque.connection import describe, url_from_env
+from pyresque.connection import REDIS_DOWN, describe, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
 from pyresque.web_auth import (
     CSRF_COOKIE,
@@ -296,7 +296,7 @@ class Dashboard:
         params = {**request.query_params, **request.path_params}
         try:
             loaded = await self._load(loader, params)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         context = {"page": name, "title": name.capitalize(), **loaded}
         return self.render(request, template, context)
@@ -306,7 +306,7 @@ class Dashboard:
         params = {**request.query_params, **request.path_params}
         try:
             loaded = await self._load(API[name], params)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         except web_data.Stale as exc:
             return self._error(request, 404, str(exc))
@@ -369,7 +369,7 @@ class Dashboard:
         as_json = _wants_json(request)
         try:
             count = await run_in_threadpool(ACTIONS[name], self.resque, form)
-        except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+        except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         except web_data.Stale as exc:
             if as_json:

@@ -30,6 +30,7 @@ import setproctitle
 
 from pyresque import __version__, cron, scripts
 from pyresque.client import Resque
+from pyresque.connection import REDIS_DOWN
 from pyresque.events import Events
 from pyresque.executor import (
     AsyncioExecutor,
@@ -274,7 +275,7 @@ class Worker:
             try:
                 step()
                 return
-            except (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError) as exc:
+            except REDIS_DOWN as exc:
                 log.error("Redis unavailable (%s); retrying in %.1f s", exc, delay)
                 self.sleep(delay)
                 delay = min(delay * 2, 10.0)
