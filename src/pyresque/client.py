@@ -29,6 +29,7 @@ from pyresque.job import DontCreate, Job, JobFunction, JobRef, Registry, job_nam
 from pyresque.job import registry as default_registry
 from pyresque.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.payload import Dialect, Payload, dumps
+from pyresque.producer import check_args, check_job, check_queue, check_timeout, wire
 from pyresque.retry import RetryPolicy
 from pyresque.status import JobStatus, Status, waiting_packet
 from pyresque.unique import Unique, UniqueLock
@@ -161,7 +162,11 @@ class Resque:
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
         returns their ids in order (None where a hook vetoed one, or an equal unique
-        job was already enqueued). Unique jobs take one Lua call each."""
+        job was already enqueued). Unique jobs take one Lua call each. Every job is
+        checked before any is written: one invalid job raises and writes nothing."""
+        jobs = list(jobs)
+        for item in jobs:
+            self._check(item)
         pipe = self.redis.pipeline(transaction=False)
         ids: list[str | None] = []
         done: list[tuple[Enqueued, Payload]] = []
@@ -208,9 +213,16 @@ class Resque:
             self._after_enqueue(item, payload)
         return ids
 
+    @staticmethod
+    def _check(item: Enqueued) -> None:
+        """Raise TypeError/ValueError, saying what to change, for a job no worker could take."""
+        check_queue(item.queue)
+        check_job(item.job)
+        item.args = check_args(item.args)
+        check_timeout(item.timeout)
+
     def _prepare(self, item: Enqueued) -> Payload | None:
-        if not item.queue:
-            raise ValueError("a queue name is required")
+        self._check(item)
         name = job_name(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
@@ -221,7 +233,7 @@ class Resque:
         if item.retry is not None:
             payload.extra["retry"] = item.retry.to_dict()
         # Not encoded here: the script call encodes each payload once, and raises
-        # TypeError naming a value that is not JSON before anything is written.
+        # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
         job_class = self._job_class(item.job)
         try:
             if job_class and job_class.before_enqueue(item.queue, item.args) is False:
@@ -241,7 +253,7 @@ class Resque:
             keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
             status = waiting_packet()
         args = [item.queue, status, "head" if item.at_front else "tail"]
-        return keys, args + [p.encode() for p in payloads]
+        return keys, args + [wire(p.encode()) for p in payloads]
 
     def _push_keys(self, queue: str) -> list[str]:
         """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
@@ -266,6 +278,7 @@ class Resque:
         policy = item.unique or (job_class.unique if job_class else None)
         if policy is None or (policy.until == "queued" and not scheduled):
             return None
+        wire(dumps(payload.args))  # the lock's digest needs arguments that encode
         lock = policy.lock_for(payload.class_name, payload.args)
         lock.stamp(payload)
         return lock
@@ -284,7 +297,14 @@ class Resque:
         if item.track_status:
             keys.append(self.keys.status(payload.id or "", payload.prefix))
         where = "head" if item.at_front else "tail"
-        args = [lock.token, lock.ttl_ms, item.queue, where, payload.encode(), waiting_packet()]
+        args = [
+            lock.token,
+            lock.ttl_ms,
+            item.queue,
+            where,
+            wire(payload.encode()),
+            waiting_packet(),
+        ]
         return keys, args
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
@@ -313,14 +333,16 @@ class Resque:
 
     def push(self, queue: str, item: dict[str, Any]) -> None:
         """Push a raw payload, as ``Resque.push`` does (no hooks, no id added)."""
-        keys = [
-            self.keys.queues,
-            self.keys.queue(queue),
-            self.keys.wake(queue),
-            self.keys.queues_changed,
-        ]
+        check_queue(queue)
+        if not isinstance(item, dict):
+            raise TypeError(
+                f"item must be a dict payload {{class, args}}, got {type(item).__name__}"
+            )
+        check_job(item.get("class"))
+        check_args(item.get("args", []))
+        encoded = wire(dumps(item))
         with self._connection():
-            scripts.run(self.redis, "enqueue", keys, [queue, "", "tail", dumps(item)])
+            scripts.run(self.redis, "enqueue", self._push_keys(queue), [queue, "", "tail", encoded])
 
     def pop(self, queue: str) -> Any:
         """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
@@ -442,6 +464,7 @@ class Resque:
         if item.track_status and payload.id:
             status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
         entry = item_json(payload, item.queue, item.at_front)
+        wire(entry)
         with self._connection():
             if not self.delayed.schedule(timestamp, entry, lock, status):
                 return None
