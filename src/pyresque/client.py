@@ -557,8 +557,8 @@ class Resque:
         name = job_name(job) if job is not None else None
         found = self.delayed.find(name, list(args) if args else None, job_id)
         return sum(
-            self.delayed.take(timestamp, list(jobs), action)
-            for timestamp, jobs in groupby(found, key=lambda j: j.timestamp)
+            self.delayed.take(slot, list(jobs), action)
+            for slot, jobs in groupby(found, key=lambda j: j.slot)
         )
 
     def payload_for(self, item: Enqueued) -> Payload | None:

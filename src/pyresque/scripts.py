@@ -9,6 +9,7 @@ when the namespace is a hash tag.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -34,6 +35,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "unlock": ("lock",),
     "schedule": ("lock", "delayed"),
     "delayed_take": ("push", "lock"),
+    "delayed_unschedule": (),
     "cron_leader": ("lock",),
     "cron_fire": ("push",),
     "limit_acquire": ("clock", "limits"),
@@ -63,7 +65,7 @@ def _script(name: str) -> RedisScript:
 def run(
     client: redis.Redis | redis.client.Pipeline,
     name: str,
-    keys: list[str],
+    keys: Sequence[str | bytes],
     args: list[Any],
 ) -> Any:
     """Run script ``name``; on a pipeline this queues the call (loaded on execute).
@@ -80,7 +82,7 @@ def run(
 def _call(
     script: RedisScript,
     client: redis.Redis | redis.client.Pipeline,
-    keys: list[str],
+    keys: Sequence[str | bytes],
     args: list[Any],
 ) -> Any:
     if isinstance(client, redis.client.Pipeline):

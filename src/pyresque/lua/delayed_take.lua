@@ -11,10 +11,16 @@
 -- KEYS[4] queues-changed list; then for each item, in order:
 --   timestamps:<item>; queue:<name> and its wake list when it goes to a queue,
 --   or the failed list when it goes there; its unique lock when it has a token
--- ARGV[1] timestamp   ARGV[2] 'delayed:<ts>'; then 5 per item:
+-- ARGV[1] the schedule member (the timestamp)   ARGV[2] 'delayed:<ts>'; then 5 per item:
 --   the item as read; where: 'tail', 'head', 'failed' or 'drop' (cancel);
 --   queue name; what to push (a payload or a failure record); lock token or ''
--- Returns one 1 (taken) or 0 (gone already) per item.
+-- Returns one 1 (taken), 0 (gone already) or 2 (left: its destination is not a
+-- list) per item.
+--
+-- Anyone may have written the keys an item names, so nothing after the LREM may
+-- fail (a script stops at an error but keeps what it wrote: the item would be
+-- lost). The destination's type is checked first; the index and the lock are
+-- only cleaned up, so an error there is ignored.
 
 local taken = {}
 local k = 5
@@ -32,16 +38,20 @@ for i = 3, #ARGV, 5 do
   if token ~= '' then
     k_lock, k = KEYS[k], k + 1
   end
-  local removed = redis.call('LREM', KEYS[2], 1, item)
+  local kind = k_dest and redis.call('TYPE', k_dest)['ok']
+  local removed = 2
+  if not kind or kind == 'list' or kind == 'none' then
+    removed = redis.call('LREM', KEYS[2], 1, item)
+  end
   if removed == 1 then
-    redis.call('SREM', k_timestamps, ARGV[2])
+    redis.pcall('SREM', k_timestamps, ARGV[2])
     if k_wake then
       push_jobs(KEYS[3], k_dest, k_wake, KEYS[4], queue, where, {value})
     elseif k_dest then
       redis.call('RPUSH', k_dest, value)
     end
     if k_lock then
-      release_lock(k_lock, token)
+      pcall(release_lock, k_lock, token)
     end
   end
   taken[#taken + 1] = removed

@@ -1,0 +1,206 @@
+"""Hostile data in the scheduler's keys (issue 11, section 1): delayed items, schedule
+entries and keys of any shape never stop it. What cannot be enqueued goes to ``failed``
+as a ``MalformedPayload`` naming the problem, exactly once, and everything else moves.
+On real Redis, with the real ``Scheduler.tick`` and real scheduler processes."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any, cast
+
+import pytest
+import redis
+
+from pyresque import Events, Resque
+from pyresque.scheduler import Scheduler
+
+T0 = 1_800_000_000
+GOOD_BEFORE = b'{"class":"Good","args":[1],"queue":"q"}'
+GOOD_AFTER = b'{"class":"Good","args":[2],"queue":"q"}'
+
+
+@pytest.fixture
+def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
+    client = Resque(redis_url, namespace=namespace, events=Events())
+    client.delayed.clock = lambda: T0
+    yield client
+    client.redis.close()
+
+
+def key(namespace: str, name: str | bytes) -> bytes:
+    return namespace.encode() + b":" + (name.encode() if isinstance(name, str) else name)
+
+
+def delayed_push(
+    r: redis.Redis, namespace: str, member: bytes, score: float, *items: bytes
+) -> None:
+    """php-resque's ``delayedPush``, with any member and score."""
+    if items:
+        r.rpush(key(namespace, b"delayed:" + member), *items)
+    r.zadd(key(namespace, "delayed_queue_schedule"), {member: score})
+
+
+def queued(r: redis.Redis, namespace: str, name: str = "q") -> list[Any]:
+    return [
+        json.loads(i) for i in cast("list[bytes]", r.lrange(key(namespace, f"queue:{name}"), 0, -1))
+    ]
+
+
+def failed(r: redis.Redis, namespace: str) -> list[dict[str, Any]]:
+    return [json.loads(i) for i in cast("list[bytes]", r.lrange(key(namespace, "failed"), 0, -1))]
+
+
+def schedule(r: redis.Redis, namespace: str) -> list[bytes]:
+    return cast("list[bytes]", r.zrange(key(namespace, "delayed_queue_schedule"), 0, -1))
+
+
+DEEP = b'{"class":"X","args":' + b"[" * 5000 + b"]" * 5000 + b',"queue":"q"}'
+
+BAD_ITEMS = {
+    "not JSON": (b"not json", "not valid JSON"),
+    "invalid UTF-8": (b'{"class":"X","args":["\xff\xfe"],"queue":"q"}', "not valid UTF-8"),
+    "lone surrogate": (b'{"class":"X","args":["\\ud800"],"queue":"q"}', "surrogate"),
+    "NaN": (b'{"class":"X","args":[NaN],"queue":"q"}', "NaN is not a JSON number"),
+    "1e400": (b'{"class":"X","args":[1e400],"queue":"q"}', "too large for a double"),
+    "deep nesting": (DEEP, "nested deeper than 100 levels"),
+    "huge integer": (b'{"class":"X","args":[' + b"9" * 5000 + b'],"queue":"q"}', "not usable JSON"),
+    "queue_time too large": (
+        b'{"class":"X","args":[],"id":"a","queue_time":' + b"9" * 400 + b',"queue":"q"}',
+        "",
+    ),
+    "a list": (b'[1,2,"q"]', "must be a JSON object, got list"),
+    "a string": (b'"q"', "must be a JSON object, got str"),
+    "no class": (b'{"args":[],"queue":"q"}', '"class"'),
+    "class not a string": (b'{"class":{"a":1},"args":[],"queue":"q"}', '"class" must be'),
+    "args not a list": (b'{"class":"X","args":"a","queue":"q"}', '"args" must be a JSON list'),
+    "no queue": (b'{"class":"X","args":[]}', 'names no "queue"'),
+    "queue not a string": (b'{"class":"X","args":[],"queue":["q"]}', '"queue" must be'),
+    "empty queue": (b'{"class":"X","args":[],"queue":""}', '"queue" must be'),
+}
+
+
+@pytest.mark.parametrize("name", list(BAD_ITEMS))
+def test_a_bad_item_goes_to_failed_once_and_the_items_around_it_move(
+    name: str, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    item, message = BAD_ITEMS[name]
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_BEFORE, item, GOOD_AFTER)
+    scheduler = Scheduler(rq, clock=lambda: T0 + 1)
+    assert scheduler.tick() == 3  # each item taken off the delayed queue counts
+    assert [i["args"] for i in queued(redis_client, namespace)] == [[1], [2]]
+    [record] = failed(redis_client, namespace)
+    assert record["exception"] == "pyresque.MalformedPayload"
+    assert record["error"].startswith("delayed item cannot be enqueued: ")
+    assert message in record["error"]
+    assert not schedule(redis_client, namespace)
+    assert not redis_client.exists(key(namespace, f"delayed:{T0}"))
+    assert scheduler.tick() == 0
+    assert len(failed(redis_client, namespace)) == 1
+
+
+def test_the_raw_bytes_of_an_undecodable_item_are_kept(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, b"\xffnot json\x00")
+    rq.delayed.move_due(T0)
+    [record] = failed(redis_client, namespace)
+    assert record["payload"] == "\\xffnot json\x00"
+
+
+@pytest.mark.parametrize(
+    ("member", "score"),
+    [
+        (b"abc", T0),
+        (b"1800000000.5", T0),
+        (b"-5", -5),
+        (b"9" * 5000, T0),
+        (b"\xff\xfe", T0),
+        (b"", T0),
+        (b"-inf", float("-inf")),
+    ],
+)
+def test_items_under_any_schedule_entry_move_and_the_entry_goes(
+    member: bytes, score: float, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    delayed_push(redis_client, namespace, member, score, GOOD_BEFORE)
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_AFTER)
+    assert rq.delayed.move_due(T0) == 2
+    assert sorted(i["args"] for i in queued(redis_client, namespace)) == [[1], [2]]
+    assert not schedule(redis_client, namespace)
+    assert not failed(redis_client, namespace)
+    assert rq.delayed.count() == 0
+
+
+def test_a_schedule_entry_far_in_the_future_waits(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    delayed_push(redis_client, namespace, b"9" * 40, 1e40, GOOD_BEFORE)
+    delayed_push(redis_client, namespace, b"inf", float("inf"), GOOD_BEFORE)
+    assert rq.delayed.move_due(T0) == 0
+    assert rq.delayed.count() == 2
+    assert len(rq.delayed_jobs()) == 2
+
+
+@pytest.mark.parametrize("kind", ["string", "hash", "set", "zset"])
+def test_a_delayed_key_that_is_not_a_list_is_unscheduled_once_and_left_alone(
+    kind: str, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    bad = key(namespace, f"delayed:{T0}")
+    if kind == "string":
+        redis_client.set(bad, b"\xffgarbage")
+    elif kind == "hash":
+        redis_client.hset(bad, "a", "b")
+    elif kind == "set":
+        redis_client.sadd(bad, "a")
+    else:
+        redis_client.zadd(bad, {"a": 1})
+    delayed_push(redis_client, namespace, str(T0).encode(), T0)
+    delayed_push(redis_client, namespace, str(T0 + 1).encode(), T0 + 1, GOOD_AFTER)
+    assert rq.delayed.count() == 1
+    listed = rq.delayed_jobs()
+    assert [j.problem != "" for j in listed] == [True, False]
+    assert rq.delayed.move_due(T0 + 1) == 1  # the bad key is not an item
+    assert rq.delayed.move_due(T0 + 1) == 0
+    assert [i["args"] for i in queued(redis_client, namespace)] == [[2]]
+    [record] = failed(redis_client, namespace)
+    assert record["exception"] == "pyresque.MalformedPayload"
+    assert f"delayed:{T0} is a {kind}, not a list" in record["error"]
+    assert record["payload"] == ("\\xffgarbage" if kind == "string" else "")
+    assert redis_client.type(bad) == kind.encode()
+    assert not schedule(redis_client, namespace)
+
+
+def test_an_item_whose_queue_key_is_not_a_list_goes_to_failed(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    redis_client.set(key(namespace, "queue:blocked"), "x")
+    item = b'{"class":"X","args":[],"queue":"blocked"}'
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_BEFORE, item, GOOD_AFTER)
+    assert rq.delayed.move_due(T0) == 3
+    assert [i["args"] for i in queued(redis_client, namespace)] == [[1], [2]]
+    [record] = failed(redis_client, namespace)
+    assert f"{namespace}:queue:blocked is not a list" in record["error"]
+    assert record["queue"] == "blocked"
+    assert not schedule(redis_client, namespace)
+
+
+def test_wrong_typed_index_and_lock_keys_do_not_lose_the_item(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    item = b'{"class":"X","args":[],"queue":"q","unique":{"key":"k","until":"queued","token":"t"}}'
+    redis_client.rpush(key(namespace, b"timestamps:" + item), "x")  # a list, not a set
+    redis_client.rpush(key(namespace, "pyresque:unique:k"), "x")  # a list, not a string
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, item)
+    assert rq.delayed.move_due(T0) == 1
+    assert [i["class"] for i in queued(redis_client, namespace)] == ["X"]
+    assert not schedule(redis_client, namespace)
+
+
+def test_when_failed_is_not_a_list_the_pass_stops_instead_of_spinning(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    redis_client.set(key(namespace, "failed"), "x")
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, b"not json")
+    assert rq.delayed.move_due(T0) == 0
+    assert redis_client.llen(key(namespace, f"delayed:{T0}")) == 1
