@@ -591,17 +591,17 @@ def test_dequeue_counts_only_what_it_removed_when_a_worker_pops_meanwhile(
     keep = rq.enqueue("q", "Keep", 2)
     rq.enqueue("q", "Drop", 3)
     rq.enqueue("q", "Drop", 4)
-    real_pipeline = rq.redis.pipeline
+    real_remove = rq.remove
     popped: list[Any] = []
 
-    def pop_then_pipeline(*args: Any, **kwargs: Any) -> Any:
+    def pop_then_remove(queue: str, items: list[bytes]) -> int:
         # Another client (a worker) takes the head job after dequeue has read the list.
         popped.append(json.loads(cast(bytes, redis_client.lpop(key))))
         late = {"class": "Drop", "args": [5], "id": "late"}
         redis_client.rpush(key, json.dumps(late))  # and a new job arrives
-        return real_pipeline(*args, **kwargs)
+        return real_remove(queue, items)
 
-    monkeypatch.setattr(rq.redis, "pipeline", pop_then_pipeline)
+    monkeypatch.setattr(rq, "remove", pop_then_remove)
     assert rq.dequeue("q", "Drop") == 2
     assert popped[0]["id"] == first
     assert [i["id"] for i in queue_items(redis_client, namespace, "q")] == [keep, "late"]

@@ -19,7 +19,7 @@ from typing import Any, cast
 
 import redis
 
-from pyresque import scripts
+from pyresque import removal, scripts
 from pyresque.connection import REDIS_DOWN, connect, describe, raw, text, unavailable
 from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
 from pyresque.events import Events
@@ -361,12 +361,16 @@ class Resque:
         return [_decoded(raw(item)) for item in items]
 
     def remove_queue(self, queue: str) -> int:
-        """Delete a queue and forget its name; returns how many jobs it held."""
-        pipe = self.redis.pipeline()
-        pipe.llen(self.keys.queue(queue))
-        pipe.srem(self.keys.queues, queue)
-        pipe.delete(self.keys.queue(queue), self.keys.wake(queue))
-        return int(pipe.execute()[0])
+        """Delete a queue and forget its name; returns how many jobs it held. The
+        unique locks of its jobs are released."""
+        with self._connection():
+            return removal.remove_queue(self.redis, self.keys, queue)
+
+    def remove(self, queue: str, items: list[bytes]) -> int:
+        """Remove queued jobs by their exact bytes (each item once), releasing their
+        unique locks; returns how many were removed (a job a worker took is not)."""
+        with self._connection():
+            return removal.remove_items(self.redis, self.keys, queue, items)
 
     def dequeue(
         self, queue: str, job: JobRef | None = None, *args: Any, job_id: str | None = None
@@ -375,17 +379,16 @@ class Resque:
 
         ``dequeue("q", UserJob, {"name": "x"})`` matches what ``enqueue`` wrote with
         that data; ``dequeue("q", Archive, 44, "x")`` matches Ruby's positional args.
-        Each match is removed with LREM of its exact bytes, so this is safe while
-        workers run: a job a worker already took is simply not found.
+        Each match is removed by its exact bytes, so this is safe while workers run:
+        a job a worker already took is simply not found. Their unique locks are released.
         """
         if job is None and job_id is None:
             raise ValueError("give a job class (and optional args) or a job_id")
         name = job_name(job) if job is not None else None
         wanted = list(args)
-        key = self.keys.queue(queue)
-        matches: set[bytes] = set()
+        matches: list[bytes] = []
         # One snapshot: paging by index would miss jobs when workers pop meanwhile.
-        for item in self.redis.lrange(key, 0, -1):
+        for item in self.redis.lrange(self.keys.queue(queue), 0, -1):
             try:
                 payload = Payload.decode(item)
             except ValueError:
@@ -395,11 +398,8 @@ class Resque:
                 and (not wanted or payload.args == wanted)
                 and (job_id is None or payload.id == job_id)
             ):
-                matches.add(raw(item))
-        pipe = self.redis.pipeline(transaction=False)
-        for match in matches:
-            pipe.lrem(key, 0, match)  # type: ignore[arg-type]
-        return sum(int(n) for n in pipe.execute())
+                matches.append(raw(item))
+        return self.remove(queue, matches)
 
     # --- status and stats -----------------------------------------------------
 

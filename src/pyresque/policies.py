@@ -117,7 +117,7 @@ class JobPolicies:
         if payload is None:  # malformed: no retry, no lock, no limits
             return FinishPlan("ok" if outcome.ok else "failed", held=held)
         lock = UniqueLock.of(payload)
-        if lock is not None and lock.until != "finished":
+        if lock is not None and not lock.released_at_end:
             lock = None
         if outcome.ok:
             return FinishPlan("ok", lock=lock, held=held)

@@ -34,6 +34,7 @@ from pyresque.history import HistoryBuffer
 from pyresque.job import Registry
 from pyresque.keys import Keys
 from pyresque.payload import Payload
+from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.recovery")
 
@@ -119,7 +120,11 @@ class Recovery:
         ]
         if payload is not None and payload.id:
             keys.append(self._keys.status(payload.id, payload.prefix))
-        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1"]
+        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1", ""]
+        lock = UniqueLock.of(payload) if action == "fail" and payload is not None else None
+        if lock is not None and lock.released_at_end:  # a poison job is done: free its lock
+            keys.append(self._keys.unique(lock.digest))
+            args[-1] = lock.token
         if not scripts.run(self._redis, "recover", keys, args):
             return 0
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")

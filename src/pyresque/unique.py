@@ -12,9 +12,12 @@ released when the job
   keeps the lock: the job is not done),
 * ``until="ttl"``: never explicitly, it only expires,
 
-or when it is cancelled. Every lock has a TTL, so a crash can never leave one
-held forever. The payload carries the lock's name and token (``"unique"``), so
-whoever moves, starts or finishes the job releases exactly its own lock.
+or when it leaves unrun: cancelled in the delayed queue, removed from its queue
+(removal.py) or failed as a poison job by recovery. Every lock has a TTL, so a
+crash can never leave one held forever. The payload carries the lock's name and
+token (``"unique"``), so whoever moves, starts, finishes or removes the job
+releases exactly its own lock: the Lua scripts release it only while that token
+holds it (lib_lock.lua), never a newer job's lock.
 """
 
 from __future__ import annotations
@@ -25,9 +28,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from pyresque import strict_json
 from pyresque.payload import Payload
 
 UNTIL = ("queued", "started", "finished", "ttl")
+#: Bytes in every payload that carries a lock: a quick test before decoding one.
+MARK = b'"unique"'
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ class UniqueLock:
         """Record the lock in the payload, so it travels with the job."""
         payload.extra["unique"] = {"key": self.digest, "until": self.until, "token": self.token}
 
+    @property
+    def released_at_end(self) -> bool:
+        """Whether the job's end (finished, finally failed, poison) releases the lock."""
+        return self.until == "finished"
+
     @classmethod
     def of(cls, item: Payload | dict[str, Any]) -> UniqueLock | None:
         """The lock a payload (or a decoded delayed item) carries, if any."""
@@ -84,3 +95,14 @@ class UniqueLock:
         if not (isinstance(digest, str) and isinstance(token, str) and until in UNTIL):
             return None
         return cls(digest, str(until), token)
+
+    @classmethod
+    def of_item(cls, item: bytes) -> UniqueLock | None:
+        """The lock a raw queue item carries, if any (None for bytes that are not JSON)."""
+        if MARK not in item:  # most jobs are not unique: skip decoding them
+            return None
+        try:
+            data = strict_json.loads(item)
+        except ValueError:
+            return None
+        return cls.of(data) if isinstance(data, dict) else None

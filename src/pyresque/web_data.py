@@ -242,7 +242,7 @@ def remove_job(
     key = resque.keys.queue(queue)
     for _, item in _scan_list(resque.redis, key, SEARCH_LIMIT):
         if digest(item) == job_digest:
-            return int(resque.redis.lrem(key, 1, item))  # type: ignore[arg-type]
+            return resque.remove(queue, [item])
     return 0
 
 

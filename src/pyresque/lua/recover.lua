@@ -8,9 +8,11 @@
 -- KEYS[3] destination list (queue:<name>, or failed)
 -- KEYS[4] counter to increment (stat:recovered, or stat:failed; not for a give-back)
 -- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
+-- last, when ARGV[8] is not '': the job's unique lock
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
 -- ARGV[4] item to push        ARGV[5] 'requeue' or 'fail'   ARGV[6] queue name
 -- ARGV[7] '1' when the owner itself gives the job back (no lease check)
+-- ARGV[8] the unique lock's token to release (a poison job), or ''
 -- Returns 1 when this call moved the job, 0 otherwise.
 
 if ARGV[7] ~= '1' then
@@ -23,6 +25,13 @@ if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
   return 0 -- already recovered or finished
 end
 redis.call('HDEL', KEYS[2], ARGV[2])
+local k_status = KEYS[7]
+if ARGV[8] ~= '' then
+  release_lock(KEYS[#KEYS], ARGV[8])
+  if #KEYS == 7 then
+    k_status = nil -- KEYS[7] is the lock: no status key
+  end
+end
 if ARGV[7] ~= '1' then
   redis.call('INCR', KEYS[4])
 end
@@ -37,7 +46,7 @@ if ARGV[5] == 'requeue' then
 else
   redis.call('RPUSH', KEYS[3], ARGV[4])
 end
-if KEYS[7] then
-  set_status(KEYS[7], code, 'null')
+if k_status then
+  set_status(k_status, code, 'null')
 end
 return 1
