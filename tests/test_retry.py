@@ -105,8 +105,12 @@ def test_retry_schedule_and_attempt_history(
     assert delayed(rq) == []
     [failure] = rq.failures.list()
     assert failure.exception == "test_retry.FlakyError"
-    assert failure.payload["attempts"] == 2
-    assert [e["attempt"] for e in failure.payload["errors"]] == [1, 2]
+    # Every attempt's error is in the payload, the last (the record's own) included.
+    assert failure.payload["attempts"] == 3
+    assert [e["attempt"] for e in failure.payload["errors"]] == [1, 2, 3]
+    last = failure.payload["errors"][-1]
+    assert (last["exception"], last["error"]) == (failure.exception, failure.error)
+    assert last["backtrace"] == failure.backtrace[-len(last["backtrace"]) :]
     assert rq.status(job_id) is Status.FAILED
     assert (rq.stat("processed"), rq.stat("failed")) == (3, 1)
 

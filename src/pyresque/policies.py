@@ -34,7 +34,7 @@ from pyresque.keys import Keys
 from pyresque.limits import NO_LIMITS, Held, Limiter
 from pyresque.payload import Payload
 from pyresque.perform import Outcome
-from pyresque.retry import next_attempt, policy_for
+from pyresque.retry import NextAttempt, next_attempt, policy_for
 from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.worker")
@@ -49,6 +49,7 @@ class FinishPlan:
     retry_item: str = ""  # the delayed item of its next attempt (retry)
     lock: UniqueLock | None = None  # the unique lock to release
     held: Held = NO_LIMITS  # the slots to give back
+    shown: Payload | None = None  # the failure record's payload, when not the job's own
 
     def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
         """The optional KEYS and the ARGV 5 to 10 of finish.lua (lib_finish.lua)."""
@@ -122,9 +123,10 @@ class JobPolicies:
         if outcome.ok:
             return FinishPlan("ok", lock=lock, held=held)
         attempt = self._next_attempt(payload, outcome)
-        if attempt is None:
-            return FinishPlan("failed", lock=lock, held=held)
-        at, retried = attempt
+        if attempt is None or attempt.at is None:
+            shown = attempt.payload if attempt else None
+            return FinishPlan("failed", lock=lock, held=held, shown=shown)
+        at, retried = due_second(attempt.at), attempt.payload
         log.info(
             "job %s %s: attempt %d failed (%s); retrying at %d",
             payload.id or "-",
@@ -136,14 +138,15 @@ class JobPolicies:
         # The lock stays held: the job is not done.
         return FinishPlan("retry", at, item_json(retried, claim.queue), None, held)
 
-    def _next_attempt(self, payload: Payload, outcome: Outcome) -> tuple[int, Payload] | None:
+    def _next_attempt(self, payload: Payload, outcome: Outcome) -> NextAttempt | None:
+        """What follows the failed attempt; None when no retry policy applies."""
         if payload.class_name not in self._registry:
             return None
         job_class = self._registry.get(payload.class_name)
         policy = policy_for(payload, job_class.retry, outcome.exception)
         if policy is None:
             return None
-        found = next_attempt(
+        return next_attempt(
             policy,
             payload,
             outcome.exception,
@@ -152,7 +155,6 @@ class JobPolicies:
             self.clock(),
             self.rng,
         )
-        return (due_second(found.at), found.payload) if found else None
 
     def finished(self, claim: Claim, plan: FinishPlan | None = None) -> None:
         """After the finish step (or a give-back): forget the claim, wake waiters."""

@@ -297,7 +297,8 @@ class Processor:
         keys = self._finish_keys + tail_keys
         record = ""
         if plan.outcome == "failed":
-            shown = payload.to_dict() if payload else claim.raw.decode("utf-8", "backslashreplace")
+            failed = plan.shown or payload  # with its attempts' errors, when it was retried
+            shown = failed.to_dict() if failed else claim.raw.decode("utf-8", "backslashreplace")
             record = failure_record(
                 shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
             )

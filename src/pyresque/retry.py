@@ -11,7 +11,8 @@ record is released and the next attempt is put in the delayed queue in one
 atomic step, so it survives any restart. The payload's ``"attempts"`` counts
 earlier deliveries that did not succeed, whether they failed (here) or their
 worker died (recovery.py); ``"errors"`` keeps what each failed attempt raised.
-Only the last failure reaches ``failed``, with that history in its payload.
+Only the last failure reaches ``failed``, with that history, its own error
+included, in its payload.
 """
 
 from __future__ import annotations
@@ -185,9 +186,11 @@ def _covers(ref: ExceptionRef, name: str) -> bool:
 
 @dataclass(frozen=True)
 class NextAttempt:
-    """A retry: when, and the payload to run then (attempts and errors updated)."""
+    """What follows a failed attempt: the payload with that attempt counted and its error
+    in the history, and when it runs again (None when this failure is final: the
+    payload is then the one the failure record shows)."""
 
-    at: float
+    at: float | None
     payload: Payload
 
 
@@ -199,13 +202,9 @@ def next_attempt(
     backtrace: list[str],
     now: float,
     rng: random.Random,
-) -> NextAttempt | None:
-    """The next attempt of a job whose attempt failed, or None when this failure is final."""
+) -> NextAttempt:
+    """The next attempt of a job whose attempt failed, or its final failure."""
     attempt = payload.attempts + 1  # the attempt that just failed
-    if attempt >= policy.attempts or not policy.retries(exception):
-        return None
-    requested = requested_delay(error, now) if exception == "pyresque.Retry" else None
-    delay = requested if requested is not None else policy.delay(attempt, rng)
     errors = payload.extra.get("errors")
     history = list(errors) if isinstance(errors, list) else []
     history.append(
@@ -217,7 +216,7 @@ def next_attempt(
             "backtrace": backtrace[-BACKTRACE_LINES:],
         }
     )
-    retried = Payload(
+    attempted = Payload(
         payload.class_name,
         payload.args,
         payload.id,
@@ -225,7 +224,11 @@ def next_attempt(
         payload.queue_time,
         {**payload.extra, "attempts": attempt, "errors": history[-HISTORY_LIMIT:]},
     )
-    return NextAttempt(now + delay, retried)
+    if attempt >= policy.attempts or not policy.retries(exception):
+        return NextAttempt(None, attempted)
+    requested = requested_delay(error, now) if exception == "pyresque.Retry" else None
+    delay = requested if requested is not None else policy.delay(attempt, rng)
+    return NextAttempt(now + delay, attempted)
 
 
 def policy_for(
