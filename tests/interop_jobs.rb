@@ -1,0 +1,29 @@
+# Ruby Resque jobs for the interoperability tests (tests/test_interop_*.py).
+# Each records what it did on <namespace>:e2e:log, in tests/e2e_jobs.py's format.
+module InteropLog
+  def self.record(job, event, fields = {})
+    entry = { "job" => job, "event" => event, "pid" => Process.pid, "lang" => "ruby" }
+    Resque.redis.rpush("e2e:log", Resque.encode(entry.merge(fields)))
+  end
+end
+
+# php-resque's README job: one argument, the data.
+class My_Job
+  def self.perform(*args)
+    InteropLog.record("My_Job", "perform", "args" => args)
+  end
+end
+
+# Ruby Resque's README job: positional arguments.
+class Archive
+  def self.perform(number, name)
+    InteropLog.record("Archive", "perform", "number" => number, "name" => name)
+  end
+end
+
+class RubyBoom
+  def self.perform(*args)
+    InteropLog.record("RubyBoom", "perform", "args" => args)
+    raise "ruby boom"
+  end
+end
