@@ -6,12 +6,18 @@ On real Redis, with the real ``Scheduler.tick`` and real scheduler processes."""
 from __future__ import annotations
 
 import json
+import time
+import uuid
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any, cast
 
 import pytest
 import redis
+from hypothesis import HealthCheck, event, given, settings
+from hypothesis import strategies as st
 
+from e2e_support import Procs, wait_for
 from pyresque import Events, Resque
 from pyresque.scheduler import Scheduler
 
@@ -51,7 +57,7 @@ def failed(r: redis.Redis, namespace: str) -> list[dict[str, Any]]:
     return [json.loads(i) for i in cast("list[bytes]", r.lrange(key(namespace, "failed"), 0, -1))]
 
 
-def schedule(r: redis.Redis, namespace: str) -> list[bytes]:
+def schedule_of(r: redis.Redis, namespace: str) -> list[bytes]:
     return cast("list[bytes]", r.zrange(key(namespace, "delayed_queue_schedule"), 0, -1))
 
 
@@ -93,7 +99,7 @@ def test_a_bad_item_goes_to_failed_once_and_the_items_around_it_move(
     assert record["exception"] == "pyresque.MalformedPayload"
     assert record["error"].startswith("delayed item cannot be enqueued: ")
     assert message in record["error"]
-    assert not schedule(redis_client, namespace)
+    assert not schedule_of(redis_client, namespace)
     assert not redis_client.exists(key(namespace, f"delayed:{T0}"))
     assert scheduler.tick() == 0
     assert len(failed(redis_client, namespace)) == 1
@@ -127,7 +133,7 @@ def test_items_under_any_schedule_entry_move_and_the_entry_goes(
     delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_AFTER)
     assert rq.delayed.move_due(T0) == 2
     assert sorted(i["args"] for i in queued(redis_client, namespace)) == [[1], [2]]
-    assert not schedule(redis_client, namespace)
+    assert not schedule_of(redis_client, namespace)
     assert not failed(redis_client, namespace)
     assert rq.delayed.count() == 0
 
@@ -168,7 +174,7 @@ def test_a_delayed_key_that_is_not_a_list_is_unscheduled_once_and_left_alone(
     assert f"delayed:{T0} is a {kind}, not a list" in record["error"]
     assert record["payload"] == ("\\xffgarbage" if kind == "string" else "")
     assert redis_client.type(bad) == kind.encode()
-    assert not schedule(redis_client, namespace)
+    assert not schedule_of(redis_client, namespace)
 
 
 def test_an_item_whose_queue_key_is_not_a_list_goes_to_failed(
@@ -182,7 +188,7 @@ def test_an_item_whose_queue_key_is_not_a_list_goes_to_failed(
     [record] = failed(redis_client, namespace)
     assert f"{namespace}:queue:blocked is not a list" in record["error"]
     assert record["queue"] == "blocked"
-    assert not schedule(redis_client, namespace)
+    assert not schedule_of(redis_client, namespace)
 
 
 def test_wrong_typed_index_and_lock_keys_do_not_lose_the_item(
@@ -194,7 +200,7 @@ def test_wrong_typed_index_and_lock_keys_do_not_lose_the_item(
     delayed_push(redis_client, namespace, str(T0).encode(), T0, item)
     assert rq.delayed.move_due(T0) == 1
     assert [i["class"] for i in queued(redis_client, namespace)] == ["X"]
-    assert not schedule(redis_client, namespace)
+    assert not schedule_of(redis_client, namespace)
 
 
 def test_when_failed_is_not_a_list_the_pass_stops_instead_of_spinning(
@@ -204,3 +210,134 @@ def test_when_failed_is_not_a_list_the_pass_stops_instead_of_spinning(
     delayed_push(redis_client, namespace, str(T0).encode(), T0, b"not json")
     assert rq.delayed.move_due(T0) == 0
     assert redis_client.llen(key(namespace, f"delayed:{T0}")) == 1
+
+
+# --- real scheduler processes ------------------------------------------------------------
+
+
+@pytest.mark.parametrize("how", ["scheduler", "worker --with-scheduler"])
+def test_a_real_scheduler_goes_on_past_bad_data_and_cron_keeps_firing(
+    how: str, procs: Procs, redis_client: redis.Redis, namespace: str, tmp_path: Path
+) -> None:
+    now = int(time.time())
+    bad = [BAD_ITEMS[n][0] for n in ("not JSON", "NaN", "deep nesting", "invalid UTF-8")]
+    delayed_push(redis_client, namespace, str(now - 9).encode(), now - 9, GOOD_BEFORE, *bad)
+    redis_client.set(key(namespace, f"delayed:{now - 8}"), "not a list")
+    delayed_push(redis_client, namespace, str(now - 8).encode(), now - 8)
+    delayed_push(redis_client, namespace, b"not-a-number", now - 7, GOOD_AFTER)
+    schedule = tmp_path / "schedule.yml"
+    schedule.write_text("tick:\n  every: 1s\n  class: CronTask\n  queue: cron\n")
+    if how == "scheduler":
+        args = ["scheduler", "--schedule", str(schedule), "--interval", "0.1"]
+        proc = procs.cli(
+            [*args, "--redis-url", procs.redis_url, "--namespace", namespace], namespace
+        )
+    else:
+        proc = procs.worker(namespace, "idle", "--with-scheduler", "--schedule", str(schedule))
+    wait_for(lambda: len(failed(redis_client, namespace)) == 5, 60, "five failure records")
+    assert {r["exception"] for r in failed(redis_client, namespace)} == {
+        "pyresque.MalformedPayload"
+    }
+    wait_for(lambda: len(queued(redis_client, namespace)) == 2, 60, "the good items moved")
+    # Still moving: an item due after the bad ones, and cron ticks.
+    later = int(time.time()) + 1
+    delayed_push(redis_client, namespace, str(later).encode(), later, GOOD_BEFORE)
+    wait_for(lambda: len(queued(redis_client, namespace)) == 3, 60, "a later item moved")
+    ticks = len(queued(redis_client, namespace, "cron"))
+    wait_for(lambda: len(queued(redis_client, namespace, "cron")) >= ticks + 2, 60, "cron ticks")
+    assert proc.running()
+    assert "Traceback" not in proc.log()
+    assert not schedule_of(redis_client, namespace)
+    assert len(failed(redis_client, namespace)) == 5
+
+
+# --- property: any delayed data --------------------------------------------------------
+
+TEXT = st.text(max_size=6) | st.sampled_from(["\ud800", "\x00", "q1"])
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
+    max_leaves=6,
+)
+JOBISH = st.fixed_dictionaries(
+    {"class": st.sampled_from(["Job", ""]) | JSON_VALUES, "args": st.just([]) | JSON_VALUES},
+    optional={
+        "queue": st.sampled_from(["q1", "q2"]) | JSON_VALUES,
+        "id": JSON_VALUES,
+        "queue_time": JSON_VALUES | st.just(10**400),
+        "at_front": JSON_VALUES,
+        "unique": JSON_VALUES,
+        "attempts": JSON_VALUES,
+    },
+)
+
+
+def encoded(value: Any) -> bytes:
+    """JSON as any producer might write it: NaN and lone surrogates included."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
+ITEMS = st.one_of(
+    st.builds(
+        lambda args, queue: encoded({"class": "Job", "args": args, "queue": queue}),
+        st.lists(JSON_VALUES, max_size=2),
+        st.sampled_from(["q1", "q2"]),
+    ),
+    st.binary(max_size=30),
+    JSON_VALUES.map(encoded),
+    JOBISH.map(encoded),
+    st.integers(95, 105).map(
+        lambda n: b'{"class":"X","queue":"q1","args":' + b"[" * n + b"]" * n + b"}"
+    ),
+)
+SLOTS = st.sampled_from(
+    [
+        (str(T0).encode(), T0),
+        (str(T0 - 60).encode(), T0 - 60),
+        (b"abc", T0),
+        (b"-1", -1),
+        (b"\xff", T0),
+        (b"", float("-inf")),
+        (b"1e3", 1000),
+    ]
+)
+
+
+def namespace_queues(r: redis.Redis, prefix: bytes) -> int:
+    """How many items wait on the namespace's queues (every name in its ``queues`` set)."""
+    names = cast("set[bytes]", r.smembers(prefix + b"queues"))
+    return sum(int(r.llen(prefix + b"queue:" + name)) for name in names)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(data=st.lists(st.tuples(SLOTS, ITEMS), min_size=1, max_size=8))
+def test_scheduler_property_every_item_moves_once_or_fails_none_is_lost(
+    redis_url: str, redis_client: redis.Redis, namespace: str, data: list[tuple[Any, bytes]]
+) -> None:
+    sub = f"{namespace}:{uuid.uuid4().hex[:8]}"  # cleaned up with the test's namespace
+    prefix = sub.encode() + b":"
+    for (member, score), item in data:
+        delayed_push(redis_client, sub, member, score, item)
+    # A job the bad data must not hold up, due last.
+    delayed_push(redis_client, sub, str(T0).encode(), T0, GOOD_AFTER)
+    client = Resque(redis_url, namespace=sub, events=Events())
+    try:
+        scheduler = Scheduler(client, clock=lambda: T0)
+        moved = scheduler.tick()
+        assert scheduler.tick() == 0
+    finally:
+        client.redis.close()
+    failures = int(redis_client.llen(prefix + b"failed"))
+    assert moved == len(data) + 1
+    assert namespace_queues(redis_client, prefix) + failures == len(data) + 1
+    assert GOOD_AFTER.replace(b',"queue":"q"', b"") in cast(
+        "list[bytes]", redis_client.lrange(prefix + b"queue:q", 0, -1)
+    )
+    assert not redis_client.zcard(prefix + b"delayed_queue_schedule")
+    for record in cast("list[bytes]", redis_client.lrange(prefix + b"failed", 0, -1)):
+        assert json.loads(record)["exception"] == "pyresque.MalformedPayload"
+    event(f"{failures} failed")
