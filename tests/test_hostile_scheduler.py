@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import time
 import uuid
+from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
@@ -19,6 +20,8 @@ from hypothesis import strategies as st
 
 from e2e_support import Procs, wait_for
 from pyresque import Events, Resque
+from pyresque.cron import Cron, Schedule
+from pyresque.cron import status as cron_status
 from pyresque.scheduler import Scheduler
 
 T0 = 1_800_000_000
@@ -341,3 +344,141 @@ def test_scheduler_property_every_item_moves_once_or_fails_none_is_lost(
     for record in cast("list[bytes]", redis_client.lrange(prefix + b"failed", 0, -1)):
         assert json.loads(record)["exception"] == "pyresque.MalformedPayload"
     event(f"{failures} failed")
+
+
+# --- cron state, definitions and lease ---------------------------------------------------
+
+EVERY = [Schedule("a", "CronJob", "cron", every=1), Schedule("b", "CronJob", "cron", every=1)]
+
+
+def cron_fired(r: redis.Redis, namespace: str) -> Counter[str]:
+    items = cast("list[bytes]", r.lrange(key(namespace, "queue:cron"), 0, -1))
+    return Counter(json.loads(i)["cron"]["schedule"] for i in items)
+
+
+@pytest.mark.parametrize(
+    "value", [b"abc", b"-5", b"1e9", b"9" * 30, str(T0 + 10**7).encode(), b"\xff", b""]
+)
+def test_an_unreadable_last_tick_is_logged_once_and_the_schedule_restarts(
+    value: bytes,
+    rq: Resque,
+    redis_client: redis.Redis,
+    namespace: str,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    cron = Cron(rq, EVERY, "s1")
+    cron.run_once(T0)
+    redis_client.hset(key(namespace, "pyresque:cron:ticks"), "a", value)
+    for n in range(1, 4):
+        cron.run_once(T0 + n)
+    assert cron_fired(redis_client, namespace) == {"a": 2, "b": 3}
+    assert redis_client.hget(key(namespace, "pyresque:cron:ticks"), "a") == str(T0 + 3).encode()
+    errors = [r for r in caplog.records if "unreadable" in r.getMessage()]
+    assert len(errors) == 1
+    assert "a's last tick" in errors[0].getMessage()
+
+
+def test_a_cron_hash_of_the_wrong_type_stops_neither_cron_nor_delayed_jobs(
+    rq: Resque, redis_client: redis.Redis, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    redis_client.set(key(namespace, "pyresque:cron:ticks"), "x")
+    delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_BEFORE)
+    scheduler = Scheduler(rq, EVERY, clock=lambda: T0)
+    assert scheduler.tick() == 1
+    assert scheduler.tick() == 0
+    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+    redis_client.delete(key(namespace, "pyresque:cron:ticks"))
+    scheduler.tick(T0)
+    assert scheduler.tick(T0 + 1) == 2
+
+
+@pytest.mark.parametrize("kind", ["hash", "string without a TTL"])
+def test_a_leader_key_no_scheduler_wrote_does_not_keep_cron_out(
+    kind: str, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    leader = key(namespace, "pyresque:cron:leader")
+    if kind == "hash":
+        redis_client.hset(leader, "a", "b")
+    else:
+        redis_client.set(leader, "someone:1:x")
+    cron = Cron(rq, EVERY, "s1")
+    cron.run_once(T0)
+    assert cron.leading
+    assert cron.run_once(T0 + 1) == 2
+    assert redis_client.get(leader) == b"s1"
+    assert redis_client.pttl(leader) > 0
+
+
+def test_a_live_leader_keeps_the_lead(rq: Resque, redis_client: redis.Redis) -> None:
+    first, second = Cron(rq, EVERY, "s1"), Cron(rq, EVERY, "s2")
+    first.run_once(T0)
+    second.run_once(T0)
+    assert first.leading
+    assert not second.leading
+
+
+CORRUPT = [
+    b"not json",
+    b"[1,2]",
+    b"\xff",
+    b"[" * 200 + b"]" * 200,
+    b'{"last_run":NaN}',
+    b'{"job_id":{"a":1},"last_run":"x","next_run":1e300,"outcome":[1]}',
+]
+
+
+@pytest.mark.parametrize("value", CORRUPT)
+def test_cron_status_shows_unreadable_state_and_definitions(
+    value: bytes, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    cron = Cron(rq, EVERY, "s1")
+    cron.run_once(T0)
+    cron.run_once(T0 + 1)
+    redis_client.hset(key(namespace, "pyresque:cron:state"), "a", value)
+    redis_client.hset(key(namespace, "pyresque:cron:schedules"), "c", value)
+    redis_client.hset(key(namespace, "pyresque:cron:schedules"), b"\xff", b'{"every":"x"}')
+    found = {s.name: s for s in cron_status(rq)}
+    assert set(found) == {"a", "b", "c", "\\xff"}
+    assert found["b"].last_run == T0 + 1
+    assert found["b"].definition["job"] == "CronJob"
+    assert found["c"].definition == {}
+    assert found["c"].outcome.startswith("unreadable definition")
+    assert found["\\xff"].outcome.startswith("unreadable definition")
+    assert found["a"].job_id is None
+    assert found["a"].last_run is None or value.startswith(b"{")
+    assert found["a"].outcome.startswith("unreadable state") or value.startswith(b"{")
+    assert cron.run_once(T0 + 2) == 2  # firing does not read the state
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    tick=st.binary(max_size=20) | st.integers().map(lambda n: str(n).encode()),
+    state=st.binary(max_size=30) | JSON_VALUES.map(encoded),
+    definition=st.binary(max_size=30) | JSON_VALUES.map(encoded) | JOBISH.map(encoded),
+)
+def test_cron_property_no_recorded_value_stops_the_other_schedules(
+    redis_url: str,
+    redis_client: redis.Redis,
+    namespace: str,
+    tick: bytes,
+    state: bytes,
+    definition: bytes,
+) -> None:
+    sub = f"{namespace}:{uuid.uuid4().hex[:8]}"
+    client = Resque(redis_url, namespace=sub, events=Events())
+    try:
+        cron = Cron(client, EVERY, "s1")
+        cron.run_once(T0)
+        redis_client.hset(key(sub, "pyresque:cron:ticks"), "a", tick)
+        redis_client.hset(key(sub, "pyresque:cron:state"), "a", state)
+        redis_client.hset(key(sub, "pyresque:cron:schedules"), "a", definition)
+        cron.run_once(T0 + 1)
+        cron.run_once(T0 + 2)
+        assert cron_fired(redis_client, sub)["b"] == 2
+        assert len(cron_status(client)) == 2
+    finally:
+        client.redis.close()

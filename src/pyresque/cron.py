@@ -12,13 +12,12 @@ failover neither repeats a tick nor loses one.
 Ticks missed while no scheduler ran (later than ``grace``) follow the
 schedule's misfire policy: ``skip`` them, run ``once`` for all of them, or run
 ``all`` of them. Ticks that are late by less than ``grace`` (a failover, a slow
-loop) always run.
+loop) always run. Schedules and their tick arithmetic are in cron_schedule.py.
 
-Time zones: a cron expression is read in its zone and DST is handled as Vixie
-cron does: a wall time skipped by a spring-forward runs at the first instant
-after the gap; a wall time repeated by a fall-back runs once, unless the
-expression's hour field is a wildcard (``*``, ``*/n``: then it runs by elapsed
-time, at both instants).
+Anyone may write the cron hashes: a last tick that cannot be read (or lies
+further in the future than clocks disagree) is logged once and the schedule
+starts again from now; ``status`` shows unreadable states and definitions as
+such; a lease key that no scheduler wrote (another type, no TTL) is replaced.
 """
 
 from __future__ import annotations
@@ -26,231 +25,57 @@ from __future__ import annotations
 import json
 import logging
 import math
-import re
 import time
-import zoneinfo
-from collections.abc import Callable, Iterable, Iterator
-from dataclasses import asdict, dataclass, field
-from datetime import datetime
-from functools import cache
-from pathlib import Path
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
 from typing import Any, cast
 
-from croniter import croniter
+import redis
 
-from pyresque import scripts
+from pyresque import scripts, strict_json
 from pyresque.client import Enqueued, Resque
-from pyresque.connection import text
+from pyresque.cron_schedule import (
+    CATCH_UP,
+    MISFIRE,
+    Schedule,
+    ScheduleSet,
+    from_config,
+    load_yaml,
+    parse_duration,
+    schedules,
+)
 from pyresque.status import JobStatus, waiting_packet
+
+__all__ = [
+    "CATCH_UP",
+    "MISFIRE",
+    "Cron",
+    "Schedule",
+    "ScheduleSet",
+    "ScheduleStatus",
+    "from_config",
+    "load_yaml",
+    "parse_duration",
+    "pause",
+    "resume",
+    "schedules",
+    "status",
+]
 
 log = logging.getLogger("pyresque.cron")
 
-MISFIRE = ("skip", "once", "all")
-#: Most missed ticks one loop fires for a schedule with misfire "all" (the rest next loop).
-CATCH_UP = 100
 
-_DURATION = re.compile(r"(\d+(?:\.\d+)?)(ms|[smhdwy])")
-_SECONDS = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+#: How far past now a recorded tick may be (another scheduler's clock runs ahead);
+#: further is corrupt data, which would hold the schedule back for that long.
+_CLOCK_SKEW = 86400
 
 
-def parse_duration(value: str | float) -> float:
-    """Seconds in a rufus-scheduler duration (``"30s"``, ``"1h30m"``, ``"2d"``) or a number."""
-    if isinstance(value, (int, float)):
-        return float(value)
-    spec = value.strip().lower().replace(" ", "")
-    parts = _DURATION.findall(spec)
-    if not parts or "".join(n + u for n, u in parts) != spec:
-        raise ValueError(f"cannot read the duration {value!r}; write e.g. 30s, 5m, 1h30m or 2d")
-    return sum(float(n) * _SECONDS[u] for n, u in parts)
-
-
-@cache
-def _zones() -> frozenset[str]:
-    return frozenset(zoneinfo.available_timezones())
-
-
-@dataclass(frozen=True)
-class Schedule:
-    """A recurring job.
-
-    ``cron``: 5 fields, or 6 with seconds first (rufus-scheduler's order), and an
-    optional trailing time zone (``"0 5 * * * Europe/Berlin"``); or ``every``:
-    seconds between runs (ticks at whole multiples of it since the epoch, so every
-    scheduler agrees on them). ``args`` is the payload's argument list.
-    """
-
-    name: str
-    job: str
-    queue: str
-    args: list[Any] = field(default_factory=list)
-    cron: str | None = None
-    every: float | None = None
-    tz: str = "UTC"
-    misfire: str = "once"
-    grace: float = 30.0
-    description: str = ""
-
-    def __post_init__(self) -> None:
-        if (self.cron is None) == (self.every is None):
-            raise ValueError(f"schedule {self.name!r}: give exactly one of cron= or every=")
-        if self.misfire not in MISFIRE:
-            raise ValueError(f"schedule {self.name!r}: misfire must be one of {', '.join(MISFIRE)}")
-        if self.every is not None and (self.every < 1 or self.every != int(self.every)):
-            raise ValueError(f"schedule {self.name!r}: every= must be whole seconds, >= 1")
-        if self.cron is not None:
-            fields = self.cron.split()
-            if len(fields) in (6, 7) and fields[-1] in _zones():
-                object.__setattr__(self, "tz", fields[-1])
-                object.__setattr__(self, "cron", " ".join(fields[:-1]))
-            if not croniter.is_valid(self.expression, second_at_beginning=True):
-                raise ValueError(f"schedule {self.name!r}: invalid cron expression {self.cron!r}")
-        try:
-            zoneinfo.ZoneInfo(self.tz)
-        except (zoneinfo.ZoneInfoNotFoundError, ValueError) as exc:
-            raise ValueError(f"schedule {self.name!r}: unknown time zone {self.tz!r}") from exc
-
-    @property
-    def expression(self) -> str:
-        return self.cron or ""
-
-    @property
-    def _with_seconds(self) -> bool:
-        return len(self.expression.split()) == 6
-
-    def _iter(self, start: float, backwards: bool = False) -> croniter[datetime]:
-        begin = datetime.fromtimestamp(start, zoneinfo.ZoneInfo(self.tz))
-        return croniter(
-            self.expression,
-            begin,
-            ret_type=datetime,
-            is_prev=backwards,
-            second_at_beginning=self._with_seconds,
-        )
-
-    def _repeated(self, when: datetime) -> bool:
-        """Whether ``when`` is the second occurrence of a wall time (DST fall-back) that a
-        fixed-hour expression must not run again."""
-        hour = self.expression.split()[2 if self._with_seconds else 1]
-        if hour == "*" or hour.startswith("*/"):
-            return False
-        first = when.replace(fold=0)
-        return first.utcoffset() != when.utcoffset() and first.timestamp() < when.timestamp()
-
-    def ticks(self, after: float, until: float, limit: int = CATCH_UP) -> list[int]:
-        """The ticks in (after, until], oldest first, at most ``limit``."""
-        found: list[int] = []
-        if self.every is not None:
-            step = int(self.every)
-            tick = (math.floor(after) // step + 1) * step
-            while tick <= until and len(found) < limit:
-                found.append(tick)
-                tick += step
-            return found
-        it = self._iter(after)
-        while len(found) < limit:
-            when = it.get_next(datetime)
-            if when.timestamp() > until:
-                break
-            if not self._repeated(when):
-                found.append(int(when.timestamp()))
-        return found
-
-    def latest(self, until: float) -> int | None:
-        """The last tick at or before ``until``."""
-        if self.every is not None:
-            return math.floor(until) // int(self.every) * int(self.every)
-        it = self._iter(math.floor(until) + 1, backwards=True)
-        for _ in range(3):  # a repeated wall time is skipped: look one further back
-            when = it.get_prev(datetime)
-            if not self._repeated(when):
-                return int(when.timestamp())
+def _tick(value: bytes | None, now: float) -> int | None:
+    """The last tick handled, as recorded; None if none is, or if it is unreadable."""
+    if value is None or not value.isdigit() or len(value) > 12:
         return None
-
-    def next_after(self, after: float) -> int:
-        """The first tick after ``after``."""
-        ticks = self.ticks(after, after + 400 * 86400, limit=1)
-        return ticks[0] if ticks else 0
-
-    def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if v not in (None, "")}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Schedule:
-        return cls(**data)
-
-
-class ScheduleSet:
-    """The schedules a process declares (``pyresque.cron.schedules``)."""
-
-    def __init__(self) -> None:
-        self._schedules: dict[str, Schedule] = {}
-
-    def add(self, schedule: Schedule) -> Schedule:
-        if schedule.name in self._schedules and self._schedules[schedule.name] != schedule:
-            raise ValueError(f"a different schedule named {schedule.name!r} is already declared")
-        self._schedules[schedule.name] = schedule
-        return schedule
-
-    def extend(self, schedules: Iterable[Schedule]) -> None:
-        for schedule in schedules:
-            self.add(schedule)
-
-    def __iter__(self) -> Iterator[Schedule]:
-        return iter(self._schedules.values())
-
-    def __len__(self) -> int:
-        return len(self._schedules)
-
-
-#: The application's schedules; ``pyresque scheduler --app`` imports modules that add to it.
-schedules = ScheduleSet()
-
-
-def from_config(name: str, config: dict[str, Any]) -> Schedule:
-    """A schedule from one entry of a resque-scheduler YAML file.
-
-    Reads ``cron`` or ``every`` (a duration, or ``[duration, {options}]``),
-    ``class`` (default: the entry's name), ``queue``, ``args`` (a mapping is one
-    argument; a list is the positional arguments; a scalar is one argument, as
-    Ruby's ``Array(args)``), ``description``; and pyresque's ``tz``, ``misfire``
-    and ``grace``. Ruby-only keys (``rails_env``, ``persist``, ...) are ignored.
-    """
-    args = config.get("args")
-    listed = [args] if isinstance(args, dict) else list(args) if isinstance(args, list) else []
-    if args is not None and not isinstance(args, (dict, list)):
-        listed = [args]
-    every = config.get("every")
-    if isinstance(every, list):
-        every = every[0]
-    queue = config.get("queue")
-    if not queue:
-        raise ValueError(f"schedule {name!r} names no queue")
-    return Schedule(
-        name=name,
-        job=str(config.get("class") or name),
-        queue=str(queue),
-        args=listed,
-        cron=config.get("cron"),
-        every=parse_duration(every) if every is not None else None,
-        tz=str(config.get("tz") or config.get("timezone") or "UTC"),
-        misfire=str(config.get("misfire", "once")),
-        grace=parse_duration(config.get("grace", 30)),
-        description=str(config.get("description") or ""),
-    )
-
-
-def load_yaml(path: str | Path) -> list[Schedule]:
-    """The schedules of a resque-scheduler YAML file (needs PyYAML: ``pyresque[cron-yaml]``)."""
-    try:
-        import yaml
-    except ImportError as exc:
-        raise RuntimeError(
-            "reading a YAML schedule needs PyYAML: pip install 'pyresque[cron-yaml]'"
-        ) from exc
-    data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-    if not isinstance(data, dict):
-        raise ValueError(f"{path}: a schedule file maps schedule names to their settings")
-    return [from_config(str(name), config or {}) for name, config in data.items()]
+    tick = int(value)
+    return tick if tick <= now + _CLOCK_SKEW else None
 
 
 class Cron:
@@ -270,6 +95,7 @@ class Cron:
         self.lease_ms = int(lease * 1000)
         self.clock = clock
         self.leading = False
+        self._reported: dict[str, str] = {}  # unreadable data already logged
 
     def run_once(self, now: float | None = None) -> int:
         """Lead (or try to) and fire every due tick; returns how many jobs were enqueued."""
@@ -288,16 +114,29 @@ class Cron:
         self.leading = leads
         if not leads:
             return 0
-        raw_ticks = cast("dict[bytes, bytes]", self.resque.redis.hgetall(keys.cron_ticks))
-        handled = {text(k): int(v) for k, v in raw_ticks.items()}
+        names = list(self.schedules)
+        try:
+            handled = cast("list[bytes | None]", self.resque.redis.hmget(keys.cron_ticks, names))
+        except redis.exceptions.ResponseError as exc:  # the hash is not a hash
+            self._corrupt(keys.cron_ticks, str(exc))
+            return 0
         fired = 0
-        for schedule in self.schedules.values():
-            last = handled.get(schedule.name)
+        for name, value in zip(names, handled, strict=True):
+            schedule = self.schedules[name]
+            last = _tick(value, now)
+            if value is not None and last is None:
+                self._corrupt(f"{name}'s last tick", repr(value[:40]))
             if last is None:
-                self._start(schedule, now)
+                self._start(schedule, now, repair=value is not None)
             else:
                 fired += self._catch_up(schedule, last, now)
         return fired
+
+    def _corrupt(self, what: str, value: str) -> None:
+        """Log unreadable cron data once per value (the scheduler passes twice a second)."""
+        if self._reported.get(what) != value:
+            self._reported[what] = value
+            log.error("cron: %s is unreadable (%s); starting it again from now", what, value)
 
     def resign(self) -> None:
         """Give up the lead at once (on a clean stop), so another scheduler takes over."""
@@ -308,20 +147,21 @@ class Cron:
         """Publish our schedules, for ``pyresque cron list`` (the leader's set wins)."""
         keys, r = self.resque.keys, self.resque.redis
         pipe = r.pipeline(transaction=False)
-        known = {text(n) for n in r.hkeys(keys.cron_schedules)}
-        for name in known - set(self.schedules):
-            pipe.hdel(keys.cron_schedules, name)
+        known = set(cast("list[bytes]", r.hkeys(keys.cron_schedules)))
+        for stale in known - {n.encode() for n in self.schedules}:
+            pipe.hdel(keys.cron_schedules, stale)
         for name, schedule in self.schedules.items():
             pipe.hset(keys.cron_schedules, name, json.dumps(schedule.to_dict()))
         pipe.execute()
 
-    def _start(self, schedule: Schedule, now: float) -> None:
-        """A schedule never handled before starts from now: no backlog from the past."""
+    def _start(self, schedule: Schedule, now: float, repair: bool = False) -> None:
+        """A schedule never handled before starts from now: no backlog from the past; so
+        does one whose record is unreadable (``repair``: it is overwritten)."""
         keys, pipe = self.resque.keys, self.resque.redis.pipeline(transaction=False)
-        pipe.hsetnx(keys.cron_ticks, schedule.name, int(now))
-        pipe.hsetnx(
-            keys.cron_state, schedule.name, json.dumps({"next_run": schedule.next_after(now)})
-        )
+        state = json.dumps({"next_run": schedule.next_after(now)})
+        write = pipe.hset if repair else pipe.hsetnx
+        write(keys.cron_ticks, schedule.name, int(now))
+        write(keys.cron_state, schedule.name, state)
         pipe.execute()
 
     def _catch_up(self, schedule: Schedule, last: int, now: float) -> int:
@@ -416,30 +256,61 @@ class ScheduleStatus:
 
 
 def status(resque: Resque) -> list[ScheduleStatus]:
-    """Every declared schedule with its last run, next run and outcome."""
+    """Every declared schedule with its last run, next run and outcome. Anyone may
+    write these hashes: a definition that is not a valid schedule is shown as ``{}``
+    and a state that cannot be read as empty, each with ``outcome`` saying why."""
     keys, r = resque.keys, resque.redis
     definitions = cast("dict[bytes, bytes]", r.hgetall(keys.cron_schedules))
     states = cast("dict[bytes, bytes]", r.hgetall(keys.cron_state))
-    paused = {text(n) for n in r.smembers(keys.cron_paused)}
+    paused = set(cast("set[bytes]", r.smembers(keys.cron_paused)))
     found = []
     for raw_name in sorted(definitions):
-        name = text(raw_name)
-        state = json.loads(states.get(raw_name, b"{}"))
+        definition, problem = _definition(definitions[raw_name])
+        state, state_problem = _record(states.get(raw_name, b"{}"), "state")
         job_id = state.get("job_id")
+        job_id = job_id if isinstance(job_id, str) and job_id else None
         packet = resque.job_status(job_id) if job_id else None
+        outcome = state.get("outcome", "not run yet")
         found.append(
             ScheduleStatus(
-                name=name,
-                definition=json.loads(definitions[raw_name]),
-                paused=name in paused,
-                last_run=state.get("last_run"),
-                next_run=state.get("next_run"),
-                outcome=state.get("outcome", "not run yet"),
+                name=raw_name.decode("utf-8", "backslashreplace"),
+                definition=definition,
+                paused=raw_name in paused,
+                last_run=_time(state.get("last_run")),
+                next_run=_time(state.get("next_run")),
+                outcome=problem or state_problem or (outcome if isinstance(outcome, str) else ""),
                 job_id=job_id,
                 job_status=_status_name(packet),
             )
         )
     return found
+
+
+def _record(data: bytes, what: str) -> tuple[dict[str, Any], str]:
+    """A JSON object read from a cron hash, or ``{}`` and why it cannot be read."""
+    try:
+        value = strict_json.loads(data)
+    except strict_json.BadJSON as exc:
+        return {}, f"unreadable {what}: {exc}"
+    if not isinstance(value, dict):
+        return {}, f"unreadable {what}: a JSON {type(value).__name__}, not an object"
+    return value, ""
+
+
+def _definition(data: bytes) -> tuple[dict[str, Any], str]:
+    """A published schedule, checked as the leader wrote it (``Schedule.to_dict``)."""
+    value, problem = _record(data, "definition")
+    if problem:
+        return value, problem
+    try:
+        return Schedule.from_dict(value).to_dict(), ""
+    except (TypeError, ValueError) as exc:  # unknown fields, a bad cron, zone or interval
+        return {}, f"unreadable definition: {exc}"
+
+
+def _time(value: Any) -> int | None:
+    """An epoch second from a state record; None unless it is one."""
+    return value if type(value) is int and 0 <= value < 10**12 else None
 
 
 def _status_name(packet: JobStatus | None) -> str | None:

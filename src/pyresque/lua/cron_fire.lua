@@ -20,8 +20,9 @@
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
-local last = redis.call('HGET', KEYS[2], ARGV[2])
-if last and tonumber(last) >= tonumber(ARGV[3]) then
+-- An unreadable record (anyone may write the hash) counts as no tick handled.
+local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '')
+if last and last >= tonumber(ARGV[3]) then
   return 0
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
