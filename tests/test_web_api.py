@@ -128,7 +128,7 @@ def test_failed_list_is_newest_first_with_foreign_and_unparsable_records(
     assert [r["index"] for r in records] == [6, 5, 4, 3, 2, 1, 0]
     garbage, null, php, ruby = records[:4]
     assert not garbage["parsed"]
-    assert garbage["raw"] == "\ufffdgarbage"
+    assert garbage["raw"] == "\\xffgarbage"  # bytes that are not UTF-8 show escaped
     assert (null["parsed"], null["raw"]) == (False, "null")
     assert (php["class_name"], php["queue"], php["exception"]) == (
         "App\\Jobs\\Mail",
