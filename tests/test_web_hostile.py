@@ -60,10 +60,11 @@ def fetch_everything(client: TestClient) -> dict[str, Any]:
         response = client.get(path)
         assert response.status_code in (200, 404), (path, response.status_code, response.text)
         assert len(response.content) < 1_000_000, (path, len(response.content))
-        assert MARK not in response.text, path
-        if path.startswith("/api"):
+        if path.startswith("/api"):  # JSON carries the text as it is, never as HTML
+            assert response.headers["content-type"] == "application/json", path
             found[path] = response.json()
         else:
+            assert MARK not in response.text, path
             assert response.text.rstrip().endswith("</html>"), path
     return found
 
