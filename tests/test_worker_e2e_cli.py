@@ -1,6 +1,6 @@
 """End to end: the ``pyresque`` command line against real worker processes.
 
-``enqueue``, ``info --json``, ``workers --json``, ``ctl pause|resume|quit``,
+``enqueue``, ``status``, ``info --json``, ``workers --json``, ``ctl pause|resume|quit``,
 ``failed list|retry|remove|clear``, and one-line errors for bad configuration.
 Workers, ``enqueue``, ``info``, ``workers`` and the bad configurations run as
 processes; ``ctl`` and ``failed`` run in this process through click's runner
@@ -63,6 +63,9 @@ def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     assert run["payload"]["id"] == job_id
     wait_for(lambda: state.number(f"stat:processed:{wid}") == 1, 5, "the job to finish")
     wait_for(lambda: not state.exists(f"worker:{wid}"), 5, "the worker to be idle")
+    code, out = invoke(["status", job_id, "--json", *conn])
+    assert code == 0, out
+    assert json.loads(out)["status"] == "complete"
 
     info_proc = procs.cli(["info", "--json", *conn], namespace)
     workers_proc = procs.cli(["workers", "--json", *conn], namespace)

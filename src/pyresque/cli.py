@@ -8,13 +8,11 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import json
 import logging
 import os
 import signal
 import sys
 import threading
-import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -22,19 +20,29 @@ from types import FrameType
 from typing import Any
 
 import click
+import redis
 
-from pyresque import cron
+from pyresque import cron, strict_json
 from pyresque.apps import LOG_FORMAT, app_specs, import_apps
+from pyresque.cli_status import status_command
+from pyresque.cli_support import (
+    connect,
+    connection_options,
+    json_option,
+    print_json,
+    printable,
+    table,
+    when,
+)
+from pyresque.cli_workers import ctl_command, info_command, workers_command
 from pyresque.client import Resque
-from pyresque.connection import REDIS_DOWN, unavailable, url_from_env
-from pyresque.control import WorkerInfo, list_workers, send_command
-from pyresque.failure import Failures
+from pyresque.connection import REDIS_DOWN, BadRedisURL, url_from_env
+from pyresque.failure import Failure, Failures
 from pyresque.fetch import QueueList
-from pyresque.keys import DEFAULT_NAMESPACE
 from pyresque.scheduler import Scheduler
 from pyresque.server import RedisServer, ServerError
 from pyresque.supervisor import Supervisor
-from pyresque.worker import COMMANDS, MODES, Worker, WorkerOptions
+from pyresque.worker import MODES, Worker, WorkerOptions
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
@@ -103,6 +111,14 @@ class _CLI(click.Group):
             _fail("aborted", 1)
         except REDIS_DOWN as exc:
             _fail(str(exc), 1)
+        except BadRedisURL as exc:
+            _fail(str(exc), 2)
+        except redis.exceptions.ResponseError as exc:  # WRONGTYPE and kin: foreign data
+            _fail(
+                f"Redis refused a command ({printable(str(exc))}): a key of the namespace "
+                "holds another type than Resque writes there; inspect it with redis-cli",
+                1,
+            )
         sys.exit(code if isinstance(code, int) else 0)
 
 
@@ -117,48 +133,11 @@ def main() -> None:
     """pyresque: Resque-compatible background jobs backed by Redis."""
 
 
+for _command in (info_command, workers_command, ctl_command, status_command):
+    main.add_command(_command)
+
+
 # --- shared options -------------------------------------------------------------
-
-
-def _connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--namespace",
-        envvar=["PREFIX", "RESQUE_NAMESPACE"],
-        default=DEFAULT_NAMESPACE,
-        show_default=True,
-        help="Key namespace (env PREFIX, as php-resque).",
-    )(func)
-    return click.option(
-        "--redis-url",
-        envvar="REDIS_URL",
-        default=None,
-        help="Redis URL (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as php-resque; "
-        "default redis://127.0.0.1:6379/0).",
-    )(func)
-
-
-def _json_option(func: Callable[..., Any]) -> Callable[..., Any]:
-    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
-
-
-def _connect(redis_url: str | None, namespace: str) -> Resque:
-    """A client that is known to reach Redis, or a one-line error."""
-    resque = Resque(redis_url or url_from_env(), namespace=namespace)
-    try:
-        resque.redis.ping()
-    except REDIS_DOWN as exc:
-        raise unavailable(resque.redis, exc) from exc
-    return resque
-
-
-def _print_json(value: Any) -> None:
-    click.echo(json.dumps(value, indent=2, default=str))
-
-
-def _table(rows: list[list[str]], headers: list[str]) -> None:
-    widths = [max(len(str(c)) for c in col) for col in zip(headers, *rows, strict=False)]
-    for row in [headers, *rows]:
-        click.echo("  ".join(str(c).ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
 
 
 #: The environment variables the commands read under Resque's names; all the others
@@ -223,12 +202,6 @@ def _load_schedule(path: str | None) -> None:
         cron.schedules.extend(cron.load_yaml(path))
     except (ValueError, RuntimeError, OSError) as exc:
         raise click.UsageError(f"cannot load the schedule {path}: {exc}") from exc
-
-
-def _when(epoch: float | None) -> str:
-    if not epoch:
-        return "-"
-    return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(epoch))
 
 
 # --- worker ---------------------------------------------------------------------
@@ -348,7 +321,7 @@ def _when(epoch: float | None) -> str:
 @click.option("-v", "--verbose", is_flag=True, help="Log each job (env VERBOSE, LOGGING).")
 @click.option("--vverbose", is_flag=True, help="Also log Redis-level detail (env VVERBOSE).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
-@_connection_options
+@connection_options
 def worker_command(
     queue: str | None,
     apps: tuple[str, ...],
@@ -384,7 +357,7 @@ def worker_command(
         blocking = _env_flag("BLOCKING") is not False
     _import_apps(apps)
     _load_schedule(schedule_file)
-    _connect(redis_url, namespace).redis.close()
+    connect(redis_url, namespace).redis.close()
     options = WorkerOptions(
         interval=interval,
         blocking=blocking,
@@ -429,7 +402,7 @@ def worker_command(
 @click.option(
     "--positional", is_flag=True, help="DATA is a JSON list of positional arguments (Ruby style)."
 )
-@_connection_options
+@connection_options
 def enqueue_command(
     queue: str,
     job_class: str,
@@ -441,92 +414,20 @@ def enqueue_command(
 ) -> None:
     """Enqueue JOB_CLASS on QUEUE with DATA (JSON; php-resque style: the job's self.args)."""
     try:
-        value = json.loads(data)
-    except ValueError as exc:
+        value = strict_json.loads(data)
+    except strict_json.BadJSON as exc:
         raise click.UsageError(f'DATA must be JSON ({exc}); e.g. \'{{"name": "x"}}\'') from exc
-    resque = _connect(redis_url, namespace)
-    if positional:
-        if not isinstance(value, list):
-            raise click.UsageError("with --positional, DATA must be a JSON list")
-        job_id = resque.enqueue_to(queue, job_class, *value, track_status=track)
-    else:
-        job_id = resque.enqueue(queue, job_class, value, track_status=track)
-    click.echo(job_id or "(no id: Ruby-style payload)")
-
-
-@main.command("info")
-@_json_option
-@_connection_options
-def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Queues and their sizes, workers and what they run, processed and failed counts."""
-    resque = _connect(redis_url, namespace)
-    info = resque.info()
-    sizes = {q: resque.size(q) for q in resque.queues()}
-    workers = list_workers(resque)
-    if as_json:
-        _print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})
-        return
-    click.echo(
-        f"processed {info['processed']}  failed {info['failed']}  pending "
-        f"{info['pending']}  workers {info['workers']} ({info['working']} working)"
-    )
-    click.echo()
-    _table([[q, str(n)] for q, n in sizes.items()], ["QUEUE", "SIZE"])
-    if workers:
-        click.echo()
-        _workers_table(workers)
-
-
-def _workers_table(workers: list[WorkerInfo]) -> None:
-    rows = []
-    for w in workers:
-        job = w.job or {}
-        payload = job.get("payload")
-        klass = payload.get("class", "?") if isinstance(payload, dict) else ""
-        doing = f"{klass} from {job.get('queue')} since {job.get('run_at')}" if w.job else ""
-        rows.append(
-            [w.host, w.pid, ",".join(w.queues), w.state, str(w.processed), str(w.failed), doing]
-        )
-    _table(rows, ["HOST", "PID", "QUEUES", "STATE", "PROCESSED", "FAILED", "JOB"])
-
-
-@main.command("workers")
-@_json_option
-@_connection_options
-def workers_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Every registered worker on every host (Ruby, PHP and pyresque)."""
-    workers = list_workers(_connect(redis_url, namespace))
-    if as_json:
-        _print_json([w.to_dict() for w in workers])
-    elif workers:
-        _workers_table(workers)
-    else:
-        click.echo("no workers")
-
-
-@main.command("ctl")
-@click.argument("command", type=click.Choice(list(COMMANDS)))
-@click.argument("worker_ids", nargs=-1)
-@click.option("--all", "all_workers", is_flag=True, help="Every pyresque worker.")
-@_connection_options
-def ctl_command(
-    command: str,
-    worker_ids: tuple[str, ...],
-    all_workers: bool,
-    redis_url: str | None,
-    namespace: str,
-) -> None:
-    """Send quit, term, pause, resume or kill-job to workers on any host."""
-    resque = _connect(redis_url, namespace)
-    if all_workers:
-        worker_ids = tuple(w.id for w in list_workers(resque) if w.pyresque)
-    elif not worker_ids:
-        raise click.UsageError("name the workers (see `pyresque workers`) or pass --all")
-    for worker_id in worker_ids:
-        if send_command(resque, worker_id, command):
-            click.echo(f"{command} -> {worker_id}")
+    if positional and not isinstance(value, list):
+        raise click.UsageError("with --positional, DATA must be a JSON list")
+    resque = connect(redis_url, namespace)
+    try:
+        if positional:
+            job_id = resque.enqueue_to(queue, job_class, *value, track_status=track)
         else:
-            click.echo(f"skipped {worker_id}: not a live pyresque worker", err=True)
+            job_id = resque.enqueue(queue, job_class, value, track_status=track)
+    except (TypeError, ValueError) as exc:  # the producer's checks (producer.py)
+        raise click.UsageError(printable(str(exc))) from exc
+    click.echo(job_id or "(no id: Ruby-style payload)")
 
 
 # --- failures -----------------------------------------------------------------------
@@ -549,8 +450,8 @@ def _filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
 @_filter_options
-@_json_option
-@_connection_options
+@json_option
+@connection_options
 def failed_list(
     offset: int,
     limit: int,
@@ -562,26 +463,33 @@ def failed_list(
     namespace: str,
 ) -> None:
     """Failure records, oldest first, with their index (for retry/remove)."""
-    failures = _connect(redis_url, namespace).failures
+    failures = connect(redis_url, namespace).failures
     shown = [f for f in failures if f.matches(queue_filter, class_filter, exception_filter)]
     page = shown[offset : offset + limit]
     if as_json:
-        _print_json(
-            [
-                {"index": f.index, **json.loads(f.raw)}
-                if f.parsed
-                else {"index": f.index, "raw": f.raw.decode("utf-8", "replace")}
-                for f in page
-            ]
-        )
+        print_json([_failure_json(f) for f in page])
         return
     click.echo(f"{len(shown)} failed job(s)" + (f", showing {len(page)}" if page else ""))
     for f in page:
-        retried = f"  (retried {f.retried_at})" if f.retried_at else ""
+        retried = f"  (retried {printable(f.retried_at)})" if f.retried_at else ""
         click.echo(
-            f"[{f.index}] {f.failed_at}  {f.queue}  {f.class_name}({f.args!r})"
-            f"\n      {f.exception}: {f.error}{retried}"
+            f"[{f.index}] {printable(f.failed_at)}  {printable(f.queue)}  "
+            f"{printable(f.class_name)}({printable(f.args)[1:-1]})"
+            f"\n      {printable(f.exception)}: {printable(f.error)}{retried}"
+            if f.parsed
+            else f"[{f.index}] not a failure record: {printable(f.raw)}"
         )
+
+
+def _failure_json(failure: Failure) -> dict[str, Any]:
+    """A record as its JSON fields (or its raw text when it is not a record), with its index."""
+    try:
+        record = strict_json.loads(failure.raw)
+    except strict_json.BadJSON:
+        record = None
+    if isinstance(record, dict) and failure.parsed:
+        return {"index": failure.index, **record}
+    return {"index": failure.index, "raw": failure.raw.decode("utf-8", "backslashreplace")}
 
 
 def _bulk(
@@ -620,7 +528,7 @@ def _bulk_command(
     @click.argument("indexes", nargs=-1, type=int)
     @click.option("--all", "all_records", is_flag=True, help="Every record (matching filters).")
     @_filter_options
-    @_connection_options
+    @connection_options
     def command(
         indexes: tuple[int, ...],
         all_records: bool,
@@ -630,7 +538,7 @@ def _bulk_command(
         redis_url: str | None,
         namespace: str,
     ) -> None:
-        failures = _connect(redis_url, namespace).failures
+        failures = connect(redis_url, namespace).failures
         one, many = actions(failures)
         filters = {
             "queue": queue_filter,
@@ -652,10 +560,10 @@ _bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remov
 
 @failed_group.command("clear")
 @click.option("--retried", is_flag=True, help="Only records that were retried.")
-@_connection_options
+@connection_options
 def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
     """Delete every failure record (or only the retried ones)."""
-    failures = _connect(redis_url, namespace).failures
+    failures = connect(redis_url, namespace).failures
     done = failures.clear_retried() if retried else failures.clear()
     click.echo(f"cleared: {done}")
 
@@ -689,7 +597,7 @@ def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more (env VERBOSE, LOGGING).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
-@_connection_options
+@connection_options
 def scheduler_command(
     apps: tuple[str, ...],
     schedule_file: str | None,
@@ -705,7 +613,7 @@ def scheduler_command(
     _setup_logging(verbose, False, quiet)
     _import_apps(apps)
     _load_schedule(schedule_file)
-    resque = _connect(redis_url, namespace)
+    resque = connect(redis_url, namespace)
     scheduler = Scheduler(resque, cron.schedules, interval=interval, lease=lease)
     with _stop_on_signals() as stop:
         scheduler.start()
@@ -720,51 +628,53 @@ def cron_group() -> None:
 
 
 @cron_group.command("list")
-@_json_option
-@_connection_options
+@json_option
+@connection_options
 def cron_list(as_json: bool, redis_url: str | None, namespace: str) -> None:
     """Every schedule the cron leader declared, with last run, next run and outcome."""
-    found = cron.status(_connect(redis_url, namespace))
+    found = cron.status(connect(redis_url, namespace))
     if as_json:
-        _print_json([s.to_dict() for s in found])
+        print_json([s.to_dict() for s in found])
         return
     if not found:
         click.echo("no schedules (is a scheduler running? `pyresque scheduler`)")
         return
     rows = []
     for s in found:
-        spec = s.definition.get("cron") or f"every {float(s.definition['every']):g}s"
-        outcome = s.outcome + (f" (job {s.job_status})" if s.job_status else "")
+        # Definitions and states are whatever the leader (or anyone) wrote: any JSON.
+        spec = s.definition if isinstance(s.definition, dict) else {}
+        every = "every " + printable(spec.get("every")) + "s"
+        outcome = printable(s.outcome) + (f" (job {s.job_status})" if s.job_status else "")
         rows.append(
             [
                 s.name,
-                f"{spec} {s.definition.get('tz', 'UTC')}",
-                f"{s.definition.get('job')} on {s.definition.get('queue')}",
+                f"{printable(spec.get('cron') or every)} {printable(spec.get('tz', 'UTC'))}",
+                f"{printable(spec.get('job'))} on {printable(spec.get('queue'))}",
                 "paused" if s.paused else "active",
-                _when(s.last_run),
-                _when(s.next_run),
+                when(s.last_run),
+                when(s.next_run),
                 outcome,
             ]
         )
-    _table(rows, ["NAME", "WHEN", "JOB", "STATE", "LAST RUN", "NEXT RUN", "OUTCOME"])
+    table(rows, ["NAME", "WHEN", "JOB", "STATE", "LAST RUN", "NEXT RUN", "OUTCOME"])
 
 
 @cron_group.command("pause")
 @click.argument("name")
-@_connection_options
+@connection_options
 def cron_pause(name: str, redis_url: str | None, namespace: str) -> None:
     """Pause a schedule: its ticks pass without enqueueing."""
-    if not cron.pause(_connect(redis_url, namespace), name):
+    if not cron.pause(connect(redis_url, namespace), name):
         raise click.UsageError(f"no schedule named {name!r} (see `pyresque cron list`)")
     click.echo(f"paused {name}")
 
 
 @cron_group.command("resume")
 @click.argument("name")
-@_connection_options
+@connection_options
 def cron_resume(name: str, redis_url: str | None, namespace: str) -> None:
     """Resume a paused schedule from its next tick (missed ticks stay skipped)."""
-    if not cron.resume(_connect(redis_url, namespace), name):
+    if not cron.resume(connect(redis_url, namespace), name):
         raise click.UsageError(f"schedule {name!r} is not paused")
     click.echo(f"resumed {name}")
 
@@ -777,30 +687,30 @@ def delayed_group() -> None:
 @delayed_group.command("list")
 @click.option("--offset", type=click.IntRange(0), default=0)
 @click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@_json_option
-@_connection_options
+@json_option
+@connection_options
 def delayed_list(
     offset: int, limit: int, as_json: bool, redis_url: str | None, namespace: str
 ) -> None:
     """Scheduled jobs, soonest first."""
-    resque = _connect(redis_url, namespace)
+    resque = connect(redis_url, namespace)
     jobs = resque.delayed_jobs(offset, limit)
     if as_json:
-        _print_json([j.to_dict() for j in jobs])
+        print_json([j.to_dict() for j in jobs])
         return
     click.echo(f"{resque.delayed_count()} delayed job(s)")
     rows = [
         [
-            _when(j.timestamp),
+            when(j.timestamp),
             j.queue or "?",
             j.class_name or "?",
-            json.dumps(j.payload.args) if j.payload else j.problem,
+            j.payload.args if j.payload else j.problem,
             j.id or "-",
         ]
         for j in jobs
     ]
     if rows:
-        _table(rows, ["DUE", "QUEUE", "CLASS", "ARGS", "ID"])
+        table(rows, ["DUE", "QUEUE", "CLASS", "ARGS", "ID"])
 
 
 def _match_options(func: Callable[..., Any]) -> Callable[..., Any]:
@@ -819,8 +729,8 @@ def _match(job_id: str | None, class_name: str | None, args_json: str | None) ->
     if args_json is None:
         return []
     try:
-        args = json.loads(args_json)
-    except ValueError as exc:
+        args = strict_json.loads(args_json)
+    except strict_json.BadJSON as exc:
         raise click.UsageError(f"--args must be JSON ({exc})") from exc
     if not isinstance(args, list):
         raise click.UsageError("--args must be a JSON list")
@@ -834,7 +744,7 @@ def _delayed_command(
 
     @delayed_group.command(name, help=summary)
     @_match_options
-    @_connection_options
+    @connection_options
     def command(
         job_id: str | None,
         class_name: str | None,
@@ -843,7 +753,7 @@ def _delayed_command(
         namespace: str,
     ) -> None:
         args = _match(job_id, class_name, args_json)
-        done = action(_connect(redis_url, namespace))(class_name, *args, job_id=job_id)
+        done = action(connect(redis_url, namespace))(class_name, *args, job_id=job_id)
         click.echo(f"{label}: {done}")
 
 
@@ -884,7 +794,7 @@ _delayed_command(
     metavar="USER:PASSWORD",
     help="Require HTTP basic auth (env PYRESQUE_WEB_BASIC_AUTH).",
 )
-@_connection_options
+@connection_options
 def web_command(
     host: str,
     port: int,
@@ -906,7 +816,7 @@ def web_command(
         preflight(host, token, basic_auth)
     except WebConfigError as exc:
         raise click.UsageError(str(exc)) from exc
-    resque = _connect(redis_url, namespace)  # one clear line if Redis is unreachable
+    resque = connect(redis_url, namespace)  # one clear line if Redis is unreachable
     resque.redis.close()
     shown = f"[{host}]" if ":" in host else host
     prefix = "/" + url_prefix.strip("/") if url_prefix.strip("/") else ""

@@ -20,7 +20,8 @@ from typing import Any, cast
 import redis
 
 from pyresque import removal, scripts
-from pyresque.connection import REDIS_DOWN, connect, describe, raw, text, unavailable
+from pyresque.connection import REDIS_DOWN, connect, describe, raw, unavailable
+from pyresque.counters import counter
 from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
 from pyresque.events import Events
 from pyresque.events import events as default_events
@@ -353,7 +354,9 @@ class Resque:
         return int(self.redis.llen(self.keys.queue(queue)))
 
     def queues(self) -> list[str]:
-        return sorted(text(m) for m in self.redis.smembers(self.keys.queues))
+        """Every queue's name (one that is not UTF-8 shows ``\\xNN`` escapes)."""
+        names = cast("set[bytes]", self.redis.smembers(self.keys.queues))
+        return sorted(name.decode("utf-8", "backslashreplace") for name in names)
 
     def peek(self, queue: str, start: int = 0, count: int = 1) -> list[Any]:
         """Payloads at positions ``start .. start+count-1``, decoded where possible."""
@@ -413,29 +416,41 @@ class Resque:
         return packet.status if packet else None
 
     def stat(self, name: str, worker_id: str | None = None) -> int:
-        return int(self.redis.get(self.keys.stat(name, worker_id)) or 0)
+        """A counter, read as Ruby's ``to_i`` reads it (0 for a value that is not a number)."""
+        return counter(cast("bytes | None", self.redis.get(self.keys.stat(name, worker_id))))
+
+    def queue_sizes(self) -> dict[str, int]:
+        """Every queue's length by name, in one round trip after the names. Any bytes
+        may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
+        queue key of the wrong Redis type counts 0."""
+        names = sorted(cast("set[bytes]", self.redis.smembers(self.keys.queues)))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(raw(self.keys.queue("")) + name)
+        # A command Redis refuses (a key of the wrong type) gives its error as its reply.
+        sizes = pipe.execute(raise_on_error=False)
+        return {
+            name.decode("utf-8", "backslashreplace"): size if isinstance(size, int) else 0
+            for name, size in zip(names, sizes, strict=True)
+        }
 
     def info(self) -> dict[str, Any]:
-        """What Ruby's ``Resque.info`` reports."""
-        queues = self.queues()
-        workers = sorted(text(w) for w in self.redis.smembers(self.keys.workers))
+        """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queue_sizes``)."""
+        sizes = self.queue_sizes()
+        workers = cast("set[bytes]", self.redis.smembers(self.keys.workers))
         pipe = self.redis.pipeline(transaction=False)
-        for queue in queues:
-            pipe.llen(self.keys.queue(queue))
         pipe.get(self.keys.stat("processed"))
         pipe.llen(self.keys.failed)
-        if workers:
-            pipe.mget([self.keys.worker(w) for w in workers])
-        replies = pipe.execute()
-        sizes = replies[: len(queues)]
-        working = replies[len(queues) + 2] if workers else []
+        for worker in workers:
+            pipe.exists(raw(self.keys.worker("")) + worker)
+        processed, failed, *working = pipe.execute(raise_on_error=False)
         return {
-            "pending": sum(int(n) for n in sizes),
-            "processed": int(replies[len(queues)] or 0),
-            "queues": len(queues),
+            "pending": sum(sizes.values()),
+            "processed": counter(processed if isinstance(processed, bytes) else None),
+            "queues": len(sizes),
             "workers": len(workers),
-            "working": sum(1 for w in working if w),
-            "failed": int(replies[len(queues) + 1]),
+            "working": sum(1 for w in working if w == 1),
+            "failed": failed if isinstance(failed, int) else 0,
             "servers": [describe(self.redis)],
         }
 

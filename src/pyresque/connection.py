@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import re
+from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -17,6 +19,14 @@ REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
 class RedisUnavailable(redis.exceptions.ConnectionError):
     """Redis could not be reached; the message says where we tried and what to check."""
+
+
+class BadRedisURL(ValueError):
+    """A Redis URL (``REDIS_URL``, ``--redis-url``, ``REDIS_BACKEND``/``_DB``) that cannot
+    be used; the message says what is wrong and what to write instead."""
+
+
+_URL_FORMS = "write redis://host:port/db, rediss://host:port/db, unix:///path?db=N or host:port"
 
 
 def backend_url(backend: str, db: str | int | None = None) -> str:
@@ -35,12 +45,54 @@ def backend_url(backend: str, db: str | int | None = None) -> str:
         host, _, port = backend.partition(":")
         backend = f"redis://{host or '127.0.0.1'}:{port or 6379}"
     scheme, _, rest = backend.partition("://")
-    authority, slash, path = rest.partition("/")
-    has_db = bool(path.split("?")[0])
-    if not has_db and db not in (None, ""):
-        query = path.partition("?")[2]
-        return f"{scheme}://{authority}/{db}" + (f"?{query}" if query else "")
-    return backend if slash else f"{backend}/0"
+    rest, mark, query = rest.partition("?")
+    authority, _, path = rest.partition("/")
+    return f"{scheme}://{authority}/{path or (db if db not in (None, '') else 0)}{mark}{query}"
+
+
+def redact(url: str) -> str:
+    """``url`` without its password, for messages."""
+    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
+
+
+def check_url(target: str) -> str:
+    """``target`` in any form ``REDIS_URL`` or ``REDIS_BACKEND`` takes (``host:port``
+    too) as a redis URL with a host, a port in 1..65535 and a whole database index;
+    else ``BadRedisURL`` saying what is wrong. (Whether the database exists is only
+    known by asking the server: ``ping``.)"""
+    url = backend_url(target)
+    shown = redact(target.strip())
+    try:
+        parts = urlsplit(url)
+    except ValueError as exc:  # an unclosed [IPv6] address
+        raise BadRedisURL(f"the Redis URL {shown} cannot be parsed ({exc}); {_URL_FORMS}") from None
+    if parts.scheme not in ("redis", "rediss", "unix"):
+        raise BadRedisURL(f"the Redis URL {shown} has scheme {parts.scheme!r}; {_URL_FORMS}")
+    dbs = parse_qs(parts.query).get("db", [])
+    if parts.scheme == "unix":
+        if not parts.path:
+            raise BadRedisURL(f"the Redis URL {shown} names no socket path; {_URL_FORMS}")
+    else:
+        try:
+            port = parts.port
+        except ValueError:
+            port = -1
+        if port is not None and not 1 <= port <= 65535:
+            port_text = parts.netloc.rpartition(":")[2]
+            raise BadRedisURL(
+                f"the Redis URL {shown} has port {port_text!r}; a port is a number "
+                f"from 1 to 65535: {_URL_FORMS}"
+            )
+        if not parts.hostname:
+            raise BadRedisURL(f"the Redis URL {shown} names no host; {_URL_FORMS}")
+        dbs.append(parts.path.strip("/"))
+    for db in dbs:
+        if not db.isdigit() or not db.isascii():
+            raise BadRedisURL(
+                f"the Redis URL {shown} has database {db!r}; a database is a whole number "
+                "from 0 (the server's 'databases' setting is the limit, 16 by default)"
+            )
+    return url
 
 
 def url_from_env() -> str:
@@ -56,7 +108,7 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     """A client for ``target`` (a URL or a client), retrying briefly on connection errors."""
     if isinstance(target, redis.Redis):
         return target
-    url = target or url_from_env()
+    url = check_url(target or url_from_env())
     return redis.Redis.from_url(
         url,
         retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
@@ -87,6 +139,21 @@ def describe(client: redis.Redis) -> str:
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={db}"
     return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{db}"
+
+
+def ping(client: redis.Redis) -> None:
+    """Reach the server once: ``RedisUnavailable`` when it cannot be reached,
+    ``BadRedisURL`` when it refuses the connection's settings (a database index
+    beyond the server's ``databases``, a bad password)."""
+    try:
+        client.ping()
+    except REDIS_DOWN as exc:
+        raise unavailable(client, exc) from exc
+    except redis.exceptions.ResponseError as exc:
+        raise BadRedisURL(
+            f"Redis at {describe(client)} refused the connection ({exc}); check the "
+            "database index and the credentials in REDIS_URL (or --redis-url)"
+        ) from None
 
 
 def unavailable(client: redis.Redis, exc: BaseException) -> RedisUnavailable:

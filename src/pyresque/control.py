@@ -9,12 +9,12 @@ pyresque worker; its heartbeat picks it up within a second, on any host.
 
 from __future__ import annotations
 
-import json
 from dataclasses import asdict, dataclass
 from typing import Any, cast
 
+from pyresque import strict_json
 from pyresque.client import Resque
-from pyresque.connection import text
+from pyresque.counters import counter
 from pyresque.worker import COMMANDS
 
 
@@ -37,25 +37,33 @@ class WorkerInfo:
 
 
 def list_workers(resque: Resque) -> list[WorkerInfo]:
+    """Every registered worker. Their records may hold anything (any producer, any
+    bytes): ids that are not UTF-8 keep ``\\xNN`` escapes, unreadable values read as
+    absent, and a key of the wrong Redis type is skipped."""
     keys, r = resque.keys, resque.redis
-    ids = sorted(text(w) for w in cast("set[bytes]", r.smembers(keys.workers)))
-    if not ids:
+    raw_ids = sorted(cast("set[bytes]", r.smembers(keys.workers)))
+    if not raw_ids:
         return []
     pipe = r.pipeline(transaction=False)
-    for worker_id in ids:
-        pipe.get(keys.worker(worker_id))
-        pipe.get(keys.worker_started(worker_id))
-        pipe.get(keys.stat("processed", worker_id))
-        pipe.get(keys.stat("failed", worker_id))
-        pipe.hget(keys.heartbeats, worker_id)
-        pipe.zscore(keys.leases, worker_id)
+    for raw_id in raw_ids:
+        # Keys hold the id's exact bytes, whatever they are.
+        wid = raw_id.decode("utf-8", "surrogateescape")
+        pipe.get(_exact(keys.worker(wid)))
+        pipe.get(_exact(keys.worker_started(wid)))
+        pipe.get(_exact(keys.stat("processed", wid)))
+        pipe.get(_exact(keys.stat("failed", wid)))
+        pipe.hget(keys.heartbeats, raw_id)
+        pipe.zscore(keys.leases, raw_id)
     pipe.time()
-    replies = pipe.execute()
+    replies: list[Any] = [
+        None if isinstance(v, Exception) else v for v in pipe.execute(raise_on_error=False)
+    ]
     secs, micros = replies[-1]
     now_ms = secs * 1000 + micros // 1000
     workers = []
-    for i, worker_id in enumerate(ids):
+    for i, raw_id in enumerate(raw_ids):
         current, started, processed, failed, beat, lease = replies[i * 6 : i * 6 + 6]
+        worker_id = _text(raw_id)
         host, _, rest = worker_id.partition(":")
         pid, _, queues = rest.partition(":")
         job = _job(current)
@@ -69,10 +77,10 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
                 pid=pid,
                 queues=queues.split(",") if queues else [],
                 state=state,
-                started=text(started) if started else None,
-                heartbeat=text(beat) if beat else None,
-                processed=int(processed or 0),
-                failed=int(failed or 0),
+                started=_text(started) if started else None,
+                heartbeat=_text(beat) if beat else None,
+                processed=counter(processed),
+                failed=counter(failed),
                 job=job,
                 pyresque=lease is not None,
             )
@@ -80,14 +88,26 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
     return workers
 
 
+def _exact(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "backslashreplace")
+
+
 def _job(current: bytes | None) -> dict[str, Any] | None:
+    """The worker's ``worker:<id>`` record: what it runs, or a stand-in showing the raw
+    value when that is not the JSON object Resque writes."""
     if not current:
         return None
     try:
-        value = json.loads(current)
-    except ValueError:
-        return {"queue": "?", "run_at": "?", "payload": current.decode("utf-8", "replace")}
-    return value if isinstance(value, dict) else None
+        value = strict_json.loads(current)
+    except strict_json.BadJSON:
+        value = None
+    if isinstance(value, dict):
+        return value
+    return {"queue": "?", "run_at": "?", "payload": _text(current)}
 
 
 def send_command(resque: Resque, worker_id: str, command: str) -> bool:

@@ -42,8 +42,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "limit_acquire": ("clock", "limits"),
     "limit_park": ("clock", "limits", "push", "release"),
     "limit_wake": ("clock", "limits", "push"),
-    "limit_defer": ("clock", "release"),
-    "limit_rate_wake": ("clock", "push"),
+    "limit_defer": ("release", "delayed"),
 }
 
 

@@ -5,9 +5,6 @@ JSON API returns the very same dict, so the API always covers what a page shows.
 The actions (delete a job, retry a failure, ...) address list elements by
 content as well as position (a ``digest`` of their bytes), so a list that
 changed between reading and clicking can never make them touch the wrong item.
-
-Everything shown comes from Redis and may hold anything (``web_safe``): each page
-collects what it could not read in ``problems`` and shows the rest.
 """
 
 from __future__ import annotations
@@ -21,19 +18,16 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
-from functools import partial
 from typing import Any, cast
 
 import redis
 
-from pyresque import cron, history, strict_json
+from pyresque import cron, history
 from pyresque.client import Resque
-from pyresque.connection import describe, raw
+from pyresque.connection import describe, raw, text
 from pyresque.control import WorkerInfo, list_workers
-from pyresque.counters import counter
 from pyresque.failure import Failure
 from pyresque.payload import MalformedPayload, Payload
-from pyresque.web_safe import ITEM_LIMIT, Problems, as_text, shorten
 
 #: Elements read per LRANGE while scanning a queue or the failed list.
 _CHUNK = 1000
@@ -41,8 +35,6 @@ _CHUNK = 1000
 SEARCH_LIMIT = 100_000
 #: Failure facets (the filter suggestions) are computed when the list is this small.
 FACET_LIMIT = 20_000
-#: Lines of a failure's backtrace shown.
-BACKTRACE_LIMIT = 200
 #: ActiveJob's payload class; resque-web shows ``args[0]["job_class"]`` instead.
 ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper"
 _UTC_FORMATS = ("%Y/%m/%d %H:%M:%S UTC", "%Y/%m/%d %H:%M:%S", "%a %b %d %H:%M:%S UTC %Y")
@@ -57,25 +49,14 @@ def digest(item: bytes) -> str:
     return hashlib.sha256(item).hexdigest()[:16]
 
 
-def finite(value: Any) -> float | None:
-    """A JSON number as a finite float, else None."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    try:
-        number = float(value)
-    except OverflowError:
-        return None
-    return number if math.isfinite(number) else None
-
-
 def parse_time(value: Any) -> float | None:
     """Epoch seconds from the time formats Ruby, php-resque and pyresque write, or None."""
-    if not isinstance(value, str):
-        return finite(value)
-    if not value or len(value) > 64:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return float(value)
+    if not isinstance(value, str) or not value:
         return None
     try:
-        return finite(float(value))
+        return float(value)
     except ValueError:
         pass
     try:
@@ -109,35 +90,16 @@ def display_class(class_name: str, args: Any) -> str:
     return class_name
 
 
-def decode(item: bytes) -> tuple[Any, str | None]:
-    """A Redis value's JSON (``strict_json``), or None and why it is not readable."""
-    try:
-        return strict_json.loads(item), None
-    except strict_json.BadJSON as exc:
-        return None, str(exc)
-
-
-def job_view(
-    item: bytes, position: int | None = None, now: float | None = None, queue: bool = False
-) -> dict[str, Any]:
-    """One queue element as the pages show it (a malformed one says what is wrong);
-    with ``queue``, also the ``queue`` field a delayed item carries.
-
-    The arguments of an item bigger than ``ITEM_LIMIT`` are shown as cut text only.
-    """
+def job_view(item: bytes, position: int | None = None, now: float | None = None) -> dict[str, Any]:
+    """One queue element as the pages show it (a malformed one says what is wrong)."""
     now = time.time() if now is None else now
-    view: dict[str, Any] = {"position": position, "digest": digest(item), "size": len(item)}
-    value, problem = decode(item)
-    if queue:
-        view["queue"] = str(value.get("queue", "")) if isinstance(value, dict) else ""
+    view: dict[str, Any] = {"position": position, "digest": digest(item)}
     try:
-        if problem is not None:
-            raise MalformedPayload(f"payload: {problem}")
-        payload = Payload.from_dict(value)
+        payload = Payload.decode(item)
     except MalformedPayload as exc:
         view.update(
             malformed=str(exc),
-            raw=shorten(as_text(item)),
+            raw=item.decode("utf-8", "replace"),
             class_name="",
             payload_class="",
             args=[],
@@ -149,18 +111,16 @@ def job_view(
             attempts=0,
         )
         return view
-    huge = len(item) > ITEM_LIMIT
-    enqueued = finite(payload.queue_time)
     view.update(
         malformed=None,
         class_name=display_class(payload.class_name, payload.args),
         payload_class=payload.class_name,
-        args=None if huge else payload.args,
-        args_text=shorten(as_text(item)) if huge else args_text(payload.args),
+        args=payload.args,
+        args_text=args_text(payload.args),
         id=payload.id,
         prefix=payload.prefix,
-        enqueued_at=enqueued,
-        age_seconds=max(0.0, now - enqueued) if enqueued else None,
+        enqueued_at=payload.queue_time,
+        age_seconds=max(0.0, now - payload.queue_time) if payload.queue_time else None,
         attempts=payload.attempts,
     )
     return view
@@ -169,37 +129,22 @@ def job_view(
 # --- queues ----------------------------------------------------------------------------
 
 
-def queue_keys(resque: Resque, problems: Problems) -> list[tuple[str, bytes]]:
-    """Every queue's name (as text) and key (as bytes: a name that is not UTF-8 still
-    addresses its queue)."""
-    members = problems.section(
-        "the queues set",
-        lambda: cast("set[bytes]", resque.redis.smembers(resque.keys.queues)),
-        set[bytes](),
-    )
-    base = raw(resque.keys.queue(""))
-    return [(as_text(m), base + raw(m)) for m in sorted(raw(m) for m in members)]
-
-
-def queue_summaries(
-    resque: Resque, now: float | None = None, problems: Problems | None = None
-) -> list[dict[str, Any]]:
+def queue_summaries(resque: Resque, now: float | None = None) -> list[dict[str, Any]]:
     """Every queue with its size and the enqueue time and age of its oldest job.
 
     The age is known for payloads that carry ``queue_time`` (php-resque and
     pyresque's default shape); Ruby-shaped payloads have no timestamp.
     """
     now = time.time() if now is None else now
-    problems = Problems() if problems is None else problems
-    queues = queue_keys(resque, problems)
+    names = resque.queues()
     pipe = resque.redis.pipeline(transaction=False)
-    for _, key in queues:
-        pipe.llen(key)
-        pipe.lindex(key, 0)
-    replies = problems.replies(pipe, [as_text(k) for _, k in queues for _ in "ab"])
+    for name in names:
+        pipe.llen(resque.keys.queue(name))
+        pipe.lindex(resque.keys.queue(name), 0)
+    replies = pipe.execute() if names else []
     result = []
-    for i, (name, _) in enumerate(queues):
-        size, head = replies[2 * i] or 0, replies[2 * i + 1]
+    for i, name in enumerate(names):
+        size, head = int(replies[2 * i]), replies[2 * i + 1]
         oldest = job_view(raw(head), 0, now) if head is not None else None
         result.append(
             {
@@ -216,41 +161,31 @@ def queue_page(
     resque: Resque, name: str, start: int = 0, per_page: int = 20, query: str = ""
 ) -> dict[str, Any]:
     """One page of a queue's jobs, head first, or the jobs matching ``query``."""
-    problems = Problems()
     key = resque.keys.queue(name)
-    pipe = resque.redis.pipeline(transaction=False)
-    pipe.llen(key)
-    pipe.sismember(resque.keys.queues, name)
-    size, known = problems.replies(pipe, [key, resque.keys.queues])
+    size = int(resque.redis.llen(key))
     start = max(0, start)
     if query:
         found = search(resque, query, [name])
         jobs, scanned, truncated = found["jobs"], found["scanned"], found["truncated"]
-        problems += found["problems"]
     else:
         now = time.time()
-        items = problems.section(
-            key,
-            lambda: cast("list[bytes]", resque.redis.lrange(key, start, start + per_page - 1)),
-            list[bytes](),
-        )
+        items = resque.redis.lrange(key, start, start + per_page - 1)
         jobs = [job_view(raw(it), start + i, now) for i, it in enumerate(items)]
         scanned, truncated = len(jobs), False
     return {
         "queue": name,
-        "known": known == 1,
-        "size": size or 0,
+        "known": resque.redis.sismember(resque.keys.queues, name) == 1,
+        "size": size,
         "start": start,
         "per_page": per_page,
         "query": query,
         "jobs": jobs,
         "scanned": scanned,
         "truncated": truncated,
-        "problems": problems,
     }
 
 
-def _scan_list(client: redis.Redis, key: str | bytes, limit: int) -> Iterable[tuple[int, bytes]]:
+def _scan_list(client: redis.Redis, key: str, limit: int) -> Iterable[tuple[int, bytes]]:
     """(index, element) of a list, read in chunks, at most ``limit`` elements."""
     offset = 0
     while offset < limit:
@@ -264,51 +199,30 @@ def _scan_list(client: redis.Redis, key: str | bytes, limit: int) -> Iterable[tu
 
 def search(resque: Resque, query: str, queues: list[str] | None = None) -> dict[str, Any]:
     """Jobs whose id is ``query`` or whose class contains it (case-insensitive)."""
-    problems = Problems()
     wanted = query.strip().lower()
     now = time.time()
     jobs: list[dict[str, Any]] = []
     scanned = 0
     truncated = False
-    names = (
-        queue_keys(resque, problems)
-        if queues is None
-        else [(name, raw(resque.keys.queue(name))) for name in queues]
-    )
-
-    def scan(name: str, key: bytes) -> int:
-        found = 0
-        for index, item in _scan_list(resque.redis, key, SEARCH_LIMIT):
-            found += 1
+    for name in queues if queues is not None else resque.queues():
+        for index, item in _scan_list(resque.redis, resque.keys.queue(name), SEARCH_LIMIT):
+            scanned += 1
             view = job_view(item, index, now)
             if wanted and (
                 (view["id"] or "").lower() == wanted or wanted in view["class_name"].lower()
             ):
                 jobs.append({**view, "queue": name})
-        return found
-
-    for name, key in names:
-        scanned += problems.section(as_text(key), partial(scan, name, key), 0)
         truncated = truncated or scanned >= SEARCH_LIMIT
-    return {
-        "query": query,
-        "jobs": jobs,
-        "scanned": scanned,
-        "truncated": truncated,
-        "problems": problems,
-    }
+    return {"query": query, "jobs": jobs, "scanned": scanned, "truncated": truncated}
 
 
 def queues_page(resque: Resque, query: str = "") -> dict[str, Any]:
     """Every queue; with ``query``, also the jobs in any queue that match it."""
-    problems = Problems()
-    queues = queue_summaries(resque, problems=problems)
-    found = search(resque, query) if query.strip() else None
+    queues = queue_summaries(resque)
     return {
         "queues": queues,
         "pending": sum(q["size"] for q in queues),
-        "search": found,
-        "problems": problems + (found["problems"] if found else []),
+        "search": search(resque, query) if query.strip() else None,
     }
 
 
@@ -343,14 +257,13 @@ def worker_view(worker: WorkerInfo, now: float) -> dict[str, Any]:
     view["heartbeat_age_seconds"] = max(0.0, now - beat) if beat else None
     view["started_at"] = parse_time(worker.started)
     job = worker.job
-    if isinstance(job, dict):
+    if job is not None:
         payload = job.get("payload")
         if isinstance(payload, dict):
             args = payload.get("args", [])
             klass = display_class(str(payload.get("class", "")), args)
-            shown = args_text(args)
         else:
-            args, klass, shown = [], "", str(payload)
+            args, klass = [], ""
         run_at = parse_time(job.get("run_at"))
         view["job"] = {
             "queue": str(job.get("queue", "")),
@@ -358,19 +271,17 @@ def worker_view(worker: WorkerInfo, now: float) -> dict[str, Any]:
             "run_at_epoch": run_at,
             "running_seconds": max(0.0, now - run_at) if run_at else None,
             "class_name": klass,
-            "args": None if len(shown) > ITEM_LIMIT else args,
-            "args_text": shown,
+            "args": args,
+            "args_text": args_text(args) if isinstance(payload, dict) else str(payload),
             "id": payload.get("id") if isinstance(payload, dict) else None,
         }
     return view
 
 
-def workers_page(resque: Resque, problems: Problems | None = None) -> dict[str, Any]:
+def workers_page(resque: Resque) -> dict[str, Any]:
     """Workers grouped by host, with what each runs and since when."""
-    problems = Problems() if problems is None else problems
     now = time.time()
-    found = problems.section("the workers", partial(list_workers, resque), list[WorkerInfo]())
-    workers = [worker_view(w, now) for w in found]
+    workers = [worker_view(w, now) for w in list_workers(resque)]
     hosts: dict[str, list[dict[str, Any]]] = {}
     for worker in workers:
         hosts.setdefault(worker["host"], []).append(worker)
@@ -381,76 +292,52 @@ def workers_page(resque: Resque, problems: Problems | None = None) -> dict[str, 
         "working": states["working"],
         "idle": states["idle"],
         "dead": states["dead"],
-        "paused_all": problems.section(resque.keys.pause_all, partial(_paused_all, resque), False),
-        "problems": problems,
+        "paused_all": _paused_all(resque),
     }
 
 
 def _paused_all(resque: Resque) -> bool:
     value = resque.redis.get(resque.keys.pause_all)
-    return value is not None and as_text(value).strip().lower() == "true"
+    return value is not None and text(value).strip().lower() == "true"
 
 
 # --- overview and stats -----------------------------------------------------------------
 
 
-def counts(resque: Resque, queues: list[dict[str, Any]], problems: Problems) -> dict[str, int]:
-    """Resque's totals (``Resque.info``) plus the recovered-jobs counter; counters are
-    read as Ruby's ``to_i`` reads them. ``queues`` are the ``queue_summaries``."""
-    keys, r = resque.keys, resque.redis
-    members = problems.section(
-        keys.workers, lambda: cast("set[bytes]", r.smembers(keys.workers)), set[bytes]()
-    )
-    base = raw(keys.worker(""))
-    pipe = r.pipeline(transaction=False)
-    names = [keys.stat("processed"), keys.stat("failed"), keys.recovered, keys.failed]
-    pipe.get(names[0])
-    pipe.get(names[1])
-    pipe.get(names[2])
-    pipe.llen(names[3])
-    for member in members:
-        pipe.strlen(base + raw(member))
-        names.append(as_text(base + raw(member)))
-    processed, failed_total, recovered, failed, *working = problems.replies(pipe, names)
+def counts(resque: Resque) -> dict[str, int]:
+    """Resque's totals (``Resque.info``) plus the recovered-jobs counter."""
+    info = resque.info()
     return {
-        "pending": sum(q["size"] for q in queues),
-        "processed": counter(processed),
-        "failed": failed or 0,
-        "failed_total": counter(failed_total),
-        "recovered": counter(recovered),
-        "queues": len(queues),
-        "workers": len(members),
-        "working": sum(1 for w in working if w),
+        "pending": info["pending"],
+        "processed": info["processed"],
+        "failed": info["failed"],
+        "failed_total": resque.stat("failed"),
+        "recovered": int(resque.redis.get(resque.keys.recovered) or 0),
+        "queues": info["queues"],
+        "workers": info["workers"],
+        "working": info["working"],
     }
 
 
-def series(resque: Resque, unit: str, points: int, problems: Problems) -> list[dict[str, int]]:
+def series(resque: Resque, unit: str, points: int) -> list[dict[str, int]]:
     """Processed and failed jobs per minute (``unit="m"``) or hour (``"h"``), oldest first."""
     now = time.time()
-
-    def read() -> list[dict[str, int]]:
-        done = history.series(resque.redis, resque.keys, "processed", unit, points, now)
-        failed = history.series(resque.redis, resque.keys, "failed", unit, points, now)
-        return [
-            {"t": t, "processed": p, "failed": f}
-            for (t, p), (_, f) in zip(done, failed, strict=True)
-        ]
-
-    return problems.section(f"the history per {'minute' if unit == 'm' else 'hour'}", read, [])
+    done = history.series(resque.redis, resque.keys, "processed", unit, points, now)
+    failed = history.series(resque.redis, resque.keys, "failed", unit, points, now)
+    return [
+        {"t": t, "processed": p, "failed": f} for (t, p), (_, f) in zip(done, failed, strict=True)
+    ]
 
 
 def overview_page(resque: Resque) -> dict[str, Any]:
-    problems = Problems()
-    workers = workers_page(resque, problems)
+    workers = workers_page(resque)
     running = [w for host in workers["hosts"] for w in host["workers"] if w["job"]]
-    queues = queue_summaries(resque, problems=problems)
     return {
-        "counts": counts(resque, queues, problems),
-        "queues": queues,
+        "counts": counts(resque),
+        "queues": queue_summaries(resque),
         "running": running,
         "paused_all": workers["paused_all"],
-        "per_minute": series(resque, "m", 60, problems),
-        "problems": problems,
+        "per_minute": series(resque, "m", 60),
     }
 
 
@@ -519,19 +406,12 @@ def redis_info(resque: Resque) -> dict[str, Any]:
 
 
 def stats_page(resque: Resque) -> dict[str, Any]:
-    problems = Problems()
-    classes = problems.section(
-        "the job classes' stats",
-        partial(history.class_stats, resque.redis, resque.keys),
-        list[history.ClassStats](),
-    )
     return {
-        "counts": counts(resque, queue_summaries(resque, problems=problems), problems),
-        "per_minute": series(resque, "m", 24 * 60, problems),
-        "per_hour": series(resque, "h", 30 * 24, problems),
-        "classes": [class_view(s) for s in classes],
+        "counts": counts(resque),
+        "per_minute": series(resque, "m", 24 * 60),
+        "per_hour": series(resque, "h", 30 * 24),
+        "classes": [class_view(s) for s in history.class_stats(resque.redis, resque.keys)],
         "redis": redis_info(resque),
-        "problems": problems,
     }
 
 
@@ -573,31 +453,23 @@ def failure_view(failure: Failure) -> dict[str, Any]:
         "parsed": failure.parsed,
     }
     if not failure.parsed:
-        view["raw"] = shorten(as_text(failure.raw))
+        view["raw"] = failure.raw.decode("utf-8", "replace")
         return view
     payload = failure.payload if isinstance(failure.payload, dict) else {}
-    huge = len(failure.raw) > ITEM_LIMIT
-    lines = failure.backtrace
-    if len(lines) > BACKTRACE_LIMIT:
-        lines = [*lines[:BACKTRACE_LIMIT], f"… ({len(lines) - BACKTRACE_LIMIT:,} more lines)"]
     view.update(
         failed_at=failure.failed_at,
         failed_at_epoch=parse_time(failure.failed_at),
         queue=failure.queue,
         class_name=display_class(failure.class_name, failure.args),
         payload_class=failure.class_name,
-        args=None if huge else failure.args,
-        args_text=shorten(args_text(failure.args)),
-        payload=None if huge else failure.payload,
-        payload_text=shorten(
-            as_text(failure.raw)
-            if huge
-            else json.dumps(failure.payload, ensure_ascii=False, indent=2, default=str)
-        ),
+        args=failure.args,
+        args_text=args_text(failure.args),
+        payload=failure.payload,
+        payload_text=json.dumps(failure.payload, ensure_ascii=False, indent=2, default=str),
         job_id=payload.get("id"),
         exception=failure.exception,
         error=failure.error,
-        backtrace=lines,
+        backtrace=failure.backtrace,
         worker=failure.worker,
         retried_at=failure.retried_at,
     )
@@ -608,36 +480,31 @@ def failed_page(
     resque: Resque, start: int = 0, per_page: int = 20, filters: FailureFilter | None = None
 ) -> dict[str, Any]:
     """One page of failures, newest first, optionally filtered; with filter suggestions."""
-    problems = Problems()
     filters = filters or FailureFilter()
     start = max(0, start)
-    total = problems.section(resque.keys.failed, resque.failures.count, 0)
+    total = resque.failures.count()
     facets: dict[str, Counter[str]] = {
         "queue": Counter(),
         "class": Counter(),
         "exception": Counter(),
     }
-
-    def read() -> tuple[list[Failure], int]:
-        if filters.active or total <= FACET_LIMIT:
-            matching: list[Failure] = []
-            for failure in resque.failures:
-                if failure.parsed:
-                    facets["queue"][failure.queue] += 1
-                    facets["class"][failure.class_name] += 1
-                    facets["exception"][failure.exception] += 1
-                if filters.matches(failure):
-                    matching.append(failure)
-            matching.reverse()
-            return matching[start : start + per_page], len(matching)
-        # a long list and no filter: read just the page
+    if filters.active or total <= FACET_LIMIT:
+        matching: list[Failure] = []
+        for failure in resque.failures:
+            if failure.parsed:
+                facets["queue"][failure.queue] += 1
+                facets["class"][failure.class_name] += 1
+                facets["exception"][failure.exception] += 1
+            if filters.matches(failure):
+                matching.append(failure)
+        matching.reverse()
+        shown, count = matching[start : start + per_page], len(matching)
+    else:  # a long list and no filter: read just the page
         last = total - 1 - start
         first = max(0, last - per_page + 1)
-        page = resque.failures.list(first, last - first + 1) if last >= 0 else []
-        page.reverse()
-        return page, total
-
-    shown, count = problems.section("the failed list", read, (list[Failure](), 0))
+        shown = resque.failures.list(first, last - first + 1) if last >= 0 else []
+        shown.reverse()
+        count = total
     return {
         "total": total,
         "matching": count,
@@ -649,7 +516,6 @@ def failed_page(
             name: [{"value": v, "count": n} for v, n in sorted(c.items()) if v]
             for name, c in facets.items()
         },
-        "problems": problems,
     }
 
 
@@ -666,13 +532,7 @@ def find_failure(resque: Resque, index: int, record_digest: str | None) -> Failu
 
 
 def failure_detail(resque: Resque, index: int) -> dict[str, Any]:
-    problems = Problems()
-    failure = problems.section(f"failure {index}", partial(resque.failures.get, index), None)
-    if problems:
-        return {"index": index, "parsed": False, "problems": problems}
-    if failure is None:
-        raise Stale(f"there is no failure record at index {index}")
-    return {**failure_view(failure), "problems": problems}
+    return failure_view(find_failure(resque, index, None))
 
 
 def retry_failure(resque: Resque, index: int, record_digest: str | None = None) -> int:
@@ -710,53 +570,44 @@ def clear_retried(resque: Resque) -> int:
 
 def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str, Any]:
     """Delayed jobs by due time and recurring schedules, as resque-scheduler stores them."""
-    problems = Problems()
-    keys, r = resque.keys, resque.redis
+    prefix, r = resque.keys.prefix, resque.redis
+    schedule_key = f"{prefix}delayed_queue_schedule"
     start = max(0, start)
-    total = problems.section(keys.delayed_schedule, partial(r.zcard, keys.delayed_schedule), 0)
-    entries = problems.section(
-        keys.delayed_schedule,
-        lambda: cast(
-            "list[tuple[bytes, float]]",
-            r.zrange(keys.delayed_schedule, start, start + per_page - 1, withscores=True),
-        ),
-        list[tuple[bytes, float]](),
+    total = int(r.zcard(schedule_key))
+    entries = cast(
+        "list[tuple[bytes, float]]",
+        r.zrange(schedule_key, start, start + per_page - 1, withscores=True),
     )
-    # resque-scheduler's member is its score; a score no clock can reach is skipped.
-    stamps = [int(score) for _, score in entries if finite(score) and abs(score) < 2**53]
-    if len(stamps) < len(entries):
-        problems.append(f"{keys.delayed_schedule}: a timestamp that is not a number was skipped")
+    stamps = [int(score) for _, score in entries]
     pipe = r.pipeline(transaction=False)
     for ts in stamps:
-        pipe.llen(keys.delayed(ts))
-        pipe.lrange(keys.delayed(ts), 0, 9)
-    replies = problems.replies(pipe, [keys.delayed(ts) for ts in stamps for _ in "ab"])
+        pipe.llen(f"{prefix}delayed:{ts}")
+        pipe.lrange(f"{prefix}delayed:{ts}", 0, 9)
+    replies = pipe.execute() if stamps else []
     now = time.time()
-    timestamps = [
-        {
-            "at": ts,
-            "in_seconds": ts - now,
-            "size": replies[2 * i] or 0,
-            "jobs": [job_view(raw(item), None, now, True) for item in replies[2 * i + 1] or []],
-        }
-        for i, ts in enumerate(stamps)
-    ]
-    lock = f"{keys.prefix}{keys.prefix}resque_scheduler_master_lock"
+    timestamps = []
+    for i, ts in enumerate(stamps):
+        jobs = []
+        for item in replies[2 * i + 1]:
+            view = job_view(raw(item), None, now)
+            try:
+                view["queue"] = json.loads(item).get("queue", "")
+            except (ValueError, AttributeError):
+                view["queue"] = ""
+            jobs.append(view)
+        timestamps.append(
+            {"at": ts, "in_seconds": ts - now, "size": int(replies[2 * i]), "jobs": jobs}
+        )
     return {
         "total_timestamps": total,
         "start": start,
         "per_page": per_page,
         "timestamps": timestamps,
-        "schedules": problems.section(
-            "resque-scheduler's schedules", partial(_schedules, resque), list[dict[str, Any]]()
-        ),
-        "cron": problems.section(
-            "pyresque's cron schedules", partial(_cron, resque), {"leader": None, "schedules": []}
-        ),
+        "schedules": _schedules(resque),
+        "cron": _cron(resque),
         "master_lock": _text_or_none(
-            problems.section(lock, lambda: cast("bytes | None", r.get(lock)), None)
+            cast("bytes | None", r.get(f"{prefix}{prefix}resque_scheduler_master_lock"))
         ),
-        "problems": problems,
     }
 
 
@@ -768,23 +619,25 @@ def _schedules(resque: Resque) -> list[dict[str, Any]]:
     pipe.hgetall(f"{prefix}schedules")
     pipe.hgetall(f"{prefix}delayed:last_enqueued_at")
     persistent, legacy, last = pipe.execute()
-    last_run = {as_text(k): as_text(v) for k, v in last.items()}
+    last_run = {text(k): text(v) for k, v in last.items()}
     result = []
-    for raw_name, value in sorted({**legacy, **persistent}.items()):
-        name = as_text(raw_name)
-        config, problem = decode(value)
+    for name, value in sorted({**legacy, **persistent}.items()):
+        try:
+            config = json.loads(value)
+        except ValueError:
+            config = {}
         config = config if isinstance(config, dict) else {}
         every = config.get("every")
         result.append(
             {
-                "name": name,
+                "name": text(name),
                 "cron": config.get("cron"),
                 "every": every if isinstance(every, str) else json.dumps(every) if every else None,
-                "class_name": config.get("class") or name,
+                "class_name": config.get("class") or text(name),
                 "queue": config.get("queue"),
                 "args_text": args_text(config.get("args", [])),
-                "description": problem or config.get("description"),
-                "last_enqueued_at": last_run.get(name),
+                "description": config.get("description"),
+                "last_enqueued_at": last_run.get(text(name)),
             }
         )
     return result
@@ -794,8 +647,8 @@ def _cron(resque: Resque) -> dict[str, Any]:
     """pyresque's recurring schedules (``cron.status``) and the leader holding the lease."""
     schedules = []
     for status in cron.status(resque):
-        definition = status.definition if isinstance(status.definition, dict) else {}
-        every = finite(definition.get("every"))
+        definition = status.definition
+        every = definition.get("every")
         schedules.append(
             {
                 **status.to_dict(),
@@ -811,4 +664,4 @@ def _cron(resque: Resque) -> dict[str, Any]:
 
 
 def _text_or_none(value: bytes | None) -> str | None:
-    return None if value is None else as_text(value)
+    return None if value is None else text(value)
