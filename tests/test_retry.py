@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 import redis
 
+from e2e_support import Procs, State
 from pyresque import Job, Resque, Status
 from pyresque.retry import Backoff, Retry, RetryPolicy, requested_delay
 from pyresque.unique import Unique
@@ -210,3 +211,20 @@ def test_retry_requests_travel_in_the_message() -> None:
     assert requested_delay(str(Retry("later", at=T0 + 100)), T0) == 100
     assert requested_delay(str(Retry(at=T0 - 5)), T0) == 0
     assert requested_delay(str(Retry("use the backoff")), T0) is None
+
+
+def test_a_real_workers_final_failure_lists_every_attempts_error(
+    procs: Procs, state: State, redis_url: str, namespace: str
+) -> None:
+    """A ``pyresque worker --with-scheduler`` process runs a job that always fails, three
+    attempts: the failure record's payload has one error per attempt, the last being the
+    record's own exception and message."""
+    rq = Resque(redis_url, namespace=namespace)
+    rq.enqueue("default", "Boom", {"n": 1}, retry=RetryPolicy(attempts=3, delays=(0.5,)))
+    procs.worker(namespace, "default", "--interval", "0.2", "--with-scheduler")
+    [record] = state.wait_failed(1, timeout=60)
+    errors = record["payload"]["errors"]
+    assert [e["attempt"] for e in errors] == [1, 2, 3]
+    assert record["payload"]["attempts"] == 3
+    assert (errors[-1]["exception"], errors[-1]["error"]) == (record["exception"], record["error"])
+    assert len(state.events("Boom", "perform")) == 3

@@ -184,3 +184,13 @@ class Keys:
     def rate(self, key: str) -> str:
         """Sorted set of the start times (ms) within a rate limit's window."""
         return f"{self.prefix}pyresque:limit:rate:{key}"
+
+    def rate_waiting(self, key: str) -> str:
+        """List of the jobs waiting for a rate limit's window to have room (FIFO)."""
+        return f"{self.prefix}pyresque:limit:rate-waiting:{key}"
+
+    @property
+    def rate_due(self) -> str:
+        """Sorted set: ``<limit>:<window ms>:<key>`` of every rate limit with waiting jobs,
+        scored by when (ms, Redis clock) its window next has room."""
+        return f"{self.prefix}pyresque:limit:rate-due"

@@ -11,14 +11,19 @@ A worker takes every limit of a job just before running it, all or nothing
 (limit_acquire.lua). A job refused by a concurrency limit waits in the limit's
 FIFO waiting list, without polling, until a finishing job (or the scheduler's
 sweep, for slots freed by dead workers) moves it back to the *head* of its
-queue (limit_park.lua, limit_wake.lua). A job refused by a rate limit goes to
-the delayed queue until the window has room, and then to the head of its
-queue (limit_defer.lua). Limits are judged on the Redis clock.
+queue (limit_park.lua, limit_wake.lua). A job refused by a rate limit waits in
+the limit's FIFO list until the window has room, to the millisecond, and then
+goes back to the head of its queue (limit_defer.lua, limit_rate_wake.lua): the
+worker that deferred it wakes it on time (``RateWaker``), and every scheduler
+pass wakes whatever is due, in case that worker is gone. So a rate limit with
+enough work waiting runs at its full rate. Limits are judged on the Redis clock.
 """
 
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, cast
@@ -26,8 +31,8 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from pyresque import scripts
-from pyresque.connection import raw, text
-from pyresque.delayed import DelayedJob, due_second, item_json
+from pyresque.connection import REDIS_DOWN, raw, text
+from pyresque.delayed import DelayedJob, item_json
 from pyresque.keys import Keys
 
 if TYPE_CHECKING:
@@ -36,6 +41,9 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyresque.limits")
 
 KeyFunction = Callable[[list[Any]], str]
+
+#: Limits one ``wake_rates`` call wakes at most (the next call wakes the rest).
+_WAKE_ROUNDS = 100
 
 
 @dataclass(frozen=True)
@@ -96,6 +104,7 @@ class Limiter:
         self._redis = client
         self._keys = keys
         self.worker_id = worker_id
+        self.waker = RateWaker(self)
 
     def acquire(self, job: Job, token: str, queue: str) -> Held | None:
         """Take ``job``'s limits before it runs: returns what it holds, or None when a
@@ -124,7 +133,7 @@ class Limiter:
         if isinstance(limit, Concurrency):
             self._park(job, token, queue, key, limit.limit, item)
         else:
-            self._defer(token, int(reply[1]), item)
+            self._defer(token, limit, key, int(reply[1]), item)
         return None
 
     def _park(self, job: Job, token: str, queue: str, key: str, limit: int, item: str) -> None:
@@ -146,19 +155,16 @@ class Limiter:
                 "job %s waits for a slot of %r", job.payload.id or job.payload.class_name, key
             )
 
-    def _defer(self, token: str, wait_ms: int, item: str) -> None:
-        now = self._redis.time()
-        timestamp = due_second(now[0] + now[1] / 1e6 + wait_ms / 1000)
+    def _defer(self, token: str, limit: RateLimit, key: str, wait_ms: int, item: str) -> None:
         keys = [
             self._keys.inflight(self.worker_id),
             self._keys.worker(self.worker_id),
-            self._keys.delayed_schedule,
-            self._keys.delayed(timestamp),
-            self._keys.timestamps(item),
+            self._keys.rate_waiting(key),
+            self._keys.rate_due,
         ]
-        scripts.run(
-            self._redis, "limit_defer", keys, [token, timestamp, f"delayed:{timestamp}", item]
-        )
+        member = f"{limit.limit}:{int(limit.period * 1000)}:{key}"
+        if scripts.run(self._redis, "limit_defer", keys, [token, item, member, wait_ms]) == 1:
+            self.waker.wake_in(wait_ms / 1000)
 
     def wake(self, key: str, limit: int) -> int:
         """Move jobs waiting for ``key``'s slots to the head of their queues, one per free
@@ -191,6 +197,90 @@ class Limiter:
 
     def wake_all(self) -> int:
         """Wake waiters of every limit that has some (the scheduler's sweep: slots of
-        dead workers free up without anyone finishing)."""
+        dead workers free up without anyone finishing, and a rate-limited job's worker
+        may be gone before its window opened)."""
         waiting = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.limits_waiting))
-        return sum(self.wake(text(key), int(limit)) for key, limit in waiting.items())
+        woken = sum(self.wake(text(key), int(limit)) for key, limit in waiting.items())
+        return woken + self.wake_rates()[0]
+
+    def wake_rates(self) -> tuple[int, float | None]:
+        """Wake the rate-limited jobs whose window has room; returns how many, and the
+        seconds until the next window opens (None when no job waits for one)."""
+        woken = 0
+        for _ in range(_WAKE_ROUNDS):  # each round wakes a limit or finds none is due
+            first = cast(
+                "list[tuple[bytes, float]]",
+                self._redis.zrange(self._keys.rate_due, 0, 0, withscores=True),
+            )
+            if not first:
+                return woken, None
+            moved, wait_ms = self._wake_rate(text(first[0][0]))
+            woken += moved
+            if wait_ms > 0 and moved == 0:
+                return woken, wait_ms / 1000
+        return woken, 0.0
+
+    def _wake_rate(self, member: str) -> tuple[int, int]:
+        """One limit's wake-up (limit_rate_wake.lua): (jobs woken, ms until the next)."""
+        limit, window, key = member.split(":", 2)
+        items = cast(
+            "list[bytes]", self._redis.lrange(self._keys.rate_waiting(key), 0, int(limit) - 1)
+        )
+        keys = [
+            self._keys.rate(key),
+            self._keys.rate_due,
+            self._keys.rate_waiting(key),
+            self._keys.queues,
+            self._keys.queues_changed,
+        ]
+        args: list[Any] = [limit, window, member]
+        for item in items:
+            job = DelayedJob.decode(0, raw(item))
+            keys += [self._keys.queue(job.queue), self._keys.wake(job.queue)]
+            args += [item, job.payload.encode() if job.payload else text(item), job.queue]
+        woken, wait_ms = scripts.run(self._redis, "limit_rate_wake", keys, args)
+        return int(woken), int(wait_ms)
+
+
+class RateWaker:
+    """Wakes rate-limited jobs when their window opens, to the millisecond: a thread
+    that runs only while jobs this worker deferred wait (limits.py's docstring)."""
+
+    def __init__(self, limiter: Limiter) -> None:
+        self._limiter = limiter
+        self._changed = threading.Condition()
+        self._due: float | None = None  # time.monotonic() of the next wake-up
+        self._thread: threading.Thread | None = None
+
+    def wake_in(self, seconds: float) -> None:
+        """Make sure a wake-up happens within ``seconds``."""
+        with self._changed:
+            due = time.monotonic() + seconds
+            if self._due is None or due < self._due:
+                self._due = due
+                self._changed.notify()
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._run, name="pyresque-rate-waker", daemon=True
+                )
+                self._thread.start()
+
+    def _run(self) -> None:
+        while True:
+            with self._changed:
+                while self._due is not None and self._due > time.monotonic():
+                    self._changed.wait(self._due - time.monotonic())
+                if self._due is None:  # nothing waits: the next deferral starts a thread
+                    self._thread = None
+                    return
+                self._due = None
+            try:
+                _, seconds = self._limiter.wake_rates()
+            except REDIS_DOWN as exc:
+                log.warning("could not wake rate-limited jobs (%s); retrying in 1 s", exc)
+                seconds = 1.0
+            except Exception:
+                log.exception("could not wake rate-limited jobs; retrying in 1 s")
+                seconds = 1.0
+            if seconds is not None:
+                self.wake_in(seconds)

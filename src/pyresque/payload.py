@@ -17,6 +17,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from pyresque import strict_json
+
 
 class Dialect(str, Enum):
     """Which producer's payload shape to write."""
@@ -163,23 +165,46 @@ class Payload:
             args=args,
             id=str(job_id) if job_id not in (None, "") else None,
             prefix=prefix if isinstance(prefix, str) else "",
-            queue_time=float(queue_time) if isinstance(queue_time, (int, float)) else None,
+            queue_time=finite_float(queue_time),
             extra={k: v for k, v in item.items() if k not in known},
         )
 
     @classmethod
     def decode(cls, raw: bytes | str) -> Payload:
-        """Parse a queue element; raise ``MalformedPayload`` saying exactly what is wrong."""
-        if isinstance(raw, bytes):
-            try:
-                raw = raw.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                bad = raw[exc.start : exc.start + 1]
-                raise MalformedPayload(
-                    f"payload is not valid UTF-8 (byte {exc.start}: {bad!r})"
-                ) from exc
+        """Parse a queue element under the one decoding policy (strict_json); raise
+        ``MalformedPayload`` saying exactly what is wrong, and in which field."""
         try:
-            item = json.loads(raw)
-        except json.JSONDecodeError as exc:
-            raise MalformedPayload(f"payload is not valid JSON: {exc}") from exc
+            item = strict_json.loads(raw)
+        except strict_json.BadJSON as exc:
+            field = _bad_field(raw)
+            where = f'bad payload field "{field}"' if field else "bad payload"
+            raise MalformedPayload(f"{where}: {exc}") from None
         return cls.from_dict(item)
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float if it is a JSON number that has one, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _bad_field(raw: bytes | str) -> str | None:
+    """The top-level field of a rejected payload that holds what the policy refuses, when
+    Python's lenient parser can tell (only on this error path, so its cost is no concern)."""
+    try:
+        item = json.loads(raw)
+        if not isinstance(item, dict):
+            return None
+        for name, value in item.items():
+            try:
+                strict_json.loads(json.dumps(value))
+            except (strict_json.BadJSON, ValueError):
+                return str(name)
+    except (ValueError, RecursionError):  # not JSON at all, or too deep for Python's parser
+        pass
+    return None

@@ -7,12 +7,12 @@ the test helpers), so a job behaves the same whichever way it runs.
 from __future__ import annotations
 
 import inspect
-import json
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
+from pyresque import strict_json
 from pyresque.errors import backtrace_of, exception_name
 from pyresque.events import Events
 from pyresque.job import DontPerform, Job
@@ -54,28 +54,85 @@ class Outcome:
     error: str = ""
     backtrace: list[str] = field(default_factory=list)
     rss_mb: float = 0.0  # peak memory of the process that ran it (prefork recycling)
+    # The result as status JSON, when it came from the job's process (``decode``).
+    result_text: str | None = None
 
     @classmethod
     def failed(cls, exc: BaseException) -> Outcome:
-        return cls("failed", None, exception_name(exc), str(exc), backtrace_of(exc))
+        """A failure with ``exc``'s name, message and backtrace, whatever ``exc`` is."""
+        backtrace = [storable(line) for line in backtrace_of(exc)]
+        return cls("failed", None, exception_name(exc), storable(_str(exc)), backtrace)
 
     @property
     def ok(self) -> bool:
         return self.kind in ("ok", "skipped")
 
     def result_json(self) -> str:
-        """The result as status JSON; a value that is not JSON is stored as its repr."""
+        """The result as status JSON; a value that is not JSON (or that Redis cannot
+        store as UTF-8) is stored as its repr."""
+        if self.result_text is not None:
+            return self.result_text
         try:
-            return dumps(self.result)
-        except TypeError:
-            return dumps(repr(self.result))
+            text = dumps(self.result)
+            text.encode()  # a lone surrogate in a string is not UTF-8
+            return text
+        except (TypeError, ValueError, RecursionError):
+            return dumps(storable(_repr(self.result)))
 
     def encode(self) -> bytes:
-        return json.dumps(asdict(self), default=repr).encode()
+        """The outcome for the pipe from the job's process to the worker (the result is
+        sent as its status JSON, so the worker never decodes a job's value)."""
+        fields = {
+            "kind": self.kind,
+            "result_text": self.result_json(),
+            "exception": self.exception,
+            "error": self.error,
+            "backtrace": self.backtrace,
+            "rss_mb": self.rss_mb,
+        }
+        return dumps(fields).encode()
 
     @classmethod
     def decode(cls, data: bytes) -> Outcome:
-        return cls(**json.loads(data))
+        """Read what ``encode`` wrote; a message that is not one fails the job, saying so."""
+        try:
+            fields = strict_json.loads(data)
+            outcome = cls(**fields)
+            if not (
+                isinstance(outcome.kind, str)
+                and isinstance(outcome.result_text, str)
+                and isinstance(outcome.exception, str)
+                and isinstance(outcome.error, str)
+                and isinstance(outcome.backtrace, list)
+                and isinstance(outcome.rss_mb, (int, float))
+            ):
+                raise ValueError("a field has the wrong type")
+            return outcome
+        except (ValueError, TypeError) as exc:
+            return cls.failed(DirtyExit(f"the job's process sent an unreadable outcome ({exc})"))
+
+
+def storable(text: str) -> str:
+    """``text`` as Redis can store it: a lone surrogate becomes its escape, ``\\udc80``."""
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+
+
+def _str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as err:  # a broken __str__: say so instead of failing the failure
+        return f"(str() of this {type(exc).__name__} raised {exception_name(err)})"
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as err:  # a broken __repr__, or a value too deeply nested
+        return f"(a {type(value).__name__} whose repr() raised {exception_name(err)})"
 
 
 def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
@@ -118,7 +175,7 @@ def perform(job: Job, events: Events, run_async: AsyncRunner | None = None) -> O
         return Outcome("skipped")
     except Interrupted:
         return Outcome("interrupted")
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # sys.exit() in a job fails the job, as in Resque
         notify_failure(job, exc, events)
         return Outcome.failed(exc)
     return Outcome("ok", result)

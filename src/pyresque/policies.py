@@ -122,7 +122,11 @@ class JobPolicies:
             lock = None
         if outcome.ok:
             return FinishPlan("ok", lock=lock, held=held)
-        attempt = self._next_attempt(payload, outcome)
+        try:
+            attempt = self._next_attempt(payload, outcome)
+        except (ArithmeticError, ValueError) as exc:  # e.g. a payload's backoff that overflows
+            log.error("job %s: its retry policy failed (%s); the job fails", payload.id, exc)
+            attempt = None
         if attempt is None or attempt.at is None:
             shown = attempt.payload if attempt else None
             return FinishPlan("failed", lock=lock, held=held, shown=shown)

@@ -24,6 +24,7 @@ from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
 from pyresque.handoff import Box, Handoff
 from pyresque.job import Job, UnknownJob
 from pyresque.payload import MalformedPayload, Payload
+from pyresque.payload_fields import check_fields
 from pyresque.perform import Interrupted, JobTimeout, Outcome
 from pyresque.status import Mark
 
@@ -209,17 +210,29 @@ class Processor:
     # --- running a job ----------------------------------------------------------
 
     def _process(self, claim: Claim) -> Claim | None:
-        """Run a claimed job, record its outcome, and return the next claim (if any)."""
+        """Run a claimed job, record its outcome, and return the next claim (if any).
+
+        Whatever goes wrong with one job (its payload, its class, its limits, the
+        executor) makes that job fail with the error, never stops this processor."""
         started = time.monotonic()
         payload: Payload | None = None
         try:
             payload = Payload.decode(claim.raw)
+            check_fields(payload)
             job = self.worker.resque.registry.get(payload.class_name)(payload, claim.queue)
-        except (MalformedPayload, UnknownJob) as exc:
-            outcome = Outcome.failed(exc)
-        else:
             if not self.worker.policies.admit(job, claim):
                 return None  # a limit refused it: it waits (parked or delayed), unclaimed
+        except MalformedPayload as exc:
+            payload = None  # recorded with its raw bytes; none of its fields is trusted
+            outcome = Outcome.failed(exc)
+        except UnknownJob as exc:
+            outcome = Outcome.failed(exc)
+        except REDIS_DOWN:
+            raise
+        except Exception as exc:  # a job class's constructor or limit key raised
+            log.exception("job %s could not be started", _name(claim, payload))
+            outcome = Outcome.failed(exc)
+        else:
             outcome = self._run(job, claim)
         seconds = time.monotonic() - started
         self._log(claim, payload, outcome, seconds)
@@ -239,6 +252,9 @@ class Processor:
             outcome = self.executor.execute(job, timeout, worker.stop, lambda: self._running(job))
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
+        except Exception as exc:  # a fault outside the job's own code (the executor's)
+            log.exception("job %s: running it failed", _name(claim, payload))
+            outcome = Outcome.failed(exc)
         finally:
             if self._mark is not None:
                 self._mark.finish()
@@ -260,7 +276,7 @@ class Processor:
     ) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
         job stays in flight meanwhile, so it is never lost."""
-        retrying = False
+        retrying = fallback = False
         while True:
             try:
                 next_claim = self._record(claim, payload, outcome, seconds, not retrying)
@@ -271,6 +287,12 @@ class Processor:
                 self._redis_down(exc)
                 if self.worker.stop.kill:  # exit now: the lease will expire, others recover
                     return None
+            except Exception as exc:
+                if fallback:
+                    raise  # even the plainest record failed: a bug; the worker must stop
+                # Record the plainest failure instead: the raw bytes and this error.
+                log.exception("job %s: recording its outcome failed", _name(claim, payload))
+                payload, outcome, fallback = None, Outcome.failed(exc), True
 
     def _record(
         self,
@@ -372,6 +394,13 @@ class Processor:
         self.worker.give_back_orphans()
         log.warning("Redis is back")
         self._redis_ok = True
+
+
+def _name(claim: Claim, payload: Payload | None) -> str:
+    """How the log names a job: its id, else its class, else its claim token."""
+    if payload is not None:
+        return payload.id or payload.class_name
+    return claim.token
 
 
 def give_back_orphans(worker: Worker, held: set[str]) -> int:

@@ -27,13 +27,13 @@ from typing import cast
 
 import redis
 
-from pyresque import scripts
+from pyresque import scripts, strict_json
 from pyresque.connection import raw, text
 from pyresque.failure import failure_record
 from pyresque.history import HistoryBuffer
 from pyresque.job import Registry
 from pyresque.keys import Keys
-from pyresque.payload import Payload
+from pyresque.payload import MalformedPayload, Payload
 from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.recovery")
@@ -76,11 +76,18 @@ class Recovery:
         self._recoverer = recoverer
 
     def recover_worker(self, worker_id: str) -> int:
-        """Recover every in-flight job of a worker whose lease expired; returns how many."""
+        """Recover every in-flight job of a worker whose lease expired; returns how many.
+        Each record on its own: one that cannot be recovered never stops the others."""
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
         moved = 0
         for token, record in entries.items():
-            moved += self.give_back(worker_id, text(token), raw(record), crashed=True)
+            try:
+                # The token as read: hostile bytes that are not UTF-8 still name the field.
+                moved += self.give_back(worker_id, raw(token), raw(record), crashed=True)
+            except redis.exceptions.RedisError:
+                raise
+            except Exception:  # a bug: log it, recover the others, try again next beat
+                log.exception("could not recover job %r of dead worker %s", token, worker_id)
         reaped = scripts.run(
             self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
         )
@@ -88,19 +95,21 @@ class Recovery:
             log.warning("unregistered dead worker %s", worker_id)
         return moved
 
-    def give_back(self, worker_id: str, token: str, record: bytes, crashed: bool) -> int:
-        """Put one in-flight job back on its queue (or in ``failed`` if it is poison).
+    def give_back(self, worker_id: str, token: str | bytes, record: bytes, crashed: bool) -> int:
+        """Put one in-flight job back on its queue (or in ``failed`` if it is poison, or if
+        the record cannot be read: then the record's raw bytes go there, as a
+        ``MalformedPayload`` saying what is wrong).
 
         ``crashed`` counts the delivery as an attempt; a worker that gives back its own
         job on shutdown passes False, and skips the lease check.
         """
-        # The payload's bytes may not be UTF-8 (bad input is kept, never dropped).
-        entry = json.loads(record.decode("utf-8", "surrogateescape"))
-        queue: str = entry["queue"]
-        raw: bytes | str = entry["payload"].encode("utf-8", "surrogateescape")
+        try:
+            queue, raw = read_record(record)
+        except MalformedPayload as exc:
+            return self._fail_record(worker_id, token, record, str(exc), crashed)
         payload = _payload_or_none(raw)
-        action, item, counter = "requeue", raw, self._keys.recovered
-        destination = self._keys.queue(queue)
+        item: bytes | str
+        action, item = "requeue", raw  # bytes as they were, even bytes that are not UTF-8
         if crashed and payload is not None:
             # A crash is an attempt (as a retry is), and it counts towards the poison
             # limit on its own, so earlier retries do not make a job poison sooner.
@@ -108,24 +117,12 @@ class Recovery:
             payload.extra["crashes"] = payload.crashes + 1
             item = payload.encode()
             if payload.crashes >= self.max_crashes or self._fails_on_crash(payload):
-                action, counter, destination = "fail", self._keys.stat("failed"), self._keys.failed
-                item = self._poison_record(payload, worker_id, queue)
-        keys = [
-            self._keys.leases,
-            self._keys.inflight(worker_id),
-            destination,
-            counter,
-            self._keys.queues,
-            self._keys.wake(queue),
-        ]
-        if payload is not None and payload.id:
-            keys.append(self._keys.status(payload.id, payload.prefix))
-        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1", ""]
+                action, item = "fail", self._poison_record(payload, worker_id, queue)
+        status = self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
         lock = UniqueLock.of(payload) if action == "fail" and payload is not None else None
-        if lock is not None and lock.released_at_end:  # a poison job is done: free its lock
-            keys.append(self._keys.unique(lock.digest))
-            args[-1] = lock.token
-        if not scripts.run(self._redis, "recover", keys, args):
+        if lock is not None and not lock.released_at_end:
+            lock = None  # only a poison job is done: then its lock is freed
+        if not self._move(worker_id, token, record, item, action, queue, crashed, status, lock):
             return 0
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
         if action == "fail":
@@ -140,6 +137,47 @@ class Recovery:
                 "recovered job %s of dead worker %s back to queue %s", job, worker_id, queue
             )
         return 1
+
+    def _fail_record(
+        self, worker_id: str, token: str | bytes, record: bytes, problem: str, crashed: bool
+    ) -> int:
+        """Move an in-flight record that cannot be read to ``failed``, its bytes kept."""
+        shown = record.decode("utf-8", "backslashreplace")
+        item = failure_record(shown, "pyresque.MalformedPayload", problem, [], worker_id, "")
+        if not self._move(worker_id, token, record, item, "fail", "", crashed, None):
+            return 0
+        log.error("in-flight job %r of worker %s moved to failed: %s", token, worker_id, problem)
+        return 1
+
+    def _move(
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        item: bytes | str,
+        action: str,
+        queue: str,
+        crashed: bool,
+        status: str | None,
+        lock: UniqueLock | None = None,
+    ) -> bool:
+        """recover.lua: move one in-flight job, if it is still there and its owner dead."""
+        failing = action == "fail"
+        keys = [
+            self._keys.leases,
+            self._keys.inflight(worker_id),
+            self._keys.failed if failing else self._keys.queue(queue),
+            self._keys.stat("failed") if failing else self._keys.recovered,
+            self._keys.queues,
+            self._keys.wake(queue),
+        ]
+        if status is not None:
+            keys.append(status)
+        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1", ""]
+        if lock is not None:
+            keys.append(self._keys.unique(lock.digest))
+            args[-1] = lock.token
+        return bool(scripts.run(self._redis, "recover", keys, args))
 
     def _fails_on_crash(self, payload: Payload) -> bool:
         if payload.class_name not in self._registry:
@@ -282,6 +320,38 @@ class Heartbeat(threading.Thread):
         self._stopped.set()
         if self.is_alive():
             self.join(timeout=5)
+
+
+def read_record(record: bytes) -> tuple[str, bytes]:
+    """The queue name and payload bytes of an in-flight record (claim.lua writes
+    ``{"queue","payload","claimed_at"}``); ``MalformedPayload`` if it is not one."""
+    try:
+        record.decode("utf-8")
+    except UnicodeDecodeError:
+        # cjson copies a payload's bytes into the record as they are, even bytes that
+        # are not UTF-8: those are read back as they were (surrogateescape).
+        if strict_json.depth(record) > strict_json.MAX_DEPTH:
+            raise MalformedPayload(
+                f"in-flight record nested deeper than {strict_json.MAX_DEPTH} levels"
+            ) from None
+        try:
+            entry = json.loads(record.decode("utf-8", "surrogateescape"))
+        except ValueError as exc:
+            raise MalformedPayload(f"in-flight record is not valid JSON: {exc}") from None
+    else:
+        try:
+            entry = strict_json.loads(record)
+        except strict_json.BadJSON as exc:
+            raise MalformedPayload(f"in-flight record: {exc}") from None
+    if not isinstance(entry, dict):
+        kind = type(entry).__name__
+        raise MalformedPayload(f"in-flight record must be a JSON object, got {kind}")
+    queue, payload = entry.get("queue"), entry.get("payload")
+    if not isinstance(queue, str) or not queue:
+        raise MalformedPayload('in-flight record has no "queue" naming the job\'s queue')
+    if not isinstance(payload, str):
+        raise MalformedPayload('in-flight record has no "payload" string')
+    return queue, payload.encode("utf-8", "surrogateescape")
 
 
 def _payload_or_none(raw: bytes | str) -> Payload | None:

@@ -42,7 +42,8 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "limit_acquire": ("clock", "limits"),
     "limit_park": ("clock", "limits", "push", "release"),
     "limit_wake": ("clock", "limits", "push"),
-    "limit_defer": ("release", "delayed"),
+    "limit_defer": ("clock", "release"),
+    "limit_rate_wake": ("clock", "push"),
 }
 
 

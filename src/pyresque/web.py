@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pyresque import __version__, metrics, web_data, web_svg
+from pyresque import __version__, metrics, web_data, web_safe, web_svg
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, describe, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
@@ -87,10 +87,8 @@ NAV = (
 
 
 def _int(params: Mapping[str, Any], name: str, default: int = 0) -> int:
-    try:
-        return max(0, int(params.get(name, default)))
-    except (TypeError, ValueError):
-        return default
+    """A non-negative integer parameter (``web_safe.integer``); ValueError if it is not one."""
+    return web_safe.integer(_str(params, name), name, default)
 
 
 def _str(params: Mapping[str, Any], name: str) -> str:
@@ -172,10 +170,7 @@ def _need(form: Mapping[str, Any], name: str) -> str:
 
 
 def _index(form: Mapping[str, Any]) -> int:
-    try:
-        return int(_need(form, "index"))
-    except ValueError as exc:
-        raise ValueError("index must be an integer") from exc
+    return _int({"index": _need(form, "index")}, "index")
 
 
 def _one(count: int) -> int:
@@ -248,7 +243,9 @@ class Dashboard:
         flash = None
         done, error = request.query_params.get("done"), request.query_params.get("error")
         if done in FLASH:
-            flash = {"kind": "ok", "text": FLASH[done].format(n=_int(request.query_params, "n"))}
+            count = request.query_params.get("n", "")
+            n = int(count) if count.isascii() and count.isdigit() and len(count) < 16 else 0
+            flash = {"kind": "ok", "text": FLASH[done].format(n=n)}
         elif error in ERRORS:
             flash = {"kind": "error", "text": ERRORS[error]}
         html = self.env.get_template(template).render(
@@ -282,9 +279,12 @@ class Dashboard:
         return self.render(request, "error.html", {"title": "Error", "message": message}, status)
 
     async def _load(self, loader: Loader, params: Mapping[str, Any]) -> dict[str, Any]:
+        """A page's data, fit to show (``web_safe.clip``), and the failed list's length."""
+
         def run() -> dict[str, Any]:
-            data = loader(self.resque, params)
-            return {"data": data, "failed_count": self.resque.failures.count()}
+            data = web_safe.clip(loader(self.resque, params))
+            count = web_safe.Problems().section("failed", self.resque.failures.count, None)
+            return {"data": data, "failed_count": count}
 
         return await run_in_threadpool(run)
 
@@ -298,6 +298,8 @@ class Dashboard:
             loaded = await self._load(loader, params)
         except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
+        except web_safe.BadParameter as exc:
+            return self._error(request, 400, f"Bad request: {exc}")
         context = {"page": name, "title": name.capitalize(), **loaded}
         return self.render(request, template, context)
 
@@ -308,6 +310,8 @@ class Dashboard:
             loaded = await self._load(API[name], params)
         except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
+        except web_safe.BadParameter as exc:
+            return self._error(request, 400, f"Bad request: {exc}")
         except web_data.Stale as exc:
             return self._error(request, 404, str(exc))
         return JSONResponse(loaded["data"])
@@ -461,7 +465,7 @@ class Dashboard:
             *api,
             Route("/api", self.api_index),
             Route("/api/csrf", self.api_csrf),
-            Route("/api/failed/{index:int}", self.api, name="failure"),
+            Route("/api/failed/{index}", self.api, name="failure"),
             Route("/api/actions/{action}", self.action, methods=["POST"]),
             Route("/actions/{action}", self.action, methods=["POST"]),
             Route("/login", self.login_form),
@@ -553,8 +557,9 @@ def serve(
 # --- template filters ------------------------------------------------------------------------
 
 
-def fmt_ago(seconds: float | None) -> str:
+def fmt_ago(value: float | None) -> str:
     """A duration as a person reads it: ``45s``, ``3m 12s``, ``2h 5m``, ``3d 4h``."""
+    seconds = web_data.finite(value)
     if seconds is None:
         return "—"
     s = int(max(0, seconds))
@@ -567,10 +572,15 @@ def fmt_ago(seconds: float | None) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
-def fmt_when(epoch: float | None) -> str:
-    if epoch is None:
+def fmt_when(epoch: Any) -> str:
+    """Epoch seconds as a UTC time; anything else (a value read from Redis) as "—"."""
+    seconds = web_data.finite(epoch)
+    if seconds is None:
         return "—"
-    return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(epoch))
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
+    except (OverflowError, OSError, ValueError):  # beyond any calendar
+        return "—"
 
 
 def fmt_ms(ms: float | str | None) -> str:

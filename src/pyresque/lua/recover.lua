@@ -6,7 +6,7 @@
 --
 -- KEYS[1] leases zset   KEYS[2] the owner's in-flight hash
 -- KEYS[3] destination list (queue:<name>, or failed)
--- KEYS[4] counter to increment (stat:recovered, or stat:failed; not for a give-back)
+-- KEYS[4] counter to increment (stat:recovered, or stat:failed; a give-back only counts a failure)
 -- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
 -- last, when ARGV[8] is not '': the job's unique lock
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
@@ -32,7 +32,7 @@ if ARGV[8] ~= '' then
     k_status = nil -- KEYS[7] is the lock: no status key
   end
 end
-if ARGV[7] ~= '1' then
+if ARGV[7] ~= '1' or ARGV[5] == 'fail' then
   redis.call('INCR', KEYS[4])
 end
 local code = 3

@@ -1,0 +1,227 @@
+"""Hostile queue items and in-flight records never stop a worker (issue 11, section 1).
+
+Every case runs through real ``pyresque worker`` processes in each execution mode:
+an item that cannot run ends in ``failed`` as ``MalformedPayload`` naming the
+problem (raw bytes kept), a job that ends in a strange way fails (or succeeds)
+with a clear record, and the worker goes on with the next job.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+
+from e2e_support import Proc, Procs, State, wait_for
+from pyresque import strict_json
+from pyresque.payload import MalformedPayload, Payload
+from pyresque.payload_fields import check_fields
+from pyresque.perform import Outcome
+
+HOSTILE_JOBS = Path(__file__).resolve().parent / "hostile_jobs.py"
+MODES = ("fork", "prefork", "inline", "threads", "asyncio")
+DEEP = b"[" * 150 + b"]" * 150
+MALFORMED = "pyresque.MalformedPayload"
+
+#: Items a worker must refuse before anything of them runs: (raw item, error shown).
+BAD_ITEMS: list[tuple[bytes, str]] = [
+    (b'{"class":"HostileRecord","args":[NaN]}', 'field "args": NaN is not a JSON number'),
+    (b'{"class":"HostileRecord","args":[1e400]}', "1e400 is too large for a double"),
+    (b'{"class":"HostileRecord","args":' + DEEP + b"}", "nested deeper than 100 levels"),
+    (b'{"class":"HostileRecord","args":[1' + b"0" * 5000 + b"]}", "4300"),
+    (b'{"class":"HostileRecord","args":["\xff"]}', "not valid UTF-8"),
+    (b'{"class":"HostileRecord","args":["\\ud800"]}', "lone UTF-16 surrogate"),
+    (
+        b'{"class":"HostileRecord","args":["t"],"timeout":"abc"}',
+        'field "timeout" must be a number of seconds above 0 and at most 1e+08, got "abc"',
+    ),
+    (b'{"class":"HostileRecord","args":["t"],"timeout":1e300}', 'field "timeout"'),
+    (
+        b'{"class":"HostileRecord","args":["r"],"retry":{"attempts":"x"}}',
+        'field "retry" is not a usable retry policy',
+    ),
+    (
+        b'{"class":"HostileRecord","args":["a"],"attempts":"x"}',
+        'field "attempts" must be a non-negative integer, got "x"',
+    ),
+    (b'{"class":"HostileRecord","args":["c"],"crashes":-1}', 'field "crashes"'),
+    (b'{"class":"HostileRecord","args":["u"],"unique":[1]}', 'field "unique"'),
+]
+
+#: Jobs that fail in ways the worker must survive: (item, exception ends with, error).
+FAILING_JOBS = [
+    (
+        b'{"class":"HostileUnprintable","args":[]}',
+        "_Unprintable",
+        "(str() of this _Unprintable raised RuntimeError)",
+    ),
+    (b'{"class":"HostileSurrogate","args":[]}', "ValueError", "caf\\udce9"),
+    (b'{"class":"HostileExit","args":[]}', "SystemExit", "3"),
+    # Its backoff overflows when the next attempt is computed: it fails, not retried.
+    (
+        b'{"class":"HostileFail","args":[],"attempts":100,'
+        b'"retry":{"attempts":2000,"backoff":{"factor":1e10}}}',
+        "RuntimeError",
+        "fails",
+    ),
+]
+
+#: Jobs that succeed although their result is not JSON.
+ODD_RESULTS = ["HostileNaN", "HostileDeepResult"]
+
+
+def _start(procs: Procs, namespace: str, mode: str) -> Proc:
+    extra = ["--mode", mode, "--app", str(HOSTILE_JOBS)]
+    if mode in ("threads", "asyncio", "prefork"):
+        extra += ["--concurrency", "2"]
+    return procs.worker(namespace, "default", *extra)
+
+
+def _ran(state: State) -> list[Any]:
+    return [
+        json.loads(x) for x in cast("list[bytes]", state.r.lrange(state.key("hostile:ran"), 0, -1))
+    ]
+
+
+def _inflight(state: State) -> dict[bytes, bytes]:
+    found: dict[bytes, bytes] = {}
+    for key in state.r.scan_iter(match=state.key("pyresque:inflight:*")):
+        found.update(cast("dict[bytes, bytes]", state.r.hgetall(key)))
+    return found
+
+
+def _by_error(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    return {str(r["error"]): r for r in records}
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_hostile_items_fail_and_the_worker_goes_on(
+    procs: Procs, state: State, namespace: str, mode: str
+) -> None:
+    worker = _start(procs, namespace, mode)
+    items = [raw for raw, _ in BAD_ITEMS]
+    items += [raw for raw, _, _ in FAILING_JOBS]
+    items += [json.dumps({"class": name, "args": []}).encode() for name in ODD_RESULTS]
+    # A queue_time no double can hold is ignored, not fatal.
+    items.append(b'{"class":"HostileRecord","args":["qt"],"queue_time":1' + b"0" * 400 + b"}")
+    items.append(b'{"class":"HostileRecord","args":["good"]}')
+    for raw in items:
+        state.push_raw("default", raw)
+
+    wait_for(lambda: state.number("stat:processed") == len(items), 60, "every item processed")
+    records = state.wait_failed(len(BAD_ITEMS) + len(FAILING_JOBS))
+    assert len(records) == len(BAD_ITEMS) + len(FAILING_JOBS)
+    assert sorted(map(tuple, _ran(state))) == [("good",), ("qt",)]  # each exactly once
+
+    malformed = [r for r in records if r["exception"] == MALFORMED]
+    assert len(malformed) == len(BAD_ITEMS)
+    for raw, error in BAD_ITEMS:
+        [record] = [r for r in malformed if r["payload"] == raw.decode("utf-8", "backslashreplace")]
+        assert error in record["error"], (raw[:80], record["error"])
+        assert record["queue"] == "default"
+    for raw, exception, error in FAILING_JOBS:
+        [record] = [r for r in records if r["payload"] == json.loads(raw)]
+        assert record["exception"].endswith(exception), record
+        assert record["error"] == error, record
+    assert state.qlen("default") == 0
+    assert _inflight(state) == {}
+    assert worker.running()
+    assert "Traceback" not in worker.log(), worker.log()
+
+
+def _record(queue: Any, payload: Any) -> bytes:
+    return json.dumps({"queue": queue, "payload": payload, "claimed_at": 1}).encode()
+
+
+GHOST = "ghost-host:4242:default"
+
+#: In-flight records no worker could have written: each goes to failed on its own.
+BAD_RECORDS: list[tuple[bytes, bytes, str]] = [
+    (b"t-nonjson", b"not json", "in-flight record: not valid JSON"),
+    (b"t-noqueue", json.dumps({"payload": "{}"}).encode(), 'no "queue"'),
+    (b"t-intqueue", _record(5, '{"class":"HostileRecord","args":[]}'), 'no "queue"'),
+    (b"t-objpayload", _record("default", {"class": "HostileRecord"}), 'no "payload" string'),
+    (b"t-deep", b'{"queue":"default","payload":"x","d":' + DEEP + b"}", "nested deeper"),
+    (b"t-nan", b'{"queue":"default","payload":"x","claimed_at":NaN}', "NaN"),
+    (b"t-huge", b"z" * (2 * 1024 * 1024), "not valid JSON"),
+    (b"t-list", b"[1,2]", "must be a JSON object, got list"),
+]
+
+
+def _ghost(state: State, records: dict[bytes, bytes]) -> None:
+    """A dead worker with these records in flight, its lease long expired."""
+    state.r.hset(state.key(f"pyresque:inflight:{GHOST}"), mapping=records)  # type: ignore[arg-type]
+    state.r.sadd(state.key("workers"), GHOST)
+    state.r.zadd(state.key("pyresque:leases"), {GHOST: 0})
+
+
+def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    good = {
+        b"t-good": _record("default", '{"class":"HostileRecord","args":["rec"]}'),
+        # A token that is not UTF-8 still names its record.
+        b"t-\xff\xfe": _record("default", '{"class":"HostileRecord","args":["tok"]}'),
+        # A payload that is not JSON: recovered as it is, then failed by the worker.
+        b"t-badpayload": _record("default", '{"class":"HostileRecord","args":[NaN]}'),
+    }
+    # claim.lua copies bytes that are not UTF-8 into the record as they are.
+    good[b"t-latin1"] = (
+        b'{"queue":"default","payload":"{\\"class\\":\\"X\\",\\"args\\":[\\"\xe9\\"]}"}'
+    )
+    _ghost(state, {**good, **{token: record for token, record, _ in BAD_RECORDS}})
+
+    worker = _start(procs, namespace, "fork")
+    records = state.wait_failed(len(BAD_RECORDS) + 2, timeout=60)
+    wait_for(lambda: len(_ran(state)) == 2, 60, "the good records to run")
+    assert sorted(map(tuple, _ran(state))) == [("rec",), ("tok",)]
+    for _, record, error in BAD_RECORDS:
+        shown = record.decode("utf-8", "backslashreplace")
+        [failure] = [r for r in records if r["payload"] == shown]
+        assert failure["exception"] == MALFORMED
+        assert error in failure["error"], failure["error"]
+        assert failure["worker"] == GHOST
+    bad_payloads = [r for r in records if r["worker"] != GHOST]
+    assert sorted(r["error"] for r in bad_payloads) == [
+        'bad payload field "args": NaN is not a JSON number',
+        "bad payload: not valid UTF-8 (byte 22: b'\\xe9')",
+    ]
+    wait_for(lambda: GHOST not in state.workers(), 30, "the dead worker to be unregistered")
+    assert _inflight(state) == {}
+    assert worker.running()
+
+
+# --- the pieces, without processes ---------------------------------------------------------
+
+
+def test_field_checks_cost_nothing_for_payloads_without_such_fields() -> None:
+    payload = Payload.decode(b'{"class":"X","args":[1],"id":"a","prefix":"","queue_time":1.5}')
+    check_fields(payload)  # no field to check: returns at once
+    with pytest.raises(MalformedPayload, match='"timeout" must be a number'):
+        check_fields(Payload.decode(b'{"class":"X","args":[],"timeout":0}'))
+
+
+def test_outcomes_cross_the_pipe_whatever_the_result() -> None:
+    deep: list[Any] = []
+    for _ in range(10_000):
+        deep = [deep]
+    for result, shown in [
+        (float("nan"), '"nan"'),
+        ({"a": [1, "x"]}, '{"a":[1,"x"]}'),
+        ("caf\udce9", "\"'caf\\\\udce9'\""),
+        (deep, '"(a list whose repr() raised RecursionError)"'),
+    ]:
+        outcome = Outcome.decode(Outcome("ok", result).encode())
+        assert outcome.kind == "ok"
+        assert outcome.result_json() == shown
+        strict_json.loads(outcome.result_json().encode())  # storable and readable
+
+
+def test_an_unreadable_outcome_fails_the_job_saying_so() -> None:
+    for message in [b"", b"{", b"[1]", b'{"kind":"ok"}', b'{"kind":1,"result_text":"null"}']:
+        outcome = Outcome.decode(message)
+        assert outcome.kind == "failed"
+        assert outcome.exception == "pyresque.DirtyExit"
+        assert "unreadable outcome" in outcome.error

@@ -1,0 +1,336 @@
+"""The dashboard on hostile Redis data and hostile request parameters: every page and
+API endpoint answers (never 500), shows what it can, escapes everything and keeps huge
+values short. Hand-picked cases first, then a Hypothesis property over generated
+values of any bytes, JSON shape and Redis type written to every key the dashboard reads.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from starlette.testclient import TestClient
+
+from pyresque import Resque
+from pyresque.keys import Keys
+from pyresque.testing import delete_namespace
+from pyresque.web import create_app
+from test_web_support import rq
+
+__all__ = ["rq"]
+
+MARK = "<script>alert('pwned')</script>"
+WORKER = "evilhost:66:q"
+DUE = 2_000_000_000
+PAGES = ["/", "/queues", "/queues/q", "/workers", "/failed", "/delayed", "/stats"]
+ENDPOINTS = [
+    *PAGES,
+    "/queues?q=a",
+    "/failed?class=A",
+    "/api",
+    "/api/overview",
+    "/api/queues",
+    "/api/queues/q",
+    "/api/workers",
+    "/api/failed",
+    "/api/failed/0",
+    "/api/delayed",
+    "/api/stats",
+    "/api/search?q=a",
+]
+DEEP = b"[" * 5000 + b"]" * 5000
+
+
+@pytest.fixture
+def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
+    with TestClient(create_app(redis_url, namespace=rq.namespace)) as test_client:
+        yield test_client
+
+
+def fetch_everything(client: TestClient) -> dict[str, Any]:
+    """Every page and endpoint: none answers 500, pages are whole documents with the
+    marker escaped, no answer is huge. Returns the JSON endpoints' data."""
+    found = {}
+    for path in ENDPOINTS:
+        response = client.get(path)
+        assert response.status_code in (200, 404), (path, response.status_code, response.text)
+        assert len(response.content) < 1_000_000, (path, len(response.content))
+        if path.startswith("/api"):  # JSON carries the text as it is, never as HTML
+            assert response.headers["content-type"] == "application/json", path
+            found[path] = response.json()
+        else:
+            assert MARK not in response.text, path
+            assert response.text.rstrip().endswith("</html>"), path
+    return found
+
+
+def test_a_deeply_nested_job_is_shown_as_malformed_beside_the_good_ones(
+    client: TestClient, rq: Resque
+) -> None:
+    rq.enqueue("q", "Good", {"n": 1})
+    rq.push("q", {"class": "Bad"})
+    rq.redis.rpush(rq.keys.queue("q"), b'{"class":"Deep","args":' + DEEP + b"}", b"[NaN]")
+    rq.enqueue("q", "Good", {"n": 2})
+    data = fetch_everything(client)
+    jobs = data["/api/queues/q"]["jobs"]
+    assert [j["class_name"] for j in jobs] == ["Good", "Bad", "", "", "Good"]
+    assert "nested deeper than 100 levels" in jobs[2]["malformed"]
+    assert "NaN is not a JSON number" in jobs[3]["malformed"]
+    assert data["/api/queues"]["queues"][0]["size"] == 5
+    assert "nested deeper" in client.get("/queues/q").text
+
+
+@pytest.mark.parametrize(
+    ("stored", "shown"),
+    [
+        (b"12abc", 12),  # Ruby's to_i: the leading integer
+        (b" 7", 7),
+        (b"1.5", 1),
+        (b"abc", 0),
+        (b"-3", -3),
+        (b"9" * 5000, 2**63 - 1),  # beyond any counter: clamped
+        (b"\xff\xfe", 0),
+    ],
+)
+def test_counters_are_read_as_ruby_reads_them(
+    client: TestClient, rq: Resque, stored: bytes, shown: int
+) -> None:
+    for key in (rq.keys.stat("processed"), rq.keys.stat("failed"), rq.keys.recovered):
+        rq.redis.set(key, stored)
+    data = fetch_everything(client)
+    for path in ("/api/overview", "/api/stats"):
+        counts = data[path]["counts"]
+        assert (counts["processed"], counts["failed_total"], counts["recovered"]) == (shown,) * 3
+    assert client.get("/").status_code == 200
+
+
+@pytest.mark.parametrize(
+    ("query", "start"),
+    [("", 0), ("?start=3", 3), ("?start=-1", 0), ("?start=99999999999999999999999", 2**53)],
+)
+def test_integer_parameters_are_clamped(
+    client: TestClient, rq: Resque, query: str, start: int
+) -> None:
+    for i in range(5):
+        rq.enqueue("q", "Job", {"n": i})
+        rq.redis.rpush(rq.keys.failed, json.dumps({"failed_at": "x", "exception": "E"}))
+    for path in ("/api/queues/q", "/api/failed", "/api/delayed"):
+        response = client.get(path + query)
+        assert response.status_code == 200, response.text
+        assert response.json()["start"] == start
+    for path in ("/queues/q", "/failed", "/delayed"):
+        assert client.get(path + query).status_code == 200
+
+
+@pytest.mark.parametrize("value", ["abc", "1e99", "1.5", "--1", "٣", "0x10"])
+def test_a_parameter_that_is_not_an_integer_gets_400_saying_so(
+    client: TestClient, value: str
+) -> None:
+    for path in (f"/api/queues/q?start={value}", f"/api/failed/{value}"):
+        response = client.get(path)
+        assert response.status_code == 400, path
+        assert response.json()["error"].startswith("Bad request: ")
+        assert "must be a whole number" in response.json()["error"]
+    page = client.get(f"/failed?start={value}")
+    assert page.status_code == 400
+    assert "must be a whole number" in page.text
+
+
+def test_a_failure_index_beyond_the_list_is_404(client: TestClient, rq: Resque) -> None:
+    rq.redis.rpush(rq.keys.failed, json.dumps({"failed_at": "x", "exception": "E"}))
+    assert client.get("/api/failed/0").json()["exception"] == "E"
+    for index in ("1", "99999999999999999999999"):
+        response = client.get(f"/api/failed/{index}")
+        assert response.status_code == 404
+        assert "no failure record" in response.json()["error"]
+
+
+def test_an_action_with_a_huge_index_changes_nothing(client: TestClient, rq: Resque) -> None:
+    rq.redis.rpush(rq.keys.failed, json.dumps({"failed_at": "x", "exception": "E"}))
+    token = client.get("/api/csrf").json()["csrf_token"]
+    for index in ("99999999999999999999999", "abc"):
+        response = client.post(
+            "/api/actions/remove-failed", json={"index": index}, headers={"X-CSRF-Token": token}
+        )
+        assert response.status_code in (400, 409), response.text
+    assert rq.failures.count() == 1
+
+
+def test_keys_of_the_wrong_redis_type_are_named_and_the_rest_is_shown(
+    client: TestClient, rq: Resque
+) -> None:
+    rq.enqueue("good", "Job", {})
+    rq.redis.sadd(rq.keys.queues, "bad")
+    rq.redis.hset(rq.keys.queue("bad"), "a", "b")  # a hash where a list belongs
+    for key in (rq.keys.failed, rq.keys.stat("processed"), rq.keys.pause_all):
+        rq.redis.hset(key, "a", "b")
+    rq.redis.set(rq.keys.delayed_schedule, "x")
+    rq.redis.set(rq.keys.class_stats, "x")
+    data = fetch_everything(client)
+    overview = data["/api/overview"]
+    assert {q["name"]: q["size"] for q in overview["queues"]} == {"bad": 0, "good": 1}
+    assert overview["counts"]["processed"] == 0
+    problems = " ".join(overview["problems"])
+    assert rq.keys.queue("bad") in problems
+    assert "WRONGTYPE" in problems
+    assert data["/api/failed"]["problems"]
+    assert data["/api/delayed"]["problems"]
+    assert "Some data could not be read" in client.get("/").text
+
+
+def test_text_that_is_not_utf8_is_shown_escaped(client: TestClient, rq: Resque) -> None:
+    rq.redis.sadd(rq.keys.queues, b"caf\xe9")
+    rq.redis.rpush(rq.keys.queue("").encode() + b"caf\xe9", b'{"class":"A","args":[]}')
+    data = fetch_everything(client)
+    assert {q["name"]: q["size"] for q in data["/api/queues"]["queues"]} == {"caf\\xe9": 1}
+
+
+def test_huge_items_show_a_prefix_and_their_size(client: TestClient, rq: Resque) -> None:
+    big = "x" * 3_000_000
+    rq.enqueue("q", "Big", {"blob": big})
+    rq.redis.rpush(rq.keys.failed, json.dumps({"failed_at": "x", "exception": "E" * 10**6}))
+    rq.redis.rpush(rq.keys.failed, b"y" * 2_000_000)
+    rq.redis.set(rq.keys.worker(WORKER), json.dumps({"payload": {"class": "W", "args": [big]}}))
+    rq.redis.sadd(rq.keys.workers, WORKER)
+    data = fetch_everything(client)
+    job = data["/api/queues/q"]["jobs"][0]
+    assert (job["class_name"], job["args"]) == ("Big", None)
+    assert job["size"] > 3_000_000
+    assert "characters in all" in job["args_text"]
+    failures = data["/api/failed"]["failures"]
+    assert "characters in all" in failures[0]["raw"]
+    assert "characters in all" in failures[1]["exception"]
+
+
+def test_delayed_page_survives_any_timestamp_and_schedule(client: TestClient, rq: Resque) -> None:
+    r, p = rq.redis, rq.keys.prefix
+    r.zadd(rq.keys.delayed_schedule, {"inf": float("inf"), "huge": 1e300, str(DUE): DUE})
+    r.rpush(rq.keys.delayed(DUE), b'{"class":"Later","args":[],"queue":"q"}', DEEP, b"\xff")
+    r.hset(f"{p}persistent_schedules", mapping={"a": DEEP, "b": '{"every":[1e400]}'})
+    r.hset(rq.keys.cron_schedules, mapping={"c": '{"every":"x","job":[1]}'})
+    r.hset(rq.keys.cron_state, mapping={"c": '{"last_run":"x","next_run":1e300}'})
+    r.set(rq.keys.cron_leader, b"\xffleader")
+    data = fetch_everything(client)["/api/delayed"]
+    [stamp] = data["timestamps"]
+    assert [j["class_name"] for j in stamp["jobs"]] == ["Later", "", ""]
+    assert stamp["jobs"][0]["queue"] == "q"
+    assert "not a number was skipped" in " ".join(data["problems"])
+    assert data["cron"]["leader"] == "\\xffleader" or data["problems"]
+
+
+# --- the property: anything written anywhere the dashboard reads ------------------------
+
+LEAVES = st.one_of(
+    st.none(),
+    st.booleans(),
+    st.integers(min_value=-(2**70), max_value=2**70),
+    st.floats(allow_nan=False, allow_infinity=False),
+    st.text(max_size=12),
+    st.just(MARK),
+)
+JSON = st.recursive(
+    LEAVES,
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.sampled_from(
+                [
+                    *(
+                        "class",
+                        "args",
+                        "id",
+                        "queue",
+                        "queue_time",
+                        "payload",
+                        "run_at",
+                        "failed_at",
+                    ),
+                    *("exception", "error", "backtrace", "worker", "every", "cron", "job", MARK),
+                ]
+            ),
+            inner,
+            max_size=5,
+        )
+    ),
+    max_leaves=12,
+)
+RAW = st.one_of(
+    JSON.map(lambda v: json.dumps(v).encode()),
+    st.fixed_dictionaries(
+        {"class": st.text(max_size=8) | st.just(MARK), "args": st.lists(JSON, max_size=3)},
+        optional={"queue_time": LEAVES, "id": LEAVES, "attempts": LEAVES},
+    ).map(lambda v: json.dumps(v).encode()),
+    st.binary(max_size=24),
+    st.sampled_from(
+        [
+            *(b"NaN", b"[1e400]", b'{"class":"A","args":[NaN]}', DEEP, b"9" * 5000, b"12abc"),
+            *(b'"\\ud800"', b"-1", b"1e999", b"\xff\xfe", MARK.encode()),
+        ]
+    ),
+)
+SCORES = st.floats(allow_nan=False) | st.sampled_from([DUE, 0, -1])
+
+
+def _keys(k: Keys) -> list[str]:
+    p = k.prefix
+    minute = int(time.time() // 60)
+    return [
+        *(k.stat("processed"), k.stat("failed"), k.recovered, k.failed, k.queues, k.workers),
+        *(k.queue("q"), k.worker(WORKER), k.worker_started(WORKER), k.heartbeats, k.leases),
+        *(k.stat("processed", WORKER), k.pause_all, k.history("processed", "m", minute)),
+        *(k.class_stats, k.delayed_schedule, k.delayed(DUE), f"{p}persistent_schedules"),
+        *(k.cron_schedules, k.cron_state, k.cron_leader, k.cron_paused, f"{p}{p}schedules"),
+        f"{p}{p}resque_scheduler_master_lock",
+    ]
+
+
+WRITES = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=len(_keys(Keys.for_namespace())) - 1),
+        st.sampled_from(["string", "list", "hash", "set", "zset"]),
+        st.lists(st.tuples(RAW, RAW, SCORES), min_size=1, max_size=3),
+    ),
+    min_size=1,
+    max_size=4,
+)
+
+
+def _write(rq: Resque, key: str, kind: str, values: list[tuple[bytes, bytes, float]]) -> None:
+    r = rq.redis
+    r.delete(key)
+    if kind == "string":
+        r.set(key, values[0][0])
+    elif kind == "list":
+        r.rpush(key, *(v for v, _, _ in values))
+    elif kind == "hash":
+        r.hset(key, mapping={f: v for v, f, _ in values})
+    elif kind == "set":
+        r.sadd(key, *(v for v, _, _ in values))
+    else:
+        r.zadd(key, {v: s for v, _, s in values})
+
+
+@settings(
+    max_examples=12,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(writes=WRITES)
+def test_no_redis_data_breaks_any_page(
+    client: TestClient, rq: Resque, writes: list[tuple[int, str, list[tuple[bytes, bytes, float]]]]
+) -> None:
+    delete_namespace(rq)
+    # What makes the readers look at the keys below: a queue, a worker, a due time.
+    rq.redis.sadd(rq.keys.queues, "q")
+    rq.redis.sadd(rq.keys.workers, WORKER)
+    rq.redis.zadd(rq.keys.delayed_schedule, {str(DUE): DUE})
+    rq.redis.hset(rq.keys.cron_schedules, "c", b'{"job":"J","every":60}')
+    keys = _keys(rq.keys)
+    for index, kind, values in writes:
+        _write(rq, keys[index], kind, values)
+    fetch_everything(client)
