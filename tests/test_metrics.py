@@ -129,7 +129,9 @@ def test_cumulative_buckets_are_in_seconds() -> None:
 
 def test_metrics_endpoint_of_the_dashboard(rq: Resque, redis_url: str) -> None:
     rq.enqueue("mail", "SendMail", {"to": "a@example.com"})
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth_token="t")) as client:
+    with TestClient(
+        create_app(redis_url, namespace=rq.namespace, auth_token="t"), "http://localhost"
+    ) as client:
         assert client.get("/metrics").status_code == 401
         response = client.get("/metrics", headers={"authorization": "Bearer t"})
     assert response.status_code == 200

@@ -47,7 +47,9 @@ def queued(rq: Resque, queue: str = "q") -> list[bytes]:
 
 @pytest.fixture
 def dashboard(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace)) as client:
+    with TestClient(
+        create_app(redis_url, namespace=rq.namespace, auth="open"), "http://localhost"
+    ) as client:
         yield client
 
 

@@ -14,9 +14,9 @@ from starlette.testclient import TestClient
 from pyresque import Resque
 from pyresque.cron import Schedule
 from pyresque.testing import run_jobs
-from pyresque.web import create_app, fmt_ago, fmt_ms
+from pyresque.web import OPEN, create_app, fmt_ago, fmt_ms
 from pyresque.web_data import digest, parse_time
-from test_web_support import XSS, Seeded, busy_worker, rq, seed
+from test_web_support import LOCAL, XSS, Seeded, busy_worker, rq, seed
 
 __all__ = ["rq"]  # the fixture, re-exported for pytest
 
@@ -28,7 +28,7 @@ def seeded(rq: Resque) -> Seeded:
 
 @pytest.fixture
 def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace)) as test_client:
+    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
         yield test_client
 
 

@@ -30,7 +30,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pyresque import Resque
-from pyresque.web import create_app
+from pyresque.web import OPEN, create_app
 from test_web_support import (
     XSS,
     Seeded,
@@ -93,7 +93,7 @@ def seeded(rq: Resque) -> Seeded:
 
 @pytest.fixture
 def base(redis_url: str, rq: Resque, browser: WebDriver) -> Iterator[str]:
-    with served(create_app(redis_url, namespace=rq.namespace, poll_seconds=0.2)) as url:
+    with served(create_app(redis_url, namespace=rq.namespace, auth=OPEN, poll_seconds=0.2)) as url:
         yield url
     browser.delete_all_cookies()
 

@@ -19,8 +19,8 @@ from starlette.testclient import TestClient
 from pyresque import Resque
 from pyresque.keys import Keys
 from pyresque.testing import delete_namespace
-from pyresque.web import create_app
-from test_web_support import rq
+from pyresque.web import OPEN, create_app
+from test_web_support import LOCAL, rq
 
 __all__ = ["rq"]
 
@@ -48,7 +48,7 @@ DEEP = b"[" * 5000 + b"]" * 5000
 
 @pytest.fixture
 def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace)) as test_client:
+    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
         yield test_client
 
 

@@ -13,7 +13,7 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from pyresque import Resque
-from pyresque.web import ACTIONS, create_app, preflight, serve
+from pyresque.web import ACTIONS, OPEN, create_app, preflight, serve
 from pyresque.web_auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -22,7 +22,7 @@ from pyresque.web_auth import (
     check_bind,
     parse_basic_auth,
 )
-from test_web_support import rq
+from test_web_support import LOCAL, rq
 
 __all__ = ["rq"]
 
@@ -40,7 +40,7 @@ def csrf(client: TestClient, path: str = "/") -> str:
 def app_client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
     rq.enqueue("mail", "SendMail", {"to": "a@example.com"})
     rq.redis.rpush(rq.keys.failed, b"null")
-    with TestClient(create_app(redis_url, namespace=rq.namespace)) as client:
+    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as client:
         yield client
 
 
@@ -103,7 +103,7 @@ def test_security_headers(app_client: TestClient) -> None:
 def test_read_only_hides_and_refuses_mutations(redis_url: str, rq: Resque) -> None:
     rq.enqueue("mail", "SendMail", {"to": "a@example.com"})
     rq.redis.rpush(rq.keys.failed, b"null")
-    with TestClient(create_app(redis_url, namespace=rq.namespace, read_only=True)) as client:
+    with TestClient(create_app(redis_url, namespace=rq.namespace, read_only=True), LOCAL) as client:
         for path in ("/", "/queues/mail", "/failed", "/workers"):
             page = client.get(path).text
             assert 'method="post"' not in page, path
@@ -119,7 +119,7 @@ def test_read_only_hides_and_refuses_mutations(redis_url: str, rq: Resque) -> No
 def test_token_auth(redis_url: str, rq: Resque) -> None:
     rq.redis.rpush(rq.keys.failed, b"null")
     app = create_app(redis_url, namespace=rq.namespace, auth_token=TOKEN)
-    with TestClient(app) as client:
+    with TestClient(app, LOCAL) as client:
         for path in ("/api/overview", "/metrics", "/api/csrf"):
             response = client.get(path)
             assert response.status_code == 401, path
@@ -167,7 +167,7 @@ def test_token_auth(redis_url: str, rq: Resque) -> None:
 
 def test_basic_auth(redis_url: str, rq: Resque) -> None:
     app = create_app(redis_url, namespace=rq.namespace, basic_auth="admin:pa:ss")
-    with TestClient(app) as client:
+    with TestClient(app, LOCAL) as client:
         response = client.get("/", headers={"accept": "text/html"})
         assert response.status_code == 401
         assert response.headers["www-authenticate"].startswith("Basic")
@@ -186,8 +186,8 @@ def test_basic_auth(redis_url: str, rq: Resque) -> None:
 
 
 def test_url_prefix_and_mounting(redis_url: str, rq: Resque) -> None:
-    prefixed = create_app(redis_url, namespace=rq.namespace, prefix="/resque/")
-    with TestClient(prefixed) as client:
+    prefixed = create_app(redis_url, namespace=rq.namespace, prefix="/resque/", auth=OPEN)
+    with TestClient(prefixed, LOCAL) as client:
         page = client.get("/resque/")
         assert page.status_code == 200
         assert 'href="/resque/static/app.css' in page.text
@@ -202,8 +202,10 @@ def test_url_prefix_and_mounting(redis_url: str, rq: Resque) -> None:
         )
         assert response.headers["location"].startswith("/resque/?done=")
 
-    host = Starlette(routes=[Mount("/jobs", create_app(redis_url, namespace=rq.namespace))])
-    with TestClient(host) as client:
+    host = Starlette(
+        routes=[Mount("/jobs", create_app(redis_url, namespace=rq.namespace, auth=OPEN))]
+    )
+    with TestClient(host, LOCAL) as client:
         page = client.get("/jobs/workers")
         assert page.status_code == 200
         assert 'href="/jobs/static/app.css' in page.text
@@ -235,7 +237,9 @@ def test_basic_auth_syntax() -> None:
 
 
 def test_redis_down_is_a_clear_error(rq: Resque) -> None:
-    with TestClient(create_app("redis://127.0.0.1:1/0", namespace=rq.namespace)) as client:
+    with TestClient(
+        create_app("redis://127.0.0.1:1/0", namespace=rq.namespace, auth=OPEN), LOCAL
+    ) as client:
         page = client.get("/")
         assert page.status_code == 503
         assert "Cannot reach Redis" in page.text

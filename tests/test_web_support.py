@@ -31,6 +31,8 @@ from pyresque.cron import Schedule
 from pyresque.testing import delete_namespace, run_jobs
 
 JOBS = Path(__file__).with_name("test_web_jobs.py")
+#: The base URL test clients use: the dashboard answers only to its own host names.
+LOCAL = "http://localhost"
 XSS = "<script>alert(1)</script>"
 IMG_XSS = '<img src=x onerror="window.__xss=1">'
 

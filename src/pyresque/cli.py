@@ -794,6 +794,15 @@ _delayed_command(
     metavar="USER:PASSWORD",
     help="Require HTTP basic auth (env PYRESQUE_WEB_BASIC_AUTH).",
 )
+@click.option(
+    "--allowed-host",
+    "allowed_hosts",
+    multiple=True,
+    envvar="PYRESQUE_WEB_ALLOWED_HOSTS",
+    metavar="NAME",
+    help="Also answer to this Host name (repeatable; '*' for any); localhost and the --host "
+    "address always work (env PYRESQUE_WEB_ALLOWED_HOSTS, space-separated).",
+)
 @connection_options
 def web_command(
     host: str,
@@ -802,6 +811,7 @@ def web_command(
     read_only: bool,
     token: str | None,
     basic_auth: str | None,
+    allowed_hosts: tuple[str, ...],
     redis_url: str | None,
     namespace: str,
 ) -> None:
@@ -830,6 +840,7 @@ def web_command(
         read_only=read_only,
         auth_token=token,
         basic_auth=basic_auth,
+        allowed_hosts=allowed_hosts,
     )
 
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode
@@ -26,7 +26,7 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pyresque import __version__, metrics, web_data, web_safe, web_svg
+from pyresque import __version__, metrics, web_auth, web_data, web_safe, web_svg
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, describe, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
@@ -34,11 +34,14 @@ from pyresque.web_auth import (
     CSRF_COOKIE,
     CSRF_FIELD,
     CSRF_HEADER,
+    OPEN,
     SESSION_COOKIE,
     Guard,
+    HostAuth,
     Settings,
     WebConfigError,
     check_bind,
+    decide_auth,
     parse_basic_auth,
     same,
 )
@@ -46,6 +49,7 @@ from pyresque.web_auth import (
 __all__ = [
     "ACTIONS",
     "DEFAULT_PORT",
+    "OPEN",
     "PAGES",
     "Dashboard",
     "WebConfigError",
@@ -492,11 +496,17 @@ def create_app(
     auth_token: str | None = None,
     basic_auth: str | tuple[str, str] | None = None,
     *,
+    auth: HostAuth | str | None = None,
+    allowed_hosts: Iterable[str] = (),
     secret: str | bytes | None = None,
     poll_seconds: float = 3.0,
 ) -> Starlette:
     """The dashboard as an ASGI app.
 
+    Who may use it must be said (``WebConfigError`` otherwise): ``auth_token`` and/or
+    ``basic_auth``; ``auth=callable(request) -> bool``, your app's own check; ``auth=OPEN``
+    (``"open"``) when your app or a proxy protects it; or ``read_only=True``.
+    ``allowed_hosts`` are the host names it answers to besides localhost (``"*"``: any).
     ``prefix`` serves it under a URL path (``/resque``); mounting the app in another
     ASGI app (``Mount("/resque", create_app(...))``) works without it. ``secret`` signs
     CSRF tokens: give the same one to every process serving the dashboard (default:
@@ -505,13 +515,18 @@ def create_app(
     prefix = "/" + prefix.strip("/") if prefix.strip("/") else ""
     if isinstance(secret, str):
         secret = secret.encode()
+    if isinstance(auth, str) and auth != OPEN:
+        raise WebConfigError(f'auth must be a callable or "open", got {auth!r}')
     settings = Settings(
         read_only=read_only,
         auth_token=auth_token or None,
         basic_auth=parse_basic_auth(basic_auth),
+        host_auth=None if auth is None or isinstance(auth, str) else auth,
         secret=secret or secrets.token_bytes(32),
         poll_seconds=poll_seconds,
+        allowed_hosts=web_auth.allowed_hosts(allowed_hosts),
     )
+    decide_auth(settings, auth)
     resque = Resque(redis_url or url_from_env(), namespace=namespace)
     dashboard = Dashboard(resque, settings)
     routes = dashboard.routes()
@@ -545,12 +560,25 @@ def serve(
     auth_token: str | None = None,
     basic_auth: str | tuple[str, str] | None = None,
     log_level: str = "info",
+    allowed_hosts: Iterable[str] = (),
 ) -> None:
-    """Run the dashboard with uvicorn until interrupted (what ``pyresque web`` does)."""
+    """Run the dashboard with uvicorn until interrupted (what ``pyresque web`` does).
+
+    Without auth it is open to this machine only (``preflight``); it answers to the
+    address it listens on as well as to localhost and ``allowed_hosts``."""
     import uvicorn
 
     preflight(host, auth_token, basic_auth)
-    app = create_app(redis_url, namespace, prefix, read_only, auth_token, basic_auth)
+    app = create_app(
+        redis_url,
+        namespace,
+        prefix,
+        read_only,
+        auth_token,
+        basic_auth,
+        auth=OPEN,
+        allowed_hosts=[*allowed_hosts, host],
+    )
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
 
 

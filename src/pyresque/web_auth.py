@@ -1,5 +1,6 @@
-"""Who may use the dashboard: bearer-token or basic auth, CSRF tokens, security headers,
-and the refusal to listen beyond this machine without authentication."""
+"""Who may use the dashboard: bearer-token or basic auth (or the host app's own check),
+CSRF tokens, security headers, the Host header check against DNS rebinding, and the
+refusal to listen beyond this machine without authentication."""
 
 from __future__ import annotations
 
@@ -8,12 +9,12 @@ import binascii
 import hashlib
 import hmac
 import ipaddress
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
 
-from starlette.datastructures import MutableHeaders
+from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CSRF_COOKIE = "pyresque_csrf"
@@ -24,6 +25,10 @@ CSP = (
     "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
     "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'"
 )
+#: ``create_app(auth=OPEN)``: no login; whoever serves or mounts the app protects it.
+OPEN = "open"
+#: Host names always served: this machine's own (a DNS-rebinding page never has them).
+LOCAL_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 _SECURITY_HEADERS = {
     "content-security-policy": CSP,
     "x-content-type-options": "nosniff",
@@ -36,19 +41,29 @@ class WebConfigError(ValueError):
     """The dashboard cannot start as configured; the message says what to change."""
 
 
+#: The host app's own check (``create_app(auth=...)``): True lets the request in.
+HostAuth = Callable[[Request], bool]
+
+
 @dataclass(frozen=True)
 class Settings:
-    """Who may do what: auth, read-only mode, and the key that signs CSRF tokens."""
+    """Who may do what: auth, read-only mode, served host names, the CSRF signing key."""
 
     read_only: bool = False
     auth_token: str | None = None
     basic_auth: tuple[str, str] | None = None
+    host_auth: HostAuth | None = None
     secret: bytes = b""
     poll_seconds: float = 3.0
+    allowed_hosts: frozenset[str] = field(default=LOCAL_HOSTS)
 
     @property
     def auth_required(self) -> bool:
-        return bool(self.auth_token or self.basic_auth)
+        return bool(self.auth_token or self.basic_auth or self.host_auth)
+
+    def host_allowed(self, header: str) -> bool:
+        """Whether a request's ``Host`` header names this dashboard."""
+        return "*" in self.allowed_hosts or host_name(header) in self.allowed_hosts
 
     def session_value(self) -> str:
         """The login cookie's value: derived from the token, never the token itself."""
@@ -67,6 +82,8 @@ class Settings:
         cookie = request.cookies.get(SESSION_COOKIE)
         if self.auth_token and cookie and same(cookie, self.session_value()):
             return "session"
+        if self.host_auth is not None and self.host_auth(request):
+            return "host"
         return None
 
     def _basic_ok(self, credentials: str) -> bool:
@@ -95,6 +112,35 @@ def parse_basic_auth(value: str | tuple[str, str] | None) -> tuple[str, str] | N
     if not sep or not user or not password:
         raise WebConfigError("basic auth must be given as USER:PASSWORD, both non-empty")
     return user, password
+
+
+def host_name(header: str) -> str:
+    """The host of a ``Host`` header: lower case, without port, brackets or final dot."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.partition(":")[0].rstrip(".")
+
+
+def allowed_hosts(names: Iterable[str]) -> frozenset[str]:
+    """The host names to serve: this machine's and ``names`` (``*``: any; a wildcard
+    address such as ``0.0.0.0`` names nothing)."""
+    found = set()
+    for given in names:
+        name = given.strip().lower()
+        bare_ipv6 = name.count(":") > 1 and not name.startswith("[")
+        found.add(name if bare_ipv6 else host_name(name))
+    return LOCAL_HOSTS | (found - {"", "0.0.0.0", "::"})
+
+
+def decide_auth(settings: Settings, auth: object) -> None:
+    """Refuse a dashboard whose creator did not say who may change things."""
+    if not (settings.auth_required or settings.read_only or auth == OPEN):
+        raise WebConfigError(
+            "create_app() needs an explicit auth decision: pass auth_token= or basic_auth=, "
+            'auth=<callable(request) -> bool> for your app\'s own check, auth="open" if '
+            "your app protects this mount itself, or read_only=True"
+        )
 
 
 def is_loopback(host: str) -> bool:
@@ -151,6 +197,16 @@ class Guard:
                     headers.setdefault("cache-control", "no-store")
             await send(message)
 
+        host = Headers(scope=scope).get("host", "")
+        if not self.settings.host_allowed(host):
+            refusal = PlainTextResponse(
+                f"invalid Host header {host[:100]!r}: this dashboard answers to "
+                f"{', '.join(sorted(self.settings.allowed_hosts))}; add the name with "
+                "--allowed-host (PYRESQUE_WEB_ALLOWED_HOSTS) or create_app(allowed_hosts=...)\n",
+                400,
+            )
+            await refusal(scope, receive, send_with_headers)
+            return
         rel = _rel_path(scope, self.prefix)
         # What the routes see below the URL prefix, so pages rendered here link correctly.
         request = Request({**scope, "root_path": scope.get("root_path", "") + self.prefix})
