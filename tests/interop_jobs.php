@@ -24,3 +24,17 @@ class PhpBoom
         throw new Exception('php boom');
     }
 }
+
+// Records "started", then waits (at most 60 s) until e2e:release:<tag> exists.
+class PhpBlock
+{
+    public function perform()
+    {
+        $tag = $this->args['tag'];
+        interop_record('PhpBlock', 'started', array('tag' => $tag));
+        $deadline = microtime(true) + 60;
+        while (!Resque::redis()->exists('e2e:release:' . $tag) && microtime(true) < $deadline) {
+            usleep(10000);
+        }
+    }
+}

@@ -27,3 +27,12 @@ class RubyBoom
     raise "ruby boom"
   end
 end
+
+# Records "started", then waits (at most 60 s) until e2e:release:<tag> exists.
+class RubyBlock
+  def self.perform(tag)
+    InteropLog.record("RubyBlock", "started", "tag" => tag)
+    deadline = Time.now + 60
+    sleep 0.01 until Resque.redis.exists?("e2e:release:#{tag}") || Time.now > deadline
+  end
+end

@@ -27,7 +27,7 @@ from typing import cast
 
 import redis
 
-from pyresque import scripts, strict_json
+from pyresque import peer_prune, scripts, strict_json
 from pyresque.connection import raw, text
 from pyresque.failure import failure_record
 from pyresque.history import HistoryBuffer
@@ -78,12 +78,17 @@ class Recovery:
     def recover_worker(self, worker_id: str) -> int:
         """Recover every in-flight job of a worker whose lease expired; returns how many.
         Each record on its own: one that cannot be recovered never stops the others."""
+        if not peer_prune.fence(self._redis, self._keys, worker_id):
+            return 0  # a Ruby worker may be pruning it right now: at a later beat
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
+        failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries)
         moved = 0
         for token, record in entries.items():
             try:
                 # The token as read: hostile bytes that are not UTF-8 still name the field.
-                moved += self.give_back(worker_id, raw(token), raw(record), crashed=True)
+                moved += self.give_back(
+                    worker_id, raw(token), raw(record), crashed=True, failed=raw(token) in failed
+                )
             except redis.exceptions.RedisError:
                 raise
             except Exception:  # a bug: log it, recover the others, try again next beat
@@ -95,13 +100,21 @@ class Recovery:
             log.warning("unregistered dead worker %s", worker_id)
         return moved
 
-    def give_back(self, worker_id: str, token: str | bytes, record: bytes, crashed: bool) -> int:
+    def give_back(
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        crashed: bool,
+        failed: bool = False,
+    ) -> int:
         """Put one in-flight job back on its queue (or in ``failed`` if it is poison, or if
         the record cannot be read: then the record's raw bytes go there, as a
         ``MalformedPayload`` saying what is wrong).
 
         ``crashed`` counts the delivery as an attempt; a worker that gives back its own
-        job on shutdown passes False, and skips the lease check.
+        job on shutdown passes False, and skips the lease check. ``failed``: a peer's
+        pruning already recorded it in ``failed`` (peer_prune.py), so it is only released.
         """
         try:
             queue, raw = read_record(record)
@@ -118,6 +131,8 @@ class Recovery:
             item = payload.encode()
             if payload.crashes >= self.max_crashes or self._fails_on_crash(payload):
                 action, item = "fail", self._poison_record(payload, worker_id, queue)
+        if failed:
+            action, item = "drop", ""
         status = self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
         lock = UniqueLock.of(payload) if action == "fail" and payload is not None else None
         if lock is not None and not lock.released_at_end:
@@ -125,7 +140,15 @@ class Recovery:
         if not self._move(worker_id, token, record, item, action, queue, crashed, status, lock):
             return 0
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
-        if action == "fail":
+        if action == "drop":
+            log.warning(
+                "job %s of dead worker %s is not requeued: a Resque worker that pruned %s "
+                "already moved it to failed",
+                job,
+                worker_id,
+                worker_id,
+            )
+        elif action == "fail":
             log.error(
                 "job %s failed: it was running when worker %s died %d times (poison)",
                 job,
@@ -198,7 +221,7 @@ class Recovery:
     def prune_foreign(self) -> int:
         """Resque's pruning, for workers without a pyresque lease; returns how many."""
         if not self._redis.set(
-            self._keys.pruning_lock, self._recoverer or "pyresque", nx=True, ex=60
+            self._keys.pruning_lock, peer_prune.LOCK_MARK + self._recoverer, nx=True, ex=60
         ):
             return 0
         pruned = 0

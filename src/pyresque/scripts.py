@@ -30,6 +30,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "history": (),
     "recover": ("clock", "status", "lock"),
     "reap": ("clock",),
+    "peer_fence": (),
     "retry_failed": (),
     "enqueue_unique": ("lock", "push"),
     "unlock": ("lock",),

@@ -10,7 +10,8 @@
 -- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
 -- last, when ARGV[8] is not '': the job's unique lock
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
--- ARGV[4] item to push        ARGV[5] 'requeue' or 'fail'   ARGV[6] queue name
+-- ARGV[4] item to push        ARGV[6] queue name
+-- ARGV[5] 'requeue', 'fail', or 'drop' (a Resque worker's pruning already failed it)
 -- ARGV[7] '1' when the owner itself gives the job back (no lease check)
 -- ARGV[8] the unique lock's token to release (a poison job), or ''
 -- Returns 1 when this call moved the job, 0 otherwise.
@@ -32,7 +33,7 @@ if ARGV[8] ~= '' then
     k_status = nil -- KEYS[7] is the lock: no status key
   end
 end
-if ARGV[7] ~= '1' or ARGV[5] == 'fail' then
+if ARGV[5] ~= 'drop' and (ARGV[7] ~= '1' or ARGV[5] == 'fail') then
   redis.call('INCR', KEYS[4])
 end
 local code = 3
@@ -43,7 +44,7 @@ if ARGV[5] == 'requeue' then
   if redis.call('LLEN', KEYS[6]) == 0 then
     redis.call('RPUSH', KEYS[6], '1')
   end
-else
+elseif ARGV[5] == 'fail' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
 end
 if k_status then

@@ -1,0 +1,166 @@
+"""Pruning across languages: Ruby and PHP workers prune a dead pyresque worker, pyresque
+prunes dead Ruby and PHP workers; a job is never lost, and never both failed and re-run."""
+
+from __future__ import annotations
+
+import os
+import signal
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from e2e_support import HOST, Proc, Procs, State, stays, wait_for
+from interop_support import Peers, needs_php, needs_ruby, peers_fixture
+from pyresque import Resque
+from pyresque.fetch import Claim, Fetcher, QueueList
+from pyresque.recovery import Recovery
+
+
+@pytest.fixture
+def peers(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Peers]:
+    yield from peers_fixture(redis_url, namespace, tmp_path)
+
+
+def _kill(proc: Proc) -> None:
+    """SIGKILL a worker and everything it started (its job's process too)."""
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.popen.wait()
+
+
+def _dead_pyresque_worker_mid_job(procs: Procs, rq: Resque, state: State) -> str:
+    """A pyresque worker killed while it runs a Block job; returns its id."""
+    rq.enqueue("q", "Block", {"tag": "t", "limit": 60})
+    worker = procs.worker(rq.namespace, "q")
+    state.wait_event("Block", "started", timeout=30)
+    worker_id = state.worker_id(worker, "q")
+    _kill(worker)
+    return worker_id
+
+
+def _may_prune_now(state: State) -> None:
+    """Every worker start, of any language, takes Resque's pruning lock for 60 s and prunes
+    only if it got it: drop it, as if the last start were a minute ago."""
+    state.r.delete(state.key("pruning_dead_workers_in_progress"))
+
+
+def _recovered(state: State, worker_id: str) -> bool:
+    """pyresque's recovery is done with a dead worker: its in-flight jobs and lease gone."""
+    return not state.exists(f"pyresque:inflight:{worker_id}") and (
+        state.r.zscore(state.key("pyresque:leases"), worker_id) is None
+    )
+
+
+@needs_ruby
+def test_ruby_prunes_a_dead_pyresque_worker_and_the_job_is_not_run_again(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    dead = _dead_pyresque_worker_mid_job(procs, rq, state)
+    _may_prune_now(state)
+    ruby = peers.ruby_worker("*")
+    [record] = state.wait_failed(1, timeout=30)
+    assert (record["exception"], record["worker"]) == ("Resque::DirtyExit", dead)
+    assert record["payload"]["class"] == "Block"
+    wait_for(lambda: dead not in state.workers(), 30, "Ruby to unregister the dead worker")
+    peers.stop(ruby)
+    # Ruby failed the job: pyresque's lease recovery must not run it a second time.
+    procs.worker(rq.namespace, "q")
+    wait_for(lambda: _recovered(state, dead), 60, "pyresque to recover the dead worker")
+    stays(
+        lambda: len(state.events("Block", "started")) == 1 and state.qlen("q") == 0,
+        3,
+        "the job failed by Ruby is not run again",
+    )
+    assert len(state.failed()) == 1
+
+
+@needs_php
+def test_php_prunes_a_dead_pyresque_worker_and_nothing_is_lost(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    dead = _dead_pyresque_worker_mid_job(procs, rq, state)
+    php = peers.php_worker("other")  # php-resque takes no lock
+    # php-resque unregisters it without a failure record: the job would be lost.
+    wait_for(lambda: dead not in state.workers(), 30, "PHP to unregister the dead worker")
+    peers.stop(php)
+    procs.worker(rq.namespace, "q")
+    state.wait_event("Block", "started", count=2, timeout=60)
+    state.release("t")
+    state.wait_event("Block", "finished", timeout=30)
+    assert state.failed() == []
+
+
+@needs_ruby
+def test_a_live_pyresque_worker_survives_a_ruby_worker_start(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    rq.enqueue("q", "Block", {"tag": "t", "limit": 60})
+    worker = procs.worker(rq.namespace, "q")
+    state.wait_event("Block", "started", timeout=30)
+    _may_prune_now(state)
+    ruby = peers.ruby_worker("*")
+    wait_for(lambda: f"{HOST}:{ruby.pid}:*" in state.workers(), 30, "Ruby to prune and register")
+    state.release("t")
+    state.wait_event("Block", "finished", timeout=30)
+    assert state.failed() == []
+    assert state.worker_id(worker, "q") in state.workers()
+
+
+@needs_ruby
+def test_pyresque_prunes_a_dead_ruby_worker(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    peers.ruby('Resque::Job.create("rq", "RubyBlock", "t")')
+    ruby = peers.ruby_worker("rq")
+    state.wait_event("RubyBlock", "started", timeout=30)
+    _kill(ruby)
+    _may_prune_now(state)
+    procs.worker(rq.namespace, "q")
+    [record] = state.wait_failed(1, timeout=30)
+    dead = f"{HOST}:{ruby.pid}:rq"
+    assert (record["exception"], record["error"]) == (
+        "Resque::DirtyExit",
+        "Job still being processed",
+    )
+    assert (record["worker"], record["payload"]) == (dead, {"class": "RubyBlock", "args": ["t"]})
+    wait_for(lambda: state.worker_keys_gone(dead), 30, "the Ruby worker's keys to go")
+
+
+@needs_php
+def test_pyresque_prunes_a_dead_php_worker(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    peers.php('Resque::enqueue("pq", "PhpBlock", array("tag" => "t"));')
+    php = peers.php_worker("pq")
+    state.wait_event("PhpBlock", "started", timeout=30)
+    _kill(php)
+    procs.worker(rq.namespace, "q")
+    [record] = state.wait_failed(1, timeout=30)
+    dead = f"{HOST}:{php.pid}:pq"
+    assert (record["exception"], record["worker"]) == ("Resque::DirtyExit", dead)
+    assert record["payload"]["class"] == "PhpBlock"
+    wait_for(lambda: state.worker_keys_gone(dead), 30, "the PHP worker's keys to go")
+
+
+def test_recovery_waits_while_a_ruby_worker_may_be_pruning(rq: Resque, state: State) -> None:
+    """Ruby takes the pruning lock, then fails the job it finds in worker:<id>: while such a
+    lock is young, recovery leaves the dead worker alone; after, it requeues the job (and a
+    prune starting then finds no job to fail)."""
+    rq.enqueue("q", "Succeed", {"n": 1})
+    dead = "deadhost:1:q"
+    fetcher = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1)
+    assert len(cast("list[Claim]", fetcher.claim(["a" * 32]))) == 1
+    assert state.exists(f"worker:{dead}")
+    recovery = Recovery(rq.redis, rq.keys, rq.registry, recoverer="vm:2:q")
+    lock = state.key("pruning_dead_workers_in_progress")
+    state.r.set(lock, f"{HOST}:99:*", ex=60)  # a Ruby worker started just now
+    time.sleep(0.01)  # the 1 ms lease has expired
+    assert recovery.recover_worker(dead) == 0
+    assert rq.size("q") == 0
+    assert state.exists(f"worker:{dead}")
+    state.r.set(lock, "pyresque vm:3:q", ex=60)  # pyresque's own lock does not hold it up
+    assert recovery.recover_worker(dead) == 1
+    assert rq.size("q") == 1
+    assert not state.exists(f"worker:{dead}")
