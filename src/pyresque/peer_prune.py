@@ -71,11 +71,11 @@ def _peer_failures(client: redis.Redis, keys: Keys, worker_id: str) -> list[dict
     """The payloads of the peers' prune records for ``worker_id`` among the newest records."""
     needle = worker_id.encode()
     found = []
-    for raw in cast("list[bytes]", client.lrange(keys.failed, -SCAN, -1)):
-        if needle not in raw:  # most records are not about this worker: skip decoding
+    for data in cast("list[bytes]", client.lrange(keys.failed, -SCAN, -1)):
+        if needle not in data:  # most records are not about this worker: skip decoding
             continue
         try:
-            record = strict_json.loads(raw)
+            record = strict_json.loads(data)
         except ValueError:
             continue
         if (
