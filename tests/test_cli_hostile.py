@@ -14,6 +14,7 @@ from click.testing import CliRunner, Result
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from e2e_support import Procs, State, wait_for
 from pyresque import Resque
 from pyresque.cli import ENV_VARS, main
 
@@ -154,6 +155,18 @@ def test_ctl_on_a_worker_that_does_not_exist_exits_non_zero(redis_url: str, name
     assert result.exit_code == 1, result.output
     assert "is not a live pyresque worker" in result.output
     assert_shown_safely(result, ["ctl"])
+
+
+def test_a_worker_logs_names_from_redis_escaped(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    state.push_raw("default", json.dumps({"class": f"Nope{ESC}", "args": [BIDI]}).encode())
+    worker = procs.worker(namespace, "default", "--mode", "inline", "--interval", "0")
+    assert worker.wait_exit(30) == 0, worker.log()
+    wait_for(lambda: len(state.failed()) == 1, 10, "the job to fail")
+    log = worker.log()
+    assert "Nope\\x1b[2J\\x1b]0;owned\\x07" in log, log
+    assert not RAW_CONTROL.search(log), log
 
 
 # --------------------------------------------------------------------- properties

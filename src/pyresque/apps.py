@@ -7,12 +7,22 @@ from __future__ import annotations
 
 import importlib
 import importlib.util
+import logging
 import os
 import sys
 from pathlib import Path
 
+from pyresque.escapes import EscapingFormatter
+
 #: How the command line configures logging; the zygote logs the same way.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
+
+
+def configure_logging(level: int) -> None:
+    """Log to stderr in ``LOG_FORMAT``, names and messages from Redis escaped (escapes.py)."""
+    handler = logging.StreamHandler()
+    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 def app_specs(apps: tuple[str, ...] | list[str]) -> list[str]:

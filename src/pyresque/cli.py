@@ -23,7 +23,7 @@ import click
 import redis
 
 from pyresque import cron, strict_json
-from pyresque.apps import LOG_FORMAT, app_specs, import_apps
+from pyresque.apps import app_specs, configure_logging, import_apps
 from pyresque.cli_status import status_command
 from pyresque.cli_support import (
     connect,
@@ -37,6 +37,7 @@ from pyresque.cli_support import (
 from pyresque.cli_workers import ctl_command, info_command, workers_command
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, BadRedisURL, url_from_env
+from pyresque.escapes import escape
 from pyresque.failure import Failure, Failures
 from pyresque.fetch import QueueList
 from pyresque.scheduler import Scheduler
@@ -123,7 +124,7 @@ class _CLI(click.Group):
 
 
 def _fail(message: str, code: int) -> None:
-    click.echo(f"pyresque: error: {' '.join(message.split())}", err=True)
+    click.echo(f"pyresque: error: {escape(' '.join(message.split()))}", err=True)
     sys.exit(code)
 
 
@@ -170,10 +171,7 @@ def _setup_logging(verbose: bool, vverbose: bool, quiet: bool) -> None:
     verbose = verbose or bool(_env_flag("VERBOSE")) or bool(_env_flag("LOGGING"))
     vverbose = vverbose or bool(_env_flag("VVERBOSE"))
     level = logging.DEBUG if vverbose else logging.WARNING if quiet else logging.INFO
-    logging.basicConfig(
-        level=level,
-        format=LOG_FORMAT,
-    )
+    configure_logging(level)
 
 
 def _import_apps(apps: tuple[str, ...]) -> None:
@@ -666,7 +664,7 @@ def cron_pause(name: str, redis_url: str | None, namespace: str) -> None:
     """Pause a schedule: its ticks pass without enqueueing."""
     if not cron.pause(connect(redis_url, namespace), name):
         raise click.UsageError(f"no schedule named {name!r} (see `pyresque cron list`)")
-    click.echo(f"paused {name}")
+    click.echo(f"paused {printable(name)}")
 
 
 @cron_group.command("resume")
@@ -676,7 +674,7 @@ def cron_resume(name: str, redis_url: str | None, namespace: str) -> None:
     """Resume a paused schedule from its next tick (missed ticks stay skipped)."""
     if not cron.resume(connect(redis_url, namespace), name):
         raise click.UsageError(f"schedule {name!r} is not paused")
-    click.echo(f"resumed {name}")
+    click.echo(f"resumed {printable(name)}")
 
 
 @main.group("delayed")

@@ -2,9 +2,8 @@
 
 Anything read from Redis may hold any bytes, written by any producer or by an
 attacker. Every value a command prints in a table or a line goes through
-``printable``: characters a terminal would act on (control characters, ANSI escape
-sequences, bidi overrides, lone surrogates) are escaped as ``\\x1b``-style text,
-and huge values are cut to a prefix and their size. ``--json`` output is
+``printable``: characters a terminal would act on are escaped (escapes.py), and
+huge values are cut to a prefix and their size. ``--json`` output is
 ASCII-only JSON, which escapes the same characters.
 """
 
@@ -19,6 +18,7 @@ import click
 
 from pyresque.client import Resque
 from pyresque.connection import ping, url_from_env
+from pyresque.escapes import escape
 from pyresque.keys import DEFAULT_NAMESPACE
 
 #: Characters of one value shown in a line or a table cell; longer values are cut.
@@ -78,18 +78,7 @@ def printable(value: object, limit: int = SHOWN_LIMIT) -> str:
         text = _json(value)
     if len(text) > limit:
         text = f"{text[:limit]}... ({len(text):,} characters)"
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else _escape(c) for c in text)
-
-
-def _escape(char: str) -> str:
-    code = ord(char)
-    if char in "\n\t\r":
-        return repr(char)[1:-1]
-    if code < 0x100:
-        return f"\\x{code:02x}"
-    return f"\\u{code:04x}" if code < 0x10000 else f"\\U{code:08x}"
+    return escape(text)
 
 
 def _json(value: object) -> str:

@@ -34,7 +34,7 @@ import sys
 import time
 from collections import deque
 
-from pyresque.apps import LOG_FORMAT, import_apps
+from pyresque.apps import configure_logging, import_apps
 from pyresque.child import (
     PARENT_FDS,
     Child,
@@ -310,7 +310,7 @@ def main(argv: list[str]) -> None:
     <app>...``"""
     fd, parent, path, level, *app = argv
     sys.path[:] = json.loads(path)
-    logging.basicConfig(level=int(level), format=LOG_FORMAT)
+    configure_logging(int(level))
     import_apps(app)
     serve(socket.socket(fileno=int(fd)), int(parent), registry, events)
 
