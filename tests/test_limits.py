@@ -16,6 +16,7 @@ import pytest
 import redis
 
 from pyresque import Enqueued, Events, Job, Resque
+from pyresque.delayed import item_json
 from pyresque.limits import Concurrency, Limiter, RateLimit
 from pyresque.payload import Payload
 
@@ -261,3 +262,27 @@ def test_a_rate_limited_job_waits_until_the_window_has_room_to_the_millisecond(
     assert secs * 1000 + micros / 1000 >= first_start + 1000
     assert rq.redis.zcard(rq.keys.rate_due) == 0
     assert rq.redis.llen(rq.keys.rate_waiting("LimitedRate")) == 0
+
+
+def test_unreadable_rate_waiting_data_never_stops_the_wake_ups(
+    limiter: tuple[Resque, Limiter],
+) -> None:
+    """Anything in the rate-due set or a waiting list: what is no job still goes on (the
+    bytes as read, so nothing is lost), a bad entry is dropped, and real jobs are woken."""
+    rq, lim = limiter
+    rq.redis.zadd(rq.keys.rate_due, {"garbage": 0, "x:y:z": 0, "0:1000:k": 0, "2:1000:k": 1})
+    rq.redis.rpush(rq.keys.rate_waiting("k"), b"\xff\xfe", b"[]")
+    good = item_json(Payload("LimitedRate", [1]), "lim", at_front=True)
+    rq.redis.rpush(rq.keys.rate_waiting("k"), good)
+    woken, wait = lim.wake_rates()  # two fit the window; the good one waits a window
+    assert woken == 2
+    assert wait is not None
+    assert 0.5 < wait <= 1.0
+    woken, wait = lim.wake_rates()  # not before then, though the window looks free
+    assert woken == 0
+    assert wait is not None
+    assert 0 < wait <= 1.0
+    rq.redis.zadd(rq.keys.rate_due, {"2:1000:k": 0})  # the time has come
+    assert lim.wake_rates() == (1, None)
+    assert [p["class"] for p in rq.peek("lim", 0, 5) if isinstance(p, dict)] == ["LimitedRate"]
+    assert rq.redis.zcard(rq.keys.rate_due) == 0

@@ -174,19 +174,18 @@ class Limiter:
             head = cast("bytes | None", self._redis.lindex(self._keys.concurrency_waiting(key), 0))
             if head is None:
                 return woken
-            job = DelayedJob.decode(0, raw(head))
+            queue, payload = _waiting(head)
             keys = [
                 self._keys.concurrency(key),
                 self._keys.leases,
                 self._keys.concurrency_waiting(key),
                 self._keys.limits_waiting,
                 self._keys.queues,
-                self._keys.queue(job.queue),
-                self._keys.wake(job.queue),
+                self._keys.queue(queue),
+                self._keys.wake(queue),
                 self._keys.queues_changed,
             ]
-            payload = job.payload.encode() if job.payload else text(head)
-            args = [limit, head, payload, job.queue, key]
+            args = [limit, head, payload, queue, key]
             result, free = scripts.run(self._redis, "limit_wake", keys, args)
             if result == 0:
                 return woken
@@ -214,15 +213,19 @@ class Limiter:
             )
             if not first:
                 return woken, None
-            moved, wait_ms = self._wake_rate(text(first[0][0]))
+            moved, wait_ms = self._wake_rate(first[0][0])
             woken += moved
             if wait_ms > 0 and moved == 0:
                 return woken, wait_ms / 1000
         return woken, 0.0
 
-    def _wake_rate(self, member: str) -> tuple[int, int]:
+    def _wake_rate(self, member: bytes) -> tuple[int, int]:
         """One limit's wake-up (limit_rate_wake.lua): (jobs woken, ms until the next)."""
-        limit, window, key = member.split(":", 2)
+        limit, window, key = [*member.decode("utf-8", "replace").split(":", 2), "", ""][:3]
+        if not (limit.isdigit() and window.isdigit() and int(limit) > 0) or "\ufffd" in key:
+            log.warning("dropping an unreadable entry of the rate-due set: %r", member)
+            self._redis.zrem(self._keys.rate_due, member)
+            return 0, -1
         items = cast(
             "list[bytes]", self._redis.lrange(self._keys.rate_waiting(key), 0, int(limit) - 1)
         )
@@ -235,11 +238,18 @@ class Limiter:
         ]
         args: list[Any] = [limit, window, member]
         for item in items:
-            job = DelayedJob.decode(0, raw(item))
-            keys += [self._keys.queue(job.queue), self._keys.wake(job.queue)]
-            args += [item, job.payload.encode() if job.payload else text(item), job.queue]
+            queue, payload = _waiting(item)
+            keys += [self._keys.queue(queue), self._keys.wake(queue)]
+            args += [item, payload, queue]
         woken, wait_ms = scripts.run(self._redis, "limit_rate_wake", keys, args)
         return int(woken), int(wait_ms)
+
+
+def _waiting(item: bytes) -> tuple[str, str | bytes]:
+    """A waiting job's queue, and the payload that goes back to it (the bytes as read,
+    when the item is not a job)."""
+    job = DelayedJob.decode(0, raw(item))
+    return job.queue, job.payload.encode() if job.payload else item
 
 
 class RateWaker:

@@ -11,6 +11,12 @@
 -- Returns {woken, ms until the next wake-up is due (-1: nobody waits any more)}.
 
 local now, window = now_ms(), tonumber(ARGV[2])
+-- Not before the noted time: jobs woken earlier may not have started yet, so the
+-- window may look freer than it is.
+local noted = redis.call('ZSCORE', KEYS[2], ARGV[3])
+if noted and tonumber(noted) > now then
+  return {0, tonumber(noted) - now}
+end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
 -- The first `free` items, if they are still those the caller read.
