@@ -72,8 +72,8 @@ FAILING_JOBS = [
 ODD_RESULTS = ["HostileNaN", "HostileDeepResult"]
 
 
-def _start(procs: Procs, namespace: str, mode: str) -> Proc:
-    extra = ["--mode", mode, "--app", str(HOSTILE_JOBS)]
+def start_worker(procs: Procs, namespace: str, mode: str, *more: str) -> Proc:
+    extra = ["--mode", mode, "--app", str(HOSTILE_JOBS), *more]
     if mode in ("threads", "asyncio", "prefork"):
         extra += ["--concurrency", "2"]
     return procs.worker(namespace, "default", *extra)
@@ -100,7 +100,7 @@ def _by_error(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
 def test_hostile_items_fail_and_the_worker_goes_on(
     procs: Procs, state: State, namespace: str, mode: str
 ) -> None:
-    worker = _start(procs, namespace, mode)
+    worker = start_worker(procs, namespace, mode)
     items = [raw for raw, _ in BAD_ITEMS]
     items += [raw for raw, _, _ in FAILING_JOBS]
     items += [json.dumps({"class": name, "args": []}).encode() for name in ODD_RESULTS]
@@ -173,7 +173,7 @@ def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
     )
     _ghost(state, {**good, **{token: record for token, record, _ in BAD_RECORDS}})
 
-    worker = _start(procs, namespace, "fork")
+    worker = start_worker(procs, namespace, "fork")
     records = state.wait_failed(len(BAD_RECORDS) + 2, timeout=60)
     wait_for(lambda: len(_ran(state)) == 2, 60, "the good records to run")
     assert sorted(map(tuple, _ran(state))) == [("rec",), ("tok",)]
