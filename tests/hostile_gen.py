@@ -22,8 +22,8 @@ import redis
 from hypothesis import strategies as st
 
 #: The fields a worker interprets, and a few it only carries.
-FIELDS = ("class", "args", "timeout", "retry", "attempts", "crashes", "unique", "id", "prefix")
-FIELDS += ("queue_time", "errors", "cron")
+FIELDS: tuple[str, ...] = ("class", "args", "timeout", "retry", "attempts", "crashes", "unique")
+FIELDS += ("id", "prefix", "queue_time", "errors", "cron")
 
 _SURROGATES = st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF)
 TEXT = st.text(alphabet=st.characters() | _SURROGATES, max_size=12)
@@ -123,7 +123,8 @@ def _nest(value: Any, depth: int) -> Any:
     return value
 
 
-SHAPES = ("good", "good", "good", "no queue", "bad queue", "bad payload", "deep")
+SHAPES: tuple[str, ...] = ("good", "good", "good", "no queue", "bad queue", "bad payload")
+SHAPES += ("deep",)
 SHAPES += ("not an object", "garbage")
 
 
