@@ -157,9 +157,7 @@ def test_ctl_on_a_worker_that_does_not_exist_exits_non_zero(redis_url: str, name
     assert_shown_safely(result, ["ctl"])
 
 
-def test_a_worker_logs_names_from_redis_escaped(
-    procs: Procs, state: State, namespace: str
-) -> None:
+def test_a_worker_logs_names_from_redis_escaped(procs: Procs, state: State, namespace: str) -> None:
     state.push_raw("default", json.dumps({"class": f"Nope{ESC}", "args": [BIDI]}).encode())
     worker = procs.worker(namespace, "default", "--mode", "inline", "--interval", "0")
     assert worker.wait_exit(30) == 0, worker.log()

@@ -130,6 +130,19 @@ def test_remove_queue_reads_again_when_a_unique_job_arrived_since(rq: Resque) ->
     assert not locks(rq)
 
 
+def test_a_job_a_worker_took_meanwhile_keeps_its_lock(rq: Resque) -> None:
+    """Read, then taken by a worker (here: popped), then removed: not found, so its lock,
+    which the worker now answers for, stays."""
+    enqueue(rq, 1)
+    [item] = queued(rq)
+    listed = [(item, UniqueLock.of_item(item))]
+    rq.redis.lpop(rq.keys.queue("q"))
+    assert rq.remove("q", [item]) == 0
+    assert scripts.run(rq.redis, "remove_jobs", *_call(rq.keys, "q", "queue", listed)) == 0
+    assert len(locks(rq)) == 1
+    assert enqueue(rq, 1) is None
+
+
 def test_cancelling_a_waiting_retry_releases_the_lock(rq: Resque) -> None:
     """A unique job that failed and waits for its retry in the delayed queue keeps its
     lock; cancelling the retry releases it."""
@@ -141,6 +154,17 @@ def test_cancelling_a_waiting_retry_releases_the_lock(rq: Resque) -> None:
     assert rq.enqueue_to("q", FailsOnce, "x", unique=LOCKED) is None
     assert rq.remove_delayed(FailsOnce, "x") == 1
     assert rq.enqueue_to("q", FailsOnce, "x", unique=LOCKED) is not None
+
+
+def test_pyresque_delayed_cancel_releases_the_lock(
+    procs: Procs, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    job_id = rq.enqueue_in(600, "q", "Succeed", {"n": 1}, unique=LOCKED)
+    assert rq.enqueue_in(600, "q", "Succeed", {"n": 1}, unique=LOCKED) is None
+    args = ["delayed", "cancel", "--id", str(job_id)]
+    code, output = procs.run([*args, "--redis-url", redis_url, "--namespace", namespace], namespace)
+    assert (code, output.strip()) == (0, "cancelled: 1")
+    assert rq.enqueue_in(600, "q", "Succeed", {"n": 1}, unique=LOCKED) is not None
 
 
 def test_run_and_fail_release_the_lock_in_a_real_worker(
