@@ -3,13 +3,17 @@ a mounted app without an auth decision, sessions that never end, and password gu
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import os
+import re
 import subprocess
 import sys
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
+from typing import Any, cast
 
 import pytest
 from starlette.applications import Starlette
@@ -17,9 +21,11 @@ from starlette.requests import Request
 from starlette.routing import Mount
 from starlette.testclient import TestClient
 
+from e2e_support import wait_for
 from pyresque import Resque
 from pyresque.web import OPEN, WebConfigError, create_app
-from pyresque.web_auth import LOCAL_HOSTS, allowed_hosts
+from pyresque.web_auth import LOCAL_HOSTS, SESSION_COOKIE, allowed_hosts
+from pyresque.web_sessions import FREE_FAILURES
 from test_web_support import LOCAL, free_port, rq
 
 __all__ = ["rq"]
@@ -166,3 +172,135 @@ def test_the_host_apps_own_check_decides(redis_url: str, rq: Resque) -> None:
             "/jobs/api/actions/clear-failed", headers={**alice, "x-csrf-token": token}
         )
         assert done.json() == {"ok": True, "action": "clear-failed", "count": 1}
+
+
+# --- sessions ----------------------------------------------------------------------------
+
+TOKEN = "s3cret-token"
+
+
+def sign_in(client: TestClient, token: str = TOKEN) -> Any:
+    """POST the sign-in form with a fresh CSRF token; returns the response."""
+    form = client.get("/login").text  # public, so it works while the address must wait
+    match = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)"', form)
+    assert match, form
+    return client.post(
+        "/login",
+        data={"csrf_token": match.group(1), "token": token, "next": "/"},
+        follow_redirects=False,
+    )
+
+
+def token_app(redis_url: str, rq: Resque, **options: Any) -> Starlette:
+    return create_app(redis_url, namespace=rq.namespace, auth_token=TOKEN, **options)
+
+
+def signed_in(app: Starlette) -> tuple[TestClient, str]:
+    client = TestClient(app, LOCAL)
+    assert sign_in(client).status_code == 303
+    session = client.cookies[SESSION_COOKIE]
+    assert client.get("/api/overview").status_code == 200
+    return client, session
+
+
+def csrf_of(client: TestClient) -> str:
+    return str(client.get("/api/csrf").json()["csrf_token"])
+
+
+def test_signing_out_ends_the_session_on_the_server(redis_url: str, rq: Resque) -> None:
+    client, session = signed_in(token_app(redis_url, rq))
+    out = client.post("/logout", data={"csrf_token": csrf_of(client)}, follow_redirects=False)
+    assert out.status_code == 303
+    client.cookies.set(SESSION_COOKIE, session)  # a copy of the cookie, kept by a thief
+    assert client.get("/api/overview").status_code == 401
+
+
+def test_signing_out_everywhere_ends_every_session(redis_url: str, rq: Resque) -> None:
+    app = token_app(redis_url, rq)
+    laptop, _ = signed_in(app)
+    phone, _ = signed_in(token_app(redis_url, rq))  # another process serving the same namespace
+    everywhere = {"csrf_token": csrf_of(laptop), "everywhere": "1"}
+    assert laptop.post("/logout", data=everywhere, follow_redirects=False).status_code == 303
+    assert phone.get("/api/overview").status_code == 401
+    again, _ = signed_in(app)  # signing in afresh works
+    assert again.get("/").status_code == 200
+
+
+def test_sessions_end_when_idle_and_after_the_maximum(redis_url: str, rq: Resque) -> None:
+    client, session = signed_in(token_app(redis_url, rq, session_seconds=(600, 3600)))
+    key = rq.keys.web_session(hashlib.sha256(session.encode()).hexdigest())
+    assert 0 < rq.redis.ttl(key) <= 600  # stored with its idle timeout...
+    rq.redis.expire(key, 5)
+    assert client.get("/api/overview").status_code == 200
+    assert rq.redis.ttl(key) > 5  # ...which each use starts again
+    rq.redis.pexpire(key, 1)  # left unused for the idle time
+    wait_for(lambda: not rq.redis.exists(key), 30, "the session key expires")
+    assert client.get("/api/overview").status_code == 401
+
+    client, session = signed_in(token_app(redis_url, rq, session_seconds=(600, 3600)))
+    key = rq.keys.web_session(hashlib.sha256(session.encode()).hexdigest())
+    issued, rest = cast(bytes, rq.redis.get(key)).split(b" ", 1)
+    rq.redis.set(key, b"%d %s" % (int(issued) - 3601, rest), ex=600)  # signed in long ago
+    assert client.get("/api/overview").status_code == 401
+
+
+def test_a_new_token_voids_the_sessions_of_the_old_one(redis_url: str, rq: Resque) -> None:
+    _, session = signed_in(token_app(redis_url, rq))
+    renewed = create_app(redis_url, namespace=rq.namespace, auth_token="new-token")
+    with TestClient(renewed, LOCAL, cookies={SESSION_COOKIE: session}) as client:
+        assert client.get("/api/overview").status_code == 401
+
+
+def test_session_keys_of_any_content_never_break_sign_in(redis_url: str, rq: Resque) -> None:
+    rq.redis.hset(rq.keys.web_epoch, "a", "b")  # not what the dashboard writes
+    client, session = signed_in(token_app(redis_url, rq))
+    key = rq.keys.web_session(hashlib.sha256(session.encode()).hexdigest())
+    for junk in (b"", b"x y z", b"\xff", b"99999999999999999999999 0 0"):
+        rq.redis.set(key, junk)
+        assert client.get("/api/overview").status_code == 401
+    rq.redis.delete(key)
+    rq.redis.lpush(key, b"x")
+    assert client.get("/api/overview").status_code == 401
+
+
+# --- guessing --------------------------------------------------------------------------
+
+
+def test_failed_sign_ins_are_slowed_down_across_processes(redis_url: str, rq: Resque) -> None:
+    rq.redis.rpush(rq.keys.failed, b"null")
+    first = TestClient(token_app(redis_url, rq), LOCAL)
+    for _ in range(FREE_FAILURES):
+        assert sign_in(first, "guess").status_code == 401
+    locked = sign_in(first, "guess")
+    assert locked.status_code == 429
+    assert "try again in 2 s" in locked.text
+    assert locked.headers["retry-after"] == "2"
+    # Meanwhile nothing from this address is even checked, in any process: not the right
+    # token in the form, not the bearer token.
+    second = TestClient(token_app(redis_url, rq), LOCAL)
+    assert sign_in(second).status_code == 429
+    refused = second.get("/api/overview", headers={"authorization": f"Bearer {TOKEN}"})
+    assert refused.status_code == 429
+    assert refused.text == "Too many failed sign-ins from this address: try again in 2 s.\n"
+    # Each further failure doubles the wait.
+    lockout = rq.keys.web_lockout("testclient")
+    wait_for(lambda: not rq.redis.exists(lockout), 30, "the first lockout ends")
+    assert sign_in(first, "guess").status_code == 429
+    assert 2000 < rq.redis.pttl(lockout) <= 4000
+    # Once the wait is over, the right token works and the count starts afresh.
+    wait_for(lambda: not rq.redis.exists(lockout), 30, "the second lockout ends")
+    assert sign_in(first).status_code == 303
+    assert not rq.redis.exists(rq.keys.web_failures("testclient"))
+
+
+def test_wrong_basic_passwords_are_slowed_down_too(redis_url: str, rq: Resque) -> None:
+    app = create_app(redis_url, namespace=rq.namespace, basic_auth="admin:pw")
+    with TestClient(app, LOCAL) as client:
+        wrong = {"authorization": "Basic " + base64.b64encode(b"admin:guess").decode()}
+        right = {"authorization": "Basic " + base64.b64encode(b"admin:pw").decode()}
+        assert client.get("/", headers=right).status_code == 200
+        for _ in range(FREE_FAILURES):
+            assert client.get("/", headers=wrong).status_code == 401
+        assert client.get("/", headers=wrong).status_code == 429
+        assert client.get("/", headers=right).status_code == 429
+        assert client.get("/static/app.css").status_code == 200  # no credentials, no count

@@ -194,3 +194,22 @@ class Keys:
         """Sorted set: ``<limit>:<window ms>:<key>`` of every rate limit with waiting jobs,
         scored by when (ms, Redis clock) its window next has room."""
         return f"{self.prefix}pyresque:limit:rate-due"
+
+    # --- dashboard keys ------------------------------------------------------
+
+    def web_session(self, digest: str) -> str:
+        """A dashboard sign-in session (by its id's hash), expiring when idle."""
+        return f"{self.prefix}pyresque:web:session:{digest}"
+
+    @property
+    def web_epoch(self) -> str:
+        """Counter of "sign out everywhere": a session made before the last one is void."""
+        return f"{self.prefix}pyresque:web:epoch"
+
+    def web_failures(self, client: str) -> str:
+        """Recent failed sign-ins from one client address."""
+        return f"{self.prefix}pyresque:web:failures:{client}"
+
+    def web_lockout(self, client: str) -> str:
+        """Set while a client address must wait before trying to sign in again."""
+        return f"{self.prefix}pyresque:web:lockout:{client}"

@@ -41,10 +41,13 @@ from pyresque.web_auth import (
     Settings,
     WebConfigError,
     check_bind,
+    client_address,
     decide_auth,
     parse_basic_auth,
     same,
+    too_many,
 )
+from pyresque.web_sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Throttle
 
 __all__ = [
     "ACTIONS",
@@ -211,6 +214,12 @@ class Dashboard:
     def __init__(self, resque: Resque, settings: Settings) -> None:
         self.resque = resque
         self.settings = settings
+        self.sessions = (
+            Sessions(resque.redis, resque.keys, settings.auth_token, *settings.session_seconds)
+            if settings.auth_token
+            else None
+        )
+        self.throttle = Throttle(resque.redis, resque.keys)
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
         )
@@ -423,29 +432,59 @@ class Dashboard:
         return response
 
     def login_page(
-        self, request: Request, target: str, status: int = 200, wrong: bool = False
+        self, request: Request, target: str, status: int = 200, wrong: bool = False, wait: int = 0
     ) -> Response:
-        context = {"title": "Sign in", "next": target, "wrong": wrong}
-        return self.render(request, "login.html", context, status)
+        context = {
+            "title": "Sign in",
+            "next": target,
+            "wrong": wrong,
+            "wait": too_many(wait) if wait else "",
+        }
+        response = self.render(request, "login.html", context, status)
+        if wait:
+            response.headers["retry-after"] = str(wait)
+        return response
 
     async def login_form(self, request: Request) -> Response:
         base = request.scope.get("root_path", "")
         return self.login_page(request, request.query_params.get("next", f"{base}/"))
 
     async def login(self, request: Request) -> Response:
+        """Check the token (unless this address must wait) and start a session."""
         form = await self._form(request)
         if not self._csrf_ok(request, form):
             return self._error(request, 403, "Forbidden: the CSRF token is missing or wrong.")
-        if not self.settings.auth_token or not same(_str(form, "token"), self.settings.auth_token):
-            return self.login_page(request, _str(form, "next"), 401, wrong=True)
+        target, address = _str(form, "next"), client_address(request)
+        try:
+            wait = await run_in_threadpool(self.throttle.wait, address)
+            if wait:
+                return self.login_page(request, target, 429, wait=wait)
+            token = _str(form, "token")
+            if self.sessions is None or not same(token, self.settings.auth_token or ""):
+                wait = await run_in_threadpool(self.throttle.failed, address)
+                return self.login_page(request, target, 429 if wait else 401, True, wait)
+            await run_in_threadpool(self.throttle.succeeded, address)
+            session = await run_in_threadpool(self.sessions.create)
+        except REDIS_DOWN as exc:
+            return self._error(request, 503, f"Cannot reach Redis: {exc}")
         response = self._back(request, form)
-        _set_cookie(request, response, SESSION_COOKIE, self.settings.session_value())
+        _set_cookie(request, response, SESSION_COOKIE, session)
         return response
 
     async def logout(self, request: Request) -> Response:
+        """End this session, or with ``everywhere``, every session of the dashboard."""
         form = await self._form(request)
         if not self._csrf_ok(request, form):
             return self._error(request, 403, "Forbidden: the CSRF token is missing or wrong.")
+        cookie = request.cookies.get(SESSION_COOKIE)
+        sessions = self.sessions
+        try:
+            if sessions is not None and _str(form, "everywhere"):
+                await run_in_threadpool(sessions.revoke_all)
+            elif sessions is not None and cookie:
+                await run_in_threadpool(sessions.revoke, cookie)
+        except REDIS_DOWN as exc:
+            return self._error(request, 503, f"Cannot reach Redis: {exc}")
         base = request.scope.get("root_path", "")
         response = RedirectResponse(f"{base}/login", 303)
         response.delete_cookie(SESSION_COOKIE, path=base or "/")
@@ -500,6 +539,7 @@ def create_app(
     allowed_hosts: Iterable[str] = (),
     secret: str | bytes | None = None,
     poll_seconds: float = 3.0,
+    session_seconds: tuple[float, float] = (IDLE_SECONDS, ABSOLUTE_SECONDS),
 ) -> Starlette:
     """The dashboard as an ASGI app.
 
@@ -507,6 +547,8 @@ def create_app(
     ``basic_auth``; ``auth=callable(request) -> bool``, your app's own check; ``auth=OPEN``
     (``"open"``) when your app or a proxy protects it; or ``read_only=True``.
     ``allowed_hosts`` are the host names it answers to besides localhost (``"*"``: any).
+    A sign-in session (``auth_token``) ends ``session_seconds[0]`` after its last use
+    and ``session_seconds[1]`` after sign-in.
     ``prefix`` serves it under a URL path (``/resque``); mounting the app in another
     ASGI app (``Mount("/resque", create_app(...))``) works without it. ``secret`` signs
     CSRF tokens: give the same one to every process serving the dashboard (default:
@@ -525,6 +567,7 @@ def create_app(
         secret=secret or secrets.token_bytes(32),
         poll_seconds=poll_seconds,
         allowed_hosts=web_auth.allowed_hosts(allowed_hosts),
+        session_seconds=session_seconds,
     )
     decide_auth(settings, auth)
     resque = Resque(redis_url or url_from_env(), namespace=namespace)
@@ -536,7 +579,14 @@ def create_app(
             Mount(prefix, routes=routes),
         ]
     app = Starlette(routes=routes)
-    app.add_middleware(Guard, settings=settings, prefix=prefix, login=dashboard.unauthorized)
+    app.add_middleware(
+        Guard,
+        settings=settings,
+        prefix=prefix,
+        login=dashboard.unauthorized,
+        sessions=dashboard.sessions,
+        throttle=dashboard.throttle,
+    )
     app.state.dashboard = dashboard
     return app
 

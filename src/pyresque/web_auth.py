@@ -12,10 +12,14 @@ import ipaddress
 from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 
+from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import Headers, MutableHeaders
 from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from pyresque.connection import REDIS_DOWN
+from pyresque.web_sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Throttle
 
 CSRF_COOKIE = "pyresque_csrf"
 SESSION_COOKIE = "pyresque_session"
@@ -56,6 +60,7 @@ class Settings:
     secret: bytes = b""
     poll_seconds: float = 3.0
     allowed_hosts: frozenset[str] = field(default=LOCAL_HOSTS)
+    session_seconds: tuple[float, float] = (IDLE_SECONDS, ABSOLUTE_SECONDS)  # idle, absolute
 
     @property
     def auth_required(self) -> bool:
@@ -65,12 +70,16 @@ class Settings:
         """Whether a request's ``Host`` header names this dashboard."""
         return "*" in self.allowed_hosts or host_name(header) in self.allowed_hosts
 
-    def session_value(self) -> str:
-        """The login cookie's value: derived from the token, never the token itself."""
-        return hmac.new((self.auth_token or "").encode(), b"pyresque-session", "sha256").hexdigest()
+    def presents_credentials(self, request: Request) -> bool:
+        """Whether the request carries a bearer token or basic credentials we check."""
+        scheme = request.headers.get("authorization", "").partition(" ")[0].lower()
+        return (scheme == "bearer" and bool(self.auth_token)) or (
+            scheme == "basic" and bool(self.basic_auth)
+        )
 
     def authenticate(self, request: Request) -> str | None:
-        """How the request is authenticated ("open", "bearer", "basic", "session") or None."""
+        """How the request is authenticated ("open", "bearer", "basic", "host") or None
+        (sessions are checked in Redis, by ``Guard``)."""
         if not self.auth_required:
             return "open"
         scheme, _, credentials = request.headers.get("authorization", "").partition(" ")
@@ -79,9 +88,6 @@ class Settings:
             return "bearer"
         if self.basic_auth and scheme == "basic" and self._basic_ok(credentials.strip()):
             return "basic"
-        cookie = request.cookies.get(SESSION_COOKIE)
-        if self.auth_token and cookie and same(cookie, self.session_value()):
-            return "session"
         if self.host_auth is not None and self.host_auth(request):
             return "host"
         return None
@@ -177,11 +183,55 @@ def _rel_path(scope: Scope, prefix: str) -> str:
 Unauthorized = Callable[[Request, str], Awaitable[Response]]
 
 
-class Guard:
-    """ASGI middleware: authentication (when configured) and security headers."""
+def client_address(request: Request) -> str:
+    """The peer's address: what failed sign-ins are counted by."""
+    return request.client.host if request.client else "unknown"
 
-    def __init__(self, app: ASGIApp, settings: Settings, prefix: str, login: Unauthorized) -> None:
+
+def too_many(wait: int) -> str:
+    return f"Too many failed sign-ins from this address: try again in {wait} s."
+
+
+def _throttled(wait: int) -> Response:
+    return PlainTextResponse(too_many(wait) + "\n", 429, {"retry-after": str(wait)})
+
+
+class Guard:
+    """ASGI middleware: the Host check, authentication (when configured), throttling of
+    failed sign-ins, and security headers."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        settings: Settings,
+        prefix: str,
+        login: Unauthorized,
+        sessions: Sessions | None,
+        throttle: Throttle,
+    ) -> None:
         self.app, self.settings, self.prefix, self.login = app, settings, prefix, login
+        self.sessions, self.throttle = sessions, throttle
+
+    async def _authenticate(self, request: Request) -> str | Response | None:
+        """How the request is authenticated, None, or the answer to a throttled client."""
+        presented = self.settings.presents_credentials(request)
+        address = client_address(request)
+        if presented and (wait := await run_in_threadpool(self.throttle.wait, address)):
+            return _throttled(wait)
+        method = self.settings.authenticate(request)
+        cookie = request.cookies.get(SESSION_COOKIE)
+        sessions = self.sessions
+        if (
+            method is None
+            and cookie
+            and sessions
+            and await run_in_threadpool(sessions.check, cookie)
+        ):
+            method = "session"
+        if method is None and presented:
+            wait = await run_in_threadpool(self.throttle.failed, address)
+            return _throttled(wait) if wait else None
+        return method
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -210,7 +260,13 @@ class Guard:
         rel = _rel_path(scope, self.prefix)
         # What the routes see below the URL prefix, so pages rendered here link correctly.
         request = Request({**scope, "root_path": scope.get("root_path", "") + self.prefix})
-        method = self.settings.authenticate(request)
+        try:
+            method = await self._authenticate(request)
+        except REDIS_DOWN as exc:
+            method = PlainTextResponse(f"Cannot reach Redis: {exc}\n", 503)
+        if isinstance(method, Response):
+            await method(scope, receive, send_with_headers)
+            return
         scope.setdefault("state", {})["auth"] = method
         public = rel == "/login" or rel.startswith("/static/")  # the sign-in form and its CSS
         if method is None and not public:
