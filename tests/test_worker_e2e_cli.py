@@ -45,6 +45,14 @@ def json_output(proc: Proc) -> Any:
     return json.loads(out)
 
 
+def worker_state(conn: list[str]) -> str:
+    """The one worker's state as ``pyresque workers --json`` shows it."""
+    code, out = invoke(["workers", "--json", *conn])
+    assert code == 0, out
+    [listed] = json.loads(out)
+    return str(listed["state"])
+
+
 def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
 ) -> None:
@@ -95,10 +103,16 @@ def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     assert time.monotonic() - sent < REACH
     rq.enqueue("default", "Succeed", {"x": 2})
     stays(lambda: state.qlen("default") == 1, 0.3, "the job waiting while paused")
+    # The next heartbeat publishes it: `workers` shows it paused.
+    wait_for(lambda: worker_state(conn) == "paused", 5, "workers to show the worker paused")
 
     code, out = invoke(["ctl", "resume", wid, *conn])
     assert code == 0, out
     wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 3, "the job to run")
+    wait_for(lambda: worker_state(conn) == "idle", 5, "workers to show the worker idle")
+    state.r.set(state.key("pause-all-workers"), " TRUE\n")  # as Ruby reads it
+    wait_for(lambda: worker_state(conn) == "paused", 5, "pause-all-workers to show")
+    state.r.delete(state.key("pause-all-workers"))
 
     code, out = invoke(["ctl", "quit", wid, *conn])
     assert code == 0, out

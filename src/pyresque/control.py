@@ -24,7 +24,7 @@ class WorkerInfo:
     host: str
     pid: str
     queues: list[str]
-    state: str  # working, idle or dead (lease expired)
+    state: str  # working, idle, paused or dead (lease expired)
     started: str | None
     heartbeat: str | None
     processed: int
@@ -54,20 +54,24 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
         pipe.get(_exact(keys.stat("failed", wid)))
         pipe.hget(keys.heartbeats, raw_id)
         pipe.zscore(keys.leases, raw_id)
+        pipe.exists(_exact(keys.paused(wid)))
+    pipe.get(keys.pause_all)
     pipe.time()
     replies: list[Any] = [
         None if isinstance(v, Exception) else v for v in pipe.execute(raise_on_error=False)
     ]
     secs, micros = replies[-1]
     now_ms = secs * 1000 + micros // 1000
+    all_paused = pause_all_set(replies[-2])
     workers = []
     for i, raw_id in enumerate(raw_ids):
-        current, started, processed, failed, beat, lease = replies[i * 6 : i * 6 + 6]
+        current, started, processed, failed, beat, lease, paused = replies[i * 7 : i * 7 + 7]
         worker_id = _text(raw_id)
         host, _, rest = worker_id.partition(":")
         pid, _, queues = rest.partition(":")
         job = _job(current)
-        state = "working" if job is not None else "idle"
+        # A paused worker finishes the job it runs: it shows as working until then.
+        state = "working" if job else "paused" if paused or all_paused else "idle"
         if lease is not None and lease < now_ms:
             state = "dead"
         workers.append(
@@ -86,6 +90,11 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
             )
         )
     return workers
+
+
+def pause_all_set(value: bytes | None) -> bool:
+    """Whether ``pause-all-workers`` holds ``true`` as Ruby reads it (stripped, any case)."""
+    return value is not None and value.strip().lower() == b"true"
 
 
 def _exact(key: str) -> bytes:

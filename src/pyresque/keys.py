@@ -106,6 +106,10 @@ class Keys:
         """Counter of jobs put back on their queue after a crash."""
         return f"{self.prefix}stat:recovered"
 
+    def paused(self, worker_id: str) -> str:
+        """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
+        return f"{self.prefix}pyresque:paused:{worker_id}"
+
     def control(self, worker_id: str) -> str:
         """A list of commands (quit, pause, resume) for one worker, from any host."""
         return f"{self.prefix}pyresque:control:{worker_id}"

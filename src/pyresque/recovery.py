@@ -292,6 +292,8 @@ class Heartbeat(threading.Thread):
         recovery: Recovery,
         on_command: Callable[[str], None],
         history: HistoryBuffer,
+        *,
+        paused: Callable[[], bool] = lambda: False,
     ) -> None:
         super().__init__(name="pyresque-heartbeat", daemon=True)
         self._redis = client
@@ -302,6 +304,7 @@ class Heartbeat(threading.Thread):
         self.recovery = recovery
         self.on_command = on_command
         self.history = history  # the worker's history counts: written on each beat
+        self.paused = paused  # published on each beat, for `pyresque workers`
         self.interval = lease_ms / 1000 / 5
         self._stopped = threading.Event()
         self._healthy = True
@@ -314,9 +317,11 @@ class Heartbeat(threading.Thread):
             self._keys.heartbeats,
             self._keys.worker_started(self.worker_id),
             self._keys.control(self.worker_id),
+            self._keys.paused(self.worker_id),
         ]
+        paused = "1" if self.paused() else ""
         commands, expired = scripts.run(
-            self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started]
+            self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started, paused]
         )
         for command in commands:
             self.on_command(command.decode())

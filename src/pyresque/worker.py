@@ -144,6 +144,7 @@ class Worker:
             self.recovery,
             self._command,
             self.history,
+            paused=lambda: self.paused,
         )
         self.running_marker = RunningMarker(resque.redis, keys)
         self.stop = Stop(grace=self.options.term_timeout)

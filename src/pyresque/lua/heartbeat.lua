@@ -4,7 +4,9 @@
 --
 -- KEYS[1] leases zset   KEYS[2] workers set   KEYS[3] workers:heartbeat hash
 -- KEYS[4] worker:<id>:started   KEYS[5] the worker's control list
+-- KEYS[6] the worker's paused marker (shown by `pyresque workers`)
 -- ARGV[1] worker id   ARGV[2] lease length (ms)   ARGV[3] start time text
+-- ARGV[4] '1' while the worker is paused
 -- Returns {commands, expired worker ids}.
 
 local now = now_ms()
@@ -13,6 +15,11 @@ redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[3], 'NX')
 redis.call('HSET', KEYS[3], ARGV[1], iso8601(math.floor(now / 1000)))
+if ARGV[4] == '1' then
+  redis.call('SET', KEYS[6], '1', 'PX', ARGV[2])
+else
+  redis.call('DEL', KEYS[6])
+end
 local commands = redis.call('LRANGE', KEYS[5], 0, -1)
 if #commands > 0 then
   redis.call('DEL', KEYS[5])
