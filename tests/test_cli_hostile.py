@@ -157,6 +157,26 @@ def test_ctl_on_a_worker_that_does_not_exist_exits_non_zero(redis_url: str, name
     assert_shown_safely(result, ["ctl"])
 
 
+@pytest.mark.parametrize(
+    ("args", "expected"),
+    [
+        (["a b", "Job"], "contains whitespace"),
+        (["q\x07", "Job"], "unprintable"),
+        (["q", ""], "class name is empty"),
+        (["q", "Job", '["\\ud800"]'], "surrogate"),
+        (["q", "Job", "NaN"], "DATA must be JSON"),
+    ],
+)
+def test_enqueue_refuses_what_no_worker_could_take_in_one_line(
+    redis_client: redis.Redis, redis_url: str, namespace: str, args: list[str], expected: str
+) -> None:
+    result = run(["enqueue", *args], redis_url, namespace)
+    assert result.exit_code == 2, result.output
+    assert expected in result.output
+    assert_shown_safely(result, ["enqueue"])
+    assert not list(redis_client.scan_iter(match=f"{namespace}:*"))
+
+
 def test_a_worker_logs_names_from_redis_escaped(procs: Procs, state: State, namespace: str) -> None:
     state.push_raw("default", json.dumps({"class": f"Nope{ESC}", "args": [BIDI]}).encode())
     worker = procs.worker(namespace, "default", "--mode", "inline", "--interval", "0")

@@ -14,7 +14,7 @@ Metrics (all labelled ``namespace``):
 * ``resque_jobs_processed_total``, ``resque_jobs_failed_total``,
   ``resque_jobs_recovered_total``: Resque's counters (processed includes failed);
 * ``resque_failed_jobs``: records now in the ``failed`` list;
-* ``resque_jobs_running{queue}``, ``resque_workers{state}`` (working, idle, dead);
+* ``resque_jobs_running{queue}``, ``resque_workers{state}`` (working, idle, paused, dead);
 * ``resque_job_duration_seconds{class}``: histogram of job run time per class, and
   ``resque_class_jobs_failed_total{class}``.
 """
@@ -37,7 +37,7 @@ from pyresque.control import list_workers
 from pyresque.web_data import queue_summaries
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
-WORKER_STATES = ("working", "idle", "dead")
+WORKER_STATES = ("working", "idle", "paused", "dead")
 
 
 def cumulative_buckets(buckets: dict[str, int]) -> list[tuple[str, float]]:
