@@ -9,6 +9,7 @@ with a clear record, and the worker goes on with the next job.
 from __future__ import annotations
 
 import json
+import signal
 from pathlib import Path
 from typing import Any, cast
 
@@ -192,6 +193,24 @@ def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
     # The last job's finish follows its side effect: wait for it.
     wait_for(lambda: _inflight(state) == {}, 30, "nothing left in flight")
     assert worker.running()
+
+
+def test_shutdown_gives_back_each_record_on_its_own(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    worker = start_worker(procs, namespace, "fork")
+    wid = state.wait_registered(state.worker_id(worker), timeout=60)
+    # Records no claim of this worker wrote, planted in its own in-flight hash.
+    payload = '{"class":"HostileRecord","args":["back"]}'
+    planted = {b"t-\xff": _record("parked", payload), b"t-bad": b"not json"}
+    state.r.hset(state.key(f"pyresque:inflight:{wid}"), mapping=planted)  # type: ignore[arg-type]
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit(60) == 0, worker.log()
+    assert state.r.lrange(state.key("queue:parked"), 0, -1) == [payload.encode()]
+    [failure] = state.failed()
+    assert (failure["exception"], failure["payload"]) == (MALFORMED, "not json")
+    assert _inflight(state) == {}
+    assert "Traceback" not in worker.log(), worker.log()
 
 
 # --- the pieces, without processes ---------------------------------------------------------

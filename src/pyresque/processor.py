@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pyresque.connection import REDIS_DOWN, dedicated, raw, text
+from pyresque.connection import REDIS_DOWN, dedicated, raw
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
@@ -409,6 +409,7 @@ def give_back_orphans(worker: Worker, held: set[str]) -> int:
     entries = worker.resque.redis.hgetall(keys.inflight(worker.id))
     done = 0
     for token, record in entries.items():
-        if text(token) not in held:
-            done += worker.recovery.give_back(worker.id, text(token), raw(record), crashed=False)
+        # Read as written: a foreign token that is not UTF-8 is no claim of ours.
+        if raw(token).decode("utf-8", "replace") not in held:
+            done += worker.recovery.give_back(worker.id, raw(token), raw(record), crashed=False)
     return done
