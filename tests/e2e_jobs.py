@@ -18,6 +18,7 @@ from typing import Any
 import redis
 
 from pyresque import DontPerform, Job, events
+from pyresque.retry import RetryPolicy
 
 
 def _connection() -> redis.Redis:
@@ -215,3 +216,13 @@ class DirtyHook(Job):
     def on_failure(self, exception: BaseException) -> None:
         record("DirtyHook", "on_failure", error=str(exception))
         _released(str(self.args["tag"]), 10)
+
+
+class AlwaysFails(Job):
+    """Fails every attempt; its policy allows 3 attempts, 1 s apart."""
+
+    retry = RetryPolicy(attempts=3, delays=(1,))
+
+    def perform(self) -> None:
+        record("AlwaysFails", "perform", args=self.args, attempts=self.payload.attempts)
+        raise RuntimeError(f"attempt failed: {self.args}")

@@ -168,6 +168,10 @@ class Keys:
         """Set of paused schedule names."""
         return f"{self.prefix}pyresque:cron:paused"
 
+    def retry_state(self, digest: str) -> str:
+        """A retried job's attempts and errors, for when a foreign scheduler drops them."""
+        return f"{self.prefix}pyresque:retry:{digest}"
+
     def unique(self, digest: str) -> str:
         """A unique job's lock: holds the token of the one job with these arguments."""
         return f"{self.prefix}pyresque:unique:{digest}"

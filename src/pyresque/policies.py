@@ -35,6 +35,7 @@ from pyresque.limits import NO_LIMITS, Held, Limiter
 from pyresque.payload import Payload
 from pyresque.perform import Outcome
 from pyresque.retry import NextAttempt, next_attempt, policy_for
+from pyresque.retry_state import RetryState
 from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.worker")
@@ -87,6 +88,7 @@ class JobPolicies:
         self._registry = registry
         self._release_token = release_token
         self.limiter = Limiter(client, keys, worker_id)
+        self.retry_state = RetryState(client, keys)
         self.clock: Callable[[], float] = time.time  # retry times (tests inject a clock)
         self.rng = random.Random()
         self._lock = threading.Lock()
@@ -121,6 +123,7 @@ class JobPolicies:
         if lock is not None and not lock.released_at_end:
             lock = None
         if outcome.ok:
+            self.retry_state.forget(payload)
             return FinishPlan("ok", lock=lock, held=held)
         try:
             attempt = self._next_attempt(payload, outcome)
@@ -129,8 +132,10 @@ class JobPolicies:
             attempt = None
         if attempt is None or attempt.at is None:
             shown = attempt.payload if attempt else None
+            self.retry_state.forget(shown or payload)
             return FinishPlan("failed", lock=lock, held=held, shown=shown)
         at, retried = due_second(attempt.at), attempt.payload
+        self.retry_state.save(retried, at, self.clock())  # before the item a peer may move
         log.info(
             "job %s %s: attempt %d failed (%s); retrying at %d",
             payload.id or "-",
@@ -150,6 +155,8 @@ class JobPolicies:
         policy = policy_for(payload, job_class.retry, outcome.exception)
         if policy is None:
             return None
+        self.retry_state.restore(payload)  # a Ruby or PHP scheduler dropped the count
+        policy = policy_for(payload, job_class.retry, outcome.exception) or policy
         return next_attempt(
             policy,
             payload,
