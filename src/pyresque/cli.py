@@ -375,7 +375,10 @@ def worker_command(
     def run(ready: Callable[[], None] | None = None) -> None:
         # Each worker process opens its own connection.
         resque = Resque(redis_url or url_from_env(), namespace=namespace)
-        Worker(resque, queues, options, on_ready=ready).work()
+        worker = Worker(resque, queues, options, on_ready=ready)
+        worker.work()
+        if worker.exit_code:  # it could not go on (logged): restart it
+            sys.exit(worker.exit_code)
 
     if count == 1:
         run()
@@ -616,7 +619,8 @@ def scheduler_command(
     with _stop_on_signals() as stop:
         scheduler.start()
         while not stop.wait(0.5):
-            pass
+            if not scheduler.alive:  # cannot happen (supervision.py), but never silently
+                _fail("the scheduler thread died (see the log); restart the scheduler", 1)
         scheduler.stop()
 
 

@@ -169,3 +169,32 @@ def dedicated(client: redis.Redis) -> redis.Redis:
     one), and skipping the pool's per-call checkout and its check for stray data
     saves ~8 us a call. ``close()`` gives the connection back."""
     return redis.Redis(connection_pool=client.connection_pool, single_connection_client=True)
+
+
+#: Attempts of each call on the lease path (the first and one retry).
+LEASE_CALL_ATTEMPTS = 2
+
+
+def lease_client(client: redis.Redis, lease_ttl: float) -> redis.Redis:
+    """A client to ``client``'s server for the lease path (the heartbeat, the recovery
+    and history flush it runs, the RUNNING marker): its own pool, and timeouts derived
+    from the lease so that every call, its retry included, ends in about half of it.
+    Each attempt may spend ``lease_ttl / 8`` connecting and as much waiting for the
+    reply: 2 attempts x 2 x lease/8 = lease/2 (0.625 s per wait for the 5 s default).
+    A call stuck on a dead connection is so abandoned in time to renew the lease."""
+    wait = max(lease_ttl / (4 * LEASE_CALL_ATTEMPTS), 0.05)
+    pool = client.connection_pool
+    kwargs = {
+        k: v
+        for k, v in pool.connection_kwargs.items()
+        if not k.startswith(("orig_", "maint_"))  # derived ones, the pool adds its own
+    }
+    kwargs.update(
+        socket_timeout=wait,
+        socket_connect_timeout=wait,
+        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), LEASE_CALL_ATTEMPTS - 1),
+        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+    )
+    return redis.Redis(
+        connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
+    )

@@ -16,6 +16,8 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import logging
+import math
 import signal
 import threading
 import time
@@ -26,6 +28,9 @@ from typing import Any, Protocol
 from pyresque.events import Events
 from pyresque.job import Job
 from pyresque.perform import Interrupted, JobTimeout, Outcome, perform
+from pyresque.supervision import Supervised
+
+log = logging.getLogger("pyresque.worker")
 
 
 @dataclass
@@ -37,10 +42,24 @@ class Stop:
     grace: float = 10.0  # seconds between TERM and KILL
     wakeup_fd: int = -1  # readable when a signal arrived (main thread only)
     interrupted_at: float = 0.0  # monotonic time of the TERM
+    # Jobs may run until then (monotonic): the heartbeat moves it on each renewal of the
+    # worker's lease (recovery.lease_deadline). Past it, jobs are stopped at once.
+    lease_deadline: float = math.inf
+
+    def lease_renewed(self, deadline: float) -> None:
+        self.lease_deadline = deadline
+
+    def lease_lost(self, now: float | None = None) -> bool:
+        """True once the lease was not renewed in time: no job may run on it."""
+        return (time.monotonic() if now is None else now) >= self.lease_deadline
 
     def grace_over(self) -> bool:
-        return self.kill or (
-            self.interrupt and time.monotonic() >= self.interrupted_at + self.grace
+        """Whether running jobs must stop now: killed, TERM's grace over, or lease lost."""
+        now = time.monotonic()
+        return (
+            self.kill
+            or self.lease_lost(now)
+            or (self.interrupt and now >= self.interrupted_at + self.grace)
         )
 
 
@@ -71,17 +90,19 @@ class Executor(Protocol):
 
 
 class InlineExecutor:
-    """Runs the job in the worker's main thread. Timeouts and the TERM grace period use
-    SIGALRM: when it fires, ``JobTimeout`` (or ``Interrupted`` after a TERM) is raised
-    inside the job, which stops Python code (``time.sleep`` and socket waits included)."""
+    """Runs the job in the worker's main thread. Timeouts, the TERM grace period and the
+    lease use SIGALRM: when it fires, ``JobTimeout`` (or ``Interrupted`` after a TERM or
+    once the lease is lost) is raised inside the job, which stops Python code
+    (``time.sleep`` and socket waits included)."""
 
     name = "inline"
     runs_in_thread = True
 
     def __init__(self, events: Events) -> None:
         self.events = events
-        # The running job's stop flags and timeout, for the alarm handler (None: no job).
-        self._running: tuple[Stop, float | None] | None = None
+        # The running job's stop flags, timeout and end (monotonic), for the alarm
+        # handler (None: no job).
+        self._running: tuple[Stop, float | None, float] | None = None
         self._previous: Any = None  # the SIGALRM handler before ours
 
     def execute(
@@ -96,22 +117,38 @@ class InlineExecutor:
         if signal.getsignal(signal.SIGALRM) != self._on_alarm:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             self._previous = self._previous if self._previous is not None else previous
-        self._running = (stop, timeout)
-        if timeout:
-            signal.setitimer(signal.ITIMER_REAL, timeout)
+        self._running = (stop, timeout, time.monotonic() + timeout if timeout else math.inf)
+        self._arm()
         try:
             return perform(job, self.events)
         finally:
             self._running = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
 
+    def _arm(self) -> None:
+        """Set the alarm for the first of the job's end, the lease's deadline and, after
+        a TERM, the grace period's end."""
+        if self._running is None:
+            return
+        stop, _, ends = self._running
+        at = min(ends, stop.lease_deadline)
+        if stop.interrupt:
+            at = min(at, stop.interrupted_at + stop.grace)
+        if at < math.inf:
+            signal.setitimer(signal.ITIMER_REAL, max(at - time.monotonic(), 0.001))
+
     def _on_alarm(self, signum: int, frame: object) -> None:
         if self._running is None:  # between jobs: nothing to stop
             return
-        stop, timeout = self._running
-        if stop.interrupt:
+        stop, timeout, ends = self._running
+        now = time.monotonic()
+        if stop.lease_lost(now):
+            raise Interrupted("this worker could not renew its lease in time")
+        if stop.grace_over() or (stop.interrupt and now >= ends):
             raise Interrupted("the worker was told to stop and the grace period ended")
-        raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
+        if now >= ends:
+            raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
+        self._arm()  # the lease was renewed meanwhile
 
     def start(self) -> None:
         pass
@@ -146,14 +183,18 @@ class ThreadExecutor:
 
 
 class EventLoopThread:
-    """One asyncio event loop in a background thread, shared by every processor."""
+    """One asyncio event loop in a background thread, shared by every processor; an
+    exception that escapes the loop is logged and the loop runs again (supervision.py)."""
 
     def __init__(self) -> None:
         self.loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(
-            target=self.loop.run_forever, name="pyresque-asyncio", daemon=True
-        )
+        self._stopped = threading.Event()
+        self._supervised = Supervised("asyncio event loop", log, 0.1)
+        self._thread = threading.Thread(target=self._run, name="pyresque-asyncio", daemon=True)
         self._thread.start()
+
+    def _run(self) -> None:
+        self._supervised.until_done(self.loop.run_forever, self._stopped)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
         """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop."""
@@ -175,6 +216,7 @@ class EventLoopThread:
             future.cancel()
 
     def close(self) -> None:
+        self._stopped.set()
         if self._thread.is_alive():
             self.loop.call_soon_threadsafe(self.loop.stop)
             self._thread.join(timeout=5)

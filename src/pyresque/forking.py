@@ -10,10 +10,13 @@
 Either way the parent watches the child: a timeout or a TERM sends the child
 TERM (the job sees ``Interrupted`` and its ``finally`` blocks run), then KILL
 after the grace period; a child that dies without reporting is a dirty exit.
+A lost lease (``Stop.lease_lost``) KILLs the child at once: the job goes back
+to its queue, before any other worker may recover it.
 """
 
 from __future__ import annotations
 
+import math
 import os
 import resource
 import select
@@ -79,6 +82,8 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
             deadlines.append(started + timeout)
         if term_at is not None:
             deadlines.append(term_at + stop.grace)
+        if stop.lease_deadline < math.inf:
+            deadlines.append(stop.lease_deadline)  # moved on by each renewal meanwhile
         wait = max(0.0, min(deadlines) - now) if deadlines else None
         ready, _, _ = select.select(watched, [], [], wait)
         if child.reader in ready:
@@ -93,7 +98,10 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
         if in_main and stop.wakeup_fd in ready:
             _drain(stop.wakeup_fd)
         now = time.monotonic()
-        if stop.kill or (term_at is not None and now >= term_at + stop.grace):
+        if stop.lease_lost(now):
+            reason = "interrupted"
+            _kill(child.pid, signal.SIGKILL)
+        elif stop.kill or (term_at is not None and now >= term_at + stop.grace):
             reason = reason or "killed"
             _kill(child.pid, signal.SIGKILL)
             stop.kill = False

@@ -96,7 +96,7 @@ class Processor:
                 if claim is None:
                     claim = self._next_job()
                     if claim is None:
-                        if worker.options.interval == 0 and not worker.paused:
+                        if worker.options.interval == 0 and not worker.paused and worker.lease_ok():
                             return
                         continue
                 # Finishing a job claims the next one in the same round trip.
@@ -118,6 +118,9 @@ class Processor:
         if worker.paused:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
+            return None
+        if not worker.lease_ok():  # until the heartbeat renews it
+            self._wait(0.1, block=False)
             return None
         handoff = worker.handoff
         if handoff is not None and not handoff.enter(self.box):
@@ -263,6 +266,7 @@ class Processor:
             self.deadline = None
             if not worker.stop.interrupt:
                 worker.stop.kill = False  # a USR1 is for the job that was running
+        worker.lease_ok()  # a job stopped because the lease was lost: say why (once)
         if self.timed_out and outcome.kind != "ok":  # the watchdog stopped a threaded job
             outcome = Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
         return outcome
@@ -327,7 +331,7 @@ class Processor:
         args = [claim.token, plan.outcome, outcome.result_json(), record, *tail_args]
         boxes: list[Box] = []
         tokens: list[str] = []
-        if claim_next and not worker.shutting_down and not worker.paused:
+        if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
             self._refresh_queues()
             boxes, tokens = self._tokens_for_free()
         recorded = False

@@ -16,18 +16,16 @@ from __future__ import annotations
 
 import logging
 import os
-import random
 import socket
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 
-import redis
-
 from pyresque.client import Resque
 from pyresque.cron import Cron, Schedule
 from pyresque.limits import Limiter
+from pyresque.supervision import Supervised
 
 log = logging.getLogger("pyresque.scheduler")
 
@@ -52,6 +50,7 @@ class Scheduler:
         self.limiter = Limiter(resque.redis, resque.keys, self.id)
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self._supervised = Supervised("scheduler", log, interval)
 
     def tick(self, now: float | None = None) -> int:
         """One pass; returns how many jobs it enqueued (delayed and cron)."""
@@ -61,32 +60,32 @@ class Scheduler:
         self.limiter.wake_all()
         return moved + fired
 
+    def _pass(self) -> None:
+        """``tick()``, where a failing part (logged) does not skip the others: a bad
+        delayed item stops neither cron nor the limits' sweep."""
+        now = self.clock()
+        guard = self._supervised.guard
+        guard(self.resque.delayed.move_due, now, self.id)
+        guard(self.cron.run_once, now)
+        guard(self.limiter.wake_all)
+
     def run(self) -> None:
-        """Pass after pass until ``stop()``; rides out Redis outages."""
+        """Pass after pass until ``stop()``; rides out Redis outages, and logs any other
+        failure of a pass (with its traceback) and goes on (supervision.py)."""
         log.info("scheduler %s started (%d schedules)", self.id, len(self.cron.schedules))
-        healthy, delay = True, self.interval
-        while not self._stop.wait(delay):
-            try:
-                self.tick()
-                delay = self.interval
-                if not healthy:
-                    log.warning("scheduler: Redis is back")
-                    healthy = True
-            except redis.exceptions.RedisError as exc:
-                if healthy:
-                    log.error("scheduler: Redis unavailable (%s); retrying", exc)
-                    healthy = False
-                delay = min(10.0, max(delay, self.interval) * 2) * random.uniform(0.8, 1.2)
-        try:
-            self.cron.resign()
-        except redis.exceptions.RedisError:
-            pass  # the lead expires on its own
+        self._supervised.loop(self._pass, self._stop)
+        self._supervised.call(self.cron.resign)  # if it fails, the lead expires on its own
         log.info("scheduler %s stopped", self.id)
 
     def start(self) -> None:
         """Run in a background (daemon) thread."""
         self._thread = threading.Thread(target=self.run, name="pyresque-scheduler", daemon=True)
         self._thread.start()
+
+    @property
+    def alive(self) -> bool:
+        """Whether the background thread runs (False before ``start()``)."""
+        return self._thread is not None and self._thread.is_alive()
 
     def stop(self) -> None:
         self._stop.set()

@@ -22,6 +22,7 @@ import redis
 from pyresque import scripts
 from pyresque.keys import Keys
 from pyresque.payload import Payload, dumps
+from pyresque.supervision import Supervised
 
 log = logging.getLogger("pyresque.status")
 
@@ -93,6 +94,10 @@ class RunningMarker(threading.Thread):
     started, if the job is still running: a job that ends sooner goes straight from WAITING to
     COMPLETE or FAILED, which no observer could have told apart from a RUNNING that
     lasted a few milliseconds.
+
+    A finishing job waits for a RUNNING write in progress (``Mark.finish``), so
+    ``client`` should bound its calls (connection.lease_client). No exception ends
+    the thread (supervision.py).
     """
 
     def __init__(self, client: redis.Redis, keys: Keys, delay: float = 0.005) -> None:
@@ -104,6 +109,8 @@ class RunningMarker(threading.Thread):
         self._wake = threading.Condition()
         self._asleep = False  # waiting with no timeout: a new mark must notify
         self._stopped = False
+        self._done = threading.Event()  # set with _stopped
+        self._supervised = Supervised("RUNNING status", log, delay)
 
     def started(self, payload: Payload) -> Mark | None:
         """Schedule the RUNNING write for a job that just started (None without an id)."""
@@ -117,16 +124,16 @@ class RunningMarker(threading.Thread):
         return mark
 
     def run(self) -> None:
+        self._supervised.until_done(self._mark_all, self._done)
+
+    def _mark_all(self) -> None:
         while (mark := self._next()) is not None:
             with mark.lock:
-                if mark.done:
-                    continue
-                try:
-                    scripts.run(
-                        self._redis, "set_status", [mark.key], [int(Status.RUNNING), "null"]
-                    )
-                except redis.exceptions.RedisError as exc:
-                    log.warning("could not mark %s RUNNING: %s", mark.key, exc)
+                if not mark.done:
+                    self._supervised.call(self._write, mark)
+
+    def _write(self, mark: Mark) -> None:
+        scripts.run(self._redis, "set_status", [mark.key], [int(Status.RUNNING), "null"])
 
     def _next(self) -> Mark | None:
         # Wakes once per ``delay`` at most, not once per job: marks of jobs that ended
@@ -157,6 +164,7 @@ class RunningMarker(threading.Thread):
     def stop(self) -> None:
         with self._wake:
             self._stopped = True
+            self._done.set()
             self._wake.notify()
         if self.is_alive():
             self.join(timeout=5)

@@ -30,7 +30,7 @@ import setproctitle
 
 from pyresque import __version__, cron, scripts
 from pyresque.client import Resque
-from pyresque.connection import REDIS_DOWN
+from pyresque.connection import REDIS_DOWN, lease_client
 from pyresque.events import Events
 from pyresque.executor import (
     AsyncioExecutor,
@@ -52,6 +52,7 @@ from pyresque.processor import Processor, Wake, give_back_orphans
 from pyresque.recovery import Heartbeat, Recovery, started_text, worker_keys
 from pyresque.scheduler import Scheduler
 from pyresque.status import RunningMarker
+from pyresque.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
 
@@ -135,19 +136,25 @@ class Worker:
             resque.redis, keys, resque.registry, self.options.max_crashes, self.id
         )
         self.history = HistoryBuffer()  # written by the heartbeat, once a second
+        self.stop = Stop(grace=self.options.term_timeout)
+        # The lease path's calls end within half the lease (connection.lease_client).
+        self._lease_redis = lease_client(resque.redis, self.options.lease_ttl)
         self.heartbeat = Heartbeat(
-            resque.redis,
+            self._lease_redis,
             keys,
             self.id,
             self.lease_ms,
             started_text(),
-            self.recovery,
+            Recovery(self._lease_redis, keys, resque.registry, self.options.max_crashes, self.id),
             self._command,
             self.history,
             paused=lambda: self.paused,
+            on_renewed=self.stop.lease_renewed,
         )
-        self.running_marker = RunningMarker(resque.redis, keys)
-        self.stop = Stop(grace=self.options.term_timeout)
+        self.running_marker = RunningMarker(self._lease_redis, keys)
+        self._watchdog = Supervised("watchdog", log, 0.1)
+        self._lease_lost_logged = False
+        self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)
         self.shutting_down = False
         self.paused = False
         self.processed = 0
@@ -193,13 +200,13 @@ class Worker:
             thread.start()
         while any(t.is_alive() for t in threads):
             try:
-                self._watch_threads()
-                self.sleep(0.1)
+                self.sleep(self._watchdog.call(self._watch_threads))
             except Wake:
                 pass
 
     def _watch_threads(self) -> None:
-        """Enforce timeouts and the TERM grace period on jobs running in processor threads."""
+        """Enforce timeouts, the TERM grace period and the lease on jobs running in
+        processor threads."""
         now = time.monotonic()
         for p in self.processors:
             if not (p.running_inline and p.thread_id):
@@ -217,7 +224,7 @@ class Worker:
                 f.write(f"{self.pid}\n")
         # The first beat registers us (workers set, started, lease) and reports dead workers:
         # recover them now, so even a burst worker that drains in a second does.
-        self._with_redis(self._first_beat)
+        self._with_redis(self.heartbeat.beat_and_recover)
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
         for processor in self.processors:
@@ -236,15 +243,12 @@ class Worker:
             ",".join(self.queues.patterns),
         )
 
-    def _first_beat(self) -> None:
-        for dead in self.heartbeat.beat():
-            self.recovery.recover_worker(dead)
-
     def _teardown(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.heartbeat.stop()
         self.running_marker.stop()
+        self._lease_redis.close()
         for processor in self.processors:
             processor.close()
         try:
@@ -292,6 +296,32 @@ class Worker:
     def release(self, token: str) -> None:
         with self._lock:
             self._held.discard(token)
+
+    def lease_ok(self) -> bool:
+        """Whether jobs may run and be claimed: the heartbeat renewed the lease recently
+        enough (``Stop.lease_lost``). While it has not, running jobs are stopped and
+        none are claimed, so another worker that recovers them never runs them at the
+        same time. A heartbeat thread that died cannot renew it again: then the worker
+        stops, with a non-zero exit status so that it is restarted."""
+        if not self.stop.lease_lost():
+            if self._lease_lost_logged:
+                log.warning("worker %s renewed its lease: taking jobs again", self.id)
+                self._lease_lost_logged = False
+            return True
+        if not self._lease_lost_logged:
+            self._lease_lost_logged = True
+            log.error(
+                "worker %s could not renew its lease (%.1f s) in time (Redis unreachable or "
+                "too slow): its running jobs are stopped and go back to their queues, and it "
+                "takes no new ones until the lease is renewed",
+                self.id,
+                self.options.lease_ttl,
+            )
+        if self.heartbeat.ident is not None and not self.heartbeat.is_alive():
+            log.critical("worker %s: the heartbeat thread died; exiting (status 1)", self.id)
+            self.exit_code = 1
+            self.shutting_down = True
+        return False
 
     def count(self, ok: bool) -> None:
         with self._lock:
