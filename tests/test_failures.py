@@ -14,6 +14,7 @@ import redis
 from pyresque import Events, Resque
 from pyresque.errors import resque_time
 from pyresque.failure import Failure, Failures, failure_record
+from pyresque.payload import MalformedPayload
 
 RETRIED_AT = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} UTC$")
 
@@ -295,14 +296,21 @@ def test_requeue_refuses_what_it_cannot_requeue(
         failure_record({"class": "J", "args": []}, "E", "m", [], "h:1:q", ""),
     )
     before = failed_raw(redis_client, namespace)
-    assert not failures.requeue(3)  # null
-    assert not failures.requeue(4)  # garbage
-    assert not failures.requeue(5)  # payload is a string
-    assert not failures.requeue(6)  # no queue
+    for index, why in (
+        (3, "not a failure record"),  # null
+        (4, "not a failure record"),  # garbage
+        (5, "must be a JSON object, got str"),  # payload is a string
+        (6, 'names no "queue"'),
+    ):
+        with pytest.raises(
+            MalformedPayload, match=f"failed job {index} cannot be retried: .*{why}"
+        ):
+            failures.requeue(index)
     assert not failures.requeue(99)  # no such index
     assert failed_raw(redis_client, namespace) == before
     assert redis_client.exists(f"{namespace}:queue:q") == 0
     assert redis_client.exists(f"{namespace}:queues") == 0
+    assert failures.requeue_all() == 3  # Ruby, PHP, chrisboulton: the others hold no job
 
 
 def test_requeue_never_touches_a_record_that_moved(

@@ -502,7 +502,10 @@ def _bulk(
     label: str,
 ) -> None:
     if indexes:
-        done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
+        try:
+            done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
+        except ValueError as exc:  # a record that holds no job to retry
+            raise click.ClickException(str(exc)) from None
     elif any(filters.values()) or filters.get("all"):
         total = failures.count()
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:

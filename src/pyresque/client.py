@@ -407,8 +407,9 @@ class Resque:
     # --- status and stats -----------------------------------------------------
 
     def job_status(self, job_id: str, prefix: str = "") -> JobStatus | None:
-        raw = self.redis.get(self.keys.status(job_id, prefix))
-        return None if raw is None else JobStatus.decode(raw)
+        """The job's status packet; None if there is none or it cannot be read."""
+        packet = self.redis.get(self.keys.status(job_id, prefix))
+        return None if packet is None else JobStatus.decode(packet)
 
     def status(self, job_id: str, prefix: str = "") -> Status | None:
         """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import redis
@@ -120,6 +121,24 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
         socket_keepalive=True,
         health_check_interval=30,
     )
+
+
+def wrong_type(exc: redis.exceptions.ResponseError) -> bool:
+    """Whether Redis refused a command because the key holds another type (anyone
+    may have written it)."""
+    return str(exc).startswith("WRONGTYPE")
+
+
+def replies(pipe: redis.client.Pipeline) -> list[Any]:
+    """Execute ``pipe``; a command refused because its key holds another type answers
+    None instead of failing the lot (any other error is raised)."""
+    found = pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(found):
+        if isinstance(reply, redis.exceptions.ResponseError) and wrong_type(reply):
+            found[i] = None
+        elif isinstance(reply, Exception):
+            raise reply
+    return found
 
 
 def text(value: bytes | str) -> str:

@@ -3,6 +3,7 @@ read the way Ruby's ``String#to_i`` reads them, so a bad value never stops a rea
 
 from __future__ import annotations
 
+import math
 import re
 
 #: Redis counters are signed 64-bit integers (INCRBY's range).
@@ -10,6 +11,7 @@ COUNTER_MAX = 2**63 - 1
 COUNTER_MIN = -(2**63)
 
 _LEADING_INT = re.compile(rb"\s*([+-]?[0-9]+)")
+_LEADING_FLOAT = re.compile(rb"\s*([+-]?[0-9]+(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?)")
 
 
 def counter(value: bytes | str | int | None) -> int:
@@ -30,3 +32,11 @@ def counter(value: bytes | str | int | None) -> int:
             return COUNTER_MIN if digits.startswith(b"-") else COUNTER_MAX
         number = int(digits)
     return max(COUNTER_MIN, min(COUNTER_MAX, number))
+
+
+def float_counter(value: bytes | None) -> float:
+    """A float counter (``HINCRBYFLOAT``) as Ruby's ``String#to_f`` reads it: its
+    leading number, else 0.0; 0.0 too when that is not finite."""
+    match = _LEADING_FLOAT.match(value or b"")
+    number = float(match.group(1)) if match else 0.0
+    return number if math.isfinite(number) else 0.0

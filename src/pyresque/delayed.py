@@ -41,7 +41,7 @@ from typing import Any, cast
 import redis
 
 from pyresque import scripts, strict_json
-from pyresque.connection import raw, text
+from pyresque.connection import raw, text, wrong_type
 from pyresque.failure import failure_record
 from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload, dumps
@@ -104,9 +104,7 @@ class DelayedJob:
             queue = item.pop("queue", None)
             at_front = item.pop("at_front", False) is True
             payload = Payload.from_dict(item)
-        # BadJSON and MalformedPayload are ValueErrors; OverflowError: a number that
-        # does not fit a float where the payload wants one (queue_time).
-        except (ValueError, OverflowError) as exc:
+        except ValueError as exc:  # BadJSON or MalformedPayload
             return cls(timestamp, raw, "", None, problem=str(exc), slot=slot)
         if not isinstance(queue, str) or not queue:
             problem = (
@@ -140,10 +138,6 @@ def _second(score: float) -> int:
 def _list_name(slot: bytes) -> bytes:
     """``delayed:<ts>``, as Ruby names the list (and the members of its index sets)."""
     return b"delayed:" + slot
-
-
-def _wrong_type(exc: redis.exceptions.ResponseError) -> bool:
-    return str(exc).startswith("WRONGTYPE")
 
 
 #: What ``delayed_take.lua`` answers per item.
@@ -278,7 +272,7 @@ class Delayed:
             try:
                 items = self._redis.lrange(self._list(slot), 0, BATCH - 1)
             except redis.exceptions.ResponseError as exc:
-                if not _wrong_type(exc):
+                if not wrong_type(exc):
                     raise
                 self._unschedule(slot, worker)
                 continue

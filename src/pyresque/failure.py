@@ -7,7 +7,6 @@ read back the same way.
 
 from __future__ import annotations
 
-import json
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
@@ -15,7 +14,7 @@ from typing import Any
 
 import redis
 
-from pyresque import scripts
+from pyresque import scripts, strict_json
 from pyresque.connection import raw
 from pyresque.errors import resque_time
 from pyresque.keys import Keys
@@ -79,9 +78,10 @@ class Failure:
 
     @classmethod
     def decode(cls, index: int, raw: bytes) -> Failure:
+        """A record as read; never raises (an entry that is not a record is not ``parsed``)."""
         try:
-            item = json.loads(raw)
-        except (ValueError, UnicodeDecodeError):
+            item = strict_json.loads(raw)
+        except strict_json.BadJSON:
             return cls(index, raw)
         if not isinstance(item, dict):
             return cls(index, raw)
@@ -96,7 +96,7 @@ class Failure:
             backtrace=[str(line) for line in backtrace] if isinstance(backtrace, list) else [],
             worker=str(item.get("worker") or ""),
             queue=str(item.get("queue") or ""),
-            retried_at=item.get("retried_at"),
+            retried_at=str(item["retried_at"]) if item.get("retried_at") else None,
         )
 
     def matches(
@@ -141,23 +141,29 @@ class Failures:
             offset += _PAGE
 
     def requeue(self, index: int) -> bool:
-        """Push the job of record ``index`` back onto its queue and mark it retried."""
+        """Push the job of record ``index`` back onto its queue and mark it retried; False
+        if there is no such record (see ``requeue_record`` for records that hold no job)."""
         failure = self.get(index)
         return failure is not None and self.requeue_record(failure)
 
     def requeue_record(self, failure: Failure) -> bool:
         """Retry a record as it was read: it is matched by index *and* content, so a list
-        that changed since cannot make this retry another record."""
-        if not failure.parsed or not failure.queue:
-            return False
+        that changed since cannot make this retry another record (False then).
+
+        Raises ``MalformedPayload`` saying why when the record holds no job to retry."""
+        why = f"failed job {failure.index} cannot be retried"
+        if not failure.parsed:
+            raise MalformedPayload(f"{why}: it is not a failure record")
+        if not failure.queue:
+            raise MalformedPayload(f'{why}: its record names no "queue"')
         try:
             payload = Payload.from_dict(failure.payload)
-        except MalformedPayload:
-            return False
+        except MalformedPayload as exc:
+            raise MalformedPayload(f"{why}: {exc}") from None
         payload.extra.pop("attempts", None)  # a manual retry starts afresh
         if payload.queue_time is not None:
             payload.queue_time = time.time()  # queued now, as far as queue age goes
-        item = json.loads(failure.raw)
+        item = strict_json.loads(failure.raw)
         item["retried_at"] = resque_time()
         keys = [
             self._keys.failed,
@@ -184,14 +190,21 @@ class Failures:
         exception: str | None = None,
         progress: Progress | None = None,
     ) -> int:
-        """Retry every record that matches the filters; returns how many were retried."""
+        """Retry every record that matches the filters; returns how many were retried
+        (records that hold no job to retry are left as they are)."""
         done = 0
         for failure in list(self):
-            if failure.matches(queue, class_name, exception) and self.requeue_record(failure):
+            if failure.matches(queue, class_name, exception) and self._retried(failure):
                 done += 1
             if progress:
                 progress(1)
         return done
+
+    def _retried(self, failure: Failure) -> bool:
+        try:
+            return self.requeue_record(failure)
+        except MalformedPayload:
+            return False
 
     def remove(self, index: int) -> bool:
         """Remove record ``index`` (by content, so concurrent changes cannot misdirect it)."""

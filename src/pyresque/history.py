@@ -25,7 +25,8 @@ from typing import Any, cast
 import redis
 
 from pyresque import scripts
-from pyresque.connection import text
+from pyresque.connection import wrong_type
+from pyresque.counters import counter, float_counter
 from pyresque.keys import Keys
 
 MINUTE_TTL = 2 * 86400  # per-minute history: the last day (and some)
@@ -48,6 +49,10 @@ DURATION_BUCKETS_MS: tuple[float, ...] = (
     60000,
     math.inf,
 )
+
+
+#: The labels ``bucket_label`` gives.
+BUCKET_LABELS = frozenset("+Inf" if math.isinf(b) else f"{b:g}" for b in DURATION_BUCKETS_MS)
 
 
 def bucket_label(duration_ms: float) -> str:
@@ -128,32 +133,44 @@ def series(
     now: float | None = None,
 ) -> list[tuple[int, int]]:
     """The last ``points`` minutes (``unit="m"``) or hours (``"h"``) of ``metric`` as
-    ``(bucket start epoch seconds, count)``, oldest first."""
+    ``(bucket start epoch seconds, count)``, oldest first (counters read as Ruby's
+    ``to_i`` does; a key of another type reads as 0)."""
     size = 60 if unit == "m" else 3600
     last = int((time.time() if now is None else now) // size)
     buckets = list(range(last - points + 1, last + 1))
     values = client.mget([keys.history(metric, unit, b) for b in buckets])
-    return [(b * size, int(v or 0)) for b, v in zip(buckets, values, strict=True)]
+    return [(b * size, counter(v)) for b, v in zip(buckets, values, strict=True)]
 
 
 def class_stats(client: redis.Redis, keys: Keys) -> list[ClassStats]:
-    """Totals per job class, sorted by name."""
-    fields = cast("dict[bytes, bytes]", client.hgetall(keys.class_stats))
-    by_class: dict[str, dict[str, str]] = {}
+    """Totals per job class, sorted by name. Anyone may write the hash: values read as
+    Ruby's ``to_i``/``to_f`` do, names that are not UTF-8 are escaped, buckets that are
+    not ours are left out, and a key of another type reads as no stats."""
+    try:
+        fields = cast("dict[bytes, bytes]", client.hgetall(keys.class_stats))
+    except redis.exceptions.ResponseError as exc:
+        if not wrong_type(exc):
+            raise
+        return []
+    by_class: dict[str, dict[str, bytes]] = {}
     for field, value in fields.items():
-        name, _, rest = text(field).rpartition(":")
+        name, _, rest = field.decode("utf-8", "backslashreplace").rpartition(":")
         if name.endswith(":le"):  # "<class>:le:<bucket>"
             name, rest = name[: -len(":le")], f"le:{rest}"
-        by_class.setdefault(name, {})[rest] = text(value)
+        by_class.setdefault(name, {})[rest] = value
     result = []
     for name, values in sorted(by_class.items()):
         result.append(
             ClassStats(
                 name=name,
-                processed=int(values.get("processed", 0)),
-                failed=int(values.get("failed", 0)),
-                total_ms=float(values.get("ms", 0)),
-                buckets={k[3:]: int(v) for k, v in values.items() if k.startswith("le:")},
+                processed=counter(values.get("processed")),
+                failed=counter(values.get("failed")),
+                total_ms=float_counter(values.get("ms")),
+                buckets={
+                    k[3:]: counter(v)
+                    for k, v in values.items()
+                    if k.startswith("le:") and k[3:] in BUCKET_LABELS
+                },
             )
         )
     return result

@@ -32,8 +32,9 @@ from prometheus_client.registry import Collector
 
 from pyresque import history
 from pyresque.client import Resque
-from pyresque.connection import REDIS_DOWN
+from pyresque.connection import REDIS_DOWN, replies
 from pyresque.control import list_workers
+from pyresque.counters import counter
 from pyresque.web_data import queue_summaries
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
@@ -95,19 +96,21 @@ class ResqueCollector(Collector):
         pipe.get(keys.stat("failed"))
         pipe.get(keys.recovered)
         pipe.llen(keys.failed)
-        processed, failed, recovered, failed_list = pipe.execute()
+        # Anyone may write these keys: counters read as Ruby's to_i, keys of another
+        # type as absent.
+        processed, failed, recovered, failed_list = replies(pipe)
         for name, help_text, value in (
             ("resque_jobs_processed", "Jobs processed (including failed ones)", processed),
             ("resque_jobs_failed", "Jobs that failed", failed),
             ("resque_jobs_recovered", "Jobs put back on their queue after a crash", recovered),
         ):
-            counter = CounterMetricFamily(name, help_text, labels=["namespace"])
-            counter.add_metric([ns], int(value or 0))
-            yield counter
+            family = CounterMetricFamily(name, help_text, labels=["namespace"])
+            family.add_metric([ns], counter(value))
+            yield family
         gauge = GaugeMetricFamily(
             "resque_failed_jobs", "Records in the failed list", labels=["namespace"]
         )
-        gauge.add_metric([ns], int(failed_list))
+        gauge.add_metric([ns], counter(failed_list))
         yield gauge
 
         workers = list_workers(resque)

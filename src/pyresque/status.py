@@ -9,7 +9,6 @@ this module reads them.
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 import time
@@ -19,7 +18,7 @@ from typing import Any
 
 import redis
 
-from pyresque import scripts
+from pyresque import scripts, strict_json
 from pyresque.keys import Keys
 from pyresque.payload import Payload, dumps
 from pyresque.supervision import Supervised
@@ -52,16 +51,30 @@ class JobStatus:
 
     @classmethod
     def decode(cls, raw: bytes | str) -> JobStatus | None:
+        """A packet as php-resque writes it; None when it is not one (never raises:
+        anyone may write the key). Times that are not numbers read as unknown."""
         try:
-            packet = json.loads(raw)
-            return cls(
-                Status(int(packet["status"])),
-                float(packet.get("updated") or 0),
-                packet.get("started"),
-                packet.get("result"),
-            )
-        except (ValueError, KeyError, TypeError):
+            packet = strict_json.loads(raw)
+            status = Status(int(packet["status"]))
+        # Not JSON, not an object, no status, or a status that is no Status's number.
+        except (ValueError, KeyError, TypeError, OverflowError):
             return None
+        return cls(
+            status,
+            _seconds(packet.get("updated")) or 0.0,
+            _seconds(packet.get("started")),
+            packet.get("result"),
+        )
+
+
+def _seconds(value: Any) -> float | None:
+    """An epoch time from a packet (php-resque writes integers), or None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        return float(value)
+    except OverflowError:  # an integer beyond any double
+        return None
 
 
 def waiting_packet() -> str:
