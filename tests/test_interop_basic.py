@@ -127,3 +127,35 @@ def _post(url: str) -> None:
     request = urllib.request.Request(url, data=b"", method="POST")
     with urllib.request.urlopen(request, timeout=30) as reply:
         assert reply.status == 200
+
+
+@needs_ruby
+def test_queue_time_reads_back_as_a_number_in_ruby(peers: Peers, rq: Resque, state: State) -> None:
+    """Ruby's Oj reads a float of 17 significant digits as a BigDecimal and writes it back as
+    a string: pyresque writes queue_time with microseconds, as php-resque does."""
+    for n in range(20):  # time.time() often has 17 significant digits
+        rq.enqueue("q", "RubyBoom", {"n": n})
+    written = {item["args"][0]["n"]: item["queue_time"] for item in state.queue("q")}
+    peers.ruby_worker("q")
+    records = state.wait_failed(20, timeout=60)
+    # Ruby decoded each payload and wrote it back in its failure record.
+    assert {r["payload"]["args"][0]["n"]: r["payload"]["queue_time"] for r in records} == written
+
+
+@needs_ruby
+def test_ruby_finds_ruby_dialect_items_by_their_bytes(
+    peers: Peers, redis_url: str, state: State
+) -> None:
+    """Resque::Job.destroy and remove_delayed_in_queue match items by their exact bytes:
+    pyresque's Ruby dialect writes what Ruby writes (floats aside, see docs/reliability.md)."""
+    ruby_dialect = Resque(redis_url, namespace=peers.ns, dialect="ruby")
+    args = (44, "x/ü", 1.5, {"k": [None, True]})
+    ruby_dialect.enqueue_to("q", "Archive", *args)
+    ruby_dialect.enqueue_in_to(60, "q", "Archive", *args)
+    ruby_args = '44, "x/ü", 1.5, {"k" => [nil, true]}'
+    found = peers.ruby(
+        f'print Resque::Job.destroy("q", "Archive", {ruby_args}), " ",'
+        f' Resque.remove_delayed_in_queue("Archive", "q", {ruby_args})'
+    )
+    assert found == "1 1"
+    assert state.qlen("q") == 0

@@ -77,6 +77,10 @@ def _non_finite(value: Any, seen: set[int] | None = None) -> float | None:
     return None
 
 
+#: Decimals of ``queue_time`` (php-resque's ``microtime(true)``).
+QUEUE_TIME_DIGITS = 6
+
+
 def new_job_id() -> str:
     """32 lowercase hex characters, like php-resque's ``md5(uniqid())``."""
     return os.urandom(16).hex()
@@ -130,7 +134,9 @@ class Payload:
             out["id"] = self.id
             out["prefix"] = self.prefix
             if self.queue_time is not None:
-                out["queue_time"] = self.queue_time
+                # Microseconds, as php-resque writes it: Ruby (Oj) reads a float of 17
+                # significant digits back as a BigDecimal, and writes it as a string.
+                out["queue_time"] = round(self.queue_time, QUEUE_TIME_DIGITS)
         out.update(self.extra)
         return out
 
