@@ -22,7 +22,7 @@ from pyresque.removal import _call
 from pyresque.testing import run_jobs
 from pyresque.unique import Unique, UniqueLock
 from pyresque.web import create_app
-from pyresque.web_data import digest
+from pyresque.web_items import digest
 
 LOCKED = Unique(ttl=3600)
 

@@ -12,10 +12,10 @@ from __future__ import annotations
 import json
 import secrets
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, quote, urlencode
+from urllib.parse import parse_qsl, urlencode
 
 import redis
 from jinja2 import Environment, FileSystemLoader, StrictUndefined
@@ -26,7 +26,15 @@ from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Re
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pyresque import __version__, metrics, web_auth, web_data, web_safe, web_svg
+from pyresque import (
+    __version__,
+    metrics,
+    web_auth,
+    web_format,
+    web_items,
+    web_safe,
+    web_svg,
+)
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, describe, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
@@ -47,6 +55,7 @@ from pyresque.web_auth import (
     same,
     too_many,
 )
+from pyresque.web_endpoints import ACTIONS, API, PAGES, Loader, text_param
 from pyresque.web_sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Throttle
 
 __all__ = [
@@ -64,7 +73,6 @@ __all__ = [
 TEMPLATES = Path(__file__).with_name("web_templates")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_PORT = 5678  # resque-web's
-PER_PAGE = 20
 FLASH = {
     "remove-queue": "Queue deleted ({n} job(s) removed).",
     "remove-job": "Job deleted.",
@@ -93,57 +101,8 @@ NAV = (
 # --- helpers for requests ---------------------------------------------------------------
 
 
-def _int(params: Mapping[str, Any], name: str, default: int = 0) -> int:
-    """A non-negative integer parameter (``web_safe.integer``); ValueError if it is not one."""
-    return web_safe.integer(_str(params, name), name, default)
-
-
-def _str(params: Mapping[str, Any], name: str) -> str:
-    value = params.get(name)
-    return value.strip() if isinstance(value, str) else "" if value is None else str(value)
-
-
 def _wants_json(request: Request) -> bool:
     return request.url.path.startswith(f"{request.scope.get('root_path', '')}/api")
-
-
-# --- the application ----------------------------------------------------------------------
-
-Loader = Callable[[Resque, Mapping[str, Any]], dict[str, Any]]
-
-#: page name -> (template, loader of its data from the query parameters)
-PAGES: dict[str, tuple[str, Loader]] = {
-    "overview": ("overview.html", lambda r, p: web_data.overview_page(r)),
-    "queues": ("queues.html", lambda r, p: web_data.queues_page(r, _str(p, "q"))),
-    "queue": (
-        "queue.html",
-        lambda r, p: web_data.queue_page(
-            r, _str(p, "name"), _int(p, "start"), PER_PAGE, _str(p, "q")
-        ),
-    ),
-    "workers": ("workers.html", lambda r, p: web_data.workers_page(r)),
-    "failed": (
-        "failed.html",
-        lambda r, p: web_data.failed_page(
-            r,
-            _int(p, "start"),
-            PER_PAGE,
-            web_data.FailureFilter.of(_str(p, "queue"), _str(p, "class"), _str(p, "exception")),
-        ),
-    ),
-    "delayed": ("delayed.html", lambda r, p: web_data.delayed_page(r, _int(p, "start"))),
-    "stats": ("stats.html", lambda r, p: web_data.stats_page(r)),
-}
-
-
-#: JSON endpoint name -> loader: every page's data, plus search and one failure.
-API: dict[str, Loader] = {
-    **{name: loader for name, (_, loader) in PAGES.items()},
-    "search": lambda r, p: web_data.search(
-        r, _str(p, "q"), [_str(p, "queue")] if _str(p, "queue") else None
-    ),
-    "failure": lambda r, p: web_data.failure_detail(r, _int(p, "index")),
-}
 
 
 def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
@@ -163,51 +122,6 @@ def _set_cookie(request: Request, response: Response, name: str, value: str) -> 
     )
 
 
-def _filters(form: Mapping[str, Any]) -> web_data.FailureFilter:
-    return web_data.FailureFilter.of(
-        _str(form, "queue"), _str(form, "class"), _str(form, "exception")
-    )
-
-
-def _need(form: Mapping[str, Any], name: str) -> str:
-    value = _str(form, name)
-    if not value:
-        raise ValueError(f"{name} is required")
-    return value
-
-
-def _index(form: Mapping[str, Any]) -> int:
-    return _int({"index": _need(form, "index")}, "index")
-
-
-def _one(count: int) -> int:
-    """A single-item action that found nothing to act on."""
-    if count == 0:
-        raise web_data.Stale("nothing was done: the item is gone (a worker may have taken it)")
-    return count
-
-
-#: action name -> what it does with the posted fields; returns how many items it touched.
-ACTIONS: dict[str, Callable[[Resque, Mapping[str, Any]], int]] = {
-    "remove-queue": lambda r, f: web_data.remove_queue(r, _need(f, "queue")),
-    "remove-job": lambda r, f: _one(
-        web_data.remove_job(
-            r, _need(f, "queue"), _str(f, "digest") or None, _str(f, "job_id") or None
-        )
-    ),
-    "retry-failed": lambda r, f: _one(
-        web_data.retry_failure(r, _index(f), _str(f, "digest") or None)
-    ),
-    "remove-failed": lambda r, f: _one(
-        web_data.remove_failure(r, _index(f), _str(f, "digest") or None)
-    ),
-    "retry-all-failed": lambda r, f: web_data.retry_all(r, _filters(f)),
-    "remove-all-failed": lambda r, f: web_data.remove_all(r, _filters(f)),
-    "clear-failed": lambda r, f: web_data.clear_failed(r),
-    "clear-retried": lambda r, f: web_data.clear_retried(r),
-}
-
-
 class Dashboard:
     """The endpoints, bound to one Resque namespace and one set of ``Settings``."""
 
@@ -223,7 +137,7 @@ class Dashboard:
         self.env = Environment(
             loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
         )
-        self.env.filters.update(ago=fmt_ago, when=fmt_when, ms=fmt_ms, num=fmt_num, qpath=_qpath)
+        self.env.filters.update(web_format.FILTERS)
         self.env.globals.update(
             chart=web_svg.throughput_chart,
             histogram=web_svg.histogram,
@@ -325,7 +239,7 @@ class Dashboard:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         except web_safe.BadParameter as exc:
             return self._error(request, 400, f"Bad request: {exc}")
-        except web_data.Stale as exc:
+        except web_items.Stale as exc:
             return self._error(request, 404, str(exc))
         return JSONResponse(loaded["data"])
 
@@ -369,7 +283,7 @@ class Dashboard:
         if request.scope.get("state", {}).get("auth") == "bearer":
             return True  # a browser never adds a bearer header on its own: no CSRF possible
         cookie = request.cookies.get(CSRF_COOKIE)
-        sent = request.headers.get(CSRF_HEADER) or _str(form, CSRF_FIELD)
+        sent = request.headers.get(CSRF_HEADER) or text_param(form, CSRF_FIELD)
         return bool(cookie and sent) and same(sent, self.settings.csrf_token(cookie or ""))
 
     async def action(self, request: Request) -> Response:
@@ -388,7 +302,7 @@ class Dashboard:
             count = await run_in_threadpool(ACTIONS[name], self.resque, form)
         except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
-        except web_data.Stale as exc:
+        except web_items.Stale as exc:
             if as_json:
                 return JSONResponse({"ok": False, "error": str(exc)}, 409)
             return self._back(request, form, error="stale")
@@ -403,7 +317,7 @@ class Dashboard:
     def _back(self, request: Request, form: Mapping[str, Any], **params: Any) -> Response:
         """Redirect (303) to the form's ``next`` page, which must be one of ours."""
         base = request.scope.get("root_path", "")
-        target = _str(form, "next")
+        target = text_param(form, "next")
         if not target.startswith(f"{base}/") or target.startswith("//") or "\\" in target:
             target = f"{base}/"
         path, _, query = target.partition("?")
@@ -454,12 +368,12 @@ class Dashboard:
         form = await self._form(request)
         if not self._csrf_ok(request, form):
             return self._error(request, 403, "Forbidden: the CSRF token is missing or wrong.")
-        target, address = _str(form, "next"), client_address(request)
+        target, address = text_param(form, "next"), client_address(request)
         try:
             wait = await run_in_threadpool(self.throttle.wait, address)
             if wait:
                 return self.login_page(request, target, 429, wait=wait)
-            token = _str(form, "token")
+            token = text_param(form, "token")
             if self.sessions is None or not same(token, self.settings.auth_token or ""):
                 wait = await run_in_threadpool(self.throttle.failed, address)
                 return self.login_page(request, target, 429 if wait else 401, True, wait)
@@ -479,7 +393,7 @@ class Dashboard:
         cookie = request.cookies.get(SESSION_COOKIE)
         sessions = self.sessions
         try:
-            if sessions is not None and _str(form, "everywhere"):
+            if sessions is not None and text_param(form, "everywhere"):
                 await run_in_threadpool(sessions.revoke_all)
             elif sessions is not None and cookie:
                 await run_in_threadpool(sessions.revoke, cookie)
@@ -521,10 +435,6 @@ class Dashboard:
 
 def _parse_query(query: str) -> list[tuple[str, str]]:
     return parse_qsl(query, keep_blank_values=True)
-
-
-def _qpath(value: str) -> str:
-    return quote(value, safe="")
 
 
 def create_app(
@@ -630,46 +540,3 @@ def serve(
         allowed_hosts=[*allowed_hosts, host],
     )
     uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
-
-
-# --- template filters ------------------------------------------------------------------------
-
-
-def fmt_ago(value: float | None) -> str:
-    """A duration as a person reads it: ``45s``, ``3m 12s``, ``2h 5m``, ``3d 4h``."""
-    seconds = web_data.finite(value)
-    if seconds is None:
-        return "—"
-    s = int(max(0, seconds))
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m"
-    return f"{s // 86400}d {s % 86400 // 3600}h"
-
-
-def fmt_when(epoch: Any) -> str:
-    """Epoch seconds as a UTC time; anything else (a value read from Redis) as "—"."""
-    seconds = web_data.finite(epoch)
-    if seconds is None:
-        return "—"
-    try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-    except (OverflowError, OSError, ValueError):  # beyond any calendar
-        return "—"
-
-
-def fmt_ms(ms: float | str | None) -> str:
-    if ms is None:
-        return "—"
-    if isinstance(ms, str):
-        return "> 60 s"
-    if ms < 1000:
-        return f"{ms:.0f} ms" if ms >= 10 else f"{ms:.1f}".rstrip("0").rstrip(".") + " ms"
-    return f"{ms / 1000:.1f} s" if ms < 60000 else f"{ms / 60000:.1f} min"
-
-
-def fmt_num(value: float | None) -> str:
-    return "—" if value is None else f"{value:,.0f}"
