@@ -19,8 +19,8 @@ from typing import Any
 from e2e_jobs import record
 from pyresque import Job, cron
 from pyresque.delayed import Delayed
+from pyresque.heartbeat import Heartbeat
 from pyresque.history import HistoryBuffer
-from pyresque.recovery import Heartbeat
 from pyresque.status import RunningMarker
 from pyresque.worker import Worker
 

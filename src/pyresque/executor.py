@@ -43,7 +43,7 @@ class Stop:
     wakeup_fd: int = -1  # readable when a signal arrived (main thread only)
     interrupted_at: float = 0.0  # monotonic time of the TERM
     # Jobs may run until then (monotonic): the heartbeat moves it on each renewal of the
-    # worker's lease (recovery.lease_deadline). Past it, jobs are stopped at once.
+    # worker's lease (heartbeat.lease_deadline). Past it, jobs are stopped at once.
     lease_deadline: float = math.inf
 
     def lease_renewed(self, deadline: float) -> None:

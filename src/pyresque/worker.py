@@ -44,12 +44,13 @@ from pyresque.executor import (
 from pyresque.fetch import QueueList
 from pyresque.forking import ForkExecutor, PreforkExecutor
 from pyresque.handoff import Handoff
+from pyresque.heartbeat import Heartbeat
 from pyresque.history import HistoryBuffer
 from pyresque.job import Registry
 from pyresque.perform import Interrupted, JobTimeout
 from pyresque.policies import JobPolicies
 from pyresque.processor import Processor, Wake, give_back_orphans
-from pyresque.recovery import Heartbeat, Recovery, started_text, worker_keys
+from pyresque.recovery import Recovery, started_text, worker_keys
 from pyresque.scheduler import Scheduler
 from pyresque.status import RunningMarker
 from pyresque.supervision import Supervised
