@@ -76,6 +76,54 @@ def test_ruby_prunes_a_dead_pyresque_worker_and_the_job_is_not_run_again(
     assert len(state.failed()) == 1
 
 
+@needs_ruby
+def test_ruby_prunes_by_heartbeat_age_and_the_job_is_not_run_again(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    """Ruby's other rule, on any host: a heartbeat older than 300 s (here: made so)."""
+    dead = _dead_pyresque_worker_mid_job(procs, rq, state)
+    state.r.hset(state.key("workers:heartbeat"), dead, "2020-01-01T00:00:00+00:00")
+    _may_prune_now(state)
+    ruby = peers.ruby_worker("other")  # not "*": only the heartbeat rule applies
+    [record] = state.wait_failed(1, timeout=30)
+    assert (record["exception"], record["worker"]) == ("Resque::PruneDeadWorkerDirtyExit", dead)
+    peers.stop(ruby)
+    procs.worker(rq.namespace, "q")
+    wait_for(lambda: _recovered(state, dead), 60, "pyresque to recover the dead worker")
+    stays(
+        lambda: len(state.events("Block", "started")) == 1 and state.qlen("q") == 0,
+        3,
+        "the job failed by Ruby is not run again",
+    )
+
+
+@needs_ruby
+def test_ruby_prune_fails_one_job_and_the_others_in_flight_are_requeued(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    """In threads mode a worker runs several jobs; Ruby fails the one in worker:<id>."""
+    for tag in ("a", "b"):
+        rq.enqueue("q", "Block", {"tag": tag, "limit": 60})
+    worker = procs.worker(rq.namespace, "q", "--mode", "threads", "--concurrency", "2")
+    state.wait_event("Block", "started", count=2, timeout=30)
+    dead = state.worker_id(worker, "q")
+    _kill(worker)
+    _may_prune_now(state)
+    ruby = peers.ruby_worker("*")
+    [record] = state.wait_failed(1, timeout=30)
+    assert record["exception"] == "Resque::DirtyExit"
+    failed_tag = record["payload"]["args"][0]["tag"]
+    wait_for(lambda: dead not in state.workers(), 30, "Ruby to unregister the dead worker")
+    peers.stop(ruby)
+    procs.worker(rq.namespace, "q")
+    [again] = state.wait_event("Block", "started", count=3, timeout=60)[2:]
+    assert again["tag"] != failed_tag
+    state.release(again["tag"])
+    state.wait_event("Block", "finished", timeout=30)
+    stays(lambda: len(state.events("Block", "started")) == 3, 2, "no other run")
+    assert len(state.failed()) == 1
+
+
 @needs_php
 def test_php_prunes_a_dead_pyresque_worker_and_nothing_is_lost(
     peers: Peers, procs: Procs, rq: Resque, state: State
