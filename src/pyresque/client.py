@@ -20,7 +20,7 @@ from typing import Any, cast
 import redis
 
 from pyresque import removal, scripts
-from pyresque.connection import REDIS_DOWN, connect, describe, raw, unavailable
+from pyresque.connection import REDIS_DOWN, connect, describe, raw, replies, unavailable
 from pyresque.counters import counter
 from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
 from pyresque.events import Events
@@ -428,11 +428,9 @@ class Resque:
         pipe = self.redis.pipeline(transaction=False)
         for name in names:
             pipe.llen(raw(self.keys.queue("")) + name)
-        # A command Redis refuses (a key of the wrong type) gives its error as its reply.
-        sizes = pipe.execute(raise_on_error=False)
         return {
-            name.decode("utf-8", "backslashreplace"): size if isinstance(size, int) else 0
-            for name, size in zip(names, sizes, strict=True)
+            name.decode("utf-8", "backslashreplace"): size or 0
+            for name, size in zip(names, replies(pipe), strict=True)
         }
 
     def info(self) -> dict[str, Any]:
@@ -444,14 +442,14 @@ class Resque:
         pipe.llen(self.keys.failed)
         for worker in workers:
             pipe.exists(raw(self.keys.worker("")) + worker)
-        processed, failed, *working = pipe.execute(raise_on_error=False)
+        processed, failed, *working = replies(pipe)
         return {
             "pending": sum(sizes.values()),
-            "processed": counter(processed if isinstance(processed, bytes) else None),
+            "processed": counter(processed),
             "queues": len(sizes),
             "workers": len(workers),
             "working": sum(1 for w in working if w == 1),
-            "failed": failed if isinstance(failed, int) else 0,
+            "failed": failed or 0,
             "servers": [describe(self.redis)],
         }
 

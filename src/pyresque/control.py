@@ -14,6 +14,7 @@ from typing import Any, cast
 
 from pyresque import strict_json
 from pyresque.client import Resque
+from pyresque.connection import replies
 from pyresque.counters import counter
 from pyresque.worker import COMMANDS
 
@@ -57,15 +58,13 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
         pipe.exists(_exact(keys.paused(wid)))
     pipe.get(keys.pause_all)
     pipe.time()
-    replies: list[Any] = [
-        None if isinstance(v, Exception) else v for v in pipe.execute(raise_on_error=False)
-    ]
-    secs, micros = replies[-1]
+    found = replies(pipe)
+    secs, micros = found[-1]
     now_ms = secs * 1000 + micros // 1000
-    all_paused = pause_all_set(replies[-2])
+    all_paused = pause_all_set(found[-2])
     workers = []
     for i, raw_id in enumerate(raw_ids):
-        current, started, processed, failed, beat, lease, paused = replies[i * 7 : i * 7 + 7]
+        current, started, processed, failed, beat, lease, paused = found[i * 7 : i * 7 + 7]
         worker_id = _text(raw_id)
         host, _, rest = worker_id.partition(":")
         pid, _, queues = rest.partition(":")
