@@ -22,6 +22,8 @@ from e2e_support import Procs, wait_for
 from pyresque import Events, Resque
 from pyresque.cron import Cron, Schedule
 from pyresque.cron import status as cron_status
+from pyresque.delayed import item_json
+from pyresque.payload import Payload
 from pyresque.scheduler import Scheduler
 
 T0 = 1_800_000_000
@@ -478,3 +480,25 @@ def test_cron_property_no_recorded_value_stops_the_other_schedules(
         assert len(cron_status(client)) == 2
     finally:
         client.redis.close()
+
+
+# --- the limits' sweep ---------------------------------------------------------------------
+
+
+def test_unreadable_limit_entries_do_not_stop_the_sweep(
+    rq: Resque, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    keys = rq.keys
+    for name, size in ((b"\xff", b"2"), (b"bad-size", b"lots"), (b"good", b"2")):
+        redis_client.hset(keys.limits_waiting, name, size)
+    for limit in ("bad-size", "good"):
+        for n in range(3):
+            item = item_json(Payload("Limited", [limit, n]), "lim", at_front=True)
+            redis_client.rpush(keys.concurrency_waiting(limit), item)
+    scheduler = Scheduler(rq, clock=lambda: T0)
+    scheduler.tick()
+    woken = [tuple(p["args"]) for p in rq.peek("lim", 0, 10)]
+    assert sorted(woken) == [("bad-size", 0), ("good", 0), ("good", 1)]
+    assert set(redis_client.hkeys(keys.limits_waiting)) == {b"bad-size", b"good"}
+    scheduler.tick()
+    assert len([r for r in caplog.records if "unreadable size" in r.getMessage()]) == 1

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, cast
 import redis
 
 from pyresque import scripts
-from pyresque.connection import REDIS_DOWN, raw, text
+from pyresque.connection import REDIS_DOWN, raw
 from pyresque.delayed import DelayedJob, item_json
 from pyresque.keys import Keys
 
@@ -105,6 +105,7 @@ class Limiter:
         self._keys = keys
         self.worker_id = worker_id
         self.waker = RateWaker(self)
+        self._reported: set[tuple[bytes, bytes]] = set()  # unreadable entries logged
 
     def acquire(self, job: Job, token: str, queue: str) -> Held | None:
         """Take ``job``'s limits before it runs: returns what it holds, or None when a
@@ -199,7 +200,21 @@ class Limiter:
         dead workers free up without anyone finishing, and a rate-limited job's worker
         may be gone before its window opened)."""
         waiting = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.limits_waiting))
-        woken = sum(self.wake(text(key), int(limit)) for key, limit in waiting.items())
+        woken = 0
+        for key, limit in waiting.items():
+            # Anyone may write the hash; one bad entry must not stop the sweep of the others.
+            name = key.decode("utf-8", "replace")
+            if "\ufffd" in name:  # not UTF-8: no limit of ours
+                log.warning("dropping an unreadable entry of the limits-waiting hash: %r", key)
+                self._redis.hdel(self._keys.limits_waiting, key)
+                continue
+            readable = limit.isdigit() and len(limit) < 19
+            if not readable and (key, limit) not in self._reported:
+                self._reported.add((key, limit))
+                log.warning("limit %r: unreadable size %r, waking one job at a time", name, limit)
+            # One slot never exceeds the real limit, whatever it is (parking a job writes
+            # the entry again).
+            woken += self.wake(name, int(limit) if readable else 1)
         return woken + self.wake_rates()[0]
 
     def wake_rates(self) -> tuple[int, float | None]:
