@@ -34,6 +34,17 @@ READERS = [
     for form in ([], ["--json"])
 ]
 
+#: Commands that change something, on records they find.
+WRITERS = [
+    ["failed", "retry", "--all"],
+    ["failed", "remove", "0"],
+    ["failed", "clear", "--retried"],
+    ["delayed", "cancel", "--class", "Job"],
+    ["delayed", "enqueue-now", "--id", "x"],
+    ["cron", "pause", "x"],
+    ["ctl", "pause", "--all"],
+]
+
 #: What a terminal would act on: C0/C1 controls (but newline), bidi overrides, surrogates.
 RAW_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069\ud800-\udfff]")
 
@@ -122,6 +133,8 @@ def test_names_and_values_with_control_characters_are_escaped_in_every_command(
     shown = run(["failed", "list"], redis_url, namespace).output
     assert "... (100,000 characters)" in shown  # the huge error is cut
     assert "\\xff" in shown  # bad UTF-8 shown as escapes
+    for args in WRITERS:
+        assert_shown_safely(run(args, redis_url, namespace), args)
 
 
 def test_status_shows_a_tracked_job_and_says_when_there_is_none(
@@ -299,7 +312,7 @@ def test_read_only_commands_property_any_redis_data_is_shown_or_one_line(
             redis_client.delete(key)
 
 
-@pytest.mark.parametrize("args", READERS, ids=" ".join)
+@pytest.mark.parametrize("args", READERS + WRITERS, ids=" ".join)
 def test_a_key_of_the_wrong_type_is_one_line(
     redis_client: redis.Redis, redis_url: str, namespace: str, args: list[str]
 ) -> None:
