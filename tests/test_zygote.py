@@ -92,12 +92,13 @@ def test_a_job_whose_child_dies_before_taking_it_goes_back_and_runs_once(
     the job is requeued (not failed) and runs in another child."""
     worker = procs.worker(namespace, "default")
     state.wait_registered(state.worker_id(worker))
-    [zygote] = children_of(worker.pid)
-    spares = wait_for(lambda: children_of(zygote) if len(children_of(zygote)) == 2 else None, 5)
+    # The worker registers before its executor starts the zygote: wait for it.
+    [zygote] = wait_for(lambda: children_of(worker.pid) or None, 30)
+    spares = wait_for(lambda: children_of(zygote) if len(children_of(zygote)) == 2 else None, 30)
     for pid in spares:  # frozen: the worker hands one the job, which it cannot read
         os.kill(pid, signal.SIGSTOP)
     rq.enqueue("default", "Succeed", {"n": "once"})
-    wait_for(lambda: state.qlen("default") == 0, 5, "the job to be handed to a child")
+    wait_for(lambda: state.qlen("default") == 0, 30, "the job to be handed to a child")
     for pid in spares:
         os.kill(pid, signal.SIGKILL)
 
