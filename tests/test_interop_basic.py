@@ -15,6 +15,9 @@ from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
 from pyresque.status import Status
 
+# Real peers start in about a second, but a loaded machine stretches every step.
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture
 def peers(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Peers]:

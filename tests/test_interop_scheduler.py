@@ -14,6 +14,9 @@ from e2e_support import Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
 
+# Real peers start in about a second, but a loaded machine stretches every step.
+pytestmark = pytest.mark.timeout(180)
+
 
 @pytest.fixture
 def peers(redis_url: str, namespace: str, tmp_path: Path) -> Iterator[Peers]:

@@ -20,6 +20,7 @@ dead worker, recovery.py therefore
 
 from __future__ import annotations
 
+import logging
 from typing import Any, cast
 
 import redis
@@ -28,6 +29,8 @@ from pyresque import scripts, strict_json
 from pyresque.connection import raw
 from pyresque.keys import Keys
 from pyresque.payload import Payload
+
+log = logging.getLogger("pyresque.recovery")
 
 #: Ruby's lock lives Resque.heartbeat_interval (60 s); a prune is assumed to finish
 #: within this many seconds of taking it.
@@ -71,7 +74,12 @@ def _peer_failures(client: redis.Redis, keys: Keys, worker_id: str) -> list[dict
     """The payloads of the peers' prune records for ``worker_id`` among the newest records."""
     needle = worker_id.encode()
     found = []
-    for data in cast("list[bytes]", client.lrange(keys.failed, -SCAN, -1)):
+    try:
+        newest = cast("list[bytes]", client.lrange(keys.failed, -SCAN, -1))
+    except redis.exceptions.ResponseError as exc:  # not a list: no record to find there
+        log.warning("cannot search %s for peers' failure records: %s", keys.failed, exc)
+        return []
+    for data in newest:
         if needle not in data:  # most records are not about this worker: skip decoding
             continue
         try:
