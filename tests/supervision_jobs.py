@@ -4,7 +4,8 @@ processes with ``--app tests/supervision_jobs.py`` (beside tests/e2e_jobs.py).
 ``SUPERVISION_FAULT=<thread>`` makes that background thread's step raise
 ``RuntimeError("injected fault: <thread>")`` on its next ``SUPERVISION_FAULTS``
 (default 3) calls after the first, then behave: the thread must log the traceback
-and go on. ``Tick`` records its runs in the file ``SUPERVISION_TICKS``.
+and go on (``heartbeat-dies``: the heartbeat thread ends at once). ``Tick``
+records its runs in the file ``SUPERVISION_TICKS``.
 """
 
 from __future__ import annotations
@@ -48,6 +49,8 @@ def _inject(owner: Any, name: str, thread: str, before: bool = True) -> None:
 
 if FAULT == "heartbeat":  # after the renewal: the lease holds, the rest of the beat fails
     _inject(Heartbeat, "beat", FAULT, before=False)
+elif FAULT == "heartbeat-dies":  # the thread ends at once: the lease is never renewed
+    Heartbeat.run = lambda self: None  # type: ignore[method-assign]
 elif FAULT == "history":
     _inject(HistoryBuffer, "flush", FAULT)
 elif FAULT == "marker":

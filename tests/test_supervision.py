@@ -10,6 +10,7 @@ proxy that stops forwarding, in front of the worker under test only.
 from __future__ import annotations
 
 import json
+import logging
 import signal
 import socket
 import threading
@@ -20,11 +21,18 @@ from pathlib import Path
 from typing import cast
 
 import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from e2e_support import HOST, JOBS, TESTS, Proc, Procs, State, wait_for
 from pyresque import Resque
-from pyresque.history import class_stats
+from pyresque.connection import lease_client
+from pyresque.heartbeat import Heartbeat
+from pyresque.history import HistoryBuffer, class_stats
+from pyresque.recovery import Recovery
 from pyresque.status import Status
+from pyresque.supervision import FailureLog, Supervised
 
 FAULTS_APP = str(TESTS / "supervision_jobs.py")
 
@@ -63,7 +71,102 @@ def _renewed(state: State, worker: Proc, times: int) -> None:
         wait_for(partial(_lease_past, state, worker, before), 30, "a lease renewal")
 
 
+# --- the mechanism ------------------------------------------------------------------------
+
+
+def _raise(exc: Exception) -> None:
+    raise exc
+
+
+def test_identical_failures_are_logged_once_a_minute_and_distinct_ones_each(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    failures = FailureLog(logging.getLogger("test.supervision"), "loop", quiet=0.5)
+    supervised = Supervised("loop", logging.getLogger("test.supervision"), 0.01)
+    supervised.failures = failures
+    with caplog.at_level(logging.ERROR, "test.supervision"):
+        for _ in range(50):
+            assert supervised.call(_raise, ValueError("same")) > 0  # backs off, goes on
+        supervised.call(_raise, KeyError("other"))
+        assert [r.exc_info[0] for r in caplog.records if r.exc_info] == [ValueError, KeyError]
+        time.sleep(0.6)  # the quiet period, not synchronisation
+        supervised.call(_raise, ValueError("same"))
+    last = caplog.records[-1]
+    assert "loop: unexpected error; going on (49 more like it in the last 0.5 s)" in last.message
+    assert last.exc_info is not None
+    assert last.exc_info[0] is ValueError
+
+
+def test_a_failing_part_does_not_skip_the_others_but_an_outage_ends_the_step() -> None:
+    supervised = Supervised("loop", logging.getLogger("test.supervision"), 0.01)
+    ran: list[str] = []
+    assert not supervised.guard(_raise, RuntimeError("bad item"))
+    assert supervised.guard(ran.append, "next part")
+    assert ran == ["next part"]
+    with pytest.raises(redis.exceptions.ConnectionError):
+        supervised.guard(_raise, redis.exceptions.ConnectionError("down"))
+
+
+@given(
+    commands=st.lists(st.binary(max_size=20), max_size=5),
+    members=st.lists(st.binary(min_size=1, max_size=20), max_size=5),
+)
+@settings(
+    max_examples=25,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+def test_heartbeat_takes_any_control_message_and_any_expired_lease(
+    rq: Resque, commands: list[bytes], members: list[bytes]
+) -> None:
+    """Whatever bytes sit in the control list and the leases set, a beat renews the
+    lease, delivers the commands that are text, and raises nothing."""
+    keys = rq.keys
+    delivered: list[str] = []
+    client = lease_client(rq.redis, 5.0)
+    recovery = Recovery(client, keys, rq.registry, 3, "me")
+    beat = Heartbeat(client, keys, "me", 5000, "now", recovery, delivered.append, HistoryBuffer())
+    try:
+        if commands:
+            rq.redis.rpush(keys.control("me"), *commands)
+        if members:
+            rq.redis.zadd(keys.leases, dict.fromkeys(members, 0))
+        began = time.monotonic()
+        beat.beat_and_recover()
+        assert delivered == [c.decode() for c in commands if _is_text(c)]
+        assert (rq.redis.zscore(keys.leases, "me") or 0) > 0
+        assert rq.redis.llen(keys.control("me")) == 0
+        assert time.monotonic() - began < 5
+    finally:
+        rq.redis.delete(keys.leases, keys.control("me"))
+        client.close()
+
+
+def _is_text(data: bytes) -> bool:
+    try:
+        data.decode()
+    except UnicodeDecodeError:
+        return False
+    return True
+
+
 # --- every background thread survives an exception ---------------------------------------
+
+
+def test_a_worker_whose_heartbeat_thread_died_stops_its_job_and_exits_1(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    worker = _worker(procs, namespace, _faulty("heartbeat-dies"), "--lease-ttl", "1")
+    procs.expect_failure(worker)
+    rq.enqueue("default", "Block", {"tag": "never"})
+    assert worker.wait_exit(30) == 1
+    log = worker.log()
+    assert "could not renew its lease" in log
+    assert "the heartbeat thread died; exiting (status 1)" in log
+    assert "Block from default interrupted" in log
+    assert state.qlen("default") == 1  # given back, unchanged
+    assert state.failed() == []
 
 
 def test_heartbeat_survives_an_exception_and_keeps_renewing(
