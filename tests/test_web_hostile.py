@@ -7,6 +7,7 @@ values of any bytes, JSON shape and Redis type written to every key the dashboar
 from __future__ import annotations
 
 import json
+import logging
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from pyresque import Resque
+from pyresque import Resque, web_data
 from pyresque.keys import Keys
 from pyresque.testing import delete_namespace
 from pyresque.web import OPEN, create_app
@@ -221,6 +222,32 @@ def test_delayed_page_survives_any_timestamp_and_schedule(client: TestClient, rq
     assert stamp["jobs"][0]["queue"] == "q"
     assert "not a number was skipped" in " ".join(data["problems"])
     assert data["cron"]["leader"] == "\\xffleader" or data["problems"]
+
+
+def test_a_reader_failing_unexpectedly_is_logged_and_the_rest_shown(
+    client: TestClient,
+    rq: Resque,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    rq.enqueue("q", "Job", {})
+
+    def broken(resque: Resque) -> list[Any]:
+        raise RuntimeError("a bug in a reader")
+
+    monkeypatch.setattr(web_data, "list_workers", broken)  # fault injection
+    with caplog.at_level(logging.ERROR, logger="pyresque.web"):
+        for _ in range(3):
+            overview = client.get("/api/overview").json()
+    assert overview["queues"][0]["size"] == 1
+    assert overview["problems"] == [
+        "the workers: could not be read (RuntimeError: a bug in a reader)"
+    ]
+    logged = [r for r in caplog.records if r.exc_info]
+    assert len(logged) == 1  # the same failure again is not logged again at once
+    assert "Traceback" in caplog.text
+    assert "a bug in a reader" in caplog.text
+    assert "could not be read" in client.get("/workers").text
 
 
 # --- the property: anything written anywhere the dashboard reads ------------------------

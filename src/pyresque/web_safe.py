@@ -3,9 +3,10 @@
 A page is built from sections (counts, queues, workers, failures, ...). A section
 that cannot be read (a key of the wrong Redis type, a reader failing on data it did
 not expect) is shown empty with a note saying why, and the rest of the page still
-renders; an unexpected exception is logged with its traceback. Before a page or an
-API answer is produced, ``clip`` shortens huge strings to a prefix and their size and
-turns what JSON cannot carry (NaN, infinities) into ``None``.
+renders; an unexpected exception is logged with its traceback (the same one at most
+once a minute). Before a page or an API answer is produced, ``clip`` shortens huge
+strings to a prefix and their size and turns what JSON cannot carry (NaN,
+infinities) into ``None``.
 """
 
 from __future__ import annotations
@@ -18,8 +19,11 @@ from typing import Any, TypeVar
 import redis
 
 from pyresque.connection import REDIS_DOWN
+from pyresque.supervision import FailureLog
 
 log = logging.getLogger("pyresque.web")
+# A page polled every few seconds fails the same way each time: logged once a minute.
+_failures = FailureLog(log, "dashboard: a section could not be read")
 
 T = TypeVar("T")
 
@@ -47,7 +51,7 @@ class Problems(list[str]):
         except redis.exceptions.ResponseError as exc:  # WRONGTYPE and kin: bad data
             self.append(f"{what}: Redis refused the read ({exc})")
         except Exception as exc:  # a reader failing on data it did not expect
-            log.exception("dashboard: could not read %s", what)
+            _failures.report(exc)
             self.append(f"{what}: could not be read ({type(exc).__name__}: {exc})")
         return empty
 
