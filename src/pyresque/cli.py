@@ -24,21 +24,18 @@ import redis
 
 from pyresque import cron, strict_json
 from pyresque.apps import app_specs, configure_logging, import_apps
+from pyresque.cli_failed import failed_group
+from pyresque.cli_schedule import cron_group, delayed_group
 from pyresque.cli_status import status_command
 from pyresque.cli_support import (
     connect,
     connection_options,
-    json_option,
-    print_json,
     printable,
-    table,
-    when,
 )
 from pyresque.cli_workers import ctl_command, info_command, workers_command
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, BadRedisURL, url_from_env
 from pyresque.escapes import escape
-from pyresque.failure import Failure, Failures
 from pyresque.fetch import QueueList
 from pyresque.scheduler import Scheduler
 from pyresque.server import RedisServer, ServerError
@@ -134,7 +131,15 @@ def main() -> None:
     """pyresque: Resque-compatible background jobs backed by Redis."""
 
 
-for _command in (info_command, workers_command, ctl_command, status_command):
+for _command in (
+    info_command,
+    workers_command,
+    ctl_command,
+    status_command,
+    failed_group,
+    cron_group,
+    delayed_group,
+):
     main.add_command(_command)
 
 
@@ -431,147 +436,6 @@ def enqueue_command(
     click.echo(job_id or "(no id: Ruby-style payload)")
 
 
-# --- failures -----------------------------------------------------------------------
-
-
-@main.group("failed")
-def failed_group() -> None:
-    """List, retry and remove failed jobs."""
-
-
-def _filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    for name in ("exception", "class", "queue"):
-        func = click.option(f"--{name}", f"{name}_filter", help=f"Only records with this {name}.")(
-            func
-        )
-    return func
-
-
-@failed_group.command("list")
-@click.option("--offset", type=click.IntRange(0), default=0)
-@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
-@_filter_options
-@json_option
-@connection_options
-def failed_list(
-    offset: int,
-    limit: int,
-    queue_filter: str | None,
-    class_filter: str | None,
-    exception_filter: str | None,
-    as_json: bool,
-    redis_url: str | None,
-    namespace: str,
-) -> None:
-    """Failure records, oldest first, with their index (for retry/remove)."""
-    failures = connect(redis_url, namespace).failures
-    shown = [f for f in failures if f.matches(queue_filter, class_filter, exception_filter)]
-    page = shown[offset : offset + limit]
-    if as_json:
-        print_json([_failure_json(f) for f in page])
-        return
-    click.echo(f"{len(shown)} failed job(s)" + (f", showing {len(page)}" if page else ""))
-    for f in page:
-        retried = f"  (retried {printable(f.retried_at)})" if f.retried_at else ""
-        click.echo(
-            f"[{f.index}] {printable(f.failed_at)}  {printable(f.queue)}  "
-            f"{printable(f.class_name)}({printable(f.args)[1:-1]})"
-            f"\n      {printable(f.exception)}: {printable(f.error)}{retried}"
-            if f.parsed
-            else f"[{f.index}] not a failure record: {printable(f.raw)}"
-        )
-
-
-def _failure_json(failure: Failure) -> dict[str, Any]:
-    """A record as its JSON fields (or its raw text when it is not a record), with its index."""
-    try:
-        record = strict_json.loads(failure.raw)
-    except strict_json.BadJSON:
-        record = None
-    if isinstance(record, dict) and failure.parsed:
-        return {"index": failure.index, **record}
-    return {"index": failure.index, "raw": failure.raw.decode("utf-8", "backslashreplace")}
-
-
-def _bulk(
-    failures: Failures,
-    indexes: tuple[int, ...],
-    filters: dict[str, str | None],
-    one: Callable[[int], bool],
-    many: Callable[..., int],
-    label: str,
-) -> None:
-    if indexes:
-        try:
-            done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
-        except ValueError as exc:  # a record that holds no job to retry
-            raise click.ClickException(str(exc)) from None
-    elif any(filters.values()) or filters.get("all"):
-        total = failures.count()
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            done = many(
-                queue=filters["queue"],
-                class_name=filters["class"],
-                exception=filters["exception"],
-                progress=bar.update,
-            )
-    else:
-        raise click.UsageError(
-            "give record indexes, a filter (--queue/--class/--exception) or --all"
-        )
-    click.echo(f"{label}: {done}")
-
-
-def _bulk_command(
-    name: str, summary: str, label: str, actions: Callable[[Failures], tuple[Any, Any]]
-) -> None:
-    """Define ``pyresque failed NAME``: act on record indexes, or on every record that
-    matches the filters (with a progress bar)."""
-
-    @failed_group.command(name, help=summary)
-    @click.argument("indexes", nargs=-1, type=int)
-    @click.option("--all", "all_records", is_flag=True, help="Every record (matching filters).")
-    @_filter_options
-    @connection_options
-    def command(
-        indexes: tuple[int, ...],
-        all_records: bool,
-        queue_filter: str | None,
-        class_filter: str | None,
-        exception_filter: str | None,
-        redis_url: str | None,
-        namespace: str,
-    ) -> None:
-        failures = connect(redis_url, namespace).failures
-        one, many = actions(failures)
-        filters = {
-            "queue": queue_filter,
-            "class": class_filter,
-            "exception": exception_filter,
-            "all": "1" if all_records else None,
-        }
-        _bulk(failures, indexes, filters, one, many, label)
-
-
-_bulk_command(
-    "retry",
-    "Put failed jobs back on their queues (records stay, marked retried_at).",
-    "retried",
-    lambda f: (f.requeue, f.requeue_all),
-)
-_bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remove, f.remove_all))
-
-
-@failed_group.command("clear")
-@click.option("--retried", is_flag=True, help="Only records that were retried.")
-@connection_options
-def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
-    """Delete every failure record (or only the retried ones)."""
-    failures = connect(redis_url, namespace).failures
-    done = failures.clear_retried() if retried else failures.clear()
-    click.echo(f"cleared: {done}")
-
-
 # --- scheduling -----------------------------------------------------------------------
 
 
@@ -625,155 +489,6 @@ def scheduler_command(
             if not scheduler.alive:  # cannot happen (supervision.py), but never silently
                 _fail("the scheduler thread died (see the log); restart the scheduler", 1)
         scheduler.stop()
-
-
-@main.group("cron")
-def cron_group() -> None:
-    """Recurring jobs: list them, pause and resume them."""
-
-
-@cron_group.command("list")
-@json_option
-@connection_options
-def cron_list(as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Every schedule the cron leader declared, with last run, next run and outcome."""
-    found = cron.status(connect(redis_url, namespace))
-    if as_json:
-        print_json([s.to_dict() for s in found])
-        return
-    if not found:
-        click.echo("no schedules (is a scheduler running? `pyresque scheduler`)")
-        return
-    rows = []
-    for s in found:
-        # Definitions and states are whatever the leader (or anyone) wrote: any JSON.
-        spec = s.definition if isinstance(s.definition, dict) else {}
-        every = "every " + printable(spec.get("every")) + "s"
-        outcome = printable(s.outcome) + (f" (job {s.job_status})" if s.job_status else "")
-        rows.append(
-            [
-                s.name,
-                f"{printable(spec.get('cron') or every)} {printable(spec.get('tz', 'UTC'))}",
-                f"{printable(spec.get('job'))} on {printable(spec.get('queue'))}",
-                "paused" if s.paused else "active",
-                when(s.last_run),
-                when(s.next_run),
-                outcome,
-            ]
-        )
-    table(rows, ["NAME", "WHEN", "JOB", "STATE", "LAST RUN", "NEXT RUN", "OUTCOME"])
-
-
-@cron_group.command("pause")
-@click.argument("name")
-@connection_options
-def cron_pause(name: str, redis_url: str | None, namespace: str) -> None:
-    """Pause a schedule: its ticks pass without enqueueing."""
-    if not cron.pause(connect(redis_url, namespace), name):
-        raise click.UsageError(f"no schedule named {name!r} (see `pyresque cron list`)")
-    click.echo(f"paused {printable(name)}")
-
-
-@cron_group.command("resume")
-@click.argument("name")
-@connection_options
-def cron_resume(name: str, redis_url: str | None, namespace: str) -> None:
-    """Resume a paused schedule from its next tick (missed ticks stay skipped)."""
-    if not cron.resume(connect(redis_url, namespace), name):
-        raise click.UsageError(f"schedule {name!r} is not paused")
-    click.echo(f"resumed {printable(name)}")
-
-
-@main.group("delayed")
-def delayed_group() -> None:
-    """Jobs scheduled for later (enqueue_at, retries, Ruby/PHP resque-scheduler items)."""
-
-
-@delayed_group.command("list")
-@click.option("--offset", type=click.IntRange(0), default=0)
-@click.option("--limit", type=click.IntRange(1), default=50, show_default=True)
-@json_option
-@connection_options
-def delayed_list(
-    offset: int, limit: int, as_json: bool, redis_url: str | None, namespace: str
-) -> None:
-    """Scheduled jobs, soonest first."""
-    resque = connect(redis_url, namespace)
-    jobs = resque.delayed_jobs(offset, limit)
-    if as_json:
-        print_json([j.to_dict() for j in jobs])
-        return
-    click.echo(f"{resque.delayed_count()} delayed job(s)")
-    rows = [
-        [
-            when(j.timestamp),
-            j.queue or "?",
-            j.class_name or "?",
-            j.payload.args if j.payload else j.problem,
-            j.id or "-",
-        ]
-        for j in jobs
-    ]
-    if rows:
-        table(rows, ["DUE", "QUEUE", "CLASS", "ARGS", "ID"])
-
-
-def _match_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
-        "--args",
-        "args_json",
-        help="Only jobs with exactly these args (a JSON list, the payload's positional arguments).",
-    )(func)
-    func = click.option("--class", "class_name", help="Jobs of this class.")(func)
-    return click.option("--id", "job_id", help="The job with this id.")(func)
-
-
-def _match(job_id: str | None, class_name: str | None, args_json: str | None) -> list[Any]:
-    if not job_id and not class_name:
-        raise click.UsageError("give --id, or --class (and optionally --args)")
-    if args_json is None:
-        return []
-    try:
-        args = strict_json.loads(args_json)
-    except strict_json.BadJSON as exc:
-        raise click.UsageError(f"--args must be JSON ({exc})") from exc
-    if not isinstance(args, list):
-        raise click.UsageError("--args must be a JSON list")
-    return args
-
-
-def _delayed_command(
-    name: str, summary: str, label: str, action: Callable[[Resque], Callable[..., int]]
-) -> None:
-    """Define ``pyresque delayed NAME``, acting on scheduled jobs by id or class (and args)."""
-
-    @delayed_group.command(name, help=summary)
-    @_match_options
-    @connection_options
-    def command(
-        job_id: str | None,
-        class_name: str | None,
-        args_json: str | None,
-        redis_url: str | None,
-        namespace: str,
-    ) -> None:
-        args = _match(job_id, class_name, args_json)
-        done = action(connect(redis_url, namespace))(class_name, *args, job_id=job_id)
-        click.echo(f"{label}: {done}")
-
-
-_delayed_command(
-    "cancel",
-    "Remove scheduled jobs, by id or by class (and args).",
-    "cancelled",
-    lambda r: r.remove_delayed,
-)
-_delayed_command(
-    "enqueue-now",
-    "Enqueue scheduled jobs now instead of at their time.",
-    "enqueued",
-    lambda r: r.enqueue_delayed_now,
-)
 
 
 @main.command("web")
