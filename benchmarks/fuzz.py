@@ -32,6 +32,7 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import redis
 from hypothesis import HealthCheck, given, settings
@@ -63,6 +64,11 @@ class Campaign:
     deaths: int = 0
     tracebacks: int = 0
     error: str = ""
+
+    def add(self, items: int, fates: Counter[str]) -> None:
+        self.batches += 1
+        self.items += items
+        self.fates.update(fates)
 
 
 class Worker:
@@ -109,8 +115,22 @@ SETTINGS = settings(
 )
 
 
-def run(campaign: Campaign, worker: Worker, body: Callable[[], None]) -> None:
-    """Run ``body`` under Hypothesis; record the figures, and the failure if one."""
+Runner = Callable[[redis.Redis, str, gen.Ledger, Any, Callable[[], bool]], Counter[str]]
+
+
+def run(
+    name: str, worker: Worker, examples: int, strategy: st.SearchStrategy[Any], runner: Runner
+) -> Campaign:
+    """Batches drawn from ``strategy`` through ``runner`` (hostile_gen.run_items or
+    run_records) under Hypothesis; the figures, and the shrunk failure if one."""
+    campaign = Campaign(name)
+
+    @settings(SETTINGS, max_examples=examples)
+    @given(batch=st.lists(strategy, min_size=1, max_size=8))
+    def body(batch: list[Any]) -> None:
+        fates = runner(worker.client, worker.namespace, worker.ledger, batch, worker.alive)
+        campaign.add(len(batch), fates)
+
     started = time.monotonic()
     try:
         body()
@@ -120,50 +140,6 @@ def run(campaign: Campaign, worker: Worker, body: Callable[[], None]) -> None:
     campaign.exceptions = worker.ledger.exceptions
     campaign.deaths = 0 if worker.alive() else 1
     campaign.tracebacks = worker.tracebacks()
-
-
-def items_campaign(worker: Worker, mode: str, examples: int) -> Campaign:
-    campaign = Campaign(mode)
-
-    @settings(SETTINGS, max_examples=examples)
-    @given(batch=st.lists(gen.items(), min_size=1, max_size=8))
-    def body(batch: list[gen.Item]) -> None:
-        marks = [gen.marker() for _ in batch]
-        sentinel = gen.marker()
-        raws = [item.render(mark) for item, mark in zip(batch, marks, strict=True)]
-        raws.append(b'{"class":"HostileRecord","args":["%s"]}' % sentinel.encode())
-        gen.push(worker.client, worker.namespace, "default", raws)
-        fates = gen.settle(worker.ledger, [*marks, sentinel], worker.alive)
-        assert worker.ledger.ran[sentinel] == 1, "the good job after the batch did not run"
-        campaign.batches += 1
-        campaign.items += len(batch)
-        fates["ran"] -= 1  # the sentinel
-        campaign.fates.update(fates)
-
-    run(campaign, worker, body)
-    return campaign
-
-
-def recovery_campaign(worker: Worker, examples: int) -> Campaign:
-    campaign = Campaign("recovery")
-
-    @settings(SETTINGS, max_examples=examples)
-    @given(found=st.lists(gen.records(), min_size=1, max_size=8))
-    def body(found: list[gen.Record]) -> None:
-        marks = [gen.marker() for _ in found]
-        ghost = f"ghost-host:{marks[0].strip('~')}:default"
-        inflight = {
-            b"t" + mark.encode() + (b"\xff" if i % 3 == 0 else b""): record.render(mark)
-            for i, (record, mark) in enumerate(zip(found, marks, strict=True))
-        }
-        gen.plant(worker.client, worker.namespace, ghost, inflight)
-        fates = gen.settle(worker.ledger, marks, worker.alive)
-        assert not worker.client.exists(f"{worker.namespace}:pyresque:inflight:{ghost}")
-        campaign.batches += 1
-        campaign.items += len(found)
-        campaign.fates.update(fates)
-
-    run(campaign, worker, body)
     return campaign
 
 
@@ -204,13 +180,15 @@ def main(argv: list[str] | None = None) -> int:
             for i, mode in enumerate(m for m in args.modes.split(",") if m):
                 worker = Worker(server.url, mode, f"fuzz{i}{mode}", Path(tmp))
                 try:
-                    campaigns.append(items_campaign(worker, mode, args.batches))
+                    campaigns.append(run(mode, worker, args.batches, gen.items(), gen.run_items))
                 finally:
                     worker.stop()
             if args.recoveries:
                 worker = Worker(server.url, "fork", "fuzzrecovery", Path(tmp))
                 try:
-                    campaigns.append(recovery_campaign(worker, args.recoveries))
+                    campaigns.append(
+                        run("recovery", worker, args.recoveries, gen.records(), gen.run_records)
+                    )
                 finally:
                     worker.stop()
         finally:

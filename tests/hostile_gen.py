@@ -15,6 +15,7 @@ import itertools
 import json
 import time
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -191,7 +192,9 @@ def _marker_in(raw: bytes) -> list[str]:
     return out
 
 
-def settle(ledger: Ledger, marks: list[str], alive: Any, timeout: float = 60.0) -> Counter[str]:
+def settle(
+    ledger: Ledger, marks: list[str], alive: Callable[[], bool], timeout: float = 60.0
+) -> Counter[str]:
     """Wait until every marker has its fate; fail on a double fate or a dead worker.
     Returns how many ran and how many failed."""
     deadline = time.monotonic() + timeout
@@ -221,3 +224,44 @@ def plant(client: redis.Redis, namespace: str, ghost: str, inflight: dict[bytes,
     client.hset(f"{namespace}:pyresque:inflight:{ghost}", mapping=inflight)  # type: ignore[arg-type]
     client.sadd(f"{namespace}:workers", ghost)
     client.zadd(f"{namespace}:pyresque:leases", {ghost: 0})
+
+
+def run_items(
+    client: redis.Redis,
+    namespace: str,
+    ledger: Ledger,
+    batch: list[Item],
+    alive: Callable[[], bool],
+) -> Counter[str]:
+    """Push ``batch`` and a good job after it; wait for every fate (the good job must
+    run); return the fates of the batch's items."""
+    marks = [marker() for _ in batch]
+    sentinel = marker()
+    raws = [item.render(mark) for item, mark in zip(batch, marks, strict=True)]
+    raws.append(b'{"class":"HostileRecord","args":["%s"]}' % sentinel.encode())
+    push(client, namespace, "default", raws)
+    fates = settle(ledger, [*marks, sentinel], alive)
+    assert ledger.ran[sentinel] == 1, "the good job after the batch did not run"
+    fates["ran"] -= 1
+    return fates
+
+
+def run_records(
+    client: redis.Redis,
+    namespace: str,
+    ledger: Ledger,
+    found: list[Record],
+    alive: Callable[[], bool],
+) -> Counter[str]:
+    """Plant ``found`` for a dead worker (some tokens not UTF-8); wait for every fate and
+    for its in-flight hash to be gone; return the fates."""
+    marks = [marker() for _ in found]
+    ghost = f"ghost-host:{marks[0].strip('~')}:default"
+    inflight = {
+        b"t" + mark.encode() + (b"\xff" if i % 3 == 0 else b""): record.render(mark)
+        for i, (record, mark) in enumerate(zip(found, marks, strict=True))
+    }
+    plant(client, namespace, ghost, inflight)
+    fates = settle(ledger, marks, alive)
+    assert not client.exists(f"{namespace}:pyresque:inflight:{ghost}"), "records left"
+    return fates

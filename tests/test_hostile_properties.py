@@ -33,8 +33,7 @@ class Served:
         self.state = state
         self.ledger = gen.Ledger(state.r, state.ns)
 
-    def settle(self, marks: list[str]) -> None:
-        gen.settle(self.ledger, marks, self.proc.running)
+    def check(self) -> None:
         assert "Traceback" not in self.proc.log(), self.proc.log()
 
 
@@ -48,13 +47,9 @@ def served(request: pytest.FixtureRequest, procs: Procs, state: State) -> Served
 def test_generated_items_run_once_or_fail_and_the_worker_goes_on(
     served: Served, batch: list[gen.Item]
 ) -> None:
-    marks = [gen.marker() for _ in batch]
-    sentinel = gen.marker()
-    raws = [item.render(mark) for item, mark in zip(batch, marks, strict=True)]
-    raws.append(b'{"class":"HostileRecord","args":["%s"]}' % sentinel.encode())
-    gen.push(served.state.r, served.state.ns, "default", raws)
-    served.settle([*marks, sentinel])
-    assert served.ledger.ran[sentinel] == 1
+    state = served.state
+    gen.run_items(state.r, state.ns, served.ledger, batch, served.proc.running)
+    served.check()
 
 
 @pytest.mark.parametrize("served", ["fork"], indirect=True)
@@ -63,14 +58,6 @@ def test_generated_items_run_once_or_fail_and_the_worker_goes_on(
 def test_generated_inflight_records_are_recovered_or_failed_one_by_one(
     served: Served, found: list[gen.Record]
 ) -> None:
-    marks = [gen.marker() for _ in found]
-    ghost = f"ghost-host:{marks[0].strip('~')}:default"
-    # Tokens as read from Redis: some are not UTF-8.
-    inflight = {
-        b"t" + mark.encode() + (b"\xff" if i % 3 == 0 else b""): record.render(mark)
-        for i, (record, mark) in enumerate(zip(found, marks, strict=True))
-    }
-    gen.plant(served.state.r, served.state.ns, ghost, inflight)
-    served.settle(marks)
     state = served.state
-    assert not state.r.exists(state.key(f"pyresque:inflight:{ghost}"))
+    gen.run_records(state.r, state.ns, served.ledger, found, served.proc.running)
+    served.check()
