@@ -13,6 +13,8 @@ import pytest
 from e2e_support import Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
+from pyresque.payload import Payload
+from pyresque.retry_state import GRACE, RetryState
 
 # Real peers start in about a second, but a loaded machine stretches every step.
 pytestmark = pytest.mark.timeout(180)
@@ -94,3 +96,25 @@ def _retry_limit_holds(
     assert time.monotonic() - started >= 3
     assert _nothing_delayed(state)
     assert state.qlen("q") == 0
+
+
+def test_retry_state_follows_the_job_through_a_foreign_scheduler(rq: Resque) -> None:
+    """What a foreign scheduler keeps (class, args; PHP writes {} back as []) finds the
+    state; a failed attempt continues from it only when it is further along."""
+    state = RetryState(rq.redis, rq.keys)
+    retried = Payload("AlwaysFails", [{"n": 1, "e": {}}], "a" * 32, "", 1.0)
+    retried.extra.update(attempts=2, errors=[{"attempt": 1}, {"attempt": 2}])
+    state.save(retried, due=time.time() + 1, now=time.time())
+    assert 0 < int(rq.redis.pttl(state.key(retried))) <= (1 + GRACE) * 1000
+    moved_by_php = Payload("AlwaysFails", [{"n": 1, "e": []}], "b" * 32, "", 2.0)
+    state.restore(moved_by_php)
+    assert (moved_by_php.attempts, len(moved_by_php.extra["errors"])) == (2, 2)
+    ahead = Payload("AlwaysFails", [{"n": 1, "e": {}}], extra={"attempts": 4})
+    state.restore(ahead)
+    assert ahead.attempts == 4
+    assert "errors" not in ahead.extra
+    other_args = Payload("AlwaysFails", [{"n": 2, "e": {}}])
+    state.restore(other_args)
+    assert other_args.attempts == 0
+    state.forget(moved_by_php)  # the job ended
+    assert not rq.redis.exists(state.key(retried))
