@@ -45,6 +45,7 @@ BAD_URLS = {
     "redis://[::1/0": "cannot be parsed",
     "redis:///0": "names no host",
     "unix://": "names no socket path",
+    "redis://127.0.0.1:6390/0?socket_timeout=abc": "'socket_timeout'",
 }
 
 #: The ways a URL reaches a command: (environment, options) for a URL.

@@ -110,17 +110,20 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     if isinstance(target, redis.Redis):
         return target
     url = check_url(target or url_from_env())
-    return redis.Redis.from_url(
-        url,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-        socket_connect_timeout=5,
-        # A command that hangs (a cut connection) fails instead of blocking forever;
-        # blocking waits (BLPOP) are kept shorter than this (fetch.py).
-        socket_timeout=15,
-        socket_keepalive=True,
-        health_check_interval=30,
-    )
+    try:
+        return redis.Redis.from_url(
+            url,
+            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
+            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
+            socket_connect_timeout=5,
+            # A command that hangs (a cut connection) fails instead of blocking forever;
+            # blocking waits (BLPOP) are kept shorter than this (fetch.py).
+            socket_timeout=15,
+            socket_keepalive=True,
+            health_check_interval=30,
+        )
+    except ValueError as exc:  # a query parameter redis-py cannot use
+        raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
 
 
 def wrong_type(exc: redis.exceptions.ResponseError) -> bool:
