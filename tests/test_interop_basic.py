@@ -4,13 +4,14 @@ each side enqueues and the other runs; failures written by each are read by the 
 from __future__ import annotations
 
 import re
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from e2e_support import Procs, State, wait_for
+from e2e_support import HOST, Procs, State, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
 from pyresque.status import Status
@@ -119,6 +120,23 @@ def test_resque_web_retry_is_run_by_pyresque(
     assert "retried_at" in records[0]
     assert records[1]["payload"] == {"class": "Boom", "args": [{"n": 1}]}
     assert worker.running()
+
+
+@needs_ruby
+def test_resque_web_shows_a_working_pyresque_worker(
+    peers: Peers, procs: Procs, rq: Resque, state: State
+) -> None:
+    rq.enqueue("q", "Block", {"tag": "t", "limit": 60})
+    worker = procs.worker(peers.ns, "q")
+    state.wait_event("Block", "started", timeout=30)
+    web = peers.resque_web()
+    worker_id = state.worker_id(worker, "q")
+    assert "Block" in _get(f"{web}/working")
+    assert f"{HOST}:{worker.pid}" in _get(f"{web}/workers")
+    assert "Block" in _get(f"{web}/workers/{urllib.parse.quote(worker_id)}")
+    for page in ("overview", "queues", "stats", "failed"):
+        _get(f"{web}/{page}")  # 200, not a Ruby exception
+    state.release("t")
 
 
 def _get(url: str) -> str:
