@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import time
+import urllib.parse
 from collections.abc import Iterator
 from typing import Any
 
@@ -361,3 +362,32 @@ def test_no_redis_data_breaks_any_page(
     for index, kind, values in writes:
         _write(rq, keys[index], kind, values)
     fetch_everything(client)
+
+
+@settings(
+    max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    value=st.text(max_size=30)
+    | st.integers(min_value=-(10**30), max_value=10**30).map(str)
+    | st.sampled_from(["1e99", "-1", "99999999999999999999999", "0x1", "\u0661", " 7 ", "+3"])
+)
+def test_no_request_parameter_breaks_any_endpoint(client: TestClient, value: str) -> None:
+    quoted = urllib.parse.quote(value, safe="")
+    for path in (
+        f"/api/queues/q?start={quoted}",
+        f"/failed?start={quoted}&queue={quoted}",
+        f"/delayed?start={quoted}",
+        f"/api/failed/{quoted}",
+        f"/queues/{quoted}?q={quoted}",
+        f"/?done=clear-failed&n={quoted}",
+    ):
+        response = client.get(path)
+        assert response.status_code in (200, 400, 404), (path, response.text)
+    token = client.get("/api/csrf").json()["csrf_token"]
+    for action in ("remove-failed", "retry-failed", "remove-job"):
+        fields = {"index": value, "digest": value, "queue": value, "job_id": value}
+        response = client.post(
+            f"/api/actions/{action}", json=fields, headers={"X-CSRF-Token": token}
+        )
+        assert response.status_code in (200, 400, 409), (action, response.text)
