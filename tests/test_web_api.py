@@ -130,7 +130,9 @@ def test_failed_list_is_newest_first_with_foreign_and_unparsable_records(
     garbage, null, php, ruby = records[:4]
     assert not garbage["parsed"]
     assert garbage["raw"] == "\\xffgarbage"  # bytes that are not UTF-8 show escaped
+    assert garbage["reason"] == "not valid UTF-8 (byte 0: b'\\xff')"
     assert (null["parsed"], null["raw"]) == (False, "null")
+    assert null["reason"] == "null with no failed_at or exception is not a failure record"
     assert (php["class_name"], php["queue"], php["exception"]) == (
         "App\\Jobs\\Mail",
         "mail",

@@ -12,13 +12,15 @@ from typing import Any
 
 from pyresque.client import Resque
 from pyresque.failure import Failure
-from pyresque.web_items import Stale, args_text, digest, display_class, parse_time
+from pyresque.web_items import Stale, args_text, decode, digest, display_class, parse_time
 from pyresque.web_safe import ITEM_LIMIT, Problems, as_text, shorten
 
 #: Failure facets (the filter suggestions) are computed when the list is this small.
 FACET_LIMIT = 20_000
 #: Lines of a failure's backtrace shown.
 BACKTRACE_LIMIT = 200
+_JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
+_JSON_KINDS[type(None)] = "null"
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,10 @@ def failure_view(failure: Failure) -> dict[str, Any]:
         "parsed": failure.parsed,
     }
     if not failure.parsed:
+        value, problem = decode(failure.raw)
         view["raw"] = shorten(as_text(failure.raw))
+        kind = _JSON_KINDS.get(type(value), "a number")
+        view["reason"] = problem or f"{kind} with no failed_at or exception is not a failure record"
         return view
     payload = failure.payload if isinstance(failure.payload, dict) else {}
     huge = len(failure.raw) > ITEM_LIMIT
