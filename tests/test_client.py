@@ -911,3 +911,12 @@ def test_example_user_job_main(
     assert raw_job is not None
     example.UserJob(Payload.decode(raw_job), "default").run_perform()
     assert capsys.readouterr().out == "Welcome, Chris <chris@example.com>!\n"
+
+
+def test_peek_and_pop_show_any_queue_item_without_raising(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    deep = b"[" * 5000 + b"]" * 5000
+    redis_client.rpush(f"{namespace}:queue:q", deep, b'{"a":NaN}', b"\xff", b'{"class":"J"}')
+    assert rq.peek("q", 0, 4) == [deep.decode(), '{"a":NaN}', "\\xff", {"class": "J"}]
+    assert rq.pop("q") == deep.decode()

@@ -8,7 +8,6 @@ wake-up token for idle workers, all or nothing.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -19,7 +18,7 @@ from typing import Any, cast
 
 import redis
 
-from pyresque import removal, scripts
+from pyresque import removal, scripts, strict_json
 from pyresque.connection import REDIS_DOWN, connect, describe, raw, replies, unavailable
 from pyresque.counters import counter
 from pyresque.delayed import Delayed, DelayedJob, due_second, item_json
@@ -586,7 +585,8 @@ class Resque:
 
 
 def _decoded(raw: bytes) -> Any:
+    """A queue item as JSON, or as text when it is not JSON pyresque reads (strict_json)."""
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
-        return raw.decode("utf-8", "replace")
+        return strict_json.loads(raw)
+    except strict_json.BadJSON:
+        return raw.decode("utf-8", "backslashreplace")
