@@ -3,6 +3,7 @@ prunes dead Ruby and PHP workers; a job is never lost, and never both failed and
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import time
@@ -11,10 +12,13 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
+import hostile_gen as gen
 from e2e_support import HOST, Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
-from pyresque import Resque
+from pyresque import Resque, peer_prune
 from pyresque.fetch import Claim, Fetcher, QueueList
 from pyresque.recovery import Recovery
 
@@ -215,3 +219,37 @@ def test_recovery_waits_while_a_ruby_worker_may_be_pruning(rq: Resque, state: St
     assert recovery.recover_worker(dead) == 1
     assert rq.size("q") == 1
     assert not state.exists(f"worker:{dead}")
+
+
+DEAD = "deadhost:1:q"
+#: Failure records as anyone may have written them, a peer's prune records among them.
+PEER_RECORDS = st.one_of(
+    st.fixed_dictionaries(
+        {
+            "worker": st.sampled_from([DEAD]) | gen.TEXT,
+            "exception": st.sampled_from(peer_prune.PEER_EXCEPTIONS) | gen.TEXT,
+            "payload": gen.JSON | st.fixed_dictionaries({"class": gen.JSON, "args": gen.JSON}),
+        }
+    ).map(lambda record: json.dumps(record).encode()),
+    gen.JSON.map(lambda value: json.dumps(value).encode()),
+    gen.GARBAGE,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(found=st.lists(gen.records(), max_size=4), failed=st.lists(PEER_RECORDS, max_size=6))
+def test_any_failure_or_inflight_record_is_read_without_error(
+    rq: Resque, found: list[gen.Record], failed: list[bytes]
+) -> None:
+    """Looking for a peer's prune records reads whatever ``failed`` and the in-flight
+    hash hold: it never raises, and names only tokens it was given."""
+    rq.redis.delete(rq.keys.failed)
+    if failed:
+        rq.redis.rpush(rq.keys.failed, *failed)
+    entries = {f"t{i}".encode(): r.render(gen.marker()) for i, r in enumerate(found)}
+    assert peer_prune.failed_by_peer(rq.redis, rq.keys, DEAD, entries) <= set(entries)

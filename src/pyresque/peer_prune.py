@@ -97,10 +97,12 @@ def _peer_failures(client: redis.Redis, keys: Keys, worker_id: str) -> list[dict
 
 
 def _inflight_payload(record: bytes) -> Payload | None:
+    """The job of an in-flight record (claim.lua); None when it is not readable JSON."""
     try:
         entry = strict_json.loads(record)
-        return Payload.decode(entry["payload"])
-    except (ValueError, KeyError, TypeError):
+        payload = entry.get("payload") if isinstance(entry, dict) else None
+        return Payload.decode(payload) if isinstance(payload, str) else None
+    except ValueError:  # not UTF-8, not JSON, not a job: no peer record can show it
         return None
 
 

@@ -77,7 +77,13 @@ class Recovery:
         if not peer_prune.fence(self._redis, self._keys, worker_id):
             return 0  # a Ruby worker may be pruning it right now: at a later beat
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
-        failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries)
+        try:
+            failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries)
+        except redis.exceptions.RedisError:
+            raise
+        except Exception:  # a bug: requeue them all (nothing lost) rather than none
+            log.exception("could not look for a Resque worker's prune of %s", worker_id)
+            failed = set()
         moved = 0
         for token, record in entries.items():
             try:
