@@ -589,4 +589,4 @@ def _decoded(raw: bytes) -> Any:
     try:
         return strict_json.loads(raw)
     except strict_json.BadJSON:
-        return raw.decode("utf-8", "backslashreplace")
+        return raw.decode("utf-8", "replace")
