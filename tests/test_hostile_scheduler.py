@@ -376,18 +376,28 @@ def test_an_unreadable_last_tick_is_logged_once_and_the_schedule_restarts(
     assert "a's last tick" in errors[0].getMessage()
 
 
-def test_a_cron_hash_of_the_wrong_type_stops_neither_cron_nor_delayed_jobs(
+def test_a_ticks_hash_of_the_wrong_type_is_replaced_and_cron_goes_on(
     rq: Resque, redis_client: redis.Redis, namespace: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     redis_client.set(key(namespace, "pyresque:cron:ticks"), "x")
     delayed_push(redis_client, namespace, str(T0).encode(), T0, GOOD_BEFORE)
     scheduler = Scheduler(rq, EVERY, clock=lambda: T0)
-    assert scheduler.tick() == 1
-    assert scheduler.tick() == 0
-    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
-    redis_client.delete(key(namespace, "pyresque:cron:ticks"))
-    scheduler.tick(T0)
+    assert scheduler.tick() == 1  # the delayed job; cron starts again from now
     assert scheduler.tick(T0 + 1) == 2
+    assert scheduler.tick(T0 + 2) == 2
+    assert len([r for r in caplog.records if "unreadable" in r.getMessage()]) == 1
+
+
+@pytest.mark.parametrize("name", ["pyresque:cron:state", "pyresque:cron:paused"])
+def test_a_state_hash_or_paused_set_of_the_wrong_type_stops_no_tick(
+    name: str, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    redis_client.rpush(key(namespace, name), "x")
+    cron = Cron(rq, EVERY, "s1")
+    cron.run_once(T0)
+    assert cron.run_once(T0 + 1) == 2
+    assert cron.run_once(T0 + 2) == 2
+    assert cron_fired(redis_client, namespace) == {"a": 2, "b": 2}
 
 
 @pytest.mark.parametrize("kind", ["hash", "string without a TTL"])

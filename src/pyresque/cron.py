@@ -16,8 +16,10 @@ loop) always run. Schedules and their tick arithmetic are in cron_schedule.py.
 
 Anyone may write the cron hashes: a last tick that cannot be read (or lies
 further in the future than clocks disagree) is logged once and the schedule
-starts again from now; ``status`` shows unreadable states and definitions as
-such; a lease key that no scheduler wrote (another type, no TTL) is replaced.
+starts again from now (all of them when the hash is not a hash: it is replaced);
+``status`` shows unreadable states and definitions as such; a lease key that no
+scheduler wrote (another type, no TTL) is replaced; a paused set or state hash of
+another type is ignored.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ import redis
 
 from pyresque import scripts, strict_json
 from pyresque.client import Enqueued, Resque
+from pyresque.connection import replies, wrong_type
 from pyresque.cron_schedule import (
     CATCH_UP,
     MISFIRE,
@@ -117,9 +120,13 @@ class Cron:
         names = list(self.schedules)
         try:
             handled = cast("list[bytes | None]", self.resque.redis.hmget(keys.cron_ticks, names))
-        except redis.exceptions.ResponseError as exc:  # the hash is not a hash
+        except redis.exceptions.ResponseError as exc:
+            if not wrong_type(exc):
+                raise
+            # Not a hash: no tick record can be read, so every schedule starts again.
             self._corrupt(keys.cron_ticks, str(exc))
-            return 0
+            self.resque.redis.delete(keys.cron_ticks)
+            handled = [None] * len(names)
         fired = 0
         for name, value in zip(names, handled, strict=True):
             schedule = self.schedules[name]
@@ -162,7 +169,7 @@ class Cron:
         write = pipe.hset if repair else pipe.hsetnx
         write(keys.cron_ticks, schedule.name, int(now))
         write(keys.cron_state, schedule.name, state)
-        pipe.execute()
+        replies(pipe)  # a state hash of another type only loses what cron list shows
 
     def _catch_up(self, schedule: Schedule, last: int, now: float) -> int:
         """Fire the ticks of ``schedule`` after ``last`` (the last one handled) up to now."""

@@ -26,8 +26,10 @@ if last and last >= tonumber(ARGV[3]) then
   return 0
 end
 redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
-if redis.call('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
-  redis.call('HSET', KEYS[3], ARGV[2], ARGV[7])
+-- The paused set and the state hash only inform: one of another type (anyone may
+-- write them) must not stop the tick half-way, after it was recorded.
+if redis.pcall('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
+  redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[7])
   return 2
 end
 if ARGV[4] ~= '' then
@@ -36,5 +38,5 @@ if ARGV[4] ~= '' then
   end
   push_jobs(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[5], 'tail', {ARGV[4]})
 end
-redis.call('HSET', KEYS[3], ARGV[2], ARGV[6])
+redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[6])
 return 1
