@@ -163,6 +163,21 @@ def test_an_action_with_a_huge_index_changes_nothing(client: TestClient, rq: Res
     assert rq.failures.count() == 1
 
 
+@pytest.mark.parametrize(
+    "body", [b"[" * 100_000 + b"]" * 100_000, b'{"queue":"\\ud800"}', b"[NaN]", b"\xff", b"{"]
+)
+def test_an_action_with_an_unusable_json_body_is_refused(
+    client: TestClient, rq: Resque, body: bytes
+) -> None:
+    rq.enqueue("q", "Job", {})
+    token = client.get("/api/csrf").json()["csrf_token"]
+    headers = {"X-CSRF-Token": token, "content-type": "application/json"}
+    response = client.post("/api/actions/remove-queue", content=body, headers=headers)
+    assert response.status_code == 400
+    assert response.json()["error"] == "queue is required"
+    assert rq.size("q") == 1
+
+
 def test_keys_of_the_wrong_redis_type_are_named_and_the_rest_is_shown(
     client: TestClient, rq: Resque
 ) -> None:

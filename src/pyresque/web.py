@@ -9,7 +9,6 @@ guard everything but the static files and the login form.
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Iterable, Mapping
@@ -29,6 +28,7 @@ from starlette.staticfiles import StaticFiles
 from pyresque import (
     __version__,
     metrics,
+    strict_json,
     web_auth,
     web_format,
     web_items,
@@ -271,10 +271,11 @@ class Dashboard:
     # --- actions --------------------------------------------------------------------------
 
     async def _form(self, request: Request) -> dict[str, Any]:
+        """The posted fields; a JSON body that is not a usable object gives none."""
         if request.headers.get("content-type", "").startswith("application/json"):
-            try:
-                body = json.loads(await request.body())
-            except ValueError:
+            try:  # strict_json: no lone surrogates, no nesting that exhausts the stack
+                body = strict_json.loads(await request.body())
+            except strict_json.BadJSON:
                 return {}
             return body if isinstance(body, dict) else {}
         return dict(await request.form())

@@ -66,7 +66,7 @@ def queue_summaries(
     for _, key in queues:
         pipe.llen(key)
         pipe.lindex(key, 0)
-    replies = problems.replies(pipe, [as_text(k) for _, k in queues for _ in "ab"])
+    replies = problems.replies(pipe, [as_text(key) for _, key in queues for _ in (1, 2)])
     result = []
     for i, (name, _) in enumerate(queues):
         size, head = replies[2 * i] or 0, replies[2 * i + 1]

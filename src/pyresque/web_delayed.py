@@ -37,7 +37,7 @@ def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str
     for ts in stamps:
         pipe.llen(keys.delayed(ts))
         pipe.lrange(keys.delayed(ts), 0, 9)
-    replies = problems.replies(pipe, [keys.delayed(ts) for ts in stamps for _ in "ab"])
+    replies = problems.replies(pipe, [keys.delayed(ts) for ts in stamps for _ in (1, 2)])
     now = time.time()
     timestamps = [
         {

@@ -57,7 +57,7 @@ class Problems(list[str]):
 
     def replies(self, pipe: redis.client.Pipeline, names: Sequence[str]) -> list[Any]:
         """Execute ``pipe``; a command refused by Redis (a key of the wrong type) gives
-        ``None`` and a note naming ``names[i]``, its key."""
+        ``None`` and a note naming ``names[i]``, its key (one name per command)."""
         replies = pipe.execute(raise_on_error=False)
         for i, reply in enumerate(replies):
             if isinstance(reply, redis.exceptions.ResponseError):
