@@ -121,6 +121,11 @@ class Heartbeat(threading.Thread):
             self._supervised.guard(self.recovery.recover_worker, dead)
         self.history.flush(self._redis, self._keys)
 
+    def renew(self) -> None:
+        """One beat now, from the caller's thread; a failure is logged (the thread's
+        next beats retry)."""
+        self._supervised.call(self.beat)
+
     def run(self) -> None:
         self._supervised.loop(self.beat_and_recover, self._stopped)
 

@@ -94,7 +94,8 @@ class Mark:
 
     def finish(self) -> None:
         # Taking the lock waits for a RUNNING write in progress, so it always lands
-        # before the job's COMPLETE or FAILED.
+        # before the job's COMPLETE or FAILED. The wait is bounded: the marker's calls
+        # end within half the lease (connection.lease_client), whatever they raise.
         with self.lock:
             self.done = True
 

@@ -230,6 +230,10 @@ class Worker:
         self.resque.events.trigger("before_first_fork", self)
         for processor in self.processors:
             processor.executor.start()
+        # Starting the executors (a zygote) can take longer than the lease's margin:
+        # renew it before taking jobs. (Not by starting the thread earlier: the zygote
+        # may be forked from this process, better with no other thread running.)
+        self.heartbeat.renew()
         self.heartbeat.start()
         self.running_marker.start()
         if self._on_ready:
