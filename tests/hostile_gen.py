@@ -44,6 +44,12 @@ JSON = st.recursive(
 GARBAGE = st.binary(max_size=64) | st.sampled_from([b"", b"{", b"[" * 5000, b"\xff\xfe"])
 
 
+def any_json(value: Any) -> bytes:
+    """``value`` as any producer might write it with Python's json: NaN, infinities
+    and lone surrogates included."""
+    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
+
+
 @dataclass(frozen=True)
 class Item:
     """One generated queue item; ``render(marker)`` gives its bytes."""

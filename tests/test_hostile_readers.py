@@ -5,10 +5,8 @@ On real Redis; Hypothesis generates the values."""
 
 from __future__ import annotations
 
-import json
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 import redis
@@ -17,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
+from hostile_gen import JSON, TEXT, any_json
 from pyresque import Events, Resque, Status, history
 from pyresque.cli import main
 from pyresque.failure import Failure, failure_record
@@ -24,44 +23,31 @@ from pyresque.metrics import render
 from pyresque.payload import MalformedPayload
 from pyresque.status import JobStatus
 
-TEXT = st.text(max_size=6) | st.sampled_from(["\ud800", "\x00", "processed"])
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-    max_leaves=6,
-)
-
-
-def encoded(value: Any) -> bytes:
-    """JSON as any producer might write it: NaN and lone surrogates included."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
 NUMBERS = st.one_of(
     st.integers().map(lambda n: str(n).encode()),
     st.floats().map(lambda f: repr(f).encode()),
     st.sampled_from([b"9" * 5000, b"-" + b"9" * 30, b" 12abc", b"1_000", b"0x1A", b"1e400"]),
 )
-VALUES = st.one_of(st.binary(max_size=30), NUMBERS, JSON_VALUES.map(encoded))
+VALUES = st.one_of(st.binary(max_size=30), NUMBERS, JSON.map(any_json))
 PACKETS = st.one_of(
     VALUES,
     st.fixed_dictionaries(
-        {"status": JSON_VALUES | st.integers(0, 5)},
-        optional={"updated": JSON_VALUES, "started": JSON_VALUES, "result": JSON_VALUES},
-    ).map(encoded),
+        {"status": JSON | st.integers(0, 5)},
+        optional={"updated": JSON, "started": JSON, "result": JSON},
+    ).map(any_json),
     st.just(b'{"status":2,"updated":' + b"9" * 400 + b"}"),
 )
 RECORDS = st.one_of(
     VALUES,
     st.fixed_dictionaries(
-        {"failed_at": JSON_VALUES, "exception": JSON_VALUES, "payload": JSON_VALUES},
-        optional={"queue": TEXT | JSON_VALUES, "backtrace": JSON_VALUES, "retried_at": JSON_VALUES},
-    ).map(encoded),
+        {"failed_at": JSON, "exception": JSON, "payload": JSON},
+        optional={"queue": TEXT | JSON, "backtrace": JSON, "retried_at": JSON},
+    ).map(any_json),
     st.builds(
         lambda payload, queue: failure_record(payload, "E", "m", [], "w", queue).encode(
             "utf-8", "surrogatepass"
         ),
-        JSON_VALUES,
+        JSON,
         TEXT,
     ),
 )

@@ -9,7 +9,6 @@ import json
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, cast
 
@@ -19,6 +18,7 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import Procs, wait_for
+from hostile_gen import JSON, any_json
 from pyresque import Events, Resque
 from pyresque.cron import Cron, Schedule
 from pyresque.cron import status as cron_status
@@ -29,14 +29,6 @@ from pyresque.scheduler import Scheduler
 T0 = 1_800_000_000
 GOOD_BEFORE = b'{"class":"Good","args":[1],"queue":"q"}'
 GOOD_AFTER = b'{"class":"Good","args":[2],"queue":"q"}'
-
-
-@pytest.fixture
-def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
-    client = Resque(redis_url, namespace=namespace, events=Events())
-    client.delayed.clock = lambda: T0
-    yield client
-    client.redis.close()
 
 
 def key(namespace: str, name: str | bytes) -> bytes:
@@ -254,39 +246,28 @@ def test_a_real_scheduler_goes_on_past_bad_data_and_cron_keeps_firing(
 
 # --- property: any delayed data --------------------------------------------------------
 
-TEXT = st.text(max_size=6) | st.sampled_from(["\ud800", "\x00", "q1"])
-JSON_VALUES = st.recursive(
-    st.none() | st.booleans() | st.integers() | st.floats() | TEXT,
-    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(TEXT, inner, max_size=3),
-    max_leaves=6,
-)
 JOBISH = st.fixed_dictionaries(
-    {"class": st.sampled_from(["Job", ""]) | JSON_VALUES, "args": st.just([]) | JSON_VALUES},
+    {"class": st.sampled_from(["Job", ""]) | JSON, "args": st.just([]) | JSON},
     optional={
-        "queue": st.sampled_from(["q1", "q2"]) | JSON_VALUES,
-        "id": JSON_VALUES,
-        "queue_time": JSON_VALUES | st.just(10**400),
-        "at_front": JSON_VALUES,
-        "unique": JSON_VALUES,
-        "attempts": JSON_VALUES,
+        "queue": st.sampled_from(["q1", "q2"]) | JSON,
+        "id": JSON,
+        "queue_time": JSON | st.just(10**400),
+        "at_front": JSON,
+        "unique": JSON,
+        "attempts": JSON,
     },
 )
 
 
-def encoded(value: Any) -> bytes:
-    """JSON as any producer might write it: NaN and lone surrogates included."""
-    return json.dumps(value, ensure_ascii=False).encode("utf-8", "surrogatepass")
-
-
 ITEMS = st.one_of(
     st.builds(
-        lambda args, queue: encoded({"class": "Job", "args": args, "queue": queue}),
-        st.lists(JSON_VALUES, max_size=2),
+        lambda args, queue: any_json({"class": "Job", "args": args, "queue": queue}),
+        st.lists(JSON, max_size=2),
         st.sampled_from(["q1", "q2"]),
     ),
     st.binary(max_size=30),
-    JSON_VALUES.map(encoded),
-    JOBISH.map(encoded),
+    JSON.map(any_json),
+    JOBISH.map(any_json),
     st.integers(95, 105).map(
         lambda n: b'{"class":"X","queue":"q1","args":' + b"[" * n + b"]" * n + b"}"
     ),
@@ -465,8 +446,8 @@ def test_cron_status_shows_unreadable_state_and_definitions(
 )
 @given(
     tick=st.binary(max_size=20) | st.integers().map(lambda n: str(n).encode()),
-    state=st.binary(max_size=30) | JSON_VALUES.map(encoded),
-    definition=st.binary(max_size=30) | JSON_VALUES.map(encoded) | JOBISH.map(encoded),
+    state=st.binary(max_size=30) | JSON.map(any_json),
+    definition=st.binary(max_size=30) | JSON.map(any_json) | JOBISH.map(any_json),
 )
 def test_cron_property_no_recorded_value_stops_the_other_schedules(
     redis_url: str,
