@@ -44,6 +44,7 @@ ENDPOINTS = [
     "/api/delayed",
     "/api/stats",
     "/api/search?q=a",
+    "/metrics",
 ]
 DEEP = b"[" * 5000 + b"]" * 5000
 
@@ -62,7 +63,9 @@ def fetch_everything(client: TestClient) -> dict[str, Any]:
         response = client.get(path)
         assert response.status_code in (200, 404), (path, response.status_code, response.text)
         assert len(response.content) < 1_000_000, (path, len(response.content))
-        if path.startswith("/api"):  # JSON carries the text as it is, never as HTML
+        if path == "/metrics":
+            assert response.text.startswith("# HELP"), response.text
+        elif path.startswith("/api"):  # JSON carries the text as it is, never as HTML
             assert response.headers["content-type"] == "application/json", path
             found[path] = response.json()
         else:

@@ -42,7 +42,9 @@ def list_workers(resque: Resque) -> list[WorkerInfo]:
     bytes): ids that are not UTF-8 keep ``\\xNN`` escapes, unreadable values read as
     absent, and a key of the wrong Redis type is skipped."""
     keys, r = resque.keys, resque.redis
-    raw_ids = sorted(cast("set[bytes]", r.smembers(keys.workers)))
+    pipe = r.pipeline(transaction=False)
+    pipe.smembers(keys.workers)
+    raw_ids = sorted(cast("set[bytes] | None", replies(pipe)[0]) or ())
     if not raw_ids:
         return []
     pipe = r.pipeline(transaction=False)
