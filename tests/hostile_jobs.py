@@ -77,3 +77,14 @@ class HostileFail(Job):
 
     def perform(self) -> None:
         raise RuntimeError("fails")
+
+
+class _Escape(BaseException):
+    """Not an Exception: a job's ``except Exception`` would not stop it either."""
+
+
+class HostileBaseException(Job):
+    """Raises a ``BaseException`` that is neither Interrupted nor SystemExit."""
+
+    def perform(self) -> None:
+        raise _Escape("out")

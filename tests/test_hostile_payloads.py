@@ -60,6 +60,7 @@ FAILING_JOBS = [
     ),
     (b'{"class":"HostileSurrogate","args":[]}', "ValueError", "caf\\udce9"),
     (b'{"class":"HostileExit","args":[]}', "SystemExit", "3"),
+    (b'{"class":"HostileBaseException","args":[]}', "_Escape", "out"),
     # Its backoff overflows when the next attempt is computed: it fails, not retried.
     (
         b'{"class":"HostileFail","args":[],"attempts":100,'

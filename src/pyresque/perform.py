@@ -175,7 +175,9 @@ def perform(job: Job, events: Events, run_async: AsyncRunner | None = None) -> O
         return Outcome("skipped")
     except Interrupted:
         return Outcome("interrupted")
-    except (Exception, SystemExit) as exc:  # sys.exit() in a job fails the job, as in Resque
+    # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
+    # Object): the worker's own signals reach a job only as Interrupted.
+    except BaseException as exc:
         notify_failure(job, exc, events)
         return Outcome.failed(exc)
     return Outcome("ok", result)
