@@ -67,23 +67,42 @@ if os.environ.get("SUPERVISION_CRON"):
     cron.schedules.add(cron.Schedule("tick", "Succeed", "default", [{"cron": True}], every=1))
 
 
+def _ticks() -> tuple[str, Callable[[str], None]]:
+    """Where ``Tick`` runs record themselves, and how a run adds a line."""
+    path = os.environ["SUPERVISION_TICKS"]
+    run = uuid.uuid4().hex[:8]
+
+    def line(event: str) -> None:
+        with open(path, "a") as f:
+            f.write(f"{run} {os.getpid()} {event} {time.time()}\n")
+
+    return path, line
+
+
 class Tick(Job):
     """Appends ``<run> <pid> <event> <time>`` lines to ``SUPERVISION_TICKS`` every 20 ms
     until the file ``<SUPERVISION_TICKS>.release`` exists (at most 60 s)."""
 
     def perform(self) -> None:
-        path = os.environ["SUPERVISION_TICKS"]
-        run = uuid.uuid4().hex[:8]
-
-        def line(event: str) -> None:
-            with open(path, "a") as f:
-                f.write(f"{run} {os.getpid()} {event} {time.time()}\n")
-
+        path, line = _ticks()
         line("start")
         deadline = time.monotonic() + 60
         while not os.path.exists(path + ".release") and time.monotonic() < deadline:
             line("tick")
             time.sleep(0.02)
+        line("end")
+
+
+class AsyncTick(Job):
+    """``Tick`` as an ``async def perform`` (asyncio mode: on the worker's event loop)."""
+
+    async def perform(self) -> None:
+        path, line = _ticks()
+        line("start")
+        deadline = time.monotonic() + 60
+        while not os.path.exists(path + ".release") and time.monotonic() < deadline:
+            line("tick")
+            await asyncio.sleep(0.02)
         line("end")
 
 

@@ -360,7 +360,7 @@ def _runs(ticks: Path) -> list[_Run]:
     return sorted(runs.values(), key=lambda r: r.start)
 
 
-@pytest.mark.parametrize("mode", ["fork", "prefork", "inline", "threads"])
+@pytest.mark.parametrize("mode", ["fork", "prefork", "inline", "threads", "asyncio"])
 def test_a_stuck_call_on_the_lease_path_stops_the_job_before_it_is_recovered(
     procs: Procs, state: State, rq: Resque, namespace: str, tmp_path: Path, mode: str
 ) -> None:
@@ -373,10 +373,10 @@ def test_a_stuck_call_on_the_lease_path_stops_the_job_before_it_is_recovered(
     try:
         args = ["worker", "--app", str(JOBS), "--app", FAULTS_APP, "--queue", "default"]
         args += ["--redis-url", proxy.url, "--namespace", namespace, "--lease-ttl", "3"]
-        args += ["--concurrency", "1"] if mode in ("prefork", "threads") else []
+        args += ["--concurrency", "1"] if mode in ("prefork", "threads", "asyncio") else []
         stuck = procs.cli([*args, "--mode", mode], namespace, env)
         stuck.wait_log("started (", timeout=30)
-        rq.enqueue("default", "Tick", {})
+        rq.enqueue("default", "AsyncTick" if mode == "asyncio" else "Tick", {})
         wait_for(lambda: _runs(ticks), 30, "the job to start")
         rescuer = procs.worker(
             namespace, "default", "--app", FAULTS_APP, "--lease-ttl", "1", env=env
