@@ -21,7 +21,7 @@ from starlette.testclient import TestClient
 from pyresque import Resque, web_data
 from pyresque.keys import Keys
 from pyresque.testing import delete_namespace
-from pyresque.web import OPEN, create_app
+from pyresque.web import ACTIONS, OPEN, create_app
 from test_web_support import LOCAL, rq
 
 __all__ = ["rq"]
@@ -179,6 +179,32 @@ def test_an_action_with_an_unusable_json_body_is_refused(
     assert response.status_code == 400
     assert response.json()["error"] == "queue is required"
     assert rq.size("q") == 1
+
+
+@pytest.mark.parametrize("action", sorted(ACTIONS))
+def test_an_action_on_keys_of_the_wrong_type_is_refused_or_done(
+    client: TestClient, rq: Resque, action: str
+) -> None:
+    token = client.get("/api/csrf").json()["csrf_token"]
+    fields = {"queue": "q", "index": "0", "digest": "x", "job_id": "x"}
+    for as_json in (True, False):
+        rq.redis.delete(rq.keys.queue("q"), rq.keys.failed)
+        rq.redis.sadd(rq.keys.queues, "q")
+        rq.redis.hset(rq.keys.queue("q"), "a", "b")
+        rq.redis.set(rq.keys.failed, "x")
+        if as_json:
+            response = client.post(
+                f"/api/actions/{action}", json=fields, headers={"X-CSRF-Token": token}
+            )
+            assert response.status_code in (200, 409), response.text
+            assert response.status_code == 200 or "WRONGTYPE" in response.json()["error"]
+        else:
+            page = client.post(
+                f"/actions/{action}", data={**fields, "csrf_token": token}, follow_redirects=False
+            )
+            assert page.status_code == 303
+            location = page.headers["location"]
+            assert "error=refused" in location or "done=" in location
 
 
 def test_keys_of_the_wrong_redis_type_are_named_and_the_rest_is_shown(

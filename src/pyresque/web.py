@@ -87,6 +87,7 @@ ERRORS = {
     "stale": "Nothing was done: that item changed or is gone (a worker may have taken it). "
     "This is the current state.",
     "invalid": "Nothing was done: the request was incomplete or invalid.",
+    "refused": "Redis refused that: a key it needs holds data of another type.",
 }
 NAV = (
     ("overview", "Overview", "/"),
@@ -311,6 +312,10 @@ class Dashboard:
             if as_json:
                 return JSONResponse({"ok": False, "error": str(exc)}, 400)
             return self._back(request, form, error="invalid")
+        except redis.exceptions.ResponseError as exc:  # a key of another type, say
+            if as_json:
+                return JSONResponse({"ok": False, "error": f"Redis refused it: {exc}"}, 409)
+            return self._back(request, form, error="refused")
         if as_json:
             return JSONResponse({"ok": True, "action": name, "count": count})
         return self._back(request, form, done=name, n=count)
