@@ -17,9 +17,11 @@ import pytest
 
 from e2e_support import Proc, Procs, State, wait_for
 from pyresque import strict_json
+from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload
 from pyresque.payload_fields import check_fields
 from pyresque.perform import Outcome
+from pyresque.retry_state import RetryState
 
 HOSTILE_JOBS = Path(__file__).resolve().parent / "hostile_jobs.py"
 MODES = ("fork", "prefork", "inline", "threads", "asyncio")
@@ -68,7 +70,10 @@ FAILING_JOBS = [
         "RuntimeError",
         "fails",
     ),
+    # Its kept retry state (planted: RETRY_STATE) holds a policy that is not one.
+    (b'{"class":"HostileFail","args":["rs"],"retry":{"attempts":9}}', "RuntimeError", "fails"),
 ]
+RETRY_STATE = (Payload("HostileFail", ["rs"]), {"attempts": 3, "retry": {"backoff": [1]}})
 
 #: Jobs that succeed although their result is not JSON.
 ODD_RESULTS = ["HostileNaN", "HostileDeepResult"]
@@ -94,8 +99,11 @@ def _inflight(state: State) -> dict[bytes, bytes]:
     return found
 
 
-def _by_error(records: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
-    return {str(r["error"]): r for r in records}
+def _same_job(shown: Any, item: dict[str, Any]) -> bool:
+    return isinstance(shown, dict) and (shown["class"], shown["args"]) == (
+        item["class"],
+        item["args"],
+    )
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -103,6 +111,9 @@ def test_hostile_items_fail_and_the_worker_goes_on(
     procs: Procs, state: State, namespace: str, mode: str
 ) -> None:
     worker = start_worker(procs, namespace, mode)
+    kept, retry_state = RETRY_STATE
+    key = RetryState(state.r, Keys.for_namespace(namespace)).key(kept)
+    state.r.set(key, json.dumps(retry_state))
     items = [raw for raw, _ in BAD_ITEMS]
     items += [raw for raw, _, _ in FAILING_JOBS]
     items += [json.dumps({"class": name, "args": []}).encode() for name in ODD_RESULTS]
@@ -124,7 +135,8 @@ def test_hostile_items_fail_and_the_worker_goes_on(
         assert error in record["error"], (raw[:80], record["error"])
         assert record["queue"] == "default"
     for raw, exception, error in FAILING_JOBS:
-        [record] = [r for r in records if r["payload"] == json.loads(raw)]
+        item = json.loads(raw)  # the record's payload adds the attempts' errors
+        [record] = [r for r in records if _same_job(r["payload"], item)]
         assert record["exception"].endswith(exception), record
         assert record["error"] == error, record
     assert state.qlen("default") == 0

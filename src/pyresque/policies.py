@@ -127,8 +127,12 @@ class JobPolicies:
             return FinishPlan("ok", lock=lock, held=held)
         try:
             attempt = self._next_attempt(payload, outcome)
-        except (ArithmeticError, ValueError) as exc:  # e.g. a payload's backoff that overflows
-            log.error("job %s: its retry policy failed (%s); the job fails", payload.id, exc)
+        except (ArithmeticError, ValueError, TypeError, AttributeError) as exc:
+            # Data that does not compute: a payload's backoff that overflows, a retry
+            # policy or state read back from Redis that is not one.
+            log.error(
+                "job %s: its next attempt could not be planned (%s); it fails", payload.id, exc
+            )
             attempt = None
         if attempt is None or attempt.at is None:
             shown = attempt.payload if attempt else None
