@@ -157,9 +157,10 @@ def _is_text(data: bytes) -> bool:
 def test_a_worker_whose_heartbeat_thread_died_stops_its_job_and_exits_1(
     procs: Procs, state: State, rq: Resque, namespace: str
 ) -> None:
-    worker = _worker(procs, namespace, _faulty("heartbeat-dies"), "--lease-ttl", "1")
+    worker = _worker(procs, namespace, _faulty("heartbeat-dies"), "--lease-ttl", "3")
     procs.expect_failure(worker)
     rq.enqueue("default", "Block", {"tag": "never"})
+    wait_for(partial(_started, state, 1), 30, "the job to start")  # within 2.25 s
     assert worker.wait_exit(30) == 1
     log = worker.log()
     assert "could not renew its lease" in log
@@ -372,7 +373,7 @@ def test_a_stuck_call_on_the_lease_path_stops_the_job_before_it_is_recovered(
     proxy = _StallingProxy(procs.redis_url)
     try:
         args = ["worker", "--app", str(JOBS), "--app", FAULTS_APP, "--queue", "default"]
-        args += ["--redis-url", proxy.url, "--namespace", namespace, "--lease-ttl", "3"]
+        args += ["--redis-url", proxy.url, "--namespace", namespace, "--lease-ttl", "4"]
         args += ["--concurrency", "1"] if mode in ("prefork", "threads", "asyncio") else []
         stuck = procs.cli([*args, "--mode", mode], namespace, env)
         stuck.wait_log("started (", timeout=30)
