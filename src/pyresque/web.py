@@ -2,41 +2,31 @@
 
 ``create_app(...)`` returns the app, to run on its own (``serve``, ``pyresque web``)
 or to mount inside another ASGI app. Pages and the JSON API share one data layer
-(``web_data``); actions are POSTs that need a CSRF token; Jinja2 autoescaping and
-a strict Content-Security-Policy keep job data inert; bearer-token or basic auth
-guard everything but the static files and the login form.
+(``web_endpoints`` and the modules it names); actions are POSTs that need a CSRF token;
+Jinja2 autoescaping and a strict Content-Security-Policy keep job data inert; bearer
+token, basic auth or the host app's check guard everything but the static files and
+the sign-in form (``web_auth``, ``web_sessions``); only the dashboard's own host names
+are served.
 """
 
 from __future__ import annotations
 
 import secrets
-import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
-from urllib.parse import parse_qsl, urlencode
 
 import redis
-from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.applications import Starlette
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
-from pyresque import (
-    __version__,
-    metrics,
-    strict_json,
-    web_auth,
-    web_format,
-    web_items,
-    web_safe,
-    web_svg,
-)
+from pyresque import metrics, web_auth, web_items, web_safe
 from pyresque.client import Resque
-from pyresque.connection import REDIS_DOWN, describe, url_from_env
+from pyresque.connection import REDIS_DOWN, url_from_env
 from pyresque.keys import DEFAULT_NAMESPACE
 from pyresque.web_auth import (
     CSRF_COOKIE,
@@ -55,6 +45,7 @@ from pyresque.web_auth import (
     same,
     too_many,
 )
+from pyresque.web_base import Base, set_cookie, wants_json
 from pyresque.web_endpoints import ACTIONS, API, PAGES, Loader, text_param
 from pyresque.web_sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Throttle
 
@@ -70,141 +61,21 @@ __all__ = [
     "serve",
 ]
 
-TEMPLATES = Path(__file__).with_name("web_templates")
 STATIC = Path(__file__).with_name("static")
 DEFAULT_PORT = 5678  # resque-web's
-FLASH = {
-    "remove-queue": "Queue deleted ({n} job(s) removed).",
-    "remove-job": "Job deleted.",
-    "retry-failed": "Job queued again for a retry.",
-    "remove-failed": "Failure removed.",
-    "retry-all-failed": "{n} matching job(s) queued again for a retry.",
-    "remove-all-failed": "{n} matching failure(s) removed.",
-    "clear-failed": "Failed list cleared ({n} removed).",
-    "clear-retried": "{n} retried failure(s) removed.",
-}
-ERRORS = {
-    "stale": "Nothing was done: that item changed or is gone (a worker may have taken it). "
-    "This is the current state.",
-    "invalid": "Nothing was done: the request was incomplete or invalid.",
-    "refused": "Redis refused that: a key it needs holds data of another type.",
-}
-NAV = (
-    ("overview", "Overview", "/"),
-    ("queues", "Queues", "/queues"),
-    ("workers", "Workers", "/workers"),
-    ("failed", "Failed", "/failed"),
-    ("delayed", "Delayed", "/delayed"),
-    ("stats", "Stats", "/stats"),
-)
 
 
-# --- helpers for requests ---------------------------------------------------------------
-
-
-def _wants_json(request: Request) -> bool:
-    return request.url.path.startswith(f"{request.scope.get('root_path', '')}/api")
-
-
-def _set_cookie(request: Request, response: Response, name: str, value: str) -> None:
-    """An HttpOnly, SameSite=Lax cookie for the dashboard's path (Secure over HTTPS).
-
-    Lax, not Strict: a link to the dashboard from elsewhere keeps the user signed
-    in and keeps the CSRF cookie (so forms open in other tabs stay valid); a
-    cross-site POST still carries neither.
-    """
-    response.set_cookie(
-        name,
-        value,
-        httponly=True,
-        samesite="lax",
-        secure=request.url.scheme == "https",
-        path=request.scope.get("root_path", "") or "/",
-    )
-
-
-class Dashboard:
+class Dashboard(Base):
     """The endpoints, bound to one Resque namespace and one set of ``Settings``."""
 
     def __init__(self, resque: Resque, settings: Settings) -> None:
-        self.resque = resque
-        self.settings = settings
+        super().__init__(resque, settings)
         self.sessions = (
             Sessions(resque.redis, resque.keys, settings.auth_token, *settings.session_seconds)
             if settings.auth_token
             else None
         )
         self.throttle = Throttle(resque.redis, resque.keys)
-        self.env = Environment(
-            loader=FileSystemLoader(TEMPLATES), autoescape=True, undefined=StrictUndefined
-        )
-        self.env.filters.update(web_format.FILTERS)
-        self.env.globals.update(
-            chart=web_svg.throughput_chart,
-            histogram=web_svg.histogram,
-            FLASH=FLASH,
-            ERRORS=ERRORS,
-            NAV=NAV,
-            version=__version__,
-        )
-
-    # --- rendering ---------------------------------------------------------------------
-
-    def _csrf(self, request: Request) -> tuple[str, str | None]:
-        """The form token for this browser, and a new cookie to set if it had none."""
-        cookie = request.cookies.get(CSRF_COOKIE)
-        fresh = None
-        if not cookie:
-            cookie = fresh = secrets.token_urlsafe(32)
-        return self.settings.csrf_token(cookie), fresh
-
-    def render(
-        self, request: Request, template: str, context: dict[str, Any], status: int = 200
-    ) -> HTMLResponse:
-        base = request.scope.get("root_path", "")
-        token, fresh = self._csrf(request)
-
-        def url(path: str, **params: Any) -> str:
-            query = urlencode({k: v for k, v in params.items() if v not in (None, "", 0)})
-            return f"{base}{path}" + (f"?{query}" if query else "")
-
-        flash = None
-        done, error = request.query_params.get("done"), request.query_params.get("error")
-        if done in FLASH:
-            count = request.query_params.get("n", "")
-            n = int(count) if count.isascii() and count.isdigit() and len(count) < 16 else 0
-            flash = {"kind": "ok", "text": FLASH[done].format(n=n)}
-        elif error in ERRORS:
-            flash = {"kind": "error", "text": ERRORS[error]}
-        html = self.env.get_template(template).render(
-            {
-                "base": base,
-                "url": url,
-                "here": str(request.url.path)
-                + (f"?{request.url.query}" if request.url.query else ""),
-                "csrf_field": CSRF_FIELD,
-                "csrf_token": token,
-                "read_only": self.settings.read_only,
-                "auth": request.scope.get("state", {}).get("auth"),
-                "namespace": self.resque.namespace,
-                "server": describe(self.resque.redis),
-                "poll_ms": int(self.settings.poll_seconds * 1000),
-                "flash": flash,
-                "now": time.time(),
-                "failed_count": None,
-                "page": "",
-                **context,
-            }
-        )
-        response = HTMLResponse(html, status)
-        if fresh:
-            _set_cookie(request, response, CSRF_COOKIE, fresh)
-        return response
-
-    def _error(self, request: Request, status: int, message: str) -> Response:
-        if _wants_json(request):
-            return JSONResponse({"ok": False, "error": message}, status)
-        return self.render(request, "error.html", {"title": "Error", "message": message}, status)
 
     async def _load(self, loader: Loader, params: Mapping[str, Any]) -> dict[str, Any]:
         """A page's data, fit to show (``web_safe.clip``), and the failed list's length."""
@@ -262,7 +133,7 @@ class Dashboard:
         token, fresh = self._csrf(request)
         response = JSONResponse({"csrf_token": token, "header": CSRF_HEADER, "field": CSRF_FIELD})
         if fresh:
-            _set_cookie(request, response, CSRF_COOKIE, fresh)
+            set_cookie(request, response, CSRF_COOKIE, fresh)
         return response
 
     async def metrics_endpoint(self, request: Request) -> Response:
@@ -270,23 +141,6 @@ class Dashboard:
         return Response(body, media_type=metrics.CONTENT_TYPE)
 
     # --- actions --------------------------------------------------------------------------
-
-    async def _form(self, request: Request) -> dict[str, Any]:
-        """The posted fields; a JSON body that is not a usable object gives none."""
-        if request.headers.get("content-type", "").startswith("application/json"):
-            try:  # strict_json: no lone surrogates, no nesting that exhausts the stack
-                body = strict_json.loads(await request.body())
-            except strict_json.BadJSON:
-                return {}
-            return body if isinstance(body, dict) else {}
-        return dict(await request.form())
-
-    def _csrf_ok(self, request: Request, form: Mapping[str, Any]) -> bool:
-        if request.scope.get("state", {}).get("auth") == "bearer":
-            return True  # a browser never adds a bearer header on its own: no CSRF possible
-        cookie = request.cookies.get(CSRF_COOKIE)
-        sent = request.headers.get(CSRF_HEADER) or text_param(form, CSRF_FIELD)
-        return bool(cookie and sent) and same(sent, self.settings.csrf_token(cookie or ""))
 
     async def action(self, request: Request) -> Response:
         name = request.path_params["action"]
@@ -299,7 +153,7 @@ class Dashboard:
             return self._error(request, 403, "Forbidden: the dashboard is read-only.")
         if name not in ACTIONS:
             return self._error(request, 404, f"No such action: {name}")
-        as_json = _wants_json(request)
+        as_json = wants_json(request)
         try:
             count = await run_in_threadpool(ACTIONS[name], self.resque, form)
         except REDIS_DOWN as exc:
@@ -319,17 +173,6 @@ class Dashboard:
         if as_json:
             return JSONResponse({"ok": True, "action": name, "count": count})
         return self._back(request, form, done=name, n=count)
-
-    def _back(self, request: Request, form: Mapping[str, Any], **params: Any) -> Response:
-        """Redirect (303) to the form's ``next`` page, which must be one of ours."""
-        base = request.scope.get("root_path", "")
-        target = text_param(form, "next")
-        if not target.startswith(f"{base}/") or target.startswith("//") or "\\" in target:
-            target = f"{base}/"
-        path, _, query = target.partition("?")
-        kept = [(k, v) for k, v in _parse_query(query) if k not in ("done", "error", "n")]
-        query = urlencode(kept + [(k, str(v)) for k, v in params.items()])
-        return RedirectResponse(f"{path}?{query}", 303)
 
     # --- login ------------------------------------------------------------------------------
 
@@ -388,7 +231,7 @@ class Dashboard:
         except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         response = self._back(request, form)
-        _set_cookie(request, response, SESSION_COOKIE, session)
+        set_cookie(request, response, SESSION_COOKIE, session)
         return response
 
     async def logout(self, request: Request) -> Response:
@@ -437,10 +280,6 @@ class Dashboard:
             Route("/metrics", self.metrics_endpoint),
             Mount("/static", StaticFiles(directory=STATIC), name="static"),
         ]
-
-
-def _parse_query(query: str) -> list[tuple[str, str]]:
-    return parse_qsl(query, keep_blank_values=True)
 
 
 def create_app(
