@@ -21,6 +21,7 @@ from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque, peer_prune
 from pyresque.fetch import Claim, Fetcher, QueueList
 from pyresque.recovery import Recovery
+from pyresque.unique import Unique
 
 # Real peers start in about a second, but a loaded machine stretches every step.
 pytestmark = pytest.mark.timeout(180)
@@ -219,6 +220,38 @@ def test_recovery_waits_while_a_ruby_worker_may_be_pruning(rq: Resque, state: St
     assert recovery.recover_worker(dead) == 1
     assert rq.size("q") == 1
     assert not state.exists(f"worker:{dead}")
+
+
+def test_a_job_a_ruby_prune_failed_is_dropped_and_frees_its_unique_lock(
+    rq: Resque, state: State
+) -> None:
+    """The job leaves for good (Ruby failed it): its unique lock goes with it."""
+    rq.enqueue("q", "Succeed", {"n": 1}, unique=Unique(ttl=600))
+    [lock] = state.r.scan_iter(state.key("pyresque:unique:*"))
+    dead = "deadhost:1:q"
+    fetcher = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1)
+    [claim] = cast("list[Claim]", fetcher.claim(["a" * 32]))
+    # What Ruby's prune leaves: a DirtyExit record of the job, the worker unregistered.
+    shown = json.loads(claim.raw)
+    state.r.rpush(
+        state.key("failed"),
+        json.dumps(
+            {
+                "payload": shown,
+                "worker": dead,
+                "exception": "Resque::DirtyExit",
+                "error": "Job still being processed",
+                "queue": "q",
+            }
+        ),
+    )
+    state.r.srem(state.key("workers"), dead)
+    time.sleep(0.01)  # the 1 ms lease has expired
+    assert Recovery(rq.redis, rq.keys, rq.registry).recover_worker(dead) == 1
+    assert rq.size("q") == 0
+    assert len(state.failed()) == 1
+    assert not state.r.exists(lock)
+    assert not state.exists(f"pyresque:inflight:{dead}")
 
 
 DEAD = "deadhost:1:q"

@@ -136,9 +136,10 @@ class Recovery:
         if failed:
             action, item = "drop", ""
         status = self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
-        lock = UniqueLock.of(payload) if action == "fail" and payload is not None else None
+        done = action in ("fail", "drop")
+        lock = UniqueLock.of(payload) if done and payload is not None else None
         if lock is not None and not lock.released_at_end:
-            lock = None  # only a poison job is done: then its lock is freed
+            lock = None  # only a job that is done (poison, failed by a peer) frees its lock
         if not self._move(worker_id, token, record, item, action, queue, crashed, status, lock):
             return 0
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
