@@ -47,9 +47,10 @@ BAD_ITEMS: list[tuple[bytes, str]] = [
     ),
     (
         b'{"class":"HostileRecord","args":["a"],"attempts":"x"}',
-        'field "attempts" must be a non-negative integer, got "x"',
+        'field "attempts" must be a non-negative integer (below 2**63), got "x"',
     ),
     (b'{"class":"HostileRecord","args":["c"],"crashes":-1}', 'field "crashes"'),
+    (b'{"class":"HostileRecord","args":["c"],"crashes":1' + b"0" * 30 + b"}", 'field "crashes"'),
     (b'{"class":"HostileRecord","args":["u"],"unique":[1]}', 'field "unique"'),
 ]
 
@@ -180,6 +181,10 @@ def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
         b"t-\xff\xfe": _record("default", '{"class":"HostileRecord","args":["tok"]}'),
         # A payload that is not JSON: recovered as it is, then failed by the worker.
         b"t-badpayload": _record("default", '{"class":"HostileRecord","args":[NaN]}'),
+        # A crash count one more crash would make too long to write: requeued as it was.
+        b"t-hugecount": _record(
+            "default", '{"class":"HostileRecord","args":["hc"],"crashes":%s}' % ("9" * 4300)
+        ),
     }
     # claim.lua copies bytes that are not UTF-8 into the record as they are.
     good[b"t-latin1"] = (
@@ -188,7 +193,7 @@ def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
     _ghost(state, {**good, **{token: record for token, record, _ in BAD_RECORDS}})
 
     worker = start_worker(procs, namespace, "fork")
-    records = state.wait_failed(len(BAD_RECORDS) + 2, timeout=60)
+    records = state.wait_failed(len(BAD_RECORDS) + 3, timeout=60)
     wait_for(lambda: len(_ran(state)) == 2, 60, "the good records to run")
     assert sorted(map(tuple, _ran(state))) == [("rec",), ("tok",)]
     for _, record, error in BAD_RECORDS:
@@ -198,9 +203,10 @@ def test_recovery_fails_each_bad_record_on_its_own_and_recovers_the_others(
         assert error in failure["error"], failure["error"]
         assert failure["worker"] == GHOST
     bad_payloads = [r for r in records if r["worker"] != GHOST]
-    assert sorted(r["error"] for r in bad_payloads) == [
+    assert sorted(r["error"][:60] for r in bad_payloads) == [
         'bad payload field "args": NaN is not a JSON number',
         "bad payload: not valid UTF-8 (byte 22: b'\\xe9')",
+        'payload field "crashes" must be a non-negative integer (belo',
     ]
     wait_for(lambda: GHOST not in state.workers(), 30, "the dead worker to be unregistered")
     # The last job's finish follows its side effect: wait for it.

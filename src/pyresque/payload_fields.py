@@ -45,9 +45,9 @@ def _timeout(value: Any) -> str | None:
 
 
 def _counter(value: Any) -> str | None:
-    if isinstance(value, int) and not isinstance(value, bool) and value >= 0:
+    if isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**63:
         return None
-    return "must be a non-negative integer"
+    return "must be a non-negative integer (below 2**63)"
 
 
 def _retry(value: Any) -> str | None:

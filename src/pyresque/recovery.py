@@ -30,6 +30,7 @@ from pyresque.failure import failure_record
 from pyresque.job import Registry
 from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload
+from pyresque.payload_fields import check_fields
 from pyresque.unique import UniqueLock
 
 log = logging.getLogger("pyresque.recovery")
@@ -315,9 +316,13 @@ def read_record(record: bytes) -> tuple[str, bytes]:
 
 
 def _payload_or_none(raw: bytes | str) -> Payload | None:
+    """The payload, or None when a worker would refuse it: it then goes back to its queue
+    as it was, for the worker that takes it to fail it, saying why."""
     try:
-        return Payload.decode(raw)
-    except ValueError:
+        payload = Payload.decode(raw)
+        check_fields(payload)
+        return payload
+    except MalformedPayload:
         return None
 
 
