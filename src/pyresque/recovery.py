@@ -20,7 +20,7 @@ import logging
 import os
 import socket
 from datetime import datetime, timezone
-from typing import cast
+from typing import Any, cast
 
 import redis
 
@@ -233,10 +233,11 @@ class Recovery:
             text(m) for m in cast("list[bytes]", self._redis.zrange(self._keys.leases, 0, -1))
         }
         heartbeats = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.heartbeats))
-        beats = {text(k): text(v) for k, v in heartbeats.items()}
+        beats = {i: v.decode("utf-8", "replace") for k, v in heartbeats.items() if (i := _id(k))}
         now = self._server_time()
         host = socket.gethostname()
-        registered = {text(m) for m in self._redis.smembers(self._keys.workers)}
+        members = cast("set[bytes]", self._redis.smembers(self._keys.workers))
+        registered = {i for i in map(_id, members) if i}
         for worker_id in sorted(registered | set(beats)):
             if worker_id in leased:
                 continue
@@ -252,10 +253,16 @@ class Recovery:
         current = cast("bytes | None", self._redis.get(self._keys.worker(worker_id)))
         record = ""
         if current:
+            # Another worker's record may hold anything: never let it stop our start-up.
             try:
-                working = json.loads(current)
-                payload, queue = working.get("payload"), str(working.get("queue", ""))
-            except ValueError:
+                working = strict_json.loads(current)
+            except strict_json.BadJSON:
+                working = None
+            payload: Any
+            if isinstance(working, dict):
+                payload, queue = working.get("payload"), working.get("queue")
+                queue = queue if isinstance(queue, str) else ""
+            else:
                 payload, queue = current.decode("utf-8", "replace"), ""
             klass = payload.get("class", "?") if isinstance(payload, dict) else "?"
             error = (
@@ -334,6 +341,16 @@ def _pid_alive(pid_text: str) -> bool:
     except PermissionError:
         return True
     return True
+
+
+def _id(member: bytes) -> str:
+    """A worker id as text; '' (skipped) for one that is not UTF-8: no Resque writes
+    such an id, and its keys could not be named to prune it."""
+    try:
+        return member.decode()
+    except UnicodeDecodeError:
+        log.warning("skipping a registered worker id that is not UTF-8: %r", member[:80])
+        return ""
 
 
 def _parse_time(text: str | None) -> float | None:
