@@ -85,8 +85,10 @@ class Block(Job):
 
     def perform(self) -> str:
         tag = str(self.args["tag"])
-        record("Block", "started", tag=tag, payload=self.payload.to_dict())
         try:
+            # Inside the try: a TERM may land while "started" is being written, after
+            # the test has seen it.
+            record("Block", "started", tag=tag, payload=self.payload.to_dict())
             released = wait_release(tag)
         except BaseException as exc:
             record("Block", "interrupted", tag=tag, exception=type(exc).__name__)
