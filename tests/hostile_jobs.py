@@ -18,15 +18,19 @@ import redis
 from pyresque import Job
 
 
+def _ran(arguments: list[Any]) -> None:
+    client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
+    try:
+        client.rpush(f"{os.environ['E2E_NS']}:hostile:ran", json.dumps(arguments))
+    finally:
+        client.close()
+
+
 class HostileRecord(Job):
     """Records its arguments: the proof that an item ran (and how many times)."""
 
     def perform(self) -> None:
-        client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
-        try:
-            client.rpush(f"{os.environ['E2E_NS']}:hostile:ran", json.dumps(self.arguments))
-        finally:
-            client.close()
+        _ran(self.arguments)
 
 
 class HostileNaN(Job):
@@ -88,3 +92,18 @@ class HostileBaseException(Job):
 
     def perform(self) -> None:
         raise _Escape("out")
+
+
+class HostileAsyncExit(Job):
+    """An ``async def perform`` that calls ``sys.exit``: on the worker's event loop in
+    asyncio mode, where it must not stop the loop that runs every async job."""
+
+    async def perform(self) -> None:
+        sys.exit(4)
+
+
+class HostileAsyncRecord(Job):
+    """``HostileRecord``, as an ``async def perform``."""
+
+    async def perform(self) -> None:
+        _ran(self.arguments)

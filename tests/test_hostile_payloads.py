@@ -146,6 +146,20 @@ def test_hostile_items_fail_and_the_worker_goes_on(
     assert "Traceback" not in worker.log(), worker.log()
 
 
+@pytest.mark.parametrize("mode", ["asyncio", "inline"])
+def test_an_async_job_that_exits_fails_and_async_jobs_go_on(
+    procs: Procs, state: State, namespace: str, mode: str
+) -> None:
+    worker = start_worker(procs, namespace, mode)
+    state.push_raw("default", b'{"class":"HostileAsyncExit","args":[]}')
+    [record] = state.wait_failed(1, timeout=60)
+    assert (record["exception"], record["error"]) == ("SystemExit", "4")
+    state.push_raw("default", b'{"class":"HostileAsyncRecord","args":["after"]}')
+    wait_for(lambda: _ran(state) == [["after"]], 60, "the next async job to run")
+    assert worker.running()
+    assert "Traceback" not in worker.log(), worker.log()
+
+
 def _record(queue: Any, payload: Any) -> bytes:
     return json.dumps({"queue": queue, "payload": payload, "claimed_at": 1}).encode()
 

@@ -182,6 +182,22 @@ class ThreadExecutor:
         pass
 
 
+class _Escaped(Exception):
+    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` of a job out of the event loop,
+    which they would stop (asyncio re-raises them from the loop)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
+
+
 class EventLoopThread:
     """One asyncio event loop in a background thread, shared by every processor; an
     exception that escapes the loop is logged and the loop runs again (supervision.py)."""
@@ -198,7 +214,7 @@ class EventLoopThread:
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
         """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop."""
-        future = asyncio.run_coroutine_threadsafe(coro, self.loop)
+        future = asyncio.run_coroutine_threadsafe(_contained(coro), self.loop)
         deadline = time.monotonic() + timeout if timeout else None
         try:
             while True:
@@ -212,6 +228,8 @@ class EventLoopThread:
                     raise Interrupted("the worker was told to stop and the grace period ended")
         except concurrent.futures.CancelledError:
             raise Interrupted("the job's task was cancelled") from None
+        except _Escaped as escaped:
+            raise escaped.exc from None  # in the job's own thread: it fails the job
         finally:
             future.cancel()
 
