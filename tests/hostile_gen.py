@@ -40,6 +40,33 @@ JSON = st.recursive(
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(TEXT, inner, max_size=4),
     max_leaves=10,
 )
+#: Values a worker can use in the fields it interprets (a job with them runs).
+PLAUSIBLE = st.fixed_dictionaries(
+    {},
+    optional={
+        "timeout": st.floats(min_value=60, max_value=1e8) | st.integers(60, 10**8),
+        "retry": st.fixed_dictionaries(
+            {"attempts": st.integers(1, 10**6)},
+            optional={
+                "on": st.lists(st.text(max_size=8), max_size=2),
+                "delays": st.lists(st.floats(0, 1e6), max_size=2),
+                "backoff": st.fixed_dictionaries({}, optional={"factor": st.floats(0, 1e300)}),
+            },
+        ),
+        "attempts": st.integers(0, 10),
+        "crashes": st.integers(0, 1),
+        "unique": st.fixed_dictionaries(
+            {
+                "key": st.text(max_size=8),
+                "until": st.sampled_from(["queued", "started", "finished", "ttl"]),
+                "token": st.text(max_size=8),
+            }
+        ),
+        "id": st.text(max_size=40),
+        "prefix": st.text(max_size=8),
+        "queue_time": st.floats(allow_nan=False, allow_infinity=False),
+    },
+)
 #: Garbage that is not JSON at all (or is, by chance).
 GARBAGE = st.binary(max_size=64) | st.sampled_from([b"", b"{", b"[" * 5000, b"\xff\xfe"])
 
@@ -85,7 +112,10 @@ def items() -> st.SearchStrategy[Item]:
     """A queue item: a payload with any value in any field, deep or not, or garbage."""
     payload = st.builds(
         Item,
-        fields=st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=3).map(_no_short_timeout),
+        fields=st.one_of(
+            st.dictionaries(st.sampled_from(FIELDS), JSON, max_size=3).map(_no_short_timeout),
+            PLAUSIBLE,
+        ),
         value=JSON,
         depth=st.sampled_from([0, 0, 0, 1, 50, 99, 101, 150, 400]),
         ascii=st.booleans(),
