@@ -136,6 +136,8 @@ def test_heartbeat_takes_any_control_message_and_any_expired_lease(
         beat.beat_and_recover()
         assert delivered == [c.decode() for c in commands if _is_text(c)]
         assert (rq.redis.zscore(keys.leases, "me") or 0) > 0
+        # Not a worker id (ids are text): dropped, so they cannot hide real dead workers.
+        assert all(rq.redis.zscore(keys.leases, m) is None for m in members if not _is_text(m))
         assert rq.redis.llen(keys.control("me")) == 0
         assert time.monotonic() - began < 5
     finally:
@@ -152,6 +154,24 @@ def _is_text(data: bytes) -> bool:
 
 
 # --- every background thread survives an exception ---------------------------------------
+
+
+def test_keys_of_the_wrong_type_do_not_stop_the_heartbeat_of_a_namespace(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    state.r.rpush(state.key("pyresque:leases"), "not a sorted set")
+    state.r.set(state.key("workers"), "not a set")
+    state.r.sadd(state.key("workers:heartbeat"), "not a hash")
+    worker = procs.worker(namespace)
+    worker.wait_log("started (", timeout=30)
+    rq.enqueue("default", "Succeed", {"n": 1})
+    state.wait_number("stat:processed", 1, timeout=30)
+    log = worker.log()
+    for key in ("pyresque:leases", "workers", "workers:heartbeat"):
+        assert f"deleted '{state.key(key)}': it was not of the type pyresque keeps" in log
+    assert "Traceback" not in log
+    _renewed(state, worker, 2)
+    assert worker.running()
 
 
 def test_a_worker_whose_heartbeat_thread_died_stops_its_job_and_exits_1(

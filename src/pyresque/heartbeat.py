@@ -88,18 +88,26 @@ class Heartbeat(threading.Thread):
         ]
         paused = "1" if self.paused() else ""
         sent = time.monotonic()
-        commands, expired = scripts.run(
+        commands, expired, replaced = scripts.run(
             self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started, paused]
         )
         self.on_renewed(lease_deadline(sent, self.lease_ms / 1000))
+        for key in replaced:
+            log.warning(
+                "deleted %r: it was not of the type pyresque keeps there",
+                key.decode(errors="replace"),
+            )
         for command in commands:
             self._command(command)
-        dead = []
+        dead, bad = [], []
         for member in expired:
             try:
                 dead.append(member.decode())
-            except UnicodeDecodeError as exc:
-                self._supervised.failures.report(exc)  # not a worker id of ours
+            except UnicodeDecodeError:
+                bad.append(member)
+        if bad:  # no worker's id (ids are text): drop them, or they would hide real ones
+            log.warning("dropping %d lease(s) whose worker id is not UTF-8", len(bad))
+            self._redis.zrem(self._keys.leases, *bad)
         return [w for w in dead if w != self.worker_id]
 
     def _command(self, command: bytes) -> None:

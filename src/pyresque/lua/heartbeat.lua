@@ -7,7 +7,19 @@
 -- KEYS[6] the worker's paused marker (shown by `pyresque workers`)
 -- ARGV[1] worker id   ARGV[2] lease length (ms)   ARGV[3] start time text
 -- ARGV[4] '1' while the worker is paused
--- Returns {commands, expired worker ids}.
+-- Returns {commands, expired worker ids, keys replaced}.
+
+-- A key of the wrong type (written by hand, or hostile) would make every beat of
+-- every worker fail: it is deleted, and reported, so the namespace goes on.
+local replaced = {}
+local want = {'zset', 'set', 'hash', 'string', 'list', 'string'}
+for i = 1, #KEYS do
+  local found = redis.call('TYPE', KEYS[i])['ok']
+  if found ~= 'none' and found ~= want[i] then
+    redis.call('DEL', KEYS[i])
+    replaced[#replaced + 1] = KEYS[i]
+  end
+end
 
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
@@ -25,4 +37,4 @@ if #commands > 0 then
   redis.call('DEL', KEYS[5])
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 20)
-return {commands, expired}
+return {commands, expired, replaced}
