@@ -1,6 +1,7 @@
 -- Put back one in-flight job of a worker that lost its lease (it died, or
 -- stalled for longer than the lease), or of a worker that is shutting down.
--- The job goes to the head of its queue, or to `failed` when it is a poison job.
+-- The job goes to the head of its queue, or to `failed` when it is a poison job,
+-- or nowhere when a Resque worker's pruning already failed it (peer_prune.py).
 -- Many workers may race to recover the same job: the checks below let exactly
 -- one of them do it.
 --
@@ -13,7 +14,7 @@
 -- ARGV[4] item to push        ARGV[6] queue name
 -- ARGV[5] 'requeue', 'fail', or 'drop' (a Resque worker's pruning already failed it)
 -- ARGV[7] '1' when the owner itself gives the job back (no lease check)
--- ARGV[8] the unique lock's token to release (a poison job), or ''
+-- ARGV[8] the unique lock's token to release (a job that is done), or ''
 -- Returns 1 when this call moved the job, 0 otherwise.
 
 if ARGV[7] ~= '1' then
