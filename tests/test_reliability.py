@@ -652,7 +652,9 @@ class _Proxy:
     its writes happen) and then closes the connection instead of relaying the reply,
     as when a connection is cut at the worst moment. With ``blackout`` it then refuses
     every connection until ``refusing`` is cleared, as when Redis itself went away
-    right after the write.
+    right after the write. From ``stall()`` until ``resume()`` it holds every byte,
+    both ways, as a network path that went dead without closing its connections
+    (tests/test_supervision.py).
     """
 
     def __init__(self, upstream_port: int, blackout: bool = False) -> None:
@@ -662,6 +664,8 @@ class _Proxy:
         self.target = b""  # sha1 of the script whose next reply is lost
         self.armed = threading.Event()
         self.dropped = threading.Event()
+        self.flowing = threading.Event()
+        self.flowing.set()
         self.listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self.listener.getsockname()[1]
         self.sockets: list[socket.socket] = [self.listener]
@@ -670,6 +674,12 @@ class _Proxy:
     @property
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
+
+    def stall(self) -> None:
+        self.flowing.clear()
+
+    def resume(self) -> None:
+        self.flowing.set()
 
     def arm(self, script: str) -> None:
         self.target = hashlib.sha1(scripts.source(script).encode()).hexdigest().encode()
@@ -710,6 +720,7 @@ class _Proxy:
                         self.refusing.set()
                     self.dropped.set()
                     break
+                self.flowing.wait()
                 dst.sendall(data)
         except OSError:
             pass
@@ -721,6 +732,7 @@ class _Proxy:
             sock.close()
 
     def close(self) -> None:
+        self.flowing.set()
         for sock in self.sockets:
             try:
                 sock.close()

@@ -12,8 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import signal
-import socket
-import threading
 import time
 from dataclasses import dataclass
 from functools import partial
@@ -33,6 +31,7 @@ from pyresque.history import HistoryBuffer, class_stats
 from pyresque.recovery import Recovery
 from pyresque.status import Status
 from pyresque.supervision import FailureLog, Supervised
+from test_reliability import _Proxy
 
 FAULTS_APP = str(TESTS / "supervision_jobs.py")
 
@@ -306,56 +305,6 @@ def _events(state: State, job: str, event: str) -> list[dict[str, object]]:
 # --- no job runs on a lease that is not being renewed -------------------------------------
 
 
-class _StallingProxy:
-    """A TCP proxy in front of Redis that forwards until ``stall()``, then holds every
-    byte, both ways, until ``resume()``: a call through it hangs, as on a network path
-    that went dead without closing the connection."""
-
-    def __init__(self, redis_url: str) -> None:
-        hostport = redis_url.split("://", 1)[1].split("/", 1)[0]
-        host, _, port = hostport.rpartition(":")
-        self.upstream = (host, int(port))
-        self.flowing = threading.Event()
-        self.flowing.set()
-        self.listener = socket.create_server(("127.0.0.1", 0))
-        self.sockets: list[socket.socket] = [self.listener]
-        self.url = f"redis://127.0.0.1:{self.listener.getsockname()[1]}/0"
-        threading.Thread(target=self._accept, daemon=True).start()
-
-    def stall(self) -> None:
-        self.flowing.clear()
-
-    def resume(self) -> None:
-        self.flowing.set()
-
-    def _accept(self) -> None:
-        while True:
-            try:
-                client, _ = self.listener.accept()
-            except OSError:
-                return
-            upstream = socket.create_connection(self.upstream)
-            self.sockets += [client, upstream]
-            for src, dst in ((client, upstream), (upstream, client)):
-                threading.Thread(target=self._pump, args=(src, dst), daemon=True).start()
-
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
-        try:
-            while data := src.recv(65536):
-                self.flowing.wait()
-                dst.sendall(data)
-        except OSError:
-            pass
-
-    def close(self) -> None:
-        self.flowing.set()
-        for sock in self.sockets:
-            try:
-                sock.close()
-            except OSError:
-                pass
-
-
 @dataclass
 class _Run:
     """One run of ``Tick`` (tests/supervision_jobs.py), from its lines."""
@@ -390,7 +339,8 @@ def test_a_stuck_call_on_the_lease_path_stops_the_job_before_it_is_recovered(
     same time, and the job completes once."""
     ticks = tmp_path / "ticks"
     env = {"SUPERVISION_TICKS": str(ticks)}
-    proxy = _StallingProxy(procs.redis_url)
+    port = int(procs.redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    proxy = _Proxy(port)
     try:
         args = ["worker", "--app", str(JOBS), "--app", FAULTS_APP, "--queue", "default"]
         args += ["--redis-url", proxy.url, "--namespace", namespace, "--lease-ttl", "4"]
