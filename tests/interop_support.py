@@ -27,6 +27,8 @@ from e2e_support import TESTS, Proc, spawn, wait_for
 def _peers_dir() -> Path | None:
     candidates = [os.environ.get("PYRESQUE_PEERS", "")]
     candidates += [str(p / "shared" / "peers") for p in TESTS.parents]
+    # The project's workspace, for a checkout cloned elsewhere (CI clones to a temp dir).
+    candidates.append("/work/shared/peers")
     for candidate in candidates:
         if candidate and (Path(candidate) / "upstream" / "resque").is_dir():
             return Path(candidate)
