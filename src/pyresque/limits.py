@@ -34,6 +34,7 @@ from pyresque import scripts
 from pyresque.connection import REDIS_DOWN, raw
 from pyresque.delayed import DelayedJob, item_json
 from pyresque.keys import Keys
+from pyresque.supervision import FailureLog
 
 if TYPE_CHECKING:
     from pyresque.job import Job
@@ -276,6 +277,7 @@ class RateWaker:
         self._changed = threading.Condition()
         self._due: float | None = None  # time.monotonic() of the next wake-up
         self._thread: threading.Thread | None = None
+        self._failures = FailureLog(log, "rate waker")
 
     def wake_in(self, seconds: float) -> None:
         """Make sure a wake-up happens within ``seconds``."""
@@ -304,8 +306,8 @@ class RateWaker:
             except REDIS_DOWN as exc:
                 log.warning("could not wake rate-limited jobs (%s); retrying in 1 s", exc)
                 seconds = 1.0
-            except Exception:
-                log.exception("could not wake rate-limited jobs; retrying in 1 s")
+            except Exception as exc:  # a bug or bad data: logged (not every second), retried
+                self._failures.report(exc)
                 seconds = 1.0
             if seconds is not None:
                 self.wake_in(seconds)
