@@ -94,6 +94,7 @@ class Config:
     redis_restarts: int
     lease_ttl: float
     max_seconds: float
+    stall_seconds: float
     max_crashes: int
     job_ms: float
     min_worker_age: float
@@ -131,6 +132,13 @@ def parse_args(argv: list[str] | None = None) -> Config:
         type=float,
         default=None,
         help="time bound for the run, stopping included (default 300; 30 with --quick)",
+    )
+    parser.add_argument(
+        "--stall-seconds",
+        type=float,
+        default=0.0,
+        help="give up (exit 2) once no job has settled for this long, however far the "
+        "time bound is: a slow, loaded machine still finishes (default 0: off)",
     )
     parser.add_argument(
         "--max-crashes", type=int, default=3, help="workers' --max-crashes (default 3)"
@@ -186,6 +194,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         redis_restarts=ns.redis_restarts,
         lease_ttl=lease_ttl,
         max_seconds=max_seconds,
+        stall_seconds=ns.stall_seconds,
         max_crashes=ns.max_crashes,
         job_ms=job_ms,
         min_worker_age=min_age,
@@ -437,9 +446,12 @@ class Chaos:
         next_kill = time.monotonic() + cfg.kill_every
         next_check = 0.0
         restarts_done = 0
+        progress, progress_at = -1, started  # jobs settled, and when that last grew
         while time.monotonic() < deadline:
             self._check_supervisor()
             now = time.monotonic()
+            if cfg.stall_seconds and now - progress_at > cfg.stall_seconds:
+                break  # no progress: the run is stuck, not merely slow
             if cfg.kill_every > 0 and now >= next_kill:
                 self._kill_one()
                 next_kill = max(next_kill + cfg.kill_every, now)
@@ -447,6 +459,8 @@ class Chaos:
             settled = self._settled() if now >= next_check else None
             if settled is not None:
                 next_check = now + 0.2
+                if settled > progress:
+                    progress, progress_at = settled, now
                 # Restart k of R at k/(R+1) of the jobs done, or of the time bound if
                 # the run is slower than that: every restart happens mid-run.
                 share = (restarts_done + 1) / (cfg.redis_restarts + 1)
@@ -558,6 +572,8 @@ class Chaos:
         """Stop killing; wait until nothing is queued or in flight (recovered jobs rerun)."""
         # Killed workers' jobs come back when their lease expires: give that time even
         # when the bound is near, so the final accounting sees a quiet system.
+        if self.config.stall_seconds:  # draining is progress too: give it that long
+            deadline = min(deadline, time.monotonic() + self.config.stall_seconds)
         limit = max(deadline, time.monotonic() + self.config.lease_ttl + 5)
         while time.monotonic() < limit:
             self._check_supervisor()

@@ -13,14 +13,19 @@ import sys
 from pathlib import Path
 
 CHAOS = Path(__file__).resolve().parent.parent / "benchmarks" / "chaos.py"
-LIMIT = 40.0
+#: The run fails when no job has settled for STALL seconds: a machine loaded by other
+#: suites is slow, not broken. LIMIT only bounds a run that crawls on and on.
+STALL = 30.0
+LIMIT = 600.0
 
 
 def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
     report = tmp_path / "chaos.md"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PREFIX")}
+    argv = [sys.executable, str(CHAOS), "--quick", "--seed", "1", "--output", str(report)]
+    argv += ["--max-seconds", str(LIMIT), "--stall-seconds", str(STALL)]
     proc = subprocess.Popen(
-        [sys.executable, str(CHAOS), "--quick", "--seed", "1", "--output", str(report)],
+        argv,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         stdin=subprocess.DEVNULL,
@@ -28,7 +33,7 @@ def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
         start_new_session=True,
     )
     try:
-        output, _ = proc.communicate(timeout=LIMIT)
+        output, _ = proc.communicate(timeout=LIMIT + 60)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGTERM)  # chaos.py stops its workers and Redis
         try:
@@ -37,7 +42,8 @@ def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
             os.killpg(proc.pid, signal.SIGKILL)
             output, _ = proc.communicate()
         raise AssertionError(
-            f"the quick chaos run took longer than {LIMIT} s:\n{output.decode(errors='replace')}"
+            f"the quick chaos run took longer than {LIMIT + 60} s:\n"
+            f"{output.decode(errors='replace')}"
         ) from None
     finally:
         if proc.poll() is None:

@@ -753,8 +753,9 @@ def _lose_a_reply(
     namespace: str,
     script: str,
     blackout: bool,
+    jobs: int = 3,
 ) -> None:
-    """Three jobs queued; the reply of the first ``script`` call that claims a job is
+    """``jobs`` jobs queued; the reply of the first ``script`` call that claims a job is
     lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s."""
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
@@ -766,7 +767,7 @@ def _lose_a_reply(
         proxy.arm(script)
         ids = [
             str(i)
-            for i in rq.enqueue_many([Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in (1, 2, 3)])
+            for i in rq.enqueue_many([Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in range(jobs)])
         ]
         wait_for(proxy.dropped.is_set, 5, f"the proxy to drop a reply of {script}")
         if blackout:  # "Redis" stays away until the worker has given up retrying
@@ -814,3 +815,10 @@ def test_a_lost_claim_reply_in_an_outage_is_given_back(
     # redis-py's retries fail too (the proxy refuses connections until the worker has
     # logged the outage): it must give back the claim it never saw once Redis is back.
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=True)
+
+
+def test_a_lost_claim_reply_on_a_quiet_queue_is_given_back(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    # The only job: no other job finishes to notice the orphan; the idle worker must.
+    _lose_a_reply(procs, state, rq, redis_url, namespace, "claim", blackout=True, jobs=1)

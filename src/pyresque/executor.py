@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import concurrent.futures
 import ctypes
+import functools
 import logging
 import math
 import signal
@@ -27,7 +28,7 @@ from typing import Any, Protocol
 
 from pyresque.events import Events
 from pyresque.job import Job
-from pyresque.perform import Interrupted, JobTimeout, Outcome, perform
+from pyresque.perform import Interrupted, JobTimeout, Outcome, notify_failure, perform
 from pyresque.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
@@ -118,9 +119,14 @@ class InlineExecutor:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             self._previous = self._previous if self._previous is not None else previous
         self._running = (stop, timeout, time.monotonic() + timeout if timeout else math.inf)
-        self._arm()
         try:
-            return perform(job, self.events)
+            self._arm()
+            outcome = perform(job, self.events)
+            self._running = None  # from here the alarm is a no-op (_on_alarm)
+            return outcome
+        except (JobTimeout, Interrupted) as exc:
+            self._running = None
+            return _landed_late(job, exc, self.events)
         finally:
             self._running = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
@@ -159,21 +165,61 @@ class InlineExecutor:
             self._previous = None
 
 
+def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Outcome:
+    """A timeout or a TERM that fired just as the job returned, outside its own ``try``:
+    the job's outcome, never an error of the processor."""
+    if isinstance(exc, Interrupted):
+        return Outcome("interrupted")
+    notify_failure(job, exc, events)
+    return Outcome.failed(exc)
+
+
 class ThreadExecutor:
     """Runs the job in the processor's thread. The worker's watchdog raises ``JobTimeout``
-    or ``Interrupted`` in that thread (see ``interrupt_thread``)."""
+    or ``Interrupted`` in that thread (``interrupt``), only while the job runs."""
 
     name = "threads"
     runs_in_thread = True
 
     def __init__(self, events: Events) -> None:
         self.events = events
+        # Held by the watchdog to interrupt, and by this thread to leave the job: an
+        # exception meant for a job never lands in the processor's own code.
+        self._guard = threading.Lock()
+        self._job_thread: int | None = None  # the thread running a job, if one is
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
         started()
-        return perform(job, self.events)
+        return self._interruptible(job, lambda: perform(job, self.events))
+
+    def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
+        try:
+            with self._guard:
+                self._job_thread = threading.get_ident()
+            outcome = run()
+            self._leave()
+            return outcome
+        except (JobTimeout, Interrupted) as exc:  # it landed just outside the job's try
+            self._leave()
+            return _landed_late(job, exc, self.events)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        with self._guard:
+            if self._job_thread is not None:
+                _cancel_interrupt(self._job_thread)
+                self._job_thread = None
+
+    def interrupt(self, exc: type[BaseException]) -> bool:
+        """Raise ``exc`` in the job's thread if a job is running there; False if none is."""
+        with self._guard:
+            if self._job_thread is None:
+                return False
+            interrupt_thread(self._job_thread, exc)
+            return True
 
     def start(self) -> None:
         pass
@@ -240,22 +286,22 @@ class EventLoopThread:
             self._thread.join(timeout=5)
 
 
-class AsyncioExecutor:
+class AsyncioExecutor(ThreadExecutor):
     """``async def perform`` runs on the shared event loop; a plain ``perform`` runs in
     the processor's thread, as in threads mode."""
 
     name = "asyncio"
-    runs_in_thread = True
 
     def __init__(self, events: Events, loop: EventLoopThread) -> None:
-        self.events = events
+        super().__init__(events)
         self.loop = loop
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
         started()
-        return perform(job, self.events, lambda coro: self.loop.run(coro, timeout, stop))
+        run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
+        return self._interruptible(job, lambda: perform(job, self.events, run_async))
 
     def start(self) -> None:
         pass
@@ -267,3 +313,8 @@ class AsyncioExecutor:
 def interrupt_thread(thread_id: int, exc: type[BaseException]) -> None:
     """Raise ``exc`` in another thread at its next Python instruction."""
     ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _cancel_interrupt(thread_id: int) -> None:
+    """Drop an exception ``interrupt_thread`` set for the thread that has not landed yet."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)

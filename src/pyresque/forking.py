@@ -36,6 +36,7 @@ from pyresque.child import (
     receive,
     send,
 )
+from pyresque.errors import WorkerBroken
 from pyresque.events import Events
 from pyresque.executor import Started, Stop, no_op
 from pyresque.job import Job, Registry, registry
@@ -202,11 +203,16 @@ class ForkExecutor:
                 self.zygote.done(child.pid)
                 child.close()
         started()
-        outcome = watch(child, job, timeout, stop, self.events)
-        if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
-            self.zygote.done(child.pid)
-            child.close()
-        return outcome
+        try:
+            return watch(child, job, timeout, stop, self.events)
+        except BaseException:
+            if child.pid:  # past an error its state is unknown: it must not run on
+                _kill(child.pid, signal.SIGKILL)
+            raise
+        finally:
+            if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
+                self.zygote.done(child.pid)
+                child.close()
 
     def start(self) -> None:
         self.zygote.start()
@@ -239,12 +245,13 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        self.start()
-        child = self.child
-        assert child is not None
-        send(child.writer, job.queue_name.encode() + b"\n" + job.payload.encode().encode())
+        child = self._hand_over(job.queue_name.encode() + b"\n" + job.payload.encode().encode())
         started()
-        outcome = watch(child, job, timeout, stop, self.events)
+        try:
+            outcome = watch(child, job, timeout, stop, self.events)
+        except BaseException:
+            self._discard(child)  # in an unknown state: a new one next time
+            raise
         if not child.pid:  # it died (crash, timeout, kill): a new one next time
             self.child = None
             return outcome
@@ -264,6 +271,33 @@ class PreforkExecutor:
             outcome = perform(job, self.events)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             send(outcomes, outcome.encode())
+
+    def _hand_over(self, message: bytes) -> Child:
+        """Send the job to the child, replacing one that died while it waited (killed, or
+        crashed between jobs). Children that keep dying before a job are the worker's
+        problem, not the job's."""
+        for _ in range(3):
+            self.start()
+            child = self.child
+            assert child is not None
+            try:
+                send(child.writer, message)
+                return child
+            except BrokenPipeError:
+                self._discard(child)
+        raise WorkerBroken("prefork children keep dying before they can take a job")
+
+    def _discard(self, child: Child) -> None:
+        """Kill and reap a child whose state is unknown (dead, or past an error)."""
+        if child.pid:
+            _kill(child.pid, signal.SIGKILL)
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
+        child.close()
+        if self.child is child:
+            self.child = None
 
     def start(self) -> None:
         self.child = self.child or spawn(self._child_loop)

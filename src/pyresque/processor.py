@@ -18,6 +18,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pyresque.connection import REDIS_DOWN, dedicated, raw
+from pyresque.errors import WorkerBroken
 from pyresque.executor import Executor
 from pyresque.failure import failure_record
 from pyresque.fetch import PAUSED, Claim, Fetcher, Paused
@@ -73,6 +74,7 @@ class Processor:
         self._redis_ok = True
         self._backoff = 0.1
         self._last_refresh = 0.0
+        self._crashes = 0  # crashes in a row (_crashed)
 
     def close(self) -> None:
         """Stop the executor and give the connection back (the worker is stopping)."""
@@ -95,6 +97,7 @@ class Processor:
             try:
                 if claim is None:
                     claim = self._next_job()
+                    self._redis_back()  # on a quiet queue too: no job needs to finish first
                     if claim is None:
                         if worker.options.interval == 0 and not worker.paused and worker.lease_ok():
                             return
@@ -102,13 +105,37 @@ class Processor:
                 # Finishing a job claims the next one in the same round trip.
                 claim = self._process(claim)
                 self._redis_back()
+                self._crashes = 0
             except REDIS_DOWN as exc:
                 claim = None  # a claim whose reply was lost is given back by _redis_back
                 self._redis_down(exc)
             except Wake:
                 pass
+            except WorkerBroken:
+                raise  # not the job's fault: the worker gives it back uncounted and exits
+            except Exception:
+                self._crashed(claim)
+                claim = None
         if claim is not None:  # claimed just as we were told to stop
             self._give_back(claim)
+
+    def _crashed(self, claim: Claim | None) -> None:
+        """An exception nobody foresaw escaped the loop (a bug, or data no check caught).
+        Contain it: log it, give the job back as a crash (a job that keeps doing this
+        becomes a PoisonJob after --max-crashes, as if it killed its worker), back off so
+        a crash loop never spins, and go on."""
+        job = f"job {claim.token} from {claim.queue}" if claim else "no job"
+        log.exception("processor crashed (holding %s); giving the job back as a crash", job)
+        self._crashes += 1
+        try:
+            if claim is not None:
+                self._give_back(claim, crashed=True)
+            self.worker.give_back_orphans()
+        except REDIS_DOWN as exc:
+            self._redis_ok = False  # _redis_back gives it back once Redis is back
+            log.error("could not give the job back yet (%s)", exc)
+        delay = min(5.0, 0.1 * 2 ** min(self._crashes - 1, 6))
+        self._wait(delay * random.uniform(0.8, 1.2), block=False)
 
     # --- fetching ---------------------------------------------------------------
 
@@ -255,6 +282,8 @@ class Processor:
             outcome = self.executor.execute(job, timeout, worker.stop, lambda: self._running(job))
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
+        except WorkerBroken:
+            raise  # no job can run here (the zygote will not start): the worker exits
         except Exception as exc:  # a fault outside the job's own code (the executor's)
             log.exception("job %s: running it failed", _name(claim, payload))
             outcome = Outcome.failed(exc)
@@ -355,12 +384,17 @@ class Processor:
             )
         return next_claim if isinstance(next_claim, Claim) else None
 
-    def _give_back(self, claim: Claim) -> None:
-        """Put a claimed job back at the head of its queue, not counted as an attempt."""
-        record = self._redis.hget(self._keys.inflight(self.worker.id), claim.token)
-        if record is not None:
-            self.worker.recovery.give_back(self.worker.id, claim.token, raw(record), crashed=False)
-        self.worker.release(claim.token)
+    def _give_back(self, claim: Claim, crashed: bool = False) -> None:
+        """Put a claimed job back at the head of its queue, not counted as an attempt
+        unless it ``crashed`` this processor."""
+        try:
+            record = self._redis.hget(self._keys.inflight(self.worker.id), claim.token)
+            if record is not None:
+                self.worker.recovery.give_back(
+                    self.worker.id, claim.token, raw(record), crashed, owner=True
+                )
+        finally:  # not given back (Redis is down): an orphan, for _redis_back
+            self.worker.release(claim.token)
 
     def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
         name = payload.class_name if payload else "?"
@@ -407,13 +441,16 @@ def _name(claim: Claim, payload: Payload | None) -> str:
     return claim.token
 
 
-def give_back_orphans(worker: Worker, held: set[str]) -> int:
-    """Give back the worker's in-flight jobs whose tokens no processor holds."""
+def give_back_orphans(worker: Worker, held: set[str], crashed: bool = False) -> int:
+    """Give back the worker's in-flight jobs whose tokens no processor holds (as crashes
+    if they ``crashed`` the worker)."""
     keys = worker.resque.keys
     entries = worker.resque.redis.hgetall(keys.inflight(worker.id))
     done = 0
     for token, record in entries.items():
         # Read as written: a foreign token that is not UTF-8 is no claim of ours.
         if raw(token).decode("utf-8", "replace") not in held:
-            done += worker.recovery.give_back(worker.id, raw(token), raw(record), crashed=False)
+            done += worker.recovery.give_back(
+                worker.id, raw(token), raw(record), crashed, owner=True
+            )
     return done

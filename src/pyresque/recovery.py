@@ -110,6 +110,7 @@ class Recovery:
         record: bytes,
         crashed: bool,
         failed: bool = False,
+        owner: bool = False,
     ) -> int:
         """Put one in-flight job back on its queue (or in ``failed`` if it is poison, or if
         the record cannot be read: then the record's raw bytes go there, as a
@@ -118,11 +119,13 @@ class Recovery:
         ``crashed`` counts the delivery as an attempt; a worker that gives back its own
         job on shutdown passes False, and skips the lease check. ``failed``: a peer's
         pruning already recorded it in ``failed`` (peer_prune.py), so it is only released.
+        ``owner`` with ``crashed``: a live worker gives back a job that crashed it (no
+        lease check).
         """
         try:
             queue, raw = read_record(record)
         except MalformedPayload as exc:
-            return self._fail_record(worker_id, token, record, str(exc), crashed)
+            return self._fail_record(worker_id, token, record, str(exc), crashed, owner)
         payload = _payload_or_none(raw)
         item: bytes | str
         action, item = "requeue", raw  # bytes as they were, even bytes that are not UTF-8
@@ -141,7 +144,10 @@ class Recovery:
         lock = UniqueLock.of(payload) if done and payload is not None else None
         if lock is not None and not lock.released_at_end:
             lock = None  # only a job that is done (poison, failed by a peer) frees its lock
-        if not self._move(worker_id, token, record, item, action, queue, crashed, status, lock):
+        moved = self._move(
+            worker_id, token, record, item, action, queue, crashed, status, lock, owner
+        )
+        if not moved:
             return 0
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
         if action == "drop":
@@ -160,18 +166,25 @@ class Recovery:
                 payload.crashes if payload else 0,
             )
         elif crashed:
+            whose = "crashed" if owner else "dead"
             log.warning(
-                "recovered job %s of dead worker %s back to queue %s", job, worker_id, queue
+                "recovered job %s of %s worker %s back to queue %s", job, whose, worker_id, queue
             )
         return 1
 
     def _fail_record(
-        self, worker_id: str, token: str | bytes, record: bytes, problem: str, crashed: bool
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        problem: str,
+        crashed: bool,
+        owner: bool = False,
     ) -> int:
         """Move an in-flight record that cannot be read to ``failed``, its bytes kept."""
         shown = record.decode("utf-8", "backslashreplace")
         item = failure_record(shown, "pyresque.MalformedPayload", problem, [], worker_id, "")
-        if not self._move(worker_id, token, record, item, "fail", "", crashed, None):
+        if not self._move(worker_id, token, record, item, "fail", "", crashed, None, None, owner):
             return 0
         log.error("in-flight job %r of worker %s moved to failed: %s", token, worker_id, problem)
         return 1
@@ -187,6 +200,7 @@ class Recovery:
         crashed: bool,
         status: str | None,
         lock: UniqueLock | None = None,
+        owner: bool = False,
     ) -> bool:
         """recover.lua: move one in-flight job, if it is still there and its owner dead."""
         failing = action == "fail"
@@ -200,7 +214,8 @@ class Recovery:
         ]
         if status is not None:
             keys.append(status)
-        args = [worker_id, token, record, item, action, queue, "0" if crashed else "1", ""]
+        mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
+        args = [worker_id, token, record, item, action, queue, mode, ""]
         if lock is not None:
             keys.append(self._keys.unique(lock.digest))
             args[-1] = lock.token

@@ -4,11 +4,14 @@ The supervisor forwards Resque's signals to every worker, restarts a worker that
 dies (exits non-zero or by a signal), and exits once every worker has stopped:
 after QUIT, TERM or INT, or on its own once the queues are drained (INTERVAL=0).
 
-A worker that was up and working (it reported ready) is restarted at once, however
-young: what killed it (the OOM killer, an operator, a chaos test) says nothing
-about the next one. A worker that dies before it is ready (bad configuration,
-Redis unreachable, an import error) is restarted with a growing backoff, per
-worker slot, so it never spins and never delays the others.
+A worker killed from outside (KILL, TERM... not a crash signal) after it was up and
+working for a second is restarted at once: what killed it (the OOM killer, an
+operator, a chaos test) says nothing about the next one. Any other death (a
+non-zero exit, a crash signal such as SEGV, dying before it is ready or within its
+first second) may be a crash loop: the slot backs off, at once the first time, then
+0.5 s, 1 s, 2 s... up to 30 s, jittered; the count resets once a worker of that slot
+has lived 10 s or is killed from outside. Each slot has its own count, so one worker
+that cannot start never delays another.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import functools
 import logging
 import os
+import random
 import signal
 import time
 from collections.abc import Callable
@@ -37,6 +41,11 @@ _FORWARDED = (
     signal.SIGCONT,
 )
 _STOPPING = (signal.SIGQUIT, signal.SIGTERM, signal.SIGINT)
+#: Signals a process gets from its own faults, not from someone killing it.
+_CRASH_SIGNALS = {signal.SIGSEGV, signal.SIGABRT, signal.SIGBUS, signal.SIGFPE, signal.SIGILL}
+#: A worker up this long was healthy: its slot's crash-loop count starts again.
+HEALTHY = 10.0
+MAX_BACKOFF = 30.0
 
 
 class Supervisor:
@@ -46,7 +55,8 @@ class Supervisor:
         """``run_worker(ready)`` runs one worker and calls ``ready()`` once it works."""
         self.count = count
         self.run_worker = run_worker
-        self.children: dict[int, tuple[int, int]] = {}  # pid -> (slot, ready pipe)
+        # pid -> (slot, ready pipe, monotonic start time)
+        self.children: dict[int, tuple[int, int, float]] = {}
         self.stopping = False
         # Each slot keeps its own crash-loop count and restart time, so one worker that
         # cannot start never delays restarting another.
@@ -64,15 +74,35 @@ class Supervisor:
             if exited is None:
                 continue
             pid, status = exited
-            slot, ready_fd = self.children.pop(pid)
+            slot, ready_fd, started = self.children.pop(pid)
             was_ready = _was_ready(ready_fd)
             if self.stopping or status == 0:  # told to stop, or drained (INTERVAL=0)
                 continue
-            self._failures[slot] = 0 if was_ready else self._failures[slot] + 1
-            delay = min(30.0, 0.5 * 2 ** min(self._failures[slot] - 1, 6)) if not was_ready else 0.0
-            log.error("worker %d exited (status %d); restarting it in %.1f s", pid, status, delay)
-            self._restart_at[slot] = time.monotonic() + delay
+            self._restart(slot, pid, status, was_ready, time.monotonic() - started)
         return 0
+
+    def _restart(self, slot: int, pid: int, status: int, was_ready: bool, uptime: float) -> None:
+        """Schedule the slot's next worker: at once, or backing off from a crash loop."""
+        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) not in _CRASH_SIGNALS
+        from_outside = killed and was_ready and uptime >= 1.0
+        if from_outside or uptime >= HEALTHY:
+            self._failures[slot] = 0
+        delay = 0.0
+        if not from_outside:
+            self._failures[slot] += 1
+            if self._failures[slot] > 1:
+                delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures[slot] - 2, 6))
+                delay *= random.uniform(0.8, 1.2)
+        in_a_row = f" ({self._failures[slot]} in a row)" if self._failures[slot] > 1 else ""
+        log.error(
+            "worker %d %s after %.1f s%s; restarting it %s",
+            pid,
+            _describe(status),
+            uptime,
+            in_a_row,
+            f"in {delay:.1f} s" if delay else "now",
+        )
+        self._restart_at[slot] = time.monotonic() + delay
 
     def _restart_due(self) -> None:
         now = time.monotonic()
@@ -112,13 +142,15 @@ class Supervisor:
                     signal.signal(sig, signal.SIG_DFL)
                 die_with_parent(parent, signal.SIGTERM)
                 self.run_worker(functools.partial(_report_ready, ready_write))
+            except SystemExit as exc:  # the worker logged why
+                code = exc.code if isinstance(exc.code, int) else 1
             except BaseException:
                 log.exception("worker crashed")
                 code = 1
             finally:
                 os._exit(code)
         os.close(ready_write)
-        self.children[pid] = (slot, ready_read)
+        self.children[pid] = (slot, ready_read, time.monotonic())
         self._title()
 
     def _forward(self, signum: int, frame: FrameType | None) -> None:
@@ -135,6 +167,14 @@ class Supervisor:
         setproctitle.setproctitle(
             f"resque-{__version__}: Monitoring {len(self.children)} children: [{pids}]"
         )
+
+
+def _describe(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        name = signal.Signals(number).name if number in signal.valid_signals() else number
+        return f"exited (killed by {name})"
+    return f"exited with code {os.waitstatus_to_exitcode(status)}"
 
 
 def _was_ready(fd: int) -> bool:

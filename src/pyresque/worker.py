@@ -31,6 +31,7 @@ import setproctitle
 from pyresque import __version__, cron, scripts
 from pyresque.client import Resque
 from pyresque.connection import REDIS_DOWN, lease_client
+from pyresque.errors import WorkerBroken
 from pyresque.events import Events
 from pyresque.executor import (
     AsyncioExecutor,
@@ -39,7 +40,6 @@ from pyresque.executor import (
     InlineExecutor,
     Stop,
     ThreadExecutor,
-    interrupt_thread,
 )
 from pyresque.fetch import QueueList
 from pyresque.forking import ForkExecutor, PreforkExecutor
@@ -162,6 +162,7 @@ class Worker:
         self.failed = 0
         self._lock = threading.Lock()
         self._held: set[str] = set()  # claim tokens processors hold (claimed or claiming)
+        self._processor_died: BaseException | None = None  # why a processor thread ended
         # Retries, unique locks and limits: the hooks around each job (policies.py).
         self.policies = JobPolicies(resque.redis, keys, resque.registry, self.id, self.release)
         self.scheduler: Scheduler | None = None
@@ -181,42 +182,66 @@ class Worker:
     # --- life cycle -------------------------------------------------------------
 
     def work(self) -> None:
-        """Register, process jobs until told to stop (or drained, with interval 0), unregister."""
+        """Register, process jobs until told to stop (or drained, with interval 0), unregister.
+
+        An unexpected error that stops the worker is logged; its jobs go back to their
+        queues as crashes (uncounted if the worker itself is broken) and ``exit_code``
+        is 1, so that ``pyresque worker`` exits non-zero and is restarted."""
         self._install_signals()
-        self._startup()
+        crashed = False
         try:
+            self._startup()
             if self._main is not None:
                 self._main.run()
             else:
                 self._run_threads()
+        except WorkerBroken as exc:  # not the jobs' fault
+            log.error("worker %s cannot run jobs, exiting: %s", self.id, exc)
+            self.exit_code = 1
+        except Exception:
+            log.exception("worker %s crashed; its jobs go back to their queues as crashes", self.id)
+            self.exit_code, crashed = 1, True
         finally:
-            self._teardown()
+            self._teardown(crashed)
 
     def _run_threads(self) -> None:
         threads = [
-            threading.Thread(target=p.run, name=f"pyresque-processor-{i}", daemon=True)
+            threading.Thread(target=self._run_processor, args=(p,), name=f"pyresque-processor-{i}")
             for i, p in enumerate(self.processors)
         ]
         for thread in threads:
+            thread.daemon = True
             thread.start()
         while any(t.is_alive() for t in threads):
             try:
                 self.sleep(self._watchdog.call(self._watch_threads))
             except Wake:
                 pass
+        if self._processor_died is not None:
+            raise RuntimeError("a processor thread died") from self._processor_died
+
+    def _run_processor(self, processor: Processor) -> None:
+        """A processor thread. One that dies (a processor contains what it can, so this is
+        rare) makes the worker stop taking jobs and exit non-zero: never 0 with work left."""
+        try:
+            processor.run()
+        except BaseException as exc:
+            if isinstance(exc, Interrupted) and self.stop.interrupt:
+                return  # TERM's grace ran out between jobs: stopping anyway
+            self._processor_died = self._processor_died or exc
+            self.shutting_down = True
 
     def _watch_threads(self) -> None:
         """Enforce timeouts, the TERM grace period and the lease on jobs running in
         processor threads."""
         now = time.monotonic()
         for p in self.processors:
-            if not (p.running_inline and p.thread_id):
+            if not isinstance(p.executor, ThreadExecutor):
                 continue
             if p.deadline and now >= p.deadline and not p.timed_out:
-                p.timed_out = True
-                interrupt_thread(p.thread_id, JobTimeout)
+                p.timed_out = p.executor.interrupt(JobTimeout)
             elif self.stop.grace_over():
-                interrupt_thread(p.thread_id, Interrupted)
+                p.executor.interrupt(Interrupted)
 
     def _startup(self) -> None:
         self.title("Starting")
@@ -248,7 +273,7 @@ class Worker:
             ",".join(self.queues.patterns),
         )
 
-    def _teardown(self) -> None:
+    def _teardown(self, crashed: bool = False) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
         self.heartbeat.stop()
@@ -261,7 +286,7 @@ class Worker:
         except redis.exceptions.RedisError as exc:
             log.warning("the last second's history counts are lost: %s", exc)
         try:
-            self.give_back_orphans(all_jobs=True)  # never leave a job claimed
+            self.give_back_orphans(all_jobs=True, crashed=crashed)  # never leave a job claimed
             scripts.run(
                 self.resque.redis, "reap", worker_keys(self._keys, self.id), [self.id, "1", "", ""]
             )
@@ -333,12 +358,12 @@ class Worker:
             self.processed += 1
             self.failed += 0 if ok else 1
 
-    def give_back_orphans(self, all_jobs: bool = False) -> int:
+    def give_back_orphans(self, all_jobs: bool = False, crashed: bool = False) -> int:
         """Give back in-flight jobs that no processor holds (claims whose reply was lost),
-        or every job this worker holds (on exit)."""
+        or every job this worker holds (on exit; counted as crashes if it ``crashed``)."""
         with self._lock:
             held = set() if all_jobs else set(self._held)
-        return give_back_orphans(self, held)
+        return give_back_orphans(self, held, crashed)
 
     def sleep(self, seconds: float) -> None:
         threading.Event().wait(seconds)

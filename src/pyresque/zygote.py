@@ -45,6 +45,7 @@ from pyresque.child import (
     receive,
     send,
 )
+from pyresque.errors import WorkerBroken
 from pyresque.events import Events, events
 from pyresque.job import Job, Registry, registry
 from pyresque.payload import Payload
@@ -59,8 +60,11 @@ SPARE = 2
 #: The wait status reported for a child whose zygote died before reporting it.
 UNKNOWN_STATUS = -1
 
+#: Seconds a zygote gets to have a child ready (importing the application included).
+START_TIMEOUT = 60.0
 
-class ZygoteError(RuntimeError):
+
+class ZygoteError(WorkerBroken):
     """The zygote exited before it could fork a child (it printed why)."""
 
     __module__ = "pyresque"
@@ -69,8 +73,15 @@ class ZygoteError(RuntimeError):
 class Zygote:
     """The worker's end: start the zygote, take ready children, learn how they exited."""
 
-    def __init__(self, app: tuple[str, ...], events: Events, jobs: Registry) -> None:
+    def __init__(
+        self,
+        app: tuple[str, ...],
+        events: Events,
+        jobs: Registry,
+        start_timeout: float = START_TIMEOUT,
+    ) -> None:
         self.app = app
+        self.start_timeout = start_timeout
         self.events = events
         self.jobs = jobs
         self.sock: socket.socket | None = None
@@ -135,16 +146,32 @@ class Zygote:
     def start(self) -> None:
         """Start the zygote unless it runs, and wait until a child is ready. A zygote that
         died (killed, say) is replaced; one that dies before forking twice in a row (the
-        application fails to import) is an error."""
+        application fails to import), or has no child ready in time, is an error."""
         for _ in range(2):
             if self.sock is None:
                 self._spawn()
-            while not self.ready and self._receive(timeout=None):
-                pass
+            deadline = time.monotonic() + self.start_timeout
+            alive = True
+            while not self.ready and alive and (left := deadline - time.monotonic()) > 0:
+                alive = self._receive(timeout=left)
             if self.ready:
                 return
+            if alive:  # stuck: importing the application, say
+                self._kill()
+                raise ZygoteError(
+                    f"fork mode's zygote had no child ready within {self.start_timeout:g} s "
+                    "(does an --app module hang when imported?); it was killed"
+                )
             self.close()
         raise ZygoteError("fork mode's zygote exited before forking a child; its error is above")
+
+    def _kill(self) -> None:
+        if self.pid:
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.close()
 
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)

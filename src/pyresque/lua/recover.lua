@@ -13,11 +13,13 @@
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
 -- ARGV[4] item to push        ARGV[6] queue name
 -- ARGV[5] 'requeue', 'fail', or 'drop' (a Resque worker's pruning already failed it)
--- ARGV[7] '1' when the owner itself gives the job back (no lease check)
+-- ARGV[7] '0': a dead owner's job (lease check, counted); '1': the owner itself gives
+--   the job back (no lease check); '2': the owner gives back a job that crashed it
+--   (no lease check, counted)
 -- ARGV[8] the unique lock's token to release (a job that is done), or ''
 -- Returns 1 when this call moved the job, 0 otherwise.
 
-if ARGV[7] ~= '1' then
+if ARGV[7] == '0' then
   local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
   if expiry and tonumber(expiry) > now_ms() then
     return 0 -- the owner is alive after all
