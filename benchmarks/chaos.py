@@ -153,7 +153,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--min-worker-age",
         type=float,
         default=None,
-        help="only kill workers that have run at least this long (default 0)",
+        help="only kill workers that have run at least this long (default 0; 5.5 with --quick)",
     )
     parser.add_argument(
         "--redis-crash",
@@ -182,7 +182,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
     max_seconds = ns.max_seconds if ns.max_seconds is not None else (30.0 if ns.quick else 300.0)
     lease_ttl = ns.lease_ttl if ns.lease_ttl is not None else (1.0 if ns.quick else 2.0)
     job_ms = ns.job_ms if ns.job_ms is not None else (60.0 if ns.quick else 10.0)
-    min_age = ns.min_worker_age if ns.min_worker_age is not None else 0.0
+    min_age = ns.min_worker_age if ns.min_worker_age is not None else (5.5 if ns.quick else 0.0)
     if jobs < 1 or ns.workers < 1 or ns.kill_every < 0 or ns.redis_restarts < 0:
         parser.error("--jobs and --workers must be >= 1, the others >= 0")
     if lease_ttl < 0.5:

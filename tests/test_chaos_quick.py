@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 CHAOS = Path(__file__).resolve().parent.parent / "benchmarks" / "chaos.py"
 #: The run fails when no job has settled for STALL seconds: a machine loaded by other
 #: suites is slow, not broken. LIMIT only bounds a run that crawls on and on.
@@ -19,6 +21,7 @@ STALL = 30.0
 LIMIT = 600.0
 
 
+@pytest.mark.timeout(LIMIT + 120)
 def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
     report = tmp_path / "chaos.md"
     env = {k: v for k, v in os.environ.items() if k not in ("REDIS_URL", "PREFIX")}

@@ -4,14 +4,13 @@ The supervisor forwards Resque's signals to every worker, restarts a worker that
 dies (exits non-zero or by a signal), and exits once every worker has stopped:
 after QUIT, TERM or INT, or on its own once the queues are drained (INTERVAL=0).
 
-A worker killed from outside (KILL, TERM... not a crash signal) after it was up and
-working for a second is restarted at once: what killed it (the OOM killer, an
-operator, a chaos test) says nothing about the next one. Any other death (a
-non-zero exit, a crash signal such as SEGV, dying before it is ready or within its
-first second) may be a crash loop: the slot backs off, at once the first time, then
-0.5 s, 1 s, 2 s... up to 30 s, jittered; the count resets once a worker of that slot
-has lived 10 s or is killed from outside. Each slot has its own count, so one worker
-that cannot start never delays another.
+A worker killed by a signal from outside (KILL, TERM... not a crash signal such as
+SEGV) is restarted at once, however young: what killed it (the OOM killer, an
+operator, a chaos test) says nothing about the next one. Any other death (a non-zero
+exit, a crash signal) may be a crash loop: the slot backs off, at once the first time,
+then 0.5 s, 1 s, 2 s... up to 30 s, jittered; the count resets once a worker of that
+slot has lived 10 s or is killed from outside. Each slot has its own count, so one
+worker that cannot start never delays another.
 """
 
 from __future__ import annotations
@@ -83,8 +82,7 @@ class Supervisor:
 
     def _restart(self, slot: int, pid: int, status: int, was_ready: bool, uptime: float) -> None:
         """Schedule the slot's next worker: at once, or backing off from a crash loop."""
-        killed = os.WIFSIGNALED(status) and os.WTERMSIG(status) not in _CRASH_SIGNALS
-        from_outside = killed and was_ready and uptime >= 1.0
+        from_outside = os.WIFSIGNALED(status) and os.WTERMSIG(status) not in _CRASH_SIGNALS
         if from_outside or uptime >= HEALTHY:
             self._failures[slot] = 0
         delay = 0.0
@@ -95,10 +93,11 @@ class Supervisor:
                 delay *= random.uniform(0.8, 1.2)
         in_a_row = f" ({self._failures[slot]} in a row)" if self._failures[slot] > 1 else ""
         log.error(
-            "worker %d %s after %.1f s%s; restarting it %s",
+            "worker %d %s after %.1f s%s%s; restarting it %s",
             pid,
             _describe(status),
             uptime,
+            "" if was_ready else ", before it was ready",
             in_a_row,
             f"in {delay:.1f} s" if delay else "now",
         )
