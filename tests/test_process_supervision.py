@@ -194,6 +194,20 @@ def test_a_prefork_child_killed_while_idle_is_replaced(
     assert child not in children_of(worker.pid)
 
 
+def test_a_prefork_child_that_dies_in_a_job_fails_it_and_is_replaced(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    rq.enqueue(QUEUE, "ExitWorker", {"n": 1})  # in prefork mode it ends the child
+    rq.enqueue(QUEUE, "Succeed", {"n": 2})
+    worker = start_worker(procs, redis_url, namespace, "--mode", "prefork", "--concurrency", "1")
+    (record,) = state.wait_failed(1, timeout=30)
+    assert record["exception"] == "pyresque.DirtyExit", record
+    assert "exit code 3" in record["error"]
+    wait_for(lambda: runs(state, "Succeed") == 1, 30, "the next job, in a new child")
+    assert runs(state, "ExitWorker") == 1
+    assert worker.running()
+
+
 # --- a timeout that fires as the job returns ----------------------------------------------
 
 
