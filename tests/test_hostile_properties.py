@@ -39,7 +39,7 @@ class Served:
 
 @pytest.fixture(params=MODES)
 def served(request: pytest.FixtureRequest, procs: Procs, state: State) -> Served:
-    return Served(start_worker(procs, state.ns, request.param, "--lease-ttl", "1"), state)
+    return Served(start_worker(procs, state.ns, request.param), state)
 
 
 @SETTINGS
@@ -53,7 +53,7 @@ def test_generated_items_run_once_or_fail_and_the_worker_goes_on(
 
 
 @pytest.mark.parametrize("served", ["fork"], indirect=True)
-@SETTINGS
+@settings(SETTINGS, max_examples=5)  # each waits for a heartbeat (a second)
 @given(found=st.lists(gen.records(), min_size=1, max_size=6))
 def test_generated_inflight_records_are_recovered_or_failed_one_by_one(
     served: Served, found: list[gen.Record]
