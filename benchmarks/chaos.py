@@ -98,6 +98,7 @@ class Config:
     max_crashes: int
     job_ms: float
     min_worker_age: float
+    min_worker_jobs: int
     redis_crash: bool
     redis_down: float
     seed: int | None
@@ -153,7 +154,14 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--min-worker-age",
         type=float,
         default=None,
-        help="only kill workers that have run at least this long (default 0; 5.5 with --quick)",
+        help="only kill workers that have run at least this long (default 0)",
+    )
+    parser.add_argument(
+        "--min-worker-jobs",
+        type=int,
+        default=None,
+        help="only kill workers that have finished this many jobs since they started, so "
+        "each one makes progress however slow the machine (default 0; 1 with --quick)",
     )
     parser.add_argument(
         "--redis-crash",
@@ -175,14 +183,15 @@ def parse_args(argv: list[str] | None = None) -> Config:
         "--quick",
         action="store_true",
         help="short CI version: 300 jobs, bounded at 30 s, lease 1 s, jobs of 0-60 ms, "
-        "workers killed once they are 5.5 s old",
+        "workers killed once they have finished a job",
     )
     ns = parser.parse_args(argv)
     jobs = ns.jobs if ns.jobs is not None else (300 if ns.quick else 5000)
     max_seconds = ns.max_seconds if ns.max_seconds is not None else (30.0 if ns.quick else 300.0)
     lease_ttl = ns.lease_ttl if ns.lease_ttl is not None else (1.0 if ns.quick else 2.0)
     job_ms = ns.job_ms if ns.job_ms is not None else (60.0 if ns.quick else 10.0)
-    min_age = ns.min_worker_age if ns.min_worker_age is not None else (5.5 if ns.quick else 0.0)
+    min_age = ns.min_worker_age if ns.min_worker_age is not None else 0.0
+    min_jobs = ns.min_worker_jobs if ns.min_worker_jobs is not None else (1 if ns.quick else 0)
     if jobs < 1 or ns.workers < 1 or ns.kill_every < 0 or ns.redis_restarts < 0:
         parser.error("--jobs and --workers must be >= 1, the others >= 0")
     if lease_ttl < 0.5:
@@ -198,6 +207,7 @@ def parse_args(argv: list[str] | None = None) -> Config:
         max_crashes=ns.max_crashes,
         job_ms=job_ms,
         min_worker_age=min_age,
+        min_worker_jobs=min_jobs,
         redis_crash=ns.redis_crash,
         redis_down=ns.redis_down,
         seed=ns.seed,
@@ -493,6 +503,8 @@ class Chaos:
         for pid in workers:
             self.first_seen.setdefault(pid, now)
         workers = [w for w in workers if now - self.first_seen[w] >= self.config.min_worker_age]
+        if self.config.min_worker_jobs:
+            workers = [w for w in workers if self._jobs_done(w) >= self.config.min_worker_jobs]
         candidates = {"worker": workers, "zygote": zygotes, "job": children}
         kinds = [k for k, pids in candidates.items() if pids]
         if not kinds:
@@ -506,6 +518,12 @@ class Chaos:
         except ProcessLookupError:
             return
         self.kills.append(Kill(time.time(), pid, kind, None if kind == "worker" else []))
+
+    def _jobs_done(self, pid: int) -> int:
+        """Jobs the worker ``pid`` has finished (its Resque stat; 0 while Redis is away)."""
+        key = self.key(f"stat:processed:{HOST}:{pid}:{QUEUE}")
+        done = self.attempt(lambda r: r.get(key))
+        return int(done or 0)
 
     def _read_pending_kills(self, final: bool = False) -> None:
         """What each killed worker held: its in-flight record, read once its last Redis
@@ -874,6 +892,11 @@ def markdown(rep: Report, command: str) -> str:
             f", only workers older than {cfg.min_worker_age:g} s are killed."
             if cfg.min_worker_age
             else "."
+        )
+        + (
+            f" Only workers that finished {cfg.min_worker_jobs} job(s) are killed."
+            if cfg.min_worker_jobs
+            else ""
         ),
         "",
         "| measure | result |",
