@@ -210,12 +210,14 @@ ARGS = st.lists(JSONISH | st.integers(90, 100).map(deep), max_size=3)
 
 
 def nameable(queue: str) -> bool:
-    """A worker started with ``QUEUE=<queue>`` serves exactly that queue."""
+    """A worker started with ``QUEUE=<queue>`` serves exactly that queue, and nothing
+    in the name can be lost on the way there (whitespace, as the issue asks)."""
     try:
         queues = QueueList.parse(queue)
     except ValueError:
         return False
-    return queues.patterns == (queue,) and not queues.dynamic and queue.isprintable()
+    plain = queue.isprintable() and not any(c.isspace() for c in queue)
+    return queues.patterns == (queue,) and not queues.dynamic and plain
 
 
 @settings(
