@@ -248,6 +248,36 @@ def test_a_zygote_that_never_gets_ready_is_killed_with_a_clear_error(tmp_path: P
     assert zygote.process is None  # killed and reaped
 
 
+def test_a_zygote_killed_while_starting_is_replaced(tmp_path: Path) -> None:
+    """Killed from outside while starting (chaos, the OOM killer) is not the application's
+    fault: the worker starts another zygote instead of giving up after two."""
+    app = tmp_path / "killed_app.py"
+    starts = tmp_path / "starts"
+    app.write_text(
+        "import os, pathlib, signal\n"
+        f"starts = pathlib.Path({str(starts)!r})\n"
+        "with starts.open('a') as f:\n"
+        "    f.write('x')\n"
+        "if len(starts.read_text()) <= 3:\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n"
+    )
+    zygote = Zygote((str(app),), Events(), Registry(), start_timeout=30)
+    try:
+        zygote.start()
+        assert zygote.ready
+        assert starts.read_text() == "xxxx"
+    finally:
+        zygote.close()
+
+
+def test_a_zygote_that_exits_on_its_own_twice_is_an_error(tmp_path: Path) -> None:
+    app = tmp_path / "broken_app.py"
+    app.write_text("raise SystemExit(3)\n")
+    zygote = Zygote((str(app),), Events(), Registry(), start_timeout=30)
+    with pytest.raises(ZygoteError, match="exited before forking a child"):
+        zygote.start()
+
+
 class _Brief(Job, register=False):
     """Busy for about ``seconds``: ends around the moment its timeout fires."""
 

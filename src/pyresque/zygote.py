@@ -62,6 +62,8 @@ UNKNOWN_STATUS = -1
 
 #: Seconds a zygote gets to have a child ready (importing the application included).
 START_TIMEOUT = 60.0
+#: Zygotes killed by a signal while starting, in a row, before the worker gives up.
+KILLED_STARTS = 10
 
 
 class ZygoteError(WorkerBroken):
@@ -118,36 +120,41 @@ class Zygote:
         self.running.discard(pid)
         self.exits.pop(pid, None)
 
-    def close(self) -> None:
-        """Stop the zygote: it sees end of file, and its waiting child its own."""
+    def close(self) -> int | None:
+        """Stop the zygote: it sees end of file, and its waiting child its own. Returns
+        its exit code (negative: the signal that killed it), if known."""
         while self.ready:
             self.ready.popleft().close()
         if self.sock is not None:
             self.sock.close()
             self.sock = None
+        code: int | None = None
         if self.process is not None:
             try:
-                self.process.wait(timeout=5)
+                code = self.process.wait(timeout=5)
             except subprocess.TimeoutExpired:
                 self.process.kill()
-                self.process.wait()
+                code = self.process.wait()
             self.process = None
         elif self.pid:
             try:
-                os.waitpid(self.pid, 0)
+                code = os.waitstatus_to_exitcode(os.waitpid(self.pid, 0)[1])
             except ChildProcessError:
                 pass
         self.pid = 0
         self.running.clear()
         self.exits.clear()
+        return code
 
     # --- inside the worker --------------------------------------------------------
 
     def start(self) -> None:
         """Start the zygote unless it runs, and wait until a child is ready. A zygote that
-        died (killed, say) is replaced; one that dies before forking twice in a row (the
-        application fails to import), or has no child ready in time, is an error."""
-        for _ in range(2):
+        died (killed, say) is replaced; one that exits on its own before forking twice in
+        a row (the application fails to import), is killed by a signal ``KILLED_STARTS``
+        times in a row, or has no child ready in time, is an error."""
+        exited = killed = 0
+        while exited < 2 and killed < KILLED_STARTS:
             if self.sock is None:
                 self._spawn()
             deadline = time.monotonic() + self.start_timeout
@@ -162,7 +169,17 @@ class Zygote:
                     f"fork mode's zygote had no child ready within {self.start_timeout:g} s "
                     "(does an --app module hang when imported?); it was killed"
                 )
-            self.close()
+            # Killed from outside (an operator, the OOM killer, a chaos test) says nothing
+            # about the application: try again. Exiting on its own twice does.
+            code = self.close()
+            if code is not None and code < 0:
+                killed += 1
+            else:
+                exited += 1
+        if killed >= KILLED_STARTS:
+            raise ZygoteError(
+                f"fork mode's zygote was killed by a signal {killed} times while starting"
+            )
         raise ZygoteError("fork mode's zygote exited before forking a child; its error is above")
 
     def _kill(self) -> None:
