@@ -33,8 +33,13 @@ T = TypeVar("T")
 _ACTIVE: list[Proc] = []
 
 
+#: How long a test waits for what it expects, by default: generous, so a test holds on
+#: a loaded 2-core machine (a test that passes never waits this long).
+PATIENCE = 30.0
+
+
 def wait_for(
-    predicate: Callable[[], T | None], timeout: float = 5.0, message: str = "condition"
+    predicate: Callable[[], T | None], timeout: float = PATIENCE, message: str = "condition"
 ) -> T:
     """Poll ``predicate`` every 10 ms; return its first truthy value or fail at ``timeout``."""
     deadline = time.monotonic() + timeout
@@ -164,7 +169,7 @@ class Proc:
         except FileNotFoundError:
             return ""
 
-    def wait_log(self, text: str, timeout: float = 5.0) -> None:
+    def wait_log(self, text: str, timeout: float = PATIENCE) -> None:
         wait_for(lambda: text in self.log(), timeout, f"{text!r} in the log of {self.argv}")
 
     def send(self, sig: int) -> None:
@@ -173,7 +178,7 @@ class Proc:
     def running(self) -> bool:
         return self.popen.poll() is None
 
-    def wait_exit(self, timeout: float = 10.0) -> int:
+    def wait_exit(self, timeout: float = PATIENCE) -> int:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -224,7 +229,7 @@ class Procs:
             args += ["--queue", queue]
         return self.cli([*args, *extra], namespace, env)
 
-    def run(self, args: list[str], namespace: str, timeout: float = 15.0) -> tuple[int, str]:
+    def run(self, args: list[str], namespace: str, timeout: float = 60.0) -> tuple[int, str]:
         """Run a CLI command to completion; returns (exit code, combined output)."""
         proc = self.cli(args, namespace)
         code = proc.wait_exit(timeout)
@@ -309,7 +314,7 @@ class State(NamespaceState):
     def number(self, name: str) -> int:
         return int(self.get(name) or 0)
 
-    def wait_number(self, name: str, value: int, timeout: float = 5.0) -> None:
+    def wait_number(self, name: str, value: int, timeout: float = PATIENCE) -> None:
         wait_for(lambda: self.number(name) == value, timeout, f"{self.key(name)} == {value}")
 
     def queue(self, name: str) -> list[Any]:
@@ -321,7 +326,7 @@ class State(NamespaceState):
     def qlen(self, name: str) -> int:
         return int(self.r.llen(self.key(f"queue:{name}")))
 
-    def wait_failed(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_failed(self, count: int, timeout: float = PATIENCE) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]]:
             records = self.failed()
             return records if len(records) >= count else []
@@ -343,7 +348,7 @@ class State(NamespaceState):
         ]
 
     def wait_event(
-        self, job: str, event: str, count: int = 1, timeout: float = 5.0
+        self, job: str, event: str, count: int = 1, timeout: float = PATIENCE
     ) -> list[dict[str, Any]]:
         def found() -> list[dict[str, Any]]:
             hits = self.events(job, event)
@@ -357,7 +362,7 @@ class State(NamespaceState):
     def worker_id(self, proc: Proc, queues: str = "default") -> str:
         return f"{HOST}:{proc.pid}:{queues}"
 
-    def wait_registered(self, worker_id: str, timeout: float = 10.0) -> str:
+    def wait_registered(self, worker_id: str, timeout: float = PATIENCE) -> str:
         wait_for(lambda: worker_id in self.workers(), timeout, f"{worker_id} to register")
         return worker_id
 

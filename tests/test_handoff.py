@@ -26,7 +26,7 @@ def test_free_processors_get_their_jobs_from_one_claim(
     worker = procs.worker(namespace, "default", "--mode", mode, "--concurrency", "4", "--vverbose")
     state.wait_registered(state.worker_id(worker))
     # Every processor is free: one waits on Redis, three wait for it.
-    wait_for(lambda: "redis claim.lua" in worker.log(), 5, "the first claim")
+    wait_for(lambda: "redis claim.lua" in worker.log(), 30, "the first claim")
 
     rq.enqueue_many([Enqueued("default", "Block", [{"tag": f"b{n}"}]) for n in range(4)])
     started = state.wait_event("Block", "started", count=4)

@@ -27,7 +27,7 @@ def test_a_running_worker_writes_its_history_within_a_heartbeat(
     rq.enqueue("default", "Succeed", {"n": 1})
     rq.enqueue("default", "Boom", {"n": 2})
     state.wait_number("stat:processed", 2)  # Resque's stats: at once, in the finish call
-    wait_for(lambda: minute_count(state, "processed") == 2, 2, "the history to be written")
+    wait_for(lambda: minute_count(state, "processed") == 2, 30, "the history to be written")
     assert minute_count(state, "failed") == 1
     stats = {s.name: s for s in class_stats(rq.redis, rq.keys)}
     assert stats["Succeed"].processed == 1

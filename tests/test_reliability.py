@@ -28,7 +28,7 @@ from typing import Any, cast
 import pytest
 import redis
 
-from e2e_support import NamespaceState, Proc, parent_of, pid_alive, spawn, wait_for
+from e2e_support import PATIENCE, NamespaceState, Proc, parent_of, pid_alive, spawn, wait_for
 from pyresque import Enqueued, Events, RedisUnavailable, Resque, scripts
 from pyresque.cli import without_settings
 from pyresque.connection import connect
@@ -77,13 +77,13 @@ class WorkerProc(Proc):
     def id(self) -> str:
         return f"{HOST}:{self.pid}:{self.queues}"
 
-    def wait_log(self, text: str, timeout: float = 10.0) -> None:
+    def wait_log(self, text: str, timeout: float = PATIENCE) -> None:
         wait_for(lambda: text in self.log(), timeout, f"{text!r} in the worker log:\n{self.log()}")
 
     def wait_started(self) -> None:
         self.wait_log(f"worker {self.id} started")
 
-    def wait_exit(self, timeout: float = 10.0) -> int:
+    def wait_exit(self, timeout: float = PATIENCE) -> int:
         try:
             return self.popen.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -161,7 +161,7 @@ class State(NamespaceState):
         ]
 
     def wait_event(
-        self, job: str, event: str, count: int = 1, timeout: float = 10.0
+        self, job: str, event: str, count: int = 1, timeout: float = PATIENCE
     ) -> dict[str, Any]:
         """The ``count``-th ``event`` of ``job``, once it has been recorded."""
 
@@ -174,7 +174,7 @@ class State(NamespaceState):
     def release(self, tag: str) -> None:
         self.r.set(self.key(f"rel:release:{tag}"), "1")
 
-    def wait_failed(self, count: int, timeout: float = 10.0) -> list[dict[str, Any]]:
+    def wait_failed(self, count: int, timeout: float = PATIENCE) -> list[dict[str, Any]]:
         def enough() -> list[dict[str, Any]] | None:
             records = self.failed()
             return records if len(records) >= count else None
@@ -187,7 +187,7 @@ class State(NamespaceState):
     def stat(self, name: str) -> int:
         return int(cast("bytes | None", self.r.get(self.key(f"stat:{name}"))) or 0)
 
-    def wait_stat(self, name: str, value: int, timeout: float = 10.0) -> None:
+    def wait_stat(self, name: str, value: int, timeout: float = PATIENCE) -> None:
         wait_for(lambda: self.stat(name) == value, timeout, f"stat:{name} == {value}")
 
     def inflight(self, worker_id: str) -> dict[bytes, bytes]:
@@ -260,7 +260,7 @@ def test_killed_worker_job_is_recovered_to_the_head_and_run_again(
 
     doomed.send(signal.SIGKILL)
     assert doomed.wait_exit() == -signal.SIGKILL
-    wait_for(lambda: not pid_alive(started["pid"]), 5, "the job child to die with its worker")
+    wait_for(lambda: not pid_alive(started["pid"]), 30, "the job child to die with its worker")
 
     def recovered_head() -> dict[str, Any] | None:
         items = state.queue()
@@ -277,7 +277,7 @@ def test_killed_worker_job_is_recovered_to_the_head_and_run_again(
     assert behind["class"] == "Succeed"
     assert state.stat("recovered") == 1
     assert state.inflight(doomed.id) == {}
-    wait_for(lambda: state.lease(doomed.id) is None, 5, "the dead worker to be unregistered")
+    wait_for(lambda: state.lease(doomed.id) is None, 30, "the dead worker to be unregistered")
     assert doomed.id.encode() not in cast("set[bytes]", state.r.smembers(state.key("workers")))
 
     state.r.delete(state.key("pause-all-workers"))
@@ -308,7 +308,7 @@ def test_expired_lease_is_recovered_and_the_late_finish_is_fenced(
 
     state.r.zadd(state.key("pyresque:leases"), {stalled.id: 0})  # the lease "expires"
 
-    second = state.wait_event("Block", "started", count=2, timeout=5)
+    second = state.wait_event("Block", "started", count=2, timeout=30)
     assert parent_of(second["ppid"]) == rescuer.pid
     assert second["payload"]["attempts"] == 1
     assert state.stat("recovered") == 1
@@ -345,7 +345,7 @@ def test_a_job_that_kills_its_worker_becomes_a_poison_job(
     _run_workers_until_they_die(procs, redis_url, namespace, 2, "--max-crashes", "2")
     survivor = procs.worker(redis_url, namespace, "--max-crashes", "2", lease_ttl=1)
 
-    (record,) = state.wait_failed(1, timeout=5)
+    (record,) = state.wait_failed(1, timeout=30)
     assert record["exception"] == "pyresque.PoisonJob"
     assert "2 time(s)" in record["error"]
     assert record["payload"]["id"] == job_id
@@ -366,7 +366,7 @@ def test_a_job_with_on_crash_fail_fails_after_one_crash(
     _run_workers_until_they_die(procs, redis_url, namespace, 1)
     survivor = procs.worker(redis_url, namespace, lease_ttl=1)
 
-    (record,) = state.wait_failed(1, timeout=5)
+    (record,) = state.wait_failed(1, timeout=30)
     assert record["exception"] == "pyresque.DirtyExit"
     assert "1 time(s)" in record["error"]
     assert record["payload"]["attempts"] == 1
@@ -462,7 +462,7 @@ def test_a_job_that_ignores_term_is_killed_and_given_back(
         worker.wait_log("stopping the current job and exiting")
         worker.send(signal.SIGTERM)
 
-    assert worker.wait_exit(timeout=5) == 0
+    assert worker.wait_exit(timeout=30) == 0
     assert not pid_alive(started["pid"])
     items = [json.loads(item) for item in state.queue()]
     assert items == [started["payload"]]

@@ -36,7 +36,7 @@ SRC_DIR = Path(server_module.__file__).resolve().parents[1]
 # ----------------------------------------------------------------------------- helpers
 
 
-def wait_until(condition: Callable[[], bool], timeout: float = 2.5, what: str = "") -> None:
+def wait_until(condition: Callable[[], bool], timeout: float = 30.0, what: str = "") -> None:
     """Poll *condition* until it is true, failing after *timeout* seconds."""
     deadline = time.monotonic() + timeout
     delay = 0.002
@@ -69,7 +69,7 @@ def server_pid(port: int) -> int | None:
         client.close()
 
 
-def read_line(proc: subprocess.Popen[bytes], timeout: float = 2.5) -> str:
+def read_line(proc: subprocess.Popen[bytes], timeout: float = 30.0) -> str:
     """Read one line of the child's stdout, failing after *timeout* seconds."""
     assert proc.stdout is not None
     fd = proc.stdout.fileno()

@@ -98,7 +98,7 @@ def base(redis_url: str, rq: Resque, browser: WebDriver) -> Iterator[str]:
     browser.delete_all_cookies()
 
 
-def wait(browser: WebDriver, timeout: float = 5) -> WebDriverWait[WebDriver]:
+def wait(browser: WebDriver, timeout: float = 30) -> WebDriverWait[WebDriver]:
     return WebDriverWait(
         browser, timeout, poll_frequency=0.02, ignored_exceptions=[StaleElementReferenceException]
     )

@@ -34,7 +34,7 @@ def invoke(args: list[str]) -> tuple[int, str]:
     return result.exit_code, result.output
 
 
-def finish(proc: Proc, timeout: float = 15.0) -> tuple[int, str]:
+def finish(proc: Proc, timeout: float = 60.0) -> tuple[int, str]:
     code = proc.wait_exit(timeout)
     return code, proc.log()
 
@@ -69,8 +69,8 @@ def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     [run] = state.wait_event("Succeed", "perform")
     assert run["args"] == {"x": 1}
     assert run["payload"]["id"] == job_id
-    wait_for(lambda: state.number(f"stat:processed:{wid}") == 1, 5, "the job to finish")
-    wait_for(lambda: not state.exists(f"worker:{wid}"), 5, "the worker to be idle")
+    wait_for(lambda: state.number(f"stat:processed:{wid}") == 1, 30, "the job to finish")
+    wait_for(lambda: not state.exists(f"worker:{wid}"), 30, "the worker to be idle")
     code, out = invoke(["status", job_id, "--json", *conn])
     assert code == 0, out
     assert json.loads(out)["status"] == "complete"
@@ -99,25 +99,25 @@ def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     code, out = invoke(["ctl", "pause", wid, *conn])
     assert code == 0, out
     sent = time.monotonic()
-    worker.wait_log("USR2: paused", timeout=3)
+    worker.wait_log("USR2: paused", timeout=30)
     assert time.monotonic() - sent < REACH
     rq.enqueue("default", "Succeed", {"x": 2})
     stays(lambda: state.qlen("default") == 1, 0.3, "the job waiting while paused")
     # The next heartbeat publishes it: `workers` shows it paused.
-    wait_for(lambda: worker_state(conn) == "paused", 5, "workers to show the worker paused")
+    wait_for(lambda: worker_state(conn) == "paused", 30, "workers to show the worker paused")
 
     code, out = invoke(["ctl", "resume", wid, *conn])
     assert code == 0, out
-    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 3, "the job to run")
-    wait_for(lambda: worker_state(conn) == "idle", 5, "workers to show the worker idle")
+    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 30, "the job to run")
+    wait_for(lambda: worker_state(conn) == "idle", 30, "workers to show the worker idle")
     state.r.set(state.key("pause-all-workers"), " TRUE\n")  # as Ruby reads it
-    wait_for(lambda: worker_state(conn) == "paused", 5, "pause-all-workers to show")
+    wait_for(lambda: worker_state(conn) == "paused", 30, "pause-all-workers to show")
     state.r.delete(state.key("pause-all-workers"))
 
     code, out = invoke(["ctl", "quit", wid, *conn])
     assert code == 0, out
     sent = time.monotonic()
-    worker.wait_log("QUIT: finishing the current job", timeout=3)
+    worker.wait_log("QUIT: finishing the current job", timeout=30)
     assert time.monotonic() - sent < REACH
     assert worker.wait_exit(5) == 0, worker.log()
     assert state.worker_keys_gone(wid)

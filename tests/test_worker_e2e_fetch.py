@@ -107,7 +107,7 @@ def test_blocking_wildcard_worker_starts_a_job_on_a_new_queue_within_millisecond
         client.enqueue("old", "Succeed", {"n": 0})
         worker = procs.worker(namespace, "*", "--interval", "5")
         state.wait_event("Succeed", "perform")
-        wait_for(lambda: blocked_in_blpop(state.r, worker.pid), 5, "the worker to block")
+        wait_for(lambda: blocked_in_blpop(state.r, worker.pid), 30, "the worker to block")
         sent = time.time()
         client.enqueue("fresh", "Succeed", {"n": 1})
         [_, run] = state.wait_event("Succeed", "perform", count=2, timeout=1.5)
@@ -133,7 +133,7 @@ def test_polling_workers_find_jobs_without_a_wake_up_within_interval(
     polling.wait_registered(polling.worker_id(workers["polling"], "poll"))
     flag.wait_registered(flag.worker_id(workers["flag"], "poll"))
     blocking.wait_registered(blocking.worker_id(workers["blocking"], "poll"))
-    wait_for(lambda: blocked_in_blpop(redis_client, workers["blocking"].pid), 5, "a BLPOP")
+    wait_for(lambda: blocked_in_blpop(redis_client, workers["blocking"].pid), 30, "a BLPOP")
 
     def idles_without_blocking(proc: Proc, name: str) -> None:
         wait_for(lambda: "Waiting for poll" in proc.title(), 5, f"{name} to idle")

@@ -29,7 +29,7 @@ def status(state: State, job_id: str) -> dict[str, Any]:
     return value
 
 
-def wait_status(state: State, job_id: str, code: int, timeout: float = 5.0) -> dict[str, Any]:
+def wait_status(state: State, job_id: str, code: int, timeout: float = 30.0) -> dict[str, Any]:
     def reached() -> dict[str, Any] | None:
         value = status(state, job_id)
         return value if value["status"] == code else None
@@ -139,7 +139,7 @@ def test_dirty_exits_are_failures_and_the_worker_goes_on(
         assert record["worker"] == wid
         assert record["queue"] == "default"
         assert isinstance(record["backtrace"], list)
-    wait_for(lambda: state.number("stat:processed") == 2, 5, "processed = 2")
+    wait_for(lambda: state.number("stat:processed") == 2, 30, "processed = 2")
     assert state.number("stat:failed") == 2
     assert not state.exists(f"worker:{wid}")
     # The worker survived both and still takes jobs.
@@ -199,7 +199,7 @@ def test_dont_perform_in_set_up_skips_quietly(
     procs.worker(namespace, "default")
     state.wait_event("Skip", "set_up")
     wait_status(state, job_id, 4)
-    wait_for(lambda: state.number("stat:processed") == 1, 5, "processed = 1")
+    wait_for(lambda: state.number("stat:processed") == 1, 30, "processed = 1")
     assert state.events("Skip", "perform") == []
     assert state.failed() == []
     assert state.number("stat:failed") == 0

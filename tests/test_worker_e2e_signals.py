@@ -121,7 +121,7 @@ def test_a_second_term_kills_the_job_at_once(
     worker.send(signal.SIGTERM)
     assert worker.wait_exit(10) == 0, worker.log()
     assert time.monotonic() - began < 3
-    wait_for(lambda: not pid_alive(child), 2, "the job child to be dead")
+    wait_for(lambda: not pid_alive(child), 30, "the job child to be dead")
     assert state.events("IgnoreTerm", "finished") == []
     assert state.queue("default") == [stubborn]
 
@@ -148,7 +148,7 @@ def test_usr1_kills_the_job_and_the_worker_keeps_working(
 
     rq.enqueue("default", "Succeed", {"after": "usr1"})
     state.wait_event("Succeed", "perform")
-    wait_for(lambda: state.number("stat:processed") == 2, 5, "processed = 2")
+    wait_for(lambda: state.number("stat:processed") == 2, 30, "processed = 2")
     assert worker.running()
     assert wid in state.workers()
     assert state.number("stat:failed") == 1
@@ -168,7 +168,7 @@ def test_usr1_with_no_job_child_running_does_not_kill_a_later_job(
     state.release("hook")
     [dirty] = state.wait_failed(1)
     assert dirty["error"] == "Job exited with exit code 3"
-    wait_for(lambda: "Waiting for default" in worker.title(), 5, "the worker to idle")
+    wait_for(lambda: "Waiting for default" in worker.title(), 30, "the worker to idle")
 
     rq.enqueue("default", "Succeed", {"n": "later"})
     state.wait_number("stat:processed", 2)
@@ -186,12 +186,12 @@ def test_usr2_pauses_and_cont_resumes(
     worker.wait_log("USR2: paused")
     rq.enqueue("default", "Succeed", {"n": 1})
     rq.enqueue("default", "Succeed", {"n": 2})
-    wait_for(lambda: "Paused" in worker.title(), 5, "the Paused title")
+    wait_for(lambda: "Paused" in worker.title(), 30, "the Paused title")
     stays(lambda: state.qlen("default") == 2, 0.5, "queue length 2 while paused")
     assert state.events("Succeed") == []
 
     worker.send(signal.SIGCONT)
-    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 5, "both jobs to run")
+    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 30, "both jobs to run")
     assert state.qlen("default") == 0
     assert worker.running()
 
@@ -204,10 +204,10 @@ def test_pause_all_workers_key_stops_reservation_until_deleted(
     rq.enqueue("default", "Succeed", {"n": 2})
     worker = procs.worker(namespace, "default", "--interval", "0.2")
     state.wait_registered(state.worker_id(worker))
-    wait_for(lambda: "Paused" in worker.title(), 5, "the Paused title")
+    wait_for(lambda: "Paused" in worker.title(), 30, "the Paused title")
     stays(lambda: state.qlen("default") == 2, 0.5, "queue length 2 while paused")
     assert state.events("Succeed") == []
 
     state.r.delete(state.key("pause-all-workers"))
-    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 5, "both jobs to run")
+    wait_for(lambda: len(state.events("Succeed", "perform")) == 2, 30, "both jobs to run")
     assert state.qlen("default") == 0

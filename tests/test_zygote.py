@@ -70,7 +70,7 @@ def test_a_killed_zygote_fails_its_running_job_and_is_replaced(
 
     os.kill(zygote, signal.SIGKILL)
     # The job's child dies with its zygote: a dirty exit, and the worker goes on.
-    wait_for(lambda: not pid_alive(started["pid"]), 5, "the job child to die with its zygote")
+    wait_for(lambda: not pid_alive(started["pid"]), 30, "the job child to die with its zygote")
     [record] = state.wait_failed(1)
     assert record["exception"] == "pyresque.DirtyExit"
     assert f"pid {started['pid']}" in record["error"]
