@@ -25,7 +25,7 @@ import redis
 from pyresque import history
 from pyresque.client import Resque
 from pyresque.connection import raw
-from pyresque.control import WorkerInfo, list_workers
+from pyresque.control import WorkerInfo, list_workers, pause_all_set
 from pyresque.counters import counter
 from pyresque.web_items import args_text, digest, display_class, job_view, parse_time
 from pyresque.web_safe import ITEM_LIMIT, Problems, as_text
@@ -258,7 +258,7 @@ def workers_page(resque: Resque, problems: Problems | None = None) -> dict[str, 
 
 def _paused_all(resque: Resque) -> bool:
     value = resque.redis.get(resque.keys.pause_all)
-    return value is not None and as_text(value).strip().lower() == "true"
+    return pause_all_set(raw(value) if value is not None else None)
 
 
 # --- overview and stats -----------------------------------------------------------------
