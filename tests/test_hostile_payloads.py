@@ -16,7 +16,7 @@ from typing import Any, cast
 import pytest
 
 from e2e_support import Proc, Procs, State, wait_for
-from pyresque import strict_json
+from pyresque import Resque, Status, strict_json
 from pyresque.keys import Keys
 from pyresque.payload import MalformedPayload, Payload
 from pyresque.payload_fields import check_fields
@@ -144,6 +144,23 @@ def test_hostile_items_fail_and_the_worker_goes_on(
     assert _inflight(state) == {}
     assert worker.running()
     assert "Traceback" not in worker.log(), worker.log()
+
+
+def test_a_tracked_job_refused_for_a_bad_field_reports_failed(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    """Its status says FAILED, so whoever waits on it is not left waiting."""
+    start_worker(procs, namespace, "inline")
+    job_id = rq.enqueue("elsewhere", "HostileRecord", ["tracked"], track_status=True)
+    assert job_id is not None
+    [raw] = cast("list[bytes]", state.r.lrange(state.key("queue:elsewhere"), 0, -1))
+    item = json.loads(raw) | {"timeout": "abc"}
+    state.push_raw("default", json.dumps(item).encode())
+
+    wait_for(lambda: rq.status(job_id) == Status.FAILED, message="the FAILED status")
+    [record] = state.wait_failed(1)
+    assert 'field "timeout"' in record["error"]
+    assert _ran(state) == []
 
 
 @pytest.mark.parametrize("mode", ["asyncio", "inline"])

@@ -246,6 +246,7 @@ class Processor:
         executor) makes that job fail with the error, never stops this processor."""
         started = time.monotonic()
         payload: Payload | None = None
+        refused: Payload | None = None  # decoded, but a field is unusable
         try:
             payload = Payload.decode(claim.raw)
             check_fields(payload)
@@ -253,7 +254,9 @@ class Processor:
             if not self.worker.policies.admit(job, claim):
                 return None  # a limit refused it: it waits (parked or delayed), unclaimed
         except MalformedPayload as exc:
-            payload = None  # recorded with its raw bytes; none of its fields is trusted
+            # Recorded with its raw bytes; none of its fields is trusted, but a job that
+            # was decoded still gets its status (FAILED), so a waiter is not left hanging.
+            refused, payload = payload, None
             outcome = Outcome.failed(exc)
         except UnknownJob as exc:
             outcome = Outcome.failed(exc)
@@ -266,7 +269,7 @@ class Processor:
             outcome = self._run(job, claim)
         seconds = time.monotonic() - started
         self._log(claim, payload, outcome, seconds)
-        return self._finish(claim, payload, outcome, seconds)
+        return self._finish(claim, payload, outcome, seconds, refused)
 
     def _run(self, job: Job, claim: Claim) -> Outcome:
         worker, payload = self.worker, job.payload
@@ -305,14 +308,19 @@ class Processor:
         self._mark = self.worker.running_marker.started(job.payload)
 
     def _finish(
-        self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        outcome: Outcome,
+        seconds: float,
+        refused: Payload | None = None,
     ) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
         job stays in flight meanwhile, so it is never lost."""
         retrying = fallback = False
         while True:
             try:
-                next_claim = self._record(claim, payload, outcome, seconds, not retrying)
+                next_claim = self._record(claim, payload, outcome, seconds, not retrying, refused)
                 self._redis_back()  # after a retry: gives back a claim whose reply was lost
                 return next_claim
             except REDIS_DOWN as exc:
@@ -334,6 +342,7 @@ class Processor:
         outcome: Outcome,
         seconds: float,
         claim_next: bool,
+        refused: Payload | None = None,
     ) -> Claim | None:
         worker = self.worker
         interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
@@ -345,8 +354,9 @@ class Processor:
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.policies.finish_plan(claim, payload, outcome)
+        tracked = payload or refused
         status_key = (
-            self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
+            self._keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
         )
         tail_keys, tail_args = plan.tail(self._keys, status_key)
         keys = self._finish_keys + tail_keys
