@@ -107,10 +107,11 @@ class DelayedJob:
         except ValueError as exc:  # BadJSON or MalformedPayload
             return cls(timestamp, raw, "", None, problem=str(exc), slot=slot)
         if not isinstance(queue, str) or not queue:
+            got = strict_json.short(repr(queue), 60)
             problem = (
                 'the item names no "queue"'
                 if queue is None
-                else f'the item\'s "queue" must be a non-empty string, got {_shown(queue)}'
+                else f'the item\'s "queue" must be a non-empty string, got {got}'
             )
             return cls(timestamp, raw, "", payload, problem=problem, slot=slot)
         return cls(timestamp, raw, queue, payload, at_front, slot=slot)
@@ -122,11 +123,6 @@ class DelayedJob:
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
-
-
-def _shown(value: Any, limit: int = 60) -> str:
-    text = repr(value)
-    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
 def _second(score: float) -> int:

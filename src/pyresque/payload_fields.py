@@ -13,6 +13,7 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pyresque import strict_json
 from pyresque.payload import MalformedPayload, Payload, finite_float
 from pyresque.retry import RetryPolicy
 from pyresque.unique import UniqueLock
@@ -31,7 +32,7 @@ def check_fields(payload: Payload) -> None:
         if name in extra:
             problem = check(extra[name])
             if problem:
-                got = _show(extra[name])
+                got = strict_json.short(json.dumps(extra[name], ensure_ascii=False), 80)
                 raise MalformedPayload(f'payload field "{name}" {problem}, got {got}')
 
 
@@ -75,8 +76,3 @@ _CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("crashes", _counter),
     ("unique", _unique),
 )
-
-
-def _show(value: Any, limit: int = 80) -> str:
-    shown = json.dumps(value, ensure_ascii=False)
-    return shown if len(shown) <= limit else f"{shown[:limit]}... ({len(shown)} characters)"

@@ -47,14 +47,15 @@ def _no_constant(name: str) -> Any:
 def _finite_float(literal: str) -> float:
     value = float(literal)
     if not math.isfinite(value):
-        raise BadJSON(f"the number {_short(literal)} is too large for a double")
+        raise BadJSON(f"the number {short(literal)} is too large for a double")
     return value
 
 
 _DECODER = json.JSONDecoder(parse_constant=_no_constant, parse_float=_finite_float)
 
 
-def _short(text: str, limit: int = 40) -> str:
+def short(text: str, limit: int = 40) -> str:
+    """``text``, or its first ``limit`` characters and its length (for error messages)."""
     return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"
 
 
