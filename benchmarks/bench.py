@@ -341,7 +341,7 @@ class Run:
         (self.output / "benchmarks.json").write_text(json.dumps(self.data, indent=1))
 
     def go(self) -> None:
-        from pyresque.server import RedisServer
+        from pyresque.dev.server import RedisServer
 
         s = self.settings
         installed = venv_setup.installed()

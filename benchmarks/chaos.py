@@ -69,8 +69,8 @@ from typing import Any, TypeVar, cast
 import redis
 
 from pyresque import Enqueued, Resque
-from pyresque.cli import without_settings
-from pyresque.server import RedisServer, find_free_port
+from pyresque.cli.main import without_settings
+from pyresque.dev.server import RedisServer, find_free_port
 
 HERE = Path(__file__).resolve().parent
 JOBS_FILE = HERE / "chaos_jobs.py"

@@ -119,7 +119,7 @@ def lpush_pipelined(url: str, n: int) -> float:
 
 
 def fork(url: str, n: int) -> float:
-    import pyresque.worker  # noqa: F401  (the size of a worker process)
+    import pyresque.worker.worker  # noqa: F401  (the size of a worker process)
 
     record = jobutil.record
     started = time.perf_counter()

@@ -44,8 +44,8 @@ sys.path.insert(0, str(ROOT / "tests"))
 from harness import start  # noqa: E402
 
 import hostile_gen as gen  # noqa: E402  (tests/ is put on the path just above)
-from pyresque.cli import without_settings  # noqa: E402
-from pyresque.server import RedisServer  # noqa: E402
+from pyresque.cli.main import without_settings  # noqa: E402
+from pyresque.dev.server import RedisServer  # noqa: E402
 
 MODES = ("fork", "prefork", "inline", "threads", "asyncio")
 JOBS = ROOT / "tests" / "hostile_jobs.py"

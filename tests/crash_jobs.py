@@ -17,9 +17,9 @@ from typing import Any
 import redis
 
 from pyresque import Job, Payload
-from pyresque.fetch import Claim
-from pyresque.perform import Outcome
-from pyresque.policies import JobPolicies
+from pyresque.jobs.perform import Outcome
+from pyresque.middleware.policies import JobPolicies
+from pyresque.worker.fetch import Claim
 
 
 class Stray(BaseException):

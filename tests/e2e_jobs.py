@@ -18,7 +18,7 @@ from typing import Any
 import redis
 
 from pyresque import DontPerform, Job, events
-from pyresque.retry import RetryPolicy
+from pyresque.jobs.retry import RetryPolicy
 
 
 def _connection() -> redis.Redis:

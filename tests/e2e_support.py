@@ -21,7 +21,7 @@ from typing import Any, TypeVar, cast
 import pytest
 import redis
 
-from pyresque.cli import without_settings
+from pyresque.cli.main import without_settings
 
 TESTS = Path(__file__).resolve().parent
 JOBS = TESTS / "e2e_jobs.py"

@@ -18,12 +18,13 @@ from collections.abc import Callable
 from typing import Any
 
 from e2e_jobs import record
-from pyresque import Job, cron
-from pyresque.delayed import Delayed
-from pyresque.heartbeat import Heartbeat
-from pyresque.history import HistoryBuffer
-from pyresque.status import RunningMarker
-from pyresque.worker import Worker
+from pyresque import Job
+from pyresque.middleware.history import HistoryBuffer
+from pyresque.protocol.delayed import Delayed
+from pyresque.protocol.status import RunningMarker
+from pyresque.scheduling import cron
+from pyresque.worker.heartbeat import Heartbeat
+from pyresque.worker.worker import Worker
 
 FAULT = os.environ.get("SUPERVISION_FAULT", "")
 FAULTS = int(os.environ.get("SUPERVISION_FAULTS", "3"))

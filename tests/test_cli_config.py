@@ -11,7 +11,7 @@ import redis
 from click.testing import CliRunner
 
 from e2e_support import Procs
-from pyresque.cli import ENV_VARS, main
+from pyresque.cli.main import ENV_VARS, main
 
 #: Every command that talks to Redis, with arguments that would otherwise work.
 COMMANDS = [

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
-from pyresque.cli import ENV_VARS, main
+from pyresque.cli.main import ENV_VARS, main
 
 JOB_ID = "0123456789abcdef0123456789abcdef"
 

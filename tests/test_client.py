@@ -28,7 +28,7 @@ from pyresque import (
     Resque,
     Status,
 )
-from pyresque.job import JobFunction
+from pyresque.jobs.job import JobFunction
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "user_job.py"

@@ -15,11 +15,11 @@ import redis
 from click.testing import CliRunner
 
 from pyresque import Events, Job, Resque, Status
-from pyresque.cli import main
-from pyresque.delayed import item_json
-from pyresque.payload import Payload
-from pyresque.scheduler import Scheduler
-from pyresque.unique import Unique
+from pyresque.cli.main import main
+from pyresque.jobs.unique import Unique
+from pyresque.protocol.delayed import item_json
+from pyresque.protocol.payload import Payload
+from pyresque.scheduling.scheduler import Scheduler
 
 T0 = 1_800_000_000  # "now" for the injected clock
 

@@ -11,7 +11,7 @@ from redis.retry import Retry
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
-from pyresque.history import MINUTE_TTL, HistoryBuffer, class_stats
+from pyresque.middleware.history import MINUTE_TTL, HistoryBuffer, class_stats
 
 
 def minute_count(state: State, metric: str) -> int:

@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from hostile_gen import JSON, TEXT, any_json
-from pyresque import Events, Resque, Status, history
-from pyresque.cli import main
-from pyresque.failure import Failure, failure_record
-from pyresque.metrics import render
-from pyresque.payload import MalformedPayload
-from pyresque.status import JobStatus
+from pyresque import Events, Resque, Status
+from pyresque.cli.main import main
+from pyresque.middleware import history
+from pyresque.protocol.failure import Failure, failure_record
+from pyresque.protocol.payload import MalformedPayload
+from pyresque.protocol.status import JobStatus
+from pyresque.web.metrics import render
 
 NUMBERS = st.one_of(
     st.integers().map(lambda n: str(n).encode()),

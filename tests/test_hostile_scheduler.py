@@ -20,11 +20,11 @@ from hypothesis import strategies as st
 from e2e_support import Procs, wait_for
 from hostile_gen import JSON, any_json
 from pyresque import Events, Resque
-from pyresque.cron import Cron, Schedule
-from pyresque.cron import status as cron_status
-from pyresque.delayed import item_json
-from pyresque.payload import Payload
-from pyresque.scheduler import Scheduler
+from pyresque.protocol.delayed import item_json
+from pyresque.protocol.payload import Payload
+from pyresque.scheduling.cron import Cron, Schedule
+from pyresque.scheduling.cron import status as cron_status
+from pyresque.scheduling.scheduler import Scheduler
 
 T0 = 1_800_000_000
 GOOD_BEFORE = b'{"class":"Good","args":[1],"queue":"q"}'

@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 
 from hostile_gen import JSON, any_json
 from pyresque import Events, Resque
-from pyresque.recovery import Recovery
+from pyresque.worker.recovery import Recovery
 
 HOST = socket.gethostname()
 #: A pid no process has: such a worker on this host is dead, and pruned.

@@ -14,7 +14,7 @@ import pytest
 from e2e_support import HOST, Procs, State, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
-from pyresque.status import Status
+from pyresque.protocol.status import Status
 
 # Real peers start in about a second, but a loaded machine stretches every step.
 pytestmark = pytest.mark.timeout(180)

@@ -18,10 +18,11 @@ from hypothesis import strategies as st
 import hostile_gen as gen
 from e2e_support import HOST, Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
-from pyresque import Resque, peer_prune
-from pyresque.fetch import Claim, Fetcher, QueueList
-from pyresque.recovery import Recovery
-from pyresque.unique import Unique
+from pyresque import Resque
+from pyresque.jobs.unique import Unique
+from pyresque.worker import peer_prune
+from pyresque.worker.fetch import Claim, Fetcher, QueueList
+from pyresque.worker.recovery import Recovery
 
 # Real peers start in about a second, but a loaded machine stretches every step.
 pytestmark = pytest.mark.timeout(180)

@@ -13,8 +13,8 @@ import pytest
 from e2e_support import Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
-from pyresque.payload import Payload
-from pyresque.retry_state import GRACE, RetryState
+from pyresque.jobs.retry_state import GRACE, RetryState
+from pyresque.protocol.payload import Payload
 
 # Real peers start in about a second, but a loaded machine stretches every step.
 pytestmark = pytest.mark.timeout(180)

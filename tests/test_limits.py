@@ -16,9 +16,9 @@ import pytest
 import redis
 
 from pyresque import Enqueued, Events, Job, Resque
-from pyresque.delayed import item_json
-from pyresque.limits import Concurrency, Limiter, RateLimit
-from pyresque.payload import Payload
+from pyresque.jobs.limits import Concurrency, Limiter, RateLimit
+from pyresque.protocol.delayed import item_json
+from pyresque.protocol.payload import Payload
 
 HERE = Path(__file__).resolve()
 

@@ -14,8 +14,8 @@ from prometheus_client.samples import Sample
 from starlette.testclient import TestClient
 
 from pyresque import Events, Resque
-from pyresque.metrics import cumulative_buckets, render
-from pyresque.web import create_app
+from pyresque.web.app import create_app
+from pyresque.web.metrics import cumulative_buckets, render
 from test_web_support import JOBS, busy_worker, rq, seed
 
 __all__ = ["rq"]

@@ -13,7 +13,7 @@ import pytest
 import redis
 
 from pyresque import Dialect, Enqueued, MalformedPayload, Payload, Resque
-from pyresque.payload import dumps
+from pyresque.protocol.payload import dumps
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 

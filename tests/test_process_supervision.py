@@ -25,9 +25,9 @@ import pytest
 
 from e2e_support import Proc, Procs, State, pid_alive, wait_for
 from pyresque import Events, Job, JobTimeout, Payload, Registry, Resque
-from pyresque.executor import InlineExecutor, Stop, ThreadExecutor
-from pyresque.supervisor import HEALTHY, MAX_BACKOFF, Supervisor
-from pyresque.zygote import Zygote, ZygoteError
+from pyresque.executors.inprocess import InlineExecutor, Stop, ThreadExecutor
+from pyresque.executors.zygote import Zygote, ZygoteError
+from pyresque.worker.supervisor import HEALTHY, MAX_BACKOFF, Supervisor
 
 JOBS = Path(__file__).resolve().parent / "crash_jobs.py"
 QUEUE = "default"

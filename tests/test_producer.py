@@ -14,9 +14,10 @@ import redis
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from pyresque import Enqueued, Events, Job, Resque, Unique, strict_json
-from pyresque.fetch import QueueList
-from pyresque.producer import MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME
+from pyresque import Enqueued, Events, Job, Resque, Unique
+from pyresque.client.checks import MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME
+from pyresque.protocol import strict_json
+from pyresque.worker.fetch import QueueList
 
 
 class Tagged(Job):

@@ -29,10 +29,11 @@ import pytest
 import redis
 
 from e2e_support import PATIENCE, NamespaceState, Proc, parent_of, pid_alive, spawn, wait_for
-from pyresque import Enqueued, Events, RedisUnavailable, Resque, scripts
-from pyresque.cli import without_settings
-from pyresque.connection import connect
-from pyresque.server import RedisServer, find_free_port
+from pyresque import Enqueued, Events, RedisUnavailable, Resque
+from pyresque.cli.main import without_settings
+from pyresque.dev.server import RedisServer, find_free_port
+from pyresque.protocol import scripts
+from pyresque.protocol.connection import connect
 
 TESTS = Path(__file__).resolve().parent
 JOBS = TESTS / "reliability_jobs.py"

@@ -13,9 +13,9 @@ import redis
 
 from e2e_support import Procs, State
 from pyresque import Job, Resque, Status
-from pyresque.retry import Backoff, Retry, RetryPolicy, requested_delay
-from pyresque.unique import Unique
-from pyresque.worker import Worker, WorkerOptions
+from pyresque.jobs.retry import Backoff, Retry, RetryPolicy, requested_delay
+from pyresque.jobs.unique import Unique
+from pyresque.worker.worker import Worker, WorkerOptions
 
 T0 = 1_800_000_000
 

@@ -17,10 +17,10 @@ from click.testing import CliRunner
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-import pyresque.server as server_module
+import pyresque.dev.server as server_module
 from e2e_support import pid_alive
-from pyresque.cli import main
-from pyresque.server import (
+from pyresque.cli.main import main
+from pyresque.dev.server import (
     ENV_VAR,
     RedisServer,
     ServerNotFound,
@@ -272,7 +272,7 @@ def test_interpreter_exit_stops_servers_and_removes_directories(
     reap: Callable[[subprocess.Popen[bytes]], subprocess.Popen[bytes]],
 ) -> None:
     code = (
-        "from pyresque.server import RedisServer\n"
+        "from pyresque.dev.server import RedisServer\n"
         "running, killed = RedisServer().start(), RedisServer(appendonly=True).start()\n"
         "print(running.pid, running.directory, killed.directory, flush=True)\n"
         "killed.kill()\n"
@@ -293,7 +293,7 @@ def test_server_dies_with_its_parent(
     # The parent is SIGKILLed so it cannot remove a temporary directory: use tmp_path.
     code = (
         "import signal, sys\n"
-        "from pyresque.server import RedisServer\n"
+        "from pyresque.dev.server import RedisServer\n"
         "s = RedisServer(directory=sys.argv[1]).start()\n"
         "print(s.pid, s.port, flush=True)\n"
         "signal.pause()\n"

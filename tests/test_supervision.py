@@ -25,12 +25,12 @@ from hypothesis import strategies as st
 
 from e2e_support import HOST, JOBS, TESTS, Proc, Procs, State, wait_for
 from pyresque import Resque
-from pyresque.connection import lease_client
-from pyresque.heartbeat import Heartbeat
-from pyresque.history import HistoryBuffer, class_stats
-from pyresque.recovery import Recovery
-from pyresque.status import Status
-from pyresque.supervision import FailureLog, Supervised
+from pyresque.middleware.history import HistoryBuffer, class_stats
+from pyresque.protocol.connection import lease_client
+from pyresque.protocol.status import Status
+from pyresque.protocol.supervision import FailureLog, Supervised
+from pyresque.worker.heartbeat import Heartbeat
+from pyresque.worker.recovery import Recovery
 from test_reliability import _Proxy
 
 FAULTS_APP = str(TESTS / "supervision_jobs.py")

@@ -15,10 +15,10 @@ import pytest
 import redis
 
 from pyresque import Enqueued, Events, Job, Resque
-from pyresque.fetch import Fetcher, QueueList
-from pyresque.recovery import Recovery
-from pyresque.unique import Unique
-from pyresque.worker import Worker, WorkerOptions
+from pyresque.jobs.unique import Unique
+from pyresque.worker.fetch import Fetcher, QueueList
+from pyresque.worker.recovery import Recovery
+from pyresque.worker.worker import Worker, WorkerOptions
 
 T0 = 1_800_000_000
 

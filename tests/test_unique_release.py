@@ -17,12 +17,13 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from e2e_support import Procs, State, wait_for
-from pyresque import Job, Resque, RetryPolicy, scripts
-from pyresque.removal import _call
-from pyresque.testing import run_jobs
-from pyresque.unique import Unique, UniqueLock
-from pyresque.web import create_app
-from pyresque.web_items import digest
+from pyresque import Job, Resque, RetryPolicy
+from pyresque.client.removal import _call
+from pyresque.dev.testing import run_jobs
+from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.protocol import scripts
+from pyresque.web.app import create_app
+from pyresque.web.items import digest
 
 LOCKED = Unique(ttl=3600)
 

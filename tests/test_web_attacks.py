@@ -23,9 +23,9 @@ from starlette.testclient import TestClient
 
 from e2e_support import wait_for
 from pyresque import Resque
-from pyresque.web import OPEN, WebConfigError, create_app
-from pyresque.web_auth import LOCAL_HOSTS, SESSION_COOKIE, allowed_hosts
-from pyresque.web_sessions import FREE_FAILURES
+from pyresque.web.app import OPEN, WebConfigError, create_app
+from pyresque.web.auth import LOCAL_HOSTS, SESSION_COOKIE, allowed_hosts
+from pyresque.web.sessions import FREE_FAILURES
 from test_web_support import LOCAL, free_port, rq
 
 __all__ = ["rq"]

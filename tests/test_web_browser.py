@@ -30,7 +30,7 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from pyresque import Resque
-from pyresque.web import OPEN, create_app
+from pyresque.web.app import OPEN, create_app
 from test_web_support import (
     XSS,
     Seeded,

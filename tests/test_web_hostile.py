@@ -19,10 +19,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
-from pyresque import Resque, web_data
-from pyresque.keys import Keys
-from pyresque.testing import delete_namespace
-from pyresque.web import ACTIONS, OPEN, create_app
+from pyresque import Resque
+from pyresque.dev.testing import delete_namespace
+from pyresque.protocol.keys import Keys
+from pyresque.web import data as web_data
+from pyresque.web.app import ACTIONS, OPEN, create_app
 from test_web_support import LOCAL, rq
 
 __all__ = ["rq"]

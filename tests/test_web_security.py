@@ -13,8 +13,8 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from pyresque import Resque
-from pyresque.web import ACTIONS, OPEN, create_app, preflight, serve
-from pyresque.web_auth import (
+from pyresque.web.app import ACTIONS, OPEN, create_app, preflight, serve
+from pyresque.web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     Settings,

@@ -26,9 +26,9 @@ import uvicorn
 from starlette.applications import Starlette
 
 from pyresque import Events, Job, Resque
-from pyresque.control import list_workers
-from pyresque.cron import Schedule
-from pyresque.testing import delete_namespace, run_jobs
+from pyresque.client.control import list_workers
+from pyresque.dev.testing import delete_namespace, run_jobs
+from pyresque.scheduling.cron import Schedule
 
 JOBS = Path(__file__).with_name("test_web_jobs.py")
 #: The base URL test clients use: the dashboard answers only to its own host names.

@@ -17,7 +17,7 @@ from click.testing import CliRunner
 
 from e2e_support import JOBS, Proc, Procs, State, stays, wait_for
 from pyresque import Resque
-from pyresque.cli import main
+from pyresque.cli.main import main
 
 #: A command reaches a worker with its next heartbeat (every second with the default
 #: 5 s lease): about 1 s, plus slack for a busy machine.

@@ -11,56 +11,60 @@ from __future__ import annotations
 import importlib
 from typing import TYPE_CHECKING, Any
 
+from pyresque import moved
+
 # The job model, imported now: it is light, and the names ``events`` and ``job``
 # must be these objects rather than the submodules of the same names.
-from pyresque.events import Events as Events
-from pyresque.events import events as events
-from pyresque.job import DontCreate as DontCreate
-from pyresque.job import DontPerform as DontPerform
-from pyresque.job import Job as Job
-from pyresque.job import Registry as Registry
-from pyresque.job import UnknownJob as UnknownJob
-from pyresque.job import job as job
-from pyresque.job import registry as registry
-from pyresque.payload import Dialect as Dialect
-from pyresque.payload import MalformedPayload as MalformedPayload
-from pyresque.payload import Payload as Payload
-from pyresque.perform import DirtyExit as DirtyExit
-from pyresque.perform import Interrupted as Interrupted
-from pyresque.perform import JobTimeout as JobTimeout
-from pyresque.retry import Backoff as Backoff
-from pyresque.retry import Retry as Retry
-from pyresque.retry import RetryPolicy as RetryPolicy
-from pyresque.unique import Unique as Unique
+from pyresque.jobs.events import Events as Events
+from pyresque.jobs.events import events as events
+from pyresque.jobs.job import DontCreate as DontCreate
+from pyresque.jobs.job import DontPerform as DontPerform
+from pyresque.jobs.job import Job as Job
+from pyresque.jobs.job import Registry as Registry
+from pyresque.jobs.job import UnknownJob as UnknownJob
+from pyresque.jobs.job import job as job
+from pyresque.jobs.job import registry as registry
+from pyresque.jobs.perform import DirtyExit as DirtyExit
+from pyresque.jobs.perform import Interrupted as Interrupted
+from pyresque.jobs.perform import JobTimeout as JobTimeout
+from pyresque.jobs.retry import Backoff as Backoff
+from pyresque.jobs.retry import Retry as Retry
+from pyresque.jobs.retry import RetryPolicy as RetryPolicy
+from pyresque.jobs.unique import Unique as Unique
+from pyresque.protocol.payload import Dialect as Dialect
+from pyresque.protocol.payload import MalformedPayload as MalformedPayload
+from pyresque.protocol.payload import Payload as Payload
+
+moved.install()
 
 if TYPE_CHECKING:
-    from pyresque.client import Enqueued as Enqueued
-    from pyresque.client import Resque as Resque
-    from pyresque.connection import RedisUnavailable as RedisUnavailable
-    from pyresque.cron import Schedule as Schedule
-    from pyresque.cron import schedules as schedules
-    from pyresque.keys import Keys as Keys
-    from pyresque.limits import Concurrency as Concurrency
-    from pyresque.limits import RateLimit as RateLimit
-    from pyresque.status import JobStatus as JobStatus
-    from pyresque.status import Status as Status
-    from pyresque.worker import Worker as Worker
-    from pyresque.worker import WorkerOptions as WorkerOptions
+    from pyresque.client.resque import Enqueued as Enqueued
+    from pyresque.client.resque import Resque as Resque
+    from pyresque.jobs.limits import Concurrency as Concurrency
+    from pyresque.jobs.limits import RateLimit as RateLimit
+    from pyresque.protocol.connection import RedisUnavailable as RedisUnavailable
+    from pyresque.protocol.keys import Keys as Keys
+    from pyresque.protocol.status import JobStatus as JobStatus
+    from pyresque.protocol.status import Status as Status
+    from pyresque.scheduling.cron import Schedule as Schedule
+    from pyresque.scheduling.cron import schedules as schedules
+    from pyresque.worker.worker import Worker as Worker
+    from pyresque.worker.worker import WorkerOptions as WorkerOptions
 
 #: public name -> the module that defines it
 _EXPORTS = {
-    "Enqueued": "pyresque.client",
-    "Resque": "pyresque.client",
-    "RedisUnavailable": "pyresque.connection",
-    "Schedule": "pyresque.cron",
-    "schedules": "pyresque.cron",
-    "Keys": "pyresque.keys",
-    "Concurrency": "pyresque.limits",
-    "RateLimit": "pyresque.limits",
-    "JobStatus": "pyresque.status",
-    "Status": "pyresque.status",
-    "Worker": "pyresque.worker",
-    "WorkerOptions": "pyresque.worker",
+    "Enqueued": "pyresque.client.resque",
+    "Resque": "pyresque.client.resque",
+    "RedisUnavailable": "pyresque.protocol.connection",
+    "Schedule": "pyresque.scheduling.cron",
+    "schedules": "pyresque.scheduling.cron",
+    "Keys": "pyresque.protocol.keys",
+    "Concurrency": "pyresque.jobs.limits",
+    "RateLimit": "pyresque.jobs.limits",
+    "JobStatus": "pyresque.protocol.status",
+    "Status": "pyresque.protocol.status",
+    "Worker": "pyresque.worker.worker",
+    "WorkerOptions": "pyresque.worker.worker",
 }
 
 __all__ = [

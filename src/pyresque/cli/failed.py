@@ -1,0 +1,151 @@
+"""``pyresque failed``: list, retry and remove failure records (records of any shape)."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pyresque.cli.support import connect, connection_options, json_option, print_json, printable
+from pyresque.protocol import strict_json
+from pyresque.protocol.failure import Failure, Failures
+
+
+@click.group("failed")
+def failed_group() -> None:
+    """List, retry and remove failed jobs."""
+
+
+def _filter_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    for name in ("exception", "class", "queue"):
+        func = click.option(f"--{name}", f"{name}_filter", help=f"Only records with this {name}.")(
+            func
+        )
+    return func
+
+
+@failed_group.command("list")
+@click.option("--offset", type=click.IntRange(0), default=0)
+@click.option("--limit", type=click.IntRange(1), default=20, show_default=True)
+@_filter_options
+@json_option
+@connection_options
+def failed_list(
+    offset: int,
+    limit: int,
+    queue_filter: str | None,
+    class_filter: str | None,
+    exception_filter: str | None,
+    as_json: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Failure records, oldest first, with their index (for retry/remove)."""
+    failures = connect(redis_url, namespace).failures
+    shown = [f for f in failures if f.matches(queue_filter, class_filter, exception_filter)]
+    page = shown[offset : offset + limit]
+    if as_json:
+        print_json([_failure_json(f) for f in page])
+        return
+    click.echo(f"{len(shown)} failed job(s)" + (f", showing {len(page)}" if page else ""))
+    for f in page:
+        retried = f"  (retried {printable(f.retried_at)})" if f.retried_at else ""
+        click.echo(
+            f"[{f.index}] {printable(f.failed_at)}  {printable(f.queue)}  "
+            f"{printable(f.class_name)}({printable(f.args)[1:-1]})"
+            f"\n      {printable(f.exception)}: {printable(f.error)}{retried}"
+            if f.parsed
+            else f"[{f.index}] not a failure record: {printable(f.raw)}"
+        )
+
+
+def _failure_json(failure: Failure) -> dict[str, Any]:
+    """A record as its JSON fields (or its raw text when it is not a record), with its index."""
+    try:
+        record = strict_json.loads(failure.raw)
+    except strict_json.BadJSON:
+        record = None
+    if isinstance(record, dict) and failure.parsed:
+        return {"index": failure.index, **record}
+    return {"index": failure.index, "raw": failure.raw.decode("utf-8", "backslashreplace")}
+
+
+def _bulk(
+    failures: Failures,
+    indexes: tuple[int, ...],
+    filters: dict[str, str | None],
+    one: Callable[[int], bool],
+    many: Callable[..., int],
+    label: str,
+) -> None:
+    if indexes:
+        try:
+            done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
+        except ValueError as exc:  # a record that holds no job to retry
+            raise click.ClickException(str(exc)) from None
+    elif any(filters.values()) or filters.get("all"):
+        total = failures.count()
+        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
+            done = many(
+                queue=filters["queue"],
+                class_name=filters["class"],
+                exception=filters["exception"],
+                progress=bar.update,
+            )
+    else:
+        raise click.UsageError(
+            "give record indexes, a filter (--queue/--class/--exception) or --all"
+        )
+    click.echo(f"{label}: {done}")
+
+
+def _bulk_command(
+    name: str, summary: str, label: str, actions: Callable[[Failures], tuple[Any, Any]]
+) -> None:
+    """Define ``pyresque failed NAME``: act on record indexes, or on every record that
+    matches the filters (with a progress bar)."""
+
+    @failed_group.command(name, help=summary)
+    @click.argument("indexes", nargs=-1, type=int)
+    @click.option("--all", "all_records", is_flag=True, help="Every record (matching filters).")
+    @_filter_options
+    @connection_options
+    def command(
+        indexes: tuple[int, ...],
+        all_records: bool,
+        queue_filter: str | None,
+        class_filter: str | None,
+        exception_filter: str | None,
+        redis_url: str | None,
+        namespace: str,
+    ) -> None:
+        failures = connect(redis_url, namespace).failures
+        one, many = actions(failures)
+        filters = {
+            "queue": queue_filter,
+            "class": class_filter,
+            "exception": exception_filter,
+            "all": "1" if all_records else None,
+        }
+        _bulk(failures, indexes, filters, one, many, label)
+
+
+_bulk_command(
+    "retry",
+    "Put failed jobs back on their queues (records stay, marked retried_at).",
+    "retried",
+    lambda f: (f.requeue, f.requeue_all),
+)
+_bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remove, f.remove_all))
+
+
+@failed_group.command("clear")
+@click.option("--retried", is_flag=True, help="Only records that were retried.")
+@connection_options
+def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
+    """Delete every failure record (or only the retried ones)."""
+    failures = connect(redis_url, namespace).failures
+    done = failures.clear_retried() if retried else failures.clear()
+    click.echo(f"cleared: {done}")

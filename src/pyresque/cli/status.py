@@ -1,0 +1,56 @@
+"""``pyresque status JOB_ID``: a tracked job's status (php-resque's ``job:<id>:status``)."""
+
+from __future__ import annotations
+
+import click
+
+from pyresque.cli.support import (
+    connect,
+    connection_options,
+    json_option,
+    print_json,
+    printable,
+    when,
+)
+from pyresque.protocol.status import JobStatus
+
+
+@click.command("status")
+@click.argument("job_id")
+@click.option("--prefix", default="", help="The job's prefix, if it was enqueued with one.")
+@json_option
+@connection_options
+def status_command(
+    job_id: str, prefix: str, as_json: bool, redis_url: str | None, namespace: str
+) -> None:
+    """A tracked job's status: waiting, running, failed or complete, and its result.
+
+    Only jobs enqueued with --track (track_status=True) have one; it expires a day
+    after the job finished. Exits 1 when there is none.
+    """
+    resque = connect(redis_url, namespace)
+    raw = resque.redis.get(resque.keys.status(job_id, prefix))
+    if raw is None:
+        raise click.ClickException(
+            f"job {printable(job_id)} has no status: it was not enqueued with --track "
+            "(track_status=True), or its status expired a day after it finished"
+        )
+    packet = JobStatus.decode(raw)
+    if packet is None:
+        raise click.ClickException(
+            f"the status of job {printable(job_id)} is not a status packet: {printable(raw)}"
+        )
+    fields = {
+        "id": job_id,
+        "status": packet.status.name.lower(),
+        "updated": packet.updated,
+        "started": packet.started,
+        "result": packet.result,
+    }
+    if as_json:
+        print_json(fields)
+        return
+    click.echo(f"job {printable(job_id)}: {fields['status']}")
+    click.echo(f"  updated {when(packet.updated)}, started {when(packet.started)}")
+    if packet.result is not None:
+        click.echo(f"  result {printable(packet.result)}")

@@ -1,0 +1,98 @@
+"""What the ``pyresque`` commands share: where Redis is, and showing what it holds.
+
+Anything read from Redis may hold any bytes, written by any producer or by an
+attacker. Every value a command prints in a table or a line goes through
+``printable``: characters a terminal would act on are escaped (escapes.py), and
+huge values are cut to a prefix and their size. ``--json`` output is
+ASCII-only JSON, which escapes the same characters.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Any
+
+import click
+
+from pyresque.client.resque import Resque
+from pyresque.protocol.connection import ping, url_from_env
+from pyresque.protocol.escapes import escape
+from pyresque.protocol.keys import DEFAULT_NAMESPACE
+
+#: Characters of one value shown in a line or a table cell; longer values are cut.
+SHOWN_LIMIT = 200
+
+
+def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    func = click.option(
+        "--namespace",
+        envvar=["PREFIX", "RESQUE_NAMESPACE"],
+        default=DEFAULT_NAMESPACE,
+        show_default=True,
+        help="Key namespace (env PREFIX, as php-resque).",
+    )(func)
+    return click.option(
+        "--redis-url",
+        envvar="REDIS_URL",
+        default=None,
+        help="Redis URL or host:port (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as "
+        "php-resque; default redis://127.0.0.1:6379/0).",
+    )(func)
+
+
+def json_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option("--json", "as_json", is_flag=True, help="Print JSON for scripts.")(func)
+
+
+def connect(redis_url: str | None, namespace: str) -> Resque:
+    """A client that is known to reach Redis, or a one-line error."""
+    resque = Resque(redis_url or url_from_env(), namespace=namespace)
+    ping(resque.redis)
+    return resque
+
+
+def print_json(value: Any) -> None:
+    """``value`` as indented JSON, ASCII only (so nothing in it reaches the terminal raw)."""
+    click.echo(json.dumps(value, indent=2, default=str))
+
+
+def table(rows: list[list[Any]], headers: list[str]) -> None:
+    """Rows under headers, in aligned columns; every cell ``printable``."""
+    cells = [headers, *([printable(c) for c in row] for row in rows)]
+    widths = [max(len(c) for c in col) for col in zip(*cells, strict=True)]
+    for row in cells:
+        click.echo("  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip())
+
+
+def printable(value: object, limit: int = SHOWN_LIMIT) -> str:
+    """``value`` as one line of printable text: strings as they are, bytes decoded (bad
+    UTF-8 as ``\\xNN``), anything else as JSON; unprintable characters escaped, and
+    cut to ``limit`` characters plus the full length."""
+    if isinstance(value, str):
+        text = value
+    elif isinstance(value, bytes):
+        text = value.decode("utf-8", "backslashreplace")
+    else:
+        text = _json(value)
+    if len(text) > limit:
+        text = f"{text[:limit]}... ({len(text):,} characters)"
+    return escape(text)
+
+
+def _json(value: object) -> str:
+    try:
+        return json.dumps(value, ensure_ascii=False, default=repr)
+    except (ValueError, RecursionError):  # an int too long to write, a very deep value
+        return f"<{type(value).__name__} too large to show>"
+
+
+def when(epoch: object) -> str:
+    """An epoch time as local date and time; ``-`` for none; anything else ``printable``."""
+    if not epoch:
+        return "-"
+    try:
+        return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch)))  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError, OSError):
+        return printable(epoch)

@@ -1,0 +1,104 @@
+"""``pyresque info``, ``workers`` and ``ctl``: seeing and steering workers on every host."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+
+from pyresque.cli.support import (
+    connect,
+    connection_options,
+    json_option,
+    print_json,
+    printable,
+    table,
+)
+from pyresque.client.control import WorkerInfo, list_workers, send_command
+from pyresque.worker.worker import COMMANDS
+
+
+@click.command("info")
+@json_option
+@connection_options
+def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Queues and their sizes, workers and what they run, processed and failed counts."""
+    resque = connect(redis_url, namespace)
+    info = resque.info()
+    sizes = resque.queue_sizes()
+    workers = list_workers(resque)
+    if as_json:
+        print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})
+        return
+    click.echo(
+        f"processed {info['processed']}  failed {info['failed']}  pending "
+        f"{info['pending']}  workers {info['workers']} ({info['working']} working)"
+    )
+    click.echo()
+    table([[q, n] for q, n in sizes.items()], ["QUEUE", "SIZE"])
+    if workers:
+        click.echo()
+        _workers_table(workers)
+
+
+def _workers_table(workers: list[WorkerInfo]) -> None:
+    rows = []
+    for w in workers:
+        job = w.job or {}
+        payload = job.get("payload")
+        klass = payload.get("class", "?") if isinstance(payload, dict) else ""
+        queue, since = printable(job.get("queue")), printable(job.get("run_at"))
+        doing = f"{printable(klass)} from {queue} since {since}" if w.job else ""
+        rows.append([w.host, w.pid, ",".join(w.queues), w.state, w.processed, w.failed, doing])
+    table(rows, ["HOST", "PID", "QUEUES", "STATE", "PROCESSED", "FAILED", "JOB"])
+
+
+@click.command("workers")
+@json_option
+@connection_options
+def workers_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Every registered worker on every host (Ruby, PHP and pyresque)."""
+    workers = list_workers(connect(redis_url, namespace))
+    if as_json:
+        print_json([w.to_dict() for w in workers])
+    elif workers:
+        _workers_table(workers)
+    else:
+        click.echo("no workers")
+
+
+@click.command("ctl")
+@click.argument("command", type=click.Choice(list(COMMANDS)))
+@click.argument("worker_ids", nargs=-1)
+@click.option("--all", "all_workers", is_flag=True, help="Every pyresque worker.")
+@connection_options
+def ctl_command(
+    command: str,
+    worker_ids: tuple[str, ...],
+    all_workers: bool,
+    redis_url: str | None,
+    namespace: str,
+) -> None:
+    """Send quit, term, pause, resume or kill-job to workers on any host. Exits 1 when
+    a named worker is not a live pyresque worker."""
+    resque = connect(redis_url, namespace)
+    if all_workers:
+        worker_ids = tuple(w.id for w in list_workers(resque) if w.pyresque)
+        if not worker_ids:
+            click.echo("no live pyresque workers")
+    elif not worker_ids:
+        raise click.UsageError("name the workers (see `pyresque workers`) or pass --all")
+    missed = []
+    for worker_id in worker_ids:
+        if send_command(resque, worker_id, command):
+            click.echo(f"{command} -> {printable(worker_id)}")
+        else:
+            missed.append(worker_id)
+    for worker_id in missed:
+        click.echo(
+            f"pyresque: error: {printable(worker_id)} is not a live pyresque worker "
+            "(see `pyresque workers`); nothing sent",
+            err=True,
+        )
+    if missed:
+        sys.exit(1)

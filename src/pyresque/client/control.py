@@ -1,0 +1,134 @@
+"""Seeing and steering workers on every host, through Redis alone.
+
+``list_workers`` reads what resque-web reads (the ``workers`` set, ``worker:<id>``,
+``worker:<id>:started``, per-worker stats, Ruby's heartbeats) plus pyresque's
+leases, so Ruby, PHP and pyresque workers show up side by side.
+``send_command`` queues a command (quit, term, pause, resume, kill-job) for a
+pyresque worker; its heartbeat picks it up within a second, on any host.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+from pyresque.client.resque import Resque
+from pyresque.protocol import strict_json
+from pyresque.protocol.connection import replies
+from pyresque.protocol.counters import counter
+from pyresque.worker.worker import COMMANDS
+
+
+@dataclass
+class WorkerInfo:
+    id: str
+    host: str
+    pid: str
+    queues: list[str]
+    state: str  # working, idle, paused or dead (lease expired)
+    started: str | None
+    heartbeat: str | None
+    processed: int
+    failed: int
+    job: dict[str, Any] | None  # {"queue", "run_at", "payload"} while working
+    pyresque: bool  # holds a lease, so it takes commands
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def list_workers(resque: Resque) -> list[WorkerInfo]:
+    """Every registered worker. Their records may hold anything (any producer, any
+    bytes): ids that are not UTF-8 keep ``\\xNN`` escapes, unreadable values read as
+    absent, and a key of the wrong Redis type is skipped."""
+    keys, r = resque.keys, resque.redis
+    pipe = r.pipeline(transaction=False)
+    pipe.smembers(keys.workers)
+    raw_ids = sorted(cast("set[bytes] | None", replies(pipe)[0]) or ())
+    if not raw_ids:
+        return []
+    pipe = r.pipeline(transaction=False)
+    for raw_id in raw_ids:
+        # Keys hold the id's exact bytes, whatever they are.
+        wid = raw_id.decode("utf-8", "surrogateescape")
+        pipe.get(_exact(keys.worker(wid)))
+        pipe.get(_exact(keys.worker_started(wid)))
+        pipe.get(_exact(keys.stat("processed", wid)))
+        pipe.get(_exact(keys.stat("failed", wid)))
+        pipe.hget(keys.heartbeats, raw_id)
+        pipe.zscore(keys.leases, raw_id)
+        pipe.exists(_exact(keys.paused(wid)))
+    pipe.get(keys.pause_all)
+    pipe.time()
+    found = replies(pipe)
+    secs, micros = found[-1]
+    now_ms = secs * 1000 + micros // 1000
+    all_paused = pause_all_set(found[-2])
+    workers = []
+    for i, raw_id in enumerate(raw_ids):
+        current, started, processed, failed, beat, lease, paused = found[i * 7 : i * 7 + 7]
+        worker_id = _text(raw_id)
+        host, _, rest = worker_id.partition(":")
+        pid, _, queues = rest.partition(":")
+        job = _job(current)
+        # A paused worker finishes the job it runs: it shows as working until then.
+        state = "working" if job else "paused" if paused or all_paused else "idle"
+        if lease is not None and lease < now_ms:
+            state = "dead"
+        workers.append(
+            WorkerInfo(
+                id=worker_id,
+                host=host,
+                pid=pid,
+                queues=queues.split(",") if queues else [],
+                state=state,
+                started=_text(started) if started else None,
+                heartbeat=_text(beat) if beat else None,
+                processed=counter(processed),
+                failed=counter(failed),
+                job=job,
+                pyresque=lease is not None,
+            )
+        )
+    return workers
+
+
+def pause_all_set(value: bytes | None) -> bool:
+    """Whether ``pause-all-workers`` holds ``true`` as Ruby reads it (stripped, any case)."""
+    return value is not None and value.strip().lower() == b"true"
+
+
+def _exact(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
+def _text(value: bytes) -> str:
+    return value.decode("utf-8", "backslashreplace")
+
+
+def _job(current: bytes | None) -> dict[str, Any] | None:
+    """The worker's ``worker:<id>`` record: what it runs, or a stand-in showing the raw
+    value when that is not the JSON object Resque writes."""
+    if not current:
+        return None
+    try:
+        value = strict_json.loads(current)
+    except strict_json.BadJSON:
+        value = None
+    if isinstance(value, dict):
+        return value
+    return {"queue": "?", "run_at": "?", "payload": _text(current)}
+
+
+def send_command(resque: Resque, worker_id: str, command: str) -> bool:
+    """Queue ``command`` for a pyresque worker; False if it is not one (no lease)."""
+    if command not in COMMANDS:
+        raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    if resque.redis.zscore(resque.keys.leases, worker_id) is None:
+        return False
+    control = resque.keys.control(worker_id)
+    pipe = resque.redis.pipeline()
+    pipe.rpush(control, command)
+    pipe.expire(control, 60)  # a command for a worker that never reads it goes away
+    pipe.execute()
+    return True

@@ -1,0 +1,593 @@
+"""The producer API: ``Resque``, with the names Ruby and PHP users know.
+
+``enqueue`` follows php-resque (``args`` is one piece of data, wrapped as
+``[args]``); ``enqueue_to`` follows Ruby (``*args`` are positional). Both write
+with one atomic Lua call (enqueue.lua): queue list, queue set, status and the
+wake-up token for idle workers, all or nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cached_property
+from itertools import groupby
+from typing import Any, cast
+
+import redis
+
+from pyresque.client import removal
+from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
+from pyresque.jobs.events import Events
+from pyresque.jobs.events import events as default_events
+from pyresque.jobs.job import DontCreate, Job, JobFunction, JobRef, Registry, job_name
+from pyresque.jobs.job import registry as default_registry
+from pyresque.jobs.retry import RetryPolicy
+from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.protocol import scripts, strict_json
+from pyresque.protocol.connection import REDIS_DOWN, connect, describe, raw, replies, unavailable
+from pyresque.protocol.counters import counter
+from pyresque.protocol.delayed import Delayed, DelayedJob, due_second, item_json
+from pyresque.protocol.failure import Failures
+from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
+from pyresque.protocol.payload import Dialect, Payload, dumps
+from pyresque.protocol.status import JobStatus, Status, waiting_packet
+
+#: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
+_CHUNK = 1000
+
+
+@dataclass(slots=True)
+class Enqueued:
+    """One job to enqueue, with its options (``enqueue_many`` takes a list of these).
+
+    ``args`` is the payload's argument list: ``[data]`` for php-resque style,
+    the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
+    job class's timeout; ``at_front`` pushes to the head of the queue. ``unique``
+    and ``retry`` override the job class's policies (unique.py, retry.py).
+    """
+
+    queue: str
+    job: JobRef
+    args: list[Any]
+    track_status: bool = False
+    prefix: str = ""
+    at_front: bool = False
+    timeout: float | None = None
+    unique: Unique | None = None
+    retry: RetryPolicy | None = None
+
+    @property
+    def batch_key(self) -> tuple[str, bool, bool]:
+        return (self.queue, self.track_status, self.at_front)
+
+
+class Resque:
+    """A connection to one Resque namespace.
+
+    ``redis`` is a URL, a ``redis.Redis`` client, or None for ``REDIS_URL`` /
+    ``REDIS_BACKEND`` / localhost. ``dialect`` chooses the payload shape written:
+    php-resque's (with an id, so status tracking works; the default) or Ruby's.
+    With ``strict=True`` only registered job names can be enqueued.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis.Redis | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        dialect: Dialect | str = Dialect.PHP,
+        registry: Registry | None = None,
+        events: Events | None = None,
+        strict: bool = False,
+    ) -> None:
+        self.redis = connect(redis)
+        self.namespace = namespace
+        self.keys = Keys.for_namespace(namespace)
+        self.dialect = Dialect(dialect)
+        self.registry = registry or default_registry
+        self.events = events or default_events
+        self.strict = strict
+        self.failures = Failures(self.redis, self.keys)
+        self._push_keys_cache: dict[str, list[str]] = {}
+
+    def __repr__(self) -> str:
+        return f"Resque({self.redis!r}, namespace={self.namespace!r})"
+
+    # --- enqueueing -----------------------------------------------------------
+
+    def enqueue(
+        self,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        prefix: str = "",
+        at_front: bool = False,
+        timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """Enqueue as php-resque does: the job gets ``args`` as ``self.args``.
+
+        Returns the job id, or None when a ``before_enqueue`` hook vetoed it or an
+        equal unique job is already enqueued.
+        """
+        return self._enqueue(
+            Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
+        )
+
+    def enqueue_to(
+        self,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        track_status: bool = False,
+        at_front: bool = False,
+        timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
+        return self._enqueue(
+            Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
+        )
+
+    def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
+        """Enqueue positional ``args`` on the job class's own ``queue``."""
+        job_class = job.job_class if isinstance(job, JobFunction) else job
+        if not job_class.queue:
+            raise ValueError(f"{job_class.resque_name} has no default queue; use enqueue_to")
+        return self.enqueue_to(job_class.queue, job, *args)
+
+    def _enqueue(self, item: Enqueued) -> str | None:
+        payload = self._prepare(item)
+        if payload is None:
+            return None
+        lock = self._unique_lock(item, payload, scheduled=False)
+        try:
+            if lock is not None:
+                call = self._unique_call(item, payload, lock)
+                if not scripts.run(self.redis, "enqueue_unique", *call):
+                    return None
+            else:
+                scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        self._after_enqueue(item, payload)
+        return payload.id
+
+    def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
+        """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
+        returns their ids in order (None where a hook vetoed one, or an equal unique
+        job was already enqueued). Unique jobs take one Lua call each. Every job is
+        checked before any is written: one invalid job raises and writes nothing."""
+        jobs = list(jobs)
+        for item in jobs:
+            self._check(item)
+        pipe = self.redis.pipeline(transaction=False)
+        ids: list[str | None] = []
+        done: list[tuple[Enqueued, Payload]] = []
+        batch: list[Payload] = []
+        first: Enqueued | None = None
+        # (reply index in the pipeline, index in ids, item, payload) of each unique job
+        unique: list[tuple[int, int, Enqueued, Payload]] = []
+        calls = 0
+
+        def flush() -> None:
+            nonlocal calls
+            if batch and first:
+                scripts.run(pipe, "enqueue", *self._enqueue_call(first, batch))
+                calls += 1
+            batch.clear()
+
+        for item in jobs:
+            payload = self._prepare(item)
+            ids.append(payload.id if payload else None)
+            if payload is None:
+                continue
+            lock = self._unique_lock(item, payload, scheduled=False)
+            if lock is not None:
+                flush()  # keeps the order of jobs on the queue
+                first = None
+                scripts.run(pipe, "enqueue_unique", *self._unique_call(item, payload, lock))
+                unique.append((calls, len(ids) - 1, item, payload))
+                calls += 1
+                continue
+            if first is None or first.batch_key != item.batch_key or len(batch) >= _CHUNK:
+                flush()
+                first = item
+            batch.append(payload)
+            done.append((item, payload))
+        flush()
+        with self._connection():
+            replies = pipe.execute()
+        for reply, index, item, payload in unique:
+            if replies[reply]:
+                done.append((item, payload))
+            else:
+                ids[index] = None
+        for item, payload in done:
+            self._after_enqueue(item, payload)
+        return ids
+
+    @staticmethod
+    def _check(item: Enqueued) -> None:
+        """Raise TypeError/ValueError, saying what to change, for a job no worker could take."""
+        check_queue(item.queue)
+        check_job(item.job)
+        item.args = check_args(item.args)
+        check_timeout(item.timeout)
+
+    def _prepare(self, item: Enqueued) -> Payload | None:
+        self._check(item)
+        name = job_name(item.job)
+        if self.strict and name not in self.registry:
+            raise LookupError(f"no job class is registered under {name!r} (strict mode)")
+        dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
+        payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
+        if item.timeout is not None:
+            payload.extra["timeout"] = item.timeout
+        if item.retry is not None:
+            payload.extra["retry"] = item.retry.to_dict()
+        # Not encoded here: the script call encodes each payload once, and raises
+        # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
+        job_class = self._job_class(item.job)
+        try:
+            if job_class and job_class.before_enqueue(item.queue, item.args) is False:
+                return None
+            hooks = self.events.trigger("before_enqueue", name, item.args, item.queue, payload.id)
+            if False in hooks:
+                return None
+        except DontCreate:
+            return None
+        return payload
+
+    def _enqueue_call(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
+        keys = self._push_keys(item.queue)
+        status = ""  # the WAITING packet, only built when a status is tracked
+        if item.track_status:
+            keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
+            status = waiting_packet()
+        args = [item.queue, status, "head" if item.at_front else "tail"]
+        return keys, args + [wire(p.encode()) for p in payloads]
+
+    def _push_keys(self, queue: str) -> list[str]:
+        """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
+        keys = self._push_keys_cache.get(queue)
+        if keys is None:
+            keys = [
+                self.keys.queues,
+                self.keys.queue(queue),
+                self.keys.wake(queue),
+                self.keys.queues_changed,
+            ]
+            if len(self._push_keys_cache) < 1024:  # queue names are few; never grow unbounded
+                self._push_keys_cache[queue] = keys
+        return keys
+
+    def _unique_lock(self, item: Enqueued, payload: Payload, scheduled: bool) -> UniqueLock | None:
+        """The lock a unique job takes (recorded in its payload), or None.
+
+        A lock held "until queued" only matters while the job is scheduled.
+        """
+        job_class = self._job_class(item.job)
+        policy = item.unique or (job_class.unique if job_class else None)
+        if policy is None or (policy.until == "queued" and not scheduled):
+            return None
+        wire(dumps(payload.args))  # the lock's digest needs arguments that encode
+        lock = policy.lock_for(payload.class_name, payload.args)
+        lock.stamp(payload)
+        return lock
+
+    def _unique_call(
+        self, item: Enqueued, payload: Payload, lock: UniqueLock
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue_unique.lua."""
+        keys = [
+            self.keys.unique(lock.digest),
+            self.keys.queues,
+            self.keys.queue(item.queue),
+            self.keys.wake(item.queue),
+            self.keys.queues_changed,
+        ]
+        if item.track_status:
+            keys.append(self.keys.status(payload.id or "", payload.prefix))
+        where = "head" if item.at_front else "tail"
+        args = [
+            lock.token,
+            lock.ttl_ms,
+            item.queue,
+            where,
+            wire(payload.encode()),
+            waiting_packet(),
+        ]
+        return keys, args
+
+    def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
+        job_class = self._job_class(item.job)
+        if job_class:
+            job_class.after_enqueue(item.queue, payload.args, payload.id)
+        self.events.trigger(
+            "after_enqueue", payload.class_name, payload.args, item.queue, payload.id
+        )
+
+    def _job_class(self, job: JobRef) -> type[Job] | None:
+        if isinstance(job, JobFunction):
+            return job.job_class
+        if isinstance(job, str):
+            return self.registry.get(job) if job in self.registry else None
+        return job
+
+    @contextmanager
+    def _connection(self) -> Iterator[None]:
+        try:
+            yield
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+
+    # --- raw queue access -----------------------------------------------------
+
+    def push(self, queue: str, item: dict[str, Any]) -> None:
+        """Push a raw payload, as ``Resque.push`` does (no hooks, no id added)."""
+        check_queue(queue)
+        if not isinstance(item, dict):
+            raise TypeError(
+                f"item must be a dict payload {{class, args}}, got {type(item).__name__}"
+            )
+        check_job(item.get("class"))
+        check_args(item.get("args", []))
+        encoded = wire(dumps(item))
+        with self._connection():
+            scripts.run(self.redis, "enqueue", self._push_keys(queue), [queue, "", "tail", encoded])
+
+    def pop(self, queue: str) -> Any:
+        """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
+        item = self.redis.lpop(self.keys.queue(queue))
+        return None if item is None else _decoded(raw(cast("bytes | str", item)))
+
+    def size(self, queue: str) -> int:
+        return int(self.redis.llen(self.keys.queue(queue)))
+
+    def queues(self) -> list[str]:
+        """Every queue's name (one that is not UTF-8 shows ``\\xNN`` escapes)."""
+        names = cast("set[bytes]", self.redis.smembers(self.keys.queues))
+        return sorted(name.decode("utf-8", "backslashreplace") for name in names)
+
+    def peek(self, queue: str, start: int = 0, count: int = 1) -> list[Any]:
+        """Payloads at positions ``start .. start+count-1``, decoded where possible."""
+        items = self.redis.lrange(self.keys.queue(queue), start, start + count - 1)
+        return [_decoded(raw(item)) for item in items]
+
+    def remove_queue(self, queue: str) -> int:
+        """Delete a queue and forget its name; returns how many jobs it held. The
+        unique locks of its jobs are released."""
+        with self._connection():
+            return removal.remove_queue(self.redis, self.keys, queue)
+
+    def remove(self, queue: str, items: list[bytes]) -> int:
+        """Remove queued jobs by their exact bytes (each item once), releasing their
+        unique locks; returns how many were removed (a job a worker took is not)."""
+        with self._connection():
+            return removal.remove_items(self.redis, self.keys, queue, items)
+
+    def dequeue(
+        self, queue: str, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Remove queued jobs of a class (and, if given, exactly these args), or by id.
+
+        ``dequeue("q", UserJob, {"name": "x"})`` matches what ``enqueue`` wrote with
+        that data; ``dequeue("q", Archive, 44, "x")`` matches Ruby's positional args.
+        Each match is removed by its exact bytes, so this is safe while workers run:
+        a job a worker already took is simply not found. Their unique locks are released.
+        """
+        if job is None and job_id is None:
+            raise ValueError("give a job class (and optional args) or a job_id")
+        name = job_name(job) if job is not None else None
+        wanted = list(args)
+        matches: list[bytes] = []
+        # One snapshot: paging by index would miss jobs when workers pop meanwhile.
+        for item in self.redis.lrange(self.keys.queue(queue), 0, -1):
+            try:
+                payload = Payload.decode(item)
+            except ValueError:
+                continue
+            if (
+                (name is None or payload.class_name == name)
+                and (not wanted or payload.args == wanted)
+                and (job_id is None or payload.id == job_id)
+            ):
+                matches.append(raw(item))
+        return self.remove(queue, matches)
+
+    # --- status and stats -----------------------------------------------------
+
+    def job_status(self, job_id: str, prefix: str = "") -> JobStatus | None:
+        """The job's status packet; None if there is none or it cannot be read."""
+        packet = self.redis.get(self.keys.status(job_id, prefix))
+        return None if packet is None else JobStatus.decode(packet)
+
+    def status(self, job_id: str, prefix: str = "") -> Status | None:
+        """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
+        packet = self.job_status(job_id, prefix)
+        return packet.status if packet else None
+
+    def stat(self, name: str, worker_id: str | None = None) -> int:
+        """A counter, read as Ruby's ``to_i`` reads it (0 for a value that is not a number)."""
+        return counter(cast("bytes | None", self.redis.get(self.keys.stat(name, worker_id))))
+
+    def queue_sizes(self) -> dict[str, int]:
+        """Every queue's length by name, in one round trip after the names. Any bytes
+        may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
+        queue key of the wrong Redis type counts 0."""
+        names = sorted(cast("set[bytes]", self.redis.smembers(self.keys.queues)))
+        pipe = self.redis.pipeline(transaction=False)
+        for name in names:
+            pipe.llen(raw(self.keys.queue("")) + name)
+        return {
+            name.decode("utf-8", "backslashreplace"): size or 0
+            for name, size in zip(names, replies(pipe), strict=True)
+        }
+
+    def info(self) -> dict[str, Any]:
+        """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queue_sizes``)."""
+        sizes = self.queue_sizes()
+        workers = cast("set[bytes]", self.redis.smembers(self.keys.workers))
+        pipe = self.redis.pipeline(transaction=False)
+        pipe.get(self.keys.stat("processed"))
+        pipe.llen(self.keys.failed)
+        for worker in workers:
+            pipe.exists(raw(self.keys.worker("")) + worker)
+        processed, failed, *working = replies(pipe)
+        return {
+            "pending": sum(sizes.values()),
+            "processed": counter(processed),
+            "queues": len(sizes),
+            "workers": len(workers),
+            "working": sum(1 for w in working if w == 1),
+            "failed": failed or 0,
+            "servers": [describe(self.redis)],
+        }
+
+    # --- delayed jobs (resque-scheduler's layout, delayed.py) -------------------
+
+    @cached_property
+    def delayed(self) -> Delayed:
+        """The delayed queue: what ``enqueue_at`` fills and the scheduler empties."""
+        return Delayed(self.redis, self.keys)
+
+    def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
+        """Enqueue ``item`` at ``when`` (a datetime or epoch seconds), in the delayed
+        queue until then. A time not in the future enqueues at once, as Ruby does.
+
+        Enqueue hooks run now. Returns the job id (None when vetoed, or when an equal
+        unique job is already scheduled or enqueued).
+        """
+        timestamp = due_second(when)
+        if timestamp <= int(self.delayed.clock()):
+            return self._enqueue(item)
+        payload = self._prepare(item)
+        if payload is None:
+            return None
+        lock = self._unique_lock(item, payload, scheduled=True)
+        status = None
+        if item.track_status and payload.id:
+            status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
+        entry = item_json(payload, item.queue, item.at_front)
+        wire(entry)
+        with self._connection():
+            if not self.delayed.schedule(timestamp, entry, lock, status):
+                return None
+        self._after_enqueue(item, payload)
+        return payload.id
+
+    def enqueue_at(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` at a later time (php-resque's ``enqueueAt``)."""
+        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
+        return self.schedule(when, item)
+
+    def enqueue_in(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` after ``delay`` (seconds or a timedelta)."""
+        return self.enqueue_at(
+            self._after(delay), queue, job, args, track_status, unique=unique, retry=retry
+        )
+
+    def enqueue_at_to(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` at a later time: Ruby's ``enqueue_at_with_queue`` (positional args)."""
+        return self.schedule(when, Enqueued(queue, job, list(args), unique=unique, retry=retry))
+
+    def enqueue_in_to(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` after ``delay``: Ruby's ``enqueue_in_with_queue``."""
+        return self.enqueue_at_to(self._after(delay), queue, job, *args, unique=unique, retry=retry)
+
+    def _after(self, delay: float | timedelta) -> float:
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        return self.delayed.clock() + seconds
+
+    def delayed_jobs(self, offset: int = 0, limit: int = 100) -> list[DelayedJob]:
+        """Scheduled jobs, soonest first."""
+        return self.delayed.jobs(offset, limit)
+
+    def delayed_count(self) -> int:
+        return self.delayed.count()
+
+    def remove_delayed(
+        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Cancel scheduled jobs of a class (and, if given, exactly these args), or by id;
+        returns how many. Their unique locks are released."""
+        return self._take_delayed("cancel", job, args, job_id)
+
+    def enqueue_delayed_now(
+        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Enqueue scheduled jobs now instead of at their time (same matching as
+        ``remove_delayed``); returns how many."""
+        return self._take_delayed("enqueue", job, args, job_id)
+
+    def _take_delayed(
+        self, action: str, job: JobRef | None, args: tuple[Any, ...], job_id: str | None
+    ) -> int:
+        name = job_name(job) if job is not None else None
+        found = self.delayed.find(name, list(args) if args else None, job_id)
+        return sum(
+            self.delayed.take(slot, list(jobs), action)
+            for slot, jobs in groupby(found, key=lambda j: j.slot)
+        )
+
+    def payload_for(self, item: Enqueued) -> Payload | None:
+        """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
+        hooks (None when one vetoes it): for producers that push it themselves (cron)."""
+        return self._prepare(item)
+
+    def announce(self, item: Enqueued, payload: Payload) -> None:
+        """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""
+        self._after_enqueue(item, payload)
+
+
+def _decoded(raw: bytes) -> Any:
+    """A queue item as JSON, or as text when it is not JSON pyresque reads (strict_json)."""
+    try:
+        return strict_json.loads(raw)
+    except strict_json.BadJSON:
+        return raw.decode("utf-8", "replace")

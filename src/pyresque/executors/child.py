@@ -1,0 +1,161 @@
+"""A job child process, seen from both ends: how it is started (its signals, dying
+with its parent, the pipes of its siblings closed), the framed messages on its
+pipes, and the parent's handle on it.
+
+Kept free of the Redis client and of asyncio, because fork mode's zygote imports
+it, and every megabyte there makes each fork slower (zygote.py).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import signal
+import struct
+import sys
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyresque.jobs.perform import Interrupted
+
+HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
+_PR_SET_PDEATHSIG = 1
+
+# Prefork processors spawn children from several threads. A child must not keep
+# the pipe ends of its siblings open (a sibling would then never see end of file),
+# so spawning is serialised and each new child closes every pipe fd listed here.
+SPAWN_LOCK = threading.Lock()
+PARENT_FDS: set[int] = set()
+
+try:
+    _prctl = ctypes.CDLL(None, use_errno=True).prctl if sys.platform.startswith("linux") else None
+except (OSError, AttributeError):
+    _prctl = None
+
+
+def die_with_parent(parent: int, sig: int = signal.SIGKILL) -> None:
+    """Linux: this child gets ``sig`` when its parent dies, so no orphan runs on after it
+    (a job child would otherwise run a job that was already recovered)."""
+    if _prctl is not None:
+        _prctl(_PR_SET_PDEATHSIG, sig, 0, 0, 0)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
+
+
+def describe_exit(pid: int, status: int) -> str:
+    """Resque's dirty-exit messages, for a signal or a non-zero exit code."""
+    if status < 0:
+        return f"Child process pid {pid} died; its exit status is unknown"
+    if os.WIFSIGNALED(status):
+        sig = os.WTERMSIG(status)
+        name = signal.Signals(sig).name if sig in signal.Signals._value2member_map_ else str(sig)
+        return f"Child process received unhandled signal pid {pid} {name} (signal {sig})"
+    return f"Job exited with exit code {os.waitstatus_to_exitcode(status)}"
+
+
+def _raise_interrupted(signum: int, frame: object) -> None:
+    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+
+
+def child_signals() -> None:
+    """The parent decides what Ctrl-C, QUIT and USR1/2 mean; TERM from the parent
+    interrupts the job so its ``finally`` blocks run."""
+    for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
+        signal.signal(sig, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGCHLD, signal.SIG_DFL)
+    signal.set_wakeup_fd(-1)
+
+
+def close_inherited() -> None:
+    """In a new child: close the parent's pipe ends to the other children."""
+    for fd in list(PARENT_FDS):
+        try:
+            os.close(fd)
+        except OSError:
+            pass
+    PARENT_FDS.clear()
+
+
+def fork_child(
+    body: Callable[[int, int], None], close: tuple[int, ...] = ()
+) -> tuple[int, int, int]:
+    """Fork a job child. It closes ``close`` and the pipes of its siblings, dies with
+    this process, takes the job child's signals, runs ``body(jobs, outcomes)`` (the
+    read end of its job pipe, the write end of its outcome pipe) and exits: 1 if
+    ``body`` raised, a dirty exit. Returns its pid, the write end of its job pipe
+    and the read end of its outcome pipe."""
+    out_reader, out_writer = os.pipe()
+    job_reader, job_writer = os.pipe()
+    parent = os.getpid()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            close_inherited()
+            for fd in (*close, out_reader, job_writer):
+                os.close(fd)
+            die_with_parent(parent)
+            child_signals()
+            body(job_reader, out_writer)
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(out_writer)
+    os.close(job_reader)
+    return pid, job_writer, out_reader
+
+
+def begin(fd: int) -> None:
+    """Tell the parent that the job is under way (an empty message, before anything of
+    the job runs): a child that dies before this never started its job, which then goes
+    back to its queue instead of failing (forking.watch)."""
+    send(fd, b"")
+
+
+def send(fd: int, data: bytes) -> None:
+    data = HEADER.pack(len(data)) + data
+    while data:
+        data = data[os.write(fd, data) :]
+
+
+def receive(fd: int) -> bytes | None:
+    """One message, or None at end of file (blocking; used by the child)."""
+    header = _read_exact(fd, HEADER.size)
+    return None if header is None else _read_exact(fd, HEADER.unpack(header)[0])
+
+
+def _read_exact(fd: int, size: int) -> bytes | None:
+    data = b""
+    while len(data) < size:
+        chunk = os.read(fd, size - len(data))
+        if not chunk:
+            return None
+        data += chunk
+    return data
+
+
+@dataclass
+class Child:
+    """A child process and the pipes to talk to it. ``waiter`` learns its wait status
+    once it exits: ``os.waitpid`` for our own children, the zygote for its."""
+
+    pid: int
+    pidfd: int
+    reader: int  # outcomes from the child
+    writer: int = -1  # jobs to the child
+    jobs: int = 0
+    waiter: Callable[[int], int] | None = None
+
+    def wait(self) -> int:
+        """Reap the child (it has exited); its wait status."""
+        return self.waiter(self.pid) if self.waiter else os.waitpid(self.pid, 0)[1]
+
+    def close(self) -> None:
+        for fd in (self.pidfd, self.reader, self.writer):
+            if fd >= 0:
+                os.close(fd)
+                PARENT_FDS.discard(fd)
+        self.pidfd = self.reader = self.writer = -1

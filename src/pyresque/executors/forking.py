@@ -1,0 +1,322 @@
+"""Executors that run jobs in child processes, so a crash or a leak cannot hurt the worker.
+
+* ``ForkExecutor`` (Resque's default): one child per job, forked ahead of time
+  by the zygote (zygote.py). The parent keeps every Redis write; the child only
+  runs the job and reports its outcome through a pipe, so it never opens a
+  Redis connection of its own.
+* ``PreforkExecutor``: one long-lived child that runs job after job, recycled
+  after N jobs or X MB, for isolation without paying a fork per job.
+
+Either way the parent watches the child: a timeout or a TERM sends the child
+TERM (the job sees ``Interrupted`` and its ``finally`` blocks run), then KILL
+after the grace period; a child that dies without reporting is a dirty exit.
+A lost lease (``Stop.lease_lost``) KILLs the child at once: the job goes back
+to its queue, before any other worker may recover it.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import resource
+import select
+import signal
+import threading
+import time
+from collections.abc import Callable
+
+from pyresque.executors.child import (
+    HEADER,
+    PARENT_FDS,
+    SPAWN_LOCK,
+    Child,
+    begin,
+    describe_exit,
+    fork_child,
+    receive,
+    send,
+)
+from pyresque.executors.inprocess import Started, Stop, no_op
+from pyresque.executors.zygote import Zygote
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job, Registry, registry
+from pyresque.jobs.perform import DirtyExit, JobTimeout, Outcome, notify_failure, perform
+from pyresque.protocol.backtrace import WorkerBroken
+from pyresque.protocol.payload import Payload
+
+
+def spawn(body: Callable[[int, int], None]) -> Child:
+    """Fork a child that runs ``body(jobs, outcomes)`` and exits (child.fork_child)."""
+    with SPAWN_LOCK:
+        pid, job_writer, out_reader = fork_child(body)
+        child = Child(pid, os.pidfd_open(pid), out_reader, job_writer)
+        PARENT_FDS.update((child.pidfd, out_reader, job_writer))
+    return child
+
+
+def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Events) -> Outcome:
+    """Wait for the child to report ``job``'s outcome (or die), enforcing the timeout and
+    the worker's stop requests. Returns the outcome; ``child.pid`` is 0 if the child
+    exited (and was reaped)."""
+    started = time.monotonic()
+    buffer = bytearray()
+    reason = ""  # why we stopped the child: interrupted, timeout or killed
+    term_at: float | None = None
+    status: int | None = None
+    in_main = stop.wakeup_fd >= 0 and _is_main_thread()
+    watched = [child.reader, child.pidfd] + ([stop.wakeup_fd] if in_main else [])
+    began = False  # the child took the job (child.begin)
+
+    def next_message() -> bytes | None:
+        nonlocal began
+        while (message := _message(buffer)) == b"":
+            began = True
+        return message
+
+    while True:
+        message = next_message()
+        if message is not None:
+            break
+        now = time.monotonic()
+        deadlines = [now + 0.1] if not in_main else []  # other threads poll the stop flags
+        if timeout and term_at is None:
+            deadlines.append(started + timeout)
+        if term_at is not None:
+            deadlines.append(term_at + stop.grace)
+        if stop.lease_deadline < math.inf:
+            deadlines.append(stop.lease_deadline)  # moved on by each renewal meanwhile
+        wait = max(0.0, min(deadlines) - now) if deadlines else None
+        ready, _, _ = select.select(watched, [], [], wait)
+        if child.reader in ready:
+            chunk = os.read(child.reader, 65536)
+            buffer += chunk
+            if not chunk:
+                watched.remove(child.reader)
+        if child.pidfd in ready:
+            status = child.wait()
+            buffer += _read_available(child.reader)  # what it wrote before dying
+            break
+        if in_main and stop.wakeup_fd in ready:
+            _drain(stop.wakeup_fd)
+        now = time.monotonic()
+        if stop.lease_lost(now):
+            reason = "interrupted"
+            _kill(child.pid, signal.SIGKILL)
+        elif stop.kill or (term_at is not None and now >= term_at + stop.grace):
+            reason = reason or "killed"
+            _kill(child.pid, signal.SIGKILL)
+            stop.kill = False
+        elif term_at is None and stop.interrupt:
+            reason, term_at = "interrupted", now
+            _kill(child.pid, signal.SIGTERM)
+        elif term_at is None and timeout and now >= started + timeout:
+            reason, term_at = "timeout", now
+            _kill(child.pid, signal.SIGTERM)
+    if status is not None:
+        child.close()
+        dead_pid, child.pid = child.pid, 0
+    if reason == "timeout":
+        return _failed(job, JobTimeout(f"job ran longer than its timeout of {timeout} s"), events)
+    message = message if status is None else next_message()
+    if message is not None:
+        outcome = Outcome.decode(message)
+        if outcome.kind != "interrupted" or reason == "interrupted":
+            return outcome
+    if reason == "interrupted":
+        return Outcome("interrupted")
+    assert status is not None
+    if not began and not reason:  # it died before taking the job (killed while waiting)
+        return Outcome("unstarted")
+    return _failed(job, DirtyExit(describe_exit(dead_pid, status)), events)
+
+
+def _read_available(fd: int) -> bytes:
+    data = b""
+    while select.select([fd], [], [], 0)[0]:
+        chunk = os.read(fd, 65536)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def _message(buffer: bytearray) -> bytes | None:
+    """Take one complete message off the front of ``buffer``, if there is one."""
+    if len(buffer) < HEADER.size:
+        return None
+    size = HEADER.unpack(buffer[: HEADER.size])[0]
+    if len(buffer) < HEADER.size + size:
+        return None
+    message = bytes(buffer[HEADER.size : HEADER.size + size])
+    del buffer[: HEADER.size + size]
+    return message
+
+
+def _failed(job: Job, exc: Exception, events: Events) -> Outcome:
+    """A failure the child could not report itself: run the hooks here, in the parent."""
+    notify_failure(job, exc, events)
+    return Outcome.failed(exc)
+
+
+def _kill(pid: int, sig: int) -> None:
+    try:
+        os.kill(pid, sig)
+    except ProcessLookupError:
+        pass
+
+
+def _drain(fd: int) -> None:
+    try:
+        while os.read(fd, 512):
+            pass
+    except BlockingIOError:
+        pass
+
+
+def _is_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+class ForkExecutor:
+    """One child process per job (Resque's model), forked ahead of its job by the
+    zygote (zygote.py), a small process that imported only the application."""
+
+    name = "fork"
+    runs_in_thread = False
+
+    def __init__(
+        self, events: Events, app: tuple[str, ...] = (), jobs: Registry = registry
+    ) -> None:
+        self.events = events
+        self.zygote = Zygote(app, events, jobs)
+
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        message = job.queue_name.encode() + b"\n" + job.payload.encode().encode()
+        while True:
+            child = self.zygote.take()
+            try:
+                send(child.writer, message)
+                break
+            except BrokenPipeError:  # it died while waiting (killed from outside): the next
+                self.zygote.done(child.pid)
+                child.close()
+        started()
+        try:
+            return watch(child, job, timeout, stop, self.events)
+        except BaseException:
+            if child.pid:  # past an error its state is unknown: it must not run on
+                _kill(child.pid, signal.SIGKILL)
+            raise
+        finally:
+            if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
+                self.zygote.done(child.pid)
+                child.close()
+
+    def start(self) -> None:
+        self.zygote.start()
+
+    def close(self) -> None:
+        self.zygote.close()
+
+
+class PreforkExecutor:
+    """A long-lived child that runs one job after another, replaced after
+    ``max_jobs`` jobs or once its peak memory passes ``max_memory_mb`` (0: no limit),
+    after a crash, a timeout or a kill."""
+
+    name = "prefork"
+    runs_in_thread = False
+
+    def __init__(
+        self,
+        events: Events,
+        max_jobs: int = 1000,
+        max_memory_mb: int = 0,
+        jobs: Registry = registry,
+    ) -> None:
+        self.events = events
+        self.max_jobs = max_jobs
+        self.max_memory_mb = max_memory_mb
+        self.registry = jobs
+        self.child: Child | None = None
+
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        child = self._hand_over(job.queue_name.encode() + b"\n" + job.payload.encode().encode())
+        started()
+        try:
+            outcome = watch(child, job, timeout, stop, self.events)
+        except BaseException:
+            self._discard(child)  # in an unknown state: a new one next time
+            raise
+        if not child.pid:  # it died (crash, timeout, kill): a new one next time
+            self.child = None
+            return outcome
+        child.jobs += 1
+        too_big = self.max_memory_mb and outcome.rss_mb > self.max_memory_mb
+        if child.jobs >= self.max_jobs or too_big:
+            self._retire()
+        return outcome
+
+    def _child_loop(self, jobs: int, outcomes: int) -> None:
+        while (message := receive(jobs)) is not None:
+            begin(outcomes)
+            queue, _, raw = message.partition(b"\n")
+            payload = Payload.decode(raw)
+            job = self.registry.get(payload.class_name)(payload, queue.decode())
+            self.events.trigger("after_fork", job)
+            outcome = perform(job, self.events)
+            outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            send(outcomes, outcome.encode())
+
+    def _hand_over(self, message: bytes) -> Child:
+        """Send the job to the child, replacing one that died while it waited (killed, or
+        crashed between jobs). Children that keep dying before a job are the worker's
+        problem, not the job's."""
+        for _ in range(3):
+            self.start()
+            child = self.child
+            assert child is not None
+            try:
+                send(child.writer, message)
+                return child
+            except BrokenPipeError:
+                self._discard(child)
+        raise WorkerBroken("prefork children keep dying before they can take a job")
+
+    def _discard(self, child: Child) -> None:
+        """Kill and reap a child whose state is unknown (dead, or past an error)."""
+        if child.pid:
+            _kill(child.pid, signal.SIGKILL)
+            try:
+                os.waitpid(child.pid, 0)
+            except ChildProcessError:
+                pass
+        child.close()
+        if self.child is child:
+            self.child = None
+
+    def start(self) -> None:
+        self.child = self.child or spawn(self._child_loop)
+
+    def _retire(self) -> None:
+        """Close the child's job pipe: it finishes its loop and exits; reap it."""
+        if self.child is None:
+            return
+        child, self.child = self.child, None
+        os.close(child.writer)
+        PARENT_FDS.discard(child.writer)
+        child.writer = -1
+        if not select.select([child.pidfd], [], [], 5.0)[0]:
+            _kill(child.pid, signal.SIGKILL)  # it did not finish its loop in time
+        try:
+            os.waitpid(child.pid, 0)
+        except ChildProcessError:
+            pass
+        child.close()
+
+    def close(self) -> None:
+        self._retire()

@@ -1,0 +1,320 @@
+"""Executors: how a processor runs one job. The job itself does not change between them.
+
+* ``inline`` (``FORK_PER_JOB=false``): in the worker process, main thread.
+* ``threads``: in the processor's own thread; N processors run N jobs at once.
+* ``asyncio``: ``async def perform`` runs on one shared event loop; N at once.
+* ``fork`` and ``prefork`` run jobs in child processes (forking.py).
+
+Timeouts and the TERM grace period are as strong as each mode allows: a child
+process can be killed; Python code in this process can only be interrupted
+(SIGALRM in the main thread, an asynchronous exception in other threads,
+cancellation on the event loop), which cannot stop a C call that never returns.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import concurrent.futures
+import ctypes
+import functools
+import logging
+import math
+import signal
+import threading
+import time
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job
+from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome, notify_failure, perform
+from pyresque.protocol.supervision import Supervised
+
+log = logging.getLogger("pyresque.worker")
+
+
+@dataclass
+class Stop:
+    """What the worker's signal handlers ask of running jobs."""
+
+    interrupt: bool = False  # TERM/INT: stop jobs gracefully, then exit
+    kill: bool = False  # USR1 or a second TERM: kill them now
+    grace: float = 10.0  # seconds between TERM and KILL
+    wakeup_fd: int = -1  # readable when a signal arrived (main thread only)
+    interrupted_at: float = 0.0  # monotonic time of the TERM
+    # Jobs may run until then (monotonic): the heartbeat moves it on each renewal of the
+    # worker's lease (heartbeat.lease_deadline). Past it, jobs are stopped at once.
+    lease_deadline: float = math.inf
+
+    def lease_renewed(self, deadline: float) -> None:
+        self.lease_deadline = deadline
+
+    def lease_lost(self, now: float | None = None) -> bool:
+        """True once the lease was not renewed in time: no job may run on it."""
+        return (time.monotonic() if now is None else now) >= self.lease_deadline
+
+    def grace_over(self) -> bool:
+        """Whether running jobs must stop now: killed, TERM's grace over, or lease lost."""
+        now = time.monotonic()
+        return (
+            self.kill
+            or self.lease_lost(now)
+            or (self.interrupt and now >= self.interrupted_at + self.grace)
+        )
+
+
+Started = Callable[[], object]
+
+
+def no_op() -> None:
+    pass
+
+
+class Executor(Protocol):
+    name: str
+    #: True when the job's Python code runs in the processor's thread, so the
+    #: worker may interrupt it there (timeouts, TERM).
+    runs_in_thread: bool
+
+    # ``started`` is called once the job is under way: in a child process, right
+    # after handing it over, so the parent's Redis bookkeeping (the RUNNING status)
+    # overlaps with the job instead of delaying it.
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome: ...
+
+    # Before the first job, so it finds its processes ready (fork: the zygote).
+    def start(self) -> None: ...
+
+    def close(self) -> None: ...
+
+
+class InlineExecutor:
+    """Runs the job in the worker's main thread. Timeouts, the TERM grace period and the
+    lease use SIGALRM: when it fires, ``JobTimeout`` (or ``Interrupted`` after a TERM or
+    once the lease is lost) is raised inside the job, which stops Python code
+    (``time.sleep`` and socket waits included)."""
+
+    name = "inline"
+    runs_in_thread = True
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        # The running job's stop flags, timeout and end (monotonic), for the alarm
+        # handler (None: no job).
+        self._running: tuple[Stop, float | None, float] | None = None
+        self._previous: Any = None  # the SIGALRM handler before ours
+
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        started()
+        if threading.current_thread() is not threading.main_thread():
+            # Signals reach only the main thread (a worker run from a thread, as in
+            # tests): no timeout enforcement there.
+            return perform(job, self.events)
+        # Installed once, not per job (two system calls); again if a job replaced it.
+        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+            previous = signal.signal(signal.SIGALRM, self._on_alarm)
+            self._previous = self._previous if self._previous is not None else previous
+        self._running = (stop, timeout, time.monotonic() + timeout if timeout else math.inf)
+        try:
+            self._arm()
+            outcome = perform(job, self.events)
+            self._running = None  # from here the alarm is a no-op (_on_alarm)
+            return outcome
+        except (JobTimeout, Interrupted) as exc:
+            self._running = None
+            return _landed_late(job, exc, self.events)
+        finally:
+            self._running = None
+            signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
+
+    def _arm(self) -> None:
+        """Set the alarm for the first of the job's end, the lease's deadline and, after
+        a TERM, the grace period's end."""
+        if self._running is None:
+            return
+        stop, _, ends = self._running
+        at = min(ends, stop.lease_deadline)
+        if stop.interrupt:
+            at = min(at, stop.interrupted_at + stop.grace)
+        if at < math.inf:
+            signal.setitimer(signal.ITIMER_REAL, max(at - time.monotonic(), 0.001))
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        if self._running is None:  # between jobs: nothing to stop
+            return
+        stop, timeout, ends = self._running
+        now = time.monotonic()
+        if stop.lease_lost(now):
+            raise Interrupted("this worker could not renew its lease in time")
+        if stop.grace_over() or (stop.interrupt and now >= ends):
+            raise Interrupted("the worker was told to stop and the grace period ended")
+        if now >= ends:
+            raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
+        self._arm()  # the lease was renewed meanwhile
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        if self._previous is not None and threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGALRM, self._previous)
+            self._previous = None
+
+
+def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Outcome:
+    """A timeout or a TERM that fired just as the job returned, outside its own ``try``:
+    the job's outcome, never an error of the processor."""
+    if isinstance(exc, Interrupted):
+        return Outcome("interrupted")
+    notify_failure(job, exc, events)
+    return Outcome.failed(exc)
+
+
+class ThreadExecutor:
+    """Runs the job in the processor's thread. The worker's watchdog raises ``JobTimeout``
+    or ``Interrupted`` in that thread (``interrupt``), only while the job runs."""
+
+    name = "threads"
+    runs_in_thread = True
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+        # Held by the watchdog to interrupt, and by this thread to leave the job: an
+        # exception meant for a job never lands in the processor's own code.
+        self._guard = threading.Lock()
+        self._job_thread: int | None = None  # the thread running a job, if one is
+
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        started()
+        return self._interruptible(job, lambda: perform(job, self.events))
+
+    def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
+        try:
+            with self._guard:
+                self._job_thread = threading.get_ident()
+            outcome = run()
+            self._leave()
+            return outcome
+        except (JobTimeout, Interrupted) as exc:  # it landed just outside the job's try
+            self._leave()
+            return _landed_late(job, exc, self.events)
+        finally:
+            self._leave()
+
+    def _leave(self) -> None:
+        with self._guard:
+            if self._job_thread is not None:
+                _cancel_interrupt(self._job_thread)
+                self._job_thread = None
+
+    def interrupt(self, exc: type[BaseException]) -> bool:
+        """Raise ``exc`` in the job's thread if a job is running there; False if none is."""
+        with self._guard:
+            if self._job_thread is None:
+                return False
+            interrupt_thread(self._job_thread, exc)
+            return True
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class _Escaped(Exception):
+    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` of a job out of the event loop,
+    which they would stop (asyncio re-raises them from the loop)."""
+
+    def __init__(self, exc: BaseException) -> None:
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
+    try:
+        return await coro
+    except (SystemExit, KeyboardInterrupt) as exc:
+        raise _Escaped(exc) from None
+
+
+class EventLoopThread:
+    """One asyncio event loop in a background thread, shared by every processor; an
+    exception that escapes the loop is logged and the loop runs again (supervision.py)."""
+
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self._stopped = threading.Event()
+        self._supervised = Supervised("asyncio event loop", log, 0.1)
+        self._thread = threading.Thread(target=self._run, name="pyresque-asyncio", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        self._supervised.until_done(self.loop.run_forever, self._stopped)
+
+    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
+        """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop."""
+        future = asyncio.run_coroutine_threadsafe(_contained(coro), self.loop)
+        deadline = time.monotonic() + timeout if timeout else None
+        try:
+            while True:
+                try:
+                    return future.result(timeout=0.05)
+                except concurrent.futures.TimeoutError:
+                    pass
+                if deadline and time.monotonic() >= deadline:
+                    raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
+                if stop.grace_over():
+                    raise Interrupted("the worker was told to stop and the grace period ended")
+        except concurrent.futures.CancelledError:
+            raise Interrupted("the job's task was cancelled") from None
+        except _Escaped as escaped:
+            raise escaped.exc from None  # in the job's own thread: it fails the job
+        finally:
+            future.cancel()
+
+    def close(self) -> None:
+        self._stopped.set()
+        if self._thread.is_alive():
+            self.loop.call_soon_threadsafe(self.loop.stop)
+            self._thread.join(timeout=5)
+
+
+class AsyncioExecutor(ThreadExecutor):
+    """``async def perform`` runs on the shared event loop; a plain ``perform`` runs in
+    the processor's thread, as in threads mode."""
+
+    name = "asyncio"
+
+    def __init__(self, events: Events, loop: EventLoopThread) -> None:
+        super().__init__(events)
+        self.loop = loop
+
+    def execute(
+        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
+    ) -> Outcome:
+        started()
+        run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
+        return self._interruptible(job, lambda: perform(job, self.events, run_async))
+
+    def start(self) -> None:
+        pass
+
+    def close(self) -> None:
+        self.loop.close()
+
+
+def interrupt_thread(thread_id: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in another thread at its next Python instruction."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+def _cancel_interrupt(thread_id: int) -> None:
+    """Drop an exception ``interrupt_thread`` set for the thread that has not landed yet."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), None)

@@ -1,0 +1,221 @@
+"""The job model: ``Job`` classes, function jobs, and the registry that maps Resque names to them.
+
+A payload names its job by a string (``"UserJob"``, ``"My_Job"``, ``"App\\Jobs\\Mail"``).
+Workers run only classes the application registered: a payload can never make
+us import a module.
+"""
+
+from __future__ import annotations
+
+import functools
+import inspect
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from pyresque.jobs.retry import RetryPolicy
+from pyresque.jobs.unique import Unique
+from pyresque.protocol.payload import Payload
+
+if TYPE_CHECKING:  # limits.py talks to Redis; job children (zygote.py) never import it
+    from pyresque.jobs.limits import Limit
+
+
+class DontPerform(Exception):
+    """Raise in ``set_up`` or ``before_perform`` to skip a job quietly (no failure)."""
+
+    __module__ = "pyresque"
+
+
+class DontCreate(Exception):
+    """Raise in a ``before_enqueue`` hook to veto an enqueue."""
+
+    __module__ = "pyresque"
+
+
+class UnknownJob(LookupError):
+    """A payload names a job class that this application did not register."""
+
+    __module__ = "pyresque"
+
+
+class Job:
+    """Base class for jobs. Subclasses register themselves under their class name.
+
+    ``class Mail(Job, name="App\\\\Mail")`` registers under another name (for a job
+    enqueued by PHP or Ruby); ``class Base(Job, register=False)`` registers nothing.
+
+    ``perform`` may take no parameters and read ``self.args`` (php-resque's view:
+    the data given to ``enqueue``), or take positional parameters, which receive
+    the payload's ``args`` list (Ruby's view).
+    """
+
+    #: The name this class is registered and enqueued under.
+    resque_name: ClassVar[str]
+    #: Default queue for ``Resque.enqueue_job``.
+    queue: ClassVar[str | None] = None
+    #: Seconds the job may run before it is stopped and failed with ``JobTimeout``.
+    timeout: ClassVar[float | None] = None
+    #: What a crash of the worker running this job does: "requeue" it, or "fail" it
+    #: as Resque does.
+    on_crash: ClassVar[str] = "requeue"
+    #: How a failure is retried (retry.py); None: it goes to ``failed`` at once, as in Resque.
+    retry: ClassVar[RetryPolicy | None] = None
+    #: At most one job of this class with the same arguments at a time (unique.py).
+    unique: ClassVar[Unique | None] = None
+    #: Concurrency caps and rate limits shared by every worker (limits.py).
+    limits: ClassVar[tuple[Limit, ...]] = ()
+
+    def __init_subclass__(
+        cls, *, name: str | None = None, register: bool = True, **kwargs: Any
+    ) -> None:
+        super().__init_subclass__(**kwargs)
+        cls.resque_name = name or cls.__name__
+        if register:
+            registry.register(cls)
+
+    def __init__(self, payload: Payload, queue: str) -> None:
+        self.payload = payload
+        self.queue_name = queue
+        #: The payload's positional argument list (Ruby's view).
+        self.arguments: list[Any] = payload.args
+        #: php-resque's ``$this->args``: the first argument (the data given to enqueue).
+        self.args: Any = payload.data
+        self.job_id: str | None = payload.id
+
+    def perform(self, *args: Any) -> Any:
+        raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
+
+    def set_up(self) -> None:
+        """Runs before ``perform``; may raise ``DontPerform``."""
+
+    def before_perform(self) -> None:
+        """Runs after ``set_up``; may raise ``DontPerform``."""
+
+    def tear_down(self) -> None:
+        """Runs after ``perform``, whether it succeeded or not."""
+
+    def after_perform(self) -> None:
+        """Runs after a successful ``perform``."""
+
+    def on_failure(self, exception: BaseException) -> None:
+        """Runs when the job fails (an exception, a dirty exit, a timeout)."""
+
+    @classmethod
+    def before_enqueue(cls, queue: str, args: list[Any]) -> bool | None:
+        """Return False (or raise ``DontCreate``) to veto the enqueue."""
+        return None
+
+    @classmethod
+    def after_enqueue(cls, queue: str, args: list[Any], job_id: str | None) -> None:
+        """Runs after the job was pushed."""
+
+    def run_perform(self) -> Any:
+        """Call ``perform`` the way its signature asks for."""
+        if _takes_positional(type(self).perform):
+            return self.perform(*self.arguments)
+        return self.perform()
+
+
+@functools.cache
+def _takes_positional(perform: Callable[..., Any]) -> bool:
+    params = list(inspect.signature(perform).parameters.values())[1:]  # drop self
+    return any(
+        p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD, p.VAR_POSITIONAL) for p in params
+    )
+
+
+class JobFunction:
+    """A plain function registered as a job; calling it still calls the function."""
+
+    def __init__(self, func: Callable[..., Any], job_class: type[Job]) -> None:
+        functools.update_wrapper(self, func)
+        self.func = func
+        self.job_class = job_class
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self.func(*args, **kwargs)
+
+
+JobRef = type[Job] | JobFunction | str
+
+
+class Registry:
+    """Resque name -> job class. Only registered classes can run."""
+
+    def __init__(self) -> None:
+        self._jobs: dict[str, type[Job]] = {}
+
+    def register(self, job_class: type[Job], *aliases: str) -> type[Job]:
+        """Register ``job_class`` under its ``resque_name`` and any extra names."""
+        for name in (job_class.resque_name, *aliases):
+            existing = self._jobs.get(name)
+            if existing is not None and _origin(existing) != _origin(job_class):
+                raise ValueError(
+                    f"job name {name!r} is already registered to {_origin(existing)}; "
+                    f"give {_origin(job_class)} another name with `name=`"
+                )
+            self._jobs[name] = job_class
+        return job_class
+
+    def job(
+        self,
+        func: Callable[..., Any] | None = None,
+        *,
+        name: str | None = None,
+        queue: str | None = None,
+    ) -> Any:
+        """Decorator: register a plain function as a job; it receives the positional args."""
+
+        def wrap(f: Callable[..., Any]) -> JobFunction:
+            def perform(self: Job, *args: Any) -> Any:
+                return f(*args)
+
+            job_class = type(
+                f.__name__,
+                (Job,),
+                {
+                    "perform": perform,
+                    "queue": queue,
+                    "__module__": f.__module__,
+                    "__qualname__": f.__qualname__,
+                },
+                name=name or f.__name__,
+                register=False,
+            )
+            self.register(job_class)
+            return JobFunction(f, job_class)
+
+        return wrap(func) if func is not None else wrap
+
+    def get(self, name: str) -> type[Job]:
+        try:
+            return self._jobs[name]
+        except KeyError:
+            raise UnknownJob(
+                f"no job class is registered under {name!r}; define a pyresque.Job subclass "
+                f"named so (or with name={name!r}) in a module the worker imports (--app)"
+            ) from None
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._jobs
+
+    def names(self) -> list[str]:
+        return sorted(self._jobs)
+
+
+def _origin(job_class: type[Job]) -> str:
+    return f"{job_class.__module__}.{job_class.__qualname__}"
+
+
+def job_name(job: JobRef) -> str:
+    """The Resque name of a job class, job function or name string."""
+    if isinstance(job, str):
+        return job
+    if isinstance(job, JobFunction):
+        return job.job_class.resque_name
+    return job.resque_name
+
+
+#: The application's registry. ``Job`` subclasses and ``@job`` functions land here.
+registry = Registry()
+job = registry.job

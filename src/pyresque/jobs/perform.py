@@ -1,0 +1,183 @@
+"""Running one job in the current process: hooks, ``perform``, and the outcome.
+
+Every execution mode ends here (in a forked child, in the worker itself, or in
+the test helpers), so a job behaves the same whichever way it runs.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any
+
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import DontPerform, Job
+from pyresque.protocol import strict_json
+from pyresque.protocol.backtrace import backtrace_of, exception_name
+from pyresque.protocol.payload import dumps
+
+log = logging.getLogger("pyresque.job")
+
+
+class Interrupted(BaseException):
+    """Raised inside a job when the worker is told to stop (TERM/INT).
+
+    A ``BaseException`` so a job's ``except Exception`` does not swallow it.
+    The job goes back on its queue unless the worker is set to fail it.
+    """
+
+    __module__ = "pyresque"
+
+
+class DirtyExit(Exception):
+    """The process running a job died without reporting how the job ended."""
+
+    __module__ = "pyresque"
+
+
+class JobTimeout(Exception):
+    """The job ran longer than its timeout and was stopped."""
+
+    __module__ = "pyresque"
+
+
+@dataclass
+class Outcome:
+    """How a job ended. ``kind`` is ok, skipped (DontPerform), failed, interrupted, or
+    unstarted (the process that was to run it died before it began: it is requeued)."""
+
+    kind: str
+    result: Any = None
+    exception: str = ""
+    error: str = ""
+    backtrace: list[str] = field(default_factory=list)
+    rss_mb: float = 0.0  # peak memory of the process that ran it (prefork recycling)
+    # The result as status JSON, when it came from the job's process (``decode``).
+    result_text: str | None = None
+
+    @classmethod
+    def failed(cls, exc: BaseException) -> Outcome:
+        """A failure with ``exc``'s name, message and backtrace, whatever ``exc`` is."""
+        backtrace = [storable(line) for line in backtrace_of(exc)]
+        return cls("failed", None, exception_name(exc), storable(_str(exc)), backtrace)
+
+    @property
+    def ok(self) -> bool:
+        return self.kind in ("ok", "skipped")
+
+    def result_json(self) -> str:
+        """The result as status JSON; a value that is not JSON (or that Redis cannot
+        store as UTF-8) is stored as its repr."""
+        if self.result_text is not None:
+            return self.result_text
+        try:
+            text = dumps(self.result)
+            text.encode()  # a lone surrogate in a string is not UTF-8
+            return text
+        except (TypeError, ValueError, RecursionError):
+            return dumps(storable(_repr(self.result)))
+
+    def encode(self) -> bytes:
+        """The outcome for the pipe from the job's process to the worker (the result is
+        sent as its status JSON, so the worker never decodes a job's value)."""
+        fields = {
+            "kind": self.kind,
+            "result_text": self.result_json(),
+            "exception": self.exception,
+            "error": self.error,
+            "backtrace": self.backtrace,
+            "rss_mb": self.rss_mb,
+        }
+        return dumps(fields).encode()
+
+    @classmethod
+    def decode(cls, data: bytes) -> Outcome:
+        """Read what ``encode`` wrote; a message that is not one fails the job, saying so."""
+        try:
+            fields = strict_json.loads(data)
+            outcome = cls(**fields)
+            if not (
+                isinstance(outcome.kind, str)
+                and isinstance(outcome.result_text, str)
+                and isinstance(outcome.exception, str)
+                and isinstance(outcome.error, str)
+                and isinstance(outcome.backtrace, list)
+                and isinstance(outcome.rss_mb, (int, float))
+            ):
+                raise ValueError("a field has the wrong type")
+            return outcome
+        except (ValueError, TypeError) as exc:
+            return cls.failed(DirtyExit(f"the job's process sent an unreadable outcome ({exc})"))
+
+
+def storable(text: str) -> str:
+    """``text`` as Redis can store it: a lone surrogate becomes its escape, ``\\udc80``."""
+    try:
+        text.encode()
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-8", "backslashreplace").decode()
+
+
+def _str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as err:  # a broken __str__: say so instead of failing the failure
+        return f"(str() of this {type(exc).__name__} raised {exception_name(err)})"
+
+
+def _repr(value: object) -> str:
+    try:
+        return repr(value)
+    except Exception as err:  # a broken __repr__, or a value too deeply nested
+        return f"(a {type(value).__name__} whose repr() raised {exception_name(err)})"
+
+
+def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
+    """Run ``on_failure`` hooks; a failing hook is logged, never allowed to hide the job's error."""
+    try:
+        events.trigger("on_failure", exc, job)
+        job.on_failure(exc)
+    except Exception:
+        log.exception("on_failure hook of %s raised", job.payload.class_name)
+
+
+AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio  # here, not at the top: job children of sync apps never pay for it
+
+    return asyncio.run(coroutine)
+
+
+def perform(job: Job, events: Events, run_async: AsyncRunner | None = None) -> Outcome:
+    """Run ``job`` with its hooks: set_up, before_perform, perform, tear_down, after_perform.
+
+    An ``async def perform`` is awaited by ``run_async``: a fresh event loop by default,
+    the worker's shared loop in asyncio mode.
+    """
+    try:
+        job.set_up()
+        events.trigger("before_perform", job)
+        job.before_perform()
+        try:
+            result = job.run_perform()
+            if inspect.iscoroutine(result):
+                result = (run_async or _run_on_new_loop)(result)
+        finally:
+            job.tear_down()
+        events.trigger("after_perform", job)
+        job.after_perform()
+    except DontPerform:
+        return Outcome("skipped")
+    except Interrupted:
+        return Outcome("interrupted")
+    # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
+    # Object): the worker's own signals reach a job only as Interrupted.
+    except BaseException as exc:
+        notify_failure(job, exc, events)
+        return Outcome.failed(exc)
+    return Outcome("ok", result)

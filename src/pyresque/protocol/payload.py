@@ -1,0 +1,216 @@
+"""Job payloads: the JSON that sits on ``queue:<name>``.
+
+Two dialects exist (spec section 2). Ruby writes ``{"class","args"}`` with
+``args`` the positional argument list. php-resque writes
+``{"class","args":[<data>],"id","prefix","queue_time"}``: the data is wrapped
+in a one-element list. We read both and write php-resque's shape by default.
+JSON only, compact, UTF-8; never pickle.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any
+
+from pyresque.protocol import strict_json
+
+
+class Dialect(str, Enum):
+    """Which producer's payload shape to write."""
+
+    PHP = "php"  # {"class","args","id","prefix","queue_time"}: status tracking works
+    RUBY = "ruby"  # {"class","args"}: byte-identical to Ruby's Resque.enqueue
+
+
+class MalformedPayload(ValueError):
+    """A queue element that is not a job payload; the message says what is wrong."""
+
+    __module__ = "pyresque"
+
+
+def _reject(value: object) -> Any:
+    raise TypeError(
+        f"job arguments must be JSON-serialisable, but {value!r} "
+        f"(type {type(value).__name__}) is not; convert it to str, int, float, bool, "
+        "None, list or dict before enqueueing"
+    )
+
+
+# One encoder for every call: ``json.dumps`` with options builds a new one each time.
+_ENCODER = json.JSONEncoder(
+    separators=(",", ":"), ensure_ascii=False, allow_nan=False, default=_reject
+)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON as Ruby's ``json`` gem writes it (raw UTF-8, ``/`` unescaped).
+
+    Raises ``TypeError`` naming the offending value when something is not JSON.
+    """
+    try:
+        return _ENCODER.encode(value)
+    except ValueError as exc:  # NaN / Infinity, circular references
+        bad = _non_finite(value)
+        reason = f"{bad!r} is not a JSON number" if bad is not None else str(exc)
+        raise TypeError(f"job arguments must be valid JSON, but {reason}") from exc
+
+
+def _non_finite(value: Any, seen: set[int] | None = None) -> float | None:
+    """The first NaN or infinity inside ``value``, if any (circular references are skipped)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return value
+    if not isinstance(value, (list, tuple, dict)):
+        return None
+    seen = seen if seen is not None else set()
+    if id(value) in seen:
+        return None
+    seen.add(id(value))
+    for item in value.values() if isinstance(value, dict) else value:
+        found = _non_finite(item, seen)
+        if found is not None:
+            return found
+    return None
+
+
+#: Decimals of ``queue_time`` (php-resque's ``microtime(true)``).
+QUEUE_TIME_DIGITS = 6
+
+
+def new_job_id() -> str:
+    """32 lowercase hex characters, like php-resque's ``md5(uniqid())``."""
+    return os.urandom(16).hex()
+
+
+@dataclass(slots=True)
+class Payload:
+    """A decoded job payload. ``extra`` keeps fields we do not interpret."""
+
+    class_name: str
+    args: list[Any]
+    id: str | None = None
+    prefix: str = ""
+    queue_time: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def build(
+        cls,
+        class_name: str,
+        args: list[Any],
+        dialect: Dialect = Dialect.PHP,
+        job_id: str | None = None,
+        prefix: str = "",
+    ) -> Payload:
+        if dialect is Dialect.RUBY and job_id is None:
+            return cls(class_name, args)
+        return cls(class_name, args, job_id or new_job_id(), prefix, time.time())
+
+    @property
+    def data(self) -> Any:
+        """What php-resque hands a job as ``$this->args``: the first argument, or None."""
+        return self.args[0] if self.args else None
+
+    @property
+    def attempts(self) -> int:
+        """Earlier deliveries of this job that did not succeed (crashes and retries)."""
+        value = self.extra.get("attempts", 0)
+        return value if isinstance(value, int) else 0
+
+    @property
+    def crashes(self) -> int:
+        """Deliveries of this job that ended with its worker dying."""
+        value = self.extra.get("crashes", 0)
+        return value if isinstance(value, int) else 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """Fields in the order the producers write them: class, args, id, prefix, queue_time."""
+        out: dict[str, Any] = {"class": self.class_name, "args": self.args}
+        if self.id is not None:
+            out["id"] = self.id
+            out["prefix"] = self.prefix
+            if self.queue_time is not None:
+                # Microseconds, as php-resque writes it: Ruby (Oj) reads a float of 17
+                # significant digits back as a BigDecimal, and writes it as a string.
+                out["queue_time"] = round(self.queue_time, QUEUE_TIME_DIGITS)
+        out.update(self.extra)
+        return out
+
+    def encode(self) -> str:
+        return dumps(self.to_dict())
+
+    @classmethod
+    def from_dict(cls, item: Any) -> Payload:
+        """Validate a decoded JSON value as a job payload."""
+        if not isinstance(item, dict):
+            raise MalformedPayload(
+                f"a job payload must be a JSON object, got {type(item).__name__}"
+            )
+        klass = item.get("class")
+        if not isinstance(klass, str) or not klass:
+            raise MalformedPayload(
+                'payload has no "class" string naming the job to run'
+                if klass is None
+                else f'payload "class" must be a non-empty string, got {klass!r}'
+            )
+        args = item.get("args", [])
+        if not isinstance(args, list):
+            raise MalformedPayload(
+                f'payload "args" must be a JSON list of arguments, got {type(args).__name__}'
+            )
+        job_id = item.get("id")
+        prefix = item.get("prefix") or ""
+        queue_time = item.get("queue_time")
+        known = {"class", "args", "id", "prefix", "queue_time"}
+        return cls(
+            class_name=klass,
+            args=args,
+            id=str(job_id) if job_id not in (None, "") else None,
+            prefix=prefix if isinstance(prefix, str) else "",
+            queue_time=finite_float(queue_time),
+            extra={k: v for k, v in item.items() if k not in known},
+        )
+
+    @classmethod
+    def decode(cls, raw: bytes | str) -> Payload:
+        """Parse a queue element under the one decoding policy (strict_json); raise
+        ``MalformedPayload`` saying exactly what is wrong, and in which field."""
+        try:
+            item = strict_json.loads(raw)
+        except strict_json.BadJSON as exc:
+            field = _bad_field(raw)
+            where = f'bad payload field "{field}"' if field else "bad payload"
+            raise MalformedPayload(f"{where}: {exc}") from None
+        return cls.from_dict(item)
+
+
+def finite_float(value: Any) -> float | None:
+    """``value`` as a finite float if it is a JSON number that has one, else None."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:  # an integer beyond a double's range
+        return None
+    return number if math.isfinite(number) else None
+
+
+def _bad_field(raw: bytes | str) -> str | None:
+    """The top-level field of a rejected payload that holds what the policy refuses, when
+    Python's lenient parser can tell (only on this error path, so its cost is no concern)."""
+    try:
+        item = json.loads(raw)
+        if not isinstance(item, dict):
+            return None
+        for name, value in item.items():
+            try:
+                strict_json.loads(json.dumps(value))
+            except (strict_json.BadJSON, ValueError):
+                return str(name)
+    except (ValueError, RecursionError):  # not JSON at all, or too deep for Python's parser
+        pass
+    return None

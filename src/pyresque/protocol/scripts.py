@@ -1,0 +1,105 @@
+"""The Lua scripts that make each Redis-side step atomic.
+
+The sources live in ``lua/``, one readable file per step. Shared helpers
+(``lib_*.lua``) are prepended to the scripts that use them. Every script gets
+every key it touches through KEYS, so the same scripts run on Redis Cluster
+when the namespace is a hash tag.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from functools import cache
+from importlib import resources
+from typing import Any
+
+import redis
+from redis.commands.core import Script as RedisScript
+
+log = logging.getLogger("pyresque.redis")
+
+#: script name -> the helper libraries it needs
+_LIBS: dict[str, tuple[str, ...]] = {
+    "enqueue": ("push",),
+    "claim": ("clock", "claim"),
+    "finish": ("clock", "status", "lock", "delayed", "release", "finish"),
+    "finish_claim": ("clock", "status", "lock", "delayed", "release", "finish", "claim"),
+    "set_status": ("clock", "status"),
+    "heartbeat": ("clock",),
+    "history": (),
+    "recover": ("clock", "status", "lock"),
+    "reap": ("clock",),
+    "peer_fence": (),
+    "retry_failed": (),
+    "enqueue_unique": ("lock", "push"),
+    "unlock": ("lock",),
+    "remove_jobs": ("lock",),
+    "schedule": ("lock", "delayed"),
+    "delayed_take": ("push", "lock"),
+    "delayed_unschedule": (),
+    "cron_leader": ("lock",),
+    "cron_fire": ("push",),
+    "limit_acquire": ("clock", "limits"),
+    "limit_park": ("clock", "limits", "push", "release"),
+    "limit_wake": ("clock", "limits", "push"),
+    "limit_defer": ("clock", "release"),
+    "limit_rate_wake": ("clock", "push"),
+}
+
+
+def _read(name: str) -> str:
+    source = resources.files("pyresque.protocol") / "lua" / f"{name}.lua"
+    return source.read_text(encoding="utf-8")
+
+
+@cache
+def source(name: str) -> str:
+    """The full source of a script, helpers included."""
+    parts = [_read(f"lib_{lib}") for lib in _LIBS[name]]
+    return "\n".join([*parts, _read(name)])
+
+
+@cache
+def _script(name: str) -> RedisScript:
+    # Not bound to a client: each call names its client (or pipeline).
+    return RedisScript(None, source(name).encode())  # type: ignore[arg-type]
+
+
+def run(
+    client: redis.Redis | redis.client.Pipeline,
+    name: str,
+    keys: Sequence[str | bytes],
+    args: list[Any],
+) -> Any:
+    """Run script ``name``; on a pipeline this queues the call (loaded on execute).
+
+    With debug logging (``VVERBOSE``) every call is logged with its keys, and its
+    reply unless it was queued on a pipeline.
+    """
+    reply = _call(_script(name), client, keys, args)
+    if log.isEnabledFor(logging.DEBUG):
+        log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
+    return reply
+
+
+def _call(
+    script: RedisScript,
+    client: redis.Redis | redis.client.Pipeline,
+    keys: Sequence[str | bytes],
+    args: list[Any],
+) -> Any:
+    if isinstance(client, redis.client.Pipeline):
+        return script(keys=keys, args=args, client=client)  # the pipeline loads it if need be
+    # The hot path (every job, every enqueue): EVALSHA straight away, loading the
+    # script only when this server does not know it yet.
+    try:
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:
+        script.sha = client.script_load(script.script)
+        return client.evalsha(script.sha, len(keys), *keys, *args)
+
+
+def _short(reply: Any) -> str:
+    text = repr(reply)
+    return text if len(text) <= 200 else text[:200] + "..."

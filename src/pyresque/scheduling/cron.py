@@ -1,0 +1,337 @@
+"""Recurring jobs: cron expressions (with seconds and time zones) and fixed intervals.
+
+Declared in Python (``cron.schedules.add(Schedule(...))``) or in a YAML file in
+resque-scheduler's format (``load_yaml``). Any number of schedulers may run;
+one at a time is the *leader* (a lease renewed on every loop, cron_leader.lua)
+and fires ticks. Each tick is fired at most once: cron_fire.lua checks that the
+caller still leads and that the tick is later than the last one handled (the
+per-tick idempotency record, ``pyresque:cron:ticks``), then enqueues and
+records it in one atomic step. A new leader continues from that record, so a
+failover neither repeats a tick nor loses one.
+
+Ticks missed while no scheduler ran (later than ``grace``) follow the
+schedule's misfire policy: ``skip`` them, run ``once`` for all of them, or run
+``all`` of them. Ticks that are late by less than ``grace`` (a failover, a slow
+loop) always run. Schedules and their tick arithmetic are in cron_schedule.py.
+
+Anyone may write the cron hashes: a last tick that cannot be read (or lies
+further in the future than clocks disagree) is logged once and the schedule
+starts again from now (all of them when the hash is not a hash: it is replaced);
+``status`` shows unreadable states and definitions as such; a lease key that no
+scheduler wrote (another type, no TTL) is replaced; a paused set or state hash of
+another type is ignored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import asdict, dataclass
+from typing import Any, cast
+
+import redis
+
+from pyresque.client.resque import Enqueued, Resque
+from pyresque.protocol import scripts, strict_json
+from pyresque.protocol.connection import replies, wrong_type
+from pyresque.protocol.status import JobStatus, waiting_packet
+from pyresque.scheduling.cron_schedule import (
+    CATCH_UP,
+    MISFIRE,
+    Schedule,
+    ScheduleSet,
+    from_config,
+    load_yaml,
+    parse_duration,
+    schedules,
+)
+
+__all__ = [
+    "CATCH_UP",
+    "MISFIRE",
+    "Cron",
+    "Schedule",
+    "ScheduleSet",
+    "ScheduleStatus",
+    "from_config",
+    "load_yaml",
+    "parse_duration",
+    "pause",
+    "resume",
+    "schedules",
+    "status",
+]
+
+log = logging.getLogger("pyresque.cron")
+
+
+#: How far past now a recorded tick may be (another scheduler's clock runs ahead);
+#: further is corrupt data, which would hold the schedule back for that long.
+_CLOCK_SKEW = 86400
+
+
+def _tick(value: bytes | None, now: float) -> int | None:
+    """The last tick handled, as recorded; None if none is, or if it is unreadable."""
+    if value is None or not value.isdigit() or len(value) > 12:
+        return None
+    tick = int(value)
+    return tick if tick <= now + _CLOCK_SKEW else None
+
+
+class Cron:
+    """Fires the ticks of ``schedules`` while this process leads."""
+
+    def __init__(
+        self,
+        resque: Resque,
+        schedules: Iterable[Schedule],
+        scheduler_id: str,
+        lease: float = 5.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.resque = resque
+        self.schedules = {s.name: s for s in schedules}
+        self.id = scheduler_id
+        self.lease_ms = int(lease * 1000)
+        self.clock = clock
+        self.leading = False
+        self._reported: dict[str, str] = {}  # unreadable data already logged
+
+    def run_once(self, now: float | None = None) -> int:
+        """Lead (or try to) and fire every due tick; returns how many jobs were enqueued."""
+        if not self.schedules:
+            return 0  # never lead with nothing to fire: a scheduler that has schedules must
+        now = self.clock() if now is None else now
+        keys = self.resque.keys
+        leads = bool(
+            scripts.run(
+                self.resque.redis, "cron_leader", [keys.cron_leader], [self.id, self.lease_ms]
+            )
+        )
+        if leads and not self.leading:
+            log.info("scheduler %s leads cron (%d schedules)", self.id, len(self.schedules))
+            self._declare()
+        self.leading = leads
+        if not leads:
+            return 0
+        names = list(self.schedules)
+        try:
+            handled = cast("list[bytes | None]", self.resque.redis.hmget(keys.cron_ticks, names))
+        except redis.exceptions.ResponseError as exc:
+            if not wrong_type(exc):
+                raise
+            # Not a hash: no tick record can be read, so every schedule starts again.
+            self._corrupt(keys.cron_ticks, str(exc))
+            self.resque.redis.delete(keys.cron_ticks)
+            handled = [None] * len(names)
+        fired = 0
+        for name, value in zip(names, handled, strict=True):
+            schedule = self.schedules[name]
+            last = _tick(value, now)
+            if value is not None and last is None:
+                self._corrupt(f"{name}'s last tick", repr(value[:40]))
+            if last is None:
+                self._start(schedule, now, repair=value is not None)
+            else:
+                fired += self._catch_up(schedule, last, now)
+        return fired
+
+    def _corrupt(self, what: str, value: str) -> None:
+        """Log unreadable cron data once per value (the scheduler passes twice a second)."""
+        if self._reported.get(what) != value:
+            self._reported[what] = value
+            log.error("cron: %s is unreadable (%s); starting it again from now", what, value)
+
+    def resign(self) -> None:
+        """Give up the lead at once (on a clean stop), so another scheduler takes over."""
+        scripts.run(self.resque.redis, "unlock", [self.resque.keys.cron_leader], [self.id])
+        self.leading = False
+
+    def _declare(self) -> None:
+        """Publish our schedules, for ``pyresque cron list`` (the leader's set wins)."""
+        keys, r = self.resque.keys, self.resque.redis
+        pipe = r.pipeline(transaction=False)
+        known = set(cast("list[bytes]", r.hkeys(keys.cron_schedules)))
+        for stale in known - {n.encode() for n in self.schedules}:
+            pipe.hdel(keys.cron_schedules, stale)
+        for name, schedule in self.schedules.items():
+            pipe.hset(keys.cron_schedules, name, json.dumps(schedule.to_dict()))
+        pipe.execute()
+
+    def _start(self, schedule: Schedule, now: float, repair: bool = False) -> None:
+        """A schedule never handled before starts from now: no backlog from the past; so
+        does one whose record is unreadable (``repair``: it is overwritten)."""
+        keys, pipe = self.resque.keys, self.resque.redis.pipeline(transaction=False)
+        state = json.dumps({"next_run": schedule.next_after(now)})
+        write = pipe.hset if repair else pipe.hsetnx
+        write(keys.cron_ticks, schedule.name, int(now))
+        write(keys.cron_state, schedule.name, state)
+        replies(pipe)  # a state hash of another type only loses what cron list shows
+
+    def _catch_up(self, schedule: Schedule, last: int, now: float) -> int:
+        """Fire the ticks of ``schedule`` after ``last`` (the last one handled) up to now."""
+        late_until = math.floor(now - schedule.grace)
+        fired = 0
+        if last < late_until:  # ticks missed while no scheduler ran: the misfire policy
+            if schedule.misfire == "all":
+                missed = schedule.ticks(last, late_until)
+                for tick in missed:
+                    fired += self._fire(schedule, tick, now, "ran late (misfire: all)")
+                if len(missed) == CATCH_UP:
+                    return fired  # more than one loop's worth: the rest next loop
+            else:
+                latest = schedule.latest(late_until)
+                if latest is not None and latest > last:
+                    count = len(schedule.ticks(last, latest))
+                    missed_text = f"{count}{'+' if count == CATCH_UP else ''} missed tick(s)"
+                    if schedule.misfire == "once":
+                        fired += self._fire(schedule, latest, now, f"ran once for {missed_text}")
+                    else:
+                        self._fire(schedule, latest, now, f"skipped {missed_text}", skip=True)
+            last = max(last, late_until)
+        for tick in schedule.ticks(last, now):
+            fired += self._fire(schedule, tick, now, "enqueued")
+        return fired
+
+    def _fire(
+        self, schedule: Schedule, tick: int, now: float, outcome: str, skip: bool = False
+    ) -> int:
+        resque, keys = self.resque, self.resque.keys
+        payload = None
+        if not skip:
+            item = Enqueued(schedule.queue, schedule.job, list(schedule.args), track_status=True)
+            payload = resque.payload_for(item)
+            if payload is not None:
+                payload.extra["cron"] = {"schedule": schedule.name, "tick": tick}
+        state = {
+            "last_tick": tick,
+            "last_run": int(now),
+            "job_id": payload.id if payload else None,
+            "outcome": outcome if payload or skip else "vetoed by a before_enqueue hook",
+            "next_run": schedule.next_after(max(now, tick)),
+        }
+        paused = {**state, "job_id": None, "outcome": "paused"}
+        redis_keys = [
+            keys.cron_leader,
+            keys.cron_ticks,
+            keys.cron_state,
+            keys.cron_paused,
+            keys.queues,
+            keys.queue(schedule.queue),
+            keys.wake(schedule.queue),
+            keys.queues_changed,
+        ]
+        if payload is not None and payload.id:
+            redis_keys.append(keys.status(payload.id, payload.prefix))
+        args = [
+            self.id,
+            schedule.name,
+            tick,
+            payload.encode() if payload else "",
+            schedule.queue,
+            json.dumps(state),
+            json.dumps(paused),
+            waiting_packet(),
+        ]
+        result = scripts.run(resque.redis, "cron_fire", redis_keys, args)
+        if result == -1:
+            self.leading = False
+        if result != 1 or payload is None:
+            return 0
+        resque.announce(item, payload)
+        return 1
+
+
+@dataclass(frozen=True)
+class ScheduleStatus:
+    """What ``pyresque cron list`` and the dashboard show for one schedule."""
+
+    name: str
+    definition: dict[str, Any]
+    paused: bool
+    last_run: int | None
+    next_run: int | None
+    outcome: str
+    job_id: str | None
+    job_status: str | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def status(resque: Resque) -> list[ScheduleStatus]:
+    """Every declared schedule with its last run, next run and outcome. Anyone may
+    write these hashes: a definition that is not a valid schedule is shown as ``{}``
+    and a state that cannot be read as empty, each with ``outcome`` saying why."""
+    keys, r = resque.keys, resque.redis
+    definitions = cast("dict[bytes, bytes]", r.hgetall(keys.cron_schedules))
+    states = cast("dict[bytes, bytes]", r.hgetall(keys.cron_state))
+    paused = set(cast("set[bytes]", r.smembers(keys.cron_paused)))
+    found = []
+    for raw_name in sorted(definitions):
+        definition, problem = _definition(definitions[raw_name])
+        state, state_problem = _record(states.get(raw_name, b"{}"), "state")
+        job_id = state.get("job_id")
+        job_id = job_id if isinstance(job_id, str) and job_id else None
+        packet = resque.job_status(job_id) if job_id else None
+        outcome = state.get("outcome", "not run yet")
+        found.append(
+            ScheduleStatus(
+                name=raw_name.decode("utf-8", "backslashreplace"),
+                definition=definition,
+                paused=raw_name in paused,
+                last_run=_time(state.get("last_run")),
+                next_run=_time(state.get("next_run")),
+                outcome=problem or state_problem or (outcome if isinstance(outcome, str) else ""),
+                job_id=job_id,
+                job_status=_status_name(packet),
+            )
+        )
+    return found
+
+
+def _record(data: bytes, what: str) -> tuple[dict[str, Any], str]:
+    """A JSON object read from a cron hash, or ``{}`` and why it cannot be read."""
+    try:
+        value = strict_json.loads(data)
+    except strict_json.BadJSON as exc:
+        return {}, f"unreadable {what}: {exc}"
+    if not isinstance(value, dict):
+        return {}, f"unreadable {what}: a JSON {type(value).__name__}, not an object"
+    return value, ""
+
+
+def _definition(data: bytes) -> tuple[dict[str, Any], str]:
+    """A published schedule, checked as the leader wrote it (``Schedule.to_dict``)."""
+    value, problem = _record(data, "definition")
+    if problem:
+        return value, problem
+    try:
+        return Schedule.from_dict(value).to_dict(), ""
+    except (TypeError, ValueError) as exc:  # unknown fields, a bad cron, zone or interval
+        return {}, f"unreadable definition: {exc}"
+
+
+def _time(value: Any) -> int | None:
+    """An epoch second from a state record; None unless it is one."""
+    return value if type(value) is int and 0 <= value < 10**12 else None
+
+
+def _status_name(packet: JobStatus | None) -> str | None:
+    return packet.status.name.lower() if packet else None
+
+
+def pause(resque: Resque, name: str) -> bool:
+    """Pause a schedule: its ticks pass without enqueueing. False if it is unknown."""
+    if not resque.redis.hexists(resque.keys.cron_schedules, name):
+        return False
+    resque.redis.sadd(resque.keys.cron_paused, name)
+    return True
+
+
+def resume(resque: Resque, name: str) -> bool:
+    """Resume a paused schedule (no backlog: the ticks it missed stay skipped)."""
+    return bool(resque.redis.srem(resque.keys.cron_paused, name))

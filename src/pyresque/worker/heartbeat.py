@@ -1,0 +1,143 @@
+"""A worker's lease: the heartbeat that renews it, and how long jobs may run on it.
+
+The heartbeat (once every ``lease / 5``) renews the worker's lease, keeps it
+registered, collects its control commands, and recovers the jobs of workers whose
+lease expired (recovery.py). Its calls go through a lease client
+(connection.lease_client), so that each ends, retry included, within half the
+lease. A job may run only until ``lease_deadline`` of the last renewal; past it
+the worker stops its jobs and claims no more until the lease is renewed
+(executor.Stop), so a worker that recovers them never runs them at the same time.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+
+import redis
+
+from pyresque.middleware.history import HistoryBuffer
+from pyresque.protocol import scripts
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.supervision import Supervised
+from pyresque.worker.recovery import Recovery
+
+log = logging.getLogger("pyresque.recovery")
+
+#: The share of the lease a job may run on after the renewal's call was sent; the
+#: rest is kept back to stop the worker's jobs before anyone may recover them.
+LEASE_RUN_SHARE = 0.75
+
+
+def lease_deadline(sent_at: float, lease: float) -> float:
+    """Until when (``time.monotonic()``) a job may run on a lease whose renewal was sent
+    at ``sent_at``: Redis set its expiry to its own now + ``lease``, and its now was no
+    earlier than the call."""
+    return sent_at + lease * LEASE_RUN_SHARE
+
+
+class Heartbeat(threading.Thread):
+    """Beats once per interval in the background: lease, registration, commands, recovery.
+
+    ``client`` should be a lease client (connection.lease_client), so that each beat
+    ends well inside the lease. After each renewal ``on_renewed`` gets the new
+    ``lease_deadline``. No exception ends the thread (supervision.py).
+    """
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        worker_id: str,
+        lease_ms: int,
+        started: str,
+        recovery: Recovery,
+        on_command: Callable[[str], None],
+        history: HistoryBuffer,
+        *,
+        paused: Callable[[], bool] = lambda: False,
+        on_renewed: Callable[[float], None] = lambda deadline: None,
+    ) -> None:
+        super().__init__(name="pyresque-heartbeat", daemon=True)
+        self._redis = client
+        self._keys = keys
+        self.worker_id = worker_id
+        self.lease_ms = lease_ms
+        self.started = started
+        self.recovery = recovery
+        self.on_command = on_command
+        self.on_renewed = on_renewed
+        self.history = history  # the worker's history counts: written on each beat
+        self.paused = paused  # published on each beat, for `pyresque workers`
+        self.interval = lease_ms / 1000 / 5
+        self._stopped = threading.Event()
+        # A failed beat is retried soon: the lease runs out after five intervals.
+        self._supervised = Supervised("heartbeat", log, self.interval, self.interval * 2)
+
+    def beat(self) -> list[str]:
+        """One heartbeat; returns the ids of workers whose lease has expired."""
+        keys = [
+            self._keys.leases,
+            self._keys.workers,
+            self._keys.heartbeats,
+            self._keys.worker_started(self.worker_id),
+            self._keys.control(self.worker_id),
+            self._keys.paused(self.worker_id),
+        ]
+        paused = "1" if self.paused() else ""
+        sent = time.monotonic()
+        commands, expired, replaced = scripts.run(
+            self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started, paused]
+        )
+        self.on_renewed(lease_deadline(sent, self.lease_ms / 1000))
+        for key in replaced:
+            log.warning(
+                "deleted %r: it was not of the type pyresque keeps there",
+                key.decode(errors="replace"),
+            )
+        for command in commands:
+            self._command(command)
+        dead, bad = [], []
+        for member in expired:
+            try:
+                dead.append(member.decode())
+            except UnicodeDecodeError:
+                bad.append(member)
+        if bad:  # no worker's id (ids are text): drop them, or they would hide real ones
+            log.warning("dropping %d lease(s) whose worker id is not UTF-8", len(bad))
+            self._redis.zrem(self._keys.leases, *bad)
+        return [w for w in dead if w != self.worker_id]
+
+    def _command(self, command: bytes) -> None:
+        """Deliver one control message; one that is not text is dropped."""
+        try:
+            name = command.decode()
+        except UnicodeDecodeError:
+            log.warning("dropping a control command that is not UTF-8: %r", command[:100])
+            return
+        self._supervised.guard(self.on_command, name)
+
+    def beat_and_recover(self) -> None:
+        """A beat, the recovery of the dead workers it reported, the history flush."""
+        began = time.monotonic()
+        for dead in self.beat():
+            if time.monotonic() - began > self.lease_ms / 2000:
+                break  # renew in time; the rest are reported again on the next beat
+            # One dead worker's bad data never stops the recovery of the others.
+            self._supervised.guard(self.recovery.recover_worker, dead)
+        self.history.flush(self._redis, self._keys)
+
+    def renew(self) -> None:
+        """One beat now, from the caller's thread; a failure is logged (the thread's
+        next beats retry)."""
+        self._supervised.call(self.beat)
+
+    def run(self) -> None:
+        self._supervised.loop(self.beat_and_recover, self._stopped)
+
+    def stop(self) -> None:
+        self._stopped.set()
+        if self.is_alive():
+            self.join(timeout=5)

@@ -1,0 +1,466 @@
+"""A processor: claim a job, run it with an executor, record how it ended; repeat.
+
+A worker has one processor (fork and inline modes, in the main thread, as
+Resque) or several (threads, asyncio and prefork modes, one thread each). They
+share the worker's id, lease and in-flight hash; each claims one job at a time,
+so queue priority holds exactly as with one processor.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import os
+import queue
+import random
+import threading
+import time
+from typing import TYPE_CHECKING
+
+from pyresque.executors.inprocess import Executor
+from pyresque.jobs.job import Job, UnknownJob
+from pyresque.jobs.payload_fields import check_fields
+from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome
+from pyresque.protocol.backtrace import WorkerBroken
+from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
+from pyresque.protocol.failure import failure_record
+from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.protocol.status import Mark
+from pyresque.worker.fetch import PAUSED, Claim, Fetcher, Paused
+from pyresque.worker.handoff import Box, Handoff
+
+if TYPE_CHECKING:
+    from pyresque.worker.worker import Worker
+
+log = logging.getLogger("pyresque.worker")
+
+
+class Wake(Exception):
+    """Raised by a signal handler to end an idle wait of the main-thread processor at once."""
+
+
+class Processor:
+    """Runs jobs one after another for its worker."""
+
+    def __init__(self, worker: Worker, executor: Executor) -> None:
+        self.worker = worker
+        self.executor = executor
+        self._keys = worker.resque.keys
+        self._redis = dedicated(worker.resque.redis)
+        self.box = Box()  # where another processor hands us a job (handoff.py)
+        wid = worker.id
+        # finish.lua's first KEYS, the same for every job (lib_finish.lua).
+        self._finish_keys = [
+            self._keys.inflight(wid),
+            self._keys.worker(wid),
+            self._keys.stat("processed"),
+            self._keys.stat("processed", wid),
+            self._keys.stat("failed"),
+            self._keys.stat("failed", wid),
+            self._keys.failed,
+        ]
+        # Claim tokens: unique in this worker's in-flight hash, also across restarts
+        # under the same worker id (a reused pid), and cheaper than a uuid4 each.
+        self._token_prefix = os.urandom(6).hex()
+        self._token_count = itertools.count()
+        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, worker.lease_ms)
+        self.idle = False  # waiting for work: a signal may end the wait (main thread only)
+        self.running_inline = False  # a job runs in this thread: TERM may interrupt it
+        self.busy = False  # a job is running
+        self._mark: Mark | None = None  # the running job's pending RUNNING write
+        self.thread_id: int | None = None
+        self.deadline: float | None = None  # monotonic time the running job must end by
+        self.timed_out = False
+        self._redis_ok = True
+        self._backoff = 0.1
+        self._last_refresh = 0.0
+        self._crashes = 0  # crashes in a row (_crashed)
+
+    def close(self) -> None:
+        """Stop the executor and give the connection back (the worker is stopping)."""
+        self.executor.close()
+        self._redis.close()
+
+    def _new_token(self) -> str:
+        return f"{self._token_prefix}-{next(self._token_count)}"
+
+    @property
+    def in_main_thread(self) -> bool:
+        return threading.current_thread() is threading.main_thread()
+
+    def run(self) -> None:
+        """Process jobs until the worker shuts down (or, with interval 0, until drained)."""
+        self.thread_id = threading.get_ident()
+        worker = self.worker
+        claim: Claim | None = None
+        while not worker.shutting_down:
+            try:
+                if claim is None:
+                    claim = self._next_job()
+                    self._redis_back()  # on a quiet queue too: no job needs to finish first
+                    if claim is None:
+                        if worker.options.interval == 0 and not worker.paused and worker.lease_ok():
+                            return
+                        continue
+                # Finishing a job claims the next one in the same round trip.
+                claim = self._process(claim)
+                self._redis_back()
+                self._crashes = 0
+            except REDIS_DOWN as exc:
+                claim = None  # a claim whose reply was lost is given back by _redis_back
+                self._redis_down(exc)
+            except Wake:
+                pass
+            except WorkerBroken:
+                raise  # not the job's fault: the worker gives it back uncounted and exits
+            except Exception:
+                self._crashed(claim)
+                claim = None
+        if claim is not None:  # claimed just as we were told to stop
+            self._give_back(claim)
+
+    def _crashed(self, claim: Claim | None) -> None:
+        """An exception nobody foresaw escaped the loop (a bug, or data no check caught).
+        Contain it: log it, give the job back as a crash (a job that keeps doing this
+        becomes a PoisonJob after --max-crashes, as if it killed its worker), back off so
+        a crash loop never spins, and go on."""
+        job = f"job {claim.token} from {claim.queue}" if claim else "no job"
+        log.exception("processor crashed (holding %s); giving the job back as a crash", job)
+        self._crashes += 1
+        try:
+            if claim is not None:
+                self._give_back(claim, crashed=True)
+            self.worker.give_back_orphans()
+        except REDIS_DOWN as exc:
+            self._redis_ok = False  # _redis_back gives it back once Redis is back
+            log.error("could not give the job back yet (%s)", exc)
+        delay = min(5.0, 0.1 * 2 ** min(self._crashes - 1, 6))
+        self._wait(delay * random.uniform(0.8, 1.2), block=False)
+
+    # --- fetching ---------------------------------------------------------------
+
+    def _next_job(self) -> Claim | None:
+        worker = self.worker
+        pause_wait = worker.options.interval or 1.0
+        if worker.paused:
+            worker.title("Paused")
+            self._wait(pause_wait, block=False)
+            return None
+        if not worker.lease_ok():  # until the heartbeat renews it
+            self._wait(0.1, block=False)
+            return None
+        handoff = worker.handoff
+        if handoff is not None and not handoff.enter(self.box):
+            message = self._wait_in_box(handoff)
+            if message != Box.WAIT:
+                return message if isinstance(message, Claim) else None
+        try:
+            return self._claim_or_wait(pause_wait)
+        finally:
+            if handoff is not None:
+                handoff.stop_waiting()
+
+    def _claim_or_wait(self, pause_wait: float) -> Claim | None:
+        """Claim a job for this processor and for each free one (concurrent modes); with
+        nothing to claim, wait for a wake-up token (or the interval)."""
+        worker = self.worker
+        self._refresh_queues()
+        boxes, tokens = self._tokens_for_free()
+        claims: list[Claim] | Paused = []
+        try:
+            claims = self.fetcher.claim(tokens)
+        finally:  # even when the call failed: every box gets an answer
+            mine = self._hand_out(tokens, boxes, claims)
+        if mine is PAUSED:
+            worker.title("Paused")
+            self._wait(pause_wait, block=False)
+            return None
+        if isinstance(mine, Claim):
+            return mine
+        if worker.options.interval > 0:
+            worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
+            self._wait(worker.options.interval, block=worker.options.blocking)
+        return None
+
+    def _tokens_for_free(self) -> tuple[list[Box], list[str]]:
+        """The free processors' boxes, and a claim token each plus one for us (held: a
+        claim whose reply is lost is not an orphan)."""
+        boxes = self.worker.handoff.take_free() if self.worker.handoff else []
+        return boxes, [self.worker.hold(self._new_token()) for _ in range(1 + len(boxes))]
+
+    def _hand_out(
+        self, tokens: list[str], boxes: list[Box], claims: list[Claim] | Paused
+    ) -> Claim | Paused | None:
+        """Release the tokens that got no job, hand each box its job (or nothing), and
+        return ours: the first in line."""
+        got = claims if isinstance(claims, list) else []
+        for token in tokens[len(got) :]:
+            self.worker.release(token)  # if a lost reply claimed it, _redis_back gives it back
+        Handoff.hand_out(boxes, got[1:])
+        if isinstance(claims, Paused):
+            return PAUSED
+        return got[0] if got else None
+
+    def _wait_in_box(self, handoff: Handoff) -> Claim | str | None:
+        """Wait for another processor to hand us a job (or the waiting); give up only to
+        stop, looking at the shutdown flag once a second."""
+        while True:
+            try:
+                return self.box.get(timeout=1.0)
+            except queue.Empty:
+                if self.worker.shutting_down and handoff.leave(self.box):
+                    return None
+
+    def _refresh_queues(self) -> None:
+        """Re-expand queue globs at most once a second (one SMEMBERS)."""
+        now = time.monotonic()
+        if now - self._last_refresh >= 1.0:
+            self.fetcher.refresh()
+            self._last_refresh = now
+
+    def _wait(self, seconds: float, block: bool) -> None:
+        """Wait for a wake-up token (or just sleep). In the main thread any signal ends the
+        wait early; other threads wait at most a second, so they notice a shutdown soon."""
+        if not self.in_main_thread:
+            seconds = min(seconds, 1.0)
+        try:
+            self.idle = self.in_main_thread
+            if self.worker.shutting_down:
+                return
+            if block and (self.fetcher.refresh() or self.fetcher.queues.dynamic):
+                if self.fetcher.wait(seconds):
+                    self._last_refresh = 0.0  # a new queue: look at it now
+            else:
+                self.worker.sleep(seconds)
+        except Wake:
+            pass
+        finally:
+            self.idle = False
+
+    # --- running a job ----------------------------------------------------------
+
+    def _process(self, claim: Claim) -> Claim | None:
+        """Run a claimed job, record its outcome, and return the next claim (if any).
+
+        Whatever goes wrong with one job (its payload, its class, its limits, the
+        executor) makes that job fail with the error, never stops this processor."""
+        started = time.monotonic()
+        payload: Payload | None = None
+        refused: Payload | None = None  # decoded, but a field is unusable
+        try:
+            payload = Payload.decode(claim.raw)
+            check_fields(payload)
+            job = self.worker.resque.registry.get(payload.class_name)(payload, claim.queue)
+            if not self.worker.policies.admit(job, claim):
+                return None  # a limit refused it: it waits (parked or delayed), unclaimed
+        except MalformedPayload as exc:
+            # Recorded with its raw bytes; none of its fields is trusted, but a job that
+            # was decoded still gets its status (FAILED), so a waiter is not left hanging.
+            refused, payload = payload, None
+            outcome = Outcome.failed(exc)
+        except UnknownJob as exc:
+            outcome = Outcome.failed(exc)
+        except REDIS_DOWN:
+            raise
+        except Exception as exc:  # a job class's constructor or limit key raised
+            log.exception("job %s could not be started", _name(claim, payload))
+            outcome = Outcome.failed(exc)
+        else:
+            outcome = self._run(job, claim)
+        seconds = time.monotonic() - started
+        self._log(claim, payload, outcome, seconds)
+        return self._finish(claim, payload, outcome, seconds, refused)
+
+    def _run(self, job: Job, claim: Claim) -> Outcome:
+        worker, payload = self.worker, job.payload
+        worker.title(f"Processing {claim.queue} since {int(time.time())} [{payload.class_name}]")
+        if self.executor.name == "fork":
+            worker.resque.events.trigger("before_fork", job)
+        timeout = payload.extra.get("timeout") or type(job).timeout
+        self.deadline = time.monotonic() + float(timeout) if timeout else None
+        self.timed_out = False
+        self.running_inline = self.executor.runs_in_thread
+        self.busy = True
+        try:
+            outcome = self.executor.execute(job, timeout, worker.stop, lambda: self._running(job))
+        except Interrupted:  # TERM arrived just outside the job's own try
+            outcome = Outcome("interrupted")
+        except WorkerBroken:
+            raise  # no job can run here (the zygote will not start): the worker exits
+        except Exception as exc:  # a fault outside the job's own code (the executor's)
+            log.exception("job %s: running it failed", _name(claim, payload))
+            outcome = Outcome.failed(exc)
+        finally:
+            if self._mark is not None:
+                self._mark.finish()
+                self._mark = None
+            self.busy = self.running_inline = False
+            self.deadline = None
+            if not worker.stop.interrupt:
+                worker.stop.kill = False  # a USR1 is for the job that was running
+        worker.lease_ok()  # a job stopped because the lease was lost: say why (once)
+        if self.timed_out and outcome.kind != "ok":  # the watchdog stopped a threaded job
+            outcome = Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
+        return outcome
+
+    def _running(self, job: Job) -> None:
+        """The job is under way: its RUNNING status follows shortly (status.RunningMarker)."""
+        self._mark = self.worker.running_marker.started(job.payload)
+
+    def _finish(
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        outcome: Outcome,
+        seconds: float,
+        refused: Payload | None = None,
+    ) -> Claim | None:
+        """Record the outcome and claim the next job. If Redis is down, keep trying: the
+        job stays in flight meanwhile, so it is never lost."""
+        retrying = fallback = False
+        while True:
+            try:
+                next_claim = self._record(claim, payload, outcome, seconds, not retrying, refused)
+                self._redis_back()  # after a retry: gives back a claim whose reply was lost
+                return next_claim
+            except REDIS_DOWN as exc:
+                retrying = True
+                self._redis_down(exc)
+                if self.worker.stop.kill:  # exit now: the lease will expire, others recover
+                    return None
+            except Exception as exc:
+                if fallback:
+                    raise  # even the plainest record failed: a bug; the worker must stop
+                # Record the plainest failure instead: the raw bytes and this error.
+                log.exception("job %s: recording its outcome failed", _name(claim, payload))
+                payload, outcome, fallback = None, Outcome.failed(exc), True
+
+    def _record(
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        outcome: Outcome,
+        seconds: float,
+        claim_next: bool,
+        refused: Payload | None = None,
+    ) -> Claim | None:
+        worker = self.worker
+        interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
+        if interrupted or outcome.kind == "unstarted":  # back to the head of its queue
+            self._give_back(claim)
+            worker.policies.finished(claim)
+            return None
+        if outcome.kind == "interrupted":
+            outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
+        # Retries, unique locks and limits add their part to the same atomic step.
+        plan = worker.policies.finish_plan(claim, payload, outcome)
+        tracked = payload or refused
+        status_key = (
+            self._keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
+        )
+        tail_keys, tail_args = plan.tail(self._keys, status_key)
+        keys = self._finish_keys + tail_keys
+        record = ""
+        if plan.outcome == "failed":
+            failed = plan.shown or payload  # with its attempts' errors, when it was retried
+            shown = failed.to_dict() if failed else claim.raw.decode("utf-8", "backslashreplace")
+            record = failure_record(
+                shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
+            )
+        args = [claim.token, plan.outcome, outcome.result_json(), record, *tail_args]
+        boxes: list[Box] = []
+        tokens: list[str] = []
+        if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
+            self._refresh_queues()
+            boxes, tokens = self._tokens_for_free()
+        recorded = False
+        claims: list[Claim] | Paused = []
+        try:
+            recorded, claims = self.fetcher.finish(keys, args, tokens)
+        finally:  # even when the call failed: every box gets an answer
+            next_claim = self._hand_out(tokens, boxes, claims)
+        worker.policies.finished(claim, plan)
+        worker.release(claim.token)
+        if recorded:
+            name = payload.class_name if payload else "(malformed)"
+            worker.history.record(name, plan.outcome == "failed", seconds * 1000)
+            worker.count(plan.outcome != "failed")
+        else:
+            log.warning(
+                "job %s finished after this worker lost its lease (or Redis lost the reply); "
+                "it was already recovered or recorded, so this %s outcome is discarded",
+                payload.id if payload else claim.token,
+                outcome.kind,
+            )
+        return next_claim if isinstance(next_claim, Claim) else None
+
+    def _give_back(self, claim: Claim, crashed: bool = False) -> None:
+        """Put a claimed job back at the head of its queue, not counted as an attempt
+        unless it ``crashed`` this processor."""
+        try:
+            record = self._redis.hget(self._keys.inflight(self.worker.id), claim.token)
+            if record is not None:
+                self.worker.recovery.give_back(
+                    self.worker.id, claim.token, raw(record), crashed, owner=True
+                )
+        finally:  # not given back (Redis is down): an orphan, for _redis_back
+            self.worker.release(claim.token)
+
+    def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
+        name = payload.class_name if payload else "?"
+        job_id = payload.id if payload and payload.id else "-"
+        detail = {
+            "failed": f": {outcome.exception}: {outcome.error}",
+            "unstarted": ": its process died before taking it; back at the head of its queue",
+        }.get(outcome.kind, "")
+        log.info(
+            "job %s %s from %s %s in %.1f ms%s",
+            job_id,
+            name,
+            claim.queue,
+            outcome.kind,
+            seconds * 1000,
+            detail,
+        )
+
+    # --- Redis outages ----------------------------------------------------------
+
+    def _redis_down(self, exc: BaseException) -> None:
+        """Log once, then back off (capped, with jitter) before the next try."""
+        if self._redis_ok:
+            log.error("Redis unavailable (%s); retrying with backoff", exc)
+            self._redis_ok = False
+            self._backoff = 0.1
+        self._wait(self._backoff * random.uniform(0.8, 1.2), block=False)
+        self._backoff = min(self._backoff * 2, 10.0)
+
+    def _redis_back(self) -> None:
+        if self._redis_ok:
+            return
+        # A claim whose reply was lost in the outage left a job in flight that no
+        # processor knows about: give it back, or it would wait for our lease.
+        self.worker.give_back_orphans()
+        log.warning("Redis is back")
+        self._redis_ok = True
+
+
+def _name(claim: Claim, payload: Payload | None) -> str:
+    """How the log names a job: its id, else its class, else its claim token."""
+    if payload is not None:
+        return payload.id or payload.class_name
+    return claim.token
+
+
+def give_back_orphans(worker: Worker, held: set[str], crashed: bool = False) -> int:
+    """Give back the worker's in-flight jobs whose tokens no processor holds (as crashes
+    if they ``crashed`` the worker)."""
+    keys = worker.resque.keys
+    entries = worker.resque.redis.hgetall(keys.inflight(worker.id))
+    done = 0
+    for token, record in entries.items():
+        # Read as written: a foreign token that is not UTF-8 is no claim of ours.
+        if raw(token).decode("utf-8", "replace") not in held:
+            done += worker.recovery.give_back(
+                worker.id, raw(token), raw(record), crashed, owner=True
+            )
+    return done

@@ -1,0 +1,383 @@
+"""Leases, heartbeats and crash recovery: why no job is lost when a worker dies.
+
+Every claimed job has an in-flight record owned by its worker (claim.lua), and
+every worker holds a lease in the ``pyresque:leases`` sorted set that its
+heartbeat (heartbeat.py) renews once a second. When a worker dies, its lease expires; the
+next heartbeat of *any* live worker, on any host, reports it, and that worker
+puts the dead one's jobs back at the head of their queues (recover.lua). A job
+that keeps killing its workers is a poison job and goes to ``failed`` instead.
+No central reaper is needed.
+
+Ruby and PHP workers have no lease. They are pruned the Resque way: on the same
+host when their pid is gone, elsewhere when their Ruby heartbeat is older than
+Ruby's prune interval; a job they were running goes to ``failed`` as a DirtyExit.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import socket
+from datetime import datetime, timezone
+from typing import Any, cast
+
+import redis
+
+from pyresque.jobs.job import Registry
+from pyresque.jobs.payload_fields import check_fields
+from pyresque.jobs.unique import UniqueLock
+from pyresque.protocol import scripts, strict_json
+from pyresque.protocol.connection import raw, text
+from pyresque.protocol.failure import failure_record
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.worker import peer_prune
+
+log = logging.getLogger("pyresque.recovery")
+
+#: Ruby prunes workers whose heartbeat is older than this (Resque.prune_interval).
+RUBY_PRUNE_INTERVAL = 300
+
+
+def worker_keys(keys: Keys, worker_id: str) -> list[str]:
+    """KEYS for reap.lua."""
+    return [
+        keys.workers,
+        keys.worker(worker_id),
+        keys.worker_started(worker_id),
+        keys.heartbeats,
+        keys.stat("processed", worker_id),
+        keys.stat("failed", worker_id),
+        keys.leases,
+        keys.inflight(worker_id),
+        keys.failed,
+        keys.stat("failed"),
+    ]
+
+
+class Recovery:
+    """Puts back the jobs of dead workers and unregisters them."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        registry: Registry,
+        max_crashes: int = 3,
+        recoverer: str = "",
+    ) -> None:
+        self._redis = client
+        self._keys = keys
+        self._registry = registry
+        self.max_crashes = max_crashes
+        self._recoverer = recoverer
+
+    def recover_worker(self, worker_id: str) -> int:
+        """Recover every in-flight job of a worker whose lease expired; returns how many.
+        Each record on its own: one that cannot be recovered never stops the others."""
+        if not peer_prune.fence(self._redis, self._keys, worker_id):
+            return 0  # a Ruby worker may be pruning it right now: at a later beat
+        entries = self._redis.hgetall(self._keys.inflight(worker_id))
+        try:
+            failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries)
+        except redis.exceptions.RedisError:
+            raise
+        except Exception:  # a bug: requeue them all (nothing lost) rather than none
+            log.exception("could not look for a Resque worker's prune of %s", worker_id)
+            failed = set()
+        moved = 0
+        for token, record in entries.items():
+            try:
+                # The token as read: hostile bytes that are not UTF-8 still name the field.
+                moved += self.give_back(
+                    worker_id, raw(token), raw(record), crashed=True, failed=raw(token) in failed
+                )
+            except redis.exceptions.RedisError:
+                raise
+            except Exception:  # a bug: log it, recover the others, try again next beat
+                log.exception("could not recover job %r of dead worker %s", token, worker_id)
+        reaped = scripts.run(
+            self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
+        )
+        if reaped:
+            log.warning("unregistered dead worker %s", worker_id)
+        return moved
+
+    def give_back(
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        crashed: bool,
+        failed: bool = False,
+        owner: bool = False,
+    ) -> int:
+        """Put one in-flight job back on its queue (or in ``failed`` if it is poison, or if
+        the record cannot be read: then the record's raw bytes go there, as a
+        ``MalformedPayload`` saying what is wrong).
+
+        ``crashed`` counts the delivery as an attempt; a worker that gives back its own
+        job on shutdown passes False, and skips the lease check. ``failed``: a peer's
+        pruning already recorded it in ``failed`` (peer_prune.py), so it is only released.
+        ``owner`` with ``crashed``: a live worker gives back a job that crashed it (no
+        lease check).
+        """
+        try:
+            queue, raw = read_record(record)
+        except MalformedPayload as exc:
+            return self._fail_record(worker_id, token, record, str(exc), crashed, owner)
+        payload = _payload_or_none(raw)
+        item: bytes | str
+        action, item = "requeue", raw  # bytes as they were, even bytes that are not UTF-8
+        if crashed and payload is not None:
+            # A crash is an attempt (as a retry is), and it counts towards the poison
+            # limit on its own, so earlier retries do not make a job poison sooner.
+            payload.extra["attempts"] = payload.attempts + 1
+            payload.extra["crashes"] = payload.crashes + 1
+            item = payload.encode()
+            if payload.crashes >= self.max_crashes or self._fails_on_crash(payload):
+                action, item = "fail", self._poison_record(payload, worker_id, queue)
+        if failed:
+            action, item = "drop", ""
+        status = self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
+        done = action in ("fail", "drop")
+        lock = UniqueLock.of(payload) if done and payload is not None else None
+        if lock is not None and not lock.released_at_end:
+            lock = None  # only a job that is done (poison, failed by a peer) frees its lock
+        moved = self._move(
+            worker_id, token, record, item, action, queue, crashed, status, lock, owner
+        )
+        if not moved:
+            return 0
+        job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
+        if action == "drop":
+            log.warning(
+                "job %s of dead worker %s is not requeued: a Resque worker that pruned %s "
+                "already moved it to failed",
+                job,
+                worker_id,
+                worker_id,
+            )
+        elif action == "fail":
+            log.error(
+                "job %s failed: it was running when worker %s died %d times (poison)",
+                job,
+                worker_id,
+                payload.crashes if payload else 0,
+            )
+        elif crashed:
+            whose = "crashed" if owner else "dead"
+            log.warning(
+                "recovered job %s of %s worker %s back to queue %s", job, whose, worker_id, queue
+            )
+        return 1
+
+    def _fail_record(
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        problem: str,
+        crashed: bool,
+        owner: bool = False,
+    ) -> int:
+        """Move an in-flight record that cannot be read to ``failed``, its bytes kept."""
+        shown = record.decode("utf-8", "backslashreplace")
+        item = failure_record(shown, "pyresque.MalformedPayload", problem, [], worker_id, "")
+        if not self._move(worker_id, token, record, item, "fail", "", crashed, None, None, owner):
+            return 0
+        log.error("in-flight job %r of worker %s moved to failed: %s", token, worker_id, problem)
+        return 1
+
+    def _move(
+        self,
+        worker_id: str,
+        token: str | bytes,
+        record: bytes,
+        item: bytes | str,
+        action: str,
+        queue: str,
+        crashed: bool,
+        status: str | None,
+        lock: UniqueLock | None = None,
+        owner: bool = False,
+    ) -> bool:
+        """recover.lua: move one in-flight job, if it is still there and its owner dead."""
+        failing = action == "fail"
+        keys = [
+            self._keys.leases,
+            self._keys.inflight(worker_id),
+            self._keys.failed if failing else self._keys.queue(queue),
+            self._keys.stat("failed") if failing else self._keys.recovered,
+            self._keys.queues,
+            self._keys.wake(queue),
+        ]
+        if status is not None:
+            keys.append(status)
+        mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
+        args = [worker_id, token, record, item, action, queue, mode, ""]
+        if lock is not None:
+            keys.append(self._keys.unique(lock.digest))
+            args[-1] = lock.token
+        return bool(scripts.run(self._redis, "recover", keys, args))
+
+    def _fails_on_crash(self, payload: Payload) -> bool:
+        if payload.class_name not in self._registry:
+            return False
+        return self._registry.get(payload.class_name).on_crash == "fail"
+
+    def _poison_record(self, payload: Payload, worker_id: str, queue: str) -> str:
+        crashes = payload.crashes
+        reason = (
+            f"the job was running when its worker died {crashes} time(s) "
+            f"(last: {worker_id}); it was not run again"
+        )
+        name = "pyresque.PoisonJob" if crashes >= self.max_crashes else "pyresque.DirtyExit"
+        return failure_record(payload.to_dict(), name, reason, [], worker_id, queue)
+
+    # --- Ruby and PHP workers --------------------------------------------------
+
+    def prune_foreign(self) -> int:
+        """Resque's pruning, for workers without a pyresque lease; returns how many."""
+        if not self._redis.set(
+            self._keys.pruning_lock, peer_prune.LOCK_MARK + self._recoverer, nx=True, ex=60
+        ):
+            return 0
+        pruned = 0
+        leased = {
+            text(m) for m in cast("list[bytes]", self._redis.zrange(self._keys.leases, 0, -1))
+        }
+        heartbeats = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.heartbeats))
+        beats = {i: v.decode("utf-8", "replace") for k, v in heartbeats.items() if (i := _id(k))}
+        now = self._server_time()
+        host = socket.gethostname()
+        members = cast("set[bytes]", self._redis.smembers(self._keys.workers))
+        registered = {i for i in map(_id, members) if i}
+        for worker_id in sorted(registered | set(beats)):
+            if worker_id in leased:
+                continue
+            parts = worker_id.split(":", 2)
+            beat = _parse_time(beats.get(worker_id))
+            if beat is not None and now - beat > RUBY_PRUNE_INTERVAL:
+                pruned += self._reap_foreign(worker_id, "Resque::PruneDeadWorkerDirtyExit")
+            elif len(parts) == 3 and parts[0] == host and not _pid_alive(parts[1]):
+                pruned += self._reap_foreign(worker_id, "Resque::DirtyExit")
+        return pruned
+
+    def _reap_foreign(self, worker_id: str, exception: str) -> int:
+        current = cast("bytes | None", self._redis.get(self._keys.worker(worker_id)))
+        record = ""
+        if current:
+            # Another worker's record may hold anything: never let it stop our start-up.
+            try:
+                working = strict_json.loads(current)
+            except strict_json.BadJSON:
+                working = None
+            payload: Any
+            if isinstance(working, dict):
+                payload, queue = working.get("payload"), working.get("queue")
+                queue = queue if isinstance(queue, str) else ""
+            else:
+                payload, queue = current.decode("utf-8", "replace"), ""
+            klass = payload.get("class", "?") if isinstance(payload, dict) else "?"
+            error = (
+                "Job still being processed"
+                if exception == "Resque::DirtyExit"
+                else f"Worker {worker_id} did not gracefully exit while processing {klass}"
+            )
+            record = failure_record(payload, exception, error, [], worker_id, queue)
+        done = scripts.run(
+            self._redis,
+            "reap",
+            worker_keys(self._keys, worker_id),
+            [worker_id, "0", current or "", record],
+        )
+        if done:
+            log.warning(
+                "pruned dead worker %s%s",
+                worker_id,
+                "; its job was moved to failed" if record else "",
+            )
+        return int(done)
+
+    def _server_time(self) -> float:
+        secs, micros = self._redis.time()
+        return float(secs) + micros / 1e6
+
+
+def read_record(record: bytes) -> tuple[str, bytes]:
+    """The queue name and payload bytes of an in-flight record (claim.lua writes
+    ``{"queue","payload","claimed_at"}``); ``MalformedPayload`` if it is not one."""
+    try:
+        record.decode("utf-8")
+    except UnicodeDecodeError:
+        # cjson copies a payload's bytes into the record as they are, even bytes that
+        # are not UTF-8: those are read back as they were (surrogateescape).
+        if strict_json.depth(record) > strict_json.MAX_DEPTH:
+            raise MalformedPayload(
+                f"in-flight record nested deeper than {strict_json.MAX_DEPTH} levels"
+            ) from None
+        try:
+            entry = json.loads(record.decode("utf-8", "surrogateescape"))
+        except ValueError as exc:
+            raise MalformedPayload(f"in-flight record is not valid JSON: {exc}") from None
+    else:
+        try:
+            entry = strict_json.loads(record)
+        except strict_json.BadJSON as exc:
+            raise MalformedPayload(f"in-flight record: {exc}") from None
+    if not isinstance(entry, dict):
+        kind = type(entry).__name__
+        raise MalformedPayload(f"in-flight record must be a JSON object, got {kind}")
+    queue, payload = entry.get("queue"), entry.get("payload")
+    if not isinstance(queue, str) or not queue:
+        raise MalformedPayload('in-flight record has no "queue" naming the job\'s queue')
+    if not isinstance(payload, str):
+        raise MalformedPayload('in-flight record has no "payload" string')
+    return queue, payload.encode("utf-8", "surrogateescape")
+
+
+def _payload_or_none(raw: bytes | str) -> Payload | None:
+    """The payload, or None when a worker would refuse it: it then goes back to its queue
+    as it was, for the worker that takes it to fail it, saying why."""
+    try:
+        payload = Payload.decode(raw)
+        check_fields(payload)
+        return payload
+    except MalformedPayload:
+        return None
+
+
+def _pid_alive(pid_text: str) -> bool:
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _id(member: bytes) -> str:
+    """A worker id as text; '' (skipped) for one that is not UTF-8: no Resque writes
+    such an id, and its keys could not be named to prune it."""
+    try:
+        return member.decode()
+    except UnicodeDecodeError:
+        log.warning("skipping a registered worker id that is not UTF-8: %r", member[:80])
+        return ""
+
+
+def _parse_time(text: str | None) -> float | None:
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None
+
+
+def started_text() -> str:
+    """The worker start time, ISO 8601 with offset (Ruby and php-resque accept it)."""
+    return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
