@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pyresque.protocol.status import Status as Status
     from pyresque.scheduling.cron import Schedule as Schedule
     from pyresque.scheduling.cron import schedules as schedules
+    from pyresque.version import __version__ as __version__
     from pyresque.worker.worker import Worker as Worker
     from pyresque.worker.worker import WorkerOptions as WorkerOptions
 
@@ -65,6 +66,7 @@ _EXPORTS = {
     "Status": "pyresque.protocol.status",
     "Worker": "pyresque.worker.worker",
     "WorkerOptions": "pyresque.worker.worker",
+    "__version__": "pyresque.version",
 }
 
 __all__ = [
@@ -104,17 +106,9 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    if name == "__version__":
-        from importlib.metadata import PackageNotFoundError, version
-
-        try:
-            value: Any = version("pyresque")
-        except PackageNotFoundError:  # running from a source tree
-            value = "0.0.0"
-    elif name in _EXPORTS:
-        value = getattr(importlib.import_module(_EXPORTS[name]), name)
-    else:
+    if name not in _EXPORTS:
         raise AttributeError(f"module 'pyresque' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_EXPORTS[name]), name)
     globals()[name] = value  # looked up once
     return value
 

@@ -1,4 +1,12 @@
-"""web."""
+"""Layer 8, the web dashboard: pages, a JSON API and Prometheus ``/metrics``.
+
+An ASGI app (Starlette, Jinja2 ``templates/``, ``static/``) with its sign-in and
+defences against hostile data. What it shows and changes comes from the client's
+admin API; this folder only presents it.
+
+May import: ``worker`` and below, yet it needs only the client, the schedules and the
+protocol, and does not load the worker or the executors (tests/test_layers.py).
+"""
 
 from typing import Any
 

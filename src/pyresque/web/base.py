@@ -15,10 +15,10 @@ from jinja2 import Environment, FileSystemLoader, StrictUndefined
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, RedirectResponse, Response
 
-from pyresque import __version__
 from pyresque.client.resque import Resque
 from pyresque.protocol import strict_json
 from pyresque.protocol.connection import describe
+from pyresque.version import __version__
 from pyresque.web import format as web_format
 from pyresque.web import svg as web_svg
 from pyresque.web.auth import CSRF_COOKIE, CSRF_FIELD, CSRF_HEADER, Settings, same

@@ -1,4 +1,11 @@
-"""worker."""
+"""Layer 7, the worker: a long-running process that takes jobs and never loses one.
+
+Its life cycle (registration, signals, shutdown), processors (claim, run through the
+middleware chain and an executor, finish), fetching and hand-off, the heartbeat and
+lease, crash recovery, and ``COUNT=N`` supervision.
+
+May import: ``executors`` and below.
+"""
 
 from typing import Any
 

@@ -26,8 +26,8 @@ from types import FrameType
 
 import setproctitle
 
-from pyresque import __version__
 from pyresque.executors.child import die_with_parent
+from pyresque.version import __version__
 
 log = logging.getLogger("pyresque.supervisor")
 

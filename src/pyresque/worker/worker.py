@@ -28,7 +28,6 @@ from types import FrameType
 import redis
 import setproctitle
 
-from pyresque import __version__
 from pyresque.client.resque import Resque
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
 from pyresque.executors.inprocess import (
@@ -51,6 +50,7 @@ from pyresque.protocol.status import RunningMarker
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
+from pyresque.version import __version__
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
