@@ -26,7 +26,8 @@ from e2e_support import Procs, procs_fixture, wait_for
 from pyresque import Events, Job, Resque, Status
 from pyresque.cli.main import main
 from pyresque.scheduling.cron import Cron, Schedule, from_config, load_yaml, parse_duration
-from pyresque.worker.worker import Worker, WorkerOptions
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 
 T0 = 1_800_000_000  # a multiple of 60 (and of 10)
 BERLIN = ZoneInfo("Europe/Berlin")

@@ -59,7 +59,6 @@ KNOWN_LONG: set[str] = {
     "pyresque.client.resque",  # A: producer and admin apart
     "pyresque.dev.server",  # D
     "pyresque.worker.processor",  # B: the middleware chain
-    "pyresque.worker.worker",  # D
 }
 
 

@@ -15,7 +15,8 @@ from e2e_support import Procs, State
 from pyresque import Job, Resque, Status
 from pyresque.jobs.retry import Backoff, Retry, RetryPolicy, requested_delay
 from pyresque.jobs.unique import Unique
-from pyresque.worker.worker import Worker, WorkerOptions
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 
 T0 = 1_800_000_000
 

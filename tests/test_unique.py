@@ -17,8 +17,9 @@ import redis
 from pyresque import Enqueued, Events, Job, Resque
 from pyresque.jobs.unique import Unique
 from pyresque.worker.fetch import Fetcher, QueueList
+from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
-from pyresque.worker.worker import Worker, WorkerOptions
+from pyresque.worker.worker import Worker
 
 T0 = 1_800_000_000
 

@@ -49,8 +49,8 @@ if TYPE_CHECKING:
     from pyresque.scheduling.cron import Schedule as Schedule
     from pyresque.scheduling.cron import schedules as schedules
     from pyresque.version import __version__ as __version__
+    from pyresque.worker.options import WorkerOptions as WorkerOptions
     from pyresque.worker.worker import Worker as Worker
-    from pyresque.worker.worker import WorkerOptions as WorkerOptions
 
 #: public name -> the module that defines it
 _EXPORTS = {
@@ -65,7 +65,7 @@ _EXPORTS = {
     "JobStatus": "pyresque.protocol.status",
     "Status": "pyresque.protocol.status",
     "Worker": "pyresque.worker.worker",
-    "WorkerOptions": "pyresque.worker.worker",
+    "WorkerOptions": "pyresque.worker.options",
     "__version__": "pyresque.version",
 }
 

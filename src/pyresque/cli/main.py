@@ -40,8 +40,9 @@ from pyresque.protocol.escapes import escape
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.fetch import QueueList
+from pyresque.worker.options import MODES, WorkerOptions
 from pyresque.worker.supervisor import Supervisor
-from pyresque.worker.worker import MODES, Worker, WorkerOptions
+from pyresque.worker.worker import Worker
 
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 

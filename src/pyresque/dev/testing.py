@@ -25,7 +25,8 @@ import pytest
 
 from pyresque.client.resque import Resque
 from pyresque.dev.server import RedisServer
-from pyresque.worker.worker import Worker, WorkerOptions
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 
 
 @dataclass(frozen=True)

@@ -12,8 +12,12 @@ from typing import Any
 
 def __getattr__(name: str) -> Any:
     # Lazily, so importing one part of the worker (fetch, recovery) loads only that part.
-    if name in ("Worker", "WorkerOptions"):
-        from pyresque.worker import worker
+    if name == "Worker":
+        from pyresque.worker.worker import Worker
 
-        return getattr(worker, name)
+        return Worker
+    if name == "WorkerOptions":
+        from pyresque.worker.options import WorkerOptions
+
+        return WorkerOptions
     raise AttributeError(f"module 'pyresque.worker' has no attribute {name!r}")

@@ -28,15 +28,12 @@ from pyresque.protocol.payload import MalformedPayload, Payload
 from pyresque.protocol.status import Mark
 from pyresque.worker.fetch import PAUSED, Claim, Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
+from pyresque.worker.signals import Wake
 
 if TYPE_CHECKING:
     from pyresque.worker.worker import Worker
 
 log = logging.getLogger("pyresque.worker")
-
-
-class Wake(Exception):
-    """Raised by a signal handler to end an idle wait of the main-thread processor at once."""
 
 
 class Processor:

@@ -1,16 +1,14 @@
-"""The worker: registration, signals, the heartbeat, and its processors.
+"""The worker: its life cycle (start, run its processors, stop), registration and
+the lease, and what its processors share.
 
-The loop that claims and runs jobs lives in processor.py; how a job runs lives
-in the executors (executor.py, forking.py). A worker has one processor in fork
-and inline modes (in the main thread, exactly like Resque) and N processors in
-threads, asyncio and prefork modes. A background heartbeat keeps the worker's
-lease and recovers the jobs of dead workers (recovery.py).
-
-Signals are Resque's: QUIT finishes the current job then exits; TERM/INT stop
-the running jobs (TERM, a grace period, then KILL), give them back to their
-queues and exit, and a second TERM kills at once; USR1 kills the current job
-and goes on; USR2 pauses; CONT resumes. ``pyresque ctl`` reaches a worker on
-any host by turning a command sent through Redis into the same signal.
+The loop that claims and runs jobs lives in processor.py; how a job runs lives in
+the executors (executors/inprocess.py, executors/forking.py), chosen by the options
+(options.py). A worker has one processor in fork and inline modes (in the main
+thread, exactly like Resque) and N processors in threads, asyncio and prefork
+modes. A background heartbeat keeps the worker's lease and recovers the jobs of
+dead workers (recovery.py). Signals are Resque's (signals.py); ``pyresque ctl``
+reaches a worker on any host by turning a command sent through Redis into the
+same signal.
 """
 
 from __future__ import annotations
@@ -22,24 +20,12 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
-from types import FrameType
 
 import redis
 import setproctitle
 
 from pyresque.client.resque import Resque
-from pyresque.executors.forking import ForkExecutor, PreforkExecutor
-from pyresque.executors.inprocess import (
-    AsyncioExecutor,
-    EventLoopThread,
-    Executor,
-    InlineExecutor,
-    Stop,
-    ThreadExecutor,
-)
-from pyresque.jobs.events import Events
-from pyresque.jobs.job import Registry
+from pyresque.executors.inprocess import Stop, ThreadExecutor
 from pyresque.jobs.perform import Interrupted, JobTimeout
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.middleware.policies import JobPolicies
@@ -54,8 +40,10 @@ from pyresque.version import __version__
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
-from pyresque.worker.processor import Processor, Wake, give_back_orphans
+from pyresque.worker.options import WorkerOptions, make_executors
+from pyresque.worker.processor import Processor, give_back_orphans
 from pyresque.worker.recovery import Recovery, started_text, worker_keys
+from pyresque.worker.signals import Signals, Wake
 
 log = logging.getLogger("pyresque.worker")
 
@@ -68,55 +56,12 @@ COMMANDS = {
     "kill-job": signal.SIGUSR1,
 }
 
-#: Processors per worker when no concurrency is given (0: one per CPU).
-DEFAULT_CONCURRENCY = {"fork": 1, "inline": 1, "threads": 10, "asyncio": 20, "prefork": 0}
-MODES = tuple(DEFAULT_CONCURRENCY)
 
-
-@dataclass
-class WorkerOptions:
-    """How a worker runs. Each field has an environment variable and a CLI flag."""
-
-    interval: float = 5.0  # seconds between polls; 0 = drain the queues and exit
-    blocking: bool = True  # wait on the wake-up list (instead of sleeping) between polls
-    mode: str = "fork"  # fork | inline | threads | asyncio | prefork
-    concurrency: int | None = None  # jobs at once in threads, asyncio and prefork modes
-    lease_ttl: float = 5.0  # a dead worker's jobs come back within about this + 1 s
-    term_timeout: float = 10.0  # grace between TERM and KILL for running jobs
-    fail_interrupted: bool = False  # fail a job stopped by TERM (Resque) instead of requeueing
-    max_crashes: int = 3  # a job that killed this many workers goes to failed
-    max_jobs_per_child: int = 1000  # prefork: recycle a child after this many jobs
-    max_memory_mb: int = 0  # prefork: recycle a child whose peak memory passes this (0: never)
-    pidfile: str | None = None
-    with_scheduler: bool = False  # also run a scheduler (scheduler.py) in a background thread
-    # The application's modules (--app): fork mode's zygote imports them in a fresh
-    # interpreter; with none, the zygote is a copy of this process (zygote.py).
-    app: tuple[str, ...] = ()
-
-
-def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> list[Executor]:
-    """One executor per processor."""
-    mode = options.mode
-    if mode not in DEFAULT_CONCURRENCY:
-        raise ValueError(f"unknown execution mode {mode!r}; choose one of {', '.join(MODES)}")
-    if mode == "fork":
-        return [ForkExecutor(events, options.app, jobs)]
-    if mode == "inline":
-        return [InlineExecutor(events)]
-    n = options.concurrency or DEFAULT_CONCURRENCY[mode] or os.cpu_count() or 2
-    if mode == "threads":
-        return [ThreadExecutor(events) for _ in range(n)]
-    if mode == "asyncio":
-        loop = EventLoopThread()
-        return [AsyncioExecutor(events, loop) for _ in range(n)]
-    return [
-        PreforkExecutor(events, options.max_jobs_per_child, options.max_memory_mb, jobs)
-        for _ in range(n)
-    ]
-
-
-class Worker:
+class Worker(Signals):
     """One Resque worker process. ``work()`` runs until it is told to stop."""
+
+    processors: list[Processor]
+    _main: Processor | None
 
     def __init__(
         self,
@@ -374,81 +319,7 @@ class Worker:
         prefix = os.environ.get("RESQUE_PROCLINE_PREFIX", "")
         setproctitle.setproctitle(f"{prefix}resque-{__version__}: {text}")
 
-    # --- signals and commands ---------------------------------------------------
-
-    def _install_signals(self) -> None:
-        if threading.current_thread() is not threading.main_thread():
-            return  # signals only reach the main thread; stop with shutdown() instead
-        read_fd, write_fd = os.pipe()
-        os.set_blocking(read_fd, False)
-        os.set_blocking(write_fd, False)
-        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        self.stop.wakeup_fd = read_fd
-        handlers = {
-            signal.SIGQUIT: self._on_quit,
-            signal.SIGTERM: self._on_term,
-            signal.SIGINT: self._on_term,
-            signal.SIGUSR1: self._on_usr1,
-            signal.SIGUSR2: self._on_pause,
-            signal.SIGCONT: self._on_resume,
-        }
-        for sig, handler in handlers.items():
-            signal.signal(sig, handler)
-
-    @property
-    def _idle(self) -> bool:
-        return self._main is not None and self._main.idle
-
-    def _on_quit(self, signum: int, frame: FrameType | None) -> None:
-        log.info("QUIT: finishing the current job, then exiting")
-        self.shutdown()
-
-    def _on_term(self, signum: int, frame: FrameType | None) -> None:
-        name = signal.Signals(signum).name
-        if self.stop.interrupt:
-            log.warning("second %s: killing the job now", name)
-            self.stop.kill = True
-        else:
-            log.info("%s: stopping the current job and exiting", name)
-            self.stop.interrupt = True
-            self.stop.interrupted_at = time.monotonic()
-        self.shutdown()
-        if self.mode == "inline" and self._main is not None and self._main.running_inline:
-            if self.stop.kill:
-                raise Interrupted(f"stopped by {name}")
-            # The job gets the grace period; then the alarm interrupts it (executor.py).
-            remaining = signal.getitimer(signal.ITIMER_REAL)[0]
-            grace = max(self.stop.grace, 0.001)
-            signal.setitimer(signal.ITIMER_REAL, min(remaining, grace) if remaining else grace)
-
-    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
-        if any(p.busy for p in self.processors):
-            log.info("USR1: killing the current job")
-            self.stop.kill = True
-        else:
-            log.info("USR1: no job is running")
-
-    def _on_pause(self, signum: int, frame: FrameType | None) -> None:
-        if not self.paused:
-            self.resque.events.trigger("before_pause", self)
-            log.info("USR2: paused")
-        self.paused = True
-        if self._idle:
-            raise Wake
-
-    def _on_resume(self, signum: int, frame: FrameType | None) -> None:
-        if self.paused:
-            self.resque.events.trigger("after_pause", self)
-            log.info("CONT: resumed")
-        self.paused = False
-        if self._idle:
-            raise Wake
-
-    def shutdown(self) -> None:
-        """Finish the current jobs, then exit (QUIT)."""
-        self.shutting_down = True
-        if self._idle and threading.current_thread() is threading.main_thread():
-            raise Wake
+    # --- commands ----------------------------------------------------------------
 
     def _command(self, command: str) -> None:
         """A ``pyresque ctl`` command, from the heartbeat thread: deliver it as a signal."""

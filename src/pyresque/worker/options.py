@@ -1,0 +1,63 @@
+"""How a worker runs: its options, and the executors that its mode makes."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from pyresque.executors.forking import ForkExecutor, PreforkExecutor
+from pyresque.executors.inprocess import (
+    AsyncioExecutor,
+    EventLoopThread,
+    Executor,
+    InlineExecutor,
+    ThreadExecutor,
+)
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Registry
+
+#: Processors per worker when no concurrency is given (0: one per CPU).
+DEFAULT_CONCURRENCY = {"fork": 1, "inline": 1, "threads": 10, "asyncio": 20, "prefork": 0}
+MODES = tuple(DEFAULT_CONCURRENCY)
+
+
+@dataclass
+class WorkerOptions:
+    """How a worker runs. Each field has an environment variable and a CLI flag."""
+
+    interval: float = 5.0  # seconds between polls; 0 = drain the queues and exit
+    blocking: bool = True  # wait on the wake-up list (instead of sleeping) between polls
+    mode: str = "fork"  # fork | inline | threads | asyncio | prefork
+    concurrency: int | None = None  # jobs at once in threads, asyncio and prefork modes
+    lease_ttl: float = 5.0  # a dead worker's jobs come back within about this + 1 s
+    term_timeout: float = 10.0  # grace between TERM and KILL for running jobs
+    fail_interrupted: bool = False  # fail a job stopped by TERM (Resque) instead of requeueing
+    max_crashes: int = 3  # a job that killed this many workers goes to failed
+    max_jobs_per_child: int = 1000  # prefork: recycle a child after this many jobs
+    max_memory_mb: int = 0  # prefork: recycle a child whose peak memory passes this (0: never)
+    pidfile: str | None = None
+    with_scheduler: bool = False  # also run a scheduler (scheduler.py) in a background thread
+    # The application's modules (--app): fork mode's zygote imports them in a fresh
+    # interpreter; with none, the zygote is a copy of this process (zygote.py).
+    app: tuple[str, ...] = ()
+
+
+def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> list[Executor]:
+    """One executor per processor."""
+    mode = options.mode
+    if mode not in DEFAULT_CONCURRENCY:
+        raise ValueError(f"unknown execution mode {mode!r}; choose one of {', '.join(MODES)}")
+    if mode == "fork":
+        return [ForkExecutor(events, options.app, jobs)]
+    if mode == "inline":
+        return [InlineExecutor(events)]
+    n = options.concurrency or DEFAULT_CONCURRENCY[mode] or os.cpu_count() or 2
+    if mode == "threads":
+        return [ThreadExecutor(events) for _ in range(n)]
+    if mode == "asyncio":
+        loop = EventLoopThread()
+        return [AsyncioExecutor(events, loop) for _ in range(n)]
+    return [
+        PreforkExecutor(events, options.max_jobs_per_child, options.max_memory_mb, jobs)
+        for _ in range(n)
+    ]

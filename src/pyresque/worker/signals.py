@@ -1,0 +1,124 @@
+"""A worker's signals, Resque's: QUIT finishes the current job then exits; TERM/INT
+stop the running jobs (TERM, a grace period, then KILL), give them back to their
+queues and exit, and a second TERM kills at once; USR1 kills the current job and
+goes on; USR2 pauses; CONT resumes.
+
+The handlers only change the worker's state (``stop``, ``paused``, ``shutting_down``)
+and raise ``Wake`` to cut an idle wait short: the processors and executors act on
+that state, so a handler never runs job code or Redis calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import threading
+import time
+from collections.abc import Sequence
+from types import FrameType
+from typing import Protocol
+
+from pyresque.client.resque import Resque
+from pyresque.executors.inprocess import Stop
+from pyresque.jobs.perform import Interrupted
+
+log = logging.getLogger("pyresque.worker")
+
+
+class Wake(Exception):
+    """Raised by a signal handler to end an idle wait of the main-thread processor at once."""
+
+
+class Running(Protocol):
+    """What the handlers read of a processor (processor.py)."""
+
+    idle: bool  # waiting for work in the main thread
+    running_inline: bool  # running a job in this thread
+    busy: bool  # running a job
+
+
+class Signals:
+    """Resque's signal handlers, mixed into ``Worker``, which sets these attributes."""
+
+    resque: Resque
+    mode: str
+    stop: Stop
+    paused: bool
+    shutting_down: bool
+    processors: Sequence[Running]
+    _main: Running | None  # the processor of the main thread (fork and inline modes)
+
+    def _install_signals(self) -> None:
+        if threading.current_thread() is not threading.main_thread():
+            return  # signals only reach the main thread; stop with shutdown() instead
+        read_fd, write_fd = os.pipe()
+        os.set_blocking(read_fd, False)
+        os.set_blocking(write_fd, False)
+        signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
+        self.stop.wakeup_fd = read_fd
+        handlers = {
+            signal.SIGQUIT: self._on_quit,
+            signal.SIGTERM: self._on_term,
+            signal.SIGINT: self._on_term,
+            signal.SIGUSR1: self._on_usr1,
+            signal.SIGUSR2: self._on_pause,
+            signal.SIGCONT: self._on_resume,
+        }
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
+
+    @property
+    def _idle(self) -> bool:
+        return self._main is not None and self._main.idle
+
+    def _on_quit(self, signum: int, frame: FrameType | None) -> None:
+        log.info("QUIT: finishing the current job, then exiting")
+        self.shutdown()
+
+    def _on_term(self, signum: int, frame: FrameType | None) -> None:
+        name = signal.Signals(signum).name
+        if self.stop.interrupt:
+            log.warning("second %s: killing the job now", name)
+            self.stop.kill = True
+        else:
+            log.info("%s: stopping the current job and exiting", name)
+            self.stop.interrupt = True
+            self.stop.interrupted_at = time.monotonic()
+        self.shutdown()
+        if self.mode == "inline" and self._main is not None and self._main.running_inline:
+            if self.stop.kill:
+                raise Interrupted(f"stopped by {name}")
+            # The job gets the grace period; then the alarm interrupts it (InlineExecutor).
+            remaining = signal.getitimer(signal.ITIMER_REAL)[0]
+            grace = max(self.stop.grace, 0.001)
+            signal.setitimer(signal.ITIMER_REAL, min(remaining, grace) if remaining else grace)
+
+    def _on_usr1(self, signum: int, frame: FrameType | None) -> None:
+        if any(p.busy for p in self.processors):
+            log.info("USR1: killing the current job")
+            self.stop.kill = True
+        else:
+            log.info("USR1: no job is running")
+
+    def _on_pause(self, signum: int, frame: FrameType | None) -> None:
+        if not self.paused:
+            self.resque.events.trigger("before_pause", self)
+            log.info("USR2: paused")
+        self.paused = True
+        if self._idle:
+            raise Wake
+
+    def _on_resume(self, signum: int, frame: FrameType | None) -> None:
+        if self.paused:
+            self.resque.events.trigger("after_pause", self)
+            log.info("CONT: resumed")
+        self.paused = False
+        if self._idle:
+            raise Wake
+
+    def shutdown(self) -> None:
+        """Finish the current jobs, then exit (QUIT)."""
+        self.shutting_down = True
+        if self._idle and threading.current_thread() is threading.main_thread():
+            raise Wake
