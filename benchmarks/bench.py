@@ -19,6 +19,10 @@ What it does:
 5. writes docs/benchmarks.json (raw, after every round), docs/benchmarks.md and
    docs/benchmarks.png (report.py).
 
+``--baseline REF`` adds the system ``pyresque@REF``: pyresque as of commit REF
+(its ``src`` extracted once under benchmarks/.baseline/), measured in every
+workload and mode next to this tree's, and a before/after table in the report.
+
 A system that fails to install, start or finish is reported as "failed: <why>".
 """
 
@@ -44,6 +48,7 @@ REPO = HERE.parent
 sys.path.insert(0, str(HERE))
 
 import venv_setup  # noqa: E402  (stdlib only: runs before the virtualenv exists)
+from systems import BASELINE_VAR, baseline_src, pythonpath  # noqa: E402  (stdlib only)
 
 DOCS = REPO / "docs"
 RUNS = HERE / ".runs"
@@ -66,6 +71,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--rounds", type=int, help="rounds (default 3; --quick: 1)")
     parser.add_argument("--systems", help="comma-separated subset, e.g. pyresque,rq")
     parser.add_argument("--workloads", help=f"comma-separated subset of {','.join(WORKLOADS)}")
+    parser.add_argument(
+        "--baseline", metavar="REF", help="also measure pyresque as of this git commit/branch"
+    )
     parser.add_argument("--delay-ms", type=float, default=0.5, help="proxy delay each way")
     parser.add_argument("--setup-only", action="store_true", help="make the virtualenv and stop")
     parser.add_argument("--reinstall", action="store_true", help="re-run the pip installs")
@@ -130,9 +138,10 @@ def machine_facts(redis_binary: str) -> dict[str, Any]:
 class Runner:
     """Runs measure.py once per measurement, with a time limit, and cleans up after it."""
 
-    def __init__(self, url: str, run_dir: Path) -> None:
+    def __init__(self, url: str, run_dir: Path, baseline: dict[str, str] | None) -> None:
         self.url = url
         self.run_dir = run_dir
+        self.baseline = baseline
         self.count = 0
 
     def run(self, spec: dict[str, Any], timeout: float) -> dict[str, Any]:
@@ -147,12 +156,14 @@ class Runner:
         fd, results = tempfile.mkstemp(prefix="bench-results-")  # the jobs' records (jobutil)
         os.close(fd)
         env = dict(os.environ)
+        if self.baseline and spec.get("system") == self.baseline["system"]:
+            env[BASELINE_VAR] = self.baseline["commit"]
         env.update(
             BENCH_MARK=mark,
             BENCH_DIRECT_URL=self.url,
             BENCH_REDIS_URL=self.url,
             BENCH_RESULTS_FILE=results,
-            PYTHONPATH=str(HERE),
+            PYTHONPATH=pythonpath(env),
         )
         argv = [sys.executable, str(HERE / "measure.py"), json.dumps(spec)]
         proc = subprocess.Popen(
@@ -181,10 +192,40 @@ class Runner:
         return {"error": f"measure.py exited {proc.returncode}: {tail[:400]}"}
 
 
+def baseline_checkout(ref: str) -> dict[str, str]:
+    """Resolve ``ref`` and extract its ``src`` (once per commit) for ``pyresque@REF``."""
+    commit = subprocess.run(
+        ["git", "-C", str(REPO), "rev-parse", "--verify", f"{ref}^{{commit}}"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    src = baseline_src(commit)
+    if not src.is_dir():
+        src.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=src.parent) as tmp:
+            tar = Path(tmp) / "src.tar"
+            subprocess.run(
+                ["git", "-C", str(REPO), "archive", "--output", str(tar), commit, "src"],
+                check=True,
+            )
+            subprocess.run(["tar", "-xf", str(tar), "-C", tmp], check=True)
+            (Path(tmp) / "src").rename(src)
+    head = subprocess.run(
+        ["git", "-C", str(REPO), "describe", "--always", "--dirty", "--abbrev=10"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.strip()
+    print(f"[baseline] pyresque@{ref} is {commit[:10]}, from {src}; this tree: {head}", flush=True)
+    return {"ref": ref, "commit": commit, "system": f"pyresque@{ref}", "head": head}
+
+
 def probe_systems(runner: Runner, names: list[str], installed: dict[str, str]) -> dict[str, Any]:
     systems: dict[str, Any] = {}
     for name in names:
-        status = "ok" if name == "pyresque" else installed.get(name, "failed: not installed")
+        mine = name.partition("@")[0] == "pyresque"  # this tree's or a baseline's
+        status = "ok" if mine else installed.get(name, "failed: not installed")
         if status != "ok":
             systems[name] = {"status": status, "modes": []}
             continue
@@ -223,6 +264,22 @@ def configs(
             else:
                 found.append((name, mode["name"], 1, None))
     return found
+
+
+def paired(
+    plan: list[tuple[str, str, int, int | None]],
+) -> list[tuple[str, str, int, int | None]]:
+    """Each ``pyresque@REF`` measurement right after pyresque's same one: both meet the
+    same machine, since the ratio between them is the point."""
+    twin = {config[1:]: i for i, config in enumerate(plan) if config[0] == "pyresque"}
+
+    def place(item: tuple[int, tuple[str, str, int, int | None]]) -> tuple[int, int]:
+        index, config = item
+        if config[0].startswith("pyresque@") and config[1:] in twin:
+            return twin[config[1:]], 1
+        return index, 0
+
+    return [config for _, config in sorted(enumerate(plan), key=place)]
 
 
 def rotated(items: list[Any], round_index: int) -> list[Any]:
@@ -349,6 +406,9 @@ class Run:
         if self.args.systems:
             wanted = {n.strip() for n in self.args.systems.split(",")}
             names = [n for n in names if n in wanted]
+        baseline = baseline_checkout(self.args.baseline) if self.args.baseline else None
+        if baseline:  # next to pyresque (always first when measured)
+            names.insert(1 if "pyresque" in names else 0, baseline["system"])
         workloads = WORKLOADS
         if self.args.workloads:
             wanted = {w.strip() for w in self.args.workloads.split(",")}
@@ -358,7 +418,7 @@ class Run:
         for old in sorted(RUNS.iterdir())[:-3]:  # keep the logs of the last three runs
             shutil.rmtree(old, ignore_errors=True)
         with RedisServer() as server:
-            runner = Runner(server.url, run_dir)
+            runner = Runner(server.url, run_dir, baseline)
             print(f"[redis] {server.binary} at {server.url}; logs in {run_dir}", flush=True)
             command = "bash benchmarks/run.sh " + " ".join(shlex.quote(a) for a in sys.argv[1:])
             self.data = {
@@ -373,6 +433,7 @@ class Run:
                     "pickup_samples": s.samples,
                     "machine": machine_facts(server.binary or "redis-server"),
                     "installed": installed,
+                    **({"baseline": baseline} if baseline else {}),
                 },
                 "systems": probe_systems(runner, names, installed),
                 "measurements": [],
@@ -383,7 +444,7 @@ class Run:
                     for floor in FLOORS_BEFORE.get(workload, []):
                         self.measure(runner, round_index, "floor", "floor", floor, 1, None)
                     plan = configs(workload, self.data["systems"], s)
-                    for system, mode, workers, concurrency in rotated(plan, round_index):
+                    for system, mode, workers, concurrency in rotated(paired(plan), round_index):
                         self.measure(
                             runner, round_index, workload, system, mode, workers, concurrency
                         )

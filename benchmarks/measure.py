@@ -122,14 +122,14 @@ def results() -> str:
 def start_workers(
     spec: dict[str, Any], url: str, concurrency: int | None, drain: bool
 ) -> list[subprocess.Popen[bytes]]:
-    from systems import load
+    from systems import load, pythonpath
 
     os.environ["BENCH_REDIS_URL"] = url  # commands() reads it
     system = load(spec["system"])
     env = dict(os.environ)
     env.update(
         BENCH_CONCURRENCY=str(concurrency or ""),
-        PYTHONPATH=str(HERE),
+        PYTHONPATH=pythonpath(env),
         PYTHONUNBUFFERED="1",
     )
     argvs = system.commands(spec["mode"], spec["workers"], concurrency, drain)

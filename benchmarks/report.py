@@ -279,6 +279,7 @@ def markdown(res: Results) -> str:
         "The machine is shared (other engineers' test suites ran meanwhile), so absolute "
         "numbers drift between rounds; the spread columns show by how much. Compare ratios.",
         "",
+        *_before_after(res),
         "## Systems",
         "",
     ]
@@ -386,7 +387,9 @@ def markdown(res: Results) -> str:
                 cell(res, one),
                 spread_text(res, one),
                 fmt_pct(res.ratio(one, floor("brpop"))),
-                fmt_pct(res.ratio(one, floor("fork"))) if (system, mode) in FORK_PER_JOB else "",
+                fmt_pct(res.ratio(one, floor("fork")))
+                if (system.partition("@")[0], mode) in FORK_PER_JOB
+                else "",
                 cell(res, two),
                 _num(res.extra(one, "commands_per_job")),
             ]
@@ -555,6 +558,58 @@ LIMITS = [
 ]
 
 
+#: The before/after table's rows: workload, the field compared, what it is.
+BEFORE_AFTER = [
+    ("enqueue", "rate", "enqueue per call (jobs/s)"),
+    ("bulk", "rate", "enqueue_many (jobs/s)"),
+    ("drain", "rate", "drain, no-op jobs (jobs/s)"),
+    ("pickup", "p50_ms", "idle pickup p50 (ms)"),
+    ("pickup", "p99_ms", "idle pickup p99 (ms)"),
+    ("io", "rate", "10 ms jobs (jobs/s)"),
+    ("proxy_drain", "rate", "+1 ms RTT, no-op jobs (jobs/s)"),
+    ("proxy_io", "rate", "+1 ms RTT, 10 ms jobs (jobs/s)"),
+]
+
+
+def _before_after(res: Results) -> list[str]:
+    """pyresque (after) against pyresque@REF (before), where --baseline REF was given."""
+    baseline = res.data["meta"].get("baseline")
+    if not baseline:
+        return []
+    before = baseline["system"]
+    rows = []
+    for workload, field, what in BEFORE_AFTER:
+        for system, mode, workers in res.rows(workload):
+            if system != "pyresque":
+                continue
+            after_key: Key = (workload, system, mode, workers)
+            before_key: Key = (workload, before, mode, workers)
+            va, vb = res.values(after_key, field), res.values(before_key, field)
+            show = fmt_ms if field.endswith("_ms") else fmt_rate
+            rows.append(
+                [
+                    what,
+                    mode + (f" x{workers}" if workers > 1 else ""),
+                    show(res.median(before_key, field)),
+                    show(res.median(after_key, field)),
+                    _num(res.ratio(after_key, before_key, field), 2),
+                    ", ".join(f"{va[r] / vb[r]:.2f}" for r in sorted(va) if vb.get(r)),
+                ]
+            )
+    return [
+        f"## Before/after: pyresque against `{before}`",
+        "",
+        f"Before: `{before}` (commit {baseline['commit'][:10]}), pyresque from that commit's "
+        "`src`, workers started as `python -m pyresque.cli`. After: this tree "
+        f"({baseline['head']}). Each measurement of one ran right after the same one of the "
+        "other, in every round; the ratio is the median of the per-round ratios (rates: "
+        "above 1 is faster after; latencies: below 1 is).",
+        "",
+        table(["workload", "mode", "before", "after", "after / before", "per round"], rows),
+        "",
+    ]
+
+
 def _observations(res: Results) -> list[str]:
     """What the numbers say about where the time goes, in sentences made from them."""
     lines = []
@@ -662,6 +717,13 @@ def _load(value: Any) -> str:
 # --- chart ---------------------------------------------------------------------------------
 
 
+def _color(name: str) -> str:
+    """pyresque red, a baseline of it (``pyresque@REF``) pale red, peers grey."""
+    if name.startswith("pyresque@"):
+        return "#f4a3a3"
+    return "#d62728" if name.startswith("pyresque") else "#7f7f7f"
+
+
 def chart(res: Results, path: Path) -> None:
     import matplotlib
 
@@ -730,7 +792,7 @@ def chart(res: Results, path: Path) -> None:
     for ax, (title, items, lines, unit) in zip(axes.flat, panels, strict=False):
         names = [n for n, _ in items][::-1]
         values = [v for _, v in items][::-1]
-        colors = ["#d62728" if n.startswith("pyresque") else "#7f7f7f" for n in names]
+        colors = [_color(n) for n in names]
         ax.barh(names, values, color=colors)
         ax.set_xscale("log")
         ax.set_title(title, fontsize=11, pad=8 + 9 * len(lines))

@@ -44,7 +44,10 @@ def python() -> Path:
 
 
 def _fingerprint() -> str:
-    data = json.dumps([BASE, PEERS, str(REPO)], sort_keys=True).encode()
+    """Changes when the pins, the tree or its pyproject.toml (whose entry points the editable
+    install copied, such as the ``pyresque`` script) change: then setup runs again."""
+    project = (REPO / "pyproject.toml").read_text()
+    data = json.dumps([BASE, PEERS, str(REPO), project], sort_keys=True).encode()
     return hashlib.sha256(data).hexdigest()[:16]
 
 

@@ -9,7 +9,10 @@ from the environment:
 
 * ``BENCH_REDIS_URL``: the Redis the system uses (the latency proxy, sometimes);
 * ``BENCH_CONCURRENCY``: jobs at once per process, where that lives in code
-  (arq's ``max_jobs``, saq's ``concurrency``); empty for the system's default.
+  (arq's ``max_jobs``, saq's ``concurrency``); empty for the system's default;
+* ``BENCH_BASELINE``: set only for ``pyresque@REF`` (bench.py ``--baseline REF``),
+  pyresque as of an older commit: that commit, whose ``src`` comes first on
+  ``PYTHONPATH`` (``pythonpath``) in the measuring process and its workers.
 
 This package imports no peer: ``load(name)`` imports one system's module, in a
 process that measures only that system.
@@ -22,10 +25,13 @@ import asyncio
 import importlib
 import os
 import sys
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
+HERE = Path(__file__).resolve().parent.parent
+BASELINE_VAR = "BENCH_BASELINE"
 QUEUE = "bench"
 KINDS = ("noop", "sleep", "stamp")
 #: Workloads every mode takes part in; the system's main mode is also measured through
@@ -45,6 +51,17 @@ MODULES = {
     "taskiq": "systems.taskiq_bench",
     "saq": "systems.saq_bench",
 }
+
+
+def baseline_src(commit: str) -> Path:
+    """Where bench.py extracts the ``src`` directory of a baseline commit."""
+    return HERE / ".baseline" / commit / "src"
+
+
+def pythonpath(env: Mapping[str, str]) -> str:
+    """``PYTHONPATH`` of a measuring process (environment ``env``) and of its workers."""
+    commit = env.get(BASELINE_VAR)
+    return os.pathsep.join([str(baseline_src(commit)), str(HERE)] if commit else [str(HERE)])
 
 
 def redis_url() -> str:
@@ -177,7 +194,7 @@ class System(abc.ABC):
 
 
 def load(name: str) -> System:
-    """Import one system's module and return its ``SYSTEM``."""
-    module = importlib.import_module(MODULES[name])
+    """Import one system's module and return its ``SYSTEM`` (``pyresque@REF``: pyresque's)."""
+    module = importlib.import_module(MODULES[name.partition("@")[0]])
     system: System = module.SYSTEM
     return system

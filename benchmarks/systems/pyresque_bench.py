@@ -1,15 +1,32 @@
-"""pyresque: ``pyresque worker`` in each ``--mode`` it offers; ``Resque.enqueue``."""
+"""pyresque: ``pyresque worker`` in each ``--mode`` it offers; ``Resque.enqueue``.
+
+The same module measures ``pyresque@REF`` (bench.py ``--baseline``): pyresque
+imported from REF's checkout, its workers started as ``python -m pyresque.cli``,
+since the installed ``pyresque`` script names this tree's entry point.
+"""
 
 from __future__ import annotations
 
+import os
 import re
 import subprocess
+import sys
 from functools import cache
 
 import jobutil
 
 from pyresque import Enqueued, Job, Resque
-from systems import BASIC, QUEUE, WITH_IO, Mode, Producer, System, executable, redis_url
+from systems import (
+    BASELINE_VAR,
+    BASIC,
+    QUEUE,
+    WITH_IO,
+    Mode,
+    Producer,
+    System,
+    executable,
+    redis_url,
+)
 
 NAMESPACE = "bench"
 
@@ -64,11 +81,18 @@ CONCURRENT = ("prefork", "threads", "asyncio")
 IO_CONCURRENCY = 10
 
 
+def cli() -> list[str]:
+    """The start of a ``pyresque`` command line, for this tree or the baseline."""
+    if os.environ.get(BASELINE_VAR):
+        return [sys.executable, "-m", "pyresque.cli"]
+    return [executable("pyresque")]
+
+
 @cache
 def cli_modes() -> tuple[str, ...]:
     """The modes ``pyresque worker --help`` lists (another engineer adds modes over time)."""
     out = subprocess.run(
-        [executable("pyresque"), "worker", "--help"],
+        [*cli(), "worker", "--help"],
         capture_output=True,
         text=True,
         timeout=60,
@@ -102,6 +126,10 @@ class Pyresque(System):
     has_bulk = True
     bulk_api = "Resque.enqueue_many (pipelined Lua calls, 1,000 jobs each)"
 
+    def version(self) -> str:
+        commit = os.environ.get(BASELINE_VAR)
+        return f"{super().version()} at {commit[:10]}" if commit else super().version()
+
     def modes(self) -> list[Mode]:
         found = [KNOWN.get(m, Mode(m, f"--mode {m}")) for m in cli_modes()]
         return [
@@ -115,7 +143,7 @@ class Pyresque(System):
         self, mode: str, workers: int, concurrency: int | None, drain: bool
     ) -> list[list[str]]:
         argv = [
-            executable("pyresque"), "worker",
+            *cli(), "worker",
             "--queue", QUEUE,
             "--app", "systems.pyresque_bench",
             "--redis-url", redis_url(),
