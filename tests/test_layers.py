@@ -57,7 +57,6 @@ MAX_LINES = 400
 KNOWN_LONG: set[str] = {
     "pyresque.cli.main",  # A: one module per command group
     "pyresque.client.resque",  # A: producer and admin apart
-    "pyresque.dev.server",  # D
     "pyresque.worker.processor",  # B: the middleware chain
 }
 

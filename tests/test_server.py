@@ -20,6 +20,7 @@ from redis.retry import Retry
 import pyresque.dev.server as server_module
 from e2e_support import pid_alive
 from pyresque.cli.main import main
+from pyresque.dev import launch
 from pyresque.dev.server import (
     ENV_VAR,
     RedisServer,
@@ -163,7 +164,7 @@ def test_no_server_anywhere_says_what_to_install(
 ) -> None:
     monkeypatch.delenv(ENV_VAR, raising=False)
     monkeypatch.setenv("PATH", str(tmp_path))
-    monkeypatch.setattr(server_module, "embedded_server_binary", lambda: None)
+    monkeypatch.setattr(launch, "embedded_server_binary", lambda: None)
     with pytest.raises(ServerNotFound) as excinfo:
         find_server_binary()
     message = str(excinfo.value)
