@@ -25,7 +25,8 @@ import pytest
 
 from e2e_support import Proc, Procs, State, pid_alive, wait_for
 from pyresque import Events, Job, JobTimeout, Payload, Registry, Resque
-from pyresque.executors.inprocess import InlineExecutor, Stop, ThreadExecutor
+from pyresque.executors.base import Stop
+from pyresque.executors.inprocess import InlineExecutor, ThreadExecutor
 from pyresque.executors.zygote import Zygote, ZygoteError
 from pyresque.worker.supervisor import HEALTHY, MAX_BACKOFF, Supervisor
 

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from pyresque.executors.base import Started, Stop, no_op
 from pyresque.executors.child import (
     HEADER,
     PARENT_FDS,
@@ -36,7 +37,6 @@ from pyresque.executors.child import (
     receive,
     send,
 )
-from pyresque.executors.inprocess import Started, Stop, no_op
 from pyresque.executors.zygote import Zygote
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry, registry

@@ -1,9 +1,9 @@
-"""Executors: how a processor runs one job. The job itself does not change between them.
+"""Executors that run a job in the worker's own process (the contract: base.py).
 
 * ``inline`` (``FORK_PER_JOB=false``): in the worker process, main thread.
 * ``threads``: in the processor's own thread; N processors run N jobs at once.
 * ``asyncio``: ``async def perform`` runs on one shared event loop; N at once.
-* ``fork`` and ``prefork`` run jobs in child processes (forking.py).
+* ``fork`` and ``prefork`` run jobs in child processes instead (forking.py).
 
 Timeouts and the TERM grace period are as strong as each mode allows: a child
 process can be killed; Python code in this process can only be interrupted
@@ -23,71 +23,15 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
+from pyresque.executors.base import Started, Stop, no_op
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome, notify_failure, perform
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
-
-
-@dataclass
-class Stop:
-    """What the worker's signal handlers ask of running jobs."""
-
-    interrupt: bool = False  # TERM/INT: stop jobs gracefully, then exit
-    kill: bool = False  # USR1 or a second TERM: kill them now
-    grace: float = 10.0  # seconds between TERM and KILL
-    wakeup_fd: int = -1  # readable when a signal arrived (main thread only)
-    interrupted_at: float = 0.0  # monotonic time of the TERM
-    # Jobs may run until then (monotonic): the heartbeat moves it on each renewal of the
-    # worker's lease (heartbeat.lease_deadline). Past it, jobs are stopped at once.
-    lease_deadline: float = math.inf
-
-    def lease_renewed(self, deadline: float) -> None:
-        self.lease_deadline = deadline
-
-    def lease_lost(self, now: float | None = None) -> bool:
-        """True once the lease was not renewed in time: no job may run on it."""
-        return (time.monotonic() if now is None else now) >= self.lease_deadline
-
-    def grace_over(self) -> bool:
-        """Whether running jobs must stop now: killed, TERM's grace over, or lease lost."""
-        now = time.monotonic()
-        return (
-            self.kill
-            or self.lease_lost(now)
-            or (self.interrupt and now >= self.interrupted_at + self.grace)
-        )
-
-
-Started = Callable[[], object]
-
-
-def no_op() -> None:
-    pass
-
-
-class Executor(Protocol):
-    name: str
-    #: True when the job's Python code runs in the processor's thread, so the
-    #: worker may interrupt it there (timeouts, TERM).
-    runs_in_thread: bool
-
-    # ``started`` is called once the job is under way: in a child process, right
-    # after handing it over, so the parent's Redis bookkeeping (the RUNNING status)
-    # overlaps with the job instead of delaying it.
-    def execute(
-        self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
-    ) -> Outcome: ...
-
-    # Before the first job, so it finds its processes ready (fork: the zygote).
-    def start(self) -> None: ...
-
-    def close(self) -> None: ...
 
 
 class InlineExecutor:

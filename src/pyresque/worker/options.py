@@ -5,11 +5,11 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
+from pyresque.executors.base import Executor
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
 from pyresque.executors.inprocess import (
     AsyncioExecutor,
     EventLoopThread,
-    Executor,
     InlineExecutor,
     ThreadExecutor,
 )

@@ -17,7 +17,7 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
-from pyresque.executors.inprocess import Executor
+from pyresque.executors.base import Executor
 from pyresque.jobs.job import Job, UnknownJob
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome

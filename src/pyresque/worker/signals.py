@@ -20,7 +20,7 @@ from types import FrameType
 from typing import Protocol
 
 from pyresque.client.resque import Resque
-from pyresque.executors.inprocess import Stop
+from pyresque.executors.base import Stop
 from pyresque.jobs.perform import Interrupted
 
 log = logging.getLogger("pyresque.worker")

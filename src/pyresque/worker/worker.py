@@ -25,7 +25,8 @@ import redis
 import setproctitle
 
 from pyresque.client.resque import Resque
-from pyresque.executors.inprocess import Stop, ThreadExecutor
+from pyresque.executors.base import Stop
+from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.jobs.perform import Interrupted, JobTimeout
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.middleware.policies import JobPolicies
