@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from pyresque.protocol.status import Status as Status
     from pyresque.scheduling.cron import Schedule as Schedule
     from pyresque.scheduling.cron import schedules as schedules
+    from pyresque.scheduling.scheduler import Scheduler as Scheduler
     from pyresque.version import __version__ as __version__
     from pyresque.worker.options import WorkerOptions as WorkerOptions
     from pyresque.worker.worker import Worker as Worker
@@ -59,6 +60,7 @@ _EXPORTS = {
     "RedisUnavailable": "pyresque.protocol.connection",
     "Schedule": "pyresque.scheduling.cron",
     "schedules": "pyresque.scheduling.cron",
+    "Scheduler": "pyresque.scheduling.scheduler",
     "Keys": "pyresque.protocol.keys",
     "Concurrency": "pyresque.jobs.limits",
     "RateLimit": "pyresque.jobs.limits",
@@ -92,6 +94,7 @@ __all__ = [
     "Retry",
     "RetryPolicy",
     "Schedule",
+    "Scheduler",
     "Status",
     "Unique",
     "UnknownJob",
