@@ -28,6 +28,8 @@ from pyresque import (
     Resque,
     Status,
 )
+from pyresque.client.admin import queues as admin_queues
+from pyresque.client.admin.base import Namespace
 from pyresque.jobs.job import JobFunction
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -591,17 +593,17 @@ def test_dequeue_counts_only_what_it_removed_when_a_worker_pops_meanwhile(
     keep = rq.enqueue("q", "Keep", 2)
     rq.enqueue("q", "Drop", 3)
     rq.enqueue("q", "Drop", 4)
-    real_remove = rq.remove
+    real_remove = admin_queues.remove
     popped: list[Any] = []
 
-    def pop_then_remove(queue: str, items: list[bytes]) -> int:
+    def pop_then_remove(resque: Namespace, queue: str, items: list[bytes]) -> int:
         # Another client (a worker) takes the head job after dequeue has read the list.
         popped.append(json.loads(cast(bytes, redis_client.lpop(key))))
         late = {"class": "Drop", "args": [5], "id": "late"}
         redis_client.rpush(key, json.dumps(late))  # and a new job arrives
-        return real_remove(queue, items)
+        return real_remove(resque, queue, items)
 
-    monkeypatch.setattr(rq, "remove", pop_then_remove)
+    monkeypatch.setattr(admin_queues, "remove", pop_then_remove)
     assert rq.dequeue("q", "Drop") == 2
     assert popped[0]["id"] == first
     assert [i["id"] for i in queue_items(redis_client, namespace, "q")] == [keep, "late"]

@@ -18,12 +18,12 @@ from starlette.testclient import TestClient
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Job, Resque, RetryPolicy
+from pyresque.client.admin.items import digest
 from pyresque.client.removal import _call
 from pyresque.dev.testing import run_jobs
 from pyresque.jobs.unique import Unique, UniqueLock
 from pyresque.protocol import scripts
 from pyresque.web.app import create_app
-from pyresque.web.items import digest
 
 LOCKED = Unique(ttl=3600)
 

@@ -12,11 +12,11 @@ import pytest
 from starlette.testclient import TestClient
 
 from pyresque import Resque
+from pyresque.client.admin.items import digest, parse_time
 from pyresque.dev.testing import run_jobs
 from pyresque.scheduling.cron import Schedule
 from pyresque.web.app import OPEN, create_app
 from pyresque.web.format import fmt_ago, fmt_ms
-from pyresque.web.items import digest, parse_time
 from test_web_support import LOCAL, XSS, Seeded, busy_worker, rq, seed
 
 __all__ = ["rq"]  # the fixture, re-exported for pytest

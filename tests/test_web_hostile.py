@@ -20,9 +20,9 @@ from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from pyresque import Resque
+from pyresque.client.admin import workers as admin_workers
 from pyresque.dev.testing import delete_namespace
 from pyresque.protocol.keys import Keys
-from pyresque.web import data as web_data
 from pyresque.web.app import ACTIONS, OPEN, create_app
 from test_web_support import LOCAL, rq
 
@@ -317,7 +317,7 @@ def test_a_reader_failing_unexpectedly_is_logged_and_the_rest_shown(
     def broken(resque: Resque) -> list[Any]:
         raise RuntimeError("a bug in a reader")
 
-    monkeypatch.setattr(web_data, "list_workers", broken)  # fault injection
+    monkeypatch.setattr(admin_workers, "list_workers", broken)  # fault injection
     with caplog.at_level(logging.ERROR, logger="pyresque.web"):
         for _ in range(3):
             overview = client.get("/api/overview").json()

@@ -26,7 +26,7 @@ import uvicorn
 from starlette.applications import Starlette
 
 from pyresque import Events, Job, Resque
-from pyresque.client.control import list_workers
+from pyresque.client.admin.workers import list_workers
 from pyresque.dev.testing import delete_namespace, run_jobs
 from pyresque.scheduling.cron import Schedule
 

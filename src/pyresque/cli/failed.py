@@ -9,8 +9,11 @@ from typing import Any
 import click
 
 from pyresque.cli.support import connect, connection_options, json_option, print_json, printable
+from pyresque.client.admin import failures
+from pyresque.client.admin.base import Namespace
+from pyresque.client.admin.failures import FailureFilter
 from pyresque.protocol import strict_json
-from pyresque.protocol.failure import Failure, Failures
+from pyresque.protocol.failure import Failure
 
 
 @click.group("failed")
@@ -43,8 +46,8 @@ def failed_list(
     namespace: str,
 ) -> None:
     """Failure records, oldest first, with their index (for retry/remove)."""
-    failures = connect(redis_url, namespace).failures
-    shown = [f for f in failures if f.matches(queue_filter, class_filter, exception_filter)]
+    filters = FailureFilter(queue_filter, class_filter, exception_filter)
+    shown = failures.matching(connect(redis_url, namespace), filters)
     page = shown[offset : offset + limit]
     if as_json:
         print_json([_failure_json(f) for f in page])
@@ -73,27 +76,22 @@ def _failure_json(failure: Failure) -> dict[str, Any]:
 
 
 def _bulk(
-    failures: Failures,
+    resque: Namespace,
     indexes: tuple[int, ...],
-    filters: dict[str, str | None],
-    one: Callable[[int], bool],
-    many: Callable[..., int],
+    filters: FailureFilter | None,
+    one: Callable[[Namespace, int], bool],
+    many: Callable[[Namespace, FailureFilter, Callable[[int], None]], int],
     label: str,
 ) -> None:
     if indexes:
         try:
-            done = sum(1 for i in sorted(indexes, reverse=True) if one(i))
+            done = sum(1 for i in sorted(indexes, reverse=True) if one(resque, i))
         except ValueError as exc:  # a record that holds no job to retry
             raise click.ClickException(str(exc)) from None
-    elif any(filters.values()) or filters.get("all"):
-        total = failures.count()
+    elif filters is not None:
+        total = resque.failures.count()
         with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            done = many(
-                queue=filters["queue"],
-                class_name=filters["class"],
-                exception=filters["exception"],
-                progress=bar.update,
-            )
+            done = many(resque, filters, bar.update)
     else:
         raise click.UsageError(
             "give record indexes, a filter (--queue/--class/--exception) or --all"
@@ -102,7 +100,11 @@ def _bulk(
 
 
 def _bulk_command(
-    name: str, summary: str, label: str, actions: Callable[[Failures], tuple[Any, Any]]
+    name: str,
+    summary: str,
+    label: str,
+    one: Callable[[Namespace, int], bool],
+    many: Callable[[Namespace, FailureFilter, Callable[[int], None]], int],
 ) -> None:
     """Define ``pyresque failed NAME``: act on record indexes, or on every record that
     matches the filters (with a progress bar)."""
@@ -121,24 +123,21 @@ def _bulk_command(
         redis_url: str | None,
         namespace: str,
     ) -> None:
-        failures = connect(redis_url, namespace).failures
-        one, many = actions(failures)
-        filters = {
-            "queue": queue_filter,
-            "class": class_filter,
-            "exception": exception_filter,
-            "all": "1" if all_records else None,
-        }
-        _bulk(failures, indexes, filters, one, many, label)
+        filters = FailureFilter(queue_filter, class_filter, exception_filter)
+        chosen = filters if filters.active or all_records else None
+        _bulk(connect(redis_url, namespace), indexes, chosen, one, many, label)
 
 
 _bulk_command(
     "retry",
     "Put failed jobs back on their queues (records stay, marked retried_at).",
     "retried",
-    lambda f: (f.requeue, f.requeue_all),
+    failures.retry_at,
+    failures.retry_all,
 )
-_bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remove, f.remove_all))
+_bulk_command(
+    "remove", "Remove failure records.", "removed", failures.remove_at, failures.remove_all
+)
 
 
 @failed_group.command("clear")
@@ -146,6 +145,6 @@ _bulk_command("remove", "Remove failure records.", "removed", lambda f: (f.remov
 @connection_options
 def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
     """Delete every failure record (or only the retried ones)."""
-    failures = connect(redis_url, namespace).failures
-    done = failures.clear_retried() if retried else failures.clear()
+    resque = connect(redis_url, namespace)
+    done = failures.clear_retried(resque) if retried else failures.clear_failed(resque)
     click.echo(f"cleared: {done}")

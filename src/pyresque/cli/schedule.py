@@ -16,9 +16,8 @@ from pyresque.cli.support import (
     table,
     when,
 )
-from pyresque.client.resque import Resque
+from pyresque.client.admin import cron, delayed
 from pyresque.protocol import strict_json
-from pyresque.scheduling import cron
 
 
 @click.group("cron")
@@ -93,11 +92,11 @@ def delayed_list(
 ) -> None:
     """Scheduled jobs, soonest first."""
     resque = connect(redis_url, namespace)
-    jobs = resque.delayed_jobs(offset, limit)
+    jobs = delayed.jobs(resque, offset, limit)
     if as_json:
         print_json([j.to_dict() for j in jobs])
         return
-    click.echo(f"{resque.delayed_count()} delayed job(s)")
+    click.echo(f"{delayed.count(resque)} delayed job(s)")
     rows = [
         [
             when(j.timestamp),
@@ -136,9 +135,7 @@ def _match(job_id: str | None, class_name: str | None, args_json: str | None) ->
     return args
 
 
-def _delayed_command(
-    name: str, summary: str, label: str, action: Callable[[Resque], Callable[..., int]]
-) -> None:
+def _delayed_command(name: str, summary: str, label: str, action: str) -> None:
     """Define ``pyresque delayed NAME``, acting on scheduled jobs by id or class (and args)."""
 
     @delayed_group.command(name, help=summary)
@@ -152,19 +149,13 @@ def _delayed_command(
         namespace: str,
     ) -> None:
         args = _match(job_id, class_name, args_json)
-        done = action(connect(redis_url, namespace))(class_name, *args, job_id=job_id)
+        done = delayed.take(connect(redis_url, namespace), action, class_name, args, job_id)
         click.echo(f"{label}: {done}")
 
 
 _delayed_command(
-    "cancel",
-    "Remove scheduled jobs, by id or by class (and args).",
-    "cancelled",
-    lambda r: r.remove_delayed,
+    "cancel", "Remove scheduled jobs, by id or by class (and args).", "cancelled", "cancel"
 )
 _delayed_command(
-    "enqueue-now",
-    "Enqueue scheduled jobs now instead of at their time.",
-    "enqueued",
-    lambda r: r.enqueue_delayed_now,
+    "enqueue-now", "Enqueue scheduled jobs now instead of at their time.", "enqueued", "enqueue"
 )

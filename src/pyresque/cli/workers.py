@@ -14,8 +14,9 @@ from pyresque.cli.support import (
     printable,
     table,
 )
-from pyresque.client.control import WorkerInfo, list_workers, send_command
-from pyresque.worker.worker import COMMANDS
+from pyresque.client.admin import queues, stats
+from pyresque.client.admin.workers import WorkerInfo, list_workers, send_command
+from pyresque.protocol.commands import COMMANDS
 
 
 @click.command("info")
@@ -24,8 +25,8 @@ from pyresque.worker.worker import COMMANDS
 def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
     """Queues and their sizes, workers and what they run, processed and failed counts."""
     resque = connect(redis_url, namespace)
-    info = resque.info()
-    sizes = resque.queue_sizes()
+    info = stats.info(resque)
+    sizes = queues.sizes(resque)
     workers = list_workers(resque)
     if as_json:
         print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})

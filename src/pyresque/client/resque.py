@@ -8,17 +8,15 @@ wake-up token for idle workers, all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
-from dataclasses import dataclass
+from collections.abc import Iterable
 from datetime import datetime, timedelta
 from functools import cached_property
-from itertools import groupby
 from typing import Any, cast
 
 import redis
 
-from pyresque.client import removal
+from pyresque.client.admin.methods import AdminMethods
+from pyresque.client.calls import Enqueued, ScriptCalls
 from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
 from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
@@ -26,51 +24,30 @@ from pyresque.jobs.job import DontCreate, Job, JobFunction, JobRef, Registry, jo
 from pyresque.jobs.job import registry as default_registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique, UniqueLock
-from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.connection import REDIS_DOWN, connect, describe, raw, replies, unavailable
+from pyresque.protocol import scripts
+from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
-from pyresque.protocol.delayed import Delayed, DelayedJob, due_second, item_json
+from pyresque.protocol.delayed import Delayed, due_second, item_json
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, Payload, dumps
 from pyresque.protocol.status import JobStatus, Status, waiting_packet
 
+__all__ = ["Enqueued", "Resque"]
+
 #: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
 _CHUNK = 1000
 
 
-@dataclass(slots=True)
-class Enqueued:
-    """One job to enqueue, with its options (``enqueue_many`` takes a list of these).
-
-    ``args`` is the payload's argument list: ``[data]`` for php-resque style,
-    the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
-    job class's timeout; ``at_front`` pushes to the head of the queue. ``unique``
-    and ``retry`` override the job class's policies (unique.py, retry.py).
-    """
-
-    queue: str
-    job: JobRef
-    args: list[Any]
-    track_status: bool = False
-    prefix: str = ""
-    at_front: bool = False
-    timeout: float | None = None
-    unique: Unique | None = None
-    retry: RetryPolicy | None = None
-
-    @property
-    def batch_key(self) -> tuple[str, bool, bool]:
-        return (self.queue, self.track_status, self.at_front)
-
-
-class Resque:
+class Resque(AdminMethods):
     """A connection to one Resque namespace.
 
     ``redis`` is a URL, a ``redis.Redis`` client, or None for ``REDIS_URL`` /
     ``REDIS_BACKEND`` / localhost. ``dialect`` chooses the payload shape written:
     php-resque's (with an id, so status tracking works; the default) or Ruby's.
-    With ``strict=True`` only registered job names can be enqueued.
+    With ``strict=True`` only registered job names can be enqueued. The admin methods
+    (``queues``, ``size``, ``dequeue``, ``info``, ``delayed_jobs`` ...) come from the
+    admin layer (``client.admin.methods``).
     """
 
     def __init__(
@@ -91,7 +68,7 @@ class Resque:
         self.events = events or default_events
         self.strict = strict
         self.failures = Failures(self.redis, self.keys)
-        self._push_keys_cache: dict[str, list[str]] = {}
+        self._calls = ScriptCalls(self.keys)
 
     def __repr__(self) -> str:
         return f"Resque({self.redis!r}, namespace={self.namespace!r})"
@@ -150,11 +127,11 @@ class Resque:
         lock = self._unique_lock(item, payload, scheduled=False)
         try:
             if lock is not None:
-                call = self._unique_call(item, payload, lock)
+                call = self._calls.unique(item, payload, lock)
                 if not scripts.run(self.redis, "enqueue_unique", *call):
                     return None
             else:
-                scripts.run(self.redis, "enqueue", *self._enqueue_call(item, [payload]))
+                scripts.run(self.redis, "enqueue", *self._calls.enqueue(item, [payload]))
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         self._after_enqueue(item, payload)
@@ -180,7 +157,7 @@ class Resque:
         def flush() -> None:
             nonlocal calls
             if batch and first:
-                scripts.run(pipe, "enqueue", *self._enqueue_call(first, batch))
+                scripts.run(pipe, "enqueue", *self._calls.enqueue(first, batch))
                 calls += 1
             batch.clear()
 
@@ -193,7 +170,7 @@ class Resque:
             if lock is not None:
                 flush()  # keeps the order of jobs on the queue
                 first = None
-                scripts.run(pipe, "enqueue_unique", *self._unique_call(item, payload, lock))
+                scripts.run(pipe, "enqueue_unique", *self._calls.unique(item, payload, lock))
                 unique.append((calls, len(ids) - 1, item, payload))
                 calls += 1
                 continue
@@ -203,7 +180,7 @@ class Resque:
             batch.append(payload)
             done.append((item, payload))
         flush()
-        with self._connection():
+        with reaching(self.redis):
             replies = pipe.execute()
         for reply, index, item, payload in unique:
             if replies[reply]:
@@ -246,30 +223,6 @@ class Resque:
             return None
         return payload
 
-    def _enqueue_call(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
-        keys = self._push_keys(item.queue)
-        status = ""  # the WAITING packet, only built when a status is tracked
-        if item.track_status:
-            keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
-            status = waiting_packet()
-        args = [item.queue, status, "head" if item.at_front else "tail"]
-        return keys, args + [wire(p.encode()) for p in payloads]
-
-    def _push_keys(self, queue: str) -> list[str]:
-        """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
-        keys = self._push_keys_cache.get(queue)
-        if keys is None:
-            keys = [
-                self.keys.queues,
-                self.keys.queue(queue),
-                self.keys.wake(queue),
-                self.keys.queues_changed,
-            ]
-            if len(self._push_keys_cache) < 1024:  # queue names are few; never grow unbounded
-                self._push_keys_cache[queue] = keys
-        return keys
-
     def _unique_lock(self, item: Enqueued, payload: Payload, scheduled: bool) -> UniqueLock | None:
         """The lock a unique job takes (recorded in its payload), or None.
 
@@ -283,30 +236,6 @@ class Resque:
         lock = policy.lock_for(payload.class_name, payload.args)
         lock.stamp(payload)
         return lock
-
-    def _unique_call(
-        self, item: Enqueued, payload: Payload, lock: UniqueLock
-    ) -> tuple[list[str], list[Any]]:
-        """KEYS and ARGV of enqueue_unique.lua."""
-        keys = [
-            self.keys.unique(lock.digest),
-            self.keys.queues,
-            self.keys.queue(item.queue),
-            self.keys.wake(item.queue),
-            self.keys.queues_changed,
-        ]
-        if item.track_status:
-            keys.append(self.keys.status(payload.id or "", payload.prefix))
-        where = "head" if item.at_front else "tail"
-        args = [
-            lock.token,
-            lock.ttl_ms,
-            item.queue,
-            where,
-            wire(payload.encode()),
-            waiting_packet(),
-        ]
-        return keys, args
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
         job_class = self._job_class(item.job)
@@ -323,13 +252,6 @@ class Resque:
             return self.registry.get(job) if job in self.registry else None
         return job
 
-    @contextmanager
-    def _connection(self) -> Iterator[None]:
-        try:
-            yield
-        except REDIS_DOWN as exc:
-            raise unavailable(self.redis, exc) from exc
-
     # --- raw queue access -----------------------------------------------------
 
     def push(self, queue: str, item: dict[str, Any]) -> None:
@@ -342,67 +264,10 @@ class Resque:
         check_job(item.get("class"))
         check_args(item.get("args", []))
         encoded = wire(dumps(item))
-        with self._connection():
-            scripts.run(self.redis, "enqueue", self._push_keys(queue), [queue, "", "tail", encoded])
-
-    def pop(self, queue: str) -> Any:
-        """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
-        item = self.redis.lpop(self.keys.queue(queue))
-        return None if item is None else _decoded(raw(cast("bytes | str", item)))
-
-    def size(self, queue: str) -> int:
-        return int(self.redis.llen(self.keys.queue(queue)))
-
-    def queues(self) -> list[str]:
-        """Every queue's name (one that is not UTF-8 shows ``\\xNN`` escapes)."""
-        names = cast("set[bytes]", self.redis.smembers(self.keys.queues))
-        return sorted(name.decode("utf-8", "backslashreplace") for name in names)
-
-    def peek(self, queue: str, start: int = 0, count: int = 1) -> list[Any]:
-        """Payloads at positions ``start .. start+count-1``, decoded where possible."""
-        items = self.redis.lrange(self.keys.queue(queue), start, start + count - 1)
-        return [_decoded(raw(item)) for item in items]
-
-    def remove_queue(self, queue: str) -> int:
-        """Delete a queue and forget its name; returns how many jobs it held. The
-        unique locks of its jobs are released."""
-        with self._connection():
-            return removal.remove_queue(self.redis, self.keys, queue)
-
-    def remove(self, queue: str, items: list[bytes]) -> int:
-        """Remove queued jobs by their exact bytes (each item once), releasing their
-        unique locks; returns how many were removed (a job a worker took is not)."""
-        with self._connection():
-            return removal.remove_items(self.redis, self.keys, queue, items)
-
-    def dequeue(
-        self, queue: str, job: JobRef | None = None, *args: Any, job_id: str | None = None
-    ) -> int:
-        """Remove queued jobs of a class (and, if given, exactly these args), or by id.
-
-        ``dequeue("q", UserJob, {"name": "x"})`` matches what ``enqueue`` wrote with
-        that data; ``dequeue("q", Archive, 44, "x")`` matches Ruby's positional args.
-        Each match is removed by its exact bytes, so this is safe while workers run:
-        a job a worker already took is simply not found. Their unique locks are released.
-        """
-        if job is None and job_id is None:
-            raise ValueError("give a job class (and optional args) or a job_id")
-        name = job_name(job) if job is not None else None
-        wanted = list(args)
-        matches: list[bytes] = []
-        # One snapshot: paging by index would miss jobs when workers pop meanwhile.
-        for item in self.redis.lrange(self.keys.queue(queue), 0, -1):
-            try:
-                payload = Payload.decode(item)
-            except ValueError:
-                continue
-            if (
-                (name is None or payload.class_name == name)
-                and (not wanted or payload.args == wanted)
-                and (job_id is None or payload.id == job_id)
-            ):
-                matches.append(raw(item))
-        return self.remove(queue, matches)
+        with reaching(self.redis):
+            scripts.run(
+                self.redis, "enqueue", self._calls.push_keys(queue), [queue, "", "tail", encoded]
+            )
 
     # --- status and stats -----------------------------------------------------
 
@@ -419,39 +284,6 @@ class Resque:
     def stat(self, name: str, worker_id: str | None = None) -> int:
         """A counter, read as Ruby's ``to_i`` reads it (0 for a value that is not a number)."""
         return counter(cast("bytes | None", self.redis.get(self.keys.stat(name, worker_id))))
-
-    def queue_sizes(self) -> dict[str, int]:
-        """Every queue's length by name, in one round trip after the names. Any bytes
-        may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
-        queue key of the wrong Redis type counts 0."""
-        names = sorted(cast("set[bytes]", self.redis.smembers(self.keys.queues)))
-        pipe = self.redis.pipeline(transaction=False)
-        for name in names:
-            pipe.llen(raw(self.keys.queue("")) + name)
-        return {
-            name.decode("utf-8", "backslashreplace"): size or 0
-            for name, size in zip(names, replies(pipe), strict=True)
-        }
-
-    def info(self) -> dict[str, Any]:
-        """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queue_sizes``)."""
-        sizes = self.queue_sizes()
-        workers = cast("set[bytes]", self.redis.smembers(self.keys.workers))
-        pipe = self.redis.pipeline(transaction=False)
-        pipe.get(self.keys.stat("processed"))
-        pipe.llen(self.keys.failed)
-        for worker in workers:
-            pipe.exists(raw(self.keys.worker("")) + worker)
-        processed, failed, *working = replies(pipe)
-        return {
-            "pending": sum(sizes.values()),
-            "processed": counter(processed),
-            "queues": len(sizes),
-            "workers": len(workers),
-            "working": sum(1 for w in working if w == 1),
-            "failed": failed or 0,
-            "servers": [describe(self.redis)],
-        }
 
     # --- delayed jobs (resque-scheduler's layout, delayed.py) -------------------
 
@@ -479,7 +311,7 @@ class Resque:
             status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
         entry = item_json(payload, item.queue, item.at_front)
         wire(entry)
-        with self._connection():
+        with reaching(self.redis):
             if not self.delayed.schedule(timestamp, entry, lock, status):
                 return None
         self._after_enqueue(item, payload)
@@ -544,37 +376,6 @@ class Resque:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
         return self.delayed.clock() + seconds
 
-    def delayed_jobs(self, offset: int = 0, limit: int = 100) -> list[DelayedJob]:
-        """Scheduled jobs, soonest first."""
-        return self.delayed.jobs(offset, limit)
-
-    def delayed_count(self) -> int:
-        return self.delayed.count()
-
-    def remove_delayed(
-        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
-    ) -> int:
-        """Cancel scheduled jobs of a class (and, if given, exactly these args), or by id;
-        returns how many. Their unique locks are released."""
-        return self._take_delayed("cancel", job, args, job_id)
-
-    def enqueue_delayed_now(
-        self, job: JobRef | None = None, *args: Any, job_id: str | None = None
-    ) -> int:
-        """Enqueue scheduled jobs now instead of at their time (same matching as
-        ``remove_delayed``); returns how many."""
-        return self._take_delayed("enqueue", job, args, job_id)
-
-    def _take_delayed(
-        self, action: str, job: JobRef | None, args: tuple[Any, ...], job_id: str | None
-    ) -> int:
-        name = job_name(job) if job is not None else None
-        found = self.delayed.find(name, list(args) if args else None, job_id)
-        return sum(
-            self.delayed.take(slot, list(jobs), action)
-            for slot, jobs in groupby(found, key=lambda j: j.slot)
-        )
-
     def payload_for(self, item: Enqueued) -> Payload | None:
         """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
         hooks (None when one vetoes it): for producers that push it themselves (cron)."""
@@ -583,11 +384,3 @@ class Resque:
     def announce(self, item: Enqueued, payload: Payload) -> None:
         """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""
         self._after_enqueue(item, payload)
-
-
-def _decoded(raw: bytes) -> Any:
-    """A queue item as JSON, or as text when it is not JSON pyresque reads (strict_json)."""
-    try:
-        return strict_json.loads(raw)
-    except strict_json.BadJSON:
-        return raw.decode("utf-8", "replace")

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -220,3 +222,12 @@ def lease_client(client: redis.Redis, lease_ttl: float) -> redis.Redis:
     return redis.Redis(
         connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     )
+
+
+@contextmanager
+def reaching(client: redis.Redis) -> Iterator[None]:
+    """Report Redis being unreachable as ``RedisUnavailable``, naming the server."""
+    try:
+        yield
+    except REDIS_DOWN as exc:
+        raise unavailable(client, exc) from exc

@@ -20,6 +20,9 @@ starts again from now (all of them when the hash is not a hash: it is replaced);
 ``status`` shows unreadable states and definitions as such; a lease key that no
 scheduler wrote (another type, no TTL) is replaced; a paused set or state hash of
 another type is ignored.
+
+Reading the schedules' state, pausing and resuming them are admin functions
+(``client.admin.cron``: no cron parser needed); they are named here too.
 """
 
 from __future__ import annotations
@@ -29,15 +32,15 @@ import logging
 import math
 import time
 from collections.abc import Callable, Iterable
-from dataclasses import asdict, dataclass
-from typing import Any, cast
+from typing import cast
 
 import redis
 
+from pyresque.client.admin.cron import ScheduleStatus, pause, resume, status
 from pyresque.client.resque import Enqueued, Resque
-from pyresque.protocol import scripts, strict_json
+from pyresque.protocol import scripts
 from pyresque.protocol.connection import replies, wrong_type
-from pyresque.protocol.status import JobStatus, waiting_packet
+from pyresque.protocol.status import waiting_packet
 from pyresque.scheduling.cron_schedule import (
     CATCH_UP,
     MISFIRE,
@@ -243,95 +246,3 @@ class Cron:
             return 0
         resque.announce(item, payload)
         return 1
-
-
-@dataclass(frozen=True)
-class ScheduleStatus:
-    """What ``pyresque cron list`` and the dashboard show for one schedule."""
-
-    name: str
-    definition: dict[str, Any]
-    paused: bool
-    last_run: int | None
-    next_run: int | None
-    outcome: str
-    job_id: str | None
-    job_status: str | None
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def status(resque: Resque) -> list[ScheduleStatus]:
-    """Every declared schedule with its last run, next run and outcome. Anyone may
-    write these hashes: a definition that is not a valid schedule is shown as ``{}``
-    and a state that cannot be read as empty, each with ``outcome`` saying why."""
-    keys, r = resque.keys, resque.redis
-    definitions = cast("dict[bytes, bytes]", r.hgetall(keys.cron_schedules))
-    states = cast("dict[bytes, bytes]", r.hgetall(keys.cron_state))
-    paused = set(cast("set[bytes]", r.smembers(keys.cron_paused)))
-    found = []
-    for raw_name in sorted(definitions):
-        definition, problem = _definition(definitions[raw_name])
-        state, state_problem = _record(states.get(raw_name, b"{}"), "state")
-        job_id = state.get("job_id")
-        job_id = job_id if isinstance(job_id, str) and job_id else None
-        packet = resque.job_status(job_id) if job_id else None
-        outcome = state.get("outcome", "not run yet")
-        found.append(
-            ScheduleStatus(
-                name=raw_name.decode("utf-8", "backslashreplace"),
-                definition=definition,
-                paused=raw_name in paused,
-                last_run=_time(state.get("last_run")),
-                next_run=_time(state.get("next_run")),
-                outcome=problem or state_problem or (outcome if isinstance(outcome, str) else ""),
-                job_id=job_id,
-                job_status=_status_name(packet),
-            )
-        )
-    return found
-
-
-def _record(data: bytes, what: str) -> tuple[dict[str, Any], str]:
-    """A JSON object read from a cron hash, or ``{}`` and why it cannot be read."""
-    try:
-        value = strict_json.loads(data)
-    except strict_json.BadJSON as exc:
-        return {}, f"unreadable {what}: {exc}"
-    if not isinstance(value, dict):
-        return {}, f"unreadable {what}: a JSON {type(value).__name__}, not an object"
-    return value, ""
-
-
-def _definition(data: bytes) -> tuple[dict[str, Any], str]:
-    """A published schedule, checked as the leader wrote it (``Schedule.to_dict``)."""
-    value, problem = _record(data, "definition")
-    if problem:
-        return value, problem
-    try:
-        return Schedule.from_dict(value).to_dict(), ""
-    except (TypeError, ValueError) as exc:  # unknown fields, a bad cron, zone or interval
-        return {}, f"unreadable definition: {exc}"
-
-
-def _time(value: Any) -> int | None:
-    """An epoch second from a state record; None unless it is one."""
-    return value if type(value) is int and 0 <= value < 10**12 else None
-
-
-def _status_name(packet: JobStatus | None) -> str | None:
-    return packet.status.name.lower() if packet else None
-
-
-def pause(resque: Resque, name: str) -> bool:
-    """Pause a schedule: its ticks pass without enqueueing. False if it is unknown."""
-    if not resque.redis.hexists(resque.keys.cron_schedules, name):
-        return False
-    resque.redis.sadd(resque.keys.cron_paused, name)
-    return True
-
-
-def resume(resque: Resque, name: str) -> bool:
-    """Resume a paused schedule (no backlog: the ticks it missed stay skipped)."""
-    return bool(resque.redis.srem(resque.keys.cron_paused, name))

@@ -1,11 +1,12 @@
 """The web dashboard: an ASGI app (Starlette + Jinja2) for one Resque namespace.
 
 ``create_app(...)`` returns the app, to run on its own (``serve``, ``pyresque web``)
-or to mount inside another ASGI app. Pages and the JSON API share one data layer
-(``web_endpoints`` and the modules it names); actions are POSTs that need a CSRF token;
+or to mount inside another ASGI app. Pages and the JSON API share one data layer,
+the admin layer the CLI uses too (``client.admin``, mapped to URLs in
+``web.endpoints``); actions are POSTs that need a CSRF token;
 Jinja2 autoescaping and a strict Content-Security-Policy keep job data inert; bearer
 token, basic auth or the host app's check guard everything but the static files and
-the sign-in form (``web_auth``, ``web_sessions``); only the dashboard's own host names
+the sign-in form (``web.auth``, ``web.sessions``); only the dashboard's own host names
 are served.
 """
 
@@ -24,11 +25,11 @@ from starlette.responses import JSONResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Mount, Route
 from starlette.staticfiles import StaticFiles
 
+from pyresque.client.admin.base import Problems, Stale
 from pyresque.client.resque import Resque
 from pyresque.protocol.connection import REDIS_DOWN, url_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.web import auth as web_auth
-from pyresque.web import items as web_items
 from pyresque.web import metrics
 from pyresque.web import safe as web_safe
 from pyresque.web.auth import (
@@ -85,7 +86,7 @@ class Dashboard(Base):
 
         def run() -> dict[str, Any]:
             data = web_safe.clip(loader(self.resque, params))
-            count = web_safe.Problems().section("failed", self.resque.failures.count, None)
+            count = Problems().section("failed", self.resque.failures.count, None)
             return {"data": data, "failed_count": count}
 
         return await run_in_threadpool(run)
@@ -114,7 +115,7 @@ class Dashboard(Base):
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
         except web_safe.BadParameter as exc:
             return self._error(request, 400, f"Bad request: {exc}")
-        except web_items.Stale as exc:
+        except Stale as exc:
             return self._error(request, 404, str(exc))
         return JSONResponse(loaded["data"])
 
@@ -161,7 +162,7 @@ class Dashboard(Base):
             count = await run_in_threadpool(ACTIONS[name], self.resque, form)
         except REDIS_DOWN as exc:
             return self._error(request, 503, f"Cannot reach Redis: {exc}")
-        except web_items.Stale as exc:
+        except Stale as exc:
             if as_json:
                 return JSONResponse({"ok": False, "error": str(exc)}, 409)
             return self._back(request, form, error="stale")

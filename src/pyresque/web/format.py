@@ -8,7 +8,7 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from pyresque.web.items import finite
+from pyresque.client.admin.items import finite
 
 
 def fmt_ago(value: float | None) -> str:

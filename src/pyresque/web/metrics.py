@@ -1,4 +1,5 @@
-"""Prometheus metrics for one Resque namespace, read from Redis at scrape time.
+"""Prometheus metrics for one Resque namespace, read from Redis at scrape time through
+the admin layer (``client.admin``), as the dashboard and the CLI read them.
 
 ``ResqueCollector`` is a custom collector: nothing is counted in this process, so
 any number of dashboards or exporters can serve the same numbers, and the counters
@@ -30,12 +31,13 @@ from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Histo
 from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
-from pyresque.client.control import list_workers
+from pyresque.client.admin.base import Problems
+from pyresque.client.admin.queues import queue_summaries
+from pyresque.client.admin.stats import counts
+from pyresque.client.admin.workers import list_workers
 from pyresque.client.resque import Resque
 from pyresque.middleware import history
-from pyresque.protocol.connection import REDIS_DOWN, replies
-from pyresque.protocol.counters import counter
-from pyresque.web.data import queue_summaries
+from pyresque.protocol.connection import REDIS_DOWN
 
 CONTENT_TYPE = CONTENT_TYPE_LATEST
 WORKER_STATES = ("working", "idle", "paused", "dead")
@@ -91,26 +93,21 @@ class ResqueCollector(Collector):
         yield size
         yield age
 
-        pipe = resque.redis.pipeline(transaction=False)
-        pipe.get(keys.stat("processed"))
-        pipe.get(keys.stat("failed"))
-        pipe.get(keys.recovered)
-        pipe.llen(keys.failed)
         # Anyone may write these keys: counters read as Ruby's to_i, keys of another
         # type as absent.
-        processed, failed, recovered, failed_list = replies(pipe)
+        totals = counts(resque, queues, Problems())
         for name, help_text, value in (
-            ("resque_jobs_processed", "Jobs processed (including failed ones)", processed),
-            ("resque_jobs_failed", "Jobs that failed", failed),
-            ("resque_jobs_recovered", "Jobs put back on their queue after a crash", recovered),
+            ("resque_jobs_processed", "Jobs processed (including failed ones)", "processed"),
+            ("resque_jobs_failed", "Jobs that failed", "failed_total"),
+            ("resque_jobs_recovered", "Jobs put back on their queue after a crash", "recovered"),
         ):
             family = CounterMetricFamily(name, help_text, labels=["namespace"])
-            family.add_metric([ns], counter(value))
+            family.add_metric([ns], totals[value])
             yield family
         gauge = GaugeMetricFamily(
             "resque_failed_jobs", "Records in the failed list", labels=["namespace"]
         )
-        gauge.add_metric([ns], counter(failed_list))
+        gauge.add_metric([ns], totals["failed"])
         yield gauge
 
         workers = list_workers(resque)

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import logging
 import os
-import signal
 import socket
 import threading
 import time
@@ -32,6 +31,7 @@ from pyresque.middleware.history import HistoryBuffer
 from pyresque.middleware.policies import JobPolicies
 from pyresque.protocol import scripts
 from pyresque.protocol.backtrace import WorkerBroken
+from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
 from pyresque.protocol.status import RunningMarker
 from pyresque.protocol.supervision import Supervised
@@ -47,15 +47,6 @@ from pyresque.worker.recovery import Recovery, started_text, worker_keys
 from pyresque.worker.signals import Signals, Wake
 
 log = logging.getLogger("pyresque.worker")
-
-#: ``pyresque ctl`` commands and the signal each one stands for.
-COMMANDS = {
-    "quit": signal.SIGQUIT,
-    "term": signal.SIGTERM,
-    "pause": signal.SIGUSR2,
-    "resume": signal.SIGCONT,
-    "kill-job": signal.SIGUSR1,
-}
 
 
 class Worker(Signals):

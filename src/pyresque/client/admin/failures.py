@@ -1,6 +1,10 @@
-"""The dashboard's Failed page and its actions: failure records as resque-web shows
-them, filtered, and retried or removed by index *and* content digest, so a list that
-changed since it was shown is never acted on at the wrong place."""
+"""Failures: records as resque-web shows them, filtered, and retried or removed.
+
+The dashboard's Failed page (``failed_page``) and its actions address a record by
+index *and* content digest, so a list that changed since it was shown is never acted
+on at the wrong place; ``pyresque failed`` addresses records by index, oldest first,
+and acts on every record a filter matches with a progress callback.
+"""
 
 from __future__ import annotations
 
@@ -10,10 +14,9 @@ from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
-from pyresque.client.resque import Resque
-from pyresque.protocol.failure import Failure
-from pyresque.web.items import Stale, args_text, decode, digest, display_class, parse_time
-from pyresque.web.safe import ITEM_LIMIT, Problems, as_text, shorten
+from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, Stale, as_text, shorten
+from pyresque.client.admin.items import args_text, decode, digest, display_class, parse_time
+from pyresque.protocol.failure import Failure, Progress
 
 #: Failure facets (the filter suggestions) are computed when the list is this small.
 FACET_LIMIT = 20_000
@@ -93,7 +96,7 @@ def failure_view(failure: Failure) -> dict[str, Any]:
 
 
 def failed_page(
-    resque: Resque, start: int = 0, per_page: int = 20, filters: FailureFilter | None = None
+    resque: Namespace, start: int = 0, per_page: int = 20, filters: FailureFilter | None = None
 ) -> dict[str, Any]:
     """One page of failures, newest first, optionally filtered; with filter suggestions."""
     problems = Problems()
@@ -141,7 +144,7 @@ def failed_page(
     }
 
 
-def find_failure(resque: Resque, index: int, record_digest: str | None) -> Failure:
+def find_failure(resque: Namespace, index: int, record_digest: str | None) -> Failure:
     """The record at ``index`` if its digest still matches, else wherever it moved to."""
     failure = resque.failures.get(index)
     if failure is not None and (record_digest is None or digest(failure.raw) == record_digest):
@@ -153,7 +156,7 @@ def find_failure(resque: Resque, index: int, record_digest: str | None) -> Failu
     raise Stale("that failure record is gone or changed; nothing was done")
 
 
-def failure_detail(resque: Resque, index: int) -> dict[str, Any]:
+def failure_detail(resque: Namespace, index: int) -> dict[str, Any]:
     problems = Problems()
     failure = problems.section(f"failure {index}", partial(resque.failures.get, index), None)
     if problems:
@@ -163,7 +166,7 @@ def failure_detail(resque: Resque, index: int) -> dict[str, Any]:
     return {**failure_view(failure), "problems": problems}
 
 
-def retry_failure(resque: Resque, index: int, record_digest: str | None = None) -> int:
+def retry_failure(resque: Namespace, index: int, record_digest: str | None = None) -> int:
     """Requeue one failure (marks it ``retried_at``, as resque-web does); 1 or 0."""
     failure = find_failure(resque, index, record_digest)
     if not failure.parsed:
@@ -172,22 +175,41 @@ def retry_failure(resque: Resque, index: int, record_digest: str | None = None) 
     return int(resque.failures.requeue_record(failure))
 
 
-def remove_failure(resque: Resque, index: int, record_digest: str | None = None) -> int:
+def remove_failure(resque: Namespace, index: int, record_digest: str | None = None) -> int:
     failure = find_failure(resque, index, record_digest)
     return int(resque.redis.lrem(resque.keys.failed, 1, failure.raw))  # type: ignore[arg-type]
 
 
-def retry_all(resque: Resque, filters: FailureFilter) -> int:
-    return resque.failures.requeue_all(filters.queue, filters.class_name, filters.exception)
+def matching(resque: Namespace, filters: FailureFilter) -> list[Failure]:
+    """Every record the filters match, oldest first (each with its index)."""
+    return [f for f in resque.failures if filters.matches(f)]
 
 
-def remove_all(resque: Resque, filters: FailureFilter) -> int:
-    return resque.failures.remove_all(filters.queue, filters.class_name, filters.exception)
+def retry_at(resque: Namespace, index: int) -> bool:
+    """Requeue the record at ``index`` (marked ``retried_at``); ValueError if it holds
+    no job to retry."""
+    return resque.failures.requeue(index)
 
 
-def clear_failed(resque: Resque) -> int:
+def remove_at(resque: Namespace, index: int) -> bool:
+    return resque.failures.remove(index)
+
+
+def retry_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
+    return resque.failures.requeue_all(
+        filters.queue, filters.class_name, filters.exception, progress
+    )
+
+
+def remove_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
+    return resque.failures.remove_all(
+        filters.queue, filters.class_name, filters.exception, progress=progress
+    )
+
+
+def clear_failed(resque: Namespace) -> int:
     return resque.failures.clear()
 
 
-def clear_retried(resque: Resque) -> int:
+def clear_retried(resque: Namespace) -> int:
     return resque.failures.clear_retried()

@@ -1,22 +1,27 @@
-"""Seeing and steering workers on every host, through Redis alone.
+"""Workers: seeing and steering them on every host, through Redis alone.
 
 ``list_workers`` reads what resque-web reads (the ``workers`` set, ``worker:<id>``,
 ``worker:<id>:started``, per-worker stats, Ruby's heartbeats) plus pyresque's
 leases, so Ruby, PHP and pyresque workers show up side by side.
 ``send_command`` queues a command (quit, term, pause, resume, kill-job) for a
 pyresque worker; its heartbeat picks it up within a second, on any host.
+``workers_page`` is what the dashboard's Workers page and its JSON API show.
 """
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from dataclasses import asdict, dataclass
+from functools import partial
 from typing import Any, cast
 
-from pyresque.client.resque import Resque
+from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems
+from pyresque.client.admin.items import args_text, display_class, parse_time
 from pyresque.protocol import strict_json
-from pyresque.protocol.connection import replies
+from pyresque.protocol.commands import COMMANDS
+from pyresque.protocol.connection import raw, replies
 from pyresque.protocol.counters import counter
-from pyresque.worker.worker import COMMANDS
 
 
 @dataclass
@@ -37,7 +42,7 @@ class WorkerInfo:
         return asdict(self)
 
 
-def list_workers(resque: Resque) -> list[WorkerInfo]:
+def list_workers(resque: Namespace) -> list[WorkerInfo]:
     """Every registered worker. Their records may hold anything (any producer, any
     bytes): ids that are not UTF-8 keep ``\\xNN`` escapes, unreadable values read as
     absent, and a key of the wrong Redis type is skipped."""
@@ -120,7 +125,7 @@ def _job(current: bytes | None) -> dict[str, Any] | None:
     return {"queue": "?", "run_at": "?", "payload": _text(current)}
 
 
-def send_command(resque: Resque, worker_id: str, command: str) -> bool:
+def send_command(resque: Namespace, worker_id: str, command: str) -> bool:
     """Queue ``command`` for a pyresque worker; False if it is not one (no lease)."""
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
@@ -132,3 +137,60 @@ def send_command(resque: Resque, worker_id: str, command: str) -> bool:
     pipe.expire(control, 60)  # a command for a worker that never reads it goes away
     pipe.execute()
     return True
+
+
+def worker_view(worker: WorkerInfo, now: float) -> dict[str, Any]:
+    """A worker with its current job decoded and ages computed."""
+    view = worker.to_dict()
+    view["kind"] = "pyresque" if worker.pyresque else "resque"
+    beat = parse_time(worker.heartbeat)
+    view["heartbeat_age_seconds"] = max(0.0, now - beat) if beat else None
+    view["started_at"] = parse_time(worker.started)
+    job = worker.job
+    if isinstance(job, dict):
+        payload = job.get("payload")
+        if isinstance(payload, dict):
+            args = payload.get("args", [])
+            klass = display_class(str(payload.get("class", "")), args)
+            shown = args_text(args)
+        else:
+            args, klass, shown = [], "", str(payload)
+        run_at = parse_time(job.get("run_at"))
+        view["job"] = {
+            "queue": str(job.get("queue", "")),
+            "run_at": job.get("run_at"),
+            "run_at_epoch": run_at,
+            "running_seconds": max(0.0, now - run_at) if run_at else None,
+            "class_name": klass,
+            "args": None if len(shown) > ITEM_LIMIT else args,
+            "args_text": shown,
+            "id": payload.get("id") if isinstance(payload, dict) else None,
+        }
+    return view
+
+
+def workers_page(resque: Namespace, problems: Problems | None = None) -> dict[str, Any]:
+    """Workers grouped by host, with what each runs and since when."""
+    problems = Problems() if problems is None else problems
+    now = time.time()
+    found = problems.section("the workers", partial(list_workers, resque), list[WorkerInfo]())
+    workers = [worker_view(w, now) for w in found]
+    hosts: dict[str, list[dict[str, Any]]] = {}
+    for worker in workers:
+        hosts.setdefault(worker["host"], []).append(worker)
+    states = Counter(w["state"] for w in workers)
+    return {
+        "hosts": [{"host": h, "workers": ws} for h, ws in sorted(hosts.items())],
+        "total": len(workers),
+        "working": states["working"],
+        "idle": states["idle"],
+        "dead": states["dead"],
+        "paused_all": problems.section(resque.keys.pause_all, partial(paused_all, resque), False),
+        "problems": problems,
+    }
+
+
+def paused_all(resque: Namespace) -> bool:
+    """Whether every worker of the namespace is told to pause (Ruby's flag)."""
+    value = resque.redis.get(resque.keys.pause_all)
+    return pause_all_set(raw(value) if value is not None else None)

@@ -1,6 +1,6 @@
-"""One item of Redis data as the dashboard shows it: a queue element, a time, a class.
+"""One item of Redis data as the admin layer shows it: a queue element, a time, a class.
 
-Every value here may hold anything (``web_safe``): what cannot be read is shown with
+Every value here may hold anything (``base``): what cannot be read is shown with
 the reason, never raised.
 """
 
@@ -14,17 +14,13 @@ import time
 from datetime import datetime
 from typing import Any
 
+from pyresque.client.admin.base import ITEM_LIMIT, as_text, shorten
 from pyresque.protocol import strict_json
 from pyresque.protocol.payload import MalformedPayload, Payload
-from pyresque.web.safe import ITEM_LIMIT, as_text, shorten
 
 #: ActiveJob's payload class; resque-web shows ``args[0]["job_class"]`` instead.
 ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper"
 _UTC_FORMATS = ("%Y/%m/%d %H:%M:%S UTC", "%Y/%m/%d %H:%M:%S", "%a %b %d %H:%M:%S UTC %Y")
-
-
-class Stale(LookupError):
-    """The element an action names is no longer where (or what) the caller saw."""
 
 
 def digest(item: bytes) -> str:

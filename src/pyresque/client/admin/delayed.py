@@ -1,21 +1,26 @@
-"""The dashboard's Delayed page: delayed jobs and recurring schedules as
-resque-scheduler stores them (spec 1.5), and pyresque's cron schedules."""
+"""Delayed jobs: what ``enqueue_at`` and retries scheduled, and Ruby/PHP
+resque-scheduler items and recurring schedules, as resque-scheduler stores them
+(spec 1.5). Listing them, cancelling them and enqueueing them now serve
+``Resque``'s methods and ``pyresque delayed``; ``delayed_page`` is the dashboard's
+Delayed page (with pyresque's cron schedules, ``cron.cron_view``)."""
 
 from __future__ import annotations
 
 import json
 import time
 from functools import partial
+from itertools import groupby
 from typing import Any, cast
 
-from pyresque.client.resque import Resque
+from pyresque.client.admin.base import Namespace, Problems, as_text
+from pyresque.client.admin.cron import cron_view
+from pyresque.client.admin.items import args_text, decode, finite, job_view
+from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol.connection import raw
-from pyresque.scheduling import cron
-from pyresque.web.items import args_text, decode, finite, job_view
-from pyresque.web.safe import Problems, as_text
+from pyresque.protocol.delayed import DelayedJob
 
 
-def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str, Any]:
+def delayed_page(resque: Namespace, start: int = 0, per_page: int = 20) -> dict[str, Any]:
     """Delayed jobs by due time and recurring schedules, as resque-scheduler stores them."""
     problems = Problems()
     keys, r = resque.keys, resque.redis
@@ -58,7 +63,9 @@ def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str
             "resque-scheduler's schedules", partial(_schedules, resque), list[dict[str, Any]]()
         ),
         "cron": problems.section(
-            "pyresque's cron schedules", partial(_cron, resque), {"leader": None, "schedules": []}
+            "pyresque's cron schedules",
+            partial(cron_view, resque),
+            {"leader": None, "schedules": []},
         ),
         "master_lock": _text_or_none(
             problems.section(lock, lambda: cast("bytes | None", r.get(lock)), None)
@@ -67,7 +74,7 @@ def delayed_page(resque: Resque, start: int = 0, per_page: int = 20) -> dict[str
     }
 
 
-def _schedules(resque: Resque) -> list[dict[str, Any]]:
+def _schedules(resque: Namespace) -> list[dict[str, Any]]:
     """Recurring schedules persisted in Redis (resque-scheduler dynamic schedules)."""
     prefix, r = resque.keys.prefix, resque.redis
     pipe = r.pipeline(transaction=False)
@@ -97,25 +104,32 @@ def _schedules(resque: Resque) -> list[dict[str, Any]]:
     return result
 
 
-def _cron(resque: Resque) -> dict[str, Any]:
-    """pyresque's recurring schedules (``cron.status``) and the leader holding the lease."""
-    schedules = []
-    for status in cron.status(resque):
-        definition = status.definition if isinstance(status.definition, dict) else {}
-        every = finite(definition.get("every"))
-        schedules.append(
-            {
-                **status.to_dict(),
-                "when": definition.get("cron") or (f"every {every:g} s" if every else None),
-                "tz": definition.get("tz"),
-                "class_name": str(definition.get("job") or ""),
-                "queue": definition.get("queue"),
-                "args_text": args_text(definition.get("args", [])),
-            }
-        )
-    leader = cast("bytes | None", resque.redis.get(resque.keys.cron_leader))
-    return {"leader": _text_or_none(leader), "schedules": schedules}
-
-
 def _text_or_none(value: bytes | None) -> str | None:
     return None if value is None else as_text(value)
+
+
+def jobs(resque: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJob]:
+    """Scheduled jobs, soonest first."""
+    return resque.delayed.jobs(offset, limit)
+
+
+def count(resque: Namespace) -> int:
+    return resque.delayed.count()
+
+
+def take(
+    resque: Namespace,
+    action: str,
+    job: JobRef | None = None,
+    args: list[Any] | None = None,
+    job_id: str | None = None,
+) -> int:
+    """Cancel (``action="cancel"``) or enqueue now (``"enqueue"``) the scheduled jobs
+    of a class (and, if given, exactly these args), or the one with ``job_id``;
+    returns how many. Their unique locks are released."""
+    name = job_name(job) if job is not None else None
+    found = resque.delayed.find(name, args or None, job_id)
+    return sum(
+        resque.delayed.take(slot, list(group), action)
+        for slot, group in groupby(found, key=lambda j: j.slot)
+    )

@@ -1,0 +1,92 @@
+"""``Resque``'s admin methods, with the names Ruby and PHP users know: each one is a
+call into the admin layer, so the producer class stays about producing and the CLI,
+the dashboard and these methods share one implementation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pyresque.client.admin import delayed, queues, stats
+from pyresque.client.admin.base import Namespace
+from pyresque.jobs.job import JobRef
+from pyresque.protocol.delayed import DelayedJob
+
+
+class AdminMethods:
+    """Queue, stats and delayed-job methods for a class that is a ``Namespace``."""
+
+    # --- queues -------------------------------------------------------------------
+
+    def pop(self: Namespace, queue: str) -> Any:
+        """Pop the head of ``queue`` (not claimed: the caller owns it from now on)."""
+        return queues.pop(self, queue)
+
+    def size(self: Namespace, queue: str) -> int:
+        return queues.size(self, queue)
+
+    def queues(self: Namespace) -> list[str]:
+        """Every queue's name (one that is not UTF-8 shows ``\\xNN`` escapes)."""
+        return queues.names(self)
+
+    def queue_sizes(self: Namespace) -> dict[str, int]:
+        """Every queue's length by name (``queues.sizes``)."""
+        return queues.sizes(self)
+
+    def peek(self: Namespace, queue: str, start: int = 0, count: int = 1) -> list[Any]:
+        """Payloads at positions ``start .. start+count-1``, decoded where possible."""
+        return queues.peek(self, queue, start, count)
+
+    def remove_queue(self: Namespace, queue: str) -> int:
+        """Delete a queue and forget its name; returns how many jobs it held. The
+        unique locks of its jobs are released."""
+        return queues.remove_queue(self, queue)
+
+    def remove(self: Namespace, queue: str, items: list[bytes]) -> int:
+        """Remove queued jobs by their exact bytes (each item once), releasing their
+        unique locks; returns how many were removed (a job a worker took is not)."""
+        return queues.remove(self, queue, items)
+
+    def dequeue(
+        self: Namespace,
+        queue: str,
+        job: JobRef | None = None,
+        *args: Any,
+        job_id: str | None = None,
+    ) -> int:
+        """Remove queued jobs of a class (and, if given, exactly these args), or by id.
+
+        ``dequeue("q", UserJob, {"name": "x"})`` matches what ``enqueue`` wrote with
+        that data; ``dequeue("q", Archive, 44, "x")`` matches Ruby's positional args.
+        Each match is removed by its exact bytes, so this is safe while workers run:
+        a job a worker already took is simply not found. Their unique locks are released.
+        """
+        return queues.dequeue(self, queue, job, list(args), job_id)
+
+    # --- stats ----------------------------------------------------------------------
+
+    def info(self: Namespace) -> dict[str, Any]:
+        """What Ruby's ``Resque.info`` reports (whatever the keys hold)."""
+        return stats.info(self)
+
+    # --- delayed jobs ---------------------------------------------------------------
+
+    def delayed_jobs(self: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJob]:
+        """Scheduled jobs, soonest first."""
+        return delayed.jobs(self, offset, limit)
+
+    def delayed_count(self: Namespace) -> int:
+        return delayed.count(self)
+
+    def remove_delayed(
+        self: Namespace, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Cancel scheduled jobs of a class (and, if given, exactly these args), or by id;
+        returns how many. Their unique locks are released."""
+        return delayed.take(self, "cancel", job, list(args), job_id)
+
+    def enqueue_delayed_now(
+        self: Namespace, job: JobRef | None = None, *args: Any, job_id: str | None = None
+    ) -> int:
+        """Enqueue scheduled jobs now instead of at their time (same matching as
+        ``remove_delayed``); returns how many."""
+        return delayed.take(self, "enqueue", job, list(args), job_id)

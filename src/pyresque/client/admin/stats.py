@@ -1,0 +1,181 @@
+"""Stats: Resque's totals (``info``, ``counts``), throughput history, job durations by
+class, and the parts of Redis INFO worth watching; the dashboard's Overview and Stats
+pages (``overview_page``, ``stats_page``) and ``/metrics`` read them here."""
+
+from __future__ import annotations
+
+import math
+import time
+from functools import partial
+from typing import Any, cast
+
+import redis
+
+from pyresque.client.admin.base import Namespace, Problems, as_text
+from pyresque.client.admin.queues import queue_summaries, sizes
+from pyresque.client.admin.workers import workers_page
+from pyresque.middleware import history
+from pyresque.protocol.connection import describe, raw, replies
+from pyresque.protocol.counters import counter
+
+
+def quantile_ms(buckets: dict[str, int], q: float) -> float | None:
+    """Upper bound (ms) of the histogram bucket holding quantile ``q``; inf past the last."""
+    total = sum(buckets.values())
+    if not total:
+        return None
+    seen = 0
+    for bound in history.DURATION_BUCKETS_MS:
+        label = "+Inf" if math.isinf(bound) else f"{bound:g}"
+        seen += buckets.get(label, 0)
+        if seen >= q * total:
+            return bound
+    return math.inf
+
+
+def class_view(stats: history.ClassStats) -> dict[str, Any]:
+    labels = ["+Inf" if math.isinf(b) else f"{b:g}" for b in history.DURATION_BUCKETS_MS]
+    return {
+        "class_name": stats.name,
+        "processed": stats.processed,
+        "failed": stats.failed,
+        "total_ms": stats.total_ms,
+        "mean_ms": stats.mean_ms,
+        "p50_ms": _finite(quantile_ms(stats.buckets, 0.5)),
+        "p95_ms": _finite(quantile_ms(stats.buckets, 0.95)),
+        "p99_ms": _finite(quantile_ms(stats.buckets, 0.99)),
+        "buckets": [{"le": label, "count": stats.buckets.get(label, 0)} for label in labels],
+    }
+
+
+def _finite(value: float | None) -> float | str | None:
+    """JSON has no infinity: an unbounded quantile is reported as "+Inf"."""
+    return "+Inf" if value is not None and math.isinf(value) else value
+
+
+_INFO_FIELDS = (
+    "redis_version",
+    "uptime_in_seconds",
+    "connected_clients",
+    "blocked_clients",
+    "used_memory",
+    "used_memory_human",
+    "used_memory_peak_human",
+    "maxmemory_human",
+    "maxmemory_policy",
+    "mem_fragmentation_ratio",
+    "total_commands_processed",
+    "instantaneous_ops_per_sec",
+)
+
+
+def redis_info(resque: Namespace) -> dict[str, Any]:
+    """The parts of Redis INFO worth watching (empty if INFO is disabled)."""
+    try:
+        info: dict[str, Any] = resque.redis.info()
+    except redis.exceptions.ResponseError:
+        return {}
+    result = {name: info[name] for name in _INFO_FIELDS if name in info}
+    db = resque.redis.connection_pool.connection_kwargs.get("db", 0)
+    keyspace = info.get(f"db{db}")
+    result["keys"] = keyspace.get("keys", 0) if isinstance(keyspace, dict) else 0
+    result["server"] = describe(resque.redis)
+    return result
+
+
+def stats_page(resque: Namespace) -> dict[str, Any]:
+    problems = Problems()
+    classes = problems.section(
+        "the job classes' stats",
+        partial(history.class_stats, resque.redis, resque.keys),
+        list[history.ClassStats](),
+    )
+    return {
+        "counts": counts(resque, queue_summaries(resque, problems=problems), problems),
+        "per_minute": series(resque, "m", 24 * 60, problems),
+        "per_hour": series(resque, "h", 30 * 24, problems),
+        "classes": [class_view(s) for s in classes],
+        "redis": redis_info(resque),
+        "problems": problems,
+    }
+
+
+def info(resque: Namespace) -> dict[str, Any]:
+    """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queues.sizes``)."""
+    lengths = sizes(resque)
+    workers = cast("set[bytes]", resque.redis.smembers(resque.keys.workers))
+    pipe = resque.redis.pipeline(transaction=False)
+    pipe.get(resque.keys.stat("processed"))
+    pipe.llen(resque.keys.failed)
+    for worker in workers:
+        pipe.exists(raw(resque.keys.worker("")) + worker)
+    processed, failed, *working = replies(pipe)
+    return {
+        "pending": sum(lengths.values()),
+        "processed": counter(processed),
+        "queues": len(lengths),
+        "workers": len(workers),
+        "working": sum(1 for w in working if w == 1),
+        "failed": failed or 0,
+        "servers": [describe(resque.redis)],
+    }
+
+
+def counts(resque: Namespace, queues: list[dict[str, Any]], problems: Problems) -> dict[str, int]:
+    """Resque's totals (``info``) plus the recovered-jobs counter; counters are
+    read as Ruby's ``to_i`` reads them. ``queues`` are the ``queue_summaries``."""
+    keys, r = resque.keys, resque.redis
+    members = problems.section(
+        keys.workers, lambda: cast("set[bytes]", r.smembers(keys.workers)), set[bytes]()
+    )
+    base = raw(keys.worker(""))
+    pipe = r.pipeline(transaction=False)
+    names = [keys.stat("processed"), keys.stat("failed"), keys.recovered, keys.failed]
+    pipe.get(names[0])
+    pipe.get(names[1])
+    pipe.get(names[2])
+    pipe.llen(names[3])
+    for member in members:
+        pipe.strlen(base + raw(member))
+        names.append(as_text(base + raw(member)))
+    processed, failed_total, recovered, failed, *working = problems.replies(pipe, names)
+    return {
+        "pending": sum(q["size"] for q in queues),
+        "processed": counter(processed),
+        "failed": failed or 0,
+        "failed_total": counter(failed_total),
+        "recovered": counter(recovered),
+        "queues": len(queues),
+        "workers": len(members),
+        "working": sum(1 for w in working if w),
+    }
+
+
+def series(resque: Namespace, unit: str, points: int, problems: Problems) -> list[dict[str, int]]:
+    """Processed and failed jobs per minute (``unit="m"``) or hour (``"h"``), oldest first."""
+    now = time.time()
+
+    def read() -> list[dict[str, int]]:
+        done = history.series(resque.redis, resque.keys, "processed", unit, points, now)
+        failed = history.series(resque.redis, resque.keys, "failed", unit, points, now)
+        return [
+            {"t": t, "processed": p, "failed": f}
+            for (t, p), (_, f) in zip(done, failed, strict=True)
+        ]
+
+    return problems.section(f"the history per {'minute' if unit == 'm' else 'hour'}", read, [])
+
+
+def overview_page(resque: Namespace) -> dict[str, Any]:
+    problems = Problems()
+    workers = workers_page(resque, problems)
+    running = [w for host in workers["hosts"] for w in host["workers"] if w["job"]]
+    queues = queue_summaries(resque, problems=problems)
+    return {
+        "counts": counts(resque, queues, problems),
+        "queues": queues,
+        "running": running,
+        "paused_all": workers["paused_all"],
+        "per_minute": series(resque, "m", 60, problems),
+        "problems": problems,
+    }

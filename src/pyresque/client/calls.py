@@ -1,0 +1,96 @@
+"""What a producer writes: ``Enqueued`` (one job and its options) and the KEYS and
+ARGV of the enqueue scripts (enqueue.lua, enqueue_unique.lua) for one namespace."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyresque.client.checks import wire
+from pyresque.jobs.job import JobRef
+from pyresque.jobs.retry import RetryPolicy
+from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.status import waiting_packet
+
+
+@dataclass(slots=True)
+class Enqueued:
+    """One job to enqueue, with its options (``enqueue_many`` takes a list of these).
+
+    ``args`` is the payload's argument list: ``[data]`` for php-resque style,
+    the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
+    job class's timeout; ``at_front`` pushes to the head of the queue. ``unique``
+    and ``retry`` override the job class's policies (unique.py, retry.py).
+    """
+
+    queue: str
+    job: JobRef
+    args: list[Any]
+    track_status: bool = False
+    prefix: str = ""
+    at_front: bool = False
+    timeout: float | None = None
+    unique: Unique | None = None
+    retry: RetryPolicy | None = None
+
+    @property
+    def batch_key(self) -> tuple[str, bool, bool]:
+        return (self.queue, self.track_status, self.at_front)
+
+
+class ScriptCalls:
+    """Builds the enqueue scripts' KEYS and ARGV for one namespace's ``keys``."""
+
+    def __init__(self, keys: Keys) -> None:
+        self.keys = keys
+        self._push_keys_cache: dict[str, list[str]] = {}
+
+    def enqueue(self, item: Enqueued, payloads: list[Payload]) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue.lua for payloads that share ``item``'s batch key."""
+        keys = self.push_keys(item.queue)
+        status = ""  # the WAITING packet, only built when a status is tracked
+        if item.track_status:
+            keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
+            status = waiting_packet()
+        args = [item.queue, status, "head" if item.at_front else "tail"]
+        return keys, args + [wire(p.encode()) for p in payloads]
+
+    def push_keys(self, queue: str) -> list[str]:
+        """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
+        keys = self._push_keys_cache.get(queue)
+        if keys is None:
+            keys = [
+                self.keys.queues,
+                self.keys.queue(queue),
+                self.keys.wake(queue),
+                self.keys.queues_changed,
+            ]
+            if len(self._push_keys_cache) < 1024:  # queue names are few; never grow unbounded
+                self._push_keys_cache[queue] = keys
+        return keys
+
+    def unique(
+        self, item: Enqueued, payload: Payload, lock: UniqueLock
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of enqueue_unique.lua."""
+        keys = [
+            self.keys.unique(lock.digest),
+            self.keys.queues,
+            self.keys.queue(item.queue),
+            self.keys.wake(item.queue),
+            self.keys.queues_changed,
+        ]
+        if item.track_status:
+            keys.append(self.keys.status(payload.id or "", payload.prefix))
+        where = "head" if item.at_front else "tail"
+        args = [
+            lock.token,
+            lock.ttl_ms,
+            item.queue,
+            where,
+            wire(payload.encode()),
+            waiting_packet(),
+        ]
+        return keys, args
