@@ -12,9 +12,9 @@ import pytest
 import redis
 
 from pyresque import Events, Resque
+from pyresque.exceptions import MalformedPayload
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.failure import Failure, Failures, failure_record
-from pyresque.protocol.payload import MalformedPayload
 
 RETRIED_AT = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} UTC$")
 

@@ -17,12 +17,13 @@ import pytest
 
 from e2e_support import Proc, Procs, State, wait_for
 from pyresque import Resque, Status
+from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Outcome
 from pyresque.jobs.retry_state import RetryState
 from pyresque.protocol import strict_json
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.protocol.payload import Payload
 
 HOSTILE_JOBS = Path(__file__).resolve().parent / "hostile_jobs.py"
 MODES = ("fork", "prefork", "inline", "threads", "asyncio")

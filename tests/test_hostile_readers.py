@@ -19,9 +19,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from hostile_gen import JSON, TEXT, any_json
 from pyresque import Events, Resque, Status
 from pyresque.cli.main import main
+from pyresque.exceptions import MalformedPayload
 from pyresque.middleware import history
 from pyresque.protocol.failure import Failure, failure_record
-from pyresque.protocol.payload import MalformedPayload
 from pyresque.protocol.status import JobStatus
 from pyresque.web.metrics import render
 

@@ -13,7 +13,8 @@ import redis
 
 from e2e_support import Procs, State
 from pyresque import Job, Resque, Status
-from pyresque.jobs.retry import Backoff, Retry, RetryPolicy, requested_delay
+from pyresque.exceptions import Retry
+from pyresque.jobs.retry import Backoff, RetryPolicy, requested_delay
 from pyresque.jobs.unique import Unique
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker

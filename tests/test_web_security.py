@@ -13,12 +13,12 @@ from starlette.routing import Mount
 from starlette.testclient import TestClient
 
 from pyresque import Resque
+from pyresque.exceptions import WebConfigError
 from pyresque.web.app import ACTIONS, OPEN, create_app, preflight, serve
 from pyresque.web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
     Settings,
-    WebConfigError,
     check_bind,
     parse_basic_auth,
 )

@@ -12,27 +12,27 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from pyresque import moved
+from pyresque.exceptions import DirtyExit as DirtyExit
+from pyresque.exceptions import DontCreate as DontCreate
+from pyresque.exceptions import DontPerform as DontPerform
+from pyresque.exceptions import Interrupted as Interrupted
+from pyresque.exceptions import JobTimeout as JobTimeout
+from pyresque.exceptions import MalformedPayload as MalformedPayload
+from pyresque.exceptions import Retry as Retry
+from pyresque.exceptions import UnknownJob as UnknownJob
 
 # The job model, imported now: it is light, and the names ``events`` and ``job``
 # must be these objects rather than the submodules of the same names.
 from pyresque.jobs.events import Events as Events
 from pyresque.jobs.events import events as events
-from pyresque.jobs.job import DontCreate as DontCreate
-from pyresque.jobs.job import DontPerform as DontPerform
 from pyresque.jobs.job import Job as Job
 from pyresque.jobs.job import Registry as Registry
-from pyresque.jobs.job import UnknownJob as UnknownJob
 from pyresque.jobs.job import job as job
 from pyresque.jobs.job import registry as registry
-from pyresque.jobs.perform import DirtyExit as DirtyExit
-from pyresque.jobs.perform import Interrupted as Interrupted
-from pyresque.jobs.perform import JobTimeout as JobTimeout
 from pyresque.jobs.retry import Backoff as Backoff
-from pyresque.jobs.retry import Retry as Retry
 from pyresque.jobs.retry import RetryPolicy as RetryPolicy
 from pyresque.jobs.unique import Unique as Unique
 from pyresque.protocol.payload import Dialect as Dialect
-from pyresque.protocol.payload import MalformedPayload as MalformedPayload
 from pyresque.protocol.payload import Payload as Payload
 
 moved.install()
@@ -40,9 +40,9 @@ moved.install()
 if TYPE_CHECKING:
     from pyresque.client.resque import Enqueued as Enqueued
     from pyresque.client.resque import Resque as Resque
+    from pyresque.exceptions import RedisUnavailable as RedisUnavailable
     from pyresque.jobs.limits import Concurrency as Concurrency
     from pyresque.jobs.limits import RateLimit as RateLimit
-    from pyresque.protocol.connection import RedisUnavailable as RedisUnavailable
     from pyresque.protocol.keys import Keys as Keys
     from pyresque.protocol.status import JobStatus as JobStatus
     from pyresque.protocol.status import Status as Status
@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "Enqueued": "pyresque.client.resque",
     "Resque": "pyresque.client.resque",
-    "RedisUnavailable": "pyresque.protocol.connection",
+    "RedisUnavailable": "pyresque.exceptions",
     "Schedule": "pyresque.scheduling.cron",
     "schedules": "pyresque.scheduling.cron",
     "Scheduler": "pyresque.scheduling.scheduler",

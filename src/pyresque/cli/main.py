@@ -33,9 +33,10 @@ from pyresque.cli.support import (
 from pyresque.cli.workers import ctl_command, info_command, workers_command
 from pyresque.client.resque import Resque
 from pyresque.dev.server import RedisServer, ServerError
+from pyresque.exceptions import BadRedisURL
 from pyresque.jobs.apps import app_specs, configure_logging, import_apps
 from pyresque.protocol import strict_json
-from pyresque.protocol.connection import REDIS_DOWN, BadRedisURL, url_from_env
+from pyresque.protocol.connection import REDIS_DOWN, url_from_env
 from pyresque.protocol.escapes import escape
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler

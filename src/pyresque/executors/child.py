@@ -17,7 +17,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyresque.jobs.perform import Interrupted
+from pyresque.exceptions import Interrupted
 
 HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
 _PR_SET_PDEATHSIG = 1

@@ -25,6 +25,7 @@ import threading
 import time
 from collections.abc import Callable
 
+from pyresque.exceptions import DirtyExit, JobTimeout, WorkerBroken
 from pyresque.executors.base import Started, Stop, no_op
 from pyresque.executors.child import (
     HEADER,
@@ -40,8 +41,7 @@ from pyresque.executors.child import (
 from pyresque.executors.zygote import Zygote
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry, registry
-from pyresque.jobs.perform import DirtyExit, JobTimeout, Outcome, notify_failure, perform
-from pyresque.protocol.backtrace import WorkerBroken
+from pyresque.jobs.perform import Outcome, notify_failure, perform
 from pyresque.protocol.payload import Payload
 
 

@@ -25,10 +25,11 @@ import time
 from collections.abc import Callable, Coroutine
 from typing import Any
 
+from pyresque.exceptions import Interrupted, JobTimeout
 from pyresque.executors.base import Started, Stop, no_op
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
-from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome, notify_failure, perform
+from pyresque.jobs.perform import Outcome, notify_failure, perform
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")

@@ -34,6 +34,7 @@ import sys
 import time
 from collections import deque
 
+from pyresque.exceptions import WorkerBroken
 from pyresque.executors.child import (
     PARENT_FDS,
     Child,
@@ -48,7 +49,6 @@ from pyresque.jobs.apps import configure_logging, import_apps
 from pyresque.jobs.events import Events, events
 from pyresque.jobs.job import Job, Registry, registry
 from pyresque.jobs.perform import perform
-from pyresque.protocol.backtrace import WorkerBroken
 from pyresque.protocol.payload import Payload
 
 log = logging.getLogger("pyresque.worker")

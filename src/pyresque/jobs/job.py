@@ -12,30 +12,13 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from pyresque.exceptions import UnknownJob
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.payload import Payload
 
 if TYPE_CHECKING:  # limits.py talks to Redis; job children (zygote.py) never import it
     from pyresque.jobs.limits import Limit
-
-
-class DontPerform(Exception):
-    """Raise in ``set_up`` or ``before_perform`` to skip a job quietly (no failure)."""
-
-    __module__ = "pyresque"
-
-
-class DontCreate(Exception):
-    """Raise in a ``before_enqueue`` hook to veto an enqueue."""
-
-    __module__ = "pyresque"
-
-
-class UnknownJob(LookupError):
-    """A payload names a job class that this application did not register."""
-
-    __module__ = "pyresque"
 
 
 class Job:

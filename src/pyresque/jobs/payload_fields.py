@@ -13,10 +13,11 @@ import json
 from collections.abc import Callable
 from typing import Any
 
+from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import UniqueLock
 from pyresque.protocol import strict_json
-from pyresque.protocol.payload import MalformedPayload, Payload, finite_float
+from pyresque.protocol.payload import Payload, finite_float
 
 #: The longest timeout a payload may ask for, in seconds (~3 years): the system's
 #: timers overflow not far above.

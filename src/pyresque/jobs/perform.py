@@ -12,35 +12,14 @@ from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
+from pyresque.exceptions import DirtyExit, DontPerform, Interrupted
 from pyresque.jobs.events import Events
-from pyresque.jobs.job import DontPerform, Job
+from pyresque.jobs.job import Job
 from pyresque.protocol import strict_json
 from pyresque.protocol.backtrace import backtrace_of, exception_name
 from pyresque.protocol.payload import dumps
 
 log = logging.getLogger("pyresque.job")
-
-
-class Interrupted(BaseException):
-    """Raised inside a job when the worker is told to stop (TERM/INT).
-
-    A ``BaseException`` so a job's ``except Exception`` does not swallow it.
-    The job goes back on its queue unless the worker is set to fail it.
-    """
-
-    __module__ = "pyresque"
-
-
-class DirtyExit(Exception):
-    """The process running a job died without reporting how the job ended."""
-
-    __module__ = "pyresque"
-
-
-class JobTimeout(Exception):
-    """The job ran longer than its timeout and was stopped."""
-
-    __module__ = "pyresque"
 
 
 @dataclass

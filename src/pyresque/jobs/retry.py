@@ -20,10 +20,10 @@ from __future__ import annotations
 import random
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from functools import cache
 from typing import Any
 
+from pyresque.exceptions import Retry
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.payload import Payload
 
@@ -32,32 +32,11 @@ HISTORY_LIMIT = 20
 #: Backtrace lines kept per attempt (innermost last).
 BACKTRACE_LINES = 5
 
+#: What failure records call a ``Retry`` (``pyresque.Retry``). The class is importable
+#: from here too: the docs showed ``from pyresque.retry import Retry``.
+RETRY_NAME = f"{Retry.__module__}.{Retry.__qualname__}"
+
 _REQUEST = re.compile(r"^retry (?:in (?P<delay>[0-9.]+) s|at (?P<at>[0-9.]+))")
-
-
-class Retry(Exception):
-    """Raise inside ``perform`` to run the job again later.
-
-    ``Retry(in_=30)`` waits 30 seconds, ``Retry(at=when)`` until a time (a
-    datetime or epoch seconds), ``Retry()`` as long as the retry policy's backoff
-    says. It counts as an attempt: after the last one the job fails with it.
-    """
-
-    __module__ = "pyresque"
-
-    def __init__(
-        self, reason: str = "", *, in_: float | None = None, at: datetime | float | None = None
-    ) -> None:
-        # The message carries the delay: the parent process reads only the name and
-        # message of what a forked job raised (see requested_delay).
-        if in_ is not None:
-            head = f"retry in {max(0.0, float(in_)):g} s"
-        elif at is not None:
-            when = at.timestamp() if isinstance(at, datetime) else float(at)
-            head = f"retry at {when:.3f}"
-        else:
-            head = "retry"
-        super().__init__(f"{head}: {reason}" if reason else head)
 
 
 def requested_delay(message: str, now: float) -> float | None:
@@ -111,7 +90,7 @@ class RetryPolicy:
 
     def retries(self, exception: str) -> bool:
         """Whether a failure with this exception name is worth another attempt."""
-        if exception == "pyresque.Retry":
+        if exception == RETRY_NAME:
             return True
         return _matches(exception, self.on) and not _matches(exception, self.give_up_on)
 
@@ -226,7 +205,7 @@ def next_attempt(
     )
     if attempt >= policy.attempts or not policy.retries(exception):
         return NextAttempt(None, attempted)
-    requested = requested_delay(error, now) if exception == "pyresque.Retry" else None
+    requested = requested_delay(error, now) if exception == RETRY_NAME else None
     delay = requested if requested is not None else policy.delay(attempt, rng)
     return NextAttempt(now + delay, attempted)
 
@@ -239,6 +218,6 @@ def policy_for(
     data = payload.extra.get("retry")
     if isinstance(data, dict):
         return RetryPolicy.from_dict(data)
-    if class_policy is None and exception == "pyresque.Retry":
+    if class_policy is None and exception == RETRY_NAME:
         return RetryPolicy()
     return class_policy

@@ -28,10 +28,3 @@ def backtrace_of(exc: BaseException) -> list[str]:
     for frame in traceback.extract_tb(exc.__traceback__):
         lines.append(f"{frame.filename}:{frame.lineno}:in `{frame.name}'")
     return lines
-
-
-class WorkerBroken(RuntimeError):
-    """The worker itself cannot run jobs (its zygote will not start, say). Not the job's
-    fault: the worker gives its jobs back uncounted and exits non-zero, to be restarted."""
-
-    __module__ = "pyresque"

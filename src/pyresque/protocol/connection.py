@@ -13,20 +13,13 @@ import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
+from pyresque.exceptions import BadRedisURL, RedisUnavailable
+
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 
 #: What a call raises when Redis cannot be reached (down, cut off, or not answering).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
-
-
-class RedisUnavailable(redis.exceptions.ConnectionError):
-    """Redis could not be reached; the message says where we tried and what to check."""
-
-
-class BadRedisURL(ValueError):
-    """A Redis URL (``REDIS_URL``, ``--redis-url``, ``REDIS_BACKEND``/``_DB``) that cannot
-    be used; the message says what is wrong and what to write instead."""
 
 
 _URL_FORMS = "write redis://host:port/db, rediss://host:port/db, unix:///path?db=N or host:port"

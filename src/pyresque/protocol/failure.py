@@ -14,11 +14,12 @@ from typing import Any
 
 import redis
 
+from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.payload import MalformedPayload, Payload, dumps
+from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
 
 #: How many records one LRANGE reads while scanning the list.

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any
 
+from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import strict_json
 
 
@@ -25,12 +26,6 @@ class Dialect(str, Enum):
 
     PHP = "php"  # {"class","args","id","prefix","queue_time"}: status tracking works
     RUBY = "ruby"  # {"class","args"}: byte-identical to Ruby's Resque.enqueue
-
-
-class MalformedPayload(ValueError):
-    """A queue element that is not a job payload; the message says what is wrong."""
-
-    __module__ = "pyresque"
 
 
 def _reject(value: object) -> Any:

@@ -27,6 +27,7 @@ from starlette.staticfiles import StaticFiles
 
 from pyresque.client.admin.base import Problems, Stale
 from pyresque.client.resque import Resque
+from pyresque.exceptions import WebConfigError
 from pyresque.protocol.connection import REDIS_DOWN, url_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.web import auth as web_auth
@@ -41,7 +42,6 @@ from pyresque.web.auth import (
     Guard,
     HostAuth,
     Settings,
-    WebConfigError,
     check_bind,
     client_address,
     decide_auth,

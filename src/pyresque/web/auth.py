@@ -18,6 +18,7 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from pyresque.exceptions import WebConfigError
 from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.web.sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Throttle
 
@@ -39,10 +40,6 @@ _SECURITY_HEADERS = {
     "x-frame-options": "DENY",
     "referrer-policy": "same-origin",
 }
-
-
-class WebConfigError(ValueError):
-    """The dashboard cannot start as configured; the message says what to change."""
 
 
 #: The host app's own check (``create_app(auth=...)``): True lets the request in.

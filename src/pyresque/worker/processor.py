@@ -17,14 +17,14 @@ import threading
 import time
 from typing import TYPE_CHECKING
 
+from pyresque.exceptions import Interrupted, JobTimeout, MalformedPayload, UnknownJob, WorkerBroken
 from pyresque.executors.base import Executor
-from pyresque.jobs.job import Job, UnknownJob
+from pyresque.jobs.job import Job
 from pyresque.jobs.payload_fields import check_fields
-from pyresque.jobs.perform import Interrupted, JobTimeout, Outcome
-from pyresque.protocol.backtrace import WorkerBroken
+from pyresque.jobs.perform import Outcome
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.failure import failure_record
-from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.protocol.payload import Payload
 from pyresque.protocol.status import Mark
 from pyresque.worker.fetch import PAUSED, Claim, Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff

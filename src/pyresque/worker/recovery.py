@@ -24,6 +24,7 @@ from typing import Any, cast
 
 import redis
 
+from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.unique import UniqueLock
@@ -31,7 +32,7 @@ from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw, text
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.protocol.payload import Payload
 from pyresque.worker import peer_prune
 
 log = logging.getLogger("pyresque.recovery")

@@ -20,8 +20,8 @@ from types import FrameType
 from typing import Protocol
 
 from pyresque.client.resque import Resque
+from pyresque.exceptions import Interrupted
 from pyresque.executors.base import Stop
-from pyresque.jobs.perform import Interrupted
 
 log = logging.getLogger("pyresque.worker")
 

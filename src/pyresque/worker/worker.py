@@ -24,13 +24,12 @@ import redis
 import setproctitle
 
 from pyresque.client.resque import Resque
+from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import ThreadExecutor
-from pyresque.jobs.perform import Interrupted, JobTimeout
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.middleware.policies import JobPolicies
 from pyresque.protocol import scripts
-from pyresque.protocol.backtrace import WorkerBroken
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
 from pyresque.protocol.status import RunningMarker

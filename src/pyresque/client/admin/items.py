@@ -15,8 +15,9 @@ from datetime import datetime
 from typing import Any
 
 from pyresque.client.admin.base import ITEM_LIMIT, as_text, shorten
+from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import strict_json
-from pyresque.protocol.payload import MalformedPayload, Payload
+from pyresque.protocol.payload import Payload
 
 #: ActiveJob's payload class; resque-web shows ``args[0]["job_class"]`` instead.
 ACTIVE_JOB_WRAPPER = "ActiveJob::QueueAdapters::ResqueAdapter::JobWrapper"
