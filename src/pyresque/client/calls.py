@@ -91,6 +91,6 @@ class ScriptCalls:
             item.queue,
             where,
             wire(payload.encode()),
-            waiting_packet(),
+            waiting_packet() if item.track_status else "",
         ]
         return keys, args

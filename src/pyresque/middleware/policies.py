@@ -53,7 +53,7 @@ class FinishPlan:
     shown: Payload | None = None  # the failure record's payload, when not the job's own
 
     def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
-        """The optional KEYS and the ARGV 5 to 10 of finish.lua (lib_finish.lua)."""
+        """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua)."""
         extra = [status_key] if status_key else []
         if self.retry_item:
             ts = self.retry_at
@@ -68,6 +68,7 @@ class FinishPlan:
             self.retry_item,
             self.lock.token if self.lock else "",
             self.held.member,
+            len(self.held.slots),
         ]
         return extra, args
 

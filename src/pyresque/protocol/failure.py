@@ -171,6 +171,7 @@ class Failures:
             self._keys.queues,
             self._keys.queue(failure.queue),
             self._keys.wake(failure.queue),
+            self._keys.queues_changed,
         ]
         if payload.id:
             keys.append(self._keys.status(payload.id, payload.prefix))
@@ -180,7 +181,7 @@ class Failures:
             dumps(item),
             payload.encode(),
             failure.queue,
-            waiting_packet(),
+            waiting_packet() if payload.id else "",
         ]
         return bool(scripts.run(self._redis, "retry_failed", keys, args))
 

@@ -3,7 +3,9 @@
 The sources live in ``lua/``, one readable file per step. Shared helpers
 (``lib_*.lua``) are prepended to the scripts that use them. Every script gets
 every key it touches through KEYS, so the same scripts run on Redis Cluster
-when the namespace is a hash tag.
+when the namespace is a hash tag. Every script also starts by checking that the
+number of KEYS is what its ARGV asks for (lib_keys.lua, prepended to all): a
+caller out of step with a script gets an error naming it, not a wrong write.
 """
 
 from __future__ import annotations
@@ -28,10 +30,10 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "set_status": ("clock", "status"),
     "heartbeat": ("clock",),
     "history": (),
-    "recover": ("clock", "status", "lock"),
+    "recover": ("clock", "status", "lock", "push"),
     "reap": ("clock",),
     "peer_fence": (),
-    "retry_failed": (),
+    "retry_failed": ("push",),
     "enqueue_unique": ("lock", "push"),
     "unlock": ("lock",),
     "remove_jobs": ("lock",),
@@ -56,8 +58,8 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The full source of a script, helpers included."""
-    parts = [_read(f"lib_{lib}") for lib in _LIBS[name]]
-    return "\n".join([*parts, _read(name)])
+    parts = [_read(f"lib_{lib}") for lib in ("keys", *_LIBS[name])]
+    return "\n".join([f"local SCRIPT = '{name}'", *parts, _read(name)])
 
 
 @cache

@@ -227,8 +227,10 @@ class Cron:
             keys.wake(schedule.queue),
             keys.queues_changed,
         ]
+        status = ""  # the WAITING packet, with the status key it goes to
         if payload is not None and payload.id:
             redis_keys.append(keys.status(payload.id, payload.prefix))
+            status = waiting_packet()
         args = [
             self.id,
             schedule.name,
@@ -237,7 +239,7 @@ class Cron:
             schedule.queue,
             json.dumps(state),
             json.dumps(paused),
-            waiting_packet(),
+            status,
         ]
         result = scripts.run(resque.redis, "cron_fire", redis_keys, args)
         if result == -1:

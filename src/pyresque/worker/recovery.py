@@ -213,14 +213,15 @@ class Recovery:
             self._keys.stat("failed") if failing else self._keys.recovered,
             self._keys.queues,
             self._keys.wake(queue),
+            self._keys.queues_changed,
         ]
         if status is not None:
             keys.append(status)
         mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
-        args = [worker_id, token, record, item, action, queue, mode, ""]
+        args = [worker_id, token, record, item, action, queue, mode, "", "1" if status else ""]
         if lock is not None:
             keys.append(self._keys.unique(lock.digest))
-            args[-1] = lock.token
+            args[7] = lock.token
         return bool(scripts.run(self._redis, "recover", keys, args))
 
     def _fails_on_crash(self, payload: Payload) -> bool:

@@ -10,13 +10,15 @@
 --
 -- KEYS[1] leader key   KEYS[2] ticks hash   KEYS[3] state hash   KEYS[4] paused set
 -- KEYS[5] queues set   KEYS[6] queue:<name>   KEYS[7] its wake list
--- KEYS[8] queues-changed list   KEYS[9] status key (optional)
+-- KEYS[8] queues-changed list   KEYS[9] status key (when ARGV[8] is not '')
 -- ARGV[1] scheduler id   ARGV[2] schedule name   ARGV[3] tick (epoch s)
 -- ARGV[4] payload ('' to consume the tick without enqueueing: a skipped misfire)
 -- ARGV[5] queue name   ARGV[6] state when handled (JSON)   ARGV[7] state when paused
--- ARGV[8] WAITING status packet
+-- ARGV[8] WAITING status packet, '' when there is no status key
 -- Returns 1 fired, 2 paused, 0 already handled, -1 not the leader.
 
+expect_keys(KEYS, 8 + given(ARGV[8]),
+  'leader, ticks, state, paused, queues, queue, wake, queues-changed[, status]')
 if redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
@@ -33,7 +35,7 @@ if redis.pcall('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
   return 2
 end
 if ARGV[4] ~= '' then
-  if KEYS[9] then
+  if ARGV[8] ~= '' then
     redis.call('SET', KEYS[9], ARGV[8])
   end
   push_jobs(KEYS[5], KEYS[6], KEYS[7], KEYS[8], ARGV[5], 'tail', {ARGV[4]})

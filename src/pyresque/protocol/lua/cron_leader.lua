@@ -3,6 +3,7 @@
 -- KEYS[1] leader key   ARGV[1] scheduler id   ARGV[2] lease (ms)
 -- Returns 1 when the caller is the leader, 0 otherwise.
 
+expect_keys(KEYS, 1, 'leader key')
 if take_lock(KEYS[1], ARGV[1], ARGV[2]) then
   return 1
 end

@@ -22,6 +22,19 @@
 -- lost). The destination's type is checked first; the index and the lock are
 -- only cleaned up, so an error there is ignored.
 
+local count = 4
+for i = 3, #ARGV, 5 do
+  local where = ARGV[i + 1]
+  count = count + 1 + given(ARGV[i + 4])
+  if where == 'tail' or where == 'head' then
+    count = count + 2
+  elseif where == 'failed' then
+    count = count + 1
+  end
+end
+expect_keys(KEYS, count, 'schedule, delayed:<ts>, queues, queues-changed, then per item: '
+  .. 'timestamps, queue and wake (or failed), lock')
+
 local taken = {}
 local k = 5
 for i = 3, #ARGV, 5 do

@@ -6,6 +6,7 @@
 -- ARGV[1] the schedule member   ARGV[2] the failure record
 -- Returns 1 when this call took the entry off, 0 otherwise.
 
+expect_keys(KEYS, 3, 'schedule, delayed:<ts>, failed')
 local kind = redis.call('TYPE', KEYS[2])['ok']
 if kind == 'list' or kind == 'none' then
   return 0 -- it is a list again (or gone): the scheduler reads it as usual

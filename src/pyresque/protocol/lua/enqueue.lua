@@ -5,10 +5,12 @@
 -- KEYS[1] queues set        KEYS[2] queue:<name>      KEYS[3] wake list of the queue
 -- KEYS[4] queues-changed list (wakes workers that serve globs when a queue is new)
 -- KEYS[5..] status keys of the tracked jobs
--- ARGV[1] queue name        ARGV[2] WAITING status packet
+-- ARGV[1] queue name        ARGV[2] WAITING status packet, '' when untracked
 -- ARGV[3] 'head' or 'tail'  ARGV[4..] payloads
 -- Returns the queue's new length.
 
+expect_keys(KEYS, 4 + (ARGV[2] ~= '' and #ARGV - 3 or 0),
+  'queues, queue, wake, queues-changed, then a status key per payload when tracked')
 for i = 5, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2])
 end

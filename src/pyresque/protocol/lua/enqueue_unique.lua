@@ -3,15 +3,16 @@
 --
 -- KEYS[1] the unique lock   KEYS[2] queues set   KEYS[3] queue:<name>
 -- KEYS[4] wake list of the queue   KEYS[5] queues-changed list
--- KEYS[6] status key (optional)
+-- KEYS[6] status key (when ARGV[6] is not '')
 -- ARGV[1] lock token   ARGV[2] lock TTL (ms)   ARGV[3] queue name
--- ARGV[4] 'head' or 'tail'   ARGV[5] payload   ARGV[6] WAITING status packet
+-- ARGV[4] 'head' or 'tail'   ARGV[5] payload   ARGV[6] WAITING status packet, '' when untracked
 -- Returns 1 when enqueued, 0 when another job holds the lock.
 
+expect_keys(KEYS, 5 + given(ARGV[6]), 'lock, queues, queue, wake, queues-changed[, status]')
 if not take_lock(KEYS[1], ARGV[1], ARGV[2]) then
   return 0
 end
-if KEYS[6] then
+if ARGV[6] ~= '' then
   redis.call('SET', KEYS[6], ARGV[6])
 end
 push_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[3], ARGV[4], {ARGV[5]})

@@ -11,6 +11,7 @@
 
 -- A key of the wrong type (written by hand, or hostile) would make every beat of
 -- every worker fail: it is deleted, and reported, so the namespace goes on.
+expect_keys(KEYS, 6, 'leases, workers, heartbeats, started, control list, paused marker')
 local replaced = {}
 local want = {'zset', 'set', 'hash', 'string', 'list', 'string'}
 for i = 1, #KEYS do

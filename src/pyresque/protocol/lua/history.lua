@@ -5,6 +5,7 @@
 -- KEYS[1..n] counters   KEYS[n+1] the per-class stats hash
 -- ARGV[1] n   ARGV[2..1+n] the counts   ARGV[2+n..1+2n] each counter's TTL (s)
 -- then triples: 'i' (HINCRBY) or 'f' (HINCRBYFLOAT), field, increment
+expect_keys(KEYS, tonumber(ARGV[1]) + 1, 'ARGV[1] counters, then the stats hash')
 local n = tonumber(ARGV[1])
 for i = 1, n do
   if redis.call('INCRBY', KEYS[i], ARGV[1 + i]) == tonumber(ARGV[1 + i]) then

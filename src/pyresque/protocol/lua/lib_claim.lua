@@ -45,6 +45,11 @@ local function claim(k, a)
   return {}
 end
 
+-- Check the keys of a claim_each(k, a) call: four, then a list and a wake list per queue.
+local function expect_claim_keys(k, a)
+  expect_keys(k, 4 + 2 * (#a - 3), 'pause-all, leases, in-flight, worker, then queues, then wake lists')
+end
+
 -- Claim a job for each of several tokens (a[2]: the tokens, separated by spaces):
 -- the processors of a worker that are free right now, served in one call, each
 -- job claimed exactly as `claim` does. Stops when every queue is empty.

@@ -19,6 +19,7 @@
 -- a[5] '1' when a status key is given
 -- a[6] timestamp of the next attempt or ''   a[7] 'delayed:<ts>'   a[8] its item (JSON)
 -- a[9] unique lock token to release, or ''   a[10] slot member "<worker>|<token>", or ''
+-- a[11] how many slots zsets follow
 -- Returns 1 when recorded, 0 when fenced.
 local function finish(k, a)
   -- The optional keys, in order: the status key, the next attempt's three keys,
@@ -63,6 +64,12 @@ local function finish(k, a)
     release_lock(lock_key, a[9])
   end
   return 1
+end
+
+-- Check the keys of a finish(k, a) call against what its arguments ask for.
+local function expect_finish_keys(k, a)
+  local count = 7 + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + (tonumber(a[11]) or 0)
+  expect_keys(k, count, 'in-flight, worker, 4 counters, failed[, status][, 3 retry keys][, lock], slots')
 end
 
 -- KEYS[from .. to] (or ARGV) as a table, so each step reads its own part of a combined call.

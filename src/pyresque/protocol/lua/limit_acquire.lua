@@ -7,6 +7,7 @@
 -- Returns {0} when taken; {i, wait} when limit i refused: wait is -1 for a
 -- concurrency limit (wait for a slot), else the ms until the window has room.
 
+expect_keys(KEYS, 1 + (#ARGV - 2) / 3, 'leases, then one key per limit')
 local now = now_ms()
 for i = 2, #KEYS do
   local kind, limit, window = ARGV[3 * i - 3], tonumber(ARGV[3 * i - 2]), tonumber(ARGV[3 * i - 1])

@@ -8,6 +8,7 @@
 -- ARGV[4] ms until the window has room
 -- Returns 1 when deferred, 0 when fenced (the claim was gone).
 
+expect_keys(KEYS, 4, 'in-flight, worker, waiting list, rate-due')
 if not release_claim(KEYS[1], KEYS[2], ARGV[1]) then
   return 0
 end

@@ -10,6 +10,7 @@
 -- ARGV[4] payload   ARGV[5] queue name   ARGV[6] the limit's key
 -- Returns 0 when fenced (the claim was gone), 1 when parked, 2 when requeued.
 
+expect_keys(KEYS, 10, 'in-flight, worker, slots, leases, waiting, waiting-keys, queues, queue, wake, queues-changed')
 if not release_claim(KEYS[1], KEYS[2], ARGV[1]) then
   return 0
 end

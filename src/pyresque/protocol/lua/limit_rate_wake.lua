@@ -10,6 +10,8 @@
 -- then 3 per item, in list order: the item as read, its payload, its queue name
 -- Returns {woken, ms until the next wake-up is due (-1: nobody waits any more)}.
 
+expect_keys(KEYS, 5 + 2 * (#ARGV - 3) / 3,
+  'window, rate-due, waiting, queues, queues-changed, then queue and wake list per item')
 local now, window = now_ms(), tonumber(ARGV[2])
 -- Not before the noted time: jobs woken earlier may not have started yet, so the
 -- window may look freer than it is.

@@ -9,6 +9,7 @@
 -- ARGV[5] the limit's key
 -- Returns {result, free slots before}: result 1 woken, 0 no free slot, -1 the head changed.
 
+expect_keys(KEYS, 8, 'slots, leases, waiting, waiting-keys, queues, queue, wake, queues-changed')
 local free = tonumber(ARGV[1]) - live_slots(KEYS[1], KEYS[2], now_ms())
 if free <= 0 then
   return {0, free}

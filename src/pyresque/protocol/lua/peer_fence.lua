@@ -10,6 +10,7 @@
 -- ARGV[2] how pyresque's own lock values start
 -- Returns 1 when recovery may go on, 0 when it must wait.
 
+expect_keys(KEYS, 2, 'pruning lock, worker:<id>')
 if redis.call('TYPE', KEYS[1]).ok == 'string' then
   local holder = redis.call('GET', KEYS[1])
   local mark = ARGV[2]

@@ -11,6 +11,7 @@
 -- ARGV[3] worker:<id> value as read   ARGV[4] failure record for that job, or ''
 -- Returns 1 when unregistered, 0 when the worker proved alive or busy.
 
+expect_keys(KEYS, 10, 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed')
 if ARGV[2] ~= '1' then
   local expiry = redis.call('ZSCORE', KEYS[7], ARGV[1])
   if expiry and tonumber(expiry) > now_ms() then

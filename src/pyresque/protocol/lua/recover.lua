@@ -1,15 +1,16 @@
 -- Put back one in-flight job of a worker that lost its lease (it died, or
 -- stalled for longer than the lease), or of a worker that is shutting down.
--- The job goes to the head of its queue, or to `failed` when it is a poison job,
--- or nowhere when a Resque worker's pruning already failed it (peer_prune.py).
+-- The job goes to the head of its queue (lib_push.lua: an idle worker wakes), or
+-- to `failed` when it is a poison job, or nowhere when a Resque worker's pruning
+-- already failed it (peer_prune.py).
 -- Many workers may race to recover the same job: the checks below let exactly
 -- one of them do it.
 --
 -- KEYS[1] leases zset   KEYS[2] the owner's in-flight hash
 -- KEYS[3] destination list (queue:<name>, or failed)
 -- KEYS[4] counter to increment (stat:recovered, or stat:failed; a give-back only counts a failure)
--- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] status key (optional)
--- last, when ARGV[8] is not '': the job's unique lock
+-- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] queues-changed list
+-- then, each only when its ARGV says so: the status key, the job's unique lock
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
 -- ARGV[4] item to push        ARGV[6] queue name
 -- ARGV[5] 'requeue', 'fail', or 'drop' (a Resque worker's pruning already failed it)
@@ -17,7 +18,10 @@
 --   the job back (no lease check); '2': the owner gives back a job that crashed it
 --   (no lease check, counted)
 -- ARGV[8] the unique lock's token to release (a job that is done), or ''
+-- ARGV[9] '1' when a status key is given, else ''
 -- Returns 1 when this call moved the job, 0 otherwise.
+expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[8]),
+  'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, lock]')
 
 if ARGV[7] == '0' then
   local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -29,12 +33,9 @@ if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
   return 0 -- already recovered or finished
 end
 redis.call('HDEL', KEYS[2], ARGV[2])
-local k_status = KEYS[7]
+local k_status = ARGV[9] == '1' and KEYS[8] or nil
 if ARGV[8] ~= '' then
   release_lock(KEYS[#KEYS], ARGV[8])
-  if #KEYS == 7 then
-    k_status = nil -- KEYS[7] is the lock: no status key
-  end
 end
 if ARGV[5] ~= 'drop' and (ARGV[7] ~= '1' or ARGV[5] == 'fail') then
   redis.call('INCR', KEYS[4])
@@ -42,11 +43,7 @@ end
 local code = 3
 if ARGV[5] == 'requeue' then
   code = 1
-  redis.call('LPUSH', KEYS[3], ARGV[4])
-  redis.call('SADD', KEYS[5], ARGV[6])
-  if redis.call('LLEN', KEYS[6]) == 0 then
-    redis.call('RPUSH', KEYS[6], '1')
-  end
+  push_jobs(KEYS[5], KEYS[3], KEYS[6], KEYS[7], ARGV[6], 'head', {ARGV[4]})
 elseif ARGV[5] == 'fail' then
   redis.call('RPUSH', KEYS[3], ARGV[4])
 end

@@ -13,6 +13,12 @@
 -- Returns how many jobs were removed; -1 ('queue') when the queue holds an item
 -- mentioning "unique" that the caller did not list: it arrived since, read again.
 
+local nlocks = 0
+for i = 4, #ARGV, 2 do
+  nlocks = nlocks + given(ARGV[i])
+end
+expect_keys(KEYS, 3 + nlocks, 'queue, queues, wake, then a lock per item with a token')
+
 local listed, locks = {}, {} -- item bytes -> true; item bytes -> {lock key, token}
 local k = 4
 for i = 3, #ARGV, 2 do

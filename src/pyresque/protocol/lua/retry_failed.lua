@@ -1,24 +1,22 @@
 -- Retry one failure record, as resque-web's Retry button does: mark the record
--- with `retried_at` and push a fresh copy of its job onto its queue. The record
--- is addressed by index *and* content, so a concurrent removal that shifted the
--- list can never make us touch the wrong record.
+-- with `retried_at` and push a fresh copy of its job onto its queue (lib_push.lua:
+-- an idle worker wakes, and one serving globs learns of a queue that is new). The
+-- record is addressed by index *and* content, so a concurrent removal that shifted
+-- the list can never make us touch the wrong record.
 --
 -- KEYS[1] failed list   KEYS[2] queues set   KEYS[3] queue:<name>   KEYS[4] wake list
--- KEYS[5] status key (optional)
+-- KEYS[5] queues-changed list   KEYS[6] status key (when ARGV[6] is not '')
 -- ARGV[1] index   ARGV[2] record as read   ARGV[3] record with retried_at
--- ARGV[4] payload to enqueue   ARGV[5] queue name   ARGV[6] WAITING status packet
+-- ARGV[4] payload to enqueue   ARGV[5] queue name   ARGV[6] WAITING status packet or ''
 -- Returns 1 when retried, 0 when the record changed meanwhile.
+expect_keys(KEYS, 5 + given(ARGV[6]), 'failed, queues, queue, wake, queues-changed[, status]')
 
 if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
 end
 redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
-redis.call('SADD', KEYS[2], ARGV[5])
-redis.call('RPUSH', KEYS[3], ARGV[4])
-if redis.call('LLEN', KEYS[4]) == 0 then
-  redis.call('RPUSH', KEYS[4], '1')
-end
-if KEYS[5] and redis.call('EXISTS', KEYS[5]) == 1 then
-  redis.call('SET', KEYS[5], ARGV[6])
+push_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[5], 'tail', {ARGV[4]})
+if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
+  redis.call('SET', KEYS[6], ARGV[6])
 end
 return 1

@@ -8,6 +8,7 @@
 -- ARGV[4] lock token or ''   ARGV[5] lock TTL (ms)   ARGV[6] WAITING packet or ''
 -- Returns 1 when scheduled, 0 when another job holds the unique lock.
 
+expect_keys(KEYS, 3 + given(ARGV[4]) + given(ARGV[6]), 'schedule, delayed:<ts>, timestamps[, lock][, status]')
 local next_key = 4
 if ARGV[4] ~= '' then
   if not take_lock(KEYS[4], ARGV[4], ARGV[5]) then

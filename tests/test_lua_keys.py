@@ -1,0 +1,106 @@
+"""Every Lua script checks the number of KEYS its ARGV asks for (lib_keys.lua).
+
+Each script is called with a right ARGV and one key too few or too many: it must
+fail naming itself, before it writes anything.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+import pytest
+import redis
+
+from pyresque.protocol import scripts
+
+P = '{"class":"X","args":[]}'
+FINISH = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0]
+#: finish with a status key, a next attempt, a unique lock and two slots
+FINISH_ALL = ["tok", "retry", "null", "", "1", "5", "delayed:5", "it", "lock", "m", 2]
+CLAIM = ["w", "tok", 1000, "q1", "q2"]
+
+#: script -> calls as (the right number of keys, ARGV)
+CASES: dict[str, list[tuple[int, list[Any]]]] = {
+    "claim": [(8, CLAIM)],
+    "finish": [(7, FINISH), (14, FINISH_ALL)],
+    "finish_claim": [(7 + 8, [7, *FINISH, *CLAIM]), (14 + 8, [14, *FINISH_ALL, *CLAIM])],
+    "set_status": [(1, ["1", "null"])],
+    "heartbeat": [(6, ["w", 1000, "now", "0"])],
+    "history": [(3, ["2", 1, 1, 60, 60, "i", "field", 1])],
+    "recover": [
+        (7, ["w", "tok", "rec", P, "requeue", "q", "0", "", ""]),
+        (9, ["w", "tok", "rec", P, "requeue", "q", "0", "lock", "1"]),
+    ],
+    "reap": [(10, ["w", "1", "", ""])],
+    "peer_fence": [(2, [1000, "pyresque"])],
+    "retry_failed": [(5, [0, "a", "b", P, "q", ""]), (6, [0, "a", "b", P, "q", "packet"])],
+    "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
+    "enqueue_unique": [
+        (5, ["tok", 1000, "q", "tail", P, ""]),
+        (6, ["tok", 1000, "q", "tail", P, "packet"]),
+    ],
+    "unlock": [(1, ["tok"])],
+    "remove_jobs": [(4, ["items", "q", "a", "", "b", "tok"])],
+    "schedule": [
+        (3, [1, "delayed:1", "it", "", 0, ""]),
+        (5, [1, "delayed:1", "it", "tok", 1000, "packet"]),
+    ],
+    "delayed_take": [
+        (
+            4 + 3 + 3 + 2,
+            [
+                *("1", "delayed:1"),
+                *("a", "tail", "q", P, ""),
+                *("b", "failed", "q", "rec", "tok"),
+                *("c", "drop", "q", "", "tok"),
+            ],
+        )
+    ],
+    "delayed_unschedule": [(3, ["1", "rec"])],
+    "cron_leader": [(1, ["id", 1000])],
+    "cron_fire": [
+        (8, ["id", "s", 1, P, "q", "{}", "{}", ""]),
+        (9, ["id", "s", 1, P, "q", "{}", "{}", "packet"]),
+    ],
+    "limit_acquire": [(3, ["m", "tok", "concurrency", 1, 0, "rate", 5, 1000])],
+    "limit_park": [(10, ["tok", 1, "it", P, "q", "key"])],
+    "limit_wake": [(8, [1, "it", P, "q", "key"])],
+    "limit_defer": [(4, ["tok", "it", "m", 10])],
+    "limit_rate_wake": [(5 + 4, [1, 1000, "m", "a", P, "q", "b", P, "q"])],
+}
+
+
+def test_every_script_has_a_case() -> None:
+    lua = resources.files("pyresque.protocol") / "lua"
+    names = {p.name[:-4] for p in lua.iterdir() if p.name.endswith(".lua")}
+    assert set(CASES) == {n for n in names if not n.startswith("lib_")}
+
+
+def _keys(namespace: str, n: int) -> list[str]:
+    return [f"{namespace}:k{i}" for i in range(n)]
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_a_wrong_number_of_keys_is_an_error_naming_the_script_and_writes_nothing(
+    name: str, redis_client: redis.Redis, namespace: str
+) -> None:
+    for count, args in CASES[name]:
+        for wrong in (count - 1, count + 1):
+            message = f"pyresque {name}.lua expects "
+            with pytest.raises(redis.exceptions.ResponseError, match=message):
+                scripts.run(redis_client, name, _keys(namespace, wrong), args)
+            assert list(redis_client.scan_iter(match=f"{namespace}:*")) == [], (name, wrong)
+        scripts.run(redis_client, name, _keys(namespace, count), args)  # the right count runs
+        for key in redis_client.scan_iter(match=f"{namespace}:*"):
+            redis_client.delete(key)
+
+
+def test_a_pipelined_call_with_a_wrong_count_fails_too(
+    redis_client: redis.Redis, namespace: str
+) -> None:
+    pipe = redis_client.pipeline(transaction=False)
+    scripts.run(pipe, "enqueue", _keys(namespace, 5), ["q", "", "tail", P])
+    with pytest.raises(redis.exceptions.ResponseError, match=r"enqueue\.lua expects 4 KEYS"):
+        pipe.execute()
+    assert list(redis_client.scan_iter(match=f"{namespace}:*")) == []
