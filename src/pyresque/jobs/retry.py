@@ -24,6 +24,7 @@ from functools import cache
 from typing import Any
 
 from pyresque.exceptions import Retry
+from pyresque.protocol import backoff
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.payload import Payload
 
@@ -60,8 +61,9 @@ class Backoff:
     jitter: float = 0.2
 
     def delay(self, retry: int, rng: random.Random) -> float:
-        raw = min(self.cap, self.base * self.factor ** max(0, retry - 1))
-        return min(self.cap, raw * (1 + rng.uniform(-self.jitter, self.jitter)))
+        return backoff.delay(
+            retry, self.base, self.cap, factor=self.factor, jitter=self.jitter, rng=rng
+        )
 
 
 ExceptionRef = type[BaseException] | str

@@ -13,12 +13,12 @@ flood the log.
 from __future__ import annotations
 
 import logging
-import random
 import threading
 import time
 import traceback
 from collections.abc import Callable
 
+from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.connection import REDIS_DOWN
 
 #: How long an identical failure stays quiet after it was logged (seconds).
@@ -82,7 +82,7 @@ class Supervised:
         self._log = logger
         self.failures = FailureLog(logger, name)
         self._redis_ok = True
-        self._delay = interval
+        self._backoff = Backoff(max(interval, 0.01) * 2, self.max_delay)
 
     def call(self, step: Callable[..., object], *args: object) -> float:
         """Run ``step(*args)``; the delay before the next step."""
@@ -92,14 +92,14 @@ class Supervised:
             if self._redis_ok:
                 self._log.error("%s: Redis unavailable (%s); retrying", self.name, exc)
                 self._redis_ok = False
-            return self._backoff()
+            return self._backoff.next()
         except Exception as exc:
             self.failures.report(exc)
-            return self._backoff()
+            return self._backoff.next()
         if not self._redis_ok:
             self._log.warning("%s: Redis is back", self.name)
             self._redis_ok = True
-        self._delay = self.interval
+        self._backoff.reset()
         return self.interval
 
     def guard(self, part: Callable[..., object], *args: object) -> bool:
@@ -114,10 +114,6 @@ class Supervised:
             self.failures.report(exc)
             return False
         return True
-
-    def _backoff(self) -> float:
-        self._delay = min(self.max_delay, max(self._delay, self.interval, 0.01) * 2)
-        return self._delay * random.uniform(0.8, 1.2)
 
     def loop(self, step: Callable[[], object], stopped: threading.Event) -> None:
         """Call ``step`` every ``interval`` (backing off after failures) until ``stopped``."""
@@ -134,4 +130,4 @@ class Supervised:
                 return
             except Exception as exc:
                 self.failures.report(exc)
-            stopped.wait(self._backoff())
+            stopped.wait(self._backoff.next())

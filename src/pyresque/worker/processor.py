@@ -12,7 +12,6 @@ import itertools
 import logging
 import os
 import queue
-import random
 import threading
 import time
 from typing import TYPE_CHECKING
@@ -22,6 +21,7 @@ from pyresque.executors.base import Executor
 from pyresque.jobs.job import Job
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Outcome
+from pyresque.protocol import backoff
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.payload import Payload
@@ -69,7 +69,7 @@ class Processor:
         self.deadline: float | None = None  # monotonic time the running job must end by
         self.timed_out = False
         self._redis_ok = True
-        self._backoff = 0.1
+        self._backoff = backoff.Backoff(0.1, 10.0)
         self._last_refresh = 0.0
         self._crashes = 0  # crashes in a row (_crashed)
 
@@ -131,8 +131,7 @@ class Processor:
         except REDIS_DOWN as exc:
             self._redis_ok = False  # _redis_back gives it back once Redis is back
             log.error("could not give the job back yet (%s)", exc)
-        delay = min(5.0, 0.1 * 2 ** min(self._crashes - 1, 6))
-        self._wait(delay * random.uniform(0.8, 1.2), block=False)
+        self._wait(backoff.delay(self._crashes, 0.1, 5.0), block=False)
 
     # --- fetching ---------------------------------------------------------------
 
@@ -427,9 +426,8 @@ class Processor:
         if self._redis_ok:
             log.error("Redis unavailable (%s); retrying with backoff", exc)
             self._redis_ok = False
-            self._backoff = 0.1
-        self._wait(self._backoff * random.uniform(0.8, 1.2), block=False)
-        self._backoff = min(self._backoff * 2, 10.0)
+            self._backoff.reset()
+        self._wait(self._backoff.next(), block=False)
 
     def _redis_back(self) -> None:
         if self._redis_ok:

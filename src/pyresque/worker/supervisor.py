@@ -18,7 +18,6 @@ from __future__ import annotations
 import functools
 import logging
 import os
-import random
 import signal
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from types import FrameType
 import setproctitle
 
 from pyresque.executors.child import die_with_parent
+from pyresque.protocol import backoff
 from pyresque.version import __version__
 
 log = logging.getLogger("pyresque.supervisor")
@@ -89,8 +89,7 @@ class Supervisor:
         if not from_outside:
             self._failures[slot] += 1
             if self._failures[slot] > 1:
-                delay = min(MAX_BACKOFF, 0.5 * 2 ** min(self._failures[slot] - 2, 6))
-                delay *= random.uniform(0.8, 1.2)
+                delay = backoff.delay(self._failures[slot] - 1, 0.5, MAX_BACKOFF)
         in_a_row = f" ({self._failures[slot]} in a row)" if self._failures[slot] > 1 else ""
         log.error(
             "worker %d %s after %.1f s%s%s; restarting it %s",

@@ -30,6 +30,7 @@ from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.middleware.policies import JobPolicies
 from pyresque.protocol import scripts
+from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
 from pyresque.protocol.status import RunningMarker
@@ -243,15 +244,15 @@ class Worker(Signals):
 
     def _with_redis(self, step: Callable[[], object]) -> None:
         """Run a startup step, waiting out a Redis outage."""
-        delay = 0.1
+        waits = Backoff(0.1, 10.0)
         while not self.shutting_down:
             try:
                 step()
                 return
             except REDIS_DOWN as exc:
+                delay = waits.next()
                 log.error("Redis unavailable (%s); retrying in %.1f s", exc, delay)
                 self.sleep(delay)
-                delay = min(delay * 2, 10.0)
 
     # --- shared by the processors ---------------------------------------------
 
