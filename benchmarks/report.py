@@ -594,6 +594,8 @@ def _before_after(res: Results) -> list[str]:
                     show(res.median(after_key, field)),
                     _num(res.ratio(after_key, before_key, field), 2),
                     ", ".join(f"{va[r] / vb[r]:.2f}" for r in sorted(va) if vb.get(r)),
+                    _counted(res, before_key, after_key, "commands_per_job", 1),
+                    _counted(res, before_key, after_key, "round_trips_per_job", 2),
                 ]
             )
     return [
@@ -603,11 +605,30 @@ def _before_after(res: Results) -> list[str]:
         "`src`, workers started as `python -m pyresque.cli`. After: this tree "
         f"({baseline['head']}). Each measurement of one ran right after the same one of the "
         "other, in every round; the ratio is the median of the per-round ratios (rates: "
-        "above 1 is faster after; latencies: below 1 is).",
+        "above 1 is faster after; latencies: below 1 is). Redis commands and proxied round "
+        "trips per job (medians, before → after) do not drift with the machine's load.",
         "",
-        table(["workload", "mode", "before", "after", "after / before", "per round"], rows),
+        table(
+            [
+                "workload",
+                "mode",
+                "before",
+                "after",
+                "after / before",
+                "per round",
+                "Redis commands/job",
+                "round trips/job",
+            ],
+            rows,
+        ),
         "",
     ]
+
+
+def _counted(res: Results, before: Key, after: Key, field: str, digits: int) -> str:
+    """A count per job (the machine's load does not move it), before -> after."""
+    b, a = res.extra(before, field), res.extra(after, field)
+    return "" if a is None or b is None else f"{_num(b, digits)} → {_num(a, digits)}"
 
 
 def _observations(res: Results) -> list[str]:
