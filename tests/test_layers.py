@@ -54,7 +54,6 @@ KNOWN_CYCLES: set[tuple[str, ...]] = {
 #: Modules allowed past MAX_LINES, on the same terms (the part splitting each).
 MAX_LINES = 400
 KNOWN_LONG: set[str] = {
-    "pyresque.cli.main",  # A: one module per command group
     "pyresque.worker.processor",  # B: the middleware chain
 }
 

@@ -1,4 +1,5 @@
-"""What the ``pyresque`` commands share: where Redis is, and showing what it holds.
+"""What the ``pyresque`` commands share: where Redis is, showing what it holds, one-line
+errors and stopping on signals.
 
 Anything read from Redis may hold any bytes, written by any producer or by an
 attacker. Every value a command prints in a table or a line goes through
@@ -9,10 +10,15 @@ ASCII-only JSON, which escapes the same characters.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import signal
+import sys
+import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from collections.abc import Callable, Iterator
+from types import FrameType
+from typing import Any, NoReturn
 
 import click
 
@@ -20,6 +26,9 @@ from pyresque.client.resque import Resque
 from pyresque.protocol.connection import ping, url_from_env
 from pyresque.protocol.escapes import escape
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
+
+#: Signals that stop a long-running command cleanly (``stop_on_signals``).
+_STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 #: Characters of one value shown in a line or a table cell; longer values are cut.
 SHOWN_LIMIT = 200
@@ -96,3 +105,25 @@ def when(epoch: object) -> str:
         return time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(float(epoch)))  # type: ignore[arg-type]
     except (TypeError, ValueError, OverflowError, OSError):
         return printable(epoch)
+
+
+def fail(message: str, code: int) -> NoReturn:
+    """Exit with ``pyresque: error: <message>`` on one line (escaped: it may quote data)."""
+    click.echo(f"pyresque: error: {escape(' '.join(message.split()))}", err=True)
+    sys.exit(code)
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[threading.Event]:
+    """Yield an event set by SIGINT/SIGTERM (no KeyboardInterrupt); restore handlers after."""
+    stop = threading.Event()
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {signum: signal.signal(signum, handler) for signum in _STOP_SIGNALS}
+    try:
+        yield stop
+    finally:
+        for signum, old_handler in previous.items():
+            signal.signal(signum, signal.SIG_DFL if old_handler is None else old_handler)
