@@ -439,6 +439,38 @@ def test_cron_status_shows_unreadable_state_and_definitions(
     assert cron.run_once(T0 + 2) == 2  # firing does not read the state
 
 
+#: Definitions that are JSON objects but not what a leader publishes (no cron parser
+#: reads them: the admin layer checks their shape), and why each is refused.
+NOT_SCHEDULES = {
+    "both": {"name": "x", "job": "J", "queue": "q", "cron": "* * * * *", "every": 5},
+    "neither": {"name": "x", "job": "J", "queue": "q"},
+    "no queue": {"name": "x", "job": "J", "every": 5},
+    "fields": {"name": "x", "job": "J", "queue": "q", "cron": "* * *"},
+    "type": {"name": "x", "job": "J", "queue": "q", "every": "5"},
+    "bool": {"name": "x", "job": "J", "queue": "q", "every": True},
+    "misfire": {"name": "x", "job": "J", "queue": "q", "every": 5, "misfire": "later"},
+    "unknown": {"name": "x", "job": "J", "queue": "q", "every": 5, "color": "red"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(NOT_SCHEDULES))
+def test_cron_status_refuses_a_definition_of_another_shape(
+    name: str, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    published = Schedule("ok", "CronJob", "cron", cron="*/5 * * * * Europe/Berlin", args=[1])
+    redis_client.hset(
+        key(namespace, "pyresque:cron:schedules"), "ok", json.dumps(published.to_dict())
+    )
+    redis_client.hset(
+        key(namespace, "pyresque:cron:schedules"), name, json.dumps(NOT_SCHEDULES[name])
+    )
+    found = {s.name: s for s in cron_status(rq)}
+    assert found["ok"].definition == published.to_dict()
+    assert found["ok"].outcome == "not run yet"
+    assert found[name].definition == {}
+    assert found[name].outcome.startswith("unreadable definition")
+
+
 @settings(
     max_examples=30,
     deadline=None,
