@@ -53,7 +53,7 @@ def _steps(values: Sequence[int], x: Callable[[float], float]) -> list[tuple[flo
 def throughput_chart(
     points: Sequence[dict[str, Any]], unit: str, title: str, width: int = 960, height: int = 220
 ) -> Markup:
-    """Processed (area) and failed (line) per bucket; ``points`` as ``web_data.series``."""
+    """Processed (area) and failed (line) per bucket; ``points`` as ``admin.stats.series``."""
     left, right, top, bottom = 48, 12, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(1, len(points))
