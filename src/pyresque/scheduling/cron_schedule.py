@@ -158,7 +158,7 @@ class Schedule:
 
 
 class ScheduleSet:
-    """The schedules a process declares (``pyresque.cron.schedules``)."""
+    """The schedules a process declares (``pyresque.schedules``)."""
 
     def __init__(self) -> None:
         self._schedules: dict[str, Schedule] = {}
