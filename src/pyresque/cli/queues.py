@@ -39,6 +39,6 @@ def enqueue_command(
             job_id = resque.enqueue_to(queue, job_class, *value, track_status=track)
         else:
             job_id = resque.enqueue(queue, job_class, value, track_status=track)
-    except (TypeError, ValueError) as exc:  # the producer's checks (producer.py)
+    except (TypeError, ValueError) as exc:  # the producer's checks (client/checks.py)
         raise click.UsageError(printable(str(exc))) from exc
     click.echo(job_id or "(no id: Ruby-style payload)")
