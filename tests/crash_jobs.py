@@ -16,32 +16,30 @@ from typing import Any
 
 import redis
 
-from pyresque import Job, Payload
+from pyresque import Job
 from pyresque.jobs.perform import Outcome
-from pyresque.middleware.policies import JobPolicies
-from pyresque.worker.fetch import Claim
+from pyresque.middleware.retries import Retries
+from pyresque.middleware.work import FinishPlan, Work
 
 
 class Stray(BaseException):
     """An exception no ``except Exception`` contains."""
 
 
-_finish_plan = JobPolicies.finish_plan
+_finishing = Retries.finishing
 
 
-def _faulty_finish_plan(
-    self: JobPolicies, claim: Claim, payload: Payload | None, outcome: Outcome
-) -> Any:
-    """``JobPolicies.finish_plan`` runs in the worker as it records a job's outcome (and
+def _faulty_finishing(self: Retries, work: Work, outcome: Outcome, plan: FinishPlan) -> Any:
+    """``Retries.finishing`` runs in the worker as it records a job's outcome (and
     again as it records the plainest failure instead: this fails both times)."""
-    if b'"CrashWorker"' in claim.raw:
+    if b'"CrashWorker"' in work.claim.raw:
         raise RuntimeError("simulated bug in the worker")
-    if b'"StrayWorker"' in claim.raw:
+    if b'"StrayWorker"' in work.claim.raw:
         raise Stray("simulated stray exception in the worker")
-    return _finish_plan(self, claim, payload, outcome)
+    return _finishing(self, work, outcome, plan)
 
 
-JobPolicies.finish_plan = _faulty_finish_plan  # type: ignore[method-assign]
+Retries.finishing = _faulty_finishing  # type: ignore[method-assign]
 
 
 def count(name: str) -> None:

@@ -20,8 +20,9 @@ from e2e_support import HOST, Proc, Procs, State, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
 from pyresque.jobs.unique import Unique
+from pyresque.protocol.claim import Claim
 from pyresque.worker import peer_prune
-from pyresque.worker.fetch import Claim, Fetcher, QueueList
+from pyresque.worker.fetch import Fetcher, QueueList
 from pyresque.worker.recovery import Recovery
 
 # Real peers start in about a second, but a loaded machine stretches every step.

@@ -28,6 +28,7 @@ from pyresque import Events, Job, JobTimeout, Payload, Registry, Resque
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import InlineExecutor, ThreadExecutor
 from pyresque.executors.zygote import Zygote, ZygoteError
+from pyresque.middleware.hooks import Performer
 from pyresque.worker.supervisor import HEALTHY, MAX_BACKOFF, Supervisor
 
 JOBS = Path(__file__).resolve().parent / "crash_jobs.py"
@@ -241,7 +242,7 @@ def test_a_timeout_firing_as_the_job_returns_never_kills_the_processor(
 def test_a_zygote_that_never_gets_ready_is_killed_with_a_clear_error(tmp_path: Path) -> None:
     app = tmp_path / "hanging_app.py"
     app.write_text("import time\ntime.sleep(600)\n")
-    zygote = Zygote((str(app),), Events(), Registry(), start_timeout=2)
+    zygote = Zygote((str(app),), Performer(Events()), Registry(), start_timeout=2)
     began = time.monotonic()
     with pytest.raises(ZygoteError, match="no child ready within 2 s"):
         zygote.start()
@@ -262,7 +263,7 @@ def test_a_zygote_killed_while_starting_is_replaced(tmp_path: Path) -> None:
         "if len(starts.read_text()) <= 3:\n"
         "    os.kill(os.getpid(), signal.SIGKILL)\n"
     )
-    zygote = Zygote((str(app),), Events(), Registry(), start_timeout=30)
+    zygote = Zygote((str(app),), Performer(Events()), Registry(), start_timeout=30)
     try:
         zygote.start()
         assert zygote.ready
@@ -274,7 +275,7 @@ def test_a_zygote_killed_while_starting_is_replaced(tmp_path: Path) -> None:
 def test_a_zygote_that_exits_on_its_own_twice_is_an_error(tmp_path: Path) -> None:
     app = tmp_path / "broken_app.py"
     app.write_text("raise SystemExit(3)\n")
-    zygote = Zygote((str(app),), Events(), Registry(), start_timeout=30)
+    zygote = Zygote((str(app),), Performer(Events()), Registry(), start_timeout=30)
     with pytest.raises(ZygoteError, match="exited before forking a child"):
         zygote.start()
 

@@ -64,7 +64,7 @@ class RetryUnique(Job):
 def work(rq: Resque, now: float, mode: str = "inline") -> Worker:
     """Drain queue "q" with a real worker whose clock says ``now``."""
     worker = Worker(rq, "q", WorkerOptions(interval=0, mode=mode))
-    worker.policies.clock = lambda: now
+    worker.middleware.retries.clock = lambda: now
     worker.work()
     return worker
 

@@ -21,8 +21,9 @@ from pyresque import Job, Resque, RetryPolicy
 from pyresque.client.admin.items import digest
 from pyresque.client.removal import _call
 from pyresque.dev.testing import run_jobs
-from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.jobs.unique import Unique
 from pyresque.protocol import scripts
+from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.web.app import create_app
 
 LOCKED = Unique(ttl=3600)

@@ -9,10 +9,11 @@ from typing import Any
 from pyresque.client.checks import wire
 from pyresque.jobs.job import JobRef
 from pyresque.jobs.retry import RetryPolicy
-from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.jobs.unique import Unique
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.status import waiting_packet
+from pyresque.protocol.unique_lock import UniqueLock
 
 
 @dataclass(slots=True)

@@ -13,9 +13,9 @@ from typing import Any, cast
 
 import redis
 
-from pyresque.jobs.unique import MARK, UniqueLock
 from pyresque.protocol import scripts
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.unique_lock import MARK, UniqueLock
 
 #: Items per Lua call when removing many (a call blocks Redis while it runs).
 _CHUNK = 500

@@ -24,7 +24,7 @@ from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
 from pyresque.jobs.job import registry as default_registry
 from pyresque.jobs.retry import RetryPolicy
-from pyresque.jobs.unique import Unique, UniqueLock
+from pyresque.jobs.unique import Unique
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
@@ -33,6 +33,7 @@ from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, Payload, dumps
 from pyresque.protocol.status import JobStatus, Status, waiting_packet
+from pyresque.protocol.unique_lock import UniqueLock
 
 __all__ = ["Enqueued", "Resque"]
 

@@ -23,7 +23,7 @@ import select
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 from pyresque.exceptions import DirtyExit, JobTimeout, WorkerBroken
 from pyresque.executors.base import Started, Stop, no_op
@@ -41,7 +41,8 @@ from pyresque.executors.child import (
 from pyresque.executors.zygote import Zygote
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry, registry
-from pyresque.jobs.perform import Outcome, notify_failure, perform
+from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.middleware.hooks import Performer
 from pyresque.protocol.payload import Payload
 
 
@@ -185,10 +186,14 @@ class ForkExecutor:
     runs_in_thread = False
 
     def __init__(
-        self, events: Events, app: tuple[str, ...] = (), jobs: Registry = registry
+        self,
+        events: Events,
+        app: tuple[str, ...] = (),
+        jobs: Registry = registry,
+        middleware: Sequence[object] = (),
     ) -> None:
         self.events = events
-        self.zygote = Zygote(app, events, jobs)
+        self.zygote = Zygote(app, Performer(events, middleware), jobs)
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
@@ -235,8 +240,10 @@ class PreforkExecutor:
         max_jobs: int = 1000,
         max_memory_mb: int = 0,
         jobs: Registry = registry,
+        middleware: Sequence[object] = (),
     ) -> None:
         self.events = events
+        self.perform = Performer(events, middleware)
         self.max_jobs = max_jobs
         self.max_memory_mb = max_memory_mb
         self.registry = jobs
@@ -268,7 +275,7 @@ class PreforkExecutor:
             payload = Payload.decode(raw)
             job = self.registry.get(payload.class_name)(payload, queue.decode())
             self.events.trigger("after_fork", job)
-            outcome = perform(job, self.events)
+            outcome = self.perform(job)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             send(outcomes, outcome.encode())
 

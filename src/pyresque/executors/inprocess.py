@@ -22,14 +22,15 @@ import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pyresque.exceptions import Interrupted, JobTimeout
 from pyresque.executors.base import Started, Stop, no_op
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
-from pyresque.jobs.perform import Outcome, notify_failure, perform
+from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.middleware.hooks import Performer
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
@@ -44,8 +45,9 @@ class InlineExecutor:
     name = "inline"
     runs_in_thread = True
 
-    def __init__(self, events: Events) -> None:
+    def __init__(self, events: Events, middleware: Sequence[object] = ()) -> None:
         self.events = events
+        self.perform = Performer(events, middleware)
         # The running job's stop flags, timeout and end (monotonic), for the alarm
         # handler (None: no job).
         self._running: tuple[Stop, float | None, float] | None = None
@@ -58,7 +60,7 @@ class InlineExecutor:
         if threading.current_thread() is not threading.main_thread():
             # Signals reach only the main thread (a worker run from a thread, as in
             # tests): no timeout enforcement there.
-            return perform(job, self.events)
+            return self.perform(job)
         # Installed once, not per job (two system calls); again if a job replaced it.
         if signal.getsignal(signal.SIGALRM) != self._on_alarm:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
@@ -66,7 +68,7 @@ class InlineExecutor:
         self._running = (stop, timeout, time.monotonic() + timeout if timeout else math.inf)
         try:
             self._arm()
-            outcome = perform(job, self.events)
+            outcome = self.perform(job)
             self._running = None  # from here the alarm is a no-op (_on_alarm)
             return outcome
         except (JobTimeout, Interrupted) as exc:
@@ -126,8 +128,9 @@ class ThreadExecutor:
     name = "threads"
     runs_in_thread = True
 
-    def __init__(self, events: Events) -> None:
+    def __init__(self, events: Events, middleware: Sequence[object] = ()) -> None:
         self.events = events
+        self.perform = Performer(events, middleware)
         # Held by the watchdog to interrupt, and by this thread to leave the job: an
         # exception meant for a job never lands in the processor's own code.
         self._guard = threading.Lock()
@@ -137,7 +140,7 @@ class ThreadExecutor:
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
         started()
-        return self._interruptible(job, lambda: perform(job, self.events))
+        return self._interruptible(job, lambda: self.perform(job))
 
     def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
         try:
@@ -237,8 +240,10 @@ class AsyncioExecutor(ThreadExecutor):
 
     name = "asyncio"
 
-    def __init__(self, events: Events, loop: EventLoopThread) -> None:
-        super().__init__(events)
+    def __init__(
+        self, events: Events, loop: EventLoopThread, middleware: Sequence[object] = ()
+    ) -> None:
+        super().__init__(events, middleware)
         self.loop = loop
 
     def execute(
@@ -246,7 +251,7 @@ class AsyncioExecutor(ThreadExecutor):
     ) -> Outcome:
         started()
         run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
-        return self._interruptible(job, lambda: perform(job, self.events, run_async))
+        return self._interruptible(job, lambda: self.perform(job, run_async))
 
     def start(self) -> None:
         pass

@@ -48,7 +48,7 @@ from pyresque.executors.child import (
 from pyresque.jobs.apps import configure_logging, import_apps
 from pyresque.jobs.events import Events, events
 from pyresque.jobs.job import Job, Registry, registry
-from pyresque.jobs.perform import perform
+from pyresque.middleware.hooks import Performer
 from pyresque.protocol.payload import Payload
 
 log = logging.getLogger("pyresque.worker")
@@ -78,13 +78,13 @@ class Zygote:
     def __init__(
         self,
         app: tuple[str, ...],
-        events: Events,
+        perform: Performer,
         jobs: Registry,
         start_timeout: float = START_TIMEOUT,
     ) -> None:
         self.app = app
         self.start_timeout = start_timeout
-        self.events = events
+        self.perform = perform  # for a zygote forked from the worker (no app)
         self.jobs = jobs
         self.sock: socket.socket | None = None
         self.process: subprocess.Popen[bytes] | None = None
@@ -214,7 +214,7 @@ class Zygote:
                 try:
                     ours.close()
                     close_inherited()
-                    serve(theirs, parent, self.jobs, self.events)
+                    serve(theirs, parent, self.jobs, self.perform)
                 except BaseException:
                     code = 1
                 finally:
@@ -261,7 +261,7 @@ class Zygote:
 # --- inside the zygote --------------------------------------------------------------
 
 
-def serve(sock: socket.socket, parent: int, jobs: Registry, events: Events) -> None:
+def serve(sock: socket.socket, parent: int, jobs: Registry, perform: Performer) -> None:
     """The zygote's loop: keep ``SPARE`` children ready, fork another each time one is
     taken, and report every child's exit. Returns when the worker closes its end."""
     die_with_parent(parent)
@@ -275,7 +275,7 @@ def serve(sock: socket.socket, parent: int, jobs: Registry, events: Events) -> N
 
     def fork_one() -> None:
         pid, job_writer, out_reader = fork_child(
-            lambda job, outcome: run_one(job, outcome, jobs, events),
+            lambda job, outcome: run_one(job, outcome, jobs, perform),
             close=(sock.fileno(), wake_reader, wake_writer),
         )
         try:
@@ -331,10 +331,10 @@ def rehearse() -> None:
     ~200 pages are copied on a job's path, ~0.6 ms here. Rehearsing copies them while
     the child waits for its job, instead of while the job runs."""
     payload = Payload.decode(b'{"class":"pyresque.rehearsal","args":[{"x":1}]}')
-    perform(_Rehearsal(payload, ""), Events()).encode()
+    Performer(Events())(_Rehearsal(payload, "")).encode()
 
 
-def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, events: Events) -> None:
+def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, perform: Performer) -> None:
     """A job child's life: wait for its job, run it, report the outcome. End of file
     instead of a job (the worker stopped) means there is nothing to do."""
     rehearse()
@@ -345,8 +345,8 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, events: Events) -> N
     queue, _, raw = message.partition(b"\n")
     payload = Payload.decode(raw)
     job = jobs.get(payload.class_name)(payload, queue.decode())
-    events.trigger("after_fork", job)
-    send(outcomes_fd, perform(job, events).encode())
+    perform.events.trigger("after_fork", job)
+    send(outcomes_fd, perform(job).encode())
 
 
 def main(argv: list[str]) -> None:
@@ -356,7 +356,7 @@ def main(argv: list[str]) -> None:
     sys.path[:] = json.loads(path)
     configure_logging(int(level))
     import_apps(app)
-    serve(socket.socket(fileno=int(fd)), int(parent), registry, events)
+    serve(socket.socket(fileno=int(fd)), int(parent), registry, Performer(events))
 
 
 if __name__ == "__main__":

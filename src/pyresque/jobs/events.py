@@ -2,9 +2,10 @@
 
 The names are php-resque's events and Ruby's worker hooks, in Python spelling.
 A listener is a plain callable; a *middleware* is an object whose methods are
-named after events, registered all at once with ``Events.add``. Cross-cutting
-features (retries, timeouts, metrics) are middleware, so the worker loop stays
-short.
+named after events or after positions in the middleware chain (``POSITIONS``),
+registered all at once with ``Events.add``. The chain itself, and the built-in
+middleware (retries, timeouts, unique locks, limits, history, these hooks), are
+in pyresque/middleware/ (chain.py says where each runs).
 """
 
 from __future__ import annotations
@@ -27,6 +28,16 @@ EVENTS: dict[str, str] = {
     "worker_exit": "(worker)",
 }
 
+#: The middleware chain's positions (middleware/chain.py): an object with one of these
+#: methods is a middleware.
+POSITIONS: dict[str, str] = {
+    "around_enqueue": "(job: Enqueuing, next) -> Payload | None, in the producer",
+    "around_process": "(work: Work, next) -> Outcome, in the worker around the executor",
+    "finishing": "(work, outcome, plan) -> FinishPlan, in the worker before the finish step",
+    "finished": "(work, plan, recorded), in the worker after the finish step",
+    "around_perform": "(job: Job, next) -> result, where the job runs (a child in fork mode)",
+}
+
 Listener = Callable[..., Any]
 
 
@@ -35,6 +46,10 @@ class Events:
 
     def __init__(self) -> None:
         self._listeners: dict[str, list[Listener]] = {name: [] for name in EVENTS}
+        #: Middleware in the order added; ``generation`` changes with them, so the
+        #: chains built from them (middleware/chain.py) know when to build again.
+        self.middleware: list[object] = []
+        self.generation = 0
 
     def listen(self, event: str, callback: Listener) -> Listener:
         """Call ``callback`` whenever ``event`` fires. Returns it, so it works as a decorator."""
@@ -48,15 +63,21 @@ class Events:
             self._listeners[event].remove(callback)
 
     def add(self, middleware: object) -> None:
-        """Register every method of ``middleware`` that is named after an event."""
+        """Register every method of ``middleware`` that is named after an event, and the
+        object as a middleware of the chain if it has a method named after a position."""
         for name in EVENTS:
             method = getattr(middleware, name, None)
             if callable(method):
                 self._listeners[name].append(method)
+        if any(callable(getattr(middleware, name, None)) for name in POSITIONS):
+            self.middleware.append(middleware)
+            self.generation += 1
 
     def clear(self) -> None:
         for listeners in self._listeners.values():
             listeners.clear()
+        self.middleware.clear()
+        self.generation += 1
 
     def trigger(self, event: str, *args: Any) -> list[Any]:
         """Run the listeners of ``event`` in registration order; return their results."""

@@ -15,9 +15,9 @@ from typing import Any
 
 from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.retry import RetryPolicy
-from pyresque.jobs.unique import UniqueLock
 from pyresque.protocol import strict_json
 from pyresque.protocol.payload import Payload, finite_float
+from pyresque.protocol.unique_lock import UniqueLock
 
 #: The longest timeout a payload may ask for, in seconds (~3 years): the system's
 #: timers overflow not far above.

@@ -1,18 +1,16 @@
-"""Running one job in the current process: hooks, ``perform``, and the outcome.
+"""How a job ended (``Outcome``), and the exceptions that end a job from outside.
 
-Every execution mode ends here (in a forked child, in the worker itself, or in
-the test helpers), so a job behaves the same whichever way it runs.
+Running it, with its hooks and middleware, is middleware/hooks.py (``Performer``);
+this module is what every layer above reports a job's end with.
 """
 
 from __future__ import annotations
 
-import inspect
 import logging
-from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyresque.exceptions import DirtyExit, DontPerform, Interrupted
+from pyresque.exceptions import DirtyExit
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.protocol import strict_json
@@ -24,8 +22,9 @@ log = logging.getLogger("pyresque.job")
 
 @dataclass
 class Outcome:
-    """How a job ended. ``kind`` is ok, skipped (DontPerform), failed, interrupted, or
-    unstarted (the process that was to run it died before it began: it is requeued)."""
+    """How a job ended. ``kind`` is ok, skipped (DontPerform), failed, interrupted,
+    unstarted (the process that was to run it died before it began: it is requeued) or
+    deferred (a limit refused it before it ran: it waits, parked or delayed)."""
 
     kind: str
     result: Any = None
@@ -121,42 +120,3 @@ def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
         job.on_failure(exc)
     except Exception:
         log.exception("on_failure hook of %s raised", job.payload.class_name)
-
-
-AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
-
-
-def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
-    import asyncio  # here, not at the top: job children of sync apps never pay for it
-
-    return asyncio.run(coroutine)
-
-
-def perform(job: Job, events: Events, run_async: AsyncRunner | None = None) -> Outcome:
-    """Run ``job`` with its hooks: set_up, before_perform, perform, tear_down, after_perform.
-
-    An ``async def perform`` is awaited by ``run_async``: a fresh event loop by default,
-    the worker's shared loop in asyncio mode.
-    """
-    try:
-        job.set_up()
-        events.trigger("before_perform", job)
-        job.before_perform()
-        try:
-            result = job.run_perform()
-            if inspect.iscoroutine(result):
-                result = (run_async or _run_on_new_loop)(result)
-        finally:
-            job.tear_down()
-        events.trigger("after_perform", job)
-        job.after_perform()
-    except DontPerform:
-        return Outcome("skipped")
-    except Interrupted:
-        return Outcome("interrupted")
-    # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
-    # Object): the worker's own signals reach a job only as Interrupted.
-    except BaseException as exc:
-        notify_failure(job, exc, events)
-        return Outcome.failed(exc)
-    return Outcome("ok", result)

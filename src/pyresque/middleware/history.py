@@ -20,7 +20,7 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, cast
 
 import redis
 
@@ -28,6 +28,9 @@ from pyresque.protocol import scripts
 from pyresque.protocol.connection import wrong_type
 from pyresque.protocol.counters import counter, float_counter
 from pyresque.protocol.keys import Keys
+
+if TYPE_CHECKING:
+    from pyresque.middleware.work import FinishPlan, Work
 
 MINUTE_TTL = 2 * 86400  # per-minute history: the last day (and some)
 HOUR_TTL = 32 * 86400  # per-hour history: the last month
@@ -174,3 +177,16 @@ def class_stats(client: redis.Redis, keys: Keys) -> list[ClassStats]:
             )
         )
     return result
+
+
+class History:
+    """History as middleware: counts each recorded job in the worker's buffer, which
+    its heartbeat writes once a second (``finished``)."""
+
+    def __init__(self) -> None:
+        self.buffer = HistoryBuffer()
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        if recorded:
+            name = work.payload.class_name if work.payload else "(malformed)"
+            self.buffer.record(name, plan.outcome == "failed", work.seconds * 1000)

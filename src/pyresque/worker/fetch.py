@@ -17,6 +17,7 @@ from typing import Any, cast
 import redis
 
 from pyresque.protocol import scripts
+from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import text
 from pyresque.protocol.keys import Keys
 
@@ -87,15 +88,6 @@ class QueueList:
                 seen.add(queue)
                 result.append(queue)
         return result
-
-
-@dataclass(frozen=True)
-class Claim:
-    """A job this worker now owns: the token names its in-flight record."""
-
-    token: str
-    queue: str
-    raw: bytes
 
 
 class Paused:

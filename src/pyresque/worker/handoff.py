@@ -16,8 +16,9 @@ from __future__ import annotations
 
 import queue
 import threading
+from collections.abc import Callable
 
-from pyresque.worker.fetch import Claim
+from pyresque.protocol.claim import Claim
 
 
 class Box:
@@ -64,6 +65,16 @@ class Handoff:
                 self._free.remove(box)
                 return True
             return False
+
+    def wait_in(self, box: Box, stopping: Callable[[], bool]) -> Claim | str | None:
+        """Wait in ``box`` for another processor to hand us a job (or the waiting); give
+        up only to stop, looking at ``stopping`` once a second."""
+        while True:
+            try:
+                return box.get(timeout=1.0)
+            except queue.Empty:
+                if stopping() and self.leave(box):
+                    return None
 
     def take_free(self) -> list[Box]:
         """The boxes of every free processor, to claim a job for each; the caller must

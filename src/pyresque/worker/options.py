@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyresque.executors.base import Executor
@@ -42,22 +43,24 @@ class WorkerOptions:
     app: tuple[str, ...] = ()
 
 
-def make_executors(options: WorkerOptions, events: Events, jobs: Registry) -> list[Executor]:
-    """One executor per processor."""
+def make_executors(
+    options: WorkerOptions, events: Events, jobs: Registry, middleware: Sequence[object] = ()
+) -> list[Executor]:
+    """One executor per processor; ``middleware`` are the worker's own (job side)."""
     mode = options.mode
     if mode not in DEFAULT_CONCURRENCY:
         raise ValueError(f"unknown execution mode {mode!r}; choose one of {', '.join(MODES)}")
     if mode == "fork":
-        return [ForkExecutor(events, options.app, jobs)]
+        return [ForkExecutor(events, options.app, jobs, middleware)]
     if mode == "inline":
-        return [InlineExecutor(events)]
+        return [InlineExecutor(events, middleware)]
     n = options.concurrency or DEFAULT_CONCURRENCY[mode] or os.cpu_count() or 2
     if mode == "threads":
-        return [ThreadExecutor(events) for _ in range(n)]
+        return [ThreadExecutor(events, middleware) for _ in range(n)]
     if mode == "asyncio":
         loop = EventLoopThread()
-        return [AsyncioExecutor(events, loop) for _ in range(n)]
+        return [AsyncioExecutor(events, loop, middleware) for _ in range(n)]
     return [
-        PreforkExecutor(events, options.max_jobs_per_child, options.max_memory_mb, jobs)
+        PreforkExecutor(events, options.max_jobs_per_child, options.max_memory_mb, jobs, middleware)
         for _ in range(n)
     ]

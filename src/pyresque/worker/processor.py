@@ -8,25 +8,25 @@ so queue priority holds exactly as with one processor.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import logging
 import os
-import queue
 import threading
 import time
 from typing import TYPE_CHECKING
 
-from pyresque.exceptions import Interrupted, JobTimeout, MalformedPayload, UnknownJob, WorkerBroken
+from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
 from pyresque.jobs.job import Job
-from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Outcome
+from pyresque.middleware.work import Work, finish_keys
 from pyresque.protocol import backoff
+from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
-from pyresque.protocol.failure import failure_record
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.status import Mark
-from pyresque.worker.fetch import PAUSED, Claim, Fetcher, Paused
+from pyresque.worker.fetch import PAUSED, Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.signals import Wake
 
@@ -45,17 +45,7 @@ class Processor:
         self._keys = worker.resque.keys
         self._redis = dedicated(worker.resque.redis)
         self.box = Box()  # where another processor hands us a job (handoff.py)
-        wid = worker.id
-        # finish.lua's first KEYS, the same for every job (lib_finish.lua).
-        self._finish_keys = [
-            self._keys.inflight(wid),
-            self._keys.worker(wid),
-            self._keys.stat("processed"),
-            self._keys.stat("processed", wid),
-            self._keys.stat("failed"),
-            self._keys.stat("failed", wid),
-            self._keys.failed,
-        ]
+        self._finish_keys = finish_keys(self._keys, worker.id)
         # Claim tokens: unique in this worker's in-flight hash, also across restarts
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
         self._token_prefix = os.urandom(6).hex()
@@ -147,7 +137,7 @@ class Processor:
             return None
         handoff = worker.handoff
         if handoff is not None and not handoff.enter(self.box):
-            message = self._wait_in_box(handoff)
+            message = handoff.wait_in(self.box, lambda: self.worker.shutting_down)
             if message != Box.WAIT:
                 return message if isinstance(message, Claim) else None
         try:
@@ -197,16 +187,6 @@ class Processor:
             return PAUSED
         return got[0] if got else None
 
-    def _wait_in_box(self, handoff: Handoff) -> Claim | str | None:
-        """Wait for another processor to hand us a job (or the waiting); give up only to
-        stop, looking at the shutdown flag once a second."""
-        while True:
-            try:
-                return self.box.get(timeout=1.0)
-            except queue.Empty:
-                if self.worker.shutting_down and handoff.leave(self.box):
-                    return None
-
     def _refresh_queues(self) -> None:
         """Re-expand queue globs at most once a second (one SMEMBERS)."""
         now = time.monotonic()
@@ -236,56 +216,51 @@ class Processor:
     # --- running a job ----------------------------------------------------------
 
     def _process(self, claim: Claim) -> Claim | None:
-        """Run a claimed job, record its outcome, and return the next claim (if any).
+        """Run a claimed job through the worker's middleware, record its outcome, and
+        return the next claim (if any).
 
-        Whatever goes wrong with one job (its payload, its class, its limits, the
+        Whatever goes wrong with one job (its payload, its class, a middleware, the
         executor) makes that job fail with the error, never stops this processor."""
         started = time.monotonic()
-        payload: Payload | None = None
-        refused: Payload | None = None  # decoded, but a field is unusable
-        try:
-            payload = Payload.decode(claim.raw)
-            check_fields(payload)
-            job = self.worker.resque.registry.get(payload.class_name)(payload, claim.queue)
-            if not self.worker.policies.admit(job, claim):
+        work, outcome, refused = Work.of(claim, self.worker.resque.registry)
+        if outcome is None:
+            outcome = self._run(work)
+            if outcome.kind == "deferred":
                 return None  # a limit refused it: it waits (parked or delayed), unclaimed
-        except MalformedPayload as exc:
-            # Recorded with its raw bytes; none of its fields is trusted, but a job that
-            # was decoded still gets its status (FAILED), so a waiter is not left hanging.
-            refused, payload = payload, None
-            outcome = Outcome.failed(exc)
-        except UnknownJob as exc:
-            outcome = Outcome.failed(exc)
-        except REDIS_DOWN:
-            raise
-        except Exception as exc:  # a job class's constructor or limit key raised
-            log.exception("job %s could not be started", _name(claim, payload))
-            outcome = Outcome.failed(exc)
-        else:
-            outcome = self._run(job, claim)
-        seconds = time.monotonic() - started
-        self._log(claim, payload, outcome, seconds)
-        return self._finish(claim, payload, outcome, seconds, refused)
+        work.seconds = time.monotonic() - started
+        _log(work, outcome)
+        return self._finish(work, outcome, refused)
 
-    def _run(self, job: Job, claim: Claim) -> Outcome:
-        worker, payload = self.worker, job.payload
-        worker.title(f"Processing {claim.queue} since {int(time.time())} [{payload.class_name}]")
+    def _run(self, work: Work) -> Outcome:
+        try:
+            return self.worker.middleware.process(work, lambda: self._dispatch(work))
+        except Interrupted:  # TERM arrived just outside the job's own try
+            return Outcome("interrupted")
+        except (WorkerBroken, *REDIS_DOWN):
+            raise  # not the job's fault: the worker exits, or waits for Redis
+        except Exception as exc:  # a fault outside the job's own code (middleware, executor)
+            log.exception("job %s: running it failed", _name(work.claim, work.payload))
+            return Outcome.failed(exc)
+
+    def _dispatch(self, work: Work) -> Outcome:
+        """The innermost step of the worker's chain: hand the job to the executor."""
+        worker, job = self.worker, work.job
+        assert job is not None
+        worker.title(
+            f"Processing {work.claim.queue} since {int(time.time())} [{job.payload.class_name}]"
+        )
         if self.executor.name == "fork":
             worker.resque.events.trigger("before_fork", job)
-        timeout = payload.extra.get("timeout") or type(job).timeout
-        self.deadline = time.monotonic() + float(timeout) if timeout else None
+        self.deadline = time.monotonic() + float(work.timeout) if work.timeout else None
         self.timed_out = False
         self.running_inline = self.executor.runs_in_thread
         self.busy = True
         try:
-            outcome = self.executor.execute(job, timeout, worker.stop, lambda: self._running(job))
+            outcome = self.executor.execute(
+                job, work.timeout, worker.stop, lambda: self._running(job)
+            )
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
-        except WorkerBroken:
-            raise  # no job can run here (the zygote will not start): the worker exits
-        except Exception as exc:  # a fault outside the job's own code (the executor's)
-            log.exception("job %s: running it failed", _name(claim, payload))
-            outcome = Outcome.failed(exc)
         finally:
             if self._mark is not None:
                 self._mark.finish()
@@ -295,28 +270,20 @@ class Processor:
             if not worker.stop.interrupt:
                 worker.stop.kill = False  # a USR1 is for the job that was running
         worker.lease_ok()  # a job stopped because the lease was lost: say why (once)
-        if self.timed_out and outcome.kind != "ok":  # the watchdog stopped a threaded job
-            outcome = Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
+        work.timed_out = self.timed_out  # the watchdog stopped a threaded job (timeouts.py)
         return outcome
 
     def _running(self, job: Job) -> None:
         """The job is under way: its RUNNING status follows shortly (status.RunningMarker)."""
         self._mark = self.worker.running_marker.started(job.payload)
 
-    def _finish(
-        self,
-        claim: Claim,
-        payload: Payload | None,
-        outcome: Outcome,
-        seconds: float,
-        refused: Payload | None = None,
-    ) -> Claim | None:
+    def _finish(self, work: Work, outcome: Outcome, refused: Payload | None) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
         job stays in flight meanwhile, so it is never lost."""
         retrying = fallback = False
         while True:
             try:
-                next_claim = self._record(claim, payload, outcome, seconds, not retrying, refused)
+                next_claim = self._record(work, outcome, not retrying, refused)
                 self._redis_back()  # after a retry: gives back a claim whose reply was lost
                 return next_claim
             except REDIS_DOWN as exc:
@@ -328,42 +295,25 @@ class Processor:
                 if fallback:
                     raise  # even the plainest record failed: a bug; the worker must stop
                 # Record the plainest failure instead: the raw bytes and this error.
-                log.exception("job %s: recording its outcome failed", _name(claim, payload))
-                payload, outcome, fallback = None, Outcome.failed(exc), True
+                log.exception(
+                    "job %s: recording its outcome failed", _name(work.claim, work.payload)
+                )
+                work = dataclasses.replace(work, payload=None, job=None)
+                outcome, fallback = Outcome.failed(exc), True
 
     def _record(
-        self,
-        claim: Claim,
-        payload: Payload | None,
-        outcome: Outcome,
-        seconds: float,
-        claim_next: bool,
-        refused: Payload | None = None,
+        self, work: Work, outcome: Outcome, claim_next: bool, refused: Payload | None
     ) -> Claim | None:
-        worker = self.worker
+        worker, claim, payload = self.worker, work.claim, work.payload
         interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
         if interrupted or outcome.kind == "unstarted":  # back to the head of its queue
             self._give_back(claim)
-            worker.policies.finished(claim)
             return None
         if outcome.kind == "interrupted":
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         # Retries, unique locks and limits add their part to the same atomic step.
-        plan = worker.policies.finish_plan(claim, payload, outcome)
-        tracked = payload or refused
-        status_key = (
-            self._keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
-        )
-        tail_keys, tail_args = plan.tail(self._keys, status_key)
-        keys = self._finish_keys + tail_keys
-        record = ""
-        if plan.outcome == "failed":
-            failed = plan.shown or payload  # with its attempts' errors, when it was retried
-            shown = failed.to_dict() if failed else claim.raw.decode("utf-8", "backslashreplace")
-            record = failure_record(
-                shown, outcome.exception, outcome.error, outcome.backtrace, worker.id, claim.queue
-            )
-        args = [claim.token, plan.outcome, outcome.result_json(), record, *tail_args]
+        plan = worker.middleware.plan(work, outcome)
+        keys, args = plan.call(self._keys, self._finish_keys, work, outcome, refused, worker.id)
         boxes: list[Box] = []
         tokens: list[str] = []
         if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
@@ -375,11 +325,9 @@ class Processor:
             recorded, claims = self.fetcher.finish(keys, args, tokens)
         finally:  # even when the call failed: every box gets an answer
             next_claim = self._hand_out(tokens, boxes, claims)
-        worker.policies.finished(claim, plan)
+        worker.middleware.finished(work, plan, recorded)  # wakes waiters, counts history
         worker.release(claim.token)
         if recorded:
-            name = payload.class_name if payload else "(malformed)"
-            worker.history.record(name, plan.outcome == "failed", seconds * 1000)
             worker.count(plan.outcome != "failed")
         else:
             log.warning(
@@ -402,23 +350,6 @@ class Processor:
         finally:  # not given back (Redis is down): an orphan, for _redis_back
             self.worker.release(claim.token)
 
-    def _log(self, claim: Claim, payload: Payload | None, outcome: Outcome, seconds: float) -> None:
-        name = payload.class_name if payload else "?"
-        job_id = payload.id if payload and payload.id else "-"
-        detail = {
-            "failed": f": {outcome.exception}: {outcome.error}",
-            "unstarted": ": its process died before taking it; back at the head of its queue",
-        }.get(outcome.kind, "")
-        log.info(
-            "job %s %s from %s %s in %.1f ms%s",
-            job_id,
-            name,
-            claim.queue,
-            outcome.kind,
-            seconds * 1000,
-            detail,
-        )
-
     # --- Redis outages ----------------------------------------------------------
 
     def _redis_down(self, exc: BaseException) -> None:
@@ -439,23 +370,19 @@ class Processor:
         self._redis_ok = True
 
 
+def _log(work: Work, outcome: Outcome) -> None:
+    payload, kind = work.payload, outcome.kind
+    detail = {
+        "failed": f": {outcome.exception}: {outcome.error}",
+        "unstarted": ": its process died before taking it; back at the head of its queue",
+    }.get(kind, "")
+    name, job_id = (payload.class_name, payload.id or "-") if payload else ("?", "-")
+    ms = work.seconds * 1000
+    log.info("job %s %s from %s %s in %.1f ms%s", job_id, name, work.claim.queue, kind, ms, detail)
+
+
 def _name(claim: Claim, payload: Payload | None) -> str:
     """How the log names a job: its id, else its class, else its claim token."""
     if payload is not None:
         return payload.id or payload.class_name
     return claim.token
-
-
-def give_back_orphans(worker: Worker, held: set[str], crashed: bool = False) -> int:
-    """Give back the worker's in-flight jobs whose tokens no processor holds (as crashes
-    if they ``crashed`` the worker)."""
-    keys = worker.resque.keys
-    entries = worker.resque.redis.hgetall(keys.inflight(worker.id))
-    done = 0
-    for token, record in entries.items():
-        # Read as written: a foreign token that is not UTF-8 is no claim of ours.
-        if raw(token).decode("utf-8", "replace") not in held:
-            done += worker.recovery.give_back(
-                worker.id, raw(token), raw(record), crashed, owner=True
-            )
-    return done

@@ -27,12 +27,12 @@ import redis
 from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
-from pyresque.jobs.unique import UniqueLock
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw, text
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
+from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.worker import peer_prune
 
 log = logging.getLogger("pyresque.recovery")
@@ -104,6 +104,16 @@ class Recovery:
         if reaped:
             log.warning("unregistered dead worker %s", worker_id)
         return moved
+
+    def give_back_orphans(self, worker_id: str, held: set[str], crashed: bool = False) -> int:
+        """Give back the worker's in-flight jobs whose tokens no processor holds (as
+        crashes if they ``crashed`` the worker)."""
+        done = 0
+        for token, record in self._redis.hgetall(self._keys.inflight(worker_id)).items():
+            # Read as written: a foreign token that is not UTF-8 is no claim of ours.
+            if raw(token).decode("utf-8", "replace") not in held:
+                done += self.give_back(worker_id, raw(token), raw(record), crashed, owner=True)
+        return done
 
     def give_back(
         self,

@@ -18,7 +18,7 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import redis
 import setproctitle
@@ -27,8 +27,7 @@ from pyresque.client.resque import Resque
 from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import ThreadExecutor
-from pyresque.middleware.history import HistoryBuffer
-from pyresque.middleware.policies import JobPolicies
+from pyresque.middleware.work import WorkerChain
 from pyresque.protocol import scripts
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS
@@ -42,7 +41,7 @@ from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions, make_executors
-from pyresque.worker.processor import Processor, give_back_orphans
+from pyresque.worker.processor import Processor
 from pyresque.worker.recovery import Recovery, started_text, worker_keys
 from pyresque.worker.signals import Signals, Wake
 
@@ -50,7 +49,12 @@ log = logging.getLogger("pyresque.worker")
 
 
 class Worker(Signals):
-    """One Resque worker process. ``work()`` runs until it is told to stop."""
+    """One Resque worker process. ``work()`` runs until it is told to stop.
+
+    ``middleware`` are this worker's own, after those registered with
+    ``resque.middleware.add`` (middleware/chain.py): their worker-side methods run
+    here, ``around_perform`` where the job runs, except in fork mode with ``app``
+    modules, whose zygote sees only what those modules register."""
 
     processors: list[Processor]
     _main: Processor | None
@@ -61,6 +65,8 @@ class Worker(Signals):
         queues: str | list[str] | QueueList,
         options: WorkerOptions | None = None,
         on_ready: Callable[[], None] | None = None,
+        *,
+        middleware: Sequence[object] = (),
     ) -> None:
         self.resque = resque
         self._on_ready = on_ready  # called once registered and taking jobs (supervisor.py)
@@ -75,7 +81,12 @@ class Worker(Signals):
         self.recovery = Recovery(
             resque.redis, keys, resque.registry, self.options.max_crashes, self.id
         )
-        self.history = HistoryBuffer()  # written by the heartbeat, once a second
+        # Retries, timeouts, unique locks, limits, history and the user's middleware
+        # around each job (middleware/chain.py).
+        self.middleware = WorkerChain(
+            resque.redis, keys, resque.registry, self.id, self.release, resque.events, middleware
+        )
+        self.history = self.middleware.history.buffer  # written by the heartbeat, once a second
         self.stop = Stop(grace=self.options.term_timeout)
         # The lease path's calls end within half the lease (connection.lease_client).
         self._lease_redis = lease_client(resque.redis, self.options.lease_ttl)
@@ -102,12 +113,10 @@ class Worker(Signals):
         self._lock = threading.Lock()
         self._held: set[str] = set()  # claim tokens processors hold (claimed or claiming)
         self._processor_died: BaseException | None = None  # why a processor thread ended
-        # Retries, unique locks and limits: the hooks around each job (policies.py).
-        self.policies = JobPolicies(resque.redis, keys, resque.registry, self.id, self.release)
         self.scheduler: Scheduler | None = None
         if self.options.with_scheduler:
             self.scheduler = Scheduler(resque, cron.schedules)
-        executors = make_executors(self.options, resque.events, resque.registry)
+        executors = make_executors(self.options, resque.events, resque.registry, middleware)
         self.processors = [Processor(self, executor) for executor in executors]
         self.mode = executors[0].name
         # fork and inline run their one processor in the main thread, as Resque does.
@@ -302,7 +311,7 @@ class Worker(Signals):
         or every job this worker holds (on exit; counted as crashes if it ``crashed``)."""
         with self._lock:
             held = set() if all_jobs else set(self._held)
-        return give_back_orphans(self, held, crashed)
+        return self.recovery.give_back_orphans(self.id, held, crashed)
 
     def sleep(self, seconds: float) -> None:
         threading.Event().wait(seconds)

@@ -1,0 +1,98 @@
+"""The Resque hooks as middleware, and running one job in the current process.
+
+Every execution mode ends in ``Performer`` (in a forked child, in the worker
+itself, or in the test helpers), so a job behaves the same whichever way it runs.
+Kept free of the Redis client: fork mode's zygote imports it (zygote.py).
+"""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any
+
+from pyresque.exceptions import DontCreate, DontPerform, Interrupted
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job
+from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.middleware.chain import Chain, Enqueuing
+from pyresque.protocol.payload import Payload
+
+
+class ResqueHooks:
+    """The job's own hooks and the global events, innermost in their chains."""
+
+    def __init__(self, events: Events) -> None:
+        self.events = events
+
+    def around_enqueue(self, job: Enqueuing, next: Callable[[], Payload | None]) -> Payload | None:
+        """``before_enqueue`` may veto the job (False, or ``DontCreate``)."""
+        payload = job.payload
+        try:
+            if job.job_class and job.job_class.before_enqueue(job.queue, payload.args) is False:
+                return None
+            hooks = self.events.trigger(
+                "before_enqueue", payload.class_name, payload.args, job.queue, payload.id
+            )
+            if False in hooks:
+                return None
+        except DontCreate:
+            return None
+        return next()
+
+    def around_perform(self, job: Job, next: Callable[[], Any]) -> Any:
+        job.set_up()
+        self.events.trigger("before_perform", job)
+        job.before_perform()
+        try:
+            result = next()
+        finally:
+            job.tear_down()
+        self.events.trigger("after_perform", job)
+        job.after_perform()
+        return result
+
+
+AsyncRunner = Callable[[Coroutine[Any, Any, Any]], Any]
+
+
+def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
+    import asyncio  # here, not at the top: job children of sync apps never pay for it
+
+    return asyncio.run(coroutine)
+
+
+class Performer:
+    """Runs a job through the job-side chain: ``around_perform`` of the registered
+    middleware (``events``, then a worker's own), the Resque hooks, then ``perform``."""
+
+    def __init__(self, events: Events, middleware: Sequence[object] = ()) -> None:
+        self.events = events
+        hooks = ResqueHooks(events).around_perform
+        self._chain: Chain[Job, Any] = Chain(
+            events, "around_perform", inner=[hooks], extra=middleware
+        )
+
+    def __call__(self, job: Job, run_async: AsyncRunner | None = None) -> Outcome:
+        """Run ``job`` and say how it ended. An ``async def perform`` is awaited by
+        ``run_async``: a fresh event loop by default, the worker's shared loop in
+        asyncio mode."""
+
+        def last() -> Any:
+            result = job.run_perform()
+            if inspect.iscoroutine(result):
+                result = (run_async or _run_on_new_loop)(result)
+            return result
+
+        try:
+            result = self._chain(job, last)
+        except DontPerform:
+            return Outcome("skipped")
+        except Interrupted:
+            return Outcome("interrupted")
+        # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
+        # Object): the worker's own signals reach a job only as Interrupted.
+        except BaseException as exc:
+            notify_failure(job, exc, self.events)
+            return Outcome.failed(exc)
+        return Outcome("ok", result)

@@ -1,0 +1,30 @@
+"""Timeouts as middleware: the deadline of a job, from its payload (an enqueue's
+``timeout``) or its class, which the executor then enforces as strongly as its mode
+allows (executors/inprocess.py, forking.py)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from pyresque.exceptions import JobTimeout
+from pyresque.jobs.perform import Outcome
+
+if TYPE_CHECKING:
+    from pyresque.middleware.work import Work
+
+
+class Timeouts:
+    """Innermost of the worker side: sets ``work.timeout``; a job the worker's watchdog
+    stopped (threads and asyncio modes) fails with ``JobTimeout``."""
+
+    def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
+        job = work.job
+        if job is None:
+            return next()
+        timeout = job.payload.extra.get("timeout") or type(job).timeout
+        work.timeout = timeout or None
+        outcome = next()
+        if work.timed_out and outcome.kind != "ok":
+            return Outcome.failed(JobTimeout(f"job ran longer than its timeout of {timeout} s"))
+        return outcome

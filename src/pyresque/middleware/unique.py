@@ -1,0 +1,62 @@
+"""Unique locks as middleware: when a unique job's lock is taken and released.
+
+The policy users declare is jobs/unique.py; the lock's name, token and place in
+the payload are protocol/unique_lock.py. Here:
+
+* enqueue side: the lock is made and stamped into the payload, and the write then
+  takes it in the same atomic step as the push (enqueue_unique.lua, schedule.lua);
+  a lock held "until queued" is only taken for a scheduled job;
+* worker side: a lock held "until started" is released before the job runs, and
+  one held "until finished" by the finish call, unless the job is retried.
+
+Jobs that leave unrun release theirs in the script that removes them (delayed.py,
+removal.py, recovery.py: lib_lock.lua), from the lock their payload carries.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+import redis
+
+from pyresque.jobs.perform import Outcome
+from pyresque.middleware.chain import Enqueuing
+from pyresque.protocol import scripts
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.unique_lock import UniqueLock
+
+if TYPE_CHECKING:
+    from pyresque.middleware.work import FinishPlan, Work
+
+
+def around_enqueue(job: Enqueuing, next: Callable[[], Payload | None]) -> Payload | None:
+    """Stamp the lock the write takes (innermost on the enqueue side)."""
+    policy = job.unique or (job.job_class.unique if job.job_class else None)
+    if policy is None or job.when == "push" or (policy.until == "queued" and job.when == "now"):
+        return next()
+    payload = job.payload
+    policy.lock_for(payload.class_name, payload.args).stamp(payload)
+    return next()
+
+
+class UniqueLocks:
+    """The worker side: releases a job's lock when it starts or ends, as it asks."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._redis = client
+        self._keys = keys
+
+    def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
+        lock = UniqueLock.of(work.payload) if work.payload else None
+        if lock and lock.until == "started":
+            scripts.run(self._redis, "unlock", [self._keys.unique(lock.digest)], [lock.token])
+        return next()
+
+    def finishing(self, work: Work, outcome: Outcome, plan: FinishPlan) -> FinishPlan:
+        if work.payload is None or plan.outcome == "retry":  # a retry keeps it: not done
+            return plan
+        lock = UniqueLock.of(work.payload)
+        return dataclasses.replace(plan, lock=lock) if lock and lock.released_at_end else plan

@@ -1,0 +1,197 @@
+"""The worker side of the chain (chain.py): a claimed job as middleware see it
+(``Work``), what the finish call records for it (``FinishPlan``), and one worker's
+chain of built-in and user middleware (``WorkerChain``). The built-ins import
+``Work`` only to type it, so importing them from here makes no cycle.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import redis
+
+from pyresque.exceptions import MalformedPayload, UnknownJob
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job, Registry
+from pyresque.jobs.limits import NO_LIMITS, Held
+from pyresque.jobs.payload_fields import check_fields
+from pyresque.jobs.perform import Outcome
+from pyresque.middleware.chain import Chain
+from pyresque.middleware.history import History
+from pyresque.middleware.limits import Limits
+from pyresque.middleware.retries import Retries
+from pyresque.middleware.timeouts import Timeouts
+from pyresque.middleware.unique import UniqueLocks
+from pyresque.protocol.claim import Claim
+from pyresque.protocol.failure import failure_record
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.unique_lock import UniqueLock
+
+log = logging.getLogger("pyresque.worker")
+
+
+@dataclass
+class Work:
+    """A claimed job in the worker. ``payload`` and ``job`` are None when they could not
+    be made (a malformed payload, an unknown class): then only the finish methods run."""
+
+    claim: Claim
+    payload: Payload | None = None
+    job: Job | None = None
+    timeout: float | None = None  # what the executor enforces (timeouts.py)
+    timed_out: bool = False  # the worker's watchdog stopped it
+    held: Held = NO_LIMITS  # the limits it holds (limits.py)
+    seconds: float = 0.0  # how long it took, claim to finish
+
+    @classmethod
+    def of(cls, claim: Claim, registry: Registry) -> tuple[Work, Outcome | None, Payload | None]:
+        """The work for ``claim``, with the outcome of a job that cannot start (else None)
+        and the payload of one refused for a bad field. Such a job is recorded with its
+        raw bytes; none of its fields is trusted, but a job that was decoded still gets
+        its status (FAILED), so a waiter is not left hanging."""
+        work = cls(claim)
+        try:
+            work.payload = Payload.decode(claim.raw)
+            check_fields(work.payload)
+            work.job = registry.get(work.payload.class_name)(work.payload, claim.queue)
+        except MalformedPayload as exc:
+            return cls(claim), Outcome.failed(exc), work.payload
+        except UnknownJob as exc:
+            return work, Outcome.failed(exc), None
+        except Exception as exc:  # a job class's constructor raised
+            name = work.payload.id or work.payload.class_name if work.payload else claim.token
+            log.exception("job %s could not be started", name)
+            return work, Outcome.failed(exc), None
+        return work, None, None
+
+
+@dataclass(frozen=True)
+class FinishPlan:
+    """What the finish step does for one job, besides counting it."""
+
+    outcome: str  # ok, failed or retry
+    retry_at: int = 0  # when it runs again (retry)
+    retry_item: str = ""  # the delayed item of its next attempt (retry)
+    lock: UniqueLock | None = None  # the unique lock to release
+    held: Held = NO_LIMITS  # the slots to give back
+    shown: Payload | None = None  # the failure record's payload, when not the job's own
+
+    def call(
+        self,
+        keys: Keys,
+        first: list[str],
+        work: Work,
+        outcome: Outcome,
+        refused: Payload | None,
+        worker_id: str,
+    ) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of finish.lua for ``work``: ``first`` (``finish_keys``), then
+        the status key of a tracked job (also of one ``refused`` for a bad field), the
+        failure record of a failed one, and the plan's own (``tail``)."""
+        claim, payload = work.claim, work.payload
+        tracked = payload or refused
+        status_key = keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
+        tail_keys, tail_args = self.tail(keys, status_key)
+        record = ""
+        if self.outcome == "failed":
+            failed = self.shown or payload  # with its attempts' errors, when it was retried
+            shown = failed.to_dict() if failed else claim.raw.decode("utf-8", "backslashreplace")
+            record = failure_record(
+                shown, outcome.exception, outcome.error, outcome.backtrace, worker_id, claim.queue
+            )
+        args = [claim.token, self.outcome, outcome.result_json(), record, *tail_args]
+        return first + tail_keys, args
+
+    def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
+        """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua)."""
+        extra = [status_key] if status_key else []
+        if self.retry_item:
+            ts = self.retry_at
+            extra += [keys.delayed_schedule, keys.delayed(ts), keys.timestamps(self.retry_item)]
+        if self.lock:
+            extra.append(keys.unique(self.lock.digest))
+        extra += self.held.slots
+        args = [
+            "1" if status_key else "0",
+            self.retry_at if self.retry_item else "",
+            f"delayed:{self.retry_at}",
+            self.retry_item,
+            self.lock.token if self.lock else "",
+            self.held.member,
+            len(self.held.slots),
+        ]
+        return extra, args
+
+
+def finish_keys(keys: Keys, worker_id: str) -> list[str]:
+    """finish.lua's first KEYS, the same for every job of a worker (lib_finish.lua)."""
+    return [
+        keys.inflight(worker_id),
+        keys.worker(worker_id),
+        keys.stat("processed"),
+        keys.stat("processed", worker_id),
+        keys.stat("failed"),
+        keys.stat("failed", worker_id),
+        keys.failed,
+    ]
+
+
+class WorkerChain:
+    """One worker's middleware, shared by its processors: the built-ins in their
+    documented order (chain.py) around the registered and the worker's own."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        registry: Registry,
+        worker_id: str,
+        release_token: Callable[[str], None],
+        events: Events,
+        middleware: Sequence[object] = (),
+    ) -> None:
+        self.limits = Limits(client, keys, worker_id, release_token)
+        self.unique = UniqueLocks(client, keys)
+        self.retries = Retries(client, keys, registry)
+        self.history = History()
+        timeouts = Timeouts()
+        self._process: Chain[Work, Outcome] = Chain(
+            events,
+            "around_process",
+            outer=[self.limits.around_process, self.unique.around_process],
+            inner=[timeouts.around_process],
+            extra=middleware,
+        )
+        self._finishing: Chain[Work, FinishPlan] = Chain(
+            events,
+            "finishing",
+            outer=[self.limits.finishing, self.retries.finishing, self.unique.finishing],
+            extra=middleware,
+        )
+        self._finished: Chain[Work, None] = Chain(
+            events,
+            "finished",
+            outer=[self.limits.finished, self.history.finished],
+            extra=middleware,
+        )
+
+    def process(self, work: Work, dispatch: Callable[[], Outcome]) -> Outcome:
+        """Run ``dispatch`` (the executor) inside the ``around_process`` chain."""
+        return self._process(work, dispatch)
+
+    def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
+        """What the finish call records: each ``finishing`` amends the plan in turn."""
+        plan = FinishPlan("ok" if outcome.ok else "failed")
+        for step in self._finishing.steps():
+            plan = step(work, outcome, plan)
+        return plan
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        """After the finish call; ``recorded`` is False when it found the job gone (this
+        worker lost its lease, and recovery took it)."""
+        for step in self._finished.steps():
+            step(work, plan, recorded)
