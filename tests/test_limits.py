@@ -16,7 +16,8 @@ import pytest
 import redis
 
 from pyresque import Enqueued, Events, Job, Resque
-from pyresque.jobs.limits import Concurrency, Limiter, RateLimit
+from pyresque.jobs.limits import Concurrency, RateLimit
+from pyresque.middleware.limits import Limiter
 from pyresque.protocol.delayed import item_json
 from pyresque.protocol.payload import Payload
 

@@ -25,6 +25,9 @@ from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
 from pyresque.jobs.job import registry as default_registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
+from pyresque.middleware import unique
+from pyresque.middleware.chain import Chain, Enqueuing, Middleware
+from pyresque.middleware.hooks import ResqueHooks
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
@@ -33,7 +36,6 @@ from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, Payload, dumps
 from pyresque.protocol.status import JobStatus, Status, waiting_packet
-from pyresque.protocol.unique_lock import UniqueLock
 
 __all__ = ["Enqueued", "Resque"]
 
@@ -71,6 +73,13 @@ class Resque(AdminMethods):
         self.strict = strict
         self.failures = Failures(self.redis, self.keys)
         self._calls = ScriptCalls(self.keys)
+        #: Where middleware are added (``middleware.add(obj)``; chain.py says where each runs).
+        self.middleware = Middleware(self.events)
+        self._chain: Chain[Enqueuing, Payload | None] = Chain(
+            self.events,
+            "around_enqueue",
+            inner=[ResqueHooks(self.events).around_enqueue, unique.around_enqueue],
+        )
 
     def __repr__(self) -> str:
         return f"Resque({self.redis!r}, namespace={self.namespace!r})"
@@ -123,10 +132,10 @@ class Resque(AdminMethods):
         return self.enqueue_to(job_class.queue, job, *args)
 
     def _enqueue(self, item: Enqueued) -> str | None:
-        payload = self._prepare(item)
-        if payload is None:
+        job = self._prepare(item)
+        if job is None:
             return None
-        lock = self._unique_lock(item, payload, scheduled=False)
+        payload, lock = job.payload, job.lock
         try:
             if lock is not None:
                 call = self._calls.unique(item, payload, lock)
@@ -164,11 +173,11 @@ class Resque(AdminMethods):
             batch.clear()
 
         for item in jobs:
-            payload = self._prepare(item)
-            ids.append(payload.id if payload else None)
-            if payload is None:
+            job = self._prepare(item)
+            ids.append(job.payload.id if job else None)
+            if job is None:
                 continue
-            lock = self._unique_lock(item, payload, scheduled=False)
+            payload, lock = job.payload, job.lock
             if lock is not None:
                 flush()  # keeps the order of jobs on the queue
                 first = None
@@ -201,7 +210,8 @@ class Resque(AdminMethods):
         item.args = check_args(item.args)
         check_timeout(item.timeout)
 
-    def _prepare(self, item: Enqueued) -> Payload | None:
+    def _prepare(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
+        """The job to write for ``item``, after the enqueue chain (None: refused)."""
         self._check(item)
         name = job_name(item.job)
         if self.strict and name not in self.registry:
@@ -214,30 +224,8 @@ class Resque(AdminMethods):
             payload.extra["retry"] = item.retry.to_dict()
         # Not encoded here: the script call encodes each payload once, and raises
         # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
-        job_class = self._job_class(item.job)
-        try:
-            if job_class and job_class.before_enqueue(item.queue, item.args) is False:
-                return None
-            hooks = self.events.trigger("before_enqueue", name, item.args, item.queue, payload.id)
-            if False in hooks:
-                return None
-        except DontCreate:
-            return None
-        return payload
-
-    def _unique_lock(self, item: Enqueued, payload: Payload, scheduled: bool) -> UniqueLock | None:
-        """The lock a unique job takes (recorded in its payload), or None.
-
-        A lock held "until queued" only matters while the job is scheduled.
-        """
-        job_class = self._job_class(item.job)
-        policy = item.unique or (job_class.unique if job_class else None)
-        if policy is None or (policy.until == "queued" and not scheduled):
-            return None
-        wire(dumps(payload.args))  # the lock's digest needs arguments that encode
-        lock = policy.lock_for(payload.class_name, payload.args)
-        lock.stamp(payload)
-        return lock
+        job = Enqueuing(item.queue, payload, self._job_class(item.job), item.unique, when)
+        return job if self._chain(job, lambda: job.payload) is not None else None
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
         job_class = self._job_class(item.job)
@@ -304,10 +292,10 @@ class Resque(AdminMethods):
         timestamp = due_second(when)
         if timestamp <= int(self.delayed.clock()):
             return self._enqueue(item)
-        payload = self._prepare(item)
-        if payload is None:
+        job = self._prepare(item, "later")
+        if job is None:
             return None
-        lock = self._unique_lock(item, payload, scheduled=True)
+        payload, lock = job.payload, job.lock
         status = None
         if item.track_status and payload.id:
             status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
@@ -381,7 +369,8 @@ class Resque(AdminMethods):
     def payload_for(self, item: Enqueued) -> Payload | None:
         """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
         hooks (None when one vetoes it): for producers that push it themselves (cron)."""
-        return self._prepare(item)
+        job = self._prepare(item, "push")
+        return job.payload if job else None
 
     def announce(self, item: Enqueued, payload: Payload) -> None:
         """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""

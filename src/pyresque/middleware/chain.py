@@ -46,16 +46,17 @@ nothing to do for a job returns ``next()`` at once.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
-from pyresque.jobs.events import Events
+from pyresque.jobs.events import POSITIONS, Events
 
 if TYPE_CHECKING:
     from pyresque.jobs.job import Job
     from pyresque.jobs.unique import Unique
     from pyresque.protocol.payload import Payload
+    from pyresque.protocol.unique_lock import UniqueLock
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -73,6 +74,24 @@ class Enqueuing:
     job_class: type[Job] | None
     unique: Unique | None = None  # this enqueue's policy, over the job class's
     when: str = "now"
+    lock: UniqueLock | None = None  # the lock the write takes (unique.py)
+
+
+class Middleware:
+    """Where users add middleware (``resque.middleware``): the ``Events`` registry, so
+    that one ``add`` in an ``--app`` module reaches the producer, the worker and the
+    job children its zygote forks."""
+
+    def __init__(self, events: Events) -> None:
+        self._events = events
+
+    def add(self, middleware: object) -> None:
+        if not any(callable(getattr(middleware, name, None)) for name in POSITIONS):
+            raise TypeError(f"a middleware needs one of these methods: {', '.join(POSITIONS)}")
+        self._events.add(middleware)
+
+    def __iter__(self) -> Iterator[object]:
+        return iter(self._events.middleware)
 
 
 class Chain(Generic[T, R]):

@@ -37,8 +37,8 @@ def around_enqueue(job: Enqueuing, next: Callable[[], Payload | None]) -> Payloa
     policy = job.unique or (job.job_class.unique if job.job_class else None)
     if policy is None or job.when == "push" or (policy.until == "queued" and job.when == "now"):
         return next()
-    payload = job.payload
-    policy.lock_for(payload.class_name, payload.args).stamp(payload)
+    job.lock = policy.lock_for(job.payload.class_name, job.payload.args)
+    job.lock.stamp(job.payload)
     return next()
 
 

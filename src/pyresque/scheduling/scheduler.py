@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterable
 
 from pyresque.client.resque import Resque
-from pyresque.jobs.limits import Limiter
+from pyresque.middleware.limits import Limiter
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling.cron import Cron, Schedule
 
