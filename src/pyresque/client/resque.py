@@ -18,7 +18,6 @@ import redis
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued, ScriptCalls
 from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
-from pyresque.exceptions import DontCreate
 from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name

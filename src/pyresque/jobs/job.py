@@ -10,15 +10,13 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import Any, ClassVar
 
 from pyresque.exceptions import UnknownJob
+from pyresque.jobs.limits import Limit
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.payload import Payload
-
-if TYPE_CHECKING:  # limits.py talks to Redis; job children (zygote.py) never import it
-    from pyresque.jobs.limits import Limit
 
 
 class Job:

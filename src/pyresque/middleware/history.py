@@ -20,17 +20,15 @@ import threading
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import redis
 
+from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import wrong_type
 from pyresque.protocol.counters import counter, float_counter
 from pyresque.protocol.keys import Keys
-
-if TYPE_CHECKING:
-    from pyresque.middleware.work import FinishPlan, Work
 
 MINUTE_TTL = 2 * 86400  # per-minute history: the last day (and some)
 HOUR_TTL = 32 * 86400  # per-hour history: the last month

@@ -15,21 +15,19 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import redis
 
 from pyresque.jobs.job import Job
 from pyresque.jobs.limits import NO_LIMITS, Concurrency, Held, RateLimit, limit_key
 from pyresque.jobs.perform import Outcome
+from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, raw
 from pyresque.protocol.delayed import DelayedJob, item_json
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.supervision import FailureLog
-
-if TYPE_CHECKING:
-    from pyresque.middleware.work import FinishPlan, Work
 
 log = logging.getLogger("pyresque.limits")
 worker_log = logging.getLogger("pyresque.worker")  # where the worker's own warnings go

@@ -9,7 +9,6 @@ import logging
 import random
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import redis
 
@@ -17,12 +16,10 @@ from pyresque.jobs.job import Registry
 from pyresque.jobs.perform import Outcome
 from pyresque.jobs.retry import NextAttempt, next_attempt, policy_for
 from pyresque.jobs.retry_state import RetryState
+from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol.delayed import due_second, item_json
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
-
-if TYPE_CHECKING:
-    from pyresque.middleware.work import FinishPlan, Work
 
 log = logging.getLogger("pyresque.worker")
 

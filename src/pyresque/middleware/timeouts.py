@@ -5,13 +5,10 @@ allows (executors/inprocess.py, forking.py)."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 from pyresque.exceptions import JobTimeout
 from pyresque.jobs.perform import Outcome
-
-if TYPE_CHECKING:
-    from pyresque.middleware.work import Work
+from pyresque.middleware.work import Work
 
 
 class Timeouts:

@@ -17,19 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
 import redis
 
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.chain import Enqueuing
+from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
-
-if TYPE_CHECKING:
-    from pyresque.middleware.work import FinishPlan, Work
 
 
 def around_enqueue(job: Enqueuing, next: Callable[[], Payload | None]) -> Payload | None:

@@ -1,30 +1,18 @@
 """The worker side of the chain (chain.py): a claimed job as middleware see it
-(``Work``), what the finish call records for it (``FinishPlan``), and one worker's
-chain of built-in and user middleware (``WorkerChain``). The built-ins import
-``Work`` only to type it, so importing them from here makes no cycle.
+(``Work``), and what the finish call records for it (``FinishPlan``).
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
 from pyresque.exceptions import MalformedPayload, UnknownJob
-from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry
 from pyresque.jobs.limits import NO_LIMITS, Held
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Outcome
-from pyresque.middleware.chain import Chain
-from pyresque.middleware.history import History
-from pyresque.middleware.limits import Limits
-from pyresque.middleware.retries import Retries
-from pyresque.middleware.timeouts import Timeouts
-from pyresque.middleware.unique import UniqueLocks
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
@@ -138,60 +126,3 @@ def finish_keys(keys: Keys, worker_id: str) -> list[str]:
         keys.stat("failed", worker_id),
         keys.failed,
     ]
-
-
-class WorkerChain:
-    """One worker's middleware, shared by its processors: the built-ins in their
-    documented order (chain.py) around the registered and the worker's own."""
-
-    def __init__(
-        self,
-        client: redis.Redis,
-        keys: Keys,
-        registry: Registry,
-        worker_id: str,
-        release_token: Callable[[str], None],
-        events: Events,
-        middleware: Sequence[object] = (),
-    ) -> None:
-        self.limits = Limits(client, keys, worker_id, release_token)
-        self.unique = UniqueLocks(client, keys)
-        self.retries = Retries(client, keys, registry)
-        self.history = History()
-        timeouts = Timeouts()
-        self._process: Chain[Work, Outcome] = Chain(
-            events,
-            "around_process",
-            outer=[self.limits.around_process, self.unique.around_process],
-            inner=[timeouts.around_process],
-            extra=middleware,
-        )
-        self._finishing: Chain[Work, FinishPlan] = Chain(
-            events,
-            "finishing",
-            outer=[self.limits.finishing, self.retries.finishing, self.unique.finishing],
-            extra=middleware,
-        )
-        self._finished: Chain[Work, None] = Chain(
-            events,
-            "finished",
-            outer=[self.limits.finished, self.history.finished],
-            extra=middleware,
-        )
-
-    def process(self, work: Work, dispatch: Callable[[], Outcome]) -> Outcome:
-        """Run ``dispatch`` (the executor) inside the ``around_process`` chain."""
-        return self._process(work, dispatch)
-
-    def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
-        """What the finish call records: each ``finishing`` amends the plan in turn."""
-        plan = FinishPlan("ok" if outcome.ok else "failed")
-        for step in self._finishing.steps():
-            plan = step(work, outcome, plan)
-        return plan
-
-    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
-        """After the finish call; ``recorded`` is False when it found the job gone (this
-        worker lost its lease, and recovery took it)."""
-        for step in self._finished.steps():
-            step(work, plan, recorded)

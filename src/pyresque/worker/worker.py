@@ -27,7 +27,7 @@ from pyresque.client.resque import Resque
 from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import ThreadExecutor
-from pyresque.middleware.work import WorkerChain
+from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol import scripts
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS

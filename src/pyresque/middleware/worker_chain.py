@@ -1,0 +1,77 @@
+"""One worker's middleware (chain.py): the built-ins in their documented order
+around those registered with ``resque.middleware.add`` and the worker's own."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import redis
+
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Registry
+from pyresque.jobs.perform import Outcome
+from pyresque.middleware.chain import Chain
+from pyresque.middleware.history import History
+from pyresque.middleware.limits import Limits
+from pyresque.middleware.retries import Retries
+from pyresque.middleware.timeouts import Timeouts
+from pyresque.middleware.unique import UniqueLocks
+from pyresque.middleware.work import FinishPlan, Work
+from pyresque.protocol.keys import Keys
+
+
+class WorkerChain:
+    """One worker's middleware, shared by its processors: the built-ins in their
+    documented order (chain.py) around the registered and the worker's own."""
+
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        registry: Registry,
+        worker_id: str,
+        release_token: Callable[[str], None],
+        events: Events,
+        middleware: Sequence[object] = (),
+    ) -> None:
+        self.limits = Limits(client, keys, worker_id, release_token)
+        self.unique = UniqueLocks(client, keys)
+        self.retries = Retries(client, keys, registry)
+        self.history = History()
+        timeouts = Timeouts()
+        self._process: Chain[Work, Outcome] = Chain(
+            events,
+            "around_process",
+            outer=[self.limits.around_process, self.unique.around_process],
+            inner=[timeouts.around_process],
+            extra=middleware,
+        )
+        self._finishing: Chain[Work, FinishPlan] = Chain(
+            events,
+            "finishing",
+            outer=[self.limits.finishing, self.retries.finishing, self.unique.finishing],
+            extra=middleware,
+        )
+        self._finished: Chain[Work, None] = Chain(
+            events,
+            "finished",
+            outer=[self.limits.finished, self.history.finished],
+            extra=middleware,
+        )
+
+    def process(self, work: Work, dispatch: Callable[[], Outcome]) -> Outcome:
+        """Run ``dispatch`` (the executor) inside the ``around_process`` chain."""
+        return self._process(work, dispatch)
+
+    def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
+        """What the finish call records: each ``finishing`` amends the plan in turn."""
+        plan = FinishPlan("ok" if outcome.ok else "failed")
+        for step in self._finishing.steps():
+            plan = step(work, outcome, plan)
+        return plan
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        """After the finish call; ``recorded`` is False when it found the job gone (this
+        worker lost its lease, and recovery took it)."""
+        for step in self._finished.steps():
+            step(work, plan, recorded)
