@@ -122,6 +122,18 @@ class Limiter:
         keys = [
             self._keys.inflight(self.worker_id),
             self._keys.worker(self.worker_id),
+            *self._slot_keys(key, queue),
+        ]
+        args = [token, limit, item, job.payload.encode(), queue, key]
+        if scripts.run(self._redis, "limit_park", keys, args) == 1:
+            log.debug(
+                "job %s waits for a slot of %r", job.payload.id or job.payload.class_name, key
+            )
+
+    def _slot_keys(self, key: str, queue: str) -> list[str]:
+        """The keys of a concurrency limit's slots and waiters, and of the queue a waiting
+        job goes back to (limit_park.lua and limit_wake.lua share them)."""
+        return [
             self._keys.concurrency(key),
             self._keys.leases,
             self._keys.concurrency_waiting(key),
@@ -131,11 +143,6 @@ class Limiter:
             self._keys.wake(queue),
             self._keys.queues_changed,
         ]
-        args = [token, limit, item, job.payload.encode(), queue, key]
-        if scripts.run(self._redis, "limit_park", keys, args) == 1:
-            log.debug(
-                "job %s waits for a slot of %r", job.payload.id or job.payload.class_name, key
-            )
 
     def _defer(self, token: str, limit: RateLimit, key: str, wait_ms: int, item: str) -> None:
         keys = [
@@ -157,18 +164,8 @@ class Limiter:
             if head is None:
                 return woken
             queue, payload = _waiting(head)
-            keys = [
-                self._keys.concurrency(key),
-                self._keys.leases,
-                self._keys.concurrency_waiting(key),
-                self._keys.limits_waiting,
-                self._keys.queues,
-                self._keys.queue(queue),
-                self._keys.wake(queue),
-                self._keys.queues_changed,
-            ]
             args = [limit, head, payload, queue, key]
-            result, free = scripts.run(self._redis, "limit_wake", keys, args)
+            result, free = scripts.run(self._redis, "limit_wake", self._slot_keys(key, queue), args)
             if result == 0:
                 return woken
             if result == 1:
