@@ -39,12 +39,13 @@ class UniqueLock:
 
     @classmethod
     def of(cls, item: Payload | dict[str, Any]) -> UniqueLock | None:
-        """The lock a payload (or a decoded delayed item) carries, if any."""
+        """The lock a payload (or a decoded delayed item) carries, if any. An empty token
+        is none: it could prove no ownership, and the scripts take '' for "no lock"."""
         info = item.extra.get("unique") if isinstance(item, Payload) else item.get("unique")
         if not isinstance(info, dict):
             return None
         digest, until, token = info.get("key"), info.get("until"), info.get("token")
-        if not (isinstance(digest, str) and isinstance(token, str) and until in UNTIL):
+        if not (isinstance(digest, str) and isinstance(token, str) and token and until in UNTIL):
             return None
         return cls(digest, str(until), token)
 
