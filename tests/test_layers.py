@@ -43,9 +43,7 @@ LAYERS: list[set[str]] = [
 KNOWN_UPWARD: set[tuple[str, str]] = set()
 
 #: Known import cycles (each as its sorted modules), on the same terms.
-KNOWN_CYCLES: set[tuple[str, ...]] = {
-    ("pyresque.worker.processor", "pyresque.worker.worker"),  # B: processor
-}
+KNOWN_CYCLES: set[tuple[str, ...]] = set()
 
 #: Modules allowed past MAX_LINES, on the same terms (the part splitting each).
 MAX_LINES = 400

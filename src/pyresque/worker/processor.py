@@ -31,7 +31,7 @@ from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.signals import Wake
 
 if TYPE_CHECKING:
-    from pyresque.worker.worker import Worker
+    from pyresque.worker.host import Host
 
 log = logging.getLogger("pyresque.worker")
 
@@ -39,7 +39,7 @@ log = logging.getLogger("pyresque.worker")
 class Processor:
     """Runs jobs one after another for its worker."""
 
-    def __init__(self, worker: Worker, executor: Executor) -> None:
+    def __init__(self, worker: Host, executor: Executor) -> None:
         self.worker = worker
         self.executor = executor
         self._keys = worker.resque.keys

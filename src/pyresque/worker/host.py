@@ -1,0 +1,47 @@
+"""What a processor needs of its worker: the processor is typed against this, not
+against ``Worker``, so that the worker imports the processor and not the reverse
+(no import cycle, not even for type checking)."""
+
+from __future__ import annotations
+
+from typing import Protocol
+
+from pyresque.client.resque import Resque
+from pyresque.executors.base import Stop
+from pyresque.middleware.worker_chain import WorkerChain
+from pyresque.protocol.status import RunningMarker
+from pyresque.worker.fetch import QueueList
+from pyresque.worker.handoff import Handoff
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.recovery import Recovery
+
+
+class Host(Protocol):
+    """The worker as its processors see it (worker.py)."""
+
+    resque: Resque
+    id: str
+    queues: QueueList
+    lease_ms: int
+    options: WorkerOptions
+    paused: bool
+    shutting_down: bool
+    handoff: Handoff | None
+    stop: Stop
+    running_marker: RunningMarker
+    recovery: Recovery
+    middleware: WorkerChain
+
+    def lease_ok(self) -> bool: ...
+
+    def title(self, text: str) -> None: ...
+
+    def hold(self, token: str) -> str: ...
+
+    def release(self, token: str) -> None: ...
+
+    def sleep(self, seconds: float) -> None: ...
+
+    def give_back_orphans(self, all_jobs: bool = False, crashed: bool = False) -> int: ...
+
+    def count(self, ok: bool) -> None: ...
