@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -204,6 +205,36 @@ def _on_fork_event(event: str) -> Any:
 
 events.listen("before_fork", _on_fork_event("before_fork"))
 events.listen("after_fork", _on_fork_event("after_fork"))
+
+
+class Traced(Job):
+    """Wrapped by ``TraceMiddleware``, which this module registers as an app would."""
+
+    def perform(self) -> str:
+        record("Traced", "perform")
+        return "done"
+
+
+class TraceMiddleware:
+    """Registered by importing this module (``--app``): ``around_perform`` runs where the
+    job runs (a child of the zygote), ``around_process`` in the worker."""
+
+    def around_perform(self, job: Job, next: Callable[[], Any]) -> Any:
+        if not isinstance(job, Traced):
+            return next()
+        record("Traced", "around_perform before")
+        result = next()
+        record("Traced", "around_perform after", result=result)
+        return result
+
+    def around_process(self, work: Any, next: Callable[[], Any]) -> Any:
+        outcome = next()
+        if isinstance(work.job, Traced):
+            record("Traced", "around_process", kind=outcome.kind)
+        return outcome
+
+
+events.add(TraceMiddleware())
 
 
 class DirtyHook(Job):

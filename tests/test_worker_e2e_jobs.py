@@ -241,6 +241,27 @@ def test_hooks_run_in_order_in_parent_and_child(
     assert record["error"] == "hooked failure"
 
 
+def test_middleware_an_app_module_registers_wrap_the_job_in_its_child(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    rq.enqueue("default", "Traced", {})
+    worker = procs.worker(namespace, "default")
+    wait_for(lambda: state.number("stat:processed") == 1, 10, "the job processed")
+    traced = state.events("Traced")
+    assert [e["event"] for e in traced] == [
+        "around_perform before",
+        "perform",
+        "around_perform after",
+        "around_process",
+    ]
+    child = traced[0]["pid"]
+    assert child != worker.pid
+    assert all(e["pid"] == child for e in traced[:3])
+    assert traced[2]["result"] == "done"
+    assert traced[3]["pid"] == worker.pid
+    assert traced[3]["kind"] == "ok"
+
+
 def test_php_and_ruby_payloads_run_with_their_arguments(
     procs: Procs, state: State, namespace: str
 ) -> None:

@@ -26,7 +26,7 @@ job, and nothing lost if the worker dies in between.
   dispatch of a claimed job to its executor. Order: limits (a refused job
   returns ``Outcome("deferred")`` and does not run), unique (releases a lock
   held until started), user middleware, timeouts (the deadline the executor
-  enforces), then the executor.
+  enforces), the Resque hooks (``before_fork``, in fork mode), then the executor.
 * ``finishing(work, outcome, plan) -> FinishPlan`` then ``finished(work, plan,
   recorded)``, in the worker before and after the finish call: amend what it
   records, then act on it. Order: limits (slots to give back, waiters to wake),

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import inspect
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyresque.exceptions import DontCreate, DontPerform, Interrupted
 from pyresque.jobs.events import Events
@@ -17,6 +17,9 @@ from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome, notify_failure
 from pyresque.middleware.chain import Chain, Enqueuing
 from pyresque.protocol.payload import Payload
+
+if TYPE_CHECKING:  # the worker side's types: job children never import them
+    from pyresque.middleware.work import Work
 
 
 class ResqueHooks:
@@ -38,6 +41,11 @@ class ResqueHooks:
                 return None
         except DontCreate:
             return None
+        return next()
+
+    def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
+        """``before_fork``, in the worker as the job goes to its child (fork mode only)."""
+        self.events.trigger("before_fork", work.job)
         return next()
 
     def around_perform(self, job: Job, next: Callable[[], Any]) -> Any:

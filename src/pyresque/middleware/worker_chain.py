@@ -12,6 +12,7 @@ from pyresque.jobs.job import Registry
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.chain import Chain
 from pyresque.middleware.history import History
+from pyresque.middleware.hooks import ResqueHooks
 from pyresque.middleware.limits import Limits
 from pyresque.middleware.retries import Retries
 from pyresque.middleware.timeouts import Timeouts
@@ -33,17 +34,20 @@ class WorkerChain:
         release_token: Callable[[str], None],
         events: Events,
         middleware: Sequence[object] = (),
+        fork: bool = False,
     ) -> None:
         self.limits = Limits(client, keys, worker_id, release_token)
         self.unique = UniqueLocks(client, keys)
         self.retries = Retries(client, keys, registry)
         self.history = History()
-        timeouts = Timeouts()
+        inner = [Timeouts().around_process]
+        if fork:  # before_fork only where jobs are forked: other modes skip the link
+            inner.append(ResqueHooks(events).around_process)
         self._process: Chain[Work, Outcome] = Chain(
             events,
             "around_process",
             outer=[self.limits.around_process, self.unique.around_process],
-            inner=[timeouts.around_process],
+            inner=inner,
             extra=middleware,
         )
         self._finishing: Chain[Work, FinishPlan] = Chain(

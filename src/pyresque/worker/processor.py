@@ -249,8 +249,6 @@ class Processor:
         worker.title(
             f"Processing {work.claim.queue} since {int(time.time())} [{job.payload.class_name}]"
         )
-        if self.executor.name == "fork":
-            worker.resque.events.trigger("before_fork", job)
         self.deadline = time.monotonic() + float(work.timeout) if work.timeout else None
         self.timed_out = False
         self.running_inline = self.executor.runs_in_thread

@@ -84,7 +84,14 @@ class Worker(Signals):
         # Retries, timeouts, unique locks, limits, history and the user's middleware
         # around each job (middleware/chain.py).
         self.middleware = WorkerChain(
-            resque.redis, keys, resque.registry, self.id, self.release, resque.events, middleware
+            resque.redis,
+            keys,
+            resque.registry,
+            self.id,
+            self.release,
+            resque.events,
+            middleware,
+            fork=self.options.mode == "fork",
         )
         self.history = self.middleware.history.buffer  # written by the heartbeat, once a second
         self.stop = Stop(grace=self.options.term_timeout)
