@@ -37,17 +37,7 @@ LAYERS: list[set[str]] = [
     {"", "moved"},  # the package root (public API) and the old module paths
 ]
 
-#: Known upward imports (importer, imported), each being removed by the part of
-#: issue 12 named; an entry that no longer happens fails the test, so the list only
-#: shrinks. It must be empty when the restructuring is done.
-KNOWN_UPWARD: set[tuple[str, str]] = set()
-
-#: Known import cycles (each as its sorted modules), on the same terms.
-KNOWN_CYCLES: set[tuple[str, ...]] = set()
-
-#: Modules allowed past MAX_LINES, on the same terms (the part splitting each).
 MAX_LINES = 400
-KNOWN_LONG: set[str] = set()
 
 
 def module_name(path: Path) -> str:
@@ -142,16 +132,27 @@ def test_layers_import_only_downward() -> None:
         for target in targets
         if layer(target) > layer(module)
     }
-    new, fixed = sorted(upward - KNOWN_UPWARD), sorted(KNOWN_UPWARD - upward)
-    assert not new, f"imports from a higher layer: {new}"
-    assert not fixed, f"fixed: remove these from KNOWN_UPWARD: {fixed}"
+    assert not upward, f"imports from a higher layer: {sorted(upward)}"
 
 
 def test_no_import_cycles() -> None:
-    found = set(cycles(graph()))
-    new, fixed = sorted(found - KNOWN_CYCLES), sorted(KNOWN_CYCLES - found)
-    assert not new, f"modules that import each other: {new}"
-    assert not fixed, f"fixed: remove these from KNOWN_CYCLES: {fixed}"
+    found = cycles(graph())
+    assert not found, f"modules that import each other: {found}"
+
+
+def test_imports_count_type_checking_function_and_relative_ones(tmp_path: Path) -> None:
+    module = tmp_path / "probe.py"
+    module.write_text(
+        "from typing import TYPE_CHECKING\n"
+        "from . import keys\n"
+        "if TYPE_CHECKING:\n"
+        "    from pyresque.worker.worker import Worker\n"
+        "def late() -> None:\n"
+        "    import pyresque.cli.main\n"
+    )
+    known = modules()
+    found = set(imports("pyresque.protocol.probe", module, known))
+    assert found == {"pyresque.protocol.keys", "pyresque.worker.worker", "pyresque.cli.main"}
 
 
 def test_cycle_finder_sees_a_cycle_through_three_modules() -> None:
@@ -165,14 +166,12 @@ def test_every_module_is_in_a_layer() -> None:
 
 
 def test_no_module_is_over_400_lines() -> None:
-    long = {
+    long = sorted(
         module
         for module, path in modules().items()
         if len(path.read_text().splitlines()) > MAX_LINES
-    }
-    new, fixed = sorted(long - KNOWN_LONG), sorted(KNOWN_LONG - long)
-    assert not new, f"split these modules (over {MAX_LINES} lines): {new}"
-    assert not fixed, f"split: remove these from KNOWN_LONG: {fixed}"
+    )
+    assert not long, f"split these modules (over {MAX_LINES} lines): {long}"
 
 
 def loaded_after(statement: str) -> set[str]:
