@@ -9,7 +9,6 @@ from __future__ import annotations
 import functools
 import sys
 from collections.abc import Mapping, Sequence
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
 import click
@@ -26,13 +25,7 @@ from pyresque.cli.worker import scheduler_command, worker_command
 from pyresque.cli.workers import ctl_command, info_command, workers_command
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol.connection import REDIS_DOWN
-
-
-def _package_version() -> str:
-    try:
-        return version("pyresque")
-    except PackageNotFoundError:  # running from a source tree without installing
-        return "0+unknown"
+from pyresque.version import __version__
 
 
 class _CLI(click.Group):
@@ -71,7 +64,7 @@ class _CLI(click.Group):
 
 
 @click.group(cls=_CLI)
-@click.version_option(version=_package_version(), prog_name="pyresque")
+@click.version_option(version=__version__, prog_name="pyresque")
 def main() -> None:
     """pyresque: Resque-compatible background jobs backed by Redis."""
 
