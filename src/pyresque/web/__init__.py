@@ -4,7 +4,7 @@ An ASGI app (Starlette, Jinja2 ``templates/``, ``static/``) with its sign-in and
 defences against hostile data. What it shows and changes comes from the client's
 admin API; this folder only presents it.
 
-May import: ``worker`` and below, yet it needs only the client, the schedules and the
+May import: ``worker`` and below, yet it needs only the client (its admin API) and the
 protocol, and does not load the worker or the executors (tests/test_layers.py).
 """
 
