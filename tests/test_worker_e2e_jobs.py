@@ -15,6 +15,7 @@ from e2e_support import (
     FAILURE_FIELDS,
     ISO_UTC,
     RESQUE_TIME,
+    Proc,
     Procs,
     State,
     parent_of,
@@ -205,15 +206,21 @@ def test_dont_perform_in_set_up_skips_quietly(
     assert state.number("stat:failed") == 0
 
 
+def run_logged(
+    procs: Procs, state: State, rq: Resque, namespace: str, job: str, *data: Any
+) -> tuple[Proc, list[dict[str, Any]]]:
+    """Run ``job`` once per ``data`` in a real worker; return it and the job's log."""
+    for one in data:
+        rq.enqueue("default", job, one)
+    worker = procs.worker(namespace, "default")
+    wait_for(lambda: state.number("stat:processed") == len(data), 10, "the jobs processed")
+    return worker, state.events(job)
+
+
 def test_hooks_run_in_order_in_parent_and_child(
     procs: Procs, state: State, rq: Resque, namespace: str
 ) -> None:
-    rq.enqueue("default", "Hooks", {})
-    rq.enqueue("default", "Hooks", {"fail": True})
-    worker = procs.worker(namespace, "default")
-    wait_for(lambda: state.number("stat:processed") == 2, 10, "2 jobs processed")
-
-    hooks = state.events("Hooks")
+    worker, hooks = run_logged(procs, state, rq, namespace, "Hooks", {}, {"fail": True})
     assert [e["event"] for e in hooks] == [
         "before_fork",
         "after_fork",
@@ -244,10 +251,7 @@ def test_hooks_run_in_order_in_parent_and_child(
 def test_middleware_an_app_module_registers_wrap_the_job_in_its_child(
     procs: Procs, state: State, rq: Resque, namespace: str
 ) -> None:
-    rq.enqueue("default", "Traced", {})
-    worker = procs.worker(namespace, "default")
-    wait_for(lambda: state.number("stat:processed") == 1, 10, "the job processed")
-    traced = state.events("Traced")
+    worker, traced = run_logged(procs, state, rq, namespace, "Traced", {})
     assert [e["event"] for e in traced] == [
         "around_perform before",
         "perform",
