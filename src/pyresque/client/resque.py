@@ -135,7 +135,7 @@ class Resque(AdminMethods):
         if job is None:
             return None
         payload, lock = job.payload, job.lock
-        try:
+        try:  # reaching() without its context manager: this runs once per enqueue
             if lock is not None:
                 call = self._calls.unique(item, payload, lock)
                 if not scripts.run(self.redis, "enqueue_unique", *call):
