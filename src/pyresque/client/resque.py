@@ -16,33 +16,26 @@ from typing import Any, cast
 import redis
 
 from pyresque.client.admin.methods import AdminMethods
-from pyresque.client.calls import Enqueued, ScriptCalls
-from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
+from pyresque.client.calls import Enqueued
+from pyresque.client.checks import check_args, check_job, check_queue, wire
+from pyresque.client.producer import Planned, Producer
 from pyresque.jobs.events import Events
-from pyresque.jobs.events import events as default_events
-from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
-from pyresque.jobs.job import registry as default_registry
+from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
-from pyresque.middleware import unique
-from pyresque.middleware.chain import Chain, Enqueuing, Middleware
-from pyresque.middleware.hooks import ResqueHooks
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
-from pyresque.protocol.delayed import Delayed, due_second, item_json
+from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.failure import Failures
-from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
-from pyresque.protocol.payload import Dialect, Payload, dumps
-from pyresque.protocol.status import JobStatus, Status, waiting_packet
+from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.payload import Dialect, dumps
+from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["Enqueued", "Resque"]
 
-#: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
-_CHUNK = 1000
 
-
-class Resque(AdminMethods):
+class Resque(Producer, AdminMethods):
     """A connection to one Resque namespace.
 
     ``redis`` is a URL, a ``redis.Redis`` client, or None for ``REDIS_URL`` /
@@ -50,7 +43,8 @@ class Resque(AdminMethods):
     php-resque's (with an id, so status tracking works; the default) or Ruby's.
     With ``strict=True`` only registered job names can be enqueued. The admin methods
     (``queues``, ``size``, ``dequeue``, ``info``, ``delayed_jobs`` ...) come from the
-    admin layer (``client.admin.methods``).
+    admin layer (``client.admin.methods``); what is decided before a write, from
+    ``Producer`` (producer.py), which ``AsyncResque`` shares.
     """
 
     def __init__(
@@ -63,22 +57,11 @@ class Resque(AdminMethods):
         events: Events | None = None,
         strict: bool = False,
     ) -> None:
-        self.redis = connect(redis)
-        self.namespace = namespace
-        self.keys = Keys.for_namespace(namespace)
-        self.dialect = Dialect(dialect)
-        self.registry = registry or default_registry
-        self.events = events or default_events
-        self.strict = strict
-        self.failures = Failures(self.redis, self.keys)
-        self._calls = ScriptCalls(self.keys)
-        #: Where middleware are added (``middleware.add(obj)``; chain.py says where each runs).
-        self.middleware = Middleware(self.events)
-        self._chain: Chain[Enqueuing, Payload | None] = Chain(
-            self.events,
-            "around_enqueue",
-            inner=[ResqueHooks(self.events).around_enqueue, unique.around_enqueue],
+        super().__init__(
+            namespace, dialect=dialect, registry=registry, events=events, strict=strict
         )
+        self.redis = connect(redis)
+        self.failures = Failures(self.redis, self.keys)
 
     def __repr__(self) -> str:
         return f"Resque({self.redis!r}, namespace={self.namespace!r})"
@@ -125,121 +108,39 @@ class Resque(AdminMethods):
 
     def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
-        job_class = job.job_class if isinstance(job, JobFunction) else job
-        if not job_class.queue:
-            raise ValueError(f"{job_class.resque_name} has no default queue; use enqueue_to")
-        return self.enqueue_to(job_class.queue, job, *args)
+        return self.enqueue_to(self._default_queue(job), job, *args)
 
     def _enqueue(self, item: Enqueued) -> str | None:
-        job = self._prepare(item)
-        if job is None:
+        return self._write(self._plan(item))
+
+    def _write(self, planned: Planned | None) -> str | None:
+        """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
+        if planned is None:
             return None
-        payload, lock = job.payload, job.lock
+        call = planned.call
         try:  # reaching() without its context manager: this runs once per enqueue
-            if lock is not None:
-                call = self._calls.unique(item, payload, lock)
-                if not scripts.run(self.redis, "enqueue_unique", *call):
-                    return None
-            else:
-                scripts.run(self.redis, "enqueue", *self._calls.enqueue(item, [payload]))
+            reply = scripts.run(self.redis, call.script, call.keys, call.args)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        self._after_enqueue(item, payload)
-        return payload.id
+        if call.refusable and not reply:
+            return None
+        self._after_enqueue(planned.item, planned.payload)
+        return planned.payload.id
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
         returns their ids in order (None where a hook vetoed one, or an equal unique
         job was already enqueued). Unique jobs take one Lua call each. Every job is
         checked before any is written: one invalid job raises and writes nothing."""
-        jobs = list(jobs)
-        for item in jobs:
-            self._check(item)
+        batch = self._batch(jobs)
         pipe = self.redis.pipeline(transaction=False)
-        ids: list[str | None] = []
-        done: list[tuple[Enqueued, Payload]] = []
-        batch: list[Payload] = []
-        first: Enqueued | None = None
-        # (reply index in the pipeline, index in ids, item, payload) of each unique job
-        unique: list[tuple[int, int, Enqueued, Payload]] = []
-        calls = 0
-
-        def flush() -> None:
-            nonlocal calls
-            if batch and first:
-                scripts.run(pipe, "enqueue", *self._calls.enqueue(first, batch))
-                calls += 1
-            batch.clear()
-
-        for item in jobs:
-            job = self._prepare(item)
-            ids.append(job.payload.id if job else None)
-            if job is None:
-                continue
-            payload, lock = job.payload, job.lock
-            if lock is not None:
-                flush()  # keeps the order of jobs on the queue
-                first = None
-                scripts.run(pipe, "enqueue_unique", *self._calls.unique(item, payload, lock))
-                unique.append((calls, len(ids) - 1, item, payload))
-                calls += 1
-                continue
-            if first is None or first.batch_key != item.batch_key or len(batch) >= _CHUNK:
-                flush()
-                first = item
-            batch.append(payload)
-            done.append((item, payload))
-        flush()
+        for call in batch.calls:
+            scripts.run(pipe, call.script, call.keys, call.args)
         with reaching(self.redis):
             replies = pipe.execute()
-        for reply, index, item, payload in unique:
-            if replies[reply]:
-                done.append((item, payload))
-            else:
-                ids[index] = None
-        for item, payload in done:
+        for item, payload in batch.settle(replies):
             self._after_enqueue(item, payload)
-        return ids
-
-    @staticmethod
-    def _check(item: Enqueued) -> None:
-        """Raise TypeError/ValueError, saying what to change, for a job no worker could take."""
-        check_queue(item.queue)
-        check_job(item.job)
-        item.args = check_args(item.args)
-        check_timeout(item.timeout)
-
-    def _prepare(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
-        """The job to write for ``item``, after the enqueue chain (None: refused)."""
-        self._check(item)
-        name = job_name(item.job)
-        if self.strict and name not in self.registry:
-            raise LookupError(f"no job class is registered under {name!r} (strict mode)")
-        dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
-        payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
-        if item.timeout is not None:
-            payload.extra["timeout"] = item.timeout
-        if item.retry is not None:
-            payload.extra["retry"] = item.retry.to_dict()
-        # Not encoded here: the script call encodes each payload once, and raises
-        # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
-        job = Enqueuing(item.queue, payload, self._job_class(item.job), item.unique, when)
-        return job if self._chain(job, lambda: job.payload) is not None else None
-
-    def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
-        job_class = self._job_class(item.job)
-        if job_class:
-            job_class.after_enqueue(item.queue, payload.args, payload.id)
-        self.events.trigger(
-            "after_enqueue", payload.class_name, payload.args, item.queue, payload.id
-        )
-
-    def _job_class(self, job: JobRef) -> type[Job] | None:
-        if isinstance(job, JobFunction):
-            return job.job_class
-        if isinstance(job, str):
-            return self.registry.get(job) if job in self.registry else None
-        return job
+        return batch.ids
 
     # --- raw queue access -----------------------------------------------------
 
@@ -288,23 +189,7 @@ class Resque(AdminMethods):
         Enqueue hooks run now. Returns the job id (None when vetoed, or when an equal
         unique job is already scheduled or enqueued).
         """
-        timestamp = due_second(when)
-        if timestamp <= int(self.delayed.clock()):
-            return self._enqueue(item)
-        job = self._prepare(item, "later")
-        if job is None:
-            return None
-        payload, lock = job.payload, job.lock
-        status = None
-        if item.track_status and payload.id:
-            status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
-        entry = item_json(payload, item.queue, item.at_front)
-        wire(entry)
-        with reaching(self.redis):
-            if not self.delayed.schedule(timestamp, entry, lock, status):
-                return None
-        self._after_enqueue(item, payload)
-        return payload.id
+        return self._write(self._plan_at(when, item, self.delayed.clock()))
 
     def enqueue_at(
         self,
@@ -364,13 +249,3 @@ class Resque(AdminMethods):
     def _after(self, delay: float | timedelta) -> float:
         seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
         return self.delayed.clock() + seconds
-
-    def payload_for(self, item: Enqueued) -> Payload | None:
-        """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
-        hooks (None when one vetoes it): for producers that push it themselves (cron)."""
-        job = self._prepare(item, "push")
-        return job.payload if job else None
-
-    def announce(self, item: Enqueued, payload: Payload) -> None:
-        """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""
-        self._after_enqueue(item, payload)

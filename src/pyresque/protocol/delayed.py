@@ -143,6 +143,31 @@ _GONE, _TAKEN, _BLOCKED = 0, 1, 2
 _KEPT = 64 * 1024
 
 
+def schedule_call(
+    keys: Keys,
+    timestamp: int,
+    item: str,
+    lock: UniqueLock | None = None,
+    status: tuple[str, str] | None = None,
+) -> tuple[list[str], list[Any]]:
+    """KEYS and ARGV of schedule.lua (``Delayed.schedule`` says what they mean); no I/O,
+    so the asyncio producer makes the same call."""
+    script_keys = [keys.delayed_schedule, keys.delayed(timestamp), keys.timestamps(item)]
+    if lock:
+        script_keys.append(keys.unique(lock.digest))
+    if status:
+        script_keys.append(status[0])
+    args = [
+        timestamp,
+        f"delayed:{timestamp}",
+        item,
+        lock.token if lock else "",
+        lock.ttl_ms if lock else 0,
+        status[1] if status else "",
+    ]
+    return script_keys, args
+
+
 class Delayed:
     """The delayed queue of one namespace."""
 
@@ -168,23 +193,7 @@ class Delayed:
         """Add ``item`` (see ``item_json``) due at ``timestamp``; with ``lock``, only if
         the unique lock is free; ``status`` is (status key, WAITING packet) to write.
         Returns False when the lock is held by another job."""
-        keys = [
-            self._keys.delayed_schedule,
-            self._keys.delayed(timestamp),
-            self._keys.timestamps(item),
-        ]
-        if lock:
-            keys.append(self._keys.unique(lock.digest))
-        if status:
-            keys.append(status[0])
-        args = [
-            timestamp,
-            f"delayed:{timestamp}",
-            item,
-            lock.token if lock else "",
-            lock.ttl_ms if lock else 0,
-            status[1] if status else "",
-        ]
+        keys, args = schedule_call(self._keys, timestamp, item, lock, status)
         return bool(scripts.run(self._redis, "schedule", keys, args))
 
     # --- reading ----------------------------------------------------------------

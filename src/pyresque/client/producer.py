@@ -1,0 +1,233 @@
+"""What a producer decides before it writes, without any I/O: shared by ``Resque``
+and ``AsyncResque`` so both write the same payloads with the same script calls.
+
+For each job: the checks (checks.py), the payload, the enqueue middleware chain
+(middleware/chain.py) and then the one script call that writes it (a ``Call``:
+the script's name, KEYS and ARGV, from calls.py and protocol/delayed.py). A
+producer only runs the call on its connection, blocking or awaited, and then the
+``after_enqueue`` hooks. A change to a script's KEYS or ARGV is made in calls.py
+(or delayed.py) and so reaches both producers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from pyresque.client.calls import Enqueued, ScriptCalls
+from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
+from pyresque.jobs.events import Events
+from pyresque.jobs.events import events as default_events
+from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
+from pyresque.jobs.job import registry as default_registry
+from pyresque.middleware import unique
+from pyresque.middleware.chain import Chain, Enqueuing, Middleware
+from pyresque.middleware.hooks import ResqueHooks
+from pyresque.protocol.delayed import due_second, item_json, schedule_call
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Dialect, Payload
+from pyresque.protocol.status import waiting_packet
+
+#: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
+CHUNK = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class Call:
+    """One script call. ``refusable``: a false reply means nothing was written (an
+    equal unique job holds the lock), so the job was not enqueued."""
+
+    script: str
+    keys: list[str]
+    args: list[Any]
+    refusable: bool = False
+
+
+@dataclass(slots=True)
+class Planned:
+    """A job that passed the chain, and the call that writes it."""
+
+    item: Enqueued
+    payload: Payload
+    call: Call
+
+
+@dataclass
+class Batch:
+    """What ``enqueue_many`` writes: ``calls`` to pipeline in order, and the ids to
+    return (None where the chain refused a job). ``settle`` reads the replies."""
+
+    ids: list[str | None] = field(default_factory=list)
+    calls: list[Call] = field(default_factory=list)
+    # (index in calls, index in ids, planned) of every job written by a call of its own
+    _own: list[tuple[int, int, Planned]] = field(default_factory=list)
+    _shared: list[tuple[Enqueued, Payload]] = field(default_factory=list)  # by shared calls
+
+    def settle(self, replies: list[Any]) -> list[tuple[Enqueued, Payload]]:
+        """The jobs enqueued, given the pipeline's replies; a refused unique job's id
+        becomes None."""
+        done = list(self._shared)
+        for reply, index, planned in self._own:
+            if replies[reply]:
+                done.append((planned.item, planned.payload))
+            else:
+                self.ids[index] = None
+        return done
+
+
+class Producer:
+    """The I/O-free half of a producer for one namespace: see the module docstring."""
+
+    def __init__(
+        self,
+        namespace: str,
+        *,
+        dialect: Dialect | str,
+        registry: Registry | None,
+        events: Events | None,
+        strict: bool,
+    ) -> None:
+        self.namespace = namespace
+        self.keys = Keys.for_namespace(namespace)
+        self.dialect = Dialect(dialect)
+        self.registry = registry or default_registry
+        self.events = events or default_events
+        self.strict = strict
+        self._calls = ScriptCalls(self.keys)
+        #: Where middleware are added (``middleware.add(obj)``; chain.py says where each runs).
+        self.middleware = Middleware(self.events)
+        self._chain: Chain[Enqueuing, Payload | None] = Chain(
+            self.events,
+            "around_enqueue",
+            inner=[ResqueHooks(self.events).around_enqueue, unique.around_enqueue],
+        )
+
+    # --- one job -------------------------------------------------------------------
+
+    def _plan(self, item: Enqueued) -> Planned | None:
+        """The call that enqueues ``item`` now (None: the chain refused it)."""
+        job = self._prepare(item)
+        return None if job is None else self._call(item, job)
+
+    def _call(self, item: Enqueued, job: Enqueuing) -> Planned:
+        payload, lock = job.payload, job.lock
+        if lock is not None:
+            keys, args = self._calls.unique(item, payload, lock)
+            return Planned(item, payload, Call("enqueue_unique", keys, args, refusable=True))
+        keys, args = self._calls.enqueue(item, [payload])
+        return Planned(item, payload, Call("enqueue", keys, args))
+
+    def _plan_at(self, when: datetime | float, item: Enqueued, now: float) -> Planned | None:
+        """The call that enqueues ``item`` at ``when``: into the delayed queue, or at
+        once when ``when`` is not after ``now`` (as Ruby does)."""
+        timestamp = due_second(when)
+        if timestamp <= int(now):
+            return self._plan(item)
+        job = self._prepare(item, "later")
+        if job is None:
+            return None
+        payload = job.payload
+        status = None
+        if item.track_status and payload.id:
+            status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
+        entry = item_json(payload, item.queue, item.at_front)
+        wire(entry)
+        keys, args = schedule_call(self.keys, timestamp, entry, job.lock, status)
+        return Planned(item, payload, Call("schedule", keys, args, refusable=True))
+
+    # --- many jobs ------------------------------------------------------------------
+
+    def _batch(self, jobs: Iterable[Enqueued]) -> Batch:
+        """The calls of ``enqueue_many``: runs of jobs that share a queue and options
+        go in one enqueue.lua call (``CHUNK`` at most), a unique job in a call of its
+        own. Every job is checked before any call is made."""
+        jobs = list(jobs)
+        for item in jobs:
+            self._check(item)
+        plan = Batch()
+        run: list[tuple[Enqueued, Payload]] = []
+
+        def flush() -> None:
+            if run:
+                keys, args = self._calls.enqueue(run[0][0], [payload for _, payload in run])
+                plan.calls.append(Call("enqueue", keys, args))
+                plan._shared.extend(run)
+            run.clear()
+
+        for item in jobs:
+            job = self._prepare(item)
+            plan.ids.append(job.payload.id if job else None)
+            if job is None:
+                continue
+            if job.lock is not None:
+                flush()  # keeps the order of jobs on the queue
+                plan._own.append((len(plan.calls), len(plan.ids) - 1, self._call(item, job)))
+                plan.calls.append(plan._own[-1][2].call)
+                continue
+            if run and (run[0][0].batch_key != item.batch_key or len(run) >= CHUNK):
+                flush()
+            run.append((item, job.payload))
+        flush()
+        return plan
+
+    # --- the steps ------------------------------------------------------------------
+
+    @staticmethod
+    def _check(item: Enqueued) -> None:
+        """Raise TypeError/ValueError, saying what to change, for a job no worker could take."""
+        check_queue(item.queue)
+        check_job(item.job)
+        item.args = check_args(item.args)
+        check_timeout(item.timeout)
+
+    def _prepare(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
+        """The job to write for ``item``, after the enqueue chain (None: refused)."""
+        self._check(item)
+        name = job_name(item.job)
+        if self.strict and name not in self.registry:
+            raise LookupError(f"no job class is registered under {name!r} (strict mode)")
+        dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
+        payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
+        if item.timeout is not None:
+            payload.extra["timeout"] = item.timeout
+        if item.retry is not None:
+            payload.extra["retry"] = item.retry.to_dict()
+        # Not encoded here: the script call encodes each payload once, and raises
+        # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
+        job = Enqueuing(item.queue, payload, self._job_class(item.job), item.unique, when)
+        return job if self._chain(job, lambda: job.payload) is not None else None
+
+    def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
+        job_class = self._job_class(item.job)
+        if job_class:
+            job_class.after_enqueue(item.queue, payload.args, payload.id)
+        self.events.trigger(
+            "after_enqueue", payload.class_name, payload.args, item.queue, payload.id
+        )
+
+    def _job_class(self, job: JobRef) -> type[Job] | None:
+        if isinstance(job, JobFunction):
+            return job.job_class
+        if isinstance(job, str):
+            return self.registry.get(job) if job in self.registry else None
+        return job
+
+    @staticmethod
+    def _default_queue(job: type[Job] | JobFunction) -> str:
+        """The queue ``enqueue_job`` uses: the job class's own."""
+        job_class = job.job_class if isinstance(job, JobFunction) else job
+        if not job_class.queue:
+            raise ValueError(f"{job_class.resque_name} has no default queue; use enqueue_to")
+        return job_class.queue
+
+    def payload_for(self, item: Enqueued) -> Payload | None:
+        """The payload ``enqueue`` would write for ``item``, after the ``before_enqueue``
+        hooks (None when one vetoes it): for producers that push it themselves (cron)."""
+        job = self._prepare(item, "push")
+        return job.payload if job else None
+
+    def announce(self, item: Enqueued, payload: Payload) -> None:
+        """Run the ``after_enqueue`` hooks of a job a producer pushed itself."""
+        self._after_enqueue(item, payload)
