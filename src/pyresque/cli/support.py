@@ -11,6 +11,7 @@ ASCII-only JSON, which escapes the same characters.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import signal
 import sys
@@ -23,9 +24,10 @@ from typing import Any, NoReturn
 import click
 
 from pyresque.client.resque import Resque
-from pyresque.protocol.connection import ping, url_from_env
+from pyresque.protocol.connection import ping
 from pyresque.protocol.escapes import escape
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.targets import TLS_PARAMS, check_url, url_from_env, with_tls
 
 #: Signals that stop a long-running command cleanly (``stop_on_signals``).
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
@@ -34,21 +36,55 @@ _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 SHOWN_LIMIT = 200
 
 
+#: The TLS options every command takes: (option, TLS parameter, help).
+_TLS_OPTIONS = (
+    ("--ssl-ca-certs", "ssl_ca_certs", "CA certificates (PEM) to check the server with"),
+    ("--ssl-certfile", "ssl_certfile", "client certificate (PEM), for servers that ask for one"),
+    ("--ssl-keyfile", "ssl_keyfile", "the client certificate's private key (PEM)"),
+    ("--ssl-cert-reqs", "ssl_cert_reqs", "check the server's certificate: required (default), "
+     "optional or none"),
+    ("--ssl-check-hostname/--no-ssl-check-hostname", "ssl_check_hostname",
+     "check that the certificate names the host (default: yes)"),
+)  # fmt: skip
+
+
 def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
-    func = click.option(
+    """``--redis-url``, ``--namespace`` and the TLS options; the command receives
+    ``redis_url`` with the TLS options folded into it (targets.with_tls), so that
+    everything it starts connects the same way."""
+
+    @functools.wraps(func)
+    def command(*args: Any, redis_url: str | None, **kwargs: Any) -> Any:
+        tls = {name: kwargs.pop(name) for _, name, _ in _TLS_OPTIONS}
+        if isinstance(tls["ssl_check_hostname"], bool):
+            tls["ssl_check_hostname"] = str(tls["ssl_check_hostname"]).lower()
+        if any(value is not None for value in tls.values()):
+            redis_url = with_tls(check_url(redis_url or url_from_env()), tls)
+        return func(*args, redis_url=redis_url, **kwargs)
+
+    for flag, name, text in reversed(_TLS_OPTIONS):  # click lists the last added first
+        command = click.option(
+            flag,
+            name,
+            default=None,
+            envvar=TLS_PARAMS[name],
+            help=f"TLS: {text} (env {TLS_PARAMS[name]}).",
+        )(command)
+    command = click.option(
         "--namespace",
         envvar=["PREFIX", "RESQUE_NAMESPACE"],
         default=DEFAULT_NAMESPACE,
         show_default=True,
         help="Key namespace (env PREFIX, as php-resque).",
-    )(func)
+    )(command)
     return click.option(
         "--redis-url",
         envvar="REDIS_URL",
         default=None,
-        help="Redis URL or host:port (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as "
+        help="Redis URL or host:port: redis://[user:password@]host:port/db, rediss://... "
+        "(TLS), unix:///path?db=N (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as "
         "php-resque; default redis://127.0.0.1:6379/0).",
-    )(func)
+    )(command)
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from pyresque.cli.support import connect, connection_options
-from pyresque.protocol.connection import url_from_env
+from pyresque.protocol.targets import url_from_env
 
 
 @click.command("web")

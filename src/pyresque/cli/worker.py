@@ -15,7 +15,7 @@ import click
 from pyresque.cli.support import connect, connection_options, fail, stop_on_signals
 from pyresque.client.resque import Resque
 from pyresque.jobs.apps import app_specs, configure_logging, import_apps
-from pyresque.protocol.connection import url_from_env
+from pyresque.protocol.targets import url_from_env
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.fetch import QueueList

@@ -1,124 +1,95 @@
-"""Connecting to Redis: URLs, php-resque's ``REDIS_BACKEND`` forms, retries, clear errors."""
+"""Connecting to Redis: the one function every part uses (``connect``), retries, clear
+errors, and the clients the worker derives for its own calls. What a target may say
+(URL forms, TLS settings, the environment) is targets.py.
+"""
 
 from __future__ import annotations
 
-import os
-import re
+import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from pyresque.exceptions import BadRedisURL, RedisUnavailable
+from pyresque.protocol.targets import (
+    check_url,
+    redact,
+    split_tls,
+    tls_from_env,
+    url_from_env,
+    with_tls,
+)
 
-DEFAULT_URL = "redis://127.0.0.1:6379/0"
-
+log = logging.getLogger("pyresque")
 
 #: What a call raises when Redis cannot be reached (down, cut off, or not answering).
 REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
 
+#: Longest single blocking wait (BLPOP) a worker makes: kept well under the socket timeout.
+MAX_BLOCK = 5.0
 
-_URL_FORMS = "write redis://host:port/db, rediss://host:port/db, unix:///path?db=N or host:port"
-
-
-def backend_url(backend: str, db: str | int | None = None) -> str:
-    """Turn php-resque's ``REDIS_BACKEND`` (and ``REDIS_BACKEND_DB``) into a redis URL.
-
-    Accepts ``host``, ``host:port``, ``redis://…``, ``rediss://…``, ``tcp://host:port``
-    and ``unix:///path``. A database in the URL's path wins over ``db``.
-    """
-    backend = backend.strip()
-    if backend.startswith("tcp://"):
-        backend = "redis://" + backend[len("tcp://") :]
-    if backend.startswith("unix://"):
-        url = backend
-        return f"{url}{'&' if '?' in url else '?'}db={db}" if db not in (None, "") else url
-    if "://" not in backend:
-        host, _, port = backend.partition(":")
-        backend = f"redis://{host or '127.0.0.1'}:{port or 6379}"
-    scheme, _, rest = backend.partition("://")
-    rest, mark, query = rest.partition("?")
-    authority, _, path = rest.partition("/")
-    return f"{scheme}://{authority}/{path or (db if db not in (None, '') else 0)}{mark}{query}"
-
-
-def redact(url: str) -> str:
-    """``url`` without its password, for messages."""
-    return re.sub(r"(//[^/@]*?:)[^/@]*@", r"\1***@", url)
-
-
-def check_url(target: str) -> str:
-    """``target`` in any form ``REDIS_URL`` or ``REDIS_BACKEND`` takes (``host:port``
-    too) as a redis URL with a host, a port in 1..65535 and a whole database index;
-    else ``BadRedisURL`` saying what is wrong. (Whether the database exists is only
-    known by asking the server: ``ping``.)"""
-    url = backend_url(target)
-    shown = redact(target.strip())
-    try:
-        parts = urlsplit(url)
-    except ValueError as exc:  # an unclosed [IPv6] address
-        raise BadRedisURL(f"the Redis URL {shown} cannot be parsed ({exc}); {_URL_FORMS}") from None
-    if parts.scheme not in ("redis", "rediss", "unix"):
-        raise BadRedisURL(f"the Redis URL {shown} has scheme {parts.scheme!r}; {_URL_FORMS}")
-    dbs = parse_qs(parts.query).get("db", [])
-    if parts.scheme == "unix":
-        if not parts.path:
-            raise BadRedisURL(f"the Redis URL {shown} names no socket path; {_URL_FORMS}")
-    else:
-        try:
-            port = parts.port
-        except ValueError:
-            port = -1
-        if port is not None and not 1 <= port <= 65535:
-            port_text = parts.netloc.rpartition(":")[2]
-            raise BadRedisURL(
-                f"the Redis URL {shown} has port {port_text!r}; a port is a number "
-                f"from 1 to 65535: {_URL_FORMS}"
-            )
-        if not parts.hostname:
-            raise BadRedisURL(f"the Redis URL {shown} names no host; {_URL_FORMS}")
-        dbs.append(parts.path.strip("/"))
-    for db in dbs:
-        if not db.isdigit() or not db.isascii():
-            raise BadRedisURL(
-                f"the Redis URL {shown} has database {db!r}; a database is a whole number "
-                "from 0 (the server's 'databases' setting is the limit, 16 by default)"
-            )
-    return url
-
-
-def url_from_env() -> str:
-    """``REDIS_URL``, else ``REDIS_BACKEND``/``REDIS_BACKEND_DB``, else the local default."""
-    if os.environ.get("REDIS_URL"):
-        return os.environ["REDIS_URL"]
-    if os.environ.get("REDIS_BACKEND"):
-        return backend_url(os.environ["REDIS_BACKEND"], os.environ.get("REDIS_BACKEND_DB"))
-    return DEFAULT_URL
+#: The connection settings pyresque gives the clients it makes, and what a worker
+#: relies on each for (a client given by the user is checked for them).
+SETTINGS: dict[str, Any] = {
+    # A connection the network dropped is noticed within seconds, not at the next TCP timeout.
+    "socket_connect_timeout": 5,
+    # A command that hangs (a cut connection) fails instead of blocking forever;
+    # blocking waits (BLPOP) are kept shorter than this (fetch.py).
+    "socket_timeout": 15,
+    "socket_keepalive": True,
+    # An idle pooled connection is checked before use (a NAT or proxy may have cut it).
+    "health_check_interval": 30,
+}
 
 
 def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> redis.Redis:
-    """A client for ``target`` (a URL or a client), retrying briefly on connection errors."""
+    """A client for ``target``: a URL (targets.py says which forms), None for the
+    environment's (``REDIS_URL``, ``REDIS_BACKEND``), or a client of the user's, which is
+    used as it is (with one warning line naming the settings it lacks). Connection
+    errors are retried briefly. Every component connects through here."""
     if isinstance(target, redis.Redis):
+        warn_missing_settings(target)
         return target
-    url = check_url(target or url_from_env())
+    url = with_tls(check_url(target or url_from_env()), tls_from_env())
+    plain, tls = split_tls(url)
     try:
         return redis.Redis.from_url(
-            url,
+            plain,
             retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
             retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-            socket_connect_timeout=5,
-            # A command that hangs (a cut connection) fails instead of blocking forever;
-            # blocking waits (BLPOP) are kept shorter than this (fetch.py).
-            socket_timeout=15,
-            socket_keepalive=True,
-            health_check_interval=30,
+            **SETTINGS,
+            **tls,
         )
-    except ValueError as exc:  # a query parameter redis-py cannot use
+    except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot use
         raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+def warn_missing_settings(client: redis.Redis) -> None:
+    """Log one line if a user's client lacks what workers rely on: a socket timeout
+    longer than their blocking waits (else a cut connection hangs a worker, or every
+    wait fails), a connect timeout, and retries on connection errors."""
+    pool = client.connection_pool
+    # An unconnected connection shows the settings in effect, whatever redis-py's defaults.
+    conn = pool.connection_class(**pool.connection_kwargs)
+    wanted = SETTINGS["socket_timeout"]
+    lacks = []
+    if not conn.socket_timeout or conn.socket_timeout <= MAX_BLOCK:
+        lacks.append(f"socket_timeout={wanted} (more than the {MAX_BLOCK:g} s blocking waits)")
+    if not conn.socket_connect_timeout:
+        lacks.append(f"socket_connect_timeout={SETTINGS['socket_connect_timeout']}")
+    retry = getattr(conn, "retry", None)
+    if retry is None or not retry.get_retries():
+        lacks.append("retry=Retry(ExponentialWithJitterBackoff(), 3)")
+    if lacks:
+        log.warning(
+            "the redis client given to pyresque lacks %s: a cut connection can hang a "
+            "worker or fail its calls; create the client with these settings",
+            ", ".join(lacks),
+        )
 
 
 def wrong_type(exc: redis.exceptions.ResponseError) -> bool:
@@ -151,11 +122,13 @@ def raw(value: bytes | str) -> bytes:
 
 def describe(client: redis.Redis) -> str:
     """Where a client points, as a URL without credentials: ``redis://127.0.0.1:6379/0``."""
-    kwargs = client.connection_pool.connection_kwargs
+    pool = client.connection_pool
+    kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={db}"
-    return f"redis://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{db}"
+    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    return f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{db}"
 
 
 def ping(client: redis.Redis) -> None:
@@ -164,6 +137,11 @@ def ping(client: redis.Redis) -> None:
     beyond the server's ``databases``, a bad password)."""
     try:
         client.ping()
+    except redis.exceptions.AuthenticationError as exc:  # a ConnectionError to redis-py
+        raise BadRedisURL(
+            f"Redis at {describe(client)} refused the credentials ({exc}); check the user "
+            "name and password in REDIS_URL (or --redis-url)"
+        ) from None
     except REDIS_DOWN as exc:
         raise unavailable(client, exc) from exc
     except redis.exceptions.ResponseError as exc:
@@ -174,8 +152,15 @@ def ping(client: redis.Redis) -> None:
 
 
 def unavailable(client: redis.Redis, exc: BaseException) -> RedisUnavailable:
+    where = describe(client)
+    if "SSL" in str(exc) or "certificate" in str(exc):  # the handshake, not the network
+        return RedisUnavailable(
+            f"the TLS handshake with Redis at {where} failed ({exc}); check the CA file "
+            "(ssl_ca_certs in the URL, PYRESQUE_SSL_CA_CERTS or --ssl-ca-certs), the client "
+            "certificate and key, and that the server speaks TLS on that port"
+        )
     return RedisUnavailable(
-        f"cannot reach Redis at {describe(client)} ({exc}); check that the server is running "
+        f"cannot reach Redis at {where} ({exc}); check that the server is running "
         "and that REDIS_URL (or --redis-url) points at it"
     )
 

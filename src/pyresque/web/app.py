@@ -28,8 +28,9 @@ from starlette.staticfiles import StaticFiles
 from pyresque.client.admin.base import Problems, Stale
 from pyresque.client.resque import Resque
 from pyresque.exceptions import WebConfigError
-from pyresque.protocol.connection import REDIS_DOWN, url_from_env
+from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.targets import url_from_env
 from pyresque.web import auth as web_auth
 from pyresque.web import metrics
 from pyresque.web import safe as web_safe

@@ -18,11 +18,8 @@ import redis
 
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
-from pyresque.protocol.connection import text
+from pyresque.protocol.connection import MAX_BLOCK, text
 from pyresque.protocol.keys import Keys
-
-#: Longest single blocking wait, kept well under the client's socket timeout.
-MAX_BLOCK = 5.0
 
 _GLOB = re.compile(r"[*?{}\[\]]")
 

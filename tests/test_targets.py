@@ -1,0 +1,88 @@
+"""Where Redis is (protocol/targets.py): the URL forms, TLS settings from the URL, the
+environment and the command line, and passwords kept out of messages.
+
+The TLS settings are checked here as parsing; test_tls.py runs them against a real
+TLS server.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from urllib.parse import quote
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from pyresque.exceptions import BadRedisURL
+from pyresque.protocol.connection import connect
+from pyresque.protocol.targets import check_url, redact, split_tls, tls_from_env, with_tls
+
+
+@given(st.text(min_size=1, max_size=40))
+def test_redact_hides_any_password(password: str) -> None:
+    secret = quote(password, safe="")
+    for url in (
+        "redis://user:{}@127.0.0.1:6379/0",
+        "rediss://:{}@host:6380/2",
+        "redis://127.0.0.1:6379/0?db=1&password={}",
+    ):
+        assert redact(url.format(secret)) == url.format("***")
+
+
+@given(st.text(max_size=80))
+def test_check_url_refuses_with_one_error(target: str) -> None:
+    """Whatever a user writes, the answer is a URL or a BadRedisURL (never a crash)."""
+    try:
+        check_url(target)
+    except BadRedisURL as exc:
+        message = str(exc)
+    else:
+        return
+    assert "\n" not in message.strip()
+
+
+def test_tls_settings_join_a_rediss_url(tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    url = with_tls("rediss://h:6380/0", {"ssl_ca_certs": str(ca), "ssl_cert_reqs": "Required"})
+    plain, kwargs = split_tls(url)
+    assert plain == "rediss://h:6380/0"
+    assert kwargs == {"ssl_ca_certs": str(ca), "ssl_cert_reqs": "required"}
+    # A setting in the URL wins over the command line and the environment.
+    assert "ssl_cert_reqs=none" in with_tls(url.replace("Required", "none"), {"ssl_cert_reqs": "x"})
+    # Checking nothing means checking no host name either (redis-py would refuse the pair).
+    assert split_tls("rediss://h/0?ssl_cert_reqs=none")[1]["ssl_check_hostname"] is False
+    assert split_tls("rediss://h/0?ssl_check_hostname=no")[1] == {"ssl_check_hostname": False}
+
+
+@pytest.mark.parametrize(
+    ("url", "settings", "message"),
+    [
+        ("redis://h:6379/0", {"ssl_ca_certs": "/x"}, "is not rediss://"),
+        ("rediss://h/0?ssl_ca_certs=/no/such/file", {}, "cannot read /no/such/file"),
+        ("rediss://h/0?ssl_cert_reqs=maybe", {}, "write one of required, optional, none"),
+        ("rediss://h/0?ssl_check_hostname=perhaps", {}, "write true or false"),
+    ],
+)
+def test_bad_tls_settings_say_what_to_fix(
+    url: str, settings: dict[str, str | None], message: str
+) -> None:
+    with pytest.raises(BadRedisURL, match=message):
+        split_tls(with_tls(url, settings))
+
+
+def test_tls_settings_on_a_plain_url_are_refused() -> None:
+    with pytest.raises(BadRedisURL, match="is not rediss://"):
+        check_url("redis://u:secret@h:6379/0?ssl_ca_certs=/x")
+
+
+def test_environment_gives_tls_settings(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("PYRESQUE_SSL_CA_CERTS", str(ca))
+    assert tls_from_env()["ssl_ca_certs"] == str(ca)
+    client = connect("rediss://127.0.0.1:6380/0")
+    assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    with pytest.raises(BadRedisURL, match="PYRESQUE_SSL_CA_CERTS"):
+        connect("redis://127.0.0.1:6379/0")
