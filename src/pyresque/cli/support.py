@@ -24,6 +24,8 @@ from typing import Any, NoReturn
 import click
 
 from pyresque.client.resque import Resque
+from pyresque.jobs import logs
+from pyresque.jobs.apps import configure_logging
 from pyresque.protocol.connection import ping
 from pyresque.protocol.escapes import escape
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
@@ -85,6 +87,27 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         "(TLS), unix:///path?db=N (env REDIS_URL, or REDIS_BACKEND/REDIS_BACKEND_DB as "
         "php-resque; default redis://127.0.0.1:6379/0).",
     )(command)
+
+
+def log_format_option(func: Callable[..., Any]) -> Callable[..., Any]:
+    return click.option(
+        "--log-format",
+        type=click.Choice(logs.FORMATS),
+        envvar="PYRESQUE_LOG_FORMAT",
+        default="text",
+        show_default=True,
+        help="text, or json: one JSON object per line (needs pyresque[json-logs]); lines "
+        "written while a job runs carry its id, class, queue and attempt "
+        "(env PYRESQUE_LOG_FORMAT).",
+    )(func)
+
+
+def start_logging(level: int, log_format: str) -> None:
+    """Configure logging (jobs/apps.py), or exit with one line saying what is missing."""
+    try:
+        configure_logging(level, log_format)
+    except logs.LogFormatError as exc:
+        raise click.ClickException(str(exc)) from exc
 
 
 def json_option(func: Callable[..., Any]) -> Callable[..., Any]:

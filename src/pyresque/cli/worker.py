@@ -12,9 +12,16 @@ from typing import Any
 
 import click
 
-from pyresque.cli.support import connect, connection_options, fail, stop_on_signals
+from pyresque.cli.support import (
+    connect,
+    connection_options,
+    fail,
+    log_format_option,
+    start_logging,
+    stop_on_signals,
+)
 from pyresque.client.resque import Resque
-from pyresque.jobs.apps import app_specs, configure_logging, import_apps
+from pyresque.jobs.apps import app_specs, import_apps
 from pyresque.protocol.targets import url_from_env
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
@@ -31,11 +38,11 @@ def _env_flag(name: str) -> bool | None:
     return value.strip().lower() not in ("0", "false", "no", "off")
 
 
-def _setup_logging(verbose: bool, vverbose: bool, quiet: bool) -> None:
+def _setup_logging(verbose: bool, vverbose: bool, quiet: bool, log_format: str) -> None:
     verbose = verbose or bool(_env_flag("VERBOSE")) or bool(_env_flag("LOGGING"))
     vverbose = vverbose or bool(_env_flag("VVERBOSE"))
     level = logging.DEBUG if vverbose else logging.WARNING if quiet else logging.INFO
-    configure_logging(level)
+    start_logging(level, log_format)
 
 
 def _import_apps(apps: tuple[str, ...]) -> None:
@@ -180,6 +187,7 @@ def _load_schedule(path: str | None) -> None:
 @click.option("-v", "--verbose", is_flag=True, help="Log each job (env VERBOSE, LOGGING).")
 @click.option("--vverbose", is_flag=True, help="Also log Redis-level detail (env VVERBOSE).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
+@log_format_option
 @connection_options
 def worker_command(
     queue: str | None,
@@ -201,11 +209,12 @@ def worker_command(
     verbose: bool,
     vverbose: bool,
     quiet: bool,
+    log_format: str,
     redis_url: str | None,
     namespace: str,
 ) -> None:
     """Run workers: QUEUE=emails,default pyresque worker --app myapp.jobs"""
-    _setup_logging(verbose, vverbose, quiet)
+    _setup_logging(verbose, vverbose, quiet, log_format)
     try:
         queues = QueueList.parse(queue or "")
     except ValueError as exc:
@@ -279,6 +288,7 @@ def worker_command(
 )
 @click.option("-v", "--verbose", is_flag=True, help="Log more (env VERBOSE, LOGGING).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
+@log_format_option
 @connection_options
 def scheduler_command(
     apps: tuple[str, ...],
@@ -287,12 +297,13 @@ def scheduler_command(
     lease: float,
     verbose: bool,
     quiet: bool,
+    log_format: str,
     redis_url: str | None,
     namespace: str,
 ) -> None:
     """Move due delayed jobs and retries to their queues and fire cron schedules (run
     several for high availability)."""
-    _setup_logging(verbose, False, quiet)
+    _setup_logging(verbose, False, quiet, log_format)
     _import_apps(apps)
     _load_schedule(schedule_file)
     resque = connect(redis_url, namespace)

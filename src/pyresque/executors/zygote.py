@@ -45,6 +45,7 @@ from pyresque.executors.child import (
     receive,
     send,
 )
+from pyresque.jobs import apps
 from pyresque.jobs.apps import configure_logging, import_apps
 from pyresque.jobs.events import Events, events
 from pyresque.jobs.job import Job, Registry, registry
@@ -193,7 +194,8 @@ class Zygote:
     def _spawn(self) -> None:
         ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         if self.app:
-            # A fresh interpreter on the worker's sys.path, told the worker's log level.
+            # A fresh interpreter on the worker's sys.path, told the worker's log level
+            # and format.
             argv = [
                 sys.executable,
                 "-m",
@@ -202,6 +204,7 @@ class Zygote:
                 str(os.getpid()),
                 json.dumps(sys.path),
                 str(logging.getLogger().getEffectiveLevel()),
+                apps.configured_format,
                 *self.app,
             ]
             self.process = subprocess.Popen(argv, pass_fds=[theirs.fileno()])
@@ -351,10 +354,10 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, perform: Performer) 
 
 def main(argv: list[str]) -> None:
     """``python -m pyresque.zygote <socket fd> <worker pid> <sys.path as JSON> <log level>
-    <app>...``"""
-    fd, parent, path, level, *app = argv
+    <log format> <app>...``"""
+    fd, parent, path, level, log_format, *app = argv
     sys.path[:] = json.loads(path)
-    configure_logging(int(level))
+    configure_logging(int(level), log_format)
     import_apps(app)
     serve(socket.socket(fileno=int(fd)), int(parent), registry, Performer(events))
 

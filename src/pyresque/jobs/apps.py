@@ -12,17 +12,26 @@ import os
 import sys
 from pathlib import Path
 
+from pyresque.jobs import logs
 from pyresque.protocol.escapes import EscapingFormatter
 
 #: How the command line configures logging; the zygote logs the same way.
 LOG_FORMAT = "%(asctime)s %(levelname)s [%(process)d] %(name)s: %(message)s"
 
+#: The format ``configure_logging`` set last (fork mode's zygote is told it).
+configured_format = "text"
 
-def configure_logging(level: int) -> None:
-    """Log to stderr in ``LOG_FORMAT``, names and messages from Redis escaped (escapes.py)."""
+
+def configure_logging(level: int, log_format: str = "text") -> None:
+    """Log to stderr, as text in ``LOG_FORMAT`` (names and messages from Redis escaped:
+    escapes.py) or as JSON lines (logs.py); records made while a job runs carry its
+    fields. Raises ``logs.LogFormatError`` for a format it cannot use."""
+    global configured_format
     handler = logging.StreamHandler()
-    handler.setFormatter(EscapingFormatter(LOG_FORMAT))
+    handler.setFormatter(logs.formatter(log_format, lambda: EscapingFormatter(LOG_FORMAT)))
+    logs.install()
     logging.basicConfig(level=level, handlers=[handler])
+    configured_format = log_format
 
 
 def app_specs(apps: tuple[str, ...] | list[str]) -> list[str]:

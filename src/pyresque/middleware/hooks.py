@@ -12,6 +12,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import TYPE_CHECKING, Any
 
 from pyresque.exceptions import DontCreate, DontPerform, Interrupted
+from pyresque.jobs import logs
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome, notify_failure
@@ -72,9 +73,11 @@ def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
 
 class Performer:
     """Runs a job through the job-side chain: ``around_perform`` of the registered
-    middleware (``events``, then a worker's own), the Resque hooks, then ``perform``."""
+    middleware (``events``, then a worker's own), the Resque hooks, then ``perform``.
+    Log records made meanwhile carry the job's fields (jobs/logs.py)."""
 
     def __init__(self, events: Events, middleware: Sequence[object] = ()) -> None:
+        logs.install()
         self.events = events
         hooks = ResqueHooks(events).around_perform
         self._chain: Chain[Job, Any] = Chain(
@@ -92,6 +95,10 @@ class Performer:
                 result = (run_async or _run_on_new_loop)(result)
             return result
 
+        with logs.running(job):
+            return self._run(job, last)
+
+    def _run(self, job: Job, last: Callable[[], Any]) -> Outcome:
         try:
             result = self._chain(job, last)
         except DontPerform:

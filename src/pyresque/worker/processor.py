@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 
 from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
+from pyresque.jobs import logs
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import Work, finish_keys
@@ -375,8 +376,9 @@ def _log(work: Work, outcome: Outcome) -> None:
         "unstarted": ": its process died before taking it; back at the head of its queue",
     }.get(kind, "")
     name, job_id = (payload.class_name, payload.id or "-") if payload else ("?", "-")
-    ms = work.seconds * 1000
-    log.info("job %s %s from %s %s in %.1f ms%s", job_id, name, work.claim.queue, kind, ms, detail)
+    args = (job_id, name, work.claim.queue, kind, work.seconds * 1000, detail)
+    extra = logs.fields(payload, work.claim.queue) if payload else None  # jobs/logs.py
+    log.info("job %s %s from %s %s in %.1f ms%s", *args, extra=extra)
 
 
 def _name(claim: Claim, payload: Payload | None) -> str:
