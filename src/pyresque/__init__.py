@@ -38,6 +38,7 @@ from pyresque.protocol.payload import Payload as Payload
 moved.install()
 
 if TYPE_CHECKING:
+    from pyresque.client.async_resque import AsyncResque as AsyncResque
     from pyresque.client.resque import Enqueued as Enqueued
     from pyresque.client.resque import Resque as Resque
     from pyresque.exceptions import RedisUnavailable as RedisUnavailable
@@ -55,6 +56,7 @@ if TYPE_CHECKING:
 
 #: public name -> the module that defines it
 _EXPORTS = {
+    "AsyncResque": "pyresque.client.async_resque",
     "Enqueued": "pyresque.client.resque",
     "Resque": "pyresque.client.resque",
     "RedisUnavailable": "pyresque.exceptions",
@@ -72,6 +74,7 @@ _EXPORTS = {
 }
 
 __all__ = [
+    "AsyncResque",
     "Backoff",
     "Concurrency",
     "Dialect",

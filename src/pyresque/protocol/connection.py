@@ -8,7 +8,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import redis
 from redis.backoff import ExponentialWithJitterBackoff
@@ -23,6 +23,9 @@ from pyresque.protocol.targets import (
     url_from_env,
     with_tls,
 )
+
+if TYPE_CHECKING:
+    import redis.asyncio
 
 log = logging.getLogger("pyresque")
 
@@ -54,18 +57,26 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     if isinstance(target, redis.Redis):
         warn_missing_settings(target)
         return target
-    url = with_tls(check_url(target or url_from_env()), tls_from_env())
-    plain, tls = split_tls(url)
+    url, plain, options = client_options(target)
     try:
-        return redis.Redis.from_url(
-            plain,
-            retry=Retry(ExponentialWithJitterBackoff(base=0.05, cap=1.0), retries),
-            retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-            **SETTINGS,
-            **tls,
-        )
+        return redis.Redis.from_url(plain, retry=Retry(RETRY_BACKOFF, retries), **options)
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot use
         raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+#: The backoff between a call's retries on a connection error.
+RETRY_BACKOFF = ExponentialWithJitterBackoff(base=0.05, cap=1.0)
+
+
+def client_options(target: str | None) -> tuple[str, str, dict[str, Any]]:
+    """For a URL (or None: the environment's): the full URL, the URL without its TLS
+    settings, and the client's keyword arguments but ``retry`` (``Retry(RETRY_BACKOFF,
+    n)``, whose class is the client's own). What ``connect`` and the asyncio
+    client (aio.py) share."""
+    url = with_tls(check_url(target or url_from_env()), tls_from_env())
+    plain, tls = split_tls(url)
+    retry_on = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
+    return url, plain, {"retry_on_error": retry_on, **SETTINGS, **tls}
 
 
 def warn_missing_settings(client: redis.Redis) -> None:
@@ -120,14 +131,15 @@ def raw(value: bytes | str) -> bytes:
     return value if isinstance(value, bytes) else value.encode()
 
 
-def describe(client: redis.Redis) -> str:
+def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
     """Where a client points, as a URL without credentials: ``redis://127.0.0.1:6379/0``."""
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
     if "path" in kwargs:
         return f"unix://{kwargs['path']}?db={db}"
-    scheme = "rediss" if issubclass(pool.connection_class, redis.SSLConnection) else "redis"
+    # By name: the asyncio client's TLS connection class is another one.
+    scheme = "rediss" if "SSL" in pool.connection_class.__name__ else "redis"
     return f"{scheme}://{kwargs.get('host', '?')}:{kwargs.get('port', '?')}/{db}"
 
 
@@ -151,7 +163,7 @@ def ping(client: redis.Redis) -> None:
         ) from None
 
 
-def unavailable(client: redis.Redis, exc: BaseException) -> RedisUnavailable:
+def unavailable(client: redis.Redis | redis.asyncio.Redis, exc: BaseException) -> RedisUnavailable:
     where = describe(client)
     if "SSL" in str(exc) or "certificate" in str(exc):  # the handshake, not the network
         return RedisUnavailable(

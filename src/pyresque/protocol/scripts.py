@@ -63,7 +63,8 @@ def source(name: str) -> str:
 
 
 @cache
-def _script(name: str) -> RedisScript:
+def script(name: str) -> RedisScript:
+    """Script ``name`` (its ``sha`` and source), for callers that make the call themselves."""
     # Not bound to a client: each call names its client (or pipeline).
     return RedisScript(None, source(name).encode())  # type: ignore[arg-type]
 
@@ -79,10 +80,15 @@ def run(
     With debug logging (``VVERBOSE``) every call is logged with its keys, and its
     reply unless it was queued on a pipeline.
     """
-    reply = _call(_script(name), client, keys, args)
+    reply = _call(script(name), client, keys, args)
+    logged(name, keys, reply)
+    return reply
+
+
+def logged(name: str, keys: Sequence[str | bytes], reply: Any) -> None:
+    """Log a script call with debug logging on (``VVERBOSE``)."""
     if log.isEnabledFor(logging.DEBUG):
         log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
-    return reply
 
 
 def _call(

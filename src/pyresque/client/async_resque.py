@@ -1,0 +1,228 @@
+"""``AsyncResque``: the producer for asyncio code (FastAPI, Starlette, aiohttp), on
+``redis.asyncio``.
+
+It writes what ``Resque`` writes, byte for byte: both take the payload, the
+middleware chain and the script call from ``Producer`` (producer.py) and differ
+only in how they run the call (here awaited, on protocol/aio.py's client).
+
+The enqueue middleware chain (``around_enqueue``, the ``before_enqueue`` and
+``after_enqueue`` hooks, events) is synchronous and runs as it is, on the event
+loop, before the write: middleware only add payload fields or refuse a job, and
+must not block (one that needs I/O belongs in the job, or in a thread of its own).
+Importing this module loads neither the worker nor the synchronous client.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterable
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any
+
+import redis
+import redis.asyncio
+
+from pyresque.client.calls import Enqueued
+from pyresque.client.producer import Planned, Producer
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
+from pyresque.jobs.retry import RetryPolicy
+from pyresque.jobs.unique import Unique
+from pyresque.protocol import aio
+from pyresque.protocol.connection import REDIS_DOWN, unavailable
+from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.payload import Dialect
+from pyresque.protocol.status import JobStatus, Status
+
+__all__ = ["AsyncResque", "Enqueued"]
+
+
+class AsyncResque(Producer):
+    """``Resque``'s producer API, awaited: ``enqueue``, ``enqueue_to``, ``enqueue_job``,
+    ``enqueue_many``, ``enqueue_at``/``enqueue_in`` (and their ``_to`` forms),
+    ``schedule``, ``job_status`` and ``status``. Arguments and returns are
+    ``Resque``'s. ``redis`` is a URL (any form ``Resque`` takes), a
+    ``redis.asyncio.Redis`` client, or None for ``REDIS_URL``. Close it with
+    ``await aclose()`` or use it as ``async with AsyncResque(...) as resque``.
+    """
+
+    def __init__(
+        self,
+        redis: str | redis.asyncio.Redis | None = None,
+        namespace: str = DEFAULT_NAMESPACE,
+        *,
+        dialect: Dialect | str = Dialect.PHP,
+        registry: Registry | None = None,
+        events: Events | None = None,
+        strict: bool = False,
+    ) -> None:
+        super().__init__(
+            namespace, dialect=dialect, registry=registry, events=events, strict=strict
+        )
+        self.redis = aio.connect(redis)
+
+    def __repr__(self) -> str:
+        return f"AsyncResque({self.redis!r}, namespace={self.namespace!r})"
+
+    async def aclose(self) -> None:
+        """Close the client's connections."""
+        await self.redis.aclose()
+
+    async def __aenter__(self) -> AsyncResque:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        await self.aclose()
+
+    # --- enqueueing -------------------------------------------------------------------
+
+    async def enqueue(
+        self,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        prefix: str = "",
+        at_front: bool = False,
+        timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``Resque.enqueue``: php-resque style, the job gets ``args`` as ``self.args``."""
+        item = Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
+        return await self._write(self._plan(item))
+
+    async def enqueue_to(
+        self,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        track_status: bool = False,
+        at_front: bool = False,
+        timeout: float | None = None,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``Resque.enqueue_to``: Ruby style, ``args`` are positional."""
+        item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
+        return await self._write(self._plan(item))
+
+    async def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
+        """Enqueue positional ``args`` on the job class's own ``queue``."""
+        return await self.enqueue_to(self._default_queue(job), job, *args)
+
+    async def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
+        """``Resque.enqueue_many``: one round trip (a pipeline of script calls)."""
+        batch = self._batch(jobs)
+        try:
+            async with self.redis.pipeline(transaction=False) as pipe:
+                for call in batch.calls:
+                    aio.queue(pipe, call.script, call.keys, call.args)
+                replies = await pipe.execute()
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        for item, payload in batch.settle(replies):
+            self._after_enqueue(item, payload)
+        return batch.ids
+
+    async def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
+        """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
+        return await self._write(self._plan_at(when, item, time.time()))
+
+    async def enqueue_at(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` at a later time (php-resque's ``enqueueAt``)."""
+        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
+        return await self.schedule(when, item)
+
+    async def enqueue_in(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        args: Any = None,
+        track_status: bool = False,
+        *,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue`` after ``delay`` (seconds or a timedelta)."""
+        item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
+        return await self.schedule(_after(delay), item)
+
+    async def enqueue_at_to(
+        self,
+        when: datetime | float,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` at a later time (positional args)."""
+        item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
+        return await self.schedule(when, item)
+
+    async def enqueue_in_to(
+        self,
+        delay: float | timedelta,
+        queue: str,
+        job: JobRef,
+        *args: Any,
+        unique: Unique | None = None,
+        retry: RetryPolicy | None = None,
+    ) -> str | None:
+        """``enqueue_to`` after ``delay``."""
+        item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
+        return await self.schedule(_after(delay), item)
+
+    async def _write(self, planned: Planned | None) -> str | None:
+        """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
+        if planned is None:
+            return None
+        call = planned.call
+        try:
+            reply = await aio.run(self.redis, call.script, call.keys, call.args)
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        if call.refusable and not reply:
+            return None
+        self._after_enqueue(planned.item, planned.payload)
+        return planned.payload.id
+
+    # --- status -------------------------------------------------------------------------
+
+    async def job_status(self, job_id: str, prefix: str = "") -> JobStatus | None:
+        """The job's status packet (its ``result`` too); None if there is none or it
+        cannot be read."""
+        try:
+            packet = await self.redis.get(self.keys.status(job_id, prefix))
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        return None if packet is None else JobStatus.decode(packet)
+
+    async def status(self, job_id: str, prefix: str = "") -> Status | None:
+        """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
+        packet = await self.job_status(job_id, prefix)
+        return packet.status if packet else None
+
+
+def _after(delay: float | timedelta) -> float:
+    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+    return time.time() + seconds
