@@ -101,6 +101,7 @@ class RedisServer:
         directory: str | Path | None = None,
         binary: str | None = None,
         startup_timeout: float = 10.0,
+        extra_args: tuple[str, ...] = (),
     ) -> None:
         self._requested_port = port
         self._port = port
@@ -111,6 +112,8 @@ class RedisServer:
         self._requested_binary = binary
         self._binary: str | None = None
         self.startup_timeout = startup_timeout
+        #: More server options (``--tls-port ...``); the plain port stays for our own checks.
+        self.extra_args = extra_args
         self._process: subprocess.Popen[bytes] | None = None
         self._lock = threading.RLock()
 
@@ -261,6 +264,7 @@ class RedisServer:
             *persistence,
             "--dir", str(self._directory),
             "--logfile", str(self._directory / _LOG_NAME),
+            *self.extra_args,
         ]  # fmt: skip
 
     def _launch(self) -> None:

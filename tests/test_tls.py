@@ -1,0 +1,140 @@
+"""pyresque over TLS, against a real ``redis-server`` with a TLS port that asks every
+client for a certificate (tests/secure_support.py makes them): the producer, a worker
+in inline and fork mode, the scheduler, the dashboard and a CLI command; a wrong CA
+or a missing client certificate is one clear line.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from starlette.testclient import TestClient
+
+from e2e_support import JOBS, Procs, procs_fixture, wait_for
+from pyresque import Job, Resque
+from pyresque.cli.main import without_settings
+from pyresque.dev.testing import run_jobs
+from pyresque.protocol.connection import describe
+from pyresque.protocol.status import Status
+from pyresque.web.app import OPEN, create_app
+from secure_support import TLSServer, admin, new_namespace, tls_server
+
+_ran: list[Any] = []
+
+
+class TlsEcho(Job):
+    def perform(self) -> None:
+        _ran.append(self.args)
+
+
+@pytest.fixture(scope="module")
+def tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TLSServer]:
+    yield from tls_server(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def procs(tls: TLSServer, tmp_path: Path) -> Iterator[Procs]:
+    yield from procs_fixture(f"rediss://127.0.0.1:{tls.tls_port}/0", tmp_path)
+
+
+def _tls_clients(tls: TLSServer) -> int:
+    """Connections on the TLS port (CLIENT LIST's laddr), our admin one excluded."""
+    clients = admin(tls.admin_url).client_list()
+    return sum(1 for c in clients if c.get("laddr", "").endswith(f":{tls.tls_port}"))
+
+
+def _cli(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyresque.cli", *args],
+        env={**without_settings(os.environ), **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_producer_and_inline_worker_over_tls(tls: TLSServer) -> None:
+    rq = Resque(tls.url(), namespace=new_namespace())
+    assert describe(rq.redis) == f"rediss://127.0.0.1:{tls.tls_port}/0"
+    job_id = rq.enqueue("default", TlsEcho, {"n": 1}, track_status=True)
+    assert rq.size("default") == 1
+    _ran.clear()
+    assert run_jobs(rq, "default", mode="inline").processed == 1
+    assert _ran == [{"n": 1}]
+    assert job_id is not None
+    assert rq.status(job_id) == Status.COMPLETE
+
+
+def test_fork_worker_and_scheduler_over_tls(tls: TLSServer, procs: Procs) -> None:
+    ns = new_namespace()
+    rq = Resque(tls.url(), namespace=ns)
+    rq.enqueue("default", "Succeed", {"now": True})
+    rq.enqueue_in(0.5, "default", "Succeed", {"later": True})
+    # The worker takes its TLS settings from the environment, the scheduler from options.
+    files = {
+        "PYRESQUE_SSL_CA_CERTS": str(tls.certs.ca),
+        "PYRESQUE_SSL_CERTFILE": str(tls.certs.client_cert),
+        "PYRESQUE_SSL_KEYFILE": str(tls.certs.client_key),
+    }
+    bookkeeping = {"E2E_REDIS_URL": tls.admin_url}  # the jobs' own log (e2e_jobs.py)
+    before = _tls_clients(tls)
+    procs.worker(ns, "default", "--mode", "fork", env={**files, **bookkeeping})
+    scheduler = [
+        "scheduler", "--app", str(JOBS), "--redis-url", procs.redis_url, "--namespace", ns,
+        "--ssl-ca-certs", files["PYRESQUE_SSL_CA_CERTS"],
+        "--ssl-certfile", files["PYRESQUE_SSL_CERTFILE"],
+        "--ssl-keyfile", files["PYRESQUE_SSL_KEYFILE"],
+    ]  # fmt: skip
+    procs.cli(scheduler, ns, bookkeeping)
+    plain = admin(tls.admin_url)
+    wait_for(lambda: plain.get(f"{ns}:stat:processed") == b"2", message="both jobs ran")
+    assert not plain.llen(f"{ns}:failed")
+    assert _tls_clients(tls) >= before + 2  # the worker and the scheduler, over TLS
+
+
+def test_dashboard_reads_over_tls(tls: TLSServer) -> None:
+    ns = new_namespace()
+    rq = Resque(tls.url(), namespace=ns)
+    rq.enqueue("mail", TlsEcho, {"n": 2})
+    app = create_app(tls.url(), namespace=ns, auth=OPEN)
+    with TestClient(app, "http://localhost") as client:
+        overview = client.get("/api/overview")
+        assert overview.status_code == 200, overview.text
+        assert overview.json()["counts"]["pending"] == 1
+        page = client.get("/queues")
+        assert page.status_code == 200
+        assert "mail" in page.text
+
+
+def test_cli_command_over_tls(tls: TLSServer) -> None:
+    ns = new_namespace()
+    Resque(tls.url(), namespace=ns).enqueue("default", TlsEcho, {"n": 3})
+    certs = tls.certs
+    done = _cli(
+        "info", "--json", "--namespace", ns,
+        "--redis-url", f"rediss://127.0.0.1:{tls.tls_port}/0",
+        "--ssl-ca-certs", str(certs.ca),
+        "--ssl-certfile", str(certs.client_cert),
+        "--ssl-keyfile", str(certs.client_key),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert '"pending": 1' in done.stdout
+
+
+@pytest.mark.parametrize("wrong", ["other CA", "no client certificate"])
+def test_tls_failures_are_one_clear_line(tls: TLSServer, wrong: str) -> None:
+    url = tls.url(ca=tls.certs.other_ca) if wrong == "other CA" else tls.url(client_cert=False)
+    done = _cli("info", "--redis-url", url)
+    assert done.returncode == 1
+    assert done.stderr.count("\n") == 1, done.stderr
+    where = f"rediss://127.0.0.1:{tls.tls_port}/0"
+    assert done.stderr.startswith(f"pyresque: error: the TLS handshake with Redis at {where}")
+    reason = "certificate verify failed" if wrong == "other CA" else "CERTIFICATE_REQUIRED"
+    assert reason in done.stderr
