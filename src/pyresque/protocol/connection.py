@@ -6,6 +6,7 @@ errors, and the clients the worker derives for its own calls. What a target may 
 from __future__ import annotations
 
 import logging
+import ssl
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
@@ -165,7 +166,7 @@ def ping(client: redis.Redis) -> None:
 
 def unavailable(client: redis.Redis | redis.asyncio.Redis, exc: BaseException) -> RedisUnavailable:
     where = describe(client)
-    if "SSL" in str(exc) or "certificate" in str(exc):  # the handshake, not the network
+    if _tls_failure(exc):
         return RedisUnavailable(
             f"the TLS handshake with Redis at {where} failed ({exc}); check the CA file "
             "(ssl_ca_certs in the URL, PYRESQUE_SSL_CA_CERTS or --ssl-ca-certs), the client "
@@ -175,6 +176,17 @@ def unavailable(client: redis.Redis | redis.asyncio.Redis, exc: BaseException) -
         f"cannot reach Redis at {where} ({exc}); check that the server is running "
         "and that REDIS_URL (or --redis-url) points at it"
     )
+
+
+def _tls_failure(exc: BaseException | None) -> bool:
+    """Whether ``exc`` (or what caused it) is the TLS layer's: a refused certificate,
+    a server that hung up mid-handshake (TLS 1.3 refuses a client's certificate after
+    the client thinks it is done). redis-py keeps only the message of some."""
+    while exc is not None:
+        if isinstance(exc, ssl.SSLError) or "SSL" in str(exc) or "_ssl.c" in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def dedicated(client: redis.Redis) -> redis.Redis:
