@@ -2,16 +2,27 @@
 
 Real worker processes import this file with ``--app``; the tests never import it.
 Each job logs through the standard ``logging`` module, as application code does,
-so the tests can read which job each line of the worker's log belongs to.
+so the tests can read which job each line of the worker's log belongs to. With
+``TRACE_OUT`` set, the module also sets up OpenTelemetry's SDK, as an application
+would, and the tracing middleware; spans go to that file.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
+from collections.abc import Sequence
+from typing import Any
 
-from pyresque import Job
+from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
+from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
+
+from pyresque import Job, events
+from pyresque.middleware.tracing import Tracing
 
 log = logging.getLogger("userapp")
 
@@ -43,3 +54,50 @@ def _in_another_thread() -> None:
 
 
 threading.Thread(target=_in_another_thread).start()
+
+
+class TraceFails(Job):
+    def perform(self) -> None:
+        raise ValueError("traced failure")
+
+
+class _FileExporter(SpanExporter):
+    """Appends each finished span to a file as a JSON line (one write per batch), so the
+    test process can read the spans that a worker, a zygote child or a prefork child
+    exported: a real exporter behind the SDK's BatchSpanProcessor, as in production."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        lines = "".join(json.dumps(_as_dict(span)) + "\n" for span in spans)
+        fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT)
+        try:
+            os.write(fd, lines.encode())
+        finally:
+            os.close(fd)
+        return SpanExportResult.SUCCESS
+
+
+def _as_dict(span: ReadableSpan) -> dict[str, Any]:
+    context, parent = span.get_span_context(), span.parent
+    assert context is not None
+    return {
+        "name": span.name,
+        "kind": span.kind.name,
+        "trace_id": f"{context.trace_id:032x}",
+        "span_id": f"{context.span_id:016x}",
+        "parent": f"{parent.span_id:016x}" if parent else None,
+        "links": [f"{link.context.span_id:016x}" for link in span.links],
+        "attributes": dict(span.attributes or {}),
+        "status": span.status.status_code.name,
+        "events": [event.name for event in span.events],
+        "pid": os.getpid(),
+    }
+
+
+if os.environ.get("TRACE_OUT"):
+    provider = TracerProvider()
+    provider.add_span_processor(BatchSpanProcessor(_FileExporter(os.environ["TRACE_OUT"])))
+    trace.set_tracer_provider(provider)
+    events.add(Tracing(propagation=os.environ.get("TRACE_PROPAGATION", "child")))
