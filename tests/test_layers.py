@@ -34,6 +34,7 @@ LAYERS: list[set[str]] = [
     {"web"},  # the dashboard, its JSON API and /metrics
     {"dev"},  # the Redis launcher, the demo, the pytest plugin
     {"cli"},  # the ``pyresque`` command
+    {"contrib"},  # Django, Flask, FastAPI/Starlette integrations (optional extras)
     {"", "moved"},  # the package root (public API) and the old module paths
 ]
 

@@ -1,0 +1,114 @@
+"""Flask (contrib/flask.py) with the example app of docs/integrations.md
+(examples/flask_app.py): the extension's producer, ``flask pyresque worker`` running
+the app's jobs, and the dashboard behind the app's login decorator."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+
+from pyresque import Resque, Status
+from pyresque.cli.main import without_settings
+from pyresque.contrib.config import ConfigError
+from pyresque.contrib.flask import Pyresque
+from test_contrib_fastapi import load_example
+
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flask_app.py"
+
+
+@pytest.fixture
+def app(redis_url: str, namespace: str, monkeypatch: pytest.MonkeyPatch) -> Flask:
+    monkeypatch.setenv("ADMIN_PASSWORD", "let-me-in")
+    config = {"PYRESQUE_REDIS_URL": redis_url, "PYRESQUE_NAMESPACE": namespace}
+    app: Flask = load_example("flask_app").create_app(config)
+    return app
+
+
+@pytest.fixture
+def client(app: Flask) -> Iterator[FlaskClient]:
+    with app.test_client() as client:
+        yield client
+
+
+def test_flask_pyresque_worker_runs_the_jobs_a_request_enqueued(
+    client: FlaskClient, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    job_id = client.post("/signup", data={"email": "ada@example.com"}).json["job"]  # type: ignore[index]
+    rq = Resque(redis_url, namespace)
+    assert rq.status(job_id) == Status.WAITING
+    env = {
+        **without_settings(os.environ),
+        "FLASK_PYRESQUE_REDIS_URL": redis_url,
+        "FLASK_PYRESQUE_NAMESPACE": namespace,
+    }
+    done = subprocess.run(
+        [sys.executable, "-m", "flask", "--app", str(EXAMPLE), "pyresque", "worker",
+         "--queue", "mail", "--interval", "0"],
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    packet = rq.job_status(job_id)
+    assert packet is not None
+    assert (packet.status, packet.result) == (Status.COMPLETE, "Welcome, ada@example.com!")
+
+
+def test_the_dashboard_is_behind_the_apps_login(
+    client: FlaskClient, redis_url: str, namespace: str
+) -> None:
+    Resque(redis_url, namespace).enqueue("mail", "Welcome", "<b>x</b>")
+    anonymous = client.get("/resque/queues/mail")
+    assert anonymous.status_code == 302
+    assert anonymous.location.startswith("/login")
+    client.post("/login", data={"password": "wrong"})
+    assert client.get("/resque/").status_code == 302
+    client.post("/login", data={"password": "let-me-in"})
+    page = client.get("/resque/queues/mail")
+    assert page.status_code == 200
+    text = page.get_data(as_text=True)
+    assert "&lt;b&gt;x&lt;/b&gt;" in text
+    assert 'href="/resque/' in text  # links stay under the mount
+
+
+def test_the_mounted_dashboard_keeps_its_defences(
+    app: Flask, client: FlaskClient, redis_url: str, namespace: str
+) -> None:
+    rq = Resque(redis_url, namespace)
+    rq.enqueue("mail", "Welcome", "x")
+    client.post("/login", data={"password": "let-me-in"})
+    # Another Host (DNS rebinding) is refused, even with the admin's session.
+    session = client.get_cookie("session")
+    assert session is not None
+    other_host = app.test_client(use_cookies=False).get(
+        "/resque/", base_url="http://evil.example", headers={"Cookie": f"session={session.value}"}
+    )
+    assert other_host.status_code == 400
+    assert "Host" in other_host.get_data(as_text=True)
+    assert client.post("/resque/actions/remove-queue", data={"queue": "mail"}).status_code == 403
+    assert rq.size("mail") == 1
+    page = client.get("/resque/queues/mail").get_data(as_text=True)
+    token = re.search(r'<meta name="csrf-token" content="([0-9a-f]+)"', page)
+    assert token, "no CSRF token in the page"
+    done = client.post(
+        "/resque/actions/remove-queue", data={"queue": "mail", "csrf_token": token.group(1)}
+    )
+    assert done.status_code in (200, 303)
+    assert rq.size("mail") == 0
+
+
+def test_bad_settings_are_one_clear_error() -> None:
+    app = Flask(__name__)
+    app.config.update(PYRESQUE_NAMESPAC="typo")
+    with pytest.raises(ConfigError, match=r"unknown key.*'NAMESPAC'"):
+        Pyresque(app)
+    app = Flask(__name__)
+    app.config.update(PYRESQUE_DIALECT="perl")
+    with pytest.raises(ConfigError, match="DIALECT must be 'php' or 'ruby'"):
+        Pyresque(app)
