@@ -58,6 +58,8 @@ class MountedDashboard:
         ``mount`` (a URL path) sees it: ``path`` below the mount, with ``body``
         (read by the framework already, or not: a stream is read only once)."""
         inner = {
+            # A request without a Host header (PEP 3333 allows it) names the server.
+            "HTTP_HOST": f"{environ.get('SERVER_NAME', '')}:{environ.get('SERVER_PORT', '')}",
             **environ,
             "SCRIPT_NAME": _wsgi_str(mount.rstrip("/")),
             "PATH_INFO": _wsgi_str("/" + path.lstrip("/")),
