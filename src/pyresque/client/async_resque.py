@@ -121,11 +121,9 @@ class AsyncResque(Producer):
     async def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """``Resque.enqueue_many``: one round trip (a pipeline of script calls)."""
         batch = self._batch(jobs)
+        calls = [(call.script, call.keys, call.args) for call in batch.calls]
         try:
-            async with self.redis.pipeline(transaction=False) as pipe:
-                for call in batch.calls:
-                    aio.queue(pipe, call.script, call.keys, call.args)
-                replies = await pipe.execute()
+            replies = await aio.run_many(self.redis, calls)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         for item, payload in batch.settle(replies):

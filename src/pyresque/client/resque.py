@@ -133,11 +133,9 @@ class Resque(Producer, AdminMethods):
         job was already enqueued). Unique jobs take one Lua call each. Every job is
         checked before any is written: one invalid job raises and writes nothing."""
         batch = self._batch(jobs)
-        pipe = self.redis.pipeline(transaction=False)
-        for call in batch.calls:
-            scripts.run(pipe, call.script, call.keys, call.args)
+        calls = [(call.script, call.keys, call.args) for call in batch.calls]
         with reaching(self.redis):
-            replies = pipe.execute()
+            replies = scripts.run_many(self.redis, calls)
         for item, payload in batch.settle(replies):
             self._after_enqueue(item, payload)
         return batch.ids

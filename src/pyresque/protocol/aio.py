@@ -42,18 +42,25 @@ async def run(
     script = scripts.script(name)
     try:
         reply = await client.evalsha(script.sha, len(keys), *keys, *args)
-    except redis.exceptions.NoScriptError:
-        script.sha = await client.script_load(script.script)
-        reply = await client.evalsha(script.sha, len(keys), *keys, *args)
+    except redis.exceptions.NoScriptError:  # EVAL runs and caches it at once (scripts._call)
+        reply = await client.eval(script.script, len(keys), *keys, *args)  # type: ignore[arg-type]
     scripts.logged(name, keys, reply)
     return reply
 
 
-def queue(
-    pipe: redis.asyncio.client.Pipeline, name: str, keys: Sequence[str | bytes], args: list[Any]
-) -> None:
-    """Queue a call of script ``name`` on ``pipe``; ``execute`` loads it if need be."""
-    script = scripts.script(name)
-    pipe.scripts.add(script)
-    pipe.evalsha(script.sha, len(keys), *keys, *args)
-    scripts.logged(name, keys, "(queued)")
+async def run_many(client: redis.asyncio.Redis, calls: Sequence[scripts.ScriptCall]) -> list[Any]:
+    """Script calls in one round trip (scripts.run_many, awaited): a call refused with
+    NOSCRIPT is run again on its own; any other error is raised."""
+    async with client.pipeline(transaction=False) as pipe:
+        for name, keys, args in calls:
+            script = scripts.script(name)
+            pipe.scripts.add(script)  # execute() loads the ones the server lacks
+            pipe.evalsha(script.sha, len(keys), *keys, *args)
+            scripts.logged(name, keys, "(queued)")
+        replies: list[Any] = await pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            replies[i] = await run(client, *calls[i])
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies

@@ -14,7 +14,7 @@ import logging
 from collections.abc import Sequence
 from functools import cache
 from importlib import resources
-from typing import Any
+from typing import Any, TypeAlias
 
 import redis
 from redis.commands.core import Script as RedisScript
@@ -91,6 +91,28 @@ def logged(name: str, keys: Sequence[str | bytes], reply: Any) -> None:
         log.debug("redis %s.lua keys=%s -> %s", name, keys, _short(reply))
 
 
+#: A script call: the script's name, its keys, its arguments.
+ScriptCall: TypeAlias = "tuple[str, Sequence[str | bytes], list[Any]]"
+
+
+def run_many(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+    """Run script calls ``(name, keys, args)`` in one round trip (a pipeline), and return
+    their replies. A call the server refused with NOSCRIPT (its cache was flushed after
+    the pipeline checked it) is run again on its own; only that one, so nothing is
+    written twice. Any other error is raised."""
+    pipe = client.pipeline(transaction=False)
+    for name, keys, args in calls:
+        run(pipe, name, keys, args)
+    replies = pipe.execute(raise_on_error=False)
+    for i, reply in enumerate(replies):
+        if isinstance(reply, redis.exceptions.NoScriptError):
+            name, keys, args = calls[i]
+            replies[i] = run(client, name, keys, args)
+        elif isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
 def _call(
     script: RedisScript,
     client: redis.Redis | redis.client.Pipeline,
@@ -99,13 +121,14 @@ def _call(
 ) -> Any:
     if isinstance(client, redis.client.Pipeline):
         return script(keys=keys, args=args, client=client)  # the pipeline loads it if need be
-    # The hot path (every job, every enqueue): EVALSHA straight away, loading the
-    # script only when this server does not know it yet.
+    # The hot path (every job, every enqueue): EVALSHA straight away.
     try:
         return client.evalsha(script.sha, len(keys), *keys, *args)
     except redis.exceptions.NoScriptError:
-        script.sha = client.script_load(script.script)
-        return client.evalsha(script.sha, len(keys), *keys, *args)
+        # The server lost its script cache (a restart, a failover, SCRIPT FLUSH). EVAL
+        # runs the source and caches it again in one step, where a SCRIPT LOAD then
+        # EVALSHA could be flushed again in between.
+        return client.eval(script.script, len(keys), *keys, *args)  # type: ignore[arg-type]
 
 
 def _short(reply: Any) -> str:

@@ -1,0 +1,140 @@
+"""Least privilege: everything pyresque does works as an ACL user limited to the keys
+of its namespace and to the commands docs/production.md lists (the rule is read from
+that page, so the page and this test cannot drift apart). Redis checks every key a
+Lua script touches against the user's patterns, and logs every refusal in ACL LOG:
+an empty log at the end proves pyresque touched no key outside its namespace and
+used no command outside the rule (none administrative: CONFIG, KEYS, SCRIPT FLUSH,
+SELECT, FLUSH*, DEBUG ...).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import signal
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, cast
+
+import pytest
+import redis
+from starlette.testclient import TestClient
+
+from e2e_support import JOBS, Procs, procs_fixture, wait_for
+from pyresque import Resque
+from pyresque.dev.server import RedisServer
+from pyresque.jobs.unique import Unique
+from pyresque.web.app import OPEN, create_app
+from secure_support import admin, new_namespace
+
+DOC = Path(__file__).resolve().parents[1] / "docs" / "production.md"
+
+#: The rule as the page shows it, the user name and password being examples.
+_RULE = re.compile(r"^ACL SETUSER pyresque .*$", re.MULTILINE)
+
+
+def documented_rule(namespace: str, password: str) -> list[str]:
+    """The ACL SETUSER arguments of docs/production.md for ``namespace``."""
+    found = _RULE.findall(DOC.read_text())
+    assert len(found) == 1, "docs/production.md shows one ACL SETUSER pyresque rule"
+    words = found[0].split()[3:]
+    return [
+        w.replace("resque:", f"{namespace}:").replace(">CHANGE-ME", f">{password}") for w in words
+    ]
+
+
+@pytest.fixture(scope="module")
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as private:  # ACL LOG is the server's: no other test shares it
+        yield private
+
+
+@pytest.fixture
+def limited(server: RedisServer) -> Iterator[tuple[str, str]]:
+    """(URL of the limited user, its namespace); the server's ACL LOG is reset first."""
+    ns, password = new_namespace(), secrets.token_hex(8)
+    root = admin(server.url)
+    rule = documented_rule(ns, password)
+    version = str(root.info("server")["redis_version"])
+    if tuple(map(int, version.split(".")[:2])) >= (7, 2):
+        rule.append("+client|setinfo")  # as the page says for Redis 7.2+ and Valkey
+    command(root, "ACL", "SETUSER", "pyresque", "reset", *rule)
+    root.acl_log_reset()
+    yield f"redis://pyresque:{password}@127.0.0.1:{server.port}/0", ns
+    root.acl_deluser("pyresque")
+
+
+@pytest.fixture
+def procs(limited: tuple[str, str], tmp_path: Path) -> Iterator[Procs]:
+    yield from procs_fixture(limited[0], tmp_path)
+
+
+def command(client: redis.Redis, *args: str | int) -> Any:
+    return client.execute_command(*args)  # type: ignore[no-untyped-call]
+
+
+def refusals(root: redis.Redis) -> list[dict[str, Any]]:
+    return cast("list[dict[str, Any]]", command(root, "ACL", "LOG"))
+
+
+def test_the_rule_refuses_what_it_should(server: RedisServer, limited: tuple[str, str]) -> None:
+    """The rule is really limiting: another key, an admin command, a script flush."""
+    url, ns = limited
+    client = redis.Redis.from_url(url)
+    client.set(f"{ns}:mine", 1)
+    forbidden: list[tuple[str | int, ...]] = [
+        ("SET", "other:key", 1), ("CONFIG", "GET", "*"), ("KEYS", "*"), ("SCRIPT", "FLUSH"),
+        ("FLUSHDB",), ("SELECT", 1), ("CLIENT", "KILL", "ID", 1),
+    ]  # fmt: skip
+    for args in forbidden:
+        with pytest.raises(redis.exceptions.NoPermissionError):
+            command(client, *args)
+    assert len(refusals(admin(server.url))) == 7
+    client.delete(f"{ns}:mine")
+
+
+def test_everything_works_as_the_limited_user(
+    server: RedisServer, limited: tuple[str, str], procs: Procs
+) -> None:
+    url, ns = limited
+    root = admin(server.url)
+    rq = Resque(url, namespace=ns)
+    tracked = rq.enqueue("default", "Succeed", {"n": 1}, track_status=True)
+    assert tracked is not None
+    rq.enqueue("default", "Succeed", {"n": 2}, unique=Unique())
+    rq.enqueue("default", "Boom", {"n": 3})
+    rq.enqueue("default", "AlwaysFails", {"n": 4})  # retried by the scheduler, then failed
+    rq.enqueue_in(0.5, "default", "Succeed", {"n": 5})
+    rq.enqueue("slow", "Block", {"tag": "t1"})
+    bookkeeping = {"E2E_REDIS_URL": server.url}  # the jobs' own log (e2e_jobs.py)
+    procs.cli(["scheduler", "--app", str(JOBS), "--redis-url", url, "--namespace", ns],
+              ns, bookkeeping)  # fmt: skip
+    victim = procs.worker(ns, "slow", env=bookkeeping)
+    wait_for(lambda: root.llen(f"{ns}:e2e:log") >= 1, message="Block started")
+    victim.send(signal.SIGKILL)  # its job is recovered by the next worker, by lease
+    root.script_flush()  # the scripts are run again with EVAL, which the rule allows
+    procs.worker(ns, "default,slow", "--mode", "fork", env=bookkeeping)
+    procs.worker(ns, "default", "--mode", "inline", env=bookkeeping)
+    wait_for(lambda: rq.stat("recovered") == 1, 60, "the killed worker's job recovered")
+    root.set(f"{ns}:e2e:release:t1", 1)
+    log = f"{ns}:e2e:log"
+    wait_for(lambda: b'"finished"' in b"".join(cast("list[bytes]", root.lrange(log, 0, -1))),
+             60, "the recovered Block finished")  # fmt: skip
+    wait_for(lambda: rq.failures.count() == 2, 60, "Boom and AlwaysFails failed")
+
+    # Admin reads and writes from the command line and the dashboard.
+    for args in (["info", "--json"], ["workers", "--json"], ["failed", "list", "--json"],
+                 ["failed", "retry", "--class", "Boom"], ["status", tracked]):  # fmt: skip
+        code, output = procs.run([*args, "--redis-url", url, "--namespace", ns], ns)
+        assert code == 0, output
+    wait_for(lambda: rq.failures.count() == 3, 60, "the retried Boom failed again")
+    with TestClient(create_app(url, namespace=ns, auth=OPEN), "http://localhost") as web:
+        for path in ("/", "/queues", "/workers", "/failed", "/delayed", "/stats", "/metrics",
+                     "/api/overview"):  # fmt: skip
+            assert web.get(path).status_code == 200, path
+
+    assert rq.stat("processed") >= 4  # three Succeed and the Block (retries count too)
+    assert refusals(root) == [], json.dumps(refusals(root), default=str)[:2000]
+    outside = [k for k in root.scan_iter(count=1000) if not k.startswith(f"{ns}:".encode())]
+    assert outside == []
