@@ -385,3 +385,13 @@ class State(NamespaceState):
 ISO_UTC = r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"
 RESQUE_TIME = r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} UTC$"
 FAILURE_FIELDS = {"failed_at", "payload", "exception", "error", "backtrace", "worker", "queue"}
+
+
+def dying_worker(rq: Any, worker_id: str, lease_ms: int = 500) -> Any:
+    """A ``Fetcher`` for a worker ``worker_id`` that claims and then dies: it is given a
+    lease (claims need one) that expires in ``lease_ms`` and is never renewed."""
+    from pyresque.worker.fetch import Fetcher, QueueList
+
+    secs, usecs = rq.redis.time()
+    rq.redis.zadd(rq.keys.leases, {worker_id: secs * 1000 + usecs // 1000 + lease_ms})
+    return Fetcher(rq.redis, rq.keys, worker_id, QueueList.parse("q"))

@@ -21,7 +21,7 @@ from e2e_jobs import record
 from pyresque import Job
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.protocol.delayed import Delayed
-from pyresque.protocol.status import RunningMarker
+from pyresque.protocol.running import RunningMarker
 from pyresque.scheduling import cron
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.worker import Worker

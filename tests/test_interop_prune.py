@@ -16,13 +16,13 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import hostile_gen as gen
-from e2e_support import HOST, Proc, Procs, State, stays, wait_for
+from e2e_support import HOST, Proc, Procs, State, dying_worker, stays, wait_for
 from interop_support import Peers, needs_php, needs_ruby, peers_fixture
 from pyresque import Resque
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.claim import Claim
+from pyresque.protocol.running import mark_running
 from pyresque.worker import peer_prune
-from pyresque.worker.fetch import Fetcher, QueueList
 from pyresque.worker.recovery import Recovery
 
 # Real peers start in about a second, but a loaded machine stretches every step.
@@ -208,13 +208,13 @@ def test_recovery_waits_while_a_ruby_worker_may_be_pruning(rq: Resque, state: St
     prune starting then finds no job to fail)."""
     rq.enqueue("q", "Succeed", {"n": 1})
     dead = "deadhost:1:q"
-    fetcher = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1)
-    assert len(cast("list[Claim]", fetcher.claim(["a" * 32]))) == 1
+    [claim] = cast("list[Claim]", dying_worker(rq, dead, lease_ms=300).claim(["a" * 32]))
+    assert mark_running(rq.redis, rq.keys, dead, claim, None)  # it ran for a while
     assert state.exists(f"worker:{dead}")
     recovery = Recovery(rq.redis, rq.keys, rq.registry, recoverer="vm:2:q")
     lock = state.key("pruning_dead_workers_in_progress")
     state.r.set(lock, f"{HOST}:99:*", ex=60)  # a Ruby worker started just now
-    time.sleep(0.01)  # the 1 ms lease has expired
+    time.sleep(0.4)  # the lease has expired
     assert recovery.recover_worker(dead) == 0
     assert rq.size("q") == 0
     assert state.exists(f"worker:{dead}")
@@ -231,8 +231,7 @@ def test_a_job_a_ruby_prune_failed_is_dropped_and_frees_its_unique_lock(
     rq.enqueue("q", "Succeed", {"n": 1}, unique=Unique(ttl=600))
     [lock] = state.r.scan_iter(state.key("pyresque:unique:*"))
     dead = "deadhost:1:q"
-    fetcher = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1)
-    [claim] = cast("list[Claim]", fetcher.claim(["a" * 32]))
+    [claim] = cast("list[Claim]", dying_worker(rq, dead).claim(["a" * 32]))
     # What Ruby's prune leaves: a DirtyExit record of the job, the worker unregistered.
     shown = json.loads(claim.raw)
     state.r.rpush(
@@ -248,7 +247,7 @@ def test_a_job_a_ruby_prune_failed_is_dropped_and_frees_its_unique_lock(
         ),
     )
     state.r.srem(state.key("workers"), dead)
-    time.sleep(0.01)  # the 1 ms lease has expired
+    time.sleep(0.6)  # the lease has expired
     assert Recovery(rq.redis, rq.keys, rq.registry).recover_worker(dead) == 1
     assert rq.size("q") == 0
     assert len(state.failed()) == 1

@@ -14,9 +14,9 @@ from typing import Any
 import pytest
 import redis
 
+from e2e_support import dying_worker
 from pyresque import Enqueued, Events, Job, Resque
 from pyresque.jobs.unique import Unique
-from pyresque.worker.fetch import Fetcher, QueueList
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
 from pyresque.worker.worker import Worker
@@ -198,7 +198,7 @@ def test_a_worker_that_dies_never_keeps_the_lock_forever(
     [lock] = locks(redis_client, namespace)
     assert 0 < redis_client.pttl(lock) <= 30_000
     dead = "deadhost:1:q"
-    claims = Fetcher(rq.redis, rq.keys, dead, QueueList.parse("q"), lease_ms=1).claim(["a" * 32])
+    claims = dying_worker(rq, dead).claim(["a" * 32])
     assert isinstance(claims, list)
     assert len(claims) == 1
     recovery = Recovery(rq.redis, rq.keys, rq.registry)

@@ -76,23 +76,29 @@ class FinishPlan:
         outcome: Outcome,
         refused: Payload | None,
         worker_id: str,
+        working: bool,
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of finish.lua for ``work``: ``first`` (``finish_keys``), then
-        the status key of a tracked job (also of one ``refused`` for a bad field), the
-        failure record of a failed one, and the plan's own (``tail``)."""
+        the failure counters and list of a failed job, ``worker:<id>`` when the worker
+        may have written it (``working``), the status key of a job with an id (also of
+        one ``refused`` for a bad field), and the plan's own (``tail``)."""
         claim, payload = work.claim, work.payload
         tracked = payload or refused
         status_key = keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
         tail_keys, tail_args = self.tail(keys, status_key)
         record = ""
+        known = list(first)
         if self.outcome == "failed":
+            known += [keys.stat("failed"), keys.stat("failed", worker_id), keys.failed]
             failed = self.shown or payload  # with its attempts' errors, when it was retried
             shown = failed.to_dict() if failed else claim.raw.decode("utf-8", "backslashreplace")
             record = failure_record(
                 shown, outcome.exception, outcome.error, outcome.backtrace, worker_id, claim.queue
             )
+        if working:
+            known.append(keys.worker(worker_id))
         args = [claim.token, self.outcome, outcome.result_json(), record, *tail_args]
-        return first + tail_keys, args
+        return known + tail_keys, [*args, "1" if working else ""]
 
     def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
         """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua)."""
@@ -117,12 +123,4 @@ class FinishPlan:
 
 def finish_keys(keys: Keys, worker_id: str) -> list[str]:
     """finish.lua's first KEYS, the same for every job of a worker (lib_finish.lua)."""
-    return [
-        keys.inflight(worker_id),
-        keys.worker(worker_id),
-        keys.stat("processed"),
-        keys.stat("processed", worker_id),
-        keys.stat("failed"),
-        keys.stat("failed", worker_id),
-        keys.failed,
-    ]
+    return [keys.inflight(worker_id), keys.stat("processed"), keys.stat("processed", worker_id)]

@@ -25,9 +25,9 @@ log = logging.getLogger("pyresque.redis")
 _LIBS: dict[str, tuple[str, ...]] = {
     "enqueue": ("push",),
     "claim": ("clock", "claim"),
-    "finish": ("clock", "status", "lock", "delayed", "release", "finish"),
-    "finish_claim": ("clock", "status", "lock", "delayed", "release", "finish", "claim"),
-    "set_status": ("clock", "status"),
+    "finish": ("clock", "status", "lock", "delayed", "finish"),
+    "finish_claim": ("clock", "status", "lock", "delayed", "finish", "claim"),
+    "mark_running": ("clock", "status"),
     "heartbeat": ("clock",),
     "history": (),
     "recover": ("clock", "status", "lock", "push"),

@@ -21,6 +21,16 @@ from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import MAX_BLOCK, text
 from pyresque.protocol.keys import Keys
 
+#: Queues a claim call tries first. A call ships the keys of the queues it tries, so
+#: a claim costs the same whether the worker watches 1 queue or 10,000 (``*`` over
+#: per-tenant queues) as long as the job is among the first ones. When they are all
+#: empty, the next call tries the following ones, each call four times as many as the
+#: one before, up to CHUNK_MAX (Lua's stack bounds a call's arguments): 10,000
+#: queues take at most 8 calls. As in Ruby Resque, which pops queue after queue, a
+#: job pushed onto a queue already tried waits for the next claim.
+CHUNK = 8
+CHUNK_MAX = 2048
+
 _GLOB = re.compile(r"[*?{}\[\]]")
 
 
@@ -88,25 +98,33 @@ class QueueList:
 
 
 class Paused:
-    """Returned by ``Fetcher.claim`` while ``pause-all-workers`` is set."""
+    """Returned by ``Fetcher.claim`` when no job may be claimed now."""
+
+    def __init__(self, why: str) -> None:
+        self.why = why
 
 
-PAUSED = Paused()
+#: ``pause-all-workers`` is set.
+PAUSED = Paused("paused")
+#: The worker's lease had expired in Redis (it stalled): none until the heartbeat renews it.
+LEASE_EXPIRED = Paused("lease")
 
 
 class Fetcher:
     """Claims jobs for one worker and waits for new ones."""
 
-    def __init__(
-        self, client: redis.Redis, keys: Keys, worker_id: str, queues: QueueList, lease_ms: int
-    ) -> None:
+    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, queues: QueueList) -> None:
         self._redis = client
         self._keys = keys
         self._worker_id = worker_id
         self.queues = queues
-        self._lease_ms = lease_ms
         self._resolved: list[str] = [] if queues.dynamic else queues.included
-        self._claim_keys: tuple[list[str] | None, list[str]] = (None, [])
+        self._head = [keys.pause_all, keys.leases, keys.inflight(worker_id)]
+        # The keys of the resolved queues and of their wake lists, built once per list.
+        self._built: list[str] | None = None
+        self._queue_keys: list[str] = []
+        self._wake_keys: list[str] = []
+        self._woken = False  # the last wait took a wake-up token: the next claim passes it on
 
     def refresh(self) -> list[str]:
         """Re-expand globs against the queues that exist now (called once per idle cycle)."""
@@ -118,41 +136,73 @@ class Fetcher:
     def claim(self, tokens: list[str]) -> list[Claim] | Paused:
         """Claim the next jobs in priority order, one per token (the first token's job
         is the first in line); fewer, or none, when the queues run out."""
-        keys, args = self._claim_call(tokens)
-        return self._claimed(scripts.run(self._redis, "claim", keys, args), tokens)
+        return self._claim_from(0, CHUNK, tokens, [], self._took_wake())
+
+    def _claim_from(
+        self, start: int, size: int, tokens: list[str], got: list[Claim], woken: bool
+    ) -> list[Claim] | Paused:
+        """Add to ``got`` the jobs claimed for ``tokens`` from the queues from ``start`` on,
+        ``size`` of them in the first call (CHUNK)."""
+        while tokens and start < len(self._resolved):
+            keys, args = self._claim_call(tokens, start, size, woken)
+            claimed = self._claimed(scripts.run(self._redis, "claim", keys, args), tokens)
+            if isinstance(claimed, Paused):
+                return got or claimed  # jobs claimed already are ours: run them first
+            got += claimed
+            tokens = tokens[len(claimed) :]
+            start, size = start + size, min(size * 4, CHUNK_MAX)
+        return got
 
     def finish(
         self, keys: list[str], args: list[Any], next_tokens: list[str]
-    ) -> tuple[bool, list[Claim] | Paused]:
+    ) -> tuple[int, list[Claim] | Paused]:
         """Record how a job ended (finish.lua) and claim the next jobs, one per token, in
-        the same round trip. Returns (recorded, next claims); recorded is False when the
-        job had been recovered from us (fenced)."""
+        the same round trip. Returns (finish's reply, next claims): 0 when the job had
+        been recovered from us (fenced), 1 when recorded, 2 when ``worker:<id>`` was
+        deleted too (lib_finish.lua)."""
         if not next_tokens:
-            return bool(scripts.run(self._redis, "finish", keys, args)), []
-        claim_keys, claim_args = self._claim_call(next_tokens)
+            return int(scripts.run(self._redis, "finish", keys, args)), []
+        woken = self._took_wake()
+        claim_keys, claim_args = self._claim_call(next_tokens, 0, CHUNK, woken)
         recorded, reply = scripts.run(
             self._redis, "finish_claim", keys + claim_keys, [len(keys), *args, *claim_args]
         )
-        return bool(recorded), self._claimed(reply, next_tokens)
+        claimed = self._claimed(reply, next_tokens)
+        if isinstance(claimed, Paused):
+            return int(recorded), claimed
+        rest = next_tokens[len(claimed) :]
+        return int(recorded), self._claim_from(CHUNK, CHUNK * 4, rest, claimed, woken)
 
-    def _claim_call(self, tokens: list[str]) -> tuple[list[str], list[Any]]:
+    def _took_wake(self) -> bool:
+        woken, self._woken = self._woken, False
+        return woken
+
+    def _claim_call(
+        self, tokens: list[str], start: int, size: int, woken: bool
+    ) -> tuple[list[str], list[Any]]:
+        """claim.lua's KEYS and ARGV for the queues from ``start``, ``size`` of them."""
+        queues = self._with_keys()
+        end = start + size
+        keys = [*self._head, *self._queue_keys[start:end]]
+        if woken:
+            keys += self._wake_keys[start:end]
+        return keys, [self._worker_id, " ".join(tokens), "1" if woken else "", *queues[start:end]]
+
+    def _with_keys(self) -> list[str]:
+        """The resolved queues, their keys built (again only when the queues change)."""
         queues = self._resolved
-        if self._claim_keys[0] is not queues:  # built again only when the queues change
-            keys = [
-                self._keys.pause_all,
-                self._keys.leases,
-                self._keys.inflight(self._worker_id),
-                self._keys.worker(self._worker_id),
-                *[self._keys.queue(q) for q in queues],
-                *[self._keys.wake(q) for q in queues],
-            ]
-            self._claim_keys = (queues, keys)
-        return self._claim_keys[1], [self._worker_id, " ".join(tokens), self._lease_ms, *queues]
+        if self._built is not queues:
+            self._queue_keys = [self._keys.queue(q) for q in queues]
+            self._wake_keys = [self._keys.wake(q) for q in queues]
+            self._built = queues
+        return queues
 
     @staticmethod
     def _claimed(reply: list[bytes], tokens: list[str]) -> list[Claim] | Paused:
         if reply and reply[0] == b"paused":
             return PAUSED
+        if reply and reply[0] == b"lease":
+            return LEASE_EXPIRED
         return [
             Claim(token, reply[i].decode(), reply[i + 1])
             for token, i in zip(tokens, range(0, len(reply), 2), strict=False)
@@ -164,10 +214,16 @@ class Fetcher:
         A worker with globs also wakes when a new queue appears; then it returns True
         and the caller re-expands its queue list at once.
         """
-        keys = [self._keys.wake(q) for q in self._resolved]
+        self._with_keys()
+        keys = list(self._wake_keys)
         if self.queues.dynamic:
             keys.append(self._keys.queues_changed)
         if not keys or timeout <= 0:
             return False
         reply = cast("list[bytes] | None", self._redis.blpop(keys, timeout=min(timeout, MAX_BLOCK)))
-        return reply is not None and reply[0] == self._keys.queues_changed.encode()
+        if reply is None:
+            return False
+        if reply[0] == self._keys.queues_changed.encode():
+            return True
+        self._woken = True
+        return False

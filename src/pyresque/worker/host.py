@@ -9,7 +9,7 @@ from typing import Protocol
 from pyresque.client.resque import Resque
 from pyresque.executors.base import Stop
 from pyresque.middleware.worker_chain import WorkerChain
-from pyresque.protocol.status import RunningMarker
+from pyresque.protocol.running import RunningMarker
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.options import WorkerOptions

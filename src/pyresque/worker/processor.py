@@ -19,14 +19,13 @@ from typing import TYPE_CHECKING
 from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
 from pyresque.jobs import logs
-from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import Work, finish_keys
 from pyresque.protocol import backoff
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.payload import Payload
-from pyresque.protocol.status import Mark
+from pyresque.protocol.running import Mark
 from pyresque.worker.fetch import PAUSED, Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.signals import Wake
@@ -51,7 +50,7 @@ class Processor:
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
         self._token_prefix = os.urandom(6).hex()
         self._token_count = itertools.count()
-        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, worker.lease_ms)
+        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues)
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
@@ -162,6 +161,9 @@ class Processor:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
             return None
+        if isinstance(mine, Paused):  # our lease expired in Redis: until the heartbeat renews it
+            self._wait(0.1, block=False)
+            return None
         if isinstance(mine, Claim):
             return mine
         if worker.options.interval > 0:
@@ -256,7 +258,7 @@ class Processor:
         self.busy = True
         try:
             outcome = self.executor.execute(
-                job, work.timeout, worker.stop, lambda: self._running(job)
+                job, work.timeout, worker.stop, lambda: self._running(work)
             )
         except Interrupted:  # TERM arrived just outside the job's own try
             outcome = Outcome("interrupted")
@@ -272,9 +274,10 @@ class Processor:
         work.timed_out = self.timed_out  # the watchdog stopped a threaded job (timeouts.py)
         return outcome
 
-    def _running(self, job: Job) -> None:
-        """The job is under way: its RUNNING status follows shortly (status.RunningMarker)."""
-        self._mark = self.worker.running_marker.started(job.payload)
+    def _running(self, work: Work) -> None:
+        """The job is under way: ``worker:<id>`` and its RUNNING status follow shortly if
+        it is still running (running.RunningMarker)."""
+        self._mark = self.worker.running_marker.started(work.claim, work.payload)
 
     def _finish(self, work: Work, outcome: Outcome, refused: Payload | None) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
@@ -312,18 +315,24 @@ class Processor:
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.middleware.plan(work, outcome)
-        keys, args = plan.call(self._keys, self._finish_keys, work, outcome, refused, worker.id)
+        shown = worker.running_marker.shown()  # worker:<id> may be written: delete it if idle
+        keys, args = plan.call(
+            self._keys, self._finish_keys, work, outcome, refused, worker.id, shown is not None
+        )
         boxes: list[Box] = []
         tokens: list[str] = []
         if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
             self._refresh_queues()
             boxes, tokens = self._tokens_for_free()
-        recorded = False
+        finished = 0
         claims: list[Claim] | Paused = []
         try:
-            recorded, claims = self.fetcher.finish(keys, args, tokens)
+            finished, claims = self.fetcher.finish(keys, args, tokens)
         finally:  # even when the call failed: every box gets an answer
             next_claim = self._hand_out(tokens, boxes, claims)
+        recorded = finished > 0
+        if finished == 2 and shown is not None:
+            worker.running_marker.cleared(shown)
         worker.middleware.finished(work, plan, recorded)  # wakes waiters, counts history
         worker.release(claim.token)
         if recorded:

@@ -32,7 +32,7 @@ from pyresque.protocol import scripts
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
-from pyresque.protocol.status import RunningMarker
+from pyresque.protocol.running import RunningMarker
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
@@ -109,7 +109,7 @@ class Worker(Signals):
             paused=lambda: self.paused,
             on_renewed=self.stop.lease_renewed,
         )
-        self.running_marker = RunningMarker(self._lease_redis, keys)
+        self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
         self._watchdog = Supervised("watchdog", log, 0.1)
         self._lease_lost_logged = False
         self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)

@@ -4,65 +4,89 @@
 -- lets any other worker put the job back (recover.lua).
 --
 -- k[1] pause-all-workers   k[2] leases zset   k[3] the worker's in-flight hash
--- k[4] worker:<id> (Resque's "working on" record, read by resque-web)
--- k[5 .. 4+n] queue lists, k[5+n .. 4+2n] their wake lists
--- a[1] worker id   a[2] claim token   a[3] lease length (ms)   a[4 .. 3+n] queue names
--- Returns {queue name, payload}, {} when every queue is empty, or {'paused'}.
--- (claim_each, below, is what the scripts call.)
-local function claim(k, a)
-  -- Idempotent: if this token already holds a job (the client re-sent the call after
-  -- losing the reply), return that job instead of taking another one.
-  local held = redis.call('HGET', k[3], a[2])
-  if held then
-    local record = cjson.decode(held)
-    return {record.queue, record.payload}
+-- k[4 .. 3+n] queue lists, then, only when a[3] is '1', their n wake lists
+-- a[1] worker id   a[2] claim tokens, separated by spaces   a[3] '1' when the worker
+-- was woken by a wake-up token (it passes the wake-up on)   a[4 .. 3+n] queue names
+--
+-- The lease is not renewed here (the heartbeat does it once a second), only checked:
+-- a worker whose lease ran out (it stalled) may have had its jobs recovered already,
+-- so it claims nothing until its heartbeat renews the lease. resque-web's
+-- `worker:<id>` record is not written here either: RunningMarker (running.py) writes
+-- it for a job still running a few milliseconds later (mark_running.lua).
+
+-- The job a token already holds, as a claim reply, or nil: a call re-sent after its
+-- reply was lost must return what the first one claimed, not take another job.
+local function held(k_inflight, token)
+  local record = redis.call('HGET', k_inflight, token)
+  if record then
+    local decoded = cjson.decode(record)
+    return {decoded.queue, decoded.payload}
   end
-  local pause = redis.call('GET', k[1])
-  if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
-    return {'paused'}
-  end
-  local n = (#k - 4) / 2
+  return nil
+end
+
+-- Claim one job for `token`: {queue name, payload}, or {} when every queue is empty.
+local function claim(k, a, n, token, now)
   for i = 1, n do
-    local payload = redis.call('LPOP', k[4 + i])
+    local payload = redis.call('LPOP', k[3 + i])
     if payload then
       local queue = a[3 + i]
-      local now = now_ms()
-      redis.call('HSET', k[3], a[2],
-        cjson.encode({queue = queue, payload = payload, claimed_at = now}))
-      redis.call('ZADD', k[2], now + tonumber(a[3]), a[1])
-      -- resque-web expects `payload` to be an object; a malformed one is kept as a string.
-      local ok, decoded = pcall(cjson.decode, payload)
-      local shown = (ok and type(decoded) == 'table') and payload or cjson.encode(payload)
-      redis.call('SET', k[4], '{"queue":' .. cjson.encode(queue) .. ',"run_at":"'
-        .. iso8601(math.floor(now / 1000)) .. '","payload":' .. shown .. '}')
-      -- More work waiting: pass the wake-up on to the next idle worker.
-      if redis.call('LLEN', k[4 + i]) > 0 and redis.call('LLEN', k[4 + n + i]) == 0 then
-        redis.call('RPUSH', k[4 + n + i], '1')
+      local record = cjson.encode({queue = queue, payload = payload, claimed_at = now})
+      if redis.call('HSETNX', k[3], token, record) == 0 then
+        redis.call('LPUSH', k[3 + i], payload) -- a re-sent call: the job goes back first in line
+        return held(k[3], token)
+      end
+      -- More work waiting: a woken worker passes the wake-up on to the next idle one
+      -- (a busy worker's claims need not: no idle worker waits on a token it took).
+      if a[3] == '1' and redis.call('LLEN', k[3 + i]) > 0 and redis.call('LLEN', k[3 + n + i]) == 0 then
+        redis.call('RPUSH', k[3 + n + i], '1')
       end
       return {queue, payload}
     end
   end
-  return {}
+  return held(k[3], token) or {}
 end
 
--- Check the keys of a claim_each(k, a) call: four, then a list and a wake list per queue.
+-- Check the keys of a claim_each(k, a) call: three, then a list per queue, then a
+-- wake list per queue when the worker was woken.
 local function expect_claim_keys(k, a)
-  expect_keys(k, 4 + 2 * (#a - 3), 'pause-all, leases, in-flight, worker, then queues, then wake lists')
+  expect_keys(k, 3 + (#a - 3) * (a[3] == '1' and 2 or 1),
+    'pause-all, leases, in-flight, then queues[, then wake lists when woken]')
 end
 
--- Claim a job for each of several tokens (a[2]: the tokens, separated by spaces):
--- the processors of a worker that are free right now, served in one call, each
--- job claimed exactly as `claim` does. Stops when every queue is empty.
--- Returns {queue, payload, queue, payload, ...} in token order, {} or {'paused'}.
-local function claim_each(k, a)
+-- The reply when nothing may be claimed (`why`: 'paused' or 'lease'), unless a re-sent
+-- call's tokens already hold jobs: then those.
+local function refuse(k, a, why)
   local out = {}
-  local one = {unpack(a)}
   for token in string.gmatch(a[2], '%S+') do
-    one[2] = token
-    local got = claim(k, one)
-    if got[1] == 'paused' then
-      return got
+    local got = held(k[3], token)
+    if not got then
+      break
     end
+    out[#out + 1] = got[1]
+    out[#out + 1] = got[2]
+  end
+  return #out > 0 and out or {why}
+end
+
+-- Claim a job for each of several tokens (a[2]): the processors of a worker that are
+-- free right now, served in one call. Stops when every queue is empty.
+-- Returns {queue, payload, queue, payload, ...} in token order, {}, {'paused'} or
+-- {'lease'} (the worker's lease has expired).
+local function claim_each(k, a)
+  local pause = redis.call('GET', k[1])
+  if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
+    return refuse(k, a, 'paused')
+  end
+  local now = now_ms()
+  local expiry = redis.call('ZSCORE', k[2], a[1])
+  if not expiry or tonumber(expiry) <= now then
+    return refuse(k, a, 'lease')
+  end
+  local n = #a - 3
+  local out = {}
+  for token in string.gmatch(a[2], '%S+') do
+    local got = claim(k, a, n, token, now)
     if #got == 0 then
       break
     end
@@ -71,4 +95,3 @@ local function claim_each(k, a)
   end
   return out
 end
-

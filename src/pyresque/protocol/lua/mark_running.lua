@@ -1,0 +1,19 @@
+-- A job has been running for a few milliseconds (RunningMarker, running.py): show it
+-- as Resque shows a working worker (`worker:<id>`, read by resque-web), and mark it
+-- RUNNING when it is tracked. Only while the job is still in flight here: a finish
+-- or a recovery that came first is never overwritten.
+--
+-- KEYS[1] the worker's in-flight hash   KEYS[2] worker:<id>
+-- KEYS[3] the job's status key, when ARGV[3] is '1'
+-- ARGV[1] claim token   ARGV[2] the worker:<id> record (JSON, as Ruby writes it)
+-- ARGV[3] '1' when a status key is given, else ''
+-- Returns 1 when written, 0 when the job was no longer in flight.
+expect_keys(KEYS, 2 + given(ARGV[3]), 'in-flight, worker[, status]')
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 0 then
+  return 0
+end
+redis.call('SET', KEYS[2], ARGV[2])
+if ARGV[3] == '1' then
+  set_status(KEYS[3], 2, 'null')
+end
+return 1

@@ -1,0 +1,173 @@
+"""What a worker shows of a running job: resque-web's ``worker:<id>`` and RUNNING.
+
+Resque writes ``worker:<id>`` (``{"queue","run_at","payload"}``, what resque-web's
+Working page shows) before every job and deletes it after; php-resque marks a
+tracked job RUNNING before it starts. Both cost the Redis server work per job, for
+a state no observer could tell apart from its absence when the job lasts a few
+milliseconds. So the ``RunningMarker`` thread writes both (mark_running.lua) for a
+job that is still running ``delay`` to ``2 * delay`` seconds after it started, and
+the finish deletes ``worker:<id>`` only when it may have been written (lib_finish.lua).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+
+import redis
+
+from pyresque.protocol import scripts
+from pyresque.protocol.claim import Claim
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.supervision import Supervised
+
+log = logging.getLogger("pyresque.status")
+
+
+def working_record(claim: Claim, now: float) -> str:
+    """``worker:<id>``'s value for a job, as Ruby's ``working_on`` writes it. resque-web
+    expects ``payload`` to be an object: a malformed payload is shown as a string."""
+    try:
+        shown = claim.raw.decode() if isinstance(json.loads(claim.raw), (dict, list)) else None
+    except ValueError:  # not JSON, or not UTF-8
+        shown = None
+    if shown is None:
+        shown = json.dumps(claim.raw.decode("utf-8", "backslashreplace"))
+    run_at = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+    return f'{{"queue":{json.dumps(claim.queue)},"run_at":"{run_at}","payload":{shown}}}'
+
+
+def mark_running(
+    client: redis.Redis, keys: Keys, worker_id: str, claim: Claim, status_key: str | None
+) -> bool:
+    """Show ``claim`` as the job ``worker_id`` works on, and mark it RUNNING when
+    ``status_key`` is given; False (nothing written) when it is no longer in flight."""
+    call_keys = [keys.inflight(worker_id), keys.worker(worker_id)]
+    args = [claim.token, working_record(claim, time.time()), "1" if status_key else ""]
+    return bool(
+        scripts.run(client, "mark_running", call_keys + ([status_key] if status_key else []), args)
+    )
+
+
+class Mark:
+    """A started job's pending write; ``finish()`` before recording its end."""
+
+    def __init__(self, claim: Claim, status_key: str | None, due: float) -> None:
+        self.claim = claim
+        self.status_key = status_key
+        self.due = due
+        self.lock = threading.Lock()
+        self.done = False
+
+    def finish(self) -> None:
+        # Taking the lock waits for a write in progress, so it always lands before the
+        # job's finish. The wait is bounded: the marker's calls end within half the
+        # lease (connection.lease_client), whatever they raise.
+        with self.lock:
+            self.done = True
+
+
+class RunningMarker(threading.Thread):
+    """Writes ``worker:<id>`` and RUNNING off the hot path, for jobs still running
+    ``delay`` to ``2 * delay`` seconds after they started.
+
+    It also knows whether ``worker:<id>`` may be written now (``shown``): the finish
+    then deletes it once nothing else is in flight, and tells (``cleared``).
+    ``client`` should bound its calls (connection.lease_client). No exception ends
+    the thread (supervision.py).
+    """
+
+    def __init__(
+        self, client: redis.Redis, keys: Keys, worker_id: str, delay: float = 0.005
+    ) -> None:
+        super().__init__(name="pyresque-status", daemon=True)
+        self._redis = client
+        self._keys = keys
+        self.worker_id = worker_id
+        self.delay = delay
+        self._marks: list[Mark] = []  # in start order, so the earliest due comes first
+        self._wake = threading.Condition()
+        self._asleep = False  # waiting with no timeout: a new mark must notify
+        self._stopped = False
+        self._done = threading.Event()  # set with _stopped
+        self._supervised = Supervised("RUNNING status", log, delay)
+        # worker:<id> writes so far, and how many of them a finish is known to have
+        # cleared: while they differ, the record may be there (processors of one
+        # worker finish concurrently, so a clear only counts the writes it saw).
+        self._writes = 0
+        self._cleared = 0
+
+    def started(self, claim: Claim, payload: Payload | None) -> Mark:
+        """Schedule the writes for a job that just started (``payload``: its decoded
+        payload, if it could be decoded: a job with an id may be tracked)."""
+        status_key = None
+        if payload is not None and payload.id:
+            status_key = self._keys.status(payload.id, payload.prefix)
+        mark = Mark(claim, status_key, time.monotonic() + self.delay)
+        with self._wake:
+            self._marks.append(mark)
+            if self._asleep:  # otherwise the thread wakes by itself within ``delay``
+                self._wake.notify()
+        return mark
+
+    def shown(self) -> int | None:
+        """The count of writes so far if ``worker:<id>`` may be written, else None."""
+        with self._wake:
+            return self._writes if self._writes != self._cleared else None
+
+    def cleared(self, seen: int) -> None:
+        """A finish deleted ``worker:<id>``, knowing of the first ``seen`` writes."""
+        with self._wake:
+            if self._writes == seen:
+                self._cleared = seen
+
+    def run(self) -> None:
+        self._supervised.until_done(self._mark_all, self._done)
+
+    def _mark_all(self) -> None:
+        while (mark := self._next()) is not None:
+            with mark.lock:
+                if not mark.done:
+                    self._supervised.call(self._write, mark)
+
+    def _write(self, mark: Mark) -> None:
+        with self._wake:
+            self._writes += 1  # before the call: a finish sent meanwhile must not clear it
+        mark_running(self._redis, self._keys, self.worker_id, mark.claim, mark.status_key)
+
+    def _next(self) -> Mark | None:
+        # Wakes once per ``delay`` at most, not once per job: marks of jobs that ended
+        # meanwhile are dropped unseen. With none left it waits one ``delay`` more before
+        # sleeping until notified, so a worker busy with short jobs never has to wake it
+        # (a notify per job costs a system call and a thread switch).
+        lingered = False
+        with self._wake:
+            while not self._stopped:
+                self._marks = [m for m in self._marks if not m.done]
+                if not self._marks:
+                    if lingered:
+                        self._asleep = True
+                        self._wake.wait()
+                        self._asleep = lingered = False
+                    else:
+                        self._wake.wait(self.delay)
+                        lingered = True
+                    continue
+                lingered = False
+                wait = self._marks[0].due - time.monotonic()
+                if wait > 0:
+                    self._wake.wait(wait)
+                    continue
+                return self._marks.pop(0)
+        return None
+
+    def stop(self) -> None:
+        with self._wake:
+            self._stopped = True
+            self._done.set()
+            self._wake.notify()
+        if self.is_alive():
+            self.join(timeout=5)
