@@ -7,13 +7,19 @@ TLS server.
 
 from __future__ import annotations
 
+import logging
+import uuid
 from pathlib import Path
 from urllib.parse import quote
 
 import pytest
+import redis
 from hypothesis import given
 from hypothesis import strategies as st
+from redis.backoff import NoBackoff
+from redis.retry import Retry
 
+from pyresque import Resque
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol.connection import connect
 from pyresque.protocol.targets import check_url, redact, split_tls, tls_from_env, with_tls
@@ -86,3 +92,24 @@ def test_environment_gives_tls_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
     assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
     with pytest.raises(BadRedisURL, match="PYRESQUE_SSL_CA_CERTS"):
         connect("redis://127.0.0.1:6379/0")
+
+
+def test_a_users_client_is_kept_and_told_what_it_lacks(
+    redis_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    bare = redis.Redis.from_url(redis_url, socket_timeout=None, retry=Retry(NoBackoff(), 0))
+    with caplog.at_level(logging.WARNING, logger="pyresque"):
+        rq = Resque(bare, namespace=f"t{uuid.uuid4().hex[:8]}")
+    assert rq.redis is bare
+    (line,) = [r.getMessage() for r in caplog.records]
+    assert "socket_timeout=15" in line
+    assert "retry=" in line
+    assert "socket_connect_timeout" not in line  # redis-py gave it one
+    rq.enqueue("q", "Anything", {})
+    assert rq.size("q") == 1
+    rq.remove_queue("q")
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="pyresque"):
+        Resque(connect(redis_url))  # what pyresque makes has everything
+        Resque(redis.Redis.from_url(redis_url, socket_timeout=15, retry=Retry(NoBackoff(), 2)))
+    assert caplog.records == []

@@ -138,3 +138,21 @@ def test_tls_failures_are_one_clear_line(tls: TLSServer, wrong: str) -> None:
     assert done.stderr.startswith(f"pyresque: error: the TLS handshake with Redis at {where}")
     if wrong == "other CA":  # (without a client certificate, TLS 1.3 may only say EOF)
         assert "certificate verify failed" in done.stderr
+
+
+#: Every command that connects, with what it needs besides where Redis is.
+COMMANDS = [
+    ["info"], ["workers"], ["ctl", "pause", "--all"], ["status", "0" * 32],
+    ["enqueue", "q", "TlsEcho", "{}"], ["failed", "list"], ["cron", "list"],
+    ["delayed", "list"], ["worker", "--queue", "q"], ["scheduler"], ["web"],
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("command", COMMANDS, ids=lambda c: " ".join(c[:2]))
+def test_every_command_connects_the_same_way(tls: TLSServer, command: list[str]) -> None:
+    """A wrong CA, given as an option, stops every command at the handshake: each one
+    connects through the one path that reads the TLS settings (connection.connect)."""
+    where = f"rediss://127.0.0.1:{tls.tls_port}/0"
+    done = _cli(*command, "--redis-url", where, "--ssl-ca-certs", str(tls.certs.other_ca))
+    assert done.returncode == 1, done.stderr
+    assert done.stderr.startswith(f"pyresque: error: the TLS handshake with Redis at {where}")

@@ -7,6 +7,7 @@ while a progress bar follows along, then prints a summary and the failures.
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import time
@@ -17,6 +18,7 @@ import click
 from pyresque.client.resque import Enqueued, Resque
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.job import Job
+from pyresque.protocol.targets import redact
 
 QUEUE = "UserJobQueue"
 
@@ -75,13 +77,12 @@ def _demo(resque: Resque, count: int, workers: int, redis_url: str, namespace: s
         "0",
         "--count",
         str(workers),
-        "--redis-url",
-        redis_url,
         "--namespace",
         namespace,
         "--quiet",
     ]
-    process = subprocess.Popen(command)
+    # The URL goes in the environment: a password in it would show in the process list.
+    process = subprocess.Popen(command, env={**os.environ, "REDIS_URL": redis_url})
     with click.progressbar(length=count, label="Processing") as bar:
         done = 0
         while done < count and process.poll() is None:
@@ -101,7 +102,7 @@ def _demo(resque: Resque, count: int, workers: int, redis_url: str, namespace: s
     for failure in resque.failures.list(0, 3):
         click.echo(f"  [{failure.index}] {failure.exception}: {failure.error}")
     click.echo(
-        f"\nInspect them yourself: pyresque failed list --redis-url {redis_url} "
+        f"\nInspect them yourself: pyresque failed list --redis-url {redact(redis_url)} "
         f"--namespace {namespace}\n(retry with `pyresque failed retry --all`; "
         "pass --redis-url to keep the data after the demo ends)"
     )

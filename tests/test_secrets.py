@@ -1,0 +1,116 @@
+"""A password in the Redis URL never shows: not in workers' process titles (nor their
+supervisor's), not in their logs (Redis going away included), not in what commands
+print (their errors included), not on any dashboard page, API answer or metric.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from starlette.testclient import TestClient
+
+from e2e_support import Procs, procs_fixture, wait_for
+from pyresque import Resque
+from pyresque.cli.main import without_settings
+from pyresque.dev.server import RedisServer
+from pyresque.web.app import OPEN, create_app
+from secure_support import admin, new_namespace
+
+#: Looks like nothing else on the machine: a hit is a leak.
+PASSWORD = f"pw-{secrets.token_hex(12)}"
+
+
+@pytest.fixture
+def server() -> Iterator[RedisServer]:
+    with RedisServer() as private:  # the worker test kills it
+        command = ("ACL", "SETUSER", "app", "on", f">{PASSWORD}", "~*", "&*", "+@all")
+        admin(private.url).execute_command(*command)  # type: ignore[no-untyped-call]
+        yield private
+
+
+def url(server: RedisServer) -> str:
+    return f"redis://app:{PASSWORD}@127.0.0.1:{server.port}/0"
+
+
+@pytest.fixture
+def procs(server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
+    yield from procs_fixture(url(server), tmp_path)
+
+
+def _titles() -> list[str]:
+    """Every process title on the machine that holds the password."""
+    found = []
+    for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            title = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+        except OSError:
+            continue
+        if PASSWORD in title:
+            found.append(title)
+    return found
+
+
+def test_worker_titles_and_logs_hide_the_password(server: RedisServer, procs: Procs) -> None:
+    ns = new_namespace()
+    Resque(url(server), namespace=ns).enqueue("default", "Succeed", {"n": 1})
+    env = {"E2E_REDIS_URL": url(server)}
+    worker = procs.worker(ns, "default", "--count", "2", "--vverbose", env=env)
+    stats = admin(server.url)
+    wait_for(lambda: stats.get(f"{ns}:stat:processed") == b"1", message="the job ran")
+    wait_for(lambda: "resque-" in worker.title(), message="the supervisor's title is set")
+    wait_for(lambda: not _titles(), message="no process title holds the password")
+    server.kill()  # every worker now logs that Redis is unavailable, naming the server
+    worker.wait_log("Redis unavailable")
+    assert f"127.0.0.1:{server.port}" in worker.log()
+    assert PASSWORD not in worker.log()
+
+
+def _cli(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "pyresque.cli", *args],
+        env=without_settings(os.environ),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_command_output_and_errors_hide_the_password(server: RedisServer) -> None:
+    good = url(server)
+    wrong = good.replace(PASSWORD, PASSWORD[::-1])
+    cases = {
+        "works": (["info", "--json", "--redis-url", good], 0),
+        "a wrong password": (["info", "--redis-url", wrong], 2),
+        "nothing listening": (["workers", "--redis-url", good.replace(str(server.port), "1")], 1),
+        "a bad port": (["info", "--redis-url", good.replace(str(server.port), "99999")], 2),
+        "a bad database": (["info", "--redis-url", f"{good[:-1]}x"], 2),
+        "a password parameter": (["info", "--redis-url", f"redis://h:1/x?password={PASSWORD}"], 2),
+        "TLS settings on redis://": (["info", "--redis-url", good, "--ssl-ca-certs", "/x"], 2),
+        "the demo": (["demo", "--jobs", "3", "--workers", "1", "--redis-url", good], 0),
+    }
+    for case, (args, code) in cases.items():
+        done = _cli(*args)
+        assert done.returncode == code, (case, done.stderr)
+        assert PASSWORD not in done.stdout + done.stderr, case
+    assert "refused the credentials" in _cli("info", "--redis-url", wrong).stderr
+
+
+def test_dashboard_hides_the_password(server: RedisServer) -> None:
+    ns = new_namespace()
+    Resque(url(server), namespace=ns).enqueue("default", "Succeed", {"n": 1})
+    shown = ""
+    with TestClient(create_app(url(server), namespace=ns, auth=OPEN), "http://localhost") as web:
+        for path in ("/", "/queues", "/workers", "/failed", "/delayed", "/stats", "/metrics",
+                     "/api/overview", "/api/stats", "/api/workers"):  # fmt: skip
+            response = web.get(path)
+            assert response.status_code == 200, path
+            shown += response.text
+    assert f"127.0.0.1:{server.port}" in shown  # the server is named, without the password
+    assert PASSWORD not in shown
