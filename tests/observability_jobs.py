@@ -21,7 +21,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
-from pyresque import Job, events
+from pyresque import Job, events, job
 from pyresque.middleware.tracing import Tracing
 
 log = logging.getLogger("userapp")
@@ -54,6 +54,12 @@ def _in_another_thread() -> None:
 
 
 threading.Thread(target=_in_another_thread).start()
+
+
+@job(name="TypedGreet", queue="default")
+def greet(name: str, times: int = 1, punctuation: str = "!") -> None:
+    """Enqueued with typed enqueues by tests/test_typed_enqueues.py."""
+    log.info("greet %s", json.dumps([name, times, punctuation]))
 
 
 class TraceFails(Job):

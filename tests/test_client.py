@@ -209,7 +209,7 @@ def test_job_function_is_enqueued_by_its_name(
     def send_mail(to: str) -> None:
         pass
 
-    send: JobFunction = registry.job(send_mail, name="Mailer\\Send", queue="mail")
+    send: JobFunction[..., Any] = registry.job(send_mail, name="Mailer\\Send", queue="mail")
     resque = Resque(redis_url, namespace=namespace, registry=registry, strict=True)
     resque.enqueue_job(send, "a@b.c")
     (item,) = queue_items(redis_client, namespace, "mail")

@@ -114,7 +114,7 @@ class AsyncResque(Producer):
         item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
         return await self._write(self._plan(item))
 
-    async def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
+    async def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> str | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
         return await self.enqueue_to(self._default_queue(job), job, *args)
 

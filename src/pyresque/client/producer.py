@@ -215,7 +215,7 @@ class Producer:
         return job
 
     @staticmethod
-    def _default_queue(job: type[Job] | JobFunction) -> str:
+    def _default_queue(job: type[Job] | JobFunction[..., Any]) -> str:
         """The queue ``enqueue_job`` uses: the job class's own."""
         job_class = job.job_class if isinstance(job, JobFunction) else job
         if not job_class.queue:

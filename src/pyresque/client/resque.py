@@ -106,7 +106,7 @@ class Resque(Producer, AdminMethods):
             Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
         )
 
-    def enqueue_job(self, job: type[Job] | JobFunction, *args: Any) -> str | None:
+    def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> str | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
         return self.enqueue_to(self._default_queue(job), job, *args)
 

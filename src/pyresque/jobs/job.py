@@ -10,13 +10,18 @@ from __future__ import annotations
 import functools
 import inspect
 from collections.abc import Callable
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, ParamSpec, TypeVar, overload
 
 from pyresque.exceptions import UnknownJob
 from pyresque.jobs.limits import Limit
 from pyresque.jobs.retry import RetryPolicy
+from pyresque.jobs.typed import Performs, Producer, positional
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.payload import Payload
+
+P = ParamSpec("P")
+R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Job:
@@ -63,7 +68,7 @@ class Job:
         self.args: Any = payload.data
         self.job_id: str | None = payload.id
 
-    def perform(self, *args: Any) -> Any:
+    def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
 
     def set_up(self) -> None:
@@ -90,6 +95,26 @@ class Job:
     def after_enqueue(cls, queue: str, args: list[Any], job_id: str | None) -> None:
         """Runs after the job was pushed."""
 
+    @classmethod
+    def enqueue(
+        cls: type[Performs[P]], producer: Producer[T], /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Enqueue on the class's ``queue`` with ``perform``'s arguments, type-checked
+        (typed.py): ``Mail.enqueue(resque, "a@b.c", 3)``."""
+        return _send(cls, producer, _queue_of(cls), args, kwargs)  # type: ignore[arg-type]
+
+    @classmethod
+    def enqueue_to(
+        cls: type[Performs[P]],
+        producer: Producer[T],
+        queue: str,
+        /,
+        *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """``enqueue`` on ``queue``."""
+        return _send(cls, producer, queue, args, kwargs)  # type: ignore[arg-type]
+
     def run_perform(self) -> Any:
         """Call ``perform`` the way its signature asks for."""
         if _takes_positional(type(self).perform):
@@ -105,19 +130,48 @@ def _takes_positional(perform: Callable[..., Any]) -> bool:
     )
 
 
-class JobFunction:
-    """A plain function registered as a job; calling it still calls the function."""
+def _queue_of(job_class: type[Job]) -> str:
+    if not job_class.queue:
+        raise ValueError(f"{job_class.resque_name} has no default queue; use enqueue_to")
+    return job_class.queue
 
-    def __init__(self, func: Callable[..., Any], job_class: type[Job]) -> None:
+
+def _send(
+    job_class: type[Job],
+    producer: Producer[T],
+    queue: str,
+    args: tuple[Any, ...],
+    kwargs: dict[str, Any],
+) -> T:
+    """A typed enqueue (typed.py), the arguments put in their positional places."""
+    sent = positional(job_class.perform, args, kwargs, method=True)
+    return producer.enqueue_to(queue, job_class, *sent)
+
+
+class JobFunction(Generic[P, R]):
+    """A plain function registered as a job; calling it still calls the function, and
+    ``enqueue`` sends it with arguments type-checked against its parameters."""
+
+    def __init__(self, func: Callable[P, R], job_class: type[Job]) -> None:
         functools.update_wrapper(self, func)
         self.func = func
         self.job_class = job_class
 
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+    def __call__(self, *args: P.args, **kwargs: P.kwargs) -> R:
         return self.func(*args, **kwargs)
 
+    def enqueue(self, producer: Producer[T], /, *args: P.args, **kwargs: P.kwargs) -> T:
+        """Enqueue on the job's ``queue``: ``archive.enqueue(resque, 44, "main")``."""
+        return self.enqueue_to(producer, _queue_of(self.job_class), *args, **kwargs)
 
-JobRef = type[Job] | JobFunction | str
+    def enqueue_to(
+        self, producer: Producer[T], queue: str, /, *args: P.args, **kwargs: P.kwargs
+    ) -> T:
+        """Enqueue on ``queue`` (typed.py says how keywords are sent)."""
+        return producer.enqueue_to(queue, self, *positional(self.func, args, kwargs))
+
+
+JobRef = type[Job] | JobFunction[..., Any] | str
 
 
 class Registry:
@@ -138,18 +192,30 @@ class Registry:
             self._jobs[name] = job_class
         return job_class
 
+    @overload
+    def job(
+        self, func: Callable[P, R], *, name: str | None = None, queue: str | None = None
+    ) -> JobFunction[P, R]: ...
+
+    @overload
+    def job(
+        self, func: None = None, *, name: str | None = None, queue: str | None = None
+    ) -> Callable[[Callable[P, R]], JobFunction[P, R]]: ...
+
     def job(
         self,
-        func: Callable[..., Any] | None = None,
+        func: Callable[P, R] | None = None,
         *,
         name: str | None = None,
         queue: str | None = None,
-    ) -> Any:
+    ) -> JobFunction[P, R] | Callable[[Callable[P, R]], JobFunction[P, R]]:
         """Decorator: register a plain function as a job; it receives the positional args."""
 
-        def wrap(f: Callable[..., Any]) -> JobFunction:
+        def wrap(f: Callable[P, R]) -> JobFunction[P, R]:
+            call: Callable[..., Any] = f  # the worker has positional arguments only
+
             def perform(self: Job, *args: Any) -> Any:
-                return f(*args)
+                return call(*args)
 
             job_class = type(
                 f.__name__,
