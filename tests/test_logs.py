@@ -4,6 +4,7 @@ output of real worker processes in every execution mode."""
 from __future__ import annotations
 
 import json
+import urllib.request
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
+from pyresque.dev.server import find_free_port
 
 APP = str(Path(__file__).resolve().parent / "observability_jobs.py")
 
@@ -94,3 +96,18 @@ def test_the_scheduler_logs_json_too(procs: Procs, redis_url: str, namespace: st
     wait_for(lambda: "scheduler" in scheduler.log(), 30, "the scheduler's first line")
     wait_for(lambda: scheduler.log().endswith("\n"), 30, "a whole line")
     assert all(line["pid"] == scheduler.pid for line in json_lines(scheduler.log()))
+
+
+def test_the_dashboard_logs_json_too(procs: Procs, redis_url: str, namespace: str) -> None:
+    port = find_free_port()
+    argv = ["web", "--port", str(port), "--redis-url", redis_url, "--namespace", namespace]
+    web = procs.cli([*argv, "--log-format", "json"], namespace)
+    wait_for(lambda: "Uvicorn running" in web.log(), 30, "uvicorn's start line")
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=30) as reply:
+        assert reply.status == 200
+    wait_for(lambda: "uvicorn.access" in web.log(), 30, "the access line")
+    # The URL line is printed on stdout for people; every log line is JSON.
+    logged = [x for x in web.log().splitlines() if not x.startswith("pyresque dashboard:")]
+    lines = json_lines("\n".join(logged))
+    assert {line["logger"] for line in lines} >= {"uvicorn.error", "uvicorn.access"}
+    assert all("color_message" not in line for line in lines)  # uvicorn's ANSI variant

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import logging
+
 import click
 
-from pyresque.cli.support import connect, connection_options
+from pyresque.cli.support import connect, connection_options, log_format_option, start_logging
 from pyresque.protocol.targets import url_from_env
 
 
@@ -40,6 +42,7 @@ from pyresque.protocol.targets import url_from_env
     help="Also answer to this Host name (repeatable; '*' for any); localhost and the --host "
     "address always work (env PYRESQUE_WEB_ALLOWED_HOSTS, space-separated).",
 )
+@log_format_option
 @connection_options
 def web_command(
     host: str,
@@ -49,6 +52,7 @@ def web_command(
     token: str | None,
     basic_auth: str | None,
     allowed_hosts: tuple[str, ...],
+    log_format: str,
     redis_url: str | None,
     namespace: str,
 ) -> None:
@@ -59,6 +63,8 @@ def web_command(
         raise click.ClickException(
             f"the dashboard needs the web extra: pip install 'pyresque[web]' ({exc})"
         ) from exc
+    if log_format != "text":  # else uvicorn's own format, as before
+        start_logging(logging.INFO, log_format)
     try:
         preflight(host, token, basic_auth)
     except WebConfigError as exc:
@@ -78,4 +84,5 @@ def web_command(
         auth_token=token,
         basic_auth=basic_auth,
         allowed_hosts=allowed_hosts,
+        logs_to_root=log_format != "text",
     )

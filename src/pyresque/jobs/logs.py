@@ -79,6 +79,7 @@ def json_formatter() -> logging.Formatter:
     """One JSON object per line: time, level, logger, pid, message, the job's fields
     while one runs, ``extra=`` fields and ``exc_info`` (python-json-logger)."""
     try:
+        from pythonjsonlogger.core import RESERVED_ATTRS
         from pythonjsonlogger.json import JsonFormatter
     except ImportError as exc:
         raise LogFormatError(
@@ -88,6 +89,7 @@ def json_formatter() -> logging.Formatter:
         ["levelname", "name", "process", "message"],
         rename_fields={"levelname": "level", "name": "logger", "process": "pid"},
         timestamp="time",  # ISO 8601, UTC, microseconds
+        reserved_attrs=[*RESERVED_ATTRS, "color_message"],  # uvicorn's, with ANSI colours
     )
 
 

@@ -371,12 +371,15 @@ def serve(
     basic_auth: str | tuple[str, str] | None = None,
     log_level: str = "info",
     allowed_hosts: Iterable[str] = (),
+    logs_to_root: bool = False,
 ) -> None:
     """Run the dashboard with uvicorn until interrupted (what ``pyresque web`` does).
 
     Without auth it is open to this machine only (``preflight``); it answers to the
-    address it listens on as well as to localhost and ``allowed_hosts``."""
+    address it listens on as well as to localhost and ``allowed_hosts``.
+    ``logs_to_root``: uvicorn logs through the root logger's handlers (``--log-format``)."""
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     preflight(host, auth_token, basic_auth)
     app = create_app(
@@ -389,4 +392,7 @@ def serve(
         auth=OPEN,
         allowed_hosts=[*allowed_hosts, host],
     )
-    uvicorn.run(app, host=host, port=port, log_level=log_level, server_header=False)
+    logs = None if logs_to_root else LOGGING_CONFIG  # None: uvicorn configures no logging
+    uvicorn.run(
+        app, host=host, port=port, log_level=log_level, log_config=logs, server_header=False
+    )
