@@ -4,7 +4,7 @@ While a job runs, every log record made in its context (by pyresque, by the job'
 own code, by the libraries it calls) carries the job's ``job_id``, ``job_class``,
 ``job_queue`` and ``job_attempt`` (1 for a first run, 2 after a crash or a retry)
 as attributes. One place sets them for every execution mode: ``Performer``
-(middleware/hooks.py) runs each job inside ``running(job)``, in the process and
+(middleware/hooks.py) runs each job between ``enter(job)`` and ``leave``, in the process and
 thread that run it (a fork child, a thread, the worker itself). They live in a
 context variable, which each thread has its own of and which asyncio copies into
 the tasks a job starts, and the record factory (``install``) copies them onto each
@@ -19,8 +19,7 @@ from __future__ import annotations
 
 import contextvars
 import logging
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -38,15 +37,15 @@ _current: contextvars.ContextVar[tuple[str | None, str, str, int] | None] = cont
 FORMATS = ("text", "json")
 
 
-@contextmanager
-def running(job: Job) -> Iterator[None]:
-    """Log records made inside this block carry ``job``'s fields."""
+def enter(job: Job) -> contextvars.Token[tuple[str | None, str, str, int] | None]:
+    """From now on, log records made in this context carry ``job``'s fields; ``leave``
+    with the token ends that (a plain set and reset: it runs once per job)."""
     payload = job.payload
-    token = _current.set((payload.id, payload.class_name, job.queue_name, payload.attempts + 1))
-    try:
-        yield
-    finally:
-        _current.reset(token)
+    return _current.set((payload.id, payload.class_name, job.queue_name, payload.attempts + 1))
+
+
+def leave(token: contextvars.Token[tuple[str | None, str, str, int] | None]) -> None:
+    _current.reset(token)
 
 
 def fields(payload: Payload, queue: str) -> dict[str, Any]:

@@ -95,8 +95,11 @@ class Performer:
                 result = (run_async or _run_on_new_loop)(result)
             return result
 
-        with logs.running(job):
+        token = logs.enter(job)
+        try:
             return self._run(job, last)
+        finally:
+            logs.leave(token)
 
     def _run(self, job: Job, last: Callable[[], Any]) -> Outcome:
         try:
