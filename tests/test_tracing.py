@@ -10,6 +10,7 @@ exporter that appends spans to a file, as an application would with OTLP.
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,6 +26,7 @@ from opentelemetry.trace import SpanKind
 
 from e2e_support import Procs, State
 from pyresque import Events, Job, Payload, Resque
+from pyresque.client.async_resque import AsyncResque
 from pyresque.middleware.hooks import Performer
 from pyresque.middleware.tracing import Tracing
 
@@ -139,6 +141,8 @@ def test_link_propagation_failures_and_hostile_trace_fields(
         "4" * 32: "00-00000000000000000000000000000000-0000000000000000-01",
         "5" * 32: "\x00 \n ünï-00-",
     }
+    again = {"class": "LogSync", "args": [{"word": "a"}], "id": "6" * 32, "attempts": 2}
+    state.push_raw("default", json.dumps(again).encode())
     for job_id, value in hostile.items():
         payload = {"class": "LogSync", "args": [{"word": "h"}], "id": job_id}
         payload |= {"traceparent": value, "tracestate": value, "baggage": value}
@@ -161,7 +165,31 @@ def test_link_propagation_failures_and_hostile_trace_fields(
         assert consumers[job_id]["parent"] is None
         assert consumers[job_id]["links"] == []
         assert consumers[job_id]["status"] == "UNSET"
-    assert state.number("stat:processed") == 2 + len(hostile)
+    assert consumers["6" * 32]["attributes"]["messaging.resque.attempt"] == 3
+    assert state.number("stat:processed") == 3 + len(hostile)
+
+
+def test_the_async_producer_traces_its_enqueues(
+    traced: Traced, state: State, redis_url: str, namespace: str
+) -> None:
+    events = Events()
+    events.add(Tracing(traced.provider))
+
+    async def produce() -> str | None:
+        producer = AsyncResque(redis_url, namespace=namespace, events=events)
+        try:
+            with traced.provider.get_tracer("web").start_as_current_span("GET /async"):
+                return await producer.enqueue("default", "LogSync", {"word": "a"})
+        finally:
+            await producer.aclose()
+
+    job_id = asyncio.run(produce())
+    trace_id, request_id = ids(traced.span("GET /async"))
+    producer = traced.span("create default", job_id)
+    assert producer.parent is not None
+    assert f"{producer.parent.span_id:016x}" == request_id
+    [payload] = state.queue("default")
+    assert payload["traceparent"].startswith(f"00-{trace_id}-{ids(producer)[1]}-")
 
 
 class _Echo(Job, register=False):
