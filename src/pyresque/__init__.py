@@ -18,6 +18,7 @@ from pyresque.exceptions import DontPerform as DontPerform
 from pyresque.exceptions import Interrupted as Interrupted
 from pyresque.exceptions import JobTimeout as JobTimeout
 from pyresque.exceptions import MalformedPayload as MalformedPayload
+from pyresque.exceptions import NotReplicated as NotReplicated
 from pyresque.exceptions import Retry as Retry
 from pyresque.exceptions import UnknownJob as UnknownJob
 
@@ -44,6 +45,7 @@ if TYPE_CHECKING:
     from pyresque.exceptions import RedisUnavailable as RedisUnavailable
     from pyresque.jobs.limits import Concurrency as Concurrency
     from pyresque.jobs.limits import RateLimit as RateLimit
+    from pyresque.protocol.durability import Replicas as Replicas
     from pyresque.protocol.keys import Keys as Keys
     from pyresque.protocol.status import JobStatus as JobStatus
     from pyresque.protocol.status import Status as Status
@@ -64,6 +66,7 @@ _EXPORTS = {
     "schedules": "pyresque.scheduling.cron",
     "Scheduler": "pyresque.scheduling.scheduler",
     "Keys": "pyresque.protocol.keys",
+    "Replicas": "pyresque.protocol.durability",
     "Concurrency": "pyresque.jobs.limits",
     "RateLimit": "pyresque.jobs.limits",
     "JobStatus": "pyresque.protocol.status",
@@ -89,10 +92,12 @@ __all__ = [
     "JobTimeout",
     "Keys",
     "MalformedPayload",
+    "NotReplicated",
     "Payload",
     "RateLimit",
     "RedisUnavailable",
     "Registry",
+    "Replicas",
     "Resque",
     "Retry",
     "RetryPolicy",

@@ -93,6 +93,14 @@ class WorkerBroken(RuntimeError):
     __module__ = "pyresque"
 
 
+class NotReplicated(Exception):
+    """A write was made on the master but fewer replicas than the durability policy asks
+    acknowledged it in time (``Replicas``): it may or may not survive a failover. An
+    enqueue that raises this may have enqueued the job; retrying it may enqueue it twice."""
+
+    __module__ = "pyresque"
+
+
 class BadRedisURL(ValueError):
     """A Redis URL (``REDIS_URL``, ``--redis-url``, ``REDIS_BACKEND``/``_DB``) that cannot
     be used; the message says what is wrong and what to write instead."""
@@ -144,6 +152,7 @@ __all__ = [
     "Interrupted",
     "JobTimeout",
     "MalformedPayload",
+    "NotReplicated",
     "RedisUnavailable",
     "Retry",
     "UnknownJob",

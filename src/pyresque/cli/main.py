@@ -23,7 +23,7 @@ from pyresque.cli.support import fail, printable
 from pyresque.cli.web import web_command
 from pyresque.cli.worker import scheduler_command, worker_command
 from pyresque.cli.workers import ctl_command, info_command, workers_command
-from pyresque.exceptions import BadRedisURL
+from pyresque.exceptions import BadRedisURL, NotReplicated
 from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.version import __version__
 
@@ -50,7 +50,7 @@ class _CLI(click.Group):
             fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             fail("aborted", 1)
-        except REDIS_DOWN as exc:
+        except (*REDIS_DOWN, NotReplicated) as exc:
             fail(str(exc), 1)
         except BadRedisURL as exc:
             fail(str(exc), 2)

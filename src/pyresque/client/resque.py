@@ -27,6 +27,8 @@ from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
 from pyresque.protocol.delayed import Delayed
+from pyresque.protocol.durability import Replicas, run_durably
+from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect, dumps
@@ -41,7 +43,9 @@ class Resque(Producer, AdminMethods):
     ``redis`` is a URL, a ``redis.Redis`` client, or None for ``REDIS_URL`` /
     ``REDIS_BACKEND`` / localhost. ``dialect`` chooses the payload shape written:
     php-resque's (with an id, so status tracking works; the default) or Ruby's.
-    With ``strict=True`` only registered job names can be enqueued. The admin methods
+    With ``strict=True`` only registered job names can be enqueued. ``durability``
+    (default: ``PYRESQUE_WAIT_REPLICAS``, else none) makes each enqueue wait until
+    replicas have the job, or raise ``NotReplicated`` (protocol/durability.py). The admin methods
     (``queues``, ``size``, ``dequeue``, ``info``, ``delayed_jobs`` ...) come from the
     admin layer (``client.admin.methods``); what is decided before a write, from
     ``Producer`` (producer.py), which ``AsyncResque`` shares.
@@ -56,11 +60,13 @@ class Resque(Producer, AdminMethods):
         registry: Registry | None = None,
         events: Events | None = None,
         strict: bool = False,
+        durability: Replicas | None = None,
     ) -> None:
         super().__init__(
             namespace, dialect=dialect, registry=registry, events=events, strict=strict
         )
         self.redis = connect(redis)
+        self.durability = durability or durability_from_env()
         self.failures = Failures(self.redis, self.keys)
 
     def __repr__(self) -> str:
@@ -119,11 +125,15 @@ class Resque(Producer, AdminMethods):
             return None
         call = planned.call
         try:  # reaching() without its context manager: this runs once per enqueue
-            reply = scripts.run(self.redis, call.script, call.keys, call.args)
+            reply, durable = run_durably(
+                self.redis, call.script, call.keys, call.args, self.durability
+            )
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         if call.refusable and not reply:
             return None
+        if not durable and self.durability is not None:
+            raise self.durability.not_replicated(f"job {planned.payload.id or 'enqueued'}")
         self._after_enqueue(planned.item, planned.payload)
         return planned.payload.id
 
@@ -134,8 +144,12 @@ class Resque(Producer, AdminMethods):
         checked before any is written: one invalid job raises and writes nothing."""
         batch = self._batch(jobs)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
+        policy = self.durability
+        wait = (policy.count, policy.timeout_ms) if policy is not None else None
         with reaching(self.redis):
-            replies = scripts.run_many(self.redis, calls)
+            replies = scripts.run_many(self.redis, calls, wait)
+        if policy is not None and replies.pop() < policy.count:
+            raise policy.not_replicated(f"a batch of {len(calls)} call(s)")
         for item, payload in batch.settle(replies):
             self._after_enqueue(item, payload)
         return batch.ids
@@ -152,10 +166,11 @@ class Resque(Producer, AdminMethods):
         check_job(item.get("class"))
         check_args(item.get("args", []))
         encoded = wire(dumps(item))
+        keys, args = self._calls.push_keys(queue), [queue, "", "tail", encoded]
         with reaching(self.redis):
-            scripts.run(
-                self.redis, "enqueue", self._calls.push_keys(queue), [queue, "", "tail", encoded]
-            )
+            _, durable = run_durably(self.redis, "enqueue", keys, args, self.durability)
+        if not durable and self.durability is not None:
+            raise self.durability.not_replicated(f"the {item.get('class')} job pushed")
 
     # --- status and stats -----------------------------------------------------
 

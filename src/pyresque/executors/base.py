@@ -9,6 +9,7 @@ prefork). The job itself does not change between them.
 from __future__ import annotations
 
 import math
+import os
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -26,17 +27,33 @@ class Stop:
     kill: bool = False  # USR1 or a second TERM: kill them now
     grace: float = 10.0  # seconds between TERM and KILL
     wakeup_fd: int = -1  # readable when a signal arrived (main thread only)
+    wakeup_writer: int = -1  # its other end
     interrupted_at: float = 0.0  # monotonic time of the TERM
     # Jobs may run until then (monotonic): the heartbeat moves it on each renewal of the
     # worker's lease (heartbeat.lease_deadline). Past it, jobs are stopped at once.
     lease_deadline: float = math.inf
+    # A failover (worker/failover.py): until then (monotonic) the lease counts as lost
+    # whatever the renewals, so running jobs stop and none are claimed.
+    held_until: float = -math.inf
 
     def lease_renewed(self, deadline: float) -> None:
-        self.lease_deadline = deadline
+        if time.monotonic() >= self.held_until:
+            self.lease_deadline = deadline
 
     def lease_lost(self, now: float | None = None) -> bool:
         """True once the lease was not renewed in time: no job may run on it."""
-        return (time.monotonic() if now is None else now) >= self.lease_deadline
+        now = time.monotonic() if now is None else now
+        return now >= self.lease_deadline or now < self.held_until
+
+    def hold(self, seconds: float) -> None:
+        """Count the lease as lost from now for ``seconds``: stop the running jobs now."""
+        now = time.monotonic()
+        self.held_until, self.lease_deadline = now + seconds, now
+        if self.wakeup_writer >= 0:  # the main thread may be waiting on its job: wake it
+            try:
+                os.write(self.wakeup_writer, b"\0")
+            except OSError:
+                pass  # full (it is awake already) or closed (the worker is stopping)
 
     def grace_over(self) -> bool:
         """Whether running jobs must stop now: killed, TERM's grace over, or lease lost."""

@@ -16,6 +16,7 @@ from redis.backoff import ExponentialWithJitterBackoff
 from redis.retry import Retry
 
 from pyresque.exceptions import BadRedisURL, RedisUnavailable
+from pyresque.protocol import sentinel
 from pyresque.protocol.targets import (
     check_url,
     redact,
@@ -58,6 +59,10 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     if isinstance(target, redis.Redis):
         warn_missing_settings(target)
         return target
+    target = target or url_from_env()
+    if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
+        retry = Retry(RETRY_BACKOFF, retries)
+        return sentinel.connect(target, retry=retry, retry_on_error=list(REDIS_DOWN), **SETTINGS)
     url, plain, options = client_options(target)
     try:
         return redis.Redis.from_url(plain, retry=Retry(RETRY_BACKOFF, retries), **options)
@@ -134,6 +139,8 @@ def raw(value: bytes | str) -> bytes:
 
 def describe(client: redis.Redis | redis.asyncio.Redis) -> str:
     """Where a client points, as a URL without credentials: ``redis://127.0.0.1:6379/0``."""
+    if (on_sentinel := sentinel.describe(client)) is not None:
+        return on_sentinel
     pool = client.connection_pool
     kwargs = pool.connection_kwargs
     db = kwargs.get("db", 0)
@@ -209,18 +216,21 @@ def lease_client(client: redis.Redis, lease_ttl: float) -> redis.Redis:
     reply: 2 attempts x 2 x lease/8 = lease/2 (0.625 s per wait for the 5 s default).
     A call stuck on a dead connection is so abandoned in time to renew the lease."""
     wait = max(lease_ttl / (4 * LEASE_CALL_ATTEMPTS), 0.05)
+    bounds: dict[str, Any] = {
+        "socket_timeout": wait,
+        "socket_connect_timeout": wait,
+        "retry": Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), LEASE_CALL_ATTEMPTS - 1),
+        "retry_on_error": list(REDIS_DOWN),
+    }
+    if (on_sentinel := sentinel.sibling(client, **bounds)) is not None:
+        return on_sentinel
     pool = client.connection_pool
     kwargs = {
         k: v
         for k, v in pool.connection_kwargs.items()
         if not k.startswith(("orig_", "maint_"))  # derived ones, the pool adds its own
     }
-    kwargs.update(
-        socket_timeout=wait,
-        socket_connect_timeout=wait,
-        retry=Retry(ExponentialWithJitterBackoff(base=0.01, cap=0.05), LEASE_CALL_ATTEMPTS - 1),
-        retry_on_error=[redis.exceptions.ConnectionError, redis.exceptions.TimeoutError],
-    )
+    kwargs.update(bounds)
     return redis.Redis(
         connection_pool=redis.ConnectionPool(connection_class=pool.connection_class, **kwargs)
     )

@@ -95,22 +95,35 @@ def logged(name: str, keys: Sequence[str | bytes], reply: Any) -> None:
 ScriptCall: TypeAlias = "tuple[str, Sequence[str | bytes], list[Any]]"
 
 
-def run_many(client: redis.Redis, calls: Sequence[ScriptCall]) -> list[Any]:
+def run_many(
+    client: redis.Redis, calls: Sequence[ScriptCall], wait: tuple[int, int] | None = None
+) -> list[Any]:
     """Run script calls ``(name, keys, args)`` in one round trip (a pipeline), and return
     their replies. A call the server refused with NOSCRIPT (its cache was flushed after
     the pipeline checked it) is run again on its own; only that one, so nothing is
-    written twice. Any other error is raised."""
+    written twice. Any other error is raised. With ``wait`` (``WAIT numreplicas
+    timeout_ms``, durability.py) the replies end with how many replicas acknowledged
+    all the calls."""
     pipe = client.pipeline(transaction=False)
     for name, keys, args in calls:
         run(pipe, name, keys, args)
+    if wait is not None:
+        pipe.wait(*wait)  # on the pipeline's connection: it covers every call before it
     replies = pipe.execute(raise_on_error=False)
+    acked = replies.pop() if wait is not None else 0
     for i, reply in enumerate(replies):
         if isinstance(reply, redis.exceptions.NoScriptError):
             name, keys, args = calls[i]
-            replies[i] = run(client, name, keys, args)
+            if wait is None:
+                replies[i] = run(client, name, keys, args)
+            else:  # run again with a WAIT of its own
+                replies[i], again = run_and_wait(client, name, keys, args, wait)
+                acked = min(acked, again)
         elif isinstance(reply, Exception):
             raise reply
-    return replies
+    if isinstance(acked, Exception):
+        raise acked
+    return [*replies, acked] if wait is not None else replies
 
 
 def _call(
@@ -134,3 +147,32 @@ def _call(
 def _short(reply: Any) -> str:
     text = repr(reply)
     return text if len(text) <= 200 else text[:200] + "..."
+
+
+def run_and_wait(
+    client: redis.Redis,
+    name: str,
+    keys: Sequence[str | bytes],
+    args: list[Any],
+    wait: tuple[int, int],
+) -> tuple[Any, int]:
+    """Run script ``name``, then ``WAIT numreplicas timeout_ms`` (``wait``) on the same
+    connection, in one round trip; returns the script's reply and how many replicas
+    acknowledged its writes (durability.py)."""
+    called = script(name)
+    for cached in (True, False):
+        pipe = client.pipeline(transaction=False)
+        if cached:
+            pipe.evalsha(called.sha, len(keys), *keys, *args)
+        else:  # the server lost its script cache: EVAL caches it again (see _call)
+            pipe.eval(called.script, len(keys), *keys, *args)  # type: ignore[arg-type]
+        pipe.wait(*wait)
+        reply, acked = pipe.execute(raise_on_error=False)
+        if isinstance(reply, redis.exceptions.NoScriptError) and cached:
+            continue
+        for result in (reply, acked):
+            if isinstance(result, Exception):
+                raise result
+        logged(name, keys, reply)
+        return reply, int(acked)
+    raise AssertionError("unreachable")  # pragma: no cover

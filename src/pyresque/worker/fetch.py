@@ -10,16 +10,19 @@ which leave no token, are found by the claim that follows each wait timeout.
 from __future__ import annotations
 
 import fnmatch
+import logging
 import re
 from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
-from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import MAX_BLOCK, text
+from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
+
+log = logging.getLogger("pyresque.worker")
 
 #: Queues a claim call tries first. A call ships the keys of the queues it tries, so
 #: a claim costs the same whether the worker watches 1 queue or 10,000 (``*`` over
@@ -110,11 +113,29 @@ PAUSED = Paused("paused")
 LEASE_EXPIRED = Paused("lease")
 
 
+class ClaimNotReplicated(redis.exceptions.ConnectionError):
+    """The durability policy's replicas did not acknowledge a claim in time: the jobs
+    are in flight on the master, and must not start (a failover could hand them to
+    another worker). Handled as an outage: the processor gives them back and backs off."""
+
+    def __init__(self) -> None:
+        super().__init__("claims were not replicated in time (durability policy)")
+
+
 class Fetcher:
     """Claims jobs for one worker and waits for new ones."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, queues: QueueList) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        worker_id: str,
+        queues: QueueList,
+        durability: Replicas | None = None,
+    ) -> None:
         self._redis = client
+        self._durability = durability  # claims and finishes wait for replicas
+        self._unreplicated = False  # a finish's claims were not replicated: say so next
         self._keys = keys
         self._worker_id = worker_id
         self.queues = queues
@@ -136,6 +157,9 @@ class Fetcher:
     def claim(self, tokens: list[str]) -> list[Claim] | Paused:
         """Claim the next jobs in priority order, one per token (the first token's job
         is the first in line); fewer, or none, when the queues run out."""
+        if self._unreplicated:  # from the last finish: its claims are to be given back
+            self._unreplicated = False
+            raise ClaimNotReplicated()
         return self._claim_from(0, CHUNK, tokens, [], self._took_wake())
 
     def _claim_from(
@@ -145,7 +169,11 @@ class Fetcher:
         ``size`` of them in the first call (CHUNK)."""
         while tokens and start < len(self._resolved):
             keys, args = self._claim_call(tokens, start, size, woken)
-            claimed = self._claimed(scripts.run(self._redis, "claim", keys, args), tokens)
+            reply, durable = run_durably(self._redis, "claim", keys, args, self._durability)
+            claimed = self._replicated(self._claimed(reply, tokens), durable, 0)
+            if self._unreplicated:
+                self._unreplicated = False
+                raise ClaimNotReplicated()
             if isinstance(claimed, Paused):
                 return got or claimed  # jobs claimed already are ours: run them first
             got += claimed
@@ -161,17 +189,40 @@ class Fetcher:
         been recovered from us (fenced), 1 when recorded, 2 when ``worker:<id>`` was
         deleted too (lib_finish.lua)."""
         if not next_tokens:
-            return int(scripts.run(self._redis, "finish", keys, args)), []
+            recorded, durable = run_durably(self._redis, "finish", keys, args, self._durability)
+            return int(recorded), self._replicated([], durable, int(recorded))
         woken = self._took_wake()
         claim_keys, claim_args = self._claim_call(next_tokens, 0, CHUNK, woken)
-        recorded, reply = scripts.run(
-            self._redis, "finish_claim", keys + claim_keys, [len(keys), *args, *claim_args]
+        (recorded, reply), durable = run_durably(
+            self._redis,
+            "finish_claim",
+            keys + claim_keys,
+            [len(keys), *args, *claim_args],
+            self._durability,
         )
-        claimed = self._claimed(reply, next_tokens)
+        claimed = self._replicated(self._claimed(reply, next_tokens), durable, int(recorded))
         if isinstance(claimed, Paused):
             return int(recorded), claimed
         rest = next_tokens[len(claimed) :]
         return int(recorded), self._claim_from(CHUNK, CHUNK * 4, rest, claimed, woken)
+
+    def _replicated(
+        self, claims: list[Claim] | Paused, durable: bool, recorded: int
+    ) -> list[Claim] | Paused:
+        """The claims of a call, if it was as durable as asked, else none: they stay in
+        flight, and the next ``claim`` raises ``ClaimNotReplicated`` (the processor
+        gives them back then). A finish that may be lost at a failover is logged."""
+        if durable:
+            return claims
+        if recorded:
+            log.warning(
+                "the end of a job was not replicated in time (durability policy): if "
+                "the master fails now, the job runs again"
+            )
+        if isinstance(claims, list) and claims:
+            self._unreplicated = True
+            return []
+        return claims
 
     def _took_wake(self) -> bool:
         woken, self._woken = self._woken, False

@@ -19,7 +19,7 @@ from collections.abc import Callable
 import redis
 
 from pyresque.middleware.history import HistoryBuffer
-from pyresque.protocol import scripts
+from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.supervision import Supervised
 from pyresque.worker.recovery import Recovery
@@ -59,6 +59,7 @@ class Heartbeat(threading.Thread):
         *,
         paused: Callable[[], bool] = lambda: False,
         on_renewed: Callable[[float], None] = lambda deadline: None,
+        durability: Replicas | None = None,
     ) -> None:
         super().__init__(name="pyresque-heartbeat", daemon=True)
         self._redis = client
@@ -72,6 +73,10 @@ class Heartbeat(threading.Thread):
         self.history = history  # the worker's history counts: written on each beat
         self.paused = paused  # published on each beat, for `pyresque workers`
         self.interval = lease_ms / 1000 / 5
+        # With a durability policy a renewal counts once replicas have it: a failover
+        # then never hands the new master an older lease than the one jobs run on.
+        self.durability = durability
+        self._unreplicated = False
         self._stopped = threading.Event()
         # A failed beat is retried soon: the lease runs out after five intervals.
         self._supervised = Supervised("heartbeat", log, self.interval, self.interval * 2)
@@ -88,10 +93,18 @@ class Heartbeat(threading.Thread):
         ]
         paused = "1" if self.paused() else ""
         sent = time.monotonic()
-        commands, expired, replaced = scripts.run(
-            self._redis, "heartbeat", keys, [self.worker_id, self.lease_ms, self.started, paused]
-        )
-        self.on_renewed(lease_deadline(sent, self.lease_ms / 1000))
+        args = [self.worker_id, self.lease_ms, self.started, paused]
+        reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
+        commands, expired, replaced = reply
+        if durable:
+            self.on_renewed(lease_deadline(sent, self.lease_ms / 1000))
+        elif not self._unreplicated:
+            log.error(
+                "worker %s: its lease renewal was not replicated in time (durability "
+                "policy): it does not count, and jobs stop if none is in time",
+                self.worker_id,
+            )
+        self._unreplicated = not durable
         for key in replaced:
             log.warning(
                 "deleted %r: it was not of the type pyresque keeps there",

@@ -26,7 +26,7 @@ from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.running import Mark
-from pyresque.worker.fetch import PAUSED, Fetcher, Paused
+from pyresque.worker.fetch import PAUSED, ClaimNotReplicated, Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.signals import Wake
 
@@ -50,7 +50,8 @@ class Processor:
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
         self._token_prefix = os.urandom(6).hex()
         self._token_count = itertools.count()
-        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues)
+        policy = worker.resque.durability  # claims wait for replicas (fetch.py)
+        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, policy)
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
@@ -95,6 +96,8 @@ class Processor:
                 self._crashes = 0
             except REDIS_DOWN as exc:
                 claim = None  # a claim whose reply was lost is given back by _redis_back
+                if isinstance(exc, ClaimNotReplicated):
+                    worker.give_back_unreplicated()  # back on their queues while we back off
                 self._redis_down(exc)
             except Wake:
                 pass

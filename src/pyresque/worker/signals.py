@@ -56,7 +56,7 @@ class Signals:
         os.set_blocking(read_fd, False)
         os.set_blocking(write_fd, False)
         signal.set_wakeup_fd(write_fd, warn_on_full_buffer=False)
-        self.stop.wakeup_fd = read_fd
+        self.stop.wakeup_fd, self.stop.wakeup_writer = read_fd, write_fd
         handlers = {
             signal.SIGQUIT: self._on_quit,
             signal.SIGTERM: self._on_term,

@@ -19,6 +19,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import redis
 import setproctitle
@@ -28,7 +29,7 @@ from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.middleware.worker_chain import WorkerChain
-from pyresque.protocol import scripts
+from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
@@ -37,6 +38,7 @@ from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.version import __version__
+from pyresque.worker.failover import Failover
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
@@ -97,6 +99,10 @@ class Worker(Signals):
         self.stop = Stop(grace=self.options.term_timeout)
         # The lease path's calls end within half the lease (connection.lease_client).
         self._lease_redis = lease_client(resque.redis, self.options.lease_ttl)
+        policy = resque.durability
+        self.failover = Failover(
+            self.id, self.stop, self.options.lease_ttl, policy is not None, self.give_back_orphans
+        )
         self.heartbeat = Heartbeat(
             self._lease_redis,
             keys,
@@ -107,7 +113,10 @@ class Worker(Signals):
             self._command,
             self.history,
             paused=lambda: self.paused,
-            on_renewed=self.stop.lease_renewed,
+            on_renewed=self._renewed,
+            # A renewal's WAIT ends well inside the lease client's call timeout.
+            durability=policy
+            and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
         )
         self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
         self._watchdog = Supervised("watchdog", log, 0.1)
@@ -198,8 +207,14 @@ class Worker(Signals):
             elif self.stop.grace_over():
                 p.executor.interrupt(Interrupted)
 
+    def _renewed(self, deadline: float) -> None:
+        """After each renewal of the lease (the heartbeat thread)."""
+        self.stop.lease_renewed(deadline)
+        self.failover.after_beat()
+
     def _startup(self) -> None:
         self.title("Starting")
+        sentinel.on_master_moved(self.resque.redis, self.failover.moved)
         if self.options.pidfile:
             with open(self.options.pidfile, "w") as f:
                 f.write(f"{self.pid}\n")
@@ -229,6 +244,7 @@ class Worker(Signals):
         )
 
     def _teardown(self, crashed: bool = False) -> None:
+        sentinel.on_master_moved(self.resque.redis, self.failover.moved, remove=True)
         if self.scheduler is not None:
             self.scheduler.stop()
         self.heartbeat.stop()
@@ -319,6 +335,14 @@ class Worker(Signals):
         with self._lock:
             held = set() if all_jobs else set(self._held)
         return self.recovery.give_back_orphans(self.id, held, crashed)
+
+    def give_back_unreplicated(self) -> None:
+        """Give back the jobs of claims the durability policy's replicas did not
+        acknowledge (no processor holds them); if Redis is down, ``_redis_back`` will."""
+        try:
+            self.give_back_orphans()
+        except REDIS_DOWN as exc:
+            log.error("could not give back unreplicated claims yet (%s)", exc)
 
     def sleep(self, seconds: float) -> None:
         threading.Event().wait(seconds)

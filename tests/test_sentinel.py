@@ -1,0 +1,195 @@
+"""Sentinel targets (protocol/sentinel.py) and the durability policy (protocol/durability.py).
+
+The URL tests need no server. The durability tests run on the session's server,
+which has no replica, so every ``WAIT`` falls short: what the producer and the worker
+do then. The Sentinel tests start a real group (dev/sentinel_group.py): one master,
+one replica, three Sentinels. The failover under load is tests/test_failover.py.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+from urllib.parse import quote
+
+import pytest
+import redis
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from e2e_support import wait_for
+from pyresque import Enqueued, Events, Job, NotReplicated, Registry, Replicas, Resque
+from pyresque.dev.sentinel_group import SentinelGroup
+from pyresque.exceptions import BadRedisURL
+from pyresque.protocol import durability, sentinel
+from pyresque.protocol.connection import connect, describe, lease_client, ping
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
+
+# --- the URL -------------------------------------------------------------------------
+
+
+def test_a_sentinel_url_names_the_sentinels_service_database_and_credentials() -> None:
+    target = sentinel.parse(
+        "rediss+sentinel://app:p%40ss@s1:26380,[::1]:26381,s3/mymaster/3"
+        "?sentinel_password=sp&sentinel_username=su&sentinel_ssl=false&ssl_ca_certs=/ca.pem"
+    )
+    assert target.sentinels == [("s1", 26380), ("::1", 26381), ("s3", 26379)]
+    assert (target.service, target.db) == ("mymaster", 3)
+    assert (target.username, target.password) == ("app", "p@ss")
+    assert (target.sentinel_username, target.sentinel_password) == ("su", "sp")
+    assert (target.tls, target.sentinel_tls) == (True, False)
+    assert target.tls_options == {"ssl_ca_certs": "/ca.pem"}
+    assert target.shown() == "rediss+sentinel://s1:26380,::1:26381,s3:26379/mymaster/3"
+    plain = sentinel.parse("redis+sentinel://h:1/m")
+    assert (plain.db, plain.password, plain.tls, plain.sentinel_tls) == (0, None, False, False)
+
+
+@pytest.mark.parametrize(
+    ("url", "problem"),
+    [
+        ("redis+sentinel://u:secret@h:26379", "names no service"),
+        ("redis+sentinel://u:secret@h:0/m", "port '0'"),
+        ("redis+sentinel://u:secret@h:x/m", "port 'x'"),
+        ("redis+sentinel://u:secret@:26379/m", "without a host"),
+        ("redis+sentinel://u:secret@h/m/one", "database 'one'"),
+        ("redis+sentinel://u:secret@h/m?sentinel_password=secret&bogus=1", "unknown option"),
+        ("redis+sentinel://u:secret@h/m?sentinel_ssl=maybe", "sentinel_ssl='maybe'"),
+        ("redis+sentinel://u:secret@h/m?ssl_ca_certs=/ca.pem", "uses no TLS"),
+    ],
+)
+def test_a_bad_sentinel_url_is_one_clear_error_without_the_password(url: str, problem: str) -> None:
+    with pytest.raises(BadRedisURL) as caught:
+        connect(url)
+    message = str(caught.value)
+    assert problem in message
+    assert "secret" not in message
+    assert "redis+sentinel://" in message  # the form to write
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    password=st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=4),
+    port=st.sampled_from(["0", "70000", "x", ""]),
+)
+def test_no_error_shows_a_password(password: str, port: str) -> None:
+    """Whatever the passwords hold, a message about the URL never shows them."""
+    secret = quote(password, safe="")
+    url = f"redis+sentinel://user:{secret}@h:{port}/m?sentinel_password={secret}"
+    with pytest.raises(BadRedisURL) as caught:
+        sentinel.parse(url)
+    assert secret not in str(caught.value)
+    assert secret not in sentinel.redact(url)
+
+
+def test_an_unreachable_sentinel_group_is_redis_unavailable_naming_it() -> None:
+    client = connect("redis+sentinel://user:secret@127.0.0.1:1,127.0.0.1:2/mymaster/0")
+    with pytest.raises(redis.exceptions.ConnectionError) as caught:
+        ping(client)
+    message = str(caught.value)
+    assert "redis+sentinel://127.0.0.1:1,127.0.0.1:2/mymaster/0" in message
+    assert "secret" not in message
+
+
+# --- the durability policy, with no replica to acknowledge -----------------------------
+
+
+def test_a_policy_is_checked_and_read_from_the_environment() -> None:
+    with pytest.raises(ValueError, match="count"):
+        Replicas(0)
+    with pytest.raises(ValueError, match="timeout_ms"):
+        Replicas(1, 0)  # WAIT's 0 would wait for ever
+    assert durability.from_env({"PYRESQUE_WAIT_REPLICAS": "2:250"}) == Replicas(2, 250)
+    assert durability.from_env({"PYRESQUE_WAIT_REPLICAS": "1"}) == Replicas(1, 1000)
+    assert durability.from_env({}) is None
+    with pytest.raises(BadRedisURL, match="PYRESQUE_WAIT_REPLICAS"):
+        durability.from_env({"PYRESQUE_WAIT_REPLICAS": "one"})
+
+
+@pytest.fixture
+def unreplicated(redis_url: str, namespace: str) -> Iterator[Resque]:
+    """A producer that asks for a replica the session's server does not have."""
+    resque = Resque(redis_url, namespace=namespace, events=Events(), durability=Replicas(1, 50))
+    yield resque
+    resque.redis.close()
+
+
+def test_an_enqueue_no_replica_acknowledged_raises_and_may_exist(unreplicated: Resque) -> None:
+    with pytest.raises(NotReplicated, match="fewer than 1 replica"):
+        unreplicated.enqueue("q", "Mail", {"to": "a"})
+    assert unreplicated.size("q") == 1  # written on the master: "may or may not exist"
+    with pytest.raises(NotReplicated):
+        unreplicated.enqueue_many([Enqueued("q", "Mail", [1]), Enqueued("q", "Mail", [2])])
+    with pytest.raises(NotReplicated):
+        unreplicated.push("q", {"class": "Mail", "args": []})
+    assert unreplicated.size("q") == 4
+
+
+def test_without_a_policy_the_same_enqueue_returns(redis_url: str, namespace: str) -> None:
+    resque = Resque(redis_url, namespace=namespace, events=Events())
+    assert resque.durability is None
+    assert resque.enqueue("q", "Mail", {}) is not None
+
+
+def test_a_worker_does_not_start_a_job_whose_claim_no_replica_has(
+    unreplicated: Resque, namespace: str
+) -> None:
+    ran: list[int] = []
+    registry = Registry()
+
+    class Mark(Job, name="Mark", register=False):
+        def perform(self) -> None:
+            ran.append(1)
+
+    registry.register(Mark)
+
+    unreplicated.registry = registry
+    with pytest.raises(NotReplicated):
+        unreplicated.enqueue("q", Mark, {})
+    worker = Worker(unreplicated, "q", WorkerOptions(mode="inline", interval=0.1))
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    try:
+        # Claims are tried again and again, with backoff, and each time given back.
+        wait_for(lambda: thread.is_alive() and worker.heartbeat.is_alive(), 30, "worker up")
+        time.sleep(2.0)
+        assert ran == []
+    finally:
+        worker.shutdown()
+        thread.join(30)
+    assert ran == []
+    assert unreplicated.size("q") == 1  # back on its queue, not in flight
+    assert not unreplicated.redis.exists(f"{namespace}:pyresque:inflight:{worker.id}")
+    assert int(unreplicated.redis.get(f"{namespace}:stat:recovered") or 0) == 0  # no crash
+
+
+# --- a real Sentinel group --------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def group() -> Iterator[SentinelGroup]:
+    with SentinelGroup(replicas=1) as started:
+        yield started
+
+
+def test_every_client_of_a_sentinel_target_reaches_the_master(group: SentinelGroup) -> None:
+    resque = Resque(group.url(), namespace="sentinel-basic", durability=Replicas(1, 5000))
+    try:
+        job_id = resque.enqueue("q", "Mail", {})  # acknowledged by the replica
+        assert job_id is not None
+        assert resque.size("q") == 1
+        host, port = group.master_address()
+        assert describe(resque.redis) == f"{group.url()} (master {host}:{port})"
+        lease = lease_client(resque.redis, 5.0)  # the worker's own pool, short timeouts
+        assert lease.connection_pool.connection_kwargs["socket_timeout"] == 0.625
+        assert lease.llen("sentinel-basic:queue:q") == 1
+        lease.close()
+        # The replica has it: what a promoted replica would start with.
+        replica = next(n for n in group.nodes if n.port != port)
+        on_replica = redis.Redis(port=replica.port)
+        wait_for(lambda: on_replica.llen("sentinel-basic:queue:q") == 1, 30, "replicated")
+        on_replica.close()
+    finally:
+        resque.redis.delete("sentinel-basic:queue:q", "sentinel-basic:queues")
+        resque.redis.close()
