@@ -19,7 +19,8 @@ outside Redis). It reports:
 * enqueue rate: one producer on an idle group, with and without waiting for a replica.
 
 Usage: ``python benchmarks/failover.py [--quick] [--policy on|off|both] [--kills N]
-[--output FILE]``. Exits 1 when the policy is on and an acknowledged job was lost.
+[--output FILE]``; ``--rate-only [--rounds N]`` measures only the enqueue rates, in
+alternating rounds. Exits 1 when the policy is on and an acknowledged job was lost.
 """
 
 from __future__ import annotations
@@ -36,6 +37,8 @@ import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
+
+import redis
 
 from pyresque import NotReplicated, RedisUnavailable, Replicas, Resque
 from pyresque.cli.main import without_settings
@@ -203,6 +206,34 @@ def enqueue_rate(url: str, durable: bool, seconds: float) -> float:
     return rate
 
 
+def rates(args: argparse.Namespace) -> str:
+    """The enqueue rate of one producer without and with waiting for a replica, in
+    alternating rounds on one idle group (so a change in the machine's load hits both)."""
+    found: dict[bool, list[float]] = {False: [], True: []}
+    with SentinelGroup(replicas=2, down_after_ms=args.down_after_ms) as group:
+        for _ in range(args.rounds):
+            for durable in (False, True):
+                found[durable].append(enqueue_rate(group.url(), durable, args.rate_seconds))
+        # Redis's own view, robust to the client's scheduling: how long a WAIT took
+        # (until a replica acknowledged) and how long the enqueue script itself took.
+        host, port = group.master_address()
+        stats = redis.Redis(host=host, port=port).info("latencystats")
+    off, on = (statistics.median(found[d]) for d in (False, True))
+    load = os.getloadavg()[0]
+    server = ", ".join(
+        f"{name} p50 {stats[f'latency_percentiles_usec_{name}']['p50']:.0f} us / "
+        f"p99 {stats[f'latency_percentiles_usec_{name}']['p99']:.0f} us"
+        for name in ("evalsha", "wait")
+        if f"latency_percentiles_usec_{name}" in stats
+    )
+    return (
+        f"Enqueue rate, one producer, {args.rounds} alternating rounds of "
+        f"{args.rate_seconds:g} s (median), load average {load:.1f}: "
+        f"{off:.0f}/s without the policy, {on:.0f}/s waiting for 1 replica "
+        f"({on / off:.2f}x). On the master (INFO latencystats): {server}\n"
+    )
+
+
 def spread(values: list[float]) -> str:
     values = [v for v in values if not math.isnan(v)]  # NaN: no such event
     if not values:
@@ -244,10 +275,18 @@ def main() -> int:
     parser.add_argument("--stall", type=float, default=30.0, help="drain: give up after no run")
     parser.add_argument("--rate-seconds", type=float, default=3.0)
     parser.add_argument("--quick", action="store_true", help="one kill, short phases (CI)")
+    parser.add_argument("--rate-only", action="store_true", help="only the enqueue rates")
+    parser.add_argument("--rounds", type=int, default=5, help="rounds of --rate-only")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
     if args.quick:
         args.kills, args.between, args.rate_seconds = 1, 2.0, 1.0
+    if args.rate_only:
+        text = rates(args)
+        print(text)
+        if args.output:
+            args.output.write_text(text)
+        return 0
     policies = {"on": [True], "off": [False], "both": [False, True]}[args.policy]
     with tempfile.TemporaryDirectory(prefix="pyresque-failover-") as tmp:
         results = [run_policy(durable, args, Path(tmp)) for durable in policies]

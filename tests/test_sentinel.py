@@ -22,8 +22,10 @@ from e2e_support import wait_for
 from pyresque import Enqueued, Events, Job, NotReplicated, Registry, Replicas, Resque
 from pyresque.dev.sentinel_group import SentinelGroup
 from pyresque.exceptions import BadRedisURL
+from pyresque.executors.base import Stop
 from pyresque.protocol import durability, sentinel
 from pyresque.protocol.connection import connect, describe, lease_client, ping
+from pyresque.worker.failover import Failover
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
 
@@ -193,3 +195,42 @@ def test_every_client_of_a_sentinel_target_reaches_the_master(group: SentinelGro
     finally:
         resque.redis.delete("sentinel-basic:queue:q", "sentinel-basic:queues")
         resque.redis.close()
+
+
+def test_a_failover_hold_stops_jobs_and_ignores_renewals_until_it_ends() -> None:
+    """Stop.hold (worker/failover.py): the lease counts as lost at once and for the whole
+    hold, whatever renewals arrive meanwhile; a renewal after it counts again."""
+    stop = Stop()
+    stop.lease_renewed(time.monotonic() + 60)
+    assert not stop.lease_lost()
+    stop.hold(0.5)
+    assert stop.lease_lost()
+    assert stop.grace_over()  # running jobs stop now
+    stop.lease_renewed(time.monotonic() + 60)  # a beat during the hold
+    assert stop.lease_lost()
+    wait_for(lambda: time.monotonic() >= stop.held_until, 30, "the hold's end")
+    assert stop.lease_lost()  # until the next renewal
+    stop.lease_renewed(time.monotonic() + 60)
+    assert not stop.lease_lost()
+
+
+def test_a_worker_without_the_policy_holds_at_a_move_and_gives_back_lost_finishes() -> None:
+    given: list[int] = []
+
+    def give_back() -> int:
+        given.append(1)
+        return 1
+
+    stop = Stop()
+    failover = Failover("w1", stop, 1.0, False, give_back)
+    failover.moved(("10.0.0.8", 6379))
+    assert stop.lease_lost()
+    failover.after_beat()
+    assert given == []  # not during the hold: claims elsewhere may still be stopping
+    wait_for(lambda: time.monotonic() >= stop.held_until, 30, "the hold's end")
+    failover.after_beat()
+    failover.after_beat()
+    assert given == [1]  # once
+    durable = Stop()
+    Failover("w2", durable, 1.0, True, lambda: 0).moved(("10.0.0.8", 6379))
+    assert not durable.lease_lost()  # with the policy the running jobs carry on

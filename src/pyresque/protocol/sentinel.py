@@ -31,7 +31,12 @@ from urllib.parse import parse_qsl, unquote
 
 import redis
 from redis.connection import SSLConnection
-from redis.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedConnection
+from redis.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelConnectionPool,
+    SentinelManagedConnection,
+)
 
 from pyresque.exceptions import BadRedisURL
 
@@ -154,7 +159,14 @@ class FollowingSentinel(Sentinel):
         self._listeners: list[Callable[[Address], None]] = []
 
     def discover_master(self, service_name: str) -> Address:
-        address: Address = super().discover_master(service_name)
+        try:
+            address: Address = super().discover_master(service_name)
+        except MasterNotFoundError:  # redis-py's message holds every connection's repr
+            hosts = ",".join(f"{host}:{port}" for host, port in self.target.sentinels)
+            raise MasterNotFoundError(
+                f"no Sentinel of {hosts} named a master for {service_name!r} (unreachable, "
+                "not monitoring it, or the master is down and not yet replaced)"
+            ) from None
         with self._lock:  # of threads that see the move at once, one reports it
             previous, self.master = self.master, address
             moved = previous is not None and previous != address
