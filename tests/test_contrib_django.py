@@ -8,6 +8,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -53,8 +54,8 @@ def site(db_path: Path, redis_url: str, namespace: str) -> Iterator[Resque]:
         yield get_resque()
 
 
-def run_worker(db_path: Path, redis_url: str, namespace: str, *args: str) -> str:
-    """``python manage.py pyresque worker ...`` until the queue is drained."""
+def site_env(db_path: Path, redis_url: str, namespace: str) -> dict[str, str]:
+    """The environment of ``manage.py`` for the example project on the test's data."""
     env = {
         **without_settings(os.environ),
         "DJANGO_DB_PATH": str(db_path),
@@ -62,12 +63,40 @@ def run_worker(db_path: Path, redis_url: str, namespace: str, *args: str) -> str
         "PYRESQUE_NAMESPACE": namespace,
     }
     env.pop("DJANGO_SETTINGS_MODULE", None)  # manage.py sets it
+    return env
+
+
+def run_worker(db_path: Path, redis_url: str, namespace: str, *args: str) -> str:
+    """``python manage.py pyresque worker ...`` until the queue is drained."""
     done = subprocess.run(
         [sys.executable, "manage.py", "pyresque", "worker", "--interval", "0", *args],
-        cwd=SITE, env=env, capture_output=True, text=True, timeout=60, check=False,
+        cwd=SITE, env=site_env(db_path, redis_url, namespace),
+        capture_output=True, text=True, timeout=60, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stderr
+
+
+def test_manage_py_pyresque_scheduler_moves_due_jobs(
+    site: Resque, db_path: Path, redis_url: str, namespace: str
+) -> None:
+    site.enqueue_in(1, "notes", "ReadNote", 1)
+    assert site.delayed.count() == 1
+    scheduler = subprocess.Popen(
+        [sys.executable, "manage.py", "pyresque", "scheduler", "--interval", "0.1"],
+        cwd=SITE, env=site_env(db_path, redis_url, namespace),
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 60
+        while site.size("notes") == 0 and scheduler.poll() is None:
+            assert time.monotonic() < deadline, "the scheduler did not move the job"
+            time.sleep(0.1)
+        assert scheduler.poll() is None, scheduler.communicate()[1]
+    finally:
+        scheduler.terminate()
+        scheduler.wait(30)
+    assert (site.size("notes"), site.delayed.count()) == (1, 0)
 
 
 def test_a_rolled_back_job_never_runs_and_a_committed_one_sees_its_row(
