@@ -174,6 +174,10 @@ def test_the_dashboard_is_for_staff_only(site: Resque) -> None:
     assert "&lt;script&gt;x&lt;/script&gt;" in text
     assert "<script>x</script>" not in text
     assert 'href="/admin/resque/' in text  # links stay under the mount
+    site.enqueue("mail-ü", "Welcome", "unicode")  # a path that is not ASCII reaches it intact
+    unicode = staff_client("admin", staff=True).get("/admin/resque/queues/mail-%C3%BC")
+    assert unicode.status_code == 200
+    assert "unicode" in unicode.content.decode()
 
 
 def test_the_mounted_dashboard_keeps_its_defences(

@@ -75,6 +75,10 @@ def test_the_dashboard_is_behind_the_apps_login(
     text = page.get_data(as_text=True)
     assert "&lt;b&gt;x&lt;/b&gt;" in text
     assert 'href="/resque/' in text  # links stay under the mount
+    Resque(redis_url, namespace).enqueue("mail-ü", "Welcome", "unicode")
+    unicode = client.get("/resque/queues/mail-%C3%BC")  # a path that is not ASCII
+    assert unicode.status_code == 200
+    assert "unicode" in unicode.get_data(as_text=True)
 
 
 def test_the_mounted_dashboard_keeps_its_defences(

@@ -39,11 +39,12 @@ class Config:
     def load(cls, settings: Mapping[str, Any], where: str) -> Config:
         """The settings in ``settings`` (keys of ``KEYS``); ``where`` names them in
         errors (``settings.PYRESQUE``, ``app.config['PYRESQUE_...']``)."""
-        unknown = sorted(set(settings) - set(KEYS))
+        if not isinstance(settings, Mapping):
+            raise ConfigError(f"{where} must be a dict, got {type(settings).__name__}")
+        unknown = sorted(repr(key) for key in set(settings) - set(KEYS))
         if unknown:
             raise ConfigError(
-                f"{where} has unknown key(s) {', '.join(map(repr, unknown))}; "
-                f"the keys are {', '.join(KEYS)}"
+                f"{where} has unknown key(s) {', '.join(unknown)}; the keys are {', '.join(KEYS)}"
             )
         url = settings.get("REDIS_URL")
         namespace = settings.get("NAMESPACE", DEFAULT_NAMESPACE)
