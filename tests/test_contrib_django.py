@@ -4,6 +4,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import subprocess
@@ -17,7 +18,7 @@ import django
 import pytest
 from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
-from django.test import Client, override_settings
+from django.test import AsyncClient, Client, override_settings
 
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
@@ -178,6 +179,24 @@ def test_the_dashboard_is_for_staff_only(site: Resque) -> None:
     unicode = staff_client("admin", staff=True).get("/admin/resque/queues/mail-%C3%BC")
     assert unicode.status_code == 200
     assert "unicode" in unicode.content.decode()
+
+
+def test_the_dashboard_works_under_djangos_asgi_handler(site: Resque) -> None:
+    from django.contrib.auth.models import User
+
+    site.enqueue("mail", "Welcome", "served by ASGI")
+    user, _ = User.objects.get_or_create(username="admin", defaults={"is_staff": True})
+
+    async def get(path: str, login: bool) -> Any:
+        client = AsyncClient()
+        if login:
+            await client.aforce_login(user)
+        return await client.get(path)
+
+    assert asyncio.run(get("/admin/resque/queues/mail", login=False)).status_code == 302
+    page = asyncio.run(get("/admin/resque/queues/mail", login=True))
+    assert page.status_code == 200
+    assert "served by ASGI" in page.content.decode()
 
 
 def test_the_mounted_dashboard_keeps_its_defences(
