@@ -15,7 +15,10 @@ Each loop runs the record step every benchmark job runs (jobutil.record: one
 * ``fork_bare``: the same loop in a bare interpreter (``python -S``), for reference.
 
 Items are the size of a pyresque payload. The results file is the measuring
-process's (``BENCH_RESULTS_FILE``), emptied before each loop.
+process's (``BENCH_RESULTS_FILE``), emptied before each loop. Each loop returns its
+rate and, for the Redis loops, the server's CPU time per item (``redis_cpu_us``, from
+``INFO cpu``): ``lpush`` + ``brpop`` is the bare pair the systems' Redis cost per job is
+compared with.
 """
 
 from __future__ import annotations
@@ -43,21 +46,32 @@ def _client(url: str) -> redis.Redis:
     return redis.Redis.from_url(url)
 
 
-def brpop(url: str, n: int) -> float:
+def redis_cpu(client: redis.Redis) -> float:
+    """The Redis server's own CPU seconds so far (user + system, ``INFO cpu``)."""
+    info = client.info("cpu")
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+Result = dict[str, float]
+
+
+def brpop(url: str, n: int) -> Result:
     client = _client(url)
     pipe = client.pipeline(transaction=False)
     for _ in range(n):
         pipe.lpush(KEY, PAYLOAD)
     pipe.execute()
     pop, record = client.brpop, jobutil.record
+    cpu = redis_cpu(client)
     started = time.perf_counter()
     for _ in range(n):
         if pop([KEY], timeout=1) is None:
             raise RuntimeError("BRPOP found the list empty")
         record()
     rate = n / (time.perf_counter() - started)
+    cpu = redis_cpu(client) - cpu
     _check(n)
-    return rate
+    return {"rate": rate, "redis_cpu_us": cpu / n * 1e6}
 
 
 def pickup(url: str, n: int) -> dict[str, float]:
@@ -95,18 +109,20 @@ def pickup(url: str, n: int) -> dict[str, float]:
     }
 
 
-def lpush(url: str, n: int) -> float:
+def lpush(url: str, n: int) -> Result:
     client = _client(url)
     push = client.lpush
+    cpu = redis_cpu(client)
     started = time.perf_counter()
     for _ in range(n):
         push(KEY, PAYLOAD)
     elapsed = time.perf_counter() - started
+    cpu = redis_cpu(client) - cpu
     client.delete(KEY)
-    return n / elapsed
+    return {"rate": n / elapsed, "redis_cpu_us": cpu / n * 1e6}
 
 
-def lpush_pipelined(url: str, n: int) -> float:
+def lpush_pipelined(url: str, n: int) -> Result:
     client = _client(url)
     started = time.perf_counter()
     pipe = client.pipeline(transaction=False)
@@ -115,10 +131,10 @@ def lpush_pipelined(url: str, n: int) -> float:
     pipe.execute()
     elapsed = time.perf_counter() - started
     client.delete(KEY)
-    return n / elapsed
+    return {"rate": n / elapsed}
 
 
-def fork(url: str, n: int) -> float:
+def fork(url: str, n: int) -> Result:
     import pyresque.worker.worker  # noqa: F401  (the size of a worker process)
 
     record = jobutil.record
@@ -133,7 +149,7 @@ def fork(url: str, n: int) -> float:
         os.waitpid(pid, 0)
     rate = n / (time.perf_counter() - started)
     _check(n)
-    return rate
+    return {"rate": rate}
 
 
 _BARE_FORK = """
@@ -151,7 +167,7 @@ print(n / (time.perf_counter() - started))
 """
 
 
-def fork_bare(url: str, n: int) -> float:
+def fork_bare(url: str, n: int) -> Result:
     """The fork loop in a bare interpreter (``python -S``, nothing imported but the loop's
     needs): what a fork costs from the smallest process Python makes. A reference, not
     a target's floor: a worker, or fork mode's zygote, has the application imported."""
@@ -159,7 +175,7 @@ def fork_bare(url: str, n: int) -> float:
     argv = [sys.executable, "-S", "-c", _BARE_FORK, str(n), path]
     rate = float(subprocess.run(argv, capture_output=True, text=True, check=True).stdout)
     _check(n)
-    return rate
+    return {"rate": rate}
 
 
 def _check(n: int) -> None:
@@ -169,7 +185,7 @@ def _check(n: int) -> None:
         raise RuntimeError(f"{found} records for {n} iterations")
 
 
-FLOORS: dict[str, Callable[[str, int], float]] = {
+FLOORS: dict[str, Callable[[str, int], Result]] = {
     "brpop": brpop,
     "lpush": lpush,
     "lpush_pipelined": lpush_pipelined,

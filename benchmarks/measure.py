@@ -57,9 +57,24 @@ def direct() -> redis.Redis:
 
 
 def command_calls(client: redis.Redis) -> dict[str, int]:
-    """Calls per command since CONFIG RESETSTAT (commands run by Lua scripts included)."""
+    """Calls per command since CONFIG RESETSTAT (commands run by Lua scripts included),
+    plus ``@cpu_us`` (the server's CPU time, INFO cpu) and ``@eval_us`` (the time spent
+    in EVAL/EVALSHA, the commands their scripts run included), both in microseconds."""
+    import floors
+
     stats = client.info("commandstats")
-    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls = {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in stats.items()}
+    calls["@eval_us"] = sum(int(v["usec"]) for k, v in stats.items() if "eval" in k)
+    calls["@cpu_us"] = int(floors.redis_cpu(client) * 1e6)
+    return calls
+
+
+def redis_costs(calls: dict[str, int], jobs: int) -> dict[str, float]:
+    """Per job, from the difference of two ``command_calls``: Redis CPU and EVAL time."""
+    return {
+        "redis_cpu_us": calls.pop("@cpu_us", 0) / jobs,
+        "eval_us": calls.pop("@eval_us", 0) / jobs,
+    }
 
 
 class Proxy:
@@ -170,7 +185,7 @@ def floor(spec: dict[str, Any]) -> dict[str, Any]:
     url = os.environ["BENCH_DIRECT_URL"]
     if spec["mode"] == "pickup":
         return floors.pickup(url, spec["n"])
-    return {"rate": floors.FLOORS[spec["mode"]](url, spec["n"]), "n": spec["n"]}
+    return {**floors.FLOORS[spec["mode"]](url, spec["n"]), "n": spec["n"]}
 
 
 def enqueue(spec: dict[str, Any], bulk: bool) -> dict[str, Any]:
@@ -185,15 +200,18 @@ def enqueue(spec: dict[str, Any], bulk: bool) -> dict[str, Any]:
     try:
         producer.enqueue_calls("noop", 20)  # connect, load scripts, warm caches
         n = spec["n"]
+        before = command_calls(client)
         started = time.perf_counter()
         if bulk:
             producer.enqueue_bulk("noop", n)
         else:
             producer.enqueue_calls("noop", n)
         elapsed = time.perf_counter() - started
+        after = command_calls(client)
     finally:
         producer.close()
-    return {"rate": n / elapsed, "n": n}
+    costs = redis_costs({k: after[k] - before.get(k, 0) for k in after}, n)
+    return {"rate": n / elapsed, "n": n, **costs}
 
 
 def drain(spec: dict[str, Any], kind: str) -> dict[str, Any]:
@@ -260,7 +278,8 @@ def drain(spec: dict[str, Any], kind: str) -> dict[str, Any]:
     (c0, stats0, proxied0), (c1, stats1, proxied1) = snaps
     counted = max(1, c1 - c0)  # the jobs between the two snapshots
     calls = {k: stats1.get(k, 0) - stats0.get(k, 0) for k in stats1}
-    calls["info"] = calls.get("info", 0) - 1  # the first snapshot's (ours)
+    calls["info"] = calls.get("info", 0) - 2  # the first snapshot's two (ours)
+    result.update(redis_costs(calls, counted))
     result["commands_per_job"] = sum(calls.values()) / counted
     result["top_commands"] = {
         k: round(v / counted, 2)

@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import report_cost
+
 Key = tuple[str, str, str, int]  # workload, system, mode, workers
 IDEAL_SLEEP = 0.010
 #: The modes the fork floor bounds.
@@ -414,6 +416,7 @@ def markdown(res: Results) -> str:
         "Lua scripts included (from `INFO commandstats`, between the 5% mark and the last "
         "job; the jobs themselves send none).",
         "",
+        *report_cost.section(res, table, label),
         "## Pickup latency and memory (idle worker, one job at a time)",
         "",
     ]
