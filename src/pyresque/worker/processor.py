@@ -190,7 +190,7 @@ class Processor:
             self.worker.release(token)  # if a lost reply claimed it, _redis_back gives it back
         Handoff.hand_out(boxes, got[1:])
         if isinstance(claims, Paused):
-            return PAUSED
+            return claims
         return got[0] if got else None
 
     def _refresh_queues(self) -> None:

@@ -1,0 +1,73 @@
+"""The claim script's edges (lib_claim.lua) and the record resque-web reads (running.py).
+
+A claim checks the worker's lease (the heartbeat renews it; a claim does not), and a
+call re-sent after its reply was lost returns the job its token already holds.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import cast
+
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from e2e_support import dying_worker
+from pyresque import Resque
+from pyresque.protocol.claim import Claim
+from pyresque.protocol.running import working_record
+from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher
+
+
+def test_a_worker_whose_lease_expired_claims_nothing(rq: Resque) -> None:
+    """A worker that stalled past its lease may have had its jobs recovered: it must not
+    claim more on the lease others consider dead."""
+    rq.enqueue("q", "Succeed", {"n": 1})
+    fetcher = dying_worker(rq, "deadhost:1:q", lease_ms=50)
+    time.sleep(0.1)
+    assert fetcher.claim(["a" * 32]) is LEASE_EXPIRED
+    assert rq.size("q") == 1
+    never = Fetcher(rq.redis, rq.keys, "neverbeat:1:q", fetcher.queues)
+    assert never.claim(["b" * 32]) is LEASE_EXPIRED  # no lease at all
+
+
+def test_a_resent_claim_returns_the_job_its_token_holds(rq: Resque) -> None:
+    for n in range(3):
+        rq.enqueue("q", "Succeed", {"n": n})
+    fetcher = dying_worker(rq, "host:1:q", lease_ms=60_000)
+    [first] = cast("list[Claim]", fetcher.claim(["tok"]))
+    [again] = cast("list[Claim]", fetcher.claim(["tok"]))  # as if the reply was lost
+    assert again.raw == first.raw
+    assert rq.size("q") == 2  # the job the second call popped went back, first in line
+    [nxt] = cast("list[Claim]", fetcher.claim(["other"]))
+    assert json.loads(nxt.raw)["args"] == [{"n": 1}]
+
+
+def test_a_resent_claim_on_an_emptied_queue_returns_the_job_its_token_holds(
+    rq: Resque,
+) -> None:
+    rq.enqueue("q", "Succeed", {"n": 1})
+    fetcher = dying_worker(rq, "host:1:q", lease_ms=60_000)
+    [first] = cast("list[Claim]", fetcher.claim(["tok"]))
+    [again] = cast("list[Claim]", fetcher.claim(["tok"]))
+    assert again.raw == first.raw
+    assert fetcher.claim(["other"]) == []
+
+
+@settings(max_examples=200, deadline=None)
+@given(raw=st.binary(max_size=200), queue=st.text(max_size=20))
+def test_the_working_record_is_json_resque_web_can_read(raw: bytes, queue: str) -> None:
+    """Whatever a payload holds, ``worker:<id>`` is JSON with ``queue``, ``run_at`` and a
+    ``payload`` that is the payload's object (or array), or else its text."""
+    record = json.loads(working_record(Claim("tok", queue, raw), 1_765_000_000.5))
+    assert record["queue"] == queue
+    assert record["run_at"] == "2025-12-06T05:46:40Z"
+    try:
+        decoded = json.loads(raw)
+    except ValueError:
+        decoded = None
+    if isinstance(decoded, (dict, list)):
+        assert record["payload"] == decoded
+    else:
+        assert record["payload"] == raw.decode("utf-8", "backslashreplace")
