@@ -561,14 +561,15 @@ LIMITS = [
     "## What limits pyresque, and what would lift it",
     "",
     "- **One round trip per job, with the bookkeeping in it.** Finishing a job and claiming "
-    "the next is one Lua call: ~16 Redis commands (EVALSHA included) and ~17 us of Redis time "
-    "per job (INFO commandstats: the in-flight record, the lease, resque-web's `worker:<id>`, "
-    "Resque's stats, the idempotent claim; the dashboard's history is counted in the worker "
-    "and written once a second), where the BRPOP floor runs one command of ~2 us. With "
-    "decoding the payload, the hooks and the outcome in Python, that puts inline at about "
-    "half the floor, and the machine's drift moves it a few points either way between "
-    "runs. Lift: in the concurrent modes, record the finishes of jobs that end together in "
-    "one call (their claims already share one).",
+    "the next is one Lua call: 9 Redis commands (the in-flight record's HDEL and HSETNX, "
+    "Resque's two stats, the status key's GET, `pause-all-workers`, the lease's TIME and "
+    "ZSCORE, the LPOP), 14 per job with the enqueue's EVALSHA, SADD, RPUSH and LLEN (20 "
+    "before the lease stopped moving per job and resque-web's `worker:<id>` was written "
+    "only for jobs still running after 5 ms). The Redis server's CPU per job is still "
+    "about 3 times a bare LPUSH + BRPOP pair's (`benchmarks/redis_cost.py`; "
+    "[scaling.md](scaling.md#redis-cost-per-job)): most of it is the cost of a script "
+    "call itself. Lift: in the concurrent modes, record the finishes of jobs that end "
+    "together in one call (their claims already share one).",
     "- **Fork mode is CPU-bound** on 2 cores: per job the zygote forks a ~14 MB process "
     "(~0.35 ms), the child copies ~200 pages as it runs Python code (~0.6 ms, done before "
     "its job arrives) and exits, and the worker makes its round trip; a second worker adds "

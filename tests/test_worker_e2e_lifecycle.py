@@ -98,6 +98,8 @@ def test_job_of_a_worker_killed_with_9_is_recovered_to_the_head_of_its_queue(
     first = procs.worker(namespace, "default", "--lease-ttl", "1")
     dead = state.worker_id(first)
     [started] = state.wait_event("Block", "started")
+    # Resque's "working on" record follows a few ms after the start (running.py).
+    wait_for(lambda: state.exists(f"worker:{dead}"), 30, "worker:<id> to show the job")
     rq.enqueue("default", "Succeed", {"n": "after"})
     [later] = state.queue("default")
 
