@@ -14,7 +14,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from functools import partial
+from typing import Any, NamedTuple
 
 from pyresque.client.calls import Enqueued, ScriptCalls
 from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
@@ -34,10 +35,10 @@ from pyresque.protocol.status import waiting_packet
 CHUNK = 1000
 
 
-@dataclass(frozen=True, slots=True)
-class Call:
+class Call(NamedTuple):
     """One script call. ``refusable``: a false reply means nothing was written (an
-    equal unique job holds the lock), so the job was not enqueued."""
+    equal unique job holds the lock), so the job was not enqueued. (Named tuples, as
+    ``Planned``: one of each is made per enqueue, and a tuple is the cheapest to make.)"""
 
     script: str
     keys: list[str]
@@ -45,8 +46,7 @@ class Call:
     refusable: bool = False
 
 
-@dataclass(slots=True)
-class Planned:
+class Planned(NamedTuple):
     """A job that passed the chain, and the call that writes it."""
 
     item: Enqueued
@@ -98,11 +98,8 @@ class Producer:
         self._calls = ScriptCalls(self.keys)
         #: Where middleware are added (``middleware.add(obj)``; chain.py says where each runs).
         self.middleware = Middleware(self.events)
-        self._chain: Chain[Enqueuing, Payload | None] = Chain(
-            self.events,
-            "around_enqueue",
-            inner=[ResqueHooks(self.events).around_enqueue, unique.around_enqueue],
-        )
+        self._chain: Chain[Enqueuing, Payload | None] = Chain(self.events, "around_enqueue")
+        self._hooks = ResqueHooks(self.events)
 
     # --- one job -------------------------------------------------------------------
 
@@ -157,7 +154,7 @@ class Producer:
             run.clear()
 
         for item in jobs:
-            job = self._prepare(item)
+            job = self._chained(item)
             plan.ids.append(job.payload.id if job else None)
             if job is None:
                 continue
@@ -183,8 +180,13 @@ class Producer:
         check_timeout(item.timeout)
 
     def _prepare(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
-        """The job to write for ``item``, after the enqueue chain (None: refused)."""
+        """The job to write for ``item``, after the checks and the enqueue chain (None:
+        refused)."""
         self._check(item)
+        return self._chained(item, when)
+
+    def _chained(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
+        """``_prepare`` for an ``item`` already checked (``_batch`` checks them all first)."""
         name = job_name(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
@@ -197,7 +199,16 @@ class Producer:
         # Not encoded here: the script call encodes each payload once, and raises
         # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
         job = Enqueuing(item.queue, payload, self._job_class(item.job), item.unique, when)
-        return job if self._chain(job, lambda: job.payload) is not None else None
+        return job if self._chain(job, partial(self._admit, job)) is not None else None
+
+    def _admit(self, job: Enqueuing) -> Payload | None:
+        """The innermost step of the enqueue chain, a plain call rather than two more
+        chain steps because it runs for every job: the Resque hooks (``before_enqueue``
+        may refuse it), then the unique lock that the write takes."""
+        if not self._hooks.admits(job):
+            return None
+        unique.stamp_lock(job)
+        return job.payload
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
         job_class = self._job_class(item.job)
@@ -211,7 +222,7 @@ class Producer:
         if isinstance(job, JobFunction):
             return job.job_class
         if isinstance(job, str):
-            return self.registry.get(job) if job in self.registry else None
+            return self.registry.find(job)
         return job
 
     @staticmethod

@@ -243,6 +243,10 @@ class Registry:
                 f"named so (or with name={name!r}) in a module the worker imports (--app)"
             ) from None
 
+    def find(self, name: str) -> type[Job] | None:
+        """The job class registered under ``name``, or None."""
+        return self._jobs.get(name)
+
     def __contains__(self, name: object) -> bool:
         return name in self._jobs
 

@@ -64,7 +64,7 @@ R = TypeVar("R")
 Step = Callable[..., Any]
 
 
-@dataclass
+@dataclass(slots=True)
 class Enqueuing:
     """A job on its way into Redis, as the enqueue chain sees it. ``when`` is ``now``
     (enqueue), ``later`` (into the delayed queue) or ``push`` (a producer that writes
@@ -127,7 +127,10 @@ class Chain(Generic[T, R]):
         # Each ``next`` is a partial (made in C, called without a Python frame of
         # ours), built from the innermost out: this runs once per job, even per job
         # of an ``enqueue_many`` batch.
+        steps = self.steps()
+        if not steps:  # the common case on the enqueue side: no middleware added
+            return last()
         call: Callable[[], R] = last
-        for step in reversed(self.steps()):
+        for step in reversed(steps):
             call = partial(step, job, call)
         return call()

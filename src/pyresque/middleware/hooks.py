@@ -17,7 +17,6 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome, notify_failure
 from pyresque.middleware.chain import Chain, Enqueuing
-from pyresque.protocol.payload import Payload
 
 if TYPE_CHECKING:  # the worker side's types: job children never import them
     from pyresque.middleware.work import Work
@@ -29,20 +28,20 @@ class ResqueHooks:
     def __init__(self, events: Events) -> None:
         self.events = events
 
-    def around_enqueue(self, job: Enqueuing, next: Callable[[], Payload | None]) -> Payload | None:
-        """``before_enqueue`` may veto the job (False, or ``DontCreate``)."""
+    def admits(self, job: Enqueuing) -> bool:
+        """Whether the ``before_enqueue`` hooks let the job in (False, or ``DontCreate``,
+        vetoes it). Not an around method: the producer calls it as the innermost step
+        of its chain (client/producer.py), so a job without hooks pays no chain step."""
         payload = job.payload
         try:
             if job.job_class and job.job_class.before_enqueue(job.queue, payload.args) is False:
-                return None
+                return False
             hooks = self.events.trigger(
                 "before_enqueue", payload.class_name, payload.args, job.queue, payload.id
             )
-            if False in hooks:
-                return None
         except DontCreate:
-            return None
-        return next()
+            return False
+        return False not in hooks
 
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         """``before_fork``, in the worker as the job goes to its child (fork mode only)."""

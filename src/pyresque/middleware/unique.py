@@ -25,18 +25,16 @@ from pyresque.middleware.chain import Enqueuing
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 
 
-def around_enqueue(job: Enqueuing, next: Callable[[], Payload | None]) -> Payload | None:
-    """Stamp the lock the write takes (innermost on the enqueue side)."""
+def stamp_lock(job: Enqueuing) -> None:
+    """Stamp the lock the write takes (innermost on the enqueue side, after the hooks)."""
     policy = job.unique or (job.job_class.unique if job.job_class else None)
     if policy is None or job.when == "push" or (policy.until == "queued" and job.when == "now"):
-        return next()
+        return
     job.lock = policy.lock_for(job.payload.class_name, job.payload.args)
     job.lock.stamp(job.payload)
-    return next()
 
 
 class UniqueLocks:

@@ -81,7 +81,8 @@ def run(
     reply unless it was queued on a pipeline.
     """
     reply = _call(script(name), client, keys, args)
-    logged(name, keys, reply)
+    if log.isEnabledFor(logging.DEBUG):  # checked here: this runs for every job
+        logged(name, keys, reply)
     return reply
 
 
