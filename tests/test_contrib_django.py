@@ -23,6 +23,9 @@ from django.test import AsyncClient, Client, override_settings
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
 
+# Real worker and scheduler processes (Django or Flask imported in each): room for a busy machine.
+pytestmark = pytest.mark.timeout(180)
+
 SITE = Path(__file__).resolve().parents[1] / "examples" / "django_site"
 
 
@@ -72,7 +75,7 @@ def run_worker(db_path: Path, redis_url: str, namespace: str, *args: str) -> str
     done = subprocess.run(
         [sys.executable, "manage.py", "pyresque", "worker", "--interval", "0", *args],
         cwd=SITE, env=site_env(db_path, redis_url, namespace),
-        capture_output=True, text=True, timeout=60, check=False,
+        capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     return done.stderr

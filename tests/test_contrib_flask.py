@@ -21,6 +21,9 @@ from pyresque.contrib.config import ConfigError
 from pyresque.contrib.flask import Pyresque
 from test_contrib_fastapi import load_example
 
+# Real worker and scheduler processes (Django or Flask imported in each): room for a busy machine.
+pytestmark = pytest.mark.timeout(180)
+
 EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "flask_app.py"
 
 
@@ -52,7 +55,7 @@ def test_flask_pyresque_worker_runs_the_jobs_a_request_enqueued(
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", str(EXAMPLE), "pyresque", "worker",
          "--queue", "mail", "--interval", "0"],
-        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=60, check=False,
+        env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False,
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     packet = rq.job_status(job_id)
