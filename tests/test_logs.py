@@ -4,6 +4,8 @@ output of real worker processes in every execution mode."""
 from __future__ import annotations
 
 import json
+import logging
+import sys
 import urllib.request
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ import pytest
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
 from pyresque.dev.server import find_free_port
+from pyresque.jobs import logs
 
 APP = str(Path(__file__).resolve().parent / "observability_jobs.py")
 
@@ -111,3 +114,21 @@ def test_the_dashboard_logs_json_too(procs: Procs, redis_url: str, namespace: st
     lines = json_lines("\n".join(logged))
     assert {line["logger"] for line in lines} >= {"uvicorn.error", "uvicorn.access"}
     assert all("color_message" not in line for line in lines)  # uvicorn's ANSI variant
+
+
+def test_json_lines_hold_exceptions_extra_fields_and_escape_control_characters() -> None:
+    formatter = logs.json_formatter()
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord("app", logging.ERROR, __file__, 1, "a\x1b[31m\nb", None, None)
+        record.exc_info = sys.exc_info()
+    record.user = {"id": 7}
+    line = formatter.format(record)
+    assert "\n" not in line
+    assert "\x1b" not in line  # written as \u001b: nothing reaches a terminal raw
+    data = json.loads(line)
+    assert data["message"] == "a\x1b[31m\nb"
+    assert data["user"] == {"id": 7}
+    assert "ValueError: boom" in data["exc_info"]
+    assert "job_id" not in data
