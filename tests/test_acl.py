@@ -25,10 +25,12 @@ from e2e_support import JOBS, Procs, procs_fixture, wait_for
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.unique import Unique
+from pyresque.protocol.connection import text
 from pyresque.web.app import OPEN, create_app
 from secure_support import admin, new_namespace
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "production.md"
+LUA = Path(__file__).resolve().parents[1] / "src" / "pyresque" / "protocol" / "lua"
 
 #: The rule as the page shows it, the user name and password being examples.
 _RULE = re.compile(r"^ACL SETUSER pyresque .*$", re.MULTILINE)
@@ -94,6 +96,17 @@ def test_the_rule_refuses_what_it_should(server: RedisServer, limited: tuple[str
     client.delete(f"{ns}:mine")
 
 
+def test_the_rule_grants_every_command_the_scripts_name(server: RedisServer) -> None:
+    """A script that starts calling a new command fails this at once (the run below
+    would find it only if it took that path)."""
+    words = {w for f in LUA.glob("*.lua") for w in re.findall(r"'([A-Z]{3,})'", f.read_text())}
+    known = {text(c) for c in admin(server.url).command_list()}  # the server's commands
+    called = {w.lower() for w in words} & known
+    granted = {w[1:] for w in documented_rule("resque", "x") if w.startswith("+")}
+    assert called - granted == set(), "add these to the rule in docs/production.md"
+
+
+@pytest.mark.timeout(300)  # real processes on a busy machine
 def test_everything_works_as_the_limited_user(
     server: RedisServer, limited: tuple[str, str], procs: Procs
 ) -> None:
@@ -111,12 +124,12 @@ def test_everything_works_as_the_limited_user(
     procs.cli(["scheduler", "--app", str(JOBS), "--redis-url", url, "--namespace", ns],
               ns, bookkeeping)  # fmt: skip
     victim = procs.worker(ns, "slow", env=bookkeeping)
-    wait_for(lambda: root.llen(f"{ns}:e2e:log") >= 1, message="Block started")
+    wait_for(lambda: root.llen(f"{ns}:e2e:log") >= 1, 90, "Block started")
     victim.send(signal.SIGKILL)  # its job is recovered by the next worker, by lease
     root.script_flush()  # the scripts are run again with EVAL, which the rule allows
     procs.worker(ns, "default,slow", "--mode", "fork", env=bookkeeping)
     procs.worker(ns, "default", "--mode", "inline", env=bookkeeping)
-    wait_for(lambda: rq.stat("recovered") == 1, 60, "the killed worker's job recovered")
+    wait_for(lambda: rq.stat("recovered") == 1, 90, "the killed worker's job recovered")
     root.set(f"{ns}:e2e:release:t1", 1)
     log = f"{ns}:e2e:log"
     wait_for(lambda: b'"finished"' in b"".join(cast("list[bytes]", root.lrange(log, 0, -1))),

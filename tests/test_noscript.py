@@ -29,6 +29,7 @@ def procs(server: RedisServer, tmp_path: Path) -> Iterator[Procs]:
     yield from procs_fixture(server.url, tmp_path)
 
 
+@pytest.mark.timeout(180)
 @pytest.mark.parametrize("mode", ["fork", "inline"])
 def test_workers_and_scheduler_carry_on_when_scripts_are_flushed(
     server: RedisServer, procs: Procs, mode: str
@@ -51,7 +52,7 @@ def test_workers_and_scheduler_carry_on_when_scripts_are_flushed(
         root.script_flush()
         return rq.stat("processed") >= jobs
 
-    wait_for(flushed_and_done, 60, f"{jobs} jobs processed while the cache was flushed")
+    wait_for(flushed_and_done, 120, f"{jobs} jobs processed while the cache was flushed")
     assert rq.stat("processed") == jobs
     assert rq.failures.count() == 0
     assert rq.size("default") == 0

@@ -56,13 +56,14 @@ def _titles() -> list[str]:
     return found
 
 
+@pytest.mark.timeout(180)
 def test_worker_titles_and_logs_hide_the_password(server: RedisServer, procs: Procs) -> None:
     ns = new_namespace()
     Resque(url(server), namespace=ns).enqueue("default", "Succeed", {"n": 1})
     env = {"E2E_REDIS_URL": url(server)}
     worker = procs.worker(ns, "default", "--count", "2", "--vverbose", env=env)
     stats = admin(server.url)
-    wait_for(lambda: stats.get(f"{ns}:stat:processed") == b"1", message="the job ran")
+    wait_for(lambda: stats.get(f"{ns}:stat:processed") == b"1", 90, "the job ran")
     wait_for(lambda: "resque-" in worker.title(), message="the supervisor's title is set")
     wait_for(lambda: not _titles(), message="no process title holds the password")
     server.kill()  # every worker now logs that Redis is unavailable, naming the server
@@ -82,6 +83,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
+@pytest.mark.timeout(180)  # eight commands, the demo among them
 def test_command_output_and_errors_hide_the_password(server: RedisServer) -> None:
     good = url(server)
     wrong = good.replace(PASSWORD, PASSWORD[::-1])

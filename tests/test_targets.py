@@ -22,7 +22,14 @@ from redis.retry import Retry
 from pyresque import Resque
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol.connection import connect
-from pyresque.protocol.targets import check_url, redact, split_tls, tls_from_env, with_tls
+from pyresque.protocol.targets import (
+    check_url,
+    redact,
+    split_tls,
+    tls_from_env,
+    url_from_env,
+    with_tls,
+)
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -113,3 +120,12 @@ def test_a_users_client_is_kept_and_told_what_it_lacks(
         Resque(connect(redis_url))  # what pyresque makes has everything
         Resque(redis.Redis.from_url(redis_url, socket_timeout=15, retry=Retry(NoBackoff(), 2)))
     assert caplog.records == []
+
+
+def test_php_resque_backend_forms_keep_tls_and_credentials() -> None:
+    env = {"REDIS_BACKEND": "rediss://app:pw@cache.example:6380", "REDIS_BACKEND_DB": "2"}
+    assert url_from_env(env) == "rediss://app:pw@cache.example:6380/2"
+    env = {"REDIS_BACKEND": "tcp://cache.example:6379?ssl_ca_certs=/x", "REDIS_BACKEND_DB": "1"}
+    with pytest.raises(BadRedisURL, match="is not rediss://"):
+        check_url(url_from_env(env))
+    assert url_from_env({"REDIS_URL": "unix:///run/r.sock?db=3"}) == "unix:///run/r.sock?db=3"

@@ -72,6 +72,7 @@ def test_producer_and_inline_worker_over_tls(tls: TLSServer) -> None:
     assert rq.status(job_id) == Status.COMPLETE
 
 
+@pytest.mark.timeout(180)
 def test_fork_worker_and_scheduler_over_tls(tls: TLSServer, procs: Procs) -> None:
     ns = new_namespace()
     rq = Resque(tls.url(), namespace=ns)
@@ -94,7 +95,7 @@ def test_fork_worker_and_scheduler_over_tls(tls: TLSServer, procs: Procs) -> Non
     ]  # fmt: skip
     procs.cli(scheduler, ns, bookkeeping)
     plain = admin(tls.admin_url)
-    wait_for(lambda: plain.get(f"{ns}:stat:processed") == b"2", message="both jobs ran")
+    wait_for(lambda: plain.get(f"{ns}:stat:processed") == b"2", 90, "both jobs ran")
     assert not plain.llen(f"{ns}:failed")
     assert _tls_clients(tls) >= before + 2  # the worker and the scheduler, over TLS
 
