@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pyresque import AsyncResque, Enqueued, Events, Job, RedisUnavailable, Resque, Status, Unique
+from pyresque.dev.sentinel_group import SentinelGroup
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.connection import text
 from pyresque.protocol.payload import Payload
@@ -284,3 +285,18 @@ def test_importing_async_resque_loads_neither_worker_nor_sync_client() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_a_sentinel_target_reaches_the_master() -> None:
+    async def enqueue(resque: AsyncResque) -> tuple[str | None, int]:
+        job_id = await resque.enqueue("q", "Mail", {"to": "a"})
+        return job_id, await resque.redis.llen(resque.keys.queue("q"))
+
+    with SentinelGroup(replicas=1) as group:
+        job_id, size = run(enqueue, group.url(), "sentinel-async")
+        assert job_id is not None
+        assert size == 1
+        host, port = group.master_address()
+        master = redis.Redis(host=host, port=port)
+        assert master.llen("sentinel-async:queue:q") == 1
+        master.close()

@@ -14,11 +14,12 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
+from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
 
 from pyresque.exceptions import BadRedisURL
-from pyresque.protocol import scripts
-from pyresque.protocol.connection import RETRY_BACKOFF, client_options
-from pyresque.protocol.targets import redact
+from pyresque.protocol import scripts, sentinel
+from pyresque.protocol.connection import REDIS_DOWN, RETRY_BACKOFF, SETTINGS, client_options
+from pyresque.protocol.targets import redact, url_from_env
 
 
 def connect(
@@ -28,11 +29,32 @@ def connect(
     client), with the synchronous client's timeouts and retries."""
     if isinstance(target, redis.asyncio.Redis):
         return target
+    target = target or url_from_env()
+    if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
+        return _master_of(target, Retry(RETRY_BACKOFF, retries))
     url, plain, options = client_options(target)
     try:
         return redis.asyncio.Redis.from_url(plain, retry=Retry(RETRY_BACKOFF, retries), **options)
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot use
         raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+def _master_of(url: str, retry: Retry) -> redis.asyncio.Redis:
+    """An asyncio client to the master of a Sentinel target: each connection asks the
+    Sentinels where the master is when it connects, so the client follows a failover."""
+    target, master, to_sentinels = sentinel.options(
+        url, retry=retry, retry_on_error=list(REDIS_DOWN), **SETTINGS
+    )
+    tls = target.tls
+    master["connection_class"] = SentinelManagedSSLConnection if tls else SentinelManagedConnection
+    manager = Sentinel(target.sentinels, sentinel_kwargs=to_sentinels)
+    try:
+        client: redis.asyncio.Redis = manager.master_for(
+            target.service, redis_class=redis.asyncio.Redis, **master
+        )
+        return client
+    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
+        raise BadRedisURL(f"the Redis URL {sentinel.redact(url)} cannot be used: {exc}") from None
 
 
 async def run(

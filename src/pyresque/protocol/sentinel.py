@@ -213,13 +213,26 @@ class FollowingSSLConnection(FollowingConnection, SSLConnection):
 def connect(url: str, **settings: Any) -> redis.Redis:
     """A client to the master of the Sentinel target ``url``. ``settings`` are the
     connection settings of pyresque's clients (timeouts, retries)."""
+    target, master, to_sentinels = options(url, **settings)
+    master["connection_class"] = FollowingSSLConnection if target.tls else FollowingConnection
+    manager = FollowingSentinel(target, target.sentinels, sentinel_kwargs=to_sentinels)
+    try:
+        client: redis.Redis = manager.master_for(target.service, redis_class=redis.Redis, **master)
+        return client
+    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
+        raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+def options(url: str, **settings: Any) -> tuple[SentinelTarget, dict[str, Any], dict[str, Any]]:
+    """The parsed target, the master's connection settings (``settings`` with the
+    database, credentials and TLS options) and the Sentinels'; no I/O, so the asyncio
+    client (aio.py) connects the same way."""
     target = parse(url)
     master: dict[str, Any] = dict(settings, db=target.db)
     if target.username is not None:
         master["username"] = target.username
     if target.password is not None:
         master["password"] = target.password
-    master["connection_class"] = FollowingSSLConnection if target.tls else FollowingConnection
     if target.tls:
         master.update(target.tls_options)
     # The Sentinels answer one small command: a short timeout, so a dead one is skipped
@@ -234,12 +247,7 @@ def connect(url: str, **settings: Any) -> redis.Redis:
         to_sentinels["password"] = target.sentinel_password
     if target.sentinel_tls:
         to_sentinels.update(ssl=True, **target.tls_options)
-    manager = FollowingSentinel(target, target.sentinels, sentinel_kwargs=to_sentinels)
-    try:
-        client: redis.Redis = manager.master_for(target.service, redis_class=redis.Redis, **master)
-        return client
-    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
-        raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+    return target, master, to_sentinels
 
 
 def manager_of(client: Any) -> FollowingSentinel | None:
