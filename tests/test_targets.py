@@ -120,6 +120,8 @@ def test_a_users_client_is_kept_and_told_what_it_lacks(
         Resque(connect(redis_url))  # what pyresque makes has everything
         Resque(redis.Redis.from_url(redis_url, socket_timeout=15, retry=Retry(NoBackoff(), 2)))
     assert caplog.records == []
+    with pytest.raises(ValueError, match="without decode_responses=True"):
+        Resque(redis.Redis.from_url(redis_url, decode_responses=True))
 
 
 def test_php_resque_backend_forms_keep_tls_and_credentials() -> None:

@@ -54,9 +54,16 @@ SETTINGS: dict[str, Any] = {
 def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> redis.Redis:
     """A client for ``target``: a URL (targets.py says which forms), None for the
     environment's (``REDIS_URL``, ``REDIS_BACKEND``), or a client of the user's, which is
-    used as it is (with one warning line naming the settings it lacks). Connection
-    errors are retried briefly. Every component connects through here."""
+    used as it is (with one warning line naming the settings it lacks; one that decodes
+    replies is refused). Connection errors are retried briefly. Every component
+    connects through here."""
     if isinstance(target, redis.Redis):
+        if target.connection_pool.connection_kwargs.get("decode_responses"):
+            raise ValueError(
+                "pyresque needs a redis client that returns bytes: create it without "
+                "decode_responses=True (what Redis holds may be any bytes, and payloads are "
+                "kept exactly as written)"
+            )
         warn_missing_settings(target)
         return target
     target = target or url_from_env()
