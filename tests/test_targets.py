@@ -23,6 +23,7 @@ from pyresque import Resque
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol.connection import connect
 from pyresque.protocol.targets import (
+    TLS_PARAMS,
     check_url,
     redact,
     split_tls,
@@ -131,3 +132,18 @@ def test_php_resque_backend_forms_keep_tls_and_credentials() -> None:
     with pytest.raises(BadRedisURL, match="is not rediss://"):
         check_url(url_from_env(env))
     assert url_from_env({"REDIS_URL": "unix:///run/r.sock?db=3"}) == "unix:///run/r.sock?db=3"
+
+
+@given(st.dictionaries(st.sampled_from(sorted(TLS_PARAMS)), st.text(max_size=30), max_size=5))
+def test_any_tls_settings_are_used_or_refused_in_one_line(settings: dict[str, str]) -> None:
+    """Whatever the environment or the command line says, a URL or a BadRedisURL."""
+    try:
+        url, kwargs = split_tls(with_tls("rediss://u:secret@h:6380/0", dict(settings)))
+    except BadRedisURL as exc:
+        message = str(exc)
+    else:
+        assert set(kwargs) <= set(TLS_PARAMS)
+        assert url.startswith("rediss://u:secret@h:6380/0")
+        return
+    assert "\n" not in message.strip()
+    assert "secret" not in message

@@ -19,6 +19,7 @@ from typing import Any
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from pyresque.exceptions import BadRedisURL
+from pyresque.protocol.escapes import escape
 
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
@@ -72,7 +73,7 @@ def check_url(target: str) -> str:
     else ``BadRedisURL`` saying what is wrong. (Whether the database exists is only
     known by asking the server: ``ping``.)"""
     url = backend_url(target)
-    shown = redact(target.strip())
+    shown = escape(redact(target.strip()))  # a message names it on one line
     try:
         parts = urlsplit(url)
     except ValueError as exc:  # an unclosed [IPv6] address
@@ -161,17 +162,20 @@ def split_tls(url: str) -> tuple[str, dict[str, Any]]:
             try:
                 with open(value, "rb"):
                     pass
-            except OSError as exc:
-                raise BadRedisURL(f"{where}: cannot read {value}: {exc.strerror}") from None
+            except (OSError, ValueError) as exc:  # ValueError: a NUL in the path
+                reason = exc.strerror if isinstance(exc, OSError) else str(exc)
+                raise BadRedisURL(f"{where}: cannot read {escape(value)}: {reason}") from None
             kwargs[name] = value
         elif name == "ssl_cert_reqs":
             if value.lower() not in _CERT_REQS:
-                raise BadRedisURL(f"{where} is {value!r}; write one of {', '.join(_CERT_REQS)}")
+                raise BadRedisURL(
+                    f"{where} is {escape(value)!r}; write one of {', '.join(_CERT_REQS)}"
+                )
             kwargs[name] = value.lower()
         elif value.lower() in _BOOLS:  # ssl_check_hostname
             kwargs[name] = _BOOLS[value.lower()]
         else:
-            raise BadRedisURL(f"{where} is {value!r}; write true or false")
+            raise BadRedisURL(f"{where} is '{escape(value)}'; write true or false")
     if kwargs.get("ssl_cert_reqs") == "none":
         kwargs.setdefault("ssl_check_hostname", False)  # nothing to check a name against
     rest = [(name, value) for name, value in query if name not in TLS_PARAMS]
