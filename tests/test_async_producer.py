@@ -17,7 +17,18 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyresque import AsyncResque, Enqueued, Events, Job, RedisUnavailable, Resque, Status, Unique
+from pyresque import (
+    AsyncResque,
+    Enqueued,
+    Events,
+    Job,
+    NotReplicated,
+    RedisUnavailable,
+    Replicas,
+    Resque,
+    Status,
+    Unique,
+)
 from pyresque.dev.sentinel_group import SentinelGroup
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.connection import text
@@ -287,16 +298,36 @@ def test_importing_async_resque_loads_neither_worker_nor_sync_client() -> None:
     assert out.stdout.strip() == "[]"
 
 
-def test_a_sentinel_target_reaches_the_master() -> None:
-    async def enqueue(resque: AsyncResque) -> tuple[str | None, int]:
-        job_id = await resque.enqueue("q", "Mail", {"to": "a"})
-        return job_id, await resque.redis.llen(resque.keys.queue("q"))
+def test_a_sentinel_target_reaches_the_master_and_its_replica_acknowledges() -> None:
+    async def enqueue(resque: AsyncResque) -> tuple[list[str | None], int]:
+        ids = [await resque.enqueue("q", "Mail", {"to": "a"})]
+        ids += await resque.enqueue_many([Enqueued("q", "Mail", [1]), Enqueued("q", "Mail", [2])])
+        return ids, await resque.redis.llen(resque.keys.queue("q"))
 
     with SentinelGroup(replicas=1) as group:
-        job_id, size = run(enqueue, group.url(), "sentinel-async")
-        assert job_id is not None
-        assert size == 1
+        policy = Replicas(1, 5000)  # the group's replica acknowledges every write
+        ids, size = run(enqueue, group.url(), "sentinel-async", durability=policy)
+        assert all(ids)
+        assert size == 3
         host, port = group.master_address()
         master = redis.Redis(host=host, port=port)
-        assert master.llen("sentinel-async:queue:q") == 1
+        assert master.llen("sentinel-async:queue:q") == 3
         master.close()
+
+
+def test_an_enqueue_no_replica_acknowledged_raises_not_replicated(
+    redis_url: str, redis_client: redis.Redis, namespace: str
+) -> None:
+    async def enqueue(resque: AsyncResque) -> None:
+        with pytest.raises(NotReplicated, match="fewer than 1 replica"):
+            await resque.enqueue("q", "Mail", {"to": "a"})
+        with pytest.raises(NotReplicated, match="a batch of 1 call"):
+            await resque.enqueue_many([Enqueued("q", "Mail", [1]), Enqueued("q", "Mail", [2])])
+        await resque.redis.script_flush()  # a reloaded script waits for the replicas too
+        with pytest.raises(NotReplicated):
+            await resque.enqueue_in(600, "q", "Mail", {"to": "b"})
+
+    # The session's server has no replica.
+    run(enqueue, redis_url, namespace, events=Events(), durability=Replicas(1, 50))
+    assert redis_client.llen(f"{namespace}:queue:q") == 3  # written on the master: may exist
+    assert redis_client.zcard(f"{namespace}:delayed_queue_schedule") == 1

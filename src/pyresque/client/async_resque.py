@@ -31,6 +31,8 @@ from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
 from pyresque.protocol import aio
 from pyresque.protocol.connection import REDIS_DOWN, unavailable
+from pyresque.protocol.durability import Replicas
+from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect
 from pyresque.protocol.status import JobStatus, Status
@@ -43,7 +45,8 @@ class AsyncResque(Producer):
     ``enqueue_many``, ``enqueue_at``/``enqueue_in`` (and their ``_to`` forms),
     ``schedule``, ``job_status`` and ``status``. Arguments and returns are
     ``Resque``'s. ``redis`` is a URL (any form ``Resque`` takes), a
-    ``redis.asyncio.Redis`` client, or None for ``REDIS_URL``. Close it with
+    ``redis.asyncio.Redis`` client, or None for ``REDIS_URL``; ``durability`` as
+    ``Resque``'s (protocol/durability.py). Close it with
     ``await aclose()`` or use it as ``async with AsyncResque(...) as resque``.
     """
 
@@ -56,11 +59,13 @@ class AsyncResque(Producer):
         registry: Registry | None = None,
         events: Events | None = None,
         strict: bool = False,
+        durability: Replicas | None = None,
     ) -> None:
         super().__init__(
             namespace, dialect=dialect, registry=registry, events=events, strict=strict
         )
         self.redis = aio.connect(redis)
+        self.durability = durability or durability_from_env()
 
     def __repr__(self) -> str:
         return f"AsyncResque({self.redis!r}, namespace={self.namespace!r})"
@@ -122,13 +127,13 @@ class AsyncResque(Producer):
         """``Resque.enqueue_many``: one round trip (a pipeline of script calls)."""
         batch = self._batch(jobs)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
+        policy = self.durability
+        wait = (policy.count, policy.timeout_ms) if policy is not None else None
         try:
-            replies = await aio.run_many(self.redis, calls)
+            replies = await aio.run_many(self.redis, calls, wait)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        for item, payload in batch.settle(replies):
-            self._after_enqueue(item, payload)
-        return batch.ids
+        return self._batch_written(batch, replies, policy)
 
     async def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
@@ -195,14 +200,19 @@ class AsyncResque(Producer):
         if planned is None:
             return None
         call = planned.call
+        policy = self.durability
         try:
-            reply = await aio.run(self.redis, call.script, call.keys, call.args)
+            if policy is None:
+                reply, durable = await aio.run(self.redis, call.script, call.keys, call.args), True
+            else:
+                wait = (policy.count, policy.timeout_ms)
+                reply, acked = await aio.run_and_wait(
+                    self.redis, call.script, call.keys, call.args, wait
+                )
+                durable = acked >= policy.count
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        if call.refusable and not reply:
-            return None
-        self._after_enqueue(planned.item, planned.payload)
-        return planned.payload.id
+        return self._written(planned, reply, durable, policy)
 
     # --- status -------------------------------------------------------------------------
 

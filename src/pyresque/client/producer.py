@@ -27,6 +27,7 @@ from pyresque.middleware import unique
 from pyresque.middleware.chain import Chain, Enqueuing, Middleware
 from pyresque.middleware.hooks import ResqueHooks
 from pyresque.protocol.delayed import due_second, item_json, schedule_call
+from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Dialect, Payload
 from pyresque.protocol.status import waiting_packet
@@ -209,6 +210,30 @@ class Producer:
             return None
         unique.stamp_lock(job)
         return job.payload
+
+    def _written(
+        self, planned: Planned, reply: Any, durable: bool, policy: Replicas | None
+    ) -> str | None:
+        """After a planned job's call: None when it was refused (an equal unique job
+        holds the lock), ``NotReplicated`` when ``policy``'s replicas did not acknowledge
+        it, else its id, once its ``after_enqueue`` hooks ran."""
+        if planned.call.refusable and not reply:
+            return None
+        if not durable and policy is not None:
+            raise policy.not_replicated(f"job {planned.payload.id or 'enqueued'}")
+        self._after_enqueue(planned.item, planned.payload)
+        return planned.payload.id
+
+    def _batch_written(
+        self, batch: Batch, replies: list[Any], policy: Replicas | None
+    ) -> list[str | None]:
+        """After ``enqueue_many``'s calls (their replies, then the replicas that
+        acknowledged them all when there is a ``policy``): the ids, hooks run."""
+        if policy is not None and replies.pop() < policy.count:
+            raise policy.not_replicated(f"a batch of {len(batch.calls)} call(s)")
+        for item, payload in batch.settle(replies):
+            self._after_enqueue(item, payload)
+        return batch.ids
 
     def _after_enqueue(self, item: Enqueued, payload: Payload) -> None:
         job_class = self._job_class(item.job)

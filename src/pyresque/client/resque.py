@@ -130,12 +130,7 @@ class Resque(Producer, AdminMethods):
             )
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        if call.refusable and not reply:
-            return None
-        if not durable and self.durability is not None:
-            raise self.durability.not_replicated(f"job {planned.payload.id or 'enqueued'}")
-        self._after_enqueue(planned.item, planned.payload)
-        return planned.payload.id
+        return self._written(planned, reply, durable, self.durability)
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
@@ -148,11 +143,7 @@ class Resque(Producer, AdminMethods):
         wait = (policy.count, policy.timeout_ms) if policy is not None else None
         with reaching(self.redis):
             replies = scripts.run_many(self.redis, calls, wait)
-        if policy is not None and replies.pop() < policy.count:
-            raise policy.not_replicated(f"a batch of {len(calls)} call(s)")
-        for item, payload in batch.settle(replies):
-            self._after_enqueue(item, payload)
-        return batch.ids
+        return self._batch_written(batch, replies, policy)
 
     # --- raw queue access -----------------------------------------------------
 

@@ -70,19 +70,56 @@ async def run(
     return reply
 
 
-async def run_many(client: redis.asyncio.Redis, calls: Sequence[scripts.ScriptCall]) -> list[Any]:
+async def run_and_wait(
+    client: redis.asyncio.Redis,
+    name: str,
+    keys: Sequence[str | bytes],
+    args: list[Any],
+    wait: tuple[int, int],
+) -> tuple[Any, int]:
+    """Script ``name`` then ``WAIT`` in one round trip (scripts.run_and_wait, awaited)."""
+    called = scripts.script(name)
+    for cached in (True, False):
+        async with client.pipeline(transaction=False) as pipe:
+            if cached:
+                pipe.evalsha(called.sha, len(keys), *keys, *args)
+            else:  # the server lost its script cache: EVAL caches it again
+                pipe.eval(called.script, len(keys), *keys, *args)  # type: ignore[arg-type]
+            pipe.wait(*wait)
+            reply, acked = await pipe.execute(raise_on_error=False)
+        if not (cached and isinstance(reply, redis.exceptions.NoScriptError)):
+            return scripts.waited(name, keys, reply, acked)
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def run_many(
+    client: redis.asyncio.Redis,
+    calls: Sequence[scripts.ScriptCall],
+    wait: tuple[int, int] | None = None,
+) -> list[Any]:
     """Script calls in one round trip (scripts.run_many, awaited): a call refused with
-    NOSCRIPT is run again on its own; any other error is raised."""
+    NOSCRIPT is run again on its own (with a WAIT of its own under ``wait``); any
+    other error is raised. With ``wait``, the replies end with how many replicas
+    acknowledged all the calls."""
     async with client.pipeline(transaction=False) as pipe:
         for name, keys, args in calls:
             script = scripts.script(name)
             pipe.scripts.add(script)  # execute() loads the ones the server lacks
             pipe.evalsha(script.sha, len(keys), *keys, *args)
             scripts.logged(name, keys, "(queued)")
+        if wait is not None:
+            pipe.wait(*wait)  # on the pipeline's connection: it covers every call before it
         replies: list[Any] = await pipe.execute(raise_on_error=False)
+    acked = replies.pop() if wait is not None else 0
     for i, reply in enumerate(replies):
         if isinstance(reply, redis.exceptions.NoScriptError):
-            replies[i] = await run(client, *calls[i])
+            if wait is None:
+                replies[i] = await run(client, *calls[i])
+            else:
+                replies[i], again = await run_and_wait(client, *calls[i], wait)
+                acked = min(acked, again)
         elif isinstance(reply, Exception):
             raise reply
-    return replies
+    if isinstance(acked, Exception):
+        raise acked
+    return [*replies, acked] if wait is not None else replies

@@ -171,9 +171,14 @@ def run_and_wait(
         reply, acked = pipe.execute(raise_on_error=False)
         if isinstance(reply, redis.exceptions.NoScriptError) and cached:
             continue
-        for result in (reply, acked):
-            if isinstance(result, Exception):
-                raise result
-        logged(name, keys, reply)
-        return reply, int(acked)
+        return waited(name, keys, reply, acked)
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+def waited(name: str, keys: Sequence[str | bytes], reply: Any, acked: Any) -> tuple[Any, int]:
+    """A script's reply and its WAIT's (run_and_wait, and aio's): raised if either failed."""
+    for result in (reply, acked):
+        if isinstance(result, Exception):
+            raise result
+    logged(name, keys, reply)
+    return reply, int(acked)
