@@ -7,6 +7,7 @@ call re-sent after its reply was lost returns the job its token already holds.
 from __future__ import annotations
 
 import json
+import threading
 import time
 from typing import cast
 
@@ -14,10 +15,12 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e2e_support import dying_worker
-from pyresque import Resque
+from pyresque import Enqueued, Job, Resque
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.running import working_record
 from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 
 
 def test_a_worker_whose_lease_expired_claims_nothing(rq: Resque) -> None:
@@ -71,3 +74,39 @@ def test_the_working_record_is_json_resque_web_can_read(raw: bytes, queue: str) 
         assert record["payload"] == decoded
     else:
         assert record["payload"] == raw.decode("utf-8", "backslashreplace")
+
+
+class Brief(Job):
+    """Shorter than the 5 ms after which a running job is always shown."""
+
+    def perform(self) -> None:
+        time.sleep(0.002)
+
+
+def test_a_worker_busy_with_short_jobs_shows_as_working(rq: Resque) -> None:
+    """resque-web and ``pyresque workers`` read ``worker:<id>``: a worker going from one
+    short job to the next shows one (as a Ruby worker mostly does), and none once idle."""
+    for _ in range(5):
+        rq.enqueue_many([Enqueued("q", Brief, []) for _ in range(300)])
+    worker = Worker(rq, "q", WorkerOptions(mode="inline", interval=0))
+    samples: list[bool] = []
+    done = threading.Event()
+
+    def sample() -> None:
+        key = rq.keys.worker(worker.id)
+        while not done.is_set():
+            if rq.size("q") > 0:
+                samples.append(bool(rq.redis.exists(key)))
+            time.sleep(0.02)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        worker.work()
+    finally:
+        done.set()
+        sampler.join()
+    assert rq.size("q") == 0
+    assert len(samples) >= 10, "the drain was too quick to sample"
+    assert sum(samples) / len(samples) > 0.5, f"shown in {sum(samples)} of {len(samples)}"
+    assert not rq.redis.exists(rq.keys.worker(worker.id))

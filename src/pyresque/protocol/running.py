@@ -5,8 +5,11 @@ Working page shows) before every job and deletes it after; php-resque marks a
 tracked job RUNNING before it starts. Both cost the Redis server work per job, for
 a state no observer could tell apart from its absence when the job lasts a few
 milliseconds. So the ``RunningMarker`` thread writes both (mark_running.lua) for a
-job that is still running ``delay`` to ``2 * delay`` seconds after it started, and
-the finish deletes ``worker:<id>`` only when it may have been written (lib_finish.lua).
+job that is still running ``delay`` to ``2 * delay`` seconds after it started, and at
+once for the job in flight when nothing was written for a second (``SHOW_EVERY``): a
+worker busy with short jobs shows as working, as a Ruby one mostly does. The record
+stays while the worker goes from job to job; the finish that leaves it with nothing
+in flight and no next job deletes it (lib_finish.lua).
 """
 
 from __future__ import annotations
@@ -25,6 +28,9 @@ from pyresque.protocol.payload import Payload
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.status")
+
+#: At least this often (seconds), a worker with a job in flight shows one in worker:<id>.
+SHOW_EVERY = 1.0
 
 
 def working_record(claim: Claim, now: float) -> str:
@@ -99,6 +105,7 @@ class RunningMarker(threading.Thread):
         # worker finish concurrently, so a clear only counts the writes it saw).
         self._writes = 0
         self._cleared = 0
+        self._shown_at = -SHOW_EVERY  # monotonic time of the last write that showed a job
 
     def started(self, claim: Claim, payload: Payload | None) -> Mark:
         """Schedule the writes for a job that just started (``payload``: its decoded
@@ -136,7 +143,11 @@ class RunningMarker(threading.Thread):
     def _write(self, mark: Mark) -> None:
         with self._wake:
             self._writes += 1  # before the call: a finish sent meanwhile must not clear it
-        mark_running(self._redis, self._keys, self.worker_id, mark.claim, mark.status_key)
+        shown = mark_running(self._redis, self._keys, self.worker_id, mark.claim, mark.status_key)
+        with self._wake:
+            # A job that ended before the write shows nothing: try again a little later
+            # (not at once: with very short jobs that would be a write per job).
+            self._shown_at = time.monotonic() - (0 if shown else SHOW_EVERY * 0.9)
 
     def _next(self) -> Mark | None:
         # Wakes once per ``delay`` at most, not once per job: marks of jobs that ended
@@ -157,9 +168,13 @@ class RunningMarker(threading.Thread):
                         lingered = True
                     continue
                 lingered = False
-                wait = self._marks[0].due - time.monotonic()
+                now = time.monotonic()
+                stale = self._shown_at + SHOW_EVERY - now
+                if stale <= 0:  # nothing shown for a while: the newest job, now
+                    return self._marks.pop()
+                wait = self._marks[0].due - now
                 if wait > 0:
-                    self._wake.wait(wait)
+                    self._wake.wait(min(wait, stale))
                     continue
                 return self._marks.pop(0)
         return None

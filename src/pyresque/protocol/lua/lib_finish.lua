@@ -1,5 +1,4 @@
--- Record the end of a job in one atomic step: release its in-flight record,
--- clear Resque's "working on" record once nothing else is in flight, count it in
+-- Record the end of a job in one atomic step: release its in-flight record, count it in
 -- Resque's totals, store the failure record if it failed, update its status,
 -- schedule its next attempt when it is retried, release its unique lock when it is
 -- done and give back its concurrency slots. (The dashboard's history is counted by
@@ -20,9 +19,9 @@
 -- a[6] timestamp of the next attempt or ''   a[7] 'delayed:<ts>'   a[8] its item (JSON)
 -- a[9] unique lock token to release, or ''   a[10] slot member "<worker>|<token>", or ''
 -- a[11] how many slots zsets follow
--- a[12] '1' when worker:<id> is given: the worker may have written it (mark_running.lua);
---   it is deleted once nothing is in flight. Most jobs end before it is ever written.
--- Returns 0 when fenced, 1 when recorded, 2 when recorded and worker:<id> deleted.
+-- a[12] '1' when worker:<id> is given: the worker may have written it (mark_running.lua).
+--   `idle` deletes it once the worker has nothing in flight and claimed no next job.
+-- Returns 0 when fenced, else 1, and worker:<id> when given.
 local function finish(k, a)
   -- The optional keys, in order: the failure's three, worker:<id>, the status key,
   -- the next attempt's three keys, the unique lock, then the concurrency slots (all the rest).
@@ -50,11 +49,6 @@ local function finish(k, a)
   if redis.call('HDEL', k[1], a[1]) == 0 then
     return 0
   end
-  local done = 1
-  if working_key and redis.call('HLEN', k[1]) == 0 then
-    redis.call('DEL', working_key)
-    done = 2
-  end
   redis.call('INCR', k[2])
   redis.call('INCR', k[3])
   local code = 4
@@ -74,6 +68,17 @@ local function finish(k, a)
   end
   if lock_key then
     release_lock(lock_key, a[9])
+  end
+  return 1, working_key
+end
+
+-- Resque's "working on" record goes once the worker works on nothing: nothing left in
+-- its in-flight hash. Kept while it goes from job to job, as Ruby's would mostly be.
+-- Returns 2 when deleted, else `done` (finish's reply).
+local function idle(k_inflight, k_working, done)
+  if done == 1 and k_working and redis.call('HLEN', k_inflight) == 0 then
+    redis.call('DEL', k_working)
+    return 2
   end
   return done
 end
