@@ -8,9 +8,10 @@ one replica, three Sentinels. The failover under load is tests/test_failover.py.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from urllib.parse import quote
 
 import pytest
@@ -19,7 +20,16 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e2e_support import wait_for
-from pyresque import Enqueued, Events, Job, NotReplicated, Registry, Replicas, Resque
+from pyresque import (
+    AsyncResque,
+    Enqueued,
+    Events,
+    Job,
+    NotReplicated,
+    Registry,
+    Replicas,
+    Resque,
+)
 from pyresque.dev.sentinel_group import SentinelGroup
 from pyresque.exceptions import BadRedisURL
 from pyresque.executors.base import Stop
@@ -126,6 +136,9 @@ def test_an_enqueue_no_replica_acknowledged_raises_and_may_exist(unreplicated: R
     with pytest.raises(NotReplicated):
         unreplicated.push("q", {"class": "Mail", "args": []})
     assert unreplicated.size("q") == 4
+    with pytest.raises(NotReplicated):
+        unreplicated.enqueue_in(3600, "q", "Mail", {})
+    assert unreplicated.delayed_count() == 1
 
 
 def test_without_a_policy_the_same_enqueue_returns(redis_url: str, namespace: str) -> None:
@@ -173,6 +186,23 @@ def test_a_worker_does_not_start_a_job_whose_claim_no_replica_has(
 def group() -> Iterator[SentinelGroup]:
     with SentinelGroup(replicas=1) as started:
         yield started
+
+
+def test_the_asyncio_producer_reaches_the_master_and_waits_for_the_replica(
+    group: SentinelGroup,
+) -> None:
+    async def main() -> tuple[str, int]:
+        policy = Replicas(1, 5000)
+        async with AsyncResque(group.url(), "sentinel-aio", durability=policy) as aio:
+            assert await aio.enqueue("q", "Mail", {}) is not None
+            assert await aio.enqueue_many([Enqueued("q", "Mail", [1])]) != [None]
+            size = int(await aio.redis.llen("sentinel-aio:queue:q"))
+            await aio.redis.delete("sentinel-aio:queue:q", "sentinel-aio:queues")
+            return describe(aio.redis), size
+
+    where, size = asyncio.run(main())
+    host, port = group.master_address()
+    assert (where, size) == (f"{group.url()} (master {host}:{port})", 2)
 
 
 def test_every_client_of_a_sentinel_target_reaches_the_master(group: SentinelGroup) -> None:
@@ -234,3 +264,39 @@ def test_a_worker_without_the_policy_holds_at_a_move_and_gives_back_lost_finishe
     durable = Stop()
     Failover("w2", durable, 1.0, True, lambda: 0).moved(("10.0.0.8", 6379))
     assert not durable.lease_lost()  # with the policy the running jobs carry on
+
+
+def test_producers_follow_a_failover_without_a_new_client() -> None:
+    """Sync and asyncio producers keep their client across a failover: once the
+    Sentinels promote the replica, their enqueues reach it."""
+
+    def until_enqueued(enqueue: Callable[[], object]) -> None:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                enqueue()
+                return
+            except redis.exceptions.ConnectionError:  # RedisUnavailable: the election
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.1)
+
+    with SentinelGroup(replicas=1) as failing:
+        url = failing.url()
+        sync = Resque(url, namespace="follow", events=Events())
+        aio = AsyncResque(url, "follow", events=Events())
+        loop = asyncio.new_event_loop()
+        try:
+            sync.enqueue("q", "Mail", {})
+            loop.run_until_complete(aio.enqueue("q", "Mail", {}))
+            old = failing.kill_master()
+            new = failing.wait_failover(old)
+            until_enqueued(lambda: sync.enqueue("q", "Mail", {}))
+            until_enqueued(lambda: loop.run_until_complete(aio.enqueue("q", "Mail", {})))
+            assert describe(sync.redis).endswith(f"(master {new[0]}:{new[1]})")
+            assert describe(aio.redis).endswith(f"(master {new[0]}:{new[1]})")
+            assert sync.size("q") >= 2  # the two after the failover, maybe the first two
+        finally:
+            loop.run_until_complete(aio.aclose())
+            loop.close()
+            sync.redis.close()

@@ -14,7 +14,12 @@ from typing import Any
 import redis
 import redis.asyncio
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import Sentinel, SentinelManagedConnection, SentinelManagedSSLConnection
+from redis.asyncio.sentinel import (
+    MasterNotFoundError,
+    Sentinel,
+    SentinelManagedConnection,
+    SentinelManagedSSLConnection,
+)
 
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol import scripts, sentinel
@@ -39,6 +44,23 @@ def connect(
         raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
 
 
+class _FollowingSentinel(Sentinel):
+    """sentinel.FollowingSentinel on asyncio: tells its watch where the master is, so
+    a move is logged once and ``describe`` names the master."""
+
+    def __init__(self, target: sentinel.SentinelTarget, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.watch = sentinel.MasterWatch(target)
+
+    async def discover_master(self, service_name: str) -> sentinel.Address:
+        try:
+            address: sentinel.Address = await super().discover_master(service_name)
+        except MasterNotFoundError:  # redis-py's message holds every connection's repr
+            raise MasterNotFoundError(self.watch.not_found(service_name)) from None
+        self.watch.saw(service_name, address)
+        return address
+
+
 def _master_of(url: str, retry: Retry) -> redis.asyncio.Redis:
     """An asyncio client to the master of a Sentinel target: each connection asks the
     Sentinels where the master is when it connects, so the client follows a failover."""
@@ -47,7 +69,7 @@ def _master_of(url: str, retry: Retry) -> redis.asyncio.Redis:
     )
     tls = target.tls
     master["connection_class"] = SentinelManagedSSLConnection if tls else SentinelManagedConnection
-    manager = Sentinel(target.sentinels, sentinel_kwargs=to_sentinels)
+    manager = _FollowingSentinel(target, target.sentinels, sentinel_kwargs=to_sentinels)
     try:
         client: redis.asyncio.Redis = manager.master_for(
             target.service, redis_class=redis.asyncio.Redis, **master

@@ -147,35 +147,35 @@ def _address(part: str, bad: Callable[[str], BadRedisURL]) -> Address:
     return host, int(port_text)
 
 
-class FollowingSentinel(Sentinel):
-    """redis-py's Sentinel manager that notices when the master moves: it logs the
-    move once (one line) and calls the listeners (``on_master_moved``)."""
+class MasterWatch:
+    """Where the master of one Sentinel target was last seen; a move is logged once
+    (one line) and told to the listeners (``on_master_moved``). Shared by the
+    synchronous manager below and the asyncio one (aio.py)."""
 
-    def __init__(self, target: SentinelTarget, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(self, target: SentinelTarget) -> None:
         self.target = target
         self.master: Address | None = None
         self._lock = threading.Lock()
         self._listeners: list[Callable[[Address], None]] = []
 
-    def discover_master(self, service_name: str) -> Address:
-        try:
-            address: Address = super().discover_master(service_name)
-        except MasterNotFoundError:  # redis-py's message holds every connection's repr
-            hosts = ",".join(f"{host}:{port}" for host, port in self.target.sentinels)
-            raise MasterNotFoundError(
-                f"no Sentinel of {hosts} named a master for {service_name!r} (unreachable, "
-                "not monitoring it, or the master is down and not yet replaced)"
-            ) from None
+    def saw(self, service: str, address: Address) -> None:
+        """The Sentinels name ``address`` as the master now."""
         with self._lock:  # of threads that see the move at once, one reports it
             previous, self.master = self.master, address
             moved = previous is not None and previous != address
             listeners = list(self._listeners) if moved else []
         if moved:
-            log.warning("Redis master for %s moved to %s:%s", service_name, *address)
+            log.warning("Redis master for %s moved to %s:%s", service, *address)
         for listener in listeners:
             listener(address)
-        return address
+
+    def not_found(self, service: str) -> str:
+        """Why no master was found (redis-py's message holds every connection's repr)."""
+        hosts = ",".join(f"{host}:{port}" for host, port in self.target.sentinels)
+        return (
+            f"no Sentinel of {hosts} named a master for {service!r} (unreachable, not "
+            "monitoring it, or the master is down and not yet replaced)"
+        )
 
     def listen(self, listener: Callable[[Address], None], remove: bool = False) -> None:
         with self._lock:
@@ -184,6 +184,22 @@ class FollowingSentinel(Sentinel):
                     self._listeners.remove(listener)
             else:
                 self._listeners.append(listener)
+
+
+class FollowingSentinel(Sentinel):
+    """redis-py's Sentinel manager, telling its ``watch`` where the master is."""
+
+    def __init__(self, target: SentinelTarget, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.watch = MasterWatch(target)
+
+    def discover_master(self, service_name: str) -> Address:
+        try:
+            address: Address = super().discover_master(service_name)
+        except MasterNotFoundError:
+            raise MasterNotFoundError(self.watch.not_found(service_name)) from None
+        self.watch.saw(service_name, address)
+        return address
 
 
 class FollowingConnection(SentinelManagedConnection):
@@ -210,23 +226,10 @@ class FollowingSSLConnection(FollowingConnection, SSLConnection):
     """``FollowingConnection`` over TLS."""
 
 
-def connect(url: str, **settings: Any) -> redis.Redis:
-    """A client to the master of the Sentinel target ``url``. ``settings`` are the
-    connection settings of pyresque's clients (timeouts, retries)."""
-    target, master, to_sentinels = options(url, **settings)
-    master["connection_class"] = FollowingSSLConnection if target.tls else FollowingConnection
-    manager = FollowingSentinel(target, target.sentinels, sentinel_kwargs=to_sentinels)
-    try:
-        client: redis.Redis = manager.master_for(target.service, redis_class=redis.Redis, **master)
-        return client
-    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
-        raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
-
-
 def options(url: str, **settings: Any) -> tuple[SentinelTarget, dict[str, Any], dict[str, Any]]:
-    """The parsed target, the master's connection settings (``settings`` with the
-    database, credentials and TLS options) and the Sentinels'; no I/O, so the asyncio
-    client (aio.py) connects the same way."""
+    """The parsed target, the master's connection settings (``settings``, pyresque's
+    timeouts and retries, with the database, credentials and TLS) and the Sentinels';
+    no I/O, so the asyncio client (aio.py) connects the same way."""
     target = parse(url)
     master: dict[str, Any] = dict(settings, db=target.db)
     if target.username is not None:
@@ -234,7 +237,7 @@ def options(url: str, **settings: Any) -> tuple[SentinelTarget, dict[str, Any], 
     if target.password is not None:
         master["password"] = target.password
     if target.tls:
-        master.update(target.tls_options)
+        master.update(ssl=True, **target.tls_options)
     # The Sentinels answer one small command: a short timeout, so a dead one is skipped
     # quickly for the next.
     to_sentinels: dict[str, Any] = {
@@ -250,13 +253,26 @@ def options(url: str, **settings: Any) -> tuple[SentinelTarget, dict[str, Any], 
     return target, master, to_sentinels
 
 
-def manager_of(client: Any) -> FollowingSentinel | None:
-    """The Sentinel manager behind ``client``, if it was made by ``connect``."""
-    pool = client.connection_pool
-    if isinstance(pool, SentinelConnectionPool):
-        manager = pool.sentinel_manager
-        return manager if isinstance(manager, FollowingSentinel) else None
-    return None
+def connect(url: str, **settings: Any) -> redis.Redis:
+    """A client to the master of the Sentinel target ``url``. ``settings`` are the
+    connection settings of pyresque's clients (timeouts, retries)."""
+    target, master, to_sentinels = options(url, **settings)
+    tls = master.pop("ssl", False)
+    master["connection_class"] = FollowingSSLConnection if tls else FollowingConnection
+    manager = FollowingSentinel(target, target.sentinels, sentinel_kwargs=to_sentinels)
+    try:
+        client: redis.Redis = manager.master_for(target.service, redis_class=redis.Redis, **master)
+        return client
+    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
+        raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+def watch_of(client: Any) -> MasterWatch | None:
+    """The watch of ``client``'s Sentinel target (sync or asyncio), if ``connect`` or
+    ``aio.connect`` made it."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    watch = getattr(manager, "watch", None)
+    return watch if isinstance(watch, MasterWatch) else None
 
 
 def on_master_moved(
@@ -265,10 +281,10 @@ def on_master_moved(
     """Call ``listener`` (from the thread that noticed, so quick) each time the master of
     ``client``'s Sentinel target moves (or no more, with ``remove``); False if
     ``client`` is not on Sentinel."""
-    manager = manager_of(client)
-    if manager is None:
+    watch = watch_of(client)
+    if watch is None:
         return False
-    manager.listen(listener, remove)
+    watch.listen(listener, remove)
     return True
 
 
@@ -277,11 +293,9 @@ def sibling(client: redis.Redis, **overrides: Any) -> redis.Redis | None:
     with connection settings ``overrides`` (the worker's lease client); None if
     ``client`` is not on Sentinel. It shares the Sentinel manager, so a move is
     noticed (and logged) once."""
-    manager = manager_of(client)
-    if manager is None:
-        return None
     pool = client.connection_pool
-    assert isinstance(pool, SentinelConnectionPool)  # manager_of checked it
+    if watch_of(client) is None or not isinstance(pool, SentinelConnectionPool):
+        return None
     kwargs = {
         k: v
         for k, v in pool.connection_kwargs.items()
@@ -289,7 +303,7 @@ def sibling(client: redis.Redis, **overrides: Any) -> redis.Redis | None:
     }
     kwargs.update(overrides)
     own = SentinelConnectionPool(  # type: ignore[no-untyped-call]
-        pool.service_name, manager, connection_class=pool.connection_class, **kwargs
+        pool.service_name, pool.sentinel_manager, connection_class=pool.connection_class, **kwargs
     )
     return redis.Redis(connection_pool=own)
 
@@ -297,10 +311,10 @@ def sibling(client: redis.Redis, **overrides: Any) -> redis.Redis | None:
 def describe(client: Any) -> str | None:
     """Where ``client`` points (the Sentinel target and the master last seen), without
     credentials; None if it is not on Sentinel."""
-    manager = manager_of(client)
-    if manager is None:
+    watch = watch_of(client)
+    if watch is None:
         return None
-    where = manager.target.shown()
-    if manager.master is not None:
-        where += f" (master {manager.master[0]}:{manager.master[1]})"
+    where = watch.target.shown()
+    if watch.master is not None:
+        where += f" (master {watch.master[0]}:{watch.master[1]})"
     return where
