@@ -147,3 +147,15 @@ def test_any_tls_settings_are_used_or_refused_in_one_line(settings: dict[str, st
         return
     assert "\n" not in message.strip()
     assert "secret" not in message
+
+
+def test_tls_settings_reach_a_sentinel_url_too(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    ca = tmp_path / "ca.pem"
+    ca.write_text("x")
+    monkeypatch.setenv("PYRESQUE_SSL_CA_CERTS", str(ca))
+    client = connect("rediss+sentinel://h1:26379,h2:26379/mymaster/0")  # no I/O yet
+    assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    with pytest.raises(BadRedisURL, match="is not rediss://"):
+        connect("redis+sentinel://h1:26379/mymaster/0")

@@ -29,6 +29,7 @@ from pyresque.jobs.apps import configure_logging
 from pyresque.protocol.connection import ping
 from pyresque.protocol.escapes import escape
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.sentinel import is_sentinel
 from pyresque.protocol.targets import TLS_PARAMS, check_url, url_from_env, with_tls
 
 #: Signals that stop a long-running command cleanly (``stop_on_signals``).
@@ -61,7 +62,8 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
         if isinstance(tls["ssl_check_hostname"], bool):
             tls["ssl_check_hostname"] = str(tls["ssl_check_hostname"]).lower()
         if any(value is not None for value in tls.values()):
-            redis_url = with_tls(check_url(redis_url or url_from_env()), tls)
+            url = redis_url or url_from_env()
+            redis_url = with_tls(url if is_sentinel(url) else check_url(url), tls)
         return func(*args, redis_url=redis_url, **kwargs)
 
     for flag, name, text in reversed(_TLS_OPTIONS):  # click lists the last added first

@@ -68,6 +68,7 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
         return target
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
+        target = with_tls(target, tls_from_env())
         retry = Retry(RETRY_BACKOFF, retries)
         return sentinel.connect(target, retry=retry, retry_on_error=list(REDIS_DOWN), **SETTINGS)
     url, plain, options = client_options(target)
@@ -197,7 +198,7 @@ def _tls_failure(exc: BaseException | None) -> bool:
     a server that hung up mid-handshake (TLS 1.3 refuses a client's certificate after
     the client thinks it is done). redis-py keeps only the message of some."""
     while exc is not None:
-        if isinstance(exc, ssl.SSLError) or "SSL" in str(exc) or "_ssl.c" in str(exc):
+        if isinstance(exc, ssl.SSLError) or "_ssl.c" in str(exc):  # OpenSSL's own words
             return True
         exc = exc.__cause__ or exc.__context__
     return False
