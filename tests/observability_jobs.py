@@ -4,12 +4,15 @@ Real worker processes import this file with ``--app``; the tests never import it
 Each job logs through the standard ``logging`` module, as application code does,
 so the tests can read which job each line of the worker's log belongs to. With
 ``TRACE_OUT`` set, the module also sets up OpenTelemetry's SDK, as an application
-would, and the tracing middleware; spans go to that file.
+would, and the tracing middleware; spans go to that file. With ``METRICS_OUT``, the
+metrics middleware with the SDK's in-memory reader, whose data points go to that
+file when the process exits.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import json
 import logging
 import os
@@ -17,11 +20,14 @@ import threading
 from collections.abc import Sequence
 from typing import Any
 
-from opentelemetry import trace
+from opentelemetry import metrics, trace
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, SpanExportResult
 
 from pyresque import Job, events, job
+from pyresque.middleware.otel_metrics import OtelMetrics
 from pyresque.middleware.tracing import Tracing
 
 log = logging.getLogger("userapp")
@@ -107,3 +113,31 @@ if os.environ.get("TRACE_OUT"):
     provider.add_span_processor(BatchSpanProcessor(_FileExporter(os.environ["TRACE_OUT"])))
     trace.set_tracer_provider(provider)
     events.add(Tracing(propagation=os.environ.get("TRACE_PROPAGATION", "child")))
+
+
+def _write_metrics(reader: InMemoryMetricReader, path: str) -> None:
+    """At the process's exit (a fork child leaves with os._exit and never gets here):
+    each data point as a JSON line, with this process's id."""
+    data = reader.get_metrics_data()
+    points = []
+    for resource in data.resource_metrics if data else []:
+        for scope in resource.scope_metrics:
+            for metric in scope.metrics:
+                for point in metric.data.data_points:
+                    value = getattr(point, "value", None)
+                    count, total = getattr(point, "count", None), getattr(point, "sum", None)
+                    points.append(
+                        {"name": metric.name, "unit": metric.unit, "pid": os.getpid(),
+                         "attributes": dict(point.attributes or {}),
+                         "value": value, "count": count, "sum": total,
+                         "bounds": list(getattr(point, "explicit_bounds", None) or [])}
+                    )  # fmt: skip
+    with open(path, "a") as out:
+        out.write("".join(json.dumps(p) + "\n" for p in points))
+
+
+if os.environ.get("METRICS_OUT"):
+    reader = InMemoryMetricReader()
+    metrics.set_meter_provider(MeterProvider(metric_readers=[reader]))
+    events.add(OtelMetrics())
+    atexit.register(_write_metrics, reader, os.environ["METRICS_OUT"])
