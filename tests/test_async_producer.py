@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import re
 import subprocess
 import sys
@@ -14,8 +15,11 @@ from typing import Any, TypeVar
 
 import pytest
 import redis
+import redis.asyncio
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.asyncio.retry import Retry
+from redis.backoff import NoBackoff
 
 from pyresque import (
     AsyncResque,
@@ -331,3 +335,39 @@ def test_an_enqueue_no_replica_acknowledged_raises_not_replicated(
     run(enqueue, redis_url, namespace, events=Events(), durability=Replicas(1, 50))
     assert redis_client.llen(f"{namespace}:queue:q") == 3  # written on the master: may exist
     assert redis_client.zcard(f"{namespace}:delayed_queue_schedule") == 1
+
+
+def test_a_users_asyncio_client_is_checked_as_a_sync_one_is(
+    redis_url: str, namespace: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The same warning line for a client without timeouts or retries, the same refusal
+    of one that decodes replies; a client with them is used without a word."""
+    bare: dict[str, Any] = {"socket_timeout": None, "retry": None}
+    sync_client = redis.Redis.from_url(redis_url, **bare)
+    async_client = redis.asyncio.Redis.from_url(redis_url, **bare)
+    with caplog.at_level(logging.WARNING, logger="pyresque"):
+        Resque(sync_client, namespace=namespace)
+        producer = AsyncResque(async_client, namespace)
+    sync_line, async_line = [r.getMessage() for r in caplog.records]
+    assert async_line == sync_line
+    assert "socket_timeout=15" in async_line
+    assert "retry=" in async_line
+    assert producer.redis is async_client
+
+    async def enqueue() -> str | None:
+        try:
+            return await producer.enqueue("q", "Anything", {})
+        finally:
+            await producer.aclose()
+
+    assert asyncio.run(enqueue()) is not None  # used as it is
+    caplog.clear()
+    good = redis.asyncio.Redis.from_url(
+        redis_url, socket_timeout=15, socket_connect_timeout=5, retry=Retry(NoBackoff(), 2)
+    )
+    with caplog.at_level(logging.WARNING, logger="pyresque"):
+        AsyncResque(good, namespace)
+    assert caplog.records == []
+    with pytest.raises(ValueError, match="without decode_responses=True"):
+        AsyncResque(redis.asyncio.Redis.from_url(redis_url, decode_responses=True), namespace)
+    sync_client.close()

@@ -23,7 +23,13 @@ from redis.asyncio.sentinel import (
 
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol import scripts, sentinel
-from pyresque.protocol.connection import REDIS_DOWN, RETRY_BACKOFF, SETTINGS, client_options
+from pyresque.protocol.connection import (
+    REDIS_DOWN,
+    RETRY_BACKOFF,
+    SETTINGS,
+    check_users_client,
+    client_options,
+)
 from pyresque.protocol.targets import redact, url_from_env
 
 
@@ -31,8 +37,10 @@ def connect(
     target: str | redis.asyncio.Redis | None = None, *, retries: int = 3
 ) -> redis.asyncio.Redis:
     """An asyncio client for ``target`` (a URL in any form ``connect`` takes, or a
-    client), with the synchronous client's timeouts and retries."""
+    client, checked as ``connect`` checks one), with the synchronous client's timeouts
+    and retries."""
     if isinstance(target, redis.asyncio.Redis):
+        check_users_client(target)
         return target
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)

@@ -58,13 +58,7 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     replies is refused). Connection errors are retried briefly. Every component
     connects through here."""
     if isinstance(target, redis.Redis):
-        if target.connection_pool.connection_kwargs.get("decode_responses"):
-            raise ValueError(
-                "pyresque needs a redis client that returns bytes: create it without "
-                "decode_responses=True (what Redis holds may be any bytes, and payloads are "
-                "kept exactly as written)"
-            )
-        warn_missing_settings(target)
+        check_users_client(target)
         return target
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
@@ -93,11 +87,19 @@ def client_options(target: str | None) -> tuple[str, str, dict[str, Any]]:
     return url, plain, {"retry_on_error": retry_on, **SETTINGS, **tls}
 
 
-def warn_missing_settings(client: redis.Redis) -> None:
-    """Log one line if a user's client lacks what workers rely on: a socket timeout
-    longer than their blocking waits (else a cut connection hangs a worker, or every
-    wait fails), a connect timeout, and retries on connection errors."""
+def check_users_client(client: redis.Redis | redis.asyncio.Redis) -> None:
+    """What ``connect`` and the asyncio client (aio.py) do with a client of the user's:
+    refuse one that decodes replies, and log one line if it lacks what pyresque relies
+    on: a socket timeout longer than the workers' blocking waits (else a cut connection
+    hangs a worker, or every wait fails), a connect timeout, and retries on connection
+    errors."""
     pool = client.connection_pool
+    if pool.connection_kwargs.get("decode_responses"):
+        raise ValueError(
+            "pyresque needs a redis client that returns bytes: create it without "
+            "decode_responses=True (what Redis holds may be any bytes, and payloads are "
+            "kept exactly as written)"
+        )
     # An unconnected connection shows the settings in effect, whatever redis-py's defaults.
     conn = pool.connection_class(**pool.connection_kwargs)
     wanted = SETTINGS["socket_timeout"]
