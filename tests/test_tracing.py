@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,7 @@ from opentelemetry.trace import SpanKind
 from e2e_support import Procs, State
 from pyresque import Events, Job, Payload, Resque
 from pyresque.client.async_resque import AsyncResque
+from pyresque.jobs.retry import RetryPolicy
 from pyresque.middleware.hooks import Performer
 from pyresque.middleware.tracing import Tracing
 
@@ -190,6 +192,36 @@ def test_the_async_producer_traces_its_enqueues(
     assert f"{producer.parent.span_id:016x}" == request_id
     [payload] = state.queue("default")
     assert payload["traceparent"].startswith(f"00-{trace_id}-{ids(producer)[1]}-")
+
+
+def test_a_retried_job_keeps_its_enqueues_trace_parent(
+    procs: Procs, traced: Traced, state: State, redis_url: str, namespace: str, tmp_path: Path
+) -> None:
+    """Each attempt of a job retried through the delayed queue, moved back by a real
+    scheduler process (with tracing too), runs as a child of the one enqueue span."""
+    with traced.provider.get_tracer("web").start_as_current_span("POST /retry"):
+        job_id = traced.rq.enqueue(
+            "default", "TraceFails", {}, retry=RetryPolicy(attempts=2, delays=(0.5,))
+        )
+    trace_id, producer_id = ids(traced.span("create default", job_id))
+    out = tmp_path / "spans.jsonl"
+    base = ["--app", APP, "--redis-url", redis_url, "--namespace", namespace]
+    env = {"TRACE_OUT": str(out)}
+    worker = procs.cli(["worker", *base, "--queue", "default", "--mode", "fork"], namespace, env)
+    scheduler = procs.cli(["scheduler", *base, "--interval", "0.1"], namespace, env)
+    [record] = state.wait_failed(1, timeout=60)
+    assert record["payload"]["attempts"] == 2  # it did run twice
+    for proc in (worker, scheduler):
+        proc.send(signal.SIGTERM)
+        assert proc.wait_exit(60) == 0, proc.log()
+
+    found = [json.loads(line) for line in out.read_text().splitlines()]
+    runs = [s for s in found if s["attributes"].get("messaging.message.id") == job_id]
+    assert [s["kind"] for s in runs] == ["CONSUMER", "CONSUMER"]  # no new enqueue span
+    assert [s["attributes"]["messaging.resque.attempt"] for s in runs] == [1, 2]
+    for run in runs:
+        assert (run["trace_id"], run["parent"]) == (trace_id, producer_id)
+        assert run["status"] == "ERROR"
 
 
 class _Echo(Job, register=False):
