@@ -37,6 +37,9 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     ],
     "reap": [(10, ["w", "1", "", ""])],
     "peer_fence": [(2, [1000, "pyresque"])],
+    "failed_swap": [(2, [1, "a", 10])],
+    "failed_remove_at": [(1, [0, "a", "mark"])],
+    "lengths": [(2, ["LLEN", 2])],
     "retry_failed": [(5, [0, "a", "b", P, "q", ""]), (6, [0, "a", "b", P, "q", "packet"])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
@@ -48,6 +51,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "schedule": [
         (3, [1, "delayed:1", "it", "", 0, ""]),
         (5, [1, "delayed:1", "it", "tok", 1000, "packet"]),
+        (6, [1, "delayed:1", "it", "tok", 1000, "packet", 86401]),
     ],
     "delayed_take": [
         (

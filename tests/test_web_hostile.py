@@ -314,7 +314,7 @@ def test_a_reader_failing_unexpectedly_is_logged_and_the_rest_shown(
 ) -> None:
     rq.enqueue("q", "Job", {})
 
-    def broken(resque: Resque) -> list[Any]:
+    def broken(resque: Resque, *ids: Any) -> list[Any]:
         raise RuntimeError("a bug in a reader")
 
     monkeypatch.setattr(admin_workers, "list_workers", broken)  # fault injection

@@ -45,14 +45,23 @@ def failed_list(
     redis_url: str | None,
     namespace: str,
 ) -> None:
-    """Failure records, oldest first, with their index (for retry/remove)."""
+    """Failure records, oldest first, with their index (for retry/remove).
+
+    With a filter, the records from index --offset on are read until --limit match;
+    the line after them gives the --offset to read on from."""
+    resque = connect(redis_url, namespace)
     filters = FailureFilter(queue_filter, class_filter, exception_filter)
-    shown = failures.matching(connect(redis_url, namespace), filters)
-    page = shown[offset : offset + limit]
+    total = resque.failures.count()
+    if filters.active:
+        page, next_offset = failures.matching(resque, filters, offset, limit)
+    else:
+        page = resque.failures.list(offset, limit)
+        next_offset = offset + limit if offset + limit < total else None
     if as_json:
         print_json([_failure_json(f) for f in page])
         return
-    click.echo(f"{len(shown)} failed job(s)" + (f", showing {len(page)}" if page else ""))
+    what = "matching record(s)" if filters.active else "record(s)"
+    click.echo(f"{total} failed job(s), showing {len(page)} {what} from index {offset}")
     for f in page:
         retried = f"  (retried {printable(f.retried_at)})" if f.retried_at else ""
         click.echo(
@@ -62,6 +71,8 @@ def failed_list(
             if f.parsed
             else f"[{f.index}] not a failure record: {printable(f.raw)}"
         )
+    if next_offset is not None:
+        click.echo(f"more: --offset {next_offset}")
 
 
 def _failure_json(failure: Failure) -> dict[str, Any]:

@@ -15,20 +15,28 @@ from pyresque.cli.support import (
     table,
 )
 from pyresque.client.admin import queues, stats
-from pyresque.client.admin.workers import WorkerInfo, list_workers, send_command
+from pyresque.client.admin.base import Problems
+from pyresque.client.admin.workers import Census, WorkerInfo, list_workers, send_command
 from pyresque.protocol.commands import COMMANDS
+
+#: Queues and running workers ``pyresque info`` lists without --all.
+_TOP = 20
 
 
 @click.command("info")
+@click.option("--all", "everything", is_flag=True, help="Every queue and worker, not the top 20.")
 @json_option
 @connection_options
-def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Queues and their sizes, workers and what they run, processed and failed counts."""
+def info_command(everything: bool, as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Queues and their sizes, workers and what they run, processed and failed counts.
+
+    The table lists the 20 longest queues and the first 20 workers running a job
+    (--all: every queue and worker); --json gives every queue and worker."""
     resque = connect(redis_url, namespace)
     info = stats.info(resque)
     sizes = queues.sizes(resque)
-    workers = list_workers(resque)
     if as_json:
+        workers = list_workers(resque)
         print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})
         return
     click.echo(
@@ -36,10 +44,20 @@ def info_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
         f"{info['pending']}  workers {info['workers']} ({info['working']} working)"
     )
     click.echo()
-    table([[q, n] for q, n in sizes.items()], ["QUEUE", "SIZE"])
+    shown = sorted(sizes.items(), key=lambda q: (-q[1], q[0]))
+    shown = shown if everything else shown[:_TOP]
+    table([[q, n] for q, n in sorted(shown)], ["QUEUE", "SIZE"])
+    if len(shown) < len(sizes):
+        click.echo(f"(the {len(shown)} longest of {len(sizes)} queues; --all for every one)")
+    if everything:
+        workers = list_workers(resque)
+    else:
+        workers = list_workers(resque, Census.read(resque, Problems()).working[:_TOP])
     if workers:
         click.echo()
         _workers_table(workers)
+    if len(workers) < info["workers"]:
+        click.echo(f"({len(workers)} of {info['workers']} workers; --all for every one)")
 
 
 def _workers_table(workers: list[WorkerInfo]) -> None:

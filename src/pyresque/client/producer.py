@@ -132,7 +132,7 @@ class Producer:
             status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
         entry = item_json(payload, item.queue, item.at_front)
         wire(entry)
-        keys, args = schedule_call(self.keys, timestamp, entry, job.lock, status)
+        keys, args = schedule_call(self.keys, timestamp, entry, job.lock, status, job.payload.id)
         return Planned(item, payload, Call("schedule", keys, args, refusable=True))
 
     # --- many jobs ------------------------------------------------------------------

@@ -54,6 +54,8 @@ log = logging.getLogger("pyresque.delayed")
 BATCH = 100
 #: Timestamps read per page when listing or searching.
 _PAGE = 200
+#: Seconds after its due time that a job's id index lives on (then it expires).
+_ID_GRACE = 86400
 
 Clock = Callable[[], float]
 
@@ -149,6 +151,7 @@ def schedule_call(
     item: str,
     lock: UniqueLock | None = None,
     status: tuple[str, str] | None = None,
+    job_id: str | None = None,
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of schedule.lua (``Delayed.schedule`` says what they mean); no I/O,
     so the asyncio producer makes the same call."""
@@ -157,6 +160,8 @@ def schedule_call(
         script_keys.append(keys.unique(lock.digest))
     if status:
         script_keys.append(status[0])
+    if job_id:
+        script_keys.append(keys.delayed_id(job_id))
     args = [
         timestamp,
         f"delayed:{timestamp}",
@@ -164,6 +169,7 @@ def schedule_call(
         lock.token if lock else "",
         lock.ttl_ms if lock else 0,
         status[1] if status else "",
+        timestamp + _ID_GRACE if job_id else "",
     ]
     return script_keys, args
 
@@ -189,11 +195,13 @@ class Delayed:
         item: str,
         lock: UniqueLock | None = None,
         status: tuple[str, str] | None = None,
+        job_id: str | None = None,
     ) -> bool:
         """Add ``item`` (see ``item_json``) due at ``timestamp``; with ``lock``, only if
-        the unique lock is free; ``status`` is (status key, WAITING packet) to write.
-        Returns False when the lock is held by another job."""
-        keys, args = schedule_call(self._keys, timestamp, item, lock, status)
+        the unique lock is free; ``status`` is (status key, WAITING packet) to write;
+        ``job_id`` indexes the item by its id (delayed_lookup.py). Returns False when the
+        lock is held by another job."""
+        keys, args = schedule_call(self._keys, timestamp, item, lock, status, job_id)
         return bool(scripts.run(self._redis, "schedule", keys, args))
 
     # --- reading ----------------------------------------------------------------

@@ -8,6 +8,7 @@ read back the same way.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,6 +19,7 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.connection import raw
+from pyresque.protocol.failure_sweep import may_hold, needles, sweep
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
@@ -133,10 +135,15 @@ class Failures:
         return None if item is None else Failure.decode(index, raw(item))
 
     def __iter__(self) -> Iterator[Failure]:
+        for index, item in self._items():
+            yield Failure.decode(index, item)
+
+    def _items(self) -> Iterator[tuple[int, bytes]]:
+        """(index, bytes) of every record, oldest first, read a page at a time."""
         offset = 0
         while True:
-            page = self.list(offset, _PAGE)
-            yield from page
+            page = self._redis.lrange(self._keys.failed, offset, offset + _PAGE - 1)
+            yield from enumerate((raw(item) for item in page), offset)
             if len(page) < _PAGE:
                 return
             offset += _PAGE
@@ -195,9 +202,12 @@ class Failures:
         """Retry every record that matches the filters; returns how many were retried
         (records that hold no job to retry are left as they are)."""
         done = 0
-        for failure in list(self):
-            if failure.matches(queue, class_name, exception) and self._retried(failure):
-                done += 1
+        wanted = needles(queue, class_name, exception)
+        for index, item in self._items():
+            if may_hold(item, wanted):
+                failure = Failure.decode(index, item)
+                if failure.matches(queue, class_name, exception) and self._retried(failure):
+                    done += 1
             if progress:
                 progress(1)
         return done
@@ -209,9 +219,16 @@ class Failures:
             return False
 
     def remove(self, index: int) -> bool:
-        """Remove record ``index`` (by content, so concurrent changes cannot misdirect it)."""
-        item = self._redis.lindex(self._keys.failed, index)
-        return item is not None and bool(self._redis.lrem(self._keys.failed, 1, item))  # type: ignore[arg-type]
+        """Remove record ``index`` (checked by content, so concurrent changes cannot
+        misdirect it)."""
+        failure = self.get(index)
+        return failure is not None and self.remove_record(failure)
+
+    def remove_record(self, failure: Failure) -> bool:
+        """Remove a record as it was read: False if it is not at its index any more."""
+        mark = f"pyresque:removing:{uuid.uuid4().hex}"
+        args = [failure.index, failure.raw, mark]
+        return bool(scripts.run(self._redis, "failed_remove_at", [self._keys.failed], args))
 
     def remove_all(
         self,
@@ -221,16 +238,21 @@ class Failures:
         retried_only: bool = False,
         progress: Progress | None = None,
     ) -> int:
-        """Remove every record that matches the filters; returns how many were removed."""
-        pipe = self._redis.pipeline(transaction=False)
-        for failure in list(self):
-            if failure.matches(queue, class_name, exception) and (
-                not retried_only or failure.retried_at
-            ):
-                pipe.lrem(self._keys.failed, 1, failure.raw)  # type: ignore[arg-type]
-            if progress:
-                progress(1)
-        return sum(int(n) for n in pipe.execute())
+        """Remove every record that matches the filters, in bounded steps
+        (failure_sweep.py); returns how many were removed."""
+        wanted = needles(queue, class_name, exception)
+        if retried_only:
+            wanted.append(b'"retried_at"')
+
+        def drop(item: bytes) -> bool:
+            if not may_hold(item, wanted):
+                return False
+            failure = Failure.decode(0, item)
+            return failure.matches(queue, class_name, exception) and (
+                not retried_only or failure.retried_at is not None
+            )
+
+        return sweep(self._redis, self._keys, drop, progress)
 
     def clear(self) -> int:
         """Delete every record; returns how many there were."""

@@ -101,6 +101,10 @@ class Keys:
         """A wake-up list for workers with globs: a token means "a new queue exists"."""
         return f"{self.prefix}pyresque:queues-changed"
 
+    def failed_sweep(self, token: str) -> str:
+        """The list a bulk removal of failure records builds, then puts in ``failed``'s place."""
+        return f"{self.prefix}pyresque:failed-sweep:{token}"
+
     @property
     def recovered(self) -> str:
         """Counter of jobs put back on their queue after a crash."""
@@ -140,6 +144,11 @@ class Keys:
     def timestamps(self, item: str) -> str:
         """Ruby's index from an item's exact JSON to the ``delayed:<ts>`` lists holding it."""
         return f"{self.prefix}timestamps:{item}"
+
+    def delayed_id(self, job_id: str) -> str:
+        """The ``delayed:<ts>`` list a job scheduled by pyresque waits in, by its id
+        (expires a day after the job is due)."""
+        return f"{self.prefix}pyresque:delayed-id:{job_id}"
 
     # --- pyresque scheduling keys -------------------------------------------
 

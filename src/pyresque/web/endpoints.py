@@ -21,6 +21,11 @@ def int_param(params: Mapping[str, Any], name: str, default: int = 0) -> int:
     return web_safe.integer(text_param(params, name), name, default)
 
 
+def _optional(params: Mapping[str, Any], name: str) -> int | None:
+    """A non-negative integer parameter, or None when it is absent or empty."""
+    return int_param(params, name) if text_param(params, name) else None
+
+
 def text_param(params: Mapping[str, Any], name: str) -> str:
     """A parameter as stripped text ("" if absent)."""
     value = params.get(name)
@@ -32,17 +37,25 @@ Loader = Callable[[Resque, Mapping[str, Any]], dict[str, Any]]
 #: page name -> (template, loader of its data from the query parameters)
 PAGES: dict[str, tuple[str, Loader]] = {
     "overview": ("overview.html", lambda r, p: stats.overview_page(r)),
-    "queues": ("queues.html", lambda r, p: queues.queues_page(r, text_param(p, "q"))),
+    "queues": (
+        "queues.html",
+        lambda r, p: queues.queues_page(r, text_param(p, "q"), int_param(p, "start")),
+    ),
     "queue": (
         "queue.html",
         lambda r, p: queues.queue_page(
             r, text_param(p, "name"), int_param(p, "start"), PER_PAGE, text_param(p, "q")
         ),
     ),
-    "workers": ("workers.html", lambda r, p: workers.workers_page(r)),
+    "workers": (
+        "workers.html",
+        lambda r, p: workers.workers_page(r, start=int_param(p, "start")),
+    ),
     "failed": (
         "failed.html",
-        lambda r, p: failures.failed_page(r, int_param(p, "start"), PER_PAGE, _filters(p)),
+        lambda r, p: failures.failed_page(
+            r, int_param(p, "start"), PER_PAGE, _filters(p), _optional(p, "before")
+        ),
     ),
     "delayed": ("delayed.html", lambda r, p: delayed.delayed_page(r, int_param(p, "start"))),
     "stats": ("stats.html", lambda r, p: stats.stats_page(r)),

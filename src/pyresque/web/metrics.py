@@ -95,7 +95,7 @@ class ResqueCollector(Collector):
 
         # Anyone may write these keys: counters read as Ruby's to_i, keys of another
         # type as absent.
-        totals = counts(resque, queues, Problems())
+        totals = counts(resque, Problems())
         for name, help_text, value in (
             ("resque_jobs_processed", "Jobs processed (including failed ones)", "processed"),
             ("resque_jobs_failed", "Jobs that failed", "failed_total"),

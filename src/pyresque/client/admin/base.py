@@ -21,6 +21,7 @@ from typing import Any, Protocol, TypeVar
 
 import redis
 
+from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.failure import Failures
@@ -95,3 +96,17 @@ def shorten(value: str, limit: int = TEXT_LIMIT) -> str:
 def as_text(value: bytes | str) -> str:
     """A Redis reply as text; bytes that are not UTF-8 show as ``\\xff`` escapes."""
     return value if isinstance(value, str) else value.decode("utf-8", "backslashreplace")
+
+
+#: Keys measured per call of lengths.lua (one call must not block Redis for long).
+_LENGTHS_CHUNK = 1000
+
+
+def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LLEN") -> list[int]:
+    """LLEN (or STRLEN) of every key, a thousand per script call: 0 for a missing
+    key, -1 for a key of another type."""
+    found: list[int] = []
+    for start in range(0, len(keys), _LENGTHS_CHUNK):
+        chunk = keys[start : start + _LENGTHS_CHUNK]
+        found += [int(n) for n in scripts.run(client, "lengths", chunk, [command, len(chunk)])]
+    return found

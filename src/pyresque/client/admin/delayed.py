@@ -12,12 +12,13 @@ from functools import partial
 from itertools import groupby
 from typing import Any, cast
 
-from pyresque.client.admin.base import Namespace, Problems, as_text
+from pyresque.client.admin.base import Namespace, Problems, as_text, lengths
 from pyresque.client.admin.cron import cron_view
 from pyresque.client.admin.items import args_text, decode, finite, job_view
 from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol.connection import raw
 from pyresque.protocol.delayed import DelayedJob
+from pyresque.protocol.delayed_lookup import by_id
 
 
 def delayed_page(resque: Namespace, start: int = 0, per_page: int = 20) -> dict[str, Any]:
@@ -114,7 +115,12 @@ def jobs(resque: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJo
 
 
 def count(resque: Namespace) -> int:
-    return resque.delayed.count()
+    """How many jobs wait in the delayed queue: one length per due second, a thousand
+    per script call (a key that is not a list counts 0)."""
+    keys = resque.keys
+    slots = cast("list[bytes]", resque.redis.zrange(keys.delayed_schedule, 0, -1))
+    names = [raw(keys.prefix) + b"delayed:" + raw(slot) for slot in slots]
+    return sum(max(0, n) for n in lengths(resque.redis, names))
 
 
 def take(
@@ -128,7 +134,16 @@ def take(
     of a class (and, if given, exactly these args), or the one with ``job_id``;
     returns how many. Their unique locks are released."""
     name = job_name(job) if job is not None else None
-    found = resque.delayed.find(name, args or None, job_id)
+    if job_id is not None:
+        found = [
+            j
+            for j in by_id(resque.redis, resque.keys, job_id)
+            if j.payload is not None
+            and (name is None or j.class_name == name)
+            and (not args or j.payload.args == args)
+        ]
+    else:
+        found = resque.delayed.find(name, args or None, None)
     return sum(
         resque.delayed.take(slot, list(group), action)
         for slot, group in groupby(found, key=lambda j: j.slot)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass
 from functools import partial
 from typing import Any
@@ -17,9 +18,12 @@ from typing import Any
 from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, Stale, as_text, shorten
 from pyresque.client.admin.items import args_text, decode, digest, display_class, parse_time
 from pyresque.protocol.failure import Failure, Progress
+from pyresque.protocol.failure_sweep import may_hold, needles, scan
 
-#: Failure facets (the filter suggestions) are computed when the list is this small.
-FACET_LIMIT = 20_000
+#: Failure facets (the filter suggestions) come from this many of the newest records.
+FACET_SAMPLE = 500
+#: Records a filtered page reads at most (it says where the next page reads on).
+SCAN_BUDGET = 1000
 #: Lines of a failure's backtrace shown.
 BACKTRACE_LIMIT = 200
 _JSON_KINDS = {dict: "an object", list: "an array", str: "a string", bool: "a boolean"}
@@ -44,6 +48,14 @@ class FailureFilter:
 
     def matches(self, failure: Failure) -> bool:
         return failure.matches(self.queue, self.class_name, self.exception)
+
+    def picker(self) -> Callable[[int, bytes], bool]:
+        """Whether a record (index, bytes) matches: only records that can match are
+        decoded (``needles``)."""
+        wanted = needles(self.queue, self.class_name, self.exception)
+        return lambda index, item: (
+            may_hold(item, wanted) and self.matches(Failure.decode(index, item))
+        )
 
     def to_dict(self) -> dict[str, str]:
         return {
@@ -96,43 +108,42 @@ def failure_view(failure: Failure) -> dict[str, Any]:
 
 
 def failed_page(
-    resque: Namespace, start: int = 0, per_page: int = 20, filters: FailureFilter | None = None
+    resque: Namespace,
+    start: int = 0,
+    per_page: int = 20,
+    filters: FailureFilter | None = None,
+    before: int | None = None,
 ) -> dict[str, Any]:
-    """One page of failures, newest first, optionally filtered; with filter suggestions."""
+    """One page of failures, newest first, with filter suggestions from the newest
+    records. Unfiltered, ``start`` counts from the newest record. Filtered, the
+    records before index ``before`` (the newest when None) are read, at most
+    ``SCAN_BUDGET`` of them: the page holds the first ``per_page`` matches,
+    ``next_before`` is where the next page reads on from (None at the oldest), and
+    ``matching`` counts the matches when everything was read (else None)."""
     problems = Problems()
     filters = filters or FailureFilter()
     start = max(0, start)
     total = problems.section(resque.keys.failed, resque.failures.count, 0)
-    facets: dict[str, Counter[str]] = {
-        "queue": Counter(),
-        "class": Counter(),
-        "exception": Counter(),
-    }
+    facets = problems.section("the newest failures", partial(_facets, resque), _no_facets())
 
-    def read() -> tuple[list[Failure], int]:
-        if filters.active or total <= FACET_LIMIT:
-            matching: list[Failure] = []
-            for failure in resque.failures:
-                if failure.parsed:
-                    facets["queue"][failure.queue] += 1
-                    facets["class"][failure.class_name] += 1
-                    facets["exception"][failure.exception] += 1
-                if filters.matches(failure):
-                    matching.append(failure)
-            matching.reverse()
-            return matching[start : start + per_page], len(matching)
-        # a long list and no filter: read just the page
+    def read() -> tuple[list[Failure], int | None, int | None]:
+        if filters.active:
+            return _filtered(resque, filters, before, per_page)
+        # no filter: read just the page
         last = total - 1 - start
         first = max(0, last - per_page + 1)
         page = resque.failures.list(first, last - first + 1) if last >= 0 else []
         page.reverse()
-        return page, total
+        return page, total, None
 
-    shown, count = problems.section("the failed list", read, (list[Failure](), 0))
+    empty: tuple[list[Failure], int | None, int | None] = ([], 0, None)
+    shown, count, next_before = problems.section("the failed list", read, empty)
     return {
         "total": total,
         "matching": count,
         "start": start,
+        "before": before,
+        "next_before": next_before,
         "per_page": per_page,
         "filters": filters.to_dict(),
         "failures": [failure_view(f) for f in shown],
@@ -144,15 +155,61 @@ def failed_page(
     }
 
 
+def _no_facets() -> dict[str, Counter[str]]:
+    return {"queue": Counter(), "class": Counter(), "exception": Counter()}
+
+
+def _facets(resque: Namespace) -> dict[str, Counter[str]]:
+    """How often each queue, class and exception occurs in the newest records."""
+    facets = _no_facets()
+    for failure in resque.failures.list(-FACET_SAMPLE, FACET_SAMPLE):
+        if failure.parsed:
+            facets["queue"][failure.queue] += 1
+            facets["class"][failure.class_name] += 1
+            facets["exception"][failure.exception] += 1
+    return facets
+
+
+def _filtered(
+    resque: Namespace, filters: FailureFilter, before: int | None, per_page: int
+) -> tuple[list[Failure], int | None, int | None]:
+    """A filtered page (see ``failed_page``): the matches, their count if known, and
+    where to read on from."""
+    found = scan(
+        resque.redis,
+        resque.keys.failed,
+        filters.picker(),
+        start=before,
+        want=SCAN_BUDGET,
+        budget=SCAN_BUDGET,
+    )
+    shown = [Failure.decode(index, item) for index, item in found.found[:per_page]]
+    if len(found.found) > per_page:
+        next_before: int | None = found.found[per_page][0] + 1
+    else:
+        next_before = found.next
+    everything = before is None and found.next is None
+    return shown, len(found.found) if everything else None, next_before
+
+
 def find_failure(resque: Namespace, index: int, record_digest: str | None) -> Failure:
-    """The record at ``index`` if its digest still matches, else wherever it moved to."""
+    """The record at ``index`` if its digest still matches, else wherever it moved to
+    (records move toward the head when older ones are removed: the ``SCAN_BUDGET``
+    records before it are searched)."""
     failure = resque.failures.get(index)
     if failure is not None and (record_digest is None or digest(failure.raw) == record_digest):
         return failure
     if record_digest is not None:
-        for other in resque.failures:
-            if digest(other.raw) == record_digest:
-                return other
+        found = scan(
+            resque.redis,
+            resque.keys.failed,
+            lambda _, item: digest(item) == record_digest,
+            start=index + 1,
+            want=1,
+            budget=SCAN_BUDGET,
+        )
+        if found.found:
+            return Failure.decode(*found.found[0])
     raise Stale("that failure record is gone or changed; nothing was done")
 
 
@@ -176,13 +233,24 @@ def retry_failure(resque: Namespace, index: int, record_digest: str | None = Non
 
 
 def remove_failure(resque: Namespace, index: int, record_digest: str | None = None) -> int:
-    failure = find_failure(resque, index, record_digest)
-    return int(resque.redis.lrem(resque.keys.failed, 1, failure.raw))  # type: ignore[arg-type]
+    return int(resque.failures.remove_record(find_failure(resque, index, record_digest)))
 
 
-def matching(resque: Namespace, filters: FailureFilter) -> list[Failure]:
-    """Every record the filters match, oldest first (each with its index)."""
-    return [f for f in resque.failures if filters.matches(f)]
+def matching(
+    resque: Namespace, filters: FailureFilter, offset: int = 0, limit: int = 20
+) -> tuple[list[Failure], int | None]:
+    """Up to ``limit`` records the filters match, oldest first from index ``offset``
+    (each with its index), and the index to read on from (None at the end)."""
+    found = scan(
+        resque.redis,
+        resque.keys.failed,
+        filters.picker(),
+        offset,
+        newest_first=False,
+        want=limit,
+        budget=2**62,
+    )
+    return [Failure.decode(index, item) for index, item in found.found], found.next
 
 
 def retry_at(resque: Namespace, index: int) -> bool:

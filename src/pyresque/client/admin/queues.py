@@ -18,17 +18,19 @@ from typing import Any, cast
 import redis
 
 from pyresque.client import removal
-from pyresque.client.admin.base import Namespace, Problems, as_text
+from pyresque.client.admin.base import Namespace, Problems, as_text, lengths
 from pyresque.client.admin.items import digest, job_view
 from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol import strict_json
-from pyresque.protocol.connection import raw, reaching, replies
+from pyresque.protocol.connection import raw, reaching
 from pyresque.protocol.payload import Payload
 
 #: Elements read per LRANGE while scanning a queue or the failed list.
 _CHUNK = 1000
 #: A search stops after this many queue elements (it says so in its result).
 SEARCH_LIMIT = 100_000
+#: Queues listed per page of the dashboard's Queues page.
+QUEUES_PER_PAGE = 50
 
 
 def queue_keys(resque: Namespace, problems: Problems) -> list[tuple[str, bytes]]:
@@ -43,17 +45,33 @@ def queue_keys(resque: Namespace, problems: Problems) -> list[tuple[str, bytes]]
     return [(as_text(m), base + raw(m)) for m in sorted(raw(m) for m in members)]
 
 
+def queue_lengths(resque: Namespace, problems: Problems) -> list[tuple[str, bytes, int]]:
+    """Every queue's name, key and length (-1: its key is not a list), measured a
+    thousand queues per script call."""
+    queues = queue_keys(resque, problems)
+    found = problems.section(
+        "the queues' lengths",
+        partial(lengths, resque.redis, [key for _, key in queues]),
+        [0] * len(queues),
+    )
+    return [(name, key, n) for (name, key), n in zip(queues, found, strict=True)]
+
+
 def queue_summaries(
-    resque: Namespace, now: float | None = None, problems: Problems | None = None
+    resque: Namespace,
+    now: float | None = None,
+    problems: Problems | None = None,
+    queues: list[tuple[str, bytes]] | None = None,
 ) -> list[dict[str, Any]]:
-    """Every queue with its size and the enqueue time and age of its oldest job.
+    """Every queue (or those of ``queues``: name and key) with its size and the
+    enqueue time and age of its oldest job.
 
     The age is known for payloads that carry ``queue_time`` (php-resque and
     pyresque's default shape); Ruby-shaped payloads have no timestamp.
     """
     now = time.time() if now is None else now
     problems = Problems() if problems is None else problems
-    queues = queue_keys(resque, problems)
+    queues = queue_keys(resque, problems) if queues is None else queues
     pipe = resque.redis.pipeline(transaction=False)
     for _, key in queues:
         pipe.llen(key)
@@ -161,17 +179,33 @@ def search(resque: Namespace, query: str, queues: list[str] | None = None) -> di
     }
 
 
-def queues_page(resque: Namespace, query: str = "") -> dict[str, Any]:
-    """Every queue; with ``query``, also the jobs in any queue that match it."""
+def queues_page(
+    resque: Namespace, query: str = "", start: int = 0, per_page: int = QUEUES_PER_PAGE
+) -> dict[str, Any]:
+    """A page of queues by name, with the total pending; with ``query``, also the jobs
+    in any queue that match it."""
     problems = Problems()
-    queues = queue_summaries(resque, problems=problems)
+    every = queue_lengths(resque, problems)
+    start = max(0, start)
+    shown = [(name, key) for name, key, _ in every[start : start + per_page]]
     found = search(resque, query) if query.strip() else None
     return {
-        "queues": queues,
-        "pending": sum(q["size"] for q in queues),
+        "queues": queue_summaries(resque, problems=problems, queues=shown),
+        "total": len(every),
+        "pending": sum(max(0, n) for *_, n in every),
+        "start": start,
+        "per_page": per_page,
         "search": found,
         "problems": problems + (found["problems"] if found else []),
     }
+
+
+def biggest(
+    resque: Namespace, every: list[tuple[str, bytes, int]], count: int, problems: Problems
+) -> list[dict[str, Any]]:
+    """The ``count`` longest queues of ``every`` (``queue_lengths``), longest first."""
+    chosen = sorted(every, key=lambda q: (-q[2], q[0]))[:count]
+    return queue_summaries(resque, problems=problems, queues=[(n, k) for n, k, _ in chosen])
 
 
 def remove_job(
@@ -200,14 +234,13 @@ def size(resque: Namespace, queue: str) -> int:
 
 
 def sizes(resque: Namespace) -> dict[str, int]:
-    """Every queue's length by name, in one round trip after the names. Any bytes
+    """Every queue's length by name, a thousand queues per script call. Any bytes
     may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
     queue key of the wrong Redis type counts 0."""
     members = sorted(cast("set[bytes]", resque.redis.smembers(resque.keys.queues)))
-    pipe = resque.redis.pipeline(transaction=False)
-    for name in members:
-        pipe.llen(raw(resque.keys.queue("")) + name)
-    return {as_text(name): length or 0 for name, length in zip(members, replies(pipe), strict=True)}
+    base = raw(resque.keys.queue(""))
+    found = lengths(resque.redis, [base + name for name in members])
+    return {as_text(name): max(0, n) for name, n in zip(members, found, strict=True)}
 
 
 def peek(resque: Namespace, queue: str, start: int = 0, count: int = 1) -> list[Any]:

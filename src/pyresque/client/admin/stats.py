@@ -7,16 +7,20 @@ from __future__ import annotations
 import math
 import time
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
 import redis
 
-from pyresque.client.admin.base import Namespace, Problems, as_text
-from pyresque.client.admin.queues import queue_summaries, sizes
-from pyresque.client.admin.workers import workers_page
+from pyresque.client.admin import workers
+from pyresque.client.admin.base import Namespace, Problems
+from pyresque.client.admin.queues import biggest, queue_lengths, sizes
+from pyresque.client.admin.workers import Census, paused_all, worker_view
 from pyresque.middleware import history
-from pyresque.protocol.connection import describe, raw, replies
+from pyresque.protocol.connection import describe, replies
 from pyresque.protocol.counters import counter
+
+#: Queues and running workers the Overview page lists (the longest queues, the first workers).
+OVERVIEW_LIMIT = 20
 
 
 def quantile_ms(buckets: dict[str, int], q: float) -> float | None:
@@ -91,7 +95,7 @@ def stats_page(resque: Namespace) -> dict[str, Any]:
         list[history.ClassStats](),
     )
     return {
-        "counts": counts(resque, queue_summaries(resque, problems=problems), problems),
+        "counts": counts(resque, problems),
         "per_minute": series(resque, "m", 24 * 60, problems),
         "per_hour": series(resque, "h", 30 * 24, problems),
         "classes": [class_view(s) for s in classes],
@@ -103,51 +107,51 @@ def stats_page(resque: Namespace) -> dict[str, Any]:
 def info(resque: Namespace) -> dict[str, Any]:
     """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queues.sizes``)."""
     lengths = sizes(resque)
-    workers = cast("set[bytes]", resque.redis.smembers(resque.keys.workers))
+    census = Census.read(resque, Problems())
     pipe = resque.redis.pipeline(transaction=False)
     pipe.get(resque.keys.stat("processed"))
     pipe.llen(resque.keys.failed)
-    for worker in workers:
-        pipe.exists(raw(resque.keys.worker("")) + worker)
-    processed, failed, *working = replies(pipe)
+    processed, failed = replies(pipe)
     return {
         "pending": sum(lengths.values()),
         "processed": counter(processed),
         "queues": len(lengths),
-        "workers": len(workers),
-        "working": sum(1 for w in working if w == 1),
+        "workers": len(census.ids),
+        "working": len(census.working),
         "failed": failed or 0,
         "servers": [describe(resque.redis)],
     }
 
 
-def counts(resque: Namespace, queues: list[dict[str, Any]], problems: Problems) -> dict[str, int]:
-    """Resque's totals (``info``) plus the recovered-jobs counter; counters are
-    read as Ruby's ``to_i`` reads them. ``queues`` are the ``queue_summaries``."""
+def counts(
+    resque: Namespace,
+    problems: Problems,
+    queues: list[tuple[str, bytes, int]] | None = None,
+    census: Census | None = None,
+) -> dict[str, int]:
+    """Resque's totals (``info``) plus the recovered-jobs counter; counters are read
+    as Ruby's ``to_i`` reads them. ``queues`` (``queue_lengths``) and ``census`` are
+    read when not given. No command per queue or worker: lengths go a thousand keys
+    per script call."""
     keys, r = resque.keys, resque.redis
-    members = problems.section(
-        keys.workers, lambda: cast("set[bytes]", r.smembers(keys.workers)), set[bytes]()
-    )
-    base = raw(keys.worker(""))
+    queues = queue_lengths(resque, problems) if queues is None else queues
+    census = Census.read(resque, problems) if census is None else census
     pipe = r.pipeline(transaction=False)
     names = [keys.stat("processed"), keys.stat("failed"), keys.recovered, keys.failed]
     pipe.get(names[0])
     pipe.get(names[1])
     pipe.get(names[2])
     pipe.llen(names[3])
-    for member in members:
-        pipe.strlen(base + raw(member))
-        names.append(as_text(base + raw(member)))
-    processed, failed_total, recovered, failed, *working = problems.replies(pipe, names)
+    processed, failed_total, recovered, failed = problems.replies(pipe, names)
     return {
-        "pending": sum(q["size"] for q in queues),
+        "pending": sum(max(0, n) for *_, n in queues),
         "processed": counter(processed),
         "failed": failed or 0,
         "failed_total": counter(failed_total),
         "recovered": counter(recovered),
         "queues": len(queues),
-        "workers": len(members),
-        "working": sum(1 for w in working if w),
+        "workers": len(census.ids),
+        "working": len(census.working),
     }
 
 
@@ -167,15 +171,22 @@ def series(resque: Namespace, unit: str, points: int, problems: Problems) -> lis
 
 
 def overview_page(resque: Namespace) -> dict[str, Any]:
+    """Totals, the longest queues and the first running workers: what it reads does
+    not grow with the number of queues or workers beyond one length per key."""
     problems = Problems()
-    workers = workers_page(resque, problems)
-    running = [w for host in workers["hosts"] for w in host["workers"] if w["job"]]
-    queues = queue_summaries(resque, problems=problems)
+    every = queue_lengths(resque, problems)
+    census = Census.read(resque, problems)
+    now = time.time()
+    running = problems.section(
+        "the workers",
+        partial(workers.list_workers, resque, census.working[:OVERVIEW_LIMIT]),
+        list[workers.WorkerInfo](),
+    )
     return {
-        "counts": counts(resque, queues, problems),
-        "queues": queues,
-        "running": running,
-        "paused_all": workers["paused_all"],
+        "counts": counts(resque, problems, every, census),
+        "queues": biggest(resque, every, OVERVIEW_LIMIT, problems),
+        "running": [worker_view(w, now) for w in running],
+        "paused_all": problems.section(resque.keys.pause_all, partial(paused_all, resque), False),
         "per_minute": series(resque, "m", 60, problems),
         "problems": problems,
     }

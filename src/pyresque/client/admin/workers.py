@@ -11,17 +11,19 @@ pyresque worker; its heartbeat picks it up within a second, on any host.
 from __future__ import annotations
 
 import time
-from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
 from typing import Any, cast
 
-from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems
+from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, lengths
 from pyresque.client.admin.items import args_text, display_class, parse_time
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import raw, replies
 from pyresque.protocol.counters import counter
+
+#: Workers listed per page of the dashboard's Workers page.
+WORKERS_PER_PAGE = 50
 
 
 @dataclass
@@ -42,14 +44,20 @@ class WorkerInfo:
         return asdict(self)
 
 
-def list_workers(resque: Namespace) -> list[WorkerInfo]:
-    """Every registered worker. Their records may hold anything (any producer, any
-    bytes): ids that are not UTF-8 keep ``\\xNN`` escapes, unreadable values read as
-    absent, and a key of the wrong Redis type is skipped."""
+def worker_ids(resque: Namespace) -> list[bytes]:
+    """Every registered worker's id (its exact bytes), sorted."""
+    pipe = resque.redis.pipeline(transaction=False)
+    pipe.smembers(resque.keys.workers)
+    return sorted(cast("set[bytes] | None", replies(pipe)[0]) or ())
+
+
+def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[WorkerInfo]:
+    """Every registered worker (or those of ``raw_ids``). Their records may hold
+    anything (any producer, any bytes): ids that are not UTF-8 keep ``\\xNN``
+    escapes, unreadable values read as absent, and a key of the wrong Redis type is
+    skipped."""
     keys, r = resque.keys, resque.redis
-    pipe = r.pipeline(transaction=False)
-    pipe.smembers(keys.workers)
-    raw_ids = sorted(cast("set[bytes] | None", replies(pipe)[0]) or ())
+    raw_ids = worker_ids(resque) if raw_ids is None else raw_ids
     if not raw_ids:
         return []
     pipe = r.pipeline(transaction=False)
@@ -169,25 +177,69 @@ def worker_view(worker: WorkerInfo, now: float) -> dict[str, Any]:
     return view
 
 
-def workers_page(resque: Namespace, problems: Problems | None = None) -> dict[str, Any]:
-    """Workers grouped by host, with what each runs and since when."""
+@dataclass
+class Census:
+    """Every registered worker's id and whether it runs a job, read without a command
+    per worker (``busy``: the length of ``worker:<id>``, a thousand per call)."""
+
+    ids: list[bytes]
+    busy: list[bool]
+
+    @classmethod
+    def read(cls, resque: Namespace, problems: Problems) -> Census:
+        ids = problems.section("the workers set", partial(worker_ids, resque), list[bytes]())
+        base = raw(resque.keys.worker(""))
+        found = problems.section(
+            "the workers' jobs",
+            partial(lengths, resque.redis, [base + i for i in ids], "STRLEN"),
+            [0] * len(ids),
+        )
+        return cls(ids, [n > 0 for n in found])
+
+    @property
+    def working(self) -> list[bytes]:
+        return [i for i, busy in zip(self.ids, self.busy, strict=True) if busy]
+
+
+def workers_page(
+    resque: Namespace,
+    problems: Problems | None = None,
+    start: int = 0,
+    per_page: int = WORKERS_PER_PAGE,
+) -> dict[str, Any]:
+    """A page of workers (by id) grouped by host, with what each runs and since when,
+    and the counts of every worker's states."""
     problems = Problems() if problems is None else problems
     now = time.time()
-    found = problems.section("the workers", partial(list_workers, resque), list[WorkerInfo]())
+    census = Census.read(resque, problems)
+    start = max(0, start)
+    shown = census.ids[start : start + per_page]
+    found = problems.section(
+        "the workers", partial(list_workers, resque, shown), list[WorkerInfo]()
+    )
     workers = [worker_view(w, now) for w in found]
     hosts: dict[str, list[dict[str, Any]]] = {}
     for worker in workers:
         hosts.setdefault(worker["host"], []).append(worker)
-    states = Counter(w["state"] for w in workers)
+    working = len(census.working)
+    dead = problems.section(resque.keys.leases, partial(_expired, resque), 0)
     return {
         "hosts": [{"host": h, "workers": ws} for h, ws in sorted(hosts.items())],
-        "total": len(workers),
-        "working": states["working"],
-        "idle": states["idle"],
-        "dead": states["dead"],
+        "total": len(census.ids),
+        "start": start,
+        "per_page": per_page,
+        "working": working,
+        "idle": max(0, len(census.ids) - working - dead),
+        "dead": dead,
         "paused_all": problems.section(resque.keys.pause_all, partial(paused_all, resque), False),
         "problems": problems,
     }
+
+
+def _expired(resque: Namespace) -> int:
+    """pyresque workers whose lease expired (dead until recovery takes them off)."""
+    secs, micros = resque.redis.time()
+    return int(resque.redis.zcount(resque.keys.leases, "-inf", f"({secs * 1000 + micros // 1000}"))
 
 
 def paused_all(resque: Namespace) -> bool:
