@@ -14,7 +14,7 @@ from starlette.testclient import TestClient
 
 from pyresque import Resque
 from pyresque.exceptions import WebConfigError
-from pyresque.web.app import ACTIONS, OPEN, create_app, preflight, serve
+from pyresque.web.app import ACTIONS, OPEN, create_app
 from pyresque.web.auth import (
     CSRF_COOKIE,
     SESSION_COOKIE,
@@ -22,6 +22,7 @@ from pyresque.web.auth import (
     check_bind,
     parse_basic_auth,
 )
+from pyresque.web.serve import preflight, serve
 from test_web_support import LOCAL, rq
 
 __all__ = ["rq"]

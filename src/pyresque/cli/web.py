@@ -58,7 +58,8 @@ def web_command(
 ) -> None:
     """Serve the web dashboard and JSON API (needs the web extra: pip install 'pyresque[web]')."""
     try:
-        from pyresque.web.app import WebConfigError, preflight, serve
+        from pyresque.web.app import WebConfigError
+        from pyresque.web.serve import preflight, serve
     except ImportError as exc:
         raise click.ClickException(
             f"the dashboard needs the web extra: pip install 'pyresque[web]' ({exc})"

@@ -1,7 +1,7 @@
 """The web dashboard: an ASGI app (Starlette + Jinja2) for one Resque namespace.
 
-``create_app(...)`` returns the app, to run on its own (``serve``, ``pyresque web``)
-or to mount inside another ASGI app. Pages and the JSON API share one data layer,
+``create_app(...)`` returns the app, to run on its own (``web.serve``, ``pyresque
+web``) or to mount inside another ASGI app. Pages and the JSON API share one data layer,
 the admin layer the CLI uses too (``client.admin``, mapped to URLs in
 ``web.endpoints``); actions are POSTs that need a CSRF token;
 Jinja2 autoescaping and a strict Content-Security-Policy keep job data inert; bearer
@@ -43,7 +43,6 @@ from pyresque.web.auth import (
     Guard,
     HostAuth,
     Settings,
-    check_bind,
     client_address,
     decide_auth,
     parse_basic_auth,
@@ -56,18 +55,14 @@ from pyresque.web.sessions import ABSOLUTE_SECONDS, IDLE_SECONDS, Sessions, Thro
 
 __all__ = [
     "ACTIONS",
-    "DEFAULT_PORT",
     "OPEN",
     "PAGES",
     "Dashboard",
     "WebConfigError",
     "create_app",
-    "preflight",
-    "serve",
 ]
 
 STATIC = Path(__file__).with_name("static")
-DEFAULT_PORT = 5678  # resque-web's
 
 
 class Dashboard(Base):
@@ -349,50 +344,3 @@ def create_app(
     )
     app.state.dashboard = dashboard
     return app
-
-
-def preflight(
-    host: str, auth_token: str | None = None, basic_auth: str | tuple[str, str] | None = None
-) -> None:
-    """Raise ``WebConfigError`` for settings ``serve`` would refuse (checked before starting)."""
-    check_bind(
-        host, Settings(auth_token=auth_token or None, basic_auth=parse_basic_auth(basic_auth))
-    )
-
-
-def serve(
-    redis_url: str | None = None,
-    namespace: str = DEFAULT_NAMESPACE,
-    host: str = "127.0.0.1",
-    port: int = DEFAULT_PORT,
-    prefix: str = "",
-    read_only: bool = False,
-    auth_token: str | None = None,
-    basic_auth: str | tuple[str, str] | None = None,
-    log_level: str = "info",
-    allowed_hosts: Iterable[str] = (),
-    logs_to_root: bool = False,
-) -> None:
-    """Run the dashboard with uvicorn until interrupted (what ``pyresque web`` does).
-
-    Without auth it is open to this machine only (``preflight``); it answers to the
-    address it listens on as well as to localhost and ``allowed_hosts``.
-    ``logs_to_root``: uvicorn logs through the root logger's handlers (``--log-format``)."""
-    import uvicorn
-    from uvicorn.config import LOGGING_CONFIG
-
-    preflight(host, auth_token, basic_auth)
-    app = create_app(
-        redis_url,
-        namespace,
-        prefix,
-        read_only,
-        auth_token,
-        basic_auth,
-        auth=OPEN,
-        allowed_hosts=[*allowed_hosts, host],
-    )
-    logs = None if logs_to_root else LOGGING_CONFIG  # None: uvicorn configures no logging
-    uvicorn.run(
-        app, host=host, port=port, log_level=log_level, log_config=logs, server_header=False
-    )
