@@ -1,22 +1,28 @@
 """AsyncResque beside Resque: enqueue rates on a private Redis server.
 
-    .venv/bin/python benchmarks/async_producer.py [--jobs 5000] [--rounds 3]
+    .venv/bin/python benchmarks/async_producer.py [--jobs 5000] [--rounds 3] [--output docs]
 
 For each way of enqueueing, the median of ``--rounds`` runs of: jobs per second
 (wall time: depends on the machine's load, printed first), the client's CPU time per
 job (``time.process_time``) and Redis's (``INFO cpu``) and the EVALSHA calls it
 counted (``INFO commandstats``): these two are what each way costs the server,
-whatever the load.
+whatever the load. The results go to ``<output>/async_producer.json``, and the
+report's "asyncio producer" section (``<output>/benchmarks.md``, report_async.py) is
+written again from them when ``<output>/benchmarks.json`` is there.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import statistics
+import sys
 import time
 from collections.abc import Awaitable, Callable
+from datetime import datetime, timezone
+from pathlib import Path
 
 import redis
 
@@ -96,8 +102,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=5000)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--output", type=Path, default=Path("docs"))
     options = parser.parse_args()
+    meta = {
+        "command": " ".join(["benchmarks/async_producer.py", *sys.argv[1:]]),
+        "started": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "jobs": options.jobs,
+        "rounds": options.rounds,
+        "cpus": os.cpu_count(),
+        "load_before": os.getloadavg(),
+    }
     print(f"load average: {' '.join(f'{x:.2f}' for x in os.getloadavg())}, {os.cpu_count()} CPUs")
+    rows = []
     with RedisServer() as server:
         client = redis.Redis.from_url(server.url)
         print("| way | jobs/s (wall) | client CPU us/job | Redis CPU us/job | EVALSHA/job |")
@@ -108,7 +124,20 @@ def main() -> None:
             medians = [statistics.median(r[k] for r in rounds) for k in range(4)]
             rate, cpu, redis_cpu, calls = medians
             print(f"| {name} | {rate:,.0f} | {cpu:.1f} | {redis_cpu:.1f} | {calls:.3f} |")
+            fields = ("rate", "client_cpu_us", "redis_cpu_us", "evalsha")
+            rows.append({"way": name, **dict(zip(fields, medians, strict=True))})
+    meta["load_after"] = os.getloadavg()
     print(f"load average after: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
+    options.output.mkdir(parents=True, exist_ok=True)
+    out = options.output / "async_producer.json"
+    out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=1) + "\n")
+    print(f"[results] {out}")
+    if (options.output / "benchmarks.json").exists():
+        sys.path.insert(0, str(Path(__file__).parent))
+        import report
+
+        report.write_markdown(options.output / "benchmarks.json", options.output)
+        print(f"[report] {options.output / 'benchmarks.md'}")
 
 
 if __name__ == "__main__":

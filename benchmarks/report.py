@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import report_async
 import report_cost
 
 Key = tuple[str, str, str, int]  # workload, system, mode, workers
@@ -241,7 +242,7 @@ def _ms(value: float | None) -> str:
 # --- markdown ---------------------------------------------------------------------------
 
 
-def markdown(res: Results) -> str:
+def markdown(res: Results, async_producer: dict[str, Any] | None = None) -> str:
     meta = res.data["meta"]
     machine = meta["machine"]
     systems = res.data["systems"]
@@ -517,42 +518,11 @@ def markdown(res: Results) -> str:
         verdict = "n/a" if t.ok is None else ("**met**" if t.ok else "**missed**")
         rows.append([t.name, t.measured, verdict])
     out += [table(["target", "measured", ""], rows), ""]
-    out += ASYNC_PRODUCER
+    out += report_async.section(async_producer)
     out += LIMITS
     out += _observations(res)
     out += _failures(res)
     return "\n".join(out) + "\n"
-
-
-#: AsyncResque beside Resque (benchmarks/async_producer.py, run on its own; kept by hand).
-ASYNC_PRODUCER = [
-    "## asyncio producer",
-    "",
-    "`AsyncResque` beside `Resque`, measured by `.venv/bin/python "
-    "benchmarks/async_producer.py --rounds 5` (medians of 5 rounds; 5,000 jobs per round "
-    "one at a time, 50,000 in bulk; a private Redis; load average 11.7 to 13.2 on 2 CPUs "
-    "while other test runs shared the machine, so the wall-time rates are low and noisy: "
-    "the CPU columns are the comparison). Kept by hand, as `async_producer.py` is not part "
-    "of `bench.py`'s run.",
-    "",
-    "| way | jobs/s (wall) | client CPU us/job | Redis CPU us/job | EVALSHA/job |",
-    "|---|---:|---:|---:|---:|",
-    "| Resque.enqueue | 2,093 | 116.1 | 37.8 | 1.000 |",
-    "| AsyncResque.enqueue (awaited one by one) | 1,656 | 161.9 | 36.6 | 1.000 |",
-    "| AsyncResque.enqueue (50 tasks at once) | 2,603 | 134.1 | 21.0 | 1.000 |",
-    "| Resque.enqueue_many | 15,099 | 14.4 | 0.8 | 0.001 |",
-    "| AsyncResque.enqueue_many | 14,076 | 14.1 | 0.8 | 0.001 |",
-    "",
-    "- Both make one EVALSHA per job (one per 1,000 jobs in bulk) and cost Redis the same: "
-    "they run the same script calls, built by the same code (`client/producer.py`).",
-    "- Awaited one at a time, an enqueue costs the client about 40% more CPU than the "
-    "blocking client (the event loop and `redis.asyncio` per command). Fifty tasks "
-    "enqueueing at once, as a web app's concurrent requests do, overlap their round trips: "
-    "more jobs per second than the blocking client one at a time, and less Redis CPU per "
-    "job (more commands per read).",
-    "- In bulk both spend their time building payloads and are within noise of each other.",
-    "",
-]
 
 
 #: Where targets are missed: what limits pyresque, and what would lift it (from profiles
@@ -890,4 +860,13 @@ def write(json_path: Path, output: Path) -> None:
     res = Results(json.loads(json_path.read_text()))
     output.mkdir(parents=True, exist_ok=True)
     chart(res, output / "benchmarks.png")
-    (output / "benchmarks.md").write_text(markdown(res))
+    write_markdown(json_path, output)
+
+
+def write_markdown(json_path: Path, output: Path) -> None:
+    """benchmarks.md from benchmarks.json and, when there is one, the asyncio producer's
+    results beside it (async_producer.py writes them, then calls this)."""
+    res = Results(json.loads(json_path.read_text()))
+    async_path = json_path.parent / report_async.FILE
+    async_producer = json.loads(async_path.read_text()) if async_path.exists() else None
+    (output / "benchmarks.md").write_text(markdown(res, async_producer))
