@@ -71,7 +71,7 @@ def find(found: list[dict[str, Any]], name: str, attributes: dict[str, str]) -> 
     return point
 
 
-@pytest.mark.parametrize("mode", ["fork", "prefork", "threads"])
+@pytest.mark.parametrize("mode", ["fork", "prefork", "threads", "asyncio"])
 def test_a_worker_counts_and_times_each_run(
     procs: Procs, redis_url: str, namespace: str, tmp_path: Path, mode: str
 ) -> None:
@@ -103,3 +103,22 @@ def test_a_worker_counts_and_times_each_run(
     assert duration["bounds"] == list(DURATION_BUCKETS)
     assert find(found, "messaging.process.duration", failed)["count"] == 1
     assert len(found) == 6  # nothing else: no sent messages in a worker that enqueued none
+
+
+@pytest.mark.parametrize("module", ["otel_metrics", "tracing"])
+def test_without_opentelemetry_the_app_fails_in_one_line_saying_what_to_install(
+    procs: Procs, redis_url: str, namespace: str, tmp_path: Path, module: str
+) -> None:
+    app = tmp_path / "app_without_otel.py"
+    app.write_text(
+        "import sys\n"
+        "sys.modules['opentelemetry'] = None  # as if the otel extra were not installed\n"
+        f"import pyresque.middleware.{module}\n"
+    )
+    argv = ["worker", "--app", str(app), "--redis-url", redis_url, "--queue", "default"]
+    code, output = procs.run(argv, namespace)
+    assert code == 2, output
+    assert "pip install 'pyresque[otel]'" in output
+    assert "Traceback" not in output
+    [line] = [line for line in output.splitlines() if "otel" in line]  # one line says it
+    assert line.startswith("pyresque: error: cannot import app module")

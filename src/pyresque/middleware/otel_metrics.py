@@ -31,7 +31,10 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import metrics
+try:
+    from opentelemetry import metrics
+except ImportError as exc:  # one line saying what to install (``--app`` shows it)
+    raise ImportError(f"{exc}: install the otel extra: pip install 'pyresque[otel]'") from exc
 
 from pyresque.version import __version__
 

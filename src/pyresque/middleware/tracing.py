@@ -33,10 +33,13 @@ import os
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
-from opentelemetry.propagators.textmap import Getter
-from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+try:
+    from opentelemetry import context as otel_context
+    from opentelemetry import propagate, trace
+    from opentelemetry.propagators.textmap import Getter
+    from opentelemetry.trace import Link, SpanKind, Status, StatusCode
+except ImportError as exc:  # one line saying what to install (``--app`` shows it)
+    raise ImportError(f"{exc}: install the otel extra: pip install 'pyresque[otel]'") from exc
 
 from pyresque.exceptions import DontPerform
 from pyresque.version import __version__
