@@ -309,7 +309,8 @@ class Worker(Signals):
                 log.warning("worker %s renewed its lease: taking jobs again", self.id)
                 self._lease_lost_logged = False
             return True
-        if not self._lease_lost_logged:
+        # A failover's pause (worker/failover.py) is logged as such.
+        if not self._lease_lost_logged and time.monotonic() >= self.stop.held_until:
             self._lease_lost_logged = True
             log.error(
                 "worker %s could not renew its lease (%.1f s) in time (Redis unreachable or "
