@@ -15,8 +15,9 @@ master's (an ACL user). Options (query parameters):
 The client is redis-py's ``Sentinel(...).master_for(...)``: each new connection
 asks the Sentinels where the master is, and one to a demoted master is dropped,
 so a client follows a failover by reconnecting (its retries, then the callers'
-backoff). ``FollowingSentinel`` logs a move once per client (one line) and tells
-whoever listens (the worker fences its jobs: worker/failover.py).
+backoff). A client's ``MasterWatch`` logs a move once (one line) and tells whoever
+listens (the worker pauses its jobs: worker/failover.py); the asyncio client
+(aio.py) has one too.
 """
 
 from __future__ import annotations
