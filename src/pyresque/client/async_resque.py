@@ -167,7 +167,7 @@ class AsyncResque(Producer):
     ) -> str | None:
         """``enqueue`` after ``delay`` (seconds or a timedelta)."""
         item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
-        return await self.schedule(_after(delay), item)
+        return await self.schedule(self._after(delay, time.time()), item)
 
     async def enqueue_at_to(
         self,
@@ -193,7 +193,7 @@ class AsyncResque(Producer):
     ) -> str | None:
         """``enqueue_to`` after ``delay``."""
         item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
-        return await self.schedule(_after(delay), item)
+        return await self.schedule(self._after(delay, time.time()), item)
 
     async def _write(self, planned: Planned | None) -> str | None:
         """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
@@ -229,8 +229,3 @@ class AsyncResque(Producer):
         """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
         packet = await self.job_status(job_id, prefix)
         return packet.status if packet else None
-
-
-def _after(delay: float | timedelta) -> float:
-    seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-    return time.time() + seconds

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, NamedTuple
 
@@ -116,6 +116,12 @@ class Producer:
             return Planned(item, payload, Call("enqueue_unique", keys, args, refusable=True))
         keys, args = self._calls.enqueue(item, [payload])
         return Planned(item, payload, Call("enqueue", keys, args))
+
+    @staticmethod
+    def _after(delay: float | timedelta, now: float) -> float:
+        """The time ``delay`` (seconds or a timedelta) after ``now``: ``enqueue_in``'s."""
+        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
+        return now + seconds
 
     def _plan_at(self, when: datetime | float, item: Enqueued, now: float) -> Planned | None:
         """The call that enqueues ``item`` at ``when``: into the delayed queue, or at

@@ -223,7 +223,13 @@ class Resque(Producer, AdminMethods):
     ) -> str | None:
         """``enqueue`` after ``delay`` (seconds or a timedelta)."""
         return self.enqueue_at(
-            self._after(delay), queue, job, args, track_status, unique=unique, retry=retry
+            self._after(delay, self.delayed.clock()),
+            queue,
+            job,
+            args,
+            track_status,
+            unique=unique,
+            retry=retry,
         )
 
     def enqueue_at_to(
@@ -248,8 +254,6 @@ class Resque(Producer, AdminMethods):
         retry: RetryPolicy | None = None,
     ) -> str | None:
         """``enqueue_to`` after ``delay``: Ruby's ``enqueue_in_with_queue``."""
-        return self.enqueue_at_to(self._after(delay), queue, job, *args, unique=unique, retry=retry)
-
-    def _after(self, delay: float | timedelta) -> float:
-        seconds = delay.total_seconds() if isinstance(delay, timedelta) else delay
-        return self.delayed.clock() + seconds
+        return self.enqueue_at_to(
+            self._after(delay, self.delayed.clock()), queue, job, *args, unique=unique, retry=retry
+        )
