@@ -12,8 +12,9 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyresque import Events, Resque
+from pyresque import Events, Resque, Unique
 from pyresque.cli.main import main as cli
+from pyresque.client import removal
 from pyresque.client.admin import base, queues, stats, workers
 from pyresque.client.admin.base import Problems
 
@@ -149,3 +150,23 @@ def test_info_lists_the_top_of_each_and_all_on_request(
     assert "workers;" not in everything
     assert stats.info(rq)["working"] == 30
     assert stats.counts(rq, Problems())["working"] == 30
+
+
+def test_remove_queue_releases_locks_and_ends_statuses_a_chunk_at_a_time(
+    rq: Resque, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(removal, "_CHUNK", 7)
+    tracked = [rq.enqueue("big", "Job", {"n": i}, track_status=True) for i in range(30)]
+    unique = [rq.enqueue_to("big", "Job", i, unique=Unique(until="finished")) for i in range(5)]
+    rq.enqueue("big", "Job", {"plain": 1})
+    redis_client.rpush(rq.keys.queue("big"), b"\xffnot json")
+    assert rq.remove_queue("big") == 37
+    assert not redis_client.exists(rq.keys.queue("big"))
+    assert b"big" not in redis_client.smembers(rq.keys.queues)
+    for job_id in tracked:
+        assert 0 < redis_client.ttl(rq.keys.status(str(job_id))) <= 86400
+    assert all(u is not None for u in unique)
+    assert redis_client.keys(f"{rq.keys.prefix}pyresque:unique:*") == []
+    assert redis_client.keys(f"{rq.keys.prefix}pyresque:removed-queue:*") == []
+    assert rq.enqueue("big", "Job", {}) is not None  # the queue starts afresh
+    assert rq.size("big") == 1

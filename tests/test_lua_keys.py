@@ -47,7 +47,9 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, ["tok", 1000, "q", "tail", P, "packet"]),
     ],
     "unlock": [(1, ["tok"])],
-    "remove_jobs": [(4, ["items", "q", "a", "", "b", "tok"])],
+    "remove_jobs": [(2, ["a", "", "b", "tok"])],
+    "queue_detach": [(4, ["q", 60])],
+    "queue_drain": [(3, [2, "tok", "", "", "1"])],
     "schedule": [
         (3, [1, "delayed:1", "it", "", 0, ""]),
         (5, [1, "delayed:1", "it", "tok", 1000, "packet"]),

@@ -9,18 +9,21 @@ and keeps its lock.
 
 from __future__ import annotations
 
-from typing import Any, cast
+import uuid
+from typing import Any
 
 import redis
 
 from pyresque.protocol import scripts
+from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.unique_lock import MARK, UniqueLock
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.unique_lock import UniqueLock
 
 #: Items per Lua call when removing many (a call blocks Redis while it runs).
 _CHUNK = 500
-#: Attempts at removing a queue into which unique jobs keep arriving.
-_QUEUE_ATTEMPTS = 50
+#: Seconds a removed queue's list lives on if its removal dies half way.
+_DETACHED_TTL = 3600
 
 
 def remove_items(client: redis.Redis, keys: Keys, queue: str, items: list[bytes]) -> int:
@@ -29,33 +32,52 @@ def remove_items(client: redis.Redis, keys: Keys, queue: str, items: list[bytes]
     removed = 0
     for start in range(0, len(items), _CHUNK):
         chunk = [(item, UniqueLock.of_item(item)) for item in items[start : start + _CHUNK]]
-        removed += int(scripts.run(client, "remove_jobs", *_call(keys, queue, "items", chunk)))
+        removed += int(scripts.run(client, "remove_jobs", *_call(keys, queue, chunk)))
     return removed
 
 
 def remove_queue(client: redis.Redis, keys: Keys, queue: str) -> int:
     """Delete ``queue`` and forget its name, releasing the unique locks of the jobs in
-    it; returns how many jobs it held."""
-    for _ in range(_QUEUE_ATTEMPTS):
-        # One snapshot: paging by index would miss jobs when workers pop meanwhile.
-        items = cast("list[bytes]", client.lrange(keys.queue(queue), 0, -1))
-        # The items that may hold a lock: remove_jobs.lua refuses if it finds others.
-        listed = [(item, UniqueLock.of_item(item)) for item in items if MARK in item]
-        removed = int(scripts.run(client, "remove_jobs", *_call(keys, queue, "queue", listed)))
-        if removed >= 0:
-            return removed
-    raise RuntimeError(
-        f"queue {queue!r} keeps receiving unique jobs while it is removed; "
-        "stop its producers and try again"
-    )
+    it and giving their status keys a finished job's TTL; returns how many jobs it
+    held. The list moves aside in one step (queue_detach.lua) and is then dropped a
+    chunk at a time (queue_drain.lua), so no call blocks Redis however long it is."""
+    detached = keys.removed_queue(uuid.uuid4().hex)
+    detach_keys = [keys.queue(queue), keys.queues, keys.wake(queue), detached]
+    held = int(scripts.run(client, "queue_detach", detach_keys, [queue, _DETACHED_TTL]))
+    for _ in range(0, held, _CHUNK):
+        items = [raw(item) for item in client.lrange(detached, 0, _CHUNK - 1)]
+        drain_keys: list[str] = [detached]
+        args: list[Any] = [len(items)]
+        for item in items:
+            lock = UniqueLock.of_item(item)
+            status = _status_key(keys, item)
+            if lock is not None:
+                drain_keys.append(keys.unique(lock.digest))
+            if status is not None:
+                drain_keys.append(status)
+            args += [lock.token if lock else "", "1" if status else ""]
+        scripts.run(client, "queue_drain", drain_keys, args)
+    client.delete(detached)
+    return held
+
+
+def _status_key(keys: Keys, item: bytes) -> str | None:
+    """The status key of a queued job with an id (php-resque's tracking), if any."""
+    if b'"id"' not in item:  # Ruby-shaped jobs carry no id: skip decoding them
+        return None
+    try:
+        payload = Payload.decode(item)
+    except ValueError:
+        return None
+    return keys.status(payload.id, payload.prefix) if payload.id else None
 
 
 def _call(
-    keys: Keys, queue: str, mode: str, items: list[tuple[bytes, UniqueLock | None]]
+    keys: Keys, queue: str, items: list[tuple[bytes, UniqueLock | None]]
 ) -> tuple[list[str], list[Any]]:
     """KEYS and ARGV of remove_jobs.lua."""
-    call_keys = [keys.queue(queue), keys.queues, keys.wake(queue)]
-    args: list[Any] = [mode, queue]
+    call_keys = [keys.queue(queue)]
+    args: list[Any] = []
     for item, lock in items:
         if lock is not None:
             call_keys.append(keys.unique(lock.digest))

@@ -101,6 +101,10 @@ class Keys:
         """A wake-up list for workers with globs: a token means "a new queue exists"."""
         return f"{self.prefix}pyresque:queues-changed"
 
+    def removed_queue(self, token: str) -> str:
+        """Where a queue being removed waits while its jobs' locks are released."""
+        return f"{self.prefix}pyresque:removed-queue:{token}"
+
     def failed_sweep(self, token: str) -> str:
         """The list a bulk removal of failure records builds, then puts in ``failed``'s place."""
         return f"{self.prefix}pyresque:failed-sweep:{token}"

@@ -37,6 +37,8 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "failed_swap": (),
     "failed_remove_at": (),
     "lengths": (),
+    "queue_detach": (),
+    "queue_drain": ("lock",),
     "enqueue_unique": ("lock", "push"),
     "unlock": ("lock",),
     "remove_jobs": ("lock",),
