@@ -506,12 +506,15 @@ class Chaos:
         if self.config.min_worker_jobs:
             workers = [w for w in workers if self._jobs_done(w) >= self.config.min_worker_jobs]
         candidates = {"worker": workers, "zygote": zygotes, "job": children}
-        kinds = [k for k, pids in candidates.items() if pids]
-        if not kinds:
+        # Job children and workers are the usual victims; a zygote now and then (it
+        # takes its running child with it, and the worker starts another). The kind is
+        # drawn before looking for a victim: a tick that finds none of it kills nothing.
+        # (Drawn among the kinds at hand, a loaded machine, where short jobs are rarely
+        # caught running, killed a zygote on nearly every tick: a worker busy restarting
+        # it ran no job, and the run stalled.)
+        kind = self.random.choices(list(candidates), weights=[4, 1, 4])[0]
+        if not candidates[kind]:
             return
-        # Job children are the usual victims; a zygote now and then (it takes its
-        # running child with it, and the worker starts another).
-        kind = self.random.choices(kinds, weights=[{"zygote": 1}.get(k, 4) for k in kinds])[0]
         pid = self.random.choice(candidates[kind])
         try:
             os.kill(pid, signal.SIGKILL)
