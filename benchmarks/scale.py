@@ -138,7 +138,8 @@ def fill_delayed(resque: Resque, n: int) -> list[str]:
         job_id = uuid.uuid4().hex
         ids.append(job_id)
         payload = Payload("Later", [{"n": i}], job_id, "", time.time())
-        delayed.schedule(base + i, item_json(payload, "q"))
+        # As enqueue_at schedules it (indexed by id), except every 10th: as a retry is.
+        delayed.schedule(base + i, item_json(payload, "q"), job_id=job_id if i % 10 else None)
         if len(pipe) >= 2000:
             pipe.execute()
     pipe.execute()
@@ -215,7 +216,13 @@ GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
             ("delayed list (CLI)", lambda r, u, s: lambda: cli_call(u, "delayed", "list")),
             (
                 "remove_delayed(job_id=)",
-                lambda r, u, s: lambda: r.remove_delayed(job_id=s["ids"][len(s["ids"]) // 2]),
+                lambda r, u, s: lambda: r.remove_delayed(job_id=s["ids"][len(s["ids"]) // 2 + 1]),
+            ),
+            (
+                "remove_delayed(job_id=), unindexed",
+                lambda r, u, s: (
+                    lambda: r.remove_delayed(job_id=s["ids"][len(s["ids"]) // 2 // 10 * 10])
+                ),
             ),
             (
                 "delayed cancel --id (CLI)",

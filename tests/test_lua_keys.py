@@ -37,7 +37,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     ],
     "reap": [(10, ["w", "1", "", ""])],
     "peer_fence": [(2, [1000, "pyresque"])],
-    "failed_swap": [(2, [1, "a", 10])],
+    "failed_swap": [(3, [1, "a", 10])],
     "failed_remove_at": [(1, [0, "a", "mark"])],
     "lengths": [(2, ["LLEN", 2])],
     "retry_failed": [(5, [0, "a", "b", P, "q", ""]), (6, [0, "a", "b", P, "q", "packet"])],

@@ -10,9 +10,11 @@ The ``failed`` list stays one list in Resque's layout, since resque-web and Ruby
   element in its middle cheaply (LREM compares every element from an end up to the
   one it removes: about 0.2 µs each, 20 ms for one record in the middle of 100,000),
   so removing one record at a time is quadratic and blocks Redis. The sweep instead
-  copies the records it keeps, a chunk of about 256 KB at a time, to a new list,
+  copies the records it keeps, a chunk of about 128 KB at a time, to a new list,
   then puts that list in ``failed``'s place in one short step (failed_swap.lua),
-  carrying over the records that arrived meanwhile. Until that step, readers see the
+  carrying over the records that arrived meanwhile, and frees the old list a chunk
+  at a time (freeing 100 MB at once blocks Redis for tens of ms, even with UNLINK
+  inside a script). Until that step, readers see the
   list unchanged; after it, the list without the removed records. If a record
   before the part read was removed or the list was trimmed meanwhile, nothing is
   replaced and the sweep starts again. A mark written meanwhile into a record
@@ -35,7 +37,7 @@ from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
 
 #: Bytes of records read or copied per command (one command's cost follows its bytes).
-CHUNK_BYTES = 256 * 1024
+CHUNK_BYTES = 128 * 1024
 #: Records per chunk: at first, and the bounds of what CHUNK_BYTES gives.
 _FIRST, _FEWEST, _MOST = 100, 16, 1000
 #: Records that arrived during a sweep that its last step carries over at most.
@@ -160,7 +162,8 @@ def _sweep_once(
     client: redis.Redis, keys: Keys, drop: Callable[[bytes], bool], progress: Progress | None
 ) -> int | None:
     """One sweep; None when the list changed under it (nothing was changed then)."""
-    rebuilt = keys.failed_sweep(uuid.uuid4().hex)
+    token = uuid.uuid4().hex
+    rebuilt, old = keys.failed_sweep(token), keys.failed_sweep(f"{token}:old")
     read = removed = 0
     last = b""
     size = _FIRST
@@ -183,11 +186,19 @@ def _sweep_once(
                 continue
             if not removed:
                 return 0
-            done = scripts.run(client, "failed_swap", [keys.failed, rebuilt], [read, last, _CARRY])
+            swap = [keys.failed, rebuilt, old]
+            done = scripts.run(client, "failed_swap", swap, [read, last, _CARRY])
             if done == 1:
+                _free(client, old, size)
                 return removed
             if done == -1:
                 return None
             # More records arrived than one step carries: read them too.
     finally:
-        client.unlink(rebuilt)
+        _free(client, rebuilt, size)
+
+
+def _free(client: redis.Redis, key: str, size: int) -> None:
+    """Delete a list a chunk at a time (freeing a long list in one command blocks Redis)."""
+    while client.llen(key):
+        client.ltrim(key, size, -1)

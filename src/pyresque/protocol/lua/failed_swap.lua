@@ -5,12 +5,13 @@
 -- resque-web's index-based pages and buttons never see a half-removed list.
 --
 -- KEYS[1] failed list   KEYS[2] the rebuilt list (has a TTL while it is built)
+-- KEYS[3] where the old list goes, for the caller to free a chunk at a time
 -- ARGV[1] how many records the sweep read   ARGV[2] the last of them, as read
 -- ARGV[3] the most records to carry over in this call
 -- Returns 1 when replaced; 0 when more than ARGV[3] records arrived since (read on,
 -- then call again); -1 when the records read are no longer where they were (a
 -- record before them was removed, or the list was trimmed): nothing is changed.
-expect_keys(KEYS, 2, 'failed, rebuilt list')
+expect_keys(KEYS, 3, 'failed, rebuilt list, old list')
 
 local read = tonumber(ARGV[1])
 local length = redis.call('LLEN', KEYS[1])
@@ -23,8 +24,10 @@ end
 if length > read then
   redis.call('RPUSH', KEYS[2], unpack(redis.call('LRANGE', KEYS[1], read, -1)))
 end
--- UNLINK frees the old list in the background: a big list would block Redis.
-redis.call('UNLINK', KEYS[1])
+-- Freeing a big list takes long (UNLINK does it at once in a script): the old
+-- list moves aside, and the caller trims it away in chunks.
+redis.call('RENAME', KEYS[1], KEYS[3])
+redis.call('EXPIRE', KEYS[3], 3600)
 if redis.call('EXISTS', KEYS[2]) == 1 then -- absent when no record was kept
   redis.call('RENAME', KEYS[2], KEYS[1])
   redis.call('PERSIST', KEYS[1])
