@@ -233,3 +233,31 @@ def test_an_action_finds_a_record_that_moved(rq: Resque, redis_client: redis.Red
 def test_needles_are_only_what_every_encoder_writes_as_is() -> None:
     assert failure_sweep.needles("Mail", None, "") == [b"Mail"]
     assert failure_sweep.needles("Ship/Now", "App\\Mail", 'a"b', "ren\u00e9e", "<b>") == []
+
+
+def dated(i: int, failed_at: str) -> bytes:
+    """A record that failed at ``failed_at`` (as Ruby and php-resque write times)."""
+    return json.dumps({**json.loads(record(i)), "failed_at": failed_at}).encode()
+
+
+def test_trim_keeps_the_newest_and_drops_the_old(
+    rq: Resque,
+    redis_client: redis.Redis,
+    redis_url: str,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(admin, "_TRIM_CHUNK", 7)
+    old = [dated(i, "2020/01/01 00:00:00 UTC") for i in range(6)]
+    old += [dated(i, "2020-01-01T00:00:00-05:00") for i in range(6)]
+    unreadable = dated(99, "some day")
+    new = [record(i) for i in range(20)]
+    fill(redis_client, rq, [*old, unreadable, *new])
+    assert admin.trim(rq, older_than=3600) == 12  # stops at the record it cannot date
+    assert failed(redis_client, rq) == [unreadable, *new]
+    assert admin.trim(rq, keep=15) == 6
+    assert failed(redis_client, rq) == new[5:]
+    assert admin.trim(rq, keep=15, older_than=3600) == 0
+    args = ["failed", "trim", "--keep", "3", "--redis-url", redis_url, "--namespace", namespace]
+    assert CliRunner().invoke(cli, args).output == "trimmed: 12\n"
+    assert failed(redis_client, rq) == new[17:]

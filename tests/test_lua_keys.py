@@ -39,6 +39,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "peer_fence": [(2, [1000, "pyresque"])],
     "failed_swap": [(3, [1, "a", 10])],
     "failed_remove_at": [(1, [0, "a", "mark"])],
+    "failed_trim": [(1, [1, "a"])],
     "lengths": [(2, ["LLEN", 2])],
     "retry_failed": [(5, [0, "a", "b", P, "q", ""]), (6, [0, "a", "b", P, "q", "packet"])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],

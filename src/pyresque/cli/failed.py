@@ -159,3 +159,20 @@ def failed_clear(retried: bool, redis_url: str | None, namespace: str) -> None:
     resque = connect(redis_url, namespace)
     done = failures.clear_retried(resque) if retried else failures.clear_failed(resque)
     click.echo(f"cleared: {done}")
+
+
+@failed_group.command("trim")
+@click.option("--keep", type=click.IntRange(0), help="Keep only the newest N records.")
+@click.option(
+    "--older-than", type=click.FloatRange(0), help="Remove records that failed over N seconds ago."
+)
+@connection_options
+def failed_trim(
+    keep: int | None, older_than: float | None, redis_url: str | None, namespace: str
+) -> None:
+    """Remove the oldest failure records (a retention policy: Resque keeps them all).
+    Run it from cron to cap the list; record indexes shift by what is removed."""
+    if keep is None and older_than is None:
+        raise click.UsageError("give --keep and/or --older-than")
+    resque = connect(redis_url, namespace)
+    click.echo(f"trimmed: {failures.trim(resque, keep, older_than)}")

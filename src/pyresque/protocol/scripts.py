@@ -36,6 +36,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "retry_failed": ("push",),
     "failed_swap": (),
     "failed_remove_at": (),
+    "failed_trim": (),
     "lengths": (),
     "queue_detach": (),
     "queue_drain": ("lock",),
