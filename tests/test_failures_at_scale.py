@@ -261,3 +261,13 @@ def test_trim_keeps_the_newest_and_drops_the_old(
     args = ["failed", "trim", "--keep", "3", "--redis-url", redis_url, "--namespace", namespace]
     assert CliRunner().invoke(cli, args).output == "trimmed: 12\n"
     assert failed(redis_client, rq) == new[17:]
+
+
+def test_a_cursor_past_the_end_reads_from_the_end(rq: Resque, redis_client: redis.Redis) -> None:
+    fill(redis_client, rq, [record(i, "Bill") for i in range(5)])
+    found = failure_sweep.scan(rq.redis, rq.keys.failed, lambda i, _: True, start=10**18)
+    assert ([i for i, _ in found.found], found.next) == ([4, 3, 2, 1, 0], None)
+    page = admin.failed_page(rq, 0, 20, admin.FailureFilter.of(class_name="Bill"), 10**18)
+    assert [f["index"] for f in page["failures"]] == [4, 3, 2, 1, 0]
+    with pytest.raises(Stale):
+        admin.find_failure(rq, 10**18, "0" * 16)

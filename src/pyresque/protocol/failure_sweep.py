@@ -94,6 +94,8 @@ def _chunks(
                 return
             first = max(0, start - size)
             chunk = [raw(i) for i in client.lrange(key, first, start - 1)][::-1]
+            if not chunk:  # the list got shorter meanwhile
+                return
             yield start - 1, chunk
             start = first
         else:
@@ -119,8 +121,11 @@ def scan(
     """Read records from index ``start`` (newest first: the records before ``start``,
     from the list's end when None; else from ``start`` on), keeping those ``pick``
     takes, until ``want`` are found or about ``budget`` records were read."""
-    if start is None:
-        start = int(client.llen(key)) if newest_first else 0
+    if newest_first:  # from the end, or from ``start`` if that is before the end
+        length = int(client.llen(key))
+        start = length if start is None else min(start, length)
+    elif start is None:
+        start = 0
     found: list[tuple[int, bytes]] = []
     read = 0
     step = -1 if newest_first else 1
