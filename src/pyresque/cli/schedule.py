@@ -19,6 +19,9 @@ from pyresque.cli.support import (
 from pyresque.client.admin import cron, delayed
 from pyresque.protocol import strict_json
 
+#: ``delayed list`` counts the jobs when they are due at no more times than this.
+_COUNTED = 10_000
+
 
 @click.group("cron")
 def cron_group() -> None:
@@ -96,7 +99,11 @@ def delayed_list(
     if as_json:
         print_json([j.to_dict() for j in jobs])
         return
-    click.echo(f"{delayed.count(resque)} delayed job(s)")
+    due_times = int(resque.redis.zcard(resque.keys.delayed_schedule))
+    if due_times <= _COUNTED:
+        click.echo(f"{delayed.count(resque)} delayed job(s)")
+    else:  # counting reads one length per due time: not for a listing
+        click.echo(f"delayed jobs at {due_times} due times")
     rows = [
         [
             when(j.timestamp),

@@ -5,7 +5,7 @@ Jobs scheduled by ``enqueue_at``/``enqueue_in`` are indexed by id when scheduled
 after it): a lookup reads that second's list only. Any other job with an id (a retry,
 which the finish script schedules; a job scheduled before the index existed) is found
 by its ``timestamps:<item JSON>`` key, Ruby's index, whose name holds the item's bytes:
-a SCAN of the keyspace for names holding the id, a thousand keys per step, so each
+a SCAN of the keyspace for names holding the id, 200 keys per step, so each
 step stays short however many keys there are (the whole SCAN grows with the keyspace).
 """
 
@@ -23,7 +23,7 @@ from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import dumps
 
 #: Keys a SCAN step looks at.
-_SCAN_COUNT = 1000
+_SCAN_COUNT = 200
 
 
 def by_id(client: redis.Redis, keys: Keys, job_id: str) -> list[DelayedJob]:

@@ -117,10 +117,14 @@ def jobs(resque: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJo
 def count(resque: Namespace) -> int:
     """How many jobs wait in the delayed queue: one length per due second, a thousand
     per script call (a key that is not a list counts 0)."""
-    keys = resque.keys
-    slots = cast("list[bytes]", resque.redis.zrange(keys.delayed_schedule, 0, -1))
-    names = [raw(keys.prefix) + b"delayed:" + raw(slot) for slot in slots]
-    return sum(max(0, n) for n in lengths(resque.redis, names))
+    keys, total, start = resque.keys, 0, 0
+    while True:  # the schedule a page at a time: one ZRANGE of it all would block Redis
+        slots = cast("list[bytes]", resque.redis.zrange(keys.delayed_schedule, start, start + 999))
+        names = [raw(keys.prefix) + b"delayed:" + raw(slot) for slot in slots]
+        total += sum(max(0, n) for n in lengths(resque.redis, names))
+        if len(slots) < 1000:
+            return total
+        start += 1000
 
 
 def take(
