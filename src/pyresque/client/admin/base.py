@@ -22,7 +22,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 
 from pyresque.protocol import scripts
-from pyresque.protocol.connection import REDIS_DOWN
+from pyresque.protocol.connection import REDIS_DOWN, raw
 from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import Keys
@@ -99,14 +99,20 @@ def as_text(value: bytes | str) -> str:
 
 
 #: Keys measured per call of lengths.lua (one call must not block Redis for long).
-_LENGTHS_CHUNK = 1000
+_LENGTHS_CHUNK = 200
 
 
 def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LLEN") -> list[int]:
-    """LLEN (or STRLEN) of every key, a thousand per script call: 0 for a missing
-    key, -1 for a key of another type."""
+    """LLEN (or STRLEN) of every key, 200 per script call: 0 for a missing key, -1
+    for a key of another type."""
     found: list[int] = []
     for start in range(0, len(keys), _LENGTHS_CHUNK):
         chunk = keys[start : start + _LENGTHS_CHUNK]
         found += [int(n) for n in scripts.run(client, "lengths", chunk, [command, len(chunk)])]
     return found
+
+
+def members(client: redis.Redis, key: str) -> set[bytes]:
+    """Every member of a set, read with SSCAN a step at a time (one SMEMBERS of a set of
+    100,000 names blocks Redis for tens of ms)."""
+    return {raw(m) for m in client.sscan_iter(key, count=1000)}

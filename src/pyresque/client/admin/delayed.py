@@ -115,7 +115,7 @@ def jobs(resque: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJo
 
 
 def count(resque: Namespace) -> int:
-    """How many jobs wait in the delayed queue: one length per due second, a thousand
+    """How many jobs wait in the delayed queue: one length per due second, 200
     per script call (a key that is not a list counts 0)."""
     keys, total, start = resque.keys, 0, 0
     while True:  # the schedule a page at a time: one ZRANGE of it all would block Redis

@@ -18,7 +18,7 @@ from typing import Any, cast
 import redis
 
 from pyresque.client import removal
-from pyresque.client.admin.base import Namespace, Problems, as_text, lengths
+from pyresque.client.admin.base import Namespace, Problems, as_text, lengths, members
 from pyresque.client.admin.items import digest, job_view
 from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol import strict_json
@@ -36,18 +36,16 @@ QUEUES_PER_PAGE = 50
 def queue_keys(resque: Namespace, problems: Problems) -> list[tuple[str, bytes]]:
     """Every queue's name (as text) and key (as bytes: a name that is not UTF-8 still
     addresses its queue)."""
-    members = problems.section(
-        "the queues set",
-        lambda: cast("set[bytes]", resque.redis.smembers(resque.keys.queues)),
-        set[bytes](),
+    found = problems.section(
+        "the queues set", partial(members, resque.redis, resque.keys.queues), set[bytes]()
     )
     base = raw(resque.keys.queue(""))
-    return [(as_text(m), base + raw(m)) for m in sorted(raw(m) for m in members)]
+    return [(as_text(m), base + m) for m in sorted(found)]
 
 
 def queue_lengths(resque: Namespace, problems: Problems) -> list[tuple[str, bytes, int]]:
-    """Every queue's name, key and length (-1: its key is not a list), measured a
-    thousand queues per script call."""
+    """Every queue's name, key and length (-1: its key is not a list), measured 200
+    queues per script call."""
     queues = queue_keys(resque, problems)
     found = problems.section(
         "the queues' lengths",
@@ -225,8 +223,7 @@ def remove_job(
 
 def names(resque: Namespace) -> list[str]:
     """Every queue's name (one that is not UTF-8 shows ``\\xNN`` escapes)."""
-    members = cast("set[bytes]", resque.redis.smembers(resque.keys.queues))
-    return sorted(as_text(name) for name in members)
+    return sorted(as_text(name) for name in members(resque.redis, resque.keys.queues))
 
 
 def size(resque: Namespace, queue: str) -> int:
@@ -234,13 +231,13 @@ def size(resque: Namespace, queue: str) -> int:
 
 
 def sizes(resque: Namespace) -> dict[str, int]:
-    """Every queue's length by name, a thousand queues per script call. Any bytes
+    """Every queue's length by name, 200 queues per script call. Any bytes
     may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
     queue key of the wrong Redis type counts 0."""
-    members = sorted(cast("set[bytes]", resque.redis.smembers(resque.keys.queues)))
+    names = sorted(members(resque.redis, resque.keys.queues))
     base = raw(resque.keys.queue(""))
-    found = lengths(resque.redis, [base + name for name in members])
-    return {as_text(name): max(0, n) for name, n in zip(members, found, strict=True)}
+    found = lengths(resque.redis, [base + name for name in names])
+    return {as_text(name): max(0, n) for name, n in zip(names, found, strict=True)}
 
 
 def peek(resque: Namespace, queue: str, start: int = 0, count: int = 1) -> list[Any]:

@@ -131,7 +131,7 @@ def counts(
 ) -> dict[str, int]:
     """Resque's totals (``info``) plus the recovered-jobs counter; counters are read
     as Ruby's ``to_i`` reads them. ``queues`` (``queue_lengths``) and ``census`` are
-    read when not given. No command per queue or worker: lengths go a thousand keys
+    read when not given. No command per queue or worker: lengths go 200 keys
     per script call."""
     keys, r = resque.keys, resque.redis
     queues = queue_lengths(resque, problems) if queues is None else queues

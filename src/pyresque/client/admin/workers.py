@@ -13,9 +13,11 @@ from __future__ import annotations
 import time
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any, cast
+from typing import Any
 
-from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, lengths
+import redis
+
+from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, lengths, members
 from pyresque.client.admin.items import args_text, display_class, parse_time
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import COMMANDS
@@ -45,10 +47,12 @@ class WorkerInfo:
 
 
 def worker_ids(resque: Namespace) -> list[bytes]:
-    """Every registered worker's id (its exact bytes), sorted."""
-    pipe = resque.redis.pipeline(transaction=False)
-    pipe.smembers(resque.keys.workers)
-    return sorted(cast("set[bytes] | None", replies(pipe)[0]) or ())
+    """Every registered worker's id (its exact bytes), sorted (none when the key is
+    not a set)."""
+    try:
+        return sorted(members(resque.redis, resque.keys.workers))
+    except redis.exceptions.ResponseError:  # WRONGTYPE: anyone may write the key
+        return []
 
 
 def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[WorkerInfo]:
@@ -180,7 +184,7 @@ def worker_view(worker: WorkerInfo, now: float) -> dict[str, Any]:
 @dataclass
 class Census:
     """Every registered worker's id and whether it runs a job, read without a command
-    per worker (``busy``: the length of ``worker:<id>``, a thousand per call)."""
+    per worker (``busy``: the length of ``worker:<id>``, 200 per call)."""
 
     ids: list[bytes]
     busy: list[bool]
