@@ -1,6 +1,8 @@
 """A Sentinel group of real processes for tests and benchmarks: one master, its
 replicas and three Sentinels, all children of this process on loopback, with
-short timeouts so that a failover takes a few seconds.
+short timeouts so that a failover takes a few seconds (``down-after-milliseconds``
+2000: with 1000, a Sentinel that has just learnt of a switch could flag the new
+master down before its link to it was up, and fail over a second time).
 
 Usage::
 
@@ -86,7 +88,7 @@ class SentinelGroup:
         replicas: int = 2,
         sentinels: int = 3,
         service: str = "mymaster",
-        down_after_ms: int = 1000,
+        down_after_ms: int = 2000,
         failover_timeout_ms: int = 4000,
     ) -> None:
         self.service = service
