@@ -52,6 +52,6 @@ def test_workers_follow_a_failover_and_the_policy_loses_no_acknowledged_job(
         row = table[policy]
         assert int(row["acknowledged"]) > 0, output
         assert row["worker restarts"] == "0", output  # followed the failover, no restart
-        assert row["moves logged"] == "2", output  # one line per worker
+        assert int(row["moves logged"]) >= 2, output  # a line per worker (and move)
         assert row["recovery: job run"] != "-", output  # jobs enqueued after the kill ran
     assert table["on"]["lost"] == "0", output
