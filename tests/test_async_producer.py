@@ -101,19 +101,22 @@ def _mask(text: str) -> str:
 def test_async_and_sync_producers_write_the_same_keys_and_payloads(
     redis_url: str, redis_client: redis.Redis, namespace: str, other: str
 ) -> None:
+    # One due time for both: enqueue_in's would differ when the calls straddle a second.
+    later = time.time() + 3600
+
     def sync(resque: Resque) -> None:
         resque.enqueue("mail", AsyncAdd, {"a": 1}, track_status=True)
         resque.enqueue_to("math", AsyncAdd, 1, 2, at_front=True, timeout=5)
         resque.enqueue_many([Enqueued("bulk", "Other", [i]) for i in range(3)])
         resque.enqueue_to("u", AsyncOnce)
-        resque.enqueue_in(3600, "later", AsyncAdd, {"x": 1}, track_status=True)
+        resque.enqueue_at(later, "later", AsyncAdd, {"x": 1}, track_status=True)
 
     async def run_async(resque: AsyncResque) -> None:
         await resque.enqueue("mail", AsyncAdd, {"a": 1}, track_status=True)
         await resque.enqueue_to("math", AsyncAdd, 1, 2, at_front=True, timeout=5)
         await resque.enqueue_many([Enqueued("bulk", "Other", [i]) for i in range(3)])
         await resque.enqueue_to("u", AsyncOnce)
-        await resque.enqueue_in(3600, "later", AsyncAdd, {"x": 1}, track_status=True)
+        await resque.enqueue_at(later, "later", AsyncAdd, {"x": 1}, track_status=True)
 
     sync(Resque(redis_url, other, events=Events()))
     run(run_async, redis_url, namespace, events=Events())
