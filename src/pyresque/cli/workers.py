@@ -33,8 +33,9 @@ def info_command(everything: bool, as_json: bool, redis_url: str | None, namespa
     The table lists the 20 longest queues and the first 20 workers running a job
     (--all: every queue and worker); --json gives every queue and worker."""
     resque = connect(redis_url, namespace)
-    info = stats.info(resque)
     sizes = queues.sizes(resque)
+    census = Census.read(resque, Problems())
+    info = stats.info(resque, sizes, census)
     if as_json:
         workers = list_workers(resque)
         print_json({**info, "queue_sizes": sizes, "worker_list": [w.to_dict() for w in workers]})
@@ -49,10 +50,7 @@ def info_command(everything: bool, as_json: bool, redis_url: str | None, namespa
     table([[q, n] for q, n in sorted(shown)], ["QUEUE", "SIZE"])
     if len(shown) < len(sizes):
         click.echo(f"(the {len(shown)} longest of {len(sizes)} queues; --all for every one)")
-    if everything:
-        workers = list_workers(resque)
-    else:
-        workers = list_workers(resque, Census.read(resque, Problems()).working[:_TOP])
+    workers = list_workers(resque, None if everything else census.working[:_TOP])
     if workers:
         click.echo()
         _workers_table(workers)

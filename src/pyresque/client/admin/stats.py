@@ -104,10 +104,13 @@ def stats_page(resque: Namespace) -> dict[str, Any]:
     }
 
 
-def info(resque: Namespace) -> dict[str, Any]:
-    """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queues.sizes``)."""
-    lengths = sizes(resque)
-    census = Census.read(resque, Problems())
+def info(
+    resque: Namespace, lengths: dict[str, int] | None = None, census: Census | None = None
+) -> dict[str, Any]:
+    """What Ruby's ``Resque.info`` reports (whatever the keys hold: see ``queues.sizes``);
+    ``lengths`` (``queues.sizes``) and ``census`` are read when not given."""
+    lengths = sizes(resque) if lengths is None else lengths
+    census = Census.read(resque, Problems()) if census is None else census
     pipe = resque.redis.pipeline(transaction=False)
     pipe.get(resque.keys.stat("processed"))
     pipe.llen(resque.keys.failed)
