@@ -307,7 +307,7 @@ def test_importing_async_resque_loads_neither_worker_nor_sync_client() -> None:
 
 def test_a_sentinel_target_reaches_the_master_and_its_replica_acknowledges() -> None:
     async def enqueue(resque: AsyncResque) -> tuple[list[str | None], int]:
-        ids = [await resque.enqueue("q", "Mail", {"to": "a"})]
+        ids: list[str | None] = [await resque.enqueue("q", "Mail", {"to": "a"})]
         ids += await resque.enqueue_many([Enqueued("q", "Mail", [1]), Enqueued("q", "Mail", [2])])
         return ids, await resque.redis.llen(resque.keys.queue("q"))
 

@@ -15,10 +15,12 @@ import redis
 from pyresque.protocol import scripts
 
 P = '{"class":"X","args":[]}'
-FINISH = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, ""]
-FAILED = ["tok", "failed", "null", "rec", "0", "", "delayed:0", "", "", "", 0, ""]
+FINISH = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", ""]
+FAILED = ["tok", "failed", "null", "rec", "0", "", "delayed:0", "", "", "", 0, "", "", ""]
 #: finish with worker:<id>, a status key, a next attempt, a unique lock and two slots
-FINISH_ALL = ["tok", "retry", "null", "", "1", "5", "delayed:5", "it", "lock", "m", 2, "1"]
+FINISH_ALL = ["tok", "retry", "null", "", "1", "5", "delayed:5", "it", "lock", "m", 2, "1", "", ""]
+#: finish storing a result (the result key and its ready list)
+RESULT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", 60, "{}"]
 CLAIM = ["w", "tok", "", "q1", "q2"]
 #: a woken worker's claim: a wake list per queue too
 WOKEN = ["w", "tok", "1", "q1", "q2"]
@@ -26,7 +28,7 @@ WOKEN = ["w", "tok", "1", "q1", "q2"]
 #: script -> calls as (the right number of keys, ARGV)
 CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "claim": [(5, CLAIM), (7, WOKEN)],
-    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL)],
+    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT)],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
     "heartbeat": [(6, ["w", 1000, "now", "0"])],

@@ -16,9 +16,12 @@ from pyresque.exceptions import DirtyExit as DirtyExit
 from pyresque.exceptions import DontCreate as DontCreate
 from pyresque.exceptions import DontPerform as DontPerform
 from pyresque.exceptions import Interrupted as Interrupted
+from pyresque.exceptions import JobFailed as JobFailed
 from pyresque.exceptions import JobTimeout as JobTimeout
 from pyresque.exceptions import MalformedPayload as MalformedPayload
 from pyresque.exceptions import NotReplicated as NotReplicated
+from pyresque.exceptions import ResultNotJSON as ResultNotJSON
+from pyresque.exceptions import ResultUnavailable as ResultUnavailable
 from pyresque.exceptions import Retry as Retry
 from pyresque.exceptions import UnknownJob as UnknownJob
 
@@ -40,6 +43,7 @@ moved.install()
 
 if TYPE_CHECKING:
     from pyresque.client.async_resque import AsyncResque as AsyncResque
+    from pyresque.client.handle import JobHandle as JobHandle
     from pyresque.client.resque import Enqueued as Enqueued
     from pyresque.client.resque import Resque as Resque
     from pyresque.exceptions import RedisUnavailable as RedisUnavailable
@@ -60,6 +64,7 @@ if TYPE_CHECKING:
 _EXPORTS = {
     "AsyncResque": "pyresque.client.async_resque",
     "Enqueued": "pyresque.client.resque",
+    "JobHandle": "pyresque.client.handle",
     "Resque": "pyresque.client.resque",
     "RedisUnavailable": "pyresque.exceptions",
     "Schedule": "pyresque.scheduling.cron",
@@ -88,6 +93,8 @@ __all__ = [
     "Events",
     "Interrupted",
     "Job",
+    "JobFailed",
+    "JobHandle",
     "JobStatus",
     "JobTimeout",
     "Keys",
@@ -99,6 +106,8 @@ __all__ = [
     "Registry",
     "Replicas",
     "Resque",
+    "ResultNotJSON",
+    "ResultUnavailable",
     "Retry",
     "RetryPolicy",
     "Schedule",

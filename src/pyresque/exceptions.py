@@ -61,6 +61,31 @@ class JobTimeout(Exception):
     __module__ = "pyresque"
 
 
+class ResultNotJSON(TypeError):
+    """A job that stores its result returned a value that is not JSON."""
+
+    __module__ = "pyresque"
+
+
+class JobFailed(Exception):
+    """The job whose result was asked for failed: ``exception`` (the remote class name),
+    ``error`` (its message) and ``backtrace`` (its lines) say how."""
+
+    __module__ = "pyresque"
+
+    def __init__(self, job_id: str, exception: str, error: str, backtrace: list[str]) -> None:
+        super().__init__(f"job {job_id} failed: {exception}: {error}")
+        self.job_id, self.exception, self.error = job_id, exception, error
+        self.backtrace = backtrace
+
+
+class ResultUnavailable(Exception):
+    """No result could be read: none arrived in time, none was asked for (or it
+    expired), or what the result key holds is not a result record."""
+
+    __module__ = "pyresque"
+
+
 class Retry(Exception):
     """Raise inside ``perform`` to run the job again later.
 

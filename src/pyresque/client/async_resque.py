@@ -24,6 +24,7 @@ import redis
 import redis.asyncio
 
 from pyresque.client.calls import Enqueued
+from pyresque.client.handle import AsyncJobHandle, wait_result_async
 from pyresque.client.producer import Planned, Producer
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
@@ -35,6 +36,7 @@ from pyresque.protocol.durability import Replicas
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect
+from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["AsyncResque", "Enqueued"]
@@ -99,9 +101,12 @@ class AsyncResque(Producer):
         timeout: float | None = None,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+        store_result: bool = False,
+        result_ttl: int | None = None,
+    ) -> AsyncJobHandle | None:
         """``Resque.enqueue``: php-resque style, the job gets ``args`` as ``self.args``."""
         item = Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
+        item.result_ttl = ttl_for(store_result, result_ttl)
         return await self._write(self._plan(item))
 
     async def enqueue_to(
@@ -114,12 +119,17 @@ class AsyncResque(Producer):
         timeout: float | None = None,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+        store_result: bool = False,
+        result_ttl: int | None = None,
+    ) -> AsyncJobHandle | None:
         """``Resque.enqueue_to``: Ruby style, ``args`` are positional."""
         item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
+        item.result_ttl = ttl_for(store_result, result_ttl)
         return await self._write(self._plan(item))
 
-    async def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> str | None:
+    async def enqueue_job(
+        self, job: type[Job] | JobFunction[..., Any], *args: Any
+    ) -> AsyncJobHandle | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
         return await self.enqueue_to(self._default_queue(job), job, *args)
 
@@ -135,7 +145,7 @@ class AsyncResque(Producer):
             raise unavailable(self.redis, exc) from exc
         return self._batch_written(batch, replies, policy)
 
-    async def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
+    async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
         return await self._write(self._plan_at(when, item, time.time()))
 
@@ -149,7 +159,7 @@ class AsyncResque(Producer):
         *,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> AsyncJobHandle | None:
         """``enqueue`` at a later time (php-resque's ``enqueueAt``)."""
         item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
         return await self.schedule(when, item)
@@ -164,7 +174,7 @@ class AsyncResque(Producer):
         *,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> AsyncJobHandle | None:
         """``enqueue`` after ``delay`` (seconds or a timedelta)."""
         item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
         return await self.schedule(self._after(delay, time.time()), item)
@@ -177,7 +187,7 @@ class AsyncResque(Producer):
         *args: Any,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> AsyncJobHandle | None:
         """``enqueue_to`` at a later time (positional args)."""
         item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
         return await self.schedule(when, item)
@@ -190,12 +200,12 @@ class AsyncResque(Producer):
         *args: Any,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> AsyncJobHandle | None:
         """``enqueue_to`` after ``delay``."""
         item = Enqueued(queue, job, list(args), unique=unique, retry=retry)
         return await self.schedule(self._after(delay, time.time()), item)
 
-    async def _write(self, planned: Planned | None) -> str | None:
+    async def _write(self, planned: Planned | None) -> AsyncJobHandle | None:
         """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
         if planned is None:
             return None
@@ -212,7 +222,8 @@ class AsyncResque(Producer):
                 durable = acked >= policy.count
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        return self._written(planned, reply, durable, policy)
+        job_id = self._written(planned, reply, durable, policy)
+        return AsyncJobHandle(job_id, self) if job_id is not None else None
 
     # --- status -------------------------------------------------------------------------
 
@@ -229,3 +240,11 @@ class AsyncResque(Producer):
         """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
         packet = await self.job_status(job_id, prefix)
         return packet.status if packet else None
+
+    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""
+        try:
+            return await wait_result_async(self.redis, self.keys, job_id, timeout)
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+

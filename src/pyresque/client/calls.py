@@ -24,6 +24,7 @@ class Enqueued:
     the positional arguments for Ruby style. ``timeout`` (seconds) overrides the
     job class's timeout; ``at_front`` pushes to the head of the queue. ``unique``
     and ``retry`` override the job class's policies (unique.py, retry.py).
+    ``result_ttl`` asks for the result to be stored (protocol/results.py).
     """
 
     queue: str
@@ -35,6 +36,8 @@ class Enqueued:
     timeout: float | None = None
     unique: Unique | None = None
     retry: RetryPolicy | None = None
+    #: Store the result for this many seconds (0: as the job class says).
+    result_ttl: int = 0
 
     @property
     def batch_key(self) -> tuple[str, bool, bool]:

@@ -26,6 +26,7 @@ from typing import Any
 
 from pyresque.jobs.job import Job, JobFunction
 from pyresque.protocol import strict_json
+from pyresque.protocol.results import MAX_RESULT_TTL, valid_ttl
 
 #: Longest queue name accepted, in characters.
 MAX_QUEUE_NAME = 256
@@ -100,6 +101,14 @@ def check_args(args: object) -> list[Any]:
         f"args must be a list of the job's positional arguments, got {type(args).__name__}; "
         "wrap a single value as [value], or use Resque.enqueue(queue, job, value)"
     )
+
+
+def check_result_ttl(ttl: object) -> None:
+    """Raise unless ``ttl`` is 0 (not asked for) or a TTL a worker accepts (results.py)."""
+    if ttl != 0 and not valid_ttl(ttl):
+        raise ValueError(
+            f"result_ttl must be whole seconds from 1 to {MAX_RESULT_TTL}, got {ttl!r}"
+        )
 
 
 def check_timeout(timeout: object) -> None:

@@ -18,7 +18,14 @@ from functools import partial
 from typing import Any, NamedTuple
 
 from pyresque.client.calls import Enqueued, ScriptCalls
-from pyresque.client.checks import check_args, check_job, check_queue, check_timeout, wire
+from pyresque.client.checks import (
+    check_args,
+    check_job,
+    check_queue,
+    check_result_ttl,
+    check_timeout,
+    wire,
+)
 from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
@@ -30,6 +37,7 @@ from pyresque.protocol.delayed import due_second, item_json, schedule_call
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Dialect, Payload
+from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import waiting_packet
 
 #: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
@@ -185,6 +193,7 @@ class Producer:
         check_job(item.job)
         item.args = check_args(item.args)
         check_timeout(item.timeout)
+        check_result_ttl(item.result_ttl)
 
     def _prepare(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
         """The job to write for ``item``, after the checks and the enqueue chain (None:
@@ -197,15 +206,22 @@ class Producer:
         name = job_name(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
+        job_class = self._job_class(item.job)
+        if job_class is not None and not item.result_ttl:
+            item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)
+        if item.result_ttl:
+            item.track_status = True  # who waits for a result can also see its status
         dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
         payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
+        if item.result_ttl:
+            payload.extra["result_ttl"] = item.result_ttl
         if item.timeout is not None:
             payload.extra["timeout"] = item.timeout
         if item.retry is not None:
             payload.extra["retry"] = item.retry.to_dict()
         # Not encoded here: the script call encodes each payload once, and raises
         # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
-        job = Enqueuing(item.queue, payload, self._job_class(item.job), item.unique, when)
+        job = Enqueuing(item.queue, payload, job_class, item.unique, when)
         return job if self._chain(job, partial(self._admit, job)) is not None else None
 
     def _admit(self, job: Enqueuing) -> Payload | None:

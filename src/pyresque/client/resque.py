@@ -18,6 +18,7 @@ import redis
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
+from pyresque.client.handle import JobHandle, wait_result
 from pyresque.client.producer import Planned, Producer
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
@@ -32,6 +33,7 @@ from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect, dumps
+from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["Enqueued", "Resque"]
@@ -86,15 +88,19 @@ class Resque(Producer, AdminMethods):
         timeout: float | None = None,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+        store_result: bool = False,
+        result_ttl: int | None = None,
+    ) -> JobHandle | None:
         """Enqueue as php-resque does: the job gets ``args`` as ``self.args``.
 
-        Returns the job id, or None when a ``before_enqueue`` hook vetoed it or an
-        equal unique job is already enqueued.
+        Returns the job's id as a ``JobHandle`` (a ``str``), or None when a
+        ``before_enqueue`` hook vetoed it or an equal unique job is already enqueued.
+        ``store_result`` / ``result_ttl`` (seconds, default one day) store the job's
+        result for ``JobHandle.result``, as the job class's attributes of the same names do.
         """
-        return self._enqueue(
-            Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
-        )
+        item = Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
+        item.result_ttl = ttl_for(store_result, result_ttl)
+        return self._enqueue(item)
 
     def enqueue_to(
         self,
@@ -106,20 +112,22 @@ class Resque(Producer, AdminMethods):
         timeout: float | None = None,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+        store_result: bool = False,
+        result_ttl: int | None = None,
+    ) -> JobHandle | None:
         """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
-        return self._enqueue(
-            Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
-        )
+        item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
+        item.result_ttl = ttl_for(store_result, result_ttl)
+        return self._enqueue(item)
 
-    def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> str | None:
+    def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> JobHandle | None:
         """Enqueue positional ``args`` on the job class's own ``queue``."""
         return self.enqueue_to(self._default_queue(job), job, *args)
 
-    def _enqueue(self, item: Enqueued) -> str | None:
+    def _enqueue(self, item: Enqueued) -> JobHandle | None:
         return self._write(self._plan(item))
 
-    def _write(self, planned: Planned | None) -> str | None:
+    def _write(self, planned: Planned | None) -> JobHandle | None:
         """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
         if planned is None:
             return None
@@ -130,7 +138,8 @@ class Resque(Producer, AdminMethods):
             )
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        return self._written(planned, reply, durable, self.durability)
+        job_id = self._written(planned, reply, durable, self.durability)
+        return JobHandle(job_id, self) if job_id is not None else None
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
@@ -175,6 +184,12 @@ class Resque(Producer, AdminMethods):
         packet = self.job_status(job_id, prefix)
         return packet.status if packet else None
 
+    def result(self, job_id: str, timeout: float | None = None) -> Any:
+        """The result of a job that stores one (``JobHandle.result``: it waits up to
+        ``timeout`` seconds, None for no limit, 0 for not at all)."""
+        with reaching(self.redis):
+            return wait_result(self.redis, self.keys, job_id, timeout)
+
     def stat(self, name: str, worker_id: str | None = None) -> int:
         """A counter, read as Ruby's ``to_i`` reads it (0 for a value that is not a number)."""
         return counter(cast("bytes | None", self.redis.get(self.keys.stat(name, worker_id))))
@@ -186,7 +201,7 @@ class Resque(Producer, AdminMethods):
         """The delayed queue: what ``enqueue_at`` fills and the scheduler empties."""
         return Delayed(self.redis, self.keys)
 
-    def schedule(self, when: datetime | float, item: Enqueued) -> str | None:
+    def schedule(self, when: datetime | float, item: Enqueued) -> JobHandle | None:
         """Enqueue ``item`` at ``when`` (a datetime or epoch seconds), in the delayed
         queue until then. A time not in the future enqueues at once, as Ruby does.
 
@@ -205,7 +220,7 @@ class Resque(Producer, AdminMethods):
         *,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> JobHandle | None:
         """``enqueue`` at a later time (php-resque's ``enqueueAt``)."""
         item = Enqueued(queue, job, [args], track_status, unique=unique, retry=retry)
         return self.schedule(when, item)
@@ -220,7 +235,7 @@ class Resque(Producer, AdminMethods):
         *,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> JobHandle | None:
         """``enqueue`` after ``delay`` (seconds or a timedelta)."""
         return self.enqueue_at(
             self._after(delay, self.delayed.clock()),
@@ -240,7 +255,7 @@ class Resque(Producer, AdminMethods):
         *args: Any,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> JobHandle | None:
         """``enqueue_to`` at a later time: Ruby's ``enqueue_at_with_queue`` (positional args)."""
         return self.schedule(when, Enqueued(queue, job, list(args), unique=unique, retry=retry))
 
@@ -252,7 +267,7 @@ class Resque(Producer, AdminMethods):
         *args: Any,
         unique: Unique | None = None,
         retry: RetryPolicy | None = None,
-    ) -> str | None:
+    ) -> JobHandle | None:
         """``enqueue_to`` after ``delay``: Ruby's ``enqueue_in_with_queue``."""
         return self.enqueue_at_to(
             self._after(delay, self.delayed.clock()), queue, job, *args, unique=unique, retry=retry

@@ -50,6 +50,10 @@ class Job:
     unique: ClassVar[Unique | None] = None
     #: Concurrency caps and rate limits shared by every worker (limits.py).
     limits: ClassVar[tuple[Limit, ...]] = ()
+    #: Store the return value (or the final failure) for ``JobHandle.result``; a
+    #: ``result_ttl`` (seconds) implies it. Kept one day by default (protocol/results.py).
+    store_result: ClassVar[bool] = False
+    result_ttl: ClassVar[int | None] = None
 
     def __init_subclass__(
         cls, *, name: str | None = None, register: bool = True, **kwargs: Any

@@ -1,7 +1,7 @@
 """The payload fields that change how a job runs, checked before it starts.
 
 A producer (or an attacker) may write any JSON value into ``timeout``, ``retry``,
-``attempts``, ``crashes`` or ``unique``. A value the worker cannot use makes the
+``attempts``, ``crashes``, ``unique`` or ``result_ttl``. A value the worker cannot use makes the
 job fail as ``MalformedPayload`` naming the field, before anything of it runs,
 instead of raising later outside any handler. Most payloads hold none of these
 fields, and pay one dict lookup per field.
@@ -17,6 +17,7 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.protocol import strict_json
 from pyresque.protocol.payload import Payload, finite_float
+from pyresque.protocol.results import MAX_RESULT_TTL, valid_ttl
 from pyresque.protocol.unique_lock import UniqueLock
 
 #: The longest timeout a payload may ask for, in seconds (~3 years): the system's
@@ -70,10 +71,17 @@ def _unique(value: Any) -> str | None:
     return None
 
 
+def _result_ttl(value: Any) -> str | None:
+    if valid_ttl(value):
+        return None
+    return f"must be whole seconds from 1 to {MAX_RESULT_TTL}"
+
+
 _CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("timeout", _timeout),
     ("retry", _retry),
     ("attempts", _counter),
     ("crashes", _counter),
     ("unique", _unique),
+    ("result_ttl", _result_ttl),
 )

@@ -34,6 +34,8 @@ class Outcome:
     rss_mb: float = 0.0  # peak memory of the process that ran it (prefork recycling)
     # The result as status JSON, when it came from the job's process (``decode``).
     result_text: str | None = None
+    # The type of a result that is not JSON (so stored as its repr), else "".
+    not_json: str = ""
 
     @classmethod
     def failed(cls, exc: BaseException) -> Outcome:
@@ -55,6 +57,7 @@ class Outcome:
             text.encode()  # a lone surrogate in a string is not UTF-8
             return text
         except (TypeError, ValueError, RecursionError):
+            self.not_json = type(self.result).__name__
             return dumps(storable(_repr(self.result)))
 
     def encode(self) -> bytes:
@@ -67,6 +70,7 @@ class Outcome:
             "error": self.error,
             "backtrace": self.backtrace,
             "rss_mb": self.rss_mb,
+            "not_json": self.not_json,
         }
         return dumps(fields).encode()
 
@@ -83,6 +87,7 @@ class Outcome:
                 and isinstance(outcome.error, str)
                 and isinstance(outcome.backtrace, list)
                 and isinstance(outcome.rss_mb, (int, float))
+                and isinstance(outcome.not_json, str)
             ):
                 raise ValueError("a field has the wrong type")
             return outcome

@@ -25,12 +25,14 @@ job, and nothing lost if the worker dies in between.
 * ``around_process(work: Work, next) -> Outcome``, in the worker around the
   dispatch of a claimed job to its executor. Order: limits (a refused job
   returns ``Outcome("deferred")`` and does not run), unique (releases a lock
-  held until started), user middleware, timeouts (the deadline the executor
+  held until started), results (a stored value that is not JSON fails the job),
+  user middleware, timeouts (the deadline the executor
   enforces), the Resque hooks (``before_fork``, in fork mode), then the executor.
 * ``finishing(work, outcome, plan) -> FinishPlan`` then ``finished(work, plan,
   recorded)``, in the worker before and after the finish call: amend what it
   records, then act on it. Order: limits (slots to give back, waiters to wake),
-  retries (a retry instead of a failure), unique (the lock to release), history
+  retries (a retry instead of a failure), unique (the lock to release), results
+  (the result to store, ``finishing`` only), history
   (counts recorded jobs), then user middleware. ``finishing`` may run twice for
   one job when Redis is down; it must not act, only plan.
 * ``around_perform(job: Job, next) -> result``, where the job runs. Order: user

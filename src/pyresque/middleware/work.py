@@ -17,6 +17,7 @@ from pyresque.protocol.claim import Claim
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
+from pyresque.protocol.results import ResultRecord
 from pyresque.protocol.unique_lock import UniqueLock
 
 log = logging.getLogger("pyresque.worker")
@@ -67,6 +68,7 @@ class FinishPlan:
     lock: UniqueLock | None = None  # the unique lock to release
     held: Held = NO_LIMITS  # the slots to give back
     shown: Payload | None = None  # the failure record's payload, when not the job's own
+    result_ttl: int = 0  # store the result (or the final failure) for this many seconds
 
     def call(
         self,
@@ -85,7 +87,10 @@ class FinishPlan:
         claim, payload = work.claim, work.payload
         tracked = payload or refused
         status_key = keys.status(tracked.id, tracked.prefix) if tracked and tracked.id else None
-        tail_keys, tail_args = self.tail(keys, status_key)
+        job_id = payload.id if payload else None
+        stored = bool(self.result_ttl and job_id and self.outcome != "retry")
+        result = [keys.result(job_id), keys.result_ready(job_id)] if stored and job_id else []
+        tail_keys, tail_args = self.tail(keys, status_key, result)
         record = ""
         known = list(first)
         if self.outcome == "failed":
@@ -98,16 +103,22 @@ class FinishPlan:
         if working:
             known.append(keys.worker(worker_id))
         args = [claim.token, self.outcome, outcome.result_json(), record, *tail_args]
-        return known + tail_keys, [*args, "1" if working else ""]
+        stored_args = [self.result_ttl, _result(outcome)] if result else ["", ""]
+        args += ["1" if working else "", *stored_args]
+        return known + tail_keys, args
 
-    def tail(self, keys: Keys, status_key: str | None) -> tuple[list[str], list[Any]]:
-        """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua)."""
+    def tail(
+        self, keys: Keys, status_key: str | None, result: list[str]
+    ) -> tuple[list[str], list[Any]]:
+        """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua);
+        ``result`` is the result key and its ready list, when the result is stored."""
         extra = [status_key] if status_key else []
         if self.retry_item:
             ts = self.retry_at
             extra += [keys.delayed_schedule, keys.delayed(ts), keys.timestamps(self.retry_item)]
         if self.lock:
             extra.append(keys.unique(self.lock.digest))
+        extra += result
         extra += self.held.slots
         args = [
             "1" if status_key else "0",
@@ -119,6 +130,13 @@ class FinishPlan:
             len(self.held.slots),
         ]
         return extra, args
+
+
+def _result(outcome: Outcome) -> str:
+    """The result record of a job that ended with ``outcome`` (results.py)."""
+    if outcome.ok:
+        return ResultRecord.ok_json(outcome.result_json())
+    return ResultRecord.failed_json(outcome.exception, outcome.error, outcome.backtrace)
 
 
 def finish_keys(keys: Keys, worker_id: str) -> list[str]:

@@ -14,6 +14,7 @@ from pyresque.middleware.chain import Chain
 from pyresque.middleware.history import History
 from pyresque.middleware.hooks import ResqueHooks
 from pyresque.middleware.limits import Limits
+from pyresque.middleware.results import Results
 from pyresque.middleware.retries import Retries
 from pyresque.middleware.timeouts import Timeouts
 from pyresque.middleware.unique import UniqueLocks
@@ -40,20 +41,26 @@ class WorkerChain:
         self.unique = UniqueLocks(client, keys)
         self.retries = Retries(client, keys, registry)
         self.history = History()
+        results = Results()
         inner = [Timeouts().around_process]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
             inner.append(ResqueHooks(events).around_process)
         self._process: Chain[Work, Outcome] = Chain(
             events,
             "around_process",
-            outer=[self.limits.around_process, self.unique.around_process],
+            outer=[self.limits.around_process, self.unique.around_process, results.around_process],
             inner=inner,
             extra=middleware,
         )
         self._finishing: Chain[Work, FinishPlan] = Chain(
             events,
             "finishing",
-            outer=[self.limits.finishing, self.retries.finishing, self.unique.finishing],
+            outer=[
+                self.limits.finishing,
+                self.retries.finishing,
+                self.unique.finishing,
+                results.finishing,
+            ],
             extra=middleware,
         )
         self._finished: Chain[Work, None] = Chain(

@@ -114,6 +114,14 @@ class Keys:
         """Counter of jobs put back on their queue after a crash."""
         return f"{self.prefix}stat:recovered"
 
+    def result(self, job_id: str) -> str:
+        """A finished job's result record (JSON, with a TTL), when it asked for one."""
+        return f"{self.prefix}pyresque:result:{job_id}"
+
+    def result_ready(self, job_id: str) -> str:
+        """A list that gets one element when the result is stored: waiters block on it."""
+        return f"{self.prefix}pyresque:result-ready:{job_id}"
+
     def paused(self, worker_id: str) -> str:
         """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
         return f"{self.prefix}pyresque:paused:{worker_id}"

@@ -1,3 +1,15 @@
+-- Store a job's result record and wake its waiters: they block with BLMOVE of the ready
+-- list onto itself, so one element wakes them all and stays for a waiter that comes
+-- later (both keys expire with the result). A recovered job that ran again finds the
+-- element there already: one is enough.
+local function store_result(k_result, k_ready, ttl, record)
+  redis.call('SET', k_result, record, 'EX', ttl)
+  if redis.call('LLEN', k_ready) == 0 then
+    redis.call('RPUSH', k_ready, '1')
+  end
+  redis.call('EXPIRE', k_ready, ttl)
+end
+
 -- Record the end of a job in one atomic step: release its in-flight record, count it in
 -- Resque's totals, store the failure record if it failed, update its status,
 -- schedule its next attempt when it is retried, release its unique lock when it is
@@ -10,8 +22,8 @@
 -- k[1] in-flight hash   k[2] stat:processed   k[3] stat:processed:<id>
 -- then, each only when its ARGV says so: stat:failed, stat:failed:<id> and the failed
 -- list (a failed job); worker:<id> (a[12]); the status key; delayed_queue_schedule,
--- delayed:<ts> and timestamps:<item> (a next attempt); the unique lock; and last,
--- the slots zsets of the job's concurrency limits
+-- delayed:<ts> and timestamps:<item> (a next attempt); the unique lock; the result
+-- key and its ready list (a[13]); and last, the slots zsets of the job's concurrency limits
 -- a[1] claim token
 -- a[2] 'ok', 'failed' or 'retry' (counted as processed; runs again at a[6])
 -- a[3] result (JSON)   a[4] failure record (JSON, when failed)
@@ -21,11 +33,14 @@
 -- a[11] how many slots zsets follow
 -- a[12] '1' when worker:<id> is given: the worker may have written it (mark_running.lua).
 --   `idle` deletes it once the worker has nothing in flight and claimed no next job.
+-- a[13] the result's TTL in seconds when the result is stored, or ''   a[14] its record (JSON)
 -- Returns 0 when fenced, else 1, and worker:<id> when given.
 local function finish(k, a)
   -- The optional keys, in order: the failure's three, worker:<id>, the status key,
-  -- the next attempt's three keys, the unique lock, then the concurrency slots (all the rest).
+  -- the next attempt's three keys, the unique lock, the result's two, then the
+  -- concurrency slots (all the rest).
   local failed_key, working_key, status_key, retry_key, lock_key = nil, nil, nil, nil, nil
+  local result_key = nil
   local next_key = 4
   if a[2] == 'failed' then
     failed_key, next_key = next_key, next_key + 3
@@ -41,6 +56,9 @@ local function finish(k, a)
   end
   if a[9] ~= '' then
     lock_key, next_key = k[next_key], next_key + 1
+  end
+  if a[13] ~= '' then
+    result_key, next_key = next_key, next_key + 2
   end
   -- Slots go back even when fenced: the job no longer runs here either way.
   for i = next_key, #k do
@@ -69,6 +87,9 @@ local function finish(k, a)
   if lock_key then
     release_lock(lock_key, a[9])
   end
+  if result_key then
+    store_result(k[result_key], k[result_key + 1], a[13], a[14])
+  end
   return 1, working_key
 end
 
@@ -86,9 +107,10 @@ end
 -- Check the keys of a finish(k, a) call against what its arguments ask for.
 local function expect_finish_keys(k, a)
   local count = 3 + (a[2] == 'failed' and 3 or 0) + (a[12] == '1' and 1 or 0)
-    + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + (tonumber(a[11]) or 0)
+    + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + 2 * given(a[13])
+    + (tonumber(a[11]) or 0)
   expect_keys(k, count,
-    'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock], slots')
+    'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock][, result and ready list], slots')
 end
 
 -- KEYS[from .. to] (or ARGV) as a table, so each step reads its own part of a combined call.

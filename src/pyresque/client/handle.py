@@ -1,0 +1,153 @@
+"""What ``enqueue`` returns: the job's id, as a ``str`` (so it goes wherever an id went
+before), that can also wait for the job's result and read its status.
+
+Waiting never polls: the finish call that stores a result pushes one element to
+the job's ready list (lib_finish.lua), and a waiter blocks on that list with
+``BLMOVE`` of the list onto itself, which wakes every waiter and leaves the element
+for a waiter that comes later. The result key is read before each wait, so a result
+stored before the waiter came is returned at once.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Protocol, TypeVar
+
+import redis
+import redis.asyncio
+
+from pyresque.exceptions import JobFailed, ResultUnavailable
+from pyresque.protocol.connection import MAX_BLOCK
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.results import ResultRecord
+from pyresque.protocol.status import Status
+
+
+class _Producer(Protocol):
+    def result(self, job_id: str, timeout: float | None = None) -> Any: ...
+    def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+
+
+class _AsyncProducer(Protocol):
+    async def result(self, job_id: str, timeout: float | None = None) -> Any: ...
+    async def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+
+
+_H = TypeVar("_H", bound="_Handle")
+
+
+class _Handle(str):
+    """A job id that keeps the producer it came from."""
+
+    _producer: Any
+
+    def __new__(cls: type[_H], job_id: str, producer: Any) -> _H:
+        handle = super().__new__(cls, job_id)
+        handle._producer = producer
+        return handle
+
+    def __reduce__(self) -> tuple[type[str], tuple[str]]:
+        return str, (str(self),)  # pickled (and copied) as the plain id
+
+
+class JobHandle(_Handle):
+    """A job's id that can wait for the job's result (``result``) and read its status."""
+
+    _producer: _Producer
+
+    def result(self, timeout: float | None = None) -> Any:
+        """The job's return value, once it finished: waits up to ``timeout`` seconds
+        (None: without limit; 0: not at all). Raises ``JobFailed`` with the remote
+        error when the job failed, ``ResultUnavailable`` when there is no result."""
+        return self._producer.result(self, timeout)
+
+    def status(self) -> Status | None:
+        """WAITING, RUNNING, FAILED or COMPLETE; None when the status expired."""
+        return self._producer.status(self)
+
+
+class AsyncJobHandle(_Handle):
+    """``JobHandle`` for ``AsyncResque``: ``await handle.wait()``, ``await handle.status()``."""
+
+    _producer: _AsyncProducer
+
+    async def wait(self, timeout: float | None = None) -> Any:
+        """``JobHandle.result``, awaited."""
+        return await self._producer.result(self, timeout)
+
+    async def status(self) -> Status | None:
+        return await self._producer.status(self)
+
+
+class Waiting:
+    """One wait for a job's result: what to block on and for how long, and what a
+    reply means. ``read`` is None while there is no result yet."""
+
+    def __init__(self, keys: Keys, job_id: str, timeout: float | None) -> None:
+        self.job_id, self.timeout = job_id, timeout
+        self.key, self.ready = keys.result(job_id), keys.result_ready(job_id)
+        self._deadline = None if timeout is None else time.monotonic() + timeout
+
+    def block(self) -> float:
+        """Seconds to block next (a wait over ``MAX_BLOCK`` is made of several)."""
+        if self._deadline is None:
+            return MAX_BLOCK
+        left = self._deadline - time.monotonic()
+        if left <= 0:
+            raise ResultUnavailable(
+                f"job {self.job_id}: no result within {self.timeout:g} s (a job stores "
+                "its result only when its class or its enqueue asks for it)"
+            )
+        return min(left, MAX_BLOCK)
+
+    def woken(self, moved: object, raw: bytes | str | None) -> None:
+        """After a wait that returned ``moved``: the ready element without a result
+        means the result expired (or someone deleted it): waiting more would spin."""
+        if moved is not None and raw is None:
+            raise ResultUnavailable(f"job {self.job_id}: its result expired or was deleted")
+
+    def value(self, raw: bytes | str) -> Any:
+        """The value stored in ``raw``; raises ``JobFailed`` or ``ResultUnavailable``."""
+        try:
+            record = ResultRecord.decode(raw)
+        except ValueError as exc:
+            raise ResultUnavailable(f"job {self.job_id}: {exc}") from None
+        if record.status == "failed":
+            raise JobFailed(self.job_id, record.exception, record.error, record.backtrace)
+        return record.value
+
+    def unreadable(self, exc: redis.ResponseError) -> ResultUnavailable:
+        return ResultUnavailable(f"job {self.job_id}: its result keys cannot be read ({exc})")
+
+
+def wait_result(client: redis.Redis, keys: Keys, job_id: str, timeout: float | None) -> Any:
+    """The result of ``job_id`` (``JobHandle.result``), waited for on ``client``."""
+    waiting = Waiting(keys, job_id, timeout)
+    try:
+        raw = client.get(waiting.key)
+        while raw is None:
+            ready, block = waiting.ready, waiting.block()
+            # Fractional seconds: Redis takes them, redis-py's annotation says int.
+            moved = client.blmove(ready, ready, block, "RIGHT", "LEFT")  # type: ignore[arg-type]
+            raw = client.get(waiting.key)
+            waiting.woken(moved, raw)
+    except redis.ResponseError as exc:  # a key of the wrong type: anyone may write them
+        raise waiting.unreadable(exc) from None
+    return waiting.value(raw)
+
+
+async def wait_result_async(
+    client: redis.asyncio.Redis, keys: Keys, job_id: str, timeout: float | None
+) -> Any:
+    """``wait_result`` on an asyncio client."""
+    waiting = Waiting(keys, job_id, timeout)
+    try:
+        raw = await client.get(waiting.key)
+        while raw is None:
+            ready, block = waiting.ready, waiting.block()
+            moved = await client.blmove(ready, ready, block, "RIGHT", "LEFT")  # type: ignore[arg-type]
+            raw = await client.get(waiting.key)
+            waiting.woken(moved, raw)
+    except redis.ResponseError as exc:
+        raise waiting.unreadable(exc) from None
+    return waiting.value(raw)
