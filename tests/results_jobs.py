@@ -58,3 +58,14 @@ class KillsItsWorkerOnce(Job):
         if runs == 1:
             os.kill(os.getpid(), signal.SIGKILL)
         return runs
+
+
+class WaitsForRelease(Job):
+    """Runs until an element is pushed to ``release_key`` (at most 30 s)."""
+
+    def perform(self, redis_url: str, release_key: str) -> None:
+        client = redis.Redis.from_url(redis_url)
+        try:
+            client.blpop([release_key], timeout=30)
+        finally:
+            client.close()

@@ -16,6 +16,7 @@ from pyresque.exceptions import DirtyExit as DirtyExit
 from pyresque.exceptions import DontCreate as DontCreate
 from pyresque.exceptions import DontPerform as DontPerform
 from pyresque.exceptions import Interrupted as Interrupted
+from pyresque.exceptions import JobCancelled as JobCancelled
 from pyresque.exceptions import JobFailed as JobFailed
 from pyresque.exceptions import JobTimeout as JobTimeout
 from pyresque.exceptions import MalformedPayload as MalformedPayload
@@ -93,6 +94,7 @@ __all__ = [
     "Events",
     "Interrupted",
     "Job",
+    "JobCancelled",
     "JobFailed",
     "JobHandle",
     "JobStatus",

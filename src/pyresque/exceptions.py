@@ -79,6 +79,12 @@ class JobFailed(Exception):
         self.backtrace = backtrace
 
 
+class JobCancelled(Exception):
+    """The job whose result was asked for was cancelled before it ran."""
+
+    __module__ = "pyresque"
+
+
 class ResultUnavailable(Exception):
     """No result could be read: none arrived in time, none was asked for (or it
     expired), or what the result key holds is not a result record."""

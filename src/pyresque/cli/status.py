@@ -15,6 +15,32 @@ from pyresque.cli.support import (
 from pyresque.protocol.status import JobStatus
 
 
+@click.command("cancel")
+@click.argument("job_id")
+@json_option
+@connection_options
+def cancel_command(job_id: str, as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """Cancel a queued or delayed job: it never runs, and its status becomes cancelled.
+
+    A job that is already running is not stopped (not supported yet): this says which
+    worker runs it and exits 1, as it does when no such job is queued or delayed.
+    """
+    resque = connect(redis_url, namespace)
+    outcome = resque.cancel(job_id)
+    if as_json:
+        print_json(outcome)
+    elif outcome["cancelled"]:
+        click.echo(f"job {printable(job_id)} cancelled (it was {outcome['was']})")
+    if outcome["cancelled"]:
+        return
+    if outcome["was"] == "running":
+        raise click.ClickException(
+            f"job {printable(job_id)} is running on {printable(outcome['worker'])}: "
+            "stopping a running job is not supported yet"
+        )
+    raise click.ClickException(f"job {printable(job_id)} is not queued or delayed")
+
+
 @click.command("status")
 @click.argument("job_id")
 @click.option("--prefix", default="", help="The job's prefix, if it was enqueued with one.")

@@ -16,7 +16,7 @@ from typing import Any, Protocol, TypeVar
 import redis
 import redis.asyncio
 
-from pyresque.exceptions import JobFailed, ResultUnavailable
+from pyresque.exceptions import JobCancelled, JobFailed, ResultUnavailable
 from pyresque.protocol.connection import MAX_BLOCK
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.results import ResultRecord
@@ -58,7 +58,8 @@ class JobHandle(_Handle):
     def result(self, timeout: float | None = None) -> Any:
         """The job's return value, once it finished: waits up to ``timeout`` seconds
         (None: without limit; 0: not at all). Raises ``JobFailed`` with the remote
-        error when the job failed, ``ResultUnavailable`` when there is no result."""
+        error when the job failed, ``JobCancelled`` when it was cancelled, and
+        ``ResultUnavailable`` when there is no result."""
         return self._producer.result(self, timeout)
 
     def status(self) -> Status | None:
@@ -114,6 +115,8 @@ class Waiting:
             raise ResultUnavailable(f"job {self.job_id}: {exc}") from None
         if record.status == "failed":
             raise JobFailed(self.job_id, record.exception, record.error, record.backtrace)
+        if record.status == "cancelled":
+            raise JobCancelled(f"job {self.job_id} was cancelled")
         return record.value
 
     def unreadable(self, exc: redis.ResponseError) -> ResultUnavailable:

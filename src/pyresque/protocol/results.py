@@ -19,14 +19,17 @@ from pyresque.protocol.payload import dumps
 #: How long a result is kept when the job or the enqueue names no TTL: one day.
 DEFAULT_RESULT_TTL = 86400
 
+_STATES = ("ok", "failed", "cancelled")
+
 #: The longest TTL a payload may ask for (~10 years); Redis's own limit is far above.
 MAX_RESULT_TTL = 315_360_000
 
 
 @dataclass(frozen=True)
 class ResultRecord:
-    """``status`` is ``ok`` (``value`` is the job's return value) or ``failed``
-    (``exception``, ``error`` and ``backtrace`` describe the final failure)."""
+    """``status`` is ``ok`` (``value`` is the job's return value), ``failed``
+    (``exception``, ``error`` and ``backtrace`` describe the final failure) or
+    ``cancelled`` (``Resque.cancel`` took it before it ran)."""
 
     status: str
     value: Any = None
@@ -45,6 +48,10 @@ class ResultRecord:
             {"status": "failed", "exception": exception, "error": error, "backtrace": backtrace}
         )
 
+    @staticmethod
+    def cancelled_json() -> str:
+        return '{"status":"cancelled"}'
+
     @classmethod
     def decode(cls, raw: bytes | str) -> ResultRecord:
         """The record in ``raw``; ``ValueError`` saying what is wrong when it is not one."""
@@ -52,10 +59,12 @@ class ResultRecord:
             record = strict_json.loads(raw)
         except ValueError as exc:
             raise ValueError(f"the stored result is not JSON ({exc})") from None
-        if not isinstance(record, dict) or record.get("status") not in ("ok", "failed"):
-            raise ValueError('the stored result is not a record with "status" ok or failed')
-        if record["status"] == "ok":
-            return cls("ok", record.get("value"))
+        if not isinstance(record, dict) or record.get("status") not in _STATES:
+            raise ValueError(
+                'the stored result is not a record with "status" ok, failed or cancelled'
+            )
+        if record["status"] != "failed":
+            return cls(record["status"], record.get("value"))
         exception, error = record.get("exception"), record.get("error")
         backtrace = record.get("backtrace")
         if not (

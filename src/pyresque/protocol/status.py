@@ -29,10 +29,12 @@ class Status(IntEnum):
     RUNNING = 2
     FAILED = 3
     COMPLETE = 4
+    #: pyresque's own: ``Resque.cancel`` took it before it ran (php-resque has no such state).
+    CANCELLED = 5
 
     @property
     def finished(self) -> bool:
-        return self in (Status.FAILED, Status.COMPLETE)
+        return self in (Status.FAILED, Status.COMPLETE, Status.CANCELLED)
 
 
 @dataclass(frozen=True)
@@ -70,6 +72,12 @@ def _seconds(value: Any) -> float | None:
         return float(value)
     except OverflowError:  # an integer beyond any double
         return None
+
+
+def cancelled_packet() -> str:
+    """The packet of a job cancelled before it ran."""
+    now = int(time.time())
+    return dumps({"status": int(Status.CANCELLED), "updated": now, "started": None, "result": None})
 
 
 def waiting_packet() -> str:

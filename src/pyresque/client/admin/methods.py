@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyresque.client.admin import delayed, queues, stats
+from pyresque.client.admin import cancel, delayed, queues, stats
 from pyresque.client.admin.base import Namespace
 from pyresque.jobs.job import JobRef
 from pyresque.protocol.delayed import DelayedJob
@@ -40,6 +40,12 @@ class AdminMethods:
         """Delete a queue and forget its name; returns how many jobs it held. The
         unique locks of its jobs are released."""
         return queues.remove_queue(self, queue)
+
+    def cancel(self: Namespace, job_id: str) -> dict[str, Any]:
+        """Cancel a queued or delayed job: it never runs, its status becomes CANCELLED
+        and its result waiters get ``JobCancelled``. A running job is reported
+        (``"was": "running"``, its ``"worker"``), not stopped (client/admin/cancel.py)."""
+        return cancel.cancel(self, job_id)
 
     def remove(self: Namespace, queue: str, items: list[bytes]) -> int:
         """Remove queued jobs by their exact bytes (each item once), releasing their

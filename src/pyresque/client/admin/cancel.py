@@ -1,0 +1,67 @@
+"""Cancelling a job by id (``Resque.cancel``, ``pyresque cancel``): a queued or
+delayed job is removed and recorded as cancelled, so it never runs and whoever waits
+for its result learns it at once. A job already running is found and reported, not
+stopped (stopping running jobs is not built yet)."""
+
+from __future__ import annotations
+
+from typing import Any, cast
+
+from pyresque.client.admin import delayed, queues
+from pyresque.client.admin.base import Namespace, as_text
+from pyresque.protocol import strict_json
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
+from pyresque.protocol.status import cancelled_packet
+
+
+def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
+    """Cancel ``job_id``. Returns ``{"id", "cancelled": bool, "was": "queued" |
+    "delayed" | "running" | None, "worker": the worker running it, or None}``."""
+    was: str | None = None
+    for queue in queues.names(resque):
+        if queues.dequeue(resque, queue, job_id=job_id):
+            was = "queued"
+    if was is None and delayed.take(resque, "cancel", job_id=job_id):
+        was = "delayed"
+    if was is not None:
+        _record(resque, job_id)
+        return {"id": job_id, "cancelled": True, "was": was, "worker": None}
+    worker = running_on(resque, job_id)
+    return {
+        "id": job_id,
+        "cancelled": False,
+        "was": "running" if worker else None,
+        "worker": worker,
+    }
+
+
+def running_on(resque: Namespace, job_id: str) -> str | None:
+    """The pyresque worker that holds ``job_id`` in flight, if any."""
+    for member in cast("list[bytes]", resque.redis.zrange(resque.keys.leases, 0, -1)):
+        worker = as_text(member)
+        for record in cast("list[bytes]", resque.redis.hvals(resque.keys.inflight(worker))):
+            if _id_of(record) == job_id:
+                return worker
+    return None
+
+
+def _id_of(record: bytes) -> str | None:
+    try:
+        claimed = strict_json.loads(record)
+        return Payload.decode(claimed["payload"]).id
+    except (ValueError, KeyError, TypeError):
+        return None  # not an in-flight record as pyresque writes it
+
+
+def _record(resque: Namespace, job_id: str) -> None:
+    """The job's end as a cancelled one: its result record (waiters wake) and its
+    status, when it is tracked; in one transaction."""
+    keys = resque.keys
+    pipe = resque.redis.pipeline(transaction=True)
+    pipe.set(keys.result(job_id), ResultRecord.cancelled_json(), ex=DEFAULT_RESULT_TTL)
+    pipe.delete(keys.result_ready(job_id))
+    pipe.rpush(keys.result_ready(job_id), "1")
+    pipe.expire(keys.result_ready(job_id), DEFAULT_RESULT_TTL)
+    pipe.set(keys.status(job_id), cancelled_packet(), xx=True, ex=DEFAULT_RESULT_TTL)
+    pipe.execute()
