@@ -247,4 +247,3 @@ class AsyncResque(Producer):
             return await wait_result_async(self.redis, self.keys, job_id, timeout)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-
