@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import pytest
 import redis
-from hypothesis import given, settings
+from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import wait_for
@@ -87,12 +87,19 @@ def test_a_bad_sentinel_url_is_one_clear_error_without_the_password(url: str, pr
 )
 def test_no_error_shows_a_password(password: str, port: str) -> None:
     """Whatever the passwords hold, a message about the URL never shows them."""
+
+    def url_with(secret: str) -> str:
+        return f"redis+sentinel://user:{secret}@h:{port}/m?sentinel_password={secret}"
+
+    def told(url: str) -> str:
+        with pytest.raises(BadRedisURL) as caught:
+            sentinel.parse(url)
+        return f"{caught.value} {sentinel.redact(url)}"
+
     secret = quote(password, safe="")
-    url = f"redis+sentinel://user:{secret}@h:{port}/m?sentinel_password={secret}"
-    with pytest.raises(BadRedisURL) as caught:
-        sentinel.parse(url)
-    assert secret not in str(caught.value)
-    assert secret not in sentinel.redact(url)
+    # A password such as "sentinel_password" or "redis" is in the message anyway.
+    assume(secret not in told(url_with("pw")))
+    assert secret not in told(url_with(secret))
 
 
 def test_an_unreachable_sentinel_group_is_redis_unavailable_naming_it() -> None:
