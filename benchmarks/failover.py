@@ -142,8 +142,17 @@ def run_policy(durable: bool, args: argparse.Namespace, tmp: Path) -> dict[str, 
                 old = group.kill_master()
                 killed = time.time()  # once it is dead: no write reaches it after this
                 group.wait_failover(old)
-                kills.append((killed, time.time()))
+                promoted = time.time()
+                kills.append((killed, promoted))
                 group.restart(old)
+                # The next kill only once jobs run again: one that came while the
+                # workers still held off (0.75 x lease without the policy) would add
+                # this failover's wait to the next one's recovery.
+                wait_until(
+                    lambda: any(at > promoted for _, at in read_runs(runs_path)),  # noqa: B023
+                    args.stall,
+                    "a job run after the failover",
+                )
             time.sleep(args.between)
             stopping.set()
             for producer in producers:
