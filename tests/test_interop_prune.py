@@ -40,12 +40,19 @@ def _kill(proc: Proc) -> None:
     proc.popen.wait()
 
 
+def _shown(state: State, worker_id: str) -> None:
+    """Wait for ``worker:<id>``, what Ruby's prune fails: a worker writes it a few ms
+    after a job starts, off the job's own path (protocol/running.py)."""
+    wait_for(lambda: state.exists(f"worker:{worker_id}"), 30, "worker:<id> to show a job")
+
+
 def _dead_pyresque_worker_mid_job(procs: Procs, rq: Resque, state: State) -> str:
     """A pyresque worker killed while it runs a Block job; returns its id."""
     rq.enqueue("q", "Block", {"tag": "t", "limit": 60})
     worker = procs.worker(rq.namespace, "q")
     state.wait_event("Block", "started", timeout=30)
     worker_id = state.worker_id(worker, "q")
+    _shown(state, worker_id)
     _kill(worker)
     return worker_id
 
@@ -122,6 +129,7 @@ def test_ruby_prune_fails_one_job_and_the_others_in_flight_are_requeued(
     worker = procs.worker(rq.namespace, "q", "--mode", "threads", "--concurrency", "2")
     state.wait_event("Block", "started", count=2, timeout=30)
     dead = state.worker_id(worker, "q")
+    _shown(state, dead)
     _kill(worker)
     failed_tag = _ruby_prunes(peers, state, dead, "*")["payload"]["args"][0]["tag"]
     _may_prune_now(state)  # Ruby is done: no need to wait for its lock to age
