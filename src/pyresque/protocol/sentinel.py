@@ -232,25 +232,22 @@ def options(url: str, **settings: Any) -> tuple[SentinelTarget, dict[str, Any], 
     timeouts and retries, with the database, credentials and TLS) and the Sentinels';
     no I/O, so the asyncio client (aio.py) connects the same way."""
     target = parse(url)
-    master: dict[str, Any] = dict(settings, db=target.db)
-    if target.username is not None:
-        master["username"] = target.username
-    if target.password is not None:
-        master["password"] = target.password
-    if target.tls:
-        master.update(ssl=True, **target.tls_options)
+
+    def login(username: str | None, password: str | None, tls: bool) -> dict[str, Any]:
+        given = {"username": username, "password": password}
+        return {
+            **{name: value for name, value in given.items() if value is not None},
+            **(dict(ssl=True, **target.tls_options) if tls else {}),
+        }
+
+    master = dict(settings, db=target.db, **login(target.username, target.password, target.tls))
     # The Sentinels answer one small command: a short timeout, so a dead one is skipped
     # quickly for the next.
-    to_sentinels: dict[str, Any] = {
+    to_sentinels = {
         "socket_timeout": SENTINEL_TIMEOUT,
         "socket_connect_timeout": SENTINEL_TIMEOUT,
+        **login(target.sentinel_username, target.sentinel_password, target.sentinel_tls),
     }
-    if target.sentinel_username is not None:
-        to_sentinels["username"] = target.sentinel_username
-    if target.sentinel_password is not None:
-        to_sentinels["password"] = target.sentinel_password
-    if target.sentinel_tls:
-        to_sentinels.update(ssl=True, **target.tls_options)
     return target, master, to_sentinels
 
 
