@@ -33,6 +33,7 @@ from pyresque import (
     Status,
     Unique,
 )
+from pyresque.client.handle import AsyncJobHandle
 from pyresque.dev.sentinel_group import SentinelGroup
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.connection import text
@@ -199,7 +200,7 @@ def test_enqueue_many_unique_and_vetoed_jobs(redis_url: str, namespace: str) -> 
     events = Events()
     events.listen("before_enqueue", lambda cls, args, queue, job_id: args != ["veto"])
 
-    async def enqueue(resque: AsyncResque) -> list[str | None]:
+    async def enqueue(resque: AsyncResque) -> list[AsyncJobHandle | None]:
         return await resque.enqueue_many(
             [
                 Enqueued("q", AsyncAdd, [1, 2]),
@@ -212,6 +213,7 @@ def test_enqueue_many_unique_and_vetoed_jobs(redis_url: str, namespace: str) -> 
 
     ids = run(enqueue, redis_url, namespace, events=events)
     assert [i is not None for i in ids] == [True, True, False, False, True]
+    assert all(isinstance(i, AsyncJobHandle) for i in ids if i is not None)
     sync = Resque(redis_url, namespace)
     assert [Payload.decode(p).id for p in sync.redis.lrange(sync.keys.queue("q"), 0, -1)] == [
         ids[0],

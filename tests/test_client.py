@@ -22,6 +22,7 @@ from pyresque import (
     Enqueued,
     Events,
     Job,
+    JobHandle,
     JobStatus,
     Payload,
     Registry,
@@ -387,6 +388,15 @@ def test_enqueue_many_uses_one_pipeline_and_keeps_order(
         raw = redis_client.get(f"{namespace}:job:{tracked}:status")
         assert raw is not None
         assert json.loads(raw)["status"] == 1
+
+
+def test_enqueue_many_returns_handles(rq: Resque) -> None:
+    handles = rq.enqueue_many([Enqueued("h", "JobA", [1]), Enqueued("h", "JobA", [2])])
+    assert all(isinstance(h, JobHandle) for h in handles)
+    assert rq.redis.llen(rq.keys.queue("h")) == 2
+    first = handles[0]
+    assert first is not None
+    assert first.status() is None  # a handle on its producer (the job is untracked)
 
 
 def test_enqueue_many_more_than_one_chunk(

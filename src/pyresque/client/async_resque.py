@@ -133,8 +133,9 @@ class AsyncResque(Producer):
         """Enqueue positional ``args`` on the job class's own ``queue``."""
         return await self.enqueue_to(self._default_queue(job), job, *args)
 
-    async def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
-        """``Resque.enqueue_many``: one round trip (a pipeline of script calls)."""
+    async def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[AsyncJobHandle | None]:
+        """``Resque.enqueue_many``: one round trip (a pipeline of script calls); returns
+        ``AsyncJobHandle``s."""
         batch = self._batch(jobs)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
         policy = self.durability
@@ -143,7 +144,8 @@ class AsyncResque(Producer):
             replies = await aio.run_many(self.redis, calls, wait)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        return self._batch_written(batch, replies, policy)
+        ids = self._batch_written(batch, replies, policy)
+        return [AsyncJobHandle(job_id, self) if job_id else None for job_id in ids]
 
     async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""

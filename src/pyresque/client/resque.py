@@ -141,10 +141,10 @@ class Resque(Producer, AdminMethods):
         job_id = self._written(planned, reply, durable, self.durability)
         return JobHandle(job_id, self) if job_id is not None else None
 
-    def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[str | None]:
+    def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[JobHandle | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
-        returns their ids in order (None where a hook vetoed one, or an equal unique
-        job was already enqueued). Unique jobs take one Lua call each. Every job is
+        returns their ``JobHandle``s in order (None where a hook vetoed one, or an equal
+        unique job was already enqueued). Unique jobs take one Lua call each. Every job is
         checked before any is written: one invalid job raises and writes nothing."""
         batch = self._batch(jobs)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
@@ -152,7 +152,8 @@ class Resque(Producer, AdminMethods):
         wait = (policy.count, policy.timeout_ms) if policy is not None else None
         with reaching(self.redis):
             replies = scripts.run_many(self.redis, calls, wait)
-        return self._batch_written(batch, replies, policy)
+        ids = self._batch_written(batch, replies, policy)
+        return [JobHandle(job_id, self) if job_id else None for job_id in ids]
 
     # --- raw queue access -----------------------------------------------------
 
