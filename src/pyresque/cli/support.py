@@ -26,6 +26,7 @@ import click
 from pyresque.client.resque import Resque
 from pyresque.jobs import logs
 from pyresque.jobs.apps import configure_logging
+from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import ping
 from pyresque.protocol.escapes import escape
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
@@ -63,7 +64,9 @@ def connection_options(func: Callable[..., Any]) -> Callable[..., Any]:
             tls["ssl_check_hostname"] = str(tls["ssl_check_hostname"]).lower()
         if any(value is not None for value in tls.values()):
             url = redis_url or url_from_env()
-            redis_url = with_tls(url if is_sentinel(url) else check_url(url), tls)
+            redis_url = with_tls(
+                url if is_sentinel(url) or is_cluster(url) else check_url(url), tls
+            )
         return func(*args, redis_url=redis_url, **kwargs)
 
     for flag, name, text in reversed(_TLS_OPTIONS):  # click lists the last added first

@@ -22,7 +22,7 @@ from redis.asyncio.sentinel import (
 )
 
 from pyresque.exceptions import BadRedisURL
-from pyresque.protocol import scripts, sentinel
+from pyresque.protocol import cluster, scripts, sentinel
 from pyresque.protocol.connection import (
     REDIS_DOWN,
     RETRY_BACKOFF,
@@ -45,6 +45,11 @@ def connect(
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
         return _master_of(target, Retry(RETRY_BACKOFF, retries))
+    if cluster.is_cluster(target):
+        raise BadRedisURL(
+            f"the Redis URL {cluster.redact(target)} is a Redis Cluster: the asyncio client "
+            "does not run on Cluster yet; use Resque (the synchronous client)"
+        )
     url, plain, options = client_options(target)
     try:
         return redis.asyncio.Redis.from_url(plain, retry=Retry(RETRY_BACKOFF, retries), **options)

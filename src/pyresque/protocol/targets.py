@@ -124,8 +124,8 @@ def url_from_env(environ: Mapping[str, str] = os.environ) -> str:
 
 
 def with_tls(url: str, settings: Mapping[str, str | None]) -> str:
-    """``url`` (``rediss://`` or ``rediss+sentinel://``) with the TLS ``settings``
-    (``TLS_PARAMS`` names) that it does not set itself added to its query: how
+    """``url`` (``rediss://``, ``rediss+sentinel://`` or ``rediss+cluster://``) with the
+    TLS ``settings`` (``TLS_PARAMS`` names) that it does not set itself added to its query: how
     command-line options and the environment reach the one URL every part of a process
     connects with."""
     given = {name: value for name, value in settings.items() if value not in (None, "")}
@@ -134,7 +134,7 @@ def with_tls(url: str, settings: Mapping[str, str | None]) -> str:
     missing = {name: value for name, value in given.items() if name not in dict(query)}
     if not missing:
         return url
-    if parts.scheme.lower() not in ("rediss", "rediss+sentinel"):
+    if parts.scheme.lower() not in ("rediss", "rediss+sentinel", "rediss+cluster"):
         names = ", ".join(f"{name} ({TLS_PARAMS[name]})" for name in missing)
         raise BadRedisURL(
             f"TLS settings are given ({names}) but the Redis URL {redact(url)} is not "
