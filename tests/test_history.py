@@ -2,16 +2,25 @@
 
 from __future__ import annotations
 
+import json
 import time
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
-from pyresque.middleware.history import MINUTE_TTL, HistoryBuffer, class_stats
+from pyresque.middleware.history import (
+    MINUTE_TTL,
+    UNKNOWN_CLASS,
+    ClassStats,
+    HistoryBuffer,
+    class_stats,
+)
 
 
 def minute_count(state: State, metric: str) -> int:
@@ -55,3 +64,54 @@ def test_counts_that_could_not_be_written_wait_for_the_next_flush(rq: Resque) ->
     assert (report.processed, report.failed) == (3, 1)
     assert report.total_ms == pytest.approx(403.0)
     assert report.buckets == {"5": 2, "500": 1}
+
+
+# Class names a hostile producer may send: any text, long names, names that look
+# like the hash's own fields ("x:le:5", "y:processed").
+_HOSTILE_NAMES = st.lists(
+    st.one_of(
+        st.text(min_size=1, max_size=40),
+        st.text(alphabet=":le5+Inf", min_size=1, max_size=12),
+        st.text(min_size=300, max_size=600),
+    ),
+    min_size=1,
+    max_size=8,
+)
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(names=_HOSTILE_NAMES, invalid_utf8=st.booleans())
+def test_unknown_class_names_count_under_one_field(
+    procs: Procs, state: State, rq: Resque, namespace: str, names: list[str], invalid_utf8: bool
+) -> None:
+    """A producer enqueuing random class names does not grow the per-class hash: jobs
+    of a class the worker does not know count under ``(unknown)``."""
+    if not procs.started:
+        procs.worker(namespace, "default", "--lease-ttl", "1")  # one worker for all examples
+    before = state.number("stat:processed")
+    names = [f"x{name}" for name in names]  # no job class of e2e_jobs.py is named so
+    for name in names:  # as any client may push them (pyresque's enqueue checks names)
+        rq.redis.rpush(rq.keys.queue("default"), json.dumps({"class": name, "args": []}))
+    if invalid_utf8:  # not UTF-8, as another client may write it: a malformed payload
+        rq.redis.rpush(rq.keys.queue("default"), b'{"class":"\xff\xfe","args":[]}')
+    sent = len(names) + invalid_utf8
+    rq.enqueue("default", "Succeed", {"n": 1})
+    state.wait_number("stat:processed", before + sent + 1)
+
+    def written() -> dict[str, ClassStats]:
+        return {s.name: s for s in class_stats(rq.redis, rq.keys)}
+
+    wait_for(lambda: "Succeed" in written(), 30, "the history to be written")
+    stats = written()
+    allowed = {"Succeed", UNKNOWN_CLASS, "(malformed)"}
+    assert set(stats) <= allowed
+    wait_for(
+        lambda: UNKNOWN_CLASS in written() and written()[UNKNOWN_CLASS].failed >= len(names),
+        30,
+        "the unknown classes to be counted",
+    )
+    assert set(written()) <= allowed

@@ -10,7 +10,9 @@ bucket, three HINCRBYs; twice the counters for a failure). The price: the
 dashboard's history is up to a heartbeat late, and a worker that is killed loses
 at most its last second of history (never a job, nor Resque's stats). Memory is
 fixed: at most about 2 x 2,880 minute keys and 2 x 768 hour keys (each expires),
-plus one hash with a few fields per job class.
+plus one hash with a few fields per job class the worker knows: a job of a class no
+worker registered counts under ``(unknown)`` (a producer enqueuing random class names
+would otherwise add fields without bound).
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import math
 import threading
 import time
 from collections import Counter, defaultdict
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -177,14 +180,21 @@ def class_stats(client: redis.Redis, keys: Keys) -> list[ClassStats]:
     return result
 
 
+#: The per-class stats name of jobs whose class the worker does not know.
+UNKNOWN_CLASS = "(unknown)"
+
+
 class History:
     """History as middleware: counts each recorded job in the worker's buffer, which
-    its heartbeat writes once a second (``finished``)."""
+    its heartbeat writes once a second (``finished``). ``known`` says whether a class
+    name is one the worker registered."""
 
-    def __init__(self) -> None:
+    def __init__(self, known: Callable[[str], bool]) -> None:
         self.buffer = HistoryBuffer()
+        self._known = known
 
     def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
         if recorded:
             name = work.payload.class_name if work.payload else "(malformed)"
+            name = name if work.payload is None or self._known(name) else UNKNOWN_CLASS
             self.buffer.record(name, plan.outcome == "failed", work.seconds * 1000)

@@ -40,7 +40,7 @@ class WorkerChain:
         self.limits = Limits(client, keys, worker_id, release_token)
         self.unique = UniqueLocks(client, keys)
         self.retries = Retries(client, keys, registry)
-        self.history = History()
+        self.history = History(registry.__contains__)
         results = Results()
         inner = [Timeouts().around_process]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
