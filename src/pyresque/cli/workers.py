@@ -16,7 +16,13 @@ from pyresque.cli.support import (
 )
 from pyresque.client.admin import queues, stats
 from pyresque.client.admin.base import Problems
-from pyresque.client.admin.workers import Census, WorkerInfo, list_workers, send_command
+from pyresque.client.admin.workers import (
+    Census,
+    WorkerInfo,
+    list_workers,
+    send_command,
+    worker_ids,
+)
 from pyresque.protocol.commands import COMMANDS
 
 #: Queues and running workers ``pyresque info`` lists without --all.
@@ -71,17 +77,32 @@ def _workers_table(workers: list[WorkerInfo]) -> None:
 
 
 @click.command("workers")
+@click.option("--offset", default=0, type=click.IntRange(min=0), help="Skip this many (by id).")
+@click.option(
+    "--limit", default=0, type=click.IntRange(min=0), help="List at most this many (0: all)."
+)
 @json_option
 @connection_options
-def workers_command(as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Every registered worker on every host (Ruby, PHP and pyresque)."""
-    workers = list_workers(connect(redis_url, namespace))
+def workers_command(
+    offset: int, limit: int, as_json: bool, redis_url: str | None, namespace: str
+) -> None:
+    """Registered workers on every host (Ruby, PHP and pyresque), by id: all of them,
+    or --limit from --offset (read 200 per round trip)."""
+    resque = connect(redis_url, namespace)
+    ids = worker_ids(resque)
+    shown = ids[offset : offset + limit] if limit else ids[offset:]
+    workers = list_workers(resque, shown)
     if as_json:
         print_json([w.to_dict() for w in workers])
-    elif workers:
+        return
+    if workers:
         _workers_table(workers)
     else:
         click.echo("no workers")
+    if len(workers) < len(ids):
+        click.echo(
+            f"({len(workers)} of {len(ids)} workers from {offset}; --offset/--limit for others)"
+        )
 
 
 @click.command("ctl")

@@ -23,7 +23,6 @@ Metrics (all labelled ``namespace``):
 from __future__ import annotations
 
 import math
-from collections import Counter
 from collections.abc import Iterator
 
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
@@ -32,9 +31,9 @@ from prometheus_client.metrics_core import Metric
 from prometheus_client.registry import Collector
 
 from pyresque.client.admin.base import Problems
-from pyresque.client.admin.queues import queue_summaries
+from pyresque.client.admin.queues import queue_lengths, queue_summaries
 from pyresque.client.admin.stats import counts
-from pyresque.client.admin.workers import list_workers
+from pyresque.client.admin.workers import Census, WorkerStates
 from pyresque.client.resque import Resque
 from pyresque.middleware import history
 from pyresque.protocol.connection import REDIS_DOWN
@@ -77,7 +76,12 @@ class ResqueCollector(Collector):
     def _read(self) -> Iterator[Metric]:
         resque, ns = self.resque, self.resque.namespace
         keys = resque.keys
-        queues = queue_summaries(resque)
+        problems = Problems()
+        every = queue_lengths(resque, problems)
+        census = Census.read(resque, problems)
+        # The oldest job's age: read only for queues that hold one.
+        heads = [(name, key) for name, key, n in every if n > 0]
+        ages = queue_summaries(resque, problems=problems, queues=heads)
         size = GaugeMetricFamily(
             "resque_queue_size", "Jobs waiting in the queue", labels=["namespace", "queue"]
         )
@@ -86,8 +90,9 @@ class ResqueCollector(Collector):
             "Age of the job at the head of the queue (payloads with queue_time only)",
             labels=["namespace", "queue"],
         )
-        for queue in queues:
-            size.add_metric([ns, queue["name"]], queue["size"])
+        for name, _, n in every:
+            size.add_metric([ns, name], max(0, n))
+        for queue in ages:
             if queue["oldest_age_seconds"] is not None:
                 age.add_metric([ns, queue["name"]], queue["oldest_age_seconds"])
         yield size
@@ -95,7 +100,7 @@ class ResqueCollector(Collector):
 
         # Anyone may write these keys: counters read as Ruby's to_i, keys of another
         # type as absent.
-        totals = counts(resque, Problems())
+        totals = counts(resque, problems, every, census)
         for name, help_text, value in (
             ("resque_jobs_processed", "Jobs processed (including failed ones)", "processed"),
             ("resque_jobs_failed", "Jobs that failed", "failed_total"),
@@ -110,9 +115,8 @@ class ResqueCollector(Collector):
         gauge.add_metric([ns], totals["failed"])
         yield gauge
 
-        workers = list_workers(resque)
-        states = Counter(w.state for w in workers)
-        running = Counter(str(w.job.get("queue", "")) for w in workers if w.job)
+        read = WorkerStates.read(resque, problems, census)
+        states, running = read.states, read.running
         by_state = GaugeMetricFamily(
             "resque_workers", "Registered workers by state", labels=["namespace", "state"]
         )

@@ -103,8 +103,8 @@ _LENGTHS_CHUNK = 200
 
 
 def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LLEN") -> list[int]:
-    """LLEN (or STRLEN) of every key, 200 per script call: 0 for a missing key, -1
-    for a key of another type."""
+    """LLEN (or STRLEN, or EXISTS) of every key, 200 per script call: 0 for a missing
+    key, -1 for a key of another type."""
     found: list[int] = []
     for start in range(0, len(keys), _LENGTHS_CHUNK):
         chunk = keys[start : start + _LENGTHS_CHUNK]

@@ -11,9 +11,10 @@ pyresque worker; its heartbeat picks it up within a second, on any host.
 from __future__ import annotations
 
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass
 from functools import partial
-from typing import Any
+from typing import Any, cast
 
 import redis
 
@@ -55,41 +56,57 @@ def worker_ids(resque: Namespace) -> list[bytes]:
         return []
 
 
+#: Workers read per round trip: a few multi-key commands and one script per chunk,
+#: never a command per worker.
+_READ_CHUNK = 200
+
+
 def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[WorkerInfo]:
-    """Every registered worker (or those of ``raw_ids``). Their records may hold
-    anything (any producer, any bytes): ids that are not UTF-8 keep ``\\xNN``
-    escapes, unreadable values read as absent, and a key of the wrong Redis type is
-    skipped."""
-    keys, r = resque.keys, resque.redis
+    """Every registered worker (or those of ``raw_ids``), read 200 per round trip.
+    Their records may hold anything (any producer, any bytes): ids that are not UTF-8
+    keep ``\\xNN`` escapes, unreadable values read as absent, and a key of the wrong
+    Redis type is skipped."""
     raw_ids = worker_ids(resque) if raw_ids is None else raw_ids
     if not raw_ids:
         return []
-    pipe = r.pipeline(transaction=False)
-    for raw_id in raw_ids:
-        # Keys hold the id's exact bytes, whatever they are.
-        wid = raw_id.decode("utf-8", "surrogateescape")
-        pipe.get(_exact(keys.worker(wid)))
-        pipe.get(_exact(keys.worker_started(wid)))
-        pipe.get(_exact(keys.stat("processed", wid)))
-        pipe.get(_exact(keys.stat("failed", wid)))
-        pipe.hget(keys.heartbeats, raw_id)
-        pipe.zscore(keys.leases, raw_id)
-        pipe.exists(_exact(keys.paused(wid)))
-    pipe.get(keys.pause_all)
+    pipe = resque.redis.pipeline(transaction=False)
+    pipe.get(resque.keys.pause_all)
     pipe.time()
-    found = replies(pipe)
-    secs, micros = found[-1]
+    pause_all, (secs, micros) = replies(pipe)
     now_ms = secs * 1000 + micros // 1000
-    all_paused = pause_all_set(found[-2])
+    workers: list[WorkerInfo] = []
+    for start in range(0, len(raw_ids), _READ_CHUNK):
+        chunk = raw_ids[start : start + _READ_CHUNK]
+        workers += _read(resque, chunk, now_ms, pause_all_set(pause_all))
+    return workers
+
+
+def _prefixed(key: str, ids: list[bytes]) -> list[bytes]:
+    """``key`` followed by each id's exact bytes (keys hold the id as it is)."""
+    return [raw(key) + i for i in ids]
+
+
+def _read(resque: Namespace, ids: list[bytes], now_ms: int, all_paused: bool) -> list[WorkerInfo]:
+    """The workers of ``ids``: one MGET per kind of record, HMGET, ZMSCORE, and one
+    EXISTS per worker inside one script call."""
+    keys = resque.keys
+    pipe = resque.redis.pipeline(transaction=False)
+    stat = keys.stat("")  # "stat:", then "processed:<id>" / "failed:<id>"
+    for key in (keys.worker(""), keys.worker_started(""), f"{stat}processed:", f"{stat}failed:"):
+        pipe.mget(_prefixed(key, ids))
+    pipe.hmget(keys.heartbeats, ids)
+    pipe.zmscore(keys.leases, cast("list[str]", ids))  # any bytes: the ids as stored
+    found = [reply or [None] * len(ids) for reply in replies(pipe)]
+    paused = lengths(resque.redis, _prefixed(keys.paused(""), ids), "EXISTS")
     workers = []
-    for i, raw_id in enumerate(raw_ids):
-        current, started, processed, failed, beat, lease, paused = found[i * 7 : i * 7 + 7]
+    for i, raw_id in enumerate(ids):
+        current, started, processed, failed, beat, lease = (column[i] for column in found)
         worker_id = _text(raw_id)
         host, _, rest = worker_id.partition(":")
         pid, _, queues = rest.partition(":")
         job = _job(current)
         # A paused worker finishes the job it runs: it shows as working until then.
-        state = "working" if job else "paused" if paused or all_paused else "idle"
+        state = "working" if job else "paused" if paused[i] or all_paused else "idle"
         if lease is not None and lease < now_ms:
             state = "dead"
         workers.append(
@@ -113,10 +130,6 @@ def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[
 def pause_all_set(value: bytes | None) -> bool:
     """Whether ``pause-all-workers`` holds ``true`` as Ruby reads it (stripped, any case)."""
     return value is not None and value.strip().lower() == b"true"
-
-
-def _exact(key: str) -> bytes:
-    return key.encode("utf-8", "surrogateescape")
 
 
 def _text(value: bytes) -> str:
@@ -250,3 +263,53 @@ def paused_all(resque: Namespace) -> bool:
     """Whether every worker of the namespace is told to pause (Ruby's flag)."""
     value = resque.redis.get(resque.keys.pause_all)
     return pause_all_set(raw(value) if value is not None else None)
+
+
+@dataclass
+class WorkerStates:
+    """How many registered workers are in each state (as ``list_workers`` would show
+    them) and how many jobs run per queue, read without a command per worker."""
+
+    states: Counter[str]
+    running: Counter[str]  # queue -> jobs running from it
+
+    @classmethod
+    def read(cls, resque: Namespace, problems: Problems, census: Census) -> WorkerStates:
+        dead = problems.section(
+            resque.keys.leases, partial(_expired_ids, resque, set(census.ids)), set[bytes]()
+        )
+        working = set(census.working)
+        busy = [i for i in census.working if i not in dead]
+        rest = [i for i in census.ids if i not in dead and i not in working]
+        running: Counter[str] = Counter()
+        for start in range(0, len(busy), _READ_CHUNK):
+            chunk = _prefixed(resque.keys.worker(""), busy[start : start + _READ_CHUNK])
+            jobs = problems.section(
+                "the workers' jobs", partial(_strings, resque, chunk), list[bytes | None]()
+            )
+            for job in filter(None, map(_job, jobs)):
+                running[str(job.get("queue", ""))] += 1
+        if problems.section(resque.keys.pause_all, partial(paused_all, resque), False):
+            paused = len(rest)
+        else:
+            flags = problems.section(
+                "the workers' paused flags",
+                partial(lengths, resque.redis, _prefixed(resque.keys.paused(""), rest), "EXISTS"),
+                [0] * len(rest),
+            )
+            paused = sum(1 for flag in flags if flag)
+        states = Counter(working=len(busy), dead=len(dead), paused=paused, idle=len(rest) - paused)
+        return cls(states, running)
+
+
+def _expired_ids(resque: Namespace, registered: set[bytes]) -> set[bytes]:
+    """The registered pyresque workers whose lease expired."""
+    secs, micros = resque.redis.time()
+    now_ms = secs * 1000 + micros // 1000
+    expired = resque.redis.zrangebyscore(resque.keys.leases, "-inf", f"({now_ms}")
+    return {raw(m) for m in cast("list[bytes]", expired)} & registered
+
+
+def _strings(resque: Namespace, keys: list[bytes]) -> list[bytes | None]:
+    """MGET of ``keys`` (None for a missing key or one of another type)."""
+    return cast("list[bytes | None]", resque.redis.mget(keys))
