@@ -276,14 +276,14 @@ def test_pyresque_cron_schedules_show_on_the_delayed_page(client: TestClient, rq
     page = client.get("/delayed").text
     assert "pyresque cron" in page
     assert "*/5 * * * *" in page
-    assert "2026-01-12 20:25:00 UTC" in page
+    assert "2026-01-12T20:25:00Z" in page
 
 
 def test_queue_names_with_odd_characters(client: TestClient, rq: Resque) -> None:
     name = "mail/high priority <b>&"  # pyresque refuses it; another producer may write it
     rq.redis.sadd(rq.keys.queues, name)
     rq.redis.rpush(rq.keys.queue(name), json.dumps({"class": "Mail", "args": [1]}))
-    assert '<a href="/queues/mail%2Fhigh%20priority%20%3Cb%3E%26">' in client.get("/queues").text
+    assert 'href="/queues/mail%2Fhigh%20priority%20%3Cb%3E%26"' in client.get("/queues").text
     page = client.get("/queues/mail%2Fhigh%20priority%20%3Cb%3E%26")
     assert "mail/high priority &lt;b&gt;&amp;" in page.text
     assert get(client, "/api/queues/mail%2Fhigh%20priority%20%3Cb%3E%26")["size"] == 1

@@ -146,11 +146,11 @@ def flash(browser: WebDriver, expected: str) -> str:
 
 
 def card(browser: WebDriver, text: str) -> WebElement:
-    """The failure card that mentions ``text``."""
-    for element in browser.find_elements(By.CSS_SELECTOR, "article.failure"):
+    """The failure row that mentions ``text``."""
+    for element in browser.find_elements(By.CSS_SELECTOR, "tr.failure"):
         if text in element.text:
             return element
-    raise AssertionError(f"no failure card mentions {text!r}")
+    raise AssertionError(f"no failure row mentions {text!r}")
 
 
 def test_every_page_renders(browser: Chrome, base: str, seeded: Seeded, redis_url: str) -> None:
@@ -225,7 +225,7 @@ def test_bulk_retry_by_filter(browser: WebDriver, base: str, seeded: Seeded) -> 
     wait(browser).until(
         lambda b: "2 of 7 match" in b.find_element(By.CSS_SELECTOR, ".filters").text
     )
-    assert len(browser.find_elements(By.CSS_SELECTOR, "article.failure")) == 2
+    assert len(browser.find_elements(By.CSS_SELECTOR, "tr.failure")) == 2
     browser.find_element(By.CSS_SELECTOR, "[data-action=retry-all-failed]").click()
     flash(browser, "2 matching job(s) queued again")
     assert dialogs(browser) == [["confirm", "Retry every failure matching this filter (2)?"]]

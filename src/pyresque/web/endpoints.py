@@ -12,8 +12,10 @@ from pyresque.client.admin.base import Stale
 from pyresque.client.resque import Resque
 from pyresque.web import safe as web_safe
 
-#: Jobs or failures shown per page.
+#: Jobs shown per page.
 PER_PAGE = 20
+#: Failures shown per page (one table row each).
+FAILURES_PER_PAGE = 50
 
 
 def int_param(params: Mapping[str, Any], name: str, default: int = 0) -> int:
@@ -54,7 +56,7 @@ PAGES: dict[str, tuple[str, Loader]] = {
     "failed": (
         "failed.html",
         lambda r, p: failures.failed_page(
-            r, int_param(p, "start"), PER_PAGE, _filters(p), _optional(p, "before")
+            r, int_param(p, "start"), FAILURES_PER_PAGE, _filters(p), _optional(p, "before")
         ),
     ),
     "delayed": ("delayed.html", lambda r, p: delayed.delayed_page(r, int_param(p, "start"))),
@@ -74,7 +76,10 @@ API: dict[str, Loader] = {
 
 def _filters(form: Mapping[str, Any]) -> failures.FailureFilter:
     return failures.FailureFilter.of(
-        text_param(form, "queue"), text_param(form, "class"), text_param(form, "exception")
+        text_param(form, "queue"),
+        text_param(form, "class"),
+        text_param(form, "exception"),
+        text_param(form, "q"),
     )
 
 

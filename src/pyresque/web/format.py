@@ -1,5 +1,8 @@
 """Jinja2 filters of the dashboard: times, durations and numbers as people read them.
-Each takes whatever a page's data holds and shows "—" for what is not a number."""
+Each takes whatever a page's data holds and shows "—" for what is not a number.
+
+Every time on every page goes through ``fmt_when``: ISO-8601 in UTC, with how long
+ago (or how soon) in the hover title, whichever format Ruby, PHP or pyresque wrote."""
 
 from __future__ import annotations
 
@@ -8,7 +11,9 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import quote
 
-from pyresque.client.admin.items import finite
+from markupsafe import Markup
+
+from pyresque.client.admin.items import finite, parse_time
 
 
 def fmt_ago(value: float | None) -> str:
@@ -26,15 +31,31 @@ def fmt_ago(value: float | None) -> str:
     return f"{s // 86400}d {s % 86400 // 3600}h"
 
 
-def fmt_when(epoch: Any) -> str:
-    """Epoch seconds as a UTC time; anything else (a value read from Redis) as "—"."""
-    seconds = finite(epoch)
-    if seconds is None:
-        return "—"
+def iso_utc(epoch: float) -> str | None:
+    """Epoch seconds as ISO-8601 UTC (``2026-01-12T15:23:55Z``); None beyond any calendar."""
     try:
-        return time.strftime("%Y-%m-%d %H:%M:%S UTC", time.gmtime(seconds))
-    except (OverflowError, OSError, ValueError):  # beyond any calendar
-        return "—"
+        return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(epoch))
+    except (OverflowError, OSError, ValueError):
+        return None
+
+
+def fmt_when(value: Any, relative: bool = False, now: float | None = None) -> Markup:
+    """A time (epoch seconds or any time text Resque writes) as a ``<time>`` element:
+    ISO-8601 UTC with the distance from now in its title (``relative``: the other way
+    round). Text that is not a time is shown as it is, marked so; nothing (or a
+    number beyond any calendar) as "—"."""
+    epoch = parse_time(value)
+    iso = None if epoch is None else iso_utc(epoch)
+    if epoch is None or iso is None:
+        if isinstance(value, str) and value:
+            return Markup('<span class="time" title="as recorded (not a time)">{}</span>').format(
+                value
+            )
+        return Markup("—")
+    delta = (time.time() if now is None else now) - epoch
+    distance = f"{fmt_ago(delta)} ago" if delta >= 0 else f"in {fmt_ago(-delta)}"
+    shown, title = (distance, iso) if relative else (iso, distance)
+    return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, title, shown)
 
 
 def fmt_ms(ms: float | str | None) -> str:

@@ -35,29 +35,40 @@ _JSON_KINDS[type(None)] = "null"
 
 @dataclass(frozen=True)
 class FailureFilter:
-    """Exact-match filters, the same predicate the bulk actions use."""
+    """Exact-match filters (the predicate the bulk actions use too) and ``text``, a
+    case-insensitive search of a record's queue, class, exception, error, worker and
+    arguments (pages only: the bulk actions take the exact filters)."""
 
     queue: str | None = None
     class_name: str | None = None
     exception: str | None = None
+    text: str | None = None
 
     @classmethod
-    def of(cls, queue: str = "", class_name: str = "", exception: str = "") -> FailureFilter:
-        return cls(queue or None, class_name or None, exception or None)
+    def of(
+        cls, queue: str = "", class_name: str = "", exception: str = "", text: str = ""
+    ) -> FailureFilter:
+        return cls(queue or None, class_name or None, exception or None, text or None)
 
     @property
     def active(self) -> bool:
-        return any((self.queue, self.class_name, self.exception))
+        return any((self.queue, self.class_name, self.exception, self.text))
 
     def matches(self, failure: Failure) -> bool:
-        return failure.matches(self.queue, self.class_name, self.exception)
+        return failure.matches(self.queue, self.class_name, self.exception) and (
+            not self.text or self.text.casefold() in _searched(failure)
+        )
 
     def picker(self) -> Callable[[int, bytes], bool]:
         """Whether a record (index, bytes) matches: only records that can match are
-        decoded (``needles``)."""
+        decoded (``needles``; the text, lower-cased, when every encoder writes it as
+        it is)."""
         wanted = needles(self.queue, self.class_name, self.exception)
+        plain = needles(self.text.lower()) if self.text and self.text.isascii() else []
         return lambda index, item: (
-            may_hold(item, wanted) and self.matches(Failure.decode(index, item))
+            may_hold(item, wanted)
+            and (not plain or may_hold(item.lower(), plain))
+            and self.matches(Failure.decode(index, item))
         )
 
     def to_dict(self) -> dict[str, str]:
@@ -65,7 +76,14 @@ class FailureFilter:
             "queue": self.queue or "",
             "class": self.class_name or "",
             "exception": self.exception or "",
+            "text": self.text or "",
         }
+
+
+def _searched(failure: Failure) -> str:
+    """What the text filter searches in a record, case-folded."""
+    fields = (failure.queue, failure.class_name, failure.exception, failure.error, failure.worker)
+    return "\n".join((*fields, args_text(failure.args))).casefold()
 
 
 def failure_view(failure: Failure) -> dict[str, Any]:
@@ -266,13 +284,21 @@ def remove_at(resque: Namespace, index: int) -> bool:
     return resque.failures.remove(index)
 
 
+def _exact(filters: FailureFilter) -> FailureFilter:
+    if filters.text:
+        raise ValueError("a bulk action takes the queue, class and exception filters, not text")
+    return filters
+
+
 def retry_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
+    filters = _exact(filters)
     return resque.failures.requeue_all(
         filters.queue, filters.class_name, filters.exception, progress
     )
 
 
 def remove_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
+    filters = _exact(filters)
     return resque.failures.remove_all(
         filters.queue, filters.class_name, filters.exception, progress=progress
     )
