@@ -284,3 +284,26 @@ def test_live_regions_update_without_a_reload(
     browser.find_element(By.ID, "live-toggle").click()  # pause
     assert browser.find_element(By.ID, "live-toggle").text == "paused"
     browser.execute_script("localStorage.removeItem('pyresque-live')")
+
+
+def test_enqueue_now_and_delete_a_delayed_job(
+    browser: WebDriver, base: str, seeded: Seeded
+) -> None:
+    rq = seeded.resque
+    browser.get(base + "/delayed")
+
+    def row(user: int) -> WebElement:
+        for element in browser.find_elements(By.CSS_SELECTOR, "tr[data-digest]"):
+            if f'"user_id": {user}' in element.text:
+                return element
+        raise AssertionError(f"no delayed row for user {user}")
+
+    row(7).find_element(By.CSS_SELECTOR, "[data-action=enqueue-delayed]").click()
+    assert flash(browser, "queued now") == "Delayed job queued now."
+    queued = [j for j in rq.peek("mail", 0, 20) if j["class"] == "SendReminder"]
+    assert [j["args"] for j in queued] == [[{"user_id": 7}]]
+    row(8).find_element(By.CSS_SELECTOR, "[data-action=remove-delayed]").click()
+    assert flash(browser, "deleted") == "Delayed job deleted."
+    assert dialogs(browser) == [["confirm", "Delete this delayed job?"]]
+    assert rq.redis.zcard(rq.keys.delayed_schedule) == 0
+    assert "No delayed jobs" in browser.find_element(By.TAG_NAME, "main").text

@@ -34,6 +34,8 @@ FLASH = {
     "remove-all-failed": "{n} matching failure(s) removed.",
     "clear-failed": "Failed list cleared ({n} removed).",
     "clear-retried": "{n} retried failure(s) removed.",
+    "enqueue-delayed": "Delayed job queued now.",
+    "remove-delayed": "Delayed job deleted.",
 }
 ERRORS = {
     "stale": "Nothing was done: that item changed or is gone (a worker may have taken it). "

@@ -115,6 +115,12 @@ ACTIONS: dict[str, Callable[[Resque, Mapping[str, Any]], int]] = {
     "remove-failed": lambda r, f: _one(
         failures.remove_failure(r, _index(f), text_param(f, "digest") or None)
     ),
+    "enqueue-delayed": lambda r, f: delayed.take_item(
+        r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "enqueue"
+    ),
+    "remove-delayed": lambda r, f: delayed.take_item(
+        r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "cancel"
+    ),
     "retry-all-failed": lambda r, f: failures.retry_all(r, _filters(f)),
     "remove-all-failed": lambda r, f: failures.remove_all(r, _filters(f)),
     "clear-failed": lambda r, f: failures.clear_failed(r),

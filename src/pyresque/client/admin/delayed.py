@@ -12,9 +12,9 @@ from functools import partial
 from itertools import groupby
 from typing import Any, cast
 
-from pyresque.client.admin.base import Namespace, Problems, as_text, lengths
+from pyresque.client.admin.base import Namespace, Problems, Stale, as_text, lengths
 from pyresque.client.admin.cron import cron_view
-from pyresque.client.admin.items import args_text, decode, finite, job_view
+from pyresque.client.admin.items import args_text, decode, digest, finite, job_view
 from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol.connection import raw
 from pyresque.protocol.delayed import DelayedJob
@@ -152,3 +152,28 @@ def take(
         resque.delayed.take(slot, list(group), action)
         for slot, group in groupby(found, key=lambda j: j.slot)
     )
+
+
+#: Items of one due time's list read per command while looking for an item to take.
+_TAKE_CHUNK = 1000
+
+
+def take_item(resque: Namespace, at: int, item_digest: str, action: str) -> int:
+    """Enqueue now (``action="enqueue"``) or delete (``"cancel"``) the item of
+    ``delayed:<at>`` whose content digest (``items.digest``, as the Delayed page shows
+    it) is ``item_digest``: the list is read a chunk at a time, so a changed list is
+    never acted on at the wrong place. Stale if it is gone (due and moved, say)."""
+    key, start = resque.keys.delayed(at), 0
+    while True:
+        chunk = cast("list[bytes]", resque.redis.lrange(key, start, start + _TAKE_CHUNK - 1))
+        for item in chunk:
+            if digest(raw(item)) == item_digest:
+                taken = resque.delayed.take(at, [DelayedJob.decode(at, raw(item))], action)
+                if taken:
+                    return taken
+                break  # taken by a scheduler meanwhile
+        else:
+            if len(chunk) == _TAKE_CHUNK:
+                start += _TAKE_CHUNK
+                continue
+        raise Stale("that delayed job is gone (it may have become due); nothing was done")
