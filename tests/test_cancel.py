@@ -1,5 +1,5 @@
-"""Cancelling jobs by id (issue 16, section 3, queued and delayed jobs only so far):
-``Resque.cancel``, ``pyresque cancel``. Real Redis, real workers."""
+"""Cancelling queued and delayed jobs by id (issue 16, section 3): ``Resque.cancel``,
+``pyresque cancel``. Real Redis, real workers. Running jobs: test_cancel_running.py."""
 
 from __future__ import annotations
 
@@ -8,12 +8,10 @@ import threading
 import pytest
 from click.testing import CliRunner
 
-from e2e_support import wait_for
 from pyresque import JobCancelled, Resque, Status
 from pyresque.cli.main import main
-from pyresque.client.admin.cancel import running_on
 from pyresque.dev.testing import run_jobs
-from results_jobs import Answer, Plain, WaitsForRelease
+from results_jobs import Answer, Plain
 
 
 def test_a_queued_job_is_cancelled_and_its_waiter_told(rq: Resque) -> None:
@@ -49,23 +47,6 @@ def test_a_delayed_job_is_cancelled(rq: Resque) -> None:
     assert rq.remove_delayed(job_id=later) == 0  # gone already
 
 
-def test_a_running_job_is_reported_not_cancelled(rq: Resque, redis_url: str) -> None:
-    release = f"{rq.keys.prefix}test:release"
-    handle = rq.enqueue_to("r", WaitsForRelease, redis_url, release)
-    assert handle
-    worker = threading.Thread(target=run_jobs, args=(rq, "r"))
-    worker.start()
-    try:  # cancelled now, it would still be queued: wait until a worker holds it
-        wait_for(lambda: running_on(rq, handle), 30, "the job running")
-        outcome = rq.cancel(handle)
-    finally:
-        rq.redis.rpush(release, "go")
-        worker.join(30)
-    assert outcome["cancelled"] is False
-    assert outcome["was"] == "running"
-    assert outcome["worker"]
-
-
 def test_the_cli_cancels_and_says_what_it_could_not(rq: Resque, redis_url: str) -> None:
     handle = rq.enqueue_to("r", Plain, 1)
     assert handle
@@ -76,5 +57,5 @@ def test_the_cli_cancels_and_says_what_it_could_not(rq: Resque, redis_url: str) 
     assert done.output == f"job {handle} cancelled (it was queued)\n"
     again = runner.invoke(main, ["cancel", handle, *args])
     assert again.exit_code == 1
-    assert f"job {handle} is not queued or delayed" in again.output
+    assert f"job {handle} is not queued, delayed or running" in again.output
     assert rq.size("r") == 0

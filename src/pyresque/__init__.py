@@ -12,6 +12,7 @@ import importlib
 from typing import TYPE_CHECKING, Any
 
 from pyresque import moved
+from pyresque.exceptions import Cancelled as Cancelled
 from pyresque.exceptions import DirtyExit as DirtyExit
 from pyresque.exceptions import DontCreate as DontCreate
 from pyresque.exceptions import DontPerform as DontPerform
@@ -85,6 +86,7 @@ _EXPORTS = {
 __all__ = [
     "AsyncResque",
     "Backoff",
+    "Cancelled",
     "Concurrency",
     "Dialect",
     "DirtyExit",

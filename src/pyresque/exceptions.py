@@ -49,6 +49,13 @@ class Interrupted(BaseException):
     __module__ = "pyresque"
 
 
+class Cancelled(Interrupted):
+    """Raised inside a running job that ``Resque.cancel`` stops. The job ends as
+    cancelled: not a failure, not retried, not given back to its queue."""
+
+    __module__ = "pyresque"
+
+
 class DirtyExit(Exception):
     """The process running a job died without reporting how the job ended."""
 
@@ -80,7 +87,7 @@ class JobFailed(Exception):
 
 
 class JobCancelled(Exception):
-    """The job whose result was asked for was cancelled before it ran."""
+    """The job whose result was asked for was cancelled (before or while it ran)."""
 
     __module__ = "pyresque"
 

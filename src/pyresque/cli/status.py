@@ -20,25 +20,23 @@ from pyresque.protocol.status import JobStatus
 @json_option
 @connection_options
 def cancel_command(job_id: str, as_json: bool, redis_url: str | None, namespace: str) -> None:
-    """Cancel a queued or delayed job: it never runs, and its status becomes cancelled.
-
-    A job that is already running is not stopped (not supported yet): this says which
-    worker runs it and exits 1, as it does when no such job is queued or delayed.
+    """Cancel a job: a queued or delayed one never runs; a running one is stopped by
+    its worker within about a second (unless it finishes first). Its status becomes
+    cancelled. Exits 1 when no such job is queued, delayed or running.
     """
     resque = connect(redis_url, namespace)
     outcome = resque.cancel(job_id)
     if as_json:
         print_json(outcome)
+    elif outcome["was"] == "running":
+        click.echo(
+            f"job {printable(job_id)} is running on {printable(outcome['worker'])}: "
+            "told the worker to stop it"
+        )
     elif outcome["cancelled"]:
         click.echo(f"job {printable(job_id)} cancelled (it was {outcome['was']})")
-    if outcome["cancelled"]:
-        return
-    if outcome["was"] == "running":
-        raise click.ClickException(
-            f"job {printable(job_id)} is running on {printable(outcome['worker'])}: "
-            "stopping a running job is not supported yet"
-        )
-    raise click.ClickException(f"job {printable(job_id)} is not queued or delayed")
+    if not outcome["cancelled"]:
+        raise click.ClickException(f"job {printable(job_id)} is not queued, delayed or running")
 
 
 @click.command("status")
@@ -49,13 +47,15 @@ def cancel_command(job_id: str, as_json: bool, redis_url: str | None, namespace:
 def status_command(
     job_id: str, prefix: str, as_json: bool, redis_url: str | None, namespace: str
 ) -> None:
-    """A tracked job's status: waiting, running, failed or complete, and its result.
+    """A tracked job's status: waiting, running, failed, complete or cancelled, its
+    result, and the progress it reported.
 
     Only jobs enqueued with --track (track_status=True) have one; it expires a day
     after the job finished. Exits 1 when there is none.
     """
     resque = connect(redis_url, namespace)
     raw = resque.redis.get(resque.keys.status(job_id, prefix))
+    progress = resque.progress(job_id)
     if raw is None:
         raise click.ClickException(
             f"job {printable(job_id)} has no status: it was not enqueued with --track "
@@ -72,11 +72,17 @@ def status_command(
         "updated": packet.updated,
         "started": packet.started,
         "result": packet.result,
+        "progress": progress.to_dict() if progress else None,
     }
     if as_json:
         print_json(fields)
         return
     click.echo(f"job {printable(job_id)}: {fields['status']}")
     click.echo(f"  updated {when(packet.updated)}, started {when(packet.started)}")
+    if progress is not None:
+        click.echo(
+            f"  progress {progress.fraction:.0%} {printable(progress.message)} "
+            f"({when(progress.updated)})"
+        )
     if packet.result is not None:
         click.echo(f"  result {printable(packet.result)}")

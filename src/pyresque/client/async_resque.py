@@ -14,6 +14,7 @@ Importing this module loads neither the worker nor the synchronous client.
 
 from __future__ import annotations
 
+import asyncio
 import time
 from collections.abc import Iterable
 from datetime import datetime, timedelta
@@ -36,6 +37,7 @@ from pyresque.protocol.durability import Replicas
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect
+from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import JobStatus, Status
 
@@ -45,8 +47,8 @@ __all__ = ["AsyncResque", "Enqueued"]
 class AsyncResque(Producer):
     """``Resque``'s producer API, awaited: ``enqueue``, ``enqueue_to``, ``enqueue_job``,
     ``enqueue_many``, ``enqueue_at``/``enqueue_in`` (and their ``_to`` forms),
-    ``schedule``, ``job_status`` and ``status``. Arguments and returns are
-    ``Resque``'s. ``redis`` is a URL (any form ``Resque`` takes), a
+    ``schedule``, ``job_status``, ``status``, ``result``, ``progress`` and ``cancel``.
+    Arguments and returns are ``Resque``'s. ``redis`` is a URL (any form ``Resque`` takes), a
     ``redis.asyncio.Redis`` client, or None for ``REDIS_URL``; ``durability`` as
     ``Resque``'s (protocol/durability.py). Close it with
     ``await aclose()`` or use it as ``async with AsyncResque(...) as resque``.
@@ -68,6 +70,7 @@ class AsyncResque(Producer):
         )
         self.redis = aio.connect(redis)
         self.durability = durability or durability_from_env()
+        self._twin: Any = None  # a synchronous Resque for the admin calls (``cancel``)
 
     def __repr__(self) -> str:
         return f"AsyncResque({self.redis!r}, namespace={self.namespace!r})"
@@ -242,6 +245,26 @@ class AsyncResque(Producer):
         """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
         packet = await self.job_status(job_id, prefix)
         return packet.status if packet else None
+
+    async def progress(self, job_id: str) -> Progress | None:
+        """``Resque.progress``, awaited."""
+        try:
+            raw = await self.redis.get(self.keys.progress(job_id))
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        except redis.ResponseError:  # a key of another type
+            return None
+        return None if raw is None else Progress.decode(raw)
+
+    async def cancel(self, job_id: str) -> dict[str, Any]:
+        """``Resque.cancel``: a queued, delayed or running job. Run in a thread on a
+        synchronous client to the same server (made on first use): a cancel scans
+        queues and workers, an operator's action, not one per job."""
+        if self._twin is None:
+            from pyresque.client.resque import Resque  # not at import: see the module doc
+
+            self._twin = Resque(aio.sync_twin(self.redis), self.namespace)
+        return await asyncio.to_thread(self._twin.cancel, job_id)
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""

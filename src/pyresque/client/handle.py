@@ -19,6 +19,7 @@ import redis.asyncio
 from pyresque.exceptions import JobCancelled, JobFailed, ResultUnavailable
 from pyresque.protocol.connection import MAX_BLOCK
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ResultRecord
 from pyresque.protocol.status import Status
 
@@ -26,11 +27,15 @@ from pyresque.protocol.status import Status
 class _Producer(Protocol):
     def result(self, job_id: str, timeout: float | None = None) -> Any: ...
     def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+    def progress(self, job_id: str) -> Progress | None: ...
+    def cancel(self, job_id: str) -> dict[str, Any]: ...
 
 
 class _AsyncProducer(Protocol):
     async def result(self, job_id: str, timeout: float | None = None) -> Any: ...
     async def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+    async def progress(self, job_id: str) -> Progress | None: ...
+    async def cancel(self, job_id: str) -> dict[str, Any]: ...
 
 
 _H = TypeVar("_H", bound="_Handle")
@@ -63,8 +68,16 @@ class JobHandle(_Handle):
         return self._producer.result(self, timeout)
 
     def status(self) -> Status | None:
-        """WAITING, RUNNING, FAILED or COMPLETE; None when the status expired."""
+        """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None when the status expired."""
         return self._producer.status(self)
+
+    def progress(self) -> Progress | None:
+        """The job's last reported progress (``Job.progress``), or None."""
+        return self._producer.progress(self)
+
+    def cancel(self) -> dict[str, Any]:
+        """``Resque.cancel`` of this job."""
+        return self._producer.cancel(self)
 
 
 class AsyncJobHandle(_Handle):
@@ -78,6 +91,12 @@ class AsyncJobHandle(_Handle):
 
     async def status(self) -> Status | None:
         return await self._producer.status(self)
+
+    async def progress(self) -> Progress | None:
+        return await self._producer.progress(self)
+
+    async def cancel(self) -> dict[str, Any]:
+        return await self._producer.cancel(self)
 
 
 class Waiting:

@@ -33,6 +33,7 @@ from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
 from pyresque.protocol.payload import Dialect, dumps
+from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import JobStatus, Status
 
@@ -184,6 +185,15 @@ class Resque(Producer, AdminMethods):
         """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
         packet = self.job_status(job_id, prefix)
         return packet.status if packet else None
+
+    def progress(self, job_id: str) -> Progress | None:
+        """The last progress the job reported (``Job.progress``); None if none was (or
+        what the key holds is not a progress record)."""
+        try:
+            raw = self.redis.get(self.keys.progress(job_id))
+        except redis.ResponseError:  # a key of another type: anyone may write it
+            return None
+        return None if raw is None else Progress.decode(raw)
 
     def result(self, job_id: str, timeout: float | None = None) -> Any:
         """The result of a job that stores one (``JobHandle.result``: it waits up to

@@ -49,7 +49,11 @@ class Stop:
         """Count the lease as lost from now for ``seconds``: stop the running jobs now."""
         now = time.monotonic()
         self.held_until, self.lease_deadline = now + seconds, now
-        if self.wakeup_writer >= 0:  # the main thread may be waiting on its job: wake it
+        self.wake()
+
+    def wake(self) -> None:
+        """Wake the main thread if it waits on its job, to look at these flags again."""
+        if self.wakeup_writer >= 0:
             try:
                 os.write(self.wakeup_writer, b"\0")
             except OSError:
@@ -84,6 +88,10 @@ class Executor(Protocol):
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome: ...
+
+    # Stop ``job``, which runs here and whose ``cancel_requested`` is set, as strongly as
+    # the mode allows; it ends with the outcome "cancelled" (``Resque.cancel``).
+    def cancel(self, job: Job, stop: Stop) -> None: ...
 
     # Before the first job, so it finds its processes ready (fork: the zygote).
     def start(self) -> None: ...

@@ -16,8 +16,10 @@ import sys
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from pyresque.exceptions import Interrupted
+from pyresque.protocol import strict_json
 
 HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
 _PR_SET_PDEATHSIG = 1
@@ -113,6 +115,43 @@ def begin(fd: int) -> None:
     the job runs): a child that dies before this never started its job, which then goes
     back to its queue instead of failing (forking.watch)."""
     send(fd, b"")
+
+
+def job_message(queue: str, payload: str, checkpointed: str | None) -> bytes:
+    """What the worker sends a child for a job: its queue, its payload and, for a
+    resumable job with a checkpoint, the checkpoint's JSON after a NUL (no JSON text
+    holds one)."""
+    message = queue.encode() + b"\n" + payload.encode()
+    return message if checkpointed is None else message + b"\0" + checkpointed.encode()
+
+
+def read_job_message(message: bytes) -> tuple[str, bytes, Any]:
+    """The queue, the raw payload and the checkpointed state (or None) of a job message."""
+    queue, _, rest = message.partition(b"\n")
+    raw, _, state = rest.partition(b"\0")
+    return queue.decode(), raw, strict_json.loads(state) if state else None
+
+
+#: The first byte of a job's report (progress, checkpoint) on the outcome pipe; an
+#: outcome is a JSON object, and ``begin`` is empty.
+REPORT = b"\x01"
+
+
+def reporter(fd: int) -> Callable[[str, str], None]:
+    """A job's ``reporter`` in a child: each report goes to the worker on ``fd``."""
+    lock = threading.Lock()  # a job may report from several threads
+
+    def report(kind: str, text: str) -> None:
+        with lock:
+            send(fd, REPORT + kind.encode() + b"\n" + text.encode())
+
+    return report
+
+
+def read_report(message: bytes) -> tuple[str, str]:
+    """The kind and the JSON text of a report message."""
+    kind, _, text = message[1:].partition(b"\n")
+    return kind.decode(errors="replace"), text.decode(errors="replace")
 
 
 def send(fd: int, data: bytes) -> None:

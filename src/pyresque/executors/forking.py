@@ -7,9 +7,11 @@
 * ``PreforkExecutor``: one long-lived child that runs job after job, recycled
   after N jobs or X MB, for isolation without paying a fork per job.
 
-Either way the parent watches the child: a timeout or a TERM sends the child
-TERM (the job sees ``Interrupted`` and its ``finally`` blocks run), then KILL
-after the grace period; a child that dies without reporting is a dirty exit.
+Either way the parent watches the child: a timeout, a TERM or a cancel
+(``Resque.cancel``) sends the child TERM (the job sees ``Interrupted`` and its
+``finally`` blocks run), then KILL after the grace period; a child that dies
+without reporting is a dirty exit. What the job reports meanwhile (progress,
+checkpoints) comes on the outcome pipe too and goes to the job's ``reporter``.
 A lost lease (``Stop.lease_lost``) KILLs the child at once: the job goes back
 to its queue, before any other worker may recover it.
 """
@@ -30,12 +32,17 @@ from pyresque.executors.base import Started, Stop, no_op
 from pyresque.executors.child import (
     HEADER,
     PARENT_FDS,
+    REPORT,
     SPAWN_LOCK,
     Child,
     begin,
     describe_exit,
     fork_child,
+    job_message,
+    read_job_message,
+    read_report,
     receive,
+    reporter,
     send,
 )
 from pyresque.executors.zygote import Zygote
@@ -43,7 +50,7 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry, registry
 from pyresque.jobs.perform import Outcome, notify_failure
 from pyresque.middleware.hooks import Performer
-from pyresque.protocol.payload import Payload
+from pyresque.protocol.payload import Payload, dumps
 
 
 def spawn(body: Callable[[int, int], None]) -> Child:
@@ -61,7 +68,7 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
     exited (and was reaped)."""
     started = time.monotonic()
     buffer = bytearray()
-    reason = ""  # why we stopped the child: interrupted, timeout or killed
+    reason = ""  # why we stopped the child: interrupted, timeout, cancelled or killed
     term_at: float | None = None
     status: int | None = None
     in_main = stop.wakeup_fd >= 0 and _is_main_thread()
@@ -70,9 +77,15 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
 
     def next_message() -> bytes | None:
         nonlocal began
-        while (message := _message(buffer)) == b"":
-            began = True
-        return message
+        while (message := _message(buffer)) is not None:
+            if message == b"":
+                began = True
+            elif message[:1] == REPORT:
+                if job.reporter is not None:
+                    job.reporter(*read_report(message))
+            else:
+                return message
+        return None
 
     while True:
         message = next_message()
@@ -110,6 +123,9 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
         elif term_at is None and stop.interrupt:
             reason, term_at = "interrupted", now
             _kill(child.pid, signal.SIGTERM)
+        elif term_at is None and job.cancel_requested:
+            reason, term_at = "cancelled", now
+            _kill(child.pid, signal.SIGTERM)
         elif term_at is None and timeout and now >= started + timeout:
             reason, term_at = "timeout", now
             _kill(child.pid, signal.SIGTERM)
@@ -122,13 +138,18 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
     if message is not None:
         outcome = Outcome.decode(message)
         if outcome.kind != "interrupted" or reason == "interrupted":
-            return outcome
-    if reason == "interrupted":
-        return Outcome("interrupted")
+            return outcome  # a job that ended before a cancel reached it keeps its outcome
+    if reason in ("interrupted", "cancelled"):
+        return Outcome(reason)
     assert status is not None
     if not began and not reason:  # it died before taking the job (killed while waiting)
         return Outcome("unstarted")
     return _failed(job, DirtyExit(describe_exit(dead_pid, status)), events)
+
+
+def _checkpointed(job: Job) -> str | None:
+    """The checkpoint a job starts from, as the JSON its child decodes."""
+    return None if job.checkpointed is None else dumps(job.checkpointed)
 
 
 def _read_available(fd: int) -> bytes:
@@ -198,7 +219,7 @@ class ForkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        message = job.queue_name.encode() + b"\n" + job.payload.encode().encode()
+        message = job_message(job.queue_name, job.payload.encode(), _checkpointed(job))
         while True:
             child = self.zygote.take()
             try:
@@ -218,6 +239,9 @@ class ForkExecutor:
             if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
                 self.zygote.done(child.pid)
                 child.close()
+
+    def cancel(self, job: Job, stop: Stop) -> None:
+        stop.wake()  # watch() sends the child TERM, then KILL after the grace period
 
     def start(self) -> None:
         self.zygote.start()
@@ -252,7 +276,9 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        child = self._hand_over(job.queue_name.encode() + b"\n" + job.payload.encode().encode())
+        child = self._hand_over(
+            job_message(job.queue_name, job.payload.encode(), _checkpointed(job))
+        )
         started()
         try:
             outcome = watch(child, job, timeout, stop, self.events)
@@ -271,9 +297,10 @@ class PreforkExecutor:
     def _child_loop(self, jobs: int, outcomes: int) -> None:
         while (message := receive(jobs)) is not None:
             begin(outcomes)
-            queue, _, raw = message.partition(b"\n")
+            queue, raw, checkpointed = read_job_message(message)
             payload = Payload.decode(raw)
-            job = self.registry.get(payload.class_name)(payload, queue.decode())
+            job = self.registry.get(payload.class_name)(payload, queue)
+            job.checkpointed, job.reporter = checkpointed, reporter(outcomes)
             self.events.trigger("after_fork", job)
             outcome = self.perform(job)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -305,6 +332,9 @@ class PreforkExecutor:
         child.close()
         if self.child is child:
             self.child = None
+
+    def cancel(self, job: Job, stop: Stop) -> None:
+        pass  # watch() (in a processor thread: it polls) sends TERM, then KILL after the grace
 
     def start(self) -> None:
         self.child = self.child or spawn(self._child_loop)

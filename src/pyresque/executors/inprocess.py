@@ -5,10 +5,11 @@
 * ``asyncio``: ``async def perform`` runs on one shared event loop; N at once.
 * ``fork`` and ``prefork`` run jobs in child processes instead (forking.py).
 
-Timeouts and the TERM grace period are as strong as each mode allows: a child
-process can be killed; Python code in this process can only be interrupted
-(SIGALRM in the main thread, an asynchronous exception in other threads,
-cancellation on the event loop), which cannot stop a C call that never returns.
+Timeouts, the TERM grace period and cancels (``Resque.cancel``) are as strong as
+each mode allows: a child process can be killed; Python code in this process can
+only be interrupted (SIGALRM in the main thread, an asynchronous exception in other
+threads, cancellation on the event loop), which cannot stop a C call that never
+returns.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import time
 from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
-from pyresque.exceptions import Interrupted, JobTimeout
+from pyresque.exceptions import Cancelled, Interrupted, JobTimeout
 from pyresque.executors.base import Started, Stop, no_op
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
@@ -48,9 +49,9 @@ class InlineExecutor:
     def __init__(self, events: Events, middleware: Sequence[object] = ()) -> None:
         self.events = events
         self.perform = Performer(events, middleware)
-        # The running job's stop flags, timeout and end (monotonic), for the alarm
+        # The running job, its stop flags, timeout and end (monotonic), for the alarm
         # handler (None: no job).
-        self._running: tuple[Stop, float | None, float] | None = None
+        self._running: tuple[Job, Stop, float | None, float] | None = None
         self._previous: Any = None  # the SIGALRM handler before ours
 
     def execute(
@@ -59,15 +60,18 @@ class InlineExecutor:
         started()
         if threading.current_thread() is not threading.main_thread():
             # Signals reach only the main thread (a worker run from a thread, as in
-            # tests): no timeout enforcement there.
-            return self.perform(job)
+            # tests): no timeout enforcement there, and a cancel stops only a job that
+            # has not begun.
+            return Outcome("cancelled") if job.cancel_requested else self.perform(job)
         # Installed once, not per job (two system calls); again if a job replaced it.
         if signal.getsignal(signal.SIGALRM) != self._on_alarm:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             self._previous = self._previous if self._previous is not None else previous
-        self._running = (stop, timeout, time.monotonic() + timeout if timeout else math.inf)
+        self._running = (job, stop, timeout, time.monotonic() + timeout if timeout else math.inf)
         try:
             self._arm()
+            if job.cancel_requested:  # cancelled before the alarm handler could see it
+                raise Cancelled("the job was cancelled")
             outcome = self.perform(job)
             self._running = None  # from here the alarm is a no-op (_on_alarm)
             return outcome
@@ -83,7 +87,7 @@ class InlineExecutor:
         a TERM, the grace period's end."""
         if self._running is None:
             return
-        stop, _, ends = self._running
+        _, stop, _, ends = self._running
         at = min(ends, stop.lease_deadline)
         if stop.interrupt:
             at = min(at, stop.interrupted_at + stop.grace)
@@ -93,8 +97,10 @@ class InlineExecutor:
     def _on_alarm(self, signum: int, frame: object) -> None:
         if self._running is None:  # between jobs: nothing to stop
             return
-        stop, timeout, ends = self._running
+        job, stop, timeout, ends = self._running
         now = time.monotonic()
+        if job.cancel_requested:
+            raise Cancelled("the job was cancelled")
         if stop.lease_lost(now):
             raise Interrupted("this worker could not renew its lease in time")
         if stop.grace_over() or (stop.interrupt and now >= ends):
@@ -102,6 +108,13 @@ class InlineExecutor:
         if now >= ends:
             raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
         self._arm()  # the lease was renewed meanwhile
+
+    def cancel(self, job: Job, stop: Stop) -> None:
+        """SIGALRM to the main thread: its handler raises ``Cancelled`` in the job."""
+        if self._running is not None and self._running[0] is job:
+            main = threading.main_thread().ident
+            assert main is not None
+            signal.pthread_kill(main, signal.SIGALRM)
 
     def start(self) -> None:
         pass
@@ -113,10 +126,10 @@ class InlineExecutor:
 
 
 def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Outcome:
-    """A timeout or a TERM that fired just as the job returned, outside its own ``try``:
-    the job's outcome, never an error of the processor."""
+    """A timeout, a TERM or a cancel that fired just as the job returned, outside its own
+    ``try``: the job's outcome, never an error of the processor."""
     if isinstance(exc, Interrupted):
-        return Outcome("interrupted")
+        return Outcome.stopped(exc)
     notify_failure(job, exc, events)
     return Outcome.failed(exc)
 
@@ -146,6 +159,8 @@ class ThreadExecutor:
         try:
             with self._guard:
                 self._job_thread = threading.get_ident()
+            if job.cancel_requested:  # cancelled before there was a thread to interrupt
+                raise Cancelled("the job was cancelled")
             outcome = run()
             self._leave()
             return outcome
@@ -160,6 +175,11 @@ class ThreadExecutor:
             if self._job_thread is not None:
                 _cancel_interrupt(self._job_thread)
                 self._job_thread = None
+
+    def cancel(self, job: Job, stop: Stop) -> None:
+        """``Cancelled`` in the job's thread, at its next Python instruction; an ``async
+        def perform`` waits there, so its task is cancelled (at its next ``await``)."""
+        self.interrupt(Cancelled)
 
     def interrupt(self, exc: type[BaseException]) -> bool:
         """Raise ``exc`` in the job's thread if a job is running there; False if none is."""

@@ -42,7 +42,9 @@ from pyresque.executors.child import (
     close_inherited,
     die_with_parent,
     fork_child,
+    read_job_message,
     receive,
+    reporter,
     send,
 )
 from pyresque.jobs import apps
@@ -345,9 +347,10 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, perform: Performer) 
     if message is None:
         return
     begin(outcomes_fd)
-    queue, _, raw = message.partition(b"\n")
+    queue, raw, checkpointed = read_job_message(message)
     payload = Payload.decode(raw)
-    job = jobs.get(payload.class_name)(payload, queue.decode())
+    job = jobs.get(payload.class_name)(payload, queue)
+    job.checkpointed, job.reporter = checkpointed, reporter(outcomes_fd)
     perform.events.trigger("after_fork", job)
     send(outcomes_fd, perform(job).encode())
 

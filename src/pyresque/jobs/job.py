@@ -18,6 +18,7 @@ from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.typed import Performs, Producer, positional
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.payload import Payload
+from pyresque.protocol.progress import checkpoint_json, progress_json
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -54,6 +55,9 @@ class Job:
     #: ``result_ttl`` (seconds) implies it. Kept one day by default (protocol/results.py).
     store_result: ClassVar[bool] = False
     result_ttl: ClassVar[int | None] = None
+    #: Read the job's last checkpoint (``self.checkpoint``) into ``self.checkpointed``
+    #: before each run: one GET per job of this class, none for other classes.
+    resumable: ClassVar[bool] = False
 
     def __init_subclass__(
         cls, *, name: str | None = None, register: bool = True, **kwargs: Any
@@ -71,9 +75,32 @@ class Job:
         #: php-resque's ``$this->args``: the first argument (the data given to enqueue).
         self.args: Any = payload.data
         self.job_id: str | None = payload.id
+        #: The state of the last ``checkpoint`` of an earlier run (``resumable`` jobs), or None.
+        self.checkpointed: Any = None
+        #: Set (in the worker) when ``Resque.cancel`` asked to stop this job.
+        self.cancel_requested = False
+        # Where ``progress`` and ``checkpoint`` go (set where the job runs): a kind and
+        # the report's JSON. None: nobody listens (a job run outside a worker).
+        self.reporter: Callable[[str, str], None] | None = None
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        """Report how far the job is, from 0.0 to 1.0, and what it does. Cheap: the
+        worker writes the latest report a few times a second at most
+        (``JobHandle.progress``, ``pyresque status``, the dashboard)."""
+        text = progress_json(fraction, message)
+        if self.reporter is not None and self.job_id:
+            self.reporter("progress", text)
+
+    def checkpoint(self, state: Any) -> None:
+        """Save ``state`` (JSON): a run of this job after a crash, a retry or a TERM
+        starts with it in ``checkpointed`` (when the class is ``resumable``). Written
+        by the worker within a fraction of a second; deleted when the job ends."""
+        text = checkpoint_json(state)
+        if self.reporter is not None and self.job_id:
+            self.reporter("checkpoint", text)
 
     def set_up(self) -> None:
         """Runs before ``perform``; may raise ``DontPerform``."""

@@ -10,7 +10,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any
 
-from pyresque.exceptions import DirtyExit
+from pyresque.exceptions import Cancelled, DirtyExit, Interrupted
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.protocol import strict_json
@@ -23,8 +23,9 @@ log = logging.getLogger("pyresque.job")
 @dataclass
 class Outcome:
     """How a job ended. ``kind`` is ok, skipped (DontPerform), failed, interrupted,
-    unstarted (the process that was to run it died before it began: it is requeued) or
-    deferred (a limit refused it before it ran: it waits, parked or delayed)."""
+    cancelled (``Resque.cancel`` stopped it), unstarted (the process that was to run it
+    died before it began: it is requeued) or deferred (a limit refused it before it
+    ran: it waits, parked or delayed)."""
 
     kind: str
     result: Any = None
@@ -42,6 +43,11 @@ class Outcome:
         """A failure with ``exc``'s name, message and backtrace, whatever ``exc`` is."""
         backtrace = [storable(line) for line in backtrace_of(exc)]
         return cls("failed", None, exception_name(exc), storable(_str(exc)), backtrace)
+
+    @classmethod
+    def stopped(cls, exc: Interrupted) -> Outcome:
+        """A job stopped from outside: cancelled (``Cancelled``) or interrupted."""
+        return cls("cancelled" if isinstance(exc, Cancelled) else "interrupted")
 
     @property
     def ok(self) -> bool:

@@ -105,8 +105,8 @@ class Performer:
             result = self._chain(job, last)
         except DontPerform:
             return Outcome("skipped")
-        except Interrupted:
-            return Outcome("interrupted")
+        except Interrupted as exc:  # TERM, or Resque.cancel
+            return Outcome.stopped(exc)
         # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
         # Object): the worker's own signals reach a job only as Interrupted.
         except BaseException as exc:

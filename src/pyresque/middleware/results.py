@@ -2,7 +2,8 @@
 ``result_ttl``, or the enqueue's ``result_ttl`` payload field) gets its return value,
 or its final failure, stored by the finish call (``FinishPlan.result_ttl``,
 lib_finish.lua), in the same atomic step that records its end. A value that is not
-JSON fails the job, saying so, instead of storing its repr."""
+JSON fails the job, saying so, instead of storing its repr. A job cancelled while it
+ran gets a ``cancelled`` record whether it asked for a result or not."""
 
 from __future__ import annotations
 
@@ -12,7 +13,7 @@ from collections.abc import Callable
 from pyresque.exceptions import ResultNotJSON
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
-from pyresque.protocol.results import ttl_for
+from pyresque.protocol.results import DEFAULT_RESULT_TTL, ttl_for
 
 
 def result_ttl(work: Work) -> int:
@@ -46,4 +47,6 @@ class Results:
 
     def finishing(self, work: Work, outcome: Outcome, plan: FinishPlan) -> FinishPlan:
         ttl = result_ttl(work)
+        if outcome.kind == "cancelled" and work.payload is not None and work.payload.id:
+            ttl = ttl or DEFAULT_RESULT_TTL  # as for a queued job cancelled: waiters are told
         return dataclasses.replace(plan, result_ttl=ttl) if ttl else plan

@@ -37,7 +37,7 @@ class Retries:
         payload = work.payload
         if payload is None:  # malformed: no retry
             return plan
-        if outcome.ok:
+        if outcome.ok or outcome.kind == "cancelled":  # a cancelled job is not retried
             self.retry_state.forget(payload)
             return plan
         try:

@@ -62,7 +62,7 @@ class Work:
 class FinishPlan:
     """What the finish step does for one job, besides counting it."""
 
-    outcome: str  # ok, failed or retry
+    outcome: str  # ok, failed, retry or cancelled
     retry_at: int = 0  # when it runs again (retry)
     retry_item: str = ""  # the delayed item of its next attempt (retry)
     lock: UniqueLock | None = None  # the unique lock to release
@@ -134,6 +134,8 @@ class FinishPlan:
 
 def _result(outcome: Outcome) -> str:
     """The result record of a job that ended with ``outcome`` (results.py)."""
+    if outcome.kind == "cancelled":
+        return ResultRecord.cancelled_json()
     if outcome.ok:
         return ResultRecord.ok_json(outcome.result_json())
     return ResultRecord.failed_json(outcome.exception, outcome.error, outcome.backtrace)

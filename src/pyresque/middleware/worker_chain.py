@@ -76,7 +76,8 @@ class WorkerChain:
 
     def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
         """What the finish call records: each ``finishing`` amends the plan in turn."""
-        plan = FinishPlan("ok" if outcome.ok else "failed")
+        kind = "cancelled" if outcome.kind == "cancelled" else "ok" if outcome.ok else "failed"
+        plan = FinishPlan(kind)
         for step in self._finishing.steps():
             plan = step(work, outcome, plan)
         return plan

@@ -158,3 +158,29 @@ async def run_many(
     if isinstance(acked, Exception):
         raise acked
     return [*replies, acked] if wait is not None else replies
+
+
+#: The synchronous connection class of each asyncio one ``sync_twin`` can copy.
+_SYNC_CONNECTIONS: dict[str, type[redis.Connection | redis.UnixDomainSocketConnection]] = {
+    "Connection": redis.Connection,
+    "SSLConnection": redis.SSLConnection,
+    "UnixDomainSocketConnection": redis.UnixDomainSocketConnection,
+}
+#: Connection settings that are asyncio objects: the twin uses its own.
+_ASYNC_ONLY = ("retry", "redis_connect_func", "connection_pool")
+
+
+def sync_twin(client: redis.asyncio.Redis) -> redis.Redis:
+    """A synchronous client to the server ``client`` talks to, with its settings, for
+    the admin calls ``AsyncResque`` runs in a thread. ``ValueError`` for a client
+    whose connections cannot be copied (one that Sentinel manages)."""
+    pool = client.connection_pool
+    connection = _SYNC_CONNECTIONS.get(pool.connection_class.__name__)
+    if connection is None:
+        raise ValueError(
+            f"{pool.connection_class.__name__} connections cannot be copied to a "
+            "synchronous client: use Resque for this call"
+        )
+    kwargs = {k: v for k, v in pool.connection_kwargs.items() if k not in _ASYNC_ONLY}
+    sync_pool = redis.ConnectionPool(connection_class=connection, **kwargs)
+    return redis.Redis(connection_pool=sync_pool)

@@ -122,12 +122,20 @@ class Keys:
         """A list that gets one element when the result is stored: waiters block on it."""
         return f"{self.prefix}pyresque:result-ready:{job_id}"
 
+    def progress(self, job_id: str) -> str:
+        """A running job's last reported progress (JSON, with a TTL: progress.py)."""
+        return f"{self.prefix}pyresque:progress:{job_id}"
+
+    def checkpoint(self, job_id: str) -> str:
+        """A job's last checkpoint (JSON, with a TTL), deleted once the job has ended."""
+        return f"{self.prefix}pyresque:checkpoint:{job_id}"
+
     def paused(self, worker_id: str) -> str:
         """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
         return f"{self.prefix}pyresque:paused:{worker_id}"
 
     def control(self, worker_id: str) -> str:
-        """A list of commands (quit, pause, resume) for one worker, from any host."""
+        """A list of commands (quit, pause, resume, cancel <id>) for one worker, from any host."""
         return f"{self.prefix}pyresque:control:{worker_id}"
 
     def history(self, metric: str, unit: str, bucket: int) -> str:

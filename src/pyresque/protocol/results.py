@@ -29,7 +29,7 @@ MAX_RESULT_TTL = 315_360_000
 class ResultRecord:
     """``status`` is ``ok`` (``value`` is the job's return value), ``failed``
     (``exception``, ``error`` and ``backtrace`` describe the final failure) or
-    ``cancelled`` (``Resque.cancel`` took it before it ran)."""
+    ``cancelled`` (``Resque.cancel`` took it before it ran, or stopped it)."""
 
     status: str
     value: Any = None

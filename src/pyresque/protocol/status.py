@@ -29,7 +29,8 @@ class Status(IntEnum):
     RUNNING = 2
     FAILED = 3
     COMPLETE = 4
-    #: pyresque's own: ``Resque.cancel`` took it before it ran (php-resque has no such state).
+    #: pyresque's own: ``Resque.cancel`` took it before it ran or stopped it while it ran
+    #: (php-resque has no such state; its ``Resque_Job_Status::get`` returns the number 5).
     CANCELLED = 5
 
     @property

@@ -14,6 +14,7 @@ from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
+from pyresque.worker.running_jobs import RunningJobs
 
 
 class Host(Protocol):
@@ -31,6 +32,7 @@ class Host(Protocol):
     running_marker: RunningMarker
     recovery: Recovery
     middleware: WorkerChain
+    running_jobs: RunningJobs
 
     def lease_ok(self) -> bool: ...
 

@@ -240,8 +240,8 @@ class Processor:
     def _run(self, work: Work) -> Outcome:
         try:
             return self.worker.middleware.process(work, lambda: self._dispatch(work))
-        except Interrupted:  # TERM arrived just outside the job's own try
-            return Outcome("interrupted")
+        except Interrupted as exc:  # TERM (or a cancel) arrived just outside the job's own try
+            return Outcome.stopped(exc)
         except (WorkerBroken, *REDIS_DOWN):
             raise  # not the job's fault: the worker exits, or waits for Redis
         except Exception as exc:  # a fault outside the job's own code (middleware, executor)
@@ -257,15 +257,16 @@ class Processor:
         )
         self.deadline = time.monotonic() + float(work.timeout) if work.timeout else None
         self.timed_out = False
-        self.running_inline = self.executor.runs_in_thread
-        self.busy = True
+        self.running_inline, self.busy = self.executor.runs_in_thread, True
+        worker.running_jobs.begin(job, self.executor)  # cancel, reports (running_jobs.py)
         try:
             outcome = self.executor.execute(
                 job, work.timeout, worker.stop, lambda: self._running(work)
             )
-        except Interrupted:  # TERM arrived just outside the job's own try
-            outcome = Outcome("interrupted")
+        except Interrupted as exc:  # TERM (or a cancel) arrived just outside the job's own try
+            outcome = Outcome.stopped(exc)
         finally:
+            worker.running_jobs.end(job)
             if self._mark is not None:
                 self._mark.finish()
                 self._mark = None
@@ -339,6 +340,7 @@ class Processor:
         worker.middleware.finished(work, plan, recorded)  # wakes waiters, counts history
         worker.release(claim.token)
         if recorded:
+            worker.running_jobs.finished(work.job, plan)  # its checkpoint goes
             worker.count(plan.outcome != "failed")
         else:
             log.warning(
@@ -395,6 +397,4 @@ def _log(work: Work, outcome: Outcome) -> None:
 
 def _name(claim: Claim, payload: Payload | None) -> str:
     """How the log names a job: its id, else its class, else its claim token."""
-    if payload is not None:
-        return payload.id or payload.class_name
-    return claim.token
+    return (payload.id or payload.class_name) if payload is not None else claim.token

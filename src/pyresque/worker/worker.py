@@ -31,8 +31,9 @@ from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
-from pyresque.protocol.commands import COMMANDS
+from pyresque.protocol.commands import COMMANDS, cancelled_id
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
+from pyresque.protocol.reports import ReportWriter
 from pyresque.protocol.running import RunningMarker
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
@@ -45,6 +46,7 @@ from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions, make_executors
 from pyresque.worker.processor import Processor
 from pyresque.worker.recovery import Recovery, started_text, worker_keys
+from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
 
 log = logging.getLogger("pyresque.worker")
@@ -119,6 +121,8 @@ class Worker(Signals):
             and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
         )
         self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
+        self.reports = ReportWriter(self._lease_redis, keys)  # progress, checkpoints
+        self.running_jobs = RunningJobs(resque.redis, keys, self.reports, self.stop)
         self._watchdog = Supervised("watchdog", log, 0.1)
         self._lease_lost_logged = False
         self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)
@@ -231,6 +235,7 @@ class Worker(Signals):
         self.heartbeat.renew()
         self.heartbeat.start()
         self.running_marker.start()
+        self.reports.start()
         if self._on_ready:
             self._on_ready()
         if self.scheduler is not None:
@@ -249,6 +254,7 @@ class Worker(Signals):
             self.scheduler.stop()
         self.heartbeat.stop()
         self.running_marker.stop()
+        self.reports.stop()
         self._lease_redis.close()
         for processor in self.processors:
             processor.close()
@@ -355,7 +361,12 @@ class Worker(Signals):
     # --- commands ----------------------------------------------------------------
 
     def _command(self, command: str) -> None:
-        """A ``pyresque ctl`` command, from the heartbeat thread: deliver it as a signal."""
+        """A ``pyresque ctl`` command, from the heartbeat thread: deliver it as a signal;
+        ``cancel <id>`` stops that job if it runs here."""
+        job_id = cancelled_id(command)
+        if job_id is not None:
+            self.running_jobs.cancel(job_id)
+            return
         sig = COMMANDS.get(command)
         if sig is None:
             log.warning("ignoring unknown control command %r", command)

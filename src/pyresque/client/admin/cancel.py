@@ -1,7 +1,9 @@
 """Cancelling a job by id (``Resque.cancel``, ``pyresque cancel``): a queued or
 delayed job is removed and recorded as cancelled, so it never runs and whoever waits
-for its result learns it at once. A job already running is found and reported, not
-stopped (stopping running jobs is not built yet)."""
+for its result learns it at once. A running job is found in the in-flight hashes and
+its worker is told (``cancel <id>`` on its control list, read by its heartbeat within
+about a second); the worker stops it and records it as cancelled
+(worker/running_jobs.py), unless it finished first."""
 
 from __future__ import annotations
 
@@ -10,6 +12,7 @@ from typing import Any, cast
 from pyresque.client.admin import delayed, queues
 from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
+from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
 from pyresque.protocol.status import cancelled_packet
@@ -17,7 +20,8 @@ from pyresque.protocol.status import cancelled_packet
 
 def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     """Cancel ``job_id``. Returns ``{"id", "cancelled": bool, "was": "queued" |
-    "delayed" | "running" | None, "worker": the worker running it, or None}``."""
+    "delayed" | "running" | None, "worker": the worker running it, or None}``; for a
+    running job, ``cancelled`` means its worker was told to stop it."""
     was: str | None = None
     for queue in queues.names(resque):
         if queues.dequeue(resque, queue, job_id=job_id):
@@ -28,9 +32,11 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         _record(resque, job_id)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}
     worker = running_on(resque, job_id)
+    if worker is not None:
+        resque.redis.rpush(resque.keys.control(worker), cancel_command(job_id))
     return {
         "id": job_id,
-        "cancelled": False,
+        "cancelled": worker is not None,
         "was": "running" if worker else None,
         "worker": worker,
     }

@@ -42,9 +42,9 @@ class AdminMethods:
         return queues.remove_queue(self, queue)
 
     def cancel(self: Namespace, job_id: str) -> dict[str, Any]:
-        """Cancel a queued or delayed job: it never runs, its status becomes CANCELLED
-        and its result waiters get ``JobCancelled``. A running job is reported
-        (``"was": "running"``, its ``"worker"``), not stopped (client/admin/cancel.py)."""
+        """Cancel a queued, delayed or running job: its status becomes CANCELLED and its
+        result waiters get ``JobCancelled``. A running job's worker stops it within
+        about a second, unless it finished first (client/admin/cancel.py)."""
         return cancel.cancel(self, job_id)
 
     def remove(self: Namespace, queue: str, items: list[bytes]) -> int:

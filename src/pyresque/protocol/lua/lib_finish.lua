@@ -25,7 +25,8 @@ end
 -- delayed:<ts> and timestamps:<item> (a next attempt); the unique lock; the result
 -- key and its ready list (a[13]); and last, the slots zsets of the job's concurrency limits
 -- a[1] claim token
--- a[2] 'ok', 'failed' or 'retry' (counted as processed; runs again at a[6])
+-- a[2] 'ok', 'failed', 'retry' (counted as processed; runs again at a[6]) or 'cancelled'
+--   (Resque.cancel stopped it: processed, not failed; status 5)
 -- a[3] result (JSON)   a[4] failure record (JSON, when failed)
 -- a[5] '1' when a status key is given
 -- a[6] timestamp of the next attempt or ''   a[7] 'delayed:<ts>'   a[8] its item (JSON)
@@ -77,6 +78,8 @@ local function finish(k, a)
     redis.call('RPUSH', k[failed_key + 2], a[4])
   elseif a[2] == 'retry' then
     code = 1
+  elseif a[2] == 'cancelled' then
+    code = 5
   end
   if status_key then
     set_status(status_key, code, a[3])

@@ -1,0 +1,135 @@
+"""Cancelling a running job (issue 16, section 3): ``Resque.cancel`` finds the worker
+process that runs it and that worker stops it, in every execution mode, recording it
+as cancelled (not failed, not retried, not requeued); progress reports on the way.
+Real Redis, real ``pyresque worker`` processes."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from pathlib import Path
+from typing import cast
+
+import pytest
+from click.testing import CliRunner
+
+from control_jobs import Endless, EndlessAsync, Quick
+from e2e_support import Proc, Procs, wait_for
+from pyresque import AsyncResque, JobCancelled, Resque, Status
+from pyresque.cli.main import main
+from pyresque.client.admin.cancel import running_on
+
+JOBS = Path(__file__).resolve().parent / "control_jobs.py"
+
+
+def start_worker(procs: Procs, namespace: str, mode: str, *extra: str) -> Proc:
+    args = ["worker", "--app", str(JOBS), "--redis-url", procs.redis_url]
+    args += ["--namespace", namespace, "--queue", "ctl", "--mode", mode, *extra]
+    return procs.cli(args, namespace)
+
+
+def listed(rq: Resque, name: str) -> list[str]:
+    values = cast("list[bytes]", rq.redis.lrange(f"{rq.namespace}:ctl:{name}", 0, -1))
+    return [v.decode() for v in values]
+
+
+def started(rq: Resque, tag: str) -> bool:
+    return any(entry.startswith(f"{tag}:") for entry in listed(rq, "started"))
+
+
+@pytest.mark.parametrize("mode", ["fork", "prefork", "inline", "threads", "asyncio"])
+def test_a_running_job_is_cancelled_on_another_worker_process(
+    procs: Procs, rq: Resque, namespace: str, mode: str
+) -> None:
+    job = EndlessAsync if mode == "asyncio" else Endless
+    concurrent = mode in ("prefork", "threads", "asyncio")
+    doomed = rq.enqueue_to("ctl", job, "a", track_status=True)
+    other = rq.enqueue_to("ctl", job, "b", track_status=True) if concurrent else None
+    assert doomed
+    start_worker(procs, namespace, mode, *(["--concurrency", "2"] if concurrent else []))
+    wait_for(lambda: started(rq, "a") and running_on(rq, doomed), message="job a running")
+    progress = wait_for(lambda: rq.progress(doomed), message="job a's progress")
+    assert (progress.fraction, progress.message) == (0.25, "working on a")
+
+    outcome = rq.cancel(doomed)
+    assert outcome["cancelled"] is True
+    assert outcome["was"] == "running"
+    with pytest.raises(JobCancelled):
+        doomed.result(timeout=30)
+    assert doomed.status() == Status.CANCELLED
+    wait_for(lambda: "a" in listed(rq, "finally"), message="job a's finally block")
+    assert rq.failures.count() == 0  # not a failure
+    assert rq.size("ctl") == 0  # not requeued
+    assert rq.redis.zcard(rq.keys.delayed_schedule) == 0  # not retried
+    assert running_on(rq, doomed) is None
+    if other is not None:  # the worker's other job runs on
+        assert other.status() == Status.RUNNING
+        assert "b" not in listed(rq, "finally")
+        assert rq.cancel(other)["cancelled"]
+        with pytest.raises(JobCancelled):
+            other.result(timeout=30)
+    after = rq.enqueue_to("ctl", Quick, 7)
+    assert after
+    assert after.result(timeout=30) == 7  # and the worker goes on taking jobs
+    assert rq.stat("failed") == 0
+
+
+def test_asyncresque_and_the_cli_cancel_a_running_job(
+    procs: Procs, rq: Resque, namespace: str, redis_url: str
+) -> None:
+    first = rq.enqueue_to("ctl", Endless, "a")
+    second = rq.enqueue_to("ctl", Endless, "b")
+    assert first
+    assert second
+    start_worker(procs, namespace, "threads", "--concurrency", "2")
+    wait_for(lambda: running_on(rq, first) and running_on(rq, second), message="both running")
+
+    async def cancel() -> dict[str, object]:
+        async with AsyncResque(redis_url, namespace=namespace) as aresque:
+            return await aresque.cancel(first)
+
+    assert asyncio.run(cancel())["was"] == "running"
+    cli = ["cancel", second, "--redis-url", redis_url, "--namespace", namespace]
+    done = CliRunner().invoke(main, cli)
+    assert done.exit_code == 0, done.output
+    assert f"job {second} is running on " in done.output
+    for handle in (first, second):
+        with pytest.raises(JobCancelled):
+            handle.result(timeout=30)
+    gone = CliRunner().invoke(main, cli)
+    assert gone.exit_code == 1
+    assert "is not queued, delayed or running" in gone.output
+
+
+def test_a_cancel_racing_the_finish_is_harmless(procs: Procs, rq: Resque, namespace: str) -> None:
+    """Cancels sent while short jobs are claimed, run and finished: each job ends once,
+    either with its result or cancelled, never failed, lost or both."""
+    handles = [rq.enqueue_to("ctl", Quick, n) for n in range(300)]
+    start_worker(procs, namespace, "threads", "--concurrency", "4")
+    stop = threading.Event()
+
+    def cancel_all() -> None:
+        while not stop.is_set():
+            for handle in handles[::-1]:
+                assert handle
+                rq.cancel(handle)
+
+    canceller = threading.Thread(target=cancel_all)
+    canceller.start()
+    try:
+        ended = {}
+        for n, handle in enumerate(handles):
+            assert handle
+            try:
+                assert handle.result(timeout=60) == n
+                ended[handle] = Status.COMPLETE
+            except JobCancelled:
+                ended[handle] = Status.CANCELLED
+    finally:
+        stop.set()
+        canceller.join(60)
+    assert len(ended) == 300
+    assert rq.failures.count() == 0
+    assert rq.size("ctl") == 0
+    for handle, status in ended.items():  # the status says what the result says
+        assert handle.status() == status, handle
