@@ -25,7 +25,10 @@ def cancel_command(job_id: str, as_json: bool, redis_url: str | None, namespace:
     cancelled. Exits 1 when no such job is queued, delayed or running.
     """
     resque = connect(redis_url, namespace)
-    outcome = resque.cancel(job_id)
+    try:
+        outcome = resque.cancel(job_id)
+    except ValueError as exc:  # an id that is not text (bytes no encoding makes text of)
+        raise click.ClickException(str(exc)) from None
     if as_json:
         print_json(outcome)
     elif outcome["was"] == "running":

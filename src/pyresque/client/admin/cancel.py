@@ -21,7 +21,12 @@ from pyresque.protocol.status import cancelled_packet
 def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     """Cancel ``job_id``. Returns ``{"id", "cancelled": bool, "was": "queued" |
     "delayed" | "running" | None, "worker": the worker running it, or None}``; for a
-    running job, ``cancelled`` means its worker was told to stop it."""
+    running job, ``cancelled`` means its worker was told to stop it. ``ValueError``
+    for an id that is not text Redis can hold (a lone surrogate)."""
+    try:
+        job_id.encode()
+    except UnicodeEncodeError:
+        raise ValueError(f"job id {job_id!r} is not valid UTF-8 text") from None
     was: str | None = None
     for queue in queues.names(resque):
         if queues.dequeue(resque, queue, job_id=job_id):
