@@ -16,7 +16,7 @@ import redis
 
 from pyresque.cli.dev import demo_command, server_command
 from pyresque.cli.failed import failed_group
-from pyresque.cli.queues import enqueue_command
+from pyresque.cli.queues import enqueue_command, forget_idle_queues_command
 from pyresque.cli.schedule import cron_group, delayed_group
 from pyresque.cli.status import cancel_command, status_command
 from pyresque.cli.support import fail, printable
@@ -73,6 +73,7 @@ for _command in (
     worker_command,
     scheduler_command,
     enqueue_command,
+    forget_idle_queues_command,
     info_command,
     workers_command,
     ctl_command,

@@ -97,6 +97,17 @@ class Keys:
         return f"{self.prefix}pyresque:wake:{queue}"
 
     @property
+    def queues_idle(self) -> str:
+        """Sorted set: queue name -> when it was first seen empty and unwatched (ms),
+        while ``forget_idle_queues`` runs (client/admin/idle_queues.py)."""
+        return f"{self.prefix}pyresque:queues-idle"
+
+    @property
+    def queues_forgotten(self) -> str:
+        """Sorted set: queue name -> when ``forget_idle_queues`` forgot it (ms)."""
+        return f"{self.prefix}pyresque:queues-forgotten"
+
+    @property
     def queues_changed(self) -> str:
         """A wake-up list for workers with globs: a token means "a new queue exists"."""
         return f"{self.prefix}pyresque:queues-changed"

@@ -38,6 +38,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "failed_remove_at": (),
     "failed_trim": (),
     "lengths": (),
+    "queues_forget": ("clock",),
     "queue_detach": (),
     "queue_drain": ("lock",),
     "enqueue_unique": ("lock", "push"),

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyresque.client.admin import cancel, delayed, queues, stats
+from pyresque.client.admin import cancel, delayed, idle_queues, queues, stats
 from pyresque.client.admin.base import Namespace
 from pyresque.jobs.job import JobRef
 from pyresque.protocol.delayed import DelayedJob
@@ -40,6 +40,12 @@ class AdminMethods:
         """Delete a queue and forget its name; returns how many jobs it held. The
         unique locks of its jobs are released."""
         return queues.remove_queue(self, queue)
+
+    def forget_idle_queues(self: Namespace, idle: float) -> dict[str, list[str]]:
+        """Take out of the ``queues`` set the queues empty and named by no worker at
+        every call for ``idle`` seconds (opt-in: Resque keeps every name; see
+        client/admin/idle_queues.py). Returns the names forgotten and restored."""
+        return idle_queues.forget_idle_queues(self, idle)
 
     def cancel(self: Namespace, job_id: str) -> dict[str, Any]:
         """Cancel a queued, delayed or running job: its status becomes CANCELLED and its
