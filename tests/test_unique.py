@@ -112,11 +112,12 @@ def test_until_queued_dedupes_scheduled_jobs_until_they_are_queued(
 
 
 def test_until_ttl_only_expires(rq: Resque, redis_client: redis.Redis, namespace: str) -> None:
-    timed = Unique(until="ttl", ttl=0.2)
+    # Long enough for the drain on a loaded machine (it failed at 0.2 s, load 16).
+    timed = Unique(until="ttl", ttl=3)
     assert rq.enqueue("q", UniqueReport, 1, unique=timed) is not None
     drain(rq)
     assert rq.enqueue("q", UniqueReport, 1, unique=timed) is None  # ran, still locked
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + 15
     while locks(redis_client, namespace):
         assert time.monotonic() < deadline
         time.sleep(0.01)
