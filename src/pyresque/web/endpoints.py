@@ -60,7 +60,10 @@ PAGES: dict[str, tuple[str, Loader]] = {
         ),
     ),
     "delayed": ("delayed.html", lambda r, p: delayed.delayed_page(r, int_param(p, "start"))),
-    "stats": ("stats.html", lambda r, p: stats.stats_page(r)),
+    "stats": (
+        "stats.html",
+        lambda r, p: stats.stats_page(r, _range(p), _optional(p, "end")),
+    ),
 }
 
 
@@ -81,6 +84,14 @@ def _filters(form: Mapping[str, Any]) -> failures.FailureFilter:
         text_param(form, "exception"),
         text_param(form, "q"),
     )
+
+
+def _range(params: Mapping[str, Any]) -> str:
+    """The Stats chart's range: one of ``stats.RANGES`` (24 hours when absent)."""
+    span = text_param(params, "range") or "24h"
+    if span not in stats.RANGES:
+        raise web_safe.BadParameter(f"range must be one of {', '.join(stats.RANGES)}")
+    return span
 
 
 def _need(form: Mapping[str, Any], name: str) -> str:

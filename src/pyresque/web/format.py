@@ -58,6 +58,15 @@ def fmt_when(value: Any, relative: bool = False, now: float | None = None) -> Ma
     return Markup('<time datetime="{}" title="{}">{}</time>').format(iso, title, shown)
 
 
+def fmt_step(seconds: int) -> str:
+    """A chart bucket's length: ``minute``, ``10 minutes``, ``hour``, ``3 hours``."""
+    for size, unit in ((86400, "day"), (3600, "hour"), (60, "minute")):
+        if seconds >= size and seconds % size == 0:
+            n = seconds // size
+            return unit if n == 1 else f"{n} {unit}s"
+    return f"{seconds} seconds"
+
+
 def fmt_ms(ms: float | str | None) -> str:
     if ms is None:
         return "—"
@@ -82,6 +91,7 @@ FILTERS: dict[str, Callable[..., str]] = {
     "ago": fmt_ago,
     "when": fmt_when,
     "ms": fmt_ms,
+    "step": fmt_step,
     "num": fmt_num,
     "qpath": fmt_qpath,
 }

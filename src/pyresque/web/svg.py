@@ -13,8 +13,8 @@ from typing import Any
 
 from markupsafe import Markup, escape
 
-#: Points up to which each bucket gets a hover tooltip (``<title>``).
-_TOOLTIPS_UP_TO = 180
+#: Points up to which each bucket gets a hover tooltip (``<title>``) and a zoom link.
+_TOOLTIPS_UP_TO = 240
 
 
 def nice_max(value: float) -> float:
@@ -28,9 +28,15 @@ def nice_max(value: float) -> float:
     return float(10 * magnitude)
 
 
-def _label(ts: int, unit: str) -> str:
-    fmt = "%H:%M" if unit == "m" else "%b %d"
-    return time.strftime(fmt, time.gmtime(ts))
+def _label(ts: int, span: int) -> str:
+    """A bucket's start as an axis label: the time of day within a day, else the date."""
+    return time.strftime("%H:%M" if span <= 86400 else "%b %d", time.gmtime(ts))
+
+
+def _bucket(ts: int, step: int) -> str:
+    """A bucket as a tooltip names it: ``Jan 12 14:10 to 14:20 UTC``."""
+    start = time.strftime("%b %d %H:%M", time.gmtime(ts))
+    return f"{start} to {time.strftime('%H:%M', time.gmtime(ts + step))} UTC"
 
 
 def _num(value: float) -> str:
@@ -51,19 +57,30 @@ def _steps(values: Sequence[int], x: Callable[[float], float]) -> list[tuple[flo
 
 
 def throughput_chart(
-    points: Sequence[dict[str, Any]], unit: str, title: str, width: int = 960, height: int = 220
+    points: Sequence[dict[str, Any]],
+    unit: str,
+    title: str,
+    width: int = 960,
+    height: int = 220,
+    step: int | None = None,
+    zoom: tuple[str, int] | None = None,
 ) -> Markup:
-    """Processed (area) and failed (line) per bucket; ``points`` as ``admin.stats.series``."""
+    """Processed (area) and failed (line) per bucket of ``step`` seconds (a minute or
+    an hour by ``unit``); ``points`` as ``admin.stats.series``. With ``zoom`` (a URL
+    ending in ``end=``, and a shorter span in seconds) each bucket links to that
+    span around it."""
+    step = step or (60 if unit == "m" else 3600)
+    span = step * len(points)
     left, right, top, bottom = 48, 12, 12, 28
     plot_w, plot_h = width - left - right, height - top - bottom
     n = max(1, len(points))
     top_value = nice_max(
         max([p["processed"] for p in points] + [p["failed"] for p in points] + [0])
     )
-    step = plot_w / n
+    width_each = plot_w / n
 
     def x(i: float) -> float:
-        return left + i * step
+        return left + i * width_each
 
     def y(v: float) -> float:
         return top + plot_h - v / top_value * plot_h
@@ -86,7 +103,7 @@ def throughput_chart(
         if i < len(points):
             parts.append(
                 f'<text class="axis" x="{x(i):.1f}" y="{height - 8}" text-anchor="start">'
-                f"{escape(_label(points[i]['t'], unit))}</text>"
+                f"{escape(_label(points[i]['t'], span))}</text>"
             )
     if points:
         for key, css in (("processed", "area processed"), ("failed", "line failed")):
@@ -98,13 +115,17 @@ def throughput_chart(
     if len(points) <= _TOOLTIPS_UP_TO:
         for i, p in enumerate(points):
             tip = (
-                f"{_label(p['t'], unit)} UTC: {_num(p['processed'])} processed, "
-                f"{_num(p['failed'])} failed"
+                f"{_bucket(p['t'], step)}: {_num(p['processed'])} processed, "
+                f"{_num(p['failed'])} failed" + (" (click to zoom in)" if zoom else "")
             )
-            parts.append(
-                f'<rect class="hit" x="{x(i):.1f}" y="{top}" width="{step:.2f}" height="{plot_h}">'
-                f"<title>{escape(tip)}</title></rect>"
+            hit = (
+                f'<rect class="hit" x="{x(i):.1f}" y="{top}" width="{width_each:.2f}" '
+                f'height="{plot_h}"><title>{escape(tip)}</title></rect>'
             )
+            if zoom:
+                href = f"{zoom[0]}{p['t'] + step // 2 + zoom[1] // 2}"
+                hit = f'<a href="{escape(href)}">{hit}</a>'
+            parts.append(hit)
     parts.append("</svg>")
     return Markup("".join(parts))
 

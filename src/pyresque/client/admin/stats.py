@@ -87,7 +87,57 @@ def redis_info(resque: Namespace) -> dict[str, Any]:
     return result
 
 
-def stats_page(resque: Namespace) -> dict[str, Any]:
+#: The ranges the Stats page's chart offers, in seconds.
+RANGES = {"1h": 3600, "24h": 86400, "7d": 7 * 86400, "30d": 30 * 86400}
+#: Buckets a chart shows at most (each at least about 4 px wide on a laptop screen).
+CHART_POINTS = 240
+_STEPS = {"m": (1, 5, 10, 15, 30, 60), "h": (1, 2, 3, 4, 6, 12, 24)}
+
+
+def window(
+    resque: Namespace, span: str = "24h", end: float | None = None, problems: Problems | None = None
+) -> dict[str, Any]:
+    """Processed and failed jobs over the ``span`` (a key of ``RANGES``) that ends at
+    ``end`` (now when None or later), in at most ``CHART_POINTS`` buckets: minutes
+    summed while the minute history covers the window (``history.MINUTE_TTL``),
+    else hours. ``zoom`` is the next shorter range (None at the shortest), for a
+    chart whose buckets link to a closer look."""
+    problems = Problems() if problems is None else problems
+    now = time.time()
+    seconds = RANGES.get(span, RANGES["24h"])
+    span = next(name for name, length in RANGES.items() if length == seconds)
+    end = now if end is None else min(max(end, 0.0), now)
+    kept = now - history.MINUTE_TTL + 3600  # the minute keys still there (an hour spare)
+    unit = "m" if seconds <= 86400 and end - seconds >= kept else "h"
+    size = 60 if unit == "m" else 3600
+    per = next((n for n in _STEPS[unit] if seconds / (n * size) <= CHART_POINTS), _STEPS[unit][-1])
+    step = per * size  # buckets aligned to their size: the last one holds ``end``
+    raw = series(resque, unit, seconds // size, problems, end // step * step + step - 1)
+    points = [
+        {
+            "t": chunk[0]["t"],
+            "processed": sum(p["processed"] for p in chunk),
+            "failed": sum(p["failed"] for p in chunk),
+        }
+        for chunk in (raw[i : i + per] for i in range(0, len(raw), per))
+    ]
+    names = list(RANGES)
+    shorter = names[names.index(span) - 1] if names.index(span) else None
+    return {
+        "range": span,
+        "ranges": names,
+        "seconds": seconds,
+        "end": int(end),
+        "now": end >= now - 60,
+        "unit": unit,
+        "step": step,
+        "zoom": shorter,
+        "zoom_seconds": RANGES[shorter] if shorter else None,
+        "points": points,
+    }
+
+
+def stats_page(resque: Namespace, span: str = "24h", end: float | None = None) -> dict[str, Any]:
     problems = Problems()
     classes = problems.section(
         "the job classes' stats",
@@ -98,6 +148,7 @@ def stats_page(resque: Namespace) -> dict[str, Any]:
         "counts": counts(resque, problems),
         "per_minute": series(resque, "m", 24 * 60, problems),
         "per_hour": series(resque, "h", 30 * 24, problems),
+        "history": window(resque, span, end, problems),
         "classes": [class_view(s) for s in classes],
         "redis": redis_info(resque),
         "problems": problems,
@@ -158,9 +209,12 @@ def counts(
     }
 
 
-def series(resque: Namespace, unit: str, points: int, problems: Problems) -> list[dict[str, int]]:
-    """Processed and failed jobs per minute (``unit="m"``) or hour (``"h"``), oldest first."""
-    now = time.time()
+def series(
+    resque: Namespace, unit: str, points: int, problems: Problems, end: float | None = None
+) -> list[dict[str, int]]:
+    """Processed and failed jobs per minute (``unit="m"``) or hour (``"h"``), oldest
+    first, the last bucket holding ``end`` (now when None)."""
+    now = time.time() if end is None else end
 
     def read() -> list[dict[str, int]]:
         done = history.series(resque.redis, resque.keys, "processed", unit, points, now)
