@@ -32,6 +32,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
     "heartbeat": [(6, ["w", 1000, "now", "0"])],
+    "lease_renew": [(1, ["w", 1000])],
     "history": [(3, ["2", 1, 1, 60, 60, "i", "field", 1])],
     "recover": [
         (7, ["w", "tok", "rec", P, "requeue", "q", "0", "", ""]),

@@ -56,7 +56,8 @@ class ScriptCalls:
         keys = self.push_keys(item.queue)
         status = ""  # the WAITING packet, only built when a status is tracked
         if item.track_status:
-            keys = keys + [self.keys.status(p.id or "", p.prefix) for p in payloads]
+            shard = self.keys.for_queue(item.queue)  # on Cluster, the status is in its slot
+            keys = keys + [shard.status(p.id or "", p.prefix) for p in payloads]
             status = waiting_packet()
         args = [item.queue, status, "head" if item.at_front else "tail"]
         return keys, args + [wire(p.encode()) for p in payloads]
@@ -65,12 +66,8 @@ class ScriptCalls:
         """The four keys every push onto ``queue`` touches (lib_push.lua), built once."""
         keys = self._push_keys_cache.get(queue)
         if keys is None:
-            keys = [
-                self.keys.queues,
-                self.keys.queue(queue),
-                self.keys.wake(queue),
-                self.keys.queues_changed,
-            ]
+            shard = self.keys.for_queue(queue)  # on Cluster, all four in the queue's slot
+            keys = [shard.queues, shard.queue(queue), shard.wake(queue), shard.queues_changed]
             if len(self._push_keys_cache) < 1024:  # queue names are few; never grow unbounded
                 self._push_keys_cache[queue] = keys
         return keys
@@ -79,15 +76,10 @@ class ScriptCalls:
         self, item: Enqueued, payload: Payload, lock: UniqueLock
     ) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of enqueue_unique.lua."""
-        keys = [
-            self.keys.unique(lock.digest),
-            self.keys.queues,
-            self.keys.queue(item.queue),
-            self.keys.wake(item.queue),
-            self.keys.queues_changed,
-        ]
+        shard = self.keys.for_queue(item.queue)  # on Cluster, the lock is in the queue's slot
+        keys = [shard.unique(lock.digest), *self.push_keys(item.queue)]
         if item.track_status:
-            keys.append(self.keys.status(payload.id or "", payload.prefix))
+            keys.append(shard.status(payload.id or "", payload.prefix))
         where = "head" if item.at_front else "tail"
         args = [
             lock.token,

@@ -74,6 +74,11 @@ class Batch:
     _own: list[tuple[int, int, Planned]] = field(default_factory=list)
     _shared: list[tuple[Enqueued, Payload]] = field(default_factory=list)  # by shared calls
 
+    @property
+    def queues(self) -> list[str]:
+        """The queues the batch writes to."""
+        return [item.queue for item, _ in self._shared] + [p.item.queue for _, _, p in self._own]
+
     def settle(self, replies: list[Any]) -> list[tuple[Enqueued, Payload]]:
         """The jobs enqueued, given the pipeline's replies; a refused unique job's id
         becomes None."""
@@ -97,9 +102,11 @@ class Producer:
         registry: Registry | None,
         events: Events | None,
         strict: bool,
+        cluster: bool = False,
     ) -> None:
         self.namespace = namespace
-        self.keys = Keys.for_namespace(namespace)
+        self.keys = Keys.for_namespace(namespace, cluster=cluster)
+        self._registered: set[str] = set()  # queues named in the home slot (Cluster)
         self.dialect = Dialect(dialect)
         self.registry = registry or default_registry
         self.events = events or default_events
@@ -109,6 +116,16 @@ class Producer:
         self.middleware = Middleware(self.events)
         self._chain: Chain[Enqueuing, Payload | None] = Chain(self.events, "around_enqueue")
         self._hooks = ResqueHooks(self.events)
+
+    def _unregistered(self, queues: Iterable[str]) -> list[str]:
+        """On Cluster the ``queues`` set is in the home slot, apart from the queues'
+        slots: the queues this producer has not named there yet (it names each once,
+        before its first job)."""
+        if not self.keys.clustered:
+            return []
+        new = [queue for queue in dict.fromkeys(queues) if queue not in self._registered]
+        self._registered.update(new)
+        return new
 
     # --- one job -------------------------------------------------------------------
 

@@ -25,6 +25,7 @@ from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
 from pyresque.protocol import scripts
+from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
 from pyresque.protocol.delayed import Delayed
@@ -65,10 +66,16 @@ class Resque(Producer, AdminMethods):
         strict: bool = False,
         durability: Replicas | None = None,
     ) -> None:
+        client = connect(redis)
         super().__init__(
-            namespace, dialect=dialect, registry=registry, events=events, strict=strict
+            namespace,
+            dialect=dialect,
+            registry=registry,
+            events=events,
+            strict=strict,
+            cluster=is_cluster(client),
         )
-        self.redis = connect(redis)
+        self.redis = client
         self.durability = durability or durability_from_env()
         self.failures = Failures(self.redis, self.keys)
 
@@ -134,6 +141,7 @@ class Resque(Producer, AdminMethods):
             return None
         call = planned.call
         try:  # reaching() without its context manager: this runs once per enqueue
+            self._register([planned.item.queue])
             reply, durable = run_durably(
                 self.redis, call.script, call.keys, call.args, self.durability
             )
@@ -141,6 +149,11 @@ class Resque(Producer, AdminMethods):
             raise unavailable(self.redis, exc) from exc
         job_id = self._written(planned, reply, durable, self.durability)
         return JobHandle(job_id, self) if job_id is not None else None
+
+    def _register(self, queues: Iterable[str]) -> None:
+        """Name new queues in the home slot's ``queues`` set first (Cluster only)."""
+        if new := self._unregistered(queues):
+            self.redis.sadd(self.keys.queues, *new)
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[JobHandle | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
@@ -152,6 +165,7 @@ class Resque(Producer, AdminMethods):
         policy = self.durability
         wait = (policy.count, policy.timeout_ms) if policy is not None else None
         with reaching(self.redis):
+            self._register(batch.queues)
             replies = scripts.run_many(self.redis, calls, wait)
         ids = self._batch_written(batch, replies, policy)
         return [JobHandle(job_id, self) if job_id else None for job_id in ids]
@@ -170,6 +184,7 @@ class Resque(Producer, AdminMethods):
         encoded = wire(dumps(item))
         keys, args = self._calls.push_keys(queue), [queue, "", "tail", encoded]
         with reaching(self.redis):
+            self._register([queue])
             _, durable = run_durably(self.redis, "enqueue", keys, args, self.durability)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated(f"the {item.get('class')} job pushed")

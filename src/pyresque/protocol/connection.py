@@ -60,6 +60,8 @@ def connect(target: str | redis.Redis | None = None, *, retries: int = 3) -> red
     if isinstance(target, redis.Redis):
         check_users_client(target)
         return target
+    if cluster.is_cluster(target) and not isinstance(target, str):  # the user's RedisCluster
+        return target  # type: ignore[return-value]  # see cluster.connect
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
         target = with_tls(target, tls_from_env())

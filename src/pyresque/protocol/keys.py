@@ -24,13 +24,56 @@ def normalize_namespace(namespace: str) -> str:
 
 @dataclass(frozen=True)
 class Keys:
-    """Key names under one namespace."""
+    """Key names under one namespace.
+
+    On Redis Cluster (``clustered``, the namespace's name) the keys are laid over the
+    slots by hash tags, so that each Lua script touches one slot only:
+
+    * the namespace-wide keys (the ``queues`` set, the worker registry, control
+      lists, history, cron, ...) are under ``{<ns>}:``, the namespace's home slot;
+    * each queue has a slot of its own: ``for_queue(name)`` gives the keys under
+      ``<ns>:{<name>}:``, where everything a job of that queue touches while it is
+      queued, claimed and finished lives: the queue list and its wake list, the
+      leases and in-flight hashes of the workers claiming from it, Resque's stats
+      and failure list of its jobs, their status keys. ``queue(name)`` and
+      ``wake(name)`` are in the queue's slot whatever Keys they are asked of.
+
+    Without Cluster ``for_queue`` is the Keys itself: the names are Resque's.
+    """
 
     prefix: str
+    clustered: str = ""
 
     @classmethod
-    def for_namespace(cls, namespace: str = DEFAULT_NAMESPACE) -> Keys:
-        return cls(normalize_namespace(namespace))
+    def for_namespace(cls, namespace: str = DEFAULT_NAMESPACE, *, cluster: bool = False) -> Keys:
+        if not cluster:
+            return cls(normalize_namespace(namespace))
+        name = namespace.rstrip(":")
+        if not name or "{" in name or "}" in name:
+            raise ValueError(
+                f"namespace {namespace!r} cannot be used on Redis Cluster: pyresque puts "
+                "it in hash tags, so it must be non-empty and hold no '{' or '}'"
+            )
+        return cls(f"{{{name}}}:", name)
+
+    def for_queue(self, name: str) -> Keys:
+        """The keys in queue ``name``'s slot (on Cluster), else these keys."""
+        if not self.clustered:
+            return self
+        if not name:
+            raise ValueError("a queue on Redis Cluster needs a name (it is its hash tag)")
+        return Keys(f"{self.clustered}:{{{name}}}:", self.clustered)
+
+    @property
+    def home(self) -> Keys:
+        """The namespace-wide keys: on Cluster, those of the home slot."""
+        return Keys(f"{{{self.clustered}}}:", self.clustered) if self.clustered else self
+
+    def shards(self, queues: list[str]) -> list[Keys]:
+        """The keys of each slot ``queues`` live in, once each (on Cluster), else ``[self]``."""
+        if not self.clustered:
+            return [self]
+        return list(dict.fromkeys(self.for_queue(name) for name in queues))
 
     def strip(self, key: str) -> str:
         """The key name without the namespace prefix."""
@@ -43,6 +86,8 @@ class Keys:
         return f"{self.prefix}queues"
 
     def queue(self, name: str) -> str:
+        if self.clustered:
+            return f"{self.for_queue(name).prefix}queue:{name}"
         return f"{self.prefix}queue:{name}"
 
     @property
@@ -94,6 +139,8 @@ class Keys:
 
     def wake(self, queue: str) -> str:
         """A list that idle pyresque workers block on; a token means "look again"."""
+        if self.clustered:
+            return f"{self.for_queue(queue).prefix}pyresque:wake:{queue}"
         return f"{self.prefix}pyresque:wake:{queue}"
 
     @property

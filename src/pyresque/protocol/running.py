@@ -112,7 +112,7 @@ class RunningMarker(threading.Thread):
         payload, if it could be decoded: a job with an id may be tracked)."""
         status_key = None
         if payload is not None and payload.id:
-            status_key = self._keys.status(payload.id, payload.prefix)
+            status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
         mark = Mark(claim, status_key, time.monotonic() + self.delay)
         with self._wake:
             self._marks.append(mark)
@@ -143,7 +143,8 @@ class RunningMarker(threading.Thread):
     def _write(self, mark: Mark) -> None:
         with self._wake:
             self._writes += 1  # before the call: a finish sent meanwhile must not clear it
-        shown = mark_running(self._redis, self._keys, self.worker_id, mark.claim, mark.status_key)
+        keys = self._keys.for_queue(mark.claim.queue)  # on Cluster, the queue's slot
+        shown = mark_running(self._redis, keys, self.worker_id, mark.claim, mark.status_key)
         with self._wake:
             # A job that ended before the write shows nothing: try again a little later
             # (not at once: with very short jobs that would be a write per job).

@@ -29,6 +29,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "finish_claim": ("clock", "status", "lock", "delayed", "finish", "claim"),
     "mark_running": ("clock", "status"),
     "heartbeat": ("clock",),
+    "lease_renew": ("clock",),
     "history": (),
     "recover": ("clock", "status", "lock", "push"),
     "reap": ("clock",),

@@ -268,7 +268,8 @@ def connect(url: str, **settings: Any) -> redis.Redis:
 def watch_of(client: Any) -> MasterWatch | None:
     """The watch of ``client``'s Sentinel target (sync or asyncio), if ``connect`` or
     ``aio.connect`` made it."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    pool = getattr(client, "connection_pool", None)  # none on a Cluster client
+    manager = getattr(pool, "sentinel_manager", None)
     watch = getattr(manager, "watch", None)
     return watch if isinstance(watch, MasterWatch) else None
 

@@ -17,10 +17,12 @@ from typing import Any, cast
 
 import redis
 
+from pyresque.middleware.work import finish_keys
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import MAX_BLOCK, text
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
+from pyresque.worker import sharded
 
 log = logging.getLogger("pyresque.worker")
 
@@ -146,6 +148,12 @@ class Fetcher:
         self._queue_keys: list[str] = []
         self._wake_keys: list[str] = []
         self._woken = False  # the last wait took a wake-up token: the next claim passes it on
+        self._finish_keys: dict[str, list[str]] = {}  # by the prefix of a queue's slot
+
+    @property
+    def resolved(self) -> list[str]:
+        """The queues served now, globs expanded, in priority order."""
+        return self._resolved
 
     def refresh(self) -> list[str]:
         """Re-expand globs against the queues that exist now (called once per idle cycle)."""
@@ -166,9 +174,17 @@ class Fetcher:
         self, start: int, size: int, tokens: list[str], got: list[Claim], woken: bool
     ) -> list[Claim] | Paused:
         """Add to ``got`` the jobs claimed for ``tokens`` from the queues from ``start`` on,
-        ``size`` of them in the first call (CHUNK)."""
+        ``size`` of them in the first call (CHUNK); on Cluster, a call per queue, each
+        in its queue's slot (sharded.py)."""
         while tokens and start < len(self._resolved):
-            keys, args = self._claim_call(tokens, start, size, woken)
+            if self._keys.clustered:
+                keys, args = sharded.claim_call(
+                    self._keys, self._worker_id, tokens, self._resolved[start], woken
+                )
+                start += 1
+            else:
+                keys, args = self._claim_call(tokens, start, size, woken)
+                start, size = start + size, min(size * 4, CHUNK_MAX)
             reply, durable = run_durably(self._redis, "claim", keys, args, self._durability)
             claimed = self._replicated(self._claimed(reply, tokens), durable, 0)
             if self._unreplicated:
@@ -178,7 +194,6 @@ class Fetcher:
                 return got or claimed  # jobs claimed already are ours: run them first
             got += claimed
             tokens = tokens[len(claimed) :]
-            start, size = start + size, min(size * 4, CHUNK_MAX)
         return got
 
     def finish(
@@ -188,9 +203,12 @@ class Fetcher:
         the same round trip. Returns (finish's reply, next claims): 0 when the job had
         been recovered from us (fenced), 1 when recorded, 2 when ``worker:<id>`` was
         deleted too (lib_finish.lua)."""
-        if not next_tokens:
+        if not next_tokens or self._keys.clustered:  # on Cluster the next claim is in another slot
             recorded, durable = run_durably(self._redis, "finish", keys, args, self._durability)
-            return int(recorded), self._replicated([], durable, int(recorded))
+            claims = self._replicated([], durable, int(recorded))
+            if next_tokens and not isinstance(claims, Paused):
+                return int(recorded), self._claim_from(0, CHUNK, next_tokens, [], self._took_wake())
+            return int(recorded), claims
         woken = self._took_wake()
         claim_keys, claim_args = self._claim_call(next_tokens, 0, CHUNK, woken)
         (recorded, reply), durable = run_durably(
@@ -205,6 +223,15 @@ class Fetcher:
             return int(recorded), claimed
         rest = next_tokens[len(claimed) :]
         return int(recorded), self._claim_from(CHUNK, CHUNK * 4, rest, claimed, woken)
+
+    def finish_keys(self, queue: str) -> tuple[Keys, list[str]]:
+        """The keys a job of ``queue`` finishes with (on Cluster its queue's slot's) and
+        finish.lua's first three KEYS there, built once per slot."""
+        shard = self._keys.for_queue(queue)
+        known = self._finish_keys.get(shard.prefix)
+        if known is None:
+            known = self._finish_keys[shard.prefix] = finish_keys(shard, self._worker_id)
+        return shard, known
 
     def _replicated(
         self, claims: list[Claim] | Paused, durable: bool, recorded: int
@@ -271,7 +298,11 @@ class Fetcher:
             keys.append(self._keys.queues_changed)
         if not keys or timeout <= 0:
             return False
-        reply = cast("list[bytes] | None", self._redis.blpop(keys, timeout=min(timeout, MAX_BLOCK)))
+        timeout = min(timeout, MAX_BLOCK)
+        if self._keys.clustered:  # wake lists in several slots
+            reply = sharded.wait(self._redis, keys, timeout)
+        else:
+            reply = cast("list[bytes] | None", self._redis.blpop(keys, timeout=timeout))
         if reply is None:
             return False
         if reply[0] == self._keys.queues_changed.encode():

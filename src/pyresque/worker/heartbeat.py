@@ -60,6 +60,7 @@ class Heartbeat(threading.Thread):
         paused: Callable[[], bool] = lambda: False,
         on_renewed: Callable[[float], None] = lambda deadline: None,
         durability: Replicas | None = None,
+        shards: Callable[[], list[Keys]] = list,
     ) -> None:
         super().__init__(name="pyresque-heartbeat", daemon=True)
         self._redis = client
@@ -72,6 +73,8 @@ class Heartbeat(threading.Thread):
         self.on_renewed = on_renewed
         self.history = history  # the worker's history counts: written on each beat
         self.paused = paused  # published on each beat, for `pyresque workers`
+        # On Cluster: the slots of the worker's queues, each holding a lease of its own.
+        self.shards = shards
         self.interval = lease_ms / 1000 / 5
         # With a durability policy a renewal counts once replicas have it: a failover
         # then never hands the new master an older lease than the one jobs run on.
@@ -81,8 +84,9 @@ class Heartbeat(threading.Thread):
         # A failed beat is retried soon: the lease runs out after five intervals.
         self._supervised = Supervised("heartbeat", log, self.interval, self.interval * 2)
 
-    def beat(self) -> list[str]:
-        """One heartbeat; returns the ids of workers whose lease has expired."""
+    def beat(self) -> list[tuple[Keys, str]]:
+        """One heartbeat; returns the workers whose lease has expired, each with the
+        keys where (on Cluster, the slot of one of our queues)."""
         keys = [
             self._keys.leases,
             self._keys.workers,
@@ -96,6 +100,14 @@ class Heartbeat(threading.Thread):
         args = [self.worker_id, self.lease_ms, self.started, paused]
         reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
         commands, expired, replaced = reply
+        found = [(self._keys, member) for member in expired]
+        for shard in self.shards():  # renewed in every slot before the lease counts
+            lease_args = [self.worker_id, self.lease_ms]
+            reply, renewed = run_durably(
+                self._redis, "lease_renew", [shard.leases], lease_args, self.durability
+            )
+            durable = durable and renewed
+            found += [(shard, member) for member in reply]
         if durable:
             self.on_renewed(lease_deadline(sent, self.lease_ms / 1000))
         elif not self._unreplicated:
@@ -112,16 +124,14 @@ class Heartbeat(threading.Thread):
             )
         for command in commands:
             self._command(command)
-        dead, bad = [], []
-        for member in expired:
+        dead = []
+        for where, member in found:
             try:
-                dead.append(member.decode())
-            except UnicodeDecodeError:
-                bad.append(member)
-        if bad:  # no worker's id (ids are text): drop them, or they would hide real ones
-            log.warning("dropping %d lease(s) whose worker id is not UTF-8", len(bad))
-            self._redis.zrem(self._keys.leases, *bad)
-        return [w for w in dead if w != self.worker_id]
+                dead.append((where, member.decode()))
+            except UnicodeDecodeError:  # no worker's id (ids are text): drop it, or it
+                log.warning("dropping a lease whose worker id is not UTF-8: %r", member[:80])
+                self._redis.zrem(where.leases, member)  # would hide real ones
+        return [(where, w) for where, w in dead if w != self.worker_id]
 
     def _command(self, command: bytes) -> None:
         """Deliver one control message; one that is not text is dropped."""
@@ -135,11 +145,11 @@ class Heartbeat(threading.Thread):
     def beat_and_recover(self) -> None:
         """A beat, the recovery of the dead workers it reported, the history flush."""
         began = time.monotonic()
-        for dead in self.beat():
+        for where, dead in self.beat():
             if time.monotonic() - began > self.lease_ms / 2000:
                 break  # renew in time; the rest are reported again on the next beat
             # One dead worker's bad data never stops the recovery of the others.
-            self._supervised.guard(self.recovery.recover_worker, dead)
+            self._supervised.guard(self.recovery.on(where).recover_worker, dead)
         self.history.flush(self._redis, self._keys)
 
     def renew(self) -> None:

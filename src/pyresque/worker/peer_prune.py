@@ -21,6 +21,8 @@ dead worker, recovery.py therefore
 from __future__ import annotations
 
 import logging
+import os
+from datetime import datetime
 from typing import Any, cast
 
 import redis
@@ -113,3 +115,24 @@ def _same_job(payload: Payload, shown: dict[str, Any]) -> bool:
     if payload.id:
         return shown.get("id") == payload.id
     return shown.get("args") == payload.args
+
+
+def pid_alive(pid_text: str) -> bool:
+    """Whether a process of this host with that pid exists (a Resque worker's id names it)."""
+    try:
+        os.kill(int(pid_text), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def parse_time(text: str | None) -> float | None:
+    """A Ruby heartbeat's ISO 8601 time as epoch seconds, or None."""
+    if not text:
+        return None
+    try:
+        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -20,7 +20,7 @@ from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
 from pyresque.jobs import logs
 from pyresque.jobs.perform import Outcome
-from pyresque.middleware.work import Work, finish_keys
+from pyresque.middleware.work import Work
 from pyresque.protocol import backoff
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
@@ -45,7 +45,6 @@ class Processor:
         self._keys = worker.resque.keys
         self._redis = dedicated(worker.resque.redis)
         self.box = Box()  # where another processor hands us a job (handoff.py)
-        self._finish_keys = finish_keys(self._keys, worker.id)
         # Claim tokens: unique in this worker's in-flight hash, also across restarts
         # under the same worker id (a reused pid), and cheaper than a uuid4 each.
         self._token_prefix = os.urandom(6).hex()
@@ -320,9 +319,8 @@ class Processor:
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.middleware.plan(work, outcome)
         shown = worker.running_marker.shown()  # worker:<id> may be written: delete it if idle
-        keys, args = plan.call(
-            self._keys, self._finish_keys, work, outcome, refused, worker.id, shown is not None
-        )
+        shard, head = self.fetcher.finish_keys(claim.queue)  # on Cluster, the queue's slot
+        keys, args = plan.call(shard, head, work, outcome, refused, worker.id, shown is not None)
         boxes: list[Box] = []
         tokens: list[str] = []
         if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
@@ -355,7 +353,8 @@ class Processor:
         """Put a claimed job back at the head of its queue, not counted as an attempt
         unless it ``crashed`` this processor."""
         try:
-            record = self._redis.hget(self._keys.inflight(self.worker.id), claim.token)
+            inflight = self._keys.for_queue(claim.queue).inflight(self.worker.id)
+            record = self._redis.hget(inflight, claim.token)
             if record is not None:
                 self.worker.recovery.give_back(
                     self.worker.id, claim.token, raw(record), crashed, owner=True

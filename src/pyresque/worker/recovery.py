@@ -4,9 +4,8 @@ Every claimed job has an in-flight record owned by its worker (claim.lua), and
 every worker holds a lease in the ``pyresque:leases`` sorted set that its
 heartbeat (heartbeat.py) renews once a second. When a worker dies, its lease expires; the
 next heartbeat of *any* live worker, on any host, reports it, and that worker
-puts the dead one's jobs back at the head of their queues (recover.lua). A job
-that keeps killing its workers is a poison job and goes to ``failed`` instead.
-No central reaper is needed.
+puts the dead one's jobs back at the head of their queues (recover.lua), with no
+central reaper. A job that keeps killing its workers is a poison job: to ``failed``.
 
 Ruby and PHP workers have no lease. They are pruned the Resque way: on the same
 host when their pid is gone, elsewhere when their Ruby heartbeat is older than
@@ -15,9 +14,9 @@ Ruby's prune interval; a job they were running goes to ``failed`` as a DirtyExit
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
-import os
 import socket
 from datetime import datetime, timezone
 from typing import Any, cast
@@ -73,6 +72,12 @@ class Recovery:
         self._registry = registry
         self.max_crashes = max_crashes
         self._recoverer = recoverer
+
+    def on(self, keys: Keys) -> Recovery:
+        """A recovery of the jobs under ``keys`` (on Cluster, one queue's slot)."""
+        clone = copy.copy(self)
+        clone._keys = keys
+        return clone
 
     def recover_worker(self, worker_id: str) -> int:
         """Recover every in-flight job of a worker whose lease expired; returns how many.
@@ -151,7 +156,8 @@ class Recovery:
                 action, item = "fail", self._poison_record(payload, worker_id, queue)
         if failed:
             action, item = "drop", ""
-        status = self._keys.status(payload.id, payload.prefix) if payload and payload.id else None
+        shard = self._keys.for_queue(queue)  # on Cluster, the job's queue's slot
+        status = shard.status(payload.id, payload.prefix) if payload and payload.id else None
         done = action in ("fail", "drop")
         lock = UniqueLock.of(payload) if done and payload is not None else None
         if lock is not None and not lock.released_at_end:
@@ -216,21 +222,23 @@ class Recovery:
     ) -> bool:
         """recover.lua: move one in-flight job, if it is still there and its owner dead."""
         failing = action == "fail"
+        # On Cluster, the queue's slot (an unreadable record names none: this one's).
+        at = self._keys.for_queue(queue) if queue else self._keys
         keys = [
-            self._keys.leases,
-            self._keys.inflight(worker_id),
-            self._keys.failed if failing else self._keys.queue(queue),
-            self._keys.stat("failed") if failing else self._keys.recovered,
-            self._keys.queues,
-            self._keys.wake(queue),
-            self._keys.queues_changed,
+            at.leases,
+            at.inflight(worker_id),
+            at.failed if failing else at.queue(queue),
+            at.stat("failed") if failing else at.recovered,
+            at.queues,
+            at.wake(queue),
+            at.queues_changed,
         ]
         if status is not None:
             keys.append(status)
         mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
         args = [worker_id, token, record, item, action, queue, mode, "", "1" if status else ""]
         if lock is not None:
-            keys.append(self._keys.unique(lock.digest))
+            keys.append(at.unique(lock.digest))
             args[7] = lock.token
         return bool(scripts.run(self._redis, "recover", keys, args))
 
@@ -270,10 +278,10 @@ class Recovery:
             if worker_id in leased:
                 continue
             parts = worker_id.split(":", 2)
-            beat = _parse_time(beats.get(worker_id))
+            beat = peer_prune.parse_time(beats.get(worker_id))
             if beat is not None and now - beat > RUBY_PRUNE_INTERVAL:
                 pruned += self._reap_foreign(worker_id, "Resque::PruneDeadWorkerDirtyExit")
-            elif len(parts) == 3 and parts[0] == host and not _pid_alive(parts[1]):
+            elif len(parts) == 3 and parts[0] == host and not peer_prune.pid_alive(parts[1]):
                 pruned += self._reap_foreign(worker_id, "Resque::DirtyExit")
         return pruned
 
@@ -361,16 +369,6 @@ def _payload_or_none(raw: bytes | str) -> Payload | None:
         return None
 
 
-def _pid_alive(pid_text: str) -> bool:
-    try:
-        os.kill(int(pid_text), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _id(member: bytes) -> str:
     """A worker id as text; '' (skipped) for one that is not UTF-8: no Resque writes
     such an id, and its keys could not be named to prune it."""
@@ -379,15 +377,6 @@ def _id(member: bytes) -> str:
     except UnicodeDecodeError:
         log.warning("skipping a registered worker id that is not UTF-8: %r", member[:80])
         return ""
-
-
-def _parse_time(text: str | None) -> float | None:
-    if not text:
-        return None
-    try:
-        return datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp()
-    except ValueError:
-        return None
 
 
 def started_text() -> str:

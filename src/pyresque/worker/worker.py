@@ -33,6 +33,7 @@ from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS, cancelled_id
 from pyresque.protocol.connection import REDIS_DOWN, lease_client
+from pyresque.protocol.keys import Keys
 from pyresque.protocol.reports import ReportWriter
 from pyresque.protocol.running import RunningMarker
 from pyresque.protocol.supervision import Supervised
@@ -119,6 +120,7 @@ class Worker(Signals):
             # A renewal's WAIT ends well inside the lease client's call timeout.
             durability=policy
             and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
+            shards=lambda: self.shards() if keys.clustered else [],
         )
         self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
         self.reports = ReportWriter(self._lease_redis, keys)  # progress, checkpoints
@@ -264,9 +266,9 @@ class Worker(Signals):
             log.warning("the last second's history counts are lost: %s", exc)
         try:
             self.give_back_orphans(all_jobs=True, crashed=crashed)  # never leave a job claimed
-            scripts.run(
-                self.resque.redis, "reap", worker_keys(self._keys, self.id), [self.id, "1", "", ""]
-            )
+            for keys in [self._keys, *(self.shards() if self._keys.clustered else [])]:
+                reap = worker_keys(keys, self.id)
+                scripts.run(self.resque.redis, "reap", reap, [self.id, "1", "", ""])
         except redis.exceptions.RedisError as exc:
             log.error(
                 "could not unregister from Redis (%s); another worker will prune us and "
@@ -341,7 +343,14 @@ class Worker(Signals):
         or every job this worker holds (on exit; counted as crashes if it ``crashed``)."""
         with self._lock:
             held = set() if all_jobs else set(self._held)
-        return self.recovery.give_back_orphans(self.id, held, crashed)
+        recoveries = [self.recovery]
+        if self._keys.clustered:  # an in-flight hash in each slot of our queues
+            recoveries = [self.recovery.on(shard) for shard in self.shards()]
+        return sum(at.give_back_orphans(self.id, held, crashed) for at in recoveries)
+
+    def shards(self) -> list[Keys]:
+        """On Cluster, the keys of each slot our queues are in (keys.py)."""
+        return self._keys.shards(self.processors[0].fetcher.resolved)
 
     def give_back_unreplicated(self) -> None:
         """Give back the jobs of claims the durability policy's replicas did not
