@@ -209,6 +209,26 @@ class ClusterGroup:
         ])  # fmt: skip
         self.wait_ok()
 
+    def move_slot(
+        self, slot: int, target: ClusterNode, batch: int = 10, pause: float = 0.05
+    ) -> None:
+        """Move one slot to ``target`` by hand (CLUSTER SETSLOT and MIGRATE), ``batch``
+        keys at a time with a ``pause`` between batches, so that clients get ``ASK``
+        (and ``TRYAGAIN``) while it moves, then ``MOVED``."""
+        source = self.master_of_slot(slot)
+        source_id, target_id = _node_id(source), _node_id(target)
+        _ask(target.port, lambda c: _cluster(c, "SETSLOT", str(slot), "IMPORTING", source_id))
+        _ask(source.port, lambda c: _cluster(c, "SETSLOT", str(slot), "MIGRATING", target_id))
+        while keys := _ask(
+            source.port, lambda c: _cluster(c, "GETKEYSINSLOT", str(slot), str(batch))
+        ):
+            names = [_text(key) for key in keys]
+            _ask(source.port, lambda c: c.migrate(HOST, target.port, names, 0, 5000))
+            time.sleep(pause)
+        for node in (target, source, *self.masters()):
+            _ask(node.port, lambda c: _cluster(c, "SETSLOT", str(slot), "NODE", target_id))
+        self.wait_ok()
+
     def log_tails(self) -> str:
         """The last lines of every node's log, for a failing test's message."""
         return "\n".join(f"--- node {n.port} ---\n{n.log_tail()}" for n in self.nodes)

@@ -15,8 +15,10 @@ keys.py (``Keys.clustered``).
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import parse_qsl, unquote
 
 import redis
@@ -32,6 +34,9 @@ _TLS = ("ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_cert_reqs", "ssl_che
 
 Address = tuple[str, int]
 _DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: Tries of a call routed by hand (on_node_of) while its slot moves.
+MOVE_ATTEMPTS = 20
+T = TypeVar("T")
 
 __all__ = ["SCHEMES", "ClusterTarget", "connect", "describe", "is_cluster", "parse", "redact"]
 
@@ -130,6 +135,34 @@ def _client(nodes: list[Address], kwargs: dict[str, Any]) -> RedisCluster:
     """A ``RedisCluster`` that starts from ``nodes`` (it learns the rest)."""
     startup = [ClusterNode(host, port) for host, port in nodes]  # type: ignore[no-untyped-call]
     return RedisCluster(startup_nodes=startup, **kwargs)
+
+
+def on_node_of(client: Any, key: str | bytes, call: Callable[[redis.Redis], T]) -> T:
+    """``call`` with a plain client to the master serving ``key``'s slot, so that
+    several commands share one connection: ``WAIT`` counts the writes of its own
+    connection (durability.py). A ``MOVED`` or ``ASK`` (the slot moved, or is
+    moving) refreshes the slot map and tries again; a node that cannot be reached
+    refreshes it too (a replica may have taken over) and is raised to the caller."""
+    for attempt in range(MOVE_ATTEMPTS):
+        node = client.get_node_from_key(key)
+        try:
+            return call(node.redis_connection)
+        except (redis.exceptions.AskError, redis.exceptions.TryAgainError):
+            if attempt + 1 == MOVE_ATTEMPTS:
+                raise
+            _refresh(client)
+            time.sleep(0.01 * attempt)  # an ASK lasts while the slot's keys move
+        except _DOWN:
+            _refresh(client)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _refresh(client: Any) -> None:
+    try:
+        client.nodes_manager.initialize()
+    except redis.exceptions.RedisError:
+        pass  # the next call tries again
 
 
 def describe(client: Any) -> str | None:

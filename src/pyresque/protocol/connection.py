@@ -32,7 +32,16 @@ if TYPE_CHECKING:
 log = logging.getLogger("pyresque")
 
 #: What a call raises when Redis cannot be reached (down, cut off, or not answering).
-REDIS_DOWN = (redis.exceptions.ConnectionError, redis.exceptions.TimeoutError)
+#: On Cluster also: no node reachable, a slot served by nobody yet, the cluster down
+#: while a replica takes over, a multi-key call during a slot's move (try again).
+REDIS_DOWN = (
+    redis.exceptions.ConnectionError,
+    redis.exceptions.TimeoutError,
+    redis.exceptions.RedisClusterUnreachableError,
+    redis.exceptions.SlotNotCoveredError,
+    redis.exceptions.ClusterDownError,
+    redis.exceptions.TryAgainError,
+)
 
 #: Longest single blocking wait (BLPOP) a worker makes: kept well under the socket timeout.
 MAX_BLOCK = 5.0

@@ -21,7 +21,7 @@ from typing import Any
 import redis
 
 from pyresque.exceptions import BadRedisURL, NotReplicated
-from pyresque.protocol import scripts
+from pyresque.protocol import cluster, scripts
 
 #: The environment variable that turns the policy on: ``N`` or ``N:TIMEOUT_MS``.
 ENV_VAR = "PYRESQUE_WAIT_REPLICAS"
@@ -62,6 +62,10 @@ class Replicas:
     ) -> tuple[Any, bool]:
         """Run script ``name`` and wait for the replicas: (its reply, whether enough
         replicas acknowledged it in time)."""
+        if cluster.is_cluster(client) and keys:  # WAIT on the connection of the script's node
+            return cluster.on_node_of(
+                client, keys[0], lambda node: self.run(node, name, keys, args)
+            )
         reply, acked = scripts.run_and_wait(client, name, keys, args, (self.count, self.timeout_ms))
         return reply, acked >= self.count
 

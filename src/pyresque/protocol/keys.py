@@ -32,7 +32,7 @@ class Keys:
     * the namespace-wide keys (the ``queues`` set, the worker registry, control
       lists, history, cron, ...) are under ``{<ns>}:``, the namespace's home slot;
     * each queue has a slot of its own: ``for_queue(name)`` gives the keys under
-      ``<ns>:{<name>}:``, where everything a job of that queue touches while it is
+      ``{<ns>:<name>}:``, where everything a job of that queue touches while it is
       queued, claimed and finished lives: the queue list and its wake list, the
       leases and in-flight hashes of the workers claiming from it, Resque's stats
       and failure list of its jobs, their status keys. ``queue(name)`` and
@@ -62,7 +62,8 @@ class Keys:
             return self
         if not name:
             raise ValueError("a queue on Redis Cluster needs a name (it is its hash tag)")
-        return Keys(f"{self.clustered}:{{{name}}}:", self.clustered)
+        # The namespace in the tag keeps it non-empty whatever the name holds ('}...').
+        return Keys(f"{{{self.clustered}:{name}}}:", self.clustered)
 
     @property
     def home(self) -> Keys:

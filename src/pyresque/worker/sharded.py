@@ -52,7 +52,7 @@ def wait(client: redis.Redis, keys: list[str], timeout: float) -> list[bytes] | 
         reply: _Reply
         try:
             reply = client.blpop(group, timeout=timeout)  # type: ignore[assignment]
-        except redis.RedisError as exc:
+        except Exception as exc:  # handed to the waiter, or dropped once it is gone
             reply = exc
         with lock:
             if not ended.is_set():
@@ -84,8 +84,8 @@ def wait(client: redis.Redis, keys: list[str], timeout: float) -> list[bytes] | 
 
 def _give_back(client: redis.Redis, reply: _Reply) -> None:
     """Put back a wake-up token taken after the wait ended (another idle worker's)."""
-    if isinstance(reply, list):
+    if isinstance(reply, (list, tuple)):  # BLPOP's reply: (key, element)
         try:
             client.rpush(reply[0], reply[1])
-        except redis.RedisError:
+        except Exception:
             pass  # the token only shortens a wait: without it a worker looks at its timeout
