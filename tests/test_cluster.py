@@ -21,7 +21,7 @@ from redis.crc import key_slot
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
 from pyresque import Job, Resque
 from pyresque.dev.cluster_group import ClusterGroup
-from pyresque.protocol.connection import connect
+from pyresque.protocol.connection import connect, raw
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
 from pyresque.worker import sharded
@@ -65,7 +65,7 @@ def queues_on_each_master(resque: Resque, cluster: ClusterGroup) -> list[str]:  
 
 
 def ran(resque: Resque, key: str) -> list[str]:
-    return [tag.decode() for tag in resque.redis.lrange(key, 0, -1)]
+    return [raw(tag).decode() for tag in resque.redis.lrange(key, 0, -1)]
 
 
 def run_worker(resque: Resque, queues: list[str], **options: Any) -> Worker:
@@ -147,7 +147,7 @@ def test_queues_spread_over_the_masters_and_run_in_priority_order(
     for queue in reversed(queues):  # the last in priority is enqueued first
         for i in range(3):
             rq.enqueue_to(queue, Record, log, f"{queue}-{i}")
-    assert {m.decode() for m in rq.redis.smembers(rq.keys.queues)} == set(queues)
+    assert {raw(m).decode() for m in rq.redis.smembers(rq.keys.queues)} == set(queues)
     worker = run_worker(rq, queues, interval=0, mode=mode, concurrency=1)
     assert worker.processed == 9
     assert ran(rq, log) == [f"{q}-{i}" for q in queues for i in range(3)]
@@ -164,7 +164,7 @@ def test_a_failed_job_is_recorded_in_its_queues_slot(rq: Resque, cluster: Cluste
     run_worker(rq, [queue], interval=0, mode="inline")
     shard = rq.keys.for_queue(queue)
     assert rq.redis.get(shard.stat("failed")) == b"1"
-    assert b"TypeError" in rq.redis.lindex(shard.failed, 0)
+    assert b"TypeError" in raw(rq.redis.lindex(shard.failed, 0) or b"")
 
 
 def test_an_idle_worker_waits_on_every_slot_at_once(rq: Resque, cluster: ClusterGroup) -> None:  # noqa: F811

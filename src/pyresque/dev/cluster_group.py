@@ -222,8 +222,7 @@ class ClusterGroup:
         while keys := _ask(
             source.port, lambda c: _cluster(c, "GETKEYSINSLOT", str(slot), str(batch))
         ):
-            names = [_text(key) for key in keys]
-            _ask(source.port, lambda c: c.migrate(HOST, target.port, names, 0, 5000))
+            _migrate(source, target, [_text(key) for key in keys])
             time.sleep(pause)
         for node in (target, source, *self.masters()):
             _ask(node.port, lambda c: _cluster(c, "SETSLOT", str(slot), "NODE", target_id))
@@ -232,6 +231,10 @@ class ClusterGroup:
     def log_tails(self) -> str:
         """The last lines of every node's log, for a failing test's message."""
         return "\n".join(f"--- node {n.port} ---\n{n.log_tail()}" for n in self.nodes)
+
+
+def _migrate(source: ClusterNode, target: ClusterNode, names: list[str]) -> None:
+    _ask(source.port, lambda c: c.migrate(HOST, target.port, names, 0, 5000))
 
 
 def _node_id(node: ClusterNode) -> str:
