@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pyresque.client.admin import delayed, failures, queues, stats, workers
+from pyresque.client.admin import cancel, delayed, failures, queues, stats, workers
 from pyresque.client.admin.base import Stale
 from pyresque.client.resque import Resque
 from pyresque.web import safe as web_safe
@@ -132,6 +132,7 @@ ACTIONS: dict[str, Callable[[Resque, Mapping[str, Any]], int]] = {
     "remove-delayed": lambda r, f: delayed.take_item(
         r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "cancel"
     ),
+    "cancel-job": lambda r, f: _one(int(cancel.cancel(r, _need(f, "job_id"))["cancelled"])),
     "retry-all-failed": lambda r, f: failures.retry_all(r, _filters(f)),
     "remove-all-failed": lambda r, f: failures.remove_all(r, _filters(f)),
     "clear-failed": lambda r, f: failures.clear_failed(r),

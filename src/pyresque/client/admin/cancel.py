@@ -14,6 +14,7 @@ from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.payload import Payload
+from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
 from pyresque.protocol.status import cancelled_packet
 
@@ -76,3 +77,16 @@ def _record(resque: Namespace, job_id: str) -> None:
     pipe.expire(keys.result_ready(job_id), DEFAULT_RESULT_TTL)
     pipe.set(keys.status(job_id), cancelled_packet(), xx=True, ex=DEFAULT_RESULT_TTL)
     pipe.execute()
+
+
+def add_progress(resque: Namespace, views: list[dict[str, Any]]) -> None:
+    """Add each running job's last progress (``Job.progress``) to the worker views
+    (``workers.worker_view``) as ``job["progress"]``: one MGET for them all."""
+    jobs = [v["job"] for v in views if isinstance(v.get("job"), dict) and v["job"].get("id")]
+    if not jobs:
+        return
+    ids = [str(job["id"]) for job in jobs]
+    raws = cast("list[bytes | None]", resque.redis.mget([resque.keys.progress(i) for i in ids]))
+    for job, raw in zip(jobs, raws, strict=True):
+        progress = Progress.decode(raw) if raw is not None else None
+        job["progress"] = progress.to_dict() if progress else None

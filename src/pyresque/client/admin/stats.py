@@ -11,7 +11,7 @@ from typing import Any
 
 import redis
 
-from pyresque.client.admin import workers
+from pyresque.client.admin import cancel, workers
 from pyresque.client.admin.base import Namespace, Problems
 from pyresque.client.admin.queues import biggest, queue_lengths, sizes
 from pyresque.client.admin.workers import Census, paused_all, worker_view
@@ -239,10 +239,12 @@ def overview_page(resque: Namespace) -> dict[str, Any]:
         partial(workers.list_workers, resque, census.working[:OVERVIEW_LIMIT]),
         list[workers.WorkerInfo](),
     )
+    views = [worker_view(w, now) for w in running]
+    problems.section("the jobs' progress", partial(cancel.add_progress, resque, views), None)
     return {
         "counts": counts(resque, problems, every, census),
         "queues": biggest(resque, every, OVERVIEW_LIMIT, problems),
-        "running": [worker_view(w, now) for w in running],
+        "running": views,
         "paused_all": problems.section(resque.keys.pause_all, partial(paused_all, resque), False),
         "per_minute": series(resque, "m", 60, problems),
         "problems": problems,
