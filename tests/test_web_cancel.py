@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from starlette.testclient import TestClient
@@ -34,7 +35,7 @@ def test_the_dashboard_shows_progress_and_cancels_a_running_job(
     args = ["worker", "--app", str(JOBS), "--redis-url", procs.redis_url]
     procs.cli([*args, "--namespace", namespace, "--queue", "ctl", "--mode", "fork"], namespace)
 
-    def shown() -> dict[str, object] | None:
+    def shown() -> dict[str, Any] | None:
         running = get(client, "/api/overview")["running"]
         jobs = [w["job"] for w in running if w["job"] and w["job"].get("progress")]
         return jobs[0] if jobs else None
