@@ -6,6 +6,8 @@ Real Redis, real ``pyresque worker`` processes."""
 from __future__ import annotations
 
 import asyncio
+import subprocess
+import sys
 import threading
 from pathlib import Path
 from typing import cast
@@ -133,3 +135,16 @@ def test_a_cancel_racing_the_finish_is_harmless(procs: Procs, rq: Resque, namesp
     assert rq.size("ctl") == 0
     for handle, status in ended.items():  # the status says what the result says
         assert handle.status() == status, handle
+
+
+def test_the_progress_and_cancel_example_in_docs_workflows_runs(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "workflows.md").read_text(encoding="utf-8")
+    section = text.split("## Progress and checkpoints", 1)[1]
+    script = tmp_path / "walk.py"
+    script.write_text(section.split("```python\n", 1)[1].split("```", 1)[0], encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0].endswith(" of 1000000")
+    assert lines[1:] == ["running", "CANCELLED"]
