@@ -15,12 +15,22 @@ import redis
 from pyresque.protocol import scripts
 
 P = '{"class":"X","args":[]}'
-FINISH = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", ""]
-FAILED = ["tok", "failed", "null", "rec", "0", "", "delayed:0", "", "", "", 0, "", "", ""]
+FINISH = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", "", "", ""]
+FAILED = ["tok", "failed", "null", "rec", "0", "", "delayed:0", "", "", "", 0, "", "", "", "", ""]
 #: finish with worker:<id>, a status key, a next attempt, a unique lock and two slots
-FINISH_ALL = ["tok", "retry", "null", "", "1", "5", "delayed:5", "it", "lock", "m", 2, "1", "", ""]
+FINISH_ALL = [
+    *("tok", "retry", "null", "", "1", "5", "delayed:5", "it", "lock", "m", 2, "1", "", ""),
+    *("", ""),
+]
 #: finish storing a result (the result key and its ready list)
-RESULT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", 60, "{}"]
+RESULT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", 60, "{}", "", ""]
+#: a workflow job's last finish, with one queue that waiting jobs go to (6 + 2 keys)
+FLOW = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", "", "id", 1]
+#: wf_enqueue.lua: one job without dependencies, on one queue
+WF_SPEC = (
+    '{"queues":["q"],"status":"","batches":[],"jobs":[{"id":"a","q":"q","p":2,'
+    '"front":false,"fail":"cancel","deps":[],"b":[],"st":false}]}'
+)
 CLAIM = ["w", "tok", "", "q1", "q2"]
 #: a woken worker's claim: a wake list per queue too
 WOKEN = ["w", "tok", "1", "q1", "q2"]
@@ -28,7 +38,7 @@ WOKEN = ["w", "tok", "1", "q1", "q2"]
 #: script -> calls as (the right number of keys, ARGV)
 CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "claim": [(5, CLAIM), (7, WOKEN)],
-    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT)],
+    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 8, FLOW)],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
     "heartbeat": [(6, ["w", 1000, "now", "0"])],
@@ -45,7 +55,12 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "failed_trim": [(1, [1, "a"])],
     "lengths": [(2, ["LLEN", 2])],
     "queues_forget": [(6, ["sweep", 0, 0, 2, "a", "b", "", "1"])],
-    "retry_failed": [(5, [0, "a", "b", P, "q", ""]), (6, [0, "a", "b", P, "q", "packet"])],
+    "retry_failed": [
+        (5, [0, "a", "b", P, "q", "", ""]),
+        (6, [0, "a", "b", P, "q", "packet", ""]),
+        (9, [0, "a", "b", P, "q", "packet", "id"]),
+    ],
+    "wf_enqueue": [(8, [WF_SPEC, P])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
         (5, ["tok", 1000, "q", "tail", P, ""]),

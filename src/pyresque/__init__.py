@@ -48,6 +48,9 @@ if TYPE_CHECKING:
     from pyresque.client.handle import JobHandle as JobHandle
     from pyresque.client.resque import Enqueued as Enqueued
     from pyresque.client.resque import Resque as Resque
+    from pyresque.client.workflows import chain as chain
+    from pyresque.client.workflows import group as group
+    from pyresque.client.workflows import step as step
     from pyresque.exceptions import RedisUnavailable as RedisUnavailable
     from pyresque.jobs.limits import Concurrency as Concurrency
     from pyresque.jobs.limits import RateLimit as RateLimit
@@ -68,6 +71,9 @@ _EXPORTS = {
     "Enqueued": "pyresque.client.resque",
     "JobHandle": "pyresque.client.handle",
     "Resque": "pyresque.client.resque",
+    "chain": "pyresque.client.workflows",
+    "group": "pyresque.client.workflows",
+    "step": "pyresque.client.workflows",
     "RedisUnavailable": "pyresque.exceptions",
     "Schedule": "pyresque.scheduling.cron",
     "schedules": "pyresque.scheduling.cron",
@@ -122,10 +128,13 @@ __all__ = [
     "Worker",
     "WorkerOptions",
     "__version__",
+    "chain",
     "events",
+    "group",
     "job",
     "registry",
     "schedules",
+    "step",
 ]
 
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -24,9 +24,11 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from pyresque.client.admin.batches import BatchInfo
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, wait_result_async
-from pyresque.client.producer import Planned, Producer
+from pyresque.client.producer import Call, Planned, Producer
+from pyresque.client.workflows import Node, Workflow, workflow_of
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -106,10 +108,15 @@ class AsyncResque(Producer):
         retry: RetryPolicy | None = None,
         store_result: bool = False,
         result_ttl: int | None = None,
+        depends_on: Sequence[str] = (),
+        on_dependency_failure: str = "cancel",
+        dependable: bool = False,
     ) -> AsyncJobHandle | None:
         """``Resque.enqueue``: php-resque style, the job gets ``args`` as ``self.args``."""
         item = Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
         item.result_ttl = ttl_for(store_result, result_ttl)
+        item.depends_on, item.dependable = depends_on, dependable
+        item.on_dependency_failure = on_dependency_failure
         return await self._write(self._plan(item))
 
     async def enqueue_to(
@@ -124,11 +131,25 @@ class AsyncResque(Producer):
         retry: RetryPolicy | None = None,
         store_result: bool = False,
         result_ttl: int | None = None,
+        depends_on: Sequence[str] = (),
+        on_dependency_failure: str = "cancel",
+        dependable: bool = False,
     ) -> AsyncJobHandle | None:
         """``Resque.enqueue_to``: Ruby style, ``args`` are positional."""
         item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
         item.result_ttl = ttl_for(store_result, result_ttl)
+        item.depends_on, item.dependable = depends_on, dependable
+        item.on_dependency_failure = on_dependency_failure
         return await self._write(self._plan(item))
+
+    async def enqueue_workflow(self, node: Node) -> Workflow[AsyncJobHandle]:
+        """``Resque.enqueue_workflow``: a chain, group or job, in one atomic call."""
+        writer, call = self._workflow(node)
+        reply, durable = await self._run(call)
+        if not durable and self.durability is not None:
+            raise self.durability.not_replicated("a workflow")
+        ids = self._workflow_written(writer, reply)
+        return workflow_of(writer, ids, lambda job_id: AsyncJobHandle(job_id, self))
 
     async def enqueue_job(
         self, job: type[Job] | JobFunction[..., Any], *args: Any
@@ -214,21 +235,24 @@ class AsyncResque(Producer):
         """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
         if planned is None:
             return None
-        call = planned.call
+        reply, durable = await self._run(planned.call)
+        job_id = self._written(planned, reply, durable, self.durability)
+        return AsyncJobHandle(job_id, self) if job_id is not None else None
+
+    async def _run(self, call: Call) -> tuple[Any, bool]:
+        """Run a script call: its reply, and whether the replicas the durability policy
+        asks for acknowledged it."""
         policy = self.durability
         try:
             if policy is None:
-                reply, durable = await aio.run(self.redis, call.script, call.keys, call.args), True
-            else:
-                wait = (policy.count, policy.timeout_ms)
-                reply, acked = await aio.run_and_wait(
-                    self.redis, call.script, call.keys, call.args, wait
-                )
-                durable = acked >= policy.count
+                return await aio.run(self.redis, call.script, call.keys, call.args), True
+            wait = (policy.count, policy.timeout_ms)
+            reply, acked = await aio.run_and_wait(
+                self.redis, call.script, call.keys, call.args, wait
+            )
+            return reply, acked >= policy.count
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        job_id = self._written(planned, reply, durable, policy)
-        return AsyncJobHandle(job_id, self) if job_id is not None else None
 
     # --- status -------------------------------------------------------------------------
 
@@ -265,6 +289,16 @@ class AsyncResque(Producer):
 
             self._twin = Resque(aio.sync_twin(self.redis), self.namespace)
         return await asyncio.to_thread(self._twin.cancel, job_id)
+
+    async def batch(self, batch_id: str) -> BatchInfo | None:
+        """``Resque.batch``: a group's live counts, or None."""
+        try:
+            raw = await self.redis.hget(self.keys.wf_batches, batch_id)
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        except redis.ResponseError:  # a key of another type
+            return None
+        return BatchInfo.decode(batch_id, raw)
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""

@@ -3,6 +3,7 @@ ARGV of the enqueue scripts (enqueue.lua, enqueue_unique.lua) for one namespace.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,12 @@ class Enqueued:
     retry: RetryPolicy | None = None
     #: Store the result for this many seconds (0: as the job class says).
     result_ttl: int = 0
+    #: The ids (or handles) of the jobs this one waits for (docs/workflows.md).
+    depends_on: Sequence[str] = ()
+    #: What a failed or cancelled dependency does to it: "cancel" it, or "run" it anyway.
+    on_dependency_failure: str = "cancel"
+    #: Part of a workflow even without dependencies, so that other jobs may depend on it.
+    dependable: bool = False
 
     @property
     def batch_key(self) -> tuple[str, bool, bool]:

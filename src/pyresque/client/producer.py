@@ -26,6 +26,7 @@ from pyresque.client.checks import (
     check_timeout,
     wire,
 )
+from pyresque.client.workflows import Node, WorkflowWriter, no_workflow, written_reply
 from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
@@ -131,8 +132,36 @@ class Producer:
 
     def _plan(self, item: Enqueued) -> Planned | None:
         """The call that enqueues ``item`` now (None: the chain refused it)."""
+        if item.depends_on or item.dependable:
+            return self._plan_dependent(item)
         job = self._prepare(item)
         return None if job is None else self._call(item, job)
+
+    def _plan_dependent(self, item: Enqueued) -> Planned | None:
+        """The wf_enqueue.lua call of one job with dependencies (or that others may
+        depend on); None when the chain refused it."""
+        job = self._prepare(item)
+        if job is None:
+            return None
+        writer = WorkflowWriter(self.keys, lambda _: job)
+        writer.add(item)
+        keys, args = writer.call()
+        return Planned(item, writer.written[0][1], Call("wf_enqueue", keys, args))
+
+    def _workflow(self, node: Node) -> tuple[WorkflowWriter, Call]:
+        """The one wf_enqueue.lua call that writes the workflow ``node``."""
+        writer = WorkflowWriter(self.keys, self._prepare)
+        writer.add(node)
+        keys, args = writer.call()
+        return writer, Call("wf_enqueue", keys, args)
+
+    def _workflow_written(self, writer: WorkflowWriter, reply: Any) -> list[str]:
+        """After a workflow's call: its jobs' ids, once their ``after_enqueue`` hooks ran
+        (``LookupError`` when a dependency was unknown: nothing was written)."""
+        written_reply(reply)
+        for item, payload in writer.written:
+            self._after_enqueue(item, payload)
+        return [payload.id or "" for _, payload in writer.written]
 
     def _call(self, item: Enqueued, job: Enqueuing) -> Planned:
         payload, lock = job.payload, job.lock
@@ -151,6 +180,7 @@ class Producer:
     def _plan_at(self, when: datetime | float, item: Enqueued, now: float) -> Planned | None:
         """The call that enqueues ``item`` at ``when``: into the delayed queue, or at
         once when ``when`` is not after ``now`` (as Ruby does)."""
+        no_workflow(item, "a delayed job")
         timestamp = due_second(when)
         if timestamp <= int(now):
             return self._plan(item)
@@ -174,6 +204,7 @@ class Producer:
         own. Every job is checked before any call is made."""
         jobs = list(jobs)
         for item in jobs:
+            no_workflow(item, "enqueue_many")
             self._check(item)
         plan = Batch()
         run: list[tuple[Enqueued, Payload]] = []
@@ -228,10 +259,13 @@ class Producer:
             item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)
         if item.result_ttl:
             item.track_status = True  # who waits for a result can also see its status
-        dialect = Dialect.PHP if item.track_status or item.prefix else self.dialect
+        flow = item.dependable or bool(item.depends_on)  # a workflow's jobs need ids
+        dialect = Dialect.PHP if item.track_status or item.prefix or flow else self.dialect
         payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
         if item.result_ttl:
             payload.extra["result_ttl"] = item.result_ttl
+        if flow:
+            payload.extra["workflow"] = True
         if item.timeout is not None:
             payload.extra["timeout"] = item.timeout
         if item.retry is not None:
@@ -258,6 +292,7 @@ class Producer:
         it, else its id, once its ``after_enqueue`` hooks ran."""
         if planned.call.refusable and not reply:
             return None
+        written_reply(reply)
         if not durable and policy is not None:
             raise policy.not_replicated(f"job {planned.payload.id or 'enqueued'}")
         self._after_enqueue(planned.item, planned.payload)

@@ -8,18 +8,20 @@ wake-up token for idle workers, all or nothing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import cached_property
 from typing import Any, cast
 
 import redis
 
+from pyresque.client.admin.batches import BatchInfo, read_batch, read_state
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
 from pyresque.client.handle import JobHandle, wait_result
 from pyresque.client.producer import Planned, Producer
+from pyresque.client.workflows import Node, Workflow, workflow_of
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -98,6 +100,9 @@ class Resque(Producer, AdminMethods):
         retry: RetryPolicy | None = None,
         store_result: bool = False,
         result_ttl: int | None = None,
+        depends_on: Sequence[str] = (),
+        on_dependency_failure: str = "cancel",
+        dependable: bool = False,
     ) -> JobHandle | None:
         """Enqueue as php-resque does: the job gets ``args`` as ``self.args``.
 
@@ -105,9 +110,15 @@ class Resque(Producer, AdminMethods):
         ``before_enqueue`` hook vetoed it or an equal unique job is already enqueued.
         ``store_result`` / ``result_ttl`` (seconds, default one day) store the job's
         result for ``JobHandle.result``, as the job class's attributes of the same names do.
+        ``depends_on`` (ids or handles of jobs enqueued with ``dependable=True``, or
+        in a workflow) makes it wait in Redis until they all succeeded;
+        ``on_dependency_failure`` says what one that fails for good does to it:
+        ``"cancel"`` it (and its own dependents that cancel), or ``"run"`` it anyway.
         """
         item = Enqueued(queue, job, [args], track_status, prefix, at_front, timeout, unique, retry)
         item.result_ttl = ttl_for(store_result, result_ttl)
+        item.depends_on, item.dependable = depends_on, dependable
+        item.on_dependency_failure = on_dependency_failure
         return self._enqueue(item)
 
     def enqueue_to(
@@ -122,10 +133,16 @@ class Resque(Producer, AdminMethods):
         retry: RetryPolicy | None = None,
         store_result: bool = False,
         result_ttl: int | None = None,
+        depends_on: Sequence[str] = (),
+        on_dependency_failure: str = "cancel",
+        dependable: bool = False,
     ) -> JobHandle | None:
-        """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional."""
+        """Enqueue as Ruby's ``Resque.enqueue_to`` does: ``args`` are positional.
+        The other options are ``enqueue``'s."""
         item = Enqueued(queue, job, list(args), track_status, "", at_front, timeout, unique, retry)
         item.result_ttl = ttl_for(store_result, result_ttl)
+        item.depends_on, item.dependable = depends_on, dependable
+        item.on_dependency_failure = on_dependency_failure
         return self._enqueue(item)
 
     def enqueue_job(self, job: type[Job] | JobFunction[..., Any], *args: Any) -> JobHandle | None:
@@ -169,6 +186,31 @@ class Resque(Producer, AdminMethods):
             replies = scripts.run_many(self.redis, calls, wait)
         ids = self._batch_written(batch, replies, policy)
         return [JobHandle(job_id, self) if job_id else None for job_id in ids]
+
+    def enqueue_workflow(self, node: Node) -> Workflow[JobHandle]:
+        """Enqueue a workflow (``chain``, ``group``, or one ``Enqueued``) in one atomic
+        call: the jobs that can start go onto their queues, the others wait in Redis.
+        Raises ``LookupError`` (nothing written) for an unknown ``depends_on`` id."""
+        writer, call = self._workflow(node)
+        with reaching(self.redis):
+            reply, durable = run_durably(
+                self.redis, call.script, call.keys, call.args, self.durability
+            )
+        if not durable and self.durability is not None:
+            raise self.durability.not_replicated("a workflow")
+        ids = self._workflow_written(writer, reply)
+        return workflow_of(writer, ids, lambda job_id: JobHandle(job_id, self))
+
+    def batch(self, batch_id: str) -> BatchInfo | None:
+        """A group's live counts (``BatchInfo``), or None when there is no such batch."""
+        with reaching(self.redis):
+            return read_batch(self.redis, self.keys, batch_id)
+
+    def workflow_state(self, job_id: str) -> str | None:
+        """A workflow job's state: waiting (for dependencies), queued (or running), ok,
+        failed or cancelled; None when it is not one (or its record expired)."""
+        with reaching(self.redis):
+            return read_state(self.redis, self.keys, job_id)
 
     # --- raw queue access -----------------------------------------------------
 

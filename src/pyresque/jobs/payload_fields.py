@@ -1,9 +1,9 @@
 """The payload fields that change how a job runs, checked before it starts.
 
 A producer (or an attacker) may write any JSON value into ``timeout``, ``retry``,
-``attempts``, ``crashes``, ``unique`` or ``result_ttl``. A value the worker cannot use makes the
-job fail as ``MalformedPayload`` naming the field, before anything of it runs,
-instead of raising later outside any handler. Most payloads hold none of these
+``attempts``, ``crashes``, ``unique``, ``result_ttl`` or ``workflow``. A value the
+worker cannot use makes the job fail as ``MalformedPayload`` naming the field, before
+anything of it runs, instead of raising later outside any handler. Most payloads hold none of these
 fields, and pay one dict lookup per field.
 """
 
@@ -77,6 +77,10 @@ def _result_ttl(value: Any) -> str | None:
     return f"must be whole seconds from 1 to {MAX_RESULT_TTL}"
 
 
+def _workflow(value: Any) -> str | None:
+    return None if value is True else "must be true (a job that is part of a workflow)"
+
+
 _CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("timeout", _timeout),
     ("retry", _retry),
@@ -84,4 +88,5 @@ _CHECKS: tuple[tuple[str, Callable[[Any], str | None]], ...] = (
     ("crashes", _counter),
     ("unique", _unique),
     ("result_ttl", _result_ttl),
+    ("workflow", _workflow),
 )

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyresque.exceptions import MalformedPayload, UnknownJob
+from pyresque.jobs import logs
 from pyresque.jobs.job import Job, Registry
 from pyresque.jobs.limits import NO_LIMITS, Held
 from pyresque.jobs.payload_fields import check_fields
@@ -69,6 +70,9 @@ class FinishPlan:
     held: Held = NO_LIMITS  # the slots to give back
     shown: Payload | None = None  # the failure record's payload, when not the job's own
     result_ttl: int = 0  # store the result (or the final failure) for this many seconds
+    #: a workflow job's last attempt: the queues that jobs waiting for dependencies go
+    #: to, as read before the call (workflows.py); None for any other job
+    workflow: tuple[str, ...] | None = None
 
     def call(
         self,
@@ -90,7 +94,8 @@ class FinishPlan:
         job_id = payload.id if payload else None
         stored = bool(self.result_ttl and job_id and self.outcome != "retry")
         result = [keys.result(job_id), keys.result_ready(job_id)] if stored and job_id else []
-        tail_keys, tail_args = self.tail(keys, status_key, result)
+        flow = self.workflow_keys(keys) if job_id and self.workflow is not None else []
+        tail_keys, tail_args = self.tail(keys, status_key, result + flow)
         record = ""
         known = list(first)
         if self.outcome == "failed":
@@ -105,13 +110,23 @@ class FinishPlan:
         args = [claim.token, self.outcome, outcome.result_json(), record, *tail_args]
         stored_args = [self.result_ttl, _result(outcome)] if result else ["", ""]
         args += ["1" if working else "", *stored_args]
+        args += [job_id, len(self.workflow or ())] if flow else ["", ""]
         return known + tail_keys, args
+
+    def workflow_keys(self, keys: Keys) -> list[str]:
+        """The workflow keys of finish.lua (lib_workflow.lua's ``wf_open``)."""
+        flow = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
+        flow += [keys.queues, keys.queues_changed]
+        for queue in self.workflow or ():
+            flow += [keys.queue(queue), keys.wake(queue)]
+        return flow
 
     def tail(
         self, keys: Keys, status_key: str | None, result: list[str]
     ) -> tuple[list[str], list[Any]]:
         """The optional KEYS and the ARGV 5 to 11 of finish.lua (lib_finish.lua);
-        ``result`` is the result key and its ready list, when the result is stored."""
+        ``result`` is the result key and its ready list, when the result is stored,
+        then the workflow keys, when there are some."""
         extra = [status_key] if status_key else []
         if self.retry_item:
             ts = self.retry_at
@@ -144,3 +159,16 @@ def _result(outcome: Outcome) -> str:
 def finish_keys(keys: Keys, worker_id: str) -> list[str]:
     """finish.lua's first KEYS, the same for every job of a worker (lib_finish.lua)."""
     return [keys.inflight(worker_id), keys.stat("processed"), keys.stat("processed", worker_id)]
+
+
+def log_end(work: Work, outcome: Outcome) -> None:
+    """Log how a job ended (one line, with its fields for structured logs: jobs/logs.py)."""
+    payload, kind = work.payload, outcome.kind
+    detail = {
+        "failed": f": {outcome.exception}: {outcome.error}",
+        "unstarted": ": its process died before taking it; back at the head of its queue",
+    }.get(kind, "")
+    name, job_id = (payload.class_name, payload.id or "-") if payload else ("?", "-")
+    args = (job_id, name, work.claim.queue, kind, work.seconds * 1000, detail)
+    extra = logs.fields(payload, work.claim.queue) if payload else None
+    log.info("job %s %s from %s %s in %.1f ms%s", *args, extra=extra)

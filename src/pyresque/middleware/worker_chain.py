@@ -19,6 +19,7 @@ from pyresque.middleware.retries import Retries
 from pyresque.middleware.timeouts import Timeouts
 from pyresque.middleware.unique import UniqueLocks
 from pyresque.middleware.work import FinishPlan, Work
+from pyresque.middleware.workflows import Workflows
 from pyresque.protocol.keys import Keys
 
 
@@ -60,6 +61,7 @@ class WorkerChain:
                 self.retries.finishing,
                 self.unique.finishing,
                 results.finishing,
+                Workflows(client, keys).finishing,
             ],
             extra=middleware,
         )

@@ -182,6 +182,9 @@ class Failures:
         ]
         if payload.id:
             keys.append(self._keys.status(payload.id, payload.prefix))
+        flow = payload.id if payload.id and payload.extra.get("workflow") is True else ""
+        if flow:
+            keys += [self._keys.wf_jobs, self._keys.wf_batches, self._keys.wf_expiry]
         args = [
             failure.index,
             failure.raw,
@@ -189,6 +192,7 @@ class Failures:
             payload.encode(),
             failure.queue,
             waiting_packet() if payload.id else "",
+            flow,
         ]
         return bool(scripts.run(self._redis, "retry_failed", keys, args))
 

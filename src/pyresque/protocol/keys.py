@@ -189,6 +189,30 @@ class Keys:
         """A job's last checkpoint (JSON, with a TTL), deleted once the job has ended."""
         return f"{self.prefix}pyresque:checkpoint:{job_id}"
 
+    # Workflows (dependencies, chains, groups): a few fixed keys, so a finish reaches
+    # any dependent through keys it was given (lib_workflow.lua).
+
+    @property
+    def wf_jobs(self) -> str:
+        """Hash: job id -> its workflow record (JSON): state, dependents, and while it
+        waits its payload and the dependencies it waits for."""
+        return f"{self.prefix}pyresque:wf:jobs"
+
+    @property
+    def wf_batches(self) -> str:
+        """Hash: batch id -> its record (JSON): total, succeeded, failed, cancelled, callbacks."""
+        return f"{self.prefix}pyresque:wf:batches"
+
+    @property
+    def wf_expiry(self) -> str:
+        """Sorted set: ``j:<job id>`` / ``b:<batch id>`` -> when (ms) its record goes."""
+        return f"{self.prefix}pyresque:wf:expiry"
+
+    @property
+    def wf_queues(self) -> str:
+        """Set of the queues that jobs waiting for dependencies go to (it only grows)."""
+        return f"{self.prefix}pyresque:wf:queues"
+
     def paused(self, worker_id: str) -> str:
         """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
         return f"{self.prefix}pyresque:paused:{worker_id}"

@@ -115,6 +115,11 @@ PAUSED = Paused("paused")
 LEASE_EXPIRED = Paused("lease")
 
 
+class QueuesChanged(Exception):
+    """A finish call wrote nothing because a queue that waiting workflow jobs go to was
+    added since its plan read them (lib_finish.lua replied -1): plan it again."""
+
+
 class ClaimNotReplicated(redis.exceptions.ConnectionError):
     """The durability policy's replicas did not acknowledge a claim in time: the jobs
     are in flight on the master, and must not start (a failover could hand them to
@@ -202,9 +207,12 @@ class Fetcher:
         """Record how a job ended (finish.lua) and claim the next jobs, one per token, in
         the same round trip. Returns (finish's reply, next claims): 0 when the job had
         been recovered from us (fenced), 1 when recorded, 2 when ``worker:<id>`` was
-        deleted too (lib_finish.lua)."""
+        deleted too (lib_finish.lua). Raises ``QueuesChanged`` when the finish wrote
+        nothing (and nothing was claimed): plan it again."""
         if not next_tokens or self._keys.clustered:  # on Cluster the next claim is in another slot
             recorded, durable = run_durably(self._redis, "finish", keys, args, self._durability)
+            if recorded < 0:
+                raise QueuesChanged
             claims = self._replicated([], durable, int(recorded))
             if next_tokens and not isinstance(claims, Paused):
                 return int(recorded), self._claim_from(0, CHUNK, next_tokens, [], self._took_wake())
@@ -218,6 +226,8 @@ class Fetcher:
             [len(keys), *args, *claim_args],
             self._durability,
         )
+        if recorded < 0:
+            raise QueuesChanged
         claimed = self._replicated(self._claimed(reply, next_tokens), durable, int(recorded))
         if isinstance(claimed, Paused):
             return int(recorded), claimed

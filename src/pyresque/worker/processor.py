@@ -18,15 +18,14 @@ from typing import TYPE_CHECKING
 
 from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
-from pyresque.jobs import logs
 from pyresque.jobs.perform import Outcome
-from pyresque.middleware.work import Work
+from pyresque.middleware.work import Work, log_end
 from pyresque.protocol import backoff
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.running import Mark
-from pyresque.worker.fetch import PAUSED, ClaimNotReplicated, Fetcher, Paused
+from pyresque.worker.fetch import PAUSED, ClaimNotReplicated, Fetcher, Paused, QueuesChanged
 from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.signals import Wake
 
@@ -233,7 +232,7 @@ class Processor:
             if outcome.kind == "deferred":
                 return None  # a limit refused it: it waits (parked or delayed), unclaimed
         work.seconds = time.monotonic() - started
-        _log(work, outcome)
+        log_end(work, outcome)
         return self._finish(work, outcome, refused)
 
     def _run(self, work: Work) -> Outcome:
@@ -291,6 +290,8 @@ class Processor:
                 next_claim = self._record(work, outcome, not retrying, refused)
                 self._redis_back()  # after a retry: gives back a claim whose reply was lost
                 return next_claim
+            except QueuesChanged:
+                continue  # nothing was written: plan again with the queues as they are now
             except REDIS_DOWN as exc:
                 retrying = True
                 self._redis_down(exc)
@@ -380,18 +381,6 @@ class Processor:
         self.worker.give_back_orphans()
         log.warning("Redis is back")
         self._redis_ok = True
-
-
-def _log(work: Work, outcome: Outcome) -> None:
-    payload, kind = work.payload, outcome.kind
-    detail = {
-        "failed": f": {outcome.exception}: {outcome.error}",
-        "unstarted": ": its process died before taking it; back at the head of its queue",
-    }.get(kind, "")
-    name, job_id = (payload.class_name, payload.id or "-") if payload else ("?", "-")
-    args = (job_id, name, work.claim.queue, kind, work.seconds * 1000, detail)
-    extra = logs.fields(payload, work.claim.queue) if payload else None  # jobs/logs.py
-    log.info("job %s %s from %s %s in %.1f ms%s", *args, extra=extra)
 
 
 def _name(claim: Claim, payload: Payload | None) -> str:

@@ -23,7 +23,8 @@ end
 -- then, each only when its ARGV says so: stat:failed, stat:failed:<id> and the failed
 -- list (a failed job); worker:<id> (a[12]); the status key; delayed_queue_schedule,
 -- delayed:<ts> and timestamps:<item> (a next attempt); the unique lock; the result
--- key and its ready list (a[13]); and last, the slots zsets of the job's concurrency limits
+-- key and its ready list (a[13]); the workflow keys (a[15], lib_workflow.lua's wf_open);
+-- and last, the slots zsets of the job's concurrency limits
 -- a[1] claim token
 -- a[2] 'ok', 'failed', 'retry' (counted as processed; runs again at a[6]) or 'cancelled'
 --   (Resque.cancel stopped it: processed, not failed; status 5)
@@ -35,11 +36,14 @@ end
 -- a[12] '1' when worker:<id> is given: the worker may have written it (mark_running.lua).
 --   `idle` deletes it once the worker has nothing in flight and claimed no next job.
 -- a[13] the result's TTL in seconds when the result is stored, or ''   a[14] its record (JSON)
--- Returns 0 when fenced, else 1, and worker:<id> when given.
+-- a[15] the job's id when it is part of a workflow and this was its last attempt, or ''
+-- a[16] how many queues the workflow keys hold (the `wf:queues` set as the caller read it)
+-- Returns 0 when fenced, -1 (nothing written) when `wf:queues` grew since the caller read
+-- it (read it again and call again), else 1, and worker:<id> when given.
 local function finish(k, a)
   -- The optional keys, in order: the failure's three, worker:<id>, the status key,
-  -- the next attempt's three keys, the unique lock, the result's two, then the
-  -- concurrency slots (all the rest).
+  -- the next attempt's three keys, the unique lock, the result's two, the workflow's,
+  -- then the concurrency slots (all the rest).
   local failed_key, working_key, status_key, retry_key, lock_key = nil, nil, nil, nil, nil
   local result_key = nil
   local next_key = 4
@@ -60,6 +64,14 @@ local function finish(k, a)
   end
   if a[13] ~= '' then
     result_key, next_key = next_key, next_key + 2
+  end
+  local flow = nil
+  if a[15] ~= '' then
+    flow = wf_open(k, next_key, tonumber(a[16]))
+    if wf_stale(flow) then
+      return -1
+    end
+    next_key = next_key + 6 + 2 * flow.given
   end
   -- Slots go back even when fenced: the job no longer runs here either way.
   for i = next_key, #k do
@@ -93,6 +105,9 @@ local function finish(k, a)
   if result_key then
     store_result(k[result_key], k[result_key + 1], a[13], a[14])
   end
+  if flow then
+    wf_finish(flow, a[15], failed_key and 'failed' or (code == 5 and 'cancelled' or 'ok'), a[3])
+  end
   return 1, working_key
 end
 
@@ -111,9 +126,9 @@ end
 local function expect_finish_keys(k, a)
   local count = 3 + (a[2] == 'failed' and 3 or 0) + (a[12] == '1' and 1 or 0)
     + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + 2 * given(a[13])
-    + (tonumber(a[11]) or 0)
+    + given(a[15]) * (6 + 2 * (tonumber(a[16]) or 0)) + (tonumber(a[11]) or 0)
   expect_keys(k, count,
-    'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock][, result and ready list], slots')
+    'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock][, result and ready list][, workflow], slots')
 end
 
 -- KEYS[from .. to] (or ARGV) as a table, so each step reads its own part of a combined call.

@@ -1,0 +1,265 @@
+"""Workflows, producer side: ``chain`` and ``group``, and how a workflow (or one job
+with ``depends_on``) is written: in one atomic call of wf_enqueue.lua, whose KEYS and
+ARGV ``WorkflowWriter`` builds without I/O, for ``Resque`` and ``AsyncResque`` alike.
+The worker side is middleware/workflows.py and lib_workflow.lua; docs/workflows.md.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Generic, TypeAlias, TypeVar
+
+from pyresque.client.calls import Enqueued
+from pyresque.client.checks import wire
+from pyresque.middleware.chain import Enqueuing
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.payload import Payload, dumps
+from pyresque.protocol.status import waiting_packet
+
+#: Where a step's previous result goes in its payload (its last argument): the payload is
+#: stored split around it, and the finish that releases the step puts the result there.
+_MARK = "\x00pyresque:previous-result\x00"
+_POLICIES = ("cancel", "run")
+
+
+@dataclass(frozen=True)
+class Chain:
+    """Steps that run one after the other (``chain``)."""
+
+    steps: tuple[Node, ...]
+    pass_result: bool = False
+
+
+@dataclass(frozen=True)
+class Group:
+    """Members that run in parallel, as one batch with callbacks (``group``)."""
+
+    members: tuple[Node, ...]
+    on_success: Enqueued | None = None
+    on_complete: Enqueued | None = None
+    name: str = ""
+
+
+Node: TypeAlias = "Enqueued | Chain | Group"
+
+
+def step(queue: str, job: Any, *args: Any, **options: Any) -> Enqueued:
+    """One job of a workflow: ``Enqueued(queue, job, list(args), **options)``."""
+    return Enqueued(queue, job, list(args), **options)
+
+
+def chain(*steps: Node, pass_result: bool = False) -> Chain:
+    """Run ``steps`` one after another: each starts once the one before succeeded (a group:
+    all its members). With ``pass_result``, a step gets the previous step's return value
+    as its last argument (after a group: the list of its last jobs' values)."""
+    if not steps:
+        raise ValueError("a chain needs at least one step")
+    return Chain(tuple(steps), pass_result)
+
+
+def group(
+    *members: Node,
+    on_success: Enqueued | None = None,
+    on_complete: Enqueued | None = None,
+    name: str = "",
+) -> Group:
+    """Run ``members`` in parallel as one batch (its counts: ``Resque.batch``).
+    ``on_success`` is enqueued once every member succeeded, ``on_complete`` once every
+    member ended, whatever the outcome (Sidekiq's batch callbacks, Celery's chords)."""
+    if not members:
+        raise ValueError("a group needs at least one member")
+    return Group(tuple(members), on_success, on_complete, name)
+
+
+H = TypeVar("H", bound=str)
+
+
+@dataclass
+class Workflow(Generic[H]):
+    """What ``enqueue_workflow`` wrote: every job's handle in the order written, the
+    batches' ids (outermost first), and ``ends``: the jobs a next step would wait for."""
+
+    jobs: list[H] = field(default_factory=list)
+    batches: list[str] = field(default_factory=list)
+    ends: list[H] = field(default_factory=list)
+
+    @property
+    def batch(self) -> str | None:
+        """The outermost batch's id (None: no group)."""
+        return self.batches[0] if self.batches else None
+
+
+def workflow_of(writer: WorkflowWriter, ids: list[str], handle: Callable[[str], H]) -> Workflow[H]:
+    """The ``Workflow`` of a written ``writer``, its ids made handles by ``handle``."""
+    handles = {job_id: handle(job_id) for job_id in ids}
+    return Workflow(list(handles.values()), writer.batch_ids, [handles[i] for i in writer.ends])
+
+
+class WorkflowWriter:
+    """Builds the one wf_enqueue.lua call of a workflow. ``prepare`` runs a job through the
+    producer's checks and enqueue chain (None: a hook refused it)."""
+
+    def __init__(self, keys: Keys, prepare: Callable[[Enqueued], Enqueuing | None]) -> None:
+        if keys.clustered:
+            raise ValueError(
+                "workflows (depends_on, dependable, chain, group) are not supported on Redis "
+                "Cluster yet: a release crosses queues, which live in different slots there"
+            )
+        self._keys = keys
+        self._prepare = prepare
+        self._jobs: list[dict[str, Any]] = []
+        self._batches: list[dict[str, Any]] = []
+        self._payloads: list[bytes] = []
+        self._queues: dict[str, None] = {}  # in order of first use
+        self.written: list[tuple[Enqueued, Payload]] = []
+        self.batch_ids: list[str] = []  # outermost first
+        self.ends: list[str] = []  # of the last node added
+
+    def add(self, node: Node, after: Sequence[str] = (), batches: Sequence[str] = ()) -> list[str]:
+        """Add ``node`` after the jobs ``after``, in ``batches``; returns its ends' ids."""
+        self.ends = self._add(node, list(after), list(batches), False)
+        return self.ends
+
+    def _add(self, node: Node, after: list[str], batches: list[str], takes: bool) -> list[str]:
+        if isinstance(node, Enqueued):
+            return [self._job(node, after, batches, takes)]
+        if isinstance(node, Chain):
+            ends = after
+            for index, inner in enumerate(node.steps):
+                ends = self._add(inner, ends, batches, node.pass_result and index > 0)
+            return ends
+        if isinstance(node, Group):
+            return self._group(node, after, batches, takes)
+        raise TypeError(f"a workflow step is an Enqueued, chain or group, not {node!r}")
+
+    def _group(self, node: Group, after: list[str], batches: list[str], takes: bool) -> list[str]:
+        batch_id = uuid.uuid4().hex
+        self.batch_ids.append(batch_id)
+        first = len(self._jobs)
+        ends: list[str] = []
+        for member in node.members:
+            ends += self._add(member, after, [*batches, batch_id], takes)
+        members = [job["id"] for job in self._jobs[first:]]
+        callbacks: dict[str, str | None] = {"on_success": None, "on_complete": None}
+        for name, callback, policy in (
+            ("on_success", node.on_success, "cancel"),
+            ("on_complete", node.on_complete, "run"),
+        ):
+            if callback is not None:
+                callback.on_dependency_failure = policy
+                callbacks[name] = self._job(callback, members, batches, False)
+        self._batches.append(
+            {
+                "id": batch_id,
+                "total": len(members),
+                "name": node.name,
+                "parent": batches[-1] if batches else None,
+                **callbacks,
+            }
+        )
+        return ends
+
+    def _job(self, item: Enqueued, after: list[str], batches: list[str], takes: bool) -> str:
+        if item.on_dependency_failure not in _POLICIES:
+            raise ValueError(
+                f'on_dependency_failure must be "cancel" or "run", '
+                f"got {item.on_dependency_failure!r}"
+            )
+        deps = [*dependency_ids(item.depends_on), *after]
+        item.dependable = True
+        job = self._prepare(item)
+        if job is None:
+            raise ValueError(f"a before_enqueue hook refused the workflow's {item.job!r} job")
+        if job.lock is not None:
+            raise ValueError("a unique job cannot be part of a workflow")
+        payload = job.payload
+        assert payload.id  # a workflow job always has an id (producer.py)
+        spec: dict[str, Any] = {
+            "id": payload.id,
+            "q": item.queue,
+            "front": item.at_front,
+            "fail": item.on_dependency_failure,
+            "deps": deps,
+            "b": batches,
+            "st": item.track_status,
+        }
+        if takes and deps:
+            head, tail = _split(payload)
+            spec["p"], spec["p2"] = self._payload(head), self._payload(tail)
+        else:
+            spec["p"] = self._payload(wire(payload.encode()))
+        self._queues[item.queue] = None
+        self._jobs.append(spec)
+        self.written.append((item, payload))
+        return payload.id
+
+    def _payload(self, data: bytes) -> int:
+        self._payloads.append(data)
+        return len(self._payloads) + 1  # its ARGV index (ARGV[1] is the spec)
+
+    def call(self) -> tuple[list[str], list[Any]]:
+        """KEYS and ARGV of wf_enqueue.lua."""
+        keys = self._keys
+        queues = list(self._queues)
+        call_keys = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
+        call_keys += [keys.queues, keys.queues_changed]
+        for queue in queues:
+            call_keys += [keys.queue(queue), keys.wake(queue)]
+        for (_, payload), job in zip(self.written, self._jobs, strict=True):
+            if job["st"]:
+                call_keys.append(keys.status(job["id"], payload.prefix))
+        spec = {
+            "queues": queues,
+            "status": waiting_packet(),
+            "batches": self._batches,
+            "jobs": self._jobs,
+        }
+        return call_keys, [dumps(spec), *self._payloads]
+
+
+def no_workflow(item: Enqueued, where: str) -> None:
+    """ValueError for a job with workflow options where they are not supported."""
+    if item.depends_on or item.dependable:
+        raise ValueError(
+            f"{where} cannot take depends_on or dependable: enqueue the job with enqueue, "
+            "enqueue_to or enqueue_workflow"
+        )
+
+
+def dependency_ids(depends_on: Sequence[str]) -> list[str]:
+    """``depends_on`` as ids; ValueError for one that is not a job id (a non-empty str)."""
+    if isinstance(depends_on, str):
+        raise ValueError("depends_on is a list of job ids (or handles), not one string")
+    ids = []
+    for dependency in depends_on:
+        if not isinstance(dependency, str) or not dependency:
+            raise ValueError(f"depends_on holds job ids (or handles), got {dependency!r}")
+        wire(dumps(dependency))  # valid Unicode, or ValueError saying so
+        ids.append(str(dependency))
+    return ids
+
+
+def _split(payload: Payload) -> tuple[bytes, bytes]:
+    """A payload's text before and after where the previous result goes (its last argument)."""
+    payload.args.append(_MARK)
+    try:
+        text = wire(payload.encode())
+    finally:
+        payload.args.pop()
+    mark = wire(dumps(_MARK))
+    if text.count(mark) != 1:
+        raise ValueError("a job that takes the previous result cannot hold pyresque's marker")
+    head, _, tail = text.partition(mark)
+    return head, tail
+
+
+def written_reply(reply: Any) -> None:
+    """Raise ``LookupError`` for wf_enqueue.lua's refusal: a dependency it does not know."""
+    if isinstance(reply, list) and reply and reply[0] in (b"unknown", "unknown"):
+        unknown = reply[1].decode("utf-8", "replace") if isinstance(reply[1], bytes) else reply[1]
+        raise LookupError(
+            f"dependency {unknown!r} is not a workflow job: enqueue it with dependable=True "
+            "(or depends_on, or in a chain or group), or it ended more than 7 days ago"
+        )

@@ -1,0 +1,43 @@
+"""Workflows as middleware, worker side: the last attempt of a job that is part of a
+workflow (``"workflow": true`` in its payload: it has dependents, dependencies or a
+batch) releases, cancels and counts in the same finish call that records its end
+(``FinishPlan.workflow``, lib_workflow.lua). Other jobs cost one dict lookup.
+
+The call must be given the queues that waiting jobs go to: this reads them
+(``wf:queues``) just before. When a queue was added in between, the call writes
+nothing and replies -1; the worker plans again (worker/fetch.py's ``QueuesChanged``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import cast
+
+import redis
+
+from pyresque.jobs.perform import Outcome
+from pyresque.middleware.work import FinishPlan, Work
+from pyresque.protocol.connection import raw
+from pyresque.protocol.keys import Keys
+
+
+class Workflows:
+    """Worker side of workflows: plans the workflow part of a finish."""
+
+    def __init__(self, client: redis.Redis, keys: Keys) -> None:
+        self._client = client
+        self._keys = keys
+
+    def finishing(self, work: Work, outcome: Outcome, plan: FinishPlan) -> FinishPlan:
+        payload = work.payload
+        if payload is None or payload.extra.get("workflow") is not True or not payload.id:
+            return plan
+        if self._keys.clustered:  # no workflow is enqueued there (workflows.py refuses)
+            return plan
+        if plan.outcome == "retry":  # not its last attempt: nothing to settle yet
+            return plan
+        members = cast("set[bytes]", self._client.smembers(self._keys.wf_queues))
+        # A name that is not UTF-8 was not written by pyresque (queue names are checked):
+        # its jobs (none) would wait on; the others are released as ever.
+        queues = tuple(sorted(raw(name).decode("utf-8", "replace") for name in members))
+        return dataclasses.replace(plan, workflow=queues)

@@ -1,0 +1,83 @@
+-- Enqueue the jobs of a workflow (docs/workflows.md) in one atomic step: a job with
+-- `depends_on`, or a chain or group's jobs, their batches, and the dependencies among
+-- them (lib_workflow.lua). A job whose dependencies are met (or that has none) goes onto
+-- its queue now; the others wait in `wf:jobs` until the finish of their last dependency
+-- releases them. A dependency that already ended counts as it ended, in the same step:
+-- no finish can slip in between.
+--
+-- KEYS[1..6] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed
+-- then queue:<name> and its wake list for each of spec.queues, then the status key of
+-- each job whose `st` is true, in order.
+-- ARGV[1] spec (JSON): queues (names), status (the WAITING packet), batches (each: id,
+--   total, name, on_success, on_complete, parent), jobs (each: id, q, p (the ARGV index of
+--   its payload; with p2 that of the rest, when it takes its dependencies' results),
+--   front, fail ('cancel' or 'run'), deps (ids), b (its batches' ids), st)
+-- ARGV[2..] the payloads
+-- Returns {'ok'}, or {'unknown', id} (nothing written) for a dependency with no record:
+-- not enqueued as part of a workflow, or finished longer ago than records are kept.
+local spec = cjson.decode(ARGV[1])
+local tracked = 0
+for _, job in ipairs(spec.jobs) do
+  tracked = tracked + (job.st and 1 or 0)
+end
+expect_keys(KEYS, 6 + 2 * #spec.queues + tracked,
+  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, 2 per queue, status keys')
+local w = wf_open(KEYS, 1, #spec.queues)
+
+local known = {}
+for _, job in ipairs(spec.jobs) do
+  for _, dep in ipairs(job.deps) do
+    if not known[dep] and not wf_get(w, dep) then
+      return {'unknown', dep}
+    end
+  end
+  known[job.id] = true
+end
+
+wf_sweep(w)
+local created = math.floor(w.now / 1000)
+for _, b in ipairs(spec.batches) do
+  redis.call('HSET', w.batches, b.id, cjson.encode({total = b.total, succeeded = 0,
+    failed = 0, cancelled = 0, name = b.name, created = created, on_success = b.on_success,
+    on_complete = b.on_complete, parent = b.parent}))
+end
+
+local status_index = 6 + 2 * #spec.queues
+for _, job in ipairs(spec.jobs) do
+  local rec = {s = 'waiting', q = job.q, p = ARGV[job.p], front = job.front, fail = job.fail,
+    wait = {}, b = job.b, dep = {}}
+  if job.p2 then
+    rec.p2, rec.deps, rec.res = ARGV[job.p2], job.deps, {}
+  end
+  local root = nil -- the failed job that cancels this one at once
+  for _, dep in ipairs(job.deps) do
+    local d = wf_get(w, dep)
+    if d.s == 'failed' or d.s == 'cancelled' then
+      if job.fail == 'cancel' then
+        rec.wait[dep] = true -- a retry of it (or of what cancelled it) can still run this one
+        root = root or (d.s == 'failed' and dep or d.by)
+      end
+    elseif d.s ~= 'ok' then
+      rec.wait[dep] = true
+      table.insert(d.dep, job.id)
+      wf_put(w, dep, d)
+    end
+  end
+  if root then
+    local root_rec = wf_get(w, root)
+    wf_cancel(w, job.id, rec, root, root_rec or {cancelled = {}})
+    if root_rec then
+      wf_put(w, root, root_rec)
+    end
+  elseif next(rec.wait) == nil then
+    wf_release(w, rec)
+  else
+    redis.call('SADD', w.wf_queues, job.q)
+  end
+  wf_put(w, job.id, rec)
+  if job.st then
+    status_index = status_index + 1
+    redis.call('SET', KEYS[status_index], spec.status)
+  end
+end
+return {'ok'}
