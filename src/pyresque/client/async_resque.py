@@ -266,7 +266,7 @@ class AsyncResque(Producer):
         return None if packet is None else JobStatus.decode(packet)
 
     async def status(self, job_id: str, prefix: str = "") -> Status | None:
-        """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
+        """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None for an untracked or expired job."""
         packet = await self.job_status(job_id, prefix)
         return packet.status if packet else None
 

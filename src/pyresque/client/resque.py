@@ -239,7 +239,7 @@ class Resque(Producer, AdminMethods):
         return None if packet is None else JobStatus.decode(packet)
 
     def status(self, job_id: str, prefix: str = "") -> Status | None:
-        """WAITING, RUNNING, FAILED or COMPLETE; None for an untracked or expired job."""
+        """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None for an untracked or expired job."""
         packet = self.job_status(job_id, prefix)
         return packet.status if packet else None
 
