@@ -221,9 +221,10 @@ class Procs:
         queue: str | None = "default",
         *extra: str,
         env: dict[str, str] | None = None,
+        app: Path = JOBS,
     ) -> Proc:
-        """Start ``pyresque worker`` on ``namespace`` with the e2e jobs module."""
-        args = ["worker", "--app", str(JOBS), "--redis-url", self.redis_url]
+        """Start ``pyresque worker`` on ``namespace`` with the e2e jobs module (or ``app``)."""
+        args = ["worker", "--app", str(app), "--redis-url", self.redis_url]
         args += ["--namespace", namespace]
         if queue is not None:
             args += ["--queue", queue]

@@ -25,9 +25,7 @@ JOBS = Path(__file__).resolve().parent / "control_jobs.py"
 
 
 def start_worker(procs: Procs, namespace: str, mode: str, *extra: str) -> Proc:
-    args = ["worker", "--app", str(JOBS), "--redis-url", procs.redis_url]
-    args += ["--namespace", namespace, "--queue", "ctl", "--mode", mode, *extra]
-    return procs.cli(args, namespace)
+    return procs.worker(namespace, "ctl", "--mode", mode, *extra, app=JOBS)
 
 
 def listed(rq: Resque, name: str) -> list[str]:

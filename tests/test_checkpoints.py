@@ -22,9 +22,7 @@ SIZE, EVERY = 6000, 50
 
 
 def start_worker(procs: Procs, namespace: str, mode: str, *extra: str) -> Proc:
-    args = ["worker", "--app", str(JOBS), "--redis-url", procs.redis_url]
-    args += ["--namespace", namespace, "--queue", "walk", "--mode", mode, *extra]
-    return procs.cli(args, namespace)
+    return procs.worker(namespace, "walk", "--mode", mode, *extra, app=JOBS)
 
 
 def numbers(rq: Resque, name: str) -> list[int]:

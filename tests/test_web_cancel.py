@@ -32,8 +32,7 @@ def test_the_dashboard_shows_progress_and_cancels_a_running_job(
 ) -> None:
     handle = rq.enqueue_to("ctl", Endless, "a", track_status=True)
     assert handle
-    args = ["worker", "--app", str(JOBS), "--redis-url", procs.redis_url]
-    procs.cli([*args, "--namespace", namespace, "--queue", "ctl", "--mode", "fork"], namespace)
+    procs.worker(namespace, "ctl", "--mode", "fork", app=JOBS)
 
     def shown() -> dict[str, Any] | None:
         running = get(client, "/api/overview")["running"]
