@@ -4,17 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 import redis
+from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import workflow_jobs  # noqa: F401  (registers the job classes)
 from e2e_support import Procs, wait_for
-from pyresque import AsyncResque, Resque, Worker, WorkerOptions, chain, group, step
+from pyresque import (
+    AsyncResque,
+    Resque,
+    RetryPolicy,
+    Worker,
+    WorkerOptions,
+    chain,
+    group,
+    step,
+)
+from pyresque.cli.main import main
 from pyresque.client.handle import AsyncJobHandle
 from pyresque.dev.testing import run_jobs
 from pyresque.middleware.work import FinishPlan
@@ -331,3 +344,64 @@ def test_hostile_workflow_records_do_not_stop_a_finish(
     result = run_jobs(rq, "hw")
     assert result.failed == 0
     assert rq.workflow_state(sound) == "ok"
+
+
+def test_batch_counts_from_the_cli_and_the_admin_listing(rq: Resque, redis_url: str) -> None:
+    flow = rq.enqueue_workflow(group(step("wf", "Step", 1), step("wf", "Fails", 2), name="nightly"))
+    assert flow.batch
+    run_jobs(rq, "wf")
+    args = ["--redis-url", redis_url, "--namespace", rq.namespace]
+    runner = CliRunner()
+    shown = runner.invoke(main, ["batch", flow.batch, *args])
+    assert shown.exit_code == 0, shown.output
+    assert f"batch {flow.batch} (nightly): complete" in shown.output
+    assert "2 members: 0 pending, 1 succeeded, 1 failed, 0 cancelled" in shown.output
+    as_json = runner.invoke(main, ["batch", flow.batch, "--json", *args])
+    counts = json.loads(as_json.output)
+    assert (counts["pending"], counts["complete"], counts["success"]) == (0, True, False)
+    missing = runner.invoke(main, ["batch", "no-such-batch", *args])
+    assert missing.exit_code == 1
+    assert "no batch no-such-batch" in missing.output
+    assert [info.id for info in rq.batches()] == [flow.batch]
+
+
+def test_a_member_retried_by_its_policy_counts_once_when_it_succeeds(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    flow = rq.enqueue_workflow(
+        group(
+            step("wf", "Fails", "m", retry=RetryPolicy(attempts=3, delays=(0,))),
+            on_success=step("wf", "Callback", "success"),
+        )
+    )
+    assert flow.batch
+    run_jobs(rq, "wf")  # fails: its next attempt is scheduled, not counted
+    info = rq.batch(flow.batch)
+    assert info
+    assert (info.failed, info.pending) == (0, 1)
+    redis_client.set(f"{namespace}:test:fixed", 1)
+    wait_for(lambda: rq.delayed.move_due() or rq.size("wf"), 30, "the next attempt")
+    run_jobs(rq, "wf")
+    info = rq.batch(flow.batch)
+    assert info
+    assert (info.succeeded, info.failed) == (1, 0)
+    run_jobs(rq, "wf")
+    assert ["Callback", ["success"]] in ran(redis_client, namespace)
+
+
+def test_the_workflow_example_in_docs_workflows_runs(tmp_path: Path) -> None:
+    text = (Path(__file__).parent.parent / "docs" / "workflows.md").read_text(encoding="utf-8")
+    section = text.split("## Dependencies, chains and groups", 1)[1]
+    script = tmp_path / "flow.py"
+    script.write_text(section.split("```python\n", 1)[1].split("```", 1)[0], encoding="utf-8")
+    out = subprocess.run(
+        [sys.executable, str(script)], capture_output=True, text=True, timeout=120, check=True
+    )
+    lines = out.stdout.splitlines()
+    assert lines[0] == "waiting"
+    assert lines[-2:] == ["35", "2 2 0 True"]
+    assert sorted(lines[1:-2]) == [
+        "report: after the fetch",
+        "report: every fetch ended",
+        "report: every fetch succeeded",
+    ]

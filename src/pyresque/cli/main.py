@@ -18,7 +18,7 @@ from pyresque.cli.dev import demo_command, server_command
 from pyresque.cli.failed import failed_group
 from pyresque.cli.queues import enqueue_command, forget_idle_queues_command
 from pyresque.cli.schedule import cron_group, delayed_group
-from pyresque.cli.status import cancel_command, status_command
+from pyresque.cli.status import batch_command, cancel_command, status_command
 from pyresque.cli.support import fail, printable
 from pyresque.cli.web import web_command
 from pyresque.cli.worker import scheduler_command, worker_command
@@ -79,6 +79,7 @@ for _command in (
     ctl_command,
     status_command,
     cancel_command,
+    batch_command,
     failed_group,
     cron_group,
     delayed_group,

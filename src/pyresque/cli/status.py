@@ -1,4 +1,5 @@
-"""``pyresque status JOB_ID``: a tracked job's status (php-resque's ``job:<id>:status``)."""
+"""``pyresque status JOB_ID``: a tracked job's status (php-resque's ``job:<id>:status``);
+``pyresque cancel JOB_ID``; ``pyresque batch BATCH_ID``: a group's counts."""
 
 from __future__ import annotations
 
@@ -89,3 +90,30 @@ def status_command(
         )
     if packet.result is not None:
         click.echo(f"  result {printable(packet.result)}")
+
+
+@click.command("batch")
+@click.argument("batch_id")
+@json_option
+@connection_options
+def batch_command(batch_id: str, as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """A group's live counts: total, pending, succeeded, failed and cancelled members,
+    and its callbacks. Exits 1 when there is no such batch (it ended more than 7 days
+    ago, or its id is wrong)."""
+    resque = connect(redis_url, namespace)
+    info = resque.batch(batch_id)
+    if info is None:
+        raise click.ClickException(f"no batch {printable(batch_id)} (or it expired)")
+    if as_json:
+        print_json(info.to_dict())
+        return
+    name = f" ({printable(info.name)})" if info.name else ""
+    state = "succeeded" if info.success else "complete" if info.complete else "running"
+    click.echo(f"batch {printable(batch_id)}{name}: {state}, created {when(info.created)}")
+    click.echo(
+        f"  {info.total} members: {info.pending} pending, {info.succeeded} succeeded, "
+        f"{info.failed} failed, {info.cancelled} cancelled"
+    )
+    for label, job_id in (("on_success", info.on_success), ("on_complete", info.on_complete)):
+        if job_id:
+            click.echo(f"  {label}: job {printable(job_id)}")

@@ -15,7 +15,6 @@ from typing import Any, cast
 
 import redis
 
-from pyresque.client.admin.batches import BatchInfo, read_batch, read_state
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
@@ -200,17 +199,6 @@ class Resque(Producer, AdminMethods):
             raise self.durability.not_replicated("a workflow")
         ids = self._workflow_written(writer, reply)
         return workflow_of(writer, ids, lambda job_id: JobHandle(job_id, self))
-
-    def batch(self, batch_id: str) -> BatchInfo | None:
-        """A group's live counts (``BatchInfo``), or None when there is no such batch."""
-        with reaching(self.redis):
-            return read_batch(self.redis, self.keys, batch_id)
-
-    def workflow_state(self, job_id: str) -> str | None:
-        """A workflow job's state: waiting (for dependencies), queued (or running), ok,
-        failed or cancelled; None when it is not one (or its record expired)."""
-        with reaching(self.redis):
-            return read_state(self.redis, self.keys, job_id)
 
     # --- raw queue access -----------------------------------------------------
 

@@ -9,8 +9,8 @@ from typing import Any, cast
 
 import redis
 
+from pyresque.client.admin.base import Namespace
 from pyresque.protocol import strict_json
-from pyresque.protocol.keys import Keys
 
 _COUNTS = ("total", "succeeded", "failed", "cancelled", "created")
 _IDS = ("on_success", "on_complete", "parent")
@@ -85,9 +85,27 @@ def _count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 0 <= value < 2**53
 
 
-def read_batch(client: redis.Redis, keys: Keys, batch_id: str) -> BatchInfo | None:
-    """Batch ``batch_id``'s counts, or None."""
-    return BatchInfo.decode(batch_id, _field(client, keys.wf_batches, batch_id))
+def batch(resque: Namespace, batch_id: str) -> BatchInfo | None:
+    """Batch ``batch_id``'s counts (``Resque.batch``, ``pyresque batch``), or None."""
+    return BatchInfo.decode(batch_id, _field(resque.redis, resque.keys.wf_batches, batch_id))
+
+
+def recent(resque: Namespace, limit: int = 100) -> list[BatchInfo]:
+    """Up to ``limit`` batches, the newest first, for the dashboard. It reads at most
+    ``limit`` * 10 records (HSCAN): a namespace keeps a batch 7 days after it ended."""
+    found: list[BatchInfo] = []
+    try:
+        scan = resque.redis.hscan_iter(resque.keys.wf_batches, count=max(limit, 10))
+        for index, (name, raw) in enumerate(scan):
+            info = BatchInfo.decode(name.decode("utf-8", "replace"), raw)
+            if info is not None:
+                found.append(info)
+            if index + 1 >= limit * 10:
+                break
+    except redis.ResponseError:  # not a hash
+        return []
+    found.sort(key=lambda info: info.created, reverse=True)
+    return found[:limit]
 
 
 def _field(client: redis.Redis, key: str, name: str) -> bytes | None:
@@ -110,6 +128,6 @@ def state_of(raw: bytes | str | None) -> str | None:
     return state if state in _STATES else None
 
 
-def read_state(client: redis.Redis, keys: Keys, job_id: str) -> str | None:
+def state(resque: Namespace, job_id: str) -> str | None:
     """Job ``job_id``'s workflow state (``Resque.workflow_state``), or None."""
-    return state_of(_field(client, keys.wf_jobs, job_id))
+    return state_of(_field(resque.redis, resque.keys.wf_jobs, job_id))
