@@ -190,6 +190,22 @@ def page(resque: Resque, name: str, **params: Any) -> Callable[[], Any]:
     return lambda: PAGES[name][1](resque, params)
 
 
+def html(url: str, path: str) -> Callable[[], Any]:
+    """A page as the browser gets it: the dashboard app, rendered (no network)."""
+    from starlette.testclient import TestClient  # the web extra
+
+    from pyresque.web.app import OPEN, create_app
+
+    client = TestClient(create_app(url, namespace=NS, auth=OPEN), "http://localhost")
+
+    def get() -> int:
+        response = client.get(path)
+        response.raise_for_status()
+        return len(response.content)
+
+    return get
+
+
 Op = tuple[str, Callable[[Resque, str, dict[str, Any]], Callable[[], Any]]]
 
 GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
@@ -198,6 +214,9 @@ GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
         [
             ("failed page (dashboard)", lambda r, u, s: page(r, "failed")),
             ("failed page, filtered", lambda r, u, s: page(r, "failed", **{"class": "Match"})),
+            ("failed page, text search", lambda r, u, s: page(r, "failed", q="boom 12")),
+            ("failed page, HTML (50 rows)", lambda r, u, s: html(u, "/failed")),
+            ("failed page, HTML, text search", lambda r, u, s: html(u, "/failed?q=boom+12")),
             (
                 "failed list --class (CLI)",
                 lambda r, u, s: lambda: cli_call(u, "failed", "list", "--class", "Match"),

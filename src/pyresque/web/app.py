@@ -262,6 +262,7 @@ class Dashboard(Base):
             "failed": "/failed",
             "delayed": "/delayed",
             "stats": "/stats",
+            "job": "/jobs/{id:path}",
         }
         pages = [Route(path, self.page, name=name) for name, path in paths.items()]
         api = [Route(f"/api/{name}", self.api, name=name) for name in ("overview", "search")]

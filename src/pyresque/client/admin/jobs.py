@@ -1,0 +1,82 @@
+"""One job by id, as the dashboard's Job page shows it: its status packet (when it is
+tracked), its last progress, its result record (when it stores one) and the time left
+before that expires. Each is read as whatever the key holds: what is not a record of
+its kind is said so, never trusted."""
+
+from __future__ import annotations
+
+import json
+from typing import Any, cast
+
+from pyresque.client.admin.base import Namespace, Problems, as_text, shorten
+from pyresque.protocol.progress import Progress
+from pyresque.protocol.results import ResultRecord
+from pyresque.protocol.status import JobStatus
+
+
+def job_page(resque: Namespace, job_id: str) -> dict[str, Any]:
+    """``{"id", "status", "progress", "result", "problems"}``; a part the job does not
+    have (untracked, no progress reported, no result stored or expired) is None."""
+    problems = Problems()
+    keys = resque.keys
+    if not job_id:
+        return {"id": "", "status": None, "progress": None, "result": None, "problems": problems}
+    pipe = resque.redis.pipeline(transaction=False)
+    pipe.get(keys.status(job_id))
+    pipe.get(keys.progress(job_id))
+    pipe.get(keys.result(job_id))
+    pipe.ttl(keys.result(job_id))
+    names = [keys.status(job_id), keys.progress(job_id), keys.result(job_id), keys.result(job_id)]
+    packet, progress, result, ttl = problems.section(
+        f"job {job_id}", lambda: problems.replies(pipe, names), [None] * 4
+    )
+    return {
+        "id": job_id,
+        "status": None if packet is None else _status(cast("bytes", packet)),
+        "progress": None if progress is None else _progress(cast("bytes", progress)),
+        "result": None if result is None else _result(cast("bytes", result), ttl),
+        "problems": problems,
+    }
+
+
+def _status(raw: bytes) -> dict[str, Any]:
+    packet = JobStatus.decode(raw)
+    if packet is None:
+        return {"state": None, "raw": shorten(as_text(raw))}
+    return {
+        "state": packet.status.name.lower(),
+        "updated": packet.updated or None,
+        "started": packet.started,
+        "result_text": None if packet.result is None else _json_text(packet.result),
+    }
+
+
+def _progress(raw: bytes) -> dict[str, Any]:
+    progress = Progress.decode(raw)
+    if progress is None:
+        return {"fraction": None, "raw": shorten(as_text(raw))}
+    return {
+        "fraction": progress.fraction,
+        "message": progress.message,
+        "updated": progress.updated,
+    }
+
+
+def _result(raw: bytes, ttl: Any) -> dict[str, Any]:
+    expires_in = ttl if isinstance(ttl, int) and ttl >= 0 else None
+    try:
+        record = ResultRecord.decode(raw)
+    except ValueError as exc:
+        return {"state": None, "reason": str(exc), "raw": shorten(as_text(raw))}
+    return {
+        "state": record.status,
+        "value_text": _json_text(record.value) if record.status == "ok" else None,
+        "exception": record.exception,
+        "error": record.error,
+        "backtrace": record.backtrace,
+        "expires_in": expires_in,
+    }
+
+
+def _json_text(value: Any) -> str:
+    return shorten(json.dumps(value, ensure_ascii=False, indent=2, default=str))
