@@ -223,12 +223,13 @@ def test_an_action_on_keys_of_the_wrong_type_is_refused_or_done(
     client: TestClient, rq: Resque, action: str
 ) -> None:
     token = client.get("/api/csrf").json()["csrf_token"]
-    fields = {"queue": "q", "index": "0", "digest": "x", "job_id": "x"}
+    fields = {"queue": "q", "index": "0", "digest": "x", "job_id": "x", "at": "100"}
     for as_json in (True, False):
-        rq.redis.delete(rq.keys.queue("q"), rq.keys.failed)
+        rq.redis.delete(rq.keys.queue("q"), rq.keys.failed, rq.keys.delayed(100))
         rq.redis.sadd(rq.keys.queues, "q")
         rq.redis.hset(rq.keys.queue("q"), "a", "b")
         rq.redis.set(rq.keys.failed, "x")
+        rq.redis.set(rq.keys.delayed(100), "x")
         if as_json:
             response = client.post(
                 f"/api/actions/{action}", json=fields, headers={"X-CSRF-Token": token}
