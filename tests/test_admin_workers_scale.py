@@ -58,6 +58,8 @@ def test_listing_and_metrics_send_a_few_commands_per_chunk_of_workers(
     CountingConnection.sent = 0
     listed = list_workers(rq)
     assert len(listed) == 1000
+    assert all(w.started == "2026-01-12 15:23:55 -0500" for w in listed)
+    assert sum(w.state == "working" for w in listed) == 500
     assert CountingConnection.sent < 60  # was 7 per worker (7,002)
     CountingConnection.sent = 0
     body = metrics.render(rq).decode()

@@ -81,6 +81,15 @@ def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[
     return workers
 
 
+def _id(raw_id: bytes) -> str:
+    """An id as text that encodes back to its exact bytes (``_exact``)."""
+    return raw_id.decode("utf-8", "surrogateescape")
+
+
+def _exact(key: str) -> bytes:
+    return key.encode("utf-8", "surrogateescape")
+
+
 def _prefixed(key: str, ids: list[bytes]) -> list[bytes]:
     """``key`` followed by each id's exact bytes (keys hold the id as it is)."""
     return [raw(key) + i for i in ids]
@@ -92,8 +101,10 @@ def _read(resque: Namespace, ids: list[bytes], now_ms: int, all_paused: bool) ->
     keys = resque.keys
     pipe = resque.redis.pipeline(transaction=False)
     stat = keys.stat("")  # "stat:", then "processed:<id>" / "failed:<id>"
-    for key in (keys.worker(""), keys.worker_started(""), f"{stat}processed:", f"{stat}failed:"):
-        pipe.mget(_prefixed(key, ids))
+    pipe.mget(_prefixed(keys.worker(""), ids))
+    pipe.mget([_exact(keys.worker_started(_id(i))) for i in ids])  # worker:<id>:started
+    pipe.mget(_prefixed(f"{stat}processed:", ids))
+    pipe.mget(_prefixed(f"{stat}failed:", ids))
     pipe.hmget(keys.heartbeats, ids)
     pipe.zmscore(keys.leases, cast("list[str]", ids))  # any bytes: the ids as stored
     found = [reply or [None] * len(ids) for reply in replies(pipe)]
