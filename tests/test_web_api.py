@@ -11,6 +11,7 @@ from typing import Any
 import pytest
 from starlette.testclient import TestClient
 
+from e2e_support import wait_for
 from pyresque import Resque
 from pyresque.client.admin.items import digest, parse_time
 from pyresque.dev.testing import run_jobs
@@ -43,6 +44,19 @@ def act(client: TestClient, action: str, **fields: Any) -> Any:
     """POST an action through the API with a valid CSRF token; returns the response."""
     token = get(client, "/api/csrf")["csrf_token"]
     return client.post(f"/api/actions/{action}", json=fields, headers={"X-CSRF-Token": token})
+
+
+def bulk_done(client: TestClient, response: Any) -> dict[str, Any]:
+    """Wait for the bulk action ``response`` started (in the app's thread) to end."""
+    assert response.status_code == 200, response.text
+
+    def newest() -> dict[str, Any] | None:
+        op = get(client, "/api/bulk")["ops"][0]
+        return op if op["state"] in ("done", "failed") else None
+
+    op = wait_for(newest, 60, "the bulk action to end")
+    assert op["state"] == "done", op
+    return op
 
 
 def test_overview_shows_counts_queues_and_throughput_of_real_runs(
@@ -178,7 +192,7 @@ def test_retry_remove_and_clear_failures(client: TestClient, seeded: Seeded) -> 
     # A digest that no longer matches is refused: the list changed meanwhile.
     stale = act(client, "remove-failed", index=index, digest=record_digest)
     assert stale.status_code == 409
-    assert act(client, "clear-retried").json()["count"] == 1
+    assert bulk_done(client, act(client, "clear-retried"))["changed"] == 1
 
     ruby = next(f for f in rq.failures if f.class_name == "Archive")
     assert (
@@ -203,14 +217,15 @@ def test_retry_remove_and_clear_failures(client: TestClient, seeded: Seeded) -> 
 def test_bulk_retry_and_remove_by_filter(client: TestClient, seeded: Seeded) -> None:
     rq = seeded.resque
     retried = act(client, "retry-all-failed", **{"class": "ChargeCard"})
-    assert retried.json()["count"] == 2
+    assert retried.json()["count"] == 7  # the records it reads, in the background
+    assert bulk_done(client, retried)["changed"] == 2
     assert rq.size("billing") == 2
     assert sorted(j["args"][0]["amount"] for j in rq.peek("billing", 0, 10)) == [250, 900]
     result = run_jobs(rq, "billing")  # a real worker: both are declined again
     assert (result.processed, result.failed) == (2, 2)
     assert get(client, "/api/failed?class=ChargeCard")["matching"] == 4
     removed = act(client, "remove-all-failed", exception="test_web_support.PaymentDeclined")
-    assert removed.json()["count"] == 4
+    assert bulk_done(client, removed)["changed"] == 4
     assert get(client, "/api/failed")["total"] == 5
 
 

@@ -29,6 +29,7 @@ from selenium.webdriver.remote.webdriver import WebDriver
 from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
+from e2e_support import wait_for
 from pyresque import Resque
 from pyresque.web.app import OPEN, create_app
 from test_web_support import (
@@ -227,9 +228,16 @@ def test_bulk_retry_by_filter(browser: WebDriver, base: str, seeded: Seeded) -> 
     )
     assert len(browser.find_elements(By.CSS_SELECTOR, "tr.failure")) == 2
     browser.find_element(By.CSS_SELECTOR, "[data-action=retry-all-failed]").click()
-    flash(browser, "2 matching job(s) queued again")
+    flash(browser, "Retrying the matching jobs in the background")
     assert dialogs(browser) == [["confirm", "Retry every failure matching this filter (2)?"]]
-    assert sorted(j["args"][0]["amount"] for j in rq.peek("billing", 0, 5)) == [250, 900]
+
+    def done() -> bool:
+        return sorted(j["args"][0]["amount"] for j in rq.peek("billing", 0, 5)) == [250, 900]
+
+    wait_for(done, 30, "the background retry")
+    browser.refresh()  # the page lists the action, done
+    row = browser.find_element(By.CSS_SELECTOR, ".bulk-ops tr[data-op]")
+    assert row.get_attribute("data-state") == "done"
     assert "class=ChargeCard" in browser.current_url  # the filter is kept
 
 

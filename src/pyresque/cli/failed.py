@@ -9,7 +9,7 @@ from typing import Any
 import click
 
 from pyresque.cli.support import connect, connection_options, json_option, print_json, printable
-from pyresque.client.admin import failures
+from pyresque.client.admin import bulk, failures
 from pyresque.client.admin.base import Namespace
 from pyresque.client.admin.failures import FailureFilter
 from pyresque.protocol import strict_json
@@ -91,7 +91,7 @@ def _bulk(
     indexes: tuple[int, ...],
     filters: FailureFilter | None,
     one: Callable[[Namespace, int], bool],
-    many: Callable[[Namespace, FailureFilter, Callable[[int], None]], int],
+    action: str,
     label: str,
 ) -> None:
     if indexes:
@@ -100,9 +100,11 @@ def _bulk(
         except ValueError as exc:  # a record that holds no job to retry
             raise click.ClickException(str(exc)) from None
     elif filters is not None:
-        total = resque.failures.count()
-        with click.progressbar(length=total, label=label, file=sys.stderr) as bar:
-            done = many(resque, filters, bar.update)
+        try:
+            op_id = bulk.start(resque, action, filters)
+        except ValueError as exc:
+            raise click.UsageError(str(exc)) from None
+        done = _run(resque, op_id, label)
     else:
         raise click.UsageError(
             "give record indexes, a filter (--queue/--class/--exception) or --all"
@@ -110,12 +112,28 @@ def _bulk(
     click.echo(f"{label}: {done}")
 
 
+def _run(resque: Namespace, op_id: str, label: str) -> int:
+    """Run bulk operation ``op_id`` here with a progress bar; what it changed."""
+    op = bulk.get(resque, op_id)
+    if op is None:
+        raise click.ClickException(f"no bulk operation {op_id} (it may have expired)")
+    click.echo(f"operation {op_id}: if this stops, `pyresque failed resume {op_id}`", err=True)
+    with click.progressbar(length=op["total"], label=label, file=sys.stderr) as bar:
+        ran = bulk.run(resque, op_id, bar.update)
+    if not ran:
+        raise click.ClickException(
+            f"operation {op_id} is run by another process or has ended (`pyresque failed ops`)"
+        )
+    op = bulk.get(resque, op_id)
+    return int(op["changed"]) if op else 0
+
+
 def _bulk_command(
     name: str,
     summary: str,
     label: str,
     one: Callable[[Namespace, int], bool],
-    many: Callable[[Namespace, FailureFilter, Callable[[int], None]], int],
+    action: str,
 ) -> None:
     """Define ``pyresque failed NAME``: act on record indexes, or on every record that
     matches the filters (with a progress bar)."""
@@ -136,7 +154,7 @@ def _bulk_command(
     ) -> None:
         filters = FailureFilter(queue_filter, class_filter, exception_filter)
         chosen = filters if filters.active or all_records else None
-        _bulk(connect(redis_url, namespace), indexes, chosen, one, many, label)
+        _bulk(connect(redis_url, namespace), indexes, chosen, one, action, label)
 
 
 _bulk_command(
@@ -144,11 +162,39 @@ _bulk_command(
     "Put failed jobs back on their queues (records stay, marked retried_at).",
     "retried",
     failures.retry_at,
-    failures.retry_all,
+    "retry",
 )
-_bulk_command(
-    "remove", "Remove failure records.", "removed", failures.remove_at, failures.remove_all
-)
+_bulk_command("remove", "Remove failure records.", "removed", failures.remove_at, "remove")
+
+
+@failed_group.command("ops")
+@json_option
+@connection_options
+def failed_ops(as_json: bool, redis_url: str | None, namespace: str) -> None:
+    """The latest bulk retries and removals (run here, or by the dashboard), newest first."""
+    found = bulk.ops(connect(redis_url, namespace))
+    if as_json:
+        print_json(found)
+        return
+    for op in found:
+        state = "stalled" if op["stalled"] else op["state"]
+        what = " ".join(
+            f"--{k} {printable(op[k])}" for k in ("queue", "class", "exception") if op[k]
+        )
+        click.echo(
+            f"{op['id']}  {op['action']} {what or '(all)'}  {state}  {op['read']}/{op['total']} "
+            f"read  {op['changed']} done{'  ' + printable(op['error']) if op['error'] else ''}"
+        )
+    if not found:
+        click.echo("no bulk operations")
+
+
+@failed_group.command("resume")
+@click.argument("op_id")
+@connection_options
+def failed_resume(op_id: str, redis_url: str | None, namespace: str) -> None:
+    """Resume a stalled bulk operation (its process stopped) here, to its end."""
+    click.echo(f"done: {_run(connect(redis_url, namespace), op_id, 'resumed')}")
 
 
 @failed_group.command("clear")

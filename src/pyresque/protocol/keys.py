@@ -144,6 +144,19 @@ class Keys:
             return f"{self.for_queue(queue).prefix}pyresque:wake:{queue}"
         return f"{self.prefix}pyresque:wake:{queue}"
 
+    def bulk(self, op_id: str) -> str:
+        """Hash: a bulk action on the failed list and its progress (client/admin/bulk.py)."""
+        return f"{self.prefix}pyresque:bulk:{op_id}"
+
+    def bulk_lease(self, op_id: str) -> str:
+        """String with a TTL: the token of the process running a bulk action."""
+        return f"{self.prefix}pyresque:bulk-lease:{op_id}"
+
+    @property
+    def bulk_ops(self) -> str:
+        """Sorted set: the latest bulk actions' ids -> when they were started."""
+        return f"{self.prefix}pyresque:bulk"
+
     @property
     def queues_idle(self) -> str:
         """Sorted set: queue name -> when it was first seen empty and unwatched (ms),

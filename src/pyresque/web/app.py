@@ -121,7 +121,9 @@ class Dashboard(Base):
             {
                 "read_only": self.settings.read_only,
                 "namespace": self.resque.namespace,
-                "endpoints": [f"{base}/api/{n}" for n in (*PAGES, "search", "failed/{index}")],
+                "endpoints": [
+                    f"{base}/api/{n}" for n in (*PAGES, "search", "failed/{index}", "bulk")
+                ],
                 "actions": []
                 if self.settings.read_only
                 else [f"{base}/api/actions/{a}" for a in ACTIONS],
@@ -273,6 +275,7 @@ class Dashboard(Base):
             Route("/api", self.api_index),
             Route("/api/csrf", self.api_csrf),
             Route("/api/failed/{index}", self.api, name="failure"),
+            Route("/api/bulk", self.api, name="bulk"),
             Route("/api/actions/{action}", self.action, methods=["POST"]),
             Route("/actions/{action}", self.action, methods=["POST"]),
             Route("/login", self.login_form),

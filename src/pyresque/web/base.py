@@ -30,10 +30,14 @@ FLASH = {
     "remove-job": "Job deleted.",
     "retry-failed": "Job queued again for a retry.",
     "remove-failed": "Failure removed.",
-    "retry-all-failed": "{n} matching job(s) queued again for a retry.",
-    "remove-all-failed": "{n} matching failure(s) removed.",
+    "retry-all-failed": "Retrying the matching jobs in the background ({n} records to "
+    "read); its progress is shown below.",
+    "remove-all-failed": "Removing the matching failures in the background ({n} records "
+    "to read); its progress is shown below.",
     "clear-failed": "Failed list cleared ({n} removed).",
-    "clear-retried": "{n} retried failure(s) removed.",
+    "clear-retried": "Removing the retried failures in the background ({n} records to "
+    "read); its progress is shown below.",
+    "resume-bulk": "Resumed in the background ({n} records left to read).",
     "enqueue-delayed": "Delayed job queued now.",
     "remove-delayed": "Delayed job deleted.",
 }

@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pyresque.client.admin import cancel, delayed, failures, jobs, queues, stats, workers
+from pyresque.client.admin import bulk, cancel, delayed, failures, jobs, queues, stats, workers
 from pyresque.client.admin.base import Stale
 from pyresque.client.resque import Resque
 from pyresque.web import safe as web_safe
@@ -55,9 +55,12 @@ PAGES: dict[str, tuple[str, Loader]] = {
     ),
     "failed": (
         "failed.html",
-        lambda r, p: failures.failed_page(
-            r, int_param(p, "start"), FAILURES_PER_PAGE, _filters(p), _optional(p, "before")
-        ),
+        lambda r, p: {
+            **failures.failed_page(
+                r, int_param(p, "start"), FAILURES_PER_PAGE, _filters(p), _optional(p, "before")
+            ),
+            "bulk": bulk.ops(r),
+        },
     ),
     "delayed": ("delayed.html", lambda r, p: delayed.delayed_page(r, int_param(p, "start"))),
     # /jobs/<id>, or /jobs/?job=<id> from the page's form
@@ -76,6 +79,7 @@ API: dict[str, Loader] = {
         r, text_param(p, "q"), [text_param(p, "queue")] if text_param(p, "queue") else None
     ),
     "failure": lambda r, p: failures.failure_detail(r, int_param(p, "index")),
+    "bulk": lambda r, p: {"ops": bulk.ops(r)},
 }
 
 
@@ -107,6 +111,23 @@ def _index(form: Mapping[str, Any]) -> int:
     return int_param({"index": _need(form, "index")}, "index")
 
 
+def _background(resque: Resque, action: str, filters: failures.FailureFilter) -> int:
+    """Start a bulk action in a thread of this process (bulk.py); the records it reads."""
+    op_id = bulk.start(resque, action, filters)
+    bulk.in_background(resque, op_id)
+    op = bulk.get(resque, op_id)
+    return int(op["total"]) if op else 0
+
+
+def _resume(resque: Resque, op_id: str) -> int:
+    """Resume a stalled bulk action in a thread of this process."""
+    op = bulk.get(resque, op_id)
+    if op is None or not op["stalled"]:
+        raise Stale("that operation is not stalled (it runs, ended, or expired)")
+    bulk.in_background(resque, op_id)
+    return max(0, int(op["total"]) - int(op["read"]))
+
+
 def _one(count: int) -> int:
     """A single-item action that found nothing to act on."""
     if count == 0:
@@ -135,8 +156,9 @@ ACTIONS: dict[str, Callable[[Resque, Mapping[str, Any]], int]] = {
         r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "cancel"
     ),
     "cancel-job": lambda r, f: _one(int(cancel.cancel(r, _need(f, "job_id"))["cancelled"])),
-    "retry-all-failed": lambda r, f: failures.retry_all(r, _filters(f)),
-    "remove-all-failed": lambda r, f: failures.remove_all(r, _filters(f)),
+    "retry-all-failed": lambda r, f: _background(r, "retry", _filters(f)),
+    "remove-all-failed": lambda r, f: _background(r, "remove", _filters(f)),
     "clear-failed": lambda r, f: failures.clear_failed(r),
-    "clear-retried": lambda r, f: failures.clear_retried(r),
+    "clear-retried": lambda r, f: _background(r, "remove-retried", failures.FailureFilter()),
+    "resume-bulk": lambda r, f: _resume(r, _need(f, "id")),
 }

@@ -284,21 +284,22 @@ def remove_at(resque: Namespace, index: int) -> bool:
     return resque.failures.remove(index)
 
 
-def _exact(filters: FailureFilter) -> FailureFilter:
+def exact(filters: FailureFilter) -> FailureFilter:
+    """``filters``, refused (ValueError) when they hold a text search."""
     if filters.text:
         raise ValueError("a bulk action takes the queue, class and exception filters, not text")
     return filters
 
 
 def retry_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
-    filters = _exact(filters)
+    filters = exact(filters)
     return resque.failures.requeue_all(
         filters.queue, filters.class_name, filters.exception, progress
     )
 
 
 def remove_all(resque: Namespace, filters: FailureFilter, progress: Progress | None = None) -> int:
-    filters = _exact(filters)
+    filters = exact(filters)
     return resque.failures.remove_all(
         filters.queue, filters.class_name, filters.exception, progress=progress
     )

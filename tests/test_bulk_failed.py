@@ -1,0 +1,112 @@
+"""Bulk retries and removals on the failed list run in the background, a chunk at a
+time, with their progress in Redis: shown by the dashboard and the CLI, and resumed
+when the process running them dies."""
+
+from __future__ import annotations
+
+import signal
+import uuid
+from collections.abc import Iterator
+
+import pytest
+import redis
+from click.testing import CliRunner
+from starlette.testclient import TestClient
+
+from e2e_support import Procs, wait_for
+from pyresque import Resque
+from pyresque.cli.main import main as cli
+from pyresque.client.admin import bulk
+from pyresque.client.admin.failures import FailureFilter
+from pyresque.protocol.failure import failure_record
+from pyresque.web.app import OPEN, create_app
+from test_web_support import LOCAL
+
+
+def fill(rq: Resque, n: int, every: int) -> int:
+    """``n`` failure records; every ``every``-th of class Match (on queue ``back``)."""
+    pipe = rq.redis.pipeline(transaction=False)
+    for i in range(n):
+        klass = "Match" if i % every == 0 else "Other"
+        payload = {"class": klass, "args": [{"n": i}], "id": uuid.uuid4().hex}
+        pipe.rpush(rq.keys.failed, failure_record(payload, "E", f"boom {i}", [], "h:1:q", "back"))
+        if len(pipe) >= 2000:
+            pipe.execute()
+    pipe.execute()
+    return len(range(0, n, every))
+
+
+@pytest.fixture
+def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
+    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
+        yield test_client
+
+
+def test_a_retry_killed_midway_resumes_and_retries_each_record_once(
+    procs: Procs, rq: Resque, redis_url: str, namespace: str, redis_client: redis.Redis
+) -> None:
+    matching = fill(rq, 60_000, 4)
+    conn = ["--redis-url", redis_url, "--namespace", namespace]
+    proc = procs.cli(["failed", "retry", "--class", "Match", *conn], namespace)
+
+    def midway() -> dict[str, object] | None:
+        ops = bulk.ops(rq)
+        return ops[0] if ops and 0 < ops[0]["read"] < ops[0]["total"] else None
+
+    op = wait_for(midway, 60, "the retry to be under way")
+    proc.send(signal.SIGKILL)
+    procs.expect_failure(proc)
+    proc.wait_exit()
+    redis_client.delete(rq.keys.bulk_lease(str(op["id"])))  # as when its lease expires
+    [stalled] = bulk.ops(rq)
+    assert stalled["stalled"]
+    assert stalled["state"] == "running"
+    listed = CliRunner().invoke(cli, ["failed", "ops", *conn]).output
+    assert f"{op['id']}  retry --class Match  stalled" in listed
+    resumed = CliRunner().invoke(cli, ["failed", "resume", str(op["id"]), *conn])
+    assert resumed.exit_code == 0, resumed.output
+    [done] = bulk.ops(rq)
+    assert (done["state"], done["runs"], done["changed"]) == ("done", 2, matching)
+    assert rq.size("back") == matching  # each matching job once, none twice
+    assert rq.failures.count() == 60_000
+
+
+def test_the_dashboard_removes_in_the_background_and_shows_progress(
+    client: TestClient, rq: Resque
+) -> None:
+    matching = fill(rq, 20_000, 10)
+    token = client.get("/api/csrf").json()["csrf_token"]
+    started = client.post(
+        "/api/actions/remove-all-failed", json={"class": "Match"}, headers={"X-CSRF-Token": token}
+    )
+    assert started.json() == {"ok": True, "action": "remove-all-failed", "count": 20_000}
+
+    def finished() -> dict[str, object] | None:
+        [op] = client.get("/api/bulk").json()["ops"]
+        return op if op["state"] == "done" else None
+
+    op = wait_for(finished, 120, "the removal to end")
+    assert (op["changed"], op["percent"]) == (matching, 100)
+    assert rq.failures.count() == 20_000 - matching
+    page = client.get("/failed").text
+    assert f'data-op="{op["id"]}" data-state="done"' in page
+
+
+def test_a_stalled_operation_is_resumed_from_the_dashboard(
+    client: TestClient, rq: Resque, redis_client: redis.Redis
+) -> None:
+    fill(rq, 500, 5)
+    op_id = bulk.start(rq, "remove", FailureFilter.of(class_name="Match"))
+    assert bulk.get(rq, op_id)["stalled"]  # type: ignore[index]  # recorded, nobody runs it
+    assert 'data-action="resume-bulk"' in client.get("/failed").text
+    token = client.get("/api/csrf").json()["csrf_token"]
+    resumed = client.post(
+        "/api/actions/resume-bulk", json={"id": op_id}, headers={"X-CSRF-Token": token}
+    )
+    assert resumed.status_code == 200, resumed.text
+    wait_for(lambda: bulk.get(rq, op_id)["state"] == "done", 60, "the resumed removal")  # type: ignore[index]
+    assert rq.failures.count() == 400
+    again = client.post(
+        "/api/actions/resume-bulk", json={"id": op_id}, headers={"X-CSRF-Token": token}
+    )
+    assert again.status_code == 409  # not stalled any more
