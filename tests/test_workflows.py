@@ -405,3 +405,26 @@ def test_the_workflow_example_in_docs_workflows_runs(tmp_path: Path) -> None:
         "report: every fetch ended",
         "report: every fetch succeeded",
     ]
+
+
+def test_cancelling_a_waiting_or_queued_job_settles_its_dependents(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    waiting = rq.enqueue_to("wf", "Step", 2, depends_on=[first])
+    assert waiting
+    cancelled_too = rq.enqueue_to("wf", "Step", 3, depends_on=[waiting])
+    runs_anyway = rq.enqueue_to(
+        "other", "Step", 4, depends_on=[waiting], on_dependency_failure="run"
+    )
+    assert cancelled_too
+    assert runs_anyway
+    assert rq.cancel(waiting)["was"] == "waiting"
+    assert rq.workflow_state(cancelled_too) == "cancelled"
+    assert rq.workflow_state(runs_anyway) == "queued"
+    assert rq.size("other") == 1
+    assert rq.cancel(first)["was"] == "queued"
+    assert rq.workflow_state(first) == "cancelled"
+    run_jobs(rq, "*")
+    assert ran(redis_client, namespace) == [["Step", [4]]]

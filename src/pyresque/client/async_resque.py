@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from pyresque.client.admin.batches import BatchInfo
+from pyresque.client.admin.workflows import BatchInfo
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer

@@ -17,6 +17,7 @@ from pyresque.middleware.chain import Enqueuing
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
+from pyresque.protocol.workflow import workflow_keys
 
 #: Where a step's previous result goes in its payload (its last argument): the payload is
 #: stored split around it, and the finish that releases the step puts the result there.
@@ -203,10 +204,7 @@ class WorkflowWriter:
         """KEYS and ARGV of wf_enqueue.lua."""
         keys = self._keys
         queues = list(self._queues)
-        call_keys = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
-        call_keys += [keys.queues, keys.queues_changed]
-        for queue in queues:
-            call_keys += [keys.queue(queue), keys.wake(queue)]
+        call_keys = workflow_keys(keys, queues)
         for (_, payload), job in zip(self.written, self._jobs, strict=True):
             if job["st"]:
                 call_keys.append(keys.status(job["id"], payload.prefix))

@@ -20,6 +20,7 @@ from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.results import ResultRecord
 from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.workflow import workflow_keys
 
 log = logging.getLogger("pyresque.worker")
 
@@ -94,7 +95,7 @@ class FinishPlan:
         job_id = payload.id if payload else None
         stored = bool(self.result_ttl and job_id and self.outcome != "retry")
         result = [keys.result(job_id), keys.result_ready(job_id)] if stored and job_id else []
-        flow = self.workflow_keys(keys) if job_id and self.workflow is not None else []
+        flow = workflow_keys(keys, self.workflow) if job_id and self.workflow is not None else []
         tail_keys, tail_args = self.tail(keys, status_key, result + flow)
         record = ""
         known = list(first)
@@ -112,14 +113,6 @@ class FinishPlan:
         args += ["1" if working else "", *stored_args]
         args += [job_id, len(self.workflow or ())] if flow else ["", ""]
         return known + tail_keys, args
-
-    def workflow_keys(self, keys: Keys) -> list[str]:
-        """The workflow keys of finish.lua (lib_workflow.lua's ``wf_open``)."""
-        flow = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
-        flow += [keys.queues, keys.queues_changed]
-        for queue in self.workflow or ():
-            flow += [keys.queue(queue), keys.wake(queue)]
-        return flow
 
     def tail(
         self, keys: Keys, status_key: str | None, result: list[str]

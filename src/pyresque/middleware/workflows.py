@@ -11,14 +11,13 @@ nothing and replies -1; the worker plans again (worker/fetch.py's ``QueuesChange
 from __future__ import annotations
 
 import dataclasses
-from typing import cast
 
 import redis
 
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
-from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.workflow import waiting_queues
 
 
 class Workflows:
@@ -36,8 +35,5 @@ class Workflows:
             return plan
         if plan.outcome == "retry":  # not its last attempt: nothing to settle yet
             return plan
-        members = cast("set[bytes]", self._client.smembers(self._keys.wf_queues))
-        # A name that is not UTF-8 was not written by pyresque (queue names are checked):
-        # its jobs (none) would wait on; the others are released as ever.
-        queues = tuple(sorted(raw(name).decode("utf-8", "replace") for name in members))
+        queues = waiting_queues(self._client, self._keys)
         return dataclasses.replace(plan, workflow=queues)

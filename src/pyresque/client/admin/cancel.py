@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pyresque.client.admin import delayed, queues
+from pyresque.client.admin import delayed, queues, workflows
 from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
@@ -21,9 +21,10 @@ from pyresque.protocol.status import cancelled_packet
 
 def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     """Cancel ``job_id``. Returns ``{"id", "cancelled": bool, "was": "queued" |
-    "delayed" | "running" | None, "worker": the worker running it, or None}``; for a
-    running job, ``cancelled`` means its worker was told to stop it. ``ValueError``
-    for an id that is not text Redis can hold (a lone surrogate)."""
+    "delayed" | "waiting" (for its dependencies) | "running" | None, "worker": the
+    worker running it, or None}``; for a running job, ``cancelled`` means its worker
+    was told to stop it. ``ValueError`` for an id that is not text Redis can hold (a
+    lone surrogate)."""
     try:
         job_id.encode()
     except UnicodeEncodeError:
@@ -34,6 +35,10 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
             was = "queued"
     if was is None and delayed.take(resque, "cancel", job_id=job_id):
         was = "delayed"
+    if was is None and workflows.cancel(resque, job_id, "waiting"):
+        was = "waiting"  # for its dependencies (docs/workflows.md)
+    elif was == "queued":
+        workflows.cancel(resque, job_id, "queued")  # its dependents, if it has some
     if was is not None:
         _record(resque, job_id)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}

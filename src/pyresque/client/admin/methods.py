@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from pyresque.client.admin import batches, cancel, delayed, idle_queues, queues, stats
+from pyresque.client.admin import cancel, delayed, idle_queues, queues, stats, workflows
 from pyresque.client.admin.base import Namespace
-from pyresque.client.admin.batches import BatchInfo
+from pyresque.client.admin.workflows import BatchInfo
 from pyresque.jobs.job import JobRef
 from pyresque.protocol.delayed import DelayedJob
 
@@ -79,16 +79,16 @@ class AdminMethods:
 
     def batch(self: Namespace, batch_id: str) -> BatchInfo | None:
         """A group's live counts (``BatchInfo``), or None when there is no such batch."""
-        return batches.batch(self, batch_id)
+        return workflows.batch(self, batch_id)
 
     def batches(self: Namespace, limit: int = 100) -> list[BatchInfo]:
         """Recent batches, the newest first (``batches.recent``: for the dashboard)."""
-        return batches.recent(self, limit)
+        return workflows.recent(self, limit)
 
     def workflow_state(self: Namespace, job_id: str) -> str | None:
         """A workflow job's state: waiting (for dependencies), queued (or running), ok,
         failed or cancelled; None when it is not one (or its record expired)."""
-        return batches.state(self, job_id)
+        return workflows.state(self, job_id)
 
     # --- stats ----------------------------------------------------------------------
 

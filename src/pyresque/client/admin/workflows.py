@@ -10,7 +10,8 @@ from typing import Any, cast
 import redis
 
 from pyresque.client.admin.base import Namespace
-from pyresque.protocol import strict_json
+from pyresque.protocol import scripts, strict_json
+from pyresque.protocol.workflow import waiting_queues, workflow_keys
 
 _COUNTS = ("total", "succeeded", "failed", "cancelled", "created")
 _IDS = ("on_success", "on_complete", "parent")
@@ -131,3 +132,15 @@ def state_of(raw: bytes | str | None) -> str | None:
 def state(resque: Namespace, job_id: str) -> str | None:
     """Job ``job_id``'s workflow state (``Resque.workflow_state``), or None."""
     return state_of(_field(resque.redis, resque.keys.wf_jobs, job_id))
+
+
+def cancel(resque: Namespace, job_id: str, expected: str) -> bool:
+    """Cancel workflow job ``job_id`` in state ``expected``: ``waiting`` (for its
+    dependencies), or ``queued`` (the caller took it off its queue), and settle its
+    dependents and batches (wf_cancel.lua). False when it is not one in that state."""
+    while True:
+        queues = waiting_queues(resque.redis, resque.keys)
+        keys = workflow_keys(resque.keys, queues)
+        reply = scripts.run(resque.redis, "wf_cancel", keys, [job_id, len(queues), expected])
+        if reply != -1:  # -1: a queue was added meanwhile; read them again
+            return bool(reply)
