@@ -264,6 +264,7 @@ class Dashboard(Base):
             "failed": "/failed",
             "delayed": "/delayed",
             "stats": "/stats",
+            "workflows": "/workflows",
             "job": "/jobs/{id:path}",
         }
         pages = [Route(path, self.page, name=name) for name, path in paths.items()]

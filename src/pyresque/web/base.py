@@ -53,6 +53,7 @@ NAV = (
     ("workers", "Workers", "/workers"),
     ("failed", "Failed", "/failed"),
     ("delayed", "Delayed", "/delayed"),
+    ("workflows", "Workflows", "/workflows"),
     ("stats", "Stats", "/stats"),
 )
 
@@ -96,6 +97,7 @@ class Base:
         self.env.globals.update(
             chart=web_svg.throughput_chart,
             histogram=web_svg.histogram,
+            stacked_bar=web_svg.stacked_bar,
             FLASH=FLASH,
             ERRORS=ERRORS,
             NAV=NAV,

@@ -7,7 +7,17 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-from pyresque.client.admin import bulk, cancel, delayed, failures, jobs, queues, stats, workers
+from pyresque.client.admin import (
+    bulk,
+    cancel,
+    delayed,
+    failures,
+    jobs,
+    queues,
+    stats,
+    workers,
+    workflow_pages,
+)
 from pyresque.client.admin.base import Stale
 from pyresque.client.resque import Resque
 from pyresque.web import safe as web_safe
@@ -63,6 +73,10 @@ PAGES: dict[str, tuple[str, Loader]] = {
         },
     ),
     "delayed": ("delayed.html", lambda r, p: delayed.delayed_page(r, int_param(p, "start"))),
+    "workflows": (
+        "workflows.html",
+        lambda r, p: workflow_pages.workflows_page(r, text_param(p, "batch")),
+    ),
     # /jobs/<id>, or /jobs/?job=<id> from the page's form
     "job": ("job.html", lambda r, p: jobs.job_page(r, text_param(p, "id") or text_param(p, "job"))),
     "stats": (

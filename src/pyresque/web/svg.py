@@ -148,3 +148,24 @@ def histogram(buckets: Sequence[dict[str, Any]], width: int = 140, height: int =
         )
     parts.append("</svg>")
     return Markup("".join(parts))
+
+
+def stacked_bar(parts: Sequence[tuple[str, int]], total: int, width: int = 200) -> Markup:
+    """A bar of ``total`` with a segment per ``(css class, count)``, the rest pending
+    (a batch's members); the counts in its tooltip."""
+    height, x = 10, 0.0
+    tip = ", ".join(f"{_num(n)} {name}" for name, n in parts) + f" of {_num(total)}"
+    out = [
+        f'<svg class="stacked" viewBox="0 0 {width} {height}" width="{width}" height="{height}" '
+        f'xmlns="http://www.w3.org/2000/svg"><title>{escape(tip)}</title>'
+        f'<rect class="pending" width="{width}" height="{height}" rx="2"/>'
+    ]
+    for name, n in parts:
+        w = min(width - x, width * n / total) if total > 0 and n > 0 else 0.0
+        if w > 0:
+            out.append(
+                f'<rect class="{escape(name)}" x="{x:.1f}" width="{w:.1f}" height="{height}"/>'
+            )
+            x += w
+    out.append("</svg>")
+    return Markup("".join(out))

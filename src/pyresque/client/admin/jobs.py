@@ -9,18 +9,24 @@ import json
 from typing import Any, cast
 
 from pyresque.client.admin.base import Namespace, Problems, as_text, shorten
+from pyresque.client.admin.workflow_pages import job_workflow
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ResultRecord
 from pyresque.protocol.status import JobStatus
 
 
 def job_page(resque: Namespace, job_id: str) -> dict[str, Any]:
-    """``{"id", "status", "progress", "result", "problems"}``; a part the job does not
-    have (untracked, no progress reported, no result stored or expired) is None."""
+    """``{"id", "status", "progress", "result", "workflow", "problems"}``; a part the
+    job does not have (untracked, no progress reported, no result stored or expired,
+    in no workflow: ``workflow_pages.job_workflow``) is None."""
     problems = Problems()
     keys = resque.keys
     if not job_id:
-        return {"id": "", "status": None, "progress": None, "result": None, "problems": problems}
+        return {
+            "id": "",
+            **dict.fromkeys(("status", "progress", "result", "workflow")),
+            "problems": problems,
+        }
     pipe = resque.redis.pipeline(transaction=False)
     pipe.get(keys.status(job_id))
     pipe.get(keys.progress(job_id))
@@ -35,6 +41,7 @@ def job_page(resque: Namespace, job_id: str) -> dict[str, Any]:
         "status": None if packet is None else _status(cast("bytes", packet)),
         "progress": None if progress is None else _progress(cast("bytes", progress)),
         "result": None if result is None else _result(cast("bytes", result), ttl),
+        "workflow": job_workflow(resque, job_id, problems),
         "problems": problems,
     }
 
