@@ -37,6 +37,7 @@ class RunningJobs:
         self._stop = stop
         self._lock = threading.Lock()
         self._running: dict[str, tuple[Job, Executor]] = {}
+        self._reported: set[str] = set()  # ids of running jobs that reported something
         self._checkpointed: set[str] = set()  # ids of jobs that saved a checkpoint here
 
     def begin(self, job: Job, executor: Executor) -> None:
@@ -60,7 +61,10 @@ class RunningJobs:
         with self._lock:
             if self._running.get(job_id, (None,))[0] is job:
                 del self._running[job_id]
-        self.writer.ended(job_id, keep=True)
+            reported = job_id in self._reported
+            self._reported.discard(job_id)
+        if reported:  # most jobs report nothing: no writer locks for them
+            self.writer.ended(job_id, keep=True)
 
     def cancel(self, job_id: str) -> bool:
         """Stop the job ``job_id`` if it runs here (``Executor.cancel``); False if not."""
@@ -88,8 +92,9 @@ class RunningJobs:
                 log.warning("job %s: its checkpoint could not be deleted (%s)", job_id, exc)
 
     def _report(self, job_id: str, kind: str, text: str) -> None:
-        if kind == "checkpoint":
-            with self._lock:
+        with self._lock:
+            self._reported.add(job_id)
+            if kind == "checkpoint":
                 self._checkpointed.add(job_id)
         self.writer.note(job_id, kind, text)
 
