@@ -1,5 +1,5 @@
 """Workflows as the dashboard shows them: recent batches with their live counts
-(``batches.recent``), one batch by id, and a job's place in its workflow (what it
+(``workflows.recent``), one batch by id, and a job's place in its workflow (what it
 still waits for, what waits for it, its batches), read from the records
 lib_workflow.lua writes. Anyone may write Redis: what is not such a record is said so."""
 
@@ -8,11 +8,11 @@ from __future__ import annotations
 from functools import partial
 from typing import Any, cast
 
-from pyresque.client.admin import batches
+from pyresque.client.admin import workflows
 from pyresque.client.admin.base import Namespace, Problems
 from pyresque.protocol import strict_json
 
-#: Batches the Workflows page lists (the newest of those ``batches.recent`` reads).
+#: Batches the Workflows page lists (the newest of those ``workflows.recent`` reads).
 RECENT = 50
 #: Dependencies or dependents of one job shown with their states.
 LINKED = 50
@@ -22,12 +22,14 @@ def workflows_page(resque: Namespace, batch_id: str = "") -> dict[str, Any]:
     """``{"batch_id", "batch": the one asked for (None if absent), "batches": recent}``."""
     problems = Problems()
     one = (
-        problems.section(f"batch {batch_id}", partial(batches.batch, resque, batch_id), None)
+        problems.section(f"batch {batch_id}", partial(workflows.batch, resque, batch_id), None)
         if batch_id
         else None
     )
     recent = problems.section(
-        resque.keys.wf_batches, partial(batches.recent, resque, RECENT), list[batches.BatchInfo]()
+        resque.keys.wf_batches,
+        partial(workflows.recent, resque, RECENT),
+        list[workflows.BatchInfo](),
     )
     return {
         "batch_id": batch_id,
@@ -50,7 +52,7 @@ def job_workflow(resque: Namespace, job_id: str, problems: Problems) -> dict[str
         record = strict_json.loads(raw)
     except ValueError:
         record = None
-    state = batches.state_of(raw)
+    state = workflows.state_of(raw)
     if not isinstance(record, dict) or state is None:
         return {"state": None, "raw": raw.decode("utf-8", "backslashreplace")[:2000]}
     waits, dependents = _ids(record.get("wait")), _ids(record.get("dep"))
@@ -86,4 +88,4 @@ def _states(resque: Namespace, ids: list[str], problems: Problems) -> list[str |
     raws = problems.section(
         key, lambda: cast("list[bytes | None]", resque.redis.hmget(key, ids)), missing
     )
-    return [batches.state_of(raw) for raw in raws]
+    return [workflows.state_of(raw) for raw in raws]
