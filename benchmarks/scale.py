@@ -190,6 +190,24 @@ def page(resque: Resque, name: str, **params: Any) -> Callable[[], Any]:
     return lambda: PAGES[name][1](resque, params)
 
 
+def bulk_op(resque: Resque, action: str) -> Callable[[], Any]:
+    """A background bulk action (client/admin/bulk.py), run to its end in this process."""
+    from pyresque.client.admin import bulk  # imported here: older trees have none
+    from pyresque.client.admin.failures import FailureFilter
+
+    def run() -> Any:
+        op_id = bulk.start(resque, action, FailureFilter(class_name="Match"))
+        return bulk.run(resque, op_id)
+
+    return run
+
+
+def metrics_scrape(resque: Resque) -> Callable[[], Any]:
+    from pyresque.web import metrics  # the web extra
+
+    return lambda: metrics.render(resque)
+
+
 def html(url: str, path: str) -> Callable[[], Any]:
     """A page as the browser gets it: the dashboard app, rendered (no network)."""
     from starlette.testclient import TestClient  # the web extra
@@ -222,6 +240,7 @@ GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
                 lambda r, u, s: lambda: cli_call(u, "failed", "list", "--class", "Match"),
             ),
             ("count", lambda r, u, s: r.failures.count),
+            ("bulk retry, background (10% match)", lambda r, u, s: bulk_op(r, "retry")),
             (
                 "failed remove --class (10% match)",
                 lambda r, u, s: lambda: cli_call(u, "failed", "remove", "--class", "Match"),
@@ -258,6 +277,11 @@ GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
             ("queues page", lambda r, u, s: page(r, "queues")),
             ("stats page", lambda r, u, s: page(r, "stats")),
             ("info (CLI)", lambda r, u, s: lambda: cli_call(u, "info")),
+            ("/metrics", lambda r, u, s: metrics_scrape(r)),
+            (
+                "forget-idle-queues (CLI)",
+                lambda r, u, s: lambda: cli_call(u, "forget-idle-queues", "--idle", "0"),
+            ),
         ],
     ),
     "workers": (
@@ -267,6 +291,7 @@ GROUPS: dict[str, tuple[Callable[[Resque, int], Any], list[Op]]] = {
             ("workers page", lambda r, u, s: page(r, "workers")),
             ("info (CLI)", lambda r, u, s: lambda: cli_call(u, "info")),
             ("workers (CLI)", lambda r, u, s: lambda: cli_call(u, "workers")),
+            ("/metrics", lambda r, u, s: metrics_scrape(r)),
         ],
     ),
 }

@@ -170,3 +170,28 @@ def test_remove_queue_releases_locks_and_ends_statuses_a_chunk_at_a_time(
     assert redis_client.keys(f"{rq.keys.prefix}pyresque:removed-queue:*") == []
     assert rq.enqueue("big", "Job", {}) is not None  # the queue starts afresh
     assert rq.size("big") == 1
+
+
+def test_dequeue_reads_a_chunk_at_a_time_and_misses_nothing_while_workers_pop(
+    rq: Resque, redis_client: redis.Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Read from the tail, a job keeps its place while a worker pops the head between
+    two chunks. (Read from the head 7 at a time with a pop after each read, the jobs
+    at 8k+7 would slip past the reader: 31 and 47 here.)"""
+    monkeypatch.setattr(queues, "_CHUNK", 7)
+    key = rq.keys.queue("big")
+    items = [{"class": "J", "args": [i]} for i in range(60)]
+    for position in (31, 47):
+        items[position] = {"class": "J", "args": [], "id": "wanted"}
+    redis_client.rpush(key, *[json.dumps(item) for item in items])
+    lrange = rq.redis.lrange
+
+    def popping(name: Any, start: int, end: int) -> Any:
+        found = lrange(name, start, end)
+        assert len(found) <= 7  # never the whole list in one command
+        redis_client.lpop(key)  # a worker takes the head between two reads
+        return found
+
+    monkeypatch.setattr(rq.redis, "lrange", popping)
+    assert queues.dequeue(rq, "big", job_id="wanted") == 2
+    assert all(json.loads(i).get("id") != "wanted" for i in redis_client.lrange(key, 0, -1))

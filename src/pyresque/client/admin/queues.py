@@ -140,6 +140,20 @@ def _scan_list(client: redis.Redis, key: str | bytes, limit: int) -> Iterable[tu
         offset += _CHUNK
 
 
+def _from_tail(client: redis.Redis, key: str) -> Iterable[bytes]:
+    """Every element of a list, read from its tail ``_CHUNK`` per command (one LRANGE of
+    a long list blocks Redis). Counted from the tail, an element keeps its position
+    while workers pop at the head, so none is missed; a push at the tail shifts what
+    is left to read by one, so an element may be read twice."""
+    end = -1
+    while True:
+        chunk = client.lrange(key, end - _CHUNK + 1, end)
+        yield from (raw(item) for item in reversed(chunk))
+        if len(chunk) < _CHUNK:
+            return
+        end -= _CHUNK
+
+
 def search(resque: Namespace, query: str, queues: list[str] | None = None) -> dict[str, Any]:
     """Jobs whose id is ``query`` or whose class contains it (case-insensitive)."""
     problems = Problems()
@@ -288,8 +302,7 @@ def dequeue(
         raise ValueError("give a job class (and optional args) or a job_id")
     name = job_name(job) if job is not None else None
     matches: list[bytes] = []
-    # One snapshot: paging by index would miss jobs when workers pop meanwhile.
-    for item in resque.redis.lrange(resque.keys.queue(queue), 0, -1):
+    for item in _from_tail(resque.redis, resque.keys.queue(queue)):
         try:
             payload = Payload.decode(item)
         except ValueError:
