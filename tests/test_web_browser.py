@@ -30,11 +30,13 @@ from selenium.webdriver.remote.webelement import WebElement
 from selenium.webdriver.support.ui import WebDriverWait
 
 from e2e_support import wait_for
-from pyresque import Resque
+from pyresque import Resque, group, step
+from pyresque.dev.testing import run_jobs
 from pyresque.web.app import OPEN, create_app
 from test_web_support import (
     XSS,
     Seeded,
+    WebResizeImage,
     backfill_history,
     busy_worker,
     declare_cron,
@@ -164,8 +166,17 @@ def test_every_page_renders(browser: Chrome, base: str, seeded: Seeded, redis_ur
         ("workers", "Workers", "rubyhost"),
         ("failed", "Failed", "could not be parsed"),
         ("delayed", "Delayed", "SendReminder"),
+        ("workflows", "Workflows", "thumbnails"),
         ("stats", "Stats", "Job duration by class"),
     ]
+    flow = seeded.resque.enqueue_workflow(
+        group(
+            *[step("thumbs", WebResizeImage, n, 100 + n) for n in range(3)],
+            on_complete=step("thumbs", WebResizeImage, 9, 10),
+            name="thumbnails",
+        )
+    )
+    run_jobs(seeded.resque, "thumbs", mode="inline")
     with busy_worker(seeded.resque, redis_url):
         browser.get(base + "/")
         severe_console_errors(browser)  # forget what the first load logged
@@ -179,6 +190,9 @@ def test_every_page_renders(browser: Chrome, base: str, seeded: Seeded, redis_ur
         click(browser, By.LINK_TEXT, "mail")
         wait(browser).until(lambda b: "Queue mail" in b.find_element(By.TAG_NAME, "h1").text)
         screenshot(browser, "queue")
+        browser.get(f"{base}/jobs/{flow.ends[0]}")
+        wait(browser).until(lambda b: "Workflow" in b.find_element(By.TAG_NAME, "main").text)
+        screenshot(browser, "job")
         # The overview and the workers page show the worker busy on its job.
         click(browser, By.PARTIAL_LINK_TEXT, "Workers")
         wait(browser).until(

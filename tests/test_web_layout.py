@@ -73,6 +73,18 @@ def seed_long_names(resque: Resque) -> list[str]:
         due = int(now) + 600 + i
         r.zadd(keys.delayed_schedule, {str(due): due})
         r.rpush(keys.delayed(due), json.dumps({"class": cls, "args": [], "queue": name}))
+        batch = {"total": 3, "succeeded": 1, "failed": 1, "cancelled": 0, "created": int(now)}
+        batch.update(name=name, on_success=name, on_complete=name, parent=name)
+        r.hset(keys.wf_batches, name, json.dumps(batch))
+        r.hset(
+            keys.wf_jobs,
+            name,
+            json.dumps({"s": "waiting", "wait": {name: True}, "dep": [name], "b": [name]}),
+        )
+        r.set(
+            keys.result(name),
+            json.dumps({"status": "failed", "exception": cls, "error": name, "backtrace": [name]}),
+        )
     return names
 
 
@@ -96,10 +108,13 @@ return [over, wide.slice(0, 5), names];
 """
 
 
-@pytest.mark.parametrize("path", ["/", "/queues", "/workers", "/failed", "/delayed", "/queues/"])
+PAGES = ["/", "/queues", "/workers", "/failed", "/delayed", "/workflows", "/queues/", "/jobs/"]
+
+
+@pytest.mark.parametrize("path", PAGES)
 def test_long_names_fit_at_1280_px(at_1280: WebDriver, base: str, rq: Resque, path: str) -> None:
     names = seed_long_names(rq)
-    url = base + path + (quote(names[0]) if path == "/queues/" else "")
+    url = base + path + (quote(names[0], safe="") if path in ("/queues/", "/jobs/") else "")
     at_1280.get(url)
     wait(at_1280).until(lambda b: b.find_elements(By.CSS_SELECTOR, "main .clip"))
     assert at_1280.execute_script("return window.innerWidth") <= 1280
