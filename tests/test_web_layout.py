@@ -73,8 +73,8 @@ def seed_long_names(resque: Resque) -> list[str]:
         due = int(now) + 600 + i
         r.zadd(keys.delayed_schedule, {str(due): due})
         r.rpush(keys.delayed(due), json.dumps({"class": cls, "args": [], "queue": name}))
-        batch = {"total": 3, "succeeded": 1, "failed": 1, "cancelled": 0, "created": int(now)}
-        batch.update(name=name, on_success=name, on_complete=name, parent=name)
+        counts = {"total": 3, "succeeded": 1, "failed": 1, "cancelled": 0, "created": int(now)}
+        batch = {**counts, "name": name, "on_success": name, "on_complete": name, "parent": name}
         r.hset(keys.wf_batches, name, json.dumps(batch))
         r.hset(
             keys.wf_jobs,
