@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, cast
 
-from pyresque.client.admin import delayed, queues, workflows
+from pyresque.client.admin import delayed, queues, workers, workflows
 from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
@@ -43,8 +43,8 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         _record(resque, job_id)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}
     worker = running_on(resque, job_id)
-    if worker is not None:
-        resque.redis.rpush(resque.keys.control(worker), cancel_command(job_id))
+    if worker is not None and not workers.push_command(resque, worker, cancel_command(job_id)):
+        worker = None  # its lease went meanwhile: recovery puts the job back
     return {
         "id": job_id,
         "cancelled": worker is not None,

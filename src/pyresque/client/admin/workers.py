@@ -165,6 +165,12 @@ def send_command(resque: Namespace, worker_id: str, command: str) -> bool:
     """Queue ``command`` for a pyresque worker; False if it is not one (no lease)."""
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; use one of {', '.join(COMMANDS)}")
+    return push_command(resque, worker_id, command)
+
+
+def push_command(resque: Namespace, worker_id: str, command: str) -> bool:
+    """Queue ``command`` (a ``COMMANDS`` name or ``cancel <id>``) for a pyresque
+    worker, read by its heartbeat; False if it is not one (no lease)."""
     if resque.redis.zscore(resque.keys.leases, worker_id) is None:
         return False
     control = resque.keys.control(worker_id)
