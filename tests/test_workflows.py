@@ -19,8 +19,10 @@ import workflow_jobs  # noqa: F401  (registers the job classes)
 from e2e_support import Procs, wait_for
 from pyresque import (
     AsyncResque,
+    JobCancelled,
     Resque,
     RetryPolicy,
+    Status,
     Worker,
     WorkerOptions,
     chain,
@@ -428,3 +430,22 @@ def test_cancelling_a_waiting_or_queued_job_settles_its_dependents(
     assert rq.workflow_state(first) == "cancelled"
     run_jobs(rq, "*")
     assert ran(redis_client, namespace) == [["Step", [4]]]
+
+
+def test_a_cancelled_dependent_says_so_to_its_waiters_until_a_retry(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    failing = rq.enqueue_to("wf", "Fails", "x", dependable=True)
+    assert failing
+    dependent = rq.enqueue_to("wf", "Step", 7, depends_on=[failing])
+    assert dependent
+    assert dependent.status() == Status.WAITING  # Step stores its result: tracked
+    run_jobs(rq, "wf")
+    with pytest.raises(JobCancelled):
+        dependent.result(timeout=10)
+    assert dependent.status() == Status.CANCELLED
+    redis_client.set(f"{namespace}:test:fixed", 1)
+    assert rq.failures.requeue(0)
+    assert dependent.status() == Status.WAITING
+    run_jobs(rq, "wf")
+    assert dependent.result(timeout=10) == 8

@@ -43,6 +43,7 @@ class WorkerChain:
         self.retries = Retries(client, keys, registry)
         self.history = History(registry.__contains__)
         results = Results()
+        workflows = Workflows(client, keys)
         inner = [Timeouts().around_process]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
             inner.append(ResqueHooks(events).around_process)
@@ -61,14 +62,14 @@ class WorkerChain:
                 self.retries.finishing,
                 self.unique.finishing,
                 results.finishing,
-                Workflows(client, keys).finishing,
+                workflows.finishing,
             ],
             extra=middleware,
         )
         self._finished: Chain[Work, None] = Chain(
             events,
             "finished",
-            outer=[self.limits.finished, self.history.finished],
+            outer=[self.limits.finished, self.history.finished, workflows.finished],
             extra=middleware,
         )
 

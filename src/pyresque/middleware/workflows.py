@@ -17,7 +17,7 @@ import redis
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.workflow import waiting_queues
+from pyresque.protocol.workflow import record_dependents_cancelled, waiting_queues
 
 
 class Workflows:
@@ -37,3 +37,9 @@ class Workflows:
             return plan
         queues = waiting_queues(self._client, self._keys)
         return dataclasses.replace(plan, workflow=queues)
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        """After a failure or cancel that cancelled dependents: their result records and
+        statuses say so (a waiter wakes). Not in the finish call: their keys are per job."""
+        if recorded and plan.workflow is not None and plan.outcome != "ok" and work.payload:
+            record_dependents_cancelled(self._client, self._keys, work.payload.id or "")

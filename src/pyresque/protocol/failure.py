@@ -23,6 +23,7 @@ from pyresque.protocol.failure_sweep import may_hold, needles, sweep
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
+from pyresque.protocol.workflow import record_waiting_again
 
 #: How many records one LRANGE reads while scanning the list.
 _PAGE = 500
@@ -194,7 +195,12 @@ class Failures:
             waiting_packet() if payload.id else "",
             flow,
         ]
-        return bool(scripts.run(self._redis, "retry_failed", keys, args))
+        reply = scripts.run(self._redis, "retry_failed", keys, args)
+        if isinstance(reply, list):  # jobs its failure had cancelled wait for it again
+            record_waiting_again(
+                self._redis, self._keys, [raw(i).decode("utf-8", "replace") for i in reply[1:]]
+            )
+        return bool(reply)
 
     def requeue_all(
         self,

@@ -1,6 +1,8 @@
 """The keys a workflow call is given (lib_workflow.lua's ``wf_open``): the workflow
 hashes, and every queue that jobs waiting for dependencies go to (``wf:queues``), so
-the call can push any job it releases (docs/workflows.md)."""
+the call can push any job it releases (docs/workflows.md). And the result records and
+statuses of the jobs a failure cancelled: their keys are per job, so they are written
+just after the call that cancelled them, not in it."""
 
 from __future__ import annotations
 
@@ -9,8 +11,11 @@ from typing import cast
 
 import redis
 
+from pyresque.protocol import strict_json
 from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
+from pyresque.protocol.status import cancelled_packet, waiting_packet
 
 
 def waiting_queues(client: redis.Redis, keys: Keys) -> tuple[str, ...]:
@@ -28,3 +33,40 @@ def workflow_keys(keys: Keys, queues: Sequence[str]) -> list[str]:
     for queue in queues:
         flow += [keys.queue(queue), keys.wake(queue)]
     return flow
+
+
+def record_cancelled(pipe: redis.client.Pipeline, keys: Keys, job_id: str) -> None:
+    """Queue on ``pipe`` what says ``job_id`` was cancelled before it ran: its result
+    record (its waiters wake and get ``JobCancelled``) and its status, when it is tracked."""
+    pipe.set(keys.result(job_id), ResultRecord.cancelled_json(), ex=DEFAULT_RESULT_TTL)
+    pipe.delete(keys.result_ready(job_id))
+    pipe.rpush(keys.result_ready(job_id), "1")
+    pipe.expire(keys.result_ready(job_id), DEFAULT_RESULT_TTL)
+    pipe.set(keys.status(job_id), cancelled_packet(), xx=True, ex=DEFAULT_RESULT_TTL)
+
+
+def record_dependents_cancelled(client: redis.Redis, keys: Keys, job_id: str) -> None:
+    """After ``job_id`` failed for good or was cancelled: record every job that this
+    cancelled (its record's ``cancelled``) as cancelled, in one transaction."""
+    try:
+        record = strict_json.loads(cast("bytes", client.hget(keys.wf_jobs, job_id) or b"{}"))
+    except (ValueError, redis.ResponseError):
+        return  # not a record pyresque wrote
+    ids = record.get("cancelled") if isinstance(record, dict) else None
+    if not isinstance(ids, list) or not ids:
+        return
+    pipe = client.pipeline(transaction=True)
+    for dependent in ids:
+        if isinstance(dependent, str):
+            record_cancelled(pipe, keys, dependent)
+    pipe.execute()
+
+
+def record_waiting_again(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
+    """Jobs that a retry restored (retry_failed.lua): their cancelled result records go
+    and their status is WAITING again, in one transaction."""
+    pipe = client.pipeline(transaction=True)
+    for job_id in job_ids:
+        pipe.delete(keys.result(job_id), keys.result_ready(job_id))
+        pipe.set(keys.status(job_id), waiting_packet(), xx=True)
+    pipe.execute()

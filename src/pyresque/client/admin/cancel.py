@@ -15,8 +15,7 @@ from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
-from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
-from pyresque.protocol.status import cancelled_packet
+from pyresque.protocol.workflow import record_cancelled
 
 
 def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
@@ -74,13 +73,8 @@ def _id_of(record: bytes) -> str | None:
 def _record(resque: Namespace, job_id: str) -> None:
     """The job's end as a cancelled one: its result record (waiters wake) and its
     status, when it is tracked; in one transaction."""
-    keys = resque.keys
     pipe = resque.redis.pipeline(transaction=True)
-    pipe.set(keys.result(job_id), ResultRecord.cancelled_json(), ex=DEFAULT_RESULT_TTL)
-    pipe.delete(keys.result_ready(job_id))
-    pipe.rpush(keys.result_ready(job_id), "1")
-    pipe.expire(keys.result_ready(job_id), DEFAULT_RESULT_TTL)
-    pipe.set(keys.status(job_id), cancelled_packet(), xx=True, ex=DEFAULT_RESULT_TTL)
+    record_cancelled(pipe, resque.keys, job_id)
     pipe.execute()
 
 

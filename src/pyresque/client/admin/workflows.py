@@ -11,7 +11,11 @@ import redis
 
 from pyresque.client.admin.base import Namespace
 from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.workflow import waiting_queues, workflow_keys
+from pyresque.protocol.workflow import (
+    record_dependents_cancelled,
+    waiting_queues,
+    workflow_keys,
+)
 
 _COUNTS = ("total", "succeeded", "failed", "cancelled", "created")
 _IDS = ("on_success", "on_complete", "parent")
@@ -61,13 +65,8 @@ class BatchInfo:
     @classmethod
     def decode(cls, batch_id: str, raw: bytes | str | None) -> BatchInfo | None:
         """The batch in ``raw`` (its ``wf:batches`` field), or None when it is not one."""
-        if raw is None:
-            return None
-        try:
-            record = strict_json.loads(raw)
-        except ValueError:
-            return None
-        if not isinstance(record, dict):
+        record = _object(raw)
+        if record is None:
             return None
         counts = [record.get(name, 0) for name in _COUNTS]
         ids = [record.get(name) for name in _IDS]
@@ -119,14 +118,20 @@ def _field(client: redis.Redis, key: str, name: str) -> bytes | None:
 
 def state_of(raw: bytes | str | None) -> str | None:
     """The state in a job's workflow record, or None when it is not one."""
+    record = _object(raw)
+    state = record.get("s") if record is not None else None
+    return state if state in _STATES else None
+
+
+def _object(raw: bytes | str | None) -> dict[str, Any] | None:
+    """The JSON object in ``raw``; None for anything else (anyone may write Redis)."""
     if raw is None:
         return None
     try:
         record = strict_json.loads(raw)
     except ValueError:
         return None
-    state = record.get("s") if isinstance(record, dict) else None
-    return state if state in _STATES else None
+    return record if isinstance(record, dict) else None
 
 
 def state(resque: Namespace, job_id: str) -> str | None:
@@ -142,5 +147,7 @@ def cancel(resque: Namespace, job_id: str, expected: str) -> bool:
         queues = waiting_queues(resque.redis, resque.keys)
         keys = workflow_keys(resque.keys, queues)
         reply = scripts.run(resque.redis, "wf_cancel", keys, [job_id, len(queues), expected])
+        if reply == 1:
+            record_dependents_cancelled(resque.redis, resque.keys, job_id)
         if reply != -1:  # -1: a queue was added meanwhile; read them again
             return bool(reply)

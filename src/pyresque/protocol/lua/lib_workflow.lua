@@ -198,10 +198,12 @@ end
 -- A retry of job `id` from `failed` (retry_failed.lua): as if it had not failed. Its
 -- batches count it pending again, and the jobs its failure cancelled wait again, unless
 -- they also wait for another job that failed (then they are that one's to restore).
+-- Returns the ids that wait again.
 local function wf_retry(w, id)
   local rec = wf_get(w, id)
+  local waiting = {}
   if not rec or rec.s ~= 'failed' then
-    return
+    return waiting
   end
   rec.s = 'queued'
   wf_expire_at(w, 'j:' .. id, true)
@@ -226,6 +228,9 @@ local function wf_retry(w, id)
           end
         end
       end
+      if d.s == 'waiting' then
+        table.insert(waiting, dep_id)
+      end
       wf_put(w, dep_id, d)
     end
   end
@@ -234,4 +239,5 @@ local function wf_retry(w, id)
   end
   rec.cancelled = {}
   wf_put(w, id, rec)
+  return waiting
 end

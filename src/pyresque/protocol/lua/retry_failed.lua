@@ -11,7 +11,8 @@
 -- ARGV[4] payload to enqueue   ARGV[5] queue name   ARGV[6] WAITING status packet or ''
 -- ARGV[7] the job's id when it is part of a workflow (its batches count it pending
 --   again, and the jobs its failure cancelled wait for it again: lib_workflow.lua), or ''
--- Returns 1 when retried, 0 when the record changed meanwhile.
+-- Returns 1 when retried ({1, ids...} when the retry made cancelled jobs wait again: the
+-- caller marks them waiting), 0 when the record changed meanwhile.
 expect_keys(KEYS, 5 + given(ARGV[6]) + 3 * given(ARGV[7]),
   'failed, queues, queue, wake, queues-changed[, status][, wf:jobs, wf:batches, wf:expiry]')
 
@@ -25,7 +26,11 @@ if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
 end
 if ARGV[7] ~= '' then
   local from = 6 + given(ARGV[6])
-  wf_retry({jobs = KEYS[from], batches = KEYS[from + 1], expiry = KEYS[from + 2],
-    now = now_ms()}, ARGV[7])
+  local waiting = wf_retry({jobs = KEYS[from], batches = KEYS[from + 1],
+    expiry = KEYS[from + 2], now = now_ms()}, ARGV[7])
+  if #waiting > 0 then
+    table.insert(waiting, 1, 1)
+    return waiting
+  end
 end
 return 1
