@@ -3,6 +3,7 @@ and stored result, from real worker runs, and whatever else the keys may hold.""
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from urllib.parse import quote
 
@@ -107,3 +108,20 @@ def test_any_key_content_gives_a_page(
     api = client.get(f"/api/jobs/{quote(job_id, safe='')}")
     assert api.status_code == 200
     assert api.json()["id"] == job_id
+
+
+def test_cancel_from_the_job_page(client: TestClient, rq: Resque) -> None:
+    job_id = rq.enqueue("sums", WebTotal, {"items": [1]}, track_status=True)
+    page = client.get(f"/jobs/{job_id}").text
+    assert 'data-action="cancel-job"' in page
+    token = re.search(r'name="csrf_token" value="([^"]+)"', page)
+    assert token
+    done = client.post(
+        "/actions/cancel-job",
+        data={"job_id": job_id, "csrf_token": token.group(1), "next": f"/jobs/{job_id}"},
+        follow_redirects=True,
+    )
+    assert "Job cancelled" in done.text
+    assert 'data-state="cancelled"' in done.text
+    assert 'data-action="cancel-job"' not in done.text  # it ended: no button
+    assert rq.size("sums") == 0

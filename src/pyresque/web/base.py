@@ -40,6 +40,7 @@ FLASH = {
     "resume-bulk": "Resumed in the background ({n} records left to read).",
     "enqueue-delayed": "Delayed job queued now.",
     "remove-delayed": "Delayed job deleted.",
+    "cancel-job": "Job cancelled (a running one stops within about a second).",
 }
 ERRORS = {
     "stale": "Nothing was done: that item changed or is gone (a worker may have taken it). "

@@ -48,7 +48,7 @@
       const badge = fresh.getElementById("nav-failed");
       const current = document.getElementById("nav-failed");
       if (badge && current) current.textContent = badge.textContent;
-      stamp.textContent = new Date().toLocaleTimeString();
+      stamp.textContent = new Date().toISOString().replace(/\.\d+Z$/, "Z"); // as every time shown
       show("");
     } catch (error) {
       show("offline");
