@@ -111,6 +111,23 @@ def test_asyncresque_and_the_cli_cancel_a_running_job(
     assert "is not queued, delayed or running" in gone.output
 
 
+def test_a_job_cancelled_while_running_cancels_its_dependents(
+    procs: Procs, rq: Resque, namespace: str
+) -> None:
+    first = rq.enqueue_to("ctl", Endless, "a", dependable=True)
+    assert first
+    after = rq.enqueue_to("ctl", Quick, 1, depends_on=[first])
+    assert after
+    start_worker(procs, namespace, "fork")
+    wait_for(lambda: running_on(rq, first), message="job a running")
+    assert rq.cancel(first)["was"] == "running"
+    with pytest.raises(JobCancelled):
+        first.result(timeout=30)
+    assert rq.workflow_state(first) == "cancelled"
+    assert rq.workflow_state(after) == "cancelled"  # never runs
+    assert rq.size("ctl") == 0
+
+
 def test_a_cancel_racing_the_finish_is_harmless(procs: Procs, rq: Resque, namespace: str) -> None:
     """Each job (0 to 1.8 s long) is cancelled as soon as it is seen running; the worker
     reads the command up to a second later, so some end first and some are stopped,
