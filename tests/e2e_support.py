@@ -128,10 +128,11 @@ def redis_connections(client: redis.Redis, pid: int) -> list[dict[str, Any]]:
     return found
 
 
-def blocked_in_blpop(client: redis.Redis, pid: int) -> bool:
-    """True while process ``pid`` waits in a BLPOP (a blocking worker that idles)."""
+def blocked_waiting(client: redis.Redis, pid: int) -> bool:
+    """True while process ``pid`` waits in a blocking command: a worker that idles, in a
+    BLPOP on wake-up lists, or a BLMOVE on its one queue (landing.py)."""
     return any(
-        c.get("cmd") == "blpop" and "b" in str(c.get("flags", ""))
+        c.get("cmd") in ("blpop", "blmove") and "b" in str(c.get("flags", ""))
         for c in redis_connections(client, pid)
     )
 

@@ -9,7 +9,7 @@ import time
 
 import redis
 
-from e2e_support import Procs, State, blocked_in_blpop, wait_for
+from e2e_support import Procs, State, blocked_waiting, wait_for
 from pyresque import Events, Resque
 
 #: More than any fixed limit could allow, in a name order that is not creation order.
@@ -48,7 +48,7 @@ def test_an_idle_worker_over_10001_queues_wakes_for_a_job_on_the_last_one(
         _known(client)
         worker = procs.worker(namespace, ",".join(QUEUES), "--interval", "5")
         for n, queue in enumerate((QUEUES[-1], QUEUES[0], QUEUES[5_000])):
-            wait_for(lambda: blocked_in_blpop(redis_client, worker.pid), 60, "the worker to block")
+            wait_for(lambda: blocked_waiting(redis_client, worker.pid), 60, "the worker to block")
             sent = time.time()
             client.enqueue(queue, "Succeed", {"name": queue})
             [*_, run] = state.wait_event("Succeed", "perform", count=n + 1, timeout=60)

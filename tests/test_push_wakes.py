@@ -14,7 +14,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from e2e_support import Proc, Procs, State, blocked_in_blpop, wait_for
+from e2e_support import Proc, Procs, State, blocked_waiting, wait_for
 from pyresque import Events, Resque
 from pyresque.protocol.failure import failure_record
 
@@ -33,7 +33,7 @@ def idle_star_worker(procs: Procs, state: State, client: Resque, namespace: str)
     client.enqueue("old", "Succeed", {"n": 0})
     worker = procs.worker(namespace, "*", "--interval", "5")
     state.wait_event("Succeed", "perform")
-    wait_for(lambda: blocked_in_blpop(state.r, worker.pid), 30, "the worker to block")
+    wait_for(lambda: blocked_waiting(state.r, worker.pid), 30, "the worker to block")
     return worker
 
 

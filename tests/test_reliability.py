@@ -682,7 +682,9 @@ class _Proxy:
         self.flowing.set()
 
     def arm(self, script: str) -> None:
-        self.target = hashlib.sha1(scripts.source(script).encode()).hexdigest().encode()
+        """Lose the next reply that claims a job of ``script``, or of a ``BLMOVE``."""
+        source = scripts.source(script).encode() if script != "BLMOVE" else b""
+        self.target = hashlib.sha1(source).hexdigest().encode() if source else b"BLMOVE"
         self.armed.set()
 
     def _accept(self) -> None:
@@ -741,8 +743,10 @@ class _Proxy:
 
 
 def _claimed_nothing(reply: bytes) -> bool:
-    """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``."""
-    return reply in (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n")
+    """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``, or
+    of a BLMOVE that timed out (nil)."""
+    nothing = (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n", b"$-1\r\n", b"*-1\r\n")
+    return reply in nothing
 
 
 def _lose_a_reply(
@@ -756,13 +760,16 @@ def _lose_a_reply(
     jobs: int = 3,
 ) -> None:
     """``jobs`` jobs queued; the reply of the first ``script`` call that claims a job is
-    lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s."""
+    lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s.
+    The claim script claims for an idle worker of several queues; one of one queue
+    claims with a BLMOVE (landing.py)."""
+    queues = f"{QUEUE},other" if script == "claim" else QUEUE
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
     try:
         for name in ("claim", "finish_claim"):  # no NOSCRIPT round trip to trip on
             state.r.script_load(scripts.source(name))
-        worker = procs.worker(proxy.url, namespace, lease_ttl=1)
+        worker = procs.worker(proxy.url, namespace, queues=queues, lease_ttl=1)
         worker.wait_started()
         proxy.arm(script)
         ids = [
@@ -782,6 +789,7 @@ def _lose_a_reply(
                 set(ran()) == set(ids)
                 and not state.queue()
                 and not state.inflight(worker.id)
+                and not state.r.exists(state.key(f"pyresque:landing:{worker.id}"))
                 and state.r.get(state.key(f"worker:{worker.id}")) is None
             )
 
@@ -801,14 +809,14 @@ def _lose_a_reply(
         proxy.close()
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE"])
 def test_a_lost_claim_reply_loses_no_job(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE"])
 def test_a_lost_claim_reply_in_an_outage_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:

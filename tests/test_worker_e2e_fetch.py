@@ -12,7 +12,7 @@ from pathlib import Path
 
 import redis
 
-from e2e_support import HOST, Proc, Procs, State, blocked_in_blpop, stays, wait_for
+from e2e_support import HOST, Proc, Procs, State, blocked_waiting, stays, wait_for
 from pyresque import Events, Resque
 
 #: (queue option, jobs as (queue, name) in enqueue order, expected run order, left over)
@@ -87,7 +87,7 @@ def test_blocking_worker_starts_a_pyresque_job_within_milliseconds(
     try:
         latencies = []
         for n in range(2):
-            wait_for(lambda: blocked_in_blpop(state.r, worker.pid), 10, "the worker to block")
+            wait_for(lambda: blocked_waiting(state.r, worker.pid), 10, "the worker to block")
             sent = time.time()
             client.enqueue("fast", "Succeed", {"n": n})
             [*_, run] = state.wait_event("Succeed", "perform", count=n + 1)
@@ -107,7 +107,7 @@ def test_blocking_wildcard_worker_starts_a_job_on_a_new_queue_within_millisecond
         client.enqueue("old", "Succeed", {"n": 0})
         worker = procs.worker(namespace, "*", "--interval", "5")
         state.wait_event("Succeed", "perform")
-        wait_for(lambda: blocked_in_blpop(state.r, worker.pid), 30, "the worker to block")
+        wait_for(lambda: blocked_waiting(state.r, worker.pid), 30, "the worker to block")
         sent = time.time()
         client.enqueue("fresh", "Succeed", {"n": 1})
         [_, run] = state.wait_event("Succeed", "perform", count=2, timeout=1.5)
@@ -133,11 +133,11 @@ def test_polling_workers_find_jobs_without_a_wake_up_within_interval(
     polling.wait_registered(polling.worker_id(workers["polling"], "poll"))
     flag.wait_registered(flag.worker_id(workers["flag"], "poll"))
     blocking.wait_registered(blocking.worker_id(workers["blocking"], "poll"))
-    wait_for(lambda: blocked_in_blpop(redis_client, workers["blocking"].pid), 30, "a BLPOP")
+    wait_for(lambda: blocked_waiting(redis_client, workers["blocking"].pid), 30, "a blocking wait")
 
     def idles_without_blocking(proc: Proc, name: str) -> None:
         wait_for(lambda: "Waiting for poll" in proc.title(), 5, f"{name} to idle")
-        stays(lambda: not blocked_in_blpop(redis_client, proc.pid), 0.2, f"{name} not in BLPOP")
+        stays(lambda: not blocked_waiting(redis_client, proc.pid), 0.2, f"{name} not blocked")
 
     for name in ("polling", "flag"):  # polling workers sleep instead of blocking on Redis
         idles_without_blocking(workers[name], name)

@@ -35,9 +35,16 @@ class Stop:
     # A failover (worker/failover.py): until then (monotonic) the lease counts as lost
     # whatever the renewals, so running jobs stop and none are claimed.
     held_until: float = -math.inf
+    # Renewals that came after the deadline had passed: the lease may have lapsed in
+    # Redis in between, and a dead worker's jobs may have been recovered then. A job a
+    # worker's idle wait landed runs only if none came during the wait (landing.py).
+    lapses: int = 0
 
     def lease_renewed(self, deadline: float) -> None:
-        if time.monotonic() >= self.held_until:
+        now = time.monotonic()
+        if now >= self.held_until:
+            if now >= self.lease_deadline:
+                self.lapses += 1
             self.lease_deadline = deadline
 
     def lease_lost(self, now: float | None = None) -> bool:

@@ -133,6 +133,12 @@ class Keys:
         """Hash of the jobs a worker has claimed: claim token -> in-flight record."""
         return f"{self.prefix}pyresque:inflight:{worker_id}"
 
+    def landing(self, worker_id: str) -> str:
+        """List a worker's idle wait moves a job onto with BLMOVE (landing.py): the job is
+        in it from the moment it leaves its queue until the worker adopts it into its
+        in-flight hash, so a worker that dies in between loses nothing."""
+        return f"{self.prefix}pyresque:landing:{worker_id}"
+
     @property
     def leases(self) -> str:
         """Sorted set: worker id -> lease expiry (ms, Redis clock)."""

@@ -25,6 +25,7 @@ from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
+from pyresque.protocol.scripts import ScriptCall
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.status")
@@ -61,10 +62,13 @@ def mark_running(
 class Mark:
     """A started job's pending write; ``finish()`` before recording its end."""
 
-    def __init__(self, claim: Claim, status_key: str | None, due: float) -> None:
+    def __init__(
+        self, claim: Claim, status_key: str | None, due: float, first: ScriptCall | None
+    ) -> None:
         self.claim = claim
         self.status_key = status_key
         self.due = due
+        self.first = first  # a script call to run before the write (a landed job's adoption)
         self.lock = threading.Lock()
         self.done = False
 
@@ -107,13 +111,16 @@ class RunningMarker(threading.Thread):
         self._cleared = 0
         self._shown_at = -SHOW_EVERY  # monotonic time of the last write that showed a job
 
-    def started(self, claim: Claim, payload: Payload | None) -> Mark:
+    def started(
+        self, claim: Claim, payload: Payload | None, first: ScriptCall | None = None
+    ) -> Mark:
         """Schedule the writes for a job that just started (``payload``: its decoded
-        payload, if it could be decoded: a job with an id may be tracked)."""
+        payload, if it could be decoded: a job with an id may be tracked), after the
+        script call ``first`` if given (it must be safe to run twice)."""
         status_key = None
         if payload is not None and payload.id:
             status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
-        mark = Mark(claim, status_key, time.monotonic() + self.delay)
+        mark = Mark(claim, status_key, time.monotonic() + self.delay, first)
         with self._wake:
             self._marks.append(mark)
             if self._asleep:  # otherwise the thread wakes by itself within ``delay``
@@ -141,6 +148,9 @@ class RunningMarker(threading.Thread):
                     self._supervised.call(self._write, mark)
 
     def _write(self, mark: Mark) -> None:
+        if mark.first is not None:
+            scripts.run(self._redis, *mark.first)
+            mark.first = None
         with self._wake:
             self._writes += 1  # before the call: a finish sent meanwhile must not clear it
         keys = self._keys.for_queue(mark.claim.queue)  # on Cluster, the queue's slot

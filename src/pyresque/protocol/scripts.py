@@ -25,6 +25,7 @@ log = logging.getLogger("pyresque.redis")
 _LIBS: dict[str, tuple[str, ...]] = {
     "enqueue": ("push",),
     "claim": ("clock", "claim"),
+    "adopt": ("clock",),
     "finish": ("clock", "status", "lock", "delayed", "push", "workflow", "finish"),
     "finish_claim": ("clock", "status", "lock", "delayed", "push", "workflow", "finish", "claim"),
     "mark_running": ("clock", "status"),

@@ -27,6 +27,7 @@ from pyresque.protocol.payload import Payload
 from pyresque.protocol.running import Mark
 from pyresque.worker.fetch import PAUSED, ClaimNotReplicated, Fetcher, Paused, QueuesChanged
 from pyresque.worker.handoff import Box, Handoff
+from pyresque.worker.landing import Lander
 from pyresque.worker.signals import Wake
 
 if TYPE_CHECKING:
@@ -50,6 +51,7 @@ class Processor:
         self._token_count = itertools.count()
         policy = worker.resque.durability  # claims wait for replicas (fetch.py)
         self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, policy)
+        self.lander = Lander.of(worker)  # idle, waits with a claim (landing.py), or NoLanding
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
@@ -66,6 +68,7 @@ class Processor:
         """Stop the executor and give the connection back (the worker is stopping)."""
         self.executor.close()
         self._redis.close()
+        self.lander.close()
 
     def _new_token(self) -> str:
         return f"{self._token_prefix}-{next(self._token_count)}"
@@ -169,6 +172,8 @@ class Processor:
             return mine
         if worker.options.interval > 0:
             worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
+            if isinstance(self.lander, Lander):
+                return self.lander.wait(worker.options.interval, self._new_token(), self)
             self._wait(worker.options.interval, block=worker.options.blocking)
         return None
 
@@ -228,6 +233,8 @@ class Processor:
         started = time.monotonic()
         work, outcome, refused = Work.of(claim, self.worker.resque.registry)
         if outcome is None:
+            if work.job is not None and type(work.job).limits:
+                self.lander.settle()  # limits move the in-flight record
             outcome = self._run(work)
             if outcome.kind == "deferred":
                 return None  # a limit refused it: it waits (parked or delayed), unclaimed
@@ -279,7 +286,8 @@ class Processor:
     def _running(self, work: Work) -> None:
         """The job is under way: ``worker:<id>`` and its RUNNING status follow shortly if
         it is still running (running.RunningMarker)."""
-        self._mark = self.worker.running_marker.started(work.claim, work.payload)
+        adoption = self.lander.adoption()
+        self._mark = self.worker.running_marker.started(work.claim, work.payload, adoption)
 
     def _finish(self, work: Work, outcome: Outcome, refused: Payload | None) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
@@ -310,6 +318,7 @@ class Processor:
     def _record(
         self, work: Work, outcome: Outcome, claim_next: bool, refused: Payload | None
     ) -> Claim | None:
+        self.lander.settle()  # a landed job is in flight once adopted
         worker, claim, payload = self.worker, work.claim, work.payload
         interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
         if interrupted or outcome.kind == "unstarted":  # back to the head of its queue
@@ -354,6 +363,7 @@ class Processor:
         """Put a claimed job back at the head of its queue, not counted as an attempt
         unless it ``crashed`` this processor."""
         try:
+            self.lander.settle()
             inflight = self._keys.for_queue(claim.queue).inflight(self.worker.id)
             record = self._redis.hget(inflight, claim.token)
             if record is not None:

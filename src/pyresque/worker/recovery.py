@@ -17,9 +17,8 @@ from __future__ import annotations
 import copy
 import json
 import logging
-import socket
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import cast
 
 import redis
 
@@ -27,33 +26,15 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.connection import raw, text
+from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
-from pyresque.worker import peer_prune
+from pyresque.worker import foreign_prune, peer_prune
+from pyresque.worker.foreign_prune import worker_keys
 
 log = logging.getLogger("pyresque.recovery")
-
-#: Ruby prunes workers whose heartbeat is older than this (Resque.prune_interval).
-RUBY_PRUNE_INTERVAL = 300
-
-
-def worker_keys(keys: Keys, worker_id: str) -> list[str]:
-    """KEYS for reap.lua."""
-    return [
-        keys.workers,
-        keys.worker(worker_id),
-        keys.worker_started(worker_id),
-        keys.heartbeats,
-        keys.stat("processed", worker_id),
-        keys.stat("failed", worker_id),
-        keys.leases,
-        keys.inflight(worker_id),
-        keys.failed,
-        keys.stat("failed"),
-    ]
 
 
 class Recovery:
@@ -103,6 +84,7 @@ class Recovery:
                 raise
             except Exception:  # a bug: log it, recover the others, try again next beat
                 log.exception("could not recover job %r of dead worker %s", token, worker_id)
+        moved += self.give_back_landing(worker_id, crashed=True)
         reaped = scripts.run(
             self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
         )
@@ -110,10 +92,13 @@ class Recovery:
             log.warning("unregistered dead worker %s", worker_id)
         return moved
 
-    def give_back_orphans(self, worker_id: str, held: set[str], crashed: bool = False) -> int:
+    def give_back_orphans(
+        self, worker_id: str, held: set[str], crashed: bool = False, landing: bool = False
+    ) -> int:
         """Give back the worker's in-flight jobs whose tokens no processor holds (as
-        crashes if they ``crashed`` the worker)."""
-        done = 0
+        crashes if they ``crashed`` the worker), and with ``landing`` the jobs on its
+        landing list (no processor is landing or adopting one)."""
+        done = self.give_back_landing(worker_id, crashed, owner=True) if landing else 0
         for token, record in self._redis.hgetall(self._keys.inflight(worker_id)).items():
             # Read as written: a foreign token that is not UTF-8 is no claim of ours.
             if raw(token).decode("utf-8", "replace") not in held:
@@ -143,6 +128,42 @@ class Recovery:
             queue, raw = read_record(record)
         except MalformedPayload as exc:
             return self._fail_record(worker_id, token, record, str(exc), crashed, owner)
+        where = (token, record, False)
+        return self._give_back(worker_id, where, queue, raw, crashed, failed, owner)
+
+    def give_back_landing(self, worker_id: str, crashed: bool, owner: bool = False) -> int:
+        """Put back the jobs on a worker's landing list (landing.py), the oldest first in
+        line; ``crashed`` and ``owner`` as for ``give_back``."""
+        items = cast("list[bytes]", self._redis.lrange(self._keys.landing(worker_id), 0, -1))
+        queue = landing_queue(worker_id)
+        if items and queue is None:  # no pyresque worker lands jobs under such an id
+            log.error("worker %s has a landing list but no one queue to return it to", worker_id)
+            return 0
+        done = 0
+        for item in reversed(items):  # each to the head: the last first
+            done += self.give_back_landed(worker_id, cast(str, queue), item, crashed, owner)
+        return done
+
+    def give_back_landed(
+        self, worker_id: str, queue: str, payload: bytes, crashed: bool, owner: bool = False
+    ) -> int:
+        """Put one job of a worker's landing list back at the head of ``queue``."""
+        where = (b"", payload, True)
+        return self._give_back(worker_id, where, queue, payload, crashed, False, owner)
+
+    def _give_back(
+        self,
+        worker_id: str,
+        where: tuple[str | bytes, bytes, bool],
+        queue: str,
+        raw: bytes,
+        crashed: bool,
+        failed: bool,
+        owner: bool,
+    ) -> int:
+        """``give_back``'s work once the job's queue and payload are known; ``where``: the
+        claim token and the record as read, and whether it is on the landing list."""
+        token, record, landed = where
         payload = _payload_or_none(raw)
         item: bytes | str
         action, item = "requeue", raw  # bytes as they were, even bytes that are not UTF-8
@@ -163,7 +184,7 @@ class Recovery:
         if lock is not None and not lock.released_at_end:
             lock = None  # only a job that is done (poison, failed by a peer) frees its lock
         moved = self._move(
-            worker_id, token, record, item, action, queue, crashed, status, lock, owner
+            worker_id, token, record, item, action, queue, crashed, status, lock, owner, landed
         )
         if not moved:
             return 0
@@ -219,14 +240,16 @@ class Recovery:
         status: str | None,
         lock: UniqueLock | None = None,
         owner: bool = False,
+        landed: bool = False,
     ) -> bool:
-        """recover.lua: move one in-flight job, if it is still there and its owner dead."""
+        """recover.lua: move one in-flight (or ``landed``) job, if it is still there and
+        its owner dead."""
         failing = action == "fail"
         # On Cluster, the queue's slot (an unreadable record names none: this one's).
         at = self._keys.for_queue(queue) if queue else self._keys
         keys = [
             at.leases,
-            at.inflight(worker_id),
+            at.landing(worker_id) if landed else at.inflight(worker_id),
             at.failed if failing else at.queue(queue),
             at.stat("failed") if failing else at.recovered,
             at.queues,
@@ -237,6 +260,7 @@ class Recovery:
             keys.append(status)
         mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
         args = [worker_id, token, record, item, action, queue, mode, "", "1" if status else ""]
+        args.append("1" if landed else "")
         if lock is not None:
             keys.append(at.unique(lock.digest))
             args[7] = lock.token
@@ -259,71 +283,8 @@ class Recovery:
     # --- Ruby and PHP workers --------------------------------------------------
 
     def prune_foreign(self) -> int:
-        """Resque's pruning, for workers without a pyresque lease; returns how many."""
-        if not self._redis.set(
-            self._keys.pruning_lock, peer_prune.LOCK_MARK + self._recoverer, nx=True, ex=60
-        ):
-            return 0
-        pruned = 0
-        leased = {
-            text(m) for m in cast("list[bytes]", self._redis.zrange(self._keys.leases, 0, -1))
-        }
-        heartbeats = cast("dict[bytes, bytes]", self._redis.hgetall(self._keys.heartbeats))
-        beats = {i: v.decode("utf-8", "replace") for k, v in heartbeats.items() if (i := _id(k))}
-        now = self._server_time()
-        host = socket.gethostname()
-        members = cast("set[bytes]", self._redis.smembers(self._keys.workers))
-        registered = {i for i in map(_id, members) if i}
-        for worker_id in sorted(registered | set(beats)):
-            if worker_id in leased:
-                continue
-            parts = worker_id.split(":", 2)
-            beat = peer_prune.parse_time(beats.get(worker_id))
-            if beat is not None and now - beat > RUBY_PRUNE_INTERVAL:
-                pruned += self._reap_foreign(worker_id, "Resque::PruneDeadWorkerDirtyExit")
-            elif len(parts) == 3 and parts[0] == host and not peer_prune.pid_alive(parts[1]):
-                pruned += self._reap_foreign(worker_id, "Resque::DirtyExit")
-        return pruned
-
-    def _reap_foreign(self, worker_id: str, exception: str) -> int:
-        current = cast("bytes | None", self._redis.get(self._keys.worker(worker_id)))
-        record = ""
-        if current:
-            # Another worker's record may hold anything: never let it stop our start-up.
-            try:
-                working = strict_json.loads(current)
-            except strict_json.BadJSON:
-                working = None
-            payload: Any
-            if isinstance(working, dict):
-                payload, queue = working.get("payload"), working.get("queue")
-                queue = queue if isinstance(queue, str) else ""
-            else:
-                payload, queue = current.decode("utf-8", "replace"), ""
-            klass = payload.get("class", "?") if isinstance(payload, dict) else "?"
-            error = (
-                "Job still being processed"
-                if exception == "Resque::DirtyExit"
-                else f"Worker {worker_id} did not gracefully exit while processing {klass}"
-            )
-            record = failure_record(payload, exception, error, [], worker_id, queue)
-        done = scripts.run(
-            self._redis,
-            "reap",
-            worker_keys(self._keys, worker_id),
-            [worker_id, "0", current or "", record],
-        )
-        if done:
-            log.warning(
-                "pruned dead worker %s%s",
-                worker_id,
-                "; its job was moved to failed" if record else "",
-            )
-        return int(done)
-
-    def _server_time(self) -> float:
-        secs, micros = self._redis.time()
-        return float(secs) + micros / 1e6
+        """Resque's pruning, for workers without a pyresque lease (foreign_prune.py)."""
+        return foreign_prune.prune_foreign(self._redis, self._keys, self._recoverer)
 
 
 def read_record(record: bytes) -> tuple[str, bytes]:
@@ -369,16 +330,15 @@ def _payload_or_none(raw: bytes | str) -> Payload | None:
         return None
 
 
-def _id(member: bytes) -> str:
-    """A worker id as text; '' (skipped) for one that is not UTF-8: no Resque writes
-    such an id, and its keys could not be named to prune it."""
-    try:
-        return member.decode()
-    except UnicodeDecodeError:
-        log.warning("skipping a registered worker id that is not UTF-8: %r", member[:80])
-        return ""
-
-
 def started_text() -> str:
     """The worker start time, ISO 8601 with offset (Ruby and php-resque accept it)."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
+
+
+def landing_queue(worker_id: str) -> str | None:
+    """The queue a worker lands jobs from, read from its id (``host:pid:queues``): a
+    worker lands jobs only when it serves one queue, named as it is (landing.py)."""
+    parts = worker_id.split(":", 2)
+    if len(parts) != 3 or not parts[2] or any(c in parts[2] for c in ",*?[]{}!"):
+        return None
+    return parts[2]

@@ -42,11 +42,12 @@ from pyresque.scheduling.scheduler import Scheduler
 from pyresque.version import __version__
 from pyresque.worker.failover import Failover
 from pyresque.worker.fetch import QueueList
+from pyresque.worker.foreign_prune import worker_keys
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions, make_executors
 from pyresque.worker.processor import Processor
-from pyresque.worker.recovery import Recovery, started_text, worker_keys
+from pyresque.worker.recovery import Recovery, started_text
 from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
 
@@ -134,6 +135,7 @@ class Worker(Signals):
         self.failed = 0
         self._lock = threading.Lock()
         self._held: set[str] = set()  # claim tokens processors hold (claimed or claiming)
+        self._landing = 0  # processors between a BLMOVE and its job's adoption (landing.py)
         self._processor_died: BaseException | None = None  # why a processor thread ended
         self.scheduler: Scheduler | None = None
         if self.options.with_scheduler:
@@ -338,11 +340,20 @@ class Worker(Signals):
             self.processed += 1
             self.failed += 0 if ok else 1
 
+    def landing(self, change: int) -> None:
+        """A processor starts (+1) or ends (-1) a BLMOVE and its job's adoption."""
+        with self._lock:
+            self._landing += change
+
     def give_back_orphans(self, all_jobs: bool = False, crashed: bool = False) -> int:
         """Give back in-flight jobs that no processor holds (claims whose reply was lost),
-        or every job this worker holds (on exit; counted as crashes if it ``crashed``)."""
+        or every job this worker holds (on exit; counted as crashes if it ``crashed``).
+        The landing list's jobs too while no processor lands one (landing.py)."""
         with self._lock:
             held = set() if all_jobs else set(self._held)
+            landing = not self._keys.clustered and (all_jobs or self._landing == 0)
+            if landing:  # no processor lands a job meanwhile: the lock is held
+                return self.recovery.give_back_orphans(self.id, held, crashed, landing)
         recoveries = [self.recovery]
         if self._keys.clustered:  # an in-flight hash in each slot of our queues
             recoveries = [self.recovery.on(shard) for shard in self.shards()]

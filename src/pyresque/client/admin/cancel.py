@@ -59,13 +59,17 @@ def running_on(resque: Namespace, job_id: str) -> str | None:
         for record in cast("list[bytes]", resque.redis.hvals(resque.keys.inflight(worker))):
             if _id_of(record) == job_id:
                 return worker
+        # A job its idle wait just landed, not adopted yet (worker/landing.py).
+        landed = cast("list[bytes]", resque.redis.lrange(resque.keys.landing(worker), 0, -1))
+        if any(_id_of(payload, landed=True) == job_id for payload in landed):
+            return worker
     return None
 
 
-def _id_of(record: bytes) -> str | None:
+def _id_of(record: bytes, landed: bool = False) -> str | None:
+    """The job id in an in-flight record, or in a ``landed`` payload."""
     try:
-        claimed = strict_json.loads(record)
-        return Payload.decode(claimed["payload"]).id
+        return Payload.decode(record if landed else strict_json.loads(record)["payload"]).id
     except (ValueError, KeyError, TypeError):
         return None  # not an in-flight record as pyresque writes it
 

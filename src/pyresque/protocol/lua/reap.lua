@@ -7,17 +7,18 @@
 -- KEYS[1] workers set   KEYS[2] worker:<id>   KEYS[3] worker:<id>:started
 -- KEYS[4] workers:heartbeat   KEYS[5] stat:processed:<id>   KEYS[6] stat:failed:<id>
 -- KEYS[7] leases zset   KEYS[8] in-flight hash   KEYS[9] failed list   KEYS[10] stat:failed
+-- KEYS[11] landing list (jobs the worker's idle wait moved there, not yet adopted)
 -- ARGV[1] worker id   ARGV[2] '1' when the worker unregisters itself
 -- ARGV[3] worker:<id> value as read   ARGV[4] failure record for that job, or ''
 -- Returns 1 when unregistered, 0 when the worker proved alive or busy.
 
-expect_keys(KEYS, 10, 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed')
+expect_keys(KEYS, 11, 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed, landing')
 if ARGV[2] ~= '1' then
   local expiry = redis.call('ZSCORE', KEYS[7], ARGV[1])
   if expiry and tonumber(expiry) > now_ms() then
     return 0
   end
-  if redis.call('HLEN', KEYS[8]) > 0 then
+  if redis.call('HLEN', KEYS[8]) > 0 or redis.call('LLEN', KEYS[11]) > 0 then
     return 0
   end
   if ARGV[4] ~= '' then

@@ -19,6 +19,9 @@
 --   (no lease check, counted)
 -- ARGV[8] the unique lock's token to release (a job that is done), or ''
 -- ARGV[9] '1' when a status key is given, else ''
+-- ARGV[10] '1' when KEYS[2] is the owner's landing list (a job its idle wait moved
+--   there with BLMOVE and no processor adopted: landing.py); ARGV[3] is then the
+--   payload as landed and ARGV[2] is unused
 -- Returns 1 when this call moved the job, 0 otherwise.
 expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[8]),
   'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, lock]')
@@ -29,10 +32,16 @@ if ARGV[7] == '0' then
     return 0 -- the owner is alive after all
   end
 end
-if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
-  return 0 -- already recovered or finished
+if ARGV[10] == '1' then
+  if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then
+    return 0 -- already recovered, given back or adopted
+  end
+else
+  if redis.call('HGET', KEYS[2], ARGV[2]) ~= ARGV[3] then
+    return 0 -- already recovered or finished
+  end
+  redis.call('HDEL', KEYS[2], ARGV[2])
 end
-redis.call('HDEL', KEYS[2], ARGV[2])
 local k_status = ARGV[9] == '1' and KEYS[8] or nil
 if ARGV[8] ~= '' then
   release_lock(KEYS[#KEYS], ARGV[8])
