@@ -4,7 +4,7 @@ script call, and list a page at a time (whatever the keys hold)."""
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -195,3 +195,21 @@ def test_dequeue_reads_a_chunk_at_a_time_and_misses_nothing_while_workers_pop(
     monkeypatch.setattr(rq.redis, "lrange", popping)
     assert queues.dequeue(rq, "big", job_id="wanted") == 2
     assert all(json.loads(i).get("id") != "wanted" for i in redis_client.lrange(key, 0, -1))
+
+
+def test_tracked_jobs_removed_unrun_get_a_finished_jobs_ttl(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    """dequeue and the dashboard's remove-job: the status key does not say "waiting"
+    forever."""
+    by_id = str(rq.enqueue("q", "Job", {"n": 1}, track_status=True))
+    by_bytes = str(rq.enqueue("q", "Job", {"n": 2}, track_status=True))
+    kept = str(rq.enqueue("q", "Job", {"n": 3}, track_status=True))
+    assert redis_client.ttl(rq.keys.status(by_id)) == -1  # waiting: no TTL, as php-resque
+    assert rq.dequeue("q", job_id=by_id) == 1
+    listed = cast("list[bytes]", redis_client.lrange(rq.keys.queue("q"), 0, -1))
+    [item] = [i for i in listed if by_bytes.encode() in i]
+    assert rq.remove("q", [item]) == 1
+    for job_id in (by_id, by_bytes):
+        assert 0 < redis_client.ttl(rq.keys.status(job_id)) <= 86400
+    assert redis_client.ttl(rq.keys.status(kept)) == -1

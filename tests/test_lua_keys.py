@@ -69,7 +69,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, ["tok", 1000, "q", "tail", P, "packet"]),
     ],
     "unlock": [(1, ["tok"])],
-    "remove_jobs": [(2, ["a", "", "b", "tok"])],
+    "remove_jobs": [(2, ["a", "", "", "b", "tok", ""]), (4, ["a", "", "1", "b", "tok", "1"])],
     "queue_detach": [(4, ["q", 60])],
     "queue_drain": [(3, [2, "tok", "", "", "1"])],
     "schedule": [

@@ -3,8 +3,8 @@
 ``dequeue``, ``remove_queue`` and the dashboard's remove-job and remove-queue all
 come through here: the items are removed by their exact bytes and each removed
 job's unique lock is released in the same atomic step (remove_jobs.lua), only
-while that job's token holds it. A job a worker took meanwhile is not removed
-and keeps its lock.
+while that job's token holds it, and its status key (a tracked job) gets a
+finished job's TTL. A job a worker took meanwhile is not removed and keeps both.
 """
 
 from __future__ import annotations
@@ -79,7 +79,10 @@ def _call(
     call_keys = [keys.queue(queue)]
     args: list[Any] = []
     for item, lock in items:
+        status = _status_key(keys, item)
         if lock is not None:
             call_keys.append(keys.unique(lock.digest))
-        args += [item, lock.token if lock else ""]
+        if status is not None:
+            call_keys.append(status)
+        args += [item, lock.token if lock else "", "1" if status else ""]
     return call_keys, args

@@ -15,3 +15,11 @@ local function release_lock(key, token)
   end
   return 0
 end
+
+-- The status key of a job removed unrun: it lives a day, as a finished job's does
+-- (php-resque), instead of saying "waiting" forever.
+local function expire_removed_status(key)
+  if redis.call('TTL', key) == -1 then
+    redis.call('EXPIRE', key, 86400)
+  end
+end

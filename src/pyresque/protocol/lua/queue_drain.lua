@@ -21,10 +21,7 @@ for i = 2, #ARGV, 2 do
     k = k + 1
   end
   if ARGV[i + 1] ~= '' then
-    -- A finished job's status lives a day (php-resque): so does a removed one's.
-    if redis.call('TTL', KEYS[k]) == -1 then
-      redis.call('EXPIRE', KEYS[k], 86400)
-    end
+    expire_removed_status(KEYS[k])
     k = k + 1
   end
 end
