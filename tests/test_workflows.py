@@ -7,7 +7,7 @@ import json
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 import redis
@@ -64,8 +64,9 @@ def test_a_dependent_waits_in_redis_until_its_dependency_succeeded(
     assert second.result(timeout=10) == 11
 
 
+@pytest.mark.parametrize("mode", ["inline", "fork", "threads"])
 def test_a_chain_passes_each_result_to_the_next_step(
-    rq: Resque, redis_client: redis.Redis, namespace: str
+    rq: Resque, redis_client: redis.Redis, namespace: str, mode: str
 ) -> None:
     flow = rq.enqueue_workflow(
         chain(step("wf", "Step", 1), step("wf", "Step"), step("wf", "Step"), pass_result=True)
@@ -73,7 +74,7 @@ def test_a_chain_passes_each_result_to_the_next_step(
     assert len(flow.jobs) == 3
     assert flow.ends == [flow.jobs[2]]
     assert rq.size("wf") == 1
-    run_jobs(rq, "wf")
+    run_jobs(rq, "wf", mode=mode)
     assert ran(redis_client, namespace) == [["Step", [1]], ["Step", [2]], ["Step", [3]]]
     assert flow.jobs[2].result(timeout=10) == 4
 
@@ -449,3 +450,37 @@ def test_a_cancelled_dependent_says_so_to_its_waiters_until_a_retry(
     assert dependent.status() == Status.WAITING
     run_jobs(rq, "wf")
     assert dependent.result(timeout=10) == 8
+
+
+@settings(max_examples=20, deadline=None, suppress_health_check=FIXTURES)
+@given(queue=st.text(min_size=1, max_size=30))
+def test_a_dependent_is_released_onto_any_queue_a_worker_can_name(rq: Resque, queue: str) -> None:
+    """The finish finds the released job's queue among the keys it was given by the
+    queue's name (lib_workflow.lua's wf_open): any name the producer accepts works."""
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    try:
+        dependent = rq.enqueue_to(queue, "Step", 2, depends_on=[first])
+    except ValueError:  # a name no worker could take (checks.py says why)
+        return
+    assert dependent
+    assert rq.size(queue) == 0
+    run_jobs(rq, "wf")
+    assert rq.size(queue) == 1
+    assert rq.workflow_state(dependent) == "queued"
+    rq.redis.delete(rq.keys.queue(queue))
+
+
+def test_finished_records_expire_a_few_at_each_workflow_call(rq: Resque) -> None:
+    """A finished job's record (and a finished batch's) is kept 7 days; each workflow
+    call deletes some of those whose time passed, so the hashes stay bounded."""
+    flow = rq.enqueue_workflow(group(step("wf", "Step", 1), step("wf", "Step", 2)))
+    run_jobs(rq, "wf")
+    assert flow.batch
+    assert rq.redis.zcard(rq.keys.wf_expiry) == 3  # two jobs and their batch
+    members = cast("list[bytes]", rq.redis.zrange(rq.keys.wf_expiry, 0, -1))
+    rq.redis.zadd(rq.keys.wf_expiry, dict.fromkeys(members, 1))  # as if 7 days had passed
+    rq.enqueue_to("wf", "Step", 3, dependable=True)  # any workflow call sweeps
+    assert rq.batch(flow.batch) is None
+    assert [rq.workflow_state(job) for job in flow.jobs] == [None, None]
+    assert rq.redis.zcard(rq.keys.wf_expiry) == 0
