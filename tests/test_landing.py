@@ -20,7 +20,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from e2e_support import Procs, State, pid_alive, redis_connections, stays, wait_for
+from e2e_support import Proc, Procs, State, pid_alive, redis_connections, stays, wait_for
 from pyresque import Events, Resque
 from pyresque.protocol.claim import Claim
 from pyresque.worker.landing import Lander
@@ -37,6 +37,14 @@ def blocked_in_blmove(client: redis.Redis, pid: int) -> bool:
         c.get("cmd") == "blmove" and "b" in str(c.get("flags", ""))
         for c in redis_connections(client, pid)
     )
+
+
+def idle_lander(procs: Procs, state: State, namespace: str, *extra: str) -> tuple[Proc, str]:
+    """A worker of queue "q" (``extra`` options), registered and waiting in its BLMOVE."""
+    worker = procs.worker(namespace, "q", *extra)
+    worker_id = state.wait_registered(state.worker_id(worker, "q"))
+    wait_for(lambda: blocked_in_blmove(state.r, worker.pid), 30, "the worker in BLMOVE")
+    return worker, worker_id
 
 
 @pytest.mark.parametrize("mode", ["inline", "fork", "threads", "asyncio", "prefork"])
@@ -63,9 +71,7 @@ def test_an_idle_worker_of_one_queue_starts_a_raw_push_at_once_in_every_mode(
 def test_a_landed_job_still_running_is_adopted_and_shown_as_resque_web_reads_it(
     procs: Procs, state: State, namespace: str
 ) -> None:
-    worker = procs.worker(namespace, "q", "--mode", "inline", "--interval", "5")
-    worker_id = state.wait_registered(state.worker_id(worker, "q"))
-    wait_for(lambda: blocked_in_blmove(state.r, worker.pid), 30, "the worker in BLMOVE")
+    _, worker_id = idle_lander(procs, state, namespace, "--mode", "inline", "--interval", "5")
     state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
     state.wait_event("Block", "started")
     # The RUNNING marker adopts it (landing list -> in-flight hash), then shows it.
@@ -111,9 +117,8 @@ def test_a_worker_sigkilled_at_any_instant_after_its_blocking_claim_loses_nothin
 def test_a_worker_stalled_in_its_blocking_claim_past_its_lease_never_runs_what_landed(
     procs: Procs, state: State, namespace: str
 ) -> None:
-    stalled = procs.worker(namespace, "q", "--mode", "inline", "--lease-ttl", "1")
-    stalled_id = state.wait_registered(state.worker_id(stalled, "q"))
-    wait_for(lambda: blocked_in_blmove(state.r, stalled.pid), 30, "the worker in BLMOVE")
+    options = ("--mode", "inline", "--lease-ttl", "1")
+    stalled, stalled_id = idle_lander(procs, state, namespace, *options)
     stalled.send(signal.SIGSTOP)
     try:
         # Redis serves the stopped worker's BLMOVE: the job lands on its list.
