@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import calendar
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -16,22 +15,15 @@ from pyresque import Resque
 from pyresque.client.admin.items import digest, parse_time
 from pyresque.dev.testing import run_jobs
 from pyresque.scheduling.cron import Schedule
-from pyresque.web.app import OPEN, create_app
 from pyresque.web.format import fmt_ago, fmt_ms
-from test_web_support import LOCAL, XSS, Seeded, busy_worker, rq, seed
+from test_web_support import XSS, Seeded, busy_worker, client, rq, seed
 
-__all__ = ["rq"]  # the fixture, re-exported for pytest
+__all__ = ["client", "rq"]  # the fixture, re-exported for pytest
 
 
 @pytest.fixture
 def seeded(rq: Resque) -> Seeded:
     return seed(rq)
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
 
 
 def get(client: TestClient, path: str) -> Any:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Iterator
 from html import unescape
 
 import pytest
@@ -16,17 +15,10 @@ from starlette.testclient import TestClient
 from pyresque import Resque
 from pyresque.client.admin.stats import CHART_POINTS, window
 from pyresque.dev.testing import run_jobs
-from pyresque.web.app import OPEN, create_app
 from test_web_browser import base, browser, wait
-from test_web_support import LOCAL, WebChargeCard, rq
+from test_web_support import WebChargeCard, client, rq
 
-__all__ = ["base", "browser", "rq"]
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
+__all__ = ["base", "browser", "client", "rq"]
 
 
 def write_history(rq: Resque, now: float) -> None:

@@ -5,29 +5,21 @@ from __future__ import annotations
 
 import json
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from starlette.testclient import TestClient
 
 from pyresque import Job, Resque
 from pyresque.client.admin.items import digest
-from pyresque.web.app import OPEN, create_app
-from test_web_support import LOCAL, rq
+from pyresque.web.app import create_app
+from test_web_support import LOCAL, client, rq
 
-__all__ = ["rq"]
+__all__ = ["client", "rq"]
 
 
 class WebRemind(Job, name="Remind"):
     def perform(self) -> None:
         pass
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
 
 
 def act(client: TestClient, action: str, **fields: Any) -> Any:

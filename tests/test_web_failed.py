@@ -7,27 +7,18 @@ from __future__ import annotations
 import calendar
 import json
 import re
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from pyresque import Resque
 from pyresque.client.admin.failures import FailureFilter, failed_page
-from pyresque.web.app import OPEN, create_app
 from pyresque.web.format import fmt_when
-from test_web_support import LOCAL, RUBY_FAILURE, rq
+from test_web_support import RUBY_FAILURE, client, rq
 
-__all__ = ["rq"]
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
+__all__ = ["client", "rq"]
 
 
 def record(n: int, error: str, cls: str = "ChargeCard", args: Any = None) -> bytes:

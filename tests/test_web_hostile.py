@@ -10,7 +10,6 @@ import json
 import logging
 import time
 import urllib.parse
-from collections.abc import Iterator
 from html.parser import HTMLParser
 from typing import Any
 
@@ -23,10 +22,10 @@ from pyresque import Resque
 from pyresque.client.admin import workers as admin_workers
 from pyresque.dev.testing import delete_namespace
 from pyresque.protocol.keys import Keys
-from pyresque.web.app import ACTIONS, OPEN, create_app
-from test_web_support import LOCAL, rq
+from pyresque.web.app import ACTIONS
+from test_web_support import client, rq
 
-__all__ = ["rq"]
+__all__ = ["client", "rq"]
 
 MARK = "<script>alert('pwned')</script>"
 WORKER = "evilhost:66:q"
@@ -49,12 +48,6 @@ ENDPOINTS = [
     "/metrics",
 ]
 DEEP = b"[" * 5000 + b"]" * 5000
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
 
 
 VOID = {"meta", "link", "input", "br", "img", "hr", "wbr", "area", "base", "col", "source"}
@@ -225,11 +218,12 @@ def test_an_action_on_keys_of_the_wrong_type_is_refused_or_done(
     token = client.get("/api/csrf").json()["csrf_token"]
     fields = {"queue": "q", "index": "0", "digest": "x", "job_id": "x", "at": "100", "id": "x"}
     for as_json in (True, False):
-        rq.redis.delete(rq.keys.queue("q"), rq.keys.failed, rq.keys.delayed(100))
+        rq.redis.delete(rq.keys.queue("q"), rq.keys.failed, rq.keys.delayed(100), rq.keys.bulk("x"))
         rq.redis.sadd(rq.keys.queues, "q")
         rq.redis.hset(rq.keys.queue("q"), "a", "b")
         rq.redis.set(rq.keys.failed, "x")
         rq.redis.set(rq.keys.delayed(100), "x")
+        rq.redis.set(rq.keys.bulk("x"), "x")
         if as_json:
             response = client.post(
                 f"/api/actions/{action}", json=fields, headers={"X-CSRF-Token": token}

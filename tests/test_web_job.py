@@ -4,10 +4,8 @@ and stored result, from real worker runs, and whatever else the keys may hold.""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 from urllib.parse import quote
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -15,21 +13,14 @@ from starlette.testclient import TestClient
 from pyresque import Job, Resque
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.progress import progress_json
-from pyresque.web.app import OPEN, create_app
-from test_web_support import LOCAL, WebChargeCard, rq
+from test_web_support import WebChargeCard, client, rq
 
-__all__ = ["rq"]
+__all__ = ["client", "rq"]
 
 
 class WebTotal(Job, name="Total"):
     def perform(self) -> dict[str, object]:
         return {"total": sum(self.args["items"]), "label": "<b>sum</b>"}
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
 
 
 def test_a_finished_job_shows_its_status_and_result(client: TestClient, rq: Resque) -> None:

@@ -24,11 +24,13 @@ from typing import Any
 import pytest
 import uvicorn
 from starlette.applications import Starlette
+from starlette.testclient import TestClient
 
 from pyresque import Events, Job, Resque
 from pyresque.client.admin.workers import list_workers
 from pyresque.dev.testing import delete_namespace, run_jobs
 from pyresque.scheduling.cron import Schedule
+from pyresque.web.app import OPEN, create_app
 
 JOBS = Path(__file__).with_name("test_web_jobs.py")
 #: The base URL test clients use: the dashboard answers only to its own host names.
@@ -247,6 +249,13 @@ def rq(redis_url: str) -> Iterator[Resque]:
     yield client
     delete_namespace(client)
     client.redis.close()
+
+
+@pytest.fixture
+def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
+    """The dashboard (open: no auth) on ``rq``'s namespace, through Starlette's client."""
+    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
+        yield test_client
 
 
 def failed_records(resque: Resque) -> list[Any]:

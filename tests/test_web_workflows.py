@@ -4,9 +4,7 @@ the Job page, from real worker runs of a chain and a group with callbacks."""
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
 
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from starlette.testclient import TestClient
@@ -14,10 +12,9 @@ from starlette.testclient import TestClient
 from pyresque import Job, Resque
 from pyresque.client.workflows import chain, group, step
 from pyresque.dev.testing import run_jobs
-from pyresque.web.app import OPEN, create_app
-from test_web_support import LOCAL, rq
+from test_web_support import client, rq
 
-__all__ = ["rq"]
+__all__ = ["client", "rq"]
 
 
 class WebStep(Job, name="WebStep"):
@@ -25,12 +22,6 @@ class WebStep(Job, name="WebStep"):
         if n < 0:
             raise ValueError("negative")
         return n
-
-
-@pytest.fixture
-def client(redis_url: str, rq: Resque) -> Iterator[TestClient]:
-    with TestClient(create_app(redis_url, namespace=rq.namespace, auth=OPEN), LOCAL) as test_client:
-        yield test_client
 
 
 def test_batches_and_dependencies_before_and_after_a_run(client: TestClient, rq: Resque) -> None:
