@@ -11,6 +11,8 @@ from collections.abc import Iterator
 import pytest
 import redis
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from e2e_support import Procs, wait_for
@@ -110,3 +112,50 @@ def test_a_stalled_operation_is_resumed_from_the_dashboard(
         "/api/actions/resume-bulk", json={"id": op_id}, headers={"X-CSRF-Token": token}
     )
     assert again.status_code == 409  # not stalled any more
+
+
+FIELD = st.one_of(
+    st.binary(max_size=20),
+    st.sampled_from([b"nan", b"inf", b"-1", b"1e400", b"running", b"retry", b"\xff"]),
+)
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    fields=st.dictionaries(
+        st.sampled_from(
+            [b"action", b"state", b"total", b"read", b"changed", b"runs", b"cursor", b"queue"]
+        ),
+        FIELD,
+        min_size=1,
+    )
+)
+def test_operations_written_by_anyone_are_shown_and_never_guessed(
+    client: TestClient, rq: Resque, redis_client: redis.Redis, fields: dict[bytes, bytes]
+) -> None:
+    """An operation hash holding anything: the page and the list show it, and running
+    it does nothing unless its action is one ``start`` writes."""
+    redis_client.delete(rq.keys.failed, rq.keys.bulk_ops, rq.keys.queue("back"))
+    fill(rq, 20, 2)
+    redis_client.delete(rq.keys.bulk("x"))
+    redis_client.hset(rq.keys.bulk("x"), mapping=fields)  # type: ignore[arg-type]
+    redis_client.zadd(rq.keys.bulk_ops, {"x": 1})
+    assert len(bulk.ops(rq)) == 1
+    assert client.get("/failed").status_code == 200
+    try:
+        bulk.run(rq, "x")
+    except Exception:  # recorded as failed, and raised to the caller (logged in a thread)
+        assert bulk.get(rq, "x")["state"] == "failed"  # type: ignore[index]
+    if fields.get(b"action") not in (b"retry", b"remove", b"remove-retried"):
+        assert rq.failures.count() == 20
+        assert rq.size("back") == 0
+
+
+def test_a_list_key_of_another_type_shows_no_operations(
+    client: TestClient, rq: Resque, redis_client: redis.Redis
+) -> None:
+    redis_client.set(rq.keys.bulk_ops, "not a sorted set")
+    assert bulk.ops(rq) == []
+    assert client.get("/failed").status_code == 200

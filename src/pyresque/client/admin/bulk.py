@@ -26,12 +26,14 @@ import uuid
 from collections.abc import Callable
 from typing import Any, cast
 
+import redis
+
 from pyresque.client.admin.base import Namespace
 from pyresque.client.admin.failures import FailureFilter, exact
 from pyresque.client.admin.items import parse_time
 from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts
-from pyresque.protocol.connection import REDIS_DOWN
+from pyresque.protocol.connection import REDIS_DOWN, wrong_type
 from pyresque.protocol.failure import Failure
 from pyresque.protocol.failure_sweep import scan
 
@@ -89,6 +91,9 @@ def run(resque: Namespace, op_id: str, progress: Callable[[int], None] | None = 
     token = uuid.uuid4().hex
     op = get(resque, op_id)
     if op is None or op["state"] in ("done", "failed"):
+        return False
+    if op["action"] not in ACTIONS:  # not written by start(): never guess what to do
+        _update(resque, op_id, state="failed", error=f"unknown action {op['action']!r}")
         return False
     if not _hold(resque, op_id, token):
         return False
@@ -175,8 +180,14 @@ def get(resque: Namespace, op_id: str) -> dict[str, Any] | None:
 
 
 def ops(resque: Namespace) -> list[dict[str, Any]]:
-    """The latest operations, newest first; ``stalled`` when unfinished with no runner."""
-    kept = cast("list[bytes]", resque.redis.zrange(resque.keys.bulk_ops, 0, -1))
+    """The latest operations, newest first; ``stalled`` when unfinished with no runner.
+    None listed when the list's key holds another type (anyone may write it)."""
+    try:
+        kept = cast("list[bytes]", resque.redis.zrange(resque.keys.bulk_ops, 0, -1))
+    except redis.exceptions.ResponseError as exc:
+        if not wrong_type(exc):
+            raise
+        return []
     ids = [i.decode("utf-8", "backslashreplace") for i in reversed(kept)]
     return [op for op in _ops(resque, ids) if op is not None]
 
@@ -203,7 +214,7 @@ def _view(op_id: str, fields: dict[bytes, bytes], running: Any) -> dict[str, Any
     def number(name: str) -> int:
         try:
             return int(float(text.get(name, "0")))
-        except ValueError:
+        except (ValueError, OverflowError):  # anyone may write the hash: nan, inf, text
             return 0
 
     state = text.get("state", "?")
