@@ -125,3 +125,39 @@ def test_long_names_fit_at_1280_px(at_1280: WebDriver, base: str, rq: Resque, pa
     for title, width in shown:
         assert title, width
         assert width <= 1280, title
+
+
+def test_the_failed_table_is_dense_and_searchable(
+    at_1280: WebDriver, base: str, rq: Resque
+) -> None:
+    """One screen shows many failures (the cards showed three), and the search finds one."""
+    records = [
+        json.dumps(
+            {
+                "failed_at": "2026/01/12 15:23:55 UTC",
+                "payload": {"class": f"Job{n % 4}", "args": [{"n": n}]},
+                "exception": "RuntimeError",
+                "error": f"error number {n}",
+                "backtrace": [f"line {i}" for i in range(40)],
+                "worker": "h:1:q",
+                "queue": "q",
+            }
+        )
+        for n in range(80)
+    ]
+    rq.redis.rpush(rq.keys.failed, *records)
+    at_1280.get(base + "/failed")
+    visible = at_1280.execute_script(
+        "return Array.from(document.querySelectorAll('tr.failure'))"
+        ".filter((r) => r.getBoundingClientRect().bottom <= window.innerHeight).length"
+    )
+    assert visible >= 15
+    assert len(at_1280.find_elements(By.CSS_SELECTOR, "tr.failure")) == 50
+    field = at_1280.find_element(By.NAME, "q")
+    field.send_keys("NUMBER 42")
+    field.submit()
+    wait(at_1280).until(lambda b: "q=NUMBER+42" in b.current_url)
+    (row,) = at_1280.find_elements(By.CSS_SELECTOR, "tr.failure")
+    assert "error number 42" in row.text
+    row.find_element(By.CSS_SELECTOR, "summary").click()  # the details open in the row
+    assert "line 39" in row.find_element(By.CSS_SELECTOR, "pre.backtrace").text
