@@ -91,6 +91,8 @@ class Processor:
                         if worker.options.interval == 0 and not worker.paused and worker.lease_ok():
                             return
                         continue
+                    if worker.shutting_down:  # a wait or a handoff delivered it as we stopped:
+                        continue  # given back unrun below, not started after the TERM
                 # Finishing a job claims the next one in the same round trip.
                 claim = self._process(claim)
                 self._redis_back()
