@@ -55,6 +55,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "failed_remove_at": [(1, [0, "a", "mark"])],
     "failed_trim": [(1, [1, "a"])],
     "lengths": [(2, ["LLEN", 2])],
+    "heads": [(2, [2])],
     "queues_forget": [(6, ["sweep", 0, 0, 2, "a", "b", "", "1"])],
     "retry_failed": [
         (5, [0, "a", "b", P, "q", "", ""]),

@@ -40,6 +40,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "failed_remove_at": (),
     "failed_trim": (),
     "lengths": (),
+    "heads": (),
     "queues_forget": ("clock",),
     "queue_detach": (),
     "queue_drain": ("lock",),

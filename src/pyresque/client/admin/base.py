@@ -112,6 +112,16 @@ def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LL
     return found
 
 
+def heads(client: redis.Redis, keys: Sequence[bytes | str]) -> list[bytes | None]:
+    """The first element of every list, 200 per script call: None for a missing or
+    empty key, or one of another type."""
+    found: list[bytes | None] = []
+    for start in range(0, len(keys), _LENGTHS_CHUNK):
+        chunk = keys[start : start + _LENGTHS_CHUNK]
+        found += [raw(h) if h else None for h in scripts.run(client, "heads", chunk, [len(chunk)])]
+    return found
+
+
 def members(client: redis.Redis, key: str) -> set[bytes]:
     """Every member of a set, read with SSCAN a step at a time (one SMEMBERS of a set of
     100,000 names blocks Redis for tens of ms)."""

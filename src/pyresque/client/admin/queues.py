@@ -18,7 +18,7 @@ from typing import Any, cast
 import redis
 
 from pyresque.client import removal
-from pyresque.client.admin.base import Namespace, Problems, as_text, lengths, members
+from pyresque.client.admin.base import Namespace, Problems, as_text, heads, lengths, members
 from pyresque.client.admin.items import digest, job_view
 from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol import strict_json
@@ -70,15 +70,20 @@ def queue_summaries(
     now = time.time() if now is None else now
     problems = Problems() if problems is None else problems
     queues = queue_keys(resque, problems) if queues is None else queues
-    pipe = resque.redis.pipeline(transaction=False)
-    for _, key in queues:
-        pipe.llen(key)
-        pipe.lindex(key, 0)
-    replies = problems.replies(pipe, [as_text(key) for _, key in queues for _ in (1, 2)])
+    keys = [key for _, key in queues]
+    sizes = problems.section(
+        "the queues' lengths", partial(lengths, resque.redis, keys), list[int]()
+    )
+    found = problems.section(
+        "the queues' heads", partial(heads, resque.redis, keys), list[bytes | None]()
+    )
     result = []
-    for i, (name, _) in enumerate(queues):
-        size, head = replies[2 * i] or 0, replies[2 * i + 1]
-        oldest = job_view(raw(head), 0, now) if head is not None else None
+    for i, (name, key) in enumerate(queues):
+        size = max(0, sizes[i]) if sizes else 0
+        if sizes and sizes[i] < 0:
+            problems.append(f"{as_text(key)}: Redis refused the read (WRONGTYPE: not a list)")
+        head = found[i] if found else None
+        oldest = job_view(head, 0, now) if head is not None else None
         result.append(
             {
                 "name": name,
