@@ -209,16 +209,52 @@ class Fetcher:
         been recovered from us (fenced), 1 when recorded, 2 when ``worker:<id>`` was
         deleted too (lib_finish.lua). Raises ``QueuesChanged`` when the finish wrote
         nothing (and nothing was claimed): plan it again."""
-        if not next_tokens or self._keys.clustered:  # on Cluster the next claim is in another slot
+        if next_tokens and self._keys.clustered:
+            return self._finish_sharded(keys, args, next_tokens)
+        if not next_tokens:
             recorded, durable = run_durably(self._redis, "finish", keys, args, self._durability)
             if recorded < 0:
                 raise QueuesChanged
-            claims = self._replicated([], durable, int(recorded))
-            if next_tokens and not isinstance(claims, Paused):
-                return int(recorded), self._claim_from(0, CHUNK, next_tokens, [], self._took_wake())
-            return int(recorded), claims
+            return int(recorded), self._replicated([], durable, int(recorded))
         woken = self._took_wake()
         claim_keys, claim_args = self._claim_call(next_tokens, 0, CHUNK, woken)
+        recorded, claimed = self._finish_claim(keys, args, claim_keys, claim_args, next_tokens)
+        if isinstance(claimed, Paused):
+            return recorded, claimed
+        rest = next_tokens[len(claimed) :]
+        return recorded, self._claim_from(CHUNK, CHUNK * 4, rest, claimed, woken)
+
+    def _finish_sharded(
+        self, keys: list[str], args: list[Any], next_tokens: list[str]
+    ) -> tuple[int, list[Claim] | Paused]:
+        """``finish`` on Cluster: the finish and the claim from the first queue in one
+        call when that queue is in the finished job's slot (a worker of one queue spends
+        one round trip per job), else the finish, then claims queue by queue."""
+        woken = self._took_wake()
+        first = self._resolved[0] if self._resolved else ""
+        if first and keys[0] == self._keys.for_queue(first).inflight(self._worker_id):
+            claim_keys, claim_args = sharded.claim_call(
+                self._keys, self._worker_id, next_tokens, first, woken
+            )
+            recorded, claimed = self._finish_claim(keys, args, claim_keys, claim_args, next_tokens)
+            if isinstance(claimed, Paused):
+                return recorded, claimed
+            return recorded, self._claim_from(1, CHUNK, next_tokens[len(claimed) :], claimed, woken)
+        finished, durable = run_durably(self._redis, "finish", keys, args, self._durability)
+        if finished < 0:
+            raise QueuesChanged
+        self._replicated([], durable, int(finished))
+        return int(finished), self._claim_from(0, CHUNK, next_tokens, [], woken)
+
+    def _finish_claim(
+        self,
+        keys: list[str],
+        args: list[Any],
+        claim_keys: list[str],
+        claim_args: list[Any],
+        next_tokens: list[str],
+    ) -> tuple[int, list[Claim] | Paused]:
+        """finish_claim.lua: (finish's reply, the claims)."""
         (recorded, reply), durable = run_durably(
             self._redis,
             "finish_claim",
@@ -228,11 +264,9 @@ class Fetcher:
         )
         if recorded < 0:
             raise QueuesChanged
-        claimed = self._replicated(self._claimed(reply, next_tokens), durable, int(recorded))
-        if isinstance(claimed, Paused):
-            return int(recorded), claimed
-        rest = next_tokens[len(claimed) :]
-        return int(recorded), self._claim_from(CHUNK, CHUNK * 4, rest, claimed, woken)
+        return int(recorded), self._replicated(
+            self._claimed(reply, next_tokens), durable, int(recorded)
+        )
 
     def finish_keys(self, queue: str) -> tuple[Keys, list[str]]:
         """The keys a job of ``queue`` finishes with (on Cluster its queue's slot's) and
