@@ -237,7 +237,9 @@ class Fetcher:
                 self._keys, self._worker_id, next_tokens, first, woken
             )
             recorded, claimed = self._finish_claim(keys, args, claim_keys, claim_args, next_tokens)
-            if isinstance(claimed, Paused):
+            # Claims not replicated hold these tokens in this slot: another slot's claim
+            # must not take them too (the next ``claim`` gives them back).
+            if isinstance(claimed, Paused) or self._unreplicated:
                 return recorded, claimed
             return recorded, self._claim_from(1, CHUNK, next_tokens[len(claimed) :], claimed, woken)
         finished, durable = run_durably(self._redis, "finish", keys, args, self._durability)
