@@ -484,3 +484,15 @@ def test_finished_records_expire_a_few_at_each_workflow_call(rq: Resque) -> None
     assert rq.batch(flow.batch) is None
     assert [rq.workflow_state(job) for job in flow.jobs] == [None, None]
     assert rq.redis.zcard(rq.keys.wf_expiry) == 0
+
+
+def test_a_failure_cancels_a_long_chain_in_one_finish(rq: Resque) -> None:
+    """The settle walks dependents with a list, not recursion: Lua's C stack (about 200
+    nested calls) is no limit on a chain's length."""
+    flow = rq.enqueue_workflow(
+        chain(step("wf", "Fails", "head"), *(step("wf", "Step", n) for n in range(400)))
+    )
+    result = run_jobs(rq, "wf")
+    assert (result.processed, result.failed) == (1, 1)
+    states = {rq.workflow_state(job) for job in flow.jobs[1:]}
+    assert states == {"cancelled"}
