@@ -63,7 +63,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (9, [0, "a", "b", P, "q", "packet", "id"]),
     ],
     "wf_enqueue": [(8, [WF_SPEC, P])],
-    "wf_cancel": [(6, ["id", 0, "waiting"]), (8, ["id", 1, "queued"])],
+    "wf_settle": [(6, ["id", 0, "waiting", "cancelled"]), (8, ["id", 1, "queued", "failed"])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
         (5, ["tok", 1000, "q", "tail", P, ""]),

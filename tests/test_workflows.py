@@ -496,3 +496,30 @@ def test_a_failure_cancels_a_long_chain_in_one_finish(rq: Resque) -> None:
     assert (result.processed, result.failed) == (1, 1)
     states = {rq.workflow_state(job) for job in flow.jobs[1:]}
     assert states == {"cancelled"}
+
+
+@pytest.mark.timeout(240)
+def test_a_member_recovery_fails_counts_as_failed_and_completes_its_batch(
+    procs: Procs, rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    """A member that kills its worker and is failed by recovery (not by a finish): its
+    batch counts it failed, on_complete fires and on_success is cancelled."""
+    flow = rq.enqueue_workflow(
+        group(
+            step("p", "KillsWorkerAndFails", "m"),
+            on_success=step("p", "Callback", "success"),
+            on_complete=step("p", "Callback", "complete"),
+        )
+    )
+    args = ["worker", "--app", WF_JOBS, "--redis-url", procs.redis_url]
+    args += ["--namespace", namespace, "--queue", "p", "--lease-ttl", "2", "--mode", "inline"]
+    procs.cli(args, namespace).wait_exit(90)
+    procs.cli(args, namespace)
+    wait_for(lambda: ["Callback", ["complete"]] in ran(redis_client, namespace), 90, "on_complete")
+    assert flow.batch
+    info = rq.batch(flow.batch)
+    assert info
+    assert (info.failed, info.pending, info.complete) == (1, 0, True)
+    on_success = flow.jobs[1]
+    assert rq.workflow_state(on_success) == "cancelled"
+    assert rq.failures.list(0, 1)[0].exception == "pyresque.DirtyExit"

@@ -66,3 +66,14 @@ class KillsWorkerOnce(Job):
             # The test starts each worker in a process group of its own: this kills the
             # worker, and in fork mode its zygote and this job's process too.
             os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+class KillsWorkerAndFails(Job):
+    """Kills the worker running it, every time; recovery then fails it at once
+    (``on_crash = "fail"``) instead of running it again."""
+
+    on_crash = "fail"
+
+    def perform(self, *args: Any) -> None:
+        record("KillsWorkerAndFails", list(args))
+        os.killpg(os.getpgid(0), signal.SIGKILL)

@@ -46,7 +46,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "queue_drain": ("lock",),
     "enqueue_unique": ("lock", "push"),
     "wf_enqueue": ("clock", "push", "workflow"),
-    "wf_cancel": ("clock", "push", "workflow"),
+    "wf_settle": ("clock", "push", "workflow"),
     "unlock": ("lock",),
     "remove_jobs": ("lock",),
     "schedule": ("lock", "delayed"),

@@ -11,7 +11,7 @@ from typing import cast
 
 import redis
 
-from pyresque.protocol import strict_json
+from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
@@ -70,3 +70,20 @@ def record_waiting_again(client: redis.Redis, keys: Keys, job_ids: Sequence[str]
         pipe.delete(keys.result(job_id), keys.result_ready(job_id))
         pipe.set(keys.status(job_id), waiting_packet(), xx=True)
     pipe.execute()
+
+
+def settle(client: redis.Redis, keys: Keys, job_id: str, expected: str, state: str) -> bool:
+    """End workflow job ``job_id``, found in state ``expected`` (``waiting`` or
+    ``queued``), as ``state`` (``cancelled`` or ``failed``) outside a finish: its batches
+    count it, its dependents are settled, and those it cancelled are recorded so
+    (wf_settle.lua). False when it is not a workflow job in that state."""
+    if keys.clustered:  # no workflow is enqueued there (client/workflows.py refuses)
+        return False
+    while True:
+        queues = waiting_queues(client, keys)
+        args = [job_id, len(queues), expected, state]
+        reply = scripts.run(client, "wf_settle", workflow_keys(keys, queues), args)
+        if reply == 1:
+            record_dependents_cancelled(client, keys, job_id)
+        if reply != -1:  # -1: a queue was added meanwhile; read them again
+            return bool(reply)

@@ -31,6 +31,7 @@ from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.workflow import settle
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 
@@ -188,6 +189,9 @@ class Recovery:
         )
         if not moved:
             return 0
+        if done and payload is not None and payload.id and payload.extra.get("workflow") is True:
+            # Its dependents and batches: just after the move, not in it (docs/workflows.md).
+            settle(self._redis, self._keys, payload.id, "queued", "failed")
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
         if action == "drop":
             log.warning(

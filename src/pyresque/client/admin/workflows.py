@@ -10,12 +10,8 @@ from typing import Any, cast
 import redis
 
 from pyresque.client.admin.base import Namespace
-from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.workflow import (
-    record_dependents_cancelled,
-    waiting_queues,
-    workflow_keys,
-)
+from pyresque.protocol import strict_json
+from pyresque.protocol.workflow import settle
 
 _COUNTS = ("total", "succeeded", "failed", "cancelled", "created")
 _IDS = ("on_success", "on_complete", "parent")
@@ -141,13 +137,6 @@ def state(resque: Namespace, job_id: str) -> str | None:
 
 def cancel(resque: Namespace, job_id: str, expected: str) -> bool:
     """Cancel workflow job ``job_id`` in state ``expected``: ``waiting`` (for its
-    dependencies), or ``queued`` (the caller took it off its queue), and settle its
-    dependents and batches (wf_cancel.lua). False when it is not one in that state."""
-    while True:
-        queues = waiting_queues(resque.redis, resque.keys)
-        keys = workflow_keys(resque.keys, queues)
-        reply = scripts.run(resque.redis, "wf_cancel", keys, [job_id, len(queues), expected])
-        if reply == 1:
-            record_dependents_cancelled(resque.redis, resque.keys, job_id)
-        if reply != -1:  # -1: a queue was added meanwhile; read them again
-            return bool(reply)
+    dependencies), or ``queued`` (the caller took it off its queue); False when it is
+    not one in that state (protocol/workflow.py's ``settle``)."""
+    return settle(resque.redis, resque.keys, job_id, expected, "cancelled")

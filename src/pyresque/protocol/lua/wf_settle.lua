@@ -1,0 +1,26 @@
+-- End a workflow job that did not end through a finish (lib_workflow.lua): one cancelled
+-- before it ran (Resque.cancel: one waiting for its dependencies, or one the caller just
+-- took off its queue), or one that recovery moved to `failed` (a poison job). Its batches
+-- count it and its dependents are settled as for any failed or cancelled dependency.
+--
+-- KEYS: the workflow keys (lib_workflow.lua's wf_open)
+-- ARGV[1] job id   ARGV[2] how many queues the keys hold   ARGV[3] 'waiting' or 'queued':
+-- the state the caller expects (a waiting job released meanwhile is left alone)
+-- ARGV[4] 'cancelled' or 'failed'
+-- Returns 1 when settled, 0 when the job is not a workflow job in that state, -1
+-- (nothing written) when `wf:queues` grew since the caller read it.
+expect_keys(KEYS, 6 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 6, then 2 per queue')
+local w = wf_open(KEYS, 1, tonumber(ARGV[2]))
+if wf_stale(w) then
+  return -1
+end
+local rec = wf_get(w, ARGV[1])
+if not rec or rec.s ~= ARGV[3] then
+  return 0
+end
+if rec.s == 'waiting' then
+  rec.s = 'queued' -- what wf_finish settles: as if it had been released, then ended
+  wf_put(w, ARGV[1], rec)
+end
+wf_finish(w, ARGV[1], ARGV[4] == 'failed' and 'failed' or 'cancelled', 'null')
+return 1
