@@ -92,6 +92,7 @@ def test_the_dashboard_removes_in_the_background_and_shows_progress(
     assert rq.failures.count() == 20_000 - matching
     page = client.get("/failed").text
     assert f'data-op="{op["id"]}" data-state="done"' in page
+    assert 'id="bulk-live" class="bulk-ops" aria-label="Bulk actions">' in page  # not live now
 
 
 def test_a_stalled_operation_is_resumed_from_the_dashboard(
@@ -101,6 +102,12 @@ def test_a_stalled_operation_is_resumed_from_the_dashboard(
     op_id = bulk.start(rq, "remove", FailureFilter.of(class_name="Match"))
     assert bulk.get(rq, op_id)["stalled"]  # type: ignore[index]  # recorded, nobody runs it
     assert 'data-action="resume-bulk"' in client.get("/failed").text
+    redis_client.hset(rq.keys.bulk(op_id), "state", "running")
+    redis_client.set(rq.keys.bulk_lease(op_id), "another process", px=60_000)
+    assert (
+        'aria-label="Bulk actions" data-live>' in client.get("/failed").text
+    )  # progress shown live
+    redis_client.delete(rq.keys.bulk_lease(op_id))
     token = client.get("/api/csrf").json()["csrf_token"]
     resumed = client.post(
         "/api/actions/resume-bulk", json={"id": op_id}, headers={"X-CSRF-Token": token}
