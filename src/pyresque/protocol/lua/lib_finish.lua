@@ -23,7 +23,7 @@ end
 -- then, each only when its ARGV says so: stat:failed, stat:failed:<id> and the failed
 -- list (a failed job); worker:<id> (a[12]); the status key; delayed_queue_schedule,
 -- delayed:<ts> and timestamps:<item> (a next attempt); the unique lock; the result
--- key and its ready list (a[13]); the workflow keys (a[15], lib_workflow.lua's wf_open);
+-- key and its ready list (a[13]); the workflow keys (a[15], lib_workflow.lua's open);
 -- and last, the slots zsets of the job's concurrency limits
 -- a[1] claim token
 -- a[2] 'ok', 'failed', 'retry' (counted as processed; runs again at a[6]) or 'cancelled'
@@ -65,10 +65,11 @@ local function finish(k, a)
   if a[13] ~= '' then
     result_key, next_key = next_key, next_key + 2
   end
-  local flow = nil
+  local wf, flow = nil, nil
   if a[15] ~= '' then
-    flow = wf_open(k, next_key, tonumber(a[16]))
-    if wf_stale(flow) then
+    wf = workflow_lib()
+    flow = wf.open(k, next_key, tonumber(a[16]))
+    if wf.stale(flow) then
       return -1
     end
     next_key = next_key + 6 + 2 * flow.given
@@ -106,7 +107,7 @@ local function finish(k, a)
     store_result(k[result_key], k[result_key + 1], a[13], a[14])
   end
   if flow then
-    wf_finish(flow, a[15], failed_key and 'failed' or (code == 5 and 'cancelled' or 'ok'), a[3])
+    wf.finish(flow, a[15], failed_key and 'failed' or (code == 5 and 'cancelled' or 'ok'), a[3])
   end
   return 1, working_key
 end

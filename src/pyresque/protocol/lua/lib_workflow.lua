@@ -14,230 +14,239 @@
 -- ids it cancelled: a retry from `failed` restores them). A batch's record: total,
 -- succeeded, failed, cancelled, name, created, on_success, on_complete, parent.
 
--- How long a finished record (and a finished batch) is kept, in seconds: a dependency
--- enqueued later sees how its dependency ended, and a retry restores what a failure
--- cancelled, within this time.
-local WF_TTL = 604800
+-- Everything is defined inside `workflow_lib()`, called only by a call that needs it:
+-- a script creates each of its top-level local functions on every run, and these
+-- dozen made every job's finish measurably slower (benchmarks/finish_cost.py).
+local function workflow_lib()
+  -- How long a finished record (and a finished batch) is kept, in seconds: a dependency
+  -- enqueued later sees how its dependency ended, and a retry restores what a failure
+  -- cancelled, within this time.
+  local WF_TTL = 604800
 
--- The workflow keys starting at k[from]: jobs, batches, expiry, the waiting jobs' queues,
--- the queues set, queues-changed, then `count` pairs (queue:<name>, its wake list).
-local function wf_open(k, from, count)
-  local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
-    wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5], given = count,
-    queue = {}, now = now_ms()}
-  -- The names of the given queues, from their keys: <prefix>queue:<name>, where <prefix>
-  -- is what precedes 'pyresque:wf:jobs' in the jobs key.
-  local head = string.sub(w.jobs, 1, #w.jobs - #'pyresque:wf:jobs') .. 'queue:'
-  for i = from + 6, from + 5 + 2 * count, 2 do
-    w.queue[string.sub(k[i], #head + 1)] = {k[i], k[i + 1]}
+  -- The workflow keys starting at k[from]: jobs, batches, expiry, the waiting jobs' queues,
+  -- the queues set, queues-changed, then `count` pairs (queue:<name>, its wake list).
+  local function wf_open(k, from, count)
+    local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
+      wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5], given = count,
+      queue = {}, now = now_ms()}
+    -- The names of the given queues, from their keys: <prefix>queue:<name>, where <prefix>
+    -- is what precedes 'pyresque:wf:jobs' in the jobs key.
+    local head = string.sub(w.jobs, 1, #w.jobs - #'pyresque:wf:jobs') .. 'queue:'
+    for i = from + 6, from + 5 + 2 * count, 2 do
+      w.queue[string.sub(k[i], #head + 1)] = {k[i], k[i + 1]}
+    end
+    return w
   end
-  return w
-end
 
--- Whether a queue was added to `wf:queues` since the caller read it.
-local function wf_stale(w)
-  return redis.call('SCARD', w.wf_queues) ~= w.given
-end
+  -- Whether a queue was added to `wf:queues` since the caller read it.
+  local function wf_stale(w)
+    return redis.call('SCARD', w.wf_queues) ~= w.given
+  end
 
--- A record as JSON text, or nil when it is not one (anyone may write Redis).
-local function wf_decode(raw)
-  if not raw then
-    return nil
-  end
-  local ok, rec = pcall(cjson.decode, raw)
-  if not ok or type(rec) ~= 'table' then
-    return nil
-  end
-  return rec
-end
-
--- Job `id`'s record; nil when there is none or its fields are not what this file writes.
-local function wf_get(w, id)
-  local rec = wf_decode(redis.call('HGET', w.jobs, id))
-  if not rec or type(rec.dep or {}) ~= 'table' or type(rec.b or {}) ~= 'table' then
-    return nil
-  end
-  if rec.s ~= 'waiting' and rec.s ~= 'cancelled' then
+  -- A record as JSON text, or nil when it is not one (anyone may write Redis).
+  local function wf_decode(raw)
+    if not raw then
+      return nil
+    end
+    local ok, rec = pcall(cjson.decode, raw)
+    if not ok or type(rec) ~= 'table' then
+      return nil
+    end
     return rec
   end
-  local ok = type(rec.wait) == 'table' and type(rec.p) == 'string' and type(rec.q) == 'string'
-  if ok and rec.p2 then
-    ok = type(rec.p2) == 'string' and type(rec.deps) == 'table' and type(rec.res) == 'table'
-  end
-  return ok and rec or nil
-end
 
-local function wf_put(w, id, rec)
-  redis.call('HSET', w.jobs, id, cjson.encode(rec))
-end
-
--- A finished record goes WF_TTL from now (or stays, `keep`: it can change again).
-local function wf_expire_at(w, member, keep)
-  if keep then
-    redis.call('ZREM', w.expiry, member)
-  else
-    redis.call('ZADD', w.expiry, w.now + WF_TTL * 1000, member)
+  -- Job `id`'s record; nil when there is none or its fields are not what this file writes.
+  local function wf_get(w, id)
+    local rec = wf_decode(redis.call('HGET', w.jobs, id))
+    if not rec or type(rec.dep or {}) ~= 'table' or type(rec.b or {}) ~= 'table' then
+      return nil
+    end
+    if rec.s ~= 'waiting' and rec.s ~= 'cancelled' then
+      return rec
+    end
+    local ok = type(rec.wait) == 'table' and type(rec.p) == 'string' and type(rec.q) == 'string'
+    if ok and rec.p2 then
+      ok = type(rec.p2) == 'string' and type(rec.deps) == 'table' and type(rec.res) == 'table'
+    end
+    return ok and rec or nil
   end
-end
 
--- Drop a few records whose time passed: each call that adds some removes some.
-local function wf_sweep(w)
-  local due = redis.call('ZRANGEBYSCORE', w.expiry, '-inf', w.now, 'LIMIT', 0, 20)
-  for _, member in ipairs(due) do
-    local hash = string.sub(member, 1, 2) == 'b:' and w.batches or w.jobs
-    redis.call('HDEL', hash, string.sub(member, 3))
+  local function wf_put(w, id, rec)
+    redis.call('HSET', w.jobs, id, cjson.encode(rec))
   end
-  if #due > 0 then
-    redis.call('ZREM', w.expiry, unpack(due))
-  end
-end
 
--- Count `by` (1, or -1 for a retry) more members `field` (succeeded, failed, cancelled)
--- in each of the batches `bids`. A batch with nothing pending expires WF_TTL later.
-local function wf_count(w, bids, field, by)
-  for _, bid in ipairs(bids or {}) do
-    local b = wf_decode(redis.call('HGET', w.batches, bid))
-    if b and type(b.total) == 'number' and type(b.succeeded) == 'number'
-      and type(b.failed) == 'number' and type(b.cancelled) == 'number' then
-      b[field] = b[field] + by
-      wf_expire_at(w, 'b:' .. bid, b.succeeded + b.failed + b.cancelled < b.total)
-      redis.call('HSET', w.batches, bid, cjson.encode(b))
+  -- A finished record goes WF_TTL from now (or stays, `keep`: it can change again).
+  local function wf_expire_at(w, member, keep)
+    if keep then
+      redis.call('ZREM', w.expiry, member)
+    else
+      redis.call('ZADD', w.expiry, w.now + WF_TTL * 1000, member)
     end
   end
-end
 
--- Push a job whose dependencies are all met onto its queue, with their results when it
--- takes them (one dependency: its result; several: a list, in their order).
--- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
-local function wf_release(w, rec)
-  local keys = w.queue[rec.q]
-  if not keys then
-    return false
-  end
-  local payload = rec.p
-  if rec.p2 then
-    local parts = {}
-    for _, id in ipairs(rec.deps) do
-      parts[#parts + 1] = rec.res[id] or 'null'
+  -- Drop a few records whose time passed: each call that adds some removes some.
+  local function wf_sweep(w)
+    local due = redis.call('ZRANGEBYSCORE', w.expiry, '-inf', w.now, 'LIMIT', 0, 20)
+    for _, member in ipairs(due) do
+      local hash = string.sub(member, 1, 2) == 'b:' and w.batches or w.jobs
+      redis.call('HDEL', hash, string.sub(member, 3))
     end
-    local value = #parts == 1 and parts[1] or ('[' .. table.concat(parts, ',') .. ']')
-    payload = rec.p .. value .. rec.p2
+    if #due > 0 then
+      redis.call('ZREM', w.expiry, unpack(due))
+    end
   end
-  push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
-    {payload})
-  rec.s, rec.q, rec.p, rec.p2, rec.wait, rec.deps, rec.res, rec.front, rec.fail =
-    'queued', nil, nil, nil, nil, nil, nil, nil, nil
-  return true
-end
 
--- Cancel waiting job `id` (record `rec`) because `root` failed (its record `root_rec`).
-local function wf_cancel(w, id, rec, root, root_rec)
-  rec.s, rec.by = 'cancelled', root
-  table.insert(root_rec.cancelled, id)
-  wf_count(w, rec.b, 'cancelled', 1)
-  wf_expire_at(w, 'j:' .. id, false)
-end
+  -- Count `by` (1, or -1 for a retry) more members `field` (succeeded, failed, cancelled)
+  -- in each of the batches `bids`. A batch with nothing pending expires WF_TTL later.
+  local function wf_count(w, bids, field, by)
+    for _, bid in ipairs(bids or {}) do
+      local b = wf_decode(redis.call('HGET', w.batches, bid))
+      if b and type(b.total) == 'number' and type(b.succeeded) == 'number'
+        and type(b.failed) == 'number' and type(b.cancelled) == 'number' then
+        b[field] = b[field] + by
+        wf_expire_at(w, 'b:' .. bid, b.succeeded + b.failed + b.cancelled < b.total)
+        redis.call('HSET', w.batches, bid, cjson.encode(b))
+      end
+    end
+  end
 
--- What job `id` ending in `state` (ok, failed, cancelled) with `result` (JSON) means for
--- its dependents, and for theirs in turn (a list, not recursion: chains may be long).
--- A dependent whose last dependency is met goes onto its queue; a failure or cancel
--- cancels the dependents whose policy is 'cancel', and runs the others once their other
--- dependencies are met. `root` failed (or is the job that ended); `root_rec` its record.
-local function wf_settle(w, id, rec, state, result, root, root_rec)
-  local todo = {{id, rec, state}}
-  local i = 1
-  while i <= #todo do
-    local from, from_rec, from_state = todo[i][1], todo[i][2], todo[i][3]
-    i = i + 1
-    for _, dep_id in ipairs(from_rec.dep or {}) do
-      local d = wf_get(w, dep_id)
-      if d and d.s == 'waiting' and d.wait[from] then
-        if from_state == 'ok' or d.fail == 'run' then
-          d.wait[from] = nil
+  -- Push a job whose dependencies are all met onto its queue, with their results when it
+  -- takes them (one dependency: its result; several: a list, in their order).
+  -- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
+  local function wf_release(w, rec)
+    local keys = w.queue[rec.q]
+    if not keys then
+      return false
+    end
+    local payload = rec.p
+    if rec.p2 then
+      local parts = {}
+      for _, id in ipairs(rec.deps) do
+        parts[#parts + 1] = rec.res[id] or 'null'
+      end
+      local value = #parts == 1 and parts[1] or ('[' .. table.concat(parts, ',') .. ']')
+      payload = rec.p .. value .. rec.p2
+    end
+    push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
+      {payload})
+    rec.s, rec.q, rec.p, rec.p2, rec.wait, rec.deps, rec.res, rec.front, rec.fail =
+      'queued', nil, nil, nil, nil, nil, nil, nil, nil
+    return true
+  end
+
+  -- Cancel waiting job `id` (record `rec`) because `root` failed (its record `root_rec`).
+  local function wf_cancel(w, id, rec, root, root_rec)
+    rec.s, rec.by = 'cancelled', root
+    table.insert(root_rec.cancelled, id)
+    wf_count(w, rec.b, 'cancelled', 1)
+    wf_expire_at(w, 'j:' .. id, false)
+  end
+
+  -- What job `id` ending in `state` (ok, failed, cancelled) with `result` (JSON) means for
+  -- its dependents, and for theirs in turn (a list, not recursion: chains may be long).
+  -- A dependent whose last dependency is met goes onto its queue; a failure or cancel
+  -- cancels the dependents whose policy is 'cancel', and runs the others once their other
+  -- dependencies are met. `root` failed (or is the job that ended); `root_rec` its record.
+  local function wf_settle(w, id, rec, state, result, root, root_rec)
+    local todo = {{id, rec, state}}
+    local i = 1
+    while i <= #todo do
+      local from, from_rec, from_state = todo[i][1], todo[i][2], todo[i][3]
+      i = i + 1
+      for _, dep_id in ipairs(from_rec.dep or {}) do
+        local d = wf_get(w, dep_id)
+        if d and d.s == 'waiting' and d.wait[from] then
+          if from_state == 'ok' or d.fail == 'run' then
+            d.wait[from] = nil
+            if d.p2 then
+              d.res[from] = (from_state == 'ok' and from == id) and result or 'null'
+            end
+            if next(d.wait) == nil then
+              wf_release(w, d)
+            end
+          else
+            wf_cancel(w, dep_id, d, root, root_rec)
+            todo[#todo + 1] = {dep_id, d, 'cancelled'}
+          end
+          wf_put(w, dep_id, d)
+        elseif d and d.s == 'cancelled' and from_state == 'ok' and d.wait[from] then
+          d.wait[from] = nil -- met: a retry of what cancelled it must not wait for it again
           if d.p2 then
-            d.res[from] = (from_state == 'ok' and from == id) and result or 'null'
+            d.res[from] = from == id and result or 'null'
           end
-          if next(d.wait) == nil then
-            wf_release(w, d)
-          end
-        else
-          wf_cancel(w, dep_id, d, root, root_rec)
-          todo[#todo + 1] = {dep_id, d, 'cancelled'}
+          wf_put(w, dep_id, d)
         end
-        wf_put(w, dep_id, d)
-      elseif d and d.s == 'cancelled' and from_state == 'ok' and d.wait[from] then
-        d.wait[from] = nil -- met: a retry of what cancelled it must not wait for it again
-        if d.p2 then
-          d.res[from] = from == id and result or 'null'
+      end
+    end
+  end
+
+  -- The workflow part of a finish (lib_finish.lua): job `id` ended in `state` (ok, failed
+  -- on its last attempt, or cancelled) with `result` (JSON). Acts only on a job still
+  -- queued, so a second finish of the same job (there is none: finishes are fenced)
+  -- would change nothing.
+  local function wf_finish(w, id, state, result)
+    wf_sweep(w)
+    local rec = wf_get(w, id)
+    if not rec or rec.s ~= 'queued' then
+      return
+    end
+    rec.s, rec.cancelled = state, {}
+    wf_count(w, rec.b, state == 'ok' and 'succeeded' or state, 1)
+    wf_settle(w, id, rec, state, result, id, rec)
+    if state == 'ok' then
+      rec.dep, rec.cancelled = nil, nil -- nothing can change for them any more
+    end
+    wf_expire_at(w, 'j:' .. id, false)
+    wf_put(w, id, rec)
+  end
+
+  -- A retry of job `id` from `failed` (retry_failed.lua): as if it had not failed. Its
+  -- batches count it pending again, and the jobs its failure cancelled wait again, unless
+  -- they also wait for another job that failed (then they are that one's to restore).
+  -- Returns the ids that wait again.
+  local function wf_retry(w, id)
+    local rec = wf_get(w, id)
+    local waiting = {}
+    if not rec or rec.s ~= 'failed' then
+      return waiting
+    end
+    rec.s = 'queued'
+    wf_expire_at(w, 'j:' .. id, true)
+    wf_count(w, rec.b, 'failed', -1)
+    local roots = {} -- other failed jobs whose records gain a cancelled dependent
+    for _, dep_id in ipairs(rec.cancelled or {}) do
+      local d = wf_get(w, dep_id)
+      if d and d.s == 'cancelled' and d.by == id then
+        d.s, d.by = 'waiting', nil
+        wf_expire_at(w, 'j:' .. dep_id, true)
+        wf_count(w, d.b, 'cancelled', -1)
+        if d.fail == 'cancel' then
+          for other in pairs(d.wait) do
+            local o = other ~= id and wf_get(w, other)
+            if o and (o.s == 'failed' or o.s == 'cancelled') then
+              local root = o.s == 'failed' and other or o.by
+              roots[root] = roots[root] or wf_get(w, root)
+              if roots[root] and roots[root].cancelled then
+                wf_cancel(w, dep_id, d, root, roots[root])
+              end
+              break
+            end
+          end
+        end
+        if d.s == 'waiting' then
+          table.insert(waiting, dep_id)
         end
         wf_put(w, dep_id, d)
       end
     end
-  end
-end
-
--- The workflow part of a finish (lib_finish.lua): job `id` ended in `state` (ok, failed
--- on its last attempt, or cancelled while it ran) with `result` (JSON). Acts only on a job still queued, so a
--- second finish of the same job (there is none: finishes are fenced) would change nothing.
-local function wf_finish(w, id, state, result)
-  wf_sweep(w)
-  local rec = wf_get(w, id)
-  if not rec or rec.s ~= 'queued' then
-    return
-  end
-  rec.s, rec.cancelled = state, {}
-  wf_count(w, rec.b, state == 'ok' and 'succeeded' or state, 1)
-  wf_settle(w, id, rec, state, result, id, rec)
-  if state == 'ok' then
-    rec.dep, rec.cancelled = nil, nil -- nothing can change for them any more
-  end
-  wf_expire_at(w, 'j:' .. id, false)
-  wf_put(w, id, rec)
-end
-
--- A retry of job `id` from `failed` (retry_failed.lua): as if it had not failed. Its
--- batches count it pending again, and the jobs its failure cancelled wait again, unless
--- they also wait for another job that failed (then they are that one's to restore).
--- Returns the ids that wait again.
-local function wf_retry(w, id)
-  local rec = wf_get(w, id)
-  local waiting = {}
-  if not rec or rec.s ~= 'failed' then
+    for root, root_rec in pairs(roots) do
+      wf_put(w, root, root_rec)
+    end
+    rec.cancelled = {}
+    wf_put(w, id, rec)
     return waiting
   end
-  rec.s = 'queued'
-  wf_expire_at(w, 'j:' .. id, true)
-  wf_count(w, rec.b, 'failed', -1)
-  local roots = {} -- other failed jobs whose records gain a cancelled dependent
-  for _, dep_id in ipairs(rec.cancelled or {}) do
-    local d = wf_get(w, dep_id)
-    if d and d.s == 'cancelled' and d.by == id then
-      d.s, d.by = 'waiting', nil
-      wf_expire_at(w, 'j:' .. dep_id, true)
-      wf_count(w, d.b, 'cancelled', -1)
-      if d.fail == 'cancel' then
-        for other in pairs(d.wait) do
-          local o = other ~= id and wf_get(w, other)
-          if o and (o.s == 'failed' or o.s == 'cancelled') then
-            local root = o.s == 'failed' and other or o.by
-            roots[root] = roots[root] or wf_get(w, root)
-            if roots[root] and roots[root].cancelled then
-              wf_cancel(w, dep_id, d, root, roots[root])
-            end
-            break
-          end
-        end
-      end
-      if d.s == 'waiting' then
-        table.insert(waiting, dep_id)
-      end
-      wf_put(w, dep_id, d)
-    end
-  end
-  for root, root_rec in pairs(roots) do
-    wf_put(w, root, root_rec)
-  end
-  rec.cancelled = {}
-  wf_put(w, id, rec)
-  return waiting
+
+  return {open = wf_open, stale = wf_stale, get = wf_get, put = wf_put, sweep = wf_sweep,
+    cancel = wf_cancel, release = wf_release, finish = wf_finish, retry = wf_retry}
 end

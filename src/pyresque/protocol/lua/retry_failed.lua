@@ -26,7 +26,7 @@ if ARGV[6] ~= '' and redis.call('EXISTS', KEYS[6]) == 1 then
 end
 if ARGV[7] ~= '' then
   local from = 6 + given(ARGV[6])
-  local waiting = wf_retry({jobs = KEYS[from], batches = KEYS[from + 1],
+  local waiting = workflow_lib().retry({jobs = KEYS[from], batches = KEYS[from + 1],
     expiry = KEYS[from + 2], now = now_ms()}, ARGV[7])
   if #waiting > 0 then
     table.insert(waiting, 1, 1)

@@ -22,19 +22,20 @@ for _, job in ipairs(spec.jobs) do
 end
 expect_keys(KEYS, 6 + 2 * #spec.queues + tracked,
   'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, 2 per queue, status keys')
-local w = wf_open(KEYS, 1, #spec.queues)
+local wf = workflow_lib()
+local w = wf.open(KEYS, 1, #spec.queues)
 
 local known = {}
 for _, job in ipairs(spec.jobs) do
   for _, dep in ipairs(job.deps) do
-    if not known[dep] and not wf_get(w, dep) then
+    if not known[dep] and not wf.get(w, dep) then
       return {'unknown', dep}
     end
   end
   known[job.id] = true
 end
 
-wf_sweep(w)
+wf.sweep(w)
 local created = math.floor(w.now / 1000)
 for _, b in ipairs(spec.batches) do
   redis.call('HSET', w.batches, b.id, cjson.encode({total = b.total, succeeded = 0,
@@ -51,7 +52,7 @@ for _, job in ipairs(spec.jobs) do
   end
   local root = nil -- the failed job that cancels this one at once
   for _, dep in ipairs(job.deps) do
-    local d = wf_get(w, dep)
+    local d = wf.get(w, dep)
     if d.s == 'failed' or d.s == 'cancelled' then
       if job.fail == 'cancel' then
         rec.wait[dep] = true -- a retry of it (or of what cancelled it) can still run this one
@@ -60,21 +61,21 @@ for _, job in ipairs(spec.jobs) do
     elseif d.s ~= 'ok' then
       rec.wait[dep] = true
       table.insert(d.dep, job.id)
-      wf_put(w, dep, d)
+      wf.put(w, dep, d)
     end
   end
   if root then
-    local root_rec = wf_get(w, root)
-    wf_cancel(w, job.id, rec, root, root_rec or {cancelled = {}})
+    local root_rec = wf.get(w, root)
+    wf.cancel(w, job.id, rec, root, root_rec or {cancelled = {}})
     if root_rec then
-      wf_put(w, root, root_rec)
+      wf.put(w, root, root_rec)
     end
   elseif next(rec.wait) == nil then
-    wf_release(w, rec)
+    wf.release(w, rec)
   else
     redis.call('SADD', w.wf_queues, job.q)
   end
-  wf_put(w, job.id, rec)
+  wf.put(w, job.id, rec)
   if job.st then
     status_index = status_index + 1
     redis.call('SET', KEYS[status_index], spec.status)

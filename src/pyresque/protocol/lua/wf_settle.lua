@@ -10,17 +10,18 @@
 -- Returns 1 when settled, 0 when the job is not a workflow job in that state, -1
 -- (nothing written) when `wf:queues` grew since the caller read it.
 expect_keys(KEYS, 6 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 6, then 2 per queue')
-local w = wf_open(KEYS, 1, tonumber(ARGV[2]))
-if wf_stale(w) then
+local wf = workflow_lib()
+local w = wf.open(KEYS, 1, tonumber(ARGV[2]))
+if wf.stale(w) then
   return -1
 end
-local rec = wf_get(w, ARGV[1])
+local rec = wf.get(w, ARGV[1])
 if not rec or rec.s ~= ARGV[3] then
   return 0
 end
 if rec.s == 'waiting' then
-  rec.s = 'queued' -- what wf_finish settles: as if it had been released, then ended
-  wf_put(w, ARGV[1], rec)
+  rec.s = 'queued' -- what wf.finish settles: as if it had been released, then ended
+  wf.put(w, ARGV[1], rec)
 end
-wf_finish(w, ARGV[1], ARGV[4] == 'failed' and 'failed' or 'cancelled', 'null')
+wf.finish(w, ARGV[1], ARGV[4] == 'failed' and 'failed' or 'cancelled', 'null')
 return 1
