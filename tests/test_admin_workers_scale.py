@@ -16,16 +16,22 @@ from redis.connection import Connection
 
 from pyresque import Events, Resque
 from pyresque.cli.main import main as cli
-from pyresque.client.admin import workers
+from pyresque.client.admin import cancel, workers
 from pyresque.client.admin.base import Problems
 from pyresque.client.admin.workers import Census, WorkerStates, list_workers
 from pyresque.web import metrics
 
 
 class CountingConnection(Connection):
-    """Counts the commands this process sends (a pipeline's one by one)."""
+    """Counts the commands this process sends (a pipeline's one by one), and the round
+    trips (a pipeline is one)."""
 
     sent = 0
+    trips = 0
+
+    def send_packed_command(self, command: Any, check_health: bool = True) -> None:
+        CountingConnection.trips += 1
+        super().send_packed_command(command, check_health)  # type: ignore[no-untyped-call]
 
     def pack_command(self, *args: Any) -> Any:
         CountingConnection.sent += 1
@@ -132,3 +138,20 @@ def test_workers_command_pages(
     assert [w["id"] for w in first + rest] == [w["id"] for w in every]
     shown = CliRunner().invoke(cli, [*args[:-1], "--limit", "5"]).output
     assert "(5 of 30 workers from 0; --offset/--limit for others)" in shown
+
+
+def test_finding_the_worker_running_a_job_reads_workers_a_chunk_at_a_time(
+    redis_url: str, namespace: str, redis_client: redis.Redis
+) -> None:
+    pool = redis.ConnectionPool.from_url(redis_url, connection_class=CountingConnection)
+    rq = Resque(redis.Redis(connection_pool=pool), namespace=namespace, events=Events())
+    pipe = redis_client.pipeline(transaction=False)
+    for i in range(1000):
+        pipe.zadd(rq.keys.leases, {f"h:{i}:q": 2**40})
+    record = {"payload": json.dumps({"class": "J", "args": [], "id": "wanted"})}
+    pipe.hset(rq.keys.inflight("h:999:q"), "tok", json.dumps(record))
+    pipe.execute()
+    CountingConnection.trips = 0
+    assert cancel.running_on(rq, "wanted") == "h:999:q"
+    assert CountingConnection.trips < 20  # was 2 per live worker
+    assert cancel.running_on(rq, "other") is None

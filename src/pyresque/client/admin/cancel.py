@@ -13,6 +13,7 @@ from pyresque.client.admin import delayed, queues, workers, workflows
 from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
+from pyresque.protocol.connection import replies
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.workflow import record_cancelled
@@ -52,17 +53,28 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     }
 
 
+#: Live workers whose in-flight jobs are read per round trip.
+_WORKERS_PER_READ = 200
+
+
 def running_on(resque: Namespace, job_id: str) -> str | None:
-    """The pyresque worker that holds ``job_id`` in flight, if any."""
-    for member in cast("list[bytes]", resque.redis.zrange(resque.keys.leases, 0, -1)):
-        worker = as_text(member)
-        for record in cast("list[bytes]", resque.redis.hvals(resque.keys.inflight(worker))):
-            if _id_of(record) == job_id:
+    """The pyresque worker that holds ``job_id`` in flight, if any: each live worker's
+    in-flight hash and landing list, 200 workers per round trip."""
+    live = [as_text(m) for m in cast("list[bytes]", resque.redis.zrange(resque.keys.leases, 0, -1))]
+    for start in range(0, len(live), _WORKERS_PER_READ):
+        chunk = live[start : start + _WORKERS_PER_READ]
+        pipe = resque.redis.pipeline(transaction=False)
+        for worker in chunk:
+            pipe.hvals(resque.keys.inflight(worker))
+            # A job its idle wait just landed, not adopted yet (worker/landing.py).
+            pipe.lrange(resque.keys.landing(worker), 0, -1)
+        found = replies(pipe)
+        for i, worker in enumerate(chunk):
+            inflight, landed = found[2 * i] or [], found[2 * i + 1] or []
+            if any(_id_of(record) == job_id for record in inflight) or any(
+                _id_of(payload, landed=True) == job_id for payload in landed
+            ):
                 return worker
-        # A job its idle wait just landed, not adopted yet (worker/landing.py).
-        landed = cast("list[bytes]", resque.redis.lrange(resque.keys.landing(worker), 0, -1))
-        if any(_id_of(payload, landed=True) == job_id for payload in landed):
-            return worker
     return None
 
 
