@@ -27,6 +27,9 @@ from pyresque.exceptions import BadRedisURL, NotReplicated
 from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.version import __version__
 
+#: Redis down, or a write the replicas did not confirm: one line, exit 1.
+UNREACHABLE: tuple[type[BaseException], ...] = (*REDIS_DOWN, NotReplicated)
+
 
 class _CLI(click.Group):
     """A group whose errors are one line: ``pyresque: error: <what to fix>``."""
@@ -50,7 +53,7 @@ class _CLI(click.Group):
             fail(exc.format_message(), exc.exit_code)
         except click.Abort:
             fail("aborted", 1)
-        except (*REDIS_DOWN, NotReplicated) as exc:
+        except UNREACHABLE as exc:
             fail(str(exc), 1)
         except BadRedisURL as exc:
             fail(str(exc), 2)

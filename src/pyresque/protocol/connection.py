@@ -31,16 +31,22 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("pyresque")
 
+# redis-py 8.2 added it for a cluster no node of which answers; we accept redis-py >= 5.0.
+_UNREACHABLE: tuple[type[Exception], ...] = tuple(
+    getattr(redis.exceptions, name)
+    for name in ("RedisClusterUnreachableError",)
+    if hasattr(redis.exceptions, name)
+)
 #: What a call raises when Redis cannot be reached (down, cut off, or not answering).
 #: On Cluster also: no node reachable, a slot served by nobody yet, the cluster down
 #: while a replica takes over, a multi-key call during a slot's move (try again).
-REDIS_DOWN = (
+REDIS_DOWN: tuple[type[Exception], ...] = (
     redis.exceptions.ConnectionError,
     redis.exceptions.TimeoutError,
-    redis.exceptions.RedisClusterUnreachableError,
     redis.exceptions.SlotNotCoveredError,
     redis.exceptions.ClusterDownError,
     redis.exceptions.TryAgainError,
+    *_UNREACHABLE,
 )
 
 #: Longest single blocking wait (BLPOP) a worker makes: kept well under the socket timeout.

@@ -34,6 +34,8 @@ if TYPE_CHECKING:
     from pyresque.worker.host import Host
 
 log = logging.getLogger("pyresque.worker")
+#: Raised around a job but not the job's fault: the worker exits, or waits for Redis.
+NOT_THE_JOBS: tuple[type[BaseException], ...] = (WorkerBroken, *REDIS_DOWN)
 
 
 class Processor:
@@ -249,7 +251,7 @@ class Processor:
             return self.worker.middleware.process(work, lambda: self._dispatch(work))
         except Interrupted as exc:  # TERM (or a cancel) arrived just outside the job's own try
             return Outcome.stopped(exc)
-        except (WorkerBroken, *REDIS_DOWN):
+        except NOT_THE_JOBS:
             raise  # not the job's fault: the worker exits, or waits for Redis
         except Exception as exc:  # a fault outside the job's own code (middleware, executor)
             log.exception("job %s: running it failed", _name(work.claim, work.payload))
