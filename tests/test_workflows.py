@@ -270,10 +270,14 @@ def test_async_enqueues_take_dependencies_and_workflows(rq: Resque, redis_url: s
             assert first
             second = await resque.enqueue_to("wf", "Step", 2, depends_on=[first])
             assert second
+            assert await resque.workflow_state(second) == "waiting"
             flow = await resque.enqueue_workflow(
-                chain(step("wf", "Step", 3), step("wf", "Step"), pass_result=True)
+                group(chain(step("wf", "Step", 3), step("wf", "Step"), pass_result=True))
             )
-            assert flow.batch is None
+            assert flow.batch
+            batch = await resque.batch(flow.batch)
+            assert batch
+            assert batch.total == 2
             return second, flow.jobs
 
     second, jobs = asyncio.run(enqueue())

@@ -24,7 +24,7 @@ from typing import Any
 import redis
 import redis.asyncio
 
-from pyresque.client.admin.workflows import BatchInfo
+from pyresque.client.admin.workflows import BatchInfo, state_of
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer
@@ -299,6 +299,16 @@ class AsyncResque(Producer):
         except redis.ResponseError:  # a key of another type
             return None
         return BatchInfo.decode(batch_id, raw)
+
+    async def workflow_state(self, job_id: str) -> str | None:
+        """``Resque.workflow_state``: waiting, queued, ok, failed, cancelled, or None."""
+        try:
+            raw = await self.redis.hget(self.keys.wf_jobs, job_id)
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
+        except redis.ResponseError:  # a key of another type
+            return None
+        return state_of(raw)
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""
