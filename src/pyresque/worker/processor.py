@@ -34,7 +34,6 @@ if TYPE_CHECKING:
     from pyresque.worker.host import Host
 
 log = logging.getLogger("pyresque.worker")
-#: Raised around a job but not the job's fault: the worker exits, or waits for Redis.
 NOT_THE_JOBS: tuple[type[BaseException], ...] = (WorkerBroken, *REDIS_DOWN)
 
 
@@ -397,6 +396,5 @@ class Processor:
         self._redis_ok = True
 
 
-def _name(claim: Claim, payload: Payload | None) -> str:
-    """How the log names a job: its id, else its class, else its claim token."""
+def _name(claim: Claim, payload: Payload | None) -> str:  # its id, class, or claim token
     return (payload.id or payload.class_name) if payload is not None else claim.token
