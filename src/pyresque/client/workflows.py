@@ -6,6 +6,7 @@ The worker side is middleware/workflows.py and lib_workflow.lua; docs/workflows.
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -118,9 +119,9 @@ class WorkflowWriter:
         self.batch_ids: list[str] = []  # outermost first
         self.ends: list[str] = []  # of the last node added
 
-    def add(self, node: Node, after: Sequence[str] = (), batches: Sequence[str] = ()) -> list[str]:
-        """Add ``node`` after the jobs ``after``, in ``batches``; returns its ends' ids."""
-        self.ends = self._add(node, list(after), list(batches), False)
+    def add(self, node: Node) -> list[str]:
+        """Add the workflow ``node``; returns its ends' ids."""
+        self.ends = self._add(node, [], [], False)
         return self.ends
 
     def _add(self, node: Node, after: list[str], batches: list[str], takes: bool) -> list[str]:
@@ -149,8 +150,8 @@ class WorkflowWriter:
             ("on_complete", node.on_complete, "run"),
         ):
             if callback is not None:
-                callback.on_dependency_failure = policy
-                callbacks[name] = self._job(callback, members, batches, False)
+                with_policy = dataclasses.replace(callback, on_dependency_failure=policy)
+                callbacks[name] = self._job(with_policy, members, batches, False)
         self._batches.append(
             {
                 "id": batch_id,
@@ -169,7 +170,7 @@ class WorkflowWriter:
                 f"got {item.on_dependency_failure!r}"
             )
         deps = [*dependency_ids(item.depends_on), *after]
-        item.dependable = True
+        item = dataclasses.replace(item, dependable=True)  # the caller's stays as it was
         job = self._prepare(item)
         if job is None:
             raise ValueError(f"a before_enqueue hook refused the workflow's {item.job!r} job")
