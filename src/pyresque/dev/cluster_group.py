@@ -24,10 +24,9 @@ from types import TracebackType
 from typing import Any
 
 import redis
-from redis.backoff import NoBackoff
-from redis.retry import Retry
 
 from pyresque.dev.launch import HOST, find_free_port
+from pyresque.dev.sentinel_group import ask, text
 from pyresque.dev.server import RedisServer, ServerError
 
 #: Redis Cluster's bus listens on the data port + 10000.
@@ -126,7 +125,7 @@ class ClusterGroup:
 
     def _slot_ranges(self) -> list[tuple[str, tuple[int, int]]]:
         reply = self._ask_any(lambda c: _cluster(c, "SLOTS"))
-        return [(f"{_text(r[2][0])}:{int(r[2][1])}", (int(r[0]), int(r[1]))) for r in reply]
+        return [(f"{text(r[2][0])}:{int(r[2][1])}", (int(r[0]), int(r[1]))) for r in reply]
 
     def _node(self, address: str) -> ClusterNode:
         for node in self.nodes:
@@ -138,7 +137,7 @@ class ClusterGroup:
         for node in self.nodes:
             if node.running:
                 try:
-                    return _ask(node.port, call)
+                    return ask(node.port, call)
                 except redis.RedisError:
                     continue
         raise ServerError("no node of the cluster answered")
@@ -161,12 +160,12 @@ class ClusterGroup:
             if not node.running:
                 continue
             try:
-                info = _ask(node.port, lambda c: _cluster(c, "INFO"))
-                slots = _ask(node.port, lambda c: _cluster(c, "SLOTS"))
+                info = ask(node.port, lambda c: _cluster(c, "INFO"))
+                slots = ask(node.port, lambda c: _cluster(c, "SLOTS"))
             except redis.RedisError:
                 return False
-            text = _text(info)
-            if "cluster_state:ok" not in text or "cluster_slots_ok:16384" not in text:
+            state = text(info)
+            if "cluster_state:ok" not in state or "cluster_slots_ok:16384" not in state:
                 return False
             views.add(tuple(sorted((int(r[0]), int(r[1]), int(r[2][1])) for r in slots)))
         return len(views) == 1
@@ -217,15 +216,15 @@ class ClusterGroup:
         (and ``TRYAGAIN``) while it moves, then ``MOVED``."""
         source = self.master_of_slot(slot)
         source_id, target_id = _node_id(source), _node_id(target)
-        _ask(target.port, lambda c: _cluster(c, "SETSLOT", str(slot), "IMPORTING", source_id))
-        _ask(source.port, lambda c: _cluster(c, "SETSLOT", str(slot), "MIGRATING", target_id))
-        while keys := _ask(
+        ask(target.port, lambda c: _cluster(c, "SETSLOT", str(slot), "IMPORTING", source_id))
+        ask(source.port, lambda c: _cluster(c, "SETSLOT", str(slot), "MIGRATING", target_id))
+        while keys := ask(
             source.port, lambda c: _cluster(c, "GETKEYSINSLOT", str(slot), str(batch))
         ):
-            _migrate(source, target, [_text(key) for key in keys])
+            _migrate(source, target, [text(key) for key in keys])
             time.sleep(pause)
         for node in (target, source, *self.masters()):
-            _ask(node.port, lambda c: _cluster(c, "SETSLOT", str(slot), "NODE", target_id))
+            ask(node.port, lambda c: _cluster(c, "SETSLOT", str(slot), "NODE", target_id))
         self.wait_ok()
 
     def log_tails(self) -> str:
@@ -234,11 +233,11 @@ class ClusterGroup:
 
 
 def _migrate(source: ClusterNode, target: ClusterNode, names: list[str]) -> None:
-    _ask(source.port, lambda c: c.migrate(HOST, target.port, names, 0, 5000))
+    ask(source.port, lambda c: c.migrate(HOST, target.port, names, 0, 5000))
 
 
 def _node_id(node: ClusterNode) -> str:
-    return _text(_ask(node.port, lambda c: _cluster(c, "MYID")))
+    return text(ask(node.port, lambda c: _cluster(c, "MYID")))
 
 
 def _cluster(client: redis.Redis, *args: str) -> Any:
@@ -266,22 +265,3 @@ def _port_pair() -> int:
                 continue
         return port
     raise ServerError("no free port pair (port and port + 10000) on loopback")
-
-
-def _ask(port: int, call: Callable[[redis.Redis], Any]) -> Any:
-    """``call`` on a plain client of its own to the node on ``port`` (one that may be dead)."""
-    client = redis.Redis(
-        host=HOST,
-        port=port,
-        socket_connect_timeout=0.5,
-        socket_timeout=2.0,
-        retry=Retry(NoBackoff(), 0),
-    )
-    try:
-        return call(client)
-    finally:
-        client.close()
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value

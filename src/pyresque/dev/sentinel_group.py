@@ -152,10 +152,10 @@ class SentinelGroup:
             if not process.running:
                 continue
             try:
-                host, port = _ask(process.port, self._master_of)
+                host, port = ask(process.port, self._master_of)
             except redis.RedisError:
                 continue
-            return _text(host), int(port)
+            return text(host), int(port)
         raise ServerError("no Sentinel answered")
 
     def _master_of(self, client: redis.Redis) -> Any:
@@ -183,14 +183,14 @@ class SentinelGroup:
             named = set()
             for process in self.sentinels:
                 try:
-                    host, port = _ask(process.port, self._master_of)
-                    named.add((_text(host), int(port)))
+                    host, port = ask(process.port, self._master_of)
+                    named.add((text(host), int(port)))
                 except redis.RedisError:
                     named.add(old)
             if len(named) == 1 and old not in named:
                 new = named.pop()
                 try:
-                    if _ask(new[1], lambda c: c.role()[0]) in (b"master", "master"):
+                    if ask(new[1], lambda c: c.role()[0]) in (b"master", "master"):
                         return new
                 except redis.RedisError:
                     pass
@@ -211,7 +211,7 @@ class SentinelGroup:
         while time.monotonic() < deadline:
             master = self.nodes[0] if not self.sentinels else self.node_at(self.master_address())
             try:
-                info = _ask(master.port, lambda c: c.info("replication"))
+                info = ask(master.port, lambda c: c.info("replication"))
             except redis.RedisError:
                 info = {}
             online = [v for k, v in info.items() if k.startswith("slave") and isinstance(v, dict)]
@@ -228,7 +228,7 @@ class SentinelGroup:
             ready = 0
             for process in self.sentinels:
                 try:
-                    state = _ask(process.port, lambda c: c.sentinel_master(self.service))
+                    state = ask(process.port, lambda c: c.sentinel_master(self.service))
                 except redis.RedisError:
                     continue
                 known = int(state.get("num-slaves", 0)), int(state.get("num-other-sentinels", 0))
@@ -248,7 +248,7 @@ class SentinelGroup:
         )
 
 
-def _ask(port: int, call: Callable[[redis.Redis], Any]) -> Any:
+def ask(port: int, call: Callable[[redis.Redis], Any]) -> Any:
     """``call`` on a client of its own to the process on ``port`` (one that may be dead)."""
     client = redis.Redis(
         host=HOST,
@@ -263,5 +263,6 @@ def _ask(port: int, call: Callable[[redis.Redis], Any]) -> Any:
         client.close()
 
 
-def _text(value: bytes | str) -> str:
+def text(value: bytes | str) -> str:
+    """A reply as text."""
     return value.decode() if isinstance(value, bytes) else value

@@ -19,13 +19,13 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
-from urllib.parse import parse_qsl, unquote
+from urllib.parse import parse_qsl
 
 import redis
 from redis.cluster import ClusterNode, RedisCluster
 
 from pyresque.exceptions import BadRedisURL, RedisUnavailable
-from pyresque.protocol.sentinel import redact
+from pyresque.protocol.sentinel import redact, split_hosts_url
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_PORT = 6379
@@ -71,18 +71,9 @@ def parse(url: str) -> ClusterTarget:
     def bad(problem: str) -> BadRedisURL:
         return BadRedisURL(f"the Redis URL {shown} {problem}; {_FORM}")
 
-    scheme, _, rest = url.strip().partition("://")
-    if scheme.lower() not in SCHEMES:
-        raise bad(f"has scheme {scheme!r}, not {' or '.join(SCHEMES)}")
-    rest, _, query = rest.partition("?")
-    authority, _, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    nodes = [_address(part, bad) for part in hosts.split(",")]
+    scheme, username, password, nodes, path, query = split_hosts_url(
+        url, SCHEMES, DEFAULT_PORT, "node", bad
+    )
     if path.strip("/") not in ("", "0"):
         raise bad(f"has database {path.strip('/')!r}; a cluster has database 0 only")
     options = dict(parse_qsl(query))
@@ -93,18 +84,6 @@ def parse(url: str) -> ClusterTarget:
     if options and not tls:
         raise bad(f"has TLS settings ({', '.join(options)}) but is not rediss+cluster://")
     return ClusterTarget(nodes, username, password, tls, options)
-
-
-def _address(part: str, bad: Any) -> Address:
-    host, colon, port_text = part.strip().rpartition(":")
-    if not colon:
-        host, port_text = port_text, str(DEFAULT_PORT)
-    host = host.strip("[]")  # an IPv6 address
-    if not host:
-        raise bad(f"names a node without a host ({part!r})")
-    if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"has node port {port_text!r}; a port is a number from 1 to 65535")
-    return host, int(port_text)
 
 
 def connect(url: str, tls: dict[str, Any], **settings: Any) -> redis.Redis:

@@ -94,18 +94,9 @@ def parse(url: str) -> SentinelTarget:
     def bad(problem: str) -> BadRedisURL:
         return BadRedisURL(f"the Redis URL {shown} {problem}; {_FORM}")
 
-    scheme, _, rest = url.strip().partition("://")
-    if scheme.lower() not in SCHEMES:
-        raise bad(f"has scheme {scheme!r}, not {' or '.join(SCHEMES)}")
-    rest, _, query = rest.partition("?")
-    authority, _, path = rest.partition("/")
-    userinfo, at, hosts = authority.rpartition("@")
-    username = password = None
-    if at:
-        user, colon, secret = userinfo.partition(":")
-        username = unquote(user) or None
-        password = unquote(secret) if colon else None
-    sentinels = [_address(part, bad) for part in hosts.split(",")]
+    scheme, username, password, sentinels, path, query = split_hosts_url(
+        url, SCHEMES, DEFAULT_PORT, "Sentinel", bad
+    )
     service, _, db_text = path.strip("/").partition("/")
     if not service:
         raise bad("names no service (the master's name in the Sentinels' configuration)")
@@ -136,15 +127,46 @@ def parse(url: str) -> SentinelTarget:
     )
 
 
-def _address(part: str, bad: Callable[[str], BadRedisURL]) -> Address:
+def split_hosts_url(
+    url: str,
+    schemes: tuple[str, ...],
+    default_port: int,
+    what: str,
+    bad: Callable[[str], Exception],
+) -> tuple[str, str | None, str | None, list[Address], str, str]:
+    """A URL that names several hosts (Sentinel's, Cluster's): its scheme (one of
+    ``schemes``), user name and password (unquoted), hosts (``what`` they are, for
+    messages; ``default_port`` where none is given), path and query."""
+    scheme, _, rest = url.strip().partition("://")
+    if scheme.lower() not in schemes:
+        raise bad(f"has scheme {scheme!r}, not {' or '.join(schemes)}")
+    rest, _, query = rest.partition("?")
+    authority, _, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon else None
+    return (
+        scheme,
+        username,
+        password,
+        [_address(part, default_port, what, bad) for part in hosts.split(",")],
+        path,
+        query,
+    )
+
+
+def _address(part: str, default_port: int, what: str, bad: Callable[[str], Exception]) -> Address:
     host, colon, port_text = part.strip().rpartition(":")
     if not colon:
-        host, port_text = port_text, str(DEFAULT_PORT)
+        host, port_text = port_text, str(default_port)
     host = host.strip("[]")  # an IPv6 address
     if not host:
-        raise bad(f"names a Sentinel without a host ({part!r})")
+        raise bad(f"names a {what} without a host ({part!r})")
     if not port_text.isdigit() or not port_text.isascii() or not 1 <= int(port_text) <= 65535:
-        raise bad(f"has Sentinel port {port_text!r}; a port is a number from 1 to 65535")
+        raise bad(f"has {what} port {port_text!r}; a port is a number from 1 to 65535")
     return host, int(port_text)
 
 
