@@ -283,15 +283,15 @@ def test_a_slot_moving_while_workers_run_loses_no_job(
 
 
 @pytest.mark.timeout(600)
-def test_a_master_killed_mid_run_loses_no_acknowledged_job(tmp_path: Path) -> None:
+@pytest.mark.parametrize("mode", ["inline", "threads"])
+def test_a_master_killed_mid_run_loses_no_acknowledged_job(tmp_path: Path, mode: str) -> None:
     with ClusterGroup(masters=3, replicas=1) as own:
         namespace = f"k{uuid.uuid4().hex[:6]}"
         resque = Resque(own.url(), namespace=namespace, durability=Replicas(1, 2000))
         queues = queues_on_each_master(resque, own)
         log = str(tmp_path / "ran")
-        # Inline: in threads mode, claims cut short by the failover can stay held by
-        # no processor until the worker exits (not solved yet: see the cluster note).
-        worker = Worker(resque, ",".join(queues), WorkerOptions(mode="inline"))
+        options = WorkerOptions(mode=mode, concurrency=4 if mode == "threads" else None)
+        worker = Worker(resque, ",".join(queues), options)
         thread = threading.Thread(target=worker.work)
         thread.start()
         acknowledged: list[str] = []

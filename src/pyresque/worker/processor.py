@@ -1,10 +1,8 @@
 """A processor: claim a job, run it with an executor, record how it ended; repeat.
 
-A worker has one processor (fork and inline modes, in the main thread, as
-Resque) or several (threads, asyncio and prefork modes, one thread each). They
-share the worker's id, lease and in-flight hash; each claims one job at a time,
-so queue priority holds exactly as with one processor.
-"""
+A worker has one processor (fork and inline modes, in the main thread, as Resque) or
+several (threads, asyncio and prefork modes, one thread each), sharing the worker's id,
+lease and in-flight hash; each claims one job at a time, so priority holds as with one."""
 
 from __future__ import annotations
 
@@ -99,6 +97,8 @@ class Processor:
                 self._redis_back()
                 self._crashes = 0
             except REDIS_DOWN as exc:
+                if claim is not None:  # held, not run (_redis_back failed after the claim):
+                    worker.release(claim.token)  # an orphan now, for _redis_back to give back
                 claim = None  # a claim whose reply was lost is given back by _redis_back
                 if isinstance(exc, ClaimNotReplicated):
                     worker.give_back_unreplicated()  # back on their queues while we back off
