@@ -321,3 +321,17 @@ def test_a_master_killed_mid_run_loses_no_acknowledged_job(tmp_path: Path, mode:
             for q in queues
         }
         assert set(acknowledged) <= set(ran(log)), state
+
+
+def test_info_sums_the_queues_slots(rq: Resque, cluster: ClusterGroup, tmp_path: Path) -> None:  # noqa: F811
+    queues = queues_on_each_master(rq, cluster)
+    log = str(tmp_path / "ran")
+    for queue in queues:
+        rq.enqueue_to(queue, Record, log, queue)
+    rq.enqueue_to(queues[1], Record, "only one argument")  # fails
+    assert rq.info()["pending"] == 4
+    assert rq.size(queues[2]) == 1
+    run_worker(rq, queues, interval=0, mode="inline")
+    info = rq.info()
+    assert (info["pending"], info["processed"], info["failed"]) == (0, 4, 1)
+    assert info["queues"] == 3

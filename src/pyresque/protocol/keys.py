@@ -91,6 +91,14 @@ class Keys:
             return f"{self.for_queue(name).prefix}queue:{name}"
         return f"{self.prefix}queue:{name}"
 
+    def queue_key(self, name: bytes) -> bytes:
+        """The key of the queue named ``name`` as the ``queues`` set holds it (any bytes
+        may name a queue: the key is those bytes under the prefix)."""
+        if self.clustered:
+            text = name.decode("utf-8", "surrogateescape")
+            return self.queue(text).encode("utf-8", "surrogateescape")
+        return f"{self.prefix}queue:".encode() + name
+
     @property
     def workers(self) -> str:
         return f"{self.prefix}workers"

@@ -20,8 +20,10 @@ from collections.abc import Callable, Sequence
 from typing import Any, Protocol, TypeVar
 
 import redis
+from redis.crc import key_slot
 
 from pyresque.protocol import scripts
+from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, raw
 from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.failure import Failures
@@ -105,21 +107,50 @@ _LENGTHS_CHUNK = 200
 def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LLEN") -> list[int]:
     """LLEN (or STRLEN, or EXISTS) of every key, 200 per script call: 0 for a missing
     key, -1 for a key of another type."""
-    found: list[int] = []
-    for start in range(0, len(keys), _LENGTHS_CHUNK):
-        chunk = keys[start : start + _LENGTHS_CHUNK]
-        found += [int(n) for n in scripts.run(client, "lengths", chunk, [command, len(chunk)])]
-    return found
+    return _per_call(
+        client,
+        keys,
+        lambda chunk: [
+            int(n) for n in scripts.run(client, "lengths", chunk, [command, len(chunk)])
+        ],
+    )
 
 
 def heads(client: redis.Redis, keys: Sequence[bytes | str]) -> list[bytes | None]:
     """The first element of every list, 200 per script call: None for a missing or
     empty key, or one of another type."""
-    found: list[bytes | None] = []
-    for start in range(0, len(keys), _LENGTHS_CHUNK):
-        chunk = keys[start : start + _LENGTHS_CHUNK]
-        found += [raw(h) if h else None for h in scripts.run(client, "heads", chunk, [len(chunk)])]
-    return found
+    return _per_call(
+        client,
+        keys,
+        lambda chunk: [
+            raw(h) if h else None for h in scripts.run(client, "heads", chunk, [len(chunk)])
+        ],
+    )
+
+
+def _per_call(
+    client: redis.Redis, keys: Sequence[bytes | str], call: Callable[[list[bytes | str]], list[T]]
+) -> list[T]:
+    """``call``'s replies for ``keys``, in their order, ``call`` given up to 200 keys at a
+    time; on Redis Cluster, keys of one slot at a time (a script's keys must be)."""
+    if is_cluster(client):
+        slots: dict[int, list[int]] = {}
+        for i, key in enumerate(keys):
+            slots.setdefault(key_slot(raw(key)), []).append(i)
+        runs = [
+            at[start : start + _LENGTHS_CHUNK]
+            for at in slots.values()
+            for start in range(0, len(at), _LENGTHS_CHUNK)
+        ]
+    else:
+        runs = [
+            list(range(start, min(start + _LENGTHS_CHUNK, len(keys))))
+            for start in range(0, len(keys), _LENGTHS_CHUNK)
+        ]
+    found: dict[int, T] = {}
+    for run in runs:
+        found.update(zip(run, call([keys[i] for i in run]), strict=True))
+    return [found[i] for i in range(len(keys))]
 
 
 def members(client: redis.Redis, key: str) -> set[bytes]:

@@ -39,8 +39,7 @@ def queue_keys(resque: Namespace, problems: Problems) -> list[tuple[str, bytes]]
     found = problems.section(
         "the queues set", partial(members, resque.redis, resque.keys.queues), set[bytes]()
     )
-    base = raw(resque.keys.queue(""))
-    return [(as_text(m), base + m) for m in sorted(found)]
+    return [(as_text(m), resque.keys.queue_key(m)) for m in sorted(found)]
 
 
 def queue_lengths(resque: Namespace, problems: Problems) -> list[tuple[str, bytes, int]]:
@@ -254,8 +253,7 @@ def sizes(resque: Namespace) -> dict[str, int]:
     may name a queue: names that are not UTF-8 show ``\\xNN`` escapes, and a
     queue key of the wrong Redis type counts 0."""
     names = sorted(members(resque.redis, resque.keys.queues))
-    base = raw(resque.keys.queue(""))
-    found = lengths(resque.redis, [base + name for name in names])
+    found = lengths(resque.redis, [resque.keys.queue_key(name) for name in names])
     return {as_text(name): max(0, n) for name, n in zip(names, found, strict=True)}
 
 

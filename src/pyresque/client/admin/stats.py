@@ -162,17 +162,23 @@ def info(
     ``lengths`` (``queues.sizes``) and ``census`` are read when not given."""
     lengths = sizes(resque) if lengths is None else lengths
     census = Census.read(resque, Problems()) if census is None else census
-    pipe = resque.redis.pipeline(transaction=False)
-    pipe.get(resque.keys.stat("processed"))
-    pipe.llen(resque.keys.failed)
-    processed, failed = replies(pipe)
+    keys = resque.keys
+    # On Redis Cluster, Resque's counters and failures are in each queue's slot (keys.py).
+    places = [keys, *keys.shards(list(lengths))] if keys.clustered else [keys]
+    processed = failed = 0
+    for at in places:
+        pipe = resque.redis.pipeline(transaction=False)
+        pipe.get(at.stat("processed"))
+        pipe.llen(at.failed)
+        done, failures = replies(pipe)
+        processed, failed = processed + counter(done), failed + (failures or 0)
     return {
         "pending": sum(lengths.values()),
-        "processed": counter(processed),
+        "processed": processed,
         "queues": len(lengths),
         "workers": len(census.ids),
         "working": len(census.working),
-        "failed": failed or 0,
+        "failed": failed,
         "servers": [describe(resque.redis)],
     }
 
