@@ -4,18 +4,23 @@ and the Redis CPU each master spent.
 It starts a cluster of three masters (no replicas: dev/cluster_group.py) and, for
 each spread (the queues' slots on 1, 2 or 3 of the masters), enqueues ``--jobs``
 no-op jobs over ``--queues`` queues (enqueue_many, round robin), starts ``--workers``
-real ``pyresque worker`` processes (inline mode, every queue each, their order
+real ``pyresque worker`` processes (``--mode``, every queue each, their order
 rotated so each worker starts on another queue) and times the drain: from the
-workers' start until every job was recorded as processed. Per master it reports
-the Redis CPU (``INFO cpu``, user + sys, delta over the drain) and the script calls
-(``INFO commandstats``, evalsha), so one sees whether the work really spreads. The
-spreads run in interleaved rounds (``--rounds``): on a loaded machine the order of
-the runs would otherwise weigh on them.
+first enqueue until every job was recorded as processed. Per master it reports the
+Redis CPU (``INFO cpu``, user + sys, delta over the drain), the script calls and
+all commands (``INFO commandstats``: evalsha, and every command including those run
+inside scripts) per job, so one sees whether the work really spreads. The same is
+measured on a single Redis (not clustered) in the same rounds, as the reference.
+The spreads run in interleaved rounds (``--rounds``): on a loaded machine the order
+of the runs would otherwise weigh on them.
 
 Usage: ``python benchmarks/cluster.py [--jobs N] [--queues N] [--workers N]
-[--rounds N]``. On a machine whose cores are shared by the workers and the servers,
-the throughput is bounded by the workers' Python, not by Redis: the CPU per master
-is the measure that says whether the masters share the work.
+[--rounds N] [--mode inline|fork] [--one-queue]``. On a machine whose cores are shared by the
+workers and the servers, the throughput is bounded by the workers' Python, not by
+Redis: the CPU per master is the measure that says whether the masters share the
+work, and the *ceiling* column (jobs / CPU seconds of the busiest master: the rate
+at which that master would be 100 % busy) is what the masters could take with
+enough worker cores.
 """
 
 from __future__ import annotations
@@ -62,27 +67,29 @@ def queues_on(
     return names[:count]
 
 
-def node_stats(node: ClusterNode) -> tuple[float, int]:
-    """A master's CPU seconds (user + sys) and its script calls so far."""
-    client = redis.Redis(port=node.port)
+def node_stats(port: int) -> tuple[float, int, int]:
+    """A server's CPU seconds (user + sys), its script calls and all its commands
+    (those run inside scripts included) so far."""
+    client = redis.Redis(port=port)
     try:
         cpu = client.info("cpu")
-        calls = client.info("commandstats").get("cmdstat_evalsha", {}).get("calls", 0)
-        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), int(calls)
+        stats = client.info("commandstats")
+        scripts = stats.get("cmdstat_evalsha", {}).get("calls", 0)
+        commands = sum(int(entry["calls"]) for entry in stats.values())
+        return float(cpu["used_cpu_user"]) + float(cpu["used_cpu_sys"]), scripts, commands
     finally:
         client.close()
 
 
 def run_once(
-    url: str, cluster: ClusterGroup | None, spread: int, args: argparse.Namespace
+    url: str, ports: list[int], cluster: ClusterGroup | None, spread: int, args: argparse.Namespace
 ) -> dict[str, Any]:
     """One drain with the queues on ``spread`` masters of ``cluster`` (None: one Redis
     at ``url``, the single-Redis reference)."""
     namespace = f"b{uuid.uuid4().hex[:6]}"
     resque = Resque(url, namespace=namespace)
-    masters = cluster.masters() if cluster is not None else []
     if cluster is not None:
-        queues = queues_on(resque, masters[:spread], cluster, args.queues)
+        queues = queues_on(resque, cluster.masters()[:spread], cluster, args.queues)
     else:
         queues = [f"bq{i}" for i in range(args.queues)]
     env = without_settings(os.environ)
@@ -90,9 +97,11 @@ def run_once(
     log = Path(tempfile.mkdtemp(prefix="pyresque-cluster-bench-")) / "workers.log"
     for w in range(args.workers):
         order = queues[w % len(queues) :] + queues[: w % len(queues)]
+        if args.one_queue:  # the Cluster deployment: a worker per queue, one slot each
+            order = order[:1]
         argv = [sys.executable, "-m", "pyresque.cli", "worker", "--app", str(JOBS)]
         argv += ["--redis-url", url, "--namespace", namespace]
-        argv += ["--queue", ",".join(order), "--mode", "inline", "--quiet"]
+        argv += ["--queue", ",".join(order), "--mode", args.mode, "--quiet"]
         with open(log, "ab") as out:
             workers.append(subprocess.Popen(argv, env=env, stdout=out, stderr=subprocess.STDOUT))
     deadline = time.monotonic() + 120
@@ -101,7 +110,7 @@ def run_once(
             raise SystemExit(f"cluster run: workers not up in 120 s; see {log}")
         time.sleep(0.1)
     time.sleep(1.0)  # their first claims done: they wait on the wake lists
-    before = {m.port: node_stats(m) for m in masters}
+    before = {port: node_stats(port) for port in ports}
     jobs = [Enqueued(queues[i % len(queues)], JOB_CLASS, [i]) for i in range(args.jobs)]
     began = time.monotonic()
     for start in range(0, len(jobs), 1000):
@@ -113,7 +122,7 @@ def run_once(
             raise SystemExit(f"cluster run: not drained in 600 s; see {log}")
         time.sleep(0.02)
     elapsed = time.monotonic() - began
-    after = {m.port: node_stats(m) for m in masters}
+    after = {port: node_stats(port) for port in ports}
     for process in workers:
         process.terminate()
     for process in workers:
@@ -122,8 +131,9 @@ def run_once(
     return {
         "spread": spread,
         "rate": args.jobs / elapsed,
-        "cpu": [after[m.port][0] - before[m.port][0] for m in masters],
-        "calls": [after[m.port][1] - before[m.port][1] for m in masters],
+        "cpu": [after[port][0] - before[port][0] for port in ports],
+        "calls": [after[port][1] - before[port][1] for port in ports],
+        "commands": [after[port][2] - before[port][2] for port in ports],
     }
 
 
@@ -133,37 +143,55 @@ def main() -> None:
     parser.add_argument("--queues", type=int, default=6)
     parser.add_argument("--workers", type=int, default=6)
     parser.add_argument("--rounds", type=int, default=2)
+    parser.add_argument("--mode", choices=("inline", "fork"), default="inline")
+    parser.add_argument(
+        "--one-queue", action="store_true", help="each worker serves one queue, not all"
+    )
     args = parser.parse_args()
     results: dict[int, list[dict[str, Any]]] = {0: [], 1: [], 2: [], 3: []}
     with ClusterGroup(masters=3, replicas=0) as cluster, RedisServer() as single:
+        master_ports = [m.port for m in cluster.masters()]
         for _ in range(args.rounds):
             for spread in (0, 1, 2, 3):
                 if spread == 0:
-                    result = run_once(single.url, None, 0, args)
+                    result = run_once(single.url, [single.port], None, 0, args)
                 else:
-                    result = run_once(cluster.url(), cluster, spread, args)
+                    result = run_once(cluster.url(), master_ports, cluster, spread, args)
                 results[spread].append(result)
-                print(_line(result), flush=True)
-    print(f"\n{args.jobs} jobs, {args.queues} queues, {args.workers} inline workers, ")
-    print(f"{args.rounds} interleaved rounds, medians; CPU = Redis user+sys s per master")
-    print("| masters used | jobs/s | CPU per master (s) | script calls per master |")
-    print("| --- | --- | --- | --- |")
+                print(_line(result, args.jobs), flush=True)
+    served = "one queue each" if args.one_queue else "every queue each"
+    print(
+        f"\n{args.jobs} jobs, {args.queues} queues, {args.workers} {args.mode} workers ({served}),"
+    )
+    print(f"{args.rounds} interleaved rounds, medians; per master: Redis user+sys CPU")
+    print("per job, script calls and commands (inside scripts included) per job;")
+    print("ceiling = jobs / CPU s of the busiest master (the rate that keeps it 100 % busy)")
+    print("| masters used | jobs/s | CPU µs/job per master | scripts/job | commands/job ", end="")
+    print("| ceiling jobs/s |")
+    print("| --- | --- | --- | --- | --- | --- |")
     for spread, runs in results.items():
         rate = statistics.median(r["rate"] for r in runs)
-        if spread == 0:
-            print(f"| single Redis (reference) | {rate:,.0f} | | |")
-            continue
-        cpu = [statistics.median(r["cpu"][i] for r in runs) for i in range(3)]
-        calls = [int(statistics.median(r["calls"][i] for r in runs)) for i in range(3)]
-        cpus = " / ".join(f"{c:.2f}" for c in cpu)
-        print(f"| {spread} | {rate:,.0f} | {cpus} | {' / '.join(map(str, calls))} |")
+        nodes = range(len(runs[0]["cpu"]))
+        cpu = [statistics.median(r["cpu"][i] for r in runs) for i in nodes]
+        calls = [statistics.median(r["calls"][i] for r in runs) for i in nodes]
+        commands = [statistics.median(r["commands"][i] for r in runs) for i in nodes]
+        ceiling = args.jobs / max(cpu)
+        label = "single Redis (reference)" if spread == 0 else str(spread)
+        print(
+            f"| {label} | {rate:,.0f} | {_per_job(cpu, args.jobs, 1e6, '.0f')} "
+            f"| {_per_job(calls, args.jobs, 1, '.2f')} "
+            f"| {_per_job(commands, args.jobs, 1, '.1f')} | {ceiling:,.0f} |"
+        )
 
 
-def _line(result: dict[str, Any]) -> str:
-    if result["spread"] == 0:
-        return f"single Redis: {result['rate']:,.0f} jobs/s"
-    cpus = " ".join(f"{c:.2f}" for c in result["cpu"])
-    return f"spread {result['spread']}: {result['rate']:,.0f} jobs/s, CPU per master {cpus}"
+def _per_job(totals: list[float], jobs: int, scale: float, spec: str) -> str:
+    return " / ".join(format(total * scale / jobs, spec) for total in totals)
+
+
+def _line(result: dict[str, Any], jobs: int) -> str:
+    label = "single Redis" if result["spread"] == 0 else f"spread {result['spread']}"
+    cpus = " ".join(f"{c * 1e6 / jobs:.0f}" for c in result["cpu"])
+    return f"{label}: {result['rate']:,.0f} jobs/s, Redis CPU µs/job per node {cpus}"
 
 
 if __name__ == "__main__":
