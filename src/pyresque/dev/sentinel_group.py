@@ -19,17 +19,19 @@ import shutil
 import time
 from collections.abc import Callable
 from pathlib import Path
-from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import redis
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pyresque.dev.launch import HOST, find_server_binary
+from pyresque.dev.launch import HOST, Managed, find_server_binary
 from pyresque.dev.server import RedisServer, ServerError
 
 Address = tuple[str, int]
+
+
+_Self = TypeVar("_Self", bound="SentinelGroup")
 
 
 class Node(RedisServer):
@@ -80,7 +82,7 @@ class SentinelProcess(RedisServer):
         return [find_server_binary(), str(conf), "--sentinel"]
 
 
-class SentinelGroup:
+class SentinelGroup(Managed):
     """One master, ``replicas`` replicas and ``sentinels`` Sentinels (quorum 2)."""
 
     def __init__(
@@ -99,7 +101,7 @@ class SentinelGroup:
         self.nodes: list[Node] = []
         self.sentinels: list[SentinelProcess] = []
 
-    def start(self) -> SentinelGroup:
+    def start(self: _Self) -> _Self:
         try:
             master = Node()
             self.nodes.append(master)
@@ -127,17 +129,6 @@ class SentinelGroup:
             process.stop()
         self.sentinels.clear()
         self.nodes.clear()
-
-    def __enter__(self) -> SentinelGroup:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # --- where things are -------------------------------------------------------
 

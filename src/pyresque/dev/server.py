@@ -22,7 +22,7 @@ import tempfile
 import threading
 import time
 from pathlib import Path
-from types import TracebackType
+from typing import TypeVar
 
 import redis
 from redis.backoff import NoBackoff
@@ -31,6 +31,7 @@ from redis.retry import Retry
 from pyresque.dev.launch import (
     ENV_VAR,
     HOST,
+    Managed,
     ServerError,
     ServerNotFound,
     embedded_server_binary,
@@ -52,6 +53,9 @@ __all__ = [
 ]
 
 _LOG_NAME = "server.log"
+
+
+_Self = TypeVar("_Self", bound="RedisServer")
 
 
 class ServerStartError(ServerError):
@@ -79,7 +83,7 @@ def _stop_all_servers() -> None:
 # --------------------------------------------------------------------------- server
 
 
-class RedisServer:
+class RedisServer(Managed):
     """A private ``redis-server``/``valkey-server`` child process on 127.0.0.1.
 
     Persistence is off (``--save ''``) unless ``appendonly=True``, which enables
@@ -162,7 +166,7 @@ class RedisServer:
 
     # ------------------------------------------------------------------ lifecycle
 
-    def start(self) -> RedisServer:
+    def start(self: _Self) -> _Self:
         """Start the server and wait until it answers PING; no-op if running."""
         with self._lock:
             if self.running:
@@ -213,17 +217,6 @@ class RedisServer:
                 proc.kill()
             proc.wait()
             self._forget_process()
-
-    def __enter__(self) -> RedisServer:
-        return self.start()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
-        self.stop()
 
     # ------------------------------------------------------------------ internals
 
