@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime, timedelta
 from types import TracebackType
 from typing import Any
@@ -270,14 +270,18 @@ class AsyncResque(Producer):
         packet = await self.job_status(job_id, prefix)
         return packet.status if packet else None
 
-    async def progress(self, job_id: str) -> Progress | None:
-        """``Resque.progress``, awaited."""
+    async def _read(self, call: Awaitable[Any]) -> Any:
+        """A read's reply; None for a key of another type (foreign data)."""
         try:
-            raw = await self.redis.get(self.keys.progress(job_id))
+            return await call
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
-        except redis.ResponseError:  # a key of another type
+        except redis.ResponseError:
             return None
+
+    async def progress(self, job_id: str) -> Progress | None:
+        """``Resque.progress``, awaited."""
+        raw = await self._read(self.redis.get(self.keys.progress(job_id)))
         return None if raw is None else Progress.decode(raw)
 
     async def cancel(self, job_id: str) -> dict[str, Any]:
@@ -292,23 +296,13 @@ class AsyncResque(Producer):
 
     async def batch(self, batch_id: str) -> BatchInfo | None:
         """``Resque.batch``: a group's live counts, or None."""
-        try:
-            raw = await self.redis.hget(self.keys.wf_batches, batch_id)
-        except REDIS_DOWN as exc:
-            raise unavailable(self.redis, exc) from exc
-        except redis.ResponseError:  # a key of another type
-            return None
-        return BatchInfo.decode(batch_id, raw)
+        return BatchInfo.decode(
+            batch_id, await self._read(self.redis.hget(self.keys.wf_batches, batch_id))
+        )
 
     async def workflow_state(self, job_id: str) -> str | None:
         """``Resque.workflow_state``: waiting, queued, ok, failed, cancelled, or None."""
-        try:
-            raw = await self.redis.hget(self.keys.wf_jobs, job_id)
-        except REDIS_DOWN as exc:
-            raise unavailable(self.redis, exc) from exc
-        except redis.ResponseError:  # a key of another type
-            return None
-        return state_of(raw)
+        return state_of(await self._read(self.redis.hget(self.keys.wf_jobs, job_id)))
 
     async def result(self, job_id: str, timeout: float | None = None) -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""
