@@ -1,7 +1,7 @@
 """The ``pyresque`` command line: the command group, its errors and version, and the
 environment it reads; each group of commands is a module of ``pyresque.cli``
 (``worker``, ``queues``, ``workers``, ``status``, ``failed``, ``schedule``, ``web``,
-``dev``), each calling the admin layer (``client.admin``) or the worker side.
+``dev``, ``cluster_copy``), each calling the admin layer (``client.admin``) or the worker side.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ from typing import Any
 import click
 import redis
 
+from pyresque.cli.cluster_copy import cluster_copy_command
 from pyresque.cli.dev import demo_command, server_command
 from pyresque.cli.failed import failed_group
 from pyresque.cli.queues import enqueue_command, forget_idle_queues_command
@@ -89,6 +90,7 @@ for _command in (
     web_command,
     demo_command,
     server_command,
+    cluster_copy_command,
 ):
     main.add_command(_command)
 

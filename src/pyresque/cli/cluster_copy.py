@@ -1,0 +1,73 @@
+"""``pyresque cluster-copy``: move a single Redis namespace's queued jobs to Redis Cluster."""
+
+from __future__ import annotations
+
+import click
+
+from pyresque.cli.support import fail, printable, stop_on_signals
+from pyresque.client.admin.cluster_copy import ClusterCopy, LeftBehind
+from pyresque.protocol import durability
+from pyresque.protocol.cluster import is_cluster
+from pyresque.protocol.connection import connect, ping
+from pyresque.protocol.keys import DEFAULT_NAMESPACE
+
+
+@click.command("cluster-copy")
+@click.option("--from", "source_url", required=True, help="The single Redis: redis://host:6379/0.")
+@click.option(
+    "--to", "target_url", required=True, help="The cluster: redis+cluster://host1:7000,host2:7001/."
+)
+@click.option(
+    "--namespace", default=DEFAULT_NAMESPACE, show_default=True, help="The namespace, both sides."
+)
+@click.option("--queue", "queues", multiple=True, help="Copy this queue only (repeatable).")
+@click.option("--dry-run", is_flag=True, help="Show the counts only; copy nothing.")
+def cluster_copy_command(
+    source_url: str, target_url: str, namespace: str, queues: tuple[str, ...], dry_run: bool
+) -> None:
+    """Move the queued jobs of a namespace from a single Redis into the Redis Cluster
+    layout, queue by queue, each job's bytes unchanged; the cluster's idle workers wake
+    as on an enqueue. Stop the old Redis's workers first (a job one of them takes while
+    it is being copied runs twice); producers may already write to the cluster.
+
+    A job is removed from the old Redis only after the cluster acknowledged it: a copy
+    stopped anywhere (even by SIGKILL) loses no job, and when run again duplicates at
+    most one job per queue. INT/TERM stop it after the current job. Delayed jobs,
+    failures and stats are left on the old Redis (counted at the end)."""
+    if not is_cluster(target_url):
+        raise click.UsageError("--to must be a Redis Cluster URL: redis+cluster://host:port,...")
+    if is_cluster(source_url):
+        raise click.UsageError("--from must be a single Redis (redis://...), not a cluster")
+    source, target = connect(source_url), connect(target_url)
+    ping(source)
+    ping(target)
+    try:
+        copy = ClusterCopy(source, target, namespace, durability.from_env())
+    except ValueError as exc:  # a namespace Cluster cannot use
+        raise click.UsageError(str(exc)) from exc
+    names = copy.queues(list(queues))
+    if dry_run:
+        for name, length in zip(names, copy.lengths(names), strict=True):
+            click.echo(f"{printable(name)}: {length} jobs to copy")
+    else:
+        with stop_on_signals() as stopping:
+            for name in names:
+                done = copy.copy_queue(name, stopping.is_set)
+                note = f" ({done.taken_meanwhile} taken meanwhile by an old worker: run twice)"
+                click.echo(
+                    f"{printable(name)}: {done.copied} jobs copied"
+                    + (note if done.taken_meanwhile else "")
+                )
+                if stopping.is_set():
+                    fail("stopped; run the same command again to copy the rest", 1)
+    _report(copy.left_behind())
+
+
+def _report(left: LeftBehind) -> None:
+    """One line per kind of data the copy does not move."""
+    click.echo(
+        f"left behind: {left.delayed_jobs} delayed jobs (at {left.delayed_timestamps} "
+        "timestamps): enqueue them, or keep a scheduler on the old Redis until they are due"
+    )
+    click.echo(f"left behind: {left.failures} failures (pyresque failed retry moves them)")
+    click.echo(f"left behind: stats (processed {left.processed}, failed {left.failed})")

@@ -1,0 +1,196 @@
+"""``pyresque cluster-copy``: a single Redis namespace's queued jobs moved into the
+Redis Cluster layout (client/admin/cluster_copy.py), against the session's real Redis
+and a real 3-master cluster."""
+
+from __future__ import annotations
+
+import collections
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import redis
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from cluster_support import cluster  # noqa: F401  (fixture)
+from pyresque import Job, Resque
+from pyresque.cli.main import main as cli
+from pyresque.cli.main import without_settings
+from pyresque.client.admin.cluster_copy import ClusterCopy
+from pyresque.dev.cluster_group import ClusterGroup
+from pyresque.protocol.connection import connect
+from pyresque.protocol.keys import Keys
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
+
+
+class Append(Job):
+    """Appends a line ``tag`` to the file ``path`` (the runs, outside Redis)."""
+
+    @staticmethod
+    def perform(path: str, tag: str) -> None:
+        with open(path, "a") as runs:
+            runs.write(f"{tag}\n")
+
+
+@pytest.fixture
+def target(cluster: ClusterGroup) -> Iterator[redis.Redis]:  # noqa: F811
+    client = connect(cluster.url())
+    yield client
+    client.close()
+
+
+def copy_cli(source_url: str, cluster_url: str, namespace: str, *extra: str) -> tuple[int, str]:
+    args = ["cluster-copy", "--from", source_url, "--to", cluster_url, "--namespace", namespace]
+    result = CliRunner().invoke(cli, [*args, *extra])
+    assert "Traceback" not in result.output
+    return result.exit_code, result.output
+
+
+def test_queues_are_copied_then_run_by_a_cluster_worker(
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    cluster: ClusterGroup,  # noqa: F811
+    target: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "ran")
+    queues = ["high", "mail", "low"]
+    for queue in queues:
+        for i in range(3):
+            rq.enqueue_to(queue, Append, log, f"{queue}-{i}")
+    code, out = copy_cli(redis_url, cluster.url(), namespace)
+    assert code == 0, out
+    for queue in queues:
+        assert f"{queue}: 3 jobs copied" in out
+        assert rq.redis.llen(rq.keys.queue(queue)) == 0
+    keys = Keys.for_namespace(namespace, cluster=True)
+    assert set(target.smembers(keys.home.queues)) == {q.encode() for q in queues}
+    assert all(target.llen(keys.wake(q)) == 1 for q in queues)  # idle workers woken
+    on_cluster = Resque(cluster.url(), namespace=namespace)
+    Worker(on_cluster, ",".join(queues), WorkerOptions(interval=0, mode="inline")).work()
+    with open(log) as runs:
+        assert runs.read().split() == [f"{q}-{i}" for q in queues for i in range(3)]
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    name=st.binary(min_size=1, max_size=12),
+    payloads=st.lists(st.binary(max_size=64), min_size=1, max_size=8),
+)
+def test_hostile_bytes_arrive_identical(
+    redis_client: redis.Redis,
+    namespace: str,
+    target: redis.Redis,
+    name: bytes,
+    payloads: list[bytes],
+) -> None:
+    source_keys = Keys.for_namespace(namespace)
+    redis_client.sadd(source_keys.queues, name)
+    redis_client.rpush(source_keys.queue_key(name), *payloads)
+    copy = ClusterCopy(redis_client, target, namespace)
+    before = target.lrange(copy.target_keys.queue_key(name), 0, -1)
+    assert name in copy.queues()
+    done = copy.copy_queue(name)
+    assert (done.copied, done.taken_meanwhile) == (len(payloads), 0)
+    assert target.lrange(copy.target_keys.queue_key(name), 0, -1) == before + payloads
+    assert redis_client.llen(source_keys.queue_key(name)) == 0
+    assert name in target.smembers(copy.target_keys.home.queues)
+
+
+def test_a_copy_killed_midway_and_run_again_loses_nothing(
+    redis_client: redis.Redis,
+    redis_url: str,
+    namespace: str,
+    cluster: ClusterGroup,  # noqa: F811
+    target: redis.Redis,
+) -> None:
+    source_keys, cluster_keys = (
+        Keys.for_namespace(namespace),
+        Keys.for_namespace(namespace, cluster=True),
+    )
+    queues, per_queue = ["first", "second"], 4000
+    jobs = {q: [f"{q}-{i}".encode() for i in range(per_queue)] for q in queues}
+    for queue in queues:
+        redis_client.sadd(source_keys.queues, queue)
+        redis_client.rpush(source_keys.queue(queue), *jobs[queue])
+    args = ["cluster-copy", "--from", redis_url, "--to", cluster.url(), "--namespace", namespace]
+    copying = subprocess.Popen(
+        [sys.executable, "-m", "pyresque.cli", *args],
+        env=without_settings(os.environ),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 120
+    while target.llen(cluster_keys.queue("first")) < 100:
+        assert copying.poll() is None, "the copy ended before it was killed"
+        assert time.monotonic() < deadline, "the copy did not start"
+        time.sleep(0.01)
+    os.kill(copying.pid, signal.SIGKILL)
+    copying.wait()
+    assert redis_client.llen(source_keys.queue("first")) > 0  # killed mid-way
+    code, out = copy_cli(redis_url, cluster.url(), namespace)
+    assert code == 0, out
+    for queue in queues:
+        assert redis_client.llen(source_keys.queue(queue)) == 0
+        arrived = target.lrange(cluster_keys.queue(queue), 0, -1)
+        counts = collections.Counter(arrived)
+        assert set(counts) == set(jobs[queue])  # none lost
+        assert sum(counts.values()) - per_queue <= 1  # at most one twice
+        assert list(dict.fromkeys(arrived)) == jobs[queue]  # in order
+
+
+def test_the_report_counts_what_is_left_behind_and_dry_run_copies_nothing(
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    cluster: ClusterGroup,  # noqa: F811
+    target: redis.Redis,
+) -> None:
+    rq.enqueue_to("mail", Append, "/dev/null", "x")
+    rq.enqueue_to("mail", Append, "/dev/null", "y")
+    rq.enqueue_in_to(3600, "mail", Append, "/dev/null", "later")
+    rq.enqueue_in_to(7200, "mail", Append, "/dev/null", "later")
+    rq.redis.rpush(rq.keys.failed, b"{}", b"{}", b"{}")
+    rq.redis.set(rq.keys.stat("processed"), 41)
+    rq.redis.set(rq.keys.stat("failed"), 3)
+    left = [
+        "left behind: 2 delayed jobs (at 2 timestamps)",
+        "left behind: 3 failures",
+        "left behind: stats (processed 41, failed 3)",
+    ]
+    code, out = copy_cli(redis_url, cluster.url(), namespace, "--dry-run")
+    assert code == 0, out
+    assert "mail: 2 jobs to copy" in out
+    assert all(line in out for line in left), out
+    assert rq.redis.llen(rq.keys.queue("mail")) == 2
+    assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 0
+    code, out = copy_cli(redis_url, cluster.url(), namespace, "--queue", "mail")
+    assert code == 0, out
+    assert "mail: 2 jobs copied" in out
+    assert all(line in out for line in left), out
+    assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 2
+
+
+def test_urls_on_the_wrong_side_are_one_line_errors(redis_url: str, cluster: ClusterGroup) -> None:  # noqa: F811
+    for source, to, said in (
+        (redis_url, redis_url, "--to must be a Redis Cluster URL"),
+        (cluster.url(), cluster.url(), "--from must be a single Redis"),
+        (redis_url, "redis+cluster://", "redis+cluster://"),
+    ):
+        code, out = copy_cli(source, to, "ns")
+        lines = out.strip().splitlines()
+        assert code == 2, out
+        assert len(lines) == 1, out
+        assert lines[0].startswith("pyresque: error: "), out
+        assert said in lines[0], out
