@@ -9,6 +9,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -106,6 +107,29 @@ def test_hostile_bytes_arrive_identical(
     assert target.lrange(copy.target_keys.queue_key(name), 0, -1) == before + payloads
     assert redis_client.llen(source_keys.queue_key(name)) == 0
     assert name in target.smembers(copy.target_keys.home.queues)
+
+
+def test_jobs_an_old_worker_takes_during_the_copy_are_counted_not_lost(
+    redis_client: redis.Redis, namespace: str, target: redis.Redis
+) -> None:
+    source_keys = Keys.for_namespace(namespace)
+    jobs = [f"job-{i}".encode() for i in range(2000)]
+    redis_client.rpush(source_keys.queue("q"), *jobs)
+    popped: list[bytes] = []
+
+    def old_worker() -> None:  # pops as a Resque worker does, while the copy runs
+        while (job := redis_client.lpop(source_keys.queue("q"))) is not None:
+            popped.append(job)
+
+    copy = ClusterCopy(redis_client, target, namespace)
+    taking = threading.Thread(target=old_worker)
+    taking.start()
+    done = copy.copy_queue(b"q")
+    taking.join(timeout=120)
+    arrived = target.lrange(copy.target_keys.queue("q"), 0, -1)
+    assert len(arrived) == len(set(arrived)) == done.copied
+    assert set(arrived) | set(popped) == set(jobs)  # none lost
+    assert len(set(arrived) & set(popped)) == done.taken_meanwhile  # each twice is counted
 
 
 @pytest.mark.parametrize("stop_signal", [signal.SIGKILL, signal.SIGTERM])
