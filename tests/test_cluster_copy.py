@@ -118,7 +118,7 @@ def test_jobs_an_old_worker_takes_during_the_copy_are_counted_not_lost(
     popped: list[bytes] = []
 
     def old_worker() -> None:  # pops as a Resque worker does, while the copy runs
-        while (job := redis_client.lpop(source_keys.queue("q"))) is not None:
+        while isinstance(job := redis_client.lpop(source_keys.queue("q")), bytes):
             popped.append(job)
 
     copy = ClusterCopy(redis_client, target, namespace)
