@@ -77,3 +77,21 @@ class KillsWorkerAndFails(Job):
     def perform(self, *args: Any) -> None:
         record("KillsWorkerAndFails", list(args))
         os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+def _killed_at_the_gap(*_args: Any, **_kwargs: Any) -> None:
+    """SIGKILLs this worker where it stands (its process group: see KillsWorkerOnce)."""
+    os.killpg(os.getpgid(0), signal.SIGKILL)
+
+
+# A worker started with WF_KILL_AT set dies just after a workflow call that recorded a
+# follow-up in the outbox, before it does it (tests/test_workflow_outbox.py): "cancelled",
+# after a finish that cancelled dependents; "settle", after recovery failed a member.
+if os.environ.get("WF_KILL_AT") == "cancelled":
+    from pyresque.middleware import workflows as _middleware
+
+    setattr(_middleware, "record_dependents_cancelled", _killed_at_the_gap)  # noqa: B010
+elif os.environ.get("WF_KILL_AT") == "settle":
+    from pyresque.worker import recovery as _recovery
+
+    setattr(_recovery, "settle", _killed_at_the_gap)  # noqa: B010

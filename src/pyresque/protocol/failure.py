@@ -186,6 +186,7 @@ class Failures:
         flow = payload.id if payload.id and payload.extra.get("workflow") is True else ""
         if flow:
             keys += [self._keys.wf_jobs, self._keys.wf_batches, self._keys.wf_expiry]
+            keys.append(self._keys.wf_outbox)
         args = [
             failure.index,
             failure.raw,

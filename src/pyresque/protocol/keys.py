@@ -240,6 +240,13 @@ class Keys:
         """Set of the queues that jobs waiting for dependencies go to (it only grows)."""
         return f"{self.prefix}pyresque:wf:queues"
 
+    @property
+    def wf_outbox(self) -> str:
+        """Sorted set: the follow-ups a workflow call decided but whose keys are per job
+        (``cancelled <id>``, ``settle <id>``) -> when (ms) they were recorded. Whoever made
+        the call does them; a recovery pass does those a killed worker left."""
+        return f"{self.prefix}pyresque:wf:outbox"
+
     def paused(self, worker_id: str) -> str:
         """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
         return f"{self.prefix}pyresque:paused:{worker_id}"

@@ -1,8 +1,11 @@
 """The keys a workflow call is given (lib_workflow.lua's ``wf_open``): the workflow
 hashes, and every queue that jobs waiting for dependencies go to (``wf:queues``), so
-the call can push any job it releases (docs/workflows.md). And the result records and
-statuses of the jobs a failure cancelled: their keys are per job, so they are written
-just after the call that cancelled them, not in it."""
+the call can push any job it releases (docs/workflows.md). And the follow-ups whose keys
+are per job, so no call can write them: the result records and statuses of the jobs a
+failure cancelled, and the settle of a job that recovery failed. The call that decides
+one records it in the outbox (``wf:outbox``, atomically with the decision); its caller
+does it just after and removes the entry, and a recovery pass does those that a killed
+caller left (``drain_outbox``). Each is harmless done twice."""
 
 from __future__ import annotations
 
@@ -10,6 +13,7 @@ from collections.abc import Sequence
 from typing import cast
 
 import redis
+from redis.exceptions import WatchError
 
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw
@@ -29,7 +33,7 @@ def workflow_keys(keys: Keys, queues: Sequence[str]) -> list[str]:
     """``wf:jobs``, ``wf:batches``, ``wf:expiry``, ``wf:queues``, ``queues``,
     ``queues-changed``, then each queue's list and wake list."""
     flow = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
-    flow += [keys.queues, keys.queues_changed]
+    flow += [keys.queues, keys.queues_changed, keys.wf_outbox]
     for queue in queues:
         flow += [keys.queue(queue), keys.wake(queue)]
     return flow
@@ -47,19 +51,68 @@ def record_cancelled(pipe: redis.client.Pipeline, keys: Keys, job_id: str) -> No
 
 def record_dependents_cancelled(client: redis.Redis, keys: Keys, job_id: str) -> None:
     """After ``job_id`` failed for good or was cancelled: record every job that this
-    cancelled (its record's ``cancelled``) as cancelled, in one transaction."""
+    cancelled (its record's ``cancelled``) as cancelled."""
     try:
         record = strict_json.loads(cast("bytes", client.hget(keys.wf_jobs, job_id) or b"{}"))
     except (ValueError, redis.ResponseError):
         return  # not a record pyresque wrote
     ids = record.get("cancelled") if isinstance(record, dict) else None
-    if not isinstance(ids, list) or not ids:
-        return
-    pipe = client.pipeline(transaction=True)
-    for dependent in ids:
-        if isinstance(dependent, str):
-            record_cancelled(pipe, keys, dependent)
-    pipe.execute()
+    if isinstance(ids, list) and ids:
+        record_outbox_cancelled(client, keys, [i for i in ids if isinstance(i, str)])
+
+
+def record_outbox_cancelled(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
+    """Record as cancelled those of ``job_ids`` whose ``cancelled <id>`` is still in the
+    outbox, and remove those entries, in one transaction. It watches the outbox: a retry
+    that makes one wait again (retry_failed.lua) removes its entry, and a cancel written
+    after that would hide the retry. Entries left by a lost race wait for a drain."""
+    entries = [f"cancelled {job_id}" for job_id in job_ids]
+    # The outbox changes only when jobs are cancelled or restored: a few tries suffice.
+    for _ in range(5 if entries else 0):
+        with client.pipeline(transaction=True) as pipe:
+            try:
+                pipe.watch(keys.wf_outbox)  # type: ignore[no-untyped-call]  # redis-py: untyped
+                scores = pipe.zmscore(keys.wf_outbox, entries)
+                due = [e for e, score in zip(entries, scores, strict=True) if score is not None]
+                if not due:
+                    return
+                pipe.multi()
+                for entry in due:
+                    record_cancelled(pipe, keys, entry.removeprefix("cancelled "))
+                pipe.zrem(keys.wf_outbox, *due)
+                pipe.execute()
+                return
+            except WatchError:
+                continue
+
+
+def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int = 20) -> int:
+    """Do up to ``limit`` outbox follow-ups recorded more than ``older_than_ms`` ago
+    (their callers were killed before doing them, or are late: done twice is harmless).
+    Returns how many were read."""
+    if keys.clustered:  # no workflow is enqueued there (client/workflows.py refuses)
+        return 0
+    seconds, micros = client.time()
+    now_ms = int(seconds) * 1000 + int(micros) // 1000
+    due = cast(
+        "list[bytes]",
+        client.zrangebyscore(keys.wf_outbox, "-inf", now_ms - older_than_ms, 0, limit),
+    )
+    cancelled = []
+    for entry in due:
+        try:
+            text = raw(entry).decode("utf-8")
+        except UnicodeDecodeError:
+            text = ""  # job ids are text
+        kind, space, job_id = text.partition(" ")
+        if space and kind == "settle":
+            settle(client, keys, job_id, "queued", "failed")
+        elif space and kind == "cancelled":
+            cancelled.append(job_id)
+        else:  # not an entry pyresque writes: it would take a place in every pass
+            client.zrem(keys.wf_outbox, entry)
+    record_outbox_cancelled(client, keys, cancelled)
+    return len(due)
 
 
 def record_waiting_again(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:

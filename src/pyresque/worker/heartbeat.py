@@ -150,6 +150,8 @@ class Heartbeat(threading.Thread):
                 break  # renew in time; the rest are reported again on the next beat
             # One dead worker's bad data never stops the recovery of the others.
             self._supervised.guard(self.recovery.on(where).recover_worker, dead)
+        # Workflow follow-ups a killed worker left: after a lease, its writer is gone.
+        self._supervised.guard(self.recovery.drain_outbox, self.lease_ms)
         self.history.flush(self._redis, self._keys)
 
     def renew(self) -> None:

@@ -31,7 +31,7 @@ from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
-from pyresque.protocol.workflow import settle
+from pyresque.protocol.workflow import drain_outbox, settle
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 
@@ -184,14 +184,29 @@ class Recovery:
         lock = UniqueLock.of(payload) if done and payload is not None else None
         if lock is not None and not lock.released_at_end:
             lock = None  # only a job that is done (poison, failed by a peer) frees its lock
+        flow_id = ""  # a workflow job that ends here (never on Cluster: no workflow there)
+        if done and payload and payload.extra.get("workflow") is True and not self._keys.clustered:
+            flow_id = payload.id or ""
         moved = self._move(
-            worker_id, token, record, item, action, queue, crashed, status, lock, owner, landed
+            worker_id,
+            token,
+            record,
+            item,
+            action,
+            queue,
+            crashed,
+            status,
+            lock,
+            owner,
+            landed,
+            flow_id,
         )
         if not moved:
             return 0
-        if done and payload is not None and payload.id and payload.extra.get("workflow") is True:
-            # Its dependents and batches: just after the move, not in it (docs/workflows.md).
-            settle(self._redis, self._keys, payload.id, "queued", "failed")
+        if flow_id:
+            # Its dependents and batches: just after the move (which recorded this
+            # follow-up in the outbox), not in it: docs/workflows.md.
+            settle(self._redis, self._keys, flow_id, "queued", "failed")
         job = payload.id if payload and payload.id else (payload.class_name if payload else "?")
         if action == "drop":
             log.warning(
@@ -245,9 +260,10 @@ class Recovery:
         lock: UniqueLock | None = None,
         owner: bool = False,
         landed: bool = False,
+        flow_id: str = "",
     ) -> bool:
         """recover.lua: move one in-flight (or ``landed``) job, if it is still there and
-        its owner dead."""
+        its owner dead; ``flow_id``: a workflow job's id, whose settle it records."""
         failing = action == "fail"
         # On Cluster, the queue's slot (an unreadable record names none: this one's).
         at = self._keys.for_queue(queue) if queue else self._keys
@@ -264,11 +280,17 @@ class Recovery:
             keys.append(status)
         mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
         args = [worker_id, token, record, item, action, queue, mode, "", "1" if status else ""]
-        args.append("1" if landed else "")
+        args += ["1" if landed else "", flow_id]
+        if flow_id:
+            keys.append(self._keys.wf_outbox)
         if lock is not None:
             keys.append(at.unique(lock.digest))
             args[7] = lock.token
         return bool(scripts.run(self._redis, "recover", keys, args))
+
+    def drain_outbox(self, older_than_ms: int) -> int:
+        """Do the workflow follow-ups that killed workers left (protocol/workflow.py)."""
+        return drain_outbox(self._redis, self._keys, older_than_ms)
 
     def _fails_on_crash(self, payload: Payload) -> bool:
         if payload.class_name not in self._registry:

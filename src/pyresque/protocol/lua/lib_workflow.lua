@@ -24,15 +24,16 @@ local function workflow_lib()
   local WF_TTL = 604800
 
   -- The workflow keys starting at k[from]: jobs, batches, expiry, the waiting jobs' queues,
-  -- the queues set, queues-changed, then `count` pairs (queue:<name>, its wake list).
+  -- the queues set, queues-changed, the outbox, then `count` pairs (queue:<name>, its wake
+  -- list).
   local function wf_open(k, from, count)
     local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
-      wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5], given = count,
-      queue = {}, now = now_ms()}
+      wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5],
+      outbox = k[from + 6], given = count, queue = {}, now = now_ms()}
     -- The names of the given queues, from their keys: <prefix>queue:<name>, where <prefix>
     -- is what precedes 'pyresque:wf:jobs' in the jobs key.
     local head = string.sub(w.jobs, 1, #w.jobs - #'pyresque:wf:jobs') .. 'queue:'
-    for i = from + 6, from + 5 + 2 * count, 2 do
+    for i = from + 7, from + 6 + 2 * count, 2 do
       w.queue[string.sub(k[i], #head + 1)] = {k[i], k[i + 1]}
     end
     return w
@@ -135,9 +136,12 @@ local function workflow_lib()
   end
 
   -- Cancel waiting job `id` (record `rec`) because `root` failed (its record `root_rec`).
+  -- Its result record and status (per-job keys) are the caller's to write after the call:
+  -- the outbox holds that follow-up until it is done (a killed caller's, a recovery's).
   local function wf_cancel(w, id, rec, root, root_rec)
     rec.s, rec.by = 'cancelled', root
     table.insert(root_rec.cancelled, id)
+    redis.call('ZADD', w.outbox, w.now, 'cancelled ' .. id)
     wf_count(w, rec.b, 'cancelled', 1)
     wf_expire_at(w, 'j:' .. id, false)
   end
@@ -205,6 +209,8 @@ local function workflow_lib()
   -- they also wait for another job that failed (then they are that one's to restore).
   -- Returns the ids that wait again.
   local function wf_retry(w, id)
+    -- A failure by recovery whose settle is still pending (outbox): it never counted.
+    redis.call('ZREM', w.outbox, 'settle ' .. id)
     local rec = wf_get(w, id)
     local waiting = {}
     if not rec or rec.s ~= 'failed' then
@@ -218,6 +224,7 @@ local function workflow_lib()
       local d = wf_get(w, dep_id)
       if d and d.s == 'cancelled' and d.by == id then
         d.s, d.by = 'waiting', nil
+        redis.call('ZREM', w.outbox, 'cancelled ' .. dep_id) -- its records say waiting again
         wf_expire_at(w, 'j:' .. dep_id, true)
         wf_count(w, d.b, 'cancelled', -1)
         if d.fail == 'cancel' then

@@ -10,7 +10,7 @@
 -- KEYS[3] destination list (queue:<name>, or failed)
 -- KEYS[4] counter to increment (stat:recovered, or stat:failed; a give-back only counts a failure)
 -- KEYS[5] queues set    KEYS[6] wake list of the queue   KEYS[7] queues-changed list
--- then, each only when its ARGV says so: the status key, the job's unique lock
+-- then, each only when its ARGV says so: the status key, wf:outbox, the job's unique lock
 -- ARGV[1] owner's worker id   ARGV[2] claim token   ARGV[3] in-flight record as read
 -- ARGV[4] item to push        ARGV[6] queue name
 -- ARGV[5] 'requeue', 'fail', or 'drop' (a Resque worker's pruning already failed it)
@@ -22,9 +22,12 @@
 -- ARGV[10] '1' when KEYS[2] is the owner's landing list (a job its idle wait moved
 --   there with BLMOVE and no processor adopted: landing.py); ARGV[3] is then the
 --   payload as landed and ARGV[2] is unused
+-- ARGV[11] the job's id when it is part of a workflow and goes to `failed` (or was
+--   dropped), or '': its settle (wf_settle.lua) is recorded in the outbox, for the caller
+--   to do just after, or a recovery pass if the caller dies first
 -- Returns 1 when this call moved the job, 0 otherwise.
-expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[8]),
-  'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, lock]')
+expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[11]) + given(ARGV[8]),
+  'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, outbox][, lock]')
 
 if ARGV[7] == '0' then
   local expiry = redis.call('ZSCORE', KEYS[1], ARGV[1])
@@ -58,5 +61,8 @@ elseif ARGV[5] == 'fail' then
 end
 if k_status then
   set_status(k_status, code, 'null')
+end
+if ARGV[11] and ARGV[11] ~= '' then
+  redis.call('ZADD', KEYS[8 + given(ARGV[9])], now_ms(), 'settle ' .. ARGV[11])
 end
 return 1

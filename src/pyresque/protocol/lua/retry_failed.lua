@@ -6,15 +6,15 @@
 --
 -- KEYS[1] failed list   KEYS[2] queues set   KEYS[3] queue:<name>   KEYS[4] wake list
 -- KEYS[5] queues-changed list   KEYS[6] status key (when ARGV[6] is not '')
--- then wf:jobs, wf:batches and wf:expiry (when ARGV[7] is not '')
+-- then wf:jobs, wf:batches, wf:expiry and wf:outbox (when ARGV[7] is not '')
 -- ARGV[1] index   ARGV[2] record as read   ARGV[3] record with retried_at
 -- ARGV[4] payload to enqueue   ARGV[5] queue name   ARGV[6] WAITING status packet or ''
 -- ARGV[7] the job's id when it is part of a workflow (its batches count it pending
 --   again, and the jobs its failure cancelled wait for it again: lib_workflow.lua), or ''
 -- Returns 1 when retried ({1, ids...} when the retry made cancelled jobs wait again: the
 -- caller marks them waiting), 0 when the record changed meanwhile.
-expect_keys(KEYS, 5 + given(ARGV[6]) + 3 * given(ARGV[7]),
-  'failed, queues, queue, wake, queues-changed[, status][, wf:jobs, wf:batches, wf:expiry]')
+expect_keys(KEYS, 5 + given(ARGV[6]) + 4 * given(ARGV[7]),
+  'failed, queues, queue, wake, queues-changed[, status][, wf:jobs, wf:batches, wf:expiry, wf:outbox]')
 
 if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
@@ -27,7 +27,7 @@ end
 if ARGV[7] ~= '' then
   local from = 6 + given(ARGV[6])
   local waiting = workflow_lib().retry({jobs = KEYS[from], batches = KEYS[from + 1],
-    expiry = KEYS[from + 2], now = now_ms()}, ARGV[7])
+    expiry = KEYS[from + 2], outbox = KEYS[from + 3], now = now_ms()}, ARGV[7])
   if #waiting > 0 then
     table.insert(waiting, 1, 1)
     return waiting

@@ -5,7 +5,7 @@
 -- releases them. A dependency that already ended counts as it ended, in the same step:
 -- no finish can slip in between.
 --
--- KEYS[1..6] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed
+-- KEYS[1..7] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed, wf:outbox
 -- then queue:<name> and its wake list for each of spec.queues, then the status key of
 -- each job whose `st` is true, in order.
 -- ARGV[1] spec (JSON): queues (names), status (the WAITING packet), batches (each: id,
@@ -20,8 +20,8 @@ local tracked = 0
 for _, job in ipairs(spec.jobs) do
   tracked = tracked + (job.st and 1 or 0)
 end
-expect_keys(KEYS, 6 + 2 * #spec.queues + tracked,
-  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, 2 per queue, status keys')
+expect_keys(KEYS, 7 + 2 * #spec.queues + tracked,
+  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, 2 per queue, status keys')
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, #spec.queues)
 
@@ -43,7 +43,7 @@ for _, b in ipairs(spec.batches) do
     on_complete = b.on_complete, parent = b.parent}))
 end
 
-local status_index = 6 + 2 * #spec.queues
+local status_index = 7 + 2 * #spec.queues
 for _, job in ipairs(spec.jobs) do
   local rec = {s = 'waiting', q = job.q, p = ARGV[job.p], front = job.front, fail = job.fail,
     wait = {}, b = job.b, dep = {}}

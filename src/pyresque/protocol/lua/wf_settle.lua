@@ -7,14 +7,17 @@
 -- ARGV[1] job id   ARGV[2] how many queues the keys hold   ARGV[3] 'waiting' or 'queued':
 -- the state the caller expects (a waiting job released meanwhile is left alone)
 -- ARGV[4] 'cancelled' or 'failed'
+-- Removes the outbox's `settle <id>` (recover.lua's: the follow-up of a failure by
+-- recovery) unless it writes nothing.
 -- Returns 1 when settled, 0 when the job is not a workflow job in that state, -1
 -- (nothing written) when `wf:queues` grew since the caller read it.
-expect_keys(KEYS, 6 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 6, then 2 per queue')
+expect_keys(KEYS, 7 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 7, then 2 per queue')
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, tonumber(ARGV[2]))
 if wf.stale(w) then
   return -1
 end
+redis.call('ZREM', w.outbox, 'settle ' .. ARGV[1])
 local rec = wf.get(w, ARGV[1])
 if not rec or rec.s ~= ARGV[3] then
   return 0
