@@ -50,6 +50,14 @@ def namespace(redis_client: redis.Redis) -> Iterator[str]:
 
 
 @pytest.fixture
+def jobs_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, namespace: str) -> None:
+    """Where the job classes of tests/workflow_jobs.py (run in this process or in a
+    worker process it starts) record their runs."""
+    monkeypatch.setenv("E2E_REDIS_URL", redis_url)
+    monkeypatch.setenv("E2E_NS", namespace)
+
+
+@pytest.fixture
 def rq(redis_url: str, namespace: str) -> Iterator[Resque]:
     """A ``Resque`` client on the test's namespace (modules may define their own ``rq``)."""
     client = Resque(redis_url, namespace=namespace, events=Events())

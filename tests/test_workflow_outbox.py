@@ -4,7 +4,6 @@ worker's recovery pass does it (docs/workflows.md)."""
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, cast
 
@@ -13,24 +12,17 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import workflow_jobs  # noqa: F401  (registers the job classes)
 from e2e_support import Procs, wait_for
 from pyresque import JobCancelled, Resque, Status, group, step
 from pyresque.dev.testing import run_jobs
 from pyresque.middleware import workflows as workflows_middleware
 from pyresque.protocol.workflow import drain_outbox
+from workflow_jobs import ran  # (importing it registers the job classes)
 
 WF_JOBS = str(Path(__file__).parent / "workflow_jobs.py")
 
 
-@pytest.fixture(autouse=True)
-def _jobs_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, namespace: str) -> None:
-    monkeypatch.setenv("E2E_REDIS_URL", redis_url)
-    monkeypatch.setenv("E2E_NS", namespace)
-
-
-def ran(client: redis.Redis, namespace: str) -> list[list[Any]]:
-    return [json.loads(item) for item in client.lrange(f"{namespace}:test:ran", 0, -1)]
+pytestmark = pytest.mark.usefixtures("jobs_env")
 
 
 def outbox(rq: Resque) -> list[str]:

@@ -15,7 +15,6 @@ from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-import workflow_jobs  # noqa: F401  (registers the job classes)
 from e2e_support import Procs, wait_for
 from pyresque import (
     AsyncResque,
@@ -33,16 +32,9 @@ from pyresque.cli.main import main
 from pyresque.client.handle import AsyncJobHandle
 from pyresque.dev.testing import run_jobs
 from pyresque.middleware.work import FinishPlan
+from workflow_jobs import ran  # (importing it registers the job classes)
 
-
-@pytest.fixture(autouse=True)
-def _jobs_env(monkeypatch: pytest.MonkeyPatch, redis_url: str, namespace: str) -> None:
-    monkeypatch.setenv("E2E_REDIS_URL", redis_url)
-    monkeypatch.setenv("E2E_NS", namespace)
-
-
-def ran(client: redis.Redis, namespace: str) -> list[list[Any]]:
-    return [json.loads(item) for item in client.lrange(f"{namespace}:test:ran", 0, -1)]
+pytestmark = pytest.mark.usefixtures("jobs_env")
 
 
 def test_a_dependent_waits_in_redis_until_its_dependency_succeeded(

@@ -28,6 +28,11 @@ def record(name: str, args: list[Any]) -> int:
         client.close()
 
 
+def ran(client: redis.Redis, namespace: str) -> list[list[Any]]:
+    """The runs recorded so far (``record``), oldest first."""
+    return [json.loads(item) for item in client.lrange(f"{namespace}:test:ran", 0, -1)]
+
+
 class Step(Job):
     """Returns its first argument plus one, after recording its run."""
 
