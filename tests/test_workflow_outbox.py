@@ -16,6 +16,7 @@ from e2e_support import Procs, wait_for
 from pyresque import JobCancelled, Resque, Status, group, step
 from pyresque.dev.testing import run_jobs
 from pyresque.middleware import workflows as workflows_middleware
+from pyresque.protocol import failure
 from pyresque.protocol.workflow import drain_outbox
 from workflow_jobs import ran  # (importing it registers the job classes)
 
@@ -124,10 +125,37 @@ def as_bytes(entry: str | bytes) -> bytes:
     return entry if isinstance(entry, bytes) else entry.encode()
 
 
+def test_a_retry_whose_caller_died_says_waiting_again_after_a_drain(
+    rq: Resque, redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A retry from `failed` makes a cancelled dependent wait again; its caller dies
+    before it deletes the dependent's cancelled result record and sets WAITING. A
+    drain does: a waiter no longer gets JobCancelled, and the dependent runs."""
+    failing = rq.enqueue_to("g4", "Fails", "x", dependable=True)
+    assert failing
+    dependent = rq.enqueue_to("g4", "Step", 7, depends_on=[failing])
+    assert dependent
+    run_jobs(rq, "g4")
+    assert dependent.status() == Status.CANCELLED
+    redis_client.set(f"{namespace}:test:fixed", 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(failure, "follow_up", lambda *_: None)  # dies after the retry's call
+        assert rq.failures.requeue(0)
+    assert dependent.status() == Status.CANCELLED  # at the gap
+    assert outbox(rq) == [f"waiting {dependent}"]
+    drain_outbox(rq.redis, rq.keys, 0)
+    assert dependent.status() == Status.WAITING
+    assert outbox(rq) == []
+    run_jobs(rq, "g4")
+    assert dependent.result(timeout=10) == 8
+
+
 ENTRY = (
     st.binary(max_size=30)
     | st.text(max_size=30)
-    | st.tuples(st.sampled_from(["settle", "cancelled"]), st.text(max_size=30)).map(" ".join)
+    | st.tuples(st.sampled_from(["settle", "cancelled", "waiting"]), st.text(max_size=30)).map(
+        " ".join
+    )
 )
 
 

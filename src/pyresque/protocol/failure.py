@@ -23,7 +23,7 @@ from pyresque.protocol.failure_sweep import may_hold, needles, sweep
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
-from pyresque.protocol.workflow import record_waiting_again
+from pyresque.protocol.workflow import follow_up
 
 #: How many records one LRANGE reads while scanning the list.
 _PAGE = 500
@@ -198,9 +198,8 @@ class Failures:
         ]
         reply = scripts.run(self._redis, "retry_failed", keys, args)
         if isinstance(reply, list):  # jobs its failure had cancelled wait for it again
-            record_waiting_again(
-                self._redis, self._keys, [raw(i).decode("utf-8", "replace") for i in reply[1:]]
-            )
+            restored = [raw(i).decode("utf-8", "replace") for i in reply[1:]]
+            follow_up(self._redis, self._keys, "waiting", restored)
         return bool(reply)
 
     def requeue_all(

@@ -243,8 +243,8 @@ class Keys:
     @property
     def wf_outbox(self) -> str:
         """Sorted set: the follow-ups a workflow call decided but whose keys are per job
-        (``cancelled <id>``, ``settle <id>``) -> when (ms) they were recorded. Whoever made
-        the call does them; a recovery pass does those a killed worker left."""
+        (``cancelled <id>``, ``waiting <id>``, ``settle <id>``) -> when (ms) they were
+        recorded. Whoever made the call does them; a recovery pass, those a killed one left."""
         return f"{self.prefix}pyresque:wf:outbox"
 
     def paused(self, worker_id: str) -> str:

@@ -2,10 +2,10 @@
 hashes, and every queue that jobs waiting for dependencies go to (``wf:queues``), so
 the call can push any job it releases (docs/workflows.md). And the follow-ups whose keys
 are per job, so no call can write them: the result records and statuses of the jobs a
-failure cancelled, and the settle of a job that recovery failed. The call that decides
-one records it in the outbox (``wf:outbox``, atomically with the decision); its caller
-does it just after and removes the entry, and a recovery pass does those that a killed
-caller left (``drain_outbox``). Each is harmless done twice."""
+failure cancelled (or a retry restored), and the settle of a job that recovery failed.
+The call that decides one records it in the outbox (``wf:outbox``, atomically with the
+decision); its caller does it just after and removes the entry, and a recovery pass does
+those that a killed caller left (``drain_outbox``). Each is harmless done twice."""
 
 from __future__ import annotations
 
@@ -58,15 +58,28 @@ def record_dependents_cancelled(client: redis.Redis, keys: Keys, job_id: str) ->
         return  # not a record pyresque wrote
     ids = record.get("cancelled") if isinstance(record, dict) else None
     if isinstance(ids, list) and ids:
-        record_outbox_cancelled(client, keys, [i for i in ids if isinstance(i, str)])
+        follow_up(client, keys, "cancelled", [i for i in ids if isinstance(i, str)])
 
 
-def record_outbox_cancelled(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
-    """Record as cancelled those of ``job_ids`` whose ``cancelled <id>`` is still in the
-    outbox, and remove those entries, in one transaction. It watches the outbox: a retry
-    that makes one wait again (retry_failed.lua) removes its entry, and a cancel written
-    after that would hide the retry. Entries left by a lost race wait for a drain."""
-    entries = [f"cancelled {job_id}" for job_id in job_ids]
+def record_waiting(pipe: redis.client.Pipeline, keys: Keys, job_id: str) -> None:
+    """Queue on ``pipe`` what says ``job_id``, which a retry restored (retry_failed.lua),
+    waits again: its cancelled result record goes and its status is WAITING."""
+    pipe.delete(keys.result(job_id), keys.result_ready(job_id))
+    pipe.set(keys.status(job_id), waiting_packet(), xx=True)
+
+
+#: What the follow-up of each kind of outbox entry writes, onto a transaction.
+WRITERS = {"cancelled": record_cancelled, "waiting": record_waiting}
+
+
+def follow_up(client: redis.Redis, keys: Keys, kind: str, job_ids: Sequence[str]) -> None:
+    """Do the follow-ups ``<kind> <id>`` (``cancelled`` or ``waiting``) of ``job_ids``
+    that are still in the outbox, and remove those entries, in one transaction. It
+    watches the outbox: a retry or release that makes one moot removes its entry
+    (lib_workflow.lua), and the follow-up written after that would hide it. Entries
+    left by a lost race wait for a drain."""
+    write = WRITERS[kind]
+    entries = [f"{kind} {job_id}" for job_id in job_ids]
     # The outbox changes only when jobs are cancelled or restored: a few tries suffice.
     for _ in range(5 if entries else 0):
         with client.pipeline(transaction=True) as pipe:
@@ -78,7 +91,7 @@ def record_outbox_cancelled(client: redis.Redis, keys: Keys, job_ids: Sequence[s
                     return
                 pipe.multi()
                 for entry in due:
-                    record_cancelled(pipe, keys, entry.removeprefix("cancelled "))
+                    write(pipe, keys, entry.removeprefix(f"{kind} "))
                 pipe.zrem(keys.wf_outbox, *due)
                 pipe.execute()
                 return
@@ -98,7 +111,7 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
         "list[bytes]",
         client.zrangebyscore(keys.wf_outbox, "-inf", now_ms - older_than_ms, 0, limit),
     )
-    cancelled = []
+    by_kind: dict[str, list[str]] = {kind: [] for kind in WRITERS}
     for entry in due:
         try:
             text = raw(entry).decode("utf-8")
@@ -107,22 +120,13 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
         kind, space, job_id = text.partition(" ")
         if space and kind == "settle":
             settle(client, keys, job_id, "queued", "failed")
-        elif space and kind == "cancelled":
-            cancelled.append(job_id)
+        elif space and kind in by_kind:
+            by_kind[kind].append(job_id)
         else:  # not an entry pyresque writes: it would take a place in every pass
             client.zrem(keys.wf_outbox, entry)
-    record_outbox_cancelled(client, keys, cancelled)
+    for kind, job_ids in by_kind.items():
+        follow_up(client, keys, kind, job_ids)
     return len(due)
-
-
-def record_waiting_again(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
-    """Jobs that a retry restored (retry_failed.lua): their cancelled result records go
-    and their status is WAITING again, in one transaction."""
-    pipe = client.pipeline(transaction=True)
-    for job_id in job_ids:
-        pipe.delete(keys.result(job_id), keys.result_ready(job_id))
-        pipe.set(keys.status(job_id), waiting_packet(), xx=True)
-    pipe.execute()
 
 
 def settle(client: redis.Redis, keys: Keys, job_id: str, expected: str, state: str) -> bool:

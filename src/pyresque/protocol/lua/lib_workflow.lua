@@ -11,8 +11,10 @@
 -- fail ('cancel' or 'run': what a failed or cancelled dependency does to it), wait (the
 -- ids it still waits for, as keys), deps (all of them, in order), res (id -> result JSON).
 -- A cancelled one has by (the failed job that cancelled it); a failed one, cancelled (the
--- ids it cancelled: a retry from `failed` restores them). A batch's record: total,
--- succeeded, failed, cancelled, name, created, on_success, on_complete, parent.
+-- ids it cancelled: a retry from `failed` restores them). One a retry restored has restored
+-- (its `waiting <id>` outbox entry may be there) until it is released or cancelled again.
+-- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
+-- on_complete, parent.
 
 -- Everything is defined inside `workflow_lib()`, called only by a call that needs it:
 -- a script creates each of its top-level local functions on every run, and these
@@ -111,10 +113,19 @@ local function workflow_lib()
     end
   end
 
+  -- Job `id` (record `rec`), which a retry may have made wait again (wf_retry), leaves
+  -- that state: its `waiting <id>` outbox entry (its records say waiting) is moot.
+  local function wf_restored(w, id, rec)
+    if rec.restored then
+      redis.call('ZREM', w.outbox, 'waiting ' .. id)
+      rec.restored = nil
+    end
+  end
+
   -- Push a job whose dependencies are all met onto its queue, with their results when it
   -- takes them (one dependency: its result; several: a list, in their order).
   -- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
-  local function wf_release(w, rec)
+  local function wf_release(w, id, rec)
     local keys = w.queue[rec.q]
     if not keys then
       return false
@@ -132,6 +143,7 @@ local function workflow_lib()
       {payload})
     rec.s, rec.q, rec.p, rec.p2, rec.wait, rec.deps, rec.res, rec.front, rec.fail =
       'queued', nil, nil, nil, nil, nil, nil, nil, nil
+    wf_restored(w, id, rec) -- a late follow-up must not say WAITING once it runs
     return true
   end
 
@@ -140,6 +152,7 @@ local function workflow_lib()
   -- the outbox holds that follow-up until it is done (a killed caller's, a recovery's).
   local function wf_cancel(w, id, rec, root, root_rec)
     rec.s, rec.by = 'cancelled', root
+    wf_restored(w, id, rec)
     table.insert(root_rec.cancelled, id)
     redis.call('ZADD', w.outbox, w.now, 'cancelled ' .. id)
     wf_count(w, rec.b, 'cancelled', 1)
@@ -166,7 +179,7 @@ local function workflow_lib()
               d.res[from] = (from_state == 'ok' and from == id) and result or 'null'
             end
             if next(d.wait) == nil then
-              wf_release(w, d)
+              wf_release(w, dep_id, d)
             end
           else
             wf_cancel(w, dep_id, d, root, root_rec)
@@ -242,6 +255,8 @@ local function workflow_lib()
         end
         if d.s == 'waiting' then
           table.insert(waiting, dep_id)
+          d.restored = true
+          redis.call('ZADD', w.outbox, w.now, 'waiting ' .. dep_id) -- its records say so
         end
         wf_put(w, dep_id, d)
       end

@@ -12,7 +12,8 @@
 -- ARGV[7] the job's id when it is part of a workflow (its batches count it pending
 --   again, and the jobs its failure cancelled wait for it again: lib_workflow.lua), or ''
 -- Returns 1 when retried ({1, ids...} when the retry made cancelled jobs wait again: the
--- caller marks them waiting), 0 when the record changed meanwhile.
+-- caller marks them waiting: the outbox's `waiting <id>`), 0 when the record changed
+-- meanwhile.
 expect_keys(KEYS, 5 + given(ARGV[6]) + 4 * given(ARGV[7]),
   'failed, queues, queue, wake, queues-changed[, status][, wf:jobs, wf:batches, wf:expiry, wf:outbox]')
 

@@ -71,7 +71,7 @@ for _, job in ipairs(spec.jobs) do
       wf.put(w, root, root_rec)
     end
   elseif next(rec.wait) == nil then
-    wf.release(w, rec)
+    wf.release(w, job.id, rec)
   else
     redis.call('SADD', w.wf_queues, job.q)
   end
