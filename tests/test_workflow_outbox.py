@@ -169,3 +169,25 @@ def test_a_drain_empties_an_outbox_of_anything(rq: Resque, entries: list[str | b
     rq.redis.zadd(rq.keys.wf_outbox, dict.fromkeys(map(as_bytes, entries), 0))
     assert drain_outbox(rq.redis, rq.keys, 0) == len(entries)
     assert outbox(rq) == []
+
+
+def test_a_release_makes_a_pending_waiting_follow_up_moot(
+    rq: Resque, redis_client: redis.Redis, namespace: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The retried job runs and releases its dependent before anyone did the retry's
+    follow-up: the release removes it, so no late drain says WAITING of a job that ran."""
+    failing = rq.enqueue_to("g5", "Fails", "x", dependable=True)
+    assert failing
+    dependent = rq.enqueue_to("g5", "Step", 7, depends_on=[failing])
+    assert dependent
+    run_jobs(rq, "g5")
+    redis_client.set(f"{namespace}:test:fixed", 1)
+    with monkeypatch.context() as patch:
+        patch.setattr(failure, "follow_up", lambda *_: None)  # dies after the retry's call
+        assert rq.failures.requeue(0)
+    assert outbox(rq) == [f"waiting {dependent}"]
+    run_jobs(rq, "g5")
+    assert outbox(rq) == []
+    drain_outbox(rq.redis, rq.keys, 0)
+    assert dependent.status() == Status.COMPLETE
+    assert dependent.result(timeout=10) == 8
