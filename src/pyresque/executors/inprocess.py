@@ -156,19 +156,34 @@ class ThreadExecutor:
         return self._interruptible(job, lambda: self.perform(job))
 
     def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
+        outcome: Outcome | None = None
+        landed: JobTimeout | Interrupted | None = None
         try:
-            with self._guard:
-                self._job_thread = threading.get_ident()
-            if job.cancel_requested:  # cancelled before there was a thread to interrupt
-                raise Cancelled("the job was cancelled")
-            outcome = run()
-            self._leave()
-            return outcome
-        except (JobTimeout, Interrupted) as exc:  # it landed just outside the job's try
-            self._leave()
-            return _landed_late(job, exc, self.events)
+            try:
+                with self._guard:
+                    self._job_thread = threading.get_ident()
+                if job.cancel_requested:  # cancelled before there was a thread to interrupt
+                    raise Cancelled("the job was cancelled")
+                outcome = run()
+            except (JobTimeout, Interrupted) as exc:  # it landed just outside the job's try
+                landed = exc
         finally:
-            self._leave()
+            # The watchdog may fire again (a timeout, then the TERM's grace) before we
+            # leave: what lands meanwhile is the job's outcome too, never our error.
+            # Unrolled, not a loop: a loop's jump back is where another one could land.
+            try:
+                self._leave()
+            except (JobTimeout, Interrupted) as exc:
+                landed = exc
+                try:
+                    self._leave()
+                except (JobTimeout, Interrupted) as again:
+                    landed = again
+                    self._leave()
+        if landed is not None:
+            return _landed_late(job, landed, self.events)
+        assert outcome is not None
+        return outcome
 
     def _leave(self) -> None:
         with self._guard:
