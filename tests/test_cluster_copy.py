@@ -227,3 +227,17 @@ def test_urls_on_the_wrong_side_are_one_line_errors(redis_url: str, cluster: Clu
         assert len(lines) == 1, out
         assert lines[0].startswith("pyresque: error: "), out
         assert said in lines[0], out
+
+
+def test_an_unreachable_side_is_named_by_its_option(redis_url: str, cluster: ClusterGroup) -> None:  # noqa: F811
+    for source, to, said in (
+        (redis_url, "redis+cluster://127.0.0.1:1/", "--to"),
+        ("redis://127.0.0.1:1/0", cluster.url(), "--from"),
+    ):
+        code, out = copy_cli(source, to, "ns")
+        lines = out.strip().splitlines()
+        assert code == 1, out
+        assert len(lines) == 1, out
+        assert "cannot reach Redis" in lines[0], out
+        assert said in lines[0], out
+        assert "REDIS_URL" not in lines[0], out

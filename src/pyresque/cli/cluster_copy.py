@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import click
+import redis
 
 from pyresque.cli.support import fail, printable, stop_on_signals
 from pyresque.client.admin.cluster_copy import ClusterCopy, LeftBehind
+from pyresque.exceptions import BadRedisURL, RedisUnavailable
 from pyresque.protocol import durability
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import connect, ping
 from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.targets import URL_SETTING
 
 
 @click.command("cluster-copy")
@@ -38,9 +41,7 @@ def cluster_copy_command(
         raise click.UsageError("--to must be a Redis Cluster URL: redis+cluster://host:port,...")
     if is_cluster(source_url):
         raise click.UsageError("--from must be a single Redis (redis://...), not a cluster")
-    source, target = connect(source_url), connect(target_url)
-    ping(source)
-    ping(target)
+    source, target = _reach(source_url, "--from"), _reach(target_url, "--to")
     try:
         copy = ClusterCopy(source, target, namespace, durability.from_env())
     except ValueError as exc:  # a namespace Cluster cannot use
@@ -61,6 +62,17 @@ def cluster_copy_command(
                 if stopping.is_set():
                     fail("stopped; run the same command again to copy the rest", 1)
     _report(copy.left_behind())
+
+
+def _reach(url: str, option: str) -> redis.Redis:
+    """A client to ``url``, reached once; its errors name ``option``, where the URL came
+    from, not REDIS_URL."""
+    try:
+        client = connect(url)
+        ping(client)
+    except (RedisUnavailable, BadRedisURL) as exc:
+        raise type(exc)(str(exc).replace(URL_SETTING, option)) from None
+    return client
 
 
 def _report(left: LeftBehind) -> None:

@@ -26,6 +26,7 @@ from redis.cluster import ClusterNode, RedisCluster
 
 from pyresque.exceptions import BadRedisURL, RedisUnavailable
 from pyresque.protocol.sentinel import redact, split_hosts_url
+from pyresque.protocol.targets import URL_SETTING
 
 SCHEMES = ("redis+cluster", "rediss+cluster")
 DEFAULT_PORT = 6379
@@ -104,7 +105,7 @@ def connect(url: str, tls: dict[str, Any], **settings: Any) -> redis.Redis:
     except (redis.exceptions.RedisClusterException, *_DOWN) as exc:  # no node answered
         raise RedisUnavailable(
             f"cannot reach Redis at {target.shown()} ({exc}); check that the cluster is "
-            "running and that REDIS_URL (or --redis-url) names some of its nodes"
+            f"running and that {URL_SETTING} names some of its nodes"
         ) from None
     client.pyresque_target = target  # type: ignore[attr-defined]  # for describe()
     return client  # type: ignore[return-value]  # see above

@@ -18,6 +18,7 @@ from redis.retry import Retry
 from pyresque.exceptions import BadRedisURL, RedisUnavailable
 from pyresque.protocol import cluster, sentinel
 from pyresque.protocol.targets import (
+    URL_SETTING,
     check_url,
     redact,
     split_tls,
@@ -194,14 +195,14 @@ def ping(client: redis.Redis) -> None:
     except redis.exceptions.AuthenticationError as exc:  # a ConnectionError to redis-py
         raise BadRedisURL(
             f"Redis at {describe(client)} refused the credentials ({exc}); check the user "
-            "name and password in REDIS_URL (or --redis-url)"
+            f"name and password in {URL_SETTING}"
         ) from None
     except REDIS_DOWN as exc:
         raise unavailable(client, exc) from exc
     except redis.exceptions.ResponseError as exc:
         raise BadRedisURL(
             f"Redis at {describe(client)} refused the connection ({exc}); check the "
-            "database index and the credentials in REDIS_URL (or --redis-url)"
+            f"database index and the credentials in {URL_SETTING}"
         ) from None
 
 
@@ -215,7 +216,7 @@ def unavailable(client: redis.Redis | redis.asyncio.Redis, exc: BaseException) -
         )
     return RedisUnavailable(
         f"cannot reach Redis at {where} ({exc}); check that the server is running "
-        "and that REDIS_URL (or --redis-url) points at it"
+        f"and that {URL_SETTING} points at it"
     )
 
 

@@ -21,6 +21,10 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol.escapes import escape
 
+#: Where a connection's URL comes from, as the errors name it (a command whose URLs
+#: come from other options names those instead: cli/cluster_copy.py).
+URL_SETTING = "REDIS_URL (or --redis-url)"
+
 DEFAULT_URL = "redis://127.0.0.1:6379/0"
 
 _URL_FORMS = "write redis://host:port/db, rediss://host:port/db, unix:///path?db=N or host:port"
