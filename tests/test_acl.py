@@ -9,6 +9,7 @@ SELECT, FLUSH*, DEBUG ...).
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 import secrets
@@ -22,12 +23,16 @@ import redis
 from starlette.testclient import TestClient
 
 from e2e_support import JOBS, Procs, procs_fixture, wait_for
-from pyresque import Resque
+from pyresque import AsyncResque, JobCancelled, JobHandle, Resque, chain, group, step
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.connection import text
 from pyresque.web.app import OPEN, create_app
 from secure_support import admin, new_namespace
+from test_web_api import act
+
+CONTROL = Path(__file__).resolve().parent / "control_jobs.py"
+WORKFLOWS = Path(__file__).resolve().parent / "workflow_jobs.py"
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "production.md"
 LUA = Path(__file__).resolve().parents[1] / "src" / "pyresque" / "protocol" / "lua"
@@ -138,7 +143,9 @@ def test_everything_works_as_the_limited_user(
 
     # Admin reads and writes from the command line and the dashboard.
     for args in (["info", "--json"], ["workers", "--json"], ["failed", "list", "--json"],
-                 ["failed", "retry", "--class", "Boom"], ["status", tracked]):  # fmt: skip
+                 ["failed", "retry", "--class", "Boom"], ["status", tracked],
+                 ["enqueue", "idle", "Succeed", "{}"], ["delayed", "list"], ["cron", "list"],
+                 ["ctl", "resume", "--all"]):  # fmt: skip
         code, output = procs.run([*args, "--redis-url", url, "--namespace", ns], ns)
         assert code == 0, output
     wait_for(lambda: rq.failures.count() == 3, 60, "the retried Boom failed again")
@@ -148,6 +155,109 @@ def test_everything_works_as_the_limited_user(
             assert web.get(path).status_code == 200, path
 
     assert rq.stat("processed") >= 4  # three Succeed and the Block (retries count too)
+    check_clean(root, ns)
+
+
+def some(handle: JobHandle | None) -> JobHandle:
+    assert handle is not None
+    return handle
+
+
+def check_clean(root: redis.Redis, ns: str) -> None:
+    """Nothing refused (commands and keys) and no key outside the namespace."""
     assert refusals(root) == [], json.dumps(refusals(root), default=str)[:2000]
     outside = [k for k in root.scan_iter(count=1000) if not k.startswith(f"{ns}:".encode())]
     assert outside == []
+
+
+@pytest.mark.timeout(300)  # real processes on a busy machine
+def test_control_workflows_and_upkeep_work_as_the_limited_user(
+    server: RedisServer, limited: tuple[str, str], procs: Procs
+) -> None:
+    """What came after the first test: workflows (a chain, a group, a dependent cancelled
+    by a failure and run after a retry), cancel (queued, delayed, running, from the
+    producer, AsyncResque, the CLI and the dashboard), progress, a checkpoint resumed
+    after a TERM, bulk operations on failures, a single-queue worker's landing list,
+    ``batch``, ``forget-idle-queues``, and the dashboard's newer pages."""
+    url, ns = limited
+    root = admin(server.url)
+    rq = Resque(url, namespace=ns)
+    bookkeeping = {"E2E_REDIS_URL": server.url}  # the jobs' own lists (control_jobs.py)
+    flow = rq.enqueue_workflow(
+        chain(step("wf", "Step", 1), step("wf", "Step"), step("wf", "Step"), pass_result=True)
+    )
+    batch = rq.enqueue_workflow(
+        group(
+            step("wf", "Step", 7),
+            step("wf", "Step", 8),
+            on_complete=step("wf", "Callback", "complete"),
+        )
+    ).batch
+    assert batch
+    failing = some(rq.enqueue_to("wf", "Fails", "x", dependable=True))
+    dependent = some(rq.enqueue_to("wf", "Step", 5, depends_on=[failing]))
+    queued = some(rq.enqueue_to("idle", "Quick", 1))  # no worker serves "idle"
+    delayed = some(rq.enqueue_in(3600, "ctl", "Quick", 2))
+    running = some(rq.enqueue_to("ctl", "Endless", "a", track_status=True))
+    dashboard_cancels = some(rq.enqueue_to("ctl", "Endless", "b", track_status=True))
+    walk = some(rq.enqueue_to("walk", "Walk", 6000, 50))
+    workflows = ("--app", str(WORKFLOWS))
+    # A worker of one queue lands its jobs (BLMOVE onto its landing list).
+    procs.worker(ns, "ctl", "--mode", "fork", *workflows, env=bookkeeping, app=CONTROL)
+    procs.worker(ns, "wf", "--mode", "threads", *workflows, env=bookkeeping, app=CONTROL)
+
+    assert rq.cancel(queued)["cancelled"]
+    code, output = procs.run(["cancel", delayed, "--redis-url", url, "--namespace", ns], ns)
+    assert code == 0, output
+    progress = wait_for(lambda: rq.progress(running), 90, "Endless a's progress")
+    assert progress.fraction == 0.25
+
+    async def cancel_async() -> dict[str, Any]:
+        async with AsyncResque(url, ns) as aio:
+            assert await aio.progress(running) is not None
+            return await aio.cancel(running)
+
+    assert asyncio.run(cancel_async())["cancelled"]
+    with pytest.raises(JobCancelled):
+        running.result(timeout=60)
+    walker = procs.worker(ns, "walk", "--mode", "threads", "--term-timeout", "0.2",
+                          *workflows, env=bookkeeping, app=CONTROL)  # fmt: skip
+    done = f"{ns}:ctl:done"
+    wait_for(lambda: root.llen(done) >= 100, 90, "the walk past its first checkpoints")
+    walker.send(signal.SIGTERM)  # given back; the next run starts from its checkpoint
+    assert walker.wait_exit() == 0
+    procs.worker(ns, "walk", "--mode", "fork", *workflows, env=bookkeeping, app=CONTROL)
+    assert flow.jobs[-1].result(timeout=90) == 4
+    assert walk.result(timeout=90) == 6000
+    resumed = [int(v) for v in cast("list[bytes]", root.lrange(f"{ns}:ctl:resumed", 0, -1))]
+    assert resumed[0] == 0, resumed
+    assert resumed[-1] > 0, resumed  # the second run started from a checkpoint
+    wait_for(lambda: rq.workflow_state(dependent) == "cancelled", 90, "the dependent cancelled")
+
+    root.set(f"{ns}:test:fixed", 1)  # the retry succeeds and releases the dependent
+    wait_for(lambda: rq.failures.count() == 1, 60, "Fails failed")
+
+    def cli(*args: str) -> None:
+        code, output = procs.run([*args, "--redis-url", url, "--namespace", ns], ns)
+        assert code == 0, (args, output)
+
+    cli("failed", "retry", "--class", "Fails")  # a bulk operation, in the foreground
+    assert dependent.result(timeout=90) == 6
+    for args in (["batch", batch], ["status", running], ["forget-idle-queues", "--idle", "0"],
+                 ["forget-idle-queues", "--idle", "0"]):  # fmt: skip
+        cli(*args)
+    assert "idle" not in rq.queues()  # empty and watched by no worker: forgotten
+    with TestClient(create_app(url, namespace=ns, auth=OPEN), "http://localhost") as web:
+        job = wait_for(lambda: rq.progress(dashboard_cancels), 90, "Endless b's progress")
+        assert job.fraction == 0.25
+        assert act(web, "cancel-job", job_id=dashboard_cancels).status_code == 200
+        removal = act(web, "remove-all-failed", **{"class": "Fails"})  # in the app's thread
+        assert removal.status_code == 200, removal.text
+        wait_for(lambda: rq.failures.count() == 0, 60, "the bulk removal")
+        for path in ("/", "/workflows", f"/jobs/{flow.jobs[0]}", f"/jobs/{dashboard_cancels}",
+                     "/queues/wf", "/api/bulk", "/failed"):  # fmt: skip
+            assert web.get(path).status_code == 200, path
+    cli("failed", "ops", "--json")
+    with pytest.raises(JobCancelled):
+        dashboard_cancels.result(timeout=60)
+    check_clean(root, ns)
