@@ -21,6 +21,7 @@ from redis.retry import Retry
 
 from pyresque import Resque
 from pyresque.exceptions import BadRedisURL
+from pyresque.protocol import aio
 from pyresque.protocol.connection import connect
 from pyresque.protocol.targets import (
     TLS_PARAMS,
@@ -155,7 +156,9 @@ def test_tls_settings_reach_a_sentinel_url_too(
     ca = tmp_path / "ca.pem"
     ca.write_text("x")
     monkeypatch.setenv("PYRESQUE_SSL_CA_CERTS", str(ca))
-    client = connect("rediss+sentinel://h1:26379,h2:26379/mymaster/0")  # no I/O yet
-    assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
-    with pytest.raises(BadRedisURL, match="is not rediss://"):
-        connect("redis+sentinel://h1:26379/mymaster/0")
+    url = "rediss+sentinel://h1:26379,h2:26379/mymaster/0"
+    for client in (connect(url), aio.connect(url)):  # no I/O yet; AsyncResque's too
+        assert client.connection_pool.connection_kwargs["ssl_ca_certs"] == str(ca)
+    for connects in (connect, aio.connect):
+        with pytest.raises(BadRedisURL, match="is not rediss://"):
+            connects("redis+sentinel://h1:26379/mymaster/0")

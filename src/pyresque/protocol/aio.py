@@ -30,7 +30,7 @@ from pyresque.protocol.connection import (
     check_users_client,
     client_options,
 )
-from pyresque.protocol.targets import redact, url_from_env
+from pyresque.protocol.targets import redact, tls_from_env, url_from_env, with_tls
 
 
 def connect(
@@ -44,7 +44,7 @@ def connect(
         return target
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
-        return _master_of(target, Retry(RETRY_BACKOFF, retries))
+        return _master_of(with_tls(target, tls_from_env()), Retry(RETRY_BACKOFF, retries))
     if cluster.is_cluster(target):
         raise BadRedisURL(
             f"the Redis URL {cluster.redact(target)} is a Redis Cluster: the asyncio client "
