@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +19,8 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.backtrace import resque_time
 from pyresque.protocol.connection import raw
-from pyresque.protocol.failure_sweep import may_hold, needles, sweep
+from pyresque.protocol.failed_lists import Part, locate, parts, ranges, scan_parts, total
+from pyresque.protocol.failure_sweep import Scan, may_hold, needles, scan, sweep
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
@@ -117,23 +118,62 @@ Progress = Callable[[int], None]
 
 
 class Failures:
-    """Read, retry and remove failure records (what resque-web's Failed tab does)."""
+    """Read, retry and remove failure records (what resque-web's Failed tab does).
+
+    On Redis Cluster the records are in a list per queue slot, read as one
+    (failed_lists.py): the same indexes, counts and actions over all of them."""
 
     def __init__(self, client: redis.Redis, keys: Keys) -> None:
         self._redis = client
         self._keys = keys
+        #: The lists as last read (Cluster): where an index read then is, first.
+        self._seen: Sequence[Part] = ()
+
+    def parts(self) -> list[Part]:
+        """The failed lists, with their lengths (one, ``failed``, on a single Redis)."""
+        found = parts(self._redis, self._keys)
+        self._seen = found
+        return found
 
     def count(self) -> int:
-        return int(self._redis.llen(self._keys.failed))
+        if not self._keys.clustered:
+            return int(self._redis.llen(self._keys.failed))
+        return total(self.parts())
 
     def list(self, offset: int = 0, limit: int = 20) -> list[Failure]:
-        """One page of records, oldest first."""
-        raws = self._redis.lrange(self._keys.failed, offset, offset + limit - 1)
-        return [Failure.decode(offset + i, raw(item)) for i, item in enumerate(raws)]
+        """One page of records, oldest first (a negative ``offset`` counts from the end)."""
+        if not self._keys.clustered:
+            raws = self._redis.lrange(self._keys.failed, offset, offset + limit - 1)
+            return [Failure.decode(offset + i, raw(item)) for i, item in enumerate(raws)]
+        page: list[Failure] = []
+        for part, first, last in ranges(self.parts(), offset, limit):
+            items = self._redis.lrange(part.keys.failed, first, last)
+            page += [Failure.decode(part.base + first + i, raw(x)) for i, x in enumerate(items)]
+        return page
 
     def get(self, index: int) -> Failure | None:
-        item = self._redis.lindex(self._keys.failed, index)
-        return None if item is None else Failure.decode(index, raw(item))
+        if not self._keys.clustered:
+            item = self._redis.lindex(self._keys.failed, index)
+            return None if item is None else Failure.decode(index, raw(item))
+        found = locate(self.parts(), index)
+        if found is None:
+            return None
+        part, local = found
+        item = self._redis.lindex(part.keys.failed, local)
+        return None if item is None else Failure.decode(part.base + local, raw(item))
+
+    def scan(
+        self,
+        pick: Callable[[int, bytes], bool],
+        start: int | None = None,
+        newest_first: bool = True,
+        want: int = 20,
+        budget: int = 2000,
+    ) -> Scan:
+        """``failure_sweep.scan`` of the records (of every list, on Cluster)."""
+        if not self._keys.clustered:
+            return scan(self._redis, self._keys.failed, pick, start, newest_first, want, budget)
+        return scan_parts(self._redis, self.parts(), pick, start, newest_first, want, budget)
 
     def __iter__(self) -> Iterator[Failure]:
         for index, item in self._items():
@@ -141,13 +181,30 @@ class Failures:
 
     def _items(self) -> Iterator[tuple[int, bytes]]:
         """(index, bytes) of every record, oldest first, read a page at a time."""
-        offset = 0
-        while True:
-            page = self._redis.lrange(self._keys.failed, offset, offset + _PAGE - 1)
-            yield from enumerate((raw(item) for item in page), offset)
-            if len(page) < _PAGE:
-                return
-            offset += _PAGE
+        lists = self.parts() if self._keys.clustered else [Part(self._keys, 0, 0)]
+        for part in lists:
+            offset = 0
+            while True:
+                page = self._redis.lrange(part.keys.failed, offset, offset + _PAGE - 1)
+                yield from enumerate((raw(item) for item in page), part.base + offset)
+                if len(page) < _PAGE:
+                    break
+                offset += _PAGE
+
+    def _at(self, failure: Failure, act: Callable[[Keys, int], bool]) -> bool:
+        """``act(slot keys, index in its list)`` on the list ``failure`` was read from,
+        as the lists were last read, then (Cluster) as they are now if that found
+        nothing: the index is over every list, and one that grew since moves it."""
+        if not self._keys.clustered:
+            return act(self._keys, failure.index)
+        tried: set[tuple[Keys, int]] = set()
+        for lists in (self._seen, None):
+            found = locate(self.parts() if lists is None else lists, failure.index)
+            if found is not None and (found[0].keys, found[1]) not in tried:
+                tried.add((found[0].keys, found[1]))
+                if act(found[0].keys, found[1]):
+                    return True
+        return False
 
     def requeue(self, index: int) -> bool:
         """Push the job of record ``index`` back onto its queue and mark it retried; False
@@ -174,23 +231,38 @@ class Failures:
             payload.queue_time = time.time()  # queued now, as far as queue age goes
         item = strict_json.loads(failure.raw)
         item["retried_at"] = resque_time()
+        retried = dumps(item)
+        shard = self._keys.for_queue(failure.queue)  # on Cluster: the queue's slot
+
+        def retry(at: Keys, index: int) -> bool:
+            if at != shard:  # Cluster: not in its queue's slot, so not that record
+                return False
+            return self._requeue_at(shard, index, failure, retried, payload)
+
+        if self._keys.clustered:  # named in the home slot, as a producer names a queue
+            self._redis.sadd(self._keys.home.queues, failure.queue)
+        return self._at(failure, retry)
+
+    def _requeue_at(
+        self, shard: Keys, index: int, failure: Failure, retried: str, payload: Payload
+    ) -> bool:
+        """retry_failed.lua on record ``index`` of ``shard``'s list."""
         keys = [
-            self._keys.failed,
-            self._keys.queues,
-            self._keys.queue(failure.queue),
-            self._keys.wake(failure.queue),
-            self._keys.queues_changed,
+            shard.failed,
+            shard.queues,
+            shard.queue(failure.queue),
+            shard.wake(failure.queue),
+            shard.queues_changed,
         ]
         if payload.id:
-            keys.append(self._keys.status(payload.id, payload.prefix))
+            keys.append(shard.status(payload.id, payload.prefix))
         flow = payload.id if payload.id and payload.extra.get("workflow") is True else ""
         if flow:
-            keys += [self._keys.wf_jobs, self._keys.wf_batches, self._keys.wf_expiry]
-            keys.append(self._keys.wf_outbox)
+            keys += [shard.wf_jobs, shard.wf_batches, shard.wf_expiry, shard.wf_outbox]
         args = [
-            failure.index,
+            index,
             failure.raw,
-            dumps(item),
+            retried,
             payload.encode(),
             failure.queue,
             waiting_packet() if payload.id else "",
@@ -237,8 +309,12 @@ class Failures:
     def remove_record(self, failure: Failure) -> bool:
         """Remove a record as it was read: False if it is not at its index any more."""
         mark = f"pyresque:removing:{uuid.uuid4().hex}"
-        args = [failure.index, failure.raw, mark]
-        return bool(scripts.run(self._redis, "failed_remove_at", [self._keys.failed], args))
+
+        def remove(at: Keys, index: int) -> bool:
+            args = [index, failure.raw, mark]
+            return bool(scripts.run(self._redis, "failed_remove_at", [at.failed], args))
+
+        return self._at(failure, remove)
 
     def remove_all(
         self,
@@ -262,14 +338,21 @@ class Failures:
                 not retried_only or failure.retried_at is not None
             )
 
-        return sweep(self._redis, self._keys, drop, progress)
+        return sum(sweep(self._redis, at, drop, progress) for at in self._places())
 
     def clear(self) -> int:
         """Delete every record; returns how many there were."""
-        pipe = self._redis.pipeline()
-        pipe.llen(self._keys.failed)
-        pipe.delete(self._keys.failed)
-        return int(pipe.execute()[0])
+        cleared = 0
+        for at in self._places():
+            pipe = self._redis.pipeline(transaction=True)
+            pipe.llen(at.failed)
+            pipe.delete(at.failed)
+            cleared += int(pipe.execute()[0])
+        return cleared
+
+    def _places(self) -> Sequence[Keys]:
+        """The slots of the failed lists (the namespace's keys on a single Redis)."""
+        return [part.keys for part in self.parts()] if self._keys.clustered else [self._keys]
 
     def clear_retried(self) -> int:
         return self.remove_all(retried_only=True)

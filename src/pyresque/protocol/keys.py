@@ -76,6 +76,13 @@ class Keys:
             return [self]
         return list(dict.fromkeys(self.for_queue(name) for name in queues))
 
+    def places(self, queues: list[str]) -> list[Keys]:
+        """Every slot the namespace's data of ``queues`` is in: ``[self]`` without Cluster;
+        on Cluster the home slot, then each queue's slot once (an empty name has none)."""
+        if not self.clustered:
+            return [self]
+        return [self.home, *self.shards([name for name in queues if name])]
+
     def strip(self, key: str) -> str:
         """The key name without the namespace prefix."""
         return key[len(self.prefix) :] if key.startswith(self.prefix) else key

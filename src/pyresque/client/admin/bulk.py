@@ -35,7 +35,6 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, wrong_type
 from pyresque.protocol.failure import Failure
-from pyresque.protocol.failure_sweep import scan
 
 log = logging.getLogger("pyresque.web")
 
@@ -67,7 +66,7 @@ def start(resque: Namespace, action: str, filters: FailureFilter) -> str:
         "class": filters.class_name or "",
         "exception": filters.exception or "",
         "state": "queued",
-        "total": int(r.llen(keys.failed)),
+        "total": resque.failures.count(),
         "read": 0,
         "changed": 0,
         "runs": 0,
@@ -158,7 +157,7 @@ def _retry(
     cursor: int | None = op["cursor"]
     pick = filters.picker()
     while cursor is not None:
-        found = scan(resque.redis, resque.keys.failed, pick, cursor, False, 2**62, RETRY_CHUNK)
+        found = resque.failures.scan(pick, cursor, False, 2**62, RETRY_CHUNK)
         retried = 0
         for index, item in found.found:
             failure = Failure.decode(index, item)

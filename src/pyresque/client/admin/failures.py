@@ -21,7 +21,7 @@ from pyresque.client.admin.items import args_text, decode, digest, display_class
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import Failure, Progress
-from pyresque.protocol.failure_sweep import may_hold, needles, scan
+from pyresque.protocol.failure_sweep import may_hold, needles
 
 #: Failure facets (the filter suggestions) come from this many of the newest records.
 FACET_SAMPLE = 500
@@ -196,9 +196,7 @@ def _filtered(
 ) -> tuple[list[Failure], int | None, int | None]:
     """A filtered page (see ``failed_page``): the matches, their count if known, and
     where to read on from."""
-    found = scan(
-        resque.redis,
-        resque.keys.failed,
+    found = resque.failures.scan(
         filters.picker(),
         start=before,
         want=SCAN_BUDGET,
@@ -221,9 +219,7 @@ def find_failure(resque: Namespace, index: int, record_digest: str | None) -> Fa
     if failure is not None and (record_digest is None or digest(failure.raw) == record_digest):
         return failure
     if record_digest is not None:
-        found = scan(
-            resque.redis,
-            resque.keys.failed,
+        found = resque.failures.scan(
             lambda _, item: digest(item) == record_digest,
             start=index + 1,
             want=1,
@@ -262,9 +258,7 @@ def matching(
 ) -> tuple[list[Failure], int | None]:
     """Up to ``limit`` records the filters match, oldest first from index ``offset``
     (each with its index), and the index to read on from (None at the end)."""
-    found = scan(
-        resque.redis,
-        resque.keys.failed,
+    found = resque.failures.scan(
         filters.picker(),
         offset,
         newest_first=False,

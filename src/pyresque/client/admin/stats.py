@@ -16,7 +16,7 @@ from pyresque.client.admin.base import Namespace, Problems
 from pyresque.client.admin.queues import biggest, queue_lengths, sizes
 from pyresque.client.admin.workers import Census, paused_all, worker_view
 from pyresque.middleware import history
-from pyresque.protocol.connection import describe, replies
+from pyresque.protocol.connection import describe
 from pyresque.protocol.counters import counter
 
 #: Queues and running workers the Overview page lists (the longest queues, the first workers).
@@ -162,23 +162,14 @@ def info(
     ``lengths`` (``queues.sizes``) and ``census`` are read when not given."""
     lengths = sizes(resque) if lengths is None else lengths
     census = Census.read(resque, Problems()) if census is None else census
-    keys = resque.keys
-    # On Redis Cluster, Resque's counters and failures are in each queue's slot (keys.py).
-    places = [keys, *keys.shards(list(lengths))] if keys.clustered else [keys]
-    processed = failed = 0
-    for at in places:
-        pipe = resque.redis.pipeline(transaction=False)
-        pipe.get(at.stat("processed"))
-        pipe.llen(at.failed)
-        done, failures = replies(pipe)
-        processed, failed = processed + counter(done), failed + (failures or 0)
+    totals = _totals(resque, list(lengths), Problems())
     return {
         "pending": sum(lengths.values()),
-        "processed": processed,
+        "processed": totals["processed"],
         "queues": len(lengths),
         "workers": len(census.ids),
         "working": len(census.working),
-        "failed": failed,
+        "failed": totals["failed"],
         "servers": [describe(resque.redis)],
     }
 
@@ -193,25 +184,34 @@ def counts(
     as Ruby's ``to_i`` reads them. ``queues`` (``queue_lengths``) and ``census`` are
     read when not given. No command per queue or worker: lengths go 200 keys
     per script call."""
-    keys, r = resque.keys, resque.redis
     queues = queue_lengths(resque, problems) if queues is None else queues
     census = Census.read(resque, problems) if census is None else census
-    pipe = r.pipeline(transaction=False)
-    names = [keys.stat("processed"), keys.stat("failed"), keys.recovered, keys.failed]
-    pipe.get(names[0])
-    pipe.get(names[1])
-    pipe.get(names[2])
-    pipe.llen(names[3])
-    processed, failed_total, recovered, failed = problems.replies(pipe, names)
     return {
         "pending": sum(max(0, n) for *_, n in queues),
-        "processed": counter(processed),
-        "failed": failed or 0,
-        "failed_total": counter(failed_total),
-        "recovered": counter(recovered),
+        **_totals(resque, [name for name, *_ in queues], problems),
         "queues": len(queues),
         "workers": len(census.ids),
         "working": len(census.working),
+    }
+
+
+def _totals(resque: Namespace, queues: list[str], problems: Problems) -> dict[str, int]:
+    """Resque's counters and the failed list's length, summed over every slot they are
+    in (on Redis Cluster each queue's slot has its own: keys.py), in one pipeline."""
+    names: list[str] = []
+    pipe = resque.redis.pipeline(transaction=False)
+    for at in resque.keys.places(queues):
+        names += [at.stat("processed"), at.stat("failed"), at.recovered, at.failed]
+        pipe.get(names[-4])
+        pipe.get(names[-3])
+        pipe.get(names[-2])
+        pipe.llen(names[-1])
+    found = problems.replies(pipe, names)
+    return {
+        "processed": sum(counter(x) for x in found[0::4]),
+        "failed": sum(x or 0 for x in found[3::4]),
+        "failed_total": sum(counter(x) for x in found[1::4]),
+        "recovered": sum(counter(x) for x in found[2::4]),
     }
 
 

@@ -1,0 +1,119 @@
+"""The readers and controls on a real Redis Cluster (3 masters, a replica each, shared
+by the session: cluster_support.py): stats and failures summed over the queues' slots,
+the failures API, the CLI and the dashboard's data over every slot."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from click.testing import CliRunner
+
+from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
+from pyresque import Resque
+from pyresque.cli.main import main as cli
+from pyresque.client.admin import failures as admin_failures
+from pyresque.client.admin.base import Problems
+from pyresque.client.admin.failures import FailureFilter
+from pyresque.client.admin.stats import counts
+from pyresque.dev.cluster_group import ClusterGroup
+from test_cluster import Record, queues_on_each_master, ran, rq, run_worker  # noqa: F401
+
+
+def failed_on_every_master(rq: Resque, cluster: ClusterGroup, log: str) -> list[str]:  # noqa: F811
+    """Two failed jobs and one that ran on a queue of each master; the queues."""
+    queues = queues_on_each_master(rq, cluster)
+    for queue in queues:
+        rq.enqueue_to(queue, Record, log, queue)
+        rq.enqueue_to(queue, Record, f"{queue}-a")  # one argument short: TypeError
+        rq.enqueue_to(queue, Record, f"{queue}-b")
+    run_worker(rq, queues, interval=0, mode="inline")
+    return queues
+
+
+def test_counts_and_the_failures_api_read_every_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    queues = failed_on_every_master(rq, cluster, str(tmp_path / "ran"))
+    totals = counts(rq, Problems())
+    assert (totals["processed"], totals["failed"], totals["failed_total"]) == (9, 6, 6)
+    assert rq.failures.count() == 6
+    every = rq.failures.list(0, 100)
+    assert [f.index for f in every] == list(range(6))
+    assert sorted(f.queue for f in every) == sorted(queues * 2)
+    assert [f.raw for f in rq.failures] == [f.raw for f in every]
+    assert [f.raw for f in rq.failures.list(-2, 2)] == [f.raw for f in every[4:]]
+    assert [f.raw for f in rq.failures.list(1, 3)] == [f.raw for f in every[1:4]]
+    for failure in every:
+        got = rq.failures.get(failure.index)
+        assert got is not None
+        assert got.raw == failure.raw
+    assert rq.failures.get(6) is None
+
+    # Retry one: its job is back on its queue, its record marked.
+    first = every[0]
+    assert rq.failures.requeue(0)
+    assert rq.size(first.queue) == 1
+    marked = rq.failures.get(0)
+    assert marked is not None
+    assert marked.retried_at is not None
+    # Remove the last; then by filter, every slot's records of one queue.
+    assert rq.failures.remove(5)
+    assert rq.failures.count() == 5
+    other = next(q for q in queues if q != first.queue)
+    assert rq.failures.remove_all(queue=other) == 2
+    assert all(f.queue != other for f in rq.failures)
+    assert rq.failures.clear_retried() == 1
+    assert rq.failures.count() == 2
+    assert rq.failures.clear() == 2
+    assert rq.failures.count() == 0
+
+
+def test_the_failed_page_filters_and_acts_over_every_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    queues = failed_on_every_master(rq, cluster, str(tmp_path / "ran"))
+    page = admin_failures.failed_page(rq, 0, 4)
+    assert page["total"] == 6
+    assert len(page["failures"]) == 4
+    assert [f["index"] for f in page["failures"]] == [5, 4, 3, 2]  # newest first
+    rest = admin_failures.failed_page(rq, 4, 4)
+    assert [f["index"] for f in rest["failures"]] == [1, 0]
+    one = admin_failures.failed_page(rq, 0, 20, FailureFilter.of(queue=queues[2]))
+    assert [f["queue"] for f in one["failures"]] == [queues[2]] * 2
+    assert one["matching"] == 2
+    searched = admin_failures.failed_page(rq, 0, 20, FailureFilter.of(text=f"{queues[1]}-b"))
+    assert [f["args"][0] for f in searched["failures"]] == [f"{queues[1]}-b"]
+    shown = one["failures"][0]
+    assert admin_failures.retry_failure(rq, shown["index"], shown["digest"]) == 1
+    assert rq.size(queues[2]) == 1
+    other = one["failures"][1]  # (the retried one's digest changed with its mark)
+    assert admin_failures.remove_failure(rq, other["index"], other["digest"]) == 1
+    assert rq.failures.count() == 5
+    # Bulk retry with a filter: what pyresque failed retry runs.
+    assert admin_failures.retry_all(rq, FailureFilter.of(queue=queues[0])) == 2
+    assert rq.size(queues[0]) == 2
+
+
+def test_the_cli_lists_and_retries_failures_of_every_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    queues = failed_on_every_master(rq, cluster, str(tmp_path / "ran"))
+    base = ["--redis-url", cluster.url(), "--namespace", rq.namespace]
+    listed = CliRunner().invoke(cli, ["failed", "list", "--json", *base])
+    assert listed.exit_code == 0, listed.output
+    found = json.loads(listed.output)
+    records = found["failures"] if isinstance(found, dict) else found
+    assert sorted(r["queue"] for r in records) == sorted(queues * 2)
+    retried = CliRunner().invoke(cli, ["failed", "retry", "--queue", queues[1], *base])
+    assert retried.exit_code == 0, retried.output
+    assert rq.size(queues[1]) == 2
+    info = CliRunner().invoke(cli, ["info", "--json", *base])
+    assert info.exit_code == 0, info.output
+    assert json.loads(info.output)["failed"] == 6
