@@ -209,6 +209,9 @@ class WorkflowWriter:
         for (_, payload), job in zip(self.written, self._jobs, strict=True):
             if job["st"]:
                 call_keys.append(keys.status(job["id"], payload.prefix))
+        for job in self._jobs:  # a dependency that already succeeded gives its stored result
+            if "p2" in job:
+                call_keys += [keys.result(dep) for dep in job["deps"]]
         spec = {
             "queues": queues,
             "status": waiting_packet(),

@@ -7,7 +7,8 @@
 --
 -- KEYS[1..7] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed, wf:outbox
 -- then queue:<name> and its wake list for each of spec.queues, then the status key of
--- each job whose `st` is true, in order.
+-- each job whose `st` is true, in order, then the result key of each dependency of each
+-- job with `p2`, in order: a dependency that already succeeded gives its stored result.
 -- ARGV[1] spec (JSON): queues (names), status (the WAITING packet), batches (each: id,
 --   total, name, on_success, on_complete, parent), jobs (each: id, q, p (the ARGV index of
 --   its payload; with p2 that of the rest, when it takes its dependencies' results),
@@ -16,12 +17,56 @@
 -- Returns {'ok'}, or {'unknown', id} (nothing written) for a dependency with no record:
 -- not enqueued as part of a workflow, or finished longer ago than records are kept.
 local spec = cjson.decode(ARGV[1])
-local tracked = 0
+local tracked, takers = 0, 0
 for _, job in ipairs(spec.jobs) do
   tracked = tracked + (job.st and 1 or 0)
+  takers = takers + (job.p2 and #job.deps or 0)
 end
-expect_keys(KEYS, 7 + 2 * #spec.queues + tracked,
-  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, 2 per queue, status keys')
+expect_keys(KEYS, 7 + 2 * #spec.queues + tracked + takers,
+  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, 2 per queue, status keys, result keys')
+
+-- The value of a stored result record (the text results.py's ok_json writes) as JSON text,
+-- or 'null' when the record is not one. Anyone may write Redis and the text goes into a
+-- payload as it is, so it must be what a worker decodes: one JSON value (Redis's cjson
+-- also takes hex, inf, nan and leading zeros), UTF-8, no control character, no escaped
+-- surrogate (pyresque writes raw UTF-8, never one).
+local function stored_value(raw)
+  local head = '{"status":"ok","value":'
+  if type(raw) ~= 'string' or string.sub(raw, 1, #head) ~= head or string.sub(raw, -1) ~= '}' then
+    return 'null'
+  end
+  local value = string.sub(raw, #head + 1, -2)
+  if not pcall(cjson.decode, value) or string.find(value, '[%z\1-\31]') then
+    return 'null'
+  end
+  for escape in string.gmatch(value, '\\(.%x?%x?%x?%x?)') do
+    if string.match(escape, '^u[dD][89a-fA-F]') then
+      return 'null'
+    end
+  end
+  local text = value -- every valid UTF-8 sequence made one ASCII byte: none may be left over
+  for _, sequence in ipairs({'[\194-\223][\128-\191]', '\224[\160-\191][\128-\191]',
+      '[\225-\236\238\239][\128-\191][\128-\191]', '\237[\128-\159][\128-\191]',
+      '\240[\144-\191][\128-\191][\128-\191]', '[\241-\243][\128-\191][\128-\191][\128-\191]',
+      '\244[\128-\143][\128-\191][\128-\191]'}) do
+    text = string.gsub(text, sequence, 'u')
+  end
+  if string.find(text, '[\128-\255]') then
+    return 'null'
+  end
+  local bare = string.gsub(string.gsub(text, '\\.', ''), '"[^"]*"', '""')
+  for token in string.gmatch(bare, '[%w%+%-%.]+') do
+    if token ~= 'true' and token ~= 'false' and token ~= 'null' then
+      local int, frac, exp = string.match(token, '^%-?(%d+)(%.?%d*)([eE]?[%+%-]?%d*)$')
+      if not int or (#int > 1 and string.sub(int, 1, 1) == '0') or frac == '.'
+        or (exp ~= '' and not string.match(exp, '^[eE][%+%-]?%d+$')) then
+        return 'null'
+      end
+    end
+  end
+  return value
+end
+
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, #spec.queues)
 
@@ -44,6 +89,7 @@ for _, b in ipairs(spec.batches) do
 end
 
 local status_index = 7 + 2 * #spec.queues
+local result_index = status_index + tracked
 for _, job in ipairs(spec.jobs) do
   local rec = {s = 'waiting', q = job.q, p = ARGV[job.p], front = job.front, fail = job.fail,
     wait = {}, b = job.b, dep = {}}
@@ -51,7 +97,7 @@ for _, job in ipairs(spec.jobs) do
     rec.p2, rec.deps, rec.res = ARGV[job.p2], job.deps, {}
   end
   local root = nil -- the failed job that cancels this one at once
-  for _, dep in ipairs(job.deps) do
+  for i, dep in ipairs(job.deps) do
     local d = wf.get(w, dep)
     if d.s == 'failed' or d.s == 'cancelled' then
       if job.fail == 'cancel' then
@@ -62,7 +108,12 @@ for _, job in ipairs(spec.jobs) do
       rec.wait[dep] = true
       table.insert(d.dep, job.id)
       wf.put(w, dep, d)
+    elseif rec.p2 then -- what its finish would have given: its stored result, if any
+      rec.res[dep] = stored_value(redis.pcall('GET', KEYS[result_index + i]))
     end
+  end
+  if rec.p2 then
+    result_index = result_index + #job.deps
   end
   if root then
     local root_rec = wf.get(w, root)

@@ -1,0 +1,108 @@
+"""Workflow edges (issue 16): a dependency that had already ended hands its stored result
+to a step that takes results, and ``wf:queues`` shrinks once no waiting job needs a
+queue. Real workers and a real Redis."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from pyresque import Resque, chain, step
+from pyresque.dev.testing import run_jobs
+from pyresque.protocol.payload import Payload
+from workflow_jobs import ran  # (importing it registers the job classes)
+
+pytestmark = pytest.mark.usefixtures("jobs_env")
+FIXTURES = [HealthCheck.function_scoped_fixture]
+
+
+def test_a_step_gets_the_stored_result_of_a_dependency_that_already_ended(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    done = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert done
+    run_jobs(rq, "wf")
+    flow = rq.enqueue_workflow(
+        chain(step("wf", "Step", 5), step("wf", "Step", depends_on=[done]), pass_result=True)
+    )
+    run_jobs(rq, "wf")
+    # Its dependencies in order: `done` (ended before, result 2), then the chain's step (6).
+    assert ran(redis_client, namespace)[-1] == ["Step", [[2, 6]]]
+    assert flow.jobs[1].result(timeout=10) == [[2, 6]]
+
+
+def _released(rq: Resque, stored: bytes) -> bytes:
+    """The payload of a step when its already-ended dependency's result key holds
+    ``stored``."""
+    done = rq.enqueue_to("hr", "Step", 1, dependable=True)
+    assert done
+    rq.redis.lpop(rq.keys.queue("hr"))  # it ends without running: its state, as a finish
+    rq.redis.hset(rq.keys.wf_jobs, done, json.dumps({"s": "ok", "dep": [], "b": []}))
+    rq.redis.set(rq.keys.result(done), stored)
+    rq.enqueue_workflow(
+        chain(step("hr", "Step", 5), step("hr2", "Step", depends_on=[done]), pass_result=True)
+    )
+    run_jobs(rq, "hr")  # the first step: its finish releases the second onto hr2
+    released = rq.redis.lpop(rq.keys.queue("hr2"))
+    assert isinstance(released, bytes)
+    return released
+
+
+def _released_args(rq: Resque, stored: bytes) -> list[Any]:
+    """The arguments of ``_released``, by the strict decoder a worker uses."""
+    return Payload.decode(_released(rq, stored)).args
+
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner),
+    max_leaves=6,
+)
+HEAD = b'{"status":"ok","value":'
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@given(
+    stored=st.one_of(
+        st.binary(max_size=40).map(lambda b: HEAD + b + b"}"),
+        st.binary(max_size=60),
+        st.sampled_from(
+            [b"0x10", b"inf", b"-nan", b"01", b"+1", b'"\\ud800"', b'"\x01"', b'"\xff"', b"1,2"]
+        ).map(lambda b: HEAD + b + b"}"),
+    )
+)
+def test_a_hostile_stored_result_gives_a_payload_a_worker_decodes(
+    rq: Resque, stored: bytes
+) -> None:
+    """Anyone may write a result key: what goes into the released payload is the value
+    when it is one JSON value a worker decodes, else null; never a broken payload."""
+    rq.redis.delete(rq.keys.queue("hr2"))
+    value, after = _released_args(rq, stored)[-1]
+    assert after == 6
+    if value is not None:  # then it was the stored text, as a worker decodes it
+        assert stored.startswith(HEAD)
+        assert value == json.loads(stored[len(HEAD) : -1])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=FIXTURES)
+@given(value=JSON_VALUES)
+def test_a_stored_result_goes_in_as_its_value(rq: Resque, value: Any) -> None:
+    rq.redis.delete(rq.keys.queue("hr2"))
+    stored = HEAD + json.dumps(value, ensure_ascii=False).encode() + b"}"
+    assert _released_args(rq, stored)[-1] == [value, 6]
+
+
+@pytest.mark.parametrize("value", [[], {}, 1.5e300, 'é\U0001f600\\"/', -0.0, [[{}]], 1e-05])
+def test_a_stored_result_goes_in_as_its_exact_text(rq: Resque, value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False).encode()
+    rq.redis.delete(rq.keys.queue("hr2"))
+    assert b"[" + text + b",6]" in _released(rq, HEAD + text + b"}")  # [] stays [], not {}
