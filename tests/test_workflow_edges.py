@@ -106,3 +106,49 @@ def test_a_stored_result_goes_in_as_its_exact_text(rq: Resque, value: Any) -> No
     text = json.dumps(value, ensure_ascii=False).encode()
     rq.redis.delete(rq.keys.queue("hr2"))
     assert b"[" + text + b",6]" in _released(rq, HEAD + text + b"}")  # [] stays [], not {}
+
+
+def test_a_queue_leaves_wf_queues_once_no_waiting_job_needs_it(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    """wf:queues holds the queues of the jobs that wait now, so a workflow finish is given
+    those, not every queue a job ever waited for."""
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    for i in range(30):
+        assert rq.enqueue_to(f"q{i}", "Step", i, depends_on=[first])
+    assert len(redis_client.smembers(rq.keys.wf_queues)) == 30
+    run_jobs(rq, "wf")  # releases all 30 in one finish
+    assert redis_client.smembers(rq.keys.wf_queues) == set()
+    assert redis_client.hgetall(rq.keys.wf_queue_jobs) == {}
+    assert [rq.size(f"q{i}") for i in range(30)] == [1] * 30
+
+
+def test_a_cancelled_dependent_keeps_its_queue_until_its_record_goes(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    failing = rq.enqueue_to("wf", "Fails", 1, dependable=True)
+    assert failing
+    dependent = rq.enqueue_to("cq", "Step", 2, depends_on=[failing])
+    assert dependent
+    run_jobs(rq, "wf")
+    assert rq.workflow_state(dependent) == "cancelled"
+    assert redis_client.smembers(rq.keys.wf_queues) == {b"cq"}  # a retry can still run it
+    redis_client.zadd(rq.keys.wf_expiry, {f"j:{dependent}": 0})  # its 7 days are over
+    assert rq.enqueue_to("wf", "Step", 3, dependable=True)  # a workflow call sweeps it
+    assert redis_client.smembers(rq.keys.wf_queues) == set()
+
+
+def test_a_queue_the_counts_do_not_know_stays(rq: Resque, redis_client: redis.Redis) -> None:
+    """A member written before the counts existed may have waiting jobs they never
+    counted: it is never removed."""
+    redis_client.sadd(rq.keys.wf_queues, "old")
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    assert rq.enqueue_to("old", "Step", 2, depends_on=[first])
+    redis_client.hset(rq.keys.wf_queue_jobs, "junk", "not a number")
+    assert rq.enqueue_to("junk", "Step", 3, depends_on=[first])
+    run_jobs(rq, "wf")
+    assert rq.size("old") == 1
+    assert rq.size("junk") == 1
+    assert redis_client.smembers(rq.keys.wf_queues) == {b"old", b"junk"}

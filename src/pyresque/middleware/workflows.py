@@ -4,7 +4,7 @@ batch) releases, cancels and counts in the same finish call that records its end
 (``FinishPlan.workflow``, lib_workflow.lua). Other jobs cost one dict lookup.
 
 The call must be given the queues that waiting jobs go to: this reads them
-(``wf:queues``) just before. When a queue was added in between, the call writes
+(``wf:queues``) just before. When that set changed in between, the call writes
 nothing and replies -1; the worker plans again (worker/fetch.py's ``QueuesChanged``).
 """
 

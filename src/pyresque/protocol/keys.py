@@ -244,8 +244,15 @@ class Keys:
 
     @property
     def wf_queues(self) -> str:
-        """Set of the queues that jobs waiting for dependencies go to (it only grows)."""
+        """Set of the queues that jobs waiting for dependencies go to (a queue leaves it
+        when ``wf_queue_jobs`` counts none for it)."""
         return f"{self.prefix}pyresque:wf:queues"
+
+    @property
+    def wf_queue_jobs(self) -> str:
+        """Hash: queue -> how many workflow records hold a payload for it (waiting, or
+        cancelled and restorable by a retry)."""
+        return f"{self.prefix}pyresque:wf:queue-jobs"
 
     @property
     def wf_outbox(self) -> str:

@@ -32,9 +32,10 @@ def waiting_queues(client: redis.Redis, keys: Keys) -> tuple[str, ...]:
 
 def workflow_keys(keys: Keys, queues: Sequence[str]) -> list[str]:
     """``wf:jobs``, ``wf:batches``, ``wf:expiry``, ``wf:queues``, ``queues``,
-    ``queues-changed``, then each queue's list and wake list."""
+    ``queues-changed``, ``wf:outbox``, ``wf:queue-jobs``, then each queue's list and
+    wake list."""
     flow = [keys.wf_jobs, keys.wf_batches, keys.wf_expiry, keys.wf_queues]
-    flow += [keys.queues, keys.queues_changed, keys.wf_outbox]
+    flow += [keys.queues, keys.queues_changed, keys.wf_outbox, keys.wf_queue_jobs]
     for queue in queues:
         flow += [keys.queue(queue), keys.wake(queue)]
     return flow

@@ -72,7 +72,7 @@ local function finish(k, a)
     if wf.stale(flow) then
       return -1
     end
-    next_key = next_key + 7 + 2 * flow.given
+    next_key = next_key + flow.size
   end
   -- Slots go back even when fenced: the job no longer runs here either way.
   for i = next_key, #k do
@@ -127,7 +127,7 @@ end
 local function expect_finish_keys(k, a)
   local count = 3 + (a[2] == 'failed' and 3 or 0) + (a[12] == '1' and 1 or 0)
     + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + 2 * given(a[13])
-    + given(a[15]) * (7 + 2 * (tonumber(a[16]) or 0)) + (tonumber(a[11]) or 0)
+    + given(a[15]) * (8 + 2 * (tonumber(a[16]) or 0)) + (tonumber(a[11]) or 0)
   expect_keys(k, count,
     'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock][, result and ready list][, workflow], slots')
 end

@@ -2,8 +2,10 @@
 -- record lives in one hash (`wf:jobs`, id -> JSON) and every batch's in another
 -- (`wf:batches`), so the finish of a job reaches its dependents, and theirs, through keys
 -- it was given. Only the queue a released job goes to varies: the caller passes every
--- queue that waiting jobs go to (the `wf:queues` set, which only grows) and the finish
--- refuses to run (returns -1, nothing written) when that set grew since it was read.
+-- queue that waiting jobs go to (the `wf:queues` set) and the finish refuses to run
+-- (returns -1, nothing written) when that set changed since it was read. A queue leaves
+-- the set once no record holds a payload for it (`wf:queue-jobs` counts them), so each
+-- call is given the queues of the jobs that wait now, not of every job that ever waited.
 --
 -- A job's record: s (waiting, queued, ok, failed, cancelled), dep (its dependents' ids),
 -- b (its batches), and while it waits: q (queue), p (payload; when it takes its
@@ -26,24 +28,48 @@ local function workflow_lib()
   local WF_TTL = 604800
 
   -- The workflow keys starting at k[from]: jobs, batches, expiry, the waiting jobs' queues,
-  -- the queues set, queues-changed, the outbox, then `count` pairs (queue:<name>, its wake
-  -- list).
+  -- the queues set, queues-changed, the outbox, the queues' counts, then `count` pairs
+  -- (queue:<name>, its wake list). `size`: how many keys that is.
   local function wf_open(k, from, count)
     local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
       wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5],
-      outbox = k[from + 6], given = count, queue = {}, now = now_ms()}
+      outbox = k[from + 6], queue_jobs = k[from + 7], given = count, queue = {},
+      size = 8 + 2 * count, now = now_ms()}
     -- The names of the given queues, from their keys: <prefix>queue:<name>, where <prefix>
     -- is what precedes 'pyresque:wf:jobs' in the jobs key.
     local head = string.sub(w.jobs, 1, #w.jobs - #'pyresque:wf:jobs') .. 'queue:'
-    for i = from + 7, from + 6 + 2 * count, 2 do
+    for i = from + 8, from + 7 + 2 * count, 2 do
       w.queue[string.sub(k[i], #head + 1)] = {k[i], k[i + 1]}
     end
     return w
   end
 
-  -- Whether a queue was added to `wf:queues` since the caller read it.
+  -- Whether `wf:queues` changed since the caller read it: the given queues are its members.
   local function wf_stale(w)
-    return redis.call('SCARD', w.wf_queues) ~= w.given
+    if redis.call('SCARD', w.wf_queues) ~= w.given then
+      return true
+    end
+    for name in pairs(w.queue) do
+      if redis.call('SISMEMBER', w.wf_queues, name) == 0 then
+        return true
+      end
+    end
+    return false
+  end
+
+  -- `by` more (or fewer) records hold a payload for `queue`; it leaves `wf:queues` at none.
+  -- A member the counts do not know (written before they existed) is never removed, nor
+  -- is one whose count is not a number (anyone may write Redis).
+  local function wf_hold(w, queue, by)
+    if by > 0 and redis.call('SADD', w.wf_queues, queue) == 0
+      and redis.call('HEXISTS', w.queue_jobs, queue) == 0 then
+      by = by + 1000000000
+    end
+    local ok, left = pcall(redis.call, 'HINCRBY', w.queue_jobs, queue, by)
+    if ok and left <= 0 then
+      redis.call('HDEL', w.queue_jobs, queue)
+      redis.call('SREM', w.wf_queues, queue)
+    end
   end
 
   -- A record as JSON text, or nil when it is not one (anyone may write Redis).
@@ -92,6 +118,12 @@ local function workflow_lib()
     local due = redis.call('ZRANGEBYSCORE', w.expiry, '-inf', w.now, 'LIMIT', 0, 20)
     for _, member in ipairs(due) do
       local hash = string.sub(member, 1, 2) == 'b:' and w.batches or w.jobs
+      if hash == w.jobs then -- a cancelled record still holds its payload
+        local rec = wf_decode(redis.call('HGET', hash, string.sub(member, 3)))
+        if rec and type(rec.p) == 'string' and type(rec.q) == 'string' then
+          wf_hold(w, rec.q, -1)
+        end
+      end
       redis.call('HDEL', hash, string.sub(member, 3))
     end
     if #due > 0 then
@@ -125,10 +157,14 @@ local function workflow_lib()
   -- Push a job whose dependencies are all met onto its queue, with their results when it
   -- takes them (one dependency: its result; several: a list, in their order).
   -- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
-  local function wf_release(w, id, rec)
+  -- `new`: its record was not counted in `wf:queue-jobs` yet.
+  local function wf_release(w, id, rec, new)
     local keys = w.queue[rec.q]
     if not keys then
       return false
+    end
+    if not new then
+      wf_hold(w, rec.q, -1)
     end
     local payload = rec.p
     if rec.p2 then
@@ -270,5 +306,6 @@ local function workflow_lib()
   end
 
   return {open = wf_open, stale = wf_stale, get = wf_get, put = wf_put, sweep = wf_sweep,
-    cancel = wf_cancel, release = wf_release, finish = wf_finish, retry = wf_retry}
+    cancel = wf_cancel, release = wf_release, finish = wf_finish, retry = wf_retry,
+    hold = wf_hold}
 end

@@ -5,7 +5,8 @@
 -- releases them. A dependency that already ended counts as it ended, in the same step:
 -- no finish can slip in between.
 --
--- KEYS[1..7] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed, wf:outbox
+-- KEYS[1..8] wf:jobs, wf:batches, wf:expiry, wf:queues, queues set, queues-changed, wf:outbox,
+-- wf:queue-jobs
 -- then queue:<name> and its wake list for each of spec.queues, then the status key of
 -- each job whose `st` is true, in order, then the result key of each dependency of each
 -- job with `p2`, in order: a dependency that already succeeded gives its stored result.
@@ -22,8 +23,8 @@ for _, job in ipairs(spec.jobs) do
   tracked = tracked + (job.st and 1 or 0)
   takers = takers + (job.p2 and #job.deps or 0)
 end
-expect_keys(KEYS, 7 + 2 * #spec.queues + tracked + takers,
-  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, 2 per queue, status keys, result keys')
+expect_keys(KEYS, 8 + 2 * #spec.queues + tracked + takers,
+  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, wf:queue-jobs, 2 per queue, status keys, result keys')
 
 -- The value of a stored result record (the text results.py's ok_json writes) as JSON text,
 -- or 'null' when the record is not one. Anyone may write Redis and the text goes into a
@@ -88,7 +89,7 @@ for _, b in ipairs(spec.batches) do
     on_complete = b.on_complete, parent = b.parent}))
 end
 
-local status_index = 7 + 2 * #spec.queues
+local status_index = w.size
 local result_index = status_index + tracked
 for _, job in ipairs(spec.jobs) do
   local rec = {s = 'waiting', q = job.q, p = ARGV[job.p], front = job.front, fail = job.fail,
@@ -117,14 +118,15 @@ for _, job in ipairs(spec.jobs) do
   end
   if root then
     local root_rec = wf.get(w, root)
+    wf.hold(w, job.q, 1) -- a retry of what cancelled it can still release it
     wf.cancel(w, job.id, rec, root, root_rec or {cancelled = {}})
     if root_rec then
       wf.put(w, root, root_rec)
     end
   elseif next(rec.wait) == nil then
-    wf.release(w, job.id, rec)
+    wf.release(w, job.id, rec, true)
   else
-    redis.call('SADD', w.wf_queues, job.q)
+    wf.hold(w, job.q, 1)
   end
   wf.put(w, job.id, rec)
   if job.st then

@@ -11,7 +11,7 @@
 -- recovery) unless it writes nothing.
 -- Returns 1 when settled, 0 when the job is not a workflow job in that state, -1
 -- (nothing written) when `wf:queues` grew since the caller read it.
-expect_keys(KEYS, 7 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 7, then 2 per queue')
+expect_keys(KEYS, 8 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 8, then 2 per queue')
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, tonumber(ARGV[2]))
 if wf.stale(w) then
