@@ -11,14 +11,19 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 from starlette.testclient import TestClient
 
 from e2e_support import Procs, procs_fixture, wait_for
 from pyresque import Resque
 from pyresque.cli.main import without_settings
 from pyresque.dev.server import RedisServer
+from pyresque.exceptions import BadRedisURL, RedisUnavailable
+from pyresque.protocol.connection import connect, describe, ping
 from pyresque.web.app import OPEN, create_app
 from secure_support import admin, new_namespace
 
@@ -116,3 +121,60 @@ def test_dashboard_hides_the_password(server: RedisServer) -> None:
             shown += response.text
     assert f"127.0.0.1:{server.port}" in shown  # the server is named, without the password
     assert PASSWORD not in shown
+
+
+#: Passwords as users write them: any text (percent-encoded in the URL).
+passwords = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=4)
+
+
+#: What a reference password shows, by server port (once per server).
+_reference: dict[int, str] = {}
+
+
+def shown_for(server: RedisServer, password: str) -> list[str]:
+    """What an ACL user with ``password`` gets to see: where the producer says it is,
+    dashboard pages (API and metrics too), and the messages of a wrong password,
+    nothing listening, a bad port and a bad database."""
+    secret = quote(password, safe="")
+    command = ("ACL", "SETUSER", "any", "reset", "on", f">{password}", "~*", "+@all")
+    admin(server.url).execute_command(*command)  # type: ignore[no-untyped-call]
+    good = f"redis://any:{secret}@127.0.0.1:{server.port}/0"
+    ns = new_namespace()
+    rq = Resque(good, namespace=ns)
+    rq.enqueue("default", "Succeed", {"n": 1})
+    shown = [describe(rq.redis)]
+    rq.redis.close()
+    with TestClient(create_app(good, namespace=ns, auth=OPEN), "http://localhost") as web:
+        for path in ("/", "/queues", "/api/overview", "/metrics"):
+            response = web.get(path)
+            assert response.status_code == 200, path
+            shown.append(response.text)
+    wrong = f"redis://any:{secret}x@127.0.0.1:{server.port}/0"
+    for url in (wrong, f"redis://any:{secret}@127.0.0.1:1/0"):
+        with pytest.raises((BadRedisURL, RedisUnavailable)) as refused:
+            ping(connect(url, retries=0))
+        shown.append(str(refused.value))
+    for bad in (f"redis://any:{secret}@h:99999/0", f"redis://any:{secret}@h:1/x"):
+        with pytest.raises(BadRedisURL) as caught:
+            connect(bad)
+        shown.append(str(caught.value))
+    assert f"127.0.0.1:{server.port}" in shown[0]
+    return shown
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(password=passwords)
+def test_no_password_shows_anywhere_whatever_it_holds(server: RedisServer, password: str) -> None:
+    """Hypothesis over the password, through the real paths (shown_for)."""
+    secret = quote(password, safe="")
+    # A password such as "    " or "Redis" is on the pages anyway, whoever logs in.
+    if server.port not in _reference:
+        _reference[server.port] = "".join(shown_for(server, "reference-password"))
+    assume(password not in _reference[server.port])
+    for text in shown_for(server, password):
+        assert password not in text
+        assert secret not in text
