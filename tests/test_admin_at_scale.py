@@ -60,6 +60,7 @@ KINDS = st.one_of(
     kinds=st.lists(KINDS, max_size=30),
     command=st.sampled_from(("LLEN", "STRLEN")),
     chunk=st.integers(1, 7),
+    per_trip=st.integers(1, 3),
 )
 def test_lengths_match_a_model_for_keys_of_any_type(
     rq: Resque,
@@ -67,9 +68,11 @@ def test_lengths_match_a_model_for_keys_of_any_type(
     kinds: list[tuple[str, int]],
     command: str,
     chunk: int,
+    per_trip: int,
     monkeypatch: Any,
 ) -> None:
     monkeypatch.setattr(base, "_LENGTHS_CHUNK", chunk)
+    monkeypatch.setattr(base, "_CALLS_PER_TRIP", per_trip)  # several round trips too
     keys = [f"{rq.keys.prefix}len:{i}" for i in range(len(kinds))]
     if keys:
         redis_client.delete(*keys)

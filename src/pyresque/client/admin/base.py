@@ -102,55 +102,52 @@ def as_text(value: bytes | str) -> str:
 
 #: Keys measured per call of lengths.lua (one call must not block Redis for long).
 _LENGTHS_CHUNK = 200
+#: Script calls sent per round trip (a pipeline): 10,000 keys, a reply of a few
+#: hundred kB at most, and the cost of a census is Redis's, not round trips'.
+_CALLS_PER_TRIP = 50
 
 
 def lengths(client: redis.Redis, keys: Sequence[bytes | str], command: str = "LLEN") -> list[int]:
     """LLEN (or STRLEN, or EXISTS) of every key, 200 per script call: 0 for a missing
     key, -1 for a key of another type."""
-    return _per_call(
-        client,
-        keys,
-        lambda chunk: [
-            int(n) for n in scripts.run(client, "lengths", chunk, [command, len(chunk)])
-        ],
-    )
+    replies = _per_call(client, keys, "lengths", lambda chunk: [command, len(chunk)])
+    return [int(n) for n in replies]
 
 
 def heads(client: redis.Redis, keys: Sequence[bytes | str]) -> list[bytes | None]:
     """The first element of every list, 200 per script call: None for a missing or
     empty key, or one of another type."""
-    return _per_call(
-        client,
-        keys,
-        lambda chunk: [
-            raw(h) if h else None for h in scripts.run(client, "heads", chunk, [len(chunk)])
-        ],
-    )
+    replies = _per_call(client, keys, "heads", lambda chunk: [len(chunk)])
+    return [raw(h) if h else None for h in replies]
 
 
 def _per_call(
-    client: redis.Redis, keys: Sequence[bytes | str], call: Callable[[list[bytes | str]], list[T]]
-) -> list[T]:
-    """``call``'s replies for ``keys``, in their order, ``call`` given up to 200 keys at a
-    time; on Redis Cluster, keys of one slot at a time (a script's keys must be)."""
+    client: redis.Redis,
+    keys: Sequence[bytes | str],
+    name: str,
+    args: Callable[[list[bytes | str]], list[Any]],
+) -> list[Any]:
+    """Script ``name``'s replies for ``keys``, in their order, one call per 200 keys
+    (``args(chunk)`` its ARGV), 50 calls per round trip; on Redis Cluster, keys of one
+    slot per call (a script's keys must be) and one call per round trip."""
     if is_cluster(client):
         slots: dict[int, list[int]] = {}
         for i, key in enumerate(keys):
             slots.setdefault(key_slot(raw(key)), []).append(i)
-        runs = [
-            at[start : start + _LENGTHS_CHUNK]
-            for at in slots.values()
-            for start in range(0, len(at), _LENGTHS_CHUNK)
-        ]
-    else:
-        runs = [
-            list(range(start, min(start + _LENGTHS_CHUNK, len(keys))))
-            for start in range(0, len(keys), _LENGTHS_CHUNK)
-        ]
-    found: dict[int, T] = {}
-    for run in runs:
-        found.update(zip(run, call([keys[i] for i in run]), strict=True))
-    return [found[i] for i in range(len(keys))]
+        found: dict[int, Any] = {}
+        for at in slots.values():
+            for start in range(0, len(at), _LENGTHS_CHUNK):
+                run = at[start : start + _LENGTHS_CHUNK]
+                chunk = [keys[i] for i in run]
+                found.update(zip(run, scripts.run(client, name, chunk, args(chunk)), strict=True))
+        return [found[i] for i in range(len(keys))]
+    chunks = [list(keys[i : i + _LENGTHS_CHUNK]) for i in range(0, len(keys), _LENGTHS_CHUNK)]
+    replies: list[Any] = []
+    for trip in range(0, len(chunks), _CALLS_PER_TRIP):
+        calls = [(name, chunk, args(chunk)) for chunk in chunks[trip : trip + _CALLS_PER_TRIP]]
+        for reply in scripts.run_many(client, calls):
+            replies.extend(reply)
+    return replies
 
 
 def members(client: redis.Redis, key: str) -> set[bytes]:
