@@ -7,6 +7,7 @@ import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -144,3 +145,39 @@ def test_a_worker_started_from_code_forks_its_zygote_from_itself(
     assert ran["pid"] != os.getpid()
     assert ran["redis"]  # a copy of this process, which did import it
     assert hooked.read_text() == str(ran["pid"])  # the run-time listener ran in the child
+
+
+def _children(pid: int) -> set[int]:
+    """The live children of ``pid`` (Linux: every thread's ``children`` file)."""
+    found: set[int] = set()
+    for task in Path(f"/proc/{pid}/task").iterdir():
+        found.update(int(c) for c in (task / "children").read_text().split())
+    return found
+
+
+def test_the_successor_of_a_jobs_child_is_forked_after_the_job_not_as_it_starts(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    # A fork as a job starts competes with it for the CPU (the idle worker's pickup
+    # latency): while a job runs, the zygote holds it and one spare, not two.
+    from pyresque.executors.zygote import SPARE
+
+    procs.worker(namespace, "default")
+    rq.enqueue("default", "Block", {"tag": "spares"})
+    [started] = state.wait_event("Block", "started")
+    zygote = started["ppid"]
+    spares = _children(zygote) - {started["pid"]}
+    deadline = time.monotonic() + 2  # (a fork as it started would show by now)
+    while time.monotonic() < deadline:
+        assert _children(zygote) - {started["pid"]} == spares, "forked while the job ran"
+        time.sleep(0.05)
+    assert len(spares) == SPARE - 1, spares
+    state.release("spares")
+    state.wait_event("Block", "finished")
+    # Then its successor: SPARE children ready again, none of them the job's.
+    wait_for(
+        lambda: len(_children(zygote) - {started["pid"]}) == SPARE,
+        30,
+        "the zygote to fork the finished job's successor",
+    )
+    assert spares < _children(zygote)  # the spare waits on, ready for the next job

@@ -228,6 +228,7 @@ class ForkExecutor:
             except BrokenPipeError:  # it died while waiting (killed from outside): the next
                 self.zygote.done(child.pid)
                 child.close()
+                self.zygote.replace()
         started()
         try:
             return watch(child, job, timeout, stop, self.events)
@@ -239,6 +240,7 @@ class ForkExecutor:
             if child.pid:  # it reported its outcome and is exiting; the zygote reaps it
                 self.zygote.done(child.pid)
                 child.close()
+            self.zygote.replace()  # forked now, not while this job started (zygote.py)
 
     def cancel(self, job: Job, stop: Stop) -> None:
         stop.wake()  # watch() sends the child TERM, then KILL after the grace period
