@@ -5,18 +5,23 @@ the failures API, the CLI and the dashboard's data over every slot."""
 from __future__ import annotations
 
 import json
+import threading
 from pathlib import Path
+from typing import Any
 
+import pytest
 from click.testing import CliRunner
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
-from pyresque import Resque
+from pyresque import JobFailed, Resque, Status
 from pyresque.cli.main import main as cli
 from pyresque.client.admin import failures as admin_failures
 from pyresque.client.admin.base import Problems
 from pyresque.client.admin.failures import FailureFilter
+from pyresque.client.admin.jobs import job_page
 from pyresque.client.admin.stats import counts
 from pyresque.dev.cluster_group import ClusterGroup
+from results_jobs import Answer, Broken
 from test_cluster import Record, queues_on_each_master, ran, rq, run_worker  # noqa: F401
 
 
@@ -117,3 +122,38 @@ def test_the_cli_lists_and_retries_failures_of_every_slot(
     info = CliRunner().invoke(cli, ["info", "--json", *base])
     assert info.exit_code == 0, info.output
     assert json.loads(info.output)["failed"] == 6
+
+
+def test_status_and_results_by_id_are_read_and_waited_for_in_the_queues_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    queue = queues_on_each_master(rq, cluster)[2]  # not the home slot's master
+    handle = rq.enqueue_to(queue, Answer, 21, track_status=True)
+    broken = rq.enqueue_to(queue, Broken, "boom")
+    assert handle is not None
+    assert broken is not None
+    assert handle.status() == Status.WAITING
+    assert rq.status(str(handle)) == Status.WAITING  # by id alone: every queue's slot
+    got: dict[str, Any] = {}
+
+    def wait() -> None:
+        got["value"] = handle.result(timeout=120)
+
+    waiter = threading.Thread(target=wait)
+    waiter.start()  # blocks in the queue's slot before the job runs
+    run_worker(rq, [queue], interval=0, mode="inline")
+    waiter.join(150)
+    assert got["value"]["doubled"] == 42
+    assert handle.status() == Status.COMPLETE
+    assert rq.result(str(handle), timeout=0)["doubled"] == 42
+    with pytest.raises(JobFailed):
+        rq.result(str(broken), timeout=0)  # untracked: found by its result
+    page = job_page(rq, str(handle))
+    assert page["status"]["state"] == "complete"
+    assert page["result"]["state"] == "ok"
+    shown = CliRunner().invoke(
+        cli, ["status", str(handle), "--redis-url", cluster.url(), "--namespace", rq.namespace]
+    )
+    assert shown.exit_code == 0, shown.output
+    assert "complete" in shown.output

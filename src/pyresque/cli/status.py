@@ -13,6 +13,7 @@ from pyresque.cli.support import (
     printable,
     when,
 )
+from pyresque.protocol.slots import job_slot
 from pyresque.protocol.status import JobStatus
 
 
@@ -58,7 +59,8 @@ def status_command(
     after the job finished. Exits 1 when there is none.
     """
     resque = connect(redis_url, namespace)
-    raw = resque.redis.get(resque.keys.status(job_id, prefix))
+    at = job_slot(resque.redis, resque.keys, job_id, prefix)  # on Cluster, its queue's slot
+    raw = None if at is None else resque.redis.get(at.status(job_id, prefix))
     progress = resque.progress(job_id)
     if raw is None:
         raise click.ClickException(

@@ -169,7 +169,10 @@ class AsyncResque(Producer):
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         ids = self._batch_written(batch, replies, policy)
-        return [AsyncJobHandle(job_id, self) if job_id else None for job_id in ids]
+        return [
+            AsyncJobHandle(job_id, self, queue) if job_id else None
+            for job_id, queue in zip(ids, batch.where, strict=True)
+        ]
 
     async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
@@ -237,7 +240,7 @@ class AsyncResque(Producer):
             return None
         reply, durable = await self._run(planned.call)
         job_id = self._written(planned, reply, durable, self.durability)
-        return AsyncJobHandle(job_id, self) if job_id is not None else None
+        return AsyncJobHandle(job_id, self, planned.item.queue) if job_id is not None else None
 
     async def _run(self, call: Call) -> tuple[Any, bool]:
         """Run a script call: its reply, and whether the replicas the durability policy
@@ -256,18 +259,19 @@ class AsyncResque(Producer):
 
     # --- status -------------------------------------------------------------------------
 
-    async def job_status(self, job_id: str, prefix: str = "") -> JobStatus | None:
+    async def job_status(self, job_id: str, prefix: str = "", queue: str = "") -> JobStatus | None:
         """The job's status packet (its ``result`` too); None if there is none or it
         cannot be read."""
+        keys = self.keys.for_queue(queue) if queue else self.keys
         try:
-            packet = await self.redis.get(self.keys.status(job_id, prefix))
+            packet = await self.redis.get(keys.status(job_id, prefix))
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         return None if packet is None else JobStatus.decode(packet)
 
-    async def status(self, job_id: str, prefix: str = "") -> Status | None:
+    async def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None:
         """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None for an untracked or expired job."""
-        packet = await self.job_status(job_id, prefix)
+        packet = await self.job_status(job_id, prefix, queue)
         return packet.status if packet else None
 
     async def _read(self, call: Awaitable[Any]) -> Any:
@@ -304,9 +308,10 @@ class AsyncResque(Producer):
         """``Resque.workflow_state``: waiting, queued, ok, failed, cancelled, or None."""
         return state_of(await self._read(self.redis.hget(self.keys.wf_jobs, job_id)))
 
-    async def result(self, job_id: str, timeout: float | None = None) -> Any:
+    async def result(self, job_id: str, timeout: float | None = None, queue: str = "") -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""
         try:
-            return await wait_result_async(self.redis, self.keys, job_id, timeout)
+            keys = self.keys.for_queue(queue) if queue else self.keys
+            return await wait_result_async(self.redis, keys, job_id, timeout)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc

@@ -11,7 +11,7 @@ stored before the waiter came is returned at once.
 from __future__ import annotations
 
 import time
-from typing import Any, Protocol, TypeVar
+from typing import Any, NoReturn, Protocol, TypeVar
 
 import redis
 import redis.asyncio
@@ -25,15 +25,15 @@ from pyresque.protocol.status import Status
 
 
 class _Producer(Protocol):
-    def result(self, job_id: str, timeout: float | None = None) -> Any: ...
-    def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+    def result(self, job_id: str, timeout: float | None = None, queue: str = "") -> Any: ...
+    def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None: ...
     def progress(self, job_id: str) -> Progress | None: ...
     def cancel(self, job_id: str) -> dict[str, Any]: ...
 
 
 class _AsyncProducer(Protocol):
-    async def result(self, job_id: str, timeout: float | None = None) -> Any: ...
-    async def status(self, job_id: str, prefix: str = "") -> Status | None: ...
+    async def result(self, job_id: str, timeout: float | None = None, queue: str = "") -> Any: ...
+    async def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None: ...
     async def progress(self, job_id: str) -> Progress | None: ...
     async def cancel(self, job_id: str) -> dict[str, Any]: ...
 
@@ -42,13 +42,15 @@ _H = TypeVar("_H", bound="_Handle")
 
 
 class _Handle(str):
-    """A job id that keeps the producer it came from."""
+    """A job id that keeps the producer it came from and the job's queue (on Redis
+    Cluster its status and result are in its queue's slot: keys.py)."""
 
     _producer: Any
+    queue: str
 
-    def __new__(cls: type[_H], job_id: str, producer: Any) -> _H:
+    def __new__(cls: type[_H], job_id: str, producer: Any, queue: str = "") -> _H:
         handle = super().__new__(cls, job_id)
-        handle._producer = producer
+        handle._producer, handle.queue = producer, queue
         return handle
 
     def __reduce__(self) -> tuple[type[str], tuple[str]]:
@@ -65,11 +67,11 @@ class JobHandle(_Handle):
         (None: without limit; 0: not at all). Raises ``JobFailed`` with the remote
         error when the job failed, ``JobCancelled`` when it was cancelled, and
         ``ResultUnavailable`` when there is no result."""
-        return self._producer.result(self, timeout)
+        return self._producer.result(self, timeout, self.queue)
 
     def status(self) -> Status | None:
         """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None when the status expired."""
-        return self._producer.status(self)
+        return self._producer.status(self, "", self.queue)
 
     def progress(self) -> Progress | None:
         """The job's last reported progress (``Job.progress``), or None."""
@@ -87,10 +89,10 @@ class AsyncJobHandle(_Handle):
 
     async def wait(self, timeout: float | None = None) -> Any:
         """``JobHandle.result``, awaited."""
-        return await self._producer.result(self, timeout)
+        return await self._producer.result(self, timeout, self.queue)
 
     async def status(self) -> Status | None:
-        return await self._producer.status(self)
+        return await self._producer.status(self, "", self.queue)
 
     async def progress(self) -> Progress | None:
         return await self._producer.progress(self)
@@ -140,6 +142,16 @@ class Waiting:
 
     def unreadable(self, exc: redis.ResponseError) -> ResultUnavailable:
         return ResultUnavailable(f"job {self.job_id}: its result keys cannot be read ({exc})")
+
+
+def no_slot(job_id: str) -> NoReturn:
+    """On Redis Cluster, a wait for a job none of whose keys is anywhere yet: where its
+    result will be (its queue's slot) is unknown."""
+    raise ResultUnavailable(
+        f"job {job_id}: neither its status nor its result is in any queue's slot yet; "
+        "on Redis Cluster wait with the handle enqueue returned (it knows the job's "
+        "queue), or pass queue="
+    )
 
 
 def wait_result(client: redis.Redis, keys: Keys, job_id: str, timeout: float | None) -> Any:

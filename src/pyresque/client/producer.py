@@ -70,6 +70,7 @@ class Batch:
     return (None where the chain refused a job). ``settle`` reads the replies."""
 
     ids: list[str | None] = field(default_factory=list)
+    where: list[str] = field(default_factory=list)  # each id's queue
     calls: list[Call] = field(default_factory=list)
     # (index in calls, index in ids, planned) of every job written by a call of its own
     _own: list[tuple[int, int, Planned]] = field(default_factory=list)
@@ -219,6 +220,7 @@ class Producer:
         for item in jobs:
             job = self._chained(item)
             plan.ids.append(job.payload.id if job else None)
+            plan.where.append(item.queue)
             if job is None:
                 continue
             if job.lock is not None:

@@ -18,7 +18,7 @@ import redis
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
-from pyresque.client.handle import JobHandle, wait_result
+from pyresque.client.handle import JobHandle, no_slot, wait_result
 from pyresque.client.producer import Planned, Producer
 from pyresque.client.workflows import Node, Workflow, workflow_of
 from pyresque.jobs.events import Events
@@ -33,10 +33,11 @@ from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.failure import Failures
-from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, dumps
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
+from pyresque.protocol.slots import job_slot
 from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["Enqueued", "Resque"]
@@ -164,7 +165,7 @@ class Resque(Producer, AdminMethods):
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         job_id = self._written(planned, reply, durable, self.durability)
-        return JobHandle(job_id, self) if job_id is not None else None
+        return JobHandle(job_id, self, planned.item.queue) if job_id is not None else None
 
     def _register(self, queues: Iterable[str]) -> None:
         """Name new queues in the home slot's ``queues`` set first (Cluster only)."""
@@ -184,7 +185,10 @@ class Resque(Producer, AdminMethods):
             self._register(batch.queues)
             replies = scripts.run_many(self.redis, calls, wait)
         ids = self._batch_written(batch, replies, policy)
-        return [JobHandle(job_id, self) if job_id else None for job_id in ids]
+        return [
+            JobHandle(job_id, self, queue) if job_id else None
+            for job_id, queue in zip(ids, batch.where, strict=True)
+        ]
 
     def enqueue_workflow(self, node: Node) -> Workflow[JobHandle]:
         """Enqueue a workflow (``chain``, ``group``, or one ``Enqueued``) in one atomic
@@ -221,15 +225,24 @@ class Resque(Producer, AdminMethods):
 
     # --- status and stats -----------------------------------------------------
 
-    def job_status(self, job_id: str, prefix: str = "") -> JobStatus | None:
-        """The job's status packet; None if there is none or it cannot be read."""
-        packet = self.redis.get(self.keys.status(job_id, prefix))
+    def job_status(self, job_id: str, prefix: str = "", queue: str = "") -> JobStatus | None:
+        """The job's status packet; None if there is none or it cannot be read. On Redis
+        Cluster it is in the slot of the job's ``queue``; without it, every queue's slot
+        is looked in (slots.job_slot)."""
+        keys = self._job_keys(job_id, prefix, queue)
+        packet = None if keys is None else self.redis.get(keys.status(job_id, prefix))
         return None if packet is None else JobStatus.decode(packet)
 
-    def status(self, job_id: str, prefix: str = "") -> Status | None:
+    def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None:
         """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None for an untracked or expired job."""
-        packet = self.job_status(job_id, prefix)
+        packet = self.job_status(job_id, prefix, queue)
         return packet.status if packet else None
+
+    def _job_keys(self, job_id: str, prefix: str, queue: str) -> Keys | None:
+        """The keys of the slot with the job's status and result (see ``job_status``)."""
+        return (
+            self.keys.for_queue(queue) if queue else job_slot(self.redis, self.keys, job_id, prefix)
+        )
 
     def progress(self, job_id: str) -> Progress | None:
         """The last progress the job reported (``Job.progress``); None if none was (or
@@ -240,11 +253,14 @@ class Resque(Producer, AdminMethods):
             return None
         return None if raw is None else Progress.decode(raw)
 
-    def result(self, job_id: str, timeout: float | None = None) -> Any:
+    def result(self, job_id: str, timeout: float | None = None, queue: str = "") -> Any:
         """The result of a job that stores one (``JobHandle.result``: it waits up to
-        ``timeout`` seconds, None for no limit, 0 for not at all)."""
+        ``timeout`` seconds, None for no limit, 0 for not at all). On Redis Cluster the
+        wait is in the slot of the job's ``queue`` (the handle knows it); without it,
+        in the slot that has the job's status or result (``job_status``)."""
         with reaching(self.redis):
-            return wait_result(self.redis, self.keys, job_id, timeout)
+            keys = self._job_keys(job_id, "", queue)
+            return wait_result(self.redis, keys or no_slot(job_id), job_id, timeout)
 
     def stat(self, name: str, worker_id: str | None = None) -> int:
         """A counter, read as Ruby's ``to_i`` reads it (0 for a value that is not a number)."""

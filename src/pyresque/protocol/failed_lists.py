@@ -18,9 +18,9 @@ from dataclasses import dataclass
 
 import redis
 
-from pyresque.protocol.connection import raw
 from pyresque.protocol.failure_sweep import Scan, scan
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.slots import places
 
 
 @dataclass(frozen=True)
@@ -37,22 +37,8 @@ class Part:
         return self.base + self.length
 
 
-def places(client: redis.Redis, keys: Keys) -> list[Keys]:
-    """The keys of every slot with namespace data: ``[keys]`` on a single Redis; on
-    Cluster the home slot's, then each slot of the queues named in the ``queues`` set,
-    in the order of the names."""
-    if not keys.clustered:
-        return [keys]
-    names = sorted(raw(m).decode("utf-8", "surrogateescape") for m in _names(client, keys))
-    return keys.places(names)
-
-
-def _names(client: redis.Redis, keys: Keys) -> set[bytes]:
-    return {raw(m) for m in client.sscan_iter(keys.home.queues, count=1000)}
-
-
 def parts(client: redis.Redis, keys: Keys) -> list[Part]:
-    """The failed lists (``places``) with their lengths, in one pipeline."""
+    """The failed lists (of every slot: slots.places) with their lengths, in one pipeline."""
     slots = places(client, keys)
     pipe = client.pipeline(transaction=False)
     for at in slots:

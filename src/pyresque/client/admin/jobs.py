@@ -6,12 +6,14 @@ its kind is said so, never trusted."""
 from __future__ import annotations
 
 import json
+from functools import partial
 from typing import Any, cast
 
 from pyresque.client.admin.base import Namespace, Problems, as_text, shorten
 from pyresque.client.admin.workflow_pages import job_workflow
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ResultRecord
+from pyresque.protocol.slots import job_slot
 from pyresque.protocol.status import JobStatus
 
 
@@ -27,12 +29,15 @@ def job_page(resque: Namespace, job_id: str) -> dict[str, Any]:
             **dict.fromkeys(("status", "progress", "result", "workflow")),
             "problems": problems,
         }
+    # On Cluster the status and result are in the job's queue's slot, the progress at home.
+    at = problems.section(f"job {job_id}", partial(job_slot, resque.redis, keys, job_id), None)
+    at = at or keys
     pipe = resque.redis.pipeline(transaction=False)
-    pipe.get(keys.status(job_id))
+    pipe.get(at.status(job_id))
     pipe.get(keys.progress(job_id))
-    pipe.get(keys.result(job_id))
-    pipe.ttl(keys.result(job_id))
-    names = [keys.status(job_id), keys.progress(job_id), keys.result(job_id), keys.result(job_id)]
+    pipe.get(at.result(job_id))
+    pipe.ttl(at.result(job_id))
+    names = [at.status(job_id), keys.progress(job_id), at.result(job_id), at.result(job_id)]
     packet, progress, result, ttl = problems.section(
         f"job {job_id}", lambda: problems.replies(pipe, names), [None] * 4
     )
