@@ -24,7 +24,7 @@ FINISH_ALL = [
 ]
 #: finish storing a result (the result key and its ready list)
 RESULT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", 60, "{}", "", ""]
-#: a workflow job's last finish, with one queue that waiting jobs go to (7 + 2 keys)
+#: a workflow job's last finish, with one queue that waiting jobs go to (8 + 2 keys)
 FLOW = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", "", "id", 1]
 #: wf_enqueue.lua: one job without dependencies, on one queue
 WF_SPEC = (
@@ -38,7 +38,7 @@ WOKEN = ["w", "tok", "1", "q1", "q2"]
 #: script -> calls as (the right number of keys, ARGV)
 CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "claim": [(5, CLAIM), (7, WOKEN)],
-    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 9, FLOW)],
+    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
     "heartbeat": [(6, ["w", 1000, "now", "0"])],
@@ -63,8 +63,8 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, [0, "a", "b", P, "q", "packet", ""]),
         (10, [0, "a", "b", P, "q", "packet", "id"]),
     ],
-    "wf_enqueue": [(9, [WF_SPEC, P])],
-    "wf_settle": [(7, ["id", 0, "waiting", "cancelled"]), (9, ["id", 1, "queued", "failed"])],
+    "wf_enqueue": [(10, [WF_SPEC, P])],
+    "wf_settle": [(8, ["id", 0, "waiting", "cancelled"]), (10, ["id", 1, "queued", "failed"])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
         (5, ["tok", 1000, "q", "tail", P, ""]),
