@@ -9,6 +9,9 @@ one replica, three Sentinels. The failover under load is tests/test_failover.py.
 from __future__ import annotations
 
 import asyncio
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -30,8 +33,9 @@ from pyresque import (
     Replicas,
     Resque,
 )
-from pyresque.dev.sentinel_group import SentinelGroup
-from pyresque.exceptions import BadRedisURL
+from pyresque.cli.main import without_settings
+from pyresque.dev.sentinel_group import SentinelGroup, ask
+from pyresque.exceptions import BadRedisURL, RedisUnavailable
 from pyresque.executors.base import Stop
 from pyresque.protocol import durability, sentinel
 from pyresque.protocol.connection import connect, describe, lease_client, ping
@@ -307,3 +311,59 @@ def test_producers_follow_a_failover_without_a_new_client() -> None:
             loop.run_until_complete(aio.aclose())
             loop.close()
             sync.redis.close()
+
+
+def test_sentinels_with_their_own_user_in_front_of_a_password_protected_master() -> None:
+    """Sentinel's own ACL user (``sentinel_username``/``sentinel_password``) and the
+    master's ACL user, in one URL, for the sync and asyncio producers and a command;
+    missing or wrong credentials of either are one clear error without the password."""
+    sentinel_pw, master_pw = "s3ntinel-pw-x7", "m4ster-pw-q9"
+    with SentinelGroup(replicas=1) as guarded:
+        for node in guarded.nodes:  # the default user stays: replication, the group's checks
+            ask(node.port, lambda c: c.acl_setuser("app", True, passwords=[f"+{master_pw}"],
+                                                   keys=["*"], commands=["+@all"]))  # fmt: skip
+        for process in guarded.sentinels:
+            ask(process.port, lambda c: c.acl_setuser("watcher", True,
+                passwords=[f"+{sentinel_pw}"], commands=["+@all"]))  # fmt: skip
+            ask(process.port, lambda c: c.acl_setuser("default", False))
+        hosts = guarded.url().removeprefix("redis+sentinel://")
+        url = (f"redis+sentinel://app:{master_pw}@{hosts}"
+               f"?sentinel_username=watcher&sentinel_password={sentinel_pw}")  # fmt: skip
+        try:
+            resque = Resque(url, namespace="guarded", events=Events())
+            assert resque.enqueue("q", "Mail", {}) is not None
+            assert resque.redis.acl_whoami() in ("app", b"app")  # the master's ACL user
+
+            async def enqueue_async() -> int:
+                async with AsyncResque(url, "guarded", events=Events()) as aio:
+                    await aio.enqueue("q", "Mail", {})
+                    return int(await aio.redis.llen("guarded:queue:q"))
+
+            assert asyncio.run(enqueue_async()) == 2
+            resque.redis.close()
+            done = subprocess.run(
+                [sys.executable, "-m", "pyresque.cli", "info", "--json", "--redis-url", url,
+                 "--namespace", "guarded"],
+                env=without_settings(os.environ), capture_output=True, text=True, timeout=60,
+                check=False,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            assert '"pending": 2' in done.stdout
+            assert sentinel_pw not in done.stdout + done.stderr
+            assert master_pw not in done.stdout + done.stderr
+            refused = {
+                url.replace(sentinel_pw, "wrong"): "a Sentinel refused the credentials",
+                url.partition("?")[0]: "a Sentinel refused the credentials",
+                url.replace(master_pw, "wrong"): "refused the credentials",
+            }
+            for bad, says in refused.items():
+                with pytest.raises((RedisUnavailable, BadRedisURL)) as caught:
+                    ping(connect(bad, retries=0))
+                assert says in str(caught.value), str(caught.value)
+                assert sentinel_pw not in str(caught.value)
+                assert master_pw not in str(caught.value)
+        finally:  # the group's own clients stop the Sentinels as the default user
+            for process in guarded.sentinels:
+                client = redis.Redis(port=process.port, username="watcher", password=sentinel_pw)
+                client.acl_setuser("default", True, nopass=True, commands=["+@all"])
+                client.close()

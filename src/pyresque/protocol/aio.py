@@ -68,8 +68,8 @@ class _FollowingSentinel(Sentinel):
     async def discover_master(self, service_name: str) -> sentinel.Address:
         try:
             address: sentinel.Address = await super().discover_master(service_name)
-        except MasterNotFoundError:  # redis-py's message holds every connection's repr
-            raise MasterNotFoundError(self.watch.not_found(service_name)) from None
+        except MasterNotFoundError as exc:
+            raise MasterNotFoundError(self.watch.not_found(service_name, str(exc))) from None
         self.watch.saw(service_name, address)
         return address
 

@@ -170,6 +170,10 @@ def _address(part: str, default_port: int, what: str, bad: Callable[[str], Excep
     return host, int(port_text)
 
 
+#: What redis-py's errors say when a Sentinel refused the credentials (or had none).
+_REFUSED = ("AuthenticationError", "WRONGPASS", "NOAUTH", "NOPERM", "invalid username-password")
+
+
 class MasterWatch:
     """Where the master of one Sentinel target was last seen; a move is logged once
     (one line) and told to the listeners (``on_master_moved``). Shared by the
@@ -192,13 +196,18 @@ class MasterWatch:
         for listener in listeners:
             listener(address)
 
-    def not_found(self, service: str) -> str:
-        """Why no master was found (redis-py's message holds every connection's repr)."""
+    def not_found(self, service: str, errors: str) -> str:
+        """Why no master was found, from redis-py's ``errors`` (which hold every
+        connection's repr, so they are not shown)."""
         hosts = ",".join(f"{host}:{port}" for host, port in self.target.sentinels)
-        return (
-            f"no Sentinel of {hosts} named a master for {service!r} (unreachable, not "
-            "monitoring it, or the master is down and not yet replaced)"
-        )
+        if any(word in errors for word in _REFUSED):
+            why = (
+                "a Sentinel refused the credentials: check sentinel_username and "
+                "sentinel_password in the URL"
+            )
+        else:
+            why = "unreachable, not monitoring it, or the master is down and not yet replaced"
+        return f"no Sentinel of {hosts} named a master for {service!r} ({why})"
 
     def listen(self, listener: Callable[[Address], None], remove: bool = False) -> None:
         with self._lock:
@@ -219,8 +228,8 @@ class FollowingSentinel(Sentinel):
     def discover_master(self, service_name: str) -> Address:
         try:
             address: Address = super().discover_master(service_name)
-        except MasterNotFoundError:
-            raise MasterNotFoundError(self.watch.not_found(service_name)) from None
+        except MasterNotFoundError as exc:
+            raise MasterNotFoundError(self.watch.not_found(service_name, str(exc))) from None
         self.watch.saw(service_name, address)
         return address
 
