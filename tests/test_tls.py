@@ -146,6 +146,8 @@ COMMANDS = [
     ["info"], ["workers"], ["ctl", "pause", "--all"], ["status", "0" * 32],
     ["enqueue", "q", "TlsEcho", "{}"], ["failed", "list"], ["cron", "list"],
     ["delayed", "list"], ["worker", "--queue", "q"], ["scheduler"], ["web"],
+    ["cancel", "0" * 32], ["batch", "x"], ["forget-idle-queues", "--idle", "60"],
+    ["failed", "ops"], ["failed", "trim", "--keep", "10"], ["delayed", "enqueue-now", "--id", "x"],
 ]  # fmt: skip
 
 
