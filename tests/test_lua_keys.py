@@ -91,6 +91,9 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         )
     ],
     "delayed_unschedule": [(3, ["1", "rec"])],
+    "delayed_note": [(2, ["q", 1])],
+    "delayed_due": [(2, [1, 10])],
+    "delayed_settle": [(2, ["q", "", ""])],
     "cron_leader": [(1, ["id", 1000])],
     "cron_fire": [
         (8, ["id", "s", 1, P, "q", "{}", "{}", ""]),

@@ -99,7 +99,9 @@ def delayed_list(
     if as_json:
         print_json([j.to_dict() for j in jobs])
         return
-    due_times = int(resque.redis.zcard(resque.keys.delayed_schedule))
+    # On Cluster the schedules are per queue (delayed_shards.py): counted queue by queue.
+    keys = resque.keys
+    due_times = 0 if keys.clustered else int(resque.redis.zcard(keys.delayed_schedule))
     if due_times <= _COUNTED:
         click.echo(f"{delayed.count(resque)} delayed job(s)")
     else:  # counting reads one length per due time: not for a listing

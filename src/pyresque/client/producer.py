@@ -31,6 +31,7 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
 from pyresque.jobs.job import registry as default_registry
+from pyresque.jobs.limits import NOT_ON_CLUSTER
 from pyresque.middleware import unique
 from pyresque.middleware.chain import Chain, Enqueuing, Middleware
 from pyresque.middleware.hooks import ResqueHooks
@@ -189,12 +190,13 @@ class Producer:
         if job is None:
             return None
         payload = job.payload
+        shard = self.keys.for_queue(item.queue)  # on Cluster, it waits in its queue's slot
         status = None
         if item.track_status and payload.id:
-            status = (self.keys.status(payload.id, payload.prefix), waiting_packet())
+            status = (shard.status(payload.id, payload.prefix), waiting_packet())
         entry = item_json(payload, item.queue, item.at_front)
         wire(entry)
-        keys, args = schedule_call(self.keys, timestamp, entry, job.lock, status, job.payload.id)
+        keys, args = schedule_call(shard, timestamp, entry, job.lock, status, job.payload.id)
         return Planned(item, payload, Call("schedule", keys, args, refusable=True))
 
     # --- many jobs ------------------------------------------------------------------
@@ -257,6 +259,8 @@ class Producer:
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
         job_class = self._job_class(item.job)
+        if self.keys.clustered and job_class is not None and job_class.limits:
+            raise ValueError(f"{name}: {NOT_ON_CLUSTER}")
         if job_class is not None and not item.result_ttl:
             item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)
         if item.result_ttl:

@@ -30,6 +30,7 @@ from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
 from pyresque.protocol.delayed import Delayed
+from pyresque.protocol.delayed_shards import ShardedDelayed, note
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.failure import Failures
@@ -270,7 +271,10 @@ class Resque(Producer, AdminMethods):
 
     @cached_property
     def delayed(self) -> Delayed:
-        """The delayed queue: what ``enqueue_at`` fills and the scheduler empties."""
+        """The delayed queue: what ``enqueue_at`` fills and the scheduler empties (on
+        Cluster, a schedule in each queue's slot: delayed_shards.py)."""
+        if self.keys.clustered:
+            return ShardedDelayed(self.redis, self.keys)
         return Delayed(self.redis, self.keys)
 
     def schedule(self, when: datetime | float, item: Enqueued) -> JobHandle | None:
@@ -280,7 +284,11 @@ class Resque(Producer, AdminMethods):
         Enqueue hooks run now. Returns the job id (None when vetoed, or when an equal
         unique job is already scheduled or enqueued).
         """
-        return self._write(self._plan_at(when, item, self.delayed.clock()))
+        planned = self._plan_at(when, item, self.delayed.clock())
+        if planned is not None and planned.call.script == "schedule":
+            with reaching(self.redis):  # on Cluster, indexed in the home slot first
+                note(self.redis, self.keys, item.queue, planned.call.args[0])
+        return self._write(planned)
 
     def enqueue_at(
         self,

@@ -20,7 +20,14 @@ from typing import Any, cast
 import redis
 
 from pyresque.jobs.job import Job
-from pyresque.jobs.limits import NO_LIMITS, Concurrency, Held, RateLimit, limit_key
+from pyresque.jobs.limits import (
+    NO_LIMITS,
+    NOT_ON_CLUSTER,
+    Concurrency,
+    Held,
+    RateLimit,
+    limit_key,
+)
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
@@ -49,11 +56,14 @@ class Limits:
     ) -> None:
         self.limiter = Limiter(client, keys, worker_id)
         self._release_token = release_token
+        self._clustered = bool(keys.clustered)
 
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         job, claim = work.job, work.claim
         if job is None or not type(job).limits:
             return next()
+        if self._clustered:  # fails the job, saying why (one a producer did not refuse)
+            raise ValueError(f"{job.payload.class_name}: {NOT_ON_CLUSTER}")
         try:
             held = self.limiter.acquire(job, claim.token, claim.queue)
         except REDIS_DOWN:

@@ -18,6 +18,7 @@ from pyresque.jobs.retry import NextAttempt, next_attempt, policy_for
 from pyresque.jobs.retry_state import RetryState
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol.delayed import due_second, item_json
+from pyresque.protocol.delayed_shards import note
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 
@@ -29,6 +30,7 @@ class Retries:
 
     def __init__(self, client: redis.Redis, keys: Keys, registry: Registry) -> None:
         self._registry = registry
+        self._redis, self._keys = client, keys
         self.retry_state = RetryState(client, keys)
         self.clock: Callable[[], float] = time.time  # retry times (tests inject a clock)
         self.rng = random.Random()
@@ -65,6 +67,17 @@ class Retries:
         )
         item = item_json(retried, work.claim.queue)
         return dataclasses.replace(plan, outcome="retry", retry_at=at, retry_item=item)
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        """On Cluster, index the retry the finish call scheduled in its queue's slot
+        (delayed_shards.py). If this fails or the worker dies first, the scheduler's
+        sweep indexes it within a minute."""
+        if recorded and plan.outcome == "retry" and self._keys.clustered:
+            try:
+                note(self._redis, self._keys, work.claim.queue, plan.retry_at)
+            except redis.exceptions.RedisError as exc:
+                job_id = work.payload.id if work.payload else None
+                log.warning("job %s: its retry is not indexed yet (%s)", job_id or "-", exc)
 
     def _next_attempt(self, payload: Payload, outcome: Outcome) -> NextAttempt | None:
         """What follows the failed attempt; None when no retry policy applies."""

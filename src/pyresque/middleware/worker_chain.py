@@ -69,7 +69,12 @@ class WorkerChain:
         self._finished: Chain[Work, None] = Chain(
             events,
             "finished",
-            outer=[self.limits.finished, self.history.finished, workflows.finished],
+            outer=[
+                self.limits.finished,
+                self.retries.finished,
+                self.history.finished,
+                workflows.finished,
+            ],
             extra=middleware,
         )
 

@@ -85,6 +85,7 @@ class DelayedJob:
     at_front: bool = False
     problem: str = ""  # why the item cannot be enqueued, when it cannot
     slot: bytes = b""  # the schedule member naming its list, ``delayed:<slot>``
+    shard: str = ""  # on Cluster, the queue whose slot's schedule holds it
 
     @property
     def id(self) -> str | None:

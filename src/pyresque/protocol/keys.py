@@ -301,6 +301,18 @@ class Keys:
         (expires a day after the job is due)."""
         return f"{self.prefix}pyresque:delayed-id:{job_id}"
 
+    @property
+    def delayed_queues(self) -> str:
+        """On Cluster, sorted set in the home slot: queue -> a second at or before the
+        earliest job waiting in that queue's slot's schedule (delayed_shards.py)."""
+        return f"{self.prefix}pyresque:delayed-queues"
+
+    @property
+    def delayed_gen(self) -> str:
+        """On Cluster, hash in the home slot: queue -> how many times it was noted in
+        ``delayed_queues`` (a scheduler settles an entry only if no one noted meanwhile)."""
+        return f"{self.prefix}pyresque:delayed-gen"
+
     # --- pyresque scheduling keys -------------------------------------------
 
     @property

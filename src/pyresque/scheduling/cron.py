@@ -31,7 +31,7 @@ import json
 import logging
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import cast
 
 import redis
@@ -217,22 +217,26 @@ class Cron:
             "next_run": schedule.next_after(max(now, tick)),
         }
         paused = {**state, "job_id": None, "outcome": "paused"}
+        if keys.clustered and resque.redis.sismember(keys.cron_paused, schedule.name):
+            self._handled(schedule.name, tick, paused)  # Cluster: see _handled
+            return 0
+        shard = keys.for_queue(schedule.queue)  # on Cluster, the queue's slot
         redis_keys = [
-            keys.cron_leader,
-            keys.cron_ticks,
-            keys.cron_state,
-            keys.cron_paused,
-            keys.queues,
-            keys.queue(schedule.queue),
-            keys.wake(schedule.queue),
-            keys.queues_changed,
+            shard.cron_leader,
+            shard.cron_ticks,
+            shard.cron_state,
+            shard.cron_paused,
+            shard.queues,
+            shard.queue(schedule.queue),
+            shard.wake(schedule.queue),
+            shard.queues_changed,
         ]
         status = ""  # the WAITING packet, with the status key it goes to
         if payload is not None and payload.id:
-            redis_keys.append(keys.status(payload.id, payload.prefix))
+            redis_keys.append(shard.status(payload.id, payload.prefix))
             status = waiting_packet()
         args = [
-            self.id,
+            "" if keys.clustered else self.id,
             schedule.name,
             tick,
             payload.encode() if payload else "",
@@ -241,10 +245,27 @@ class Cron:
             json.dumps(paused),
             status,
         ]
+        if keys.clustered:
+            resque._register([schedule.queue])
         result = scripts.run(resque.redis, "cron_fire", redis_keys, args)
+        if keys.clustered and result in (0, 1):
+            self._handled(schedule.name, tick, state if result == 1 else None)
         if result == -1:
             self.leading = False
         if result != 1 or payload is None:
             return 0
         resque.announce(item, payload)
         return 1
+
+    def _handled(self, name: str, tick: int, state: Mapping[str, object] | None) -> None:
+        """On Cluster, the tick's record in the home slot, after the fire call in the
+        queue's slot: each tick is fired once by the record in the queue's slot
+        (cron_fire.lua); this one, which a crash may leave behind, is where the next
+        pass starts, and what ``cron list`` shows. The leader was checked at the start
+        of the pass, and pausing is read just before the fire (a pause in between lets
+        one more tick go)."""
+        keys, pipe = self.resque.keys, self.resque.redis.pipeline(transaction=False)
+        pipe.hset(keys.cron_ticks, name, tick)
+        if state is not None:
+            pipe.hset(keys.cron_state, name, json.dumps(state))
+        replies(pipe)

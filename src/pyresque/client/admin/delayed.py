@@ -19,6 +19,7 @@ from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol.connection import raw
 from pyresque.protocol.delayed import DelayedJob
 from pyresque.protocol.delayed_lookup import by_id
+from pyresque.protocol.delayed_shards import ShardedDelayed
 
 
 def delayed_page(resque: Namespace, start: int = 0, per_page: int = 20) -> dict[str, Any]:
@@ -117,6 +118,8 @@ def jobs(resque: Namespace, offset: int = 0, limit: int = 100) -> list[DelayedJo
 def count(resque: Namespace) -> int:
     """How many jobs wait in the delayed queue: one length per due second, 200
     per script call (a key that is not a list counts 0)."""
+    if isinstance(resque.delayed, ShardedDelayed):  # Cluster: each queue's slot
+        return resque.delayed.count()
     keys, total, start = resque.keys, 0, 0
     while True:  # the schedule a page at a time: one ZRANGE of it all would block Redis
         slots = cast("list[bytes]", resque.redis.zrange(keys.delayed_schedule, start, start + 999))
@@ -141,7 +144,11 @@ def take(
     if job_id is not None:
         found = [
             j
-            for j in by_id(resque.redis, resque.keys, job_id)
+            for j in (
+                resque.delayed.by_id(job_id)
+                if isinstance(resque.delayed, ShardedDelayed)
+                else by_id(resque.redis, resque.keys, job_id)
+            )
             if j.payload is not None
             and (name is None or j.class_name == name)
             and (not args or j.payload.args == args)

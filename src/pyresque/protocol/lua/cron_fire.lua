@@ -8,10 +8,14 @@
 -- its lease). A paused schedule's ticks are consumed without enqueueing, so
 -- resuming it fires no backlog.
 --
+-- On Redis Cluster all the keys are in the queue's slot: the ticks hash there is the
+-- idempotency record, and the leader (ARGV[1] '') and the paused set were checked in
+-- the home slot before the call (scheduling/cron.py).
+--
 -- KEYS[1] leader key   KEYS[2] ticks hash   KEYS[3] state hash   KEYS[4] paused set
 -- KEYS[5] queues set   KEYS[6] queue:<name>   KEYS[7] its wake list
 -- KEYS[8] queues-changed list   KEYS[9] status key (when ARGV[8] is not '')
--- ARGV[1] scheduler id   ARGV[2] schedule name   ARGV[3] tick (epoch s)
+-- ARGV[1] scheduler id ('' on Cluster)   ARGV[2] schedule name   ARGV[3] tick (epoch s)
 -- ARGV[4] payload ('' to consume the tick without enqueueing: a skipped misfire)
 -- ARGV[5] queue name   ARGV[6] state when handled (JSON)   ARGV[7] state when paused
 -- ARGV[8] WAITING status packet, '' when there is no status key
@@ -19,7 +23,7 @@
 
 expect_keys(KEYS, 8 + given(ARGV[8]),
   'leader, ticks, state, paused, queues, queue, wake, queues-changed[, status]')
-if redis.call('GET', KEYS[1]) ~= ARGV[1] then
+if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
 -- An unreadable record (anyone may write the hash) counts as no tick handled.
