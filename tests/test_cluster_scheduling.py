@@ -135,8 +135,8 @@ def test_a_delayed_job_waits_in_its_queues_slot_and_moves_there_when_due(
         shard = rq.keys.for_queue(queue)
         assert rq.redis.zscore(shard.delayed_schedule, T0 + i) == T0 + i
         assert rq.redis.llen(shard.delayed(T0 + i)) == 1
-        assert rq.status(ids[queue]) is None  # the home slot's status key is not it
-        assert rq.redis.get(shard.status(ids[queue])) is not None
+        assert status_in_slot(rq, queue, ids[queue]) is Status.WAITING
+        assert rq.status(ids[queue]) is Status.WAITING  # found there by id alone
     assert not rq.redis.exists(rq.keys.delayed_schedule)  # nothing in the home slot
     assert indexed(rq) == {q: T0 + i for i, q in enumerate(queues)}
     assert [j.queue for j in rq.delayed_jobs()] == queues  # soonest first, across slots
