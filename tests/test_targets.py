@@ -19,7 +19,8 @@ from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
 
-from pyresque import Resque
+from pyresque import Job, Resque
+from pyresque.dev.testing import delete_namespace, run_jobs
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol import aio
 from pyresque.protocol.connection import connect
@@ -103,6 +104,11 @@ def test_environment_gives_tls_settings(monkeypatch: pytest.MonkeyPatch, tmp_pat
         connect("redis://127.0.0.1:6379/0")
 
 
+class UsersClientJob(Job):
+    def perform(self) -> None:
+        pass
+
+
 def test_a_users_client_is_kept_and_told_what_it_lacks(
     redis_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -114,9 +120,14 @@ def test_a_users_client_is_kept_and_told_what_it_lacks(
     assert "socket_timeout=15" in line
     assert "retry=" in line
     assert "socket_connect_timeout" not in line  # redis-py gave it one
-    rq.enqueue("q", "Anything", {})
-    assert rq.size("q") == 1
-    rq.remove_queue("q")
+    for mode in ("inline", "fork"):  # a worker on it: its lease pool gets its own timeouts
+        rq.enqueue("q", UsersClientJob, {"mode": mode}, track_status=True)
+        assert rq.size("q") == 1
+        assert run_jobs(rq, "q", mode=mode).processed == 1
+    assert rq.size("q") == 0
+    assert rq.stat("processed") == 2
+    assert rq.stat("failed") == 0
+    delete_namespace(rq)
     caplog.clear()
     with caplog.at_level(logging.WARNING, logger="pyresque"):
         Resque(connect(redis_url))  # what pyresque makes has everything
