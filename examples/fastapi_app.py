@@ -54,4 +54,5 @@ def create_app(redis_url: str | None = None, namespace: str = "resque") -> FastA
     return app
 
 
-app = create_app()
+# The namespace from PREFIX, the variable the worker reads it from (default "resque").
+app = create_app(namespace=os.environ.get("PREFIX", "resque"))

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar, cast
@@ -152,6 +153,14 @@ def spawn(argv: list[str], env: dict[str, str], log_path: Path) -> subprocess.Po
         )
 
 
+def served_page(proc: Proc, url: str) -> str:
+    """The page at ``url`` of the dashboard that ``proc`` serves, once uvicorn runs."""
+    wait_for(lambda: "Uvicorn running" in proc.log() or not proc.running(), 60, "the dashboard")
+    assert proc.running(), proc.log()
+    with urllib.request.urlopen(url, timeout=30) as reply:
+        return str(reply.read().decode("utf-8"))
+
+
 class Proc:
     """One ``pyresque`` CLI process; its output goes to a log file."""
 
@@ -209,7 +218,10 @@ class Procs:
 
     def cli(self, args: list[str], namespace: str, env: dict[str, str] | None = None) -> Proc:
         """Start ``python -m pyresque.cli <args>`` (nothing added to ``args``)."""
-        argv = [sys.executable, "-m", "pyresque.cli", *args]
+        return self.command([sys.executable, "-m", "pyresque.cli", *args], namespace, env)
+
+    def command(self, argv: list[str], namespace: str, env: dict[str, str] | None = None) -> Proc:
+        """Start ``argv`` (``manage.py pyresque ...``, ``flask pyresque ...``) as ``cli`` does."""
         log_path = self.tmp_path / f"proc-{len(self.started)}.log"
         proc = Proc(spawn(argv, self.env(namespace, env), log_path), log_path, argv)
         self.started.append(proc)

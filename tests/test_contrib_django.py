@@ -20,8 +20,10 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import AsyncClient, Client, override_settings
 
+from e2e_support import Procs, served_page
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
+from pyresque.dev.server import find_free_port
 
 # Real worker and scheduler processes (Django or Flask imported in each): room for a busy machine.
 pytestmark = pytest.mark.timeout(180)
@@ -101,6 +103,18 @@ def test_manage_py_pyresque_scheduler_moves_due_jobs(
         scheduler.terminate()
         scheduler.wait(30)
     assert (site.size("notes"), site.delayed.count()) == (1, 0)
+
+
+def test_manage_py_pyresque_web_serves_the_projects_namespace(
+    site: Resque, procs: Procs, db_path: Path, redis_url: str, namespace: str
+) -> None:
+    """The dashboard command: Redis and the namespace come from ``settings.PYRESQUE``."""
+    site.enqueue("mail", "Welcome", "queued-by-the-project")
+    port = find_free_port()
+    argv = [sys.executable, str(SITE / "manage.py"), "pyresque", "web", "--port", str(port)]
+    web = procs.command(argv, namespace, site_env(db_path, redis_url, namespace))
+    page = served_page(web, f"http://127.0.0.1:{port}/queues/mail")
+    assert "queued-by-the-project" in page
 
 
 def test_a_rolled_back_job_never_runs_and_a_committed_one_sees_its_row(

@@ -6,10 +6,13 @@ keeps its auth, Host check and CSRF defences."""
 from __future__ import annotations
 
 import importlib.util
+import json
 import sys
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import pytest
 from starlette.applications import Starlette
@@ -18,8 +21,10 @@ from starlette.responses import JSONResponse
 from starlette.routing import Route
 from starlette.testclient import TestClient
 
+from e2e_support import Procs, wait_for
 from pyresque import Resque
 from pyresque.contrib.starlette import get_resque, lifespan
+from pyresque.dev.server import find_free_port
 from pyresque.dev.testing import run_jobs
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
@@ -55,6 +60,36 @@ def test_a_request_enqueues_and_a_real_worker_runs_the_job(
         "status": "COMPLETE",
         "result": "Welcome, ada@example.com!",
     }
+
+
+def test_the_docs_commands_serve_the_app_and_run_its_jobs(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    """docs/integrations.md's "Run it": ``uvicorn examples.fastapi_app:app`` serves real
+    HTTP requests, ``pyresque worker --app examples/fastapi_app.py`` runs their jobs."""
+    env = {"REDIS_URL": redis_url, "PREFIX": namespace, "ADMIN_SECRET": "let-me-in"}
+    port = find_free_port()
+    argv = [sys.executable, "-m", "uvicorn", "examples.fastapi_app:app", "--port", str(port)]
+    web = procs.command(argv, namespace, env)
+    base = f"http://127.0.0.1:{port}"
+    wait_for(lambda: "Uvicorn running" in web.log() or not web.running(), 60, "uvicorn")
+    assert web.running(), web.log()
+    job_id = http_json(f"{base}/signup?email=ada@example.com", method="POST")["job"]
+    worker = procs.cli(["worker", "--app", "examples/fastapi_app.py", "--interval", "0"],
+                       namespace, {**env, "QUEUE": "mail"})  # fmt: skip
+    assert worker.wait_exit(60) == 0, worker.log()
+    assert http_json(f"{base}/jobs/{job_id}") == {
+        "status": "COMPLETE",
+        "result": "Welcome, ada@example.com!",
+    }
+    request = urllib.request.Request(f"{base}/resque/", headers={"Cookie": "admin=let-me-in"})
+    with urllib.request.urlopen(request, timeout=30) as reply:
+        assert "mail" in reply.read().decode()
+
+
+def http_json(url: str, method: str = "GET") -> Any:
+    with urllib.request.urlopen(urllib.request.Request(url, method=method), timeout=30) as reply:
+        return json.loads(reply.read())
 
 
 def test_the_mounted_dashboard_keeps_its_defences(

@@ -15,10 +15,12 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
+from e2e_support import Procs, served_page, wait_for
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
 from pyresque.contrib.config import ConfigError
 from pyresque.contrib.flask import Pyresque
+from pyresque.dev.server import find_free_port
 from test_contrib_fastapi import load_example
 
 # Real worker and scheduler processes (Django or Flask imported in each): room for a busy machine.
@@ -47,11 +49,7 @@ def test_flask_pyresque_worker_runs_the_jobs_a_request_enqueued(
     job_id = client.post("/signup", data={"email": "ada@example.com"}).json["job"]  # type: ignore[index]
     rq = Resque(redis_url, namespace)
     assert rq.status(job_id) == Status.WAITING
-    env = {
-        **without_settings(os.environ),
-        "FLASK_PYRESQUE_REDIS_URL": redis_url,
-        "FLASK_PYRESQUE_NAMESPACE": namespace,
-    }
+    env = {**without_settings(os.environ), **flask_env(redis_url, namespace)}
     done = subprocess.run(
         [sys.executable, "-m", "flask", "--app", str(EXAMPLE), "pyresque", "worker",
          "--queue", "mail", "--interval", "0"],
@@ -61,6 +59,28 @@ def test_flask_pyresque_worker_runs_the_jobs_a_request_enqueued(
     packet = rq.job_status(job_id)
     assert packet is not None
     assert (packet.status, packet.result) == (Status.COMPLETE, "Welcome, ada@example.com!")
+
+
+def flask_env(redis_url: str, namespace: str) -> dict[str, str]:
+    return {"FLASK_PYRESQUE_REDIS_URL": redis_url, "FLASK_PYRESQUE_NAMESPACE": namespace}
+
+
+def test_flask_pyresque_scheduler_and_web_use_the_apps_settings(
+    procs: Procs, redis_url: str, namespace: str
+) -> None:
+    rq = Resque(redis_url, namespace)
+    rq.enqueue_in(0.5, "mail", "WelcomeMail", "ada@example.com")
+    flask = [sys.executable, "-m", "flask", "--app", str(EXAMPLE), "pyresque"]
+    env = flask_env(redis_url, namespace)
+    scheduler = procs.command([*flask, "scheduler", "--interval", "0.1"], namespace, env)
+    wait_for(lambda: rq.size("mail") == 1 or not scheduler.running(), 60, "the job moved")
+    assert scheduler.running(), scheduler.log()
+    port = find_free_port()
+    web = procs.command([*flask, "web", "--port", str(port)], namespace, env)
+    assert "ada@example.com" in served_page(web, f"http://127.0.0.1:{port}/queues/mail")
+    helped = subprocess.run([*flask, "--help"], capture_output=True, text=True, check=True)
+    assert helped.stdout.startswith("Usage: flask pyresque [OPTIONS] COMMAND")
+    assert {"worker", "scheduler", "web"} <= set(re.findall(r"^  (\S+)", helped.stdout, re.M))
 
 
 def test_the_dashboard_is_behind_the_apps_login(
