@@ -6,7 +6,8 @@ so the tests can read which job each line of the worker's log belongs to. With
 ``TRACE_OUT`` set, the module also sets up OpenTelemetry's SDK, as an application
 would, and the tracing middleware; spans go to that file. With ``METRICS_OUT``, the
 metrics middleware with the SDK's in-memory reader, whose data points go to that
-file when the process exits.
+file when the process exits. With ``USER_LOG_OUT``, the ``userapp`` logger also
+writes to that file through a handler and text format of the application's own.
 """
 
 from __future__ import annotations
@@ -31,6 +32,13 @@ from pyresque.middleware.otel_metrics import OtelMetrics
 from pyresque.middleware.tracing import Tracing
 
 log = logging.getLogger("userapp")
+
+if os.environ.get("USER_LOG_OUT"):  # the application's own handler, with its own text format
+    _handler = logging.FileHandler(os.environ["USER_LOG_OUT"])
+    _fields = "%(job_id)s %(job_class)s %(job_queue)s %(job_attempt)s"
+    _defaults = dict.fromkeys(("job_id", "job_class", "job_queue", "job_attempt"), "-")
+    _handler.setFormatter(logging.Formatter(f"{_fields} %(message)s", defaults=_defaults))
+    log.addHandler(_handler)
 
 
 class LogSync(Job):
@@ -59,7 +67,12 @@ def _in_another_thread() -> None:
     log.info("a thread the job did not start")  # no job context there
 
 
-threading.Thread(target=_in_another_thread).start()
+# Joined at once: fork mode's zygote imports this module too, and a thread still
+# writing a log line when the zygote forks a child leaves that line's file lock held
+# in the child for good (a fork copies the lock, not the thread that would release it).
+_thread = threading.Thread(target=_in_another_thread)
+_thread.start()
+_thread.join()
 
 
 @job(name="TypedGreet", queue="default")

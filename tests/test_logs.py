@@ -32,11 +32,13 @@ def worker_argv(redis_url: str, namespace: str, *extra: str) -> list[str]:
 
 @pytest.mark.parametrize("mode", ["fork", "prefork", "inline", "threads", "asyncio"])
 def test_every_line_is_json_and_a_jobs_lines_carry_its_fields(
-    procs: Procs, rq: Resque, redis_url: str, namespace: str, mode: str
+    procs: Procs, rq: Resque, redis_url: str, namespace: str, mode: str, tmp_path: Path
 ) -> None:
     ids = [rq.enqueue("default", "LogSync", {"word": "one"})]
     ids.append(rq.enqueue("default", "LogAsync", {"word": "two"}))
-    worker = procs.cli(worker_argv(redis_url, namespace, "--mode", mode), namespace)
+    own = tmp_path / "userapp.log"
+    argv = worker_argv(redis_url, namespace, "--mode", mode)
+    worker = procs.cli(argv, namespace, {"USER_LOG_OUT": str(own)})
     assert worker.wait_exit(60) == 0, worker.log()
     lines = json_lines(worker.log())
     assert all({"time", "level", "logger", "pid", "message"} <= line.keys() for line in lines)
@@ -53,6 +55,8 @@ def test_every_line_is_json_and_a_jobs_lines_carry_its_fields(
         assert line["job_queue"] == "default"
         assert line["job_attempt"] == 1
         assert line["level"] == "INFO"
+        # The job's own logging call, in the job's child in the forking modes.
+        assert (line["pid"] != worker.pid) is (mode in ("fork", "prefork"))
     # The worker's line saying how the job ended carries them too.
     [done] = [x for x in lines if x["message"].startswith(f"job {ids[0]} LogSync")]
     assert done["job_id"] == ids[0]
@@ -60,6 +64,14 @@ def test_every_line_is_json_and_a_jobs_lines_carry_its_fields(
     # Outside a job: no job fields (the worker's own start-up lines, an app thread).
     assert "job_id" not in by_message["a thread the job did not start"]
     assert any("job_id" not in line for line in lines if line["logger"].startswith("pyresque"))
+    # The application's own handler and text format read the same fields (fork mode's
+    # zygote imports the app too: its thread's line is there twice).
+    assert set(own.read_text().splitlines()) == {
+        "- - - - a thread the job did not start",
+        f"{ids[0]} LogSync default 1 sync says one",
+        f"{ids[1]} LogAsync default 1 async says two",
+        f"{ids[1]} LogAsync default 1 task says two",
+    }
 
 
 def test_a_failing_jobs_lines_and_a_later_attempt(

@@ -117,18 +117,24 @@ def test_the_run_is_a_child_of_the_enqueue_across_the_worker(
     out = tmp_path / "spans.jsonl"
     worker = run_worker(procs, redis_url, namespace, out, "--mode", mode)
     consumers = spans(out)
-    for producer, job_id in zip(producers, (sync_id, async_id), strict=True):
+    runs = zip(producers, (sync_id, async_id), ("LogSync", "LogAsync"), strict=True)
+    for producer, job_id, job_class in runs:
         consumer = consumers[str(job_id)]
         assert consumer["name"] == "process default"
         assert consumer["trace_id"] == trace_id
         assert consumer["parent"] == ids(producer)[1]
         assert consumer["status"] == "UNSET"
-        assert consumer["attributes"]["messaging.operation.type"] == "process"
-        assert consumer["attributes"]["messaging.destination.name"] == "default"
-        assert consumer["attributes"]["messaging.resque.attempt"] == 1
+        assert consumer["attributes"] == {
+            "messaging.system": "resque",
+            "messaging.destination.name": "default",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "perform",
+            "messaging.resque.job_class": job_class,
+            "messaging.resque.attempt": 1,
+            "messaging.message.id": job_id,
+        }
         in_child = mode in ("fork", "prefork")
         assert (consumer["pid"] != worker) is in_child
-    assert consumers[str(sync_id)]["attributes"]["messaging.resque.job_class"] == "LogSync"
 
 
 def test_link_propagation_failures_and_hostile_trace_fields(
