@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -13,16 +14,38 @@ import pytest
 from click.testing import CliRunner
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
-from pyresque import JobFailed, Resque, Status
+from pyresque import Job, JobCancelled, JobFailed, Resque, Status
 from pyresque.cli.main import main as cli
 from pyresque.client.admin import failures as admin_failures
 from pyresque.client.admin.base import Problems
+from pyresque.client.admin.cancel import running_on
 from pyresque.client.admin.failures import FailureFilter
 from pyresque.client.admin.jobs import job_page
 from pyresque.client.admin.stats import counts
 from pyresque.dev.cluster_group import ClusterGroup
 from results_jobs import Answer, Broken
 from test_cluster import Record, queues_on_each_master, ran, rq, run_worker  # noqa: F401
+
+
+class Sleeper(Job):
+    """Sleeps in short steps for up to 120 s (until it is cancelled)."""
+
+    store_result = True
+
+    def perform(self) -> str:
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            time.sleep(0.02)
+        return "ran out"
+
+
+def wait_until(check: Any, what: str, seconds: float = 60) -> Any:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if found := check():
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"no {what} within {seconds} s")
 
 
 def failed_on_every_master(rq: Resque, cluster: ClusterGroup, log: str) -> list[str]:  # noqa: F811
@@ -157,3 +180,55 @@ def test_status_and_results_by_id_are_read_and_waited_for_in_the_queues_slot(
     )
     assert shown.exit_code == 0, shown.output
     assert "complete" in shown.output
+
+
+def test_cancel_a_queued_and_a_running_job_in_their_queues_slots(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    queue = queues_on_each_master(rq, cluster)[1]
+    queued = rq.enqueue_to(queue, Answer, 1, track_status=True)
+    assert queued is not None
+    assert rq.cancel(str(queued)) == {
+        "id": queued,
+        "cancelled": True,
+        "was": "queued",
+        "worker": None,
+    }
+    assert rq.size(queue) == 0
+    assert queued.status() == Status.CANCELLED
+    with pytest.raises(JobCancelled):
+        queued.result(timeout=0)
+
+    running = rq.enqueue_to(queue, Sleeper, track_status=True)
+    assert running is not None
+    worker = threading.Thread(
+        target=run_worker, args=(rq, [queue]), kwargs={"interval": 0, "mode": "threads"}
+    )
+    worker.start()
+    holder = wait_until(lambda: running_on(rq, str(running)), "running job")
+    outcome = rq.cancel(str(running))
+    assert (outcome["was"], outcome["worker"], outcome["cancelled"]) == ("running", holder, True)
+    with pytest.raises(JobCancelled):
+        running.result(timeout=60)
+    assert running.status() == Status.CANCELLED
+    worker.join(60)
+    assert not worker.is_alive()
+    assert rq.failures.count() == 0
+
+
+def test_a_new_queue_wakes_glob_workers_from_the_home_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    changed = rq.keys.home.queues_changed
+    rq.enqueue_to("fresh-a", Answer, 1)
+    assert rq.redis.lrange(changed, 0, -1) == [b"1"]  # what an idle glob worker waits on
+    rq.redis.delete(changed)
+    rq.enqueue_to("fresh-a", Answer, 2)  # no new queue: no token
+    other = Resque(cluster.url(), namespace=rq.namespace)  # another producer, same queue
+    other.enqueue_to("fresh-a", Answer, 3)
+    assert rq.redis.llen(changed) == 0
+    other.enqueue_to("fresh-b", Answer, 4)
+    assert rq.redis.llen(changed) == 1
+    other.redis.close()

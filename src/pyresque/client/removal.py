@@ -30,6 +30,7 @@ def remove_items(client: redis.Redis, keys: Keys, queue: str, items: list[bytes]
     """Remove each of ``items`` (exact bytes) once from ``queue``, releasing the unique
     locks the removed ones hold; returns how many were removed."""
     removed = 0
+    keys = keys.for_queue(queue)  # on Cluster, the job's lock and status are in its slot
     for start in range(0, len(items), _CHUNK):
         chunk = [(item, UniqueLock.of_item(item)) for item in items[start : start + _CHUNK]]
         removed += int(scripts.run(client, "remove_jobs", *_call(keys, queue, chunk)))
@@ -41,6 +42,9 @@ def remove_queue(client: redis.Redis, keys: Keys, queue: str) -> int:
     it and giving their status keys a finished job's TTL; returns how many jobs it
     held. The list moves aside in one step (queue_detach.lua) and is then dropped a
     chunk at a time (queue_drain.lua), so no call blocks Redis however long it is."""
+    if keys.clustered:  # the name leaves the home slot's set; the rest is in the queue's
+        client.srem(keys.home.queues, queue)
+    keys = keys.for_queue(queue)
     detached = keys.removed_queue(uuid.uuid4().hex)
     detach_keys = [keys.queue(queue), keys.queues, keys.wake(queue), detached]
     held = int(scripts.run(client, "queue_detach", detach_keys, [queue, _DETACHED_TTL]))

@@ -38,7 +38,7 @@ from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, dumps
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
-from pyresque.protocol.slots import job_slot
+from pyresque.protocol.slots import job_slot, name_queues
 from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["Enqueued", "Resque"]
@@ -171,7 +171,7 @@ class Resque(Producer, AdminMethods):
     def _register(self, queues: Iterable[str]) -> None:
         """Name new queues in the home slot's ``queues`` set first (Cluster only)."""
         if new := self._unregistered(queues):
-            self.redis.sadd(self.keys.queues, *new)
+            name_queues(self.redis, self.keys, list(new))
 
     def enqueue_many(self, jobs: Iterable[Enqueued]) -> list[JobHandle | None]:
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);

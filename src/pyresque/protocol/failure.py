@@ -23,6 +23,7 @@ from pyresque.protocol.failed_lists import Part, locate, parts, ranges, scan_par
 from pyresque.protocol.failure_sweep import Scan, may_hold, needles, scan, sweep
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
+from pyresque.protocol.slots import name_queues
 from pyresque.protocol.status import waiting_packet
 from pyresque.protocol.workflow import follow_up
 
@@ -240,7 +241,7 @@ class Failures:
             return self._requeue_at(shard, index, failure, retried, payload)
 
         if self._keys.clustered:  # named in the home slot, as a producer names a queue
-            self._redis.sadd(self._keys.home.queues, failure.queue)
+            name_queues(self._redis, self._keys, [failure.queue])
         return self._at(failure, retry)
 
     def _requeue_at(

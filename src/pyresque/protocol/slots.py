@@ -37,3 +37,15 @@ def job_slot(client: redis.Redis, keys: Keys, job_id: str, prefix: str = "") -> 
     for at in slots:
         pipe.exists(at.status(job_id, prefix), at.result(job_id))
     return next((at for at, n in zip(slots, pipe.execute(), strict=True) if n), None)
+
+
+def name_queues(client: redis.Redis, keys: Keys, names: list[str | bytes]) -> None:
+    """Name queues in the home slot's ``queues`` set (Cluster: a push names its queue
+    in the queue's own slot only); a name new there leaves a token on the home slot's
+    ``queues_changed``, so an idle worker serving globs expands them at once."""
+    if (
+        names
+        and client.sadd(keys.home.queues, *names)
+        and not client.llen(keys.home.queues_changed)
+    ):
+        client.rpush(keys.home.queues_changed, "1")

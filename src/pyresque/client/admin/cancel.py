@@ -14,8 +14,10 @@ from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.connection import replies
+from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
+from pyresque.protocol.slots import places
 from pyresque.protocol.workflow import record_cancelled
 
 
@@ -30,9 +32,10 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     except UnicodeEncodeError:
         raise ValueError(f"job id {job_id!r} is not valid UTF-8 text") from None
     was: str | None = None
+    at = resque.keys  # where its end is recorded: on Cluster, its queue's slot
     for queue in queues.names(resque):
         if queues.dequeue(resque, queue, job_id=job_id):
-            was = "queued"
+            was, at = "queued", resque.keys.for_queue(queue)
     if was is None and delayed.take(resque, "cancel", job_id=job_id):
         was = "delayed"
     if was is None and workflows.cancel(resque, job_id, "waiting"):
@@ -40,7 +43,7 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     elif was == "queued":
         workflows.cancel(resque, job_id, "queued")  # its dependents, if it has some
     if was is not None:
-        _record(resque, job_id)
+        _record(resque, at, job_id)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}
     worker = running_on(resque, job_id)
     if worker is not None and not workers.push_command(resque, worker, cancel_command(job_id)):
@@ -59,15 +62,25 @@ _WORKERS_PER_READ = 200
 
 def running_on(resque: Namespace, job_id: str) -> str | None:
     """The pyresque worker that holds ``job_id`` in flight, if any: each live worker's
-    in-flight hash and landing list, 200 workers per round trip."""
-    live = [as_text(m) for m in cast("list[bytes]", resque.redis.zrange(resque.keys.leases, 0, -1))]
+    in-flight hash and landing list, 200 workers per round trip; on Cluster, in every
+    queue's slot (a worker holds a lease and its in-flight hash in each of its queues')."""
+    for at in places(resque.redis, resque.keys):
+        worker = _running_in(resque, at, job_id)
+        if worker is not None:
+            return worker
+    return None
+
+
+def _running_in(resque: Namespace, at: Keys, job_id: str) -> str | None:
+    """``running_on`` in the slot of ``at``."""
+    live = [as_text(m) for m in cast("list[bytes]", resque.redis.zrange(at.leases, 0, -1))]
     for start in range(0, len(live), _WORKERS_PER_READ):
         chunk = live[start : start + _WORKERS_PER_READ]
         pipe = resque.redis.pipeline(transaction=False)
         for worker in chunk:
-            pipe.hvals(resque.keys.inflight(worker))
+            pipe.hvals(at.inflight(worker))
             # A job its idle wait just landed, not adopted yet (worker/landing.py).
-            pipe.lrange(resque.keys.landing(worker), 0, -1)
+            pipe.lrange(at.landing(worker), 0, -1)
         found = replies(pipe)
         for i, worker in enumerate(chunk):
             inflight, landed = found[2 * i] or [], found[2 * i + 1] or []
@@ -86,11 +99,11 @@ def _id_of(record: bytes, landed: bool = False) -> str | None:
         return None  # not an in-flight record as pyresque writes it
 
 
-def _record(resque: Namespace, job_id: str) -> None:
-    """The job's end as a cancelled one: its result record (waiters wake) and its
-    status, when it is tracked; in one transaction."""
+def _record(resque: Namespace, at: Keys, job_id: str) -> None:
+    """The job's end as a cancelled one, in the slot of ``at``: its result record
+    (waiters wake) and its status, when it is tracked; in one transaction."""
     pipe = resque.redis.pipeline(transaction=True)
-    record_cancelled(pipe, resque.keys, job_id)
+    record_cancelled(pipe, at, job_id)
     pipe.execute()
 
 

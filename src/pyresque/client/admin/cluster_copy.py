@@ -24,6 +24,7 @@ from pyresque.client.calls import ScriptCalls
 from pyresque.protocol.connection import raw
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.slots import name_queues
 
 #: Timestamps of the delayed schedule whose lists are counted per round trip.
 _COUNT_CHUNK = 500
@@ -94,7 +95,7 @@ class ClusterCopy:
         source_key = self.source_keys.queue_key(name)
         push_keys = [_raw(key) for key in self._calls.push_keys(text)]
         copied = taken = 0
-        self.target.sadd(self.target_keys.home.queues, name)  # as a producer names it
+        name_queues(self.target, self.target_keys, [name])  # as a producer names it
         while not stop():
             element = self.source.lindex(source_key, 0)
             if element is None:
