@@ -14,7 +14,6 @@ import threading
 import time
 import uuid
 from collections import Counter
-from collections.abc import Iterator
 from pathlib import Path
 from typing import cast
 
@@ -42,20 +41,9 @@ from pyresque.scheduling.cron import Cron, Schedule
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
+from test_cluster import Record, queues_on_each_master, ran, rq  # noqa: F401  (rq: a fixture)
 
 T0 = 1_900_000_000
-
-
-class LaterMark(Job):
-    """Appends ``tag`` to the file ``path`` (outside Redis: a failover cannot hide a run)."""
-
-    @staticmethod
-    def perform(path: str, tag: str) -> None:
-        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-        try:
-            os.write(fd, f"{tag}\n".encode())
-        finally:
-            os.close(fd)
 
 
 class FlakyOnce(Job):
@@ -69,14 +57,7 @@ class FlakyOnce(Job):
         if first:
             Path(path + ".tried").touch()
             raise RuntimeError("first attempt fails")
-        LaterMark.perform(path, tag)
-
-
-@pytest.fixture
-def rq(cluster: ClusterGroup, cluster_namespace: str) -> Iterator[Resque]:  # noqa: F811
-    resque = Resque(cluster.url(), namespace=cluster_namespace)
-    yield resque
-    resque.redis.close()
+        Record.perform(path, tag)
 
 
 def sharded(resque: Resque) -> ShardedDelayed:
@@ -84,26 +65,9 @@ def sharded(resque: Resque) -> ShardedDelayed:
     return resque.delayed
 
 
-def spread_queues(resque: Resque, group: ClusterGroup) -> list[str]:
-    """A queue name whose slot is on each master."""
-    found: dict[int, str] = {}
-    for i in range(1000):
-        name = f"d{i}"
-        found.setdefault(
-            group.master_of_slot(key_slot(resque.keys.queue(name).encode())).port, name
-        )
-        if len(found) == len(group.masters()):
-            return list(found.values())
-    raise AssertionError("no queue name for every master")
-
-
 def queued_ids(resque: Resque, queue: str) -> list[str]:
     items = cast("list[bytes]", resque.redis.lrange(resque.keys.queue(queue), 0, -1))
     return [Payload.decode(raw(item)).id or "" for item in items]
-
-
-def ran(path: Path) -> list[str]:
-    return path.read_text().split() if path.exists() else []
 
 
 def status_in_slot(resque: Resque, queue: str, job_id: str) -> Status | None:
@@ -121,14 +85,14 @@ def indexed(resque: Resque) -> dict[str, float]:
 
 
 def test_a_delayed_job_waits_in_its_queues_slot_and_moves_there_when_due(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    queues = spread_queues(rq, cluster)
+    queues = queues_on_each_master(rq, cluster)
     log = tmp_path / "ran"
     ids = {
-        q: str(rq.schedule(T0 + i, Enqueued(q, LaterMark, [str(log), q], track_status=True)))
+        q: str(rq.schedule(T0 + i, Enqueued(q, Record, [str(log), q], track_status=True)))
         for i, q in enumerate(queues)
     }
     for i, queue in enumerate(queues):  # the job, its status and its index in its slot
@@ -149,23 +113,23 @@ def test_a_delayed_job_waits_in_its_queues_slot_and_moves_there_when_due(
     for queue in queues:
         assert queued_ids(rq, queue) == [ids[queue]]
     Worker(rq, ",".join(queues), WorkerOptions(interval=0, mode="inline")).work()
-    assert ran(log) == queues
+    assert ran(str(log)) == queues
     for queue in queues:  # tracked across the delay, in the queue's slot
         assert status_in_slot(rq, queue, ids[queue]) is Status.COMPLETE
 
 
 def test_remove_enqueue_now_and_list_delayed_jobs_on_the_cluster(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queues = spread_queues(rq, cluster)
-    ids = [str(rq.enqueue_at(T0 + 10 * i, q, LaterMark, i)) for i, q in enumerate(queues)]
+    queues = queues_on_each_master(rq, cluster)
+    ids = [str(rq.enqueue_at(T0 + 10 * i, q, Record, i)) for i, q in enumerate(queues)]
     assert rq.remove_delayed(job_id=ids[1]) == 1
     assert rq.enqueue_delayed_now(job_id=ids[2]) == 1
     assert queued_ids(rq, queues[2]) == [ids[2]]
-    assert rq.remove_delayed(LaterMark, 0) == 1  # by class and args: the first queue's
+    assert rq.remove_delayed(Record, 0) == 1  # by class and args: the first queue's
     assert rq.delayed_count() == 0
-    rq.enqueue_at(T0, queues[0], LaterMark, "x")
+    rq.enqueue_at(T0, queues[0], Record, "x")
     out = CliRunner().invoke(
         main, ["delayed", "list", "--redis-url", cluster.url(), "--namespace", rq.namespace]
     )
@@ -175,26 +139,26 @@ def test_remove_enqueue_now_and_list_delayed_jobs_on_the_cluster(
 
 
 def test_a_unique_delayed_job_is_unique_with_the_queued_ones_of_its_queue(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queue = spread_queues(rq, cluster)[1]
+    queue = queues_on_each_master(rq, cluster)[1]
     once = Unique(until="queued")
-    assert rq.enqueue_at(T0, queue, LaterMark, "u", unique=once) is not None
-    assert rq.enqueue_at(T0 + 5, queue, LaterMark, "u", unique=once) is None
+    assert rq.enqueue_at(T0, queue, Record, "u", unique=once) is not None
+    assert rq.enqueue_at(T0 + 5, queue, Record, "u", unique=once) is None
     assert sharded(rq).move_due(T0) == 1  # moving it releases the lock ("until queued")
-    assert rq.enqueue_at(T0 + 5, queue, LaterMark, "u", unique=once) is not None
+    assert rq.enqueue_at(T0 + 5, queue, Record, "u", unique=once) is not None
     whole = Unique()  # until finished: one lock, in the queue's slot, for both ways in
-    assert rq.enqueue_at(T0 + 9, queue, LaterMark, "w", unique=whole) is not None
-    assert rq.enqueue(queue, LaterMark, "w", unique=whole) is None
+    assert rq.enqueue_at(T0 + 9, queue, Record, "w", unique=whole) is not None
+    assert rq.enqueue(queue, Record, "w", unique=whole) is None
 
 
 def test_a_job_whose_index_note_was_lost_is_moved_after_the_sweep(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queue = spread_queues(rq, cluster)[2]
-    rq.enqueue_at(T0, queue, LaterMark, "lost")
+    queue = queues_on_each_master(rq, cluster)[2]
+    rq.enqueue_at(T0, queue, Record, "lost")
     rq.redis.delete(rq.keys.delayed_queues)  # as if the producer's note never happened
     delayed = sharded(rq)
     delayed.sweep_every = 3600.0
@@ -207,11 +171,11 @@ def test_a_job_whose_index_note_was_lost_is_moved_after_the_sweep(
 
 
 def test_a_scheduler_leaves_an_entry_noted_while_it_moved(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queue = spread_queues(rq, cluster)[0]
-    rq.enqueue_at(T0, queue, LaterMark, "first")
+    queue = queues_on_each_master(rq, cluster)[0]
+    rq.enqueue_at(T0, queue, Record, "first")
     index = [rq.keys.delayed_queues, rq.keys.delayed_gen]
     due = scripts.run(rq.redis, "delayed_due", index, [T0, 10])
     generation = due[1]
@@ -226,11 +190,11 @@ def test_a_scheduler_leaves_an_entry_noted_while_it_moved(
 
 
 def test_a_retry_with_a_delay_runs_again_on_the_cluster(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
     tmp_path: Path,
 ) -> None:
-    queue = spread_queues(rq, cluster)[1]
+    queue = queues_on_each_master(rq, cluster)[1]
     log = tmp_path / "ran"
     job_id = str(rq.enqueue_to(queue, FlakyOnce, str(log), "retried", track_status=True))
     Worker(rq, queue, WorkerOptions(interval=0, mode="inline")).work()
@@ -243,7 +207,7 @@ def test_a_retry_with_a_delay_runs_again_on_the_cluster(
     while scheduler.tick() == 0 and time.monotonic() < deadline:
         time.sleep(0.2)
     Worker(rq, queue, WorkerOptions(interval=0, mode="inline")).work()
-    assert ran(log) == ["retried"]
+    assert ran(str(log)) == ["retried"]
     assert status_in_slot(rq, queue, job_id) is Status.COMPLETE
     assert rq.delayed_count() == 0
 
@@ -252,15 +216,15 @@ def test_a_retry_with_a_delay_runs_again_on_the_cluster(
 
 
 def test_cron_fires_each_tick_once_into_a_queue_on_another_master(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
     home = cluster.master_of_slot(key_slot(rq.keys.queues.encode()))
     queue = next(
-        q for q in spread_queues(rq, cluster)
+        q for q in queues_on_each_master(rq, cluster)
         if cluster.master_of_slot(key_slot(rq.keys.queue(q).encode())) is not home
     )  # fmt: skip
-    ten = Schedule("ten", "LaterMark", queue, args=["/dev/null", "cron"], every=10)
+    ten = Schedule("ten", "Record", queue, args=["/dev/null", "cron"], every=10)
     first, second = Cron(rq, [ten], "s1"), Cron(rq, [ten], "s2")
     assert first.run_once(T0 + 0.5) == 0  # starts from now: no backlog
     assert first.run_once(T0 + 10) == 1
@@ -299,15 +263,15 @@ def _scheduler(url: str, namespace: str) -> subprocess.Popen[bytes]:
 
 @pytest.mark.timeout(300)
 def test_schedulers_sigkilled_while_moving_move_every_job_exactly_once(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queues = spread_queues(rq, cluster)
+    queues = queues_on_each_master(rq, cluster)
     scheduled = {}
     for i in range(1500):  # due over the next seconds, on every master
         queue = queues[i % 3]
         when = time.time() + 2 + (i % 60) * 0.5
-        scheduled[str(rq.enqueue_at_to(when, queue, LaterMark, "/dev/null", str(i)))] = queue
+        scheduled[str(rq.enqueue_at_to(when, queue, Record, "/dev/null", str(i)))] = queue
     assert rq.delayed_count() == 1500
     rng = random.Random(15)
     kills = 0
@@ -342,7 +306,7 @@ def test_a_master_killed_while_jobs_are_scheduled_and_moved_loses_none(tmp_path:
     with ClusterGroup(masters=3, replicas=1) as own:
         namespace = f"s{uuid.uuid4().hex[:6]}"
         resque = Resque(own.url(), namespace=namespace, durability=Replicas(1, 2000))
-        queues = spread_queues(resque, own)
+        queues = queues_on_each_master(resque, own)
         log = tmp_path / "ran"
         delayed = sharded(resque)
         delayed.sweep_every = 2.0  # a note lost with the home master is found again soon
@@ -354,7 +318,7 @@ def test_a_master_killed_while_jobs_are_scheduled_and_moved_loses_none(tmp_path:
         def schedule(first: int, last: int) -> None:
             for i in range(first, last):
                 try:
-                    resque.enqueue_in_to(1 + i % 3, queues[i % 3], LaterMark, str(log), f"a{i}")
+                    resque.enqueue_in_to(1 + i % 3, queues[i % 3], Record, str(log), f"a{i}")
                 except (redis.exceptions.RedisError, OSError, NotReplicated):
                     continue  # not acknowledged: may or may not exist
                 acknowledged.append(f"a{i}")
@@ -370,13 +334,13 @@ def test_a_master_killed_while_jobs_are_scheduled_and_moved_loses_none(tmp_path:
             own.wait_failover(home)
             own.restart(home)
             deadline = time.monotonic() + 180
-            while not set(acknowledged) <= set(ran(log)) and time.monotonic() < deadline:
+            while not set(acknowledged) <= set(ran(str(log))) and time.monotonic() < deadline:
                 time.sleep(0.2)
         finally:
             scheduler.stop()
             worker.shutdown()
             thread.join(60)
-        missing = set(acknowledged) - set(ran(log))
+        missing = set(acknowledged) - set(ran(str(log)))
         assert not missing, (sorted(missing), resque.delayed_count(), indexed(resque))
         assert len(acknowledged) >= 60
 
@@ -400,16 +364,16 @@ _scores = st.one_of(
     wrong=st.sampled_from(["", "index", "gen"]),
 )
 def test_whatever_the_index_holds_the_scheduler_moves_real_jobs(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
     members: dict[bytes, float],
     gens: dict[bytes, bytes],
     wrong: str,
 ) -> None:
     r, keys = rq.redis, rq.keys
-    queue = spread_queues(rq, cluster)[0]
+    queue = queues_on_each_master(rq, cluster)[0]
     r.delete(keys.delayed_queues, keys.delayed_gen, keys.for_queue(queue).delayed_schedule)
-    job_id = str(rq.enqueue_at_to(T0, queue, LaterMark, "/dev/null", "real"))
+    job_id = str(rq.enqueue_at_to(T0, queue, Record, "/dev/null", "real"))
     if members:
         r.zadd(keys.delayed_queues, members)
     if gens:
@@ -446,10 +410,10 @@ class Capped(Job):
 
 
 def test_a_job_with_limits_is_refused_on_the_cluster_in_one_line(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queue = spread_queues(rq, cluster)[0]
+    queue = queues_on_each_master(rq, cluster)[0]
     with pytest.raises(ValueError, match="limits are not supported on Redis Cluster"):
         rq.enqueue(queue, Capped)
     with pytest.raises(ValueError, match="limits are not supported on Redis Cluster"):
@@ -463,10 +427,10 @@ def test_a_job_with_limits_is_refused_on_the_cluster_in_one_line(
 
 
 def test_a_workflow_is_refused_on_the_cluster_in_one_line(
-    rq: Resque,
+    rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
-    queue = spread_queues(rq, cluster)[0]
+    queue = queues_on_each_master(rq, cluster)[0]
     with pytest.raises(ValueError, match="not supported on Redis Cluster yet"):
-        rq.enqueue(queue, LaterMark, dependable=True)
+        rq.enqueue(queue, Record, dependable=True)
     assert rq.redis.llen(rq.keys.queue(queue)) == 0

@@ -149,20 +149,13 @@ class ShardedDelayed(Delayed):
 
     # --- moving --------------------------------------------------------------------
 
-    def take(
-        self,
-        slot: bytes | int,
-        jobs: list[DelayedJob],
-        action: str,
-        now: float | None = None,
-        worker: str = "pyresque",
-    ) -> int:
+    def take(self, slot: bytes | int, jobs: list[DelayedJob], *rest: Any, **options: Any) -> int:
         """``Delayed.take``, each job in the schedule of the queue that holds it."""
         by_shard: dict[str, list[DelayedJob]] = {}
         for job in jobs:
             by_shard.setdefault(job.shard or job.queue, []).append(job)
         return sum(
-            self.shard(queue).take(slot, group, action, now, worker)
+            self.shard(queue).take(slot, group, *rest, **options)
             for queue, group in by_shard.items()
             if queue
         )
