@@ -15,14 +15,16 @@ import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from urllib.parse import quote
 
 import pytest
 import redis
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
+from starlette.testclient import TestClient
 
-from e2e_support import wait_for
+from e2e_support import Procs, wait_for
 from pyresque import (
     AsyncResque,
     Enqueued,
@@ -39,6 +41,7 @@ from pyresque.exceptions import BadRedisURL, RedisUnavailable
 from pyresque.executors.base import Stop
 from pyresque.protocol import durability, sentinel
 from pyresque.protocol.connection import connect, describe, lease_client, ping
+from pyresque.web.app import OPEN, create_app
 from pyresque.worker.failover import Failover
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
@@ -277,9 +280,11 @@ def test_a_worker_without_the_policy_holds_at_a_move_and_gives_back_lost_finishe
     assert not durable.lease_lost()  # with the policy the running jobs carry on
 
 
-def test_producers_follow_a_failover_without_a_new_client() -> None:
-    """Sync and asyncio producers keep their client across a failover: once the
-    Sentinels promote the replica, their enqueues reach it."""
+def test_producers_scheduler_and_dashboard_follow_a_failover(tmp_path: Path) -> None:
+    """Sync and asyncio producers, a scheduler process and the dashboard keep their
+    client (and process) across a failover: once the Sentinels promote the replica,
+    enqueues reach it, the scheduler moves a delayed job there (and logs the move once),
+    and the dashboard shows the new master's data."""
 
     def until_enqueued(enqueue: Callable[[], object]) -> None:
         deadline = time.monotonic() + 60
@@ -297,9 +302,19 @@ def test_producers_follow_a_failover_without_a_new_client() -> None:
         sync = Resque(url, namespace="follow", events=Events())
         aio = AsyncResque(url, "follow", events=Events())
         loop = asyncio.new_event_loop()
+        procs = Procs(url, tmp_path)
+        web = TestClient(create_app(url, namespace="follow", auth=OPEN), "http://localhost")
         try:
+            web.__enter__()
+            scheduler = procs.cli(
+                ["scheduler", "--redis-url", url, "--namespace", "follow", "--interval", "0.2"],
+                "follow",
+            )
             sync.enqueue("q", "Mail", {})
             loop.run_until_complete(aio.enqueue("q", "Mail", {}))
+            assert web.get("/api/overview").status_code == 200
+            sync.enqueue_in(0.2, "before", "Mail", {})  # the scheduler is up once it moved it
+            wait_for(lambda: sync.size("before") == 1, 60, "the scheduler moved a delayed job")
             old = failing.kill_master()
             new = failing.wait_failover(old)
             until_enqueued(lambda: sync.enqueue("q", "Mail", {}))
@@ -307,7 +322,20 @@ def test_producers_follow_a_failover_without_a_new_client() -> None:
             assert describe(sync.redis).endswith(f"(master {new[0]}:{new[1]})")
             assert describe(aio.redis).endswith(f"(master {new[0]}:{new[1]})")
             assert sync.size("q") >= 2  # the two after the failover, maybe the first two
+            until_enqueued(lambda: sync.enqueue_in(0.5, "later", "Mail", {}))
+            wait_for(lambda: sync.size("later") == 1, 60, "the scheduler moved the delayed job")
+            scheduler.wait_log("Redis master for mymaster moved to")
+            assert scheduler.log().count("moved to") == 1, scheduler.log()
+            assert "Traceback" not in scheduler.log()
+
+            def shown() -> bool:
+                answer = web.get("/api/overview")
+                return answer.status_code == 200 and answer.json()["counts"]["pending"] >= 3
+
+            wait_for(shown, 60, "the dashboard reads the new master")
         finally:
+            web.__exit__(None, None, None)
+            procs.cleanup()
             loop.run_until_complete(aio.aclose())
             loop.close()
             sync.redis.close()
