@@ -14,7 +14,7 @@ import pytest
 from click.testing import CliRunner
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
-from pyresque import Job, JobCancelled, JobFailed, Resque, Status
+from pyresque import Job, JobCancelled, JobFailed, NotReplicated, Resque, Status
 from pyresque.cli.main import main as cli
 from pyresque.client.admin import failures as admin_failures
 from pyresque.client.admin.base import Problems
@@ -22,7 +22,9 @@ from pyresque.client.admin.cancel import running_on
 from pyresque.client.admin.failures import FailureFilter
 from pyresque.client.admin.jobs import job_page
 from pyresque.client.admin.stats import counts
+from pyresque.client.calls import Enqueued
 from pyresque.dev.cluster_group import ClusterGroup
+from pyresque.protocol.durability import Replicas
 from results_jobs import Answer, Broken
 from test_cluster import Record, queues_on_each_master, ran, rq, run_worker  # noqa: F401
 
@@ -232,3 +234,21 @@ def test_a_new_queue_wakes_glob_workers_from_the_home_slot(
     other.enqueue_to("fresh-b", Answer, 4)
     assert rq.redis.llen(changed) == 1
     other.redis.close()
+
+
+def test_enqueue_many_with_the_wait_policy_waits_on_each_master(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    queues = queues_on_each_master(rq, cluster)
+    jobs = [Enqueued(queue, Answer, [i]) for queue in queues for i in range(1500)]
+    durable = Resque(cluster.url(), namespace=rq.namespace, durability=Replicas(1, 5000))
+    handles = durable.enqueue_many(jobs)
+    assert all(handles)
+    assert [rq.size(queue) for queue in queues] == [1500] * 3
+    assert {h.queue for h in handles if h} == set(queues)
+    more = Resque(cluster.url(), namespace=rq.namespace, durability=Replicas(2, 100))
+    with pytest.raises(NotReplicated):  # a replica each: two never acknowledge
+        more.enqueue_many(jobs[:2])
+    durable.redis.close()
+    more.redis.close()

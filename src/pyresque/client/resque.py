@@ -25,7 +25,6 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
-from pyresque.protocol import scripts
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
@@ -33,6 +32,7 @@ from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.delayed_shards import ShardedDelayed, note
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.durability import from_env as durability_from_env
+from pyresque.protocol.durability import run_many as run_many_durably
 from pyresque.protocol.failure import Failures
 from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect, dumps
@@ -180,12 +180,10 @@ class Resque(Producer, AdminMethods):
         checked before any is written: one invalid job raises and writes nothing."""
         batch = self._batch(jobs)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
-        policy = self.durability
-        wait = (policy.count, policy.timeout_ms) if policy is not None else None
         with reaching(self.redis):
             self._register(batch.queues)
-            replies = scripts.run_many(self.redis, calls, wait)
-        ids = self._batch_written(batch, replies, policy)
+            replies = run_many_durably(self.redis, calls, self.durability)
+        ids = self._batch_written(batch, replies, self.durability)
         return [
             JobHandle(job_id, self, queue) if job_id else None
             for job_id, queue in zip(ids, batch.where, strict=True)

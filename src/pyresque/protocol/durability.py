@@ -98,3 +98,24 @@ def run_durably(
     if policy is None:
         return scripts.run(client, name, keys, args), True
     return policy.run(client, name, keys, args)
+
+
+def run_many(
+    client: redis.Redis, calls: Sequence[scripts.ScriptCall], policy: Replicas | None
+) -> list[Any]:
+    """``scripts.run_many`` with the ``policy``'s WAIT: the replies, then (with a
+    policy) the fewest replicas that acknowledged a call. On Redis Cluster the calls are
+    in several slots, so on several masters, and a WAIT counts the writes of its own
+    connection: each call is made with its WAIT on its master's connection
+    (``Replicas.run``), a round trip per call (a call holds up to 1,000 jobs)."""
+    if policy is None:
+        return scripts.run_many(client, calls)
+    if not cluster.is_cluster(client):
+        return scripts.run_many(client, calls, (policy.count, policy.timeout_ms))
+    replies: list[Any] = []
+    durable = True
+    for name, keys, args in calls:
+        reply, acked = policy.run(client, name, keys, args)
+        replies.append(reply)
+        durable = durable and acked
+    return [*replies, policy.count if durable else 0]
