@@ -22,7 +22,7 @@ from redis.retry import Retry
 from pyresque import Job, Resque
 from pyresque.dev.testing import delete_namespace, run_jobs
 from pyresque.exceptions import BadRedisURL
-from pyresque.protocol import aio
+from pyresque.protocol import aio, sentinel
 from pyresque.protocol.connection import connect
 from pyresque.protocol.targets import (
     TLS_PARAMS,
@@ -144,6 +144,16 @@ def test_php_resque_backend_forms_keep_tls_and_credentials() -> None:
     with pytest.raises(BadRedisURL, match="is not rediss://"):
         check_url(url_from_env(env))
     assert url_from_env({"REDIS_URL": "unix:///run/r.sock?db=3"}) == "unix:///run/r.sock?db=3"
+    sentinels = "redis+sentinel://app:pw@s1:26379,s2/mymaster"
+    for backend, db, url, expected in (
+        (sentinels, "2", f"{sentinels}/2", 2),
+        (f"{sentinels}?sentinel_password=x", "2", f"{sentinels}/2?sentinel_password=x", 2),
+        (f"{sentinels}/3", "2", f"{sentinels}/3", 3),  # the URL's database wins
+        (sentinels, "", sentinels, 0),
+    ):
+        found = url_from_env({"REDIS_BACKEND": backend, "REDIS_BACKEND_DB": db})
+        assert found == url, backend
+        assert sentinel.parse(found).db == expected
 
 
 @given(st.dictionaries(st.sampled_from(sorted(TLS_PARAMS)), st.text(max_size=30), max_size=5))

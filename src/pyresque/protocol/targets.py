@@ -46,8 +46,9 @@ _BOOLS = {"true": True, "yes": True, "1": True, "false": False, "no": False, "0"
 def backend_url(backend: str, db: str | int | None = None) -> str:
     """Turn php-resque's ``REDIS_BACKEND`` (and ``REDIS_BACKEND_DB``) into a redis URL.
 
-    Accepts ``host``, ``host:port``, ``redis://…``, ``rediss://…``, ``tcp://host:port``
-    and ``unix:///path``. A database in the URL's path wins over ``db``.
+    Accepts ``host``, ``host:port``, ``redis://…``, ``rediss://…``, ``tcp://host:port``,
+    ``unix:///path`` and Sentinel URLs (``redis+sentinel://hosts/service``). A database
+    in the URL's path wins over ``db``.
     """
     backend = backend.strip()
     if backend.startswith("tcp://"):
@@ -61,7 +62,10 @@ def backend_url(backend: str, db: str | int | None = None) -> str:
     scheme, _, rest = backend.partition("://")
     rest, mark, query = rest.partition("?")
     authority, _, path = rest.partition("/")
-    return f"{scheme}://{authority}/{path or (db if db not in (None, '') else 0)}{mark}{query}"
+    given = db not in (None, "")
+    if scheme.lower().endswith("+sentinel") and given and path and "/" not in path.rstrip("/"):
+        path = f"{path.rstrip('/')}/{db}"  # the path names the service, then the database
+    return f"{scheme}://{authority}/{path or (db if given else 0)}{mark}{query}"
 
 
 def redact(url: str) -> str:
