@@ -395,3 +395,37 @@ def test_sentinels_with_their_own_user_in_front_of_a_password_protected_master()
                 client = redis.Redis(port=process.port, username="watcher", password=sentinel_pw)
                 client.acl_setuser("default", True, nopass=True, commands=["+@all"])
                 client.close()
+
+
+def test_a_failover_loses_what_no_replica_had_and_the_policy_never_acknowledges_it() -> None:
+    """The replica is cut off (it cannot log in to the master again), then the master
+    dies: an enqueue without the policy was acknowledged and is gone from the new master;
+    the same enqueue with the policy raised NotReplicated instead of acknowledging."""
+    with SentinelGroup(replicas=1) as group:
+        _, port = group.master_address()
+        replica = next(node for node in group.nodes if node.port != port)
+        ask(replica.port, lambda c: c.config_set("masteruser", "nobody"))  # AUTH fails
+        ask(replica.port, lambda c: c.config_set("masterauth", "wrong"))
+        ask(port, lambda c: c.client_kill_filter(_type="replica"))
+        wait_for(lambda: ask(port, lambda c: c.info("replication"))["connected_slaves"] == 0,
+                 30, "the replica cut off")  # fmt: skip
+        plain = Resque(group.url(), namespace="cut", events=Events())
+        durable = Resque(group.url(), namespace="cut", events=Events(), durability=Replicas(1, 200))
+        try:
+            assert plain.enqueue("q", "Mail", {"n": 1}) is not None  # the master alone has it
+            with pytest.raises(NotReplicated):
+                durable.enqueue("q", "Mail", {"n": 2})
+            assert plain.size("q") == 2
+            group.wait_failover(group.kill_master())
+
+            def size() -> int | None:
+                try:
+                    return plain.size("q")
+                except redis.exceptions.ConnectionError:  # until the client reconnects
+                    return None
+
+            wait_for(lambda: size() is not None, 60, "the new master")
+            assert plain.size("q") == 0  # the acknowledged job went with the old master
+        finally:
+            plain.redis.close()
+            durable.redis.close()
