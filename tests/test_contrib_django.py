@@ -20,7 +20,7 @@ from django.core.exceptions import ImproperlyConfigured
 from django.db import transaction
 from django.test import AsyncClient, Client, override_settings
 
-from e2e_support import Procs, served_page
+from e2e_support import Procs, State, served_page
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
 from pyresque.dev.server import find_free_port
@@ -238,6 +238,22 @@ def test_the_mounted_dashboard_keeps_its_defences(
     with override_settings(ALLOWED_HOSTS=["*"], PYRESQUE=settings):
         assert client.get("/admin/resque/").status_code == 200
         assert client.get("/admin/resque/", HTTP_HOST="evil.example").status_code == 400
+
+
+def test_the_settings_reach_the_producer(
+    db_path: Path, redis_url: str, namespace: str, state: State
+) -> None:
+    from notes.jobs import ReadNote
+
+    from pyresque.contrib.django import enqueue_to_on_commit, get_resque
+
+    settings = {"REDIS_URL": redis_url, "NAMESPACE": namespace, "DIALECT": "ruby", "STRICT": True}
+    with override_settings(PYRESQUE=settings):
+        with transaction.atomic():
+            enqueue_to_on_commit("notes", ReadNote, 7)
+        with pytest.raises(LookupError, match="strict mode"):
+            get_resque().enqueue_to("notes", "NoSuchJob")
+    assert state.queue("notes") == [{"class": "ReadNote", "args": [7]}]
 
 
 def test_bad_settings_are_one_clear_error(db_path: Path) -> None:

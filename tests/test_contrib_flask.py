@@ -15,7 +15,7 @@ import pytest
 from flask import Flask
 from flask.testing import FlaskClient
 
-from e2e_support import Procs, served_page, wait_for
+from e2e_support import Procs, State, served_page, wait_for
 from pyresque import Resque, Status
 from pyresque.cli.main import without_settings
 from pyresque.contrib.config import ConfigError
@@ -128,6 +128,21 @@ def test_the_mounted_dashboard_keeps_its_defences(
     )
     assert done.status_code in (200, 303)
     assert rq.size("mail") == 0
+
+
+def test_the_settings_reach_the_producer(redis_url: str, namespace: str, state: State) -> None:
+    app = Flask(__name__)
+    app.config.update(
+        PYRESQUE_REDIS_URL=redis_url, PYRESQUE_NAMESPACE=namespace,
+        PYRESQUE_DIALECT="ruby", PYRESQUE_STRICT=True,
+    )  # fmt: skip
+    extension = Pyresque(app)
+    with app.app_context():
+        mail = load_example("flask_app").WelcomeMail  # registered as it is imported
+        extension.resque.enqueue_to("mail", mail, "ada@example.com")
+        with pytest.raises(LookupError, match="strict mode"):
+            extension.resque.enqueue_to("mail", "NoSuchJob")
+    assert state.queue("mail") == [{"class": "WelcomeMail", "args": ["ada@example.com"]}]
 
 
 def test_bad_settings_are_one_clear_error() -> None:
