@@ -555,9 +555,10 @@ LIMITS = [
     "it, so pyresque's p50 is 2 to 2.5 times the bare BRPOP process's, which itself moved "
     "between 0.2 and 0.46 ms from run to run on this machine; the 1 ms target sits inside "
     "that drift (0.68 ms in a run where the floor was 0.30 ms; 1.22 ms against 0.38 ms, "
-    "3.2 times, in the loaded run of the cost table). Lift: a blocking claim "
-    "(BLMOVE from the queue into a per-worker list that recovery reads) would save that "
-    "round trip for workers of a single queue.",
+    "3.2 times, in the loaded run of the cost table). Since then a worker of a single "
+    "queue claims with a blocking `BLMOVE` into a per-worker list that recovery reads, "
+    "saving that round trip ([scaling.md](scaling.md#pickup-latency-an-idle-worker); this "
+    "table predates it).",
     "- **Enqueue per call** is one Lua call (the queue, the `queues` set, the status, the "
     "wake-up token: all or nothing): ~2.7 us of Redis time against LPUSH's 0.15 us, 8 "
     "arguments instead of 2, and ~4 us to build and encode the payload. redis-py's own "

@@ -33,7 +33,8 @@ def section(data: dict[str, Any] | None) -> list[str]:
         f"{meta['started'][:10]} (medians of {meta['rounds']} rounds; {meta['jobs']:,} jobs "
         f"per round one at a time, {meta['jobs'] * 10:,} in bulk; a private Redis; 1-minute "
         f"load average {load}, on {meta['cpus']} CPUs). Wall-time rates depend on that "
-        "load; the CPU and EVALSHA columns do not, and are the comparison. Raw results: "
+        "load, and the CPU columns too, less (a busy machine's cache misses and context "
+        "switches): compare the rows of one run, not runs. Raw results: "
         f"[{FILE}]({FILE}).",
         "",
         "| way | jobs/s (wall) | client CPU us/job | Redis CPU us/job | EVALSHA/job |",
