@@ -21,7 +21,8 @@ from pyresque.client.admin.base import Problems
 from pyresque.client.admin.cancel import running_on
 from pyresque.client.admin.failures import FailureFilter
 from pyresque.client.admin.jobs import job_page
-from pyresque.client.admin.stats import counts
+from pyresque.client.admin.stats import counts, overview_page
+from pyresque.client.admin.workers import list_workers, workers_page
 from pyresque.client.calls import Enqueued
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.durability import Replicas
@@ -252,3 +253,41 @@ def test_enqueue_many_with_the_wait_policy_waits_on_each_master(
         more.enqueue_many(jobs[:2])
     durable.redis.close()
     more.redis.close()
+
+
+def test_workers_running_jobs_and_metrics_read_every_slot(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from pyresque.web.metrics import render
+
+    queues = failed_on_every_master(rq, cluster, str(tmp_path / "ran"))
+    running = rq.enqueue_to(queues[2], Sleeper)
+    assert running is not None
+    worker = threading.Thread(
+        target=run_worker, args=(rq, queues), kwargs={"interval": 0, "mode": "threads"}
+    )
+    worker.start()
+    try:
+        [shown] = wait_until(
+            lambda: [w for w in list_workers(rq) if w.state == "working"], "working worker"
+        )
+        assert shown.job is not None
+        assert shown.job["payload"]["class"] == "Sleeper"
+        assert shown.job["queue"] == queues[2]
+        page = workers_page(rq)
+        assert page["working"] == 1
+        assert overview_page(rq)["running"][0]["job"]["class_name"] == "Sleeper"
+        assert rq.info()["working"] == 1
+        body = render(rq).decode()
+        ns = f'namespace="{rq.namespace}"'
+        assert f"resque_jobs_processed_total{{{ns}}} 9.0" in body
+        assert f"resque_failed_jobs{{{ns}}} 6.0" in body
+        assert f'resque_jobs_running{{{ns},queue="{queues[2]}"}} 1.0' in body
+        assert f'resque_workers{{{ns},state="working"}} 1.0' in body
+    finally:
+        rq.cancel(str(running))
+        worker.join(60)
+    finished = [w for w in list_workers(rq) if w.id == shown.id]
+    assert [(w.processed, w.failed) for w in finished] in ([], [(1, 0)])

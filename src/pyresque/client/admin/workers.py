@@ -24,6 +24,7 @@ from pyresque.protocol import strict_json
 from pyresque.protocol.commands import COMMANDS
 from pyresque.protocol.connection import raw, replies
 from pyresque.protocol.counters import counter
+from pyresque.protocol.slots import places
 
 #: Workers listed per page of the dashboard's Workers page.
 WORKERS_PER_PAGE = 50
@@ -69,16 +70,48 @@ def list_workers(resque: Namespace, raw_ids: list[bytes] | None = None) -> list[
     raw_ids = worker_ids(resque) if raw_ids is None else raw_ids
     if not raw_ids:
         return []
-    pipe = resque.redis.pipeline(transaction=False)
-    pipe.get(resque.keys.pause_all)
-    pipe.time()
-    pause_all, (secs, micros) = replies(pipe)
+    pause_all = cast("bytes | None", resque.redis.get(resque.keys.pause_all))
+    secs, micros = resque.redis.time()  # (a cluster pipeline refuses TIME: no key)
     now_ms = secs * 1000 + micros // 1000
     workers: list[WorkerInfo] = []
     for start in range(0, len(raw_ids), _READ_CHUNK):
         chunk = raw_ids[start : start + _READ_CHUNK]
         workers += _read(resque, chunk, now_ms, pause_all_set(pause_all))
     return workers
+
+
+def _records(
+    resque: Namespace, ids: list[bytes]
+) -> tuple[list[bytes | None], list[int], list[int]]:
+    """Each worker's ``worker:<id>`` record and its processed and failed counters. On
+    Redis Cluster a worker writes them in the slot of its job's queue (keys.py): the
+    record found first over every slot (slots.places), the counters summed."""
+    groups = []
+    for at in places(resque.redis, resque.keys):
+        stat = at.stat("")  # "stat:", then "processed:<id>" / "failed:<id>"
+        groups.append(_prefixed(at.worker(""), ids))
+        groups.append(_prefixed(f"{stat}processed:", ids))
+        groups.append(_prefixed(f"{stat}failed:", ids))
+    found = _mgets(resque, groups)
+    return (
+        [next((job for job in column if job), None) for column in zip(*found[0::3], strict=True)],
+        [sum(map(counter, column)) for column in zip(*found[1::3], strict=True)],
+        [sum(map(counter, column)) for column in zip(*found[2::3], strict=True)],
+    )
+
+
+def _mgets(resque: Namespace, groups: list[list[bytes]]) -> list[list[Any]]:
+    """An MGET of each group of keys (None for a missing key or one of another type), in
+    one pipeline; on Cluster an MGET per group (a cluster pipeline refuses MGET; the
+    keys of a group are in one slot)."""
+    if resque.keys.clustered:
+        return [cast("list[Any]", resque.redis.mget(group)) if group else [] for group in groups]
+    pipe = resque.redis.pipeline(transaction=False)
+    for group in groups:
+        pipe.mget(group)
+    return [
+        reply or [None] * len(group) for reply, group in zip(replies(pipe), groups, strict=True)
+    ]
 
 
 def _id(raw_id: bytes) -> str:
@@ -100,18 +133,17 @@ def _read(resque: Namespace, ids: list[bytes], now_ms: int, all_paused: bool) ->
     EXISTS per worker inside one script call."""
     keys = resque.keys
     pipe = resque.redis.pipeline(transaction=False)
-    stat = keys.stat("")  # "stat:", then "processed:<id>" / "failed:<id>"
-    pipe.mget(_prefixed(keys.worker(""), ids))
-    pipe.mget([_exact(keys.worker_started(_id(i))) for i in ids])  # worker:<id>:started
-    pipe.mget(_prefixed(f"{stat}processed:", ids))
-    pipe.mget(_prefixed(f"{stat}failed:", ids))
     pipe.hmget(keys.heartbeats, ids)
     pipe.zmscore(keys.leases, cast("list[str]", ids))  # any bytes: the ids as stored
     found = [reply or [None] * len(ids) for reply in replies(pipe)]
+    [started_at] = _mgets(resque, [[_exact(keys.worker_started(_id(i))) for i in ids]])
+    jobs, done, failures = _records(resque, ids)
     paused = lengths(resque.redis, _prefixed(keys.paused(""), ids), "EXISTS")
     workers = []
     for i, raw_id in enumerate(ids):
-        current, started, processed, failed, beat, lease = (column[i] for column in found)
+        beat, lease = (column[i] for column in found)
+        started = started_at[i]
+        current, processed, failed = jobs[i], done[i], failures[i]
         worker_id = _text(raw_id)
         host, _, rest = worker_id.partition(":")
         pid, _, queues = rest.partition(":")
@@ -129,8 +161,8 @@ def _read(resque: Namespace, ids: list[bytes], now_ms: int, all_paused: bool) ->
                 state=state,
                 started=_text(started) if started else None,
                 heartbeat=_text(beat) if beat else None,
-                processed=counter(processed),
-                failed=counter(failed),
+                processed=processed,
+                failed=failed,
                 job=job,
                 pyresque=lease is not None,
             )
@@ -222,6 +254,11 @@ class Census:
     @classmethod
     def read(cls, resque: Namespace, problems: Problems) -> Census:
         ids = problems.section("the workers set", partial(worker_ids, resque), list[bytes]())
+        if resque.keys.clustered:  # worker:<id> is in the slot of the job's queue
+            busy = problems.section(
+                "the workers' jobs", partial(_busy_anywhere, resque, ids), [False] * len(ids)
+            )
+            return cls(ids, busy)
         base = raw(resque.keys.worker(""))
         found = problems.section(
             "the workers' jobs",
@@ -233,6 +270,20 @@ class Census:
     @property
     def working(self) -> list[bytes]:
         return [i for i, busy in zip(self.ids, self.busy, strict=True) if busy]
+
+
+def _jobs(resque: Namespace, ids: list[bytes]) -> list[bytes | None]:
+    """Each worker's ``worker:<id>`` record, wherever it is (``_records``)."""
+    return _records(resque, ids)[0]
+
+
+def _busy_anywhere(resque: Namespace, ids: list[bytes]) -> list[bool]:
+    """Whether each worker has a ``worker:<id>`` record in any slot (Cluster)."""
+    return [
+        bool(job)
+        for start in range(0, len(ids), _READ_CHUNK)
+        for job in _jobs(resque, ids[start : start + _READ_CHUNK])
+    ]
 
 
 def workers_page(
@@ -300,9 +351,9 @@ class WorkerStates:
         rest = [i for i in census.ids if i not in dead and i not in working]
         running: Counter[str] = Counter()
         for start in range(0, len(busy), _READ_CHUNK):
-            chunk = _prefixed(resque.keys.worker(""), busy[start : start + _READ_CHUNK])
+            chunk = busy[start : start + _READ_CHUNK]
             jobs = problems.section(
-                "the workers' jobs", partial(_strings, resque, chunk), list[bytes | None]()
+                "the workers' jobs", partial(_jobs, resque, chunk), list[bytes | None]()
             )
             for job in filter(None, map(_job, jobs)):
                 running[str(job.get("queue", ""))] += 1
@@ -325,8 +376,3 @@ def _expired_ids(resque: Namespace, registered: set[bytes]) -> set[bytes]:
     now_ms = secs * 1000 + micros // 1000
     expired = resque.redis.zrangebyscore(resque.keys.leases, "-inf", f"({now_ms}")
     return {raw(m) for m in cast("list[bytes]", expired)} & registered
-
-
-def _strings(resque: Namespace, keys: list[bytes]) -> list[bytes | None]:
-    """MGET of ``keys`` (None for a missing key or one of another type)."""
-    return cast("list[bytes | None]", resque.redis.mget(keys))
