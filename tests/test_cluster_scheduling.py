@@ -170,21 +170,29 @@ def test_a_job_whose_index_note_was_lost_is_moved_after_the_sweep(
     assert delayed.move_due(T0 + 1) == 1
 
 
-def test_a_scheduler_leaves_an_entry_noted_while_it_moved(
+def test_a_job_scheduled_while_a_scheduler_moves_its_queue_stays_indexed(
     rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
 ) -> None:
     queue = queues_on_each_master(rq, cluster)[0]
     rq.enqueue_at(T0, queue, Record, "first")
     index = [rq.keys.delayed_queues, rq.keys.delayed_gen]
+    # A scheduler's pass over the queue, step by step: read the index, move what is
+    # due, read the next due second (none left)...
     due = scripts.run(rq.redis, "delayed_due", index, [T0, 10])
-    generation = due[1]
-    # Meanwhile a producer notes an earlier job (its write to the slot not done yet).
-    note(rq.redis, rq.keys, queue, T0 - 5)
-    settle = [queue, generation, T0 + 100]
-    assert scripts.run(rq.redis, "delayed_settle", index, settle) == 0
-    assert indexed(rq) == {queue: T0 - 5}  # not raised above the new job
-    due = scripts.run(rq.redis, "delayed_due", index, [T0, 10])
+    shard = sharded(rq).shard(queue)
+    assert shard.move_due(T0) == 1
+    assert shard.next_due() is None
+    # ... while a producer schedules a later job (written, then noted) ...
+    rq.enqueue_at(T0 + 50, queue, Record, "later")
+    # ... so the pass's settle, from what it read before, leaves the entry alone.
+    assert scripts.run(rq.redis, "delayed_settle", index, [queue, due[1], ""]) == 0
+    assert indexed(rq) == {queue: T0}  # lowered once: still at or before the new job
+    assert sharded(rq).move_due(T0 + 50) == 1
+    assert indexed(rq) == {}
+    # Without a note in between, the settle goes through.
+    note(rq.redis, rq.keys, queue, T0 + 60)
+    due = scripts.run(rq.redis, "delayed_due", index, [T0 + 60, 10])
     assert scripts.run(rq.redis, "delayed_settle", index, [queue, due[1], T0 + 100]) == 1
     assert indexed(rq) == {queue: T0 + 100}
 

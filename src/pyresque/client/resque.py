@@ -29,7 +29,7 @@ from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
 from pyresque.protocol.delayed import Delayed
-from pyresque.protocol.delayed_shards import ShardedDelayed, note
+from pyresque.protocol.delayed_shards import ShardedDelayed, indexed
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.durability import run_many as run_many_durably
@@ -283,10 +283,10 @@ class Resque(Producer, AdminMethods):
         unique job is already scheduled or enqueued).
         """
         planned = self._plan_at(when, item, self.delayed.clock())
-        if planned is not None and planned.call.script == "schedule":
-            with reaching(self.redis):  # on Cluster, indexed in the home slot first
-                note(self.redis, self.keys, item.queue, planned.call.args[0])
-        return self._write(planned)
+        handle = self._write(planned)
+        if handle is not None and planned is not None and planned.call.script == "schedule":
+            indexed(self.redis, self.keys, item.queue, planned.call.args[0], handle)
+        return handle
 
     def enqueue_at(
         self,

@@ -11,15 +11,19 @@ scheduler killed anywhere has moved an item once or not at all, never twice or h
 
 Only *finding* the schedules crosses slots. The home slot's index
 (``Keys.delayed_queues``: queue -> a second at or before its earliest job) says
-which queues' schedules a scheduler visits. A producer lowers a queue's entry before
-it schedules (delayed_note.lua, which also counts the queue's generation); a worker
-that retried a job notes it after its finish call; a scheduler that moved a queue's
-due jobs sets the entry to that queue's next due second, unless a note came
-meanwhile (delayed_settle.lua compares the generation delayed_due.lua read with the
-entry). An entry earlier than needed costs a visit. One missing or later than its
-job (a worker killed between a retry's finish and its note) is repaired by a sweep
-of every known queue's schedule, once a minute per scheduler: that job is late by up
-to a minute, never lost, never moved twice.
+which queues' schedules a scheduler visits. Whoever writes a job into a queue's
+schedule (a producer, a worker's retry) notes it there *after* the write
+(delayed_note.lua: the entry only goes down, and the queue's generation goes up); a
+scheduler that moved a queue's due jobs sets the entry to that queue's next due
+second, unless a note came after it read the entry (delayed_settle.lua compares the
+generation delayed_due.lua read). So a job the scheduler's look at the schedule
+missed was written after it, and its note, later still, either fails the settle or
+lowers the entry again after it. (A note *before* the write would not do: a
+scheduler could read the entry after the note and the schedule before the write.)
+An entry earlier than needed costs a visit. One missing or later than its job (a
+process killed between the write and its note, a note lost in a failover) is
+repaired by a sweep of every known queue's schedule, once a minute per scheduler:
+that job is late by up to a minute, never lost, never moved twice.
 """
 
 from __future__ import annotations
@@ -50,11 +54,30 @@ _SWEEP_CHUNK = 200
 
 def note(client: redis.Redis, keys: Keys, queue: str, timestamp: int) -> None:
     """Index that ``queue``'s slot has a job due at ``timestamp`` (Cluster only; no-op
-    on one Redis): before a producer schedules it, after a worker's retry wrote it."""
-    if keys.clustered:
-        home = keys.home
+    on one Redis), once the job is written there: see the module's docstring."""
+    if not keys.clustered:
+        return
+    home = keys.home
+    # Two plain commands in one round trip (a script call cost Redis ~35 us more per
+    # job), the generation first: a settle between the two then fails, and one before
+    # both is undone by the ZADD. Keys or values of the wrong kind (anyone may write
+    # them): the script, which repairs them.
+    pipe = client.pipeline(transaction=False)
+    pipe.hincrby(home.delayed_gen, queue, 1)
+    pipe.zadd(home.delayed_queues, {queue: timestamp}, lt=True)
+    replies = pipe.execute(raise_on_error=False)
+    if any(isinstance(reply, redis.exceptions.ResponseError) for reply in replies):
         index = [home.delayed_queues, home.delayed_gen]
         scripts.run(client, "delayed_note", index, [queue, timestamp])
+
+
+def indexed(client: redis.Redis, keys: Keys, queue: str, timestamp: int, job_id: str) -> None:
+    """``note`` for a job just scheduled: a note that fails is logged, not raised (the
+    job is scheduled; the scheduler's sweep indexes it within a minute)."""
+    try:
+        note(client, keys, queue, timestamp)
+    except redis.exceptions.RedisError as exc:
+        log.warning("job %s: scheduled, not indexed yet (%s)", job_id, exc)
 
 
 class Shard(Delayed):
@@ -118,10 +141,11 @@ class ShardedDelayed(Delayed):
         return [name for name in map(_queue_name, cast("list[bytes]", members)) if name]
 
     def schedule(self, timestamp: int, item: str, *rest: Any, **options: Any) -> bool:
-        """``Delayed.schedule`` in the slot of the queue ``item`` names, indexed first."""
+        """``Delayed.schedule`` in the slot of the queue ``item`` names, then indexed."""
         queue = DelayedJob.decode(timestamp, item.encode()).queue
+        scheduled = self.shard(queue).schedule(timestamp, item, *rest, **options)
         note(self._redis, self._keys, queue, timestamp)
-        return self.shard(queue).schedule(timestamp, item, *rest, **options)
+        return scheduled
 
     # --- reading -------------------------------------------------------------------
 

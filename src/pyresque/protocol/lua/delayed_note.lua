@@ -1,7 +1,9 @@
 -- On Redis Cluster: note that queue ARGV[1]'s slot has a delayed job due at ARGV[2],
--- before it is written there (delayed_shards.py). The index entry only goes down (LT),
+-- once it is written there (delayed_shards.py). The index entry only goes down (LT),
 -- and the queue's generation goes up, so a scheduler that read the index before this
--- note does not settle the entry above this job (delayed_settle.lua).
+-- note does not settle the entry above this job (delayed_settle.lua). The note is made
+-- with two plain commands (delayed_shards.note); this script runs when they fail on
+-- keys or values of another kind, and repairs them.
 --
 -- KEYS[1] delayed-queues (sorted set)   KEYS[2] delayed-gen (hash)
 -- ARGV[1] queue name   ARGV[2] the job's due second
