@@ -7,7 +7,13 @@ TLS server.
 
 from __future__ import annotations
 
+import asyncio
 import logging
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
 import uuid
 from pathlib import Path
 from urllib.parse import quote
@@ -18,12 +24,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from redis.backoff import NoBackoff
 from redis.retry import Retry
+from starlette.testclient import TestClient
 
-from pyresque import Job, Resque
+from e2e_support import wait_for
+from pyresque import AsyncResque, Job, Resque
+from pyresque.cli.main import without_settings
+from pyresque.dev.server import RedisServer
 from pyresque.dev.testing import delete_namespace, run_jobs
 from pyresque.exceptions import BadRedisURL
 from pyresque.protocol import aio, sentinel
-from pyresque.protocol.connection import connect
+from pyresque.protocol.connection import connect, describe
 from pyresque.protocol.targets import (
     TLS_PARAMS,
     check_url,
@@ -33,6 +43,8 @@ from pyresque.protocol.targets import (
     url_from_env,
     with_tls,
 )
+from pyresque.scheduling.scheduler import Scheduler
+from pyresque.web.app import OPEN, create_app
 
 
 @given(st.text(min_size=1, max_size=40))
@@ -183,3 +195,55 @@ def test_tls_settings_reach_a_sentinel_url_too(
     for connects in (connect, aio.connect):
         with pytest.raises(BadRedisURL, match="is not rediss://"):
             connects("redis+sentinel://h1:26379/mymaster/0")
+
+
+@pytest.mark.timeout(180)
+def test_a_unix_socket_with_an_acl_user_and_a_database_works_for_every_part() -> None:
+    """``unix://user:password@/path?db=N``: the producer (sync and asyncio), inline and
+    fork workers (the worker's lease pool is copied from the socket client), the
+    scheduler's move of a delayed job, the dashboard and a command; messages name the
+    socket, not the password. (redis-py refused pyresque's TCP keepalive setting on a
+    Unix socket: no unix:// target could connect.)"""
+    directory = Path(tempfile.mkdtemp(prefix="pyrq-", dir="/tmp"))  # a socket path is short
+    socket = directory / "redis.sock"
+    password = f"unix-pw-{uuid.uuid4().hex[:8]}"
+    server = RedisServer(extra_args=("--unixsocket", str(socket), "--unixsocketperm", "700"))
+    with server:
+        admin = redis.Redis(port=server.port)
+        admin.acl_setuser("app", True, passwords=[f"+{password}"], keys=["*"], commands=["+@all"])
+        url = f"unix://app:{password}@{socket}?db=2"
+        ns = f"t{uuid.uuid4().hex[:8]}"
+        rq = Resque(url, namespace=ns)
+        assert describe(rq.redis) == f"unix://{socket}?db=2"
+        for mode in ("inline", "fork"):
+            rq.enqueue("q", UsersClientJob, {"mode": mode})
+            assert run_jobs(rq, "q", mode=mode).processed == 1
+        rq.enqueue_in(0.2, "later", UsersClientJob, {})
+        scheduler = Scheduler(rq)
+        wait_for(lambda: scheduler.tick() + rq.size("later") > 0, 30, "the delayed job moved")
+        assert rq.size("later") == 1
+
+        async def enqueue_async() -> None:
+            async with AsyncResque(url, ns) as producer:
+                await producer.enqueue("later", UsersClientJob, {})
+
+        asyncio.run(enqueue_async())
+        assert rq.size("later") == 2
+        admin.select(2)  # (the test's own client) the jobs are in database 2
+        assert admin.llen(f"{ns}:queue:later") == 2
+        done = subprocess.run(
+            [sys.executable, "-m", "pyresque.cli", "info", "--json", "--redis-url", url,
+             "--namespace", ns],
+            env=without_settings(os.environ), capture_output=True, text=True, timeout=60,
+            check=False,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        assert '"pending": 2' in done.stdout
+        with TestClient(create_app(url, namespace=ns, auth=OPEN), "http://localhost") as web:
+            page = web.get("/")
+            assert page.status_code == 200
+            assert str(socket) in page.text
+        assert password not in done.stdout + done.stderr + page.text
+        rq.redis.close()
+        admin.close()
+    shutil.rmtree(directory, ignore_errors=True)

@@ -107,7 +107,10 @@ def client_options(target: str | None) -> tuple[str, str, dict[str, Any]]:
     url = with_tls(check_url(target or url_from_env()), tls_from_env())
     plain, tls = split_tls(url)
     retry_on = [redis.exceptions.ConnectionError, redis.exceptions.TimeoutError]
-    return url, plain, {"retry_on_error": retry_on, **SETTINGS, **tls}
+    settings = dict(SETTINGS)
+    if plain.lower().startswith("unix:"):  # a TCP option: redis-py's Unix connection refuses it
+        del settings["socket_keepalive"]
+    return url, plain, {"retry_on_error": retry_on, **settings, **tls}
 
 
 def check_users_client(client: redis.Redis | redis.asyncio.Redis) -> None:
