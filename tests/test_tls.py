@@ -6,6 +6,7 @@ or a missing client certificate is one clear line.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
@@ -17,8 +18,10 @@ import pytest
 from starlette.testclient import TestClient
 
 from e2e_support import JOBS, Procs, procs_fixture, wait_for
-from pyresque import Job, Resque
+from pyresque import AsyncResque, Job, Resque
 from pyresque.cli.main import without_settings
+from pyresque.dev.sentinel_group import SentinelProcess
+from pyresque.dev.server import find_free_port
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.connection import describe
 from pyresque.protocol.status import Status
@@ -159,3 +162,61 @@ def test_every_command_connects_the_same_way(tls: TLSServer, command: list[str])
     done = _cli(*command, "--redis-url", where, "--ssl-ca-certs", str(tls.certs.other_ca))
     assert done.returncode == 1, done.stderr
     assert done.stderr.startswith(f"pyresque: error: the TLS handshake with Redis at {where}")
+
+
+class TlsSentinel(SentinelProcess):
+    """One Sentinel that watches the TLS server over TLS (with the client certificate)
+    and takes TLS clients on a port of its own; its plain port is the test's."""
+
+    def __init__(self, tls: TLSServer) -> None:
+        super().__init__("mymaster", ("127.0.0.1", tls.tls_port), 5000, 10000)
+        self.certs = tls.certs
+        self.tls_port = find_free_port()
+
+    def _command(self) -> list[str]:
+        command = super()._command()  # writes sentinel.conf
+        assert self.directory is not None
+        certs = self.certs
+        conf = self.directory / "sentinel.conf"
+        conf.write_text(
+            conf.read_text().replace(" 2\n", " 1\n")  # the quorum: one Sentinel
+            + f"tls-port {self.tls_port}\ntls-cert-file {certs.server_cert}\n"
+            f"tls-key-file {certs.server_key}\ntls-ca-cert-file {certs.ca}\n"
+            f"tls-client-cert-file {certs.client_cert}\ntls-client-key-file {certs.client_key}\n"
+            "tls-replication yes\ntls-auth-clients yes\n"
+        )
+        return command
+
+
+def test_a_sentinel_target_over_tls_to_the_sentinels_and_the_master(tls: TLSServer) -> None:
+    """``rediss+sentinel://``: the Sentinel is asked over TLS (client certificate
+    included) and the master it names is reached over TLS, from the producers, a
+    worker, the dashboard and a command; a wrong CA is one clear line."""
+    with TlsSentinel(tls) as watcher:
+        certs = tls.certs
+        files = f"ssl_certfile={certs.client_cert}&ssl_keyfile={certs.client_key}"
+        where = f"rediss+sentinel://127.0.0.1:{watcher.tls_port}/mymaster/0"
+        url = f"{where}?ssl_ca_certs={certs.ca}&{files}"
+        ns = new_namespace()
+        rq = Resque(url, namespace=ns)
+        rq.enqueue("default", TlsEcho, {"n": 9})
+        assert describe(rq.redis) == f"{where} (master 127.0.0.1:{tls.tls_port})"
+        _ran.clear()
+        assert run_jobs(rq, "default", mode="inline").processed == 1
+        assert _ran == [{"n": 9}]
+
+        async def enqueue_async() -> None:
+            async with AsyncResque(url, ns) as producer:
+                await producer.enqueue("default", TlsEcho, {"n": 10})
+
+        asyncio.run(enqueue_async())
+        assert rq.size("default") == 1
+        with TestClient(create_app(url, namespace=ns, auth=OPEN), "http://localhost") as web:
+            assert web.get("/api/overview").json()["counts"]["pending"] == 1
+        done = _cli("info", "--json", "--namespace", ns, "--redis-url", url)
+        assert done.returncode == 0, done.stderr
+        assert '"pending": 1' in done.stdout
+        wrong = _cli("info", "--redis-url", url.replace(str(certs.ca), str(certs.other_ca)))
+        assert wrong.returncode == 1
+        assert wrong.stderr.count("\n") == 1, wrong.stderr
+        rq.redis.close()
