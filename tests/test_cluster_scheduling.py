@@ -252,6 +252,15 @@ def test_cron_fires_each_tick_once_into_a_queue_on_another_master(
     rq.redis.srem(rq.keys.cron_paused, "ten")
     assert first.run_once(T0 + 51) == 1  # no backlog from the pause
     assert len(queued_ids(rq, queue)) == 4
+    # Whatever the queue's slot's record holds, the next tick fires once.
+    for i, record in enumerate([b"\xff", b"-1e400", b"nan"]):
+        rq.redis.hset(rq.keys.for_queue(queue).cron_ticks, "ten", record)
+        assert first.run_once(T0 + 61 + 10 * i) == 1
+    rq.redis.delete(rq.keys.for_queue(queue).cron_ticks)
+    rq.redis.set(rq.keys.for_queue(queue).cron_ticks, "not a hash")
+    assert first.run_once(T0 + 91) == 1
+    assert first.run_once(T0 + 91) == 0
+    assert len(queued_ids(rq, queue)) == 8
 
 
 # --- crashes ------------------------------------------------------------------------------

@@ -9,8 +9,9 @@ cluster acknowledged that push is one equal element removed from the source
 make it remove another job). A copy stopped anywhere (a crash, SIGKILL) so loses no job
 and duplicates at most the one job per queue that was pushed but not yet removed.
 
-Delayed jobs, failures and stats are not copied: on Cluster the scheduler and the admin
-readers do not read them yet (docs/scaling.md). ``left_behind`` counts them.
+Delayed jobs, failures and stats are not copied (a cluster keeps delayed jobs in each
+queue's slot, protocol/delayed_shards.py, which this does not write). ``left_behind``
+counts them.
 """
 
 from __future__ import annotations

@@ -26,8 +26,14 @@ expect_keys(KEYS, 8 + given(ARGV[8]),
 if ARGV[1] ~= '' and redis.call('GET', KEYS[1]) ~= ARGV[1] then
   return -1
 end
--- An unreadable record (anyone may write the hash) counts as no tick handled.
-local last = tonumber(redis.call('HGET', KEYS[2], ARGV[2]) or '')
+-- An unreadable record (anyone may write the hash) counts as no tick handled; a key
+-- of another type is replaced (on one Redis cron.py does that before; on Cluster the
+-- queue's slot's record is read here only).
+local read, value = pcall(redis.call, 'HGET', KEYS[2], ARGV[2])
+if not read then
+  redis.call('DEL', KEYS[2])
+end
+local last = read and tonumber(value or '') or nil
 if last and last >= tonumber(ARGV[3]) then
   return 0
 end
