@@ -29,7 +29,7 @@ from pyresque.jobs.unique import Unique
 from pyresque.protocol.connection import text
 from pyresque.web.app import OPEN, create_app
 from secure_support import admin, new_namespace
-from test_web_api import act
+from test_web_api import act, bulk_done
 
 CONTROL = Path(__file__).resolve().parent / "control_jobs.py"
 WORKFLOWS = Path(__file__).resolve().parent / "workflow_jobs.py"
@@ -153,6 +153,11 @@ def test_everything_works_as_the_limited_user(
         for path in ("/", "/queues", "/workers", "/failed", "/delayed", "/stats", "/metrics",
                      "/api/overview"):  # fmt: skip
             assert web.get(path).status_code == 200, path
+        for action, fields in (("retry-failed", {"index": 0}), ("remove-failed", {"index": 0}),
+                               ("remove-queue", {"queue": "idle"})):  # fmt: skip
+            assert act(web, action, **fields).status_code == 200, action
+        bulk_done(web, act(web, "retry-all-failed", **{"class": "AlwaysFails"}))
+        bulk_done(web, act(web, "clear-retried"))
 
     assert rq.stat("processed") >= 4  # three Succeed and the Block (retries count too)
     check_clean(root, ns)
