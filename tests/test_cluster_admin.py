@@ -291,3 +291,57 @@ def test_workers_running_jobs_and_metrics_read_every_slot(
         worker.join(60)
     finished = [w for w in list_workers(rq) if w.id == shown.id]
     assert [(w.processed, w.failed) for w in finished] in ([], [(1, 0)])
+
+
+def test_every_dashboard_page_and_action_answers_on_a_cluster(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from starlette.testclient import TestClient
+
+    from pyresque.web.app import OPEN, create_app
+
+    queues = failed_on_every_master(rq, cluster, str(tmp_path / "ran"))
+    tracked = rq.enqueue_to(queues[1], Answer, 5, track_status=True)
+    app = create_app(cluster.url(), namespace=rq.namespace, auth=OPEN)
+    with TestClient(app, "http://localhost") as client:
+        for path in (
+            "/",
+            "/queues",
+            f"/queues/{queues[1]}",
+            "/workers",
+            "/failed",
+            f"/failed?queue={queues[0]}",
+            "/delayed",
+            "/stats",
+            "/workflows",
+            f"/jobs/{tracked}",
+            "/metrics",
+        ):
+            page = client.get(path)
+            assert page.status_code == 200, (path, page.text[-2000:])
+            if path != "/metrics":
+                api = client.get(f"/api{path}" if path != "/" else "/api/overview")
+                assert api.status_code == 200, (path, api.text[-2000:])
+                assert api.json().get("problems", []) == [], (path, api.json()["problems"])
+        failed = client.get("/api/failed").json()
+        assert failed["total"] == 6
+        token = client.get("/api/csrf").json()["csrf_token"]
+
+        def act(action: str, **form: Any) -> Any:
+            reply = client.post(
+                f"/api/actions/{action}", json=form, headers={"X-CSRF-Token": token}
+            )
+            assert reply.status_code == 200, (action, reply.text)
+            return reply.json()
+
+        newest = failed["failures"][0]
+        act("retry-failed", index=newest["index"], digest=newest["digest"])
+        assert rq.size(newest["queue"]) == (2 if newest["queue"] == queues[1] else 1)
+        assert act("cancel-job", job_id=str(tracked))["count"] == 1
+        assert act("remove-all-failed", queue=queues[2])["count"] == 6
+        wait_until(lambda: rq.failures.count() == 4, "the background removal")
+        assert act("clear-failed")["count"] == 4
+        assert act("remove-queue", queue=newest["queue"])["count"] == 1  # the retried job
+        assert newest["queue"] not in rq.queues()

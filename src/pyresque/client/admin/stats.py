@@ -74,17 +74,54 @@ _INFO_FIELDS = (
 
 
 def redis_info(resque: Namespace) -> dict[str, Any]:
-    """The parts of Redis INFO worth watching (empty if INFO is disabled)."""
+    """The parts of Redis INFO worth watching (empty if INFO is disabled); on Redis
+    Cluster, of every master: counts summed, the rest as the first master says."""
     try:
+        if resque.keys.clustered:
+            return _cluster_info(resque)
         info: dict[str, Any] = resque.redis.info()
     except redis.exceptions.ResponseError:
         return {}
     result = {name: info[name] for name in _INFO_FIELDS if name in info}
     db = resque.redis.connection_pool.connection_kwargs.get("db", 0)
-    keyspace = info.get(f"db{db}")
-    result["keys"] = keyspace.get("keys", 0) if isinstance(keyspace, dict) else 0
+    result["keys"] = _keys(info, f"db{db}")
     result["server"] = describe(resque.redis)
     return result
+
+
+#: INFO fields that add up over a cluster's masters.
+_SUMMED = (
+    "connected_clients",
+    "blocked_clients",
+    "used_memory",
+    "total_commands_processed",
+    "instantaneous_ops_per_sec",
+)
+
+
+def _cluster_info(resque: Namespace) -> dict[str, Any]:
+    """``redis_info`` over a cluster's masters."""
+    client: Any = resque.redis
+    replies = client.info(target_nodes=client.PRIMARIES)
+    masters = [replies[name] for name in sorted(replies)] if isinstance(replies, dict) else []
+    if masters and not isinstance(masters[0], dict):  # one master: INFO's own reply
+        masters = [replies]
+    if not masters:
+        return {}
+    result = {name: masters[0][name] for name in _INFO_FIELDS if name in masters[0]}
+    for name in _SUMMED:
+        result[name] = sum(m.get(name, 0) for m in masters if isinstance(m.get(name, 0), int))
+    result["used_memory_human"] = f"{result['used_memory'] / 1048576:.2f}M"
+    result.pop("used_memory_peak_human", None)  # one master's: not the cluster's
+    result["keys"] = sum(_keys(m, "db0") for m in masters)
+    result["masters"] = len(masters)
+    result["server"] = describe(resque.redis)
+    return result
+
+
+def _keys(info: dict[str, Any], db: str) -> int:
+    keyspace = info.get(db)
+    return int(keyspace.get("keys", 0)) if isinstance(keyspace, dict) else 0
 
 
 #: The ranges the Stats page's chart offers, in seconds.
