@@ -41,7 +41,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
-    "heartbeat": [(6, ["w", 1000, "now", "0"])],
+    "heartbeat": [(7, ["w", 1000, "now", "0"])],
     "lease_renew": [(1, ["w", 1000])],
     "history": [(3, ["2", 1, 1, 60, 60, "i", "field", 1])],
     "recover": [

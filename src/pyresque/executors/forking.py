@@ -219,6 +219,8 @@ class ForkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
+        if job.cancel_requested:  # cancelled before it started: no child runs it
+            return Outcome("cancelled")
         message = job_message(job.queue_name, job.payload.encode(), _checkpointed(job))
         while True:
             child = self.zygote.take()
@@ -278,6 +280,8 @@ class PreforkExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
+        if job.cancel_requested:  # cancelled before it started: no child runs it
+            return Outcome("cancelled")
         child = self._hand_over(
             job_message(job.queue_name, job.payload.encode(), _checkpointed(job))
         )

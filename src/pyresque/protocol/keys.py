@@ -250,8 +250,7 @@ class Keys:
 
     @property
     def wf_queue_jobs(self) -> str:
-        """Hash: queue -> how many workflow records hold a payload for it (waiting, or
-        cancelled and restorable by a retry)."""
+        """Hash: queue -> how many workflow records (waiting, cancelled) hold its payloads."""
         return f"{self.prefix}pyresque:wf:queue-jobs"
 
     @property
@@ -264,6 +263,11 @@ class Keys:
     def paused(self, worker_id: str) -> str:
         """Set (with the lease's TTL) while a pyresque worker is paused (USR2, ``ctl pause``)."""
         return f"{self.prefix}pyresque:paused:{worker_id}"
+
+    @property
+    def cancels(self) -> str:
+        """Sorted set: job id ``Resque.cancel`` marked -> until when (ms) (running_jobs.py)."""
+        return f"{self.prefix}pyresque:cancels"
 
     def control(self, worker_id: str) -> str:
         """A list of commands (quit, pause, resume, cancel <id>) for one worker, from any host."""

@@ -1,8 +1,9 @@
 """A worker's lease: the heartbeat that renews it, and how long jobs may run on it.
 
-The heartbeat (once every ``lease / 5``) renews the worker's lease, keeps it
-registered, collects its control commands, and recovers the jobs of workers whose
-lease expired (recovery.py). Its calls go through a lease client
+The heartbeat (once every ``lease / 5``, and at once when a command comes:
+control_watch.py) renews the worker's lease, keeps it registered, collects its control
+commands and the jobs marked cancelled, and recovers the jobs of workers whose lease
+expired (recovery.py). Its calls go through a lease client
 (connection.lease_client), so that each ends, retry included, within half the
 lease. A job may run only until ``lease_deadline`` of the last renewal; past it
 the worker stops its jobs and claims no more until the lease is renewed
@@ -22,6 +23,7 @@ from pyresque.middleware.history import HistoryBuffer
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.supervision import Supervised
+from pyresque.worker.control_watch import ControlWatch
 from pyresque.worker.recovery import Recovery
 
 log = logging.getLogger("pyresque.recovery")
@@ -59,6 +61,8 @@ class Heartbeat(threading.Thread):
         *,
         paused: Callable[[], bool] = lambda: False,
         on_renewed: Callable[[float], None] = lambda deadline: None,
+        on_marked: Callable[[frozenset[str]], None] = lambda ids: None,
+        control_client: redis.Redis | None = None,
         durability: Replicas | None = None,
         shards: Callable[[], list[Keys]] = list,
     ) -> None:
@@ -71,6 +75,7 @@ class Heartbeat(threading.Thread):
         self.recovery = recovery
         self.on_command = on_command
         self.on_renewed = on_renewed
+        self.on_marked = on_marked  # the ids marked cancelled (Resque.cancel), each beat
         self.history = history  # the worker's history counts: written on each beat
         self.paused = paused  # published on each beat, for `pyresque workers`
         # On Cluster: the slots of the worker's queues, each holding a lease of its own.
@@ -81,6 +86,11 @@ class Heartbeat(threading.Thread):
         self.durability = durability
         self._unreplicated = False
         self._stopped = threading.Event()
+        self._woken = threading.Event()  # beat now: a command came
+        self._beaten = threading.Event()  # a beat ended since the last wake
+        # Without a client for it (a worker run by hand), commands wait for the next beat.
+        control = keys.control(worker_id)
+        self._watch = ControlWatch(control_client, control, self.wake) if control_client else None
         # A failed beat is retried soon: the lease runs out after five intervals.
         self._supervised = Supervised("heartbeat", log, self.interval, self.interval * 2)
 
@@ -94,12 +104,13 @@ class Heartbeat(threading.Thread):
             self._keys.worker_started(self.worker_id),
             self._keys.control(self.worker_id),
             self._keys.paused(self.worker_id),
+            self._keys.cancels,
         ]
         paused = "1" if self.paused() else ""
         sent = time.monotonic()
         args = [self.worker_id, self.lease_ms, self.started, paused]
         reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
-        commands, expired, replaced = reply
+        commands, expired, replaced, marked = reply
         found = [(self._keys, member) for member in expired]
         for shard in self.shards():  # renewed in every slot before the lease counts
             lease_args = [self.worker_id, self.lease_ms]
@@ -124,6 +135,9 @@ class Heartbeat(threading.Thread):
             )
         for command in commands:
             self._command(command)
+        # Job ids are text: one that is not was not written by Resque.cancel.
+        ids = frozenset(m.decode(errors="replace") for m in marked)
+        self._supervised.guard(self.on_marked, ids)
         dead = []
         for where, member in found:
             try:
@@ -159,10 +173,29 @@ class Heartbeat(threading.Thread):
         next beats retry)."""
         self._supervised.call(self.beat)
 
+    def wake(self) -> None:
+        """Beat now (a command came: control_watch.py); returns once a beat ended, or
+        after an interval, so a list the beats cannot read is not watched in a loop."""
+        self._beaten.clear()
+        self._woken.set()
+        self._beaten.wait(self.interval)
+
     def run(self) -> None:
-        self._supervised.loop(self.beat_and_recover, self._stopped)
+        if self._watch:
+            self._watch.start()
+        delay = self.interval
+        while not self._stopped.is_set():
+            self._woken.wait(delay)
+            self._woken.clear()
+            if self._stopped.is_set():
+                break
+            delay = self._supervised.call(self.beat_and_recover)
+            self._beaten.set()
 
     def stop(self) -> None:
         self._stopped.set()
+        self._woken.set()
+        if self._watch:
+            self._watch.stop()
         if self.is_alive():
             self.join(timeout=5)

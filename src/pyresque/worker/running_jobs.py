@@ -1,12 +1,17 @@
 """The jobs a worker runs, by id: what ``Resque.cancel`` (a ``cancel <id>`` control
-command, read by the heartbeat) stops, where their reports go (``Job.progress``,
-``Job.checkpoint``: protocol/reports.py), and a resumable job's checkpoint, read
-before it runs and deleted once it has ended for good.
+command, and the job's mark in ``cancels``, both read by the heartbeat) stops, where
+their reports go (``Job.progress``, ``Job.checkpoint``: protocol/reports.py), and a
+resumable job's checkpoint, read before it runs and deleted once it has ended for good.
 
 A cancel and the job's own end race harmlessly: the job is registered only while
 its executor runs it, so a cancel that comes later finds nothing to stop, and one
 that lands as the job returns makes the executor report either the job's own
 outcome or ``cancelled``, never both; the one finish call records what it said.
+
+The mark makes a cancel sticky: a job whose worker died before reading the command is
+recovered, and the worker that claims it next ends it cancelled instead of running it
+(or, if it read the marks before the cancel, stops it at its next beat). The mark goes
+once a cancelled end is recorded. Checking it costs a set lookup per job, in memory.
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ class RunningJobs:
         self._running: dict[str, tuple[Job, Executor]] = {}
         self._reported: set[str] = set()  # ids of running jobs that reported something
         self._checkpointed: set[str] = set()  # ids of jobs that saved a checkpoint here
+        self._marked: frozenset[str] = frozenset()  # marked cancelled, as of the last beat
 
     def begin(self, job: Job, executor: Executor) -> None:
         """``job`` is handed to ``executor`` now: it can be cancelled and report, and a
@@ -46,6 +52,9 @@ class RunningJobs:
         job_id = job.job_id
         if not job_id:
             return  # a Ruby payload without an id: nothing can name it
+        if job_id in self._marked:  # the executor ends it cancelled without running it
+            job.cancel_requested = True
+            log.info("job %s: marked cancelled; not running it", job_id)
         if type(job).resumable:
             job.checkpointed = self._load(job_id)
         job.reporter = functools.partial(self._report, job_id)
@@ -77,11 +86,27 @@ class RunningJobs:
         log.info("job %s: cancelled while it ran; stopping it", job_id)
         return True
 
+    def marked(self, ids: frozenset[str]) -> None:
+        """The jobs marked cancelled (read by each beat): those that run here stop, and
+        those that start here later end cancelled without running."""
+        self._marked = ids
+        with self._lock:
+            found = [i for i, (job, _) in self._running.items() if i in ids]
+            found = [i for i in found if not self._running[i][0].cancel_requested]
+        for job_id in found:
+            self.cancel(job_id)
+
     def finished(self, job: Job | None, plan: FinishPlan) -> None:
-        """After the finish call: a job that will not run again loses its checkpoint."""
+        """After the finish call: a job that will not run again loses its checkpoint,
+        and a cancelled one its mark."""
         job_id = job.job_id if job else None
         if job is None or not job_id or plan.outcome == "retry":
             return
+        if plan.outcome == "cancelled":
+            try:
+                self._redis.zrem(self._keys.cancels, job_id)
+            except redis.RedisError as exc:  # it expires by itself, and harms no other job
+                log.warning("job %s: its cancel mark could not be deleted (%s)", job_id, exc)
         with self._lock:
             saved = job_id in self._checkpointed
             self._checkpointed.discard(job_id)

@@ -32,7 +32,7 @@ from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
 from pyresque.protocol.commands import COMMANDS, cancelled_id
-from pyresque.protocol.connection import REDIS_DOWN, lease_client
+from pyresque.protocol.connection import REDIS_DOWN, dedicated, lease_client
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.reports import ReportWriter
 from pyresque.protocol.running import RunningMarker
@@ -107,6 +107,8 @@ class Worker(Signals):
         self.failover = Failover(
             self.id, self.stop, self.options.lease_ttl, policy is not None, self.give_back_orphans
         )
+        self.reports = ReportWriter(self._lease_redis, keys)  # progress, checkpoints
+        self.running_jobs = RunningJobs(resque.redis, keys, self.reports, self.stop)
         self.heartbeat = Heartbeat(
             self._lease_redis,
             keys,
@@ -118,14 +120,14 @@ class Worker(Signals):
             self.history,
             paused=lambda: self.paused,
             on_renewed=self._renewed,
+            on_marked=self.running_jobs.marked,  # sticky cancels (running_jobs.py)
+            control_client=dedicated(resque.redis),  # waits for commands (control_watch.py)
             # A renewal's WAIT ends well inside the lease client's call timeout.
             durability=policy
             and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
             shards=lambda: self.shards() if keys.clustered else [],
         )
         self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
-        self.reports = ReportWriter(self._lease_redis, keys)  # progress, checkpoints
-        self.running_jobs = RunningJobs(resque.redis, keys, self.reports, self.stop)
         self._watchdog = Supervised("watchdog", log, 0.1)
         self._lease_lost_logged = False
         self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)

@@ -1,19 +1,28 @@
 """Cancelling a job by id (``Resque.cancel``, ``pyresque cancel``): a queued or
 delayed job is removed and recorded as cancelled, so it never runs and whoever waits
 for its result learns it at once. A running job is found in the in-flight hashes and
-its worker is told (``cancel <id>`` on its control list, read by its heartbeat within
-about a second); the worker stops it and records it as cancelled
-(worker/running_jobs.py), unless it finished first."""
+its worker is told (``cancel <id>`` on its control list, which wakes its heartbeat at
+once: worker/control_watch.py); the worker stops it and records it as cancelled
+(worker/running_jobs.py), unless it finished first.
+
+The job is also marked cancelled (``cancels``: a sorted set read by every worker's
+heartbeat), before it is looked for: so a job whose worker dies before reading the
+command, or one that moves between a queue and a worker while it is looked for, still
+ends cancelled wherever it starts or runs next. A mark goes once the cancelled end is
+recorded; it expires after a day (a minute for a job found nowhere)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any, cast
+
+import redis
 
 from pyresque.client.admin import delayed, queues, workers, workflows
 from pyresque.client.admin.base import Namespace, as_text
 from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
-from pyresque.protocol.connection import replies
+from pyresque.protocol.connection import replies, wrong_type
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
@@ -31,6 +40,7 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         job_id.encode()
     except UnicodeEncodeError:
         raise ValueError(f"job id {job_id!r} is not valid UTF-8 text") from None
+    _mark(resque, job_id, MARK_TTL)
     was: str | None = None
     at = resque.keys  # where its end is recorded: on Cluster, its queue's slot
     for queue in queues.names(resque):
@@ -44,16 +54,43 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         workflows.cancel(resque, job_id, "queued")  # its dependents, if it has some
     if was is not None:
         _record(resque, at, job_id)
+        _mark(resque, job_id, 0)  # it ended here: no mark needed (one that expired now)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}
     worker = running_on(resque, job_id)
-    if worker is not None and not workers.push_command(resque, worker, cancel_command(job_id)):
-        worker = None  # its lease went meanwhile: recovery puts the job back
+    if worker is None:  # ended already, or between places: the mark catches the latter
+        _mark(resque, job_id, NOWHERE_MARK_TTL)
+    elif not workers.push_command(resque, worker, cancel_command(job_id)):
+        worker = None  # its lease went meanwhile: recovery puts the job back (the mark holds)
     return {
         "id": job_id,
         "cancelled": worker is not None,
         "was": "running" if worker else None,
         "worker": worker,
     }
+
+
+#: How long a cancel mark holds (seconds): a job whose worker died is recovered once
+#: its lease expires and some worker runs a recovery pass, which a day covers.
+MARK_TTL = 86400
+#: ... for a job found nowhere: one between a queue and a worker is claimed within this.
+NOWHERE_MARK_TTL = 60
+
+
+def _mark(resque: Namespace, job_id: str, ttl: int) -> None:
+    """Mark ``job_id`` cancelled for ``ttl`` seconds (this host's clock; the heartbeats
+    compare with Redis's: a skew only moves the expiry); drop the expired marks."""
+    now_ms = int(time.time() * 1000)
+    for _ in range(2):
+        pipe = resque.redis.pipeline(transaction=False)
+        pipe.zadd(resque.keys.cancels, {job_id: now_ms + ttl * 1000})
+        pipe.zremrangebyscore(resque.keys.cancels, "-inf", now_ms)
+        try:
+            pipe.execute()
+            return
+        except redis.ResponseError as exc:  # written by hand with another type
+            if not wrong_type(exc):
+                raise
+            resque.redis.delete(resque.keys.cancels)  # as every heartbeat would
 
 
 #: Live workers whose in-flight jobs are read per round trip.

@@ -1,19 +1,20 @@
 -- A worker's heartbeat, once a second: renew its lease, stay registered, write
 -- Ruby Resque's heartbeat, collect commands sent to it (`pyresque ctl`), and
--- report workers whose lease has expired so their jobs can be recovered.
+-- report workers whose lease has expired so their jobs can be recovered, and read the
+-- jobs marked cancelled (Resque.cancel: a job the worker runs or starts among them stops).
 --
 -- KEYS[1] leases zset   KEYS[2] workers set   KEYS[3] workers:heartbeat hash
 -- KEYS[4] worker:<id>:started   KEYS[5] the worker's control list
--- KEYS[6] the worker's paused marker (shown by `pyresque workers`)
+-- KEYS[6] the worker's paused marker (shown by `pyresque workers`)   KEYS[7] cancels zset
 -- ARGV[1] worker id   ARGV[2] lease length (ms)   ARGV[3] start time text
 -- ARGV[4] '1' while the worker is paused
--- Returns {commands, expired worker ids, keys replaced}.
+-- Returns {commands, expired worker ids, keys replaced, ids marked cancelled (up to 1,000)}.
 
 -- A key of the wrong type (written by hand, or hostile) would make every beat of
 -- every worker fail: it is deleted, and reported, so the namespace goes on.
-expect_keys(KEYS, 6, 'leases, workers, heartbeats, started, control list, paused marker')
+expect_keys(KEYS, 7, 'leases, workers, heartbeats, started, control list, paused marker, cancels')
 local replaced = {}
-local want = {'zset', 'set', 'hash', 'string', 'list', 'string'}
+local want = {'zset', 'set', 'hash', 'string', 'list', 'string', 'zset'}
 for i = 1, #KEYS do
   local found = redis.call('TYPE', KEYS[i])['ok']
   if found ~= 'none' and found ~= want[i] then
@@ -38,4 +39,5 @@ if #commands > 0 then
   redis.call('DEL', KEYS[5])
 end
 local expired = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 20)
-return {commands, expired, replaced}
+local marked = redis.call('ZRANGEBYSCORE', KEYS[7], now, '+inf', 'LIMIT', 0, 1000)
+return {commands, expired, replaced, marked}
