@@ -345,3 +345,40 @@ def test_every_dashboard_page_and_action_answers_on_a_cluster(
         assert act("clear-failed")["count"] == 4
         assert act("remove-queue", queue=newest["queue"])["count"] == 1  # the retried job
         assert newest["queue"] not in rq.queues()
+
+
+def test_asyncresque_enqueues_waits_and_cancels_on_a_cluster(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    import asyncio
+
+    from pyresque import AsyncResque
+
+    queues = queues_on_each_master(rq, cluster)
+
+    async def scenario() -> None:
+        async with AsyncResque(cluster.url(), namespace=rq.namespace) as producer:
+            handles = [await producer.enqueue_to(q, Answer, i) for i, q in enumerate(queues)]
+            more = await producer.enqueue_many([Enqueued(q, Answer, [10]) for q in queues])
+            doomed = await producer.enqueue_to(queues[1], Answer, 99, track_status=True)
+            assert doomed is not None
+            assert await producer.status(str(doomed)) == Status.WAITING  # by id alone
+            assert (await producer.cancel(str(doomed)))["was"] == "queued"
+            assert await doomed.status() == Status.CANCELLED
+            worker = threading.Thread(
+                target=run_worker, args=(rq, queues), kwargs={"interval": 0, "mode": "inline"}
+            )
+            waits = [h.wait(timeout=120) for h in [*handles, *more] if h]
+            worker.start()
+            values = await asyncio.gather(*waits)
+            worker.join(60)
+            assert [v["doubled"] for v in values] == [0, 2, 4, 20, 20, 20]
+            with pytest.raises(JobCancelled):
+                await doomed.wait(timeout=0)
+
+    asyncio.run(scenario())
+    assert set(rq.queues()) == set(queues)
+    assert rq.redis.llen(rq.keys.home.queues_changed) == 1  # glob workers told once
+    with pytest.raises(ValueError, match="durability"):
+        AsyncResque(cluster.url(), namespace=rq.namespace, durability=Replicas(1))

@@ -26,7 +26,7 @@ import redis.asyncio
 
 from pyresque.client.admin.workflows import BatchInfo, state_of
 from pyresque.client.calls import Enqueued
-from pyresque.client.handle import AsyncJobHandle, wait_result_async
+from pyresque.client.handle import AsyncJobHandle, no_slot, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer
 from pyresque.client.workflows import Node, Workflow, workflow_of
 from pyresque.jobs.events import Events
@@ -34,13 +34,15 @@ from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
 from pyresque.protocol import aio
+from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, unavailable
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.durability import from_env as durability_from_env
-from pyresque.protocol.keys import DEFAULT_NAMESPACE
+from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
 from pyresque.protocol.payload import Dialect
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
+from pyresque.protocol.slots import job_slot
 from pyresque.protocol.status import JobStatus, Status
 
 __all__ = ["AsyncResque", "Enqueued"]
@@ -67,12 +69,25 @@ class AsyncResque(Producer):
         strict: bool = False,
         durability: Replicas | None = None,
     ) -> None:
+        client = aio.connect(redis)
+        clustered = is_cluster(client)
         super().__init__(
-            namespace, dialect=dialect, registry=registry, events=events, strict=strict
+            namespace,
+            dialect=dialect,
+            registry=registry,
+            events=events,
+            strict=strict,
+            cluster=clustered,
         )
-        self.redis = aio.connect(redis)
+        self.redis = client
         self.durability = durability or durability_from_env()
+        if clustered and self.durability is not None:
+            raise ValueError(
+                "AsyncResque on Redis Cluster does not take the durability policy yet "
+                "(PYRESQUE_WAIT_REPLICAS): use Resque, which waits on each master"
+            )
         self._twin: Any = None  # a synchronous Resque for the admin calls (``cancel``)
+        self._url = redis if isinstance(redis, str) else None  # the twin's, on Cluster
 
     def __repr__(self) -> str:
         return f"AsyncResque({self.redis!r}, namespace={self.namespace!r})"
@@ -164,6 +179,7 @@ class AsyncResque(Producer):
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
         policy = self.durability
         wait = (policy.count, policy.timeout_ms) if policy is not None else None
+        await self._register(batch.queues)
         try:
             replies = await aio.run_many(self.redis, calls, wait)
         except REDIS_DOWN as exc:
@@ -238,9 +254,21 @@ class AsyncResque(Producer):
         """Run a planned job's call, then its ``after_enqueue`` hooks; its id, or None."""
         if planned is None:
             return None
+        await self._register([planned.item.queue])
         reply, durable = await self._run(planned.call)
         job_id = self._written(planned, reply, durable, self.durability)
         return AsyncJobHandle(job_id, self, planned.item.queue) if job_id is not None else None
+
+    async def _register(self, queues: Iterable[str]) -> None:
+        """``Resque._register``: new queues named in the home slot first (Cluster only)."""
+        if new := self._unregistered(queues):
+            home = self.keys.home
+            try:
+                added = await self.redis.sadd(home.queues, *new)
+                if added and not await self.redis.llen(home.queues_changed):
+                    await self.redis.rpush(home.queues_changed, "1")
+            except REDIS_DOWN as exc:
+                raise unavailable(self.redis, exc) from exc
 
     async def _run(self, call: Call) -> tuple[Any, bool]:
         """Run a script call: its reply, and whether the replicas the durability policy
@@ -262,12 +290,19 @@ class AsyncResque(Producer):
     async def job_status(self, job_id: str, prefix: str = "", queue: str = "") -> JobStatus | None:
         """The job's status packet (its ``result`` too); None if there is none or it
         cannot be read."""
-        keys = self.keys.for_queue(queue) if queue else self.keys
+        keys = await self._job_keys(job_id, prefix, queue)
         try:
-            packet = await self.redis.get(keys.status(job_id, prefix))
+            packet = None if keys is None else await self.redis.get(keys.status(job_id, prefix))
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         return None if packet is None else JobStatus.decode(packet)
+
+    async def _job_keys(self, job_id: str, prefix: str, queue: str) -> Keys | None:
+        """``Resque._job_keys``: on Cluster without the queue, looked for by the twin."""
+        if queue or not self.keys.clustered:
+            return self.keys.for_queue(queue) if queue else self.keys
+        twin = self._sync()
+        return await asyncio.to_thread(job_slot, twin.redis, self.keys, job_id, prefix)
 
     async def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None:
         """WAITING, RUNNING, FAILED, COMPLETE or CANCELLED; None for an untracked or expired job."""
@@ -292,11 +327,22 @@ class AsyncResque(Producer):
         """``Resque.cancel``: a queued, delayed or running job. Run in a thread on a
         synchronous client to the same server (made on first use): a cancel scans
         queues and workers, an operator's action, not one per job."""
+        return await asyncio.to_thread(self._sync().cancel, job_id)
+
+    def _sync(self) -> Any:
+        """The synchronous ``Resque`` twin (made on first use)."""
         if self._twin is None:
             from pyresque.client.resque import Resque  # not at import: see the module doc
 
-            self._twin = Resque(aio.sync_twin(self.redis), self.namespace)
-        return await asyncio.to_thread(self._twin.cancel, job_id)
+            if self.keys.clustered:  # a cluster client cannot be copied: its URL is used
+                if self._url is None:
+                    raise ValueError(
+                        "this call on Redis Cluster needs AsyncResque made from a URL, or Resque"
+                    )
+                self._twin = Resque(self._url, self.namespace)
+            else:
+                self._twin = Resque(aio.sync_twin(self.redis), self.namespace)
+        return self._twin
 
     async def batch(self, batch_id: str) -> BatchInfo | None:
         """``Resque.batch``: a group's live counts, or None."""
@@ -311,7 +357,7 @@ class AsyncResque(Producer):
     async def result(self, job_id: str, timeout: float | None = None, queue: str = "") -> Any:
         """``Resque.result``, awaited (``AsyncJobHandle.wait``)."""
         try:
-            keys = self.keys.for_queue(queue) if queue else self.keys
-            return await wait_result_async(self.redis, keys, job_id, timeout)
+            keys = await self._job_keys(job_id, "", queue)
+            return await wait_result_async(self.redis, keys or no_slot(job_id), job_id, timeout)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc

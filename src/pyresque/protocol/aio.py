@@ -13,6 +13,7 @@ from typing import Any
 
 import redis
 import redis.asyncio
+from redis.asyncio.cluster import ClusterNode, RedisCluster
 from redis.asyncio.retry import Retry
 from redis.asyncio.sentinel import (
     MasterNotFoundError,
@@ -30,7 +31,7 @@ from pyresque.protocol.connection import (
     check_users_client,
     client_options,
 )
-from pyresque.protocol.targets import redact, tls_from_env, url_from_env, with_tls
+from pyresque.protocol.targets import redact, split_tls, tls_from_env, url_from_env, with_tls
 
 
 def connect(
@@ -45,16 +46,34 @@ def connect(
     target = target or url_from_env()
     if sentinel.is_sentinel(target):  # redis+sentinel:// (sentinel.py)
         return _master_of(with_tls(target, tls_from_env()), Retry(RETRY_BACKOFF, retries))
-    if cluster.is_cluster(target):
-        raise BadRedisURL(
-            f"the Redis URL {cluster.redact(target)} is a Redis Cluster: the asyncio client "
-            "does not run on Cluster yet; use Resque (the synchronous client)"
-        )
+    if cluster.is_cluster(target):  # redis+cluster:// (cluster.py)
+        return _cluster(target, Retry(RETRY_BACKOFF, retries))
     url, plain, options = client_options(target)
     try:
         return redis.asyncio.Redis.from_url(plain, retry=Retry(RETRY_BACKOFF, retries), **options)
     except (ValueError, TypeError) as exc:  # a query parameter redis-py cannot use
         raise BadRedisURL(f"the Redis URL {redact(url)} cannot be used: {exc}") from None
+
+
+def _cluster(url: str, retry: Retry) -> redis.asyncio.Redis:
+    """An asyncio ``RedisCluster`` for a Cluster URL, with the synchronous one's
+    settings (cluster.connect); it learns the cluster at its first command. Typed as
+    ``redis.asyncio.Redis`` as cluster.connect types its client."""
+    target = cluster.parse(url)
+    _, tls = split_tls(with_tls(url, tls_from_env()))
+    login = {"username": target.username, "password": target.password}
+    kwargs: dict[str, Any] = {name: value for name, value in login.items() if value}
+    if target.tls:
+        kwargs.update(ssl=True, **tls)
+    nodes = [ClusterNode(host, port) for host, port in target.nodes]
+    try:
+        client = RedisCluster(
+            startup_nodes=nodes, retry=retry, retry_on_error=list(REDIS_DOWN), **SETTINGS, **kwargs
+        )
+    except (ValueError, TypeError) as exc:  # a setting redis-py cannot use
+        raise BadRedisURL(f"the Redis URL {cluster.redact(url)} cannot be used: {exc}") from None
+    client.pyresque_target = target  # type: ignore[attr-defined]  # for describe()
+    return client  # type: ignore[return-value]  # see above
 
 
 class _FollowingSentinel(Sentinel):
@@ -135,7 +154,10 @@ async def run_many(
     """Script calls in one round trip (scripts.run_many, awaited): a call refused with
     NOSCRIPT is run again on its own (with a WAIT of its own under ``wait``); any
     other error is raised. With ``wait``, the replies end with how many replicas
-    acknowledged all the calls."""
+    acknowledged all the calls. On Redis Cluster (no WAIT there: AsyncResque refuses
+    the durability policy) the calls go one by one, each to its slot's master."""
+    if cluster.is_cluster(client):
+        return [await run(client, *call) for call in calls]
     async with client.pipeline(transaction=False) as pipe:
         for name, keys, args in calls:
             script = scripts.script(name)

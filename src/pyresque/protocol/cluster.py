@@ -46,7 +46,11 @@ def is_cluster(target: object) -> bool:
     """Whether ``target`` is a Cluster URL or a Cluster client."""
     if isinstance(target, str):
         return target.strip().lower().startswith(tuple(s + "://" for s in SCHEMES))
-    return isinstance(target, RedisCluster) or type(target).__name__ == "ClusterPipeline"
+    # By name: the asyncio RedisCluster (and the pipelines) without importing redis.asyncio.
+    return isinstance(target, RedisCluster) or type(target).__name__ in (
+        "ClusterPipeline",
+        "RedisCluster",
+    )
 
 
 @dataclass(frozen=True)
