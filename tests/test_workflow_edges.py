@@ -4,7 +4,9 @@ queue. Real workers and a real Redis."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import time
 from typing import Any
 
 import pytest
@@ -12,7 +14,7 @@ import redis
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pyresque import Resque, chain, step
+from pyresque import AsyncResque, Enqueued, Resque, Unique, chain, step
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.payload import Payload
 from workflow_jobs import ran  # (importing it registers the job classes)
@@ -152,3 +154,67 @@ def test_a_queue_the_counts_do_not_know_stays(rq: Resque, redis_client: redis.Re
     assert rq.size("old") == 1
     assert rq.size("junk") == 1
     assert redis_client.smembers(rq.keys.wf_queues) == {b"old", b"junk"}
+
+
+def test_enqueue_many_takes_dependencies(
+    rq: Resque, redis_client: redis.Redis, namespace: str
+) -> None:
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    handles = rq.enqueue_many(
+        [
+            Enqueued("wf", "Step", [2], depends_on=[first]),
+            Enqueued("wf", "Step", [3]),
+            Enqueued("wf", "Step", [4], dependable=True),
+        ]
+    )
+    waits, plain, dependable = handles
+    assert waits
+    assert plain
+    assert dependable
+    assert rq.workflow_state(waits) == "waiting"
+    assert rq.workflow_state(dependable) == "queued"
+    assert rq.size("wf") == 3  # first, plain and dependable: only the dependent waits
+    run_jobs(rq, "wf")
+    assert waits.result(timeout=10) == 3
+    assert sorted(args for _, args in ran(redis_client, namespace)) == [[1], [2], [3], [4]]
+    after = rq.enqueue_to("wf", "Step", 5, depends_on=[dependable])  # it can be depended on
+    assert after
+    run_jobs(rq, "wf")
+    assert after.result(timeout=10) == 6
+
+
+def test_enqueue_many_with_an_unknown_dependency_writes_nothing(rq: Resque) -> None:
+    with pytest.raises(LookupError, match="is not a workflow job"):
+        rq.enqueue_many(
+            [Enqueued("wf", "Step", [1]), Enqueued("wf", "Step", [2], depends_on=["nope"])]
+        )
+    assert rq.size("wf") == 0
+    assert rq.redis.hlen(rq.keys.wf_jobs) == 0
+
+
+def test_async_enqueue_many_takes_dependencies(rq: Resque, redis_url: str) -> None:
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+
+    async def enqueue() -> list[Any]:
+        async with AsyncResque(redis_url, rq.namespace) as aio:
+            return await aio.enqueue_many([Enqueued("wf", "Step", [2], depends_on=[first])])
+
+    (waits,) = asyncio.run(enqueue())
+    assert waits
+    assert rq.workflow_state(waits) == "waiting"
+    run_jobs(rq, "wf")
+    assert rq.result(waits, timeout=10) == 3
+
+
+def test_delayed_and_unique_dependents_are_refused_saying_why(rq: Resque) -> None:
+    first = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert first
+    later = Enqueued("wf", "Step", [2], depends_on=[first])
+    with pytest.raises(ValueError, match="a delayed job cannot take depends_on"):
+        rq.schedule(time.time() + 60, later)
+    with pytest.raises(ValueError, match="a unique job cannot be part of a workflow"):
+        rq.enqueue_many([Enqueued("wf", "Step", [3], depends_on=[first], unique=Unique())])
+    assert rq.size("wf") == 1
+    assert rq.redis.zcard(rq.keys.delayed_schedule) == 0

@@ -28,7 +28,7 @@ from pyresque.client.admin.workflows import BatchInfo, state_of
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, no_slot, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer
-from pyresque.client.workflows import Node, Workflow, workflow_of
+from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -160,11 +160,15 @@ class AsyncResque(Producer):
     async def enqueue_workflow(self, node: Node) -> Workflow[AsyncJobHandle]:
         """``Resque.enqueue_workflow``: a chain, group or job, in one atomic call."""
         writer, call = self._workflow(node)
+        ids = await self._run_workflow(writer, call)
+        return workflow_of(writer, ids, lambda job_id: AsyncJobHandle(job_id, self))
+
+    async def _run_workflow(self, writer: WorkflowWriter, call: Call) -> list[str]:
+        """Make a workflow's one call; its jobs' ids, once their hooks ran."""
         reply, durable = await self._run(call)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
-        ids = self._workflow_written(writer, reply)
-        return workflow_of(writer, ids, lambda job_id: AsyncJobHandle(job_id, self))
+        return self._workflow_written(writer, reply)
 
     async def enqueue_job(
         self, job: type[Job] | JobFunction[..., Any], *args: Any
@@ -176,6 +180,8 @@ class AsyncResque(Producer):
         """``Resque.enqueue_many``: one round trip (a pipeline of script calls); returns
         ``AsyncJobHandle``s."""
         batch = self._batch(jobs)
+        if batch.flow is not None:  # first: an unknown dependency raises, nothing written
+            await self._run_workflow(*batch.flow)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
         policy = self.durability
         wait = (policy.count, policy.timeout_ms) if policy is not None else None

@@ -75,6 +75,8 @@ class Batch:
     calls: list[Call] = field(default_factory=list)
     # (index in calls, index in ids, planned) of every job written by a call of its own
     _own: list[tuple[int, int, Planned]] = field(default_factory=list)
+    # the jobs with workflow options: one wf_enqueue.lua call, made before ``calls``
+    flow: tuple[WorkflowWriter, Call] | None = None
     _shared: list[tuple[Enqueued, Payload]] = field(default_factory=list)  # by shared calls
 
     @property
@@ -204,12 +206,14 @@ class Producer:
     def _batch(self, jobs: Iterable[Enqueued]) -> Batch:
         """The calls of ``enqueue_many``: runs of jobs that share a queue and options
         go in one enqueue.lua call (``CHUNK`` at most), a unique job in a call of its
-        own. Every job is checked before any call is made."""
+        own, the jobs with ``depends_on`` or ``dependable`` in one wf_enqueue.lua call
+        (``flow``). Every job is checked before any call is made."""
         jobs = list(jobs)
         for item in jobs:
-            no_workflow(item, "enqueue_many")
             self._check(item)
         plan = Batch()
+        prepared: list[Enqueuing] = []  # the next workflow job's, for the writer
+        writer = None
         run: list[tuple[Enqueued, Payload]] = []
 
         def flush() -> None:
@@ -225,6 +229,11 @@ class Producer:
             plan.where.append(item.queue)
             if job is None:
                 continue
+            if item.depends_on or item.dependable:
+                writer = writer or WorkflowWriter(self.keys, lambda _: prepared.pop())
+                prepared.append(job)
+                writer.add(item)
+                continue
             if job.lock is not None:
                 flush()  # keeps the order of jobs on the queue
                 plan._own.append((len(plan.calls), len(plan.ids) - 1, self._call(item, job)))
@@ -234,6 +243,8 @@ class Producer:
                 flush()
             run.append((item, job.payload))
         flush()
+        if writer is not None:
+            plan.flow = (writer, Call("wf_enqueue", *writer.call()))
         return plan
 
     # --- the steps ------------------------------------------------------------------

@@ -19,8 +19,8 @@ from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
 from pyresque.client.handle import JobHandle, no_slot, wait_result
-from pyresque.client.producer import Planned, Producer
-from pyresque.client.workflows import Node, Workflow, workflow_of
+from pyresque.client.producer import Call, Planned, Producer
+from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -177,8 +177,12 @@ class Resque(Producer, AdminMethods):
         """Enqueue many jobs in one round trip (chunks of 1,000 per Lua call, pipelined);
         returns their ``JobHandle``s in order (None where a hook vetoed one, or an equal
         unique job was already enqueued). Unique jobs take one Lua call each. Every job is
-        checked before any is written: one invalid job raises and writes nothing."""
+        checked before any is written: one invalid job raises and writes nothing. Jobs with
+        ``depends_on`` or ``dependable`` are written first, all in one atomic call (one
+        more round trip); ``LookupError`` for an unknown dependency, and nothing written."""
         batch = self._batch(jobs)
+        if batch.flow is not None:  # first: an unknown dependency raises, nothing written
+            self._run_workflow(*batch.flow)
         calls = [(call.script, call.keys, call.args) for call in batch.calls]
         with reaching(self.redis):
             self._register(batch.queues)
@@ -194,14 +198,18 @@ class Resque(Producer, AdminMethods):
         call: the jobs that can start go onto their queues, the others wait in Redis.
         Raises ``LookupError`` (nothing written) for an unknown ``depends_on`` id."""
         writer, call = self._workflow(node)
+        ids = self._run_workflow(writer, call)
+        return workflow_of(writer, ids, lambda job_id: JobHandle(job_id, self))
+
+    def _run_workflow(self, writer: WorkflowWriter, call: Call) -> list[str]:
+        """Make a workflow's one call; its jobs' ids, once their hooks ran."""
         with reaching(self.redis):
             reply, durable = run_durably(
                 self.redis, call.script, call.keys, call.args, self.durability
             )
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
-        ids = self._workflow_written(writer, reply)
-        return workflow_of(writer, ids, lambda job_id: JobHandle(job_id, self))
+        return self._workflow_written(writer, reply)
 
     # --- raw queue access -----------------------------------------------------
 

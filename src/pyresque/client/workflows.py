@@ -225,8 +225,9 @@ def no_workflow(item: Enqueued, where: str) -> None:
     """ValueError for a job with workflow options where they are not supported."""
     if item.depends_on or item.dependable:
         raise ValueError(
-            f"{where} cannot take depends_on or dependable: enqueue the job with enqueue, "
-            "enqueue_to or enqueue_workflow"
+            f"{where} cannot take depends_on or dependable (a dependency's finish releases "
+            "a job onto its queue, not into the schedule): enqueue the job with enqueue, "
+            "enqueue_to, enqueue_many or enqueue_workflow"
         )
 
 
