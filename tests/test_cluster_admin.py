@@ -382,3 +382,20 @@ def test_asyncresque_enqueues_waits_and_cancels_on_a_cluster(
     assert rq.redis.llen(rq.keys.home.queues_changed) == 1  # glob workers told once
     with pytest.raises(ValueError, match="durability"):
         AsyncResque(cluster.url(), namespace=rq.namespace, durability=Replicas(1))
+
+
+def test_forget_idle_queues_on_a_cluster_forgets_and_restores(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    rq.enqueue_to("idle-a", Answer, 1)
+    rq.enqueue_to("busy-b", Answer, 2)
+    assert rq.pop("idle-a") is not None
+    assert rq.forget_idle_queues(0) == {"forgotten": [], "restored": []}  # marked
+    assert rq.forget_idle_queues(0) == {"forgotten": ["idle-a"], "restored": []}
+    assert rq.queues() == ["busy-b"]
+    rq.enqueue_to("idle-a", Answer, 3)  # this producer named it before: not again
+    assert rq.queues() == ["busy-b"]
+    assert rq.forget_idle_queues(0) == {"forgotten": [], "restored": ["idle-a"]}
+    assert sorted(rq.queues()) == ["busy-b", "idle-a"]
+    assert rq.size("idle-a") == 1

@@ -17,6 +17,7 @@ long; the whole run visits every name of the set once (SSCAN).
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Iterable, Iterator
 from typing import Any
 
@@ -24,6 +25,7 @@ from pyresque.client.admin.base import Namespace
 from pyresque.client.admin.workers import worker_ids
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import raw
+from pyresque.protocol.slots import name_queues
 
 #: Names per script call.
 _CHUNK = 200
@@ -41,6 +43,8 @@ def forget_idle_queues(resque: Namespace, idle: float) -> dict[str, list[str]]:
         raise ValueError(f"idle must be a number of seconds >= 0, not {idle!r}")
     keys, r = resque.keys, resque.redis
     watched = _watched(resque)
+    if keys.clustered:
+        return _forget_on_cluster(resque, int(idle * 1000), watched)
     restored = _run(resque, "recheck", 0, r.zscan_iter(keys.queues_forgotten, count=1000), watched)
     idle_ms = int(idle * 1000)
     forgotten = _run(resque, "sweep", idle_ms, r.sscan_iter(keys.queues, count=1000), watched)
@@ -78,6 +82,51 @@ def _run(
         reply = scripts.run(resque.redis, "queues_forget", head + [base + n for n in names], args)
         changed += [raw(name) for name in reply]
     return changed
+
+
+def _forget_on_cluster(
+    resque: Namespace, idle_ms: int, watched: set[bytes]
+) -> dict[str, list[str]]:
+    """``forget_idle_queues`` on Redis Cluster, where a queue and the home ``queues``
+    set are in different slots: queues_forget.lua sweeps in each queue's slot, on the
+    copy of the set an enqueue keeps there (its SADD is in the push's script), so a
+    queue is forgotten there only while empty, atomically; then the name leaves the
+    home set. An enqueue between the two steps, or later by a producer that named the
+    queue in the home set before, puts the name back in the slot's copy only: the
+    recheck of each run (forgotten names are kept RECHECK_MS) puts it back home."""
+    keys, r = resque.keys, resque.redis
+    home = keys.home
+    now_ms = time.time() * 1000
+    restored = []
+    for member, since in list(r.zscan_iter(home.queues_forgotten, count=1000)):
+        name = raw(member)
+        at = keys.for_queue(name.decode("utf-8", "surrogateescape") or "?")
+        pipe = r.pipeline(transaction=False)
+        pipe.sismember(at.queues, name)  # type: ignore[arg-type]  # any bytes name a queue
+        pipe.exists(keys.queue_key(name))
+        back = any(pipe.execute())
+        if back:
+            name_queues(r, keys, [name])
+            restored.append(name)
+        if back or now_ms - since >= RECHECK_MS:
+            r.zrem(home.queues_forgotten, name)
+            r.zrem(at.queues_forgotten, name)
+    forgotten = []
+    for member in list(r.sscan_iter(home.queues, count=1000)):
+        name = raw(member)
+        if not name:
+            continue
+        at = keys.for_queue(name.decode("utf-8", "surrogateescape"))
+        head = [at.queues, at.queues_idle, at.queues_forgotten, at.queues_changed]
+        args = ["sweep", idle_ms, RECHECK_MS, 1, name, "1" if name in watched else ""]
+        if scripts.run(r, "queues_forget", [*head, keys.queue_key(name)], args):
+            r.srem(home.queues, name)
+            r.zadd(home.queues_forgotten, {name: now_ms})
+            forgotten.append(name)
+    return {
+        "forgotten": [as_name(n) for n in forgotten],
+        "restored": [as_name(n) for n in restored],
+    }
 
 
 def _chunks(names: Iterable[bytes]) -> Iterator[list[bytes]]:
