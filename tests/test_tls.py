@@ -74,6 +74,13 @@ def test_producer_and_inline_worker_over_tls(tls: TLSServer) -> None:
     assert job_id is not None
     assert rq.status(job_id) == Status.COMPLETE
 
+    async def enqueue_async() -> None:  # AsyncResque takes the same URL
+        async with AsyncResque(tls.url(), rq.namespace) as producer:
+            await producer.enqueue("default", TlsEcho, {"n": 2})
+
+    asyncio.run(enqueue_async())
+    assert rq.size("default") == 1
+
 
 @pytest.mark.timeout(180)
 def test_fork_worker_and_scheduler_over_tls(tls: TLSServer, procs: Procs) -> None:
