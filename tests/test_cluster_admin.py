@@ -399,3 +399,34 @@ def test_forget_idle_queues_on_a_cluster_forgets_and_restores(
     assert rq.forget_idle_queues(0) == {"forgotten": [], "restored": ["idle-a"]}
     assert sorted(rq.queues()) == ["busy-b", "idle-a"]
     assert rq.size("idle-a") == 1
+
+
+def test_ctl_pauses_resumes_and_quits_a_worker_process_on_a_cluster(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    from e2e_support import Procs
+
+    queue = queues_on_each_master(rq, cluster)[2]
+    app = Path(__file__).with_name("results_jobs.py")
+    procs = Procs(cluster.url(), tmp_path)
+    base = ["--redis-url", cluster.url(), "--namespace", rq.namespace]
+    try:
+        proc = procs.worker(rq.namespace, queue, "--mode", "inline", app=app)
+        [worker] = wait_until(lambda: [w.id for w in list_workers(rq) if w.pyresque], "worker")
+        listed = CliRunner().invoke(cli, ["workers", *base])
+        assert f"{worker.split(':')[1]}  {queue}" in listed.output, listed.output
+        paused = CliRunner().invoke(cli, ["ctl", "pause", worker, *base])
+        assert paused.exit_code == 0, paused.output
+        wait_until(lambda: [w for w in list_workers(rq) if w.state == "paused"], "paused")
+        handle = rq.enqueue_to(queue, Answer, 4)
+        assert handle is not None
+        time.sleep(1.5)  # several heartbeats and claims would have run by now
+        assert rq.size(queue) == 1
+        assert CliRunner().invoke(cli, ["ctl", "resume", worker, *base]).exit_code == 0
+        assert handle.result(timeout=60)["doubled"] == 8
+        assert CliRunner().invoke(cli, ["ctl", "quit", worker, *base]).exit_code == 0
+        assert proc.wait_exit(60) == 0
+    finally:
+        procs.cleanup()
