@@ -29,7 +29,7 @@ from pyresque.client.checks import (
 from pyresque.client.workflows import Node, WorkflowWriter, no_workflow, written_reply
 from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
-from pyresque.jobs.job import Job, JobFunction, JobRef, Registry, job_name
+from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.job import registry as default_registry
 from pyresque.jobs.limits import NOT_ON_CLUSTER
 from pyresque.middleware import unique
@@ -215,6 +215,7 @@ class Producer:
         prepared: list[Enqueuing] = []  # the next workflow job's, for the writer
         writer = None
         run: list[tuple[Enqueued, Payload]] = []
+        run_key: tuple[str, bool, bool] | None = None  # the batch key of the jobs in ``run``
 
         def flush() -> None:
             if run:
@@ -239,8 +240,10 @@ class Producer:
                 plan._own.append((len(plan.calls), len(plan.ids) - 1, self._call(item, job)))
                 plan.calls.append(plan._own[-1][2].call)
                 continue
-            if run and (run[0][0].batch_key != item.batch_key or len(run) >= CHUNK):
+            key = item.batch_key
+            if run and (run_key != key or len(run) >= CHUNK):
                 flush()
+            run_key = key
             run.append((item, job.payload))
         flush()
         if writer is not None:
@@ -266,30 +269,33 @@ class Producer:
 
     def _chained(self, item: Enqueued, when: str = "now") -> Enqueuing | None:
         """``_prepare`` for an ``item`` already checked (``_batch`` checks them all first)."""
-        name = job_name(item.job)
+        name, job_class = self._named(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
-        job_class = self._job_class(item.job)
         if self.keys.clustered and job_class is not None and job_class.limits:
             raise ValueError(f"{name}: {NOT_ON_CLUSTER}")
-        if job_class is not None and not item.result_ttl:
-            item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)
-        if item.result_ttl:
+        ttl = item.result_ttl
+        if job_class is not None and not ttl:
+            ttl = item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)
+        if ttl:
             item.track_status = True  # who waits for a result can also see its status
         flow = item.dependable or bool(item.depends_on)  # a workflow's jobs need ids
         dialect = Dialect.PHP if item.track_status or item.prefix or flow else self.dialect
         payload = Payload.build(name, item.args, dialect, prefix=item.prefix)
-        if item.result_ttl:
-            payload.extra["result_ttl"] = item.result_ttl
+        extra = payload.extra
+        if ttl:
+            extra["result_ttl"] = ttl
         if flow:
-            payload.extra["workflow"] = True
+            extra["workflow"] = True
         if item.timeout is not None:
-            payload.extra["timeout"] = item.timeout
+            extra["timeout"] = item.timeout
         if item.retry is not None:
-            payload.extra["retry"] = item.retry.to_dict()
+            extra["retry"] = item.retry.to_dict()
         # Not encoded here: the script call encodes each payload once, and raises
         # TypeError/ValueError (payload.dumps, producer.wire) before anything is written.
         job = Enqueuing(item.queue, payload, job_class, item.unique, when)
+        if not self._chain.steps():  # no middleware added: no chain to build (every job)
+            return job if self._admit(job) is not None else None
         return job if self._chain(job, partial(self._admit, job)) is not None else None
 
     def _admit(self, job: Enqueuing) -> Payload | None:
@@ -335,11 +341,14 @@ class Producer:
         )
 
     def _job_class(self, job: JobRef) -> type[Job] | None:
-        if isinstance(job, JobFunction):
-            return job.job_class
+        return self._named(job)[1]
+
+    def _named(self, job: JobRef) -> tuple[str, type[Job] | None]:
+        """The Resque name of ``job`` and its class (None: a name no class registered)."""
         if isinstance(job, str):
-            return self.registry.find(job)
-        return job
+            return job, self.registry.find(job)
+        job_class = job.job_class if isinstance(job, JobFunction) else job
+        return job_class.resque_name, job_class
 
     @staticmethod
     def _default_queue(job: type[Job] | JobFunction[..., Any]) -> str:
