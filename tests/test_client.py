@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
+import pickle
 import re
 import sys
 import time
@@ -397,6 +399,31 @@ def test_enqueue_many_returns_handles(rq: Resque) -> None:
     first = handles[0]
     assert first is not None
     assert first.status() is None  # a handle on its producer (the job is untracked)
+
+
+def test_handles_of_two_producers_answer_for_their_own_and_carry_no_dict(
+    rq: Resque, redis_url: str, namespace: str
+) -> None:
+    # Handles are made per job by enqueue_many: no attribute dict each (issue 12).
+    other = Resque(redis_url, namespace=f"{namespace}-other")
+    try:
+        mine = rq.enqueue("h", "JobA", 1, track_status=True)
+        theirs = other.enqueue_many([Enqueued("h", "JobA", [2], track_status=True)])[0]
+        assert mine is not None
+        assert theirs is not None
+        assert not hasattr(mine, "__dict__")
+        assert not hasattr(theirs, "__dict__")
+        assert mine.status() == Status.WAITING
+        assert theirs.status() == Status.WAITING
+        assert rq.status(theirs) is None
+        assert other.status(mine) is None
+        again = type(mine)(theirs, other)  # a handle's own type, given another producer
+        assert again.status() == Status.WAITING
+        assert isinstance(again, JobHandle)
+        assert pickle.loads(pickle.dumps(mine)) == mine
+        assert copy.copy(theirs) == theirs
+    finally:
+        other.redis.close()
 
 
 def test_enqueue_many_more_than_one_chunk(

@@ -191,10 +191,7 @@ class AsyncResque(Producer):
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         ids = self._batch_written(batch, replies, policy)
-        return [
-            AsyncJobHandle(job_id, self, queue) if job_id else None
-            for job_id, queue in zip(ids, batch.where, strict=True)
-        ]
+        return AsyncJobHandle.many(ids, self, batch.where)
 
     async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""

@@ -188,10 +188,7 @@ class Resque(Producer, AdminMethods):
             self._register(batch.queues)
             replies = run_many_durably(self.redis, calls, self.durability)
         ids = self._batch_written(batch, replies, self.durability)
-        return [
-            JobHandle(job_id, self, queue) if job_id else None
-            for job_id, queue in zip(ids, batch.where, strict=True)
-        ]
+        return JobHandle.many(ids, self, batch.where)
 
     def enqueue_workflow(self, node: Node) -> Workflow[JobHandle]:
         """Enqueue a workflow (``chain``, ``group``, or one ``Enqueued``) in one atomic
