@@ -17,6 +17,7 @@ from hypothesis import strategies as st
 from pyresque import AsyncResque, Enqueued, Resque, Unique, chain, step
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol.payload import Payload
+from pyresque.scheduling.scheduler import Scheduler
 from workflow_jobs import ran  # (importing it registers the job classes)
 
 pytestmark = pytest.mark.usefixtures("jobs_env")
@@ -218,3 +219,32 @@ def test_delayed_and_unique_dependents_are_refused_saying_why(rq: Resque) -> Non
         rq.enqueue_many([Enqueued("wf", "Step", [3], depends_on=[first], unique=Unique())])
     assert rq.size("wf") == 1
     assert rq.redis.zcard(rq.keys.delayed_schedule) == 0
+
+
+def test_a_delayed_job_can_be_depended_on(rq: Resque, redis_client: redis.Redis) -> None:
+    """A dependable delayed job: its dependents wait for its finish, after it was due.
+    So a job that must start after others and not before a time depends on one."""
+    timer = rq.schedule(time.time() + 3600, Enqueued("wf", "Step", [1], dependable=True))
+    first = rq.enqueue_to("wf", "Step", 5, dependable=True)
+    assert timer
+    assert first
+    both = rq.enqueue_to("wf", "Step", 20, depends_on=[first, timer])
+    assert both
+    assert rq.workflow_state(timer) == "queued"  # for its dependents: not ended
+    assert redis_client.zcard(rq.keys.delayed_schedule) == 1
+    run_jobs(rq, "wf")  # runs first; `both` still waits for the delayed one
+    assert rq.workflow_state(both) == "waiting"
+    assert Scheduler(rq).tick(time.time() + 3601) == 1  # it is due: onto its queue
+    run_jobs(rq, "wf")
+    assert rq.workflow_state(both) == "ok"
+    assert both.result(timeout=10) == 21
+
+
+def test_cancelling_a_delayed_dependable_job_cancels_its_dependents(rq: Resque) -> None:
+    timer = rq.schedule(time.time() + 3600, Enqueued("wf", "Step", [1], dependable=True))
+    assert timer
+    dependent = rq.enqueue_to("wf", "Step", 2, depends_on=[timer])
+    assert dependent
+    assert rq.cancel(timer)["was"] == "delayed"
+    assert rq.workflow_state(timer) == "cancelled"
+    assert rq.workflow_state(dependent) == "cancelled"

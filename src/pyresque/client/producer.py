@@ -184,7 +184,8 @@ class Producer:
     def _plan_at(self, when: datetime | float, item: Enqueued, now: float) -> Planned | None:
         """The call that enqueues ``item`` at ``when``: into the delayed queue, or at
         once when ``when`` is not after ``now`` (as Ruby does)."""
-        no_workflow(item, "a delayed job")
+        if item.depends_on:
+            no_workflow(item, "a delayed job")
         timestamp = due_second(when)
         if timestamp <= int(now):
             return self._plan(item)
@@ -192,6 +193,11 @@ class Producer:
         if job is None:
             return None
         payload = job.payload
+        if item.dependable:  # its record and its place in the schedule in one call
+            writer = WorkflowWriter(self.keys, lambda _: job)
+            writer.add(item)
+            writer.delay(timestamp, item_json(payload, item.queue, item.at_front))
+            return Planned(item, payload, Call("wf_enqueue", *writer.call()))
         shard = self.keys.for_queue(item.queue)  # on Cluster, it waits in its queue's slot
         status = None
         if item.track_status and payload.id:

@@ -15,6 +15,7 @@ from typing import Any, Generic, TypeAlias, TypeVar
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import wire
 from pyresque.middleware.chain import Enqueuing
+from pyresque.protocol.delayed import ID_GRACE
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.status import waiting_packet
@@ -116,6 +117,7 @@ class WorkflowWriter:
         self._payloads: list[bytes] = []
         self._queues: dict[str, None] = {}  # in order of first use
         self.written: list[tuple[Enqueued, Payload]] = []
+        self._delayed: list[tuple[int, str, str]] = []  # (timestamp, item, id) of ``delay``
         self.batch_ids: list[str] = []  # outermost first
         self.ends: list[str] = []  # of the last node added
 
@@ -197,6 +199,14 @@ class WorkflowWriter:
         self.written.append((item, payload))
         return payload.id
 
+    def delay(self, timestamp: int, item: str) -> None:
+        """The last job added goes into resque-scheduler's layout (``item``, due at
+        ``timestamp``) instead of onto its queue; its dependents wait for its finish."""
+        job = self._jobs[-1]
+        job["at"], job["item"] = timestamp, self._payload(wire(item))
+        job["expires"] = timestamp + ID_GRACE  # its id index (delayed.py)
+        self._delayed.append((timestamp, item, job["id"]))
+
     def _payload(self, data: bytes) -> int:
         self._payloads.append(data)
         return len(self._payloads) + 1  # its ARGV index (ARGV[1] is the spec)
@@ -212,6 +222,9 @@ class WorkflowWriter:
         for job in self._jobs:  # a dependency that already succeeded gives its stored result
             if "p2" in job:
                 call_keys += [keys.result(dep) for dep in job["deps"]]
+        for timestamp, item, job_id in self._delayed:
+            call_keys += [keys.delayed_schedule, keys.delayed(timestamp), keys.timestamps(item)]
+            call_keys.append(keys.delayed_id(job_id))
         spec = {
             "queues": queues,
             "status": waiting_packet(),
@@ -222,12 +235,12 @@ class WorkflowWriter:
 
 
 def no_workflow(item: Enqueued, where: str) -> None:
-    """ValueError for a job with workflow options where they are not supported."""
-    if item.depends_on or item.dependable:
+    """ValueError for a job with dependencies where they are not supported."""
+    if item.depends_on:
         raise ValueError(
-            f"{where} cannot take depends_on or dependable (a dependency's finish releases "
-            "a job onto its queue, not into the schedule): enqueue the job with enqueue, "
-            "enqueue_to, enqueue_many or enqueue_workflow"
+            f"{where} cannot take depends_on (a dependency's finish releases a job onto its "
+            "queue, not into the schedule): enqueue it now with depends_on, adding a "
+            "dependable delayed job to wait for (docs/workflows.md)"
         )
 
 

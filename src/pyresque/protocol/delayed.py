@@ -55,7 +55,7 @@ BATCH = 100
 #: Timestamps read per page when listing or searching.
 _PAGE = 200
 #: Seconds after its due time that a job's id index lives on (then it expires).
-_ID_GRACE = 86400
+ID_GRACE = 86400
 
 Clock = Callable[[], float]
 
@@ -170,7 +170,7 @@ def schedule_call(
         lock.token if lock else "",
         lock.ttl_ms if lock else 0,
         status[1] if status else "",
-        timestamp + _ID_GRACE if job_id else "",
+        timestamp + ID_GRACE if job_id else "",
     ]
     return script_keys, args
 

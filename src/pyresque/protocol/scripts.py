@@ -45,7 +45,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "queue_detach": (),
     "queue_drain": ("lock",),
     "enqueue_unique": ("lock", "push"),
-    "wf_enqueue": ("clock", "push", "workflow"),
+    "wf_enqueue": ("clock", "push", "delayed", "workflow"),
     "wf_settle": ("clock", "push", "workflow"),
     "unlock": ("lock",),
     "remove_jobs": ("lock",),

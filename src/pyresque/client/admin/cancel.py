@@ -50,8 +50,8 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         was = "delayed"
     if was is None and workflows.cancel(resque, job_id, "waiting"):
         was = "waiting"  # for its dependencies (docs/workflows.md)
-    elif was == "queued":
-        workflows.cancel(resque, job_id, "queued")  # its dependents, if it has some
+    elif was is not None:  # its dependents, if it has some (a delayed one: dependable)
+        workflows.cancel(resque, job_id, "queued")
     if was is not None:
         _record(resque, at, job_id)
         _mark(resque, job_id, 0)  # it ended here: no mark needed (one that expired now)

@@ -9,22 +9,27 @@
 -- wf:queue-jobs
 -- then queue:<name> and its wake list for each of spec.queues, then the status key of
 -- each job whose `st` is true, in order, then the result key of each dependency of each
--- job with `p2`, in order: a dependency that already succeeded gives its stored result.
+-- job with `p2`, in order: a dependency that already succeeded gives its stored result;
+-- then for each job with `at` (a delayed job others may depend on): the schedule,
+-- delayed:<at>, timestamps:<item> and its id index (schedule.lua's).
 -- ARGV[1] spec (JSON): queues (names), status (the WAITING packet), batches (each: id,
 --   total, name, on_success, on_complete, parent), jobs (each: id, q, p (the ARGV index of
 --   its payload; with p2 that of the rest, when it takes its dependencies' results),
---   front, fail ('cancel' or 'run'), deps (ids), b (its batches' ids), st)
+--   front, fail ('cancel' or 'run'), deps (ids), b (its batches' ids), st; a delayed one
+--   (no deps): at (its timestamp), item (the ARGV index of its delayed item), expires (when
+--   its id index expires))
 -- ARGV[2..] the payloads
 -- Returns {'ok'}, or {'unknown', id} (nothing written) for a dependency with no record:
 -- not enqueued as part of a workflow, or finished longer ago than records are kept.
 local spec = cjson.decode(ARGV[1])
-local tracked, takers = 0, 0
+local tracked, takers, delayed = 0, 0, 0
 for _, job in ipairs(spec.jobs) do
   tracked = tracked + (job.st and 1 or 0)
   takers = takers + (job.p2 and #job.deps or 0)
+  delayed = delayed + (job.at and 1 or 0)
 end
-expect_keys(KEYS, 8 + 2 * #spec.queues + tracked + takers,
-  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, wf:queue-jobs, 2 per queue, status keys, result keys')
+expect_keys(KEYS, 8 + 2 * #spec.queues + tracked + takers + 4 * delayed,
+  'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, wf:queue-jobs, 2 per queue, status keys, result keys, 4 per delayed job')
 
 -- The value of a stored result record (the text results.py's ok_json writes) as JSON text,
 -- or 'null' when the record is not one. Anyone may write Redis and the text goes into a
@@ -91,6 +96,7 @@ end
 
 local status_index = w.size
 local result_index = status_index + tracked
+local delayed_index = result_index + takers
 for _, job in ipairs(spec.jobs) do
   local rec = {s = 'waiting', q = job.q, p = ARGV[job.p], front = job.front, fail = job.fail,
     wait = {}, b = job.b, dep = {}}
@@ -123,6 +129,13 @@ for _, job in ipairs(spec.jobs) do
     if root_rec then
       wf.put(w, root, root_rec)
     end
+  elseif job.at then -- into the schedule, not its queue: as queued for its dependents
+    local k = delayed_index
+    delayed_index = delayed_index + 4
+    redis.call('SET', KEYS[k + 4], job.at)
+    redis.call('EXPIREAT', KEYS[k + 4], job.expires)
+    schedule_item(KEYS[k + 1], KEYS[k + 2], KEYS[k + 3], job.at, 'delayed:' .. job.at, ARGV[job.item])
+    rec = {s = 'queued', dep = {}, b = job.b}
   elseif next(rec.wait) == nil then
     wf.release(w, job.id, rec, true)
   else
