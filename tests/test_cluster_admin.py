@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
 from pyresque import Job, JobCancelled, JobFailed, NotReplicated, Resque, Status
@@ -430,3 +432,61 @@ def test_ctl_pauses_resumes_and_quits_a_worker_process_on_a_cluster(
         assert proc.wait_exit(60) == 0
     finally:
         procs.cleanup()
+
+
+GARBAGE = st.sampled_from(
+    [b"", b"\xff\xfe", b"not json", b"[1, 2]", b'{"failed_at": 1e999}', b"NaN", b"9" * 400]
+)
+NAMES = st.sampled_from(["q0", "q1", "x}y", "{z", "\u00e9t\u00e9"]) | st.text(
+    st.characters(blacklist_categories=["Cs"]), min_size=1, max_size=12
+)
+
+
+@settings(
+    max_examples=25,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    names=st.lists(NAMES, min_size=1, max_size=4),
+    raw_names=st.lists(st.binary(max_size=8), max_size=3),
+    values=st.lists(GARBAGE, min_size=4, max_size=4),
+    wrong=st.booleans(),
+)
+def test_readers_take_any_data_in_any_slot(
+    rq: Resque,  # noqa: F811
+    names: list[str],
+    raw_names: list[bytes],
+    values: list[bytes],
+    wrong: bool,
+) -> None:
+    """Whatever the home set names and the queues' slots hold (any bytes, keys of
+    another type), the readers answer: problems are noted, never raised."""
+    from pyresque.web.metrics import render
+
+    r, keys = rq.redis, rq.keys
+    r.delete(keys.home.queues)
+    r.sadd(keys.home.queues, *names, *raw_names)
+    for name in names:
+        at = keys.for_queue(name)
+        r.delete(at.failed, at.stat("processed"), at.worker("w:1:" + name))
+        r.rpush(at.failed, values[0], values[1])
+        r.set(at.stat("processed"), values[2])
+        if wrong:
+            r.delete(at.stat("failed"))
+            r.hset(at.stat("failed"), "x", values[3])  # a key of another type
+    r.delete(keys.home.workers)
+    r.sadd(keys.home.workers, *[f"w:1:{name}" for name in names])
+    problems = Problems()
+    totals = counts(rq, problems)
+    assert totals["failed"] == 2 * len(set(names))
+    assert rq.failures.count() == 2 * len(set(names))
+    assert len(rq.failures.list(-3, 3)) == min(3, 2 * len(set(names)))
+    page = admin_failures.failed_page(rq, 0, 5, FailureFilter.of(text="json"))
+    assert page["total"] == 2 * len(set(names))
+    assert len(list_workers(rq)) == len(set(names))
+    assert workers_page(rq)["total"] == len(set(names))
+    assert job_page(rq, "some-id")["status"] is None
+    assert rq.status("some-id") is None
+    assert b"resque_up" in render(rq)
+    rq.forget_idle_queues(0)

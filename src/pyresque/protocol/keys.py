@@ -60,9 +60,9 @@ class Keys:
         """The keys in queue ``name``'s slot (on Cluster), else these keys."""
         if not self.clustered:
             return self
-        if not name:
-            raise ValueError("a queue on Redis Cluster needs a name (it is its hash tag)")
-        # The namespace in the tag keeps it non-empty whatever the name holds ('}...').
+        # The namespace in the tag keeps it non-empty whatever the name holds ('', '}...'):
+        # no producer names a queue '' (client/checks.py), but anyone may write one in
+        # the ``queues`` set, and its readers read it there.
         return Keys(f"{{{self.clustered}:{name}}}:", self.clustered)
 
     @property
@@ -78,10 +78,8 @@ class Keys:
 
     def places(self, queues: list[str]) -> list[Keys]:
         """Every slot the namespace's data of ``queues`` is in: ``[self]`` without Cluster;
-        on Cluster the home slot, then each queue's slot once (an empty name has none)."""
-        if not self.clustered:
-            return [self]
-        return [self.home, *self.shards([name for name in queues if name])]
+        on Cluster the home slot, then each queue's slot once."""
+        return [self.home, *self.shards(queues)] if self.clustered else [self]
 
     def strip(self, key: str) -> str:
         """The key name without the namespace prefix."""

@@ -22,8 +22,17 @@ def places(client: redis.Redis, keys: Keys) -> list[Keys]:
     in the order of the names."""
     if not keys.clustered:
         return [keys]
-    found = client.sscan_iter(keys.home.queues, count=1000)
-    return keys.places(sorted({raw(m).decode("utf-8", "surrogateescape") for m in found}))
+    found = {raw(m) for m in client.sscan_iter(keys.home.queues, count=1000)}
+    return keys.places(sorted(text for text in map(_text, found) if text is not None))
+
+
+def _text(name: bytes) -> str | None:
+    """A queue name as text; None for bytes that are not UTF-8: no pyresque producer
+    writes such a name, and no key of its slot could be named as text."""
+    try:
+        return name.decode()
+    except UnicodeDecodeError:
+        return None
 
 
 def job_slot(client: redis.Redis, keys: Keys, job_id: str, prefix: str = "") -> Keys | None:

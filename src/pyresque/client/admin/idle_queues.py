@@ -100,7 +100,10 @@ def _forget_on_cluster(
     restored = []
     for member, since in list(r.zscan_iter(home.queues_forgotten, count=1000)):
         name = raw(member)
-        at = keys.for_queue(name.decode("utf-8", "surrogateescape") or "?")
+        if not _utf8(name):  # not a name pyresque wrote: left as it is
+            r.zrem(home.queues_forgotten, name)
+            continue
+        at = keys.for_queue(name.decode())
         pipe = r.pipeline(transaction=False)
         pipe.sismember(at.queues, name)  # type: ignore[arg-type]  # any bytes name a queue
         pipe.exists(keys.queue_key(name))
@@ -114,9 +117,9 @@ def _forget_on_cluster(
     forgotten = []
     for member in list(r.sscan_iter(home.queues, count=1000)):
         name = raw(member)
-        if not name:
+        if not _utf8(name):  # not a name pyresque wrote: left as it is
             continue
-        at = keys.for_queue(name.decode("utf-8", "surrogateescape"))
+        at = keys.for_queue(name.decode())
         head = [at.queues, at.queues_idle, at.queues_forgotten, at.queues_changed]
         args = ["sweep", idle_ms, RECHECK_MS, 1, name, "1" if name in watched else ""]
         if scripts.run(r, "queues_forget", [*head, keys.queue_key(name)], args):
@@ -127,6 +130,14 @@ def _forget_on_cluster(
         "forgotten": [as_name(n) for n in forgotten],
         "restored": [as_name(n) for n in restored],
     }
+
+
+def _utf8(name: bytes) -> bool:
+    """Whether ``name`` is a non-empty UTF-8 queue name (one whose slot has a name)."""
+    try:
+        return bool(name.decode())
+    except UnicodeDecodeError:
+        return False
 
 
 def _chunks(names: Iterable[bytes]) -> Iterator[list[bytes]]:
