@@ -61,34 +61,38 @@ class _Handle(str):
     queue: str
 
     def __new__(cls: type[_H], job_id: str, producer: Any, queue: str = "") -> _H:
-        return cls.many([job_id], producer, [queue])[0]  # type: ignore[return-value]
+        made: dict[Any, type[_H]] | None = vars(producer).get(_TYPES)  # inline: every enqueue
+        kind = made.get((cls, queue)) if made is not None else None
+        if kind is not None:
+            return str.__new__(kind, job_id)
+        return _made(cls._bound(producer, queue), job_id, producer, queue)
 
     @classmethod
     def many(
         cls: type[_H], ids: list[str | None], producer: Any, queues: list[str]
     ) -> list[_H | None]:
         """A handle per id and queue (None stays None), as ``enqueue_many`` returns them."""
-        new, kinds = str.__new__, dict[str, type[_H]]()
+        kinds = dict[str, type[_H]]()
         handles: list[_H | None] = []
         for job_id, queue in zip(ids, queues, strict=True):
             if not job_id:
                 handles.append(None)
                 continue
             kind = kinds.get(queue) or kinds.setdefault(queue, cls._bound(producer, queue))
-            handle = new(kind, job_id)
-            if "_producer" not in kind.__dict__:  # past MAX_BOUND: its own dict
-                vars(handle).update(_producer=producer, queue=queue)
-            handles.append(handle)
+            handles.append(_made(kind, job_id, producer, queue))
         return handles
 
     @classmethod
     def _bound(cls: type[_H], producer: Any, queue: str) -> type[_H]:
         """The class of ``producer``'s handles of ``queue``, made once and kept by the
         producer (a class whose instances have a dict, past ``MAX_BOUND``)."""
+        made: dict[Any, type] | None = vars(producer).get(_TYPES)
+        if made is not None and (known := made.get((cls, queue))) is not None:
+            return known  # every handle but the first of a queue: one lookup
         kind: type[_H] = cls
         while "_bound_base" in kind.__dict__:  # a handle's own type: its base kind
             kind = kind.__dict__["_bound_base"]
-        made: dict[Any, type] = vars(producer).setdefault("_pyresque_handle_types", {})
+        made = vars(producer).setdefault(_TYPES, {})
         bound = made.get((kind, queue)) or made.get(kind)
         if bound is None:
             attrs: dict[str, Any] = {"_bound_base": kind, "__module__": kind.__module__}
@@ -102,6 +106,18 @@ class _Handle(str):
 
     def __reduce__(self) -> tuple[type[str], tuple[str]]:
         return str, (str(self),)  # pickled (and copied) as the plain id
+
+
+#: Where a producer keeps the classes of its handles (``_Handle._bound``).
+_TYPES = "_pyresque_handle_types"
+
+
+def _made(kind: type[_H], job_id: str, producer: Any, queue: str) -> _H:
+    """A handle of class ``kind`` (``_Handle._bound``'s) for ``job_id``."""
+    handle = str.__new__(kind, job_id)
+    if "_producer" not in kind.__dict__:  # past MAX_BOUND: its own dict
+        vars(handle).update(_producer=producer, queue=queue)
+    return handle
 
 
 class JobHandle(_Handle):
