@@ -5,6 +5,7 @@ while it moves jobs, and a master killed while jobs are scheduled and moved."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import random
 import signal
@@ -25,7 +26,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
-from pyresque import Concurrency, Enqueued, Job, Resque, Status
+from pyresque import AsyncResque, Concurrency, Enqueued, Job, RateLimit, Resque, Status
 from pyresque.cli.main import main
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.exceptions import NotReplicated
@@ -116,6 +117,22 @@ def test_a_delayed_job_waits_in_its_queues_slot_and_moves_there_when_due(
     assert ran(str(log)) == queues
     for queue in queues:  # tracked across the delay, in the queue's slot
         assert status_in_slot(rq, queue, ids[queue]) is Status.COMPLETE
+
+
+def test_asyncresque_schedules_into_the_queues_slot_and_indexes_it(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    queues = queues_on_each_master(rq, cluster)
+
+    async def scenario() -> list[str]:
+        async with AsyncResque(cluster.url(), namespace=rq.namespace) as producer:
+            return [str(await producer.enqueue_at_to(T0, q, Record, q)) for q in queues]
+
+    ids = asyncio.run(scenario())
+    assert indexed(rq) == dict.fromkeys(queues, T0)
+    assert sharded(rq).move_due(T0) == 3
+    assert [queued_ids(rq, q) for q in queues] == [[job_id] for job_id in ids]
 
 
 def test_remove_enqueue_now_and_list_delayed_jobs_on_the_cluster(
@@ -416,31 +433,83 @@ def test_whatever_the_index_holds_the_scheduler_moves_real_jobs(
     r.delete(keys.queue(queue))
 
 
-# --- what is refused on Cluster -------------------------------------------------------------
+# --- limits, and what is refused on Cluster --------------------------------------------
 
 
-class Capped(Job):
-    limits = (Concurrency(2),)
+class OneAtATime(Job):
+    """Notes its start and end in the file ``path`` around a short sleep; one runs at a
+    time across every queue (a concurrency limit of 1 on its class)."""
 
-    def perform(self) -> None:
-        pass
+    limits = (Concurrency(1),)
+
+    @staticmethod
+    def perform(path: str, tag: str) -> None:
+        Record.perform(path, f"start:{tag}")
+        time.sleep(0.2)
+        Record.perform(path, f"end:{tag}")
 
 
-def test_a_job_with_limits_is_refused_on_the_cluster_in_one_line(
+class TwoASecond(Job):
+    limits = (RateLimit(2, period=1.0),)
+
+    @staticmethod
+    def perform(path: str, tag: str) -> None:
+        Record.perform(path, f"{time.time():.3f}:{tag}")
+
+
+def _six_limited(
+    resque: Resque, group: ClusterGroup, tmp_path: Path, job: type[Job], lines: int
+) -> list[str]:
+    """Six ``job``s over queues on every master, worked by a threads worker and a
+    scheduler (which moves the jobs the limit made wait back to their queues) until
+    they wrote ``lines`` lines (60 s at most); those lines, in the order written."""
+    queues = queues_on_each_master(resque, group)
+    log = str(tmp_path / "ran")
+    for i in range(6):
+        resque.enqueue_to(queues[i % 3], job, log, str(i))
+    worker = Worker(resque, ",".join(queues), WorkerOptions(mode="threads", concurrency=6))
+    thread = threading.Thread(target=worker.work)
+    scheduler = Scheduler(resque, interval=0.1)
+    thread.start()
+    scheduler.start()
+    try:
+        deadline = time.monotonic() + 60
+        while len(ran(log)) < lines and time.monotonic() < deadline:
+            time.sleep(0.1)
+    finally:
+        scheduler.stop()
+        worker.shutdown()
+        thread.join(60)
+    return ran(log)
+
+
+def test_a_concurrency_limit_holds_across_queues_on_every_master(
     rq: Resque,  # noqa: F811
     cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
 ) -> None:
-    queue = queues_on_each_master(rq, cluster)[0]
-    with pytest.raises(ValueError, match="limits are not supported on Redis Cluster"):
-        rq.enqueue(queue, Capped)
-    with pytest.raises(ValueError, match="limits are not supported on Redis Cluster"):
-        rq.enqueue_in(60, queue, Capped)
-    assert rq.redis.llen(rq.keys.queue(queue)) == 0
-    # One written by hand (or by a producer that did not know the class) fails, saying why.
-    rq.push(queue, {"class": "Capped", "args": []})
-    Worker(rq, queue, WorkerOptions(interval=0, mode="inline")).work()
-    record = raw(rq.redis.lindex(rq.keys.for_queue(queue).failed, 0) or b"")
-    assert b"not supported on Redis Cluster" in record
+    lines = _six_limited(rq, cluster, tmp_path, OneAtATime, 12)
+    running, most = 0, 0
+    for line in lines:  # appended in the order things happened
+        running += 1 if line.startswith("start:") else -1
+        most = max(most, running)
+    assert sorted(lines) == sorted(f"{e}:{i}" for e in ("start", "end") for i in range(6))
+    assert most == 1  # never two at once, whichever master their queue is on
+    assert rq.delayed_count() == 0
+    assert rq.redis.zcard(rq.keys.concurrency("OneAtATime")) == 0  # every slot given back
+
+
+def test_a_rate_limit_holds_across_queues_on_every_master(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    lines = _six_limited(rq, cluster, tmp_path, TwoASecond, 6)
+    starts = sorted(float(line.split(":")[0]) for line in lines)
+    assert len(starts) == 6
+    # Two per second at most: the third start of any three is a second after the first
+    # (less a margin: the window is on Redis's clock, these times on the job's).
+    assert all(later - first > 0.8 for first, later in zip(starts, starts[2:], strict=False))
 
 
 def test_a_workflow_is_refused_on_the_cluster_in_one_line(

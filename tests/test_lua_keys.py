@@ -104,6 +104,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "limit_wake": [(8, [1, "it", P, "q", "key"])],
     "limit_defer": [(4, ["tok", "it", "m", 10])],
     "limit_rate_wake": [(5 + 4, [1, 1000, "m", "a", P, "q", "b", P, "q"])],
+    "limit_delay": [(5, ["tok", 1, "delayed:1", "it"])],
 }
 
 

@@ -15,6 +15,7 @@ Importing this module loads neither the worker nor the synchronous client.
 from __future__ import annotations
 
 import asyncio
+import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -195,7 +196,20 @@ class AsyncResque(Producer):
 
     async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
-        return await self._write(self._plan_at(when, item, time.time()))
+        planned = self._plan_at(when, item, time.time())
+        handle = await self._write(planned)
+        if handle and planned and planned.call.script == "schedule" and self.keys.clustered:
+            # Indexed once written, as Resque does (delayed_shards.py); if this fails the
+            # scheduler's sweep indexes it within a minute.
+            home, queue, due = self.keys.home, item.queue, planned.call.args[0]
+            index = [home.delayed_queues, home.delayed_gen]
+            try:
+                await aio.run(self.redis, "delayed_note", index, [queue, due])
+            except redis.exceptions.RedisError as exc:
+                logging.getLogger("pyresque.delayed").warning(
+                    "job %s: scheduled, not indexed yet (%s)", handle, exc
+                )
+        return handle
 
     async def enqueue_at(
         self,

@@ -31,7 +31,6 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.events import events as default_events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.job import registry as default_registry
-from pyresque.jobs.limits import NOT_ON_CLUSTER
 from pyresque.middleware import unique
 from pyresque.middleware.chain import Chain, Enqueuing, Middleware
 from pyresque.middleware.hooks import ResqueHooks
@@ -278,8 +277,6 @@ class Producer:
         name, job_class = self._named(item.job)
         if self.strict and name not in self.registry:
             raise LookupError(f"no job class is registered under {name!r} (strict mode)")
-        if self.keys.clustered and job_class is not None and job_class.limits:
-            raise ValueError(f"{name}: {NOT_ON_CLUSTER}")
         ttl = item.result_ttl
         if job_class is not None and not ttl:
             ttl = item.result_ttl = ttl_for(job_class.store_result, job_class.result_ttl)

@@ -80,10 +80,3 @@ class Held:
 
 
 NO_LIMITS = Held()
-
-#: Why a job with limits is refused on Redis Cluster (by the producer and the worker).
-NOT_ON_CLUSTER = (
-    "concurrency and rate limits are not supported on Redis Cluster yet: a limit's slots "
-    "and waiting jobs span queues, which live in different slots there, and could not be "
-    "taken and given back in the same atomic call as the job's claim and finish"
-)

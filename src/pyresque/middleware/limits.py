@@ -5,7 +5,10 @@ mechanism, also used by the scheduler's sweep.
 
 A job a limit refuses does not run: it is parked until a slot frees or deferred
 until the rate allows (Limiter), its claim released, and the chain returns
-``Outcome("deferred")``, which the worker does not record.
+``Outcome("deferred")``, which the worker does not record. On Redis Cluster the
+limits' keys are in the home slot, and a refused job waits in its queue's slot's
+delayed schedule instead (``Limiter._delay``); its slots go back after the finish
+call (``Limits.finished``), not in it (docs/scheduling.md, "On Redis Cluster").
 """
 
 from __future__ import annotations
@@ -22,7 +25,6 @@ import redis
 from pyresque.jobs.job import Job
 from pyresque.jobs.limits import (
     NO_LIMITS,
-    NOT_ON_CLUSTER,
     Concurrency,
     Held,
     RateLimit,
@@ -32,7 +34,8 @@ from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.connection import REDIS_DOWN, raw
-from pyresque.protocol.delayed import DelayedJob, item_json
+from pyresque.protocol.delayed import DelayedJob, due_second, item_json
+from pyresque.protocol.delayed_shards import indexed
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.supervision import FailureLog
 
@@ -62,8 +65,6 @@ class Limits:
         job, claim = work.job, work.claim
         if job is None or not type(job).limits:
             return next()
-        if self._clustered:  # fails the job, saying why (one a producer did not refuse)
-            raise ValueError(f"{job.payload.class_name}: {NOT_ON_CLUSTER}")
         try:
             held = self.limiter.acquire(job, claim.token, claim.queue)
         except REDIS_DOWN:
@@ -77,9 +78,17 @@ class Limits:
         return next()
 
     def finishing(self, work: Work, outcome: Outcome, plan: FinishPlan) -> FinishPlan:
+        if self._clustered:  # the slots are in the home slot: given back after the call
+            return plan
         return dataclasses.replace(plan, held=work.held) if work.held.slots else plan
 
     def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        if self._clustered and work.held.slots:
+            try:
+                self.limiter.give_back(work.held)
+            except redis.exceptions.RedisError as exc:
+                # Taken back from a worker whose lease is gone (lib_limits.lua).
+                worker_log.warning("could not give back the slots of %s: %s", work.held, exc)
         for key, limit in plan.held.waiting:
             try:
                 self.limiter.wake(key, limit)
@@ -122,7 +131,10 @@ class Limiter:
             return Held(member, tuple(self._keys.concurrency(k) for k, _ in held), held)
         limit, key = resolved[int(reply[0]) - 1]
         item = item_json(job.payload, queue, at_front=True)
-        if isinstance(limit, Concurrency):
+        if self._keys.clustered:  # a wait that never leaves the queue's slot
+            waits = 1.0 if isinstance(limit, Concurrency) else int(reply[1]) / 1000
+            self._delay(token, queue, waits, item, job.payload.id or "-")
+        elif isinstance(limit, Concurrency):
             self._park(job, token, queue, key, limit.limit, item)
         else:
             self._defer(token, limit, key, int(reply[1]), item)
@@ -139,6 +151,23 @@ class Limiter:
             log.debug(
                 "job %s waits for a slot of %r", job.payload.id or job.payload.class_name, key
             )
+
+    def _delay(self, token: str, queue: str, seconds: float, item: str, job_id: str) -> None:
+        """On Cluster, where a refused job waits: in its queue's slot's delayed schedule,
+        due when its rate window opens, or in a second for a concurrency slot (it asks
+        again then: no place in a queue of waiters, and no wake-up when a slot frees)."""
+        shard, due = self._keys.for_queue(queue), due_second(time.time() + seconds)
+        keys = [shard.inflight(self.worker_id), shard.worker(self.worker_id)]
+        keys += [shard.delayed_schedule, shard.delayed(due), shard.timestamps(item)]
+        if scripts.run(self._redis, "limit_delay", keys, [token, due, f"delayed:{due}", item]):
+            indexed(self._redis, self._keys, queue, due, job_id)
+
+    def give_back(self, held: Held) -> None:
+        """On Cluster, give back ``held``'s slots after the finish call."""
+        pipe = self._redis.pipeline(transaction=False)
+        for slots in held.slots:
+            pipe.zrem(slots, held.member)
+        pipe.execute()
 
     def _slot_keys(self, key: str, queue: str) -> list[str]:
         """The keys of a concurrency limit's slots and waiters, and of the queue a waiting

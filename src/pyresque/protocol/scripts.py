@@ -62,6 +62,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "limit_wake": ("clock", "limits", "push"),
     "limit_defer": ("clock", "release"),
     "limit_rate_wake": ("clock", "push"),
+    "limit_delay": ("release", "delayed"),
 }
 
 
