@@ -377,6 +377,7 @@ def test_a_master_killed_while_jobs_are_scheduled_and_moved_loses_none(tmp_path:
         missing = set(acknowledged) - set(ran(str(log)))
         assert not missing, (sorted(missing), resque.delayed_count(), indexed(resque))
         assert len(acknowledged) >= 60
+        resque.redis.close()  # before the cluster stops: no topology refresh after it
 
 
 # --- hostile index ------------------------------------------------------------------------
