@@ -40,7 +40,11 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "claim": [(5, CLAIM), (7, WOKEN)],
     "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
-    "mark_running": [(2, ["tok", "{}", ""]), (3, ["tok", "{}", "1"])],
+    "mark_running": [
+        (2, ["tok", "{}", ""]),
+        (3, ["tok", "{}", "1"]),
+        (2, ["tok", "{}", "", "1", P]),
+    ],
     "heartbeat": [(7, ["w", 1000, "now", "0"])],
     "lease_renew": [(1, ["w", 1000])],
     "history": [(3, ["2", 1, 1, 60, 60, "i", "field", 1])],

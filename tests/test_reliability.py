@@ -28,7 +28,16 @@ from typing import Any, cast
 import pytest
 import redis
 
-from e2e_support import PATIENCE, NamespaceState, Proc, parent_of, pid_alive, spawn, wait_for
+from e2e_support import (
+    PATIENCE,
+    NamespaceState,
+    Proc,
+    parent_of,
+    pid_alive,
+    spawn,
+    stays,
+    wait_for,
+)
 from pyresque import Enqueued, Events, RedisUnavailable, Resque
 from pyresque.cli.main import without_settings
 from pyresque.dev.server import RedisServer, find_free_port
@@ -682,9 +691,12 @@ class _Proxy:
         self.flowing.set()
 
     def arm(self, script: str) -> None:
-        """Lose the next reply that claims a job of ``script``, or of a ``BLMOVE``."""
-        source = scripts.source(script).encode() if script != "BLMOVE" else b""
-        self.target = hashlib.sha1(source).hexdigest().encode() if source else b"BLMOVE"
+        """Lose the next reply that claims a job of ``script``, of a ``BLMOVE``, or of an
+        ``LMOVE`` (the pipelined claims of a worker of one queue, landing.py)."""
+        if script in ("BLMOVE", "LMOVE"):
+            self.target = f"${len(script)}\r\n{script}\r\n".encode()
+        else:
+            self.target = hashlib.sha1(scripts.source(script).encode()).hexdigest().encode()
         self.armed.set()
 
     def _accept(self) -> None:
@@ -743,10 +755,11 @@ class _Proxy:
 
 
 def _claimed_nothing(reply: bytes) -> bool:
-    """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``, or
-    of a BLMOVE that timed out (nil)."""
-    nothing = (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n", b"$-1\r\n", b"*-1\r\n")
-    return reply in nothing
+    """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``, of
+    a BLMOVE that timed out, or of a pipeline whose last command, its LMOVE, found
+    nothing (nil)."""
+    nothing = (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n", b"*-1\r\n")
+    return reply in nothing or reply.endswith(b"$-1\r\n")
 
 
 def _lose_a_reply(
@@ -761,9 +774,9 @@ def _lose_a_reply(
 ) -> None:
     """``jobs`` jobs queued; the reply of the first ``script`` call that claims a job is
     lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s.
-    The claim script claims for an idle worker of several queues; one of one queue
-    claims with a BLMOVE (landing.py)."""
-    queues = f"{QUEUE},other" if script == "claim" else QUEUE
+    The scripts claim for a worker of several queues; one of one queue claims with a
+    BLMOVE when idle, and with an LMOVE pipelined after its finish (landing.py)."""
+    queues = f"{QUEUE},other" if script in ("claim", "finish_claim") else QUEUE
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
     try:
@@ -809,20 +822,54 @@ def _lose_a_reply(
         proxy.close()
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE"])
 def test_a_lost_claim_reply_loses_no_job(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE"])
 def test_a_lost_claim_reply_in_an_outage_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     # redis-py's retries fail too (the proxy refuses connections until the worker has
     # logged the outage): it must give back the claim it never saw once Redis is back.
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=True)
+
+
+def test_a_worker_killed_before_it_reads_its_finishs_reply_loses_no_job(
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+) -> None:
+    # A worker of one queue finishes a plain job with one pipeline: the job's LREM from
+    # its landing list, then the next job's LMOVE onto it. The reply is lost and the
+    # worker is SIGKILLed before it could read it: the finished job is done, the next
+    # one sits on a dead worker's landing list, and recovery gives it back. (Or the
+    # lost reply was a claim's: then that job is the one recovered.) Each runs once.
+    port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
+    proxy = _Proxy(port, blackout=True)
+    try:
+        procs.worker(redis_url, namespace, queues="other", lease_ttl=1)  # recovers it
+        worker = procs.worker(proxy.url, namespace, queues=QUEUE, lease_ttl=1)
+        worker.wait_started()
+        proxy.arm("LMOVE")
+        jobs = [Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in range(3)]
+        ids = [str(i) for i in rq.enqueue_many(jobs)]
+        wait_for(proxy.dropped.is_set, 10, "the proxy to drop the reply of an LMOVE")
+        worker.send(signal.SIGKILL)
+        worker.wait_exit()
+        landing = state.key(f"pyresque:landing:{worker.id}")
+        wait_for(lambda: not state.r.exists(landing), 30, "the dead worker's landing list")
+        procs.worker(redis_url, namespace, queues=QUEUE, lease_ttl=1)  # runs the rest
+
+        def ran() -> list[str]:
+            return [e["payload"]["id"] for e in state.events("Succeed", "perform")]
+
+        wait_for(lambda: set(ran()) == set(ids), 30, "every job to run")
+        stays(lambda: sorted(ran()) == sorted(ids), 1.0, "each job to run once")
+        assert state.failed() == []
+    finally:
+        proxy.close()
 
 
 def test_a_lost_claim_reply_on_a_quiet_queue_is_given_back(

@@ -34,7 +34,7 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
-from pyresque.protocol import aio
+from pyresque.protocol import aio, push
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, unavailable
 from pyresque.protocol.durability import Replicas
@@ -292,6 +292,8 @@ class AsyncResque(Producer):
         asks for acknowledged it."""
         policy = self.durability
         try:
+            if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
+                return await push.push_async(self.redis, call.keys, call.args), True
             if policy is None:
                 return await aio.run(self.redis, call.script, call.keys, call.args), True
             wait = (policy.count, policy.timeout_ms)

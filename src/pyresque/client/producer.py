@@ -34,6 +34,7 @@ from pyresque.jobs.job import registry as default_registry
 from pyresque.middleware import unique
 from pyresque.middleware.chain import Chain, Enqueuing, Middleware
 from pyresque.middleware.hooks import ResqueHooks
+from pyresque.protocol import push
 from pyresque.protocol.delayed import due_second, item_json, schedule_call
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
@@ -98,6 +99,8 @@ class Batch:
 class Producer:
     """The I/O-free half of a producer for one namespace: see the module docstring."""
 
+    durability: Replicas | None  # set by the subclass
+
     def __init__(
         self,
         namespace: str,
@@ -130,6 +133,10 @@ class Producer:
         new = [queue for queue in dict.fromkeys(queues) if queue not in self._registered]
         self._registered.update(new)
         return new
+
+    def _plain(self, call: Call) -> bool:
+        """Whether ``call`` may be written as Resque's own pipeline (protocol/push.py)."""
+        return push.plain(call.script, call.keys) and not (self.durability or self.keys.clustered)
 
     # --- one job -------------------------------------------------------------------
 

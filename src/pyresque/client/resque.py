@@ -25,6 +25,7 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
+from pyresque.protocol import push
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
@@ -160,9 +161,12 @@ class Resque(Producer, AdminMethods):
         call = planned.call
         try:  # reaching() without its context manager: this runs once per enqueue
             self._register([planned.item.queue])
-            reply, durable = run_durably(
-                self.redis, call.script, call.keys, call.args, self.durability
-            )
+            if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
+                reply, durable = push.push(self.redis, call.keys, call.args), True
+            else:
+                reply, durable = run_durably(
+                    self.redis, call.script, call.keys, call.args, self.durability
+                )
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         job_id = self._written(planned, reply, durable, self.durability)

@@ -48,12 +48,22 @@ def working_record(claim: Claim, now: float) -> str:
 
 
 def mark_running(
-    client: redis.Redis, keys: Keys, worker_id: str, claim: Claim, status_key: str | None
+    client: redis.Redis,
+    keys: Keys,
+    worker_id: str,
+    claim: Claim,
+    status_key: str | None,
+    landed: bool = False,
 ) -> bool:
     """Show ``claim`` as the job ``worker_id`` works on, and mark it RUNNING when
-    ``status_key`` is given; False (nothing written) when it is no longer in flight."""
-    call_keys = [keys.inflight(worker_id), keys.worker(worker_id)]
-    args = [claim.token, working_record(claim, time.time()), "1" if status_key else ""]
+    ``status_key`` is given; False (nothing written) when it is no longer in flight
+    (in the in-flight hash, or for a ``landed`` job on the landing list)."""
+    held = keys.landing(worker_id) if landed else keys.inflight(worker_id)
+    call_keys = [held, keys.worker(worker_id)]
+    args: list[str | bytes] = [claim.token, working_record(claim, time.time())]
+    args.append("1" if status_key else "")
+    if landed:
+        args += ["1", claim.raw]
     return bool(
         scripts.run(client, "mark_running", call_keys + ([status_key] if status_key else []), args)
     )
@@ -63,9 +73,15 @@ class Mark:
     """A started job's pending write; ``finish()`` before recording its end."""
 
     def __init__(
-        self, claim: Claim, status_key: str | None, due: float, first: ScriptCall | None
+        self,
+        claim: Claim,
+        status_key: str | None,
+        due: float,
+        first: ScriptCall | None,
+        landed: bool = False,
     ) -> None:
         self.claim = claim
+        self.landed = landed  # it runs from the landing list (landing.py)
         self.status_key = status_key
         self.due = due
         self.first = first  # a script call to run before the write (a landed job's adoption)
@@ -112,15 +128,20 @@ class RunningMarker(threading.Thread):
         self._shown_at = -SHOW_EVERY  # monotonic time of the last write that showed a job
 
     def started(
-        self, claim: Claim, payload: Payload | None, first: ScriptCall | None = None
+        self,
+        claim: Claim,
+        payload: Payload | None,
+        first: ScriptCall | None = None,
+        landed: bool = False,
     ) -> Mark:
         """Schedule the writes for a job that just started (``payload``: its decoded
         payload, if it could be decoded: a job with an id may be tracked), after the
-        script call ``first`` if given (it must be safe to run twice)."""
+        script call ``first`` if given (it must be safe to run twice); a ``landed`` job
+        is looked for on the landing list."""
         status_key = None
         if payload is not None and payload.id:
             status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
-        mark = Mark(claim, status_key, time.monotonic() + self.delay, first)
+        mark = Mark(claim, status_key, time.monotonic() + self.delay, first, landed)
         with self._wake:
             self._marks.append(mark)
             if self._asleep:  # otherwise the thread wakes by itself within ``delay``
@@ -154,7 +175,9 @@ class RunningMarker(threading.Thread):
         with self._wake:
             self._writes += 1  # before the call: a finish sent meanwhile must not clear it
         keys = self._keys.for_queue(mark.claim.queue)  # on Cluster, the queue's slot
-        shown = mark_running(self._redis, keys, self.worker_id, mark.claim, mark.status_key)
+        shown = mark_running(
+            self._redis, keys, self.worker_id, mark.claim, mark.status_key, mark.landed
+        )
         with self._wake:
             # A job that ended before the write shows nothing: try again a little later
             # (not at once: with very short jobs that would be a write per job).

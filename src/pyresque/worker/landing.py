@@ -6,12 +6,12 @@ list, and the reply carries it, so the job starts one round trip after its push,
 a bare ``BRPOP`` loop's would (a wake-up token and a claim call took two). Ruby and
 PHP producers' pushes wake it as well.
 
-The job then runs from the landing list; its adoption (adopt.lua: it leaves the
-landing list for the in-flight hash under its claim token) is no system call on the
-way to the job's start: the RUNNING marker runs it first for a job still running
-after a few milliseconds (running.py, which then shows it in ``worker:<id>``), and
-the processor before anything else touches the job in Redis (``settle``: its finish,
-a give-back, its limits).
+The job then runs from the landing list. A worker of several processors (threads,
+asyncio, prefork) adopts it (adopt.lua: it leaves the landing list for the in-flight
+hash under its claim token) off the way to the job's start: the RUNNING marker runs it
+first for a job still running after a few milliseconds (running.py, which then shows
+it in ``worker:<id>``), and the processor before anything else touches the job in
+Redis (``settle``: its finish, a give-back, its limits).
 
 Why nothing is lost: the job is always on its queue, on the landing list, or in the
 in-flight hash. Recovery of a dead worker, ``reap``, the give-back on exit and of
@@ -25,6 +25,23 @@ was read (``Stop.lapses``: no renewal came after the lease's run deadline had pa
 so the Redis lease never expired in between and no recovery could run), and the
 worker is not paused or stopping; otherwise it goes back to the head of its queue.
 
+A worker with one processor (fork and inline modes, the default) goes further: the
+landing list is its in-flight record. Its busy claims land jobs too (``claim``:
+``GET pause-all-workers`` then ``LMOVE``, pipelined, no script; a pause found set
+gives the job back and the claims go through claim.lua until it is unset), the
+RUNNING marker shows a job from the list (``LPOS``), and a plain job (it succeeded;
+no retry, lock, limit, stored result or workflow) is never adopted: its finish
+(``finish``) is one pipeline, ``LREM`` of the job from the landing list (0 removed:
+it was recovered from us, the outcome is fenced and not counted), ``SET status XX
+GET`` (a tracked job's COMPLETE, its ``started`` carried over after; nothing for an
+untracked one), and the next claim. A SIGKILL at any instant leaves the job on the
+queue or the landing list, and the finished one is done the moment its ``LREM``
+ran. Resque's ``stat:processed`` counters of those jobs are counted here and added
+(``INCRBY``) by the first pipeline a second after the last write, and on exit: a
+worker SIGKILLed loses at most its last second of those counts, and a pipeline whose
+reply is lost may lose them (never counts them twice). Any other job (a failure, a
+retry, a lock, limits...) is adopted and finished by its script, as before.
+
 Not used (the wake-up token and the claim call instead) for a worker with several
 queues or globs (``BLMOVE`` takes one source; ``BLMPOP`` would hold a job only in
 the worker's memory), with a durability policy (a move the replicas may not have),
@@ -35,12 +52,16 @@ from __future__ import annotations
 
 import logging
 import threading
-from typing import TYPE_CHECKING, Any
+import time
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.scripts import ScriptCall
+from pyresque.worker.fetch import LEASE_EXPIRED, PAUSED, Paused
+from pyresque.worker.plain import STATS_EVERY, complete, pipeline, status_after
 from pyresque.worker.recovery import landing_queue
 from pyresque.worker.signals import Running, Wake
 
@@ -48,6 +69,7 @@ if TYPE_CHECKING:
     from pyresque.worker.host import Host
 
 log = logging.getLogger("pyresque.worker")
+T = TypeVar("T")
 
 #: Longest wait of one BLMOVE. A job that lands after ``pause-all-workers`` was set
 #: still runs (the claim call checked the key before the wait), so an idle worker
@@ -58,8 +80,17 @@ LAND_WAIT = 1.0
 class NoLanding:
     """The lander of a processor whose worker cannot land jobs: nothing to adopt."""
 
+    fast = False
+    paused_seen = False
+
+    def holds(self, claim: Claim) -> bool:
+        return False
+
     def adoption(self) -> ScriptCall | None:
         return None
+
+    def drop(self, claim: Claim) -> None:
+        pass
 
     def settle(self) -> None:
         pass
@@ -83,6 +114,14 @@ class Lander:
         self._adopting: list[Any] | None = None  # adopt.lua's ARGV, until it ran
         self._unsure = False  # a wait ended without its reply: a job may be on the list
         self._counted = False  # this lander counts in the worker's landing (Worker.landing)
+        # One processor: busy claims land too and plain jobs finish without a script.
+        self.fast = worker.options.mode in ("fork", "inline")
+        self.paused_seen = False  # a claim found pause-all-workers set: claim.lua until it is not
+        self._pause_key = keys.pause_all
+        self._move = ("LMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT")
+        self._stats = (keys.stat("processed"), keys.stat("processed", worker.id))
+        self._unwritten = 0  # plain finishes not yet in self._stats
+        self._written_at = time.monotonic()
 
     @classmethod
     def of(cls, worker: Host) -> Lander | NoLanding:
@@ -122,32 +161,18 @@ class Lander:
         payload, or None. Every job that landed is either returned or found by the next
         ``block``, which gives back what an interrupted wait left (a signal, an outage).
         A connection that failed (a Redis restart left it stale) is tried once more."""
-        for attempt in range(2):
-            if self._unsure:
-                self._worker.give_back_orphans()  # raises while Redis is down: tried again
-                self._unsure = False
-            self._count(True)
-            self._lapses = self._worker.stop.lapses
-            try:
-                connection = self._connection()
-                wait = f"{min(timeout, LAND_WAIT):.3f}"
-                connection.send_command(
-                    "BLMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT", wait
-                )
-                reply = connection.read_response()
-            except REDIS_DOWN:
-                self.interrupted()
-                if attempt:
-                    raise
-                continue
-            except BaseException:
-                self.interrupted()
-                raise
-            if reply is None:
-                self._count(False)
-                return None
-            return raw(reply)
-        raise AssertionError("unreachable")  # pragma: no cover
+        wait = f"{min(timeout, LAND_WAIT):.3f}"
+
+        def send() -> Any:
+            connection = self._connection()
+            connection.send_command("BLMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT", wait)
+            return connection.read_response()
+
+        reply = self._landing_call(send)
+        if reply is None:
+            self._count(False)
+            return None
+        return raw(reply)
 
     def interrupted(self) -> None:
         """A wait ended without its job handed on: the next ``block`` gives back what
@@ -161,16 +186,148 @@ class Lander:
         worker = self._worker
         runs = worker.stop.lapses == self._lapses and worker.lease_ok()
         if not runs or worker.paused or worker.shutting_down:
-            try:
-                worker.recovery.give_back_landed(worker.id, self.queue, payload, False, owner=True)
-            except REDIS_DOWN:
-                self._unsure = True
-                raise
-            finally:
-                self._count(False)
+            self._give_back(payload)
             return None
         self._adopting = [token, self.queue, payload]
         return Claim(token, self.queue, payload)
+
+    def holds(self, claim: Claim) -> bool:
+        """Whether ``claim`` is a landed job not adopted: ``finish`` may end it."""
+        return self.fast and self._adopting is not None and self._adopting[0] == claim.token
+
+    def drop(self, claim: Claim) -> None:
+        """The processor gives up ``claim`` (Redis went down on its way): if it is a
+        landed job not adopted, it is an orphan that the next claim gives back."""
+        if self._adopting is not None and self._adopting[0] == claim.token:
+            self._adopting = None
+            self.interrupted()
+
+    def claim(self, token: str) -> list[Claim] | Paused:
+        """A busy worker's claim, in one round trip without a script: the pause key, then
+        the queue's head moved onto the landing list. [], one claim, or why none. A
+        connection that failed is tried once more, after a give-back of what its lost
+        reply may have landed."""
+
+        def send() -> list[Any]:
+            return self._pipe(*self._stats_due(), ("GET", self._pause_key), self._move)
+
+        *_, paused, landed = self._landing_call(send)
+        return self._landed(paused, landed, token)
+
+    def _landing_call(self, send: Callable[[], T]) -> T:
+        """``send`` a call that may land a job. A connection that failed (a Redis restart
+        left it stale) is tried once more, after a give-back of what a lost reply, or an
+        interrupted wait, may have landed."""
+        for attempt in range(2):
+            if self._unsure:
+                self._worker.give_back_orphans()  # raises while Redis is down: tried again
+                self._unsure = False
+            self._count(True)
+            self._lapses = self._worker.stop.lapses
+            try:
+                return send()
+            except REDIS_DOWN:
+                self.interrupted()
+                if attempt:
+                    raise
+            except BaseException:
+                self.interrupted()
+                raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def finish(
+        self, claim: Claim, status: tuple[str, str] | None, next_token: str | None
+    ) -> tuple[bool, list[Claim] | Paused]:
+        """End a plain landed job (see the module): whether it was still ours, and the
+        job claimed for ``next_token``. ``status``: its status key and result (JSON).
+        A connection that failed is tried once more without the claim (``LREM`` may
+        be sent twice, nothing else is). Raises while Redis is down: the job then
+        stays counted as landed for the processor's retry; anything a lost claim
+        landed is an orphan that the next ``claim`` gives back."""
+        for attempt in range(2):
+            take = next_token is not None and not self._unsure
+            stats = self._stats_due()
+            commands: list[tuple[Any, ...]] = [*stats, ("LREM", self._keys[0], -1, claim.raw)]
+            if status is not None:
+                commands.append(complete(status))
+            if take:
+                self._lapses = self._worker.stop.lapses
+                commands += [("GET", self._pause_key), self._move]
+            try:
+                replies = self._pipe(*commands)
+            except REDIS_DOWN:
+                self._unsure = True
+                if attempt:
+                    raise
+                continue
+            except BaseException:
+                self._unsure = True
+                raise
+            return self._finished(
+                claim, status, replies[len(stats) :], next_token if take else None
+            )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _finished(
+        self,
+        claim: Claim,
+        status: tuple[str, str] | None,
+        replies: list[Any],
+        next_token: str | None,
+    ) -> tuple[bool, list[Claim] | Paused]:
+        """``finish``'s replies read."""
+        if isinstance(replies[0], Exception):  # the landing list's key holds another type
+            raise replies[0]
+        ours = replies[0] == 1
+        if status is not None and isinstance(replies[1], bytes):  # it is tracked
+            status_after(self._client, status, replies[1], ours)
+        self._adopting = None
+        self._unwritten += 1 if ours else 0
+        if next_token is None:
+            self._count(False)
+            return ours, []
+        return ours, self._landed(replies[-2], replies[-1], next_token)
+
+    def _stats_due(self) -> list[tuple[Any, ...]]:
+        """The ``INCRBY`` of the counts not written yet, once a second (taken: a reply
+        that is lost loses them). A counter someone overwrote replies an error, ignored."""
+        now = time.monotonic()
+        if not self._unwritten or now - self._written_at < STATS_EVERY:
+            return []
+        count, self._unwritten, self._written_at = self._unwritten, 0, now
+        return [("INCRBY", key, count) for key in self._stats]
+
+    def _landed(self, paused: Any, landed: Any, token: str) -> list[Claim] | Paused:
+        """The claim of a pipelined ``GET`` of the pause key and ``LMOVE``."""
+        if isinstance(landed, Exception):  # the queue's key holds another type
+            self._count(False)
+            raise landed
+        if isinstance(paused, bytes) and paused.strip().lower() == b"true":
+            self.paused_seen = True  # claim.lua checks it before it takes a job
+            if landed is not None:
+                self._give_back(raw(landed))
+            self._count(False)
+            return PAUSED
+        if landed is None:
+            self._count(False)
+            return []
+        claim = self.take(raw(landed), token)
+        if claim is None:  # given back: a lease that lapsed, a pause, a shutdown
+            return LEASE_EXPIRED
+        return [claim]
+
+    def _pipe(self, *commands: tuple[Any, ...]) -> list[Any]:
+        return pipeline(self._connection(), commands)
+
+    def _give_back(self, payload: bytes) -> None:
+        worker = self._worker
+        try:
+            worker.recovery.give_back_landed(worker.id, self.queue, payload, False, owner=True)
+        except REDIS_DOWN:
+            self._unsure = True
+            raise
+        finally:
+            self._count(False)
 
     def adoption(self) -> ScriptCall | None:
         """The adoption still to run, as a script call, for the thread that shows the job
@@ -190,7 +347,15 @@ class Lander:
             log.warning("job %s left the landing list before this worker adopted it", token)
 
     def close(self) -> None:
-        self._client.close()
+        """Write the counts not written yet (the worker stops), give the connection back."""
+        self._written_at -= STATS_EVERY
+        try:
+            if stats := self._stats_due():
+                self._pipe(*stats)
+        except REDIS_DOWN as exc:
+            log.warning("the last second's stat:processed counts are lost: %s", exc)
+        finally:
+            self._client.close()
 
     def _count(self, landing: bool) -> None:
         if landing != self._counted:

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import logging
 import os
+from collections.abc import Sequence
 from datetime import datetime
 from typing import Any, cast
 
@@ -55,20 +56,26 @@ def fence(client: redis.Redis, keys: Keys, worker_id: str) -> bool:
 
 
 def failed_by_peer(
-    client: redis.Redis, keys: Keys, worker_id: str, entries: dict[Any, Any]
+    client: redis.Redis,
+    keys: Keys,
+    worker_id: str,
+    entries: dict[Any, Any],
+    landed: Sequence[bytes] = (),
 ) -> set[bytes]:
     """Claim tokens (as read) of the worker's in-flight ``entries`` that a peer's prune
-    moved to ``failed``; empty unless a peer unregistered the worker."""
+    moved to ``failed``, and ``b"landed:<i>"`` for each of the payloads on its landing
+    list (``landed``) it moved; empty unless a peer unregistered the worker."""
     if client.sismember(keys.workers, worker_id):
         return set()
     shown = _peer_failures(client, keys, worker_id)
+    jobs = [(raw(token), _inflight_payload(raw(record))) for token, record in entries.items()]
+    jobs += [(b"landed:%d" % i, _payload(item)) for i, item in enumerate(landed)]
     tokens: set[bytes] = set()
-    for token, record in entries.items():
-        payload = _inflight_payload(raw(record))
+    for token, payload in jobs:
         match = next((p for p in shown if payload and _same_job(payload, p)), None)
         if match is not None:
             shown.remove(match)  # one record accounts for one job
-            tokens.add(raw(token))
+            tokens.add(token)
     return tokens
 
 
@@ -105,6 +112,14 @@ def _inflight_payload(record: bytes) -> Payload | None:
         payload = entry.get("payload") if isinstance(entry, dict) else None
         return Payload.decode(payload) if isinstance(payload, str) else None
     except ValueError:  # not UTF-8, not JSON, not a job: no peer record can show it
+        return None
+
+
+def _payload(item: bytes) -> Payload | None:
+    """The job of a landing list's item; None when it is not one."""
+    try:
+        return Payload.decode(item)
+    except ValueError:
         return None
 
 

@@ -17,15 +17,17 @@ from typing import TYPE_CHECKING
 from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Executor
 from pyresque.jobs.perform import Outcome
-from pyresque.middleware.work import Work, log_end
+from pyresque.middleware.work import FinishPlan, Work, log_end
 from pyresque.protocol import backoff
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.running import Mark
-from pyresque.worker.fetch import PAUSED, ClaimNotReplicated, Fetcher, Paused, QueuesChanged
-from pyresque.worker.handoff import Box, Handoff
+from pyresque.worker.claiming import Claiming
+from pyresque.worker.fetch import ClaimNotReplicated, Fetcher, Paused, QueuesChanged
+from pyresque.worker.handoff import Box
 from pyresque.worker.landing import Lander
+from pyresque.worker.plain import plain
 from pyresque.worker.signals import Wake
 
 if TYPE_CHECKING:
@@ -35,7 +37,7 @@ log = logging.getLogger("pyresque.worker")
 NOT_THE_JOBS: tuple[type[BaseException], ...] = (WorkerBroken, *REDIS_DOWN)
 
 
-class Processor:
+class Processor(Claiming):
     """Runs jobs one after another for its worker."""
 
     def __init__(self, worker: Host, executor: Executor) -> None:
@@ -69,13 +71,6 @@ class Processor:
         self._redis.close()
         self.lander.close()
 
-    def _new_token(self) -> str:
-        return f"{self._token_prefix}-{next(self._token_count)}"
-
-    @property
-    def in_main_thread(self) -> bool:
-        return threading.current_thread() is threading.main_thread()
-
     def run(self) -> None:
         """Process jobs until the worker shuts down (or, with interval 0, until drained)."""
         self.thread_id = threading.get_ident()
@@ -99,6 +94,7 @@ class Processor:
             except REDIS_DOWN as exc:
                 if claim is not None:  # held, not run (_redis_back failed after the claim):
                     worker.release(claim.token)  # an orphan now, for _redis_back to give back
+                    self.lander.drop(claim)  # on the landing list, then
                 claim = None  # a claim whose reply was lost is given back by _redis_back
                 if isinstance(exc, ClaimNotReplicated):
                     worker.give_back_unreplicated()  # back on their queues while we back off
@@ -129,101 +125,6 @@ class Processor:
             self._redis_ok = False  # _redis_back gives it back once Redis is back
             log.error("could not give the job back yet (%s)", exc)
         self._wait(backoff.delay(self._crashes, 0.1, 5.0), block=False)
-
-    # --- fetching ---------------------------------------------------------------
-
-    def _next_job(self) -> Claim | None:
-        worker = self.worker
-        pause_wait = worker.options.interval or 1.0
-        if worker.paused:
-            worker.title("Paused")
-            self._wait(pause_wait, block=False)
-            return None
-        if not worker.lease_ok():  # until the heartbeat renews it
-            self._wait(0.1, block=False)
-            return None
-        handoff = worker.handoff
-        if handoff is not None and not handoff.enter(self.box):
-            message = handoff.wait_in(self.box, lambda: self.worker.shutting_down)
-            if message != Box.WAIT:
-                return message if isinstance(message, Claim) else None
-        try:
-            return self._claim_or_wait(pause_wait)
-        finally:
-            if handoff is not None:
-                handoff.stop_waiting()
-
-    def _claim_or_wait(self, pause_wait: float) -> Claim | None:
-        """Claim a job for this processor and for each free one (concurrent modes); with
-        nothing to claim, wait for a wake-up token (or the interval)."""
-        worker = self.worker
-        self._refresh_queues()
-        boxes, tokens = self._tokens_for_free()
-        claims: list[Claim] | Paused = []
-        try:
-            claims = self.fetcher.claim(tokens)
-        finally:  # even when the call failed: every box gets an answer
-            mine = self._hand_out(tokens, boxes, claims)
-        if mine is PAUSED:
-            worker.title("Paused")
-            self._wait(pause_wait, block=False)
-            return None
-        if isinstance(mine, Paused):  # our lease expired in Redis: until the heartbeat renews it
-            self._wait(0.1, block=False)
-            return None
-        if isinstance(mine, Claim):
-            return mine
-        if worker.options.interval > 0:
-            worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
-            if isinstance(self.lander, Lander):
-                return self.lander.wait(worker.options.interval, self._new_token(), self)
-            self._wait(worker.options.interval, block=worker.options.blocking)
-        return None
-
-    def _tokens_for_free(self) -> tuple[list[Box], list[str]]:
-        """The free processors' boxes, and a claim token each plus one for us (held: a
-        claim whose reply is lost is not an orphan)."""
-        boxes = self.worker.handoff.take_free() if self.worker.handoff else []
-        return boxes, [self.worker.hold(self._new_token()) for _ in range(1 + len(boxes))]
-
-    def _hand_out(
-        self, tokens: list[str], boxes: list[Box], claims: list[Claim] | Paused
-    ) -> Claim | Paused | None:
-        """Release the tokens that got no job, hand each box its job (or nothing), and
-        return ours: the first in line."""
-        got = claims if isinstance(claims, list) else []
-        for token in tokens[len(got) :]:
-            self.worker.release(token)  # if a lost reply claimed it, _redis_back gives it back
-        Handoff.hand_out(boxes, got[1:])
-        if isinstance(claims, Paused):
-            return claims
-        return got[0] if got else None
-
-    def _refresh_queues(self) -> None:
-        """Re-expand queue globs at most once a second (one SMEMBERS)."""
-        now = time.monotonic()
-        if now - self._last_refresh >= 1.0:
-            self.fetcher.refresh()
-            self._last_refresh = now
-
-    def _wait(self, seconds: float, block: bool) -> None:
-        """Wait for a wake-up token (or just sleep). In the main thread any signal ends the
-        wait early; other threads wait at most a second, so they notice a shutdown soon."""
-        if not self.in_main_thread:
-            seconds = min(seconds, 1.0)
-        try:
-            self.idle = self.in_main_thread
-            if self.worker.shutting_down:
-                return
-            if block and (self.fetcher.refresh() or self.fetcher.queues.dynamic):
-                if self.fetcher.wait(seconds):
-                    self._last_refresh = 0.0  # a new queue: look at it now
-            else:
-                self.worker.sleep(seconds)
-        except Wake:
-            pass
-        finally:
-            self.idle = False
 
     # --- running a job ----------------------------------------------------------
 
@@ -289,8 +190,10 @@ class Processor:
     def _running(self, work: Work) -> None:
         """The job is under way: ``worker:<id>`` and its RUNNING status follow shortly if
         it is still running (running.RunningMarker)."""
-        adoption = self.lander.adoption()
-        self._mark = self.worker.running_marker.started(work.claim, work.payload, adoption)
+        lander, marker = self.lander, self.worker.running_marker
+        landed = lander.holds(work.claim)  # shown from the landing list, not adopted
+        adoption = None if landed else lander.adoption()
+        self._mark = marker.started(work.claim, work.payload, adoption, landed)
 
     def _finish(self, work: Work, outcome: Outcome, refused: Payload | None) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
@@ -321,8 +224,7 @@ class Processor:
     def _record(
         self, work: Work, outcome: Outcome, claim_next: bool, refused: Payload | None
     ) -> Claim | None:
-        self.lander.settle()  # a landed job is in flight once adopted
-        worker, claim, payload = self.worker, work.claim, work.payload
+        worker, claim = self.worker, work.claim
         interrupted = outcome.kind == "interrupted" and not worker.options.fail_interrupted
         if interrupted or outcome.kind == "unstarted":  # back to the head of its queue
             self._give_back(claim)
@@ -331,12 +233,25 @@ class Processor:
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.middleware.plan(work, outcome)
+        claim_next = claim_next and not worker.shutting_down and not worker.paused
+        claim_next = claim_next and worker.lease_ok()
+        lander = self.lander
+        if isinstance(lander, Lander) and lander.holds(claim) and plain(work, plan, refused):
+            return self._finish_landed(lander, work, plan, outcome, claim_next)
+        return self._finish_script(work, plan, outcome, refused, claim_next)
+
+    def _finish_script(
+        self, work: Work, plan: FinishPlan, outcome: Outcome, refused: Payload | None, more: bool
+    ) -> Claim | None:
+        """The finish call (finish.lua; with ``more``, the next claims too)."""
+        worker, claim = self.worker, work.claim
+        self.lander.settle()  # a landed job is in flight once adopted
         shown = worker.running_marker.shown()  # worker:<id> may be written: delete it if idle
         shard, head = self.fetcher.finish_keys(claim.queue)  # on Cluster, the queue's slot
         keys, args = plan.call(shard, head, work, outcome, refused, worker.id, shown is not None)
         boxes: list[Box] = []
         tokens: list[str] = []
-        if claim_next and not worker.shutting_down and not worker.paused and worker.lease_ok():
+        if more and not self.lander.fast:  # else the next claim lands (landing.py)
             self._refresh_queues()
             boxes, tokens = self._tokens_for_free()
         finished = 0
@@ -345,9 +260,41 @@ class Processor:
             finished, claims = self.fetcher.finish(keys, args, tokens)
         finally:  # even when the call failed: every box gets an answer
             next_claim = self._hand_out(tokens, boxes, claims)
-        recorded = finished > 0
         if finished == 2 and shown is not None:
             worker.running_marker.cleared(shown)
+        return self._recorded(work, plan, outcome, finished > 0, next_claim)
+
+    def _finish_landed(
+        self, lander: Lander, work: Work, plan: FinishPlan, outcome: Outcome, claim_next: bool
+    ) -> Claim | None:
+        """A plain landed job's finish and the next claim, one pipeline (landing.py)."""
+        worker, payload = self.worker, work.payload
+        shown = worker.running_marker.shown()
+        status = None
+        if payload is not None and payload.id:
+            status = (self._keys.status(payload.id, payload.prefix), outcome.result_json())
+        tokens = [worker.hold(self._new_token())] if claim_next else []
+        claims: list[Claim] | Paused = []
+        ours = False
+        try:
+            ours, claims = lander.finish(work.claim, status, tokens[0] if tokens else None)
+        finally:
+            next_claim = self._hand_out(tokens, [], claims)
+        if shown is not None and not isinstance(next_claim, Claim):  # idle now
+            self._redis.delete(self._keys.worker(worker.id))
+            worker.running_marker.cleared(shown)
+        return self._recorded(work, plan, outcome, ours, next_claim)
+
+    def _recorded(
+        self,
+        work: Work,
+        plan: FinishPlan,
+        outcome: Outcome,
+        recorded: bool,
+        next_claim: Claim | Paused | None,
+    ) -> Claim | None:
+        """After a finish call: the middleware's ``finished``, the counts, the log."""
+        worker, claim, payload = self.worker, work.claim, work.payload
         worker.middleware.finished(work, plan, recorded)  # wakes waiters, counts history
         worker.release(claim.token)
         if recorded:

@@ -67,8 +67,9 @@ class Recovery:
         if not peer_prune.fence(self._redis, self._keys, worker_id):
             return 0  # a Ruby worker may be pruning it right now: at a later beat
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
+        landed = cast("list[bytes]", self._redis.lrange(self._keys.landing(worker_id), 0, -1))
         try:
-            failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries)
+            failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries, landed)
         except redis.exceptions.RedisError:
             raise
         except Exception:  # a bug: requeue them all (nothing lost) rather than none
@@ -85,7 +86,8 @@ class Recovery:
                 raise
             except Exception:  # a bug: log it, recover the others, try again next beat
                 log.exception("could not recover job %r of dead worker %s", token, worker_id)
-        moved += self.give_back_landing(worker_id, crashed=True)
+        dropped = [item for i, item in enumerate(landed) if b"landed:%d" % i in failed]
+        moved += self.give_back_landing(worker_id, crashed=True, dropped=dropped)
         reaped = scripts.run(
             self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
         )
@@ -132,25 +134,41 @@ class Recovery:
         where = (token, record, False)
         return self._give_back(worker_id, where, queue, raw, crashed, failed, owner)
 
-    def give_back_landing(self, worker_id: str, crashed: bool, owner: bool = False) -> int:
+    def give_back_landing(
+        self, worker_id: str, crashed: bool, owner: bool = False, dropped: list[bytes] | None = None
+    ) -> int:
         """Put back the jobs on a worker's landing list (landing.py), the oldest first in
-        line; ``crashed`` and ``owner`` as for ``give_back``."""
+        line; ``crashed`` and ``owner`` as for ``give_back``; those in ``dropped`` (a
+        peer's prune failed them) are only taken off."""
         items = cast("list[bytes]", self._redis.lrange(self._keys.landing(worker_id), 0, -1))
         queue = landing_queue(worker_id)
         if items and queue is None:  # no pyresque worker lands jobs under such an id
             log.error("worker %s has a landing list but no one queue to return it to", worker_id)
             return 0
         done = 0
+        dropped = list(dropped or ())
         for item in reversed(items):  # each to the head: the last first
-            done += self.give_back_landed(worker_id, cast(str, queue), item, crashed, owner)
+            failed = item in dropped
+            if failed:
+                dropped.remove(item)
+            done += self.give_back_landed(
+                worker_id, cast(str, queue), item, crashed, owner, failed=failed
+            )
         return done
 
     def give_back_landed(
-        self, worker_id: str, queue: str, payload: bytes, crashed: bool, owner: bool = False
+        self,
+        worker_id: str,
+        queue: str,
+        payload: bytes,
+        crashed: bool,
+        owner: bool = False,
+        failed: bool = False,
     ) -> int:
-        """Put one job of a worker's landing list back at the head of ``queue``."""
+        """Put one job of a worker's landing list back at the head of ``queue`` (only
+        take it off when a peer's prune ``failed`` it)."""
         where = (b"", payload, True)
-        return self._give_back(worker_id, where, queue, payload, crashed, False, owner)
+        return self._give_back(worker_id, where, queue, payload, crashed, failed, owner)
 
     def _give_back(
         self,

@@ -1,0 +1,78 @@
+"""The plain finish of a landed job, without a script (landing.py): which jobs may
+have one, its status write, and a pipeline of raw commands on one connection."""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import redis
+
+from pyresque.middleware.work import FinishPlan, Work
+from pyresque.protocol import strict_json
+from pyresque.protocol.payload import Payload
+from pyresque.protocol.status import Status
+
+#: Resque's counters of plain finishes are written at most this often (seconds).
+STATS_EVERY = 1.0
+
+#: A finished state's status packet expires after this (php-resque's 24 hours).
+STATUS_TTL = 86400
+
+
+def plain(work: Work, plan: FinishPlan, refused: Payload | None) -> bool:
+    """Whether a job's finish is only its count and its status: it succeeded, and no
+    retry, unique lock, limit slot, stored result or workflow step is to be written."""
+    if plan.outcome != "ok" or refused is not None or work.payload is None:
+        return False
+    return not (plan.retry_item or plan.lock or plan.held.slots or plan.result_ttl) and (
+        plan.workflow is None
+    )
+
+
+def complete(status: tuple[str, str]) -> tuple[Any, ...]:
+    """A tracked job's COMPLETE packet, its ``started`` unknown yet (``status_after``),
+    as ``SET ... XX GET``: nothing for a job that is not tracked (no key)."""
+    finished = packet(Status.COMPLETE, "null", status[1])
+    return ("SET", status[0], finished, "XX", "GET", "EX", STATUS_TTL)
+
+
+def status_after(client: redis.Redis, status: tuple[str, str], old: bytes, ours: bool) -> None:
+    """A tracked job's packet, after ``SET ... GET`` replaced it: ``started`` carried
+    over (as lib_status.lua does), or, for a fenced finish, the old packet back."""
+    if not ours:
+        client.set(status[0], old, xx=True)
+        return
+    try:
+        started = strict_json.loads(old).get("started")
+    except (ValueError, AttributeError):  # BadJSON, bytes that are not UTF-8, not an object
+        started = None  # not a packet: as lib_status.lua, started is null
+    if started is not None:
+        fixed = packet(Status.COMPLETE, json.dumps(started), status[1])
+        client.set(status[0], fixed, xx=True, keepttl=True)
+
+
+def pipeline(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+    """Send ``commands`` in one write and read their replies (an error reply as its
+    exception, not raised). A connection that fails is dropped: the next call must
+    not read this one's replies."""
+    try:
+        connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        connection.disconnect()
+        raise
+
+
+def packet(code: int, started: str, result: str) -> str:
+    """A finished job's php-resque status packet (lib_status.lua writes the same)."""
+    now = int(time.time())
+    return f'{{"status":{int(code)},"updated":{now},"started":{started},"result":{result}}}'
