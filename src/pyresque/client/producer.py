@@ -11,7 +11,8 @@ producer only runs the call on its connection, blocking or awaited, and then the
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import itertools
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -77,23 +78,27 @@ class Batch:
     _own: list[tuple[int, int, Planned]] = field(default_factory=list)
     # the jobs with workflow options: one wf_enqueue.lua call, made before ``calls``
     flow: tuple[WorkflowWriter, Call] | None = None
-    _shared: list[tuple[Enqueued, Payload]] = field(default_factory=list)  # by shared calls
+    # The jobs written by shared calls, and their payloads: two lists, not a tuple per
+    # job (each is an object the garbage collector tracks, and a batch of thousands of
+    # them brought its full collections into the call: issue 12).
+    _items: list[Enqueued] = field(default_factory=list)
+    _payloads: list[Payload] = field(default_factory=list)
 
     @property
     def queues(self) -> list[str]:
         """The queues the batch writes to."""
-        return [item.queue for item, _ in self._shared] + [p.item.queue for _, _, p in self._own]
+        return [item.queue for item in self._items] + [p.item.queue for _, _, p in self._own]
 
-    def settle(self, replies: list[Any]) -> list[tuple[Enqueued, Payload]]:
+    def settle(self, replies: list[Any]) -> Iterator[tuple[Enqueued, Payload]]:
         """The jobs enqueued, given the pipeline's replies; a refused unique job's id
         becomes None."""
-        done = list(self._shared)
+        own = []
         for reply, index, planned in self._own:
             if replies[reply]:
-                done.append((planned.item, planned.payload))
+                own.append((planned.item, planned.payload))
             else:
                 self.ids[index] = None
-        return done
+        return itertools.chain(zip(self._items, self._payloads, strict=True), own)
 
 
 class Producer:
@@ -226,15 +231,18 @@ class Producer:
         plan = Batch()
         prepared: list[Enqueuing] = []  # the next workflow job's, for the writer
         writer = None
-        run: list[tuple[Enqueued, Payload]] = []
+        run: list[Enqueued] = []  # the jobs of the next shared call, and their payloads
+        payloads: list[Payload] = []
         run_key: tuple[str, bool, bool] | None = None  # the batch key of the jobs in ``run``
 
         def flush() -> None:
             if run:
-                keys, args = self._calls.enqueue(run[0][0], [payload for _, payload in run])
+                keys, args = self._calls.enqueue(run[0], payloads)
                 plan.calls.append(Call("enqueue", keys, args))
-                plan._shared.extend(run)
+                plan._items.extend(run)
+                plan._payloads.extend(payloads)
             run.clear()
+            payloads.clear()
 
         for item in jobs:
             job = self._chained(item)
@@ -256,7 +264,8 @@ class Producer:
             if run and (run_key != key or len(run) >= CHUNK):
                 flush()
             run_key = key
-            run.append((item, job.payload))
+            run.append(item)
+            payloads.append(job.payload)
         flush()
         if writer is not None:
             plan.flow = (writer, Call("wf_enqueue", *writer.call()))
