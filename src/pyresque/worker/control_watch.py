@@ -16,7 +16,7 @@ from collections.abc import Callable
 
 import redis
 
-from pyresque.protocol.connection import MAX_BLOCK
+from pyresque.protocol.connection import MAX_BLOCK, REDIS_DOWN
 from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
@@ -45,10 +45,12 @@ class ControlWatch(threading.Thread):
             try:
                 # RIGHT to RIGHT: the last command back where it was; nothing taken.
                 came = self._client.blmove(self._key, self._key, int(MAX_BLOCK), "RIGHT", "RIGHT")
-            except redis.RedisError:
+            except REDIS_DOWN:
                 if self._stopped.is_set():
                     return  # the worker closed its connections as it stopped
-                raise
+                # The heartbeat says Redis is down (and when it is back); wait, not spin.
+                self._stopped.wait(1.0)
+                continue
             if came is not None and not self._stopped.is_set():
                 self._wake()
 
