@@ -198,17 +198,21 @@ def test_a_plain_finish_marks_a_tracked_job_complete_with_its_started_kept(
     idle: Worker,
 ) -> None:
     rq = idle.resque
-    key = rq.keys.status("abc")
-    rq.redis.set(key, json.dumps({"status": 2, "updated": 5, "started": 1234, "result": None}))
-    lander, claim = _landed(idle, json.dumps({**JOB, "id": "abc"}).encode())
-    ours, _ = lander.finish(claim, (key, '{"r":1}'), None)
-    assert ours
-    packet = json.loads(rq.redis.get(key) or b"{}")
-    assert (packet["status"], packet["started"], packet["result"]) == (4, 1234, {"r": 1})
-    assert 0 < rq.redis.ttl(key) <= 86400
+    # ``started`` as the RUNNING marker read it (written in the pipeline), or unknown
+    # for a job that ended before it was shown (carried over right after).
+    for job_id, started in (("abc", "1234"), ("abd", None)):
+        key = rq.keys.status(job_id)
+        old = {"status": 2, "updated": 5, "started": 1234, "result": None}
+        rq.redis.set(key, json.dumps(old))
+        lander, claim = _landed(idle, json.dumps({**JOB, "id": job_id}).encode())
+        ours, _ = lander.finish(claim, (key, '{"r":1}', started), None)
+        assert ours
+        packet = json.loads(rq.redis.get(key) or b"{}")
+        assert (packet["status"], packet["started"], packet["result"]) == (4, 1234, {"r": 1})
+        assert 0 < rq.redis.ttl(key) <= 86400
     # An untracked job's status is not written (no key, nothing created).
     lander, claim = _landed(idle, json.dumps({**JOB, "id": "def"}).encode())
-    assert lander.finish(claim, (rq.keys.status("def"), "null"), None)[0]
+    assert lander.finish(claim, (rq.keys.status("def"), "null", None), None)[0]
     assert not rq.redis.exists(rq.keys.status("def"))
     lander.close()
 

@@ -54,19 +54,20 @@ def mark_running(
     claim: Claim,
     status_key: str | None,
     landed: bool = False,
-) -> bool:
+) -> int | bytes:
     """Show ``claim`` as the job ``worker_id`` works on, and mark it RUNNING when
-    ``status_key`` is given; False (nothing written) when it is no longer in flight
-    (in the in-flight hash, or for a ``landed`` job on the landing list)."""
+    ``status_key`` is given; 0 (nothing written) when it is no longer in flight (in
+    the in-flight hash, or for a ``landed`` job on the landing list), else 1, or for a
+    tracked job the ``started`` of its status (JSON), which a plain finish carries."""
     held = keys.landing(worker_id) if landed else keys.inflight(worker_id)
     call_keys = [held, keys.worker(worker_id)]
     args: list[str | bytes] = [claim.token, working_record(claim, time.time())]
     args.append("1" if status_key else "")
     if landed:
         args += ["1", claim.raw]
-    return bool(
-        scripts.run(client, "mark_running", call_keys + ([status_key] if status_key else []), args)
-    )
+    call_keys += [status_key] if status_key else []
+    reply = scripts.run(client, "mark_running", call_keys, args)
+    return reply if isinstance(reply, bytes) else int(reply)
 
 
 class Mark:
@@ -87,6 +88,7 @@ class Mark:
         self.first = first  # a script call to run before the write (a landed job's adoption)
         self.lock = threading.Lock()
         self.done = False
+        self.started: bytes | None = None  # a tracked job's status ``started`` (JSON), once shown
 
     def finish(self) -> None:
         # Taking the lock waits for a write in progress, so it always lands before the
@@ -178,6 +180,7 @@ class RunningMarker(threading.Thread):
         shown = mark_running(
             self._redis, keys, self.worker_id, mark.claim, mark.status_key, mark.landed
         )
+        mark.started = shown if isinstance(shown, bytes) else None
         with self._wake:
             # A job that ended before the write shows nothing: try again a little later
             # (not at once: with very short jobs that would be a write per job).

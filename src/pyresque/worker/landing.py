@@ -33,7 +33,8 @@ RUNNING marker shows a job from the list (``LPOS``), and a plain job (it succeed
 no retry, lock, limit, stored result or workflow) is never adopted: its finish
 (``finish``) is one pipeline, ``LREM`` of the job from the landing list (0 removed:
 it was recovered from us, the outcome is fenced and not counted), ``SET status XX
-GET`` (a tracked job's COMPLETE, its ``started`` carried over after; nothing for an
+GET`` (a tracked job's COMPLETE, its ``started`` as the RUNNING marker read it, or
+carried over just after for a job that ended before it was marked; nothing for an
 untracked one), and the next claim. A SIGKILL at any instant leaves the job on the
 queue or the landing list, and the finished one is done the moment its ``LREM``
 ran. Resque's ``stat:processed`` counters of those jobs are counted here and added
@@ -61,7 +62,7 @@ from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import LEASE_EXPIRED, PAUSED, Paused
-from pyresque.worker.plain import STATS_EVERY, complete, pipeline, status_after
+from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, pipeline, status_after
 from pyresque.worker.recovery import landing_queue
 from pyresque.worker.signals import Running, Wake
 
@@ -236,7 +237,7 @@ class Lander:
         raise AssertionError("unreachable")  # pragma: no cover
 
     def finish(
-        self, claim: Claim, status: tuple[str, str] | None, next_token: str | None
+        self, claim: Claim, status: StatusWrite | None, next_token: str | None
     ) -> tuple[bool, list[Claim] | Paused]:
         """End a plain landed job (see the module): whether it was still ours, and the
         job claimed for ``next_token``. ``status``: its status key and result (JSON).
@@ -271,7 +272,7 @@ class Lander:
     def _finished(
         self,
         claim: Claim,
-        status: tuple[str, str] | None,
+        status: StatusWrite | None,
         replies: list[Any],
         next_token: str | None,
     ) -> tuple[bool, list[Claim] | Paused]:

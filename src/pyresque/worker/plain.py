@@ -32,18 +32,27 @@ def plain(work: Work, plan: FinishPlan, refused: Payload | None) -> bool:
     )
 
 
-def complete(status: tuple[str, str]) -> tuple[Any, ...]:
-    """A tracked job's COMPLETE packet, its ``started`` unknown yet (``status_after``),
-    as ``SET ... XX GET``: nothing for a job that is not tracked (no key)."""
-    finished = packet(Status.COMPLETE, "null", status[1])
+#: A job's status key, its result (JSON), and its status's ``started`` (JSON) when the
+#: RUNNING marker read it (mark_running.lua), else None.
+StatusWrite = tuple[str, str, "str | None"]
+
+
+def complete(status: StatusWrite) -> tuple[Any, ...]:
+    """A tracked job's COMPLETE packet as ``SET ... XX GET``: nothing for a job that is
+    not tracked (no key). Its ``started`` is the marker's, or, for a job that ended
+    before the marker showed it, unknown yet (``status_after``)."""
+    finished = packet(Status.COMPLETE, status[2] or "null", status[1])
     return ("SET", status[0], finished, "XX", "GET", "EX", STATUS_TTL)
 
 
-def status_after(client: redis.Redis, status: tuple[str, str], old: bytes, ours: bool) -> None:
+def status_after(client: redis.Redis, status: StatusWrite, old: bytes, ours: bool) -> None:
     """A tracked job's packet, after ``SET ... GET`` replaced it: ``started`` carried
-    over (as lib_status.lua does), or, for a fenced finish, the old packet back."""
+    over when it was not known (as lib_status.lua does), or, for a fenced finish, the
+    old packet back."""
     if not ours:
         client.set(status[0], old, xx=True)
+        return
+    if status[2] is not None:
         return
     try:
         started = strict_json.loads(old).get("started")

@@ -57,6 +57,7 @@ class Processor(Claiming):
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
         self._mark: Mark | None = None  # the running job's pending RUNNING write
+        self._started: bytes | None = None  # its status's ``started`` (JSON), if shown
         self.thread_id: int | None = None
         self.deadline: float | None = None  # monotonic time the running job must end by
         self.timed_out = False
@@ -167,6 +168,7 @@ class Processor(Claiming):
         self.deadline = time.monotonic() + float(work.timeout) if work.timeout else None
         self.timed_out = False
         self.running_inline, self.busy = self.executor.runs_in_thread, True
+        self._started = None
         worker.running_jobs.begin(job, self.executor)  # cancel, reports (running_jobs.py)
         try:
             outcome = self.executor.execute(
@@ -178,6 +180,7 @@ class Processor(Claiming):
             worker.running_jobs.end(job)
             if self._mark is not None:
                 self._mark.finish()
+                self._started = self._mark.started  # a tracked job's, if it was shown
                 self._mark = None
             self.busy = self.running_inline = False
             self.deadline = None
@@ -272,7 +275,8 @@ class Processor(Claiming):
         shown = worker.running_marker.shown()
         status = None
         if payload is not None and payload.id:
-            status = (self._keys.status(payload.id, payload.prefix), outcome.result_json())
+            key, started = self._keys.status(payload.id, payload.prefix), self._started
+            status = (key, outcome.result_json(), started.decode() if started else None)
         tokens = [worker.hold(self._new_token())] if claim_next else []
         claims: list[Claim] | Paused = []
         ours = False
