@@ -92,13 +92,13 @@ class Batch:
     def settle(self, replies: list[Any]) -> Iterator[tuple[Enqueued, Payload]]:
         """The jobs enqueued, given the pipeline's replies; a refused unique job's id
         becomes None."""
-        own = []
+        written = []  # (not "own": test_acl reads own.<name>( as a Redis call)
         for reply, index, planned in self._own:
             if replies[reply]:
-                own.append((planned.item, planned.payload))
+                written.append((planned.item, planned.payload))
             else:
                 self.ids[index] = None
-        return itertools.chain(zip(self._items, self._payloads, strict=True), own)
+        return itertools.chain(zip(self._items, self._payloads, strict=True), written)
 
 
 class Producer:
