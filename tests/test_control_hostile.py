@@ -6,6 +6,7 @@ the real code paths against a real Redis."""
 from __future__ import annotations
 
 import math
+import time
 from typing import Any
 
 import pytest
@@ -40,17 +41,26 @@ def a_job() -> Job:
 
 @SETTINGS
 @given(job_id=IDS)
-def test_cancelling_any_id_answers_and_writes_nothing(rq: Resque, job_id: str) -> None:
+def test_cancelling_any_id_answers_and_writes_only_a_short_mark(rq: Resque, job_id: str) -> None:
+    """An id found nowhere changes nothing but its own cancel mark, which holds for a
+    minute only (it catches a job moving between a queue and a worker meanwhile)."""
     rq.enqueue_to("q", "Kept", 1)
     queued = rq.size("q")
+    rq.redis.delete(rq.keys.cancels)
     before = sorted(rq.redis.keys(f"{rq.namespace}:*"))
     if any(0xD800 <= ord(c) <= 0xDFFF for c in job_id):  # not text Redis can hold
         with pytest.raises(ValueError, match="is not valid UTF-8 text"):
             rq.cancel(job_id)
+        assert sorted(rq.redis.keys(f"{rq.namespace}:*")) == before
         return
+    asked_ms = time.time() * 1000
     outcome = rq.cancel(job_id)
     assert outcome == {"id": job_id, "cancelled": False, "was": None, "worker": None}
-    assert sorted(rq.redis.keys(f"{rq.namespace}:*")) == before
+    assert sorted(rq.redis.keys(f"{rq.namespace}:*")) == sorted([*before, rq.keys.cancels.encode()])
+    assert rq.redis.zrange(rq.keys.cancels, 0, -1) == [job_id.encode()]
+    expires_ms = rq.redis.zscore(rq.keys.cancels, job_id)
+    assert expires_ms is not None
+    assert asked_ms + 50_000 <= expires_ms <= time.time() * 1000 + 60_000
     assert rq.size("q") == queued
 
 

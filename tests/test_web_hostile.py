@@ -275,6 +275,15 @@ def test_text_that_is_not_utf8_is_shown_escaped(client: TestClient, rq: Resque) 
     assert {q["name"]: q["size"] for q in data["/api/queues"]["queues"]} == {"caf\\xe9": 1}
 
 
+def test_a_queue_named_with_a_newline_has_its_page(client: TestClient, rq: Resque) -> None:
+    rq.redis.sadd(rq.keys.queues, "a\nb")  # pyresque refuses the name; Ruby's push does not
+    rq.redis.rpush(rq.keys.queue("a\nb"), b'{"class":"Named","args":[1]}')
+    for path in ("/queues/", "/api/queues/"):
+        response = client.get(path + urllib.parse.quote("a\nb", safe=""))
+        assert response.status_code == 200, response.text
+        assert "Named" in response.text
+
+
 def test_huge_items_show_a_prefix_and_their_size(client: TestClient, rq: Resque) -> None:
     big = "x" * 3_000_000
     rq.enqueue("q", "Big", {"blob": big})

@@ -259,13 +259,13 @@ class Dashboard(Base):
         paths = {
             "overview": "/",
             "queues": "/queues",
-            "queue": "/queues/{name:path}",
+            "queue": "/queues/{name:anytext}",
             "workers": "/workers",
             "failed": "/failed",
             "delayed": "/delayed",
             "stats": "/stats",
             "workflows": "/workflows",
-            "job": "/jobs/{id:path}",
+            "job": "/jobs/{id:anytext}",
         }
         pages = [Route(path, self.page, name=name) for name, path in paths.items()]
         api = [Route(f"/api/{name}", self.api, name=name) for name in ("overview", "search")]

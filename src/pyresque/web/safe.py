@@ -11,6 +11,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from starlette.convertors import Convertor, register_url_convertor
+
 from pyresque.client.admin.base import shorten
 
 #: Largest integer a parameter may take (beyond any list Redis can hold).
@@ -49,3 +51,19 @@ def integer(raw: str, name: str, default: int = 0) -> int:
     if text.startswith("-"):
         return 0
     return INT_LIMIT if len(digits) > 16 else min(int(digits), INT_LIMIT)
+
+
+class AnyText(Convertor[str]):
+    """A path parameter that is any text: Starlette's ``path`` (``.*``) stops at a
+    newline, so a job id or queue name holding one got a 404 instead of its page."""
+
+    regex = "(?s:.*)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return str(value)
+
+
+register_url_convertor("anytext", AnyText())
