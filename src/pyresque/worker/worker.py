@@ -121,7 +121,10 @@ class Worker(Signals):
             paused=lambda: self.paused,
             on_renewed=self._renewed,
             on_marked=self.running_jobs.marked,  # sticky cancels (running_jobs.py)
-            control_client=dedicated(resque.redis),  # waits for commands (control_watch.py)
+            # Waits for commands (control_watch.py); not for a worker told not to block
+            # (a proxy in front of Redis that refuses blocking commands): it reads them
+            # at each beat.
+            control_client=dedicated(resque.redis) if self.options.blocking else None,
             # A renewal's WAIT ends well inside the lease client's call timeout.
             durability=policy
             and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
