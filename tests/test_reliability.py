@@ -690,11 +690,12 @@ class _Proxy:
     def resume(self) -> None:
         self.flowing.set()
 
-    def arm(self, script: str) -> None:
-        """Lose the next reply that claims a job of ``script``, of a ``BLMOVE``, or of an
-        ``LMOVE`` (the pipelined claims of a worker of one queue, landing.py)."""
+    def arm(self, script: str, source: str = "") -> None:
+        """Lose the next reply that claims a job of ``script``, or of a ``BLMOVE`` or an
+        ``LMOVE`` from the list ``source`` (the claims of a worker of one queue,
+        landing.py; not the control watch's BLMOVE of its control list)."""
         if script in ("BLMOVE", "LMOVE"):
-            self.target = f"${len(script)}\r\n{script}\r\n".encode()
+            self.target = f"${len(script)}\r\n{script}\r\n${len(source)}\r\n{source}\r\n".encode()
         else:
             self.target = hashlib.sha1(scripts.source(script).encode()).hexdigest().encode()
         self.armed.set()
@@ -784,7 +785,7 @@ def _lose_a_reply(
             state.r.script_load(scripts.source(name))
         worker = procs.worker(proxy.url, namespace, queues=queues, lease_ttl=1)
         worker.wait_started()
-        proxy.arm(script)
+        proxy.arm(script, rq.keys.queue(QUEUE))
         ids = [
             str(i)
             for i in rq.enqueue_many([Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in range(jobs)])
@@ -852,7 +853,7 @@ def test_a_worker_killed_before_it_reads_its_finishs_reply_loses_no_job(
         procs.worker(redis_url, namespace, queues="other", lease_ttl=1)  # recovers it
         worker = procs.worker(proxy.url, namespace, queues=QUEUE, lease_ttl=1)
         worker.wait_started()
-        proxy.arm("LMOVE")
+        proxy.arm("LMOVE", rq.keys.queue(QUEUE))
         jobs = [Enqueued(QUEUE, "Succeed", [{"n": n}]) for n in range(3)]
         ids = [str(i) for i in rq.enqueue_many(jobs)]
         wait_for(proxy.dropped.is_set, 10, "the proxy to drop the reply of an LMOVE")
