@@ -149,8 +149,11 @@ def test_rate_limit_holds_across_workers(
     start_workers(procs, redis_url, namespace, 3)
     wait_for(lambda: len(events(redis_client, namespace)) == 7, 15, "all 7 jobs to start")
     starts = sorted(e["t"] for e in events(redis_client, namespace))
-    # No four starts within one second (a little slack: the job logs just after the check).
-    assert all(starts[i + 3] - starts[i] > 0.95 for i in range(len(starts) - 3))
+    # No four starts within one second. The job logs its start after the limit's check,
+    # in a forked child: on a busy machine that delay differs by a few hundred ms from
+    # job to job (a CI run under load saw 4 logged within 0.95 s), hence the slack;
+    # without the limit the 7 jobs on 3 workers start within a fraction of that.
+    assert all(starts[i + 3] - starts[i] > 0.7 for i in range(len(starts) - 3)), starts
     assert sorted(e["n"] for e in events(redis_client, namespace)) == list(range(7))
 
 
