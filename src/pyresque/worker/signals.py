@@ -68,10 +68,6 @@ class Signals:
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
 
-    @property
-    def _idle(self) -> bool:
-        return self._main is not None and self._main.idle
-
     def _on_quit(self, signum: int, frame: FrameType | None) -> None:
         log.info("QUIT: finishing the current job, then exiting")
         self.shutdown()
@@ -106,19 +102,28 @@ class Signals:
             self.resque.events.trigger("before_pause", self)
             log.info("USR2: paused")
         self.paused = True
-        if self._idle:
-            raise Wake
+        self._wake_idle()
 
     def _on_resume(self, signum: int, frame: FrameType | None) -> None:
         if self.paused:
             self.resque.events.trigger("after_pause", self)
             log.info("CONT: resumed")
         self.paused = False
-        if self._idle:
-            raise Wake
+        self._wake_idle()
 
     def shutdown(self) -> None:
         """Finish the current jobs, then exit (QUIT)."""
         self.shutting_down = True
-        if self._idle and threading.current_thread() is threading.main_thread():
+        if threading.current_thread() is threading.main_thread():
+            self._wake_idle()
+
+    def _wake_idle(self) -> None:
+        """End the main processor's idle wait: raise ``Wake`` once per wait. The wait is
+        no longer idle from here, so a second signal (a ``pause`` then a ``resume`` from
+        the control list arrive together) cannot raise another ``Wake`` inside the first
+        one's ``except Wake`` (landing.py's give-back of what may have landed would be
+        skipped, and a landed job left on the landing list until recovery)."""
+        main = self._main
+        if main is not None and main.idle:
+            main.idle = False
             raise Wake
