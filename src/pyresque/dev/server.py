@@ -362,22 +362,26 @@ class RedisServer(Managed):
         (~100 ms).  The pid is checked on the same connection first, so a different
         server that happens to own the port is never shut down.
         """
-        client = redis.Redis(
-            host=HOST,
-            port=self.port,
-            socket_connect_timeout=0.5,
-            socket_timeout=2.0,
-            retry=Retry(NoBackoff(), 0),
-            single_connection_client=True,
-        )
+        client: redis.Redis | None = None
         try:
+            # A single-connection client connects (and says HELLO) as it is made: inside
+            # the try, so an answer that is not Redis's (a TLS-only port) means SIGTERM.
+            client = redis.Redis(
+                host=HOST,
+                port=self.port,
+                socket_connect_timeout=0.5,
+                socket_timeout=2.0,
+                retry=Retry(NoBackoff(), 0),
+                single_connection_client=True,
+            )
             if int(client.info("server")["process_id"]) != pid:
                 return False
             client.shutdown(nosave=True)  # returns once the server closed the connection
         except redis.RedisError:  # not reachable, or SHUTDOWN refused: use SIGTERM
             return False
         finally:
-            client.close()
+            if client is not None:
+                client.close()
         return True
 
     def _forget_process(self) -> None:
