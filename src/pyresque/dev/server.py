@@ -280,16 +280,21 @@ class RedisServer(Managed):
             self._terminate()
             raise
 
-    def _wait_ready(self) -> None:
-        proc = self._process
-        assert proc is not None
-        client = redis.Redis(
+    def _probe(self, single_connection_client: bool = False) -> redis.Redis:
+        """A client for our own checks of the server: short timeouts, no retries."""
+        return redis.Redis(
             host=HOST,
             port=self.port,
             socket_connect_timeout=0.5,
             socket_timeout=2.0,
             retry=Retry(NoBackoff(), 0),
+            single_connection_client=single_connection_client,
         )
+
+    def _wait_ready(self) -> None:
+        proc = self._process
+        assert proc is not None
+        client = self._probe()
         deadline = time.monotonic() + self.startup_timeout
         delay = 0.002
         try:
@@ -366,14 +371,7 @@ class RedisServer(Managed):
         try:
             # A single-connection client connects (and says HELLO) as it is made: inside
             # the try, so an answer that is not Redis's (a TLS-only port) means SIGTERM.
-            client = redis.Redis(
-                host=HOST,
-                port=self.port,
-                socket_connect_timeout=0.5,
-                socket_timeout=2.0,
-                retry=Retry(NoBackoff(), 0),
-                single_connection_client=True,
-            )
+            client = self._probe(single_connection_client=True)
             if int(client.info("server")["process_id"]) != pid:
                 return False
             client.shutdown(nosave=True)  # returns once the server closed the connection
