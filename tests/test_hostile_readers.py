@@ -5,6 +5,7 @@ On real Redis; Hypothesis generates the values."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import uuid
 from collections.abc import Iterator
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 from prometheus_client.parser import text_string_to_metric_families
 
 from hostile_gen import JSON, TEXT, any_json
-from pyresque import Events, Resque, Status
+from pyresque import AsyncResque, Events, Resque, Status
 from pyresque.cli.main import main
 from pyresque.exceptions import MalformedPayload
 from pyresque.middleware import history
@@ -57,7 +58,7 @@ RECORDS = st.one_of(
     ),
 )
 #: Which of the readers' keys is of another Redis type in an example, if any (the
-#: ``failed`` list and status keys of another type raise WRONGTYPE: the CLI and the
+#: ``failed`` list of another type raises WRONGTYPE: the CLI and the
 #: dashboard name the key, see test_metrics_read_keys_of_another_type_as_absent).
 WRONG_TYPE = st.sampled_from([None, "stat:processed", "stat:failed", "pyresque:classes"])
 
@@ -175,6 +176,25 @@ def test_metrics_read_keys_of_another_type_as_absent(rq: Resque, redis_client: r
     assert families["resque_up"].samples[0].value == 1
     assert families["resque_failed_jobs"].samples[0].value == 0
     assert families["resque_jobs_processed"].samples[0].value == 0
+
+
+def test_a_status_key_of_another_type_reads_as_no_status(
+    rq: Resque, redis_client: redis.Redis, redis_url: str, namespace: str
+) -> None:
+    # As documented: None when the packet "cannot be read" (a web app's status
+    # endpoint must not answer 500 because someone wrote a list there).
+    redis_client.rpush(rq.keys.status("j1"), "x")
+    assert rq.job_status("j1") is None
+    assert rq.status("j1") is None
+
+    async def read() -> tuple[object, object]:
+        resque = AsyncResque(redis_url, namespace=namespace, events=Events())
+        try:
+            return await resque.job_status("j1"), await resque.status("j1")
+        finally:
+            await resque.aclose()
+
+    assert asyncio.run(read()) == (None, None)
 
 
 def test_retrying_a_record_that_holds_no_job_is_one_clear_line(

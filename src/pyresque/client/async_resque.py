@@ -314,6 +314,8 @@ class AsyncResque(Producer):
             packet = None if keys is None else await self.redis.get(keys.status(job_id, prefix))
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
+        except redis.ResponseError:  # a key of another type: anyone may write it
+            return None
         return None if packet is None else JobStatus.decode(packet)
 
     async def _job_keys(self, job_id: str, prefix: str, queue: str) -> Keys | None:

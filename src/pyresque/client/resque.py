@@ -238,7 +238,10 @@ class Resque(Producer, AdminMethods):
         Cluster it is in the slot of the job's ``queue``; without it, every queue's slot
         is looked in (slots.job_slot)."""
         keys = self._job_keys(job_id, prefix, queue)
-        packet = None if keys is None else self.redis.get(keys.status(job_id, prefix))
+        try:
+            packet = None if keys is None else self.redis.get(keys.status(job_id, prefix))
+        except redis.ResponseError:  # a key of another type: anyone may write it
+            return None
         return None if packet is None else JobStatus.decode(packet)
 
     def status(self, job_id: str, prefix: str = "", queue: str = "") -> Status | None:
