@@ -164,10 +164,18 @@ ACTIONS: dict[str, Callable[[Resque, Mapping[str, Any]], int]] = {
         failures.remove_failure(r, _index(f), text_param(f, "digest") or None)
     ),
     "enqueue-delayed": lambda r, f: delayed.take_item(
-        r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "enqueue"
+        r,
+        int_param({"at": _need(f, "at")}, "at"),
+        _need(f, "digest"),
+        "enqueue",
+        text_param(f, "queue") or None,
     ),
     "remove-delayed": lambda r, f: delayed.take_item(
-        r, int_param({"at": _need(f, "at")}, "at"), _need(f, "digest"), "cancel"
+        r,
+        int_param({"at": _need(f, "at")}, "at"),
+        _need(f, "digest"),
+        "cancel",
+        text_param(f, "queue") or None,
     ),
     "cancel-job": lambda r, f: _one(int(cancel.cancel(r, _need(f, "job_id"))["cancelled"])),
     "retry-all-failed": lambda r, f: _background(r, "retry", _filters(f)),

@@ -46,8 +46,10 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
     for queue in queues.names(resque):
         if queues.dequeue(resque, queue, job_id=job_id):
             was, at = "queued", resque.keys.for_queue(queue)
-    if was is None and delayed.take(resque, "cancel", job_id=job_id):
-        was = "delayed"
+    if was is None:
+        taken, found = delayed.take_found(resque, "cancel", job_id=job_id)
+        if taken:  # its status is in the slot of the schedule that held it (Cluster)
+            was, at = "delayed", resque.keys.for_queue(found[0].shard or found[0].queue)
     if was is None and workflows.cancel(resque, job_id, "waiting"):
         was = "waiting"  # for its dependencies (docs/workflows.md)
     elif was is not None:  # its dependents, if it has some (a delayed one: dependable)

@@ -19,41 +19,57 @@ from pyresque.jobs.job import JobRef, job_name
 from pyresque.protocol.connection import raw
 from pyresque.protocol.delayed import DelayedJob
 from pyresque.protocol.delayed_lookup import by_id
+from pyresque.protocol.delayed_pages import read_page
 from pyresque.protocol.delayed_shards import ShardedDelayed
 
 
 def delayed_page(resque: Namespace, start: int = 0, per_page: int = 20) -> dict[str, Any]:
-    """Delayed jobs by due time and recurring schedules, as resque-scheduler stores them."""
+    """Delayed jobs by due time and recurring schedules, as resque-scheduler stores them.
+    On Cluster, the due times of every queue's slot as one list (delayed_pages.py),
+    each with its ``queue`` (the slot it is in), which the actions name."""
     problems = Problems()
     keys, r = resque.keys, resque.redis
     start = max(0, start)
-    total = problems.section(keys.delayed_schedule, partial(r.zcard, keys.delayed_schedule), 0)
-    entries = problems.section(
-        keys.delayed_schedule,
-        lambda: cast(
-            "list[tuple[bytes, float]]",
-            r.zrange(keys.delayed_schedule, start, start + per_page - 1, withscores=True),
-        ),
-        list[tuple[bytes, float]](),
-    )
+    if keys.clustered:
+        total, entries = problems.section(
+            "the delayed schedules",
+            partial(_cluster_entries, resque, start, per_page, problems),
+            (0, list[tuple[str, float]]()),
+        )
+    else:
+        total = problems.section(keys.delayed_schedule, partial(r.zcard, keys.delayed_schedule), 0)
+        entries = [
+            ("", score)
+            for _, score in problems.section(
+                keys.delayed_schedule,
+                lambda: cast(
+                    "list[tuple[bytes, float]]",
+                    r.zrange(keys.delayed_schedule, start, start + per_page - 1, withscores=True),
+                ),
+                list[tuple[bytes, float]](),
+            )
+        ]
     # resque-scheduler's member is its score; a score no clock can reach is skipped.
-    stamps = [int(score) for _, score in entries if finite(score) and abs(score) < 2**53]
+    stamps = [(q, int(score)) for q, score in entries if finite(score) and abs(score) < 2**53]
     if len(stamps) < len(entries):
-        problems.append(f"{keys.delayed_schedule}: a timestamp that is not a number was skipped")
+        where = "a queue's delayed schedule" if keys.clustered else keys.delayed_schedule
+        problems.append(f"{where}: a timestamp that is not a number was skipped")
+    lists = [keys.for_queue(q).delayed(ts) if q else keys.delayed(ts) for q, ts in stamps]
     pipe = r.pipeline(transaction=False)
-    for ts in stamps:
-        pipe.llen(keys.delayed(ts))
-        pipe.lrange(keys.delayed(ts), 0, 9)
-    replies = problems.replies(pipe, [keys.delayed(ts) for ts in stamps for _ in (1, 2)])
+    for name in lists:
+        pipe.llen(name)
+        pipe.lrange(name, 0, 9)
+    replies = problems.replies(pipe, [name for name in lists for _ in (1, 2)])
     now = time.time()
     timestamps = [
         {
             "at": ts,
+            "queue": queue or None,
             "in_seconds": ts - now,
             "size": replies[2 * i] or 0,
             "jobs": [job_view(raw(item), None, now, True) for item in replies[2 * i + 1] or []],
         }
-        for i, ts in enumerate(stamps)
+        for i, (queue, ts) in enumerate(stamps)
     ]
     lock = f"{keys.prefix}{keys.prefix}resque_scheduler_master_lock"
     return {
@@ -74,6 +90,17 @@ def delayed_page(resque: Namespace, start: int = 0, per_page: int = 20) -> dict[
         ),
         "problems": problems,
     }
+
+
+def _cluster_entries(
+    resque: Namespace, start: int, per_page: int, problems: Problems
+) -> tuple[int, list[tuple[str, float]]]:
+    """How many due times the schedules of the queues in the home index hold, and
+    (queue, score) of those ``start`` to ``start + per_page - 1``."""
+    assert isinstance(resque.delayed, ShardedDelayed)
+    page = read_page(resque.redis, resque.keys, resque.delayed.queues(), start, per_page)
+    problems += page.problems
+    return page.total, [(e.queue, e.score) for e in page.entries]
 
 
 def _schedules(resque: Namespace) -> list[dict[str, Any]]:
@@ -140,6 +167,18 @@ def take(
     """Cancel (``action="cancel"``) or enqueue now (``"enqueue"``) the scheduled jobs
     of a class (and, if given, exactly these args), or the one with ``job_id``;
     returns how many. Their unique locks are released."""
+    return take_found(resque, action, job, args, job_id)[0]
+
+
+def take_found(
+    resque: Namespace,
+    action: str,
+    job: JobRef | None = None,
+    args: list[Any] | None = None,
+    job_id: str | None = None,
+) -> tuple[int, list[DelayedJob]]:
+    """``take``'s count, and the jobs it found (``shard``: on Cluster, the queue whose
+    slot holds the job, and so its status)."""
     name = job_name(job) if job is not None else None
     if job_id is not None:
         found = [
@@ -155,27 +194,36 @@ def take(
         ]
     else:
         found = resque.delayed.find(name, args or None, None)
-    return sum(
+    taken = sum(
         resque.delayed.take(slot, list(group), action)
         for slot, group in groupby(found, key=lambda j: j.slot)
     )
+    return taken, found
 
 
 #: Items of one due time's list read per command while looking for an item to take.
 _TAKE_CHUNK = 1000
 
 
-def take_item(resque: Namespace, at: int, item_digest: str, action: str) -> int:
+def take_item(
+    resque: Namespace, at: int, item_digest: str, action: str, queue: str | None = None
+) -> int:
     """Enqueue now (``action="enqueue"``) or delete (``"cancel"``) the item of
     ``delayed:<at>`` whose content digest (``items.digest``, as the Delayed page shows
     it) is ``item_digest``: the list is read a chunk at a time, so a changed list is
-    never acted on at the wrong place. Stale if it is gone (due and moved, say)."""
-    key, start = resque.keys.delayed(at), 0
+    never acted on at the wrong place. Stale if it is gone (due and moved, say). On
+    Cluster, ``queue`` names the slot whose schedule holds it (the page's ``queue``)."""
+    schedule = resque.delayed
+    if isinstance(schedule, ShardedDelayed):
+        if not queue:
+            raise ValueError("queue is required: the queue whose schedule holds the job")
+        schedule = schedule.shard(queue)
+    key, start = resque.keys.for_queue(queue or "").delayed(at), 0
     while True:
         chunk = cast("list[bytes]", resque.redis.lrange(key, start, start + _TAKE_CHUNK - 1))
         for item in chunk:
             if digest(raw(item)) == item_digest:
-                taken = resque.delayed.take(at, [DelayedJob.decode(at, raw(item))], action)
+                taken = schedule.take(at, [DelayedJob.decode(at, raw(item))], action)
                 if taken:
                     return taken
                 break  # taken by a scheduler meanwhile
