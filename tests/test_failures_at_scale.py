@@ -16,6 +16,7 @@ from hypothesis import strategies as st
 
 from pyresque import Events, Resque
 from pyresque.cli.main import main as cli
+from pyresque.client.admin import failed_trim
 from pyresque.client.admin import failures as admin
 from pyresque.client.admin.base import Stale
 from pyresque.client.admin.items import digest
@@ -247,17 +248,17 @@ def test_trim_keeps_the_newest_and_drops_the_old(
     namespace: str,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(admin, "_TRIM_CHUNK", 7)
+    monkeypatch.setattr(failed_trim, "_TRIM_CHUNK", 7)
     old = [dated(i, "2020/01/01 00:00:00 UTC") for i in range(6)]
     old += [dated(i, "2020-01-01T00:00:00-05:00") for i in range(6)]
     unreadable = dated(99, "some day")
     new = [record(i) for i in range(20)]
     fill(redis_client, rq, [*old, unreadable, *new])
-    assert admin.trim(rq, older_than=3600) == 12  # stops at the record it cannot date
+    assert failed_trim.trim(rq, older_than=3600) == 12  # stops at the record it cannot date
     assert failed(redis_client, rq) == [unreadable, *new]
-    assert admin.trim(rq, keep=15) == 6
+    assert failed_trim.trim(rq, keep=15) == 6
     assert failed(redis_client, rq) == new[5:]
-    assert admin.trim(rq, keep=15, older_than=3600) == 0
+    assert failed_trim.trim(rq, keep=15, older_than=3600) == 0
     args = ["failed", "trim", "--keep", "3", "--redis-url", redis_url, "--namespace", namespace]
     assert CliRunner().invoke(cli, args).output == "trimmed: 12\n"
     assert failed(redis_client, rq) == new[17:]

@@ -11,6 +11,7 @@ import click
 from pyresque.cli.support import connect, connection_options, json_option, print_json, printable
 from pyresque.client.admin import bulk, failures
 from pyresque.client.admin.base import Namespace
+from pyresque.client.admin.failed_trim import trim as trim_failed
 from pyresque.client.admin.failures import FailureFilter
 from pyresque.protocol import strict_json
 from pyresque.protocol.failure import Failure
@@ -221,4 +222,4 @@ def failed_trim(
     if keep is None and older_than is None:
         raise click.UsageError("give --keep and/or --older-than")
     resque = connect(redis_url, namespace)
-    click.echo(f"trimmed: {failures.trim(resque, keep, older_than)}")
+    click.echo(f"trimmed: {trim_failed(resque, keep, older_than)}")

@@ -9,7 +9,6 @@ and acts on every record a filter matches with a progress callback.
 from __future__ import annotations
 
 import json
-import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,8 +17,6 @@ from typing import Any
 
 from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, Stale, as_text, shorten
 from pyresque.client.admin.items import args_text, decode, digest, display_class, parse_time
-from pyresque.protocol import scripts
-from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import Failure, Progress
 from pyresque.protocol.failure_sweep import may_hold, needles
 
@@ -305,40 +302,3 @@ def clear_failed(resque: Namespace) -> int:
 
 def clear_retried(resque: Namespace) -> int:
     return resque.failures.clear_retried()
-
-
-#: Records ``trim`` reads and drops per call at most.
-_TRIM_CHUNK = 500
-
-
-def trim(
-    resque: Namespace,
-    keep: int | None = None,
-    older_than: float | None = None,
-    now: float | None = None,
-    progress: Progress | None = None,
-) -> int:
-    """A retention policy for the failed list (Resque keeps every record, so this runs
-    only when asked): drop the oldest records beyond the newest ``keep``, and those
-    that failed more than ``older_than`` seconds ago (a record whose time cannot be
-    read stops the age rule). Records are in the order they failed, so only the head
-    is read, ``_TRIM_CHUNK`` records per call. Every index shifts by what is dropped
-    (resque-web addresses records by index). Returns how many were dropped."""
-    now = time.time() if now is None else now
-    dropped = 0
-    while True:
-        head = [raw(item) for item in resque.redis.lrange(resque.keys.failed, 0, _TRIM_CHUNK - 1)]
-        over = 0 if keep is None else max(0, resque.failures.count() - keep)
-        count = min(over, len(head))
-        if older_than is not None:
-            for item in head[count:]:
-                failed_at = parse_time(Failure.decode(0, item).failed_at)
-                if failed_at is None or failed_at >= now - older_than:
-                    break
-                count += 1
-        if not count:
-            return dropped
-        done = int(scripts.run(resque.redis, "failed_trim", [resque.keys.failed], [count, head[0]]))
-        dropped += done
-        if progress:
-            progress(done)
