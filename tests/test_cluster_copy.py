@@ -5,6 +5,7 @@ and a real 3-master cluster."""
 from __future__ import annotations
 
 import collections
+import json
 import os
 import signal
 import subprocess
@@ -21,13 +22,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cluster_support import cluster  # noqa: F401  (fixture)
-from pyresque import Job, Resque
+from pyresque import Enqueued, Job, Resque, Status
 from pyresque.cli.main import main as cli
 from pyresque.cli.main import without_settings
 from pyresque.client.admin.cluster_copy import ClusterCopy
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.connection import connect
 from pyresque.protocol.keys import Keys
+from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
 
@@ -197,22 +199,58 @@ def test_the_report_counts_what_is_left_behind_and_dry_run_copies_nothing(
     rq.redis.rpush(rq.keys.failed, b"{}", b"{}", b"{}")
     rq.redis.set(rq.keys.stat("processed"), 41)
     rq.redis.set(rq.keys.stat("failed"), 3)
+    rq.enqueue_in_to(3600, "other", Append, "/dev/null", "later")
     left = [
-        "left behind: 2 delayed jobs (at 2 timestamps)",
         "left behind: 3 failures",
         "left behind: stats (processed 41, failed 3)",
     ]
     code, out = copy_cli(redis_url, cluster.url(), namespace, "--dry-run")
     assert code == 0, out
     assert "mail: 2 jobs to copy" in out
+    assert "delayed: 3 jobs (at 2 timestamps) to copy" in out
     assert all(line in out for line in left), out
     assert rq.redis.llen(rq.keys.queue("mail")) == 2
     assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 0
     code, out = copy_cli(redis_url, cluster.url(), namespace, "--queue", "mail")
     assert code == 0, out
     assert "mail: 2 jobs copied" in out
+    assert "delayed: 2 jobs copied" in out
+    assert "left behind: 1 delayed jobs (at 1 timestamps)" in out  # other's
     assert all(line in out for line in left), out
     assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 2
+
+
+def test_delayed_jobs_are_copied_to_their_queues_slots_and_moved_when_due(
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    cluster: ClusterGroup,  # noqa: F811
+    target: redis.Redis,
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "ran")
+    soon = int(time.time()) + 3
+    tracked = str(rq.schedule(soon, Enqueued("mail", Append, [log, "tracked"], True)))
+    rq.enqueue_at_to(soon, "high", Append, log, "plain")
+    rq.enqueue_at_to(soon + 3600, "high", Append, log, "later")
+    ruby = json.dumps({"class": "Append", "args": [log, "ruby"], "queue": "low"})
+    rq.redis.rpush(rq.keys.delayed(soon), ruby, b"\xff not a job")
+    rq.redis.zadd(rq.keys.delayed_schedule, {str(soon): soon})
+    copy = ClusterCopy(rq.redis, target, namespace)
+    # Stopped after its first job, then run again: each job once, none lost.
+    asked = iter(range(10))
+    assert copy.copy_delayed(stop=lambda: next(asked) > 1) == 1
+    assert copy.copy_delayed() == 3
+    assert copy.left_behind().delayed_jobs == 1  # the item that is not a job stays
+    on_cluster = Resque(cluster.url(), namespace=namespace)
+    assert on_cluster.delayed_count() == 4
+    assert on_cluster.status(tracked) == Status.WAITING
+    assert rq.status(tracked) == Status.WAITING  # the source's, left to expire
+    assert Scheduler(on_cluster).tick(now=soon + 1) == 3  # through the home index
+    assert on_cluster.delayed_count() == 1
+    Worker(on_cluster, "mail,high,low", WorkerOptions(interval=0, mode="inline")).work()
+    assert sorted(Path(log).read_text().split()) == ["plain", "ruby", "tracked"]
+    assert on_cluster.status(tracked) == Status.COMPLETE
 
 
 def test_urls_on_the_wrong_side_are_one_line_errors(redis_url: str, cluster: ClusterGroup) -> None:  # noqa: F811

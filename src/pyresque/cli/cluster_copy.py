@@ -35,8 +35,10 @@ def cluster_copy_command(
 
     A job is removed from the old Redis only after the cluster acknowledged it: a copy
     stopped anywhere (even by SIGKILL) loses no job, and when run again duplicates at
-    most one job per queue. INT/TERM stop it after the current job. Delayed jobs,
-    failures and stats are left on the old Redis (counted at the end)."""
+    most one job per queue. INT/TERM stop it after the current job. Then the delayed
+    jobs (of the --queue ones, when given) go to their queues' schedules on the
+    cluster the same way. Failures and stats are left on the old Redis (counted at
+    the end)."""
     if not is_cluster(target_url):
         raise click.UsageError("--to must be a Redis Cluster URL: redis+cluster://host:port,...")
     if is_cluster(source_url):
@@ -61,7 +63,11 @@ def cluster_copy_command(
                 )
                 if stopping.is_set():
                     fail("stopped; run the same command again to copy the rest", 1)
-    _report(copy.left_behind())
+            moved = copy.copy_delayed(list(queues), stopping.is_set)
+            click.echo(f"delayed: {moved} jobs copied")
+            if stopping.is_set():
+                fail("stopped; run the same command again to copy the rest", 1)
+    _report(copy.left_behind(), dry_run)
 
 
 def _reach(url: str, option: str) -> redis.Redis:
@@ -75,11 +81,19 @@ def _reach(url: str, option: str) -> redis.Redis:
     return client
 
 
-def _report(left: LeftBehind) -> None:
-    """One line per kind of data the copy does not move."""
-    click.echo(
-        f"left behind: {left.delayed_jobs} delayed jobs (at {left.delayed_timestamps} "
-        "timestamps): enqueue them, or keep a scheduler on the old Redis until they are due"
-    )
+def _report(left: LeftBehind, dry_run: bool) -> None:
+    """One line per kind of data the copy does not move (a dry run: the delayed jobs
+    it would try to copy)."""
+    if dry_run:
+        click.echo(
+            f"delayed: {left.delayed_jobs} jobs (at {left.delayed_timestamps} timestamps) to "
+            "copy, but those that name no queue (or not one of --queue)"
+        )
+    elif left.delayed_jobs:
+        click.echo(
+            f"left behind: {left.delayed_jobs} delayed jobs (at {left.delayed_timestamps} "
+            "timestamps) that name no queue (or not one of --queue), or were not a job: "
+            "see `pyresque delayed list` on the old Redis"
+        )
     click.echo(f"left behind: {left.failures} failures (pyresque failed retry moves them)")
     click.echo(f"left behind: stats (processed {left.processed}, failed {left.failed})")

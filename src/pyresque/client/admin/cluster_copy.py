@@ -9,20 +9,29 @@ cluster acknowledged that push is one equal element removed from the source
 make it remove another job). A copy stopped anywhere (a crash, SIGKILL) so loses no job
 and duplicates at most the one job per queue that was pushed but not yet removed.
 
-Delayed jobs, failures and stats are not copied (a cluster keeps delayed jobs in each
-queue's slot, protocol/delayed_shards.py, which this does not write). ``left_behind``
-counts them.
+Delayed jobs go over the same way (``copy_delayed``), soonest first: each item, as its
+exact bytes, is scheduled in its queue's slot on the cluster (schedule.lua, with its
+id index and, for a tracked job, its status as read; then indexed in the home slot,
+delayed_shards.note), and only then taken off the source's schedule (delayed_take.lua,
+by its exact bytes; its unique lock there released: the cluster's copy holds none).
+An item that names no queue (or is not a job) stays on the source.
+
+Failures and stats are not copied; ``left_behind`` counts them, and the delayed items
+that stayed.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import cast
 
 import redis
 
 from pyresque.client.calls import ScriptCalls
 from pyresque.protocol.connection import raw
+from pyresque.protocol.delayed import Delayed, DelayedJob, schedule_call
+from pyresque.protocol.delayed_shards import indexed
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.slots import name_queues
@@ -76,6 +85,7 @@ class ClusterCopy:
         self.target_keys = Keys.for_namespace(namespace, cluster=True)  # ValueError if unfit
         self.durability = durability
         self._calls = ScriptCalls(self.target_keys)
+        self._named: set[str] = set()  # queues named in the cluster's ``queues`` set
 
     def queues(self, only: list[str] | None = None) -> list[bytes]:
         """The source's queue names (``only`` those, when given), sorted."""
@@ -112,6 +122,73 @@ class ClusterCopy:
                 taken += 1
         return Copied(name, copied, taken)
 
+    def copy_delayed(
+        self, only: list[str] | None = None, stop: Callable[[], bool] = lambda: False
+    ) -> int:
+        """Move the delayed jobs (of the queues ``only``, when given), soonest first,
+        until none is left or ``stop()``; returns how many were copied."""
+        schedule, copied, start = self.source_keys.delayed_schedule, 0, 0
+        while not stop():
+            entry = cast(
+                "list[tuple[bytes, float]]",
+                self.source.zrange(schedule, start, start, withscores=True),
+            )
+            if not entry:
+                return copied
+            slot, score = raw(entry[0][0]), entry[0][1]
+            done, kept = self._copy_due_time(slot, score, only, stop)
+            copied += done
+            # Its entry stays while items stay (or it names no list): on to the next.
+            if kept or self.source.zscore(schedule, slot) is not None:
+                start += 1
+        return copied
+
+    def _copy_due_time(
+        self, slot: bytes, score: float, only: list[str] | None, stop: Callable[[], bool]
+    ) -> tuple[int, int]:
+        """Move the items of ``delayed:<slot>``: (how many were copied, how many stay)."""
+        key = self.source_keys.prefix.encode() + b"delayed:" + slot
+        source = Delayed(self.source, self.source_keys)
+        copied = kept = 0
+        while not stop():
+            try:
+                items = self.source.lrange(key, kept, kept + _COUNT_CHUNK - 1)
+            except redis.exceptions.ResponseError:  # not a list: left as it is
+                return copied, 1
+            if not items:
+                break
+            for item in map(raw, items):
+                job = DelayedJob.decode(int(score), item, slot)
+                if job.problem or not _finite(score) or (only and job.queue not in only):
+                    kept += 1
+                    continue
+                self._schedule(job)
+                copied += 1
+                source.take(slot, [job], "cancel")  # 0: the old scheduler took it meanwhile
+                if stop():
+                    break
+        return copied, kept
+
+    def _schedule(self, job: DelayedJob) -> None:
+        """Schedule ``job``, as its bytes, in its queue's slot on the cluster (durably
+        with a policy), then index it there."""
+        assert job.payload is not None  # decode gave no problem
+        shard, item = self.target_keys.for_queue(job.queue), job.raw.decode()
+        status = None
+        if job.payload.id:
+            packet = self.source.get(self.source_keys.status(job.payload.id, job.payload.prefix))
+            text = packet.decode("utf-8", "replace") if isinstance(packet, bytes) else None
+            if text is not None:  # as read (any bytes a status reader copes with)
+                status = (shard.status(job.payload.id, job.payload.prefix), text)
+        keys, args = schedule_call(shard, job.timestamp, item, None, status, job.payload.id)
+        if job.queue not in self._named:
+            name_queues(self.target, self.target_keys, [job.queue])
+            self._named.add(job.queue)
+        _, durable = run_durably(self.target, "schedule", keys, args, self.durability)
+        if not durable and self.durability is not None:  # left in the source
+            raise self.durability.not_replicated(f"a delayed job of queue {job.queue!r}")
+        indexed(self.target, self.target_keys, job.queue, job.timestamp, job.payload.id or "")
+
     def left_behind(self) -> LeftBehind:
         """Counts of the delayed jobs, failures and stats the copy leaves on the source."""
         keys = self.source_keys
@@ -131,6 +208,11 @@ class ClusterCopy:
         return LeftBehind(
             delayed, len(timestamps), int(failures), _count(processed), _count(failed)
         )
+
+
+def _finite(score: float) -> bool:
+    """Whether a schedule entry's score is a second a cluster schedule can hold."""
+    return abs(score) < 2**53
 
 
 def _count(value: bytes | None) -> int:
