@@ -8,12 +8,14 @@ import json
 import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
+import redis
 from click.testing import CliRunner
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from redis.crc import key_slot
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
 from pyresque import Job, JobCancelled, JobFailed, NotReplicated, Resque, Status
@@ -382,8 +384,55 @@ def test_asyncresque_enqueues_waits_and_cancels_on_a_cluster(
     asyncio.run(scenario())
     assert set(rq.queues()) == set(queues)
     assert rq.redis.llen(rq.keys.home.queues_changed) == 1  # glob workers told once
-    with pytest.raises(ValueError, match="durability"):
-        AsyncResque(cluster.url(), namespace=rq.namespace, durability=Replicas(1))
+
+
+def test_asyncresque_with_the_wait_policy_waits_on_the_master_of_each_call(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    """With the replica of one master stopped, a write to that master's queue is not
+    replicated and says so, while writes to the others' are: each WAIT went to the
+    connection of the master that took the write (a WAIT anywhere else, on a
+    connection that wrote nothing, would answer at once with the replicas' count)."""
+    import asyncio
+    import os
+    import signal
+
+    from pyresque import AsyncResque
+
+    queues = queues_on_each_master(rq, cluster)
+    stalled = cluster.master_of_slot(key_slot(rq.keys.queue(queues[1]).encode()))
+    with redis.Redis.from_url(stalled.url) as master:
+        replica = cast("dict[str, Any]", master.info("replication"))["slave0"]
+    pid = next(n.pid for n in cluster.nodes if n.port == int(replica["port"]))
+    assert pid is not None
+
+    synchronous = Resque(cluster.url(), namespace=rq.namespace, durability=Replicas(1, 300))
+
+    async def scenario() -> None:
+        policy = Replicas(1, 300)
+        async with AsyncResque(cluster.url(), namespace=rq.namespace, durability=policy) as p:
+            assert await p.enqueue_to(queues[0], Answer, 1)  # every master's replica runs
+            os.kill(pid, signal.SIGSTOP)  # for less than the 2 s node timeout
+            try:
+                with pytest.raises(NotReplicated):
+                    await p.enqueue_to(queues[1], Answer, 2)
+                with pytest.raises(NotReplicated):
+                    await p.enqueue_at_to(time.time() + 3600, queues[1], Answer, 3)
+                with pytest.raises(NotReplicated):
+                    await p.enqueue_many([Enqueued(q, Answer, [4]) for q in queues])
+                assert await p.enqueue_to(queues[2], Answer, 5)
+                assert await p.enqueue_at_to(time.time() + 3600, queues[0], Answer, 6)
+                with pytest.raises(NotReplicated):  # Resque's, alike
+                    synchronous.enqueue_at_to(time.time() + 3600, queues[1], Answer, 7)
+            finally:
+                os.kill(pid, signal.SIGCONT)
+
+    asyncio.run(scenario())
+    # Written all the same (the policy says a write may be lost, not that it was).
+    assert [rq.size(q) for q in queues] == [2, 2, 2]
+    assert rq.delayed_count() == 3  # indexed, though not replicated: not left to the sweep
+    synchronous.redis.close()
 
 
 def test_forget_idle_queues_on_a_cluster_forgets_and_restores(

@@ -30,6 +30,7 @@ from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, no_slot, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer
 from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
+from pyresque.exceptions import NotReplicated
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -82,11 +83,6 @@ class AsyncResque(Producer):
         )
         self.redis = client
         self.durability = durability or durability_from_env()
-        if clustered and self.durability is not None:
-            raise ValueError(
-                "AsyncResque on Redis Cluster does not take the durability policy yet "
-                "(PYRESQUE_WAIT_REPLICAS): use Resque, which waits on each master"
-            )
         self._twin: Any = None  # a synchronous Resque for the admin calls (``cancel``)
         self._url = redis if isinstance(redis, str) else None  # the twin's, on Cluster
 
@@ -197,19 +193,30 @@ class AsyncResque(Producer):
     async def schedule(self, when: datetime | float, item: Enqueued) -> AsyncJobHandle | None:
         """``Resque.schedule``: ``item`` at ``when``, in the delayed queue until then."""
         planned = self._plan_at(when, item, time.time())
-        handle = await self._write(planned)
-        if handle and planned and planned.call.script == "schedule" and self.keys.clustered:
-            # Indexed once written, as Resque does (delayed_shards.py); if this fails the
-            # scheduler's sweep indexes it within a minute.
-            home, queue, due = self.keys.home, item.queue, planned.call.args[0]
-            index = [home.delayed_queues, home.delayed_gen]
-            try:
-                await aio.run(self.redis, "delayed_note", index, [queue, due])
-            except redis.exceptions.RedisError as exc:
-                logging.getLogger("pyresque.delayed").warning(
-                    "job %s: scheduled, not indexed yet (%s)", handle, exc
-                )
+        scheduled = planned is not None and planned.call.script == "schedule"
+        try:
+            handle = await self._write(planned)
+        except NotReplicated:  # written all the same: indexed, not left to the sweep
+            if planned is not None and scheduled:
+                await self._index(item.queue, planned.call.args[0], planned.payload.id)
+            raise
+        if handle and planned and scheduled:
+            await self._index(item.queue, planned.call.args[0], str(handle))
         return handle
+
+    async def _index(self, queue: str, due: int, job_id: str | None) -> None:
+        """Index a job just scheduled, as Resque does (delayed_shards.py; Cluster only):
+        if this fails, the scheduler's sweep indexes it within a minute."""
+        if not self.keys.clustered:
+            return
+        home = self.keys.home
+        index = [home.delayed_queues, home.delayed_gen]
+        try:
+            await aio.run(self.redis, "delayed_note", index, [queue, due])
+        except redis.exceptions.RedisError as exc:
+            logging.getLogger("pyresque.delayed").warning(
+                "job %s: scheduled, not indexed yet (%s)", job_id, exc
+            )
 
     async def enqueue_at(
         self,
@@ -297,9 +304,9 @@ class AsyncResque(Producer):
             if policy is None:
                 return await aio.run(self.redis, call.script, call.keys, call.args), True
             wait = (policy.count, policy.timeout_ms)
-            reply, acked = await aio.run_and_wait(
-                self.redis, call.script, call.keys, call.args, wait
-            )
+            # On Cluster, on the connection of the call's master (a WAIT counts its own).
+            waiting = aio.run_and_wait_in_slot if self.keys.clustered else aio.run_and_wait
+            reply, acked = await waiting(self.redis, call.script, call.keys, call.args, wait)
             return reply, acked >= policy.count
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc

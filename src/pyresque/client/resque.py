@@ -21,6 +21,7 @@ from pyresque.client.checks import check_args, check_job, check_queue, wire
 from pyresque.client.handle import JobHandle, no_slot, wait_result
 from pyresque.client.producer import Call, Planned, Producer
 from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
+from pyresque.exceptions import NotReplicated
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
@@ -295,8 +296,15 @@ class Resque(Producer, AdminMethods):
         unique job is already scheduled or enqueued).
         """
         planned = self._plan_at(when, item, self.delayed.clock())
-        handle = self._write(planned)
-        if handle is not None and planned is not None and planned.call.script == "schedule":
+        scheduled = planned is not None and planned.call.script == "schedule"
+        try:
+            handle = self._write(planned)
+        except NotReplicated:  # written all the same: indexed, not left to the sweep
+            if planned is not None and scheduled:
+                due, job_id = planned.call.args[0], planned.payload.id or ""
+                indexed(self.redis, self.keys, item.queue, due, job_id)
+            raise
+        if handle is not None and planned is not None and scheduled:
             indexed(self.redis, self.keys, item.queue, planned.call.args[0], handle)
         return handle
 

@@ -8,6 +8,7 @@ A module of its own so that the synchronous producer and the worker never load
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Sequence
 from typing import Any
 
@@ -146,6 +147,82 @@ async def run_and_wait(
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: Replies that say a slot moved, or is moving: the call goes again once the map is new.
+_MOVING = (
+    redis.exceptions.MovedError,
+    redis.exceptions.AskError,
+    redis.exceptions.TryAgainError,
+)
+
+
+async def run_and_wait_in_slot(
+    client: redis.asyncio.Redis,
+    name: str,
+    keys: Sequence[str | bytes],
+    args: list[Any],
+    wait: tuple[int, int],
+) -> tuple[Any, int]:
+    """``run_and_wait`` on Redis Cluster: the script, then ``WAIT``, on one connection
+    of the master serving ``keys[0]``'s slot (a WAIT counts the writes of its own
+    connection; the cluster client would route a keyless WAIT anywhere). A slot that
+    moved, or is moving, refreshes the slot map and tries again (cluster.on_node_of,
+    awaited); a node that cannot be reached refreshes it too and is raised."""
+    called = scripts.script(name)
+    for attempt in range(cluster.MOVE_ATTEMPTS):
+        node = client.get_node_from_key(keys[0])  # type: ignore[attr-defined]
+        try:
+            reply, acked = await _on_connection(node, ("EVALSHA", called.sha), keys, args, wait)
+            if isinstance(reply, redis.exceptions.NoScriptError):  # EVAL caches it again
+                command = ("EVAL", called.script)
+                reply, acked = await _on_connection(node, command, keys, args, wait)
+            if isinstance(reply, _MOVING):
+                raise reply
+            return scripts.waited(name, keys, reply, acked)
+        except _MOVING:
+            if attempt + 1 == cluster.MOVE_ATTEMPTS:
+                raise
+            await _refresh(client)
+            await asyncio.sleep(0.01 * attempt)  # an ASK lasts while the slot's keys move
+        except REDIS_DOWN:
+            await _refresh(client)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+async def _on_connection(
+    node: ClusterNode,
+    script: tuple[str, Any],
+    keys: Sequence[str | bytes],
+    args: list[Any],
+    wait: tuple[int, int],
+) -> list[Any]:
+    """The script call and ``WAIT`` sent together on one connection of ``node``: the
+    two replies (an error reply as its exception)."""
+    connection = node.acquire_connection()
+    try:
+        commands = [(*script, len(keys), *keys, *args), ("WAIT", *wait)]
+        await connection.send_packed_command(connection.pack_commands(commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(await connection.read_response())
+            except redis.exceptions.ResponseError as exc:  # read whole: the next follows
+                replies.append(exc)
+        return replies
+    except BaseException:
+        await connection.disconnect()  # a reply may be left unread on it
+        raise
+    finally:
+        node.release(connection)
+
+
+async def _refresh(client: redis.asyncio.Redis) -> None:
+    try:
+        await client.nodes_manager.initialize()  # type: ignore[attr-defined]
+    except redis.exceptions.RedisError:
+        pass  # the next call tries again
+
+
 async def run_many(
     client: redis.asyncio.Redis,
     calls: Sequence[scripts.ScriptCall],
@@ -154,10 +231,13 @@ async def run_many(
     """Script calls in one round trip (scripts.run_many, awaited): a call refused with
     NOSCRIPT is run again on its own (with a WAIT of its own under ``wait``); any
     other error is raised. With ``wait``, the replies end with how many replicas
-    acknowledged all the calls. On Redis Cluster (no WAIT there: AsyncResque refuses
-    the durability policy) the calls go one by one, each to its slot's master."""
+    acknowledged all the calls. On Redis Cluster the calls go one by one, each to its
+    slot's master, with a WAIT each there (``run_and_wait_in_slot``)."""
     if cluster.is_cluster(client):
-        return [await run(client, *call) for call in calls]
+        if wait is None:
+            return [await run(client, *call) for call in calls]
+        waited = [await run_and_wait_in_slot(client, *call, wait) for call in calls]
+        return [reply for reply, _ in waited] + [min((n for _, n in waited), default=wait[0])]
     async with client.pipeline(transaction=False) as pipe:
         for name, keys, args in calls:
             script = scripts.script(name)
