@@ -304,9 +304,9 @@ class AsyncResque(Producer):
             if policy is None:
                 return await aio.run(self.redis, call.script, call.keys, call.args), True
             wait = (policy.count, policy.timeout_ms)
-            # On Cluster, on the connection of the call's master (a WAIT counts its own).
-            waiting = aio.run_and_wait_in_slot if self.keys.clustered else aio.run_and_wait
-            reply, acked = await waiting(self.redis, call.script, call.keys, call.args, wait)
+            reply, acked = await aio.run_and_wait(
+                self.redis, call.script, call.keys, call.args, wait
+            )
             return reply, acked >= policy.count
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc

@@ -132,7 +132,10 @@ async def run_and_wait(
     args: list[Any],
     wait: tuple[int, int],
 ) -> tuple[Any, int]:
-    """Script ``name`` then ``WAIT`` in one round trip (scripts.run_and_wait, awaited)."""
+    """Script ``name`` then ``WAIT`` in one round trip (scripts.run_and_wait, awaited);
+    on Redis Cluster on the connection of the call's master (``_in_slot``)."""
+    if cluster.is_cluster(client) and keys:
+        return await _in_slot(client, (name, keys, args), wait)
     called = scripts.script(name)
     for cached in (True, False):
         async with client.pipeline(transaction=False) as pipe:
@@ -155,18 +158,15 @@ _MOVING = (
 )
 
 
-async def run_and_wait_in_slot(
-    client: redis.asyncio.Redis,
-    name: str,
-    keys: Sequence[str | bytes],
-    args: list[Any],
-    wait: tuple[int, int],
+async def _in_slot(
+    client: redis.asyncio.Redis, call: scripts.ScriptCall, wait: tuple[int, int]
 ) -> tuple[Any, int]:
     """``run_and_wait`` on Redis Cluster: the script, then ``WAIT``, on one connection
     of the master serving ``keys[0]``'s slot (a WAIT counts the writes of its own
     connection; the cluster client would route a keyless WAIT anywhere). A slot that
     moved, or is moving, refreshes the slot map and tries again (cluster.on_node_of,
     awaited); a node that cannot be reached refreshes it too and is raised."""
+    name, keys, args = call
     called = scripts.script(name)
     for attempt in range(cluster.MOVE_ATTEMPTS):
         node = client.get_node_from_key(keys[0])  # type: ignore[attr-defined]
@@ -232,11 +232,11 @@ async def run_many(
     NOSCRIPT is run again on its own (with a WAIT of its own under ``wait``); any
     other error is raised. With ``wait``, the replies end with how many replicas
     acknowledged all the calls. On Redis Cluster the calls go one by one, each to its
-    slot's master, with a WAIT each there (``run_and_wait_in_slot``)."""
+    slot's master, with a WAIT each there (``run_and_wait``)."""
     if cluster.is_cluster(client):
         if wait is None:
             return [await run(client, *call) for call in calls]
-        waited = [await run_and_wait_in_slot(client, *call, wait) for call in calls]
+        waited = [await run_and_wait(client, *call, wait) for call in calls]
         return [reply for reply, _ in waited] + [min((n for _, n in waited), default=wait[0])]
     async with client.pipeline(transaction=False) as pipe:
         for name, keys, args in calls:
