@@ -12,9 +12,15 @@ from pathlib import Path
 
 import pytest
 import redis
+from hypothesis import HealthCheck, settings
 
 from e2e_support import Procs, State, procs_fixture
 from pyresque import Events, Resque
+
+# Property tests measure correctness, not speed: on a machine loaded by other suites one
+# example can take 400 ms, which Hypothesis's default 200 ms deadline would call a failure.
+settings.register_profile("pyresque", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("pyresque")
 
 
 @pytest.fixture(scope="session")
