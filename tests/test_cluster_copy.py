@@ -6,12 +6,14 @@ from __future__ import annotations
 
 import collections
 import json
+import math
 import os
 import signal
 import subprocess
 import sys
 import threading
 import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,6 +30,7 @@ from pyresque.cli.main import without_settings
 from pyresque.client.admin.cluster_copy import ClusterCopy
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.connection import connect
+from pyresque.protocol.delayed import DelayedJob
 from pyresque.protocol.keys import Keys
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.options import WorkerOptions
@@ -279,3 +282,64 @@ def test_an_unreachable_side_is_named_by_its_option(redis_url: str, cluster: Clu
         assert "cannot reach Redis" in lines[0], out
         assert said in lines[0], out
         assert "REDIS_URL" not in lines[0], out
+
+
+_queue_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1)
+_items = st.one_of(
+    st.builds(
+        lambda queue, args, job_id: json.dumps(
+            {"class": "Append", "args": args, "queue": queue, **({"id": job_id} if job_id else {})}
+        ).encode(),
+        st.one_of(st.sampled_from(["a", "b"]), _queue_names),
+        st.lists(st.one_of(st.integers(), st.text(max_size=5)), max_size=2),
+        st.one_of(st.none(), st.text(st.characters(codec="ascii"), min_size=1, max_size=8)),
+    ),
+    st.binary(max_size=20),  # not an item
+    st.sampled_from([b'{"class":"A","args":[]}', b'{"class":"A","args":[],"queue":""}', b"[]"]),
+)
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    entries=st.lists(
+        st.tuples(
+            st.one_of(st.integers(0, 3).map(str), st.text(max_size=4)),  # the member
+            st.one_of(st.integers(-5, 5).map(float), st.sampled_from([1.5, math.inf, 2.0**60])),
+            st.lists(_items, min_size=1, max_size=3),
+        ),
+        max_size=4,
+        unique_by=lambda e: e[0],
+    )
+)
+def test_whatever_the_schedule_holds_each_job_is_copied_once_and_the_rest_stays(
+    redis_client: redis.Redis,
+    target: redis.Redis,
+    cluster: ClusterGroup,  # noqa: F811
+    entries: list[tuple[str, float, list[bytes]]],
+) -> None:
+    namespace = f"h{uuid.uuid4().hex[:8]}"
+    source = Keys.for_namespace(namespace)
+    expected: list[tuple[int, bytes]] = []
+    stays: list[bytes] = []
+    for member, score, items in entries:
+        redis_client.zadd(source.delayed_schedule, {member: score})
+        redis_client.rpush(f"{source.prefix}delayed:{member}", *items)
+        for item in items:
+            if abs(score) < 2**53 and not DelayedJob.decode(int(score), item).problem:
+                expected.append((int(score), item))
+            else:
+                stays.append(item)
+    copy = ClusterCopy(redis_client, target, namespace)
+    assert copy.copy_delayed() == len(expected)
+    left = [
+        item
+        for member, _, _ in entries
+        for item in redis_client.lrange(f"{source.prefix}delayed:{member}", 0, -1)
+    ]
+    assert sorted(left) == sorted(stays)
+    assert copy.left_behind().delayed_jobs == len(stays)
+    on_cluster = Resque(cluster.url(), namespace=namespace)
+    assert sorted((job.timestamp, job.raw) for job in on_cluster.delayed) == sorted(expected)
+    on_cluster.redis.close()

@@ -136,7 +136,10 @@ class ClusterCopy:
             if not entry:
                 return copied
             slot, score = raw(entry[0][0]), entry[0][1]
-            done, kept = self._copy_due_time(slot, score, only, stop)
+            if not _finite(score):  # no second a cluster schedule can hold: it stays
+                start += 1
+                continue
+            done, kept = self._copy_due_time(slot, int(score), only, stop)
             copied += done
             # Its entry stays while items stay (or it names no list): on to the next.
             if kept or self.source.zscore(schedule, slot) is not None:
@@ -144,7 +147,7 @@ class ClusterCopy:
         return copied
 
     def _copy_due_time(
-        self, slot: bytes, score: float, only: list[str] | None, stop: Callable[[], bool]
+        self, slot: bytes, second: int, only: list[str] | None, stop: Callable[[], bool]
     ) -> tuple[int, int]:
         """Move the items of ``delayed:<slot>``: (how many were copied, how many stay)."""
         key = self.source_keys.prefix.encode() + b"delayed:" + slot
@@ -158,8 +161,8 @@ class ClusterCopy:
             if not items:
                 break
             for item in map(raw, items):
-                job = DelayedJob.decode(int(score), item, slot)
-                if job.problem or not _finite(score) or (only and job.queue not in only):
+                job = DelayedJob.decode(second, item, slot)
+                if job.problem or (only and job.queue not in only):
                     kept += 1
                     continue
                 self._schedule(job)
