@@ -365,7 +365,11 @@ def test_a_stuck_call_on_the_lease_path_stops_the_job_before_it_is_recovered(
         state.wait_number("stat:processed", 1, timeout=30)
         proxy.resume()
         stuck.wait_log("renewed its lease: taking jobs again", timeout=60)
-        assert [r.ended for r in _runs(ticks)] == [False, True]
+        runs = _runs(ticks)
+        assert [r.ended for r in runs] == [False, True], (
+            f"runs {runs}; stuck worker {stuck.pid}:\n{stuck.log()}\n"
+            f"rescuer {rescuer.pid}:\n{rescuer.log()}"
+        )
         assert state.number("stat:recovered") == 1
         assert state.failed() == []
         assert stuck.running()
