@@ -31,10 +31,13 @@ from pyresque.client.admin.cluster_copy import ClusterCopy
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.connection import connect
 from pyresque.protocol.delayed import DelayedJob
+from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
+
+_queue_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1)
 
 
 class Append(Job):
@@ -204,14 +207,15 @@ def test_the_report_counts_what_is_left_behind_and_dry_run_copies_nothing(
     rq.redis.set(rq.keys.stat("failed"), 3)
     rq.enqueue_in_to(3600, "other", Append, "/dev/null", "later")
     left = [
-        "left behind: 3 failures",
+        "left behind: 3 failures (not copied with --queue)",
         "left behind: stats (processed 41, failed 3)",
     ]
     code, out = copy_cli(redis_url, cluster.url(), namespace, "--dry-run")
     assert code == 0, out
+    assert "failed: 3 records to copy" in out
     assert "mail: 2 jobs to copy" in out
     assert "delayed: 3 jobs (at 2 timestamps) to copy" in out
-    assert all(line in out for line in left), out
+    assert left[1] in out, out
     assert rq.redis.llen(rq.keys.queue("mail")) == 2
     assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 0
     code, out = copy_cli(redis_url, cluster.url(), namespace, "--queue", "mail")
@@ -221,6 +225,72 @@ def test_the_report_counts_what_is_left_behind_and_dry_run_copies_nothing(
     assert "left behind: 1 delayed jobs (at 1 timestamps)" in out  # other's
     assert all(line in out for line in left), out
     assert target.llen(Keys.for_namespace(namespace, cluster=True).queue("mail")) == 2
+
+
+def test_failures_are_copied_to_their_queues_slots_and_retried_there(
+    rq: Resque,
+    redis_url: str,
+    namespace: str,
+    cluster: ClusterGroup,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    log = str(tmp_path / "ran")
+    rq.redis.sadd(rq.keys.queues, "mail")
+    records = [
+        failure_record({"class": "Append", "args": [log, "again"]}, "E", "e", [], "w", "mail"),
+        failure_record({"class": "Append", "args": [log, "x"]}, "E", "e", [], "w", "gone"),
+    ]
+    rq.redis.rpush(rq.keys.failed, *records, b"\xff not a record")
+    code, out = copy_cli(redis_url, cluster.url(), namespace)
+    assert code == 0, out
+    assert "failed: 3 records copied" in out
+    assert "failures (" not in out, out  # none left behind
+    assert rq.redis.llen(rq.keys.failed) == 0
+    on_cluster = Resque(cluster.url(), namespace=namespace)
+    keys = on_cluster.keys
+    assert [f.raw for f in on_cluster.failures] == [
+        records[1].encode(),  # the home slot's list first: queues the source did not know
+        b"\xff not a record",
+        records[0].encode(),
+    ]
+    assert on_cluster.redis.lrange(keys.for_queue("mail").failed, 0, -1) == [records[0].encode()]
+    assert on_cluster.failures.requeue(2)
+    Worker(on_cluster, "mail", WorkerOptions(interval=0, mode="inline")).work()
+    assert Path(log).read_text().split() == ["again"]
+    on_cluster.redis.close()
+
+
+@settings(
+    max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    records=st.lists(
+        st.one_of(
+            st.binary(max_size=30),
+            st.builds(
+                lambda queue: json.dumps({"failed_at": "1", "queue": queue}).encode(),
+                st.one_of(st.sampled_from(["a", "b", ""]), _queue_names, st.integers()),
+            ),
+        ),
+        min_size=1,
+        max_size=6,
+    )
+)
+def test_any_failure_record_arrives_identical_in_one_list_of_the_cluster(
+    redis_client: redis.Redis,
+    target: redis.Redis,
+    cluster: ClusterGroup,  # noqa: F811
+    records: list[bytes],
+) -> None:
+    namespace = f"h{uuid.uuid4().hex[:8]}"
+    source = Keys.for_namespace(namespace)
+    redis_client.sadd(source.queues, "a", "b")
+    redis_client.rpush(source.failed, *records)
+    assert ClusterCopy(redis_client, target, namespace).copy_failures() == len(records)
+    assert redis_client.llen(source.failed) == 0
+    on_cluster = Resque(cluster.url(), namespace=namespace)
+    assert sorted(f.raw for f in on_cluster.failures) == sorted(records)
+    on_cluster.redis.close()
 
 
 def test_delayed_jobs_are_copied_to_their_queues_slots_and_moved_when_due(
@@ -284,7 +354,6 @@ def test_an_unreachable_side_is_named_by_its_option(redis_url: str, cluster: Clu
         assert "REDIS_URL" not in lines[0], out
 
 
-_queue_names = st.text(st.characters(codec="utf-8", exclude_categories=["Cs"]), min_size=1)
 _items = st.one_of(
     st.builds(
         lambda queue, args, job_id: json.dumps(

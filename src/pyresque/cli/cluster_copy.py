@@ -37,8 +37,8 @@ def cluster_copy_command(
     stopped anywhere (even by SIGKILL) loses no job, and when run again duplicates at
     most one job per queue. INT/TERM stop it after the current job. Then the delayed
     jobs (of the --queue ones, when given) go to their queues' schedules on the
-    cluster the same way. Failures and stats are left on the old Redis (counted at
-    the end)."""
+    cluster the same way, and (without --queue) the failure records, each to its
+    queue's slot. Stats are left on the old Redis (counted at the end)."""
     if not is_cluster(target_url):
         raise click.UsageError("--to must be a Redis Cluster URL: redis+cluster://host:port,...")
     if is_cluster(source_url):
@@ -65,9 +65,11 @@ def cluster_copy_command(
                     fail("stopped; run the same command again to copy the rest", 1)
             moved = copy.copy_delayed(list(queues), stopping.is_set)
             click.echo(f"delayed: {moved} jobs copied")
+            if not queues and not stopping.is_set():  # a whole namespace: its failures too
+                click.echo(f"failed: {copy.copy_failures(stopping.is_set)} records copied")
             if stopping.is_set():
                 fail("stopped; run the same command again to copy the rest", 1)
-    _report(copy.left_behind(), dry_run)
+    _report(copy.left_behind(), dry_run, bool(queues))
 
 
 def _reach(url: str, option: str) -> redis.Redis:
@@ -81,9 +83,9 @@ def _reach(url: str, option: str) -> redis.Redis:
     return client
 
 
-def _report(left: LeftBehind, dry_run: bool) -> None:
+def _report(left: LeftBehind, dry_run: bool, some_queues: bool) -> None:
     """One line per kind of data the copy does not move (a dry run: the delayed jobs
-    it would try to copy)."""
+    and failures it would try to copy)."""
     if dry_run:
         click.echo(
             f"delayed: {left.delayed_jobs} jobs (at {left.delayed_timestamps} timestamps) to "
@@ -95,5 +97,9 @@ def _report(left: LeftBehind, dry_run: bool) -> None:
             "timestamps) that name no queue (or not one of --queue), or were not a job: "
             "see `pyresque delayed list` on the old Redis"
         )
-    click.echo(f"left behind: {left.failures} failures (pyresque failed retry moves them)")
+    if dry_run and not some_queues:
+        click.echo(f"failed: {left.failures} records to copy")
+    elif left.failures:
+        why = "not copied with --queue" if some_queues else "added meanwhile: run it again"
+        click.echo(f"left behind: {left.failures} failures ({why})")
     click.echo(f"left behind: stats (processed {left.processed}, failed {left.failed})")

@@ -16,8 +16,11 @@ delayed_shards.note), and only then taken off the source's schedule (delayed_tak
 by its exact bytes; its unique lock there released: the cluster's copy holds none).
 An item that names no queue (or is not a job) stays on the source.
 
-Failures and stats are not copied; ``left_behind`` counts them, and the delayed items
-that stayed.
+The failure records go over the same way too (``copy_failures``), oldest first, each
+to the failed list of the slot of the queue it names when the source knows that queue
+(else the home slot's, for records that name none): the cluster's readers read them
+as one list (protocol/failed_lists.py). Stats are not copied; ``left_behind`` counts
+them, and what stayed.
 """
 
 from __future__ import annotations
@@ -29,10 +32,12 @@ from typing import cast
 import redis
 
 from pyresque.client.calls import ScriptCalls
+from pyresque.protocol.cluster import on_node_of
 from pyresque.protocol.connection import raw
 from pyresque.protocol.delayed import Delayed, DelayedJob, schedule_call
 from pyresque.protocol.delayed_shards import indexed
 from pyresque.protocol.durability import Replicas, run_durably
+from pyresque.protocol.failure import Failure
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.slots import name_queues
 
@@ -184,13 +189,55 @@ class ClusterCopy:
             if text is not None:  # as read (any bytes a status reader copes with)
                 status = (shard.status(job.payload.id, job.payload.prefix), text)
         keys, args = schedule_call(shard, job.timestamp, item, None, status, job.payload.id)
-        if job.queue not in self._named:
-            name_queues(self.target, self.target_keys, [job.queue])
-            self._named.add(job.queue)
+        self._name(job.queue)
         _, durable = run_durably(self.target, "schedule", keys, args, self.durability)
         if not durable and self.durability is not None:  # left in the source
             raise self.durability.not_replicated(f"a delayed job of queue {job.queue!r}")
         indexed(self.target, self.target_keys, job.queue, job.timestamp, job.payload.id or "")
+
+    def copy_failures(self, stop: Callable[[], bool] = lambda: False) -> int:
+        """Move the failure records, oldest first, until none is left or ``stop()``;
+        returns how many were copied (a record removed from the source meanwhile, by
+        an old dashboard's action, is on the cluster all the same)."""
+        known = {raw(name) for name in self.source.smembers(self.source_keys.queues)}
+        key, copied = self.source_keys.failed, 0
+        while not stop():
+            head = self.source.lindex(key, 0)
+            if head is None:
+                return copied
+            record = raw(head)
+            queue = Failure.decode(0, record).queue  # '' for a record that names none
+            at = self.target_keys.home
+            if queue and _raw(queue) in known:
+                at = self.target_keys.for_queue(queue)
+                self._name(queue)  # where the cluster's readers look for failed lists
+            self._push(at.failed, record, f"a failure record of queue {queue!r}")
+            copied += 1
+            self.source.lrem(key, 1, record)  # type: ignore[arg-type]  # bytes work
+        return copied
+
+    def _push(self, key: str, record: bytes, what: str) -> None:
+        """RPUSH ``record`` on the cluster; with the policy, its WAIT on the same
+        connection (of the master serving ``key``), ``NotReplicated`` if too few answer."""
+        policy = self.durability
+        if policy is None:
+            self.target.rpush(key, record)
+            return
+
+        def push(node: redis.Redis) -> int:
+            pipe = node.pipeline(transaction=False)
+            pipe.rpush(key, record)
+            pipe.wait(policy.count, policy.timeout_ms)
+            return int(pipe.execute()[1])
+
+        if on_node_of(self.target, key, push) < policy.count:  # left in the source
+            raise policy.not_replicated(what)
+
+    def _name(self, queue: str) -> None:
+        """Name ``queue`` in the cluster's ``queues`` set, once per copy."""
+        if queue not in self._named:
+            name_queues(self.target, self.target_keys, [queue])
+            self._named.add(queue)
 
     def left_behind(self) -> LeftBehind:
         """Counts of the delayed jobs, failures and stats the copy leaves on the source."""
