@@ -115,34 +115,36 @@ def run_once(
     if args.preload:
         enqueue(resque, jobs)
     workers, log = start_workers(url, namespace, queues, args)
-    deadline = time.monotonic() + 120
-    while resque.redis.scard(resque.keys.workers) < args.workers:  # all up and claiming
-        if time.monotonic() > deadline:
-            raise SystemExit(f"cluster run: workers not up in 120 s; see {log}")
-        time.sleep(0.1)
-    if not args.preload:
-        time.sleep(1.0)  # their first claims done: they wait on the wake lists
-    processed_keys = list({resque.keys.for_queue(q).stat("processed") for q in queues})
-    before = {port: (*node_stats(port), throttled(port)) for port in ports}
-    worker_cpu = cpu_seconds(workers)
-    began = time.monotonic()
-    # Preloaded: what the first workers up ran before all were is not counted.
-    done_before = sum(int(resque.redis.get(k) or 0) for k in processed_keys)
-    if not args.preload:
-        enqueue(resque, jobs)
-    deadline = time.monotonic() + 600
-    while sum(int(resque.redis.get(k) or 0) for k in processed_keys) < args.jobs:
-        if time.monotonic() > deadline:
-            raise SystemExit(f"cluster run: not drained in 600 s; see {log}")
-        time.sleep(0.05)
-    elapsed = time.monotonic() - began
-    after = {port: (*node_stats(port), throttled(port)) for port in ports}
-    worker_cpu = cpu_seconds(workers) - worker_cpu
-    for process in workers:
-        process.terminate()
-    for process in workers:
-        process.wait(30)
-    resque.redis.close()
+    try:
+        deadline = time.monotonic() + 120
+        while resque.redis.scard(resque.keys.workers) < args.workers:  # all up and claiming
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cluster run: workers not up in 120 s; see {log}")
+            time.sleep(0.1)
+        if not args.preload:
+            time.sleep(1.0)  # their first claims done: they wait on the wake lists
+        processed_keys = list({resque.keys.for_queue(q).stat("processed") for q in queues})
+        before = {port: (*node_stats(port), throttled(port)) for port in ports}
+        worker_cpu = cpu_seconds(workers)
+        began = time.monotonic()
+        # Preloaded: what the first workers up ran before all were is not counted.
+        done_before = sum(int(resque.redis.get(k) or 0) for k in processed_keys)
+        if not args.preload:
+            enqueue(resque, jobs)
+        deadline = time.monotonic() + 600
+        while sum(int(resque.redis.get(k) or 0) for k in processed_keys) < args.jobs:
+            if time.monotonic() > deadline:
+                raise SystemExit(f"cluster run: not drained in 600 s; see {log}")
+            time.sleep(0.05)
+        elapsed = time.monotonic() - began
+        after = {port: (*node_stats(port), throttled(port)) for port in ports}
+        worker_cpu = cpu_seconds(workers) - worker_cpu
+    finally:  # an error or Ctrl-C too: no worker outlives its run
+        for process in workers:
+            process.terminate()
+        for process in workers:
+            process.wait(30)
+        resque.redis.close()
     counted = args.jobs - done_before
     return {
         "spread": spread,
@@ -229,6 +231,8 @@ def main() -> None:
             results = run_rounds(stack, caps, args)
     except CapError as error:
         raise SystemExit(f"cluster run: {error}") from None
+    except KeyboardInterrupt:
+        raise SystemExit("cluster run: interrupted (servers, workers, cgroups removed)") from None
     report(results, args)
 
 
