@@ -175,11 +175,15 @@ def enqueue(resque: Resque, jobs: list[Enqueued]) -> None:
 
 
 def start_workers(
-    url: str, namespace: str, queues: list[str], args: argparse.Namespace
+    url: str,
+    namespace: str,
+    queues: list[str],
+    args: argparse.Namespace,
+    environment: dict[str, str] | None = None,
 ) -> tuple[list[subprocess.Popen[bytes]], Path]:
     """``--workers`` worker processes, each starting on another queue, and the log
-    file they all write to."""
-    env = without_settings(os.environ)
+    file they all write to; ``environment`` is added to theirs."""
+    env = {**without_settings(os.environ), **(environment or {})}
     workers = []
     log = Path(tempfile.mkdtemp(prefix="pyresque-cluster-bench-")) / "workers.log"
     for w in range(args.workers):
