@@ -6,8 +6,8 @@ Each event gets a fresh cluster of three masters with a replica each
 (dev/cluster_group.py), every node capped at ``--master-cpu`` of one core
 (benchmarks/cpu_cap.py, as in cluster.py: Redis is the bottleneck), three queues, one
 per master, ``--workers`` real ``pyresque worker`` processes serving all three, and
-``--producers`` producer threads enqueueing as fast as the masters take it
-(``enqueue_to``, one job at a time, round robin). After ``--before`` seconds of load
+``--producers`` producer threads per queue enqueueing as fast as the masters take it
+(``enqueue_to``, one job at a time). After ``--before`` seconds of load
 the event happens; the load goes on until ``--after`` seconds after it ended; then
 the producers stop, the workers drain, and each acknowledged job (its enqueue
 returned) is looked up among the runs its execution recorded outside Redis
@@ -27,12 +27,14 @@ returned) is looked up among the runs its execution recorded outside Redis
 It reports per event: acknowledged enqueues, raised ones (not acknowledged: such a
 job may or may not exist), lost (acknowledged, never run), run twice, still queued
 at the end, worker processes that exited, the event's length, the jobs run per
-second before, during and after it, and the longest time in which no job of the
+second before, during and after it (and during it, those of the two other queues,
+whose masters did not move or fail), and the longest time in which no job of the
 first queue ran. Exits 1 when an acknowledged job was lost with ``reshard`` or
 ``kill``.
 
 Usage: ``python benchmarks/cluster_failure.py [--events reshard,kill,kill-no-policy]
-[--master-cpu SHARE] [--workers N] [--producers N] [--before S] [--after S]``
+[--master-cpu SHARE] [--workers N] [--one-queue] [--producers N] [--before S]
+[--after S]``
 """
 
 from __future__ import annotations
@@ -63,15 +65,16 @@ EVENTS = ("reshard", "kill", "kill-no-policy")
 
 
 class Producer(threading.Thread):
-    """Enqueues ``Counted(index)`` round robin over ``queues`` until stopped, noting
-    which enqueues were acknowledged and which raised."""
+    """Enqueues ``Counted(index)`` to ``queues[which]`` until stopped, noting which
+    enqueues were acknowledged and which raised; ``index % len(queues)`` is ``which``
+    (a producer per queue: one waiting on a failed master holds up no other queue)."""
 
     def __init__(
-        self, url: str, namespace: str, queues: list[str], durable: bool, base: int
+        self, url: str, namespace: str, queues: list[str], which: int, durable: bool, base: int
     ) -> None:
         super().__init__(daemon=True)
-        self.url, self.namespace, self.queues = url, namespace, queues
-        self.durable, self.base = durable, base
+        self.url, self.namespace, self.queue = url, namespace, queues[which]
+        self.step, self.durable, self.base = len(queues), durable, base + which
         self.stopping = threading.Event()
         self.acked: list[int] = []
         self.raised: Counter[str] = Counter()  # exception name -> count
@@ -81,9 +84,9 @@ class Producer(threading.Thread):
         resque = Resque(self.url, namespace=self.namespace, durability=durability)
         index = self.base
         while not self.stopping.is_set():
-            index += 1
+            index += self.step
             try:
-                resque.enqueue_to(self.queues[index % len(self.queues)], "Counted", index)
+                resque.enqueue_to(self.queue, "Counted", index)
             except (redis.RedisError, NotReplicated, OSError) as error:
                 self.raised[type(error).__name__] += 1  # may or may not exist: not lost
                 time.sleep(0.05)
@@ -136,8 +139,9 @@ def run_event(event: str, args: argparse.Namespace, caps: CpuCaps, tmp: Path) ->
             environment["PYRESQUE_WAIT_REPLICAS"] = f"{POLICY.count}:{POLICY.timeout_ms}"
         workers, log = start_workers(cluster.url(), namespace, queues, args, environment)
         producers = [
-            Producer(cluster.url(), namespace, queues, durable, n * 100_000_000)
+            Producer(cluster.url(), namespace, queues, which, durable, n * 300_000_000)
             for n in range(args.producers)
+            for which in range(len(queues))
         ]
         try:
             deadline = time.monotonic() + 120
@@ -211,6 +215,9 @@ def run_event(event: str, args: argparse.Namespace, caps: CpuCaps, tmp: Path) ->
             _rate(runs, event_began, event_ended),
             _rate(runs, event_ended, stopped),
         ],
+        "others_during": _rate(
+            [(i, at) for i, at in runs if i % len(queues)], event_began, event_ended
+        ),
         "stall": _longest_gap(
             [at for i, at in runs if i % len(queues) == 0], event_began - 1, event_ended + 1
         ),
@@ -243,17 +250,20 @@ def _longest_gap(stamps: list[float], start: float, end: float) -> float:
 
 def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
     load = " ".join(f"{x:.1f}" for x in os.getloadavg())
+    served = "one queue each, round robin" if args.one_queue else "all 3 queues each"
     lines = [
         f"Cluster failure run: 3 masters + 3 replicas, each node capped at {args.master_cpu:g}"
-        f" core, {args.workers} {args.mode} workers (all 3 queues each), {args.producers}"
-        f" producer threads, {args.before:g} s of load before the event and {args.after:g} s"
-        f" after; load average {load}",
+        f" core, {args.workers} {args.mode} workers ({served}), {args.producers}"
+        f" producer thread(s) per queue, {args.before:g} s of load before the event and"
+        f" {args.after:g} s after; load average {load}",
         "",
         "| event | durability policy | acknowledged | raised | lost | run twice "
         "| ran, not acknowledged | still queued | workers exited | event s "
-        "| jobs/s before / during / after | longest stall of the queue s "
+        "| jobs/s before / during / after | during, other queues "
+        "| longest stall of the queue s "
         "| masters' CPU share under load |",
-        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: "
+        "| ---: | --- |",
     ]
     for r in results:
         raised = ", ".join(f"{n} {name}" for name, n in r["raised"].most_common()) or "0"
@@ -261,7 +271,8 @@ def report(results: list[dict[str, Any]], args: argparse.Namespace) -> str:
             f"| {r['event']} | {'on' if r['policy'] else 'off'} | {r['acknowledged']} "
             f"| {raised} | {r['lost']} | {r['run_twice']} | {r['ran_unacknowledged']} "
             f"| {r['waiting']} | {r['exited']} | {r['event_seconds']:.1f} "
-            f"| {' / '.join(f'{x:.0f}' for x in r['rates'])} | {r['stall']:.1f} "
+            f"| {' / '.join(f'{x:.0f}' for x in r['rates'])} | {r['others_during']:.0f} "
+            f"| {r['stall']:.1f} "
             f"| {' / '.join(f'{x:.2f}' for x in r['load_cpu'])} |"
         )
     return "\n".join(lines) + "\n"
@@ -274,14 +285,16 @@ def main() -> int:
     parser.add_argument("--client-weight", type=float, default=4.0)
     parser.add_argument("--workers", type=int, default=4)
     parser.add_argument("--mode", choices=("inline", "fork"), default="inline")
-    parser.add_argument("--producers", type=int, default=2)
+    parser.add_argument(
+        "--one-queue", action="store_true", help="each worker serves one queue, not all three"
+    )
+    parser.add_argument("--producers", type=int, default=1, help="threads per queue")
     parser.add_argument("--before", type=float, default=5.0, help="seconds of load first")
     parser.add_argument("--after", type=float, default=10.0, help="seconds of load after")
     parser.add_argument("--slots", type=int, default=50, help="slots the reshard moves")
     parser.add_argument("--stall", type=float, default=60.0, help="drain: give up after no run")
     parser.add_argument("--output", type=Path)
     args = parser.parse_args()
-    args.one_queue = False
     events = args.events.split(",")
     if unknown := set(events) - set(EVENTS):
         raise SystemExit(f"cluster failure run: unknown events {sorted(unknown)}: {EVENTS}")
