@@ -60,6 +60,8 @@ class AsyncResque(Producer):
     ``await aclose()`` or use it as ``async with AsyncResque(...) as resque``.
     """
 
+    sharded_workflows = False  # on Cluster their follow-up calls are Resque's (synchronous)
+
     def __init__(
         self,
         redis: str | redis.asyncio.Redis | None = None,

@@ -20,7 +20,7 @@ from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
 from pyresque.client.handle import JobHandle, no_slot, wait_result
 from pyresque.client.producer import Call, Planned, Producer
-from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
+from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of, written_reply
 from pyresque.exceptions import NotReplicated
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
@@ -42,6 +42,7 @@ from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
 from pyresque.protocol.slots import job_slot, name_queues
 from pyresque.protocol.status import JobStatus, Status
+from pyresque.protocol.workflow import enqueued_sharded
 
 __all__ = ["Enqueued", "Resque"]
 
@@ -170,6 +171,12 @@ class Resque(Producer, AdminMethods):
                 )
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
+        if call.script == "wf_enqueue" and self.keys.clustered:
+            written_reply(reply)  # nothing written: raised before anything else is
+            item, payload = planned.item, planned.payload
+            shard = self.keys.for_queue(item.queue)
+            status = [shard.status(payload.id or "", payload.prefix)] if item.track_status else []
+            enqueued_sharded(self.redis, self.keys, status, reply)
         job_id = self._written(planned, reply, durable, self.durability)
         return JobHandle(job_id, self, planned.item.queue) if job_id is not None else None
 
@@ -206,9 +213,13 @@ class Resque(Producer, AdminMethods):
     def _run_workflow(self, writer: WorkflowWriter, call: Call) -> list[str]:
         """Make a workflow's one call; its jobs' ids, once their hooks ran."""
         with reaching(self.redis):
+            self._register(item.queue for item, _ in writer.written)
             reply, durable = run_durably(
                 self.redis, call.script, call.keys, call.args, self.durability
             )
+            if self.keys.clustered:  # the statuses and the pushes, in the queues' slots
+                written_reply(reply)
+                enqueued_sharded(self.redis, self.keys, writer.statuses(), reply)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
         return self._workflow_written(writer, reply)

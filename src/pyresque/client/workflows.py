@@ -105,11 +105,6 @@ class WorkflowWriter:
     producer's checks and enqueue chain (None: a hook refused it)."""
 
     def __init__(self, keys: Keys, prepare: Callable[[Enqueued], Enqueuing | None]) -> None:
-        if keys.clustered:
-            raise ValueError(
-                "workflows (depends_on, dependable, chain, group) are not supported on Redis "
-                "Cluster yet: a release crosses queues, which live in different slots there"
-            )
         self._keys = keys
         self._prepare = prepare
         self._jobs: list[dict[str, Any]] = []
@@ -202,6 +197,11 @@ class WorkflowWriter:
     def delay(self, timestamp: int, item: str) -> None:
         """The last job added goes into resque-scheduler's layout (``item``, due at
         ``timestamp``) instead of onto its queue; its dependents wait for its finish."""
+        if self._keys.clustered:
+            raise ValueError(
+                "a dependable delayed job is not supported on Redis Cluster yet: its record "
+                "and its place in its queue's schedule are in different slots there"
+            )
         job = self._jobs[-1]
         job["at"], job["item"] = timestamp, self._payload(wire(item))
         job["expires"] = timestamp + ID_GRACE  # its id index (delayed.py)
@@ -213,6 +213,8 @@ class WorkflowWriter:
 
     def call(self) -> tuple[list[str], list[Any]]:
         """KEYS and ARGV of wf_enqueue.lua."""
+        if self._keys.clustered:
+            return self._sharded_call()
         keys = self._keys
         queues = list(self._queues)
         call_keys = workflow_keys(keys, queues)
@@ -232,6 +234,22 @@ class WorkflowWriter:
             "jobs": self._jobs,
         }
         return call_keys, [dumps(spec), *self._payloads]
+
+    def _sharded_call(self) -> tuple[list[str], list[Any]]:
+        """wf_enqueue.lua's call on Redis Cluster: in the workflow records' slot (the
+        home slot), with none of the queues' keys, which are in other slots: the caller
+        sets the statuses (``statuses``) and pushes the jobs the call released."""
+        spec = {"sharded": True, "queues": [], "batches": self._batches, "jobs": self._jobs}
+        return workflow_keys(self._keys.home, []), [dumps(spec), *self._payloads]
+
+    def statuses(self) -> list[str]:
+        """On Cluster, the WAITING status keys of the jobs that track theirs, each in its
+        queue's slot (set after the call, before any of them is pushed)."""
+        return [
+            self._keys.for_queue(item.queue).status(payload.id or "", payload.prefix)
+            for item, payload in self.written
+            if item.track_status
+        ]
 
 
 def no_workflow(item: Enqueued, where: str) -> None:

@@ -20,7 +20,7 @@ from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.results import ResultRecord
 from pyresque.protocol.unique_lock import UniqueLock
-from pyresque.protocol.workflow import workflow_keys
+from pyresque.protocol.workflow import reports_key, workflow_keys
 
 log = logging.getLogger("pyresque.worker")
 
@@ -74,6 +74,9 @@ class FinishPlan:
     #: a workflow job's last attempt: the queues that jobs waiting for dependencies go
     #: to, as read before the call (workflows.py); None for any other job
     workflow: tuple[str, ...] | None = None
+    #: on Redis Cluster, a workflow job's last attempt: its end goes to the worker's
+    #: reports hash in the queue's slot, applied just after (protocol/workflow.py)
+    report: bool = False
 
     def call(
         self,
@@ -96,6 +99,7 @@ class FinishPlan:
         stored = bool(self.result_ttl and job_id and self.outcome != "retry")
         result = [keys.result(job_id), keys.result_ready(job_id)] if stored and job_id else []
         flow = workflow_keys(keys, self.workflow) if job_id and self.workflow is not None else []
+        flow = [reports_key(keys, worker_id)] if job_id and self.report else flow
         tail_keys, tail_args = self.tail(keys, status_key, result + flow)
         record = ""
         known = list(first)
@@ -111,7 +115,8 @@ class FinishPlan:
         args = [claim.token, self.outcome, outcome.result_json(), record, *tail_args]
         stored_args = [self.result_ttl, _result(outcome)] if result else ["", ""]
         args += ["1" if working else "", *stored_args]
-        args += [job_id, len(self.workflow or ())] if flow else ["", ""]
+        flow_arg = "report" if self.report else len(self.workflow or ())
+        args += [job_id, flow_arg] if flow else ["", ""]
         return known + tail_keys, args
 
     def tail(

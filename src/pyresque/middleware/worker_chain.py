@@ -43,7 +43,7 @@ class WorkerChain:
         self.retries = Retries(client, keys, registry)
         self.history = History(registry.__contains__)
         results = Results()
-        workflows = Workflows(client, keys)
+        workflows = Workflows(client, keys, worker_id)
         inner = [Timeouts().around_process]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
             inner.append(ResqueHooks(events).around_process)

@@ -5,13 +5,29 @@ are per job, so no call can write them: the result records and statuses of the j
 failure cancelled (or a retry restored), and the settle of a job that recovery failed.
 The call that decides one records it in the outbox (``wf:outbox``, atomically with the
 decision); its caller does it just after and removes the entry, and a recovery pass does
-those that a killed caller left (``drain_outbox``). Each is harmless done twice."""
+those that a killed caller left (``drain_outbox``). Each is harmless done twice.
+
+On Redis Cluster the workflow records are in the home slot and each queue in a slot of
+its own, so no one call can record a job's end and push the jobs it releases. Each step
+is then a call of its own, recorded by the step before, and harmless done twice:
+
+1. the finish records the job's end in its worker's reports hash, in the queue's slot
+   (lib_finish.lua's ``report``; recover.lua's for a job it fails);
+2. the worker applies it in the home slot (wf_report.lua: only a job still queued is
+   settled), which records each job it releases (its record's ``push``, and ``push <id>``
+   in the outbox), then deletes the report;
+3. each released job is pushed in its queue's slot once (wf_push.lua: the slot keeps the
+   ids it pushed), then its outbox entry goes.
+
+A worker killed after 1 leaves its report to the recovery of its jobs in that slot
+(``apply_reports``, before the worker is forgotten); one killed after 2 leaves the
+``push`` entries to a recovery pass's ``drain_outbox``."""
 
 from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from typing import cast
+from typing import Any, cast
 
 import redis
 from redis.exceptions import WatchError
@@ -28,6 +44,18 @@ def waiting_queues(client: redis.Redis, keys: Keys) -> tuple[str, ...]:
     that is not UTF-8 was not written by pyresque, which checks queue names.)"""
     members = cast("set[bytes]", client.smembers(keys.wf_queues))
     return tuple(sorted(raw(name).decode("utf-8", "replace") for name in members))
+
+
+def reports_key(shard: Keys, worker_id: str) -> str:
+    """On Cluster, a hash in a queue's slot: workflow job id -> its end (``{"s", "r"}``)
+    as its finish recorded it, until the worker (or its recovery) applied it."""
+    return f"{shard.prefix}pyresque:wf:reports:{worker_id}"
+
+
+def pushed_key(shard: Keys) -> str:
+    """On Cluster, a sorted set in a queue's slot: released job id -> when it was pushed
+    there (wf_push.lua pushes an id once)."""
+    return f"{shard.prefix}pyresque:wf:pushed"
 
 
 def workflow_keys(keys: Keys, queues: Sequence[str]) -> list[str]:
@@ -81,6 +109,9 @@ def follow_up(client: redis.Redis, keys: Keys, kind: str, job_ids: Sequence[str]
     (lib_workflow.lua), and the follow-up written after that would hide it. Entries
     left by a lost race wait for a drain."""
     write = WRITERS[kind]
+    if keys.clustered:
+        _follow_up_sharded(client, keys.home, kind, job_ids)
+        return
     entries = [f"{kind} {job_id}" for job_id in job_ids]
     # The outbox changes only when jobs are cancelled or restored: a few tries suffice.
     for _ in range(5 if entries else 0):
@@ -105,8 +136,7 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
     """Do up to ``limit`` outbox follow-ups recorded more than ``older_than_ms`` ago
     (their callers were killed before doing them, or are late: done twice is harmless).
     Returns how many were read."""
-    if keys.clustered:  # no workflow is enqueued there (client/workflows.py refuses)
-        return 0
+    keys = keys.home
     # This host's clock, not Redis's (one command less per beat): a skewed clock only
     # does an entry sooner or later, and doing one that its caller does too is harmless.
     before = int(time.time() * 1000) - older_than_ms
@@ -120,6 +150,8 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
         kind, space, job_id = text.partition(" ")
         if space and kind == "settle":
             settle(client, keys, job_id, "queued", "failed")
+        elif space and kind == "push":
+            push_released(client, keys, [job_id])
         elif space and kind in by_kind:
             by_kind[kind].append(job_id)
         else:  # not an entry pyresque writes: it would take a place in every pass
@@ -134,13 +166,115 @@ def settle(client: redis.Redis, keys: Keys, job_id: str, expected: str, state: s
     ``queued``), as ``state`` (``cancelled`` or ``failed``) outside a finish: its batches
     count it, its dependents are settled, and those it cancelled are recorded so
     (wf_settle.lua). False when it is not a workflow job in that state."""
-    if keys.clustered:  # no workflow is enqueued there (client/workflows.py refuses)
-        return False
+    keys = keys.home
     while True:
-        queues = waiting_queues(client, keys)
-        args = [job_id, len(queues), expected, state]
+        queues = () if keys.clustered else waiting_queues(client, keys)
+        args = [job_id, -1 if keys.clustered else len(queues), expected, state]
         reply = scripts.run(client, "wf_settle", workflow_keys(keys, queues), args)
+        if keys.clustered:  # {code, the ids it released}: pushed in their queues' slots
+            push_released(client, keys, _ids(reply[1:]))
+            reply = reply[0]
         if reply == 1:
             record_dependents_cancelled(client, keys, job_id)
         if reply != -1:  # -1: a queue was added meanwhile; read them again
             return bool(reply)
+
+
+# --- Redis Cluster ------------------------------------------------------------------------
+
+
+def _ids(items: Sequence[object]) -> list[str]:
+    """Job ids from a script's reply (ids are text: pyresque's checks)."""
+    return [raw(item).decode("utf-8", "replace") for item in items if isinstance(item, bytes)]
+
+
+def _record(client: redis.Redis, home: Keys, job_id: str) -> dict[str, Any]:
+    """Job ``job_id``'s workflow record; ``{}`` when there is none or it is not one."""
+    try:
+        record = strict_json.loads(cast("bytes", client.hget(home.wf_jobs, job_id) or b"{}"))
+    except (ValueError, redis.ResponseError):
+        return {}
+    return record if isinstance(record, dict) else {}
+
+
+def push_released(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
+    """Push each of ``job_ids``, released by a call in the home slot, onto its queue in
+    that queue's slot (wf_push.lua: once, whoever does it again), then remove its outbox
+    entry. A record that holds no push (the job ended: pushed long ago) is left as it is."""
+    home = keys.home
+    for job_id in job_ids:
+        push = _record(client, home, job_id).get("push")
+        if isinstance(push, dict):
+            queue, payload, head = push.get("q"), push.get("p"), push.get("h")
+            if isinstance(queue, str) and isinstance(payload, str) and head in (0, 1):
+                shard = keys.for_queue(queue)
+                push_keys = [shard.queues, shard.queue(queue), shard.wake(queue)]
+                push_keys += [shard.queues_changed, pushed_key(shard)]
+                args = [job_id, queue, "head" if head else "tail", payload]
+                scripts.run(client, "wf_push", push_keys, args)
+        client.zrem(home.wf_outbox, f"push {job_id}")
+
+
+def apply_reports(
+    client: redis.Redis, keys: Keys, shard: Keys, worker_id: str, job_ids: Sequence[str] = ()
+) -> int:
+    """Apply the workflow ends that worker ``worker_id``'s finishes recorded in ``shard``
+    (a queue's slot): ``job_ids``'s, or all of them (a dead worker's recovery). Each is
+    applied in the home slot (wf_report.lua), its released jobs pushed and the jobs it
+    cancelled recorded so, then the report goes. Returns how many were applied."""
+    home, key = keys.home, reports_key(shard, worker_id)
+    if job_ids:
+        values = cast("list[bytes | None]", client.hmget(key, list(job_ids)))
+        reports = dict(zip([i.encode() for i in job_ids], values, strict=True))
+    else:
+        reports = cast("dict[bytes, bytes | None]", client.hgetall(key))
+    done = 0
+    for field, value in reports.items():
+        if value is None:
+            continue
+        job_id = raw(field).decode("utf-8", "replace")
+        try:
+            report = strict_json.loads(raw(value))
+        except ValueError:
+            report = None
+        if isinstance(report, dict) and isinstance(report.get("s"), str):
+            result = report.get("r")
+            args = [job_id, report["s"], result if isinstance(result, str) else "null"]
+            reply = scripts.run(client, "wf_report", workflow_keys(home, ()), args)
+            push_released(client, keys, _ids(reply[1:]))
+            if reply[0] == 1 and report["s"] != "ok":
+                record_dependents_cancelled(client, keys, job_id)
+            done += 1
+        client.hdel(key, field)  # one that is not a report pyresque wrote: dropped
+    return done
+
+
+def _follow_up_sharded(client: redis.Redis, home: Keys, kind: str, job_ids: Sequence[str]) -> None:
+    """``follow_up`` on Cluster, where a job's result record and status are in its
+    queue's slot and the outbox in the home slot: one job at a time, its entry checked,
+    its records written, its entry removed. A retry that makes the entry moot between
+    the check and the write is not seen (no transaction spans two slots): its own
+    follow-up, written after, says what holds."""
+    write = WRITERS[kind]
+    for job_id in job_ids:
+        entry = f"{kind} {job_id}"
+        if client.zscore(home.wf_outbox, entry) is None:
+            continue
+        queue = _record(client, home, job_id).get("q")
+        if isinstance(queue, str):
+            with client.pipeline(transaction=False) as pipe:
+                write(pipe, home.for_queue(queue), job_id)
+                pipe.execute()
+        client.zrem(home.wf_outbox, entry)
+
+
+def enqueued_sharded(client: redis.Redis, keys: Keys, statuses: Sequence[str], reply: Any) -> None:
+    """After wf_enqueue.lua's call on Cluster (``reply``: ``ok``, then the ids it released):
+    the WAITING statuses of the jobs that track theirs (unless one is set already: a job
+    released and run meanwhile), then the released jobs pushed onto their queues."""
+    if statuses:
+        with client.pipeline(transaction=False) as pipe:
+            for key in statuses:
+                pipe.set(key, waiting_packet(), nx=True)
+            pipe.execute()
+    push_released(client, keys, _ids(reply[1:]))

@@ -28,7 +28,7 @@ def plain(work: Work, plan: FinishPlan, refused: Payload | None) -> bool:
     if plan.outcome != "ok" or refused is not None or work.payload is None:
         return False
     return not (plan.retry_item or plan.lock or plan.held.slots or plan.result_ttl) and (
-        plan.workflow is None
+        plan.workflow is None and not plan.report
     )
 
 

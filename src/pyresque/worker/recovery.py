@@ -31,7 +31,7 @@ from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
-from pyresque.protocol.workflow import drain_outbox, settle
+from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 
@@ -88,6 +88,8 @@ class Recovery:
                 log.exception("could not recover job %r of dead worker %s", token, worker_id)
         dropped = [item for i, item in enumerate(landed) if b"landed:%d" % i in failed]
         moved += self.give_back_landing(worker_id, crashed=True, dropped=dropped)
+        if self._keys.clustered:  # workflow ends it recorded and died before applying
+            apply_reports(self._redis, self._keys, self._keys, worker_id)
         reaped = scripts.run(
             self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
         )
@@ -202,8 +204,8 @@ class Recovery:
         lock = UniqueLock.of(payload) if done and payload is not None else None
         if lock is not None and not lock.released_at_end:
             lock = None  # only a job that is done (poison, failed by a peer) frees its lock
-        flow_id = ""  # a workflow job that ends here (never on Cluster: no workflow there)
-        if done and payload and payload.extra.get("workflow") is True and not self._keys.clustered:
+        flow_id = ""  # a workflow job that ends here
+        if done and payload and payload.extra.get("workflow") is True:
             flow_id = payload.id or ""
         moved = self._move(
             worker_id,
@@ -221,7 +223,9 @@ class Recovery:
         )
         if not moved:
             return 0
-        if flow_id:
+        if flow_id and self._keys.clustered:  # the move recorded it as the worker's end
+            apply_reports(self._redis, self._keys, shard, worker_id, [flow_id])
+        elif flow_id:
             # Its dependents and batches: just after the move (which recorded this
             # follow-up in the outbox), not in it: docs/workflows.md.
             settle(self._redis, self._keys, flow_id, "queued", "failed")
@@ -299,7 +303,10 @@ class Recovery:
         mode = ("2" if owner else "0") if crashed else "1"  # recover.lua's ARGV[7]
         args = [worker_id, token, record, item, action, queue, mode, "", "1" if status else ""]
         args += ["1" if landed else "", flow_id]
-        if flow_id:
+        if flow_id and self._keys.clustered:  # recorded in the worker's reports instead
+            keys.append(reports_key(at, worker_id))
+            args.append("report")
+        elif flow_id:
             keys.append(self._keys.wf_outbox)
         if lock is not None:
             keys.append(at.unique(lock.digest))

@@ -37,7 +37,10 @@ end
 --   `idle` deletes it once the worker has nothing in flight and claimed no next job.
 -- a[13] the result's TTL in seconds when the result is stored, or ''   a[14] its record (JSON)
 -- a[15] the job's id when it is part of a workflow and this was its last attempt, or ''
--- a[16] how many queues the workflow keys hold (the `wf:queues` set as the caller read it)
+-- a[16] how many queues the workflow keys hold (the `wf:queues` set as the caller read it),
+--   or 'report' (Redis Cluster, where the workflow keys are in another slot): the one key
+--   given is the worker's reports hash in this slot, where the job's end is recorded for
+--   the worker to apply next (wf_report.lua), or a recovery of the worker if it dies first
 -- Returns 0 when fenced, -1 (nothing written) when `wf:queues` grew since the caller read
 -- it (read it again and call again), else 1, and worker:<id> when given.
 local function finish(k, a)
@@ -65,8 +68,10 @@ local function finish(k, a)
   if a[13] ~= '' then
     result_key, next_key = next_key, next_key + 2
   end
-  local wf, flow = nil, nil
-  if a[15] ~= '' then
+  local wf, flow, report_key = nil, nil, nil
+  if a[15] ~= '' and a[16] == 'report' then
+    report_key, next_key = k[next_key], next_key + 1
+  elseif a[15] ~= '' then
     wf = workflow_lib()
     flow = wf.open(k, next_key, tonumber(a[16]))
     if wf.stale(flow) then
@@ -106,8 +111,11 @@ local function finish(k, a)
   if result_key then
     store_result(k[result_key], k[result_key + 1], a[13], a[14])
   end
+  local wf_state = failed_key and 'failed' or (code == 5 and 'cancelled' or 'ok')
   if flow then
-    wf.finish(flow, a[15], failed_key and 'failed' or (code == 5 and 'cancelled' or 'ok'), a[3])
+    wf.finish(flow, a[15], wf_state, a[3])
+  elseif report_key then
+    redis.call('HSET', report_key, a[15], cjson.encode({s = wf_state, r = a[3]}))
   end
   return 1, working_key
 end
@@ -127,7 +135,8 @@ end
 local function expect_finish_keys(k, a)
   local count = 3 + (a[2] == 'failed' and 3 or 0) + (a[12] == '1' and 1 or 0)
     + (a[5] == '1' and 1 or 0) + 3 * given(a[6]) + given(a[9]) + 2 * given(a[13])
-    + given(a[15]) * (8 + 2 * (tonumber(a[16]) or 0)) + (tonumber(a[11]) or 0)
+    + given(a[15]) * (a[16] == 'report' and 1 or 8 + 2 * (tonumber(a[16]) or 0))
+    + (tonumber(a[11]) or 0)
   expect_keys(k, count,
     'in-flight, 2 processed counters[, failed counters and list][, worker][, status][, 3 retry keys][, lock][, result and ready list][, workflow], slots')
 end

@@ -13,7 +13,8 @@
 -- fail ('cancel' or 'run': what a failed or cancelled dependency does to it), wait (the
 -- ids it still waits for, as keys), deps (all of them, in order), res (id -> result JSON).
 -- A cancelled one has by (the failed job that cancelled it); a failed one, cancelled (the
--- ids it cancelled: a retry from `failed` restores them). One a retry restored has restored
+-- ids it cancelled: a retry from `failed` restores them). On Cluster, one released and not yet
+-- pushed onto its queue has push ({q, p, h}: queue, payload, at the head) until it ends. One a retry restored has restored
 -- (its `waiting <id>` outbox entry may be there) until it is released or cancelled again.
 -- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
 -- on_complete, parent.
@@ -29,12 +30,15 @@ local function workflow_lib()
 
   -- The workflow keys starting at k[from]: jobs, batches, expiry, the waiting jobs' queues,
   -- the queues set, queues-changed, the outbox, the queues' counts, then `count` pairs
-  -- (queue:<name>, its wake list). `size`: how many keys that is.
+  -- (queue:<name>, its wake list). `size`: how many keys that is. A `count` of -1 is
+  -- Redis Cluster's layout (`sharded`): the queues are in other slots, so a released job
+  -- is not pushed here but recorded in its record (`push`) and the outbox (`push <id>`),
+  -- and its caller pushes it in its queue's slot (protocol/workflow_shards.py).
   local function wf_open(k, from, count)
     local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
       wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5],
       outbox = k[from + 6], queue_jobs = k[from + 7], given = count, queue = {},
-      size = 8 + 2 * count, now = now_ms()}
+      size = 8 + 2 * math.max(count, 0), now = now_ms(), sharded = count < 0, pushed = {}}
     -- The names of the given queues, from their keys: <prefix>queue:<name>, where <prefix>
     -- is what precedes 'pyresque:wf:jobs' in the jobs key.
     local head = string.sub(w.jobs, 1, #w.jobs - #'pyresque:wf:jobs') .. 'queue:'
@@ -46,6 +50,9 @@ local function workflow_lib()
 
   -- Whether `wf:queues` changed since the caller read it: the given queues are its members.
   local function wf_stale(w)
+    if w.sharded then
+      return false -- no queue keys given: nothing to be out of date
+    end
     if redis.call('SCARD', w.wf_queues) ~= w.given then
       return true
     end
@@ -160,7 +167,7 @@ local function workflow_lib()
   -- `new`: its record was not counted in `wf:queue-jobs` yet.
   local function wf_release(w, id, rec, new)
     local keys = w.queue[rec.q]
-    if not keys then
+    if not keys and not w.sharded then
       return false
     end
     if not new then
@@ -175,8 +182,14 @@ local function workflow_lib()
       local value = #parts == 1 and parts[1] or ('[' .. table.concat(parts, ',') .. ']')
       payload = rec.p .. value .. rec.p2
     end
-    push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
-      {payload})
+    if w.sharded then -- pushed in its queue's slot by the caller, once (wf_push.lua)
+      rec.push = {q = rec.q, p = payload, h = rec.front and 1 or 0}
+      redis.call('ZADD', w.outbox, w.now, 'push ' .. id)
+      w.pushed[#w.pushed + 1] = id
+    else
+      push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
+        {payload})
+    end
     rec.s, rec.q, rec.p, rec.p2, rec.wait, rec.deps, rec.res, rec.front, rec.fail =
       'queued', nil, nil, nil, nil, nil, nil, nil, nil
     wf_restored(w, id, rec) -- a late follow-up must not say WAITING once it runs
@@ -235,15 +248,16 @@ local function workflow_lib()
 
   -- The workflow part of a finish (lib_finish.lua): job `id` ended in `state` (ok, failed
   -- on its last attempt, or cancelled) with `result` (JSON). Acts only on a job still
-  -- queued, so a second finish of the same job (there is none: finishes are fenced)
-  -- would change nothing.
+  -- queued, so a second finish of the same job (there is none: finishes are fenced;
+  -- on Cluster a report applied twice, by its worker and a recovery) changes nothing.
+  -- Returns whether it acted.
   local function wf_finish(w, id, state, result)
     wf_sweep(w)
     local rec = wf_get(w, id)
     if not rec or rec.s ~= 'queued' then
-      return
+      return false
     end
-    rec.s, rec.cancelled = state, {}
+    rec.s, rec.cancelled, rec.push = state, {}, nil
     wf_count(w, rec.b, state == 'ok' and 'succeeded' or state, 1)
     wf_settle(w, id, rec, state, result, id, rec)
     if state == 'ok' then
@@ -251,6 +265,7 @@ local function workflow_lib()
     end
     wf_expire_at(w, 'j:' .. id, false)
     wf_put(w, id, rec)
+    return true
   end
 
   -- A retry of job `id` from `failed` (retry_failed.lua): as if it had not failed. Its

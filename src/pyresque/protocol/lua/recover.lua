@@ -25,6 +25,10 @@
 -- ARGV[11] the job's id when it is part of a workflow and goes to `failed` (or was
 --   dropped), or '': its settle (wf_settle.lua) is recorded in the outbox, for the caller
 --   to do just after, or a recovery pass if the caller dies first
+-- ARGV[12] 'report' on Redis Cluster (the outbox is in another slot): the key given in
+--   the outbox's place is the dead worker's reports hash in this slot, where the failure
+--   is recorded as the worker's own finish would have (lib_finish.lua), for the recovery
+--   pass to apply before it forgets the worker
 -- Returns 1 when this call moved the job, 0 otherwise.
 expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[11]) + given(ARGV[8]),
   'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, outbox][, lock]')
@@ -62,7 +66,9 @@ end
 if k_status then
   set_status(k_status, code, 'null')
 end
-if ARGV[11] and ARGV[11] ~= '' then
+if ARGV[11] and ARGV[11] ~= '' and ARGV[12] == 'report' then
+  redis.call('HSET', KEYS[8 + given(ARGV[9])], ARGV[11], '{"s":"failed","r":null}')
+elseif ARGV[11] and ARGV[11] ~= '' then
   redis.call('ZADD', KEYS[8 + given(ARGV[9])], now_ms(), 'settle ' .. ARGV[11])
 end
 return 1

@@ -21,11 +21,16 @@
 -- ARGV[2..] the payloads
 -- Returns {'ok'}, or {'unknown', id} (nothing written) for a dependency with no record:
 -- not enqueued as part of a workflow, or finished longer ago than records are kept.
+-- On Redis Cluster (spec.sharded) the status and result keys are in the jobs' queues'
+-- slots, so none is given: the caller sets the statuses, a dependency that already
+-- succeeded gives null, and the jobs that can start are pushed by the caller (the ids
+-- after 'ok'), each once (wf_push.lua).
 local spec = cjson.decode(ARGV[1])
+local sharded = spec.sharded == true
 local tracked, takers, delayed = 0, 0, 0
 for _, job in ipairs(spec.jobs) do
-  tracked = tracked + (job.st and 1 or 0)
-  takers = takers + (job.p2 and #job.deps or 0)
+  tracked = tracked + ((job.st and not sharded) and 1 or 0)
+  takers = takers + ((job.p2 and not sharded) and #job.deps or 0)
   delayed = delayed + (job.at and 1 or 0)
 end
 expect_keys(KEYS, 8 + 2 * #spec.queues + tracked + takers + 4 * delayed,
@@ -74,7 +79,7 @@ local function stored_value(raw)
 end
 
 local wf = workflow_lib()
-local w = wf.open(KEYS, 1, #spec.queues)
+local w = wf.open(KEYS, 1, sharded and -1 or #spec.queues)
 
 local known = {}
 for _, job in ipairs(spec.jobs) do
@@ -115,11 +120,13 @@ for _, job in ipairs(spec.jobs) do
       rec.wait[dep] = true
       table.insert(d.dep, job.id)
       wf.put(w, dep, d)
+    elseif rec.p2 and sharded then
+      rec.res[dep] = 'null'
     elseif rec.p2 then -- what its finish would have given: its stored result, if any
       rec.res[dep] = stored_value(redis.pcall('GET', KEYS[result_index + i]))
     end
   end
-  if rec.p2 then
+  if rec.p2 and not sharded then
     result_index = result_index + #job.deps
   end
   if root then
@@ -142,9 +149,9 @@ for _, job in ipairs(spec.jobs) do
     wf.hold(w, job.q, 1)
   end
   wf.put(w, job.id, rec)
-  if job.st then
+  if job.st and not sharded then
     status_index = status_index + 1
     redis.call('SET', KEYS[status_index], spec.status)
   end
 end
-return {'ok'}
+return {'ok', unpack(w.pushed)}

@@ -10,8 +10,10 @@
 -- Removes the outbox's `settle <id>` (recover.lua's: the follow-up of a failure by
 -- recovery) unless it writes nothing.
 -- Returns 1 when settled, 0 when the job is not a workflow job in that state, -1
--- (nothing written) when `wf:queues` grew since the caller read it.
-expect_keys(KEYS, 8 + 2 * (tonumber(ARGV[2]) or 0), 'the workflow keys: 8, then 2 per queue')
+-- (nothing written) when `wf:queues` grew since the caller read it. On Redis Cluster
+-- (ARGV[2] -1: no queue keys) {that code, then the ids released: the caller pushes them}.
+expect_keys(KEYS, 8 + 2 * math.max(tonumber(ARGV[2]) or 0, 0),
+  'the workflow keys: 8, then 2 per queue')
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, tonumber(ARGV[2]))
 if wf.stale(w) then
@@ -20,11 +22,11 @@ end
 redis.call('ZREM', w.outbox, 'settle ' .. ARGV[1])
 local rec = wf.get(w, ARGV[1])
 if not rec or rec.s ~= ARGV[3] then
-  return 0
+  return w.sharded and {0} or 0
 end
 if rec.s == 'waiting' then
   rec.s = 'queued' -- what wf.finish settles: as if it had been released, then ended
   wf.put(w, ARGV[1], rec)
 end
 wf.finish(w, ARGV[1], ARGV[4] == 'failed' and 'failed' or 'cancelled', 'null')
-return 1
+return w.sharded and {1, unpack(w.pushed)} or 1
