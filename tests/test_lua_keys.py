@@ -26,10 +26,17 @@ FINISH_ALL = [
 RESULT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", 60, "{}", "", ""]
 #: a workflow job's last finish, with one queue that waiting jobs go to (8 + 2 keys)
 FLOW = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", "", "id", 1]
+#: on Redis Cluster: the finish records a workflow job's end in one reports hash
+REPORT = ["tok", "ok", "null", "", "0", "", "delayed:0", "", "", "", 0, "", "", "", "id", "report"]
 #: wf_enqueue.lua: one job without dependencies, on one queue
 WF_SPEC = (
     '{"queues":["q"],"status":"","batches":[],"jobs":[{"id":"a","q":"q","p":2,'
     '"front":false,"fail":"cancel","deps":[],"b":[],"st":false}]}'
+)
+#: ... on Redis Cluster: no queue's keys (they are in other slots)
+WF_SHARDED = (
+    '{"sharded":true,"queues":[],"batches":[],"jobs":[{"id":"a","q":"q","p":2,'
+    '"front":false,"fail":"cancel","deps":[],"b":[],"st":true}]}'
 )
 CLAIM = ["w", "tok", "", "q1", "q2"]
 #: a woken worker's claim: a wake list per queue too
@@ -38,7 +45,10 @@ WOKEN = ["w", "tok", "1", "q1", "q2"]
 #: script -> calls as (the right number of keys, ARGV)
 CASES: dict[str, list[tuple[int, list[Any]]]] = {
     "claim": [(5, CLAIM), (7, WOKEN)],
-    "finish": [(3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)],
+    "finish": [
+        *((3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)),
+        (3 + 1, REPORT),
+    ],
     "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [
         (2, ["tok", "{}", ""]),
@@ -52,6 +62,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (7, ["w", "tok", "rec", P, "requeue", "q", "0", "", ""]),
         (9, ["w", "tok", "rec", P, "requeue", "q", "0", "lock", "1"]),
         (10, ["w", "tok", "rec", P, "fail", "q", "0", "lock", "1", "", "id"]),
+        (9, ["w", "tok", "rec", P, "fail", "q", "0", "", "1", "", "id", "report"]),
     ],
     "reap": [(11, ["w", "1", "", ""])],
     "adopt": [(2, ["tok", "q", P])],
@@ -67,8 +78,15 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, [0, "a", "b", P, "q", "packet", ""]),
         (10, [0, "a", "b", P, "q", "packet", "id"]),
     ],
-    "wf_enqueue": [(10, [WF_SPEC, P])],
-    "wf_settle": [(8, ["id", 0, "waiting", "cancelled"]), (10, ["id", 1, "queued", "failed"])],
+    "wf_enqueue": [(10, [WF_SPEC, P]), (8, [WF_SHARDED, P])],
+    "wf_settle": [
+        (8, ["id", 0, "waiting", "cancelled"]),
+        (10, ["id", 1, "queued", "failed"]),
+        (8, ["id", -1, "queued", "failed"]),
+    ],
+    "wf_report": [(8, ["id", "ok", "null"])],
+    "wf_retry": [(8, ["id"])],
+    "wf_push": [(5, ["id", "q", "tail", P])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
         (5, ["tok", 1000, "q", "tail", P, ""]),

@@ -25,7 +25,7 @@ from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.slots import name_queues
 from pyresque.protocol.status import waiting_packet
-from pyresque.protocol.workflow import follow_up
+from pyresque.protocol.workflow import follow_up, retry_sharded
 
 #: How many records one LRANGE reads while scanning the list.
 _PAGE = 500
@@ -258,6 +258,9 @@ class Failures:
         if payload.id:
             keys.append(shard.status(payload.id, payload.prefix))
         flow = payload.id if payload.id and payload.extra.get("workflow") is True else ""
+        restored: list[str] = []
+        if flow and shard.clustered:  # the records' slot first: the job is pushed after
+            restored, flow = retry_sharded(self._redis, shard, flow), ""
         if flow:
             keys += [shard.wf_jobs, shard.wf_batches, shard.wf_expiry, shard.wf_outbox]
         args = [
@@ -272,6 +275,7 @@ class Failures:
         reply = scripts.run(self._redis, "retry_failed", keys, args)
         if isinstance(reply, list):  # jobs its failure had cancelled wait for it again
             restored = [raw(i).decode("utf-8", "replace") for i in reply[1:]]
+        if restored:
             follow_up(self._redis, self._keys, "waiting", restored)
         return bool(reply)
 

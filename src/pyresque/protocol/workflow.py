@@ -94,7 +94,8 @@ def record_dependents_cancelled(client: redis.Redis, keys: Keys, job_id: str) ->
 def record_waiting(pipe: redis.client.Pipeline, keys: Keys, job_id: str) -> None:
     """Queue on ``pipe`` what says ``job_id``, which a retry restored (retry_failed.lua),
     waits again: its cancelled result record goes and its status is WAITING."""
-    pipe.delete(keys.result(job_id), keys.result_ready(job_id))
+    pipe.delete(keys.result(job_id))  # one key a DEL: a cluster pipeline takes no more
+    pipe.delete(keys.result_ready(job_id))
     pipe.set(keys.status(job_id), waiting_packet(), xx=True)
 
 
@@ -278,3 +279,13 @@ def enqueued_sharded(client: redis.Redis, keys: Keys, statuses: Sequence[str], r
                 pipe.set(key, waiting_packet(), nx=True)
             pipe.execute()
     push_released(client, keys, _ids(reply[1:]))
+
+
+def retry_sharded(client: redis.Redis, keys: Keys, job_id: str) -> list[str]:
+    """On Cluster, the workflow part of a retry of ``job_id`` from ``failed``
+    (wf_retry.lua), made before the job is pushed in its queue's slot: the ids that wait
+    again. Should the push not follow (the record changed, the caller died), the job
+    counts as pending until a retry of its record pushes it (this part then changes
+    nothing) or its workflow record expires."""
+    reply = scripts.run(client, "wf_retry", workflow_keys(keys.home, ()), [job_id])
+    return _ids(reply if isinstance(reply, list) else [])

@@ -52,6 +52,7 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
             was, at = "delayed", resque.keys.for_queue(found[0].shard or found[0].queue)
     if was is None and workflows.cancel(resque, job_id, "waiting"):
         was = "waiting"  # for its dependencies (docs/workflows.md)
+        at = workflows.waiting_slot(resque, job_id)
     elif was is not None:  # its dependents, if it has some (a delayed one: dependable)
         workflows.cancel(resque, job_id, "queued")
     if was is not None:

@@ -11,6 +11,7 @@ import redis
 
 from pyresque.client.admin.base import Namespace
 from pyresque.protocol import strict_json
+from pyresque.protocol.keys import Keys
 from pyresque.protocol.workflow import settle
 
 _COUNTS = ("total", "succeeded", "failed", "cancelled", "created")
@@ -140,3 +141,12 @@ def cancel(resque: Namespace, job_id: str, expected: str) -> bool:
     dependencies), or ``queued`` (the caller took it off its queue); False when it is
     not one in that state (protocol/workflow.py's ``settle``)."""
     return settle(resque.redis, resque.keys, job_id, expected, "cancelled")
+
+
+def waiting_slot(resque: Namespace, job_id: str) -> Keys:
+    """Where a job cancelled while it waited has its status and result: on Cluster, the
+    slot of the queue its record names (it keeps it: a retry may release it); else, and
+    for a record that names none, the namespace's keys."""
+    record = _object(_field(resque.redis, resque.keys.wf_jobs, job_id)) or {}
+    queue = record.get("q")
+    return resque.keys.for_queue(queue) if isinstance(queue, str) else resque.keys

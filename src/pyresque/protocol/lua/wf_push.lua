@@ -9,6 +9,10 @@
 -- Returns 1 when pushed, 0 when it was pushed before.
 expect_keys(KEYS, 5, 'queues, queue, wake, queues-changed, wf:pushed')
 local now = now_ms()
+local kind = redis.call('TYPE', KEYS[5]).ok
+if kind ~= 'zset' and kind ~= 'none' then -- anyone may write Redis: not ours, replaced
+  redis.call('DEL', KEYS[5])
+end
 if redis.call('ZSCORE', KEYS[5], ARGV[1]) then
   return 0
 end
