@@ -283,7 +283,7 @@ def test_a_push_done_again_after_a_crash_pushes_once(
     reply = scripts.run(rq.redis, "wf_report", flow, [first, "ok", '"first"'])
     assert reply == [1, then.encode()]
     assert outbox(rq) == [f"push {then}"]
-    record = json.loads(rq.redis.hget(rq.keys.wf_jobs, then))
+    record = json.loads(cast("bytes", rq.redis.hget(rq.keys.wf_jobs, then)))
     shard = rq.keys.for_queue(q1)
     push_keys = [shard.queues, shard.queue(q1), shard.wake(q1), shard.queues_changed]
     args = [then, q1, "tail", record["push"]["p"]]
@@ -329,7 +329,8 @@ def test_whatever_the_new_keys_hold_reports_and_pushes_never_crash(
     shard = rq.keys.for_queue(q0)
     rq.redis.hset(reports_key(shard, "w1"), "j1", report)
     rq.redis.hset(rq.keys.wf_jobs, "j2", json.dumps({"s": "queued", "push": push}))
-    rq.redis.zadd(rq.keys.wf_outbox, {"push j2": 0, b"push \xff" + pushed: 0})
+    entries: dict[bytes, float] = {b"push j2": 0, b"push \xff" + pushed: 0}
+    rq.redis.zadd(rq.keys.wf_outbox, entries)
     rq.redis.set(pushed_key(rq.keys.for_queue("hq")), pushed)  # not a sorted set
     try:
         apply_reports(rq.redis, rq.keys, shard, "w1")
