@@ -12,7 +12,7 @@ producer only runs the call on its connection, blocking or awaited, and then the
 from __future__ import annotations
 
 import itertools
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from functools import partial
@@ -106,9 +106,7 @@ class Producer:
 
     durability: Replicas | None  # set by the subclass
 
-    #: whether it writes workflows on Redis Cluster (protocol/workflow.py's follow-ups
-    #: there are synchronous calls)
-    sharded_workflows = True
+    sharded_workflows = True  # writes workflows on Redis Cluster (workflows.py's writer)
 
     def __init__(
         self,
@@ -132,16 +130,6 @@ class Producer:
         self.middleware = Middleware(self.events)
         self._chain: Chain[Enqueuing, Payload | None] = Chain(self.events, "around_enqueue")
         self._hooks = ResqueHooks(self.events)
-
-    def _writer(self, prepare: Callable[[Enqueued], Enqueuing | None]) -> WorkflowWriter:
-        """A workflow's writer; on Redis Cluster, ValueError for a producer that cannot
-        make the synchronous follow-up calls a workflow takes there (``AsyncResque``)."""
-        if self.keys.clustered and not self.sharded_workflows:
-            raise ValueError(
-                f"{type(self).__name__} does not write workflows (depends_on, dependable, "
-                "chain, group) on Redis Cluster yet: use Resque there"
-            )
-        return WorkflowWriter(self.keys, prepare)
 
     def _unregistered(self, queues: Iterable[str]) -> list[str]:
         """On Cluster the ``queues`` set is in the home slot, apart from the queues'
@@ -172,14 +160,14 @@ class Producer:
         job = self._prepare(item)
         if job is None:
             return None
-        writer = self._writer(lambda _: job)
+        writer = WorkflowWriter(self.keys, lambda _: job, self.sharded_workflows)
         writer.add(item)
         keys, args = writer.call()
         return Planned(item, writer.written[0][1], Call("wf_enqueue", keys, args))
 
     def _workflow(self, node: Node) -> tuple[WorkflowWriter, Call]:
         """The one wf_enqueue.lua call that writes the workflow ``node``."""
-        writer = self._writer(self._prepare)
+        writer = WorkflowWriter(self.keys, self._prepare, self.sharded_workflows)
         writer.add(node)
         keys, args = writer.call()
         return writer, Call("wf_enqueue", keys, args)
@@ -219,7 +207,7 @@ class Producer:
             return None
         payload = job.payload
         if item.dependable:  # its record and its place in the schedule in one call
-            writer = self._writer(lambda _: job)
+            writer = WorkflowWriter(self.keys, lambda _: job, self.sharded_workflows)
             writer.add(item)
             writer.delay(timestamp, item_json(payload, item.queue, item.at_front))
             return Planned(item, payload, Call("wf_enqueue", *writer.call()))
@@ -265,7 +253,9 @@ class Producer:
             if job is None:
                 continue
             if item.depends_on or item.dependable:
-                writer = writer or self._writer(lambda _: prepared.pop())
+                writer = writer or WorkflowWriter(
+                    self.keys, lambda _: prepared.pop(), self.sharded_workflows
+                )
                 prepared.append(job)
                 writer.add(item)
                 continue

@@ -104,7 +104,17 @@ class WorkflowWriter:
     """Builds the one wf_enqueue.lua call of a workflow. ``prepare`` runs a job through the
     producer's checks and enqueue chain (None: a hook refused it)."""
 
-    def __init__(self, keys: Keys, prepare: Callable[[Enqueued], Enqueuing | None]) -> None:
+    def __init__(
+        self,
+        keys: Keys,
+        prepare: Callable[[Enqueued], Enqueuing | None],
+        sharded: bool = True,
+    ) -> None:
+        if keys.clustered and not sharded:  # its producer cannot make the calls after
+            raise ValueError(
+                "AsyncResque does not write workflows (depends_on, dependable, chain, "
+                "group) on Redis Cluster yet: use Resque there"
+            )
         self._keys = keys
         self._prepare = prepare
         self._jobs: list[dict[str, Any]] = []
