@@ -23,6 +23,7 @@ from cluster_workflow_jobs import CFails, CSlow, CStep
 from e2e_support import Procs, procs_fixture, wait_for
 from pyresque import AsyncResque, JobCancelled, Resque, Status, chain, group, step
 from pyresque.cli.main import main
+from pyresque.client.admin.jobs import job_page
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.dev.testing import run_jobs
 from pyresque.protocol import scripts
@@ -98,7 +99,12 @@ def test_a_chain_and_a_group_over_three_masters_pass_results_and_fire_callbacks_
     assert outbox(rq) == []
     for queue in queues:  # no report left in any queue's slot
         assert not rq.redis.keys(f"{rq.keys.for_queue(queue).prefix}pyresque:wf:reports:*")
-    # The CLI reads the batch from the records' slot.
+    # The views read the records' slot: the dashboard's batches and Job page, the CLI.
+    assert [b.id for b in rq.batches(10)] == [flow.batch]
+    page = job_page(rq, str(flow.jobs[0]))
+    assert page["workflow"]["state"] == "ok"
+    assert page["result"] is not None  # from the queue's slot
+    assert {d["id"] for d in page["workflow"]["dependents"]} <= set(flow.jobs)
     result = CliRunner().invoke(
         main,
         ["batch", flow.batch, "--json", "--redis-url", cluster.url(), "--namespace", rq.namespace],
