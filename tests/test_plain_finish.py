@@ -23,7 +23,7 @@ from e2e_support import Procs, State, wait_for
 from pyresque import Events, Job, Resque
 from pyresque.dev.server import RedisServer
 from pyresque.protocol.claim import Claim
-from pyresque.worker.fetch import PAUSED
+from pyresque.worker.fetch import LEASE_EXPIRED
 from pyresque.worker.landing import Lander
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
@@ -122,6 +122,8 @@ def test_plain_jobs_are_claimed_and_finished_without_a_script(rq: Resque) -> Non
     # (adopted); never one per job (it was two: finish_claim and claim).
     assert used.get("evalsha", 0) + used.get("eval", 0) < jobs // 3
     assert used["lmove"] >= jobs - used.get("evalsha", 0)
+    # pause-all-workers is read by the heartbeat, not per claim.
+    assert used.get("get", 0) < jobs // 10
     assert int(r.get(rq.keys.stat("processed")) or 0) == jobs  # written at exit
     assert nothing_held(rq, worker)
 
@@ -217,16 +219,29 @@ def test_a_plain_finish_marks_a_tracked_job_complete_with_its_started_kept(
     lander.close()
 
 
-def test_a_claim_that_finds_pause_all_workers_set_gives_the_job_back(idle: Worker) -> None:
+def test_pause_all_workers_is_read_by_the_heartbeat_and_held_back_claims(idle: Worker) -> None:
     rq = idle.resque
     rq.redis.rpush(rq.keys.queue("q"), b"a", b"b")
-    rq.redis.set(rq.keys.pause_all, " TRUE ")
-    lander = Lander.of(idle)
-    assert isinstance(lander, Lander)
-    assert lander.claim("tok") is PAUSED
-    assert lander.paused_seen  # the next claims are the script's, which checks first
+    assert not idle.heartbeat.paused_all
+    rq.redis.set(rq.keys.pause_all, " TRUE ")  # as Ruby reads it
+    idle.heartbeat.beat()
+    assert idle.heartbeat.paused_all
+    processor = idle.processors[0]
+    assert processor._next_job() is None  # paused: it waits instead of claiming
     assert rq.redis.lrange(rq.keys.queue("q"), 0, -1) == [b"a", b"b"]
     assert not rq.redis.exists(rq.keys.landing(idle.id))
+    # A job that landed anyway (a wait sent before the beat) goes back to the head.
+    lander = Lander.of(idle)
+    assert isinstance(lander, Lander)
+    assert lander.claim("tok") is LEASE_EXPIRED
+    assert rq.redis.lrange(rq.keys.queue("q"), 0, -1) == [b"a", b"b"]
+    assert not rq.redis.exists(rq.keys.landing(idle.id))
+    # Anything but a string there (a hostile write) reads as unset, and stays.
+    rq.redis.delete(rq.keys.pause_all)
+    rq.redis.rpush(rq.keys.pause_all, "true")
+    idle.heartbeat.beat()
+    assert not idle.heartbeat.paused_all
+    assert rq.redis.type(rq.keys.pause_all) == b"list"
     lander.close()
 
 

@@ -30,3 +30,9 @@ def cancel_command(job_id: str) -> str:
 def cancelled_id(command: str) -> str | None:
     """The job id of a ``cancel`` command, else None."""
     return command[len(CANCEL) :] if command.startswith(CANCEL) else None
+
+
+def pause_all_set(value: bytes | None) -> bool:
+    """Whether Ruby's ``pause-all-workers`` key holds ``true`` as Ruby reads it (stripped,
+    any case): no worker takes jobs then. Workers read it with each heartbeat."""
+    return value is not None and value.strip().lower() == b"true"

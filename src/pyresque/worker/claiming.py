@@ -42,7 +42,7 @@ class Claiming:
     def _next_job(self) -> Claim | None:
         worker = self.worker
         pause_wait = worker.options.interval or 1.0
-        if worker.paused:
+        if worker.paused or worker.heartbeat.paused_all:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
             return None
@@ -69,13 +69,12 @@ class Claiming:
         claims: list[Claim] | Paused = []
         lander = self.lander
         try:
-            if isinstance(lander, Lander) and lander.fast and not lander.paused_seen:
+            if isinstance(lander, Lander) and lander.fast:
                 claims = lander.claim(tokens[0])  # onto the landing list (landing.py)
             else:
                 claims = self.fetcher.claim(tokens)
         finally:  # even when the call failed: every box gets an answer
             mine = self._hand_out(tokens, boxes, claims)
-        lander.paused_seen = lander.paused_seen and mine is PAUSED
         if mine is PAUSED:
             worker.title("Paused")
             self._wait(pause_wait, block=False)

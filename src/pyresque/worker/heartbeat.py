@@ -2,12 +2,13 @@
 
 The heartbeat (once every ``lease / 5``, and at once when a command comes:
 control_watch.py) renews the worker's lease, keeps it registered, collects its control
-commands and the jobs marked cancelled, and recovers the jobs of workers whose lease
-expired (recovery.py). Its calls go through a lease client
-(connection.lease_client), so that each ends, retry included, within half the
-lease. A job may run only until ``lease_deadline`` of the last renewal; past it
-the worker stops its jobs and claims no more until the lease is renewed
-(executor.Stop), so a worker that recovers them never runs them at the same time.
+commands and the jobs marked cancelled, reads Ruby's ``pause-all-workers`` flag
+(``paused_all``: the worker's claims obey it a beat late at most, and read no key per
+job), and recovers the jobs of workers whose lease expired (recovery.py). Its calls
+go through a lease client (connection.lease_client), so that each ends, retry
+included, within half the lease. A job may run only until ``lease_deadline`` of the
+last renewal; past it the worker stops its jobs and claims no more until the lease
+is renewed (executor.Stop), so a worker that recovers them never runs them at the same time.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ from collections.abc import Callable
 import redis
 
 from pyresque.middleware.history import HistoryBuffer
+from pyresque.protocol.commands import pause_all_set
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.supervision import Supervised
@@ -78,6 +80,9 @@ class Heartbeat(threading.Thread):
         self.on_marked = on_marked  # the ids marked cancelled (Resque.cancel), each beat
         self.history = history  # the worker's history counts: written on each beat
         self.paused = paused  # published on each beat, for `pyresque workers`
+        # Ruby's pause-all-workers as the last beat read it (on Cluster in the home slot):
+        # claims obey it, so that none reads the key per job.
+        self.paused_all = False
         # On Cluster: the slots of the worker's queues, each holding a lease of its own.
         self.shards = shards
         self.interval = lease_ms / 1000 / 5
@@ -105,12 +110,14 @@ class Heartbeat(threading.Thread):
             self._keys.control(self.worker_id),
             self._keys.paused(self.worker_id),
             self._keys.cancels,
+            self._keys.pause_all,
         ]
         paused = "1" if self.paused() else ""
         sent = time.monotonic()
         args = [self.worker_id, self.lease_ms, self.started, paused]
         reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
-        commands, expired, replaced, marked = reply
+        commands, expired, replaced, marked, pause_all = reply
+        self.paused_all = pause_all_set(pause_all or None)
         found = [(self._keys, member) for member in expired]
         for shard in self.shards():  # renewed in every slot before the lease counts
             lease_args = [self.worker_id, self.lease_ms]

@@ -12,6 +12,7 @@ from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol.running import RunningMarker
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
+from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
 from pyresque.worker.running_jobs import RunningJobs
@@ -26,6 +27,7 @@ class Host(Protocol):
     lease_ms: int
     options: WorkerOptions
     paused: bool
+    heartbeat: Heartbeat  # its paused_all: Ruby's pause-all-workers, read each beat
     shutting_down: bool
     handoff: Handoff | None
     stop: Stop

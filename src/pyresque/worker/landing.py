@@ -23,19 +23,21 @@ that took over may have recovered it already. So a landed job runs only if the
 lease was held without a lapse from before the ``BLMOVE`` was sent until its reply
 was read (``Stop.lapses``: no renewal came after the lease's run deadline had passed,
 so the Redis lease never expired in between and no recovery could run), and the
-worker is not paused or stopping; otherwise it goes back to the head of its queue.
+worker is not paused (by a signal or a command, or by Ruby's ``pause-all-workers``
+as its last heartbeat read it) or stopping; otherwise it goes back to the head of
+its queue.
 
 A worker with one processor (fork and inline modes, the default) goes further: the
 landing list is its in-flight record. Its busy claims land jobs too (``claim``:
-``GET pause-all-workers`` then ``LMOVE``, pipelined, no script; a pause found set
-gives the job back and the claims go through claim.lua until it is unset), the
+one ``LMOVE``, no script; ``pause-all-workers`` is read by the heartbeat, not per
+claim, so a worker stops taking jobs within a beat of its setting), the
 RUNNING marker shows a job from the list (``LPOS``), and a plain job (it succeeded;
 no retry, lock, limit, stored result or workflow) is never adopted: its finish
 (``finish``) is one pipeline, ``LREM`` of the job from the landing list (0 removed:
 it was recovered from us, the outcome is fenced and not counted), ``SET status XX
 GET`` (a tracked job's COMPLETE, its ``started`` as the RUNNING marker read it, or
 carried over just after for a job that ended before it was marked; nothing for an
-untracked one), and the next claim. A SIGKILL at any instant leaves the job on the
+untracked one), and the next claim (``LMOVE``). A SIGKILL at any instant leaves the job on the
 queue or the landing list, and the finished one is done the moment its ``LREM``
 ran. Resque's ``stat:processed`` counters of those jobs are counted here and added
 (``INCRBY``) by the first pipeline a second after the last write, and on exit: a
@@ -61,7 +63,7 @@ from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.scripts import ScriptCall
-from pyresque.worker.fetch import LEASE_EXPIRED, PAUSED, Paused
+from pyresque.worker.fetch import LEASE_EXPIRED, Paused
 from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, pipeline, status_after
 from pyresque.worker.recovery import landing_queue
 from pyresque.worker.signals import Running, Wake
@@ -73,8 +75,8 @@ log = logging.getLogger("pyresque.worker")
 T = TypeVar("T")
 
 #: Longest wait of one BLMOVE. A job that lands after ``pause-all-workers`` was set
-#: still runs (the claim call checked the key before the wait), so an idle worker
-#: honours that key within this.
+#: but before a heartbeat read it still runs, so an idle worker honours that key
+#: within this plus a beat.
 LAND_WAIT = 1.0
 
 
@@ -82,7 +84,6 @@ class NoLanding:
     """The lander of a processor whose worker cannot land jobs: nothing to adopt."""
 
     fast = False
-    paused_seen = False
 
     def holds(self, claim: Claim) -> bool:
         return False
@@ -117,8 +118,6 @@ class Lander:
         self._counted = False  # this lander counts in the worker's landing (Worker.landing)
         # One processor: busy claims land too and plain jobs finish without a script.
         self.fast = worker.options.mode in ("fork", "inline")
-        self.paused_seen = False  # a claim found pause-all-workers set: claim.lua until it is not
-        self._pause_key = keys.pause_all
         self._move = ("LMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT")
         self._stats = (keys.stat("processed"), keys.stat("processed", worker.id))
         self._unwritten = 0  # plain finishes not yet in self._stats
@@ -186,7 +185,8 @@ class Lander:
         None when it may not run here (see the module's fencing), after it went back."""
         worker = self._worker
         runs = worker.stop.lapses == self._lapses and worker.lease_ok()
-        if not runs or worker.paused or worker.shutting_down:
+        held = worker.paused or worker.heartbeat.paused_all or worker.shutting_down
+        if not runs or held:
             self._give_back(payload)
             return None
         self._adopting = [token, self.queue, payload]
@@ -204,16 +204,16 @@ class Lander:
             self.interrupted()
 
     def claim(self, token: str) -> list[Claim] | Paused:
-        """A busy worker's claim, in one round trip without a script: the pause key, then
-        the queue's head moved onto the landing list. [], one claim, or why none. A
-        connection that failed is tried once more, after a give-back of what its lost
-        reply may have landed."""
+        """A busy worker's claim, in one round trip without a script: the queue's head
+        moved onto the landing list. [], one claim, or why none. A connection that
+        failed is tried once more, after a give-back of what its lost reply may have
+        landed."""
 
         def send() -> list[Any]:
-            return self._pipe(*self._stats_due(), ("GET", self._pause_key), self._move)
+            return self._pipe(*self._stats_due(), self._move)
 
-        *_, paused, landed = self._landing_call(send)
-        return self._landed(paused, landed, token)
+        *_, landed = self._landing_call(send)
+        return self._landed(landed, token)
 
     def _landing_call(self, send: Callable[[], T]) -> T:
         """``send`` a call that may land a job. A connection that failed (a Redis restart
@@ -253,7 +253,7 @@ class Lander:
                 commands.append(complete(status))
             if take:
                 self._lapses = self._worker.stop.lapses
-                commands += [("GET", self._pause_key), self._move]
+                commands.append(self._move)
             try:
                 replies = self._pipe(*commands)
             except REDIS_DOWN:
@@ -287,7 +287,7 @@ class Lander:
         if next_token is None:
             self._count(False)
             return ours, []
-        return ours, self._landed(replies[-2], replies[-1], next_token)
+        return ours, self._landed(replies[-1], next_token)
 
     def _stats_due(self) -> list[tuple[Any, ...]]:
         """The ``INCRBY`` of the counts not written yet, once a second (taken: a reply
@@ -298,17 +298,11 @@ class Lander:
         count, self._unwritten, self._written_at = self._unwritten, 0, now
         return [("INCRBY", key, count) for key in self._stats]
 
-    def _landed(self, paused: Any, landed: Any, token: str) -> list[Claim] | Paused:
-        """The claim of a pipelined ``GET`` of the pause key and ``LMOVE``."""
+    def _landed(self, landed: Any, token: str) -> list[Claim] | Paused:
+        """The claim of a pipelined ``LMOVE``."""
         if isinstance(landed, Exception):  # the queue's key holds another type
             self._count(False)
             raise landed
-        if isinstance(paused, bytes) and paused.strip().lower() == b"true":
-            self.paused_seen = True  # claim.lua checks it before it takes a job
-            if landed is not None:
-                self._give_back(raw(landed))
-            self._count(False)
-            return PAUSED
         if landed is None:
             self._count(False)
             return []

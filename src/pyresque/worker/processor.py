@@ -236,8 +236,8 @@ class Processor(Claiming):
             outcome = Outcome.failed(Interrupted("the worker was stopped while the job ran"))
         # Retries, unique locks and limits add their part to the same atomic step.
         plan = worker.middleware.plan(work, outcome)
-        claim_next = claim_next and not worker.shutting_down and not worker.paused
-        claim_next = claim_next and worker.lease_ok()
+        held = worker.shutting_down or worker.paused or worker.heartbeat.paused_all
+        claim_next = claim_next and not held and worker.lease_ok()
         lander = self.lander
         if isinstance(lander, Lander) and lander.holds(claim) and plain(work, plan, refused):
             return self._finish_landed(lander, work, plan, outcome, claim_next)

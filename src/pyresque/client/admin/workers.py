@@ -21,7 +21,7 @@ import redis
 from pyresque.client.admin.base import ITEM_LIMIT, Namespace, Problems, lengths, members
 from pyresque.client.admin.items import args_text, display_class, parse_time
 from pyresque.protocol import strict_json
-from pyresque.protocol.commands import COMMANDS
+from pyresque.protocol.commands import COMMANDS, pause_all_set
 from pyresque.protocol.connection import raw, replies
 from pyresque.protocol.counters import counter
 from pyresque.protocol.slots import places
@@ -168,11 +168,6 @@ def _read(resque: Namespace, ids: list[bytes], now_ms: int, all_paused: bool) ->
             )
         )
     return workers
-
-
-def pause_all_set(value: bytes | None) -> bool:
-    """Whether ``pause-all-workers`` holds ``true`` as Ruby reads it (stripped, any case)."""
-    return value is not None and value.strip().lower() == b"true"
 
 
 def _text(value: bytes) -> str:
