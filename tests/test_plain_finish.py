@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import random
 import signal
+import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -308,3 +309,38 @@ def test_a_busy_worker_sigkilled_at_random_instants_loses_no_job(
 
     wait_for(none_held, 30, "no job left held")
     assert state.failed() == []
+
+
+class PlainNap(Job):
+    """Runs for ``args[0]`` seconds."""
+
+    def perform(self) -> None:
+        time.sleep(float(self.args[0]))
+
+
+def test_a_fork_worker_shows_only_jobs_that_run_for_a_while(rq: Resque) -> None:
+    # A forked child's job takes milliseconds even when it does nothing: with the
+    # in-process modes' 5 ms, nearly every fork job cost a mark_running script and a
+    # round trip more. 20 ms jobs are not shown one by one (the worker still shows one
+    # at least once a second); a long job is shown, and RUNNING.
+    jobs = 20
+    for _ in range(jobs):
+        rq.enqueue("q", PlainNap, 0.02)
+    long_id = rq.enqueue("q", PlainNap, 1.5, track_status=True) or ""
+    r = rq.redis
+    r.config_resetstat()
+    worker = Worker(rq, "q", WorkerOptions(mode="fork", interval=0))
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    wait_for(
+        lambda: r.exists(rq.keys.worker(worker.id)) and _running(r, rq, long_id), 60, "RUNNING"
+    )
+    thread.join(120)
+    assert not thread.is_alive()
+    shows = calls(r).get("lpos", 0)  # mark_running's check of a landed job, once per show
+    assert 1 <= shows <= jobs // 2
+    assert nothing_held(rq, worker)
+
+
+def _running(r: redis.Redis, rq: Resque, job_id: str) -> bool:
+    return json.loads(r.get(rq.keys.status(job_id)) or b"{}").get("status") == 2

@@ -21,6 +21,13 @@ from pyresque.jobs.job import Registry
 DEFAULT_CONCURRENCY = {"fork": 1, "inline": 1, "threads": 10, "asyncio": 20, "prefork": 0}
 MODES = tuple(DEFAULT_CONCURRENCY)
 
+#: How long a job runs before the worker shows it (``worker:<id>``, RUNNING: running.py),
+#: in seconds. A forked child's job runs on copy-on-write pages and takes milliseconds
+#: even when it does nothing (tens of them on a loaded machine), so with the in-process
+#: modes' 5 ms nearly every fork job would cost a script call and a round trip more:
+#: about as much Redis CPU as the rest of the job (docs/scaling.md).
+MARK_AFTER = {"fork": 0.1}
+
 
 @dataclass
 class WorkerOptions:
@@ -41,6 +48,11 @@ class WorkerOptions:
     # The application's modules (--app): fork mode's zygote imports them in a fresh
     # interpreter; with none, the zygote is a copy of this process (zygote.py).
     app: tuple[str, ...] = ()
+
+    @property
+    def mark_after(self) -> float:
+        """Seconds a job runs before it is shown as running (MARK_AFTER)."""
+        return MARK_AFTER.get(self.mode, 0.005)
 
 
 def make_executors(

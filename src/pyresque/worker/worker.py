@@ -82,8 +82,7 @@ class Worker(Signals):
         self.pid = os.getpid()
         self.id = f"{self.hostname}:{self.pid}:{self.queues.id_part}"
         self.lease_ms = int(self.options.lease_ttl * 1000)
-        keys = resque.keys
-        self._keys = keys
+        keys = self._keys = resque.keys
         self.recovery = Recovery(
             resque.redis, keys, resque.registry, self.options.max_crashes, self.id
         )
@@ -130,7 +129,9 @@ class Worker(Signals):
             and replace(policy, timeout_ms=min(policy.timeout_ms, self.lease_ms // 10)),
             shards=lambda: self.shards() if keys.clustered else [],
         )
-        self.running_marker = RunningMarker(self._lease_redis, keys, self.id)
+        self.running_marker = RunningMarker(
+            self._lease_redis, keys, self.id, self.options.mark_after
+        )
         self._watchdog = Supervised("watchdog", log, 0.1)
         self._lease_lost_logged = False
         self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)
