@@ -312,10 +312,10 @@ def test_a_busy_worker_sigkilled_at_random_instants_loses_no_job(
 
 
 class PlainNap(Job):
-    """Runs for ``args[0]`` seconds."""
+    """Runs for ``args["s"]`` seconds."""
 
     def perform(self) -> None:
-        time.sleep(float(self.args[0]))
+        time.sleep(float(self.args["s"]))
 
 
 def test_a_fork_worker_shows_only_jobs_that_run_for_a_while(rq: Resque) -> None:
@@ -325,8 +325,8 @@ def test_a_fork_worker_shows_only_jobs_that_run_for_a_while(rq: Resque) -> None:
     # at least once a second); a long job is shown, and RUNNING.
     jobs = 20
     for _ in range(jobs):
-        rq.enqueue("q", PlainNap, 0.02)
-    long_id = rq.enqueue("q", PlainNap, 1.5, track_status=True) or ""
+        rq.enqueue("q", PlainNap, {"s": 0.02})
+    long_id = rq.enqueue("q", PlainNap, {"s": 1.5}, track_status=True) or ""
     r = rq.redis
     r.config_resetstat()
     worker = Worker(rq, "q", WorkerOptions(mode="fork", interval=0))
@@ -339,6 +339,7 @@ def test_a_fork_worker_shows_only_jobs_that_run_for_a_while(rq: Resque) -> None:
     assert not thread.is_alive()
     shows = calls(r).get("lpos", 0)  # mark_running's check of a landed job, once per show
     assert 1 <= shows <= jobs // 2
+    assert int(r.get(rq.keys.stat("processed")) or 0) == jobs + 1
     assert nothing_held(rq, worker)
 
 

@@ -54,9 +54,10 @@ def test_success_status_transitions_worker_record_and_stats(
     assert state.exists(f"worker:{wid}:started")
     [started] = state.wait_event("Block", "started")
 
-    # While the job runs: RUNNING, off the queue, Resque's "working on" record.
-    running = status(state, job_id)
-    assert running["status"] == 2
+    # While the job runs: RUNNING, off the queue, Resque's "working on" record (shown
+    # once the job has run for a moment: 100 ms in fork mode, running.py).
+    running = wait_status(state, job_id, 2)
+    wait_for(lambda: state.exists(f"worker:{wid}"), 30, "worker:<id>")
     assert running["started"] == waiting["started"]
     assert state.qlen("default") == 0
     working = state.json(f"worker:{wid}")
