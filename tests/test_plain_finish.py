@@ -344,4 +344,5 @@ def test_a_fork_worker_shows_only_jobs_that_run_for_a_while(rq: Resque) -> None:
 
 
 def _running(r: redis.Redis, rq: Resque, job_id: str) -> bool:
-    return json.loads(r.get(rq.keys.status(job_id)) or b"{}").get("status") == 2
+    packet: dict[str, Any] = json.loads(r.get(rq.keys.status(job_id)) or b"{}")
+    return packet.get("status") == 2
