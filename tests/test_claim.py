@@ -18,7 +18,7 @@ from e2e_support import dying_worker
 from pyresque import Enqueued, Job, Resque
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.running import working_record
-from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher
+from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, QueueList
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
 
@@ -56,6 +56,29 @@ def test_a_resent_claim_on_an_emptied_queue_returns_the_job_its_token_holds(
     [again] = cast("list[Claim]", fetcher.claim(["tok"]))
     assert again.raw == first.raw
     assert fetcher.claim(["other"]) == []
+
+
+def test_a_woken_claim_that_finds_the_queues_empty_deletes_their_left_over_tokens(
+    rq: Resque,
+) -> None:
+    # Producers trim wake-up lists now and then (protocol/push.py): a worker woken by a
+    # token whose job another worker took claims once, finds nothing, and the tokens
+    # go with that claim instead of waking it once each.
+    worker_id = "host:1:a,b"
+    dying_worker(rq, worker_id, lease_ms=60_000)
+    fetcher = Fetcher(rq.redis, rq.keys, worker_id, QueueList.parse("a,b"))
+    for queue in ("a", "b"):
+        rq.redis.rpush(rq.keys.wake(queue), *["1"] * 5)
+    assert fetcher.wait(5) is False  # woken: took one token
+    assert fetcher.claim(["tok"]) == []
+    assert not rq.redis.exists(rq.keys.wake("a"), rq.keys.wake("b"))
+    # A woken claim that finds a job leaves the tokens: they wake the other idle workers.
+    rq.enqueue("b", "Succeed", {"n": 1})
+    rq.enqueue("b", "Succeed", {"n": 2})
+    rq.redis.rpush(rq.keys.wake("b"), *["1"] * 3)
+    assert fetcher.wait(5) is False
+    assert len(cast("list[Claim]", fetcher.claim(["tok2"]))) == 1
+    assert rq.redis.llen(rq.keys.wake("b")) >= 2
 
 
 @settings(max_examples=200, deadline=None)

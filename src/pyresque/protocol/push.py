@@ -3,12 +3,20 @@
 A job with no status to track, no unique lock and no dependencies needs nothing
 that must be atomic with its push, so a producer writes it as Ruby Resque does, in
 one pipelined round trip: ``SADD`` of its queue's name, the push, then the wake-up
-token of idle workers of several queues (``RPUSH`` + ``LTRIM`` to one: the list never
-grows). A script call costs the Redis server about 10 us more per job (docs/
-scaling.md). The commands run in order, so a job that is pushed has its queue named;
-a queue that is new (``SADD`` replied 1) also gets its ``queues-changed`` token, in a
-second round trip (glob workers otherwise see it at their next poll). Not used with
-a durability policy (its ``WAIT`` follows the script) nor on Redis Cluster.
+token of idle workers of several queues (``RPUSH``). A script call costs the Redis
+server about 10 us more per job (docs/scaling.md). The commands run in order, so a
+job that is pushed has its queue named; a queue that is new (``SADD`` replied 1) also
+gets its ``queues-changed`` token, in a second round trip (glob workers otherwise see
+it at their next poll). Not used with a durability policy (its ``WAIT`` follows the
+script) nor on Redis Cluster.
+
+The wake-up list is not trimmed by every push (an ``LTRIM`` per job was a command in
+eight): a process trims it back to one token (``LTRIM``, in the same round trip) on its
+first push to the queue and on the push after one that found it ``WAKE_TRIM`` tokens
+long, so it stays short whatever the producers (one-shot ones trim every time). A
+token only wakes a worker, which then claims: the claim of a woken worker that finds
+the queues empty deletes their tokens (lib_claim.lua), so tokens left over cost one
+claim call per burst, not one per token.
 
 Takes enqueue.lua's KEYS and ARGV: ``queues, queue, wake, queues-changed`` and
 ``queue name, '' (no status), 'head' | 'tail', payloads...``; returns the length.
@@ -25,20 +33,41 @@ import redis.asyncio
 #: enqueue.lua's KEYS for an untracked push: a call with this many may go without it.
 PLAIN_KEYS = 4
 
+#: A push that finds the wake-up list this long has the next push trim it.
+WAKE_TRIM = 16
+#: Wake-up lists this process pushed to, and whether its next push may leave the list
+#: untrimmed (one that pushes to more queues than _REMEMBERED forgets them: they are
+#: trimmed again).
+_skip_trim: dict[str | bytes, bool] = {}
+_REMEMBERED = 10_000
+
 
 def plain(script: str, keys: Sequence[str | bytes]) -> bool:
     """Whether an enqueue.lua call may be a plain pipeline (no status keys)."""
     return script == "enqueue" and len(keys) == PLAIN_KEYS
 
 
-def _queue(pipe: Any, keys: Sequence[str | bytes], args: list[Any]) -> None:
+def _queue(pipe: Any, keys: Sequence[str | bytes], args: list[Any]) -> bool:
+    """Queue the push's commands on ``pipe``; whether they trim the wake-up list."""
     queues, queue, wake, _ = keys
     pipe.sadd(queues, args[0])
     if args[2] == "head":
         pipe.lpush(queue, *args[3:])
     else:
         pipe.rpush(queue, *args[3:])
-    _token(pipe, wake)
+    pipe.rpush(wake, "1")
+    if _skip_trim.get(wake, False):
+        return False
+    pipe.ltrim(wake, -1, -1)
+    return True
+
+
+def _pushed(wake: str | bytes, tokens: int, trimmed: bool) -> None:
+    """Note the wake-up list's length after a push (``trimmed``: back to one token
+    since): whether the next push trims it."""
+    if len(_skip_trim) >= _REMEMBERED and wake not in _skip_trim:
+        _skip_trim.clear()
+    _skip_trim[wake] = trimmed or tokens < WAKE_TRIM
 
 
 def _token(pipe: Any, key: str | bytes) -> None:
@@ -49,8 +78,9 @@ def _token(pipe: Any, key: str | bytes) -> None:
 def push(client: redis.Redis, keys: Sequence[str | bytes], args: list[Any]) -> int:
     """Push ``args``'s payloads as enqueue.lua would (see the module)."""
     pipe = client.pipeline(transaction=False)
-    _queue(pipe, keys, args)
-    new, length, *_ = pipe.execute()
+    trimmed = _queue(pipe, keys, args)
+    new, length, tokens, *_ = pipe.execute()
+    _pushed(keys[2], tokens, trimmed)
     if new:
         pipe = client.pipeline(transaction=False)
         _token(pipe, keys[3])
@@ -63,8 +93,9 @@ async def push_async(
 ) -> int:
     """``push``, awaited."""
     async with client.pipeline(transaction=False) as pipe:
-        _queue(pipe, keys, args)
-        new, length, *_ = await pipe.execute()
+        trimmed = _queue(pipe, keys, args)
+        new, length, tokens, *_ = await pipe.execute()
+    _pushed(keys[2], tokens, trimmed)
     if new:
         async with client.pipeline(transaction=False) as pipe:
             _token(pipe, keys[3])

@@ -44,6 +44,13 @@ local function claim(k, a, n, token, now)
       return {queue, payload}
     end
   end
+  -- Every queue is empty: a woken worker deletes their wake-up tokens, which are left
+  -- over (producers trim the lists now and then, not at each push: protocol/push.py),
+  -- so that it does not wake and claim again for each. A job pushed from now on
+  -- brings a token of its own.
+  if a[3] == '1' and n > 0 then
+    redis.call('DEL', unpack(k, 4 + n, 3 + 2 * n))
+  end
   return held(k[3], token) or {}
 end
 
