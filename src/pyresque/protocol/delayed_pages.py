@@ -4,10 +4,10 @@ On Cluster each queue's slot has its own ``delayed_queue_schedule`` (delayed_sha
 The Delayed page lists their entries as one schedule, ordered by score (the due
 second), then queue name, then rank in the queue's schedule, and pages it by offset.
 Reading every entry up to the offset would cost the schedules' whole size on a deep
-page; instead the page's first due second is found by a binary search on counts
-(``ZCOUNT`` of each schedule, one pipeline per step: O(log) per schedule), and only
-the entries from there are read: a page costs its length plus the entries that share
-its first second, whatever the offset and the schedules' sizes.
+page; instead the page's first due second is found by a search on counts (``ZCOUNT``
+of each schedule at 8 seconds per round trip: O(log) per schedule), and only the
+entries from there are read: a page costs its length plus the entries that share its
+first second, whatever the offset and the schedules' sizes.
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ from pyresque.protocol.keys import Keys
 
 #: Scores searched over (resque-scheduler's are epoch seconds; any other is hand-written).
 _BOUND = 2**53
+#: Points of the search asked per round trip: ~log9 of the scores' span in round trips.
+_PROBES = 8
 
 
 @dataclass(frozen=True)
@@ -89,29 +91,34 @@ def read_page(
 
 def _cut(client: redis.Redis, names: list[str], scores: list[float], start: int) -> tuple[Any, int]:
     """A score ``cut`` and how many entries are below it, at most ``start``: the
-    largest whole second with that property, found by binary search between the
-    lowest and highest scores (``-inf`` and 0 when even the lowest has more below it)."""
-    if not scores:
+    largest whole second with that property, found between the lowest and highest
+    scores by a search that asks ``_PROBES`` points per round trip (``-inf`` and 0 on
+    the first page, or when even the lowest has more below it)."""
+    if not start or not scores:
         return "-inf", 0
     clipped = [min(max(s, -_BOUND), _BOUND) for s in scores]  # -inf and +inf too
     low, high = math.floor(min(clipped)), math.ceil(max(clipped)) + 1
-    below_low = _below(client, names, low)
+    (below_low,) = _below(client, names, [low])
     if below_low > start:
         return "-inf", 0
     best = (low, below_low)
-    while low < high:
-        mid = (low + high + 1) // 2
-        n = _below(client, names, mid)
-        if n <= start:
-            low, best = mid, (mid, n)
-        else:
-            high = mid - 1
+    while low < high:  # below(low) <= start; the answer is in [low, high]
+        step = -(-(high - low) // (_PROBES + 1))
+        points = sorted({min(low + step * i, high) for i in range(1, _PROBES + 1)})
+        for point, n in zip(points, _below(client, names, points), strict=True):
+            if n > start:
+                high = point - 1
+                break
+            low, best = point, (point, n)
     return best
 
 
-def _below(client: redis.Redis, names: list[str], score: int) -> int:
-    """How many entries of the schedules ``names`` have a score below ``score``."""
+def _below(client: redis.Redis, names: list[str], scores: list[int]) -> list[int]:
+    """How many entries of the schedules ``names`` have a score below each of ``scores``."""
     pipe = client.pipeline(transaction=False)
-    for name in names:
-        pipe.zcount(name, "-inf", f"({score}")
-    return sum(n for n in pipe.execute(raise_on_error=False) if isinstance(n, int))
+    for score in scores:
+        for name in names:
+            pipe.zcount(name, "-inf", f"({score}")
+    replies = pipe.execute(raise_on_error=False)
+    counts = [n if isinstance(n, int) else 0 for n in replies]
+    return [sum(counts[i * len(names) : (i + 1) * len(names)]) for i in range(len(scores))]
