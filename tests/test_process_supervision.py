@@ -310,6 +310,37 @@ def test_an_alarm_as_an_inline_job_returns_is_the_jobs_outcome() -> None:
     assert set(kinds) <= {"ok", "pyresque.JobTimeout"}, kinds
 
 
+class _TakesTheAlarm(Job, register=False):
+    """Replaces the worker's SIGALRM handler with its own, as a job may."""
+
+    def perform(self) -> None:
+        signal.signal(signal.SIGALRM, signal.SIG_IGN)
+
+
+class _Sleeps(Job, register=False):
+    def perform(self) -> None:
+        time.sleep(10)
+
+
+def test_an_inline_job_that_replaces_the_alarm_handler_does_not_disarm_the_next_timeout() -> None:
+    """The executor installs its SIGALRM handler once, not per job: after a job that
+    replaced it, the next job's timeout still stops that job."""
+    executor = InlineExecutor(Events())
+    try:
+        executor.execute(
+            _TakesTheAlarm(Payload.decode(b'{"class":"A","args":[]}'), "q"), None, Stop()
+        )
+        started = time.monotonic()
+        outcome = executor.execute(
+            _Sleeps(Payload.decode(b'{"class":"S","args":[]}'), "q"), 0.2, Stop()
+        )
+        assert outcome.exception == "pyresque.JobTimeout"
+        assert time.monotonic() - started < 9
+    finally:
+        executor.close()
+    assert signal.getsignal(signal.SIGALRM) is not signal.SIG_IGN
+
+
 def test_a_watchdog_interrupt_as_a_threaded_job_returns_is_the_jobs_outcome() -> None:
     """As the worker's watchdog does, one JobTimeout per job, raised in the job's thread
     at a random moment, often as the job ends: it lands in the job or nowhere, never in

@@ -53,6 +53,7 @@ class InlineExecutor:
         # handler (None: no job).
         self._running: tuple[Job, Stop, float | None, float] | None = None
         self._previous: Any = None  # the SIGALRM handler before ours
+        self._installed = False  # ours is the SIGALRM handler
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
@@ -63,10 +64,13 @@ class InlineExecutor:
             # tests): no timeout enforcement there, and a cancel stops only a job that
             # has not begun.
             return Outcome("cancelled") if job.cancel_requested else self.perform(job)
-        # Installed once, not per job (two system calls); again if a job replaced it.
-        if signal.getsignal(signal.SIGALRM) != self._on_alarm:
+        # Installed once, not per job (two system calls); again if a job replaced it,
+        # which is checked after each job: ``signal.getsignal`` makes an enum of the
+        # handler, a failed lookup and its exception, ~30 µs on the way to the job.
+        if not self._installed:
             previous = signal.signal(signal.SIGALRM, self._on_alarm)
             self._previous = self._previous if self._previous is not None else previous
+            self._installed = True
         self._running = (job, stop, timeout, time.monotonic() + timeout if timeout else math.inf)
         try:
             self._arm()
@@ -81,6 +85,7 @@ class InlineExecutor:
         finally:
             self._running = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
+            self._installed = signal.getsignal(signal.SIGALRM) == self._on_alarm
 
     def _arm(self) -> None:
         """Set the alarm for the first of the job's end, the lease's deadline and, after
@@ -123,6 +128,7 @@ class InlineExecutor:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
             signal.signal(signal.SIGALRM, self._previous)
             self._previous = None
+            self._installed = False
 
 
 def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Outcome:
