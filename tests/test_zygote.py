@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import signal
 import sys
 import time
@@ -12,7 +13,11 @@ from pathlib import Path
 from typing import Any
 
 from e2e_support import Procs, State, parent_of, pid_alive, wait_for
-from pyresque import Events, Job, Registry, Resque, Worker, WorkerOptions
+from pyresque import Events, Job, Payload, Registry, Resque, Worker, WorkerOptions
+from pyresque.executors.base import Stop
+from pyresque.executors.child import job_message, receive, send
+from pyresque.executors.forking import ForkExecutor, PreforkExecutor
+from pyresque.jobs.perform import Outcome
 
 PROBE_APP = """
 import json, os, sys
@@ -181,3 +186,102 @@ def test_the_successor_of_a_jobs_child_is_forked_after_the_job_not_as_it_starts(
         "the zygote to fork the finished job's successor",
     )
     assert spares < _children(zygote)  # the spare waits on, ready for the next job
+
+
+# --- the way from the worker to a job's first line ------------------------------------
+
+
+class _Gate(Job, register=False):
+    """Says it started, then waits for its gate file."""
+
+    def perform(self, started: str, gate: str) -> None:
+        Path(started).write_text(str(os.getpid()))
+        deadline = time.monotonic() + 30
+        while not Path(gate).exists() and time.monotonic() < deadline:
+            time.sleep(0.01)
+
+
+def test_a_child_says_nothing_to_the_worker_as_it_takes_its_job(tmp_path: Path) -> None:
+    """The worker learns whether a dead child had taken its job from what is left in the
+    job's pipe: no message wakes it just as the job starts, competing for a CPU."""
+    jobs = Registry()
+    jobs.register(_Gate)
+    executor = PreforkExecutor(Events(), jobs=jobs)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    payload = Payload.build("_Gate", [str(started), str(gate)])
+    try:
+        executor.start()
+        child = executor.child
+        assert child is not None
+        send(child.writer, job_message("q", payload.encode(), None))
+        wait_for(started.exists, 30, "the job to start")
+        assert select.select([child.reader], [], [], 0.5)[0] == []  # nothing came
+        gate.write_text("open")
+        assert select.select([child.reader], [], [], 30)[0]  # its outcome
+        assert Outcome.decode(receive(child.reader) or b"").kind == "ok"
+    finally:
+        executor.close()
+
+
+class _Quick(Job, register=False):
+    def perform(self) -> None:
+        pass
+
+
+def _quick() -> _Quick:
+    return _Quick(Payload.build("_Quick", []), "q")
+
+
+def test_a_successors_ready_message_is_read_after_a_job_not_before_the_next(
+    tmp_path: Path,
+) -> None:
+    """The worker reads the zygote's news after a job ends, so the next job finds a child
+    ready without a read on its way to its start."""
+    jobs = Registry()
+    jobs.register(_Quick)
+    executor = ForkExecutor(Events(), jobs=jobs)
+    zygote = executor.zygote
+    try:
+        executor.start()
+        spares = {child.pid for child in zygote.ready}
+        assert executor.execute(_quick(), None, Stop()).kind == "ok"  # 1st of 2 spares
+        # Its successor is forked (the zygote says so just after its fork):
+        wait_for(lambda: _children(zygote.pid) - spares, 30, "the successor")
+        time.sleep(0.2)
+        assert executor.execute(_quick(), None, Stop()).kind == "ok"  # 2nd spare
+        assert zygote.ready, "the successor's ready message is still unread"
+    finally:
+        executor.close()
+
+
+def test_job_children_find_how_each_job_is_called_worked_out_by_the_zygote(
+    tmp_path: Path, monkeypatch: Any
+) -> None:
+    """Each job's signature is read once, in the zygote, not in every child as its job
+    starts (a zygote forked from this process, as a worker started from code has)."""
+    import inspect
+
+    calls = tmp_path / "signature_calls"
+    real = inspect.signature
+
+    def counted(func: Any, *args: Any, **kwargs: Any) -> inspect.Signature:
+        with open(calls, "a") as out:
+            out.write(f"{os.getpid()} {getattr(func, '__qualname__', func)}\n")
+        return real(func, *args, **kwargs)
+
+    monkeypatch.setattr(inspect, "signature", counted)
+    jobs = Registry()
+    jobs.register(_Gate)
+    executor = ForkExecutor(Events(), jobs=jobs)
+    started, gate = tmp_path / "started", tmp_path / "gate"
+    gate.write_text("open")
+    try:
+        executor.start()
+        job = _Gate(Payload.build("_Gate", [str(started), str(gate)]), "q")
+        assert executor.execute(job, None, Stop()).kind == "ok"
+    finally:
+        executor.close()
+    child = started.read_text()
+    seen = [line.split(" ", 1) for line in calls.read_text().splitlines()]
+    assert ["_Gate.perform" in name for pid, name in seen].count(True) >= 1  # by the zygote
+    assert [name for pid, name in seen if pid == child] == []

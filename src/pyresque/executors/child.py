@@ -9,10 +9,12 @@ it, and every megabyte there makes each fork slower (zygote.py).
 from __future__ import annotations
 
 import ctypes
+import fcntl
 import os
 import signal
 import struct
 import sys
+import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -110,11 +112,13 @@ def fork_child(
     return pid, job_writer, out_reader
 
 
-def begin(fd: int) -> None:
-    """Tell the parent that the job is under way (an empty message, before anything of
-    the job runs): a child that dies before this never started its job, which then goes
-    back to its queue instead of failing (forking.watch)."""
-    send(fd, b"")
+def unread(fd: int) -> int:
+    """Bytes written to the pipe ``fd`` (either end) and not read yet: a child that died
+    with some of its job message unread never started that job, which then goes back to
+    its queue instead of failing (forking.watch). The child says nothing as it takes the
+    job: a message then woke the worker just as the job started, competing with it for
+    a CPU."""
+    return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
 
 def job_message(queue: str, payload: str, checkpointed: str | None) -> bytes:
@@ -133,7 +137,7 @@ def read_job_message(message: bytes) -> tuple[str, bytes, Any]:
 
 
 #: The first byte of a job's report (progress, checkpoint) on the outcome pipe; an
-#: outcome is a JSON object, and ``begin`` is empty.
+#: outcome is a JSON object.
 REPORT = b"\x01"
 
 

@@ -35,7 +35,6 @@ from pyresque.executors.child import (
     REPORT,
     SPAWN_LOCK,
     Child,
-    begin,
     describe_exit,
     fork_child,
     job_message,
@@ -44,6 +43,7 @@ from pyresque.executors.child import (
     receive,
     reporter,
     send,
+    unread,
 )
 from pyresque.executors.zygote import Zygote
 from pyresque.jobs.events import Events
@@ -73,14 +73,11 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
     status: int | None = None
     in_main = stop.wakeup_fd >= 0 and _is_main_thread()
     watched = [child.reader, child.pidfd] + ([stop.wakeup_fd] if in_main else [])
-    began = False  # the child took the job (child.begin)
+    began = True  # the child took the job: none of it was left in its pipe (child.unread)
 
     def next_message() -> bytes | None:
-        nonlocal began
         while (message := _message(buffer)) is not None:
-            if message == b"":
-                began = True
-            elif message[:1] == REPORT:
+            if message[:1] == REPORT:
                 if job.reporter is not None:
                     job.reporter(*read_report(message))
             else:
@@ -107,6 +104,7 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
             if not chunk:
                 watched.remove(child.reader)
         if child.pidfd in ready:
+            began = unread(child.writer) == 0  # read before its pipe is closed below
             status = child.wait()
             buffer += _read_available(child.reader)  # what it wrote before dying
             break
@@ -243,6 +241,7 @@ class ForkExecutor:
                 self.zygote.done(child.pid)
                 child.close()
             self.zygote.replace()  # forked now, not while this job started (zygote.py)
+            self.zygote.collect()  # an earlier successor's ready message, off the next job's way
 
     def cancel(self, job: Job, stop: Stop) -> None:
         stop.wake()  # watch() sends the child TERM, then KILL after the grace period
@@ -302,7 +301,6 @@ class PreforkExecutor:
 
     def _child_loop(self, jobs: int, outcomes: int) -> None:
         while (message := receive(jobs)) is not None:
-            begin(outcomes)
             queue, raw, checkpointed = read_job_message(message)
             payload = Payload.decode(raw)
             job = self.registry.get(payload.class_name)(payload, queue)

@@ -42,7 +42,6 @@ from pyresque.exceptions import WorkerBroken
 from pyresque.executors.child import (
     PARENT_FDS,
     Child,
-    begin,
     close_inherited,
     die_with_parent,
     fork_child,
@@ -125,6 +124,14 @@ class Zygote:
                 break
         self.running.discard(pid)
         return self.exits.pop(pid, UNKNOWN_STATUS)
+
+    def collect(self) -> None:
+        """Read, without waiting, what the zygote said meanwhile (the ready message of a
+        successor), so that the next ``take`` finds a child without reading it then:
+        that read (a ``select``, ``recv_fds``, ``pidfd_open``) came on the way to every
+        other job's start."""
+        if self.sock is not None and not self._receive(timeout=0):
+            self.close()  # it died: the next take() starts another
 
     def done(self, pid: int) -> None:
         """Child ``pid`` reported its outcome: its exit status is of no interest."""
@@ -299,6 +306,9 @@ def serve(sock: socket.socket, parent: int, jobs: Registry, perform: Performer) 
             os.close(job_writer)
             os.close(out_reader)
 
+    jobs.warm()  # what every child's job would work out, once here
+    perform.warm()
+    rehearse()
     for _ in range(SPARE):
         fork_one()
     while True:
@@ -354,7 +364,6 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, perform: Performer) 
     message = receive(jobs_fd)
     if message is None:
         return
-    begin(outcomes_fd)
     queue, raw, checkpointed = read_job_message(message)
     payload = Payload.decode(raw)
     job = jobs.get(payload.class_name)(payload, queue)

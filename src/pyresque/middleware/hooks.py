@@ -83,6 +83,10 @@ class Performer:
             events, "around_perform", inner=[hooks], extra=middleware
         )
 
+    def warm(self) -> None:
+        """Build the chain now: fork mode's zygote does, so its children need not, each."""
+        self._chain.steps()
+
     def __call__(self, job: Job, run_async: AsyncRunner | None = None) -> Outcome:
         """Run ``job`` and say how it ended. An ``async def perform`` is awaited by
         ``run_async``: a fresh event loop by default, the worker's shared loop in
