@@ -4,6 +4,7 @@ imported the Redis client, each job gets a new one, and a zygote that dies is re
 from __future__ import annotations
 
 import json
+import math
 import os
 import select
 import signal
@@ -12,11 +13,14 @@ import time
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from e2e_support import Procs, State, parent_of, pid_alive, wait_for
 from pyresque import Events, Job, Payload, Registry, Resque, Worker, WorkerOptions
 from pyresque.executors.base import Stop
 from pyresque.executors.child import job_message, receive, send
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
+from pyresque.executors.inprocess import InlineExecutor
 from pyresque.jobs.perform import Outcome
 
 PROBE_APP = """
@@ -285,3 +289,64 @@ def test_job_children_find_how_each_job_is_called_worked_out_by_the_zygote(
     seen = [line.split(" ", 1) for line in calls.read_text().splitlines()]
     assert ["_Gate.perform" in name for pid, name in seen].count(True) >= 1  # by the zygote
     assert [name for pid, name in seen if pid == child] == []
+
+
+class _Shown:
+    """A RUNNING write due 0.3 s after the job starts (executors/base.py ``Showing``)."""
+
+    def __init__(self) -> None:
+        self.due = time.monotonic() + 0.3
+        self.asked: list[float] = []
+
+    def show(self) -> None:
+        self.asked.append(time.monotonic())
+
+
+class _Sleeps(Job, register=False):
+    def perform(self) -> None:
+        time.sleep(1.5)
+
+
+@pytest.mark.parametrize("mode", ["fork", "prefork", "inline"])
+def test_the_running_write_is_asked_for_once_due_not_as_the_job_starts(mode: str) -> None:
+    """No thread is woken as a job starts: the executor's own wait asks for the job's
+    RUNNING write once it is due (fork, prefork: the watch's select; inline: SIGALRM)."""
+    jobs = Registry()
+    jobs.register(_Sleeps)
+    events = Events()
+    executor: ForkExecutor | PreforkExecutor | InlineExecutor
+    if mode == "fork":
+        executor = ForkExecutor(events, jobs=jobs)
+    elif mode == "prefork":
+        executor = PreforkExecutor(events, jobs=jobs)
+    else:
+        executor = InlineExecutor(events)
+    shown = _Shown()
+    try:
+        executor.start()
+        job = _Sleeps(Payload.build("_Sleeps", []), "q")
+        assert executor.execute(job, None, Stop(lease_deadline=math.inf), lambda: shown).ok
+        ended = time.monotonic()
+    finally:
+        executor.close()
+    [asked] = shown.asked
+    assert shown.due <= asked < ended
+
+
+@pytest.mark.parametrize("mode", ["fork", "inline"])
+def test_the_worker_title_names_the_job_it_processes(
+    procs: Procs, state: State, rq: Resque, namespace: str, mode: str
+) -> None:
+    """Set as the job starts (in fork mode once the child holds it), as Resque's procline."""
+    worker = procs.worker(namespace, "default", "--mode", mode)
+    rq.enqueue("default", "Block", {"tag": f"title-{mode}"})
+    state.wait_event("Block", "started")
+    cmdline = Path(f"/proc/{worker.pid}/cmdline")
+    title = wait_for(
+        lambda: "Processing default since" in (text := cmdline.read_bytes().decode()) and text,
+        30,
+        "the worker's title",
+    )
+    assert "[Block]" in title
+    state.release(f"title-{mode}")
+    state.wait_event("Block", "finished")

@@ -76,11 +76,29 @@ class Stop:
         )
 
 
-Started = Callable[[], object]
+class Showing(Protocol):
+    """What ``started`` returns: the job's pending RUNNING write (protocol/running.py),
+    to ask for with ``show()`` once ``due`` (monotonic) has passed. Fork, prefork and
+    inline modes time it with the wait they have anyway (the watch's ``select``, the
+    SIGALRM timer), so no thread is woken as a job starts: a woken thread competed
+    with the job's first line for the CPU."""
+
+    due: float
+
+    def show(self) -> None: ...
+
+
+Started = Callable[[], Showing | None]
 
 
 def no_op() -> None:
-    pass
+    return None
+
+
+def show_now(showing: Showing | None) -> None:
+    """For an executor with no wait to time it with: ask for the write at once."""
+    if showing is not None:
+        showing.show()
 
 
 class Executor(Protocol):

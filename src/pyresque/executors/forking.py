@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Sequence
 
 from pyresque.exceptions import DirtyExit, JobTimeout, WorkerBroken
-from pyresque.executors.base import Started, Stop, no_op
+from pyresque.executors.base import Showing, Started, Stop, no_op
 from pyresque.executors.child import (
     HEADER,
     PARENT_FDS,
@@ -62,10 +62,17 @@ def spawn(body: Callable[[int, int], None]) -> Child:
     return child
 
 
-def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Events) -> Outcome:
+def watch(
+    child: Child,
+    job: Job,
+    timeout: float | None,
+    stop: Stop,
+    events: Events,
+    showing: Showing | None = None,
+) -> Outcome:
     """Wait for the child to report ``job``'s outcome (or die), enforcing the timeout and
-    the worker's stop requests. Returns the outcome; ``child.pid`` is 0 if the child
-    exited (and was reaped)."""
+    the worker's stop requests, and ask for ``showing``'s write once due. Returns the
+    outcome; ``child.pid`` is 0 if the child exited (and was reaped)."""
     started = time.monotonic()
     buffer = bytearray()
     reason = ""  # why we stopped the child: interrupted, timeout, cancelled or killed
@@ -96,6 +103,8 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
             deadlines.append(term_at + stop.grace)
         if stop.lease_deadline < math.inf:
             deadlines.append(stop.lease_deadline)  # moved on by each renewal meanwhile
+        if showing is not None:
+            deadlines.append(showing.due)
         wait = max(0.0, min(deadlines) - now) if deadlines else None
         ready, _, _ = select.select(watched, [], [], wait)
         if child.reader in ready:
@@ -111,6 +120,9 @@ def watch(child: Child, job: Job, timeout: float | None, stop: Stop, events: Eve
         if in_main and stop.wakeup_fd in ready:
             _drain(stop.wakeup_fd)
         now = time.monotonic()
+        if showing is not None and now >= showing.due:
+            showing.show()
+            showing = None
         if stop.lease_lost(now):
             reason = "interrupted"
             _kill(child.pid, signal.SIGKILL)
@@ -229,9 +241,9 @@ class ForkExecutor:
                 self.zygote.done(child.pid)
                 child.close()
                 self.zygote.replace()
-        started()
+        showing = started()
         try:
-            return watch(child, job, timeout, stop, self.events)
+            return watch(child, job, timeout, stop, self.events, showing)
         except BaseException:
             if child.pid:  # past an error its state is unknown: it must not run on
                 _kill(child.pid, signal.SIGKILL)
@@ -284,9 +296,9 @@ class PreforkExecutor:
         child = self._hand_over(
             job_message(job.queue_name, job.payload.encode(), _checkpointed(job))
         )
-        started()
+        showing = started()
         try:
-            outcome = watch(child, job, timeout, stop, self.events)
+            outcome = watch(child, job, timeout, stop, self.events, showing)
         except BaseException:
             self._discard(child)  # in an unknown state: a new one next time
             raise

@@ -27,7 +27,7 @@ from collections.abc import Callable, Coroutine, Sequence
 from typing import Any
 
 from pyresque.exceptions import Cancelled, Interrupted, JobTimeout
-from pyresque.executors.base import Started, Stop, no_op
+from pyresque.executors.base import Showing, Started, Stop, no_op, show_now
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome, notify_failure
@@ -53,16 +53,18 @@ class InlineExecutor:
         # handler (None: no job).
         self._running: tuple[Job, Stop, float | None, float] | None = None
         self._previous: Any = None  # the SIGALRM handler before ours
+        self._showing: Showing | None = None  # the running job's RUNNING write, not asked for
         self._installed = False  # ours is the SIGALRM handler
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        started()
+        showing = started()
         if threading.current_thread() is not threading.main_thread():
             # Signals reach only the main thread (a worker run from a thread, as in
             # tests): no timeout enforcement there, and a cancel stops only a job that
             # has not begun.
+            show_now(showing)
             return Outcome("cancelled") if job.cancel_requested else self.perform(job)
         # Installed once, not per job (two system calls); again if a job replaced it,
         # which is checked after each job: ``signal.getsignal`` makes an enum of the
@@ -72,6 +74,7 @@ class InlineExecutor:
             self._previous = self._previous if self._previous is not None else previous
             self._installed = True
         self._running = (job, stop, timeout, time.monotonic() + timeout if timeout else math.inf)
+        self._showing = showing  # the alarm asks for its write once due
         try:
             self._arm()
             if job.cancel_requested:  # cancelled before the alarm handler could see it
@@ -83,17 +86,17 @@ class InlineExecutor:
             self._running = None
             return _landed_late(job, exc, self.events)
         finally:
-            self._running = None
+            self._running = self._showing = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
             self._installed = signal.getsignal(signal.SIGALRM) == self._on_alarm
 
     def _arm(self) -> None:
-        """Set the alarm for the first of the job's end, the lease's deadline and, after
-        a TERM, the grace period's end."""
+        """Set the alarm for the first of the job's end, the lease's deadline, its RUNNING
+        write's (``Showing``) and, after a TERM, the grace period's end."""
         if self._running is None:
             return
         _, stop, _, ends = self._running
-        at = min(ends, stop.lease_deadline)
+        at = min(ends, stop.lease_deadline, self._showing.due if self._showing else math.inf)
         if stop.interrupt:
             at = min(at, stop.interrupted_at + stop.grace)
         if at < math.inf:
@@ -104,6 +107,10 @@ class InlineExecutor:
             return
         job, stop, timeout, ends = self._running
         now = time.monotonic()
+        showing = self._showing
+        if showing is not None and now >= showing.due:
+            self._showing = None
+            showing.show()
         if job.cancel_requested:
             raise Cancelled("the job was cancelled")
         if stop.lease_lost(now):
@@ -158,7 +165,7 @@ class ThreadExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        started()
+        show_now(started())
         return self._interruptible(job, lambda: self.perform(job))
 
     def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
@@ -290,7 +297,7 @@ class AsyncioExecutor(ThreadExecutor):
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        started()
+        show_now(started())
         run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
         return self._interruptible(job, lambda: self.perform(job, run_async))
 

@@ -18,6 +18,7 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Callable
 
 import redis
 
@@ -80,7 +81,9 @@ class Mark:
         due: float,
         first: ScriptCall | None,
         landed: bool = False,
+        wake: Callable[[], None] = lambda: None,
     ) -> None:
+        self.show = wake  # the executor asks for the write once ``due`` (executors/base.py)
         self.claim = claim
         self.landed = landed  # it runs from the landing list (landing.py)
         self.status_key = status_key
@@ -139,16 +142,21 @@ class RunningMarker(threading.Thread):
         """Schedule the writes for a job that just started (``payload``: its decoded
         payload, if it could be decoded: a job with an id may be tracked), after the
         script call ``first`` if given (it must be safe to run twice); a ``landed`` job
-        is looked for on the landing list."""
+        is looked for on the landing list. No thread is woken here: the caller calls
+        the mark's ``show()`` once it is ``due`` (executors/base.py ``Showing``)."""
         status_key = None
         if payload is not None and payload.id:
             status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
-        mark = Mark(claim, status_key, time.monotonic() + self.delay, first, landed)
+        mark = Mark(claim, status_key, time.monotonic() + self.delay, first, landed, self.wake)
         with self._wake:
-            self._marks.append(mark)
-            if self._asleep:  # otherwise the thread wakes by itself within ``delay``
-                self._wake.notify()
+            self._marks.append(mark)  # the thread sees it within ``delay``, or once woken
         return mark
+
+    def wake(self) -> None:
+        """A mark is due (``Mark.show``): wake the thread if it sleeps with none."""
+        with self._wake:
+            if self._asleep:
+                self._wake.notify()
 
     def shown(self) -> int | None:
         """The count of writes so far if ``worker:<id>`` may be written, else None."""

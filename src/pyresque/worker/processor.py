@@ -162,9 +162,6 @@ class Processor(Claiming):
         """The innermost step of the worker's chain: hand the job to the executor."""
         worker, job = self.worker, work.job
         assert job is not None
-        worker.title(
-            f"Processing {work.claim.queue} since {int(time.time())} [{job.payload.class_name}]"
-        )
         self.deadline = time.monotonic() + float(work.timeout) if work.timeout else None
         self.timed_out = False
         self.running_inline, self.busy = self.executor.runs_in_thread, True
@@ -190,13 +187,21 @@ class Processor(Claiming):
         work.timed_out = self.timed_out  # the watchdog stopped a threaded job (timeouts.py)
         return outcome
 
-    def _running(self, work: Work) -> None:
+    def _running(self, work: Work) -> Mark:
         """The job is under way: ``worker:<id>`` and its RUNNING status follow shortly if
-        it is still running (running.RunningMarker)."""
-        lander, marker = self.lander, self.worker.running_marker
+        it is still running (running.RunningMarker), once the executor asks (``show``).
+        The process title says so now: in fork and prefork modes, after the hand-over to
+        the child, off the way to the job's first line."""
+        worker, lander, marker = self.worker, self.lander, self.worker.running_marker
+        payload = work.payload
+        assert payload is not None
+        worker.title(
+            f"Processing {work.claim.queue} since {int(time.time())} [{payload.class_name}]"
+        )
         landed = lander.holds(work.claim)  # shown from the landing list, not adopted
         adoption = None if landed else lander.adoption()
         self._mark = marker.started(work.claim, work.payload, adoption, landed)
+        return self._mark
 
     def _finish(self, work: Work, outcome: Outcome, refused: Payload | None) -> Claim | None:
         """Record the outcome and claim the next job. If Redis is down, keep trying: the
