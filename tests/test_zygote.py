@@ -342,11 +342,11 @@ def test_the_worker_title_names_the_job_it_processes(
     rq.enqueue("default", "Block", {"tag": f"title-{mode}"})
     state.wait_event("Block", "started")
     cmdline = Path(f"/proc/{worker.pid}/cmdline")
-    title = wait_for(
-        lambda: "Processing default since" in (text := cmdline.read_bytes().decode()) and text,
-        30,
-        "the worker's title",
-    )
-    assert "[Block]" in title
+
+    def title() -> str | None:
+        text = cmdline.read_bytes().decode()
+        return text if "Processing default since" in text else None
+
+    assert "[Block]" in wait_for(title, 30, "the worker's title")
     state.release(f"title-{mode}")
     state.wait_event("Block", "finished")
