@@ -30,6 +30,9 @@ from typing import Any
 import redis
 import redis.asyncio
 
+from pyresque.protocol import packed
+from pyresque.protocol.packed import Command
+
 #: enqueue.lua's KEYS for an untracked push: a call with this many may go without it.
 PLAIN_KEYS = 4
 
@@ -47,19 +50,16 @@ def plain(script: str, keys: Sequence[str | bytes]) -> bool:
     return script == "enqueue" and len(keys) == PLAIN_KEYS
 
 
-def _queue(pipe: Any, keys: Sequence[str | bytes], args: list[Any]) -> bool:
-    """Queue the push's commands on ``pipe``; whether they trim the wake-up list."""
+def _queue(keys: Sequence[str | bytes], args: list[Any]) -> tuple[list[Command], bool]:
+    """The push's commands; whether they trim the wake-up list."""
     queues, queue, wake, _ = keys
-    pipe.sadd(queues, args[0])
-    if args[2] == "head":
-        pipe.lpush(queue, *args[3:])
-    else:
-        pipe.rpush(queue, *args[3:])
-    pipe.rpush(wake, "1")
+    push = "LPUSH" if args[2] == "head" else "RPUSH"
+    commands: list[Command] = [("SADD", queues, args[0]), (push, queue, *args[3:])]
+    commands.append(("RPUSH", wake, "1"))
     if _skip_trim.get(wake, False):
-        return False
-    pipe.ltrim(wake, -1, -1)
-    return True
+        return commands, False
+    commands.append(("LTRIM", wake, -1, -1))
+    return commands, True
 
 
 def _pushed(wake: str | bytes, tokens: int, trimmed: bool) -> None:
@@ -70,21 +70,18 @@ def _pushed(wake: str | bytes, tokens: int, trimmed: bool) -> None:
     _skip_trim[wake] = trimmed or tokens < WAKE_TRIM
 
 
-def _token(pipe: Any, key: str | bytes) -> None:
-    pipe.rpush(key, "1")
-    pipe.ltrim(key, -1, -1)
+def _token(key: str | bytes) -> list[Command]:
+    return [("RPUSH", key, "1"), ("LTRIM", key, -1, -1)]
 
 
 def push(client: redis.Redis, keys: Sequence[str | bytes], args: list[Any]) -> int:
-    """Push ``args``'s payloads as enqueue.lua would (see the module)."""
-    pipe = client.pipeline(transaction=False)
-    trimmed = _queue(pipe, keys, args)
-    new, length, tokens, *_ = pipe.execute()
+    """Push ``args``'s payloads as enqueue.lua would (see the module), packed on a
+    pooled connection (packed.py: a redis-py pipeline cost ~35 us more per job)."""
+    commands, trimmed = _queue(keys, args)
+    new, length, tokens, *_ = packed.run(client, commands)
     _pushed(keys[2], tokens, trimmed)
     if new:
-        pipe = client.pipeline(transaction=False)
-        _token(pipe, keys[3])
-        pipe.execute()
+        packed.run(client, _token(keys[3]))
     return int(length)
 
 
@@ -92,12 +89,16 @@ async def push_async(
     client: redis.asyncio.Redis, keys: Sequence[str | bytes], args: list[Any]
 ) -> int:
     """``push``, awaited."""
-    async with client.pipeline(transaction=False) as pipe:
-        trimmed = _queue(pipe, keys, args)
-        new, length, tokens, *_ = await pipe.execute()
+    commands, trimmed = _queue(keys, args)
+    new, length, tokens, *_ = await _pipelined(client, commands)
     _pushed(keys[2], tokens, trimmed)
     if new:
-        async with client.pipeline(transaction=False) as pipe:
-            _token(pipe, keys[3])
-            await pipe.execute()
+        await _pipelined(client, _token(keys[3]))
     return int(length)
+
+
+async def _pipelined(client: redis.asyncio.Redis, commands: list[Command]) -> list[Any]:
+    async with client.pipeline(transaction=False) as pipe:
+        for command in commands:
+            pipe.execute_command(*command)
+        return await pipe.execute()

@@ -62,9 +62,10 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
+from pyresque.protocol.packed import exchange
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import LEASE_EXPIRED, Paused
-from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, pipeline, status_after
+from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, status_after
 from pyresque.worker.recovery import landing_queue
 from pyresque.worker.signals import Running, Wake
 
@@ -312,7 +313,7 @@ class Lander:
         return [claim]
 
     def _pipe(self, *commands: tuple[Any, ...]) -> list[Any]:
-        return pipeline(self._connection(), commands)
+        return exchange(self._connection(), commands)
 
     def _give_back(self, payload: bytes) -> None:
         worker = self._worker

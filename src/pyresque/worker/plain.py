@@ -1,11 +1,10 @@
 """The plain finish of a landed job, without a script (landing.py): which jobs may
-have one, its status write, and a pipeline of raw commands on one connection."""
+have one, and its status write (its commands go packed: protocol/packed.py)."""
 
 from __future__ import annotations
 
 import json
 import time
-from collections.abc import Sequence
 from typing import Any
 
 import redis
@@ -61,24 +60,6 @@ def status_after(client: redis.Redis, status: StatusWrite, old: bytes, ours: boo
     if started is not None:
         fixed = packet(Status.COMPLETE, json.dumps(started), status[1])
         client.set(status[0], fixed, xx=True, keepttl=True)
-
-
-def pipeline(connection: Any, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
-    """Send ``commands`` in one write and read their replies (an error reply as its
-    exception, not raised). A connection that fails is dropped: the next call must
-    not read this one's replies."""
-    try:
-        connection.send_packed_command(connection.pack_commands(commands))
-        replies: list[Any] = []
-        for _ in commands:
-            try:
-                replies.append(connection.read_response())
-            except redis.exceptions.ResponseError as exc:
-                replies.append(exc)
-        return replies
-    except BaseException:
-        connection.disconnect()
-        raise
 
 
 def packet(code: int, started: str, result: str) -> str:

@@ -1,0 +1,104 @@
+"""A few fixed commands sent in one write on one connection, and their replies read.
+
+What a plain enqueue (push.py) and a worker's plain finish (worker/landing.py) send:
+no script, a handful of known commands. redis-py's ``Pipeline`` object would cost a
+producer ~35 us of client CPU per enqueue more than one command (its command stack,
+its per-command callbacks, packing through its encoder: docs/scaling.md, issue 12);
+this packs the commands at once and reads one reply each, on a connection taken
+from the client's pool as redis-py's own calls take it.
+
+The rules redis-py keeps are kept: every reply is read before an error reply is
+raised (the next user of the connection must not read this call's replies); a
+connection that fails mid-call is dropped, never handed on; a connection error is
+retried as the client's ``Retry`` says (the whole call sent again, as redis-py's
+pipeline does); the connection goes back to the pool in every case.
+"""
+
+from __future__ import annotations
+
+import codecs
+from collections.abc import Sequence
+from functools import cache
+from typing import Any, cast
+
+import redis
+
+#: One command: its name and arguments (str, bytes or int).
+Command = tuple[Any, ...]
+
+
+def pack(commands: Sequence[Command]) -> bytes:
+    """``commands`` in the Redis protocol: str as UTF-8, bytes as they are, int in
+    decimal. (redis-py's packer takes ~3.5 us a command for the same bytes.)"""
+    out = []
+    for command in commands:
+        out.append(b"*%d\r\n" % len(command))
+        for value in command:
+            if isinstance(value, str):
+                data = value.encode()
+            elif isinstance(value, bytes):
+                data = value
+            elif isinstance(value, int) and not isinstance(value, bool):
+                data = b"%d" % value
+            else:
+                raise TypeError(f"a command argument must be str, bytes or int, not {value!r}")
+            out.append(b"$%d\r\n%s\r\n" % (len(data), data))
+    return b"".join(out)
+
+
+@cache
+def _utf8(encoding: str, errors: str) -> bool:
+    return codecs.lookup(encoding).name == "utf-8" and errors == "strict"
+
+
+def _packed(connection: Any, commands: Sequence[Command]) -> Any:
+    """What to send: ``pack``'s bytes, unless the connection encodes text otherwise
+    (a client of the user's made with another ``encoding``): then redis-py's."""
+    encoder = getattr(connection, "encoder", None)
+    if encoder is not None and _utf8(encoder.encoding, encoder.encoding_errors):
+        return [pack(commands)]
+    return connection.pack_commands(commands)
+
+
+def exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
+    """Send ``commands`` in one write and read their replies (an error reply as its
+    exception, not raised). A connection that fails is dropped: the next call must
+    not read this one's replies."""
+    try:
+        connection.send_packed_command(_packed(connection, commands))
+        replies: list[Any] = []
+        for _ in commands:
+            try:
+                replies.append(connection.read_response())
+            except redis.exceptions.ResponseError as exc:
+                replies.append(exc)
+        return replies
+    except BaseException:
+        connection.disconnect()
+        raise
+
+
+def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+    """``commands`` in one round trip on a connection of ``client``'s pool; their
+    replies, or the first error reply raised once all were read. See the module."""
+    if client.connection is not None:  # a single-connection client: its lock, its way
+        pipe: Any = client.pipeline(transaction=False)
+        for command in commands:
+            pipe.execute_command(*command)
+        return cast("list[Any]", pipe.execute())
+    pool = client.connection_pool
+    connection: Any = pool.get_connection()
+
+    def drop(_: Exception) -> None:
+        connection.disconnect()
+
+    try:
+        replies: list[Any] = connection.retry.call_with_retry(
+            lambda: exchange(connection, commands), drop
+        )
+    finally:
+        pool.release(connection)
+    for reply in replies:
+        if isinstance(reply, redis.exceptions.ResponseError):
+            raise reply
+    return replies
