@@ -79,25 +79,35 @@ def exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
 
 
 def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
-    """``commands`` in one round trip on a connection of ``client``'s pool; their
-    replies, or the first error reply raised once all were read. See the module."""
-    if client.connection is not None:  # a single-connection client: its lock, its way
-        pipe: Any = client.pipeline(transaction=False)
-        for command in commands:
-            pipe.execute_command(*command)
-        return cast("list[Any]", pipe.execute())
+    """``commands`` in one round trip on a connection of ``client``'s pool (a
+    single-connection client's own, under its lock); their replies, or the first
+    error reply raised once all were read. See the module."""
+    own: Any = client.connection
+    if own is not None:
+        with client.single_connection_lock:
+            return _raised(_retried(own, commands))
     pool = client.connection_pool
     connection: Any = pool.get_connection()
+    try:
+        replies = _retried(connection, commands)
+    finally:
+        pool.release(connection)
+    return _raised(replies)
+
+
+def _retried(connection: Any, commands: Sequence[Command]) -> list[Any]:
+    """``exchange``, sent again after a connection error as the connection's ``Retry``
+    says (as redis-py's calls do: the connection dropped, and a backoff)."""
 
     def drop(_: Exception) -> None:
         connection.disconnect()
 
-    try:
-        replies: list[Any] = connection.retry.call_with_retry(
-            lambda: exchange(connection, commands), drop
-        )
-    finally:
-        pool.release(connection)
+    return cast(
+        "list[Any]", connection.retry.call_with_retry(lambda: exchange(connection, commands), drop)
+    )
+
+
+def _raised(replies: list[Any]) -> list[Any]:
     for reply in replies:
         if isinstance(reply, redis.exceptions.ResponseError):
             raise reply
