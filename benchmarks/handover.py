@@ -11,7 +11,9 @@ the stamp took to reach it. Three chains take turns sample by sample:
 * ``two``: that process passes the stamp on to a second, long-lived one blocked on
   another pipe: two wakes in a row, as prefork's worker and child;
 * ``fresh``: the second process is forked after the previous sample (as fork mode's
-  zygote forks a child after the previous job) and waits for its one stamp.
+  zygote forks a child after the previous job) and waits for its one stamp;
+* ``rehearsed``: as ``fresh``, the child first running 2 ms of CPU (as fork mode's
+  child rehearses a job, zygote.py) before it waits.
 
 Python processes, the stamp and the record as small as they get: what is left of
 ``fresh`` over ``one`` is what fork mode's worker, child and scheduler cannot save.
@@ -31,6 +33,7 @@ import time
 from collections.abc import Callable
 
 STAMP = 8  # bytes: time.time_ns()
+REHEARSAL = 0.002  # CPU seconds a ``rehearsed`` child runs before it waits
 
 
 def _relay(source: int, onward: int) -> None:
@@ -56,13 +59,17 @@ def _fork(body: Callable[..., None], *args: int) -> int:
     return pid
 
 
-def _fresh_relay(source: int, results: int) -> None:
-    """As ``_relay``, to a child forked after each stamp, which records its one stamp."""
+def _fresh_relay(source: int, results: int, busy: float = 0.0) -> None:
+    """As ``_relay``, to a child forked after each stamp, which first runs for ``busy``
+    seconds (as fork mode's child rehearses a job), then records its one stamp."""
     while True:
         reader, writer = os.pipe()
         pid = os.fork()
         if pid == 0:
             os.close(writer)
+            end = time.thread_time() + busy
+            while time.thread_time() < end:
+                pass
             data = os.read(reader, STAMP)
             age = time.time_ns() - int.from_bytes(data, "little")
             os.write(results, age.to_bytes(STAMP, "little"))
@@ -76,6 +83,10 @@ def _fresh_relay(source: int, results: int) -> None:
         os.write(writer, data)
         os.close(writer)
         os.waitpid(pid, 0)
+
+
+def _rehearsed_relay(source: int, results: int) -> None:
+    _fresh_relay(source, results, busy=REHEARSAL)
 
 
 def round_of(samples: int) -> dict[str, float]:
@@ -97,7 +108,11 @@ def round_of(samples: int) -> dict[str, float]:
     d_r, d_w = os.pipe()
     pids.append(_fork(_fresh_relay, d_r, results_w))
     chains["fresh"] = d_w
-    for fd in (a_r, b_r, c_r, c_w, d_r, results_w):
+    # rehearsed
+    e_r, e_w = os.pipe()
+    pids.append(_fork(_rehearsed_relay, e_r, results_w))
+    chains["rehearsed"] = e_w
+    for fd in (a_r, b_r, c_r, c_w, d_r, e_r, results_w):
         os.close(fd)
     ages: dict[str, list[float]] = {name: [] for name in chains}
     for index in range(samples + 3):
