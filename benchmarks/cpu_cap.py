@@ -12,9 +12,10 @@ Usage::
         caps.throttled("master-1")      # periods the quota held the process back
 
 The groups live under ``/sys/fs/cgroup/cpu/pyresque-bench-<pid>/`` and are removed on
-exit, on an exception or Ctrl-C alike (a process still in one is moved back to the
-root group first). Needs root and a writable cgroup v1 ``cpu`` controller: anything
-else is one ``CapError`` line.
+exit, on an exception, Ctrl-C or SIGTERM alike (a process still in one is moved back
+to the root group first); those of a run killed by SIGKILL, at the next run. Needs
+root and a writable cgroup v1 ``cpu`` controller: anything else is one ``CapError``
+line.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class CpuCaps:
         self.groups: dict[str, Path] = {}
 
     def __enter__(self) -> CpuCaps:
+        _remove_stale(self.root)
         try:
             self.parent.mkdir()
         except OSError as error:
@@ -123,6 +125,22 @@ class CpuCaps:
             except OSError as error:  # said, not raised: it would hide the run's own error
                 print(f"cpu caps: could not remove {group}: {error.strerror}", file=sys.stderr)
         self.groups.clear()
+
+
+def _remove_stale(root: Path) -> None:
+    """Remove the empty groups of runs whose process is gone (one killed by SIGKILL
+    could not remove its own)."""
+    for parent in root.glob("pyresque-bench-*"):
+        pid = parent.name.rsplit("-", 1)[1]
+        if not pid.isdigit() or Path(f"/proc/{pid}").exists():
+            continue
+        try:
+            for group in parent.iterdir():
+                if group.is_dir():
+                    group.rmdir()
+            parent.rmdir()
+        except OSError:
+            continue  # a process still runs in it: left as it is
 
 
 def _raise_interrupt(signum: int, frame: FrameType | None) -> None:
