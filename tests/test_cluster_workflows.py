@@ -262,8 +262,17 @@ def test_a_worker_killed_between_a_members_end_and_the_next_step_runs_it_once(
     assert flow.ends[0].result(timeout=90) == "c"
     assert ran(log) == ["a", "b<-a", "c<-b"]  # each once
     wait_for(lambda: outbox(rq) == [], 60, "the outbox empty")
+    # The last step's report is applied just after its finish, which wrote its result.
+    wait_for(lambda: not _reports(rq, queues), 60, "no report left in any queue's slot")
+
+
+def _reports(rq: Resque, queues: list[str]) -> list[bytes]:  # noqa: F811
+    """The reports hashes left in ``queues``' slots."""
+    found: list[bytes] = []
     for queue in queues:
-        assert not rq.redis.keys(f"{rq.keys.for_queue(queue).prefix}pyresque:wf:reports:*")
+        pattern = f"{rq.keys.for_queue(queue).prefix}pyresque:wf:reports:*"
+        found += cast("list[bytes]", rq.redis.keys(pattern))
+    return found
 
 
 def _dead_worker(rq: Resque, queue: str) -> str:  # noqa: F811

@@ -13,9 +13,9 @@
 -- fail ('cancel' or 'run': what a failed or cancelled dependency does to it), wait (the
 -- ids it still waits for, as keys), deps (all of them, in order), res (id -> result JSON).
 -- A cancelled one has by (the failed job that cancelled it); a failed one, cancelled (the
--- ids it cancelled: a retry from `failed` restores them). On Cluster, one released and not yet
--- pushed onto its queue has push ({q, p, h}: queue, payload, at the head) until it ends. One a retry restored has restored
+-- ids it cancelled: a retry from `failed` restores them). One a retry restored has restored
 -- (its `waiting <id>` outbox entry may be there) until it is released or cancelled again.
+-- On Cluster, one released has push ({q, p, h}: queue, payload, at the head) until it ends.
 -- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
 -- on_complete, parent.
 
@@ -33,7 +33,7 @@ local function workflow_lib()
   -- (queue:<name>, its wake list). `size`: how many keys that is. A `count` of -1 is
   -- Redis Cluster's layout (`sharded`): the queues are in other slots, so a released job
   -- is not pushed here but recorded in its record (`push`) and the outbox (`push <id>`),
-  -- and its caller pushes it in its queue's slot (protocol/workflow_shards.py).
+  -- and its caller pushes it in its queue's slot (protocol/workflow.py).
   local function wf_open(k, from, count)
     local w = {jobs = k[from], batches = k[from + 1], expiry = k[from + 2],
       wf_queues = k[from + 3], queues = k[from + 4], changed = k[from + 5],
