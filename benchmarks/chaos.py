@@ -23,7 +23,7 @@ Definitions used by the report:
 * **in failed**: a record in ``failed`` holds the job's payload (a job child that was
   killed is a ``pyresque.DirtyExit``; a job whose workers died ``--max-crashes`` times
   is a ``pyresque.PoisonJob``);
-* **pending**: the job is still on the queue or in a worker's in-flight record (only
+* **pending**: the job is still on the queue or in a worker's in-flight record or landing list (only
   possible when the time bound was hit);
 * **LOST**: the job never ran and is neither pending nor in failed: it vanished.
 * **recovery time**: for each killed worker that held a job when it died (read from
@@ -542,10 +542,16 @@ class Chaos:
                 kill.jobs = []  # unknown: Redis was away the whole time
                 self.report.recovery_unmeasured += 1
                 continue
-            key = self.key(f"pyresque:inflight:{HOST}:{kill.pid}:{QUEUE}")
-            records = self.attempt(partial(_hvals, key=key))
-            if records is not None:
-                kill.jobs = [i for i in (_index_of_record(rec) for rec in records) if i is not None]
+            worker = f"{HOST}:{kill.pid}:{QUEUE}"
+            inflight, landing = (
+                self.key(f"pyresque:{k}:{worker}") for k in ("inflight", "landing")
+            )
+            held = self.attempt(partial(_held, inflight=inflight, landing=landing))
+            if held is not None:
+                records, landed = held
+                indexes = [_index_of_record(rec) for rec in records]
+                indexes += [_index_of_payload(_json_or_none(item)) for item in landed]
+                kill.jobs = [i for i in indexes if i is not None]
 
     def _settled(self) -> int | None:
         """How many jobs ran or are in failed (None while Redis is away)."""
@@ -605,7 +611,9 @@ class Chaos:
     def _idle(self, r: redis.Redis) -> bool:
         if r.llen(self.key(f"queue:{QUEUE}")):
             return False
-        return not any(r.hlen(k) for k in r.scan_iter(self.key("pyresque:inflight:*")))
+        if any(r.hlen(k) for k in r.scan_iter(self.key("pyresque:inflight:*"))):
+            return False
+        return not any(r.llen(k) for k in r.scan_iter(self.key("pyresque:landing:*")))
 
     def _stop_workers(self) -> None:
         """QUIT (finish the current job, then exit); TERM and KILL if that takes too long."""
@@ -682,6 +690,13 @@ class Chaos:
                 index = _index_of_record(record)
                 if index is not None:
                     pending.add(index)
+        # A job a worker's idle wait moved onto its landing list is in flight too
+        # (worker/landing.py), until its worker finishes it or a recovery returns it.
+        for key in r.scan_iter(self.key("pyresque:landing:*")):
+            for item in cast("list[bytes]", r.lrange(key, 0, -1)):
+                index = _index_of_payload(_json_or_none(item))
+                if index is not None:
+                    pending.add(index)
         rep.ran = sum(1 for n in runs if n > 0)
         rep.executions = sum(runs)
         rep.duplicates = sum(1 for n in runs if n > 1)
@@ -746,8 +761,9 @@ class Chaos:
 # --- helpers -----------------------------------------------------------------------------
 
 
-def _hvals(r: redis.Redis, key: str) -> list[bytes]:
-    return cast("list[bytes]", r.hvals(key))
+def _held(r: redis.Redis, inflight: str, landing: str) -> tuple[list[bytes], list[bytes]]:
+    """A worker's in-flight records and the jobs on its landing list (worker/landing.py)."""
+    return cast("list[bytes]", r.hvals(inflight)), cast("list[bytes]", r.lrange(landing, 0, -1))
 
 
 def _json_or_none(data: bytes | str) -> Any:
