@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import sys
 import time
 import uuid
 from collections.abc import Callable
@@ -38,6 +39,8 @@ def _inject(owner: Any, name: str, thread: str, before: bool = True) -> None:
     def faulty(*args: Any, **kwargs: Any) -> Any:
         calls[0] += 1
         fault = 2 <= calls[0] <= FAULTS + 1
+        if fault:  # the worker's log says which call failed: a test can wait for it
+            print(f"injected fault: {thread} (call {calls[0]})", file=sys.stderr, flush=True)
         if fault and before:
             raise RuntimeError(f"injected fault: {thread}")
         result = original(*args, **kwargs)

@@ -242,6 +242,8 @@ def test_running_marker_survives_an_exception(
         wait_for(partial(_started, state, n + 1), 30, f"{tag} started")
         if n in (0, 3):
             wait_for(partial(_running, rq, job_id), 30, f"{tag} RUNNING")
+        else:  # held until its mark was tried (a fork job is shown after 100 ms)
+            worker.wait_log(f"injected fault: marker (call {n + 1})", timeout=30)
         state.r.set(state.key(f"e2e:release:{tag}"), "1")
         state.wait_number("stat:processed", n + 1, timeout=30)
     _logged_once(worker, "RUNNING status", "marker")
