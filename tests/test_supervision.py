@@ -234,7 +234,9 @@ def test_history_flush_survives_an_exception_and_writes_the_counts_later(
 def test_running_marker_survives_an_exception(
     procs: Procs, state: State, rq: Resque, namespace: str
 ) -> None:
-    worker = _worker(procs, namespace, _faulty("marker", 2))
+    # Inline: each job is shown 5 ms into its run, so marks 2 and 3 are attempted before
+    # the test releases them (fork mode shows a job after 100 ms only).
+    worker = _worker(procs, namespace, _faulty("marker", 2), "--mode", "inline")
     for n in range(4):  # marks 2 and 3 fail; the 4th is written again
         tag = f"m{n}"
         job_id = rq.enqueue("default", "Block", {"tag": tag}, track_status=True)
