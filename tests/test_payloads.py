@@ -11,9 +11,11 @@ from typing import Any
 
 import pytest
 import redis
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pyresque import Dialect, Enqueued, MalformedPayload, Payload, Resque
-from pyresque.protocol.payload import dumps
+from pyresque.protocol.payload import _micros, dumps
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 
@@ -274,6 +276,28 @@ def test_dumps_is_compact() -> None:
     assert dumps({"a": [1, {"b": None}], "c": "/é"}) == '{"a":[1,{"b":null}],"c":"/é"}'
 
 
+_json_keys = st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.booleans())
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_json_keys, inner, max_size=4),
+    max_leaves=20,
+)
+
+
+@given(_json_values)
+def test_dumps_writes_what_the_json_module_writes(value: Any) -> None:
+    """``dumps`` makes the C encoder directly (issue 12): byte for byte what
+    ``json.dumps`` with the same options writes, for any value; infinities and
+    NaN raise TypeError as before."""
+    try:
+        expected = json.dumps(value, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
+    except ValueError:
+        with pytest.raises(TypeError, match="valid JSON"):
+            dumps(value)
+        return
+    assert dumps(value) == expected
+
+
 def test_circular_args_raise_type_error_and_write_nothing(
     redis_client: redis.Redis, namespace: str
 ) -> None:
@@ -283,3 +307,63 @@ def test_circular_args_raise_type_error_and_write_nothing(
     with pytest.raises(TypeError, match=r"[Cc]ircular"):
         resque.enqueue("default", "X", {"loop": loop})
     assert _keys_under(redis_client, namespace) == []
+
+
+@given(st.floats(min_value=0, max_value=2e10, exclude_min=True))
+def test_queue_time_is_written_to_the_microsecond(seconds: float) -> None:
+    """``queue_time`` is rounded to six decimals (php-resque's ``microtime``) without
+    ``round``'s decimal string: at most one microsecond from it, never more decimals."""
+    written = _micros(seconds)
+    assert abs(written - round(seconds, 6)) <= 1.01e-6 * max(1.0, seconds / 1e9)
+    assert float(f"{written:.6f}") == written
+
+
+@given(st.integers(min_value=1, max_value=2**53 - 1))
+def test_a_time_in_microseconds_is_written_as_it_is(micros: int) -> None:
+    seconds = micros / 1e6  # what Payload.build makes
+    assert _micros(seconds) == seconds == round(seconds, 6)
+
+
+@given(st.one_of(st.integers(), st.floats(allow_nan=False), st.booleans()))
+def test_other_queue_times_are_rounded_as_before(value: Any) -> None:
+    fast = isinstance(value, float) and 0 < value < 2**53 / 1e6
+    if not fast:
+        assert _micros(value) == round(value, 6)
+        assert type(_micros(value)) is type(round(value, 6))
+
+
+def test_job_ids_are_unique_across_threads_and_forks() -> None:
+    """Ids are cut from one draw of random bytes: threads never share one, and a forked
+    child draws its own rather than repeating its parent's."""
+    import os
+    import threading
+
+    from pyresque.protocol.payload import IDS_PER_DRAW, new_job_id
+
+    new_job_id()  # the pool holds ids now: a child that kept them would repeat them
+    read, write = os.pipe()
+    children = []
+    for _ in range(3):
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover (the child)
+            os.write(write, "".join(new_job_id() for _ in range(5)).encode())
+            os._exit(0)
+        children.append(pid)
+    for pid in children:
+        assert os.waitpid(pid, 0)[1] == 0
+    os.close(write)
+    with os.fdopen(read) as pipe:
+        from_children = re.findall(r"[0-9a-f]{32}", pipe.read())
+    found: list[str] = []
+    threads = [
+        threading.Thread(target=lambda: found.extend(new_job_id() for _ in range(IDS_PER_DRAW)))
+        for _ in range(4)
+    ]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ours = found + [new_job_id() for _ in range(5)]
+    assert len(from_children) == 15
+    assert all(HEX32.match(job_id) for job_id in ours)
+    assert len(set(ours + from_children)) == len(ours) + 15
