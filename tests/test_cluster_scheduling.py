@@ -511,15 +511,3 @@ def test_a_rate_limit_holds_across_queues_on_every_master(
     # Two per second at most: the third start of any three is a second after the first
     # (less a margin: the window is on Redis's clock, these times on the job's).
     assert all(later - first > 0.8 for first, later in zip(starts, starts[2:], strict=False))
-
-
-def test_a_dependable_delayed_job_is_refused_on_the_cluster_in_one_line(
-    rq: Resque,  # noqa: F811
-    cluster: ClusterGroup,  # noqa: F811
-) -> None:
-    queue = queues_on_each_master(rq, cluster)[0]
-    item = Enqueued(queue, Record, ["/dev/null", "x"], dependable=True)
-    with pytest.raises(ValueError, match="not supported on Redis Cluster yet"):
-        rq.schedule(time.time() + 60, item)
-    assert rq.delayed_count() == 0
-    assert rq.redis.llen(rq.keys.queue(queue)) == 0

@@ -5,7 +5,6 @@ end takes there (protocol/workflow.py): the next step runs once."""
 
 from __future__ import annotations
 
-import asyncio
 import json
 import threading
 from collections.abc import Iterator
@@ -21,7 +20,7 @@ from redis.crc import key_slot
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
 from cluster_workflow_jobs import CFails, CSlow, CStep
 from e2e_support import Procs, procs_fixture, wait_for
-from pyresque import AsyncResque, JobCancelled, Resque, Status, chain, group, step
+from pyresque import JobCancelled, Resque, Status, chain, group, step
 from pyresque.cli.main import main
 from pyresque.client.admin.jobs import job_page
 from pyresque.dev.cluster_group import ClusterGroup
@@ -197,20 +196,6 @@ def test_a_running_member_cancelled_cancels_its_dependents(
         thread.join(60)
     assert rq.workflow_state(after) == "cancelled"
     assert ran(log) == ["slow"]
-
-
-def test_asyncresque_refuses_workflows_on_the_cluster_in_one_line(
-    rq: Resque,  # noqa: F811
-    cluster: ClusterGroup,  # noqa: F811
-    queues: list[str],
-) -> None:
-    async def enqueue() -> None:
-        async with AsyncResque(cluster.url(), namespace=rq.namespace) as resque:
-            await resque.enqueue_to(queues[0], CStep, "x", "y", dependable=True)
-
-    with pytest.raises(ValueError, match="use Resque there"):
-        asyncio.run(enqueue())
-    assert rq.size(queues[0]) == 0
 
 
 # --- crashes ------------------------------------------------------------------------------

@@ -38,6 +38,8 @@ WF_SHARDED = (
     '{"sharded":true,"queues":[],"batches":[],"jobs":[{"id":"a","q":"q","p":2,'
     '"front":false,"fail":"cancel","deps":[],"b":[],"st":true}]}'
 )
+#: ... and a dependable delayed job there: its schedule's keys are in its queue's slot too
+WF_SHARDED_AT = WF_SHARDED.replace('"st":true}', '"st":false,"at":5,"item":2,"expires":9}')
 CLAIM = ["w", "tok", "", "q1", "q2"]
 #: a woken worker's claim: a wake list per queue too
 WOKEN = ["w", "tok", "1", "q1", "q2"]
@@ -78,7 +80,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, [0, "a", "b", P, "q", "packet", ""]),
         (10, [0, "a", "b", P, "q", "packet", "id"]),
     ],
-    "wf_enqueue": [(10, [WF_SPEC, P]), (8, [WF_SHARDED, P])],
+    "wf_enqueue": [(10, [WF_SPEC, P]), (8, [WF_SHARDED, P]), (8, [WF_SHARDED_AT, P])],
     "wf_settle": [
         (8, ["id", 0, "waiting", "cancelled"]),
         (10, ["id", 1, "queued", "failed"]),
@@ -86,7 +88,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
     ],
     "wf_report": [(8, ["id", "ok", "null"])],
     "wf_retry": [(8, ["id"])],
-    "wf_push": [(5, ["id", "q", "tail", P])],
+    "wf_push": [(5, ["id", "q", "tail", P]), (5, ["id", 5, "at", P, 9])],
     "enqueue": [(4, ["q", "", "tail", P, P]), (6, ["q", "packet", "tail", P, P])],
     "enqueue_unique": [
         (5, ["tok", 1000, "q", "tail", P, ""]),

@@ -15,7 +15,6 @@ Importing this module loads neither the worker nor the synchronous client.
 from __future__ import annotations
 
 import asyncio
-import logging
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime, timedelta
@@ -29,19 +28,19 @@ from pyresque.client.admin.workflows import BatchInfo, state_of
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, no_slot, wait_result_async
 from pyresque.client.producer import Call, Planned, Producer
-from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of
+from pyresque.client.workflows import Node, Workflow, WorkflowWriter, flow_statuses, workflow_of
 from pyresque.exceptions import NotReplicated
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
-from pyresque.protocol import aio, push
+from pyresque.protocol import aio, push, workflow_aio
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, unavailable
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.durability import from_env as durability_from_env
 from pyresque.protocol.keys import DEFAULT_NAMESPACE, Keys
-from pyresque.protocol.payload import Dialect
+from pyresque.protocol.payload import Dialect, Payload
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.results import ttl_for
 from pyresque.protocol.slots import job_slot
@@ -59,8 +58,6 @@ class AsyncResque(Producer):
     ``Resque``'s (protocol/durability.py). Close it with
     ``await aclose()`` or use it as ``async with AsyncResque(...) as resque``.
     """
-
-    sharded_workflows = False  # on Cluster their follow-up calls are Resque's (synchronous)
 
     def __init__(
         self,
@@ -164,7 +161,10 @@ class AsyncResque(Producer):
 
     async def _run_workflow(self, writer: WorkflowWriter, call: Call) -> list[str]:
         """Make a workflow's one call; its jobs' ids, once their hooks ran."""
+        await self._register(item.queue for item, _ in writer.written)
         reply, durable = await self._run(call)
+        if self.keys.clustered:
+            await self._sharded(writer.written, reply)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
         return self._workflow_written(writer, reply)
@@ -207,18 +207,8 @@ class AsyncResque(Producer):
         return handle
 
     async def _index(self, queue: str, due: int, job_id: str | None) -> None:
-        """Index a job just scheduled, as Resque does (delayed_shards.py; Cluster only):
-        if this fails, the scheduler's sweep indexes it within a minute."""
-        if not self.keys.clustered:
-            return
-        home = self.keys.home
-        index = [home.delayed_queues, home.delayed_gen]
-        try:
-            await aio.run(self.redis, "delayed_note", index, [queue, due])
-        except redis.exceptions.RedisError as exc:
-            logging.getLogger("pyresque.delayed").warning(
-                "job %s: scheduled, not indexed yet (%s)", job_id, exc
-            )
+        """Index a job just scheduled, as Resque does (Cluster only; a failure is logged)."""
+        await workflow_aio.indexed(self.redis, self.keys, queue, due, job_id)
 
     async def enqueue_at(
         self,
@@ -282,6 +272,8 @@ class AsyncResque(Producer):
             return None
         await self._register([planned.item.queue])
         reply, durable = await self._run(planned.call)
+        if planned.call.script == "wf_enqueue" and self.keys.clustered:
+            await self._sharded([(planned.item, planned.payload)], reply)
         job_id = self._written(planned, reply, durable, self.durability)
         return AsyncJobHandle(job_id, self, planned.item.queue) if job_id is not None else None
 
@@ -295,6 +287,15 @@ class AsyncResque(Producer):
                     await self.redis.rpush(home.queues_changed, "1")
             except REDIS_DOWN as exc:
                 raise unavailable(self.redis, exc) from exc
+
+    async def _sharded(self, written: list[tuple[Enqueued, Payload]], reply: Any) -> None:
+        """On Cluster, after a workflow's call (``Resque._run_workflow``): its statuses and
+        pushes, in its queues' slots (``LookupError``, nothing written: a dependency unknown)."""
+        statuses = flow_statuses(self.keys, written, reply)
+        try:
+            await workflow_aio.enqueued_sharded(self.redis, self.keys, statuses, reply)
+        except REDIS_DOWN as exc:
+            raise unavailable(self.redis, exc) from exc
 
     async def _run(self, call: Call) -> tuple[Any, bool]:
         """Run a script call: its reply, and whether the replicas the durability policy

@@ -106,8 +106,6 @@ class Producer:
 
     durability: Replicas | None  # set by the subclass
 
-    sharded_workflows = True  # writes workflows on Redis Cluster (workflows.py's writer)
-
     def __init__(
         self,
         namespace: str,
@@ -160,14 +158,14 @@ class Producer:
         job = self._prepare(item)
         if job is None:
             return None
-        writer = WorkflowWriter(self.keys, lambda _: job, self.sharded_workflows)
+        writer = WorkflowWriter(self.keys, lambda _: job)
         writer.add(item)
         keys, args = writer.call()
         return Planned(item, writer.written[0][1], Call("wf_enqueue", keys, args))
 
     def _workflow(self, node: Node) -> tuple[WorkflowWriter, Call]:
         """The one wf_enqueue.lua call that writes the workflow ``node``."""
-        writer = WorkflowWriter(self.keys, self._prepare, self.sharded_workflows)
+        writer = WorkflowWriter(self.keys, self._prepare)
         writer.add(node)
         keys, args = writer.call()
         return writer, Call("wf_enqueue", keys, args)
@@ -207,7 +205,7 @@ class Producer:
             return None
         payload = job.payload
         if item.dependable:  # its record and its place in the schedule in one call
-            writer = WorkflowWriter(self.keys, lambda _: job, self.sharded_workflows)
+            writer = WorkflowWriter(self.keys, lambda _: job)
             writer.add(item)
             writer.delay(timestamp, item_json(payload, item.queue, item.at_front))
             return Planned(item, payload, Call("wf_enqueue", *writer.call()))
@@ -253,9 +251,7 @@ class Producer:
             if job is None:
                 continue
             if item.depends_on or item.dependable:
-                writer = writer or WorkflowWriter(
-                    self.keys, lambda _: prepared.pop(), self.sharded_workflows
-                )
+                writer = writer or WorkflowWriter(self.keys, lambda _: prepared.pop())
                 prepared.append(job)
                 writer.add(item)
                 continue

@@ -20,7 +20,7 @@ from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
 from pyresque.client.handle import JobHandle, no_slot, wait_result
 from pyresque.client.producer import Call, Planned, Producer
-from pyresque.client.workflows import Node, Workflow, WorkflowWriter, workflow_of, written_reply
+from pyresque.client.workflows import Node, Workflow, WorkflowWriter, flow_statuses, workflow_of
 from pyresque.exceptions import NotReplicated
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
@@ -172,11 +172,8 @@ class Resque(Producer, AdminMethods):
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         if call.script == "wf_enqueue" and self.keys.clustered:
-            written_reply(reply)  # nothing written: raised before anything else is
-            item, payload = planned.item, planned.payload
-            shard = self.keys.for_queue(item.queue)
-            status = [shard.status(payload.id or "", payload.prefix)] if item.track_status else []
-            enqueued_sharded(self.redis, self.keys, status, reply)
+            statuses = flow_statuses(self.keys, [(planned.item, planned.payload)], reply)
+            enqueued_sharded(self.redis, self.keys, statuses, reply)
         job_id = self._written(planned, reply, durable, self.durability)
         return JobHandle(job_id, self, planned.item.queue) if job_id is not None else None
 
@@ -218,8 +215,8 @@ class Resque(Producer, AdminMethods):
                 self.redis, call.script, call.keys, call.args, self.durability
             )
             if self.keys.clustered:  # the statuses and the pushes, in the queues' slots
-                written_reply(reply)
-                enqueued_sharded(self.redis, self.keys, writer.statuses(), reply)
+                statuses = flow_statuses(self.keys, writer.written, reply)
+                enqueued_sharded(self.redis, self.keys, statuses, reply)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
         return self._workflow_written(writer, reply)

@@ -1,6 +1,7 @@
 """Workflows, producer side: ``chain`` and ``group``, and how a workflow (or one job
 with ``depends_on``) is written: in one atomic call of wf_enqueue.lua, whose KEYS and
-ARGV ``WorkflowWriter`` builds without I/O, for ``Resque`` and ``AsyncResque`` alike.
+ARGV ``WorkflowWriter`` builds without I/O, for ``Resque`` and ``AsyncResque`` alike
+(on Redis Cluster, then the steps of protocol/workflow.py's ``enqueued_sharded``).
 The worker side is middleware/workflows.py and lib_workflow.lua; docs/workflows.md.
 """
 
@@ -108,13 +109,7 @@ class WorkflowWriter:
         self,
         keys: Keys,
         prepare: Callable[[Enqueued], Enqueuing | None],
-        sharded: bool = True,
     ) -> None:
-        if keys.clustered and not sharded:  # its producer cannot make the calls after
-            raise ValueError(
-                "AsyncResque does not write workflows (depends_on, dependable, chain, "
-                "group) on Redis Cluster yet: use Resque there"
-            )
         self._keys = keys
         self._prepare = prepare
         self._jobs: list[dict[str, Any]] = []
@@ -206,12 +201,8 @@ class WorkflowWriter:
 
     def delay(self, timestamp: int, item: str) -> None:
         """The last job added goes into resque-scheduler's layout (``item``, due at
-        ``timestamp``) instead of onto its queue; its dependents wait for its finish."""
-        if self._keys.clustered:
-            raise ValueError(
-                "a dependable delayed job is not supported on Redis Cluster yet: its record "
-                "and its place in its queue's schedule are in different slots there"
-            )
+        ``timestamp``) instead of onto its queue; its dependents wait for its finish. On
+        Cluster the caller puts it there, in its queue's slot (workflow.py's ``push_of``)."""
         job = self._jobs[-1]
         job["at"], job["item"] = timestamp, self._payload(wire(item))
         job["expires"] = timestamp + ID_GRACE  # its id index (delayed.py)
@@ -252,14 +243,18 @@ class WorkflowWriter:
         spec = {"sharded": True, "queues": [], "batches": self._batches, "jobs": self._jobs}
         return workflow_keys(self._keys.home, []), [dumps(spec), *self._payloads]
 
-    def statuses(self) -> list[str]:
-        """On Cluster, the WAITING status keys of the jobs that track theirs, each in its
-        queue's slot (set after the call, before any of them is pushed)."""
-        return [
-            self._keys.for_queue(item.queue).status(payload.id or "", payload.prefix)
-            for item, payload in self.written
-            if item.track_status
-        ]
+
+def flow_statuses(keys: Keys, written: Sequence[tuple[Enqueued, Payload]], reply: Any) -> list[str]:
+    """On Cluster, after the wf_enqueue.lua call that wrote ``written`` (``reply``): the
+    WAITING status keys of the jobs that track theirs, each in its queue's slot, which its
+    producer sets before it pushes any (``LookupError``, nothing written: a dependency
+    unknown)."""
+    written_reply(reply)
+    return [
+        keys.for_queue(item.queue).status(payload.id or "", payload.prefix)
+        for item, payload in written
+        if item.track_status
+    ]
 
 
 def no_workflow(item: Enqueued, where: str) -> None:

@@ -17,7 +17,8 @@ is then a call of its own, recorded by the step before, and harmless done twice:
    settled), which records each job it releases (its record's ``push``, and ``push <id>``
    in the outbox), then deletes the report;
 3. each released job is pushed in its queue's slot once (wf_push.lua: the slot keeps the
-   ids it pushed), then its outbox entry goes.
+   ids it pushed), then its outbox entry goes. A dependable delayed job takes the same
+   step from ``enqueue_workflow``'s call: into its queue's schedule, not onto the queue.
 
 A worker killed after 1 leaves its report to the recovery of its jobs in that slot
 (``apply_reports``, before the worker is forgotten); one killed after 2 leaves the
@@ -25,8 +26,10 @@ A worker killed after 1 leaves its report to the recovery of its jobs in that sl
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
@@ -173,7 +176,7 @@ def settle(client: redis.Redis, keys: Keys, job_id: str, expected: str, state: s
         args = [job_id, -1 if keys.clustered else len(queues), expected, state]
         reply = scripts.run(client, "wf_settle", workflow_keys(keys, queues), args)
         if keys.clustered:  # {code, the ids it released}: pushed in their queues' slots
-            push_released(client, keys, _ids(reply[1:]))
+            push_released(client, keys, ids_of(reply[1:]))
             reply = reply[0]
         if reply == 1:
             record_dependents_cancelled(client, keys, job_id)
@@ -184,7 +187,7 @@ def settle(client: redis.Redis, keys: Keys, job_id: str, expected: str, state: s
 # --- Redis Cluster ------------------------------------------------------------------------
 
 
-def _ids(items: Sequence[object]) -> list[str]:
+def ids_of(items: Sequence[object]) -> list[str]:
     """Job ids from a script's reply (ids are text: pyresque's checks)."""
     return [raw(item).decode("utf-8", "replace") for item in items if isinstance(item, bytes)]
 
@@ -192,28 +195,76 @@ def _ids(items: Sequence[object]) -> list[str]:
 def _record(client: redis.Redis, home: Keys, job_id: str) -> dict[str, Any]:
     """Job ``job_id``'s workflow record; ``{}`` when there is none or it is not one."""
     try:
-        record = strict_json.loads(cast("bytes", client.hget(home.wf_jobs, job_id) or b"{}"))
-    except (ValueError, redis.ResponseError):
+        return record_of(client.hget(home.wf_jobs, job_id))
+    except redis.ResponseError:
+        return {}
+
+
+def record_of(value: Any) -> dict[str, Any]:
+    """A workflow record read from ``wf:jobs``; ``{}`` for none, or one pyresque did not write."""
+    try:
+        record = strict_json.loads(raw(value or b"{}"))
+    except ValueError:
         return {}
     return record if isinstance(record, dict) else {}
 
 
+@dataclass(frozen=True)
+class Push:
+    """wf_push.lua's call for a released job (``keys``, ``args``), in its queue's slot,
+    and for a dependable delayed job delayed_note.lua's, which indexes its queue's
+    schedule in the home slot (delayed_shards.py: should it fail, the scheduler's sweep
+    indexes it within a minute)."""
+
+    keys: list[str]
+    args: list[Any]
+    note: tuple[list[str], list[Any]] | None = None
+
+
+def push_of(keys: Keys, job_id: str, record: dict[str, Any]) -> Push | None:
+    """The push that ``record``'s ``push`` asks for (lib_workflow.lua); None when it holds
+    none (the job ended: pushed long ago) or not one pyresque writes."""
+    push = record.get("push")
+    if not isinstance(push, dict) or not isinstance(queue := push.get("q"), str):
+        return None
+    payload, head, at, expires = push.get("p"), push.get("h"), push.get("at"), push.get("x")
+    if not isinstance(payload, str):
+        return None
+    shard = keys.for_queue(queue)
+    if "at" not in push and head in (0, 1):
+        push_keys = [shard.queues, shard.queue(queue), shard.wake(queue), shard.queues_changed]
+        args = [job_id, queue, "head" if head else "tail", payload]
+        return Push([*push_keys, pushed_key(shard)], args)
+    if type(at) is int and type(expires) is int and at > 0:  # a dependable delayed job
+        push_keys = [shard.delayed_schedule, shard.delayed(at), shard.timestamps(payload)]
+        push_keys += [shard.delayed_id(job_id), pushed_key(shard)]
+        note = ([keys.home.delayed_queues, keys.home.delayed_gen], [queue, at])
+        return Push(push_keys, [job_id, at, "at", payload, expires], note)
+    return None
+
+
 def push_released(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> None:
     """Push each of ``job_ids``, released by a call in the home slot, onto its queue in
-    that queue's slot (wf_push.lua: once, whoever does it again), then remove its outbox
-    entry. A record that holds no push (the job ended: pushed long ago) is left as it is."""
+    that queue's slot (wf_push.lua: once, whoever does it again; a dependable delayed job
+    into its queue's schedule, then indexed), then remove its outbox entry."""
     home = keys.home
     for job_id in job_ids:
-        push = _record(client, home, job_id).get("push")
-        if isinstance(push, dict):
-            queue, payload, head = push.get("q"), push.get("p"), push.get("h")
-            if isinstance(queue, str) and isinstance(payload, str) and head in (0, 1):
-                shard = keys.for_queue(queue)
-                push_keys = [shard.queues, shard.queue(queue), shard.wake(queue)]
-                push_keys += [shard.queues_changed, pushed_key(shard)]
-                args = [job_id, queue, "head" if head else "tail", payload]
-                scripts.run(client, "wf_push", push_keys, args)
+        push = push_of(keys, job_id, _record(client, home, job_id))
+        if push is not None:
+            scripts.run(client, "wf_push", push.keys, push.args)
+            if push.note is not None:
+                try:
+                    scripts.run(client, "delayed_note", *push.note)
+                except redis.RedisError as exc:
+                    not_indexed(job_id, exc)
         client.zrem(home.wf_outbox, f"push {job_id}")
+
+
+def not_indexed(job_id: str | None, exc: Exception) -> None:
+    """Log that a job is scheduled on Cluster but its queue's schedule not indexed yet."""
+    logging.getLogger("pyresque.delayed").warning(
+        "job %s: scheduled, not indexed yet (%s)", job_id, exc
+    )
 
 
 def apply_reports(
@@ -242,7 +293,7 @@ def apply_reports(
             result = report.get("r")
             args = [job_id, report["s"], result if isinstance(result, str) else "null"]
             reply = scripts.run(client, "wf_report", workflow_keys(home, ()), args)
-            push_released(client, keys, _ids(reply[1:]))
+            push_released(client, keys, ids_of(reply[1:]))
             if reply[0] == 1 and report["s"] != "ok":
                 record_dependents_cancelled(client, keys, job_id)
             done += 1
@@ -278,7 +329,7 @@ def enqueued_sharded(client: redis.Redis, keys: Keys, statuses: Sequence[str], r
             for key in statuses:
                 pipe.set(key, waiting_packet(), nx=True)
             pipe.execute()
-    push_released(client, keys, _ids(reply[1:]))
+    push_released(client, keys, ids_of(reply[1:]))
 
 
 def retry_sharded(client: redis.Redis, keys: Keys, job_id: str) -> list[str]:
@@ -288,4 +339,4 @@ def retry_sharded(client: redis.Redis, keys: Keys, job_id: str) -> list[str]:
     counts as pending until a retry of its record pushes it (this part then changes
     nothing) or its workflow record expires."""
     reply = scripts.run(client, "wf_retry", workflow_keys(keys.home, ()), [job_id])
-    return _ids(reply if isinstance(reply, list) else [])
+    return ids_of(reply if isinstance(reply, list) else [])

@@ -15,7 +15,9 @@
 -- A cancelled one has by (the failed job that cancelled it); a failed one, cancelled (the
 -- ids it cancelled: a retry from `failed` restores them). One a retry restored has restored
 -- (its `waiting <id>` outbox entry may be there) until it is released or cancelled again.
--- On Cluster, one released has push ({q, p, h}: queue, payload, at the head) until it ends.
+-- On Cluster, one released has push ({q, p, h}: queue, payload, at the head) until it ends;
+-- a dependable delayed one, push ({q, p, at, x}: queue, its delayed item, its due time, when
+-- its id index expires) until it ends.
 -- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
 -- on_complete, parent.
 
@@ -161,6 +163,15 @@ local function workflow_lib()
     end
   end
 
+  -- On Cluster: record the push of job `id` (record `rec`) that its caller makes in its
+  -- queue's slot, once (wf_push.lua): `push` in its record (kept until it ends) and
+  -- `push <id>` in the outbox (for a recovery pass, should the caller die first).
+  local function wf_defer(w, id, rec, push)
+    rec.push = push
+    redis.call('ZADD', w.outbox, w.now, 'push ' .. id)
+    w.pushed[#w.pushed + 1] = id
+  end
+
   -- Push a job whose dependencies are all met onto its queue, with their results when it
   -- takes them (one dependency: its result; several: a list, in their order).
   -- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
@@ -182,10 +193,8 @@ local function workflow_lib()
       local value = #parts == 1 and parts[1] or ('[' .. table.concat(parts, ',') .. ']')
       payload = rec.p .. value .. rec.p2
     end
-    if w.sharded then -- pushed in its queue's slot by the caller, once (wf_push.lua)
-      rec.push = {q = rec.q, p = payload, h = rec.front and 1 or 0}
-      redis.call('ZADD', w.outbox, w.now, 'push ' .. id)
-      w.pushed[#w.pushed + 1] = id
+    if w.sharded then
+      wf_defer(w, id, rec, {q = rec.q, p = payload, h = rec.front and 1 or 0})
     else
       push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
         {payload})
@@ -322,5 +331,5 @@ local function workflow_lib()
 
   return {open = wf_open, stale = wf_stale, get = wf_get, put = wf_put, sweep = wf_sweep,
     cancel = wf_cancel, release = wf_release, finish = wf_finish, retry = wf_retry,
-    hold = wf_hold}
+    hold = wf_hold, defer = wf_defer}
 end

@@ -24,14 +24,15 @@
 -- On Redis Cluster (spec.sharded) the status and result keys are in the jobs' queues'
 -- slots, so none is given: the caller sets the statuses, a dependency that already
 -- succeeded gives null, and the jobs that can start are pushed by the caller (the ids
--- after 'ok'), each once (wf_push.lua).
+-- after 'ok'), each once (wf_push.lua), a delayed one into its queue's schedule: no key of
+-- the schedule is given either.
 local spec = cjson.decode(ARGV[1])
 local sharded = spec.sharded == true
 local tracked, takers, delayed = 0, 0, 0
 for _, job in ipairs(spec.jobs) do
   tracked = tracked + ((job.st and not sharded) and 1 or 0)
   takers = takers + ((job.p2 and not sharded) and #job.deps or 0)
-  delayed = delayed + (job.at and 1 or 0)
+  delayed = delayed + ((job.at and not sharded) and 1 or 0)
 end
 expect_keys(KEYS, 8 + 2 * #spec.queues + tracked + takers + 4 * delayed,
   'wf:jobs, wf:batches, wf:expiry, wf:queues, queues, queues-changed, wf:outbox, wf:queue-jobs, 2 per queue, status keys, result keys, 4 per delayed job')
@@ -136,6 +137,9 @@ for _, job in ipairs(spec.jobs) do
     if root_rec then
       wf.put(w, root, root_rec)
     end
+  elseif job.at and sharded then -- scheduled in its queue's slot by the caller, once
+    rec = {s = 'queued', dep = {}, b = job.b}
+    wf.defer(w, job.id, rec, {q = job.q, p = ARGV[job.item], at = job.at, x = job.expires})
   elseif job.at then -- into the schedule, not its queue: as queued for its dependents
     local k = delayed_index
     delayed_index = delayed_index + 4
