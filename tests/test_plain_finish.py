@@ -161,6 +161,48 @@ def test_a_fenced_plain_finish_counts_nothing_and_the_job_runs_again(rq: Resque)
     assert nothing_held(rq, worker)
 
 
+def _in_blmove(r: redis.Redis) -> bool:
+    """Whether a client of the private server waits in a BLMOVE (the blocking claim)."""
+    return any(c.get("cmd") == "blmove" and "b" in c.get("flags", "") for c in r.client_list())
+
+
+def test_an_idle_worker_waits_again_without_looking_at_the_empty_queue_twice(
+    rq: Resque,
+) -> None:
+    # A job that woke the worker finishes with the next claim (LMOVE) in its pipeline;
+    # when that found the queue empty (or a BLMOVE timed out), the worker waits again
+    # at once: a busy claim (LMOVE) in between looked again, and a job pushed meanwhile
+    # waited for its round trip.
+    r = rq.redis
+    worker = Worker(rq, "q", WorkerOptions(mode="inline", interval=5))
+    thread = threading.Thread(target=worker.work, daemon=True)
+    thread.start()
+    jobs = 8
+    try:
+        wait_for(lambda: _in_blmove(r), 60, "the worker in BLMOVE")
+        r.config_resetstat()
+        pushed: list[int] = []
+        for n in range(jobs):
+            wait_for(lambda: _in_blmove(r), 60, "the worker in BLMOVE")
+            rq.enqueue("q", PlainNoop, {"n": n})
+            pushed.append(n)
+            wait_for(lambda: len(RUNS) == len(pushed), 60, "the job to run")
+        time.sleep(2.5)  # BLMOVE waits that time out (LAND_WAIT): none looks again
+        wait_for(lambda: _in_blmove(r), 60, "the worker in BLMOVE")
+        used = calls(r)
+    finally:
+        worker.shutdown()
+        thread.join(60)
+    assert not thread.is_alive()
+    # One LMOVE a job (its finish's, which found the queue empty); was two a job
+    # and one a timed-out wait. (The RUNNING marker may adopt a job by script: its
+    # finish is then a script and the worker claims with an LMOVE, still one.)
+    assert used.get("lmove", 0) <= jobs
+    assert used["blmove"] >= jobs + 2
+    assert sorted(a["n"] for a in RUNS) == list(range(jobs))
+    assert nothing_held(rq, worker)
+
+
 @pytest.fixture
 def idle(rq: Resque) -> Worker:
     """A worker of queue "q", not started: its lease taken, as a running one holds it."""

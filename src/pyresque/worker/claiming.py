@@ -42,6 +42,7 @@ class Claiming:
     def _next_job(self) -> Claim | None:
         worker = self.worker
         pause_wait = worker.options.interval or 1.0
+        empty = self.lander.found_empty()  # so read once, before any other step
         if worker.paused or worker.heartbeat.paused_all:
             worker.title("Paused")
             self._wait(pause_wait, block=False)
@@ -55,14 +56,15 @@ class Claiming:
             if message != Box.WAIT:
                 return message if isinstance(message, Claim) else None
         try:
-            return self._claim_or_wait(pause_wait)
+            return self._claim_or_wait(pause_wait, empty)
         finally:
             if handoff is not None:
                 handoff.stop_waiting()
 
-    def _claim_or_wait(self, pause_wait: float) -> Claim | None:
+    def _claim_or_wait(self, pause_wait: float, empty: bool) -> Claim | None:
         """Claim a job for this processor and for each free one (concurrent modes); with
-        nothing to claim, wait for a wake-up token (or the interval)."""
+        nothing to claim, wait for a wake-up token (or the interval). ``empty``: the
+        lander's last look found its queue empty, so it waits at once (landing.py)."""
         worker = self.worker
         self._refresh_queues()
         boxes, tokens = self._tokens_for_free()
@@ -70,7 +72,9 @@ class Claiming:
         lander = self.lander
         try:
             if isinstance(lander, Lander) and lander.fast:
-                claims = lander.claim(tokens[0])  # onto the landing list (landing.py)
+                # Onto the landing list (landing.py); not again right after a look that
+                # found nothing: the wait below takes what came since.
+                claims = [] if empty else lander.claim(tokens[0])
             else:
                 claims = self.fetcher.claim(tokens)
         finally:  # even when the call failed: every box gets an answer

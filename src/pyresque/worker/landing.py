@@ -89,6 +89,9 @@ class NoLanding:
     def holds(self, claim: Claim) -> bool:
         return False
 
+    def found_empty(self) -> bool:
+        return False
+
     def adoption(self) -> ScriptCall | None:
         return None
 
@@ -123,6 +126,7 @@ class Lander:
         self._stats = (keys.stat("processed"), keys.stat("processed", worker.id))
         self._unwritten = 0  # plain finishes not yet in self._stats
         self._written_at = time.monotonic()
+        self._empty = False  # the last look at the queue (LMOVE, BLMOVE) found nothing
 
     @classmethod
     def of(cls, worker: Host) -> Lander | NoLanding:
@@ -162,18 +166,27 @@ class Lander:
         payload, or None. Every job that landed is either returned or found by the next
         ``block``, which gives back what an interrupted wait left (a signal, an outage).
         A connection that failed (a Redis restart left it stale) is tried once more."""
-        wait = f"{min(timeout, LAND_WAIT):.3f}"
+        wait = ("BLMOVE", *self._move[1:], f"{min(timeout, LAND_WAIT):.3f}")
 
-        def send() -> Any:
-            connection = self._connection()
-            connection.send_command("BLMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT", wait)
-            return connection.read_response()
+        def send() -> Any:  # the counts due go with it: an idle worker sends nothing else
+            *_, reply = self._pipe(*self._stats_due(), wait)
+            if isinstance(reply, Exception):  # the queue's key holds another type
+                raise reply
+            return reply
 
         reply = self._landing_call(send)
         if reply is None:
+            self._empty = True
             self._count(False)
             return None
         return raw(reply)
+
+    def found_empty(self) -> bool:
+        """Whether the last look at the queue found nothing (cleared as read): the
+        processor then waits at once, without a busy claim that would look again, so a
+        job pushed meanwhile waits one round trip less (the wait takes it as it comes)."""
+        empty, self._empty = self._empty, False
+        return empty
 
     def interrupted(self) -> None:
         """A wait ended without its job handed on: the next ``block`` gives back what
@@ -220,6 +233,7 @@ class Lander:
         """``send`` a call that may land a job. A connection that failed (a Redis restart
         left it stale) is tried once more, after a give-back of what a lost reply, or an
         interrupted wait, may have landed."""
+        self._empty = False
         for attempt in range(2):
             if self._unsure:
                 self._worker.give_back_orphans()  # raises while Redis is down: tried again
@@ -246,6 +260,7 @@ class Lander:
         be sent twice, nothing else is). Raises while Redis is down: the job then
         stays counted as landed for the processor's retry; anything a lost claim
         landed is an orphan that the next ``claim`` gives back."""
+        self._empty = False
         for attempt in range(2):
             take = next_token is not None and not self._unsure
             stats = self._stats_due()
@@ -305,6 +320,7 @@ class Lander:
             self._count(False)
             raise landed
         if landed is None:
+            self._empty = True
             self._count(False)
             return []
         claim = self.take(raw(landed), token)
