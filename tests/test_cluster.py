@@ -109,7 +109,6 @@ def test_every_key_of_a_queue_is_in_its_slot_and_the_namespace_keys_in_the_home_
         shard.queues,
         shard.queues_changed,
         shard.recovered,
-        shard.unique("d"),
         shard.result("id"),
         shard.result_ready("id"),
     ]

@@ -18,12 +18,14 @@ import asyncio
 import time
 from collections.abc import Awaitable, Iterable, Sequence
 from datetime import datetime, timedelta
+from functools import partial
 from types import TracebackType
 from typing import Any
 
 import redis
 import redis.asyncio
 
+from pyresque.client import apart
 from pyresque.client.admin.workflows import BatchInfo, state_of
 from pyresque.client.calls import Enqueued
 from pyresque.client.handle import AsyncJobHandle, no_slot, wait_result_async
@@ -181,12 +183,12 @@ class AsyncResque(Producer):
         batch = self._batch(jobs)
         if batch.flow is not None:  # first: an unknown dependency raises, nothing written
             await self._run_workflow(*batch.flow)
-        calls = [(call.script, call.keys, call.args) for call in batch.calls]
         policy = self.durability
         wait = (policy.count, policy.timeout_ms) if policy is not None else None
         await self._register(batch.queues)
-        try:
-            replies = await aio.run_many(self.redis, calls, wait)
+        try:  # on Cluster the unique jobs' locks first (apart.py)
+            run = partial(aio.run_many, self.redis, wait=wait)
+            replies = await apart.write_many_async(self.redis, self.keys, batch.calls, run)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         ids = self._batch_written(batch, replies, policy)
@@ -271,8 +273,11 @@ class AsyncResque(Producer):
         if planned is None:
             return None
         await self._register([planned.item.queue])
-        reply, durable = await self._run(planned.call)
-        if planned.call.script == "wf_enqueue" and self.keys.clustered:
+        call, run = planned.call, self._run
+        if call.lock is not None:  # on Cluster, a unique job's lock first (apart.py)
+            run = partial(apart.write_async, self.redis, self.keys, call.lock, self._run)
+        reply, durable = await run(call)
+        if call.script == "wf_enqueue" and self.keys.clustered:
             await self._sharded([(planned.item, planned.payload)], reply)
         job_id = self._written(planned, reply, durable, self.durability)
         return AsyncJobHandle(job_id, self, planned.item.queue) if job_id is not None else None

@@ -42,6 +42,7 @@ from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Dialect, Payload
 from pyresque.protocol.results import ttl_for
 from pyresque.protocol.status import waiting_packet
+from pyresque.protocol.unique_lock import UniqueLock
 
 #: Payloads per enqueue.lua call in ``enqueue_many`` (Lua's unpack has a limit).
 CHUNK = 1000
@@ -49,13 +50,15 @@ CHUNK = 1000
 
 class Call(NamedTuple):
     """One script call. ``refusable``: a false reply means nothing was written (an
-    equal unique job holds the lock), so the job was not enqueued. (Named tuples, as
-    ``Planned``: one of each is made per enqueue, and a tuple is the cheapest to make.)"""
+    equal unique job holds the lock), so the job was not enqueued. ``lock``: on Cluster,
+    the unique lock taken before the call (apart.py; held by another: the reply is 0).
+    (Named tuples, as ``Planned``: one is made per enqueue, the cheapest object to make.)"""
 
     script: str
     keys: list[str]
     args: list[Any]
     refusable: bool = False
+    lock: UniqueLock | None = None
 
 
 class Planned(NamedTuple):
@@ -180,6 +183,9 @@ class Producer:
 
     def _call(self, item: Enqueued, job: Enqueuing) -> Planned:
         payload, lock = job.payload, job.lock
+        if lock is not None and self.keys.clustered:  # the lock in a slot of its own
+            keys, args = self._calls.enqueue(item, [payload])
+            return Planned(item, payload, Call("enqueue", keys, args, True, lock))
         if lock is not None:
             keys, args = self._calls.unique(item, payload, lock)
             return Planned(item, payload, Call("enqueue_unique", keys, args, refusable=True))
@@ -215,8 +221,10 @@ class Producer:
             status = (shard.status(payload.id, payload.prefix), waiting_packet())
         entry = item_json(payload, item.queue, item.at_front)
         wire(entry)
-        keys, args = schedule_call(shard, timestamp, entry, job.lock, status, job.payload.id)
-        return Planned(item, payload, Call("schedule", keys, args, refusable=True))
+        apart = job.lock if self.keys.clustered else None  # on Cluster: taken first
+        lock = None if apart else job.lock
+        keys, args = schedule_call(shard, timestamp, entry, lock, status, job.payload.id)
+        return Planned(item, payload, Call("schedule", keys, args, refusable=True, lock=apart))
 
     # --- many jobs ------------------------------------------------------------------
 

@@ -5,6 +5,7 @@ come through here: the items are removed by their exact bytes and each removed
 job's unique lock is released in the same atomic step (remove_jobs.lua), only
 while that job's token holds it, and its status key (a tracked job) gets a
 finished job's TTL. A job a worker took meanwhile is not removed and keeps both.
+On Redis Cluster a lock is in a slot of its own: released just after the call.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from pyresque.protocol import scripts
 from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
-from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
 
 #: Items per Lua call when removing many (a call blocks Redis while it runs).
 _CHUNK = 500
@@ -30,10 +31,12 @@ def remove_items(client: redis.Redis, keys: Keys, queue: str, items: list[bytes]
     """Remove each of ``items`` (exact bytes) once from ``queue``, releasing the unique
     locks the removed ones hold; returns how many were removed."""
     removed = 0
-    keys = keys.for_queue(queue)  # on Cluster, the job's lock and status are in its slot
+    keys = keys.for_queue(queue)  # on Cluster, the job's status is in its slot
     for start in range(0, len(items), _CHUNK):
         chunk = [(item, UniqueLock.of_item(item)) for item in items[start : start + _CHUNK]]
-        removed += int(scripts.run(client, "remove_jobs", *_call(keys, queue, chunk)))
+        found = scripts.run(client, "remove_jobs", *_call(keys, queue, chunk))
+        removed += sum(found)
+        release_apart(client, keys, [lock for (_, lock), f in zip(chunk, found, strict=True) if f])
     return removed
 
 
@@ -50,17 +53,17 @@ def remove_queue(client: redis.Redis, keys: Keys, queue: str) -> int:
     held = int(scripts.run(client, "queue_detach", detach_keys, [queue, _DETACHED_TTL]))
     for _ in range(0, held, _CHUNK):
         items = [raw(item) for item in client.lrange(detached, 0, _CHUNK - 1)]
-        drain_keys: list[str] = [detached]
+        drain_keys: list[str | bytes] = [detached]
         args: list[Any] = [len(items)]
-        for item in items:
-            lock = UniqueLock.of_item(item)
+        locks = [UniqueLock.of_item(item) for item in items]
+        for item, lock in zip(items, locks, strict=True):
+            token = in_call(keys, lock, drain_keys)
             status = _status_key(keys, item)
-            if lock is not None:
-                drain_keys.append(keys.unique(lock.digest))
             if status is not None:
                 drain_keys.append(status)
-            args += [lock.token if lock else "", "1" if status else ""]
+            args += [token, "1" if status else ""]
         scripts.run(client, "queue_drain", drain_keys, args)
+        release_apart(client, keys, locks)  # every drained job left
     client.delete(detached)
     return held
 
@@ -78,15 +81,14 @@ def _status_key(keys: Keys, item: bytes) -> str | None:
 
 def _call(
     keys: Keys, queue: str, items: list[tuple[bytes, UniqueLock | None]]
-) -> tuple[list[str], list[Any]]:
+) -> tuple[list[str | bytes], list[Any]]:
     """KEYS and ARGV of remove_jobs.lua."""
-    call_keys = [keys.queue(queue)]
+    call_keys: list[str | bytes] = [keys.queue(queue)]
     args: list[Any] = []
     for item, lock in items:
+        token = in_call(keys, lock, call_keys)
         status = _status_key(keys, item)
-        if lock is not None:
-            call_keys.append(keys.unique(lock.digest))
         if status is not None:
             call_keys.append(status)
-        args += [item, lock.token if lock else "", "1" if status else ""]
+        args += [item, token, "1" if status else ""]
     return call_keys, args

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
-from functools import cached_property
+from functools import cached_property, partial
 from typing import Any, cast
 
 import redis
 
+from pyresque.client import apart
 from pyresque.client.admin.methods import AdminMethods
 from pyresque.client.calls import Enqueued
 from pyresque.client.checks import check_args, check_job, check_queue, wire
@@ -165,10 +166,11 @@ class Resque(Producer, AdminMethods):
             self._register([planned.item.queue])
             if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
                 reply, durable = push.push(self.redis, call.keys, call.args), True
-            else:
-                reply, durable = run_durably(
-                    self.redis, call.script, call.keys, call.args, self.durability
+            else:  # on Cluster, a unique job's lock first (apart.py)
+                run = (
+                    run_durably if call.lock is None else partial(apart.write, self.keys, call.lock)
                 )
+                reply, durable = run(self.redis, call.script, call.keys, call.args, self.durability)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
         if call.script == "wf_enqueue" and self.keys.clustered:
@@ -192,10 +194,10 @@ class Resque(Producer, AdminMethods):
         batch = self._batch(jobs)
         if batch.flow is not None:  # first: an unknown dependency raises, nothing written
             self._run_workflow(*batch.flow)
-        calls = [(call.script, call.keys, call.args) for call in batch.calls]
         with reaching(self.redis):
             self._register(batch.queues)
-            replies = run_many_durably(self.redis, calls, self.durability)
+            run = partial(run_many_durably, self.redis, policy=self.durability)
+            replies = apart.write_many(self.redis, self.keys, batch.calls, run)
         ids = self._batch_written(batch, replies, self.durability)
         return JobHandle.many(ids, self, batch.where)
 

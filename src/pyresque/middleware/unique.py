@@ -7,7 +7,9 @@ the payload are protocol/unique_lock.py. Here:
   takes it in the same atomic step as the push (enqueue_unique.lua, schedule.lua);
   a lock held "until queued" is only taken for a scheduled job;
 * worker side: a lock held "until started" is released before the job runs, and
-  one held "until finished" by the finish call, unless the job is retried.
+  one held "until finished" by the finish call, unless the job is retried (on Redis
+  Cluster just after it, in the lock's own slot: a worker killed in between leaves
+  the lock to its TTL).
 
 Jobs that leave unrun release theirs in the script that removes them (delayed.py,
 removal.py, recovery.py: lib_lock.lua), from the lock their payload carries.
@@ -25,7 +27,7 @@ from pyresque.middleware.chain import Enqueuing
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_lock import UniqueLock, release_apart
 
 
 def stamp_lock(job: Enqueuing) -> None:
@@ -51,7 +53,19 @@ class UniqueLocks:
         return next()
 
     def finishing(self, work: Work, outcome: Outcome, plan: FinishPlan) -> FinishPlan:
-        if work.payload is None or plan.outcome == "retry":  # a retry keeps it: not done
+        lock = self._ended(work, plan)
+        if lock is None or self._keys.clustered:  # on Cluster: released in ``finished``
             return plan
+        return dataclasses.replace(plan, lock=lock)
+
+    def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
+        if recorded:  # not recorded: recovery has the job
+            release_apart(self._redis, self._keys, [self._ended(work, plan)])
+
+    @staticmethod
+    def _ended(work: Work, plan: FinishPlan) -> UniqueLock | None:
+        """The lock the job's end releases (a retry keeps it: the job is not done)."""
+        if work.payload is None or plan.outcome == "retry":
+            return None
         lock = UniqueLock.of(work.payload)
-        return dataclasses.replace(plan, lock=lock) if lock and lock.released_at_end else plan
+        return lock if lock and lock.released_at_end else None

@@ -73,6 +73,7 @@ class WorkerChain:
                 self.limits.finished,
                 self.retries.finished,
                 self.history.finished,
+                self.unique.finished,
                 workflows.finished,
             ],
             extra=middleware,

@@ -46,7 +46,7 @@ from pyresque.protocol.connection import raw, text, wrong_type
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
-from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
 
 log = logging.getLogger("pyresque.delayed")
 
@@ -324,6 +324,7 @@ class Delayed:
             self._keys.queues_changed,
         ]
         args: list[Any] = [slot, _list_name(slot)]
+        freed: list[UniqueLock | None] = []  # the lock each job's move releases
         for job in jobs:
             # Ruby names the index after the item's bytes (never anything but UTF-8).
             keys.append(self._keys.timestamps(_text(job.raw)))
@@ -337,11 +338,12 @@ class Delayed:
                 keys += [self._keys.queue(job.queue), self._keys.wake(job.queue)]
             lock = UniqueLock.of(job.payload) if job.payload else None
             # Moving releases a lock held "until queued"; cancelling releases any lock.
-            release = lock is not None and (where == "drop" or lock.until == "queued")
-            if lock is not None and release:
-                keys.append(self._keys.unique(lock.digest))
-            args += [job.raw, where, job.queue, value, lock.token if lock and release else ""]
+            freed.append(lock if lock and (where == "drop" or lock.until == "queued") else None)
+            args += [job.raw, where, job.queue, value, in_call(self._keys, freed[-1], keys)]
         taken = [int(t) for t in scripts.run(self._redis, "delayed_take", keys, args)]
+        release_apart(
+            self._redis, self._keys, (f for f, t in zip(freed, taken, strict=True) if t == _TAKEN)
+        )
         blocked = [job for job, t in zip(jobs, taken, strict=True) if t == _BLOCKED]
         if not blocked:
             return taken

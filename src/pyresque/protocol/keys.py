@@ -347,7 +347,10 @@ class Keys:
         return f"{self.prefix}pyresque:retry:{digest}"
 
     def unique(self, digest: str) -> str:
-        """A unique job's lock: holds the token of the one job with these arguments."""
+        """A unique job's lock: the token of the one job with these arguments (on Cluster
+        in a slot of its own by digest, so that it holds across queues: client/apart.py)."""
+        if self.clustered:
+            return f"{{{self.clustered}:unique:{digest}}}"
         return f"{self.prefix}pyresque:unique:{digest}"
 
     def concurrency(self, key: str) -> str:

@@ -30,7 +30,7 @@ from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
-from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
 from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
@@ -308,10 +308,11 @@ class Recovery:
             args.append("report")
         elif flow_id:
             keys.append(self._keys.wf_outbox)
-        if lock is not None:
-            keys.append(at.unique(lock.digest))
-            args[7] = lock.token
-        return bool(scripts.run(self._redis, "recover", keys, args))
+        args[7] = in_call(self._keys, lock, keys)  # its key last, when the call releases it
+        moved = bool(scripts.run(self._redis, "recover", keys, args))
+        if moved:
+            release_apart(self._redis, self._keys, [lock])
+        return moved
 
     def drain_outbox(self, older_than_ms: int) -> int:
         """Do the workflow follow-ups that killed workers left (protocol/workflow.py)."""

@@ -10,7 +10,8 @@
 -- its status key (when it has one)
 -- ARGV: 3 per item: the item's bytes, its lock token or '', '1' when it has a
 -- status key else ''
--- Returns how many jobs were removed.
+-- Returns a 1 (removed) or 0 (not found) per item: on Redis Cluster the caller
+-- releases the removed jobs' locks (in slots of their own) just after.
 
 local count = 1
 for i = 2, #ARGV, 3 do
@@ -18,7 +19,7 @@ for i = 2, #ARGV, 3 do
 end
 expect_keys(KEYS, count, 'queue, then per item its lock and status key')
 
-local removed, k = 0, 2
+local removed, k = {}, 2
 for i = 1, #ARGV, 3 do
   local lock_key = ARGV[i + 1] ~= '' and KEYS[k] or nil
   if lock_key then
@@ -28,8 +29,9 @@ for i = 1, #ARGV, 3 do
   if status_key then
     k = k + 1
   end
-  if redis.call('LREM', KEYS[1], 1, ARGV[i]) == 1 then
-    removed = removed + 1
+  local found = redis.call('LREM', KEYS[1], 1, ARGV[i])
+  removed[#removed + 1] = found
+  if found == 1 then
     if lock_key then
       release_lock(lock_key, ARGV[i + 1])
     end
