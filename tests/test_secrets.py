@@ -88,25 +88,44 @@ def _cli(*args: str) -> subprocess.CompletedProcess[str]:
     )
 
 
-@pytest.mark.timeout(180)  # eight commands, the demo among them
-def test_command_output_and_errors_hide_the_password(server: RedisServer) -> None:
+#: Each command's arguments (``{good}``, ``{wrong}``, ``{port}``: the server's) and exit code.
+COMMANDS = {
+    "works": (["info", "--json", "--redis-url", "{good}"], 0),
+    "a wrong password": (["info", "--redis-url", "{wrong}"], 2),
+    "nothing listening": (["workers", "--redis-url", "{good@port 1}"], 1),
+    "a bad port": (["info", "--redis-url", "{good@port 99999}"], 2),
+    "a bad database": (["info", "--redis-url", "{good@db x}"], 2),
+    "a password parameter": (["info", "--redis-url", "redis://h:1/x?password={password}"], 2),
+    "TLS settings on redis://": (["info", "--redis-url", "{good}", "--ssl-ca-certs", "/x"], 2),
+    "the demo": (["demo", "--jobs", "3", "--workers", "1", "--redis-url", "{good}"], 0),
+}
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("case", COMMANDS)  # a test each: the workers share them out
+def test_command_output_and_errors_hide_the_password(server: RedisServer, case: str) -> None:
     good = url(server)
-    wrong = good.replace(PASSWORD, PASSWORD[::-1])
-    cases = {
-        "works": (["info", "--json", "--redis-url", good], 0),
-        "a wrong password": (["info", "--redis-url", wrong], 2),
-        "nothing listening": (["workers", "--redis-url", good.replace(str(server.port), "1")], 1),
-        "a bad port": (["info", "--redis-url", good.replace(str(server.port), "99999")], 2),
-        "a bad database": (["info", "--redis-url", f"{good[:-1]}x"], 2),
-        "a password parameter": (["info", "--redis-url", f"redis://h:1/x?password={PASSWORD}"], 2),
-        "TLS settings on redis://": (["info", "--redis-url", good, "--ssl-ca-certs", "/x"], 2),
-        "the demo": (["demo", "--jobs", "3", "--workers", "1", "--redis-url", good], 0),
+    port = str(server.port)
+    values = {
+        "{good}": good,
+        "{wrong}": good.replace(PASSWORD, PASSWORD[::-1]),
+        "{good@port 1}": good.replace(port, "1"),
+        "{good@port 99999}": good.replace(port, "99999"),
+        "{good@db x}": f"{good[:-1]}x",
+        "{password}": PASSWORD,
     }
-    for case, (args, code) in cases.items():
-        done = _cli(*args)
-        assert done.returncode == code, (case, done.stderr)
-        assert PASSWORD not in done.stdout + done.stderr, case
-    assert "refused the credentials" in _cli("info", "--redis-url", wrong).stderr
+    template, code = COMMANDS[case]
+    args = []
+    for arg in template:
+        filled = arg
+        for placeholder, value in values.items():
+            filled = filled.replace(placeholder, value)
+        args.append(filled)
+    done = _cli(*args)
+    assert done.returncode == code, (case, done.stderr)
+    assert PASSWORD not in done.stdout + done.stderr, case
+    if case == "a wrong password":
+        assert "refused the credentials" in done.stderr
 
 
 def test_dashboard_hides_the_password(server: RedisServer) -> None:
