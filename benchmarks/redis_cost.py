@@ -3,6 +3,7 @@
 
     python benchmarks/redis_cost.py [--jobs 10000] [--rounds 3] [--queues 1,1000,10000]
                                     [--mode inline|fork|threads|...] [--baseline SRC]
+                                    [--worker-queues 2]
 
 Starts a private Redis (never touches another one), then per round:
 
@@ -15,7 +16,8 @@ Starts a private Redis (never touches another one), then per round:
   command) and more idle time per job; a forking worker's ratio is against it;
 * ``pyresque``: N ``Resque.enqueue`` calls, then a worker in this process (inline
   by default, ``--mode`` another; default options, ``interval=0``: it drains the
-  queue and exits), no-op jobs;
+  queue and exits), no-op jobs; ``--worker-queues 2``: the worker serves the jobs'
+  queue and an empty second one (a worker of several queues claims with the scripts);
 * with ``--baseline SRC``: the same for another tree's ``src`` (``main`` before a
   change), in a process of its own against the same server, in the same round.
 
@@ -146,22 +148,26 @@ def pair(client: redis.Redis, n: int, fork: bool = False) -> dict[str, Any]:
     return meter.per(n)
 
 
-def pyresque(url: str, client: redis.Redis, n: int, mode: str = "inline") -> dict[str, Any]:
+def pyresque(
+    url: str, client: redis.Redis, n: int, mode: str = "inline", queues: int = 1
+) -> dict[str, Any]:
     resque = Resque(url)
     client.flushdb()
+    served = ",".join(["cost", *(f"cost{i}" for i in range(2, queues + 1))])
     with Meter(client) as meter:
         for _ in range(n):
             resque.enqueue("cost", CostNoop, {})
-        Worker(resque, "cost", WorkerOptions(mode=mode, interval=0)).work()
+        Worker(resque, served, WorkerOptions(mode=mode, interval=0)).work()
     if client.llen(resque.keys.queue("cost")):
         raise RuntimeError("the worker left jobs in the queue")
     return meter.per(n)
 
 
-def baseline(src: Path, url: str, n: int, mode: str) -> dict[str, Any]:
+def baseline(src: Path, url: str, n: int, mode: str, queues: int) -> dict[str, Any]:
     """``pyresque`` for the tree whose ``src`` is ``src``, in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, __file__, "--side", url, "--jobs", str(n), "--mode", mode]
+    command += ["--worker-queues", str(queues)]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(out.split("RESULT ", 1)[1])
     return result
@@ -208,9 +214,9 @@ def one_round(url: str, client: redis.Redis, opts: argparse.Namespace, turn: int
     order = ["pyresque", "baseline"] if opts.baseline else ["pyresque"]
     for name in order if turn % 2 == 0 else order[::-1]:  # neither always goes first
         if name == "pyresque":
-            sides[name] = pyresque(url, client, n, opts.mode)
+            sides[name] = pyresque(url, client, n, opts.mode, opts.worker_queues)
         else:
-            sides[name] = baseline(opts.baseline, url, n, opts.mode)
+            sides[name] = baseline(opts.baseline, url, n, opts.mode, opts.worker_queues)
     for side in sides.values():
         side["net_us"] = side["cpu_us"] - idle * side["wall_s"] / n * 1e6
     floor = sides["forking pair"] if opts.mode == "fork" else sides["pair"]
@@ -230,12 +236,14 @@ def main() -> None:
     parser.add_argument("--queues", default="", help="e.g. 1,1000,10000: the claim's growth")
     parser.add_argument("--claims", type=int, default=2_000, help="claims per queue count")
     parser.add_argument("--mode", default="inline", help="the worker's mode (fork: the default's)")
+    parser.add_argument("--worker-queues", type=int, default=1, help="queues the worker serves")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
     parser.add_argument("--side", metavar="URL", help=argparse.SUPPRESS)  # baseline()'s run
     opts = parser.parse_args()
     if opts.side:
         client = redis.Redis.from_url(opts.side)
-        print("RESULT " + json.dumps(pyresque(opts.side, client, opts.jobs, opts.mode)))
+        side = pyresque(opts.side, client, opts.jobs, opts.mode, opts.worker_queues)
+        print("RESULT " + json.dumps(side))
         return
     rounds: list[dict[str, Any]] = []
     with RedisServer() as server:
@@ -252,6 +260,7 @@ def main() -> None:
                 flush=True,
             )
     result: dict[str, Any] = {"jobs": opts.jobs, "mode": opts.mode, "load": os.getloadavg()}
+    result["worker_queues"] = opts.worker_queues
     for name in ("pyresque", "baseline") if opts.baseline else ("pyresque",):
         ratio = statistics.median(r[name]["ratio"] for r in rounds)
         net = statistics.median(r[name]["net_ratio"] for r in rounds)

@@ -1,7 +1,8 @@
 """The claim script's edges (lib_claim.lua) and the record resque-web reads (running.py).
 
 A claim checks the worker's lease (the heartbeat renews it; a claim does not), and a
-call re-sent after its reply was lost returns the job its token already holds.
+call re-sent after its reply was lost returns the job its token already holds. It
+reads no ``pause-all-workers``: the heartbeat does (test_pause_all.py).
 """
 
 from __future__ import annotations
@@ -11,11 +12,13 @@ import threading
 import time
 from typing import cast
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from e2e_support import dying_worker
-from pyresque import Enqueued, Job, Resque
+from pyresque import Enqueued, Events, Job, Resque
+from pyresque.dev.server import RedisServer
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.running import working_record
 from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, QueueList
@@ -79,6 +82,35 @@ def test_a_woken_claim_that_finds_the_queues_empty_deletes_their_left_over_token
     assert fetcher.wait(5) is False
     assert len(cast("list[Claim]", fetcher.claim(["tok2"]))) == 1
     assert rq.redis.llen(rq.keys.wake("b")) >= 2
+
+
+class Noop(Job):
+    def perform(self) -> None:
+        pass
+
+
+@pytest.mark.parametrize(("mode", "queues"), [("threads", "q"), ("inline", "q,other")])
+def test_a_script_claim_reads_no_key_beyond_the_queues_and_the_lease(
+    mode: str, queues: str
+) -> None:
+    """Workers that claim with the scripts (concurrent modes, several queues): per job,
+    the finish's GET of the job's status key and no other GET (the claim's GET of
+    pause-all-workers, which the heartbeat reads, is gone). A private server: its
+    command stats are this test's alone."""
+    jobs = 200
+    with RedisServer() as server:
+        rq = Resque(server.url, events=Events())
+        rq.enqueue_many([Enqueued("q", Noop, []) for _ in range(jobs)])
+        rq.redis.config_resetstat()
+        Worker(rq, queues, WorkerOptions(mode=mode, interval=0)).work()
+        stats = rq.redis.info("commandstats")
+        used = {k.removeprefix("cmdstat_"): int(v["calls"]) for k, v in stats.items()}
+        assert rq.size("q") == 0
+        assert used["evalsha"] >= jobs  # the scripts' path: a finish_claim per job
+        assert used["hsetnx"] >= jobs  # each job claimed into the in-flight hash
+        # One GET per job (its status key), plus a few for the worker's start and exit.
+        assert jobs <= used["get"] < jobs + jobs // 10, used["get"]
+        rq.redis.close()
 
 
 @settings(max_examples=200, deadline=None)

@@ -46,12 +46,12 @@ WOKEN = ["w", "tok", "1", "q1", "q2"]
 
 #: script -> calls as (the right number of keys, ARGV)
 CASES: dict[str, list[tuple[int, list[Any]]]] = {
-    "claim": [(5, CLAIM), (7, WOKEN)],
+    "claim": [(4, CLAIM), (6, WOKEN)],
     "finish": [
         *((3, FINISH), (6, FAILED), (11, FINISH_ALL), (5, RESULT), (3 + 10, FLOW)),
         (3 + 1, REPORT),
     ],
-    "finish_claim": [(3 + 5, [3, *FINISH, *CLAIM]), (11 + 7, [11, *FINISH_ALL, *WOKEN])],
+    "finish_claim": [(3 + 4, [3, *FINISH, *CLAIM]), (11 + 6, [11, *FINISH_ALL, *WOKEN])],
     "mark_running": [
         (2, ["tok", "{}", ""]),
         (3, ["tok", "{}", "1"]),

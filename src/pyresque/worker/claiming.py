@@ -9,7 +9,7 @@ import time
 from typing import TYPE_CHECKING
 
 from pyresque.protocol.claim import Claim
-from pyresque.worker.fetch import PAUSED, Fetcher, Paused
+from pyresque.worker.fetch import Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
 from pyresque.worker.landing import Lander, NoLanding
 from pyresque.worker.signals import Wake
@@ -41,11 +41,10 @@ class Claiming:
 
     def _next_job(self) -> Claim | None:
         worker = self.worker
-        pause_wait = worker.options.interval or 1.0
         empty = self.lander.found_empty()  # so read once, before any other step
-        if worker.paused or worker.heartbeat.paused_all:
+        if worker.paused or worker.heartbeat.paused_all:  # no claim reads pause-all-workers
             worker.title("Paused")
-            self._wait(pause_wait, block=False)
+            self._wait(worker.options.interval or 1.0, block=False)
             return None
         if not worker.lease_ok():  # until the heartbeat renews it
             self._wait(0.1, block=False)
@@ -56,12 +55,12 @@ class Claiming:
             if message != Box.WAIT:
                 return message if isinstance(message, Claim) else None
         try:
-            return self._claim_or_wait(pause_wait, empty)
+            return self._claim_or_wait(empty)
         finally:
             if handoff is not None:
                 handoff.stop_waiting()
 
-    def _claim_or_wait(self, pause_wait: float, empty: bool) -> Claim | None:
+    def _claim_or_wait(self, empty: bool) -> Claim | None:
         """Claim a job for this processor and for each free one (concurrent modes); with
         nothing to claim, wait for a wake-up token (or the interval). ``empty``: the
         lander's last look found its queue empty, so it waits at once (landing.py)."""
@@ -79,10 +78,6 @@ class Claiming:
                 claims = self.fetcher.claim(tokens)
         finally:  # even when the call failed: every box gets an answer
             mine = self._hand_out(tokens, boxes, claims)
-        if mine is PAUSED:
-            worker.title("Paused")
-            self._wait(pause_wait, block=False)
-            return None
         if isinstance(mine, Paused):  # our lease expired in Redis: until the heartbeat renews it
             self._wait(0.1, block=False)
             return None

@@ -109,8 +109,6 @@ class Paused:
         self.why = why
 
 
-#: ``pause-all-workers`` is set.
-PAUSED = Paused("paused")
 #: The worker's lease had expired in Redis (it stalled): none until the heartbeat renews it.
 LEASE_EXPIRED = Paused("lease")
 
@@ -147,7 +145,7 @@ class Fetcher:
         self._worker_id = worker_id
         self.queues = queues
         self._resolved: list[str] = [] if queues.dynamic else queues.included
-        self._head = [keys.pause_all, keys.leases, keys.inflight(worker_id)]
+        self._head = [keys.leases, keys.inflight(worker_id)]
         # The keys of the resolved queues and of their wake lists, built once per list.
         self._built: list[str] | None = None
         self._queue_keys: list[str] = []
@@ -323,8 +321,6 @@ class Fetcher:
 
     @staticmethod
     def _claimed(reply: list[bytes], tokens: list[str]) -> list[Claim] | Paused:
-        if reply and reply[0] == b"paused":
-            return PAUSED
         if reply and reply[0] == b"lease":
             return LEASE_EXPIRED
         return [

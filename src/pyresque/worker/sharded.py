@@ -28,10 +28,10 @@ _Reply = list[bytes] | None | Exception
 def claim_call(
     keys: Keys, worker_id: str, tokens: list[str], queue: str, woken: bool
 ) -> tuple[list[str], list[Any]]:
-    """claim.lua's KEYS and ARGV for one queue, all in its slot: the shard's pause flag,
-    leases and the worker's in-flight hash there, the queue and (woken) its wake list."""
+    """claim.lua's KEYS and ARGV for one queue, all in its slot: the shard's leases and
+    the worker's in-flight hash there, the queue and (woken) its wake list."""
     shard = keys.for_queue(queue)
-    call_keys = [shard.pause_all, shard.leases, shard.inflight(worker_id), shard.queue(queue)]
+    call_keys = [shard.leases, shard.inflight(worker_id), shard.queue(queue)]
     if woken:
         call_keys.append(shard.wake(queue))
     return call_keys, [worker_id, " ".join(tokens), "1" if woken else "", queue]

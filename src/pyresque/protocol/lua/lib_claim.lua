@@ -3,10 +3,14 @@
 -- job is never only in a worker's memory. If the worker dies, its expired lease
 -- lets any other worker put the job back (recover.lua).
 --
--- k[1] pause-all-workers   k[2] leases zset   k[3] the worker's in-flight hash
--- k[4 .. 3+n] queue lists, then, only when a[3] is '1', their n wake lists
+-- k[1] leases zset   k[2] the worker's in-flight hash
+-- k[3 .. 2+n] queue lists, then, only when a[3] is '1', their n wake lists
 -- a[1] worker id   a[2] claim tokens, separated by spaces   a[3] '1' when the worker
 -- was woken by a wake-up token (it passes the wake-up on)   a[4 .. 3+n] queue names
+--
+-- Ruby's `pause-all-workers` is not read here: the worker's heartbeat reads it once a
+-- second and the worker claims nothing while it is set (heartbeat.py), so a GET per
+-- claim would only repeat it (on Cluster it read the queue's slot, where nothing sets it).
 --
 -- The lease is not renewed here (the heartbeat does it once a second), only checked:
 -- a worker whose lease ran out (it stalled) may have had its jobs recovered already,
@@ -28,18 +32,18 @@ end
 -- Claim one job for `token`: {queue name, payload}, or {} when every queue is empty.
 local function claim(k, a, n, token, now)
   for i = 1, n do
-    local payload = redis.call('LPOP', k[3 + i])
+    local payload = redis.call('LPOP', k[2 + i])
     if payload then
       local queue = a[3 + i]
       local record = cjson.encode({queue = queue, payload = payload, claimed_at = now})
-      if redis.call('HSETNX', k[3], token, record) == 0 then
-        redis.call('LPUSH', k[3 + i], payload) -- a re-sent call: the job goes back first in line
-        return held(k[3], token)
+      if redis.call('HSETNX', k[2], token, record) == 0 then
+        redis.call('LPUSH', k[2 + i], payload) -- a re-sent call: the job goes back first in line
+        return held(k[2], token)
       end
       -- More work waiting: a woken worker passes the wake-up on to the next idle one
       -- (a busy worker's claims need not: no idle worker waits on a token it took).
-      if a[3] == '1' and redis.call('LLEN', k[3 + i]) > 0 and redis.call('LLEN', k[3 + n + i]) == 0 then
-        redis.call('RPUSH', k[3 + n + i], '1')
+      if a[3] == '1' and redis.call('LLEN', k[2 + i]) > 0 and redis.call('LLEN', k[2 + n + i]) == 0 then
+        redis.call('RPUSH', k[2 + n + i], '1')
       end
       return {queue, payload}
     end
@@ -49,46 +53,42 @@ local function claim(k, a, n, token, now)
   -- so that it does not wake and claim again for each. A job pushed from now on
   -- brings a token of its own.
   if a[3] == '1' and n > 0 then
-    redis.call('DEL', unpack(k, 4 + n, 3 + 2 * n))
+    redis.call('DEL', unpack(k, 3 + n, 2 + 2 * n))
   end
-  return held(k[3], token) or {}
+  return held(k[2], token) or {}
 end
 
--- Check the keys of a claim_each(k, a) call: three, then a list per queue, then a
+-- Check the keys of a claim_each(k, a) call: two, then a list per queue, then a
 -- wake list per queue when the worker was woken.
 local function expect_claim_keys(k, a)
-  expect_keys(k, 3 + (#a - 3) * (a[3] == '1' and 2 or 1),
-    'pause-all, leases, in-flight, then queues[, then wake lists when woken]')
+  expect_keys(k, 2 + (#a - 3) * (a[3] == '1' and 2 or 1),
+    'leases, in-flight, then queues[, then wake lists when woken]')
 end
 
--- The reply when nothing may be claimed (`why`: 'paused' or 'lease'), unless a re-sent
--- call's tokens already hold jobs: then those.
-local function refuse(k, a, why)
+-- The reply when the lease has expired, unless a re-sent call's tokens already hold
+-- jobs: then those.
+local function refuse(k, a)
   local out = {}
   for token in string.gmatch(a[2], '%S+') do
-    local got = held(k[3], token)
+    local got = held(k[2], token)
     if not got then
       break
     end
     out[#out + 1] = got[1]
     out[#out + 1] = got[2]
   end
-  return #out > 0 and out or {why}
+  return #out > 0 and out or {'lease'}
 end
 
 -- Claim a job for each of several tokens (a[2]): the processors of a worker that are
 -- free right now, served in one call. Stops when every queue is empty.
--- Returns {queue, payload, queue, payload, ...} in token order, {}, {'paused'} or
--- {'lease'} (the worker's lease has expired).
+-- Returns {queue, payload, queue, payload, ...} in token order, {}, or {'lease'} (the
+-- worker's lease has expired).
 local function claim_each(k, a)
-  local pause = redis.call('GET', k[1])
-  if pause and string.lower(string.match(pause, '^%s*(.-)%s*$')) == 'true' then
-    return refuse(k, a, 'paused')
-  end
   local now = now_ms()
-  local expiry = redis.call('ZSCORE', k[2], a[1])
+  local expiry = redis.call('ZSCORE', k[1], a[1])
   if not expiry or tonumber(expiry) <= now then
-    return refuse(k, a, 'lease')
+    return refuse(k, a)
   end
   local n = #a - 3
   local out = {}
