@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from redis.crc import key_slot
 
 from cluster_support import cluster, cluster_namespace  # noqa: F401  (fixtures)
-from pyresque import AsyncResque, Enqueued, Job, Resque
+from pyresque import AsyncResque, Enqueued, Job, Resque, RetryPolicy
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.jobs.unique import Unique
 from pyresque.protocol.delayed_shards import ShardedDelayed
@@ -199,6 +199,21 @@ def test_scheduled_jobs_are_unique_across_queues_and_moving_releases_until_queue
     assert rq.enqueue_at(T0 + 9, second, Record, "w", unique=whole) is None
     assert rq.remove_delayed(Record, "w") == 1  # cancelling releases it
     assert rq.enqueue(second, Record, "w", unique=whole) is not None
+
+
+def test_a_job_waiting_for_its_retry_keeps_the_lock_and_cancelling_it_releases(
+    rq: Resque,  # noqa: F811
+    cluster: ClusterGroup,  # noqa: F811
+) -> None:
+    first, second = two_queues(rq, cluster)
+    later = RetryPolicy(attempts=3, delays=(600,))
+    assert rq.enqueue_to(first, Boom, "r", unique=LOCKED, retry=later) is not None
+    run_worker(rq, [first], interval=0, mode="inline")
+    assert rq.failures.count() == 0  # not failed: waiting for its retry
+    assert rq.delayed_count() == 1
+    assert rq.enqueue_to(second, Boom, "r", unique=LOCKED) is None
+    assert rq.remove_delayed(Boom, "r") == 1
+    assert rq.enqueue_to(second, Boom, "r", unique=LOCKED) is not None
 
 
 # --- removal ----------------------------------------------------------------------------
