@@ -309,6 +309,13 @@ _pushes = st.one_of(
     st.text(max_size=10),
     st.fixed_dictionaries({"q": st.one_of(st.text(max_size=8), st.integers()), "p": st.text()}),
     st.fixed_dictionaries({"q": st.just("hq"), "p": st.text(max_size=30), "h": st.integers(-1, 2)}),
+    st.fixed_dictionaries(  # a dependable delayed job's place in its queue's schedule
+        {"q": st.just("hq"), "p": st.text(max_size=30)},
+        optional={
+            "at": st.one_of(st.integers(-2, 3), st.floats(), st.booleans(), st.text()),
+            "x": st.one_of(st.integers(0, 3), st.text()),
+        },
+    ),
 )
 
 
@@ -341,6 +348,13 @@ def test_whatever_the_new_keys_hold_reports_and_pushes_never_crash(
         size = rq.size("hq")
         valid = isinstance(push, dict) and push.get("q") == "hq" and push.get("h") in (0, 1)
         assert size == (1 if valid else 0)
+        at = push.get("at") if isinstance(push, dict) else None
+        timed = type(at) is int and at > 0 and type(push.get("x")) is int
+        hq = rq.keys.for_queue("hq")
+        assert rq.redis.zcard(hq.delayed_schedule) == (1 if timed else 0)
     finally:
-        rq.redis.delete(rq.keys.queue("hq"), pushed_key(rq.keys.for_queue("hq")))
+        hq = rq.keys.for_queue("hq")
+        rq.redis.delete(hq.queue("hq"), pushed_key(hq), hq.delayed_schedule)
+        for key in rq.redis.scan_iter(match=f"{hq.prefix}*"):  # the schedule's lists
+            rq.redis.delete(key)
         rq.redis.delete(rq.keys.wf_jobs, rq.keys.wf_outbox)
