@@ -27,7 +27,8 @@ from pyresque.protocol import aio, scripts
 from pyresque.protocol.connection import REDIS_DOWN, unavailable
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.unique_lock import UniqueLock, release_apart
+from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_release import release_apart
 
 log = logging.getLogger("pyresque.unique")
 

@@ -19,7 +19,8 @@ from pyresque.protocol import scripts
 from pyresque.protocol.connection import raw
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
-from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
+from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_release import in_call, release_apart
 
 #: Items per Lua call when removing many (a call blocks Redis while it runs).
 _CHUNK = 500

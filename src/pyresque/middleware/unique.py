@@ -27,7 +27,8 @@ from pyresque.middleware.chain import Enqueuing
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.protocol import scripts
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.unique_lock import UniqueLock, release_apart
+from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_release import release_apart
 
 
 def stamp_lock(job: Enqueuing) -> None:

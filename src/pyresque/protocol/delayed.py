@@ -46,7 +46,8 @@ from pyresque.protocol.connection import raw, text, wrong_type
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
-from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
+from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_release import in_call, release_apart
 
 log = logging.getLogger("pyresque.delayed")
 

@@ -4,24 +4,17 @@ Everything that moves a job (the producer, the delayed queue, removal, recovery,
 worker's finish step) reads the lock from the payload here and releases it in its own
 Lua script, only while this token holds it. On Redis Cluster the lock is in a slot
 of its own (keys.py), so those scripts cannot reach it: each releases it just after
-its call instead (``release_apart``). The policy users declare is jobs/unique.py; when the
+its call instead (unique_release.py). The policy users declare is jobs/unique.py; when the
 lock is taken and released is middleware/unique.py.
 """
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-import redis
-
-from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.keys import Keys
+from pyresque.protocol import strict_json
 from pyresque.protocol.payload import Payload
-
-log = logging.getLogger("pyresque.unique")
 
 UNTIL = ("queued", "started", "finished", "ttl")
 #: Bytes in every payload that carries a lock: a quick test before decoding one.
@@ -68,31 +61,3 @@ class UniqueLock:
         except ValueError:
             return None
         return cls.of(data) if isinstance(data, dict) else None
-
-
-def in_call(keys: Keys, lock: UniqueLock | None, call_keys: list[str] | list[str | bytes]) -> str:
-    """The token a script in the job's queue slot releases ``lock`` with, its key added
-    to ``call_keys``; '' for no lock, and on Redis Cluster, where the lock is in a slot
-    of its own: ``release_apart`` releases it after the call."""
-    if lock is None or keys.clustered:
-        return ""
-    call_keys.append(keys.unique(lock.digest))
-    return lock.token
-
-
-def release_apart(client: redis.Redis, keys: Keys, locks: Iterable[UniqueLock | None]) -> None:
-    """On Redis Cluster, release each lock while its token holds it (one pipeline), after
-    the call that moved its job; on a single Redis nothing: that call did (``in_call``).
-    Locks that cannot be released now are logged and left to their TTL, as when the
-    process is killed between the two calls."""
-    if not keys.clustered:
-        return
-    calls: list[scripts.ScriptCall] = [
-        ("unlock", [keys.unique(lock.digest)], [lock.token]) for lock in locks if lock
-    ]
-    if not calls:
-        return
-    try:
-        scripts.run_many(client, calls)
-    except redis.exceptions.RedisError as exc:
-        log.warning("releasing %d unique lock(s) failed (%s): TTLs end them", len(calls), exc)

@@ -30,7 +30,8 @@ from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
-from pyresque.protocol.unique_lock import UniqueLock, in_call, release_apart
+from pyresque.protocol.unique_lock import UniqueLock
+from pyresque.protocol.unique_release import in_call, release_apart
 from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
