@@ -1,15 +1,14 @@
 """``AsyncResque``: the producer for asyncio code (FastAPI, Starlette, aiohttp), on
 ``redis.asyncio``.
 
-It writes what ``Resque`` writes, byte for byte: both take the payload, the
-middleware chain and the script call from ``Producer`` (producer.py) and differ
-only in how they run the call (here awaited, on protocol/aio.py's client).
+It writes what ``Resque`` writes, byte for byte: both take the payload, middleware chain
+and script call from ``Producer`` (producer.py); only the run differs (here, aio.py's).
 
 The enqueue middleware chain (``around_enqueue``, the ``before_enqueue`` and
-``after_enqueue`` hooks, events) is synchronous and runs as it is, on the event
-loop, before the write: middleware only add payload fields or refuse a job, and
-must not block (one that needs I/O belongs in the job, or in a thread of its own).
-Importing this module loads neither the worker nor the synchronous client.
+``after_enqueue`` hooks, events) is synchronous and runs as it is, on the event loop,
+before the write: middleware only add payload fields or refuse a job, and must not block
+(one that needs I/O belongs in the job, or in a thread of its own). Importing this
+module loads neither the worker nor the synchronous client.
 """
 
 from __future__ import annotations
@@ -303,19 +302,21 @@ class AsyncResque(Producer):
             raise unavailable(self.redis, exc) from exc
 
     async def _run(self, call: Call) -> tuple[Any, bool]:
-        """Run a script call: its reply, and whether the replicas the durability policy
-        asks for acknowledged it."""
-        policy = self.durability
+        """Run a script call: its reply, and whether it is as durable as the policy asks."""
+
+        async def run(args: list[Any]) -> tuple[Any, bool]:
+            if (policy := self.durability) is None:
+                return await aio.run(self.redis, call.script, call.keys, args), True
+            wait = (policy.count, policy.timeout_ms)
+            reply, acked = await aio.run_and_wait(self.redis, call.script, call.keys, args, wait)
+            return reply, acked >= policy.count
+
         try:
             if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
                 return await push.push_async(self.redis, call.keys, call.args), True
-            if policy is None:
-                return await aio.run(self.redis, call.script, call.keys, call.args), True
-            wait = (policy.count, policy.timeout_ms)
-            reply, acked = await aio.run_and_wait(
-                self.redis, call.script, call.keys, call.args, wait
-            )
-            return reply, acked >= policy.count
+            if call.script == "wf_enqueue" and self.keys.clustered:  # workflow_results.py
+                return await workflow_aio.run_with_results(self.redis, self.keys, call.args, run)
+            return await run(call.args)
         except REDIS_DOWN as exc:
             raise unavailable(self.redis, exc) from exc
 

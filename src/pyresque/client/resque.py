@@ -44,6 +44,7 @@ from pyresque.protocol.results import ttl_for
 from pyresque.protocol.slots import job_slot, name_queues
 from pyresque.protocol.status import JobStatus, Status
 from pyresque.protocol.workflow import enqueued_sharded
+from pyresque.protocol.workflow_results import run_with_results
 
 __all__ = ["Enqueued", "Resque"]
 
@@ -166,6 +167,8 @@ class Resque(Producer, AdminMethods):
             self._register([planned.item.queue])
             if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
                 reply, durable = push.push(self.redis, call.keys, call.args), True
+            elif call.script == "wf_enqueue":
+                reply, durable = self._run_flow(call)
             else:  # on Cluster, a unique job's lock first (apart.py)
                 run = (
                     run_durably if call.lock is None else partial(apart.write, self.keys, call.lock)
@@ -213,15 +216,24 @@ class Resque(Producer, AdminMethods):
         """Make a workflow's one call; its jobs' ids, once their hooks ran."""
         with reaching(self.redis):
             self._register(item.queue for item, _ in writer.written)
-            reply, durable = run_durably(
-                self.redis, call.script, call.keys, call.args, self.durability
-            )
+            reply, durable = self._run_flow(call)
             if self.keys.clustered:  # the statuses and the pushes, in the queues' slots
                 statuses = flow_statuses(self.keys, writer.written, reply)
                 enqueued_sharded(self.redis, self.keys, statuses, reply)
         if not durable and self.durability is not None:
             raise self.durability.not_replicated("a workflow")
         return self._workflow_written(writer, reply)
+
+    def _run_flow(self, call: Call) -> tuple[Any, bool]:
+        """A wf_enqueue.lua call; on Cluster, made again with the stored results it asks
+        for (protocol/workflow_results.py)."""
+
+        def run(args: list[Any]) -> tuple[Any, bool]:
+            return run_durably(self.redis, call.script, call.keys, args, self.durability)
+
+        if not self.keys.clustered:
+            return run(call.args)
+        return run_with_results(self.redis, self.keys, call.args, run)
 
     # --- raw queue access -----------------------------------------------------
 

@@ -1,11 +1,12 @@
-"""The producer's steps after a workflow's call on Redis Cluster (protocol/workflow.py's
-``enqueued_sharded`` and ``push_released``), awaited, for ``AsyncResque``: the same
-calls, built by the same functions (``push_of``); only the I/O differs. And the index note
+"""The producer's steps around a workflow's call on Redis Cluster (protocol/workflow.py's
+``enqueued_sharded`` and ``push_released``, workflow_results.py's ``run_with_results``),
+awaited, for ``AsyncResque``: the same calls, built by the same functions (``push_of``,
+``given``); only the I/O differs. And the index note
 of a job just scheduled (delayed_shards.py's ``indexed``), awaited."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 import redis
@@ -15,6 +16,7 @@ from pyresque.protocol import aio
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.status import waiting_packet
 from pyresque.protocol.workflow import ids_of, not_indexed, push_of, record_of
+from pyresque.protocol.workflow_results import asked, given, result_keys
 
 
 async def enqueued_sharded(
@@ -60,3 +62,23 @@ async def indexed(
         await aio.run(client, "delayed_note", [home.delayed_queues, home.delayed_gen], [queue, due])
     except redis.RedisError as exc:
         not_indexed(job_id, exc)
+
+
+async def run_with_results(
+    client: redis.asyncio.Redis,
+    keys: Keys,
+    args: list[Any],
+    run: Callable[[list[Any]], Awaitable[tuple[Any, bool]]],
+) -> tuple[Any, bool]:
+    """workflow_results.py's ``run_with_results``, awaited."""
+    reply, durable = await run(args)
+    while pairs := asked(reply):
+        values = []
+        for key in result_keys(keys, pairs):
+            try:
+                values.append(await client.get(key))
+            except redis.ResponseError:  # a key of another type: anyone may write Redis
+                values.append(None)
+        args = given(args, pairs, values)
+        reply, durable = await run(args)
+    return reply, durable

@@ -7,6 +7,7 @@ local function push_jobs(k_queues, k_queue, k_wake, k_changed, queue, where, pay
   if redis.call('SADD', k_queues, queue) == 1 and redis.call('LLEN', k_changed) == 0 then
     redis.call('RPUSH', k_changed, '1')
   end
+  -- `payloads` is bounded: enqueue.lua's calls hold 1,000 at most, the workflow's one.
   local length = redis.call(where == 'head' and 'LPUSH' or 'RPUSH', k_queue, unpack(payloads))
   -- One token is enough: a worker that claims a job wakes the next one while
   -- the queue is not empty (see lib_claim.lua), so the list never grows.

@@ -17,7 +17,8 @@
 -- (its `waiting <id>` outbox entry may be there) until it is released or cancelled again.
 -- On Cluster, one released has push ({q, p, h}: queue, payload, at the head) until it ends;
 -- a dependable delayed one, push ({q, p, at, x}: queue, its delayed item, its due time, when
--- its id index expires) until it ends.
+-- its id index expires) until it ends; and on Cluster rq (its queue, where its result record
+-- is: a later dependent that takes results reads it there) from then on.
 -- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
 -- on_complete, parent.
 
@@ -136,7 +137,7 @@ local function workflow_lib()
       redis.call('HDEL', hash, string.sub(member, 3))
     end
     if #due > 0 then
-      redis.call('ZREM', w.expiry, unpack(due))
+      redis.call('ZREM', w.expiry, unpack(due)) -- at most 20 (LIMIT above)
     end
   end
 
@@ -167,7 +168,7 @@ local function workflow_lib()
   -- queue's slot, once (wf_push.lua): `push` in its record (kept until it ends) and
   -- `push <id>` in the outbox (for a recovery pass, should the caller die first).
   local function wf_defer(w, id, rec, push)
-    rec.push = push
+    rec.push, rec.rq = push, push.q
     redis.call('ZADD', w.outbox, w.now, 'push ' .. id)
     w.pushed[#w.pushed + 1] = id
   end
@@ -329,7 +330,17 @@ local function workflow_lib()
     return waiting
   end
 
-  return {open = wf_open, stale = wf_stale, get = wf_get, put = wf_put, sweep = wf_sweep,
+  -- A script's reply on Cluster: `first`, then the ids it released (w.pushed), built by a
+  -- loop: `unpack` fails past ~8,000 values, and one finish may release 10,000 jobs.
+  local function wf_reply(w, first)
+    local reply = {first}
+    for i = 1, #w.pushed do
+      reply[i + 1] = w.pushed[i]
+    end
+    return reply
+  end
+
+  return {reply = wf_reply, open = wf_open, stale = wf_stale, get = wf_get, put = wf_put, sweep = wf_sweep,
     cancel = wf_cancel, release = wf_release, finish = wf_finish, retry = wf_retry,
     hold = wf_hold, defer = wf_defer}
 end

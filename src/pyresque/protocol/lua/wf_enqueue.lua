@@ -22,8 +22,9 @@
 -- Returns {'ok'}, or {'unknown', id} (nothing written) for a dependency with no record:
 -- not enqueued as part of a workflow, or finished longer ago than records are kept.
 -- On Redis Cluster (spec.sharded) the status and result keys are in the jobs' queues'
--- slots, so none is given: the caller sets the statuses, a dependency that already
--- succeeded gives null, and the jobs that can start are pushed by the caller (the ids
+-- slots, so none is given: the caller sets the statuses, reads the result records of
+-- the dependencies that already succeeded, which it asks for (spec.res: id -> the ARGV
+-- index of its record, 0 for none; {'results', id, queue, ...} asks), and the jobs that can start are pushed by the caller (the ids
 -- after 'ok'), each once (wf_push.lua), a delayed one into its queue's schedule: no key of
 -- the schedule is given either.
 local spec = cjson.decode(ARGV[1])
@@ -81,18 +82,54 @@ end
 
 local wf = workflow_lib()
 local w = wf.open(KEYS, 1, sharded and -1 or #spec.queues)
+wf.sweep(w) -- first: a record it drops is not read below (only expired records go)
 
-local known = {}
+-- The records read and changed here, each decoded once and written once at the end: a
+-- group of 10,000 depending on one job would otherwise write its growing record 10,000 times.
+local cache, dirty = {}, {}
+local function get(id)
+  if cache[id] == nil then
+    cache[id] = wf.get(w, id) or false
+  end
+  return cache[id] or nil
+end
+local function put(id, rec)
+  cache[id], dirty[id] = rec, true
+end
+local function flush()
+  for id in pairs(dirty) do
+    wf.put(w, id, cache[id])
+  end
+end
+
+-- On Cluster, the stored results of dependencies that already succeeded, read by the
+-- caller in their queues' slots (spec.res: id -> the ARGV index of its result record, 0
+-- for none). One not given yet is asked for, nothing written: {'results', id, queue, ...}.
+local given = sharded and type(spec.res) == 'table' and spec.res or {}
+local known, asked, ask = {}, {}, {}
 for _, job in ipairs(spec.jobs) do
   for _, dep in ipairs(job.deps) do
-    if not known[dep] and not wf.get(w, dep) then
+    local d = not known[dep] and get(dep)
+    if not known[dep] and not d then
       return {'unknown', dep}
+    end
+    if sharded and job.p2 and d and d.s == 'ok' and type(d.rq) == 'string'
+      and given[dep] == nil and not asked[dep] then
+      asked[dep] = true
+      ask[#ask + 1] = dep
+      ask[#ask + 1] = d.rq
     end
   end
   known[job.id] = true
 end
+if #ask > 0 then
+  local reply = {'results'}
+  for i = 1, #ask do -- a loop, not unpack: there may be thousands
+    reply[i + 1] = ask[i]
+  end
+  return reply
+end
 
-wf.sweep(w)
 local created = math.floor(w.now / 1000)
 for _, b in ipairs(spec.batches) do
   redis.call('HSET', w.batches, b.id, cjson.encode({total = b.total, succeeded = 0,
@@ -111,7 +148,7 @@ for _, job in ipairs(spec.jobs) do
   end
   local root = nil -- the failed job that cancels this one at once
   for i, dep in ipairs(job.deps) do
-    local d = wf.get(w, dep)
+    local d = get(dep)
     if d.s == 'failed' or d.s == 'cancelled' then
       if job.fail == 'cancel' then
         rec.wait[dep] = true -- a retry of it (or of what cancelled it) can still run this one
@@ -120,9 +157,10 @@ for _, job in ipairs(spec.jobs) do
     elseif d.s ~= 'ok' then
       rec.wait[dep] = true
       table.insert(d.dep, job.id)
-      wf.put(w, dep, d)
-    elseif rec.p2 and sharded then
-      rec.res[dep] = 'null'
+      put(dep, d)
+    elseif rec.p2 and sharded then -- what the caller read in its queue's slot, if anything
+      local at = given[dep]
+      rec.res[dep] = type(at) == 'number' and at >= 2 and stored_value(ARGV[at]) or 'null'
     elseif rec.p2 then -- what its finish would have given: its stored result, if any
       rec.res[dep] = stored_value(redis.pcall('GET', KEYS[result_index + i]))
     end
@@ -131,11 +169,11 @@ for _, job in ipairs(spec.jobs) do
     result_index = result_index + #job.deps
   end
   if root then
-    local root_rec = wf.get(w, root)
+    local root_rec = get(root)
     wf.hold(w, job.q, 1) -- a retry of what cancelled it can still release it
     wf.cancel(w, job.id, rec, root, root_rec or {cancelled = {}})
     if root_rec then
-      wf.put(w, root, root_rec)
+      put(root, root_rec)
     end
   elseif job.at and sharded then -- scheduled in its queue's slot by the caller, once
     rec = {s = 'queued', dep = {}, b = job.b}
@@ -152,10 +190,11 @@ for _, job in ipairs(spec.jobs) do
   else
     wf.hold(w, job.q, 1)
   end
-  wf.put(w, job.id, rec)
+  put(job.id, rec)
   if job.st and not sharded then
     status_index = status_index + 1
     redis.call('SET', KEYS[status_index], spec.status)
   end
 end
-return {'ok', unpack(w.pushed)}
+flush()
+return wf.reply(w, 'ok')

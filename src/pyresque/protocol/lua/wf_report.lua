@@ -15,4 +15,4 @@ if state ~= 'ok' and state ~= 'failed' then
   state = 'cancelled'
 end
 local acted = wf.finish(w, ARGV[1], state, ARGV[3])
-return {acted and 1 or 0, unpack(w.pushed)}
+return wf.reply(w, acted and 1 or 0)

@@ -29,4 +29,4 @@ if rec.s == 'waiting' then
   wf.put(w, ARGV[1], rec)
 end
 wf.finish(w, ARGV[1], ARGV[4] == 'failed' and 'failed' or 'cancelled', 'null')
-return w.sharded and {1, unpack(w.pushed)} or 1
+return w.sharded and wf.reply(w, 1) or 1
