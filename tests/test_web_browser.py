@@ -301,7 +301,9 @@ def test_live_regions_update_without_a_reload(
     browser.get(base + "/")
     browser.execute_script("window.__same_page = true")
     seeded.resque.enqueue("fresh-queue", "Anything", {"n": 1})
-    wait(browser).until(lambda b: "fresh-queue" in b.find_element(By.ID, "overview-live").text)
+    # Updates come every few seconds, each a fetch and render of the whole page: a loaded
+    # machine makes that slow, hence more room than the other waits.
+    wait(browser, 90).until(lambda b: "fresh-queue" in b.find_element(By.ID, "overview-live").text)
     assert browser.execute_script("return window.__same_page === true")
     browser.find_element(By.ID, "live-toggle").click()  # pause
     assert browser.find_element(By.ID, "live-toggle").text == "paused"
