@@ -23,6 +23,7 @@ from pyresque.dev.testing import run_jobs
 from pyresque.protocol import scripts
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.workflow import record_of
+from pyresque.protocol.workflow_results import run_with_results
 from test_cluster import ran, rq  # noqa: F401  (rq: a fixture)
 from test_cluster_workflows import log, outbox, queues  # noqa: F401  (fixtures)
 
@@ -143,6 +144,42 @@ def test_the_call_that_asks_for_results_writes_nothing(
     assert rq.redis.hlen(rq.keys.wf_jobs) == before
     assert outbox(rq) == []
     assert rq.size(q1) == 0
+
+
+def test_a_dependency_that_succeeds_between_the_calls_is_asked_for_in_turn(
+    rq: Resque,  # noqa: F811
+    queues: list[str],  # noqa: F811
+) -> None:
+    """A dependency that ends after the first call (which asked for another's result)
+    is asked for by the second: no call writes before every value is known."""
+    q0, q1, q2 = queues
+    ok = json.dumps({"s": "ok", "dep": [], "b": [], "rq": q0})
+    rq.redis.hset(rq.keys.wf_jobs, "d1", ok)
+    rq.redis.hset(rq.keys.wf_jobs, "d2", json.dumps({"s": "queued", "dep": [], "b": []}))
+    rq.redis.set(rq.keys.for_queue(q0).result("d1"), HEAD + b'"one"}')
+    rq.redis.set(rq.keys.for_queue(q2).result("d2"), HEAD + b'"two"}')
+    _, call = rq._workflow(
+        chain(
+            step(q1, CStep, "x", "a"),
+            step(q1, CStep, "x", "b", depends_on=["d1", "d2"]),
+            pass_result=True,
+        )
+    )
+    replies: list[Any] = []
+
+    def run(args: list[Any]) -> tuple[Any, bool]:
+        replies.append(scripts.run(rq.redis, "wf_enqueue", call.keys, args))
+        if len(replies) == 1:  # d2 ends now, its result already stored in its slot
+            rq.redis.hset(rq.keys.wf_jobs, "d2", ok.replace(q0, q2))
+        return replies[-1], True
+
+    run_with_results(rq.redis, rq.keys, call.args, run)
+    assert [r[0] for r in replies] == [b"results", b"results", b"ok"]
+    assert replies[1][1:] == [b"d2", q2.encode()]
+    step_id = json.loads(call.args[0])["jobs"][1]["id"]
+    record = record_of(rq.redis.hget(rq.keys.wf_jobs, step_id))
+    assert record["res"] == {"d1": '"one"', "d2": '"two"'}
+    assert record["s"] == "waiting"  # for "a" only
 
 
 N = 10_000

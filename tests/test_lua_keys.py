@@ -39,6 +39,10 @@ WF_SHARDED = (
     '"front":false,"fail":"cancel","deps":[],"b":[],"st":true}]}'
 )
 #: ... and a dependable delayed job there: its schedule's keys are in its queue's slot too
+#: ... given a dependency's stored result (its record, ARGV[3]) that the caller read in its slot
+WF_SHARDED_RES = WF_SHARDED.replace('"deps":[]', '"p2":2,"deps":["d"]').replace(
+    '"jobs"', '"res":{"d":3},"jobs"'
+)
 WF_SHARDED_AT = WF_SHARDED.replace('"st":true}', '"st":false,"at":5,"item":2,"expires":9}')
 CLAIM = ["w", "tok", "", "q1", "q2"]
 #: a woken worker's claim: a wake list per queue too
@@ -80,7 +84,12 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (6, [0, "a", "b", P, "q", "packet", ""]),
         (10, [0, "a", "b", P, "q", "packet", "id"]),
     ],
-    "wf_enqueue": [(10, [WF_SPEC, P]), (8, [WF_SHARDED, P]), (8, [WF_SHARDED_AT, P])],
+    "wf_enqueue": [
+        (10, [WF_SPEC, P]),
+        (8, [WF_SHARDED, P]),
+        (8, [WF_SHARDED_AT, P]),
+        (8, [WF_SHARDED_RES, P, P]),
+    ],
     "wf_settle": [
         (8, ["id", 0, "waiting", "cancelled"]),
         (10, ["id", 1, "queued", "failed"]),
