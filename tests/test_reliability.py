@@ -774,9 +774,9 @@ def _lose_a_reply(
     jobs: int = 3,
 ) -> None:
     """``jobs`` jobs queued; the reply of the first ``script`` call that claims a job is
-    lost. Every job must run exactly once, by the live worker: its lease never runs out,
-    so only its giving back the claim it never saw can run the job (the deadline is
-    room for a loaded machine, not a bound on speed).
+    lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s once
+    the reply is lost: a slower path (the lander's next look) would run a landed job in
+    the end, so only the bound proves the worker gave back the claim it never saw.
     The scripts claim for a worker of several queues; one of one queue claims with a
     BLMOVE when idle, and with an LMOVE pipelined after its finish (landing.py)."""
     queues = f"{QUEUE},other" if script in ("claim", "finish_claim") else QUEUE
@@ -809,7 +809,7 @@ def _lose_a_reply(
                 and state.r.get(state.key(f"worker:{worker.id}")) is None
             )
 
-        deadline = time.monotonic() + PATIENCE
+        deadline = time.monotonic() + 3
         while not settled():
             if time.monotonic() >= deadline:
                 inflight = [json.loads(v)["payload"] for v in state.inflight(worker.id).values()]
