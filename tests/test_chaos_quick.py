@@ -1,12 +1,14 @@
 """The chaos run's CI version (benchmarks/chaos.py --quick): no job may be lost.
 
-It kills job children and workers (a SIGKILL every 200 ms) and restarts Redis twice
-while ~300 jobs run, then checks every job. See docs/reliability.md, "Chaos run".
+It kills job children, zygotes and workers (a SIGKILL every 400 ms) and restarts Redis
+twice while 150 jobs run, then checks every job, and that every kind of kill happened.
+See docs/reliability.md, "Chaos run".
 """
 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -57,3 +59,9 @@ def test_quick_chaos_run_loses_no_job(tmp_path: Path) -> None:
     assert "lost: 0" in text, text
     assert "complete: yes" in text, text
     assert "| lost | 0 |" in report.read_text()
+    kills = re.search(
+        r"kills performed: \d+ \((\d+) workers, (\d+) zygotes, (\d+) job children\)", text
+    )
+    assert kills, text
+    assert all(int(n) >= 1 for n in kills.groups()), kills.group(0)  # each kill point
+    assert "Redis restarts: 2 " in text, text
