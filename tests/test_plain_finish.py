@@ -187,7 +187,10 @@ def test_an_idle_worker_waits_again_without_looking_at_the_empty_queue_twice(
             rq.enqueue("q", PlainNoop, {"n": n})
             pushed.append(n)
             wait_for(lambda: len(RUNS) == len(pushed), 60, "the job to run")
-        time.sleep(2.5)  # BLMOVE waits that time out (LAND_WAIT): none looks again
+        # Two BLMOVE waits that time out (LAND_WAIT) after the last job: none looks again.
+        # Waited for by count, not for a time: on a loaded machine they come later.
+        timed_out = jobs + 2
+        wait_for(lambda: calls(r).get("blmove", 0) >= timed_out, 60, "two timed-out waits")
         wait_for(lambda: _in_blmove(r), 60, "the worker in BLMOVE")
         used = calls(r)
     finally:
@@ -198,7 +201,7 @@ def test_an_idle_worker_waits_again_without_looking_at_the_empty_queue_twice(
     # and one a timed-out wait. (The RUNNING marker may adopt a job by script: its
     # finish is then a script and the worker claims with an LMOVE, still one.)
     assert used.get("lmove", 0) <= jobs
-    assert used["blmove"] >= jobs + 2
+    assert used["blmove"] >= timed_out
     assert sorted(a["n"] for a in RUNS) == list(range(jobs))
     assert nothing_held(rq, worker)
 
