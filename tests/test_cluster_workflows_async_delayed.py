@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
@@ -263,4 +263,4 @@ def test_a_delayed_push_holding_junk_never_crashes_nor_schedules(
     assert outbox(rq) == []
     assert rq.delayed_count() == 0
     assert rq.size(q0) == 0
-    assert cast("int", rq.redis.exists(rq.keys.for_queue(q0).delayed(T0))) == 0
+    assert rq.redis.exists(rq.keys.for_queue(q0).delayed(T0)) == 0

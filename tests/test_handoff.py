@@ -42,7 +42,10 @@ def test_free_processors_get_their_jobs_from_one_claim(
     idle = 0  # the idle claims seen by the end of the last round
     for r in range(ROUNDS):
         # Every processor is free: one waits on Redis (its claim found nothing), three for it.
-        wait_for(lambda n=idle: idle_claims(worker.log()) > n, message="an idle claim")
+        def more_idle(seen: int = idle) -> bool:
+            return idle_claims(worker.log()) > seen
+
+        wait_for(more_idle, message="an idle claim")
         mark = len(worker.log())
         rq.enqueue_many([Enqueued("default", "Block", [{"tag": f"b{r}-{n}"}]) for n in range(4)])
         started = state.wait_event("Block", "started", count=4 * (r + 1))[-4:]
