@@ -60,7 +60,9 @@ class UniqueLocks:
         return dataclasses.replace(plan, lock=lock)
 
     def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
-        if recorded:  # not recorded: recovery has the job
+        # A single Redis released it in the finish call (``finishing``); not recorded:
+        # recovery has the job.
+        if recorded and self._keys.clustered:
             release_apart(self._redis, self._keys, [self._ended(work, plan)])
 
     @staticmethod
