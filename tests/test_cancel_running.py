@@ -176,3 +176,22 @@ def test_the_progress_and_cancel_example_in_docs_workflows_runs(tmp_path: Path) 
     lines = out.stdout.splitlines()
     assert lines[0].endswith(" of 1000000")
     assert lines[1:] == ["running", "CANCELLED"]
+
+
+def test_a_running_job_is_found_when_its_worker_stops_it_before_the_search_ends(
+    procs: Procs, rq: Resque, namespace: str
+) -> None:
+    """The cancel marks the job first, and a heartbeat (every second) stops a running job
+    so marked; the look for a queued one reads every queue, 40,000 here, for seconds.
+    The worker has then stopped the job before a search of the workers after the
+    queues would find it: it was running, and the cancel must say so."""
+    rq.redis.sadd(rq.keys.queues, *[f"tenant{n}" for n in range(40_000)])
+    doomed = rq.enqueue_to("ctl", Endless, "a", track_status=True)
+    assert doomed
+    start_worker(procs, namespace, "fork")
+    wait_for(lambda: started(rq, "a") and running_on(rq, doomed), message="job a running")
+    outcome = rq.cancel(doomed)
+    with pytest.raises(JobCancelled):
+        doomed.result(timeout=30)
+    assert (outcome["cancelled"], outcome["was"]) == (True, "running")
+    assert rq.cancel(doomed)["cancelled"] is False  # nothing is left to cancel

@@ -6,10 +6,15 @@ once: worker/control_watch.py); the worker stops it and records it as cancelled
 (worker/running_jobs.py), unless it finished first.
 
 The job is also marked cancelled (``cancels``: a sorted set read by every worker's
-heartbeat), before it is looked for: so a job whose worker dies before reading the
-command, or one that moves between a queue and a worker while it is looked for, still
+heartbeat), before it is looked for in queues: so a job whose worker dies before reading
+the command, or one that moves between a queue and a worker while it is looked for, still
 ends cancelled wherever it starts or runs next. A mark goes once the cancelled end is
-recorded; it expires after a day (a minute for a job found nowhere)."""
+recorded; it expires after a day (a minute for a job found nowhere).
+
+The workers are searched before the mark too: a heartbeat that reads the mark stops the
+job at once, and the search through every queue can outlast a beat (a second), so a
+search of the workers made only after it would find nothing left of a job that was
+running (and stopped by this very cancel)."""
 
 from __future__ import annotations
 
@@ -40,7 +45,10 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         job_id.encode()
     except UnicodeEncodeError:
         raise ValueError(f"job id {job_id!r} is not valid UTF-8 text") from None
+    holder = running_on(resque, job_id)  # before the mark (see the module)
     _mark(resque, job_id, MARK_TTL)
+    if holder is not None and workers.push_command(resque, holder, cancel_command(job_id)):
+        return {"id": job_id, "cancelled": True, "was": "running", "worker": holder}
     was: str | None = None
     at = resque.keys  # where its end is recorded: on Cluster, its queue's slot
     for queue in queues.names(resque):
@@ -59,7 +67,7 @@ def cancel(resque: Namespace, job_id: str) -> dict[str, Any]:
         _record(resque, at, job_id)
         _mark(resque, job_id, 0)  # it ended here: no mark needed (one that expired now)
         return {"id": job_id, "cancelled": True, "was": was, "worker": None}
-    worker = running_on(resque, job_id)
+    worker = running_on(resque, job_id)  # claimed while the queues were searched
     if worker is None:  # ended already, or between places: the mark catches the latter
         _mark(resque, job_id, NOWHERE_MARK_TTL)
     elif not workers.push_command(resque, worker, cancel_command(job_id)):
@@ -118,12 +126,14 @@ def _running_in(resque: Namespace, at: Keys, job_id: str) -> str | None:
         chunk = live[start : start + _WORKERS_PER_READ]
         pipe = resque.redis.pipeline(transaction=False)
         for worker in chunk:
-            pipe.hvals(at.inflight(worker))
-            # A job its idle wait just landed, not adopted yet (worker/landing.py).
+            # A job landed and not adopted (worker/landing.py), read first: its adoption
+            # moves it into the in-flight hash, read next (a long pipeline is read by
+            # Redis in parts, other clients' calls in between), so it is seen in one.
             pipe.lrange(at.landing(worker), 0, -1)
+            pipe.hvals(at.inflight(worker))
         found = replies(pipe)
         for i, worker in enumerate(chunk):
-            inflight, landed = found[2 * i] or [], found[2 * i + 1] or []
+            landed, inflight = found[2 * i] or [], found[2 * i + 1] or []
             if any(_id_of(record) == job_id for record in inflight) or any(
                 _id_of(payload, landed=True) == job_id for payload in landed
             ):
