@@ -16,11 +16,11 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from e2e_support import dying_worker
+from e2e_support import dying_worker, wait_for
 from pyresque import Enqueued, Events, Job, Resque
 from pyresque.dev.server import RedisServer
 from pyresque.protocol.claim import Claim
-from pyresque.protocol.running import working_record
+from pyresque.protocol.running import RunningMarker, working_record
 from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, QueueList
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.worker import Worker
@@ -140,28 +140,65 @@ class Brief(Job):
 
 def test_a_worker_busy_with_short_jobs_shows_as_working(rq: Resque) -> None:
     """resque-web and ``pyresque workers`` read ``worker:<id>``: a worker going from one
-    short job to the next shows one (as a Ruby worker mostly does), and none once idle."""
-    for _ in range(5):
-        rq.enqueue_many([Enqueued("q", Brief, []) for _ in range(300)])
-    worker = Worker(rq, "q", WorkerOptions(mode="inline", interval=0))
+    short job to the next shows one (as a Ruby worker mostly does), and none once idle.
+    The jobs come when the idle worker's RUNNING marker thread sleeps, as it does when
+    work arrives after a quiet while: no job runs long enough (5 ms) to ask for a write,
+    so the starts of the busy worker's jobs must wake it."""
+    worker = Worker(rq, "q", WorkerOptions(mode="inline", interval=1))
+    key = rq.keys.worker(worker.id)
     samples: list[bool] = []
-    done = threading.Event()
+    errors: list[BaseException] = []
 
-    def sample() -> None:
-        key = rq.keys.worker(worker.id)
-        while not done.is_set():
-            if rq.size("q") > 0:
+    def feed_and_sample() -> None:
+        try:
+            marker = worker.running_marker
+            wait_for(lambda: marker.is_alive() and marker._asleep, 60, "the marker asleep")
+            for _ in range(5):
+                rq.enqueue_many([Enqueued("q", Brief, []) for _ in range(300)])
+            deadline = time.monotonic() + 120
+            while rq.size("q") > 0 and time.monotonic() < deadline:
                 samples.append(bool(rq.redis.exists(key)))
-            time.sleep(0.02)
+                time.sleep(0.02)
+            wait_for(lambda: not rq.redis.exists(key), 60, "worker:<id> gone once idle")
+        except BaseException as exc:
+            errors.append(exc)
+        finally:
+            worker.shutdown()
 
-    sampler = threading.Thread(target=sample)
-    sampler.start()
+    feeder = threading.Thread(target=feed_and_sample)
+    feeder.start()
     try:
-        worker.work()
+        worker.work()  # inline mode: in the main thread (SIGALRM)
     finally:
-        done.set()
-        sampler.join()
+        worker.shutdown()
+        feeder.join()
+    if errors:
+        raise errors[0]
     assert rq.size("q") == 0
     assert len(samples) >= 10, "the drain was too quick to sample"
     assert sum(samples) / len(samples) > 0.5, f"shown in {sum(samples)} of {len(samples)}"
-    assert not rq.redis.exists(rq.keys.worker(worker.id))
+
+
+def test_the_marker_shows_a_busy_worker_whose_jobs_ask_for_no_write(rq: Resque) -> None:
+    """The RUNNING marker thread sleeps while nothing runs, and a job shorter than its
+    delay never asks for a write (``show``): the starts of the jobs that follow must wake
+    it, so a worker going from one such job to the next shows one within about a second
+    (SHOW_EVERY). Each job here is in flight (its in-flight record) for 20 ms."""
+    worker_id = "marked:1:q"
+    marker = RunningMarker(rq.redis, rq.keys, worker_id, delay=0.05)
+    marker.start()
+    try:
+        wait_for(lambda: marker._asleep, 60, "the idle marker asleep")
+        inflight, n = rq.keys.inflight(worker_id), 0
+        deadline = time.monotonic() + 30
+        while not rq.redis.exists(rq.keys.worker(worker_id)):
+            assert time.monotonic() < deadline, f"worker:<id> not written in {n} jobs"
+            claim = Claim(f"token{n}", "q", b'{"class":"Brief","args":[]}')
+            rq.redis.hset(inflight, claim.token, "{}")
+            mark = marker.started(claim, None)
+            time.sleep(0.02)  # the job: it ends without asking for its write (show)
+            mark.finish()
+            rq.redis.hdel(inflight, claim.token)
+            n += 1
+    finally:
+        marker.stop()

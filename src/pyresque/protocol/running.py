@@ -131,6 +131,7 @@ class RunningMarker(threading.Thread):
         self._writes = 0
         self._cleared = 0
         self._shown_at = -SHOW_EVERY  # monotonic time of the last write that showed a job
+        self._started_at = -SHOW_EVERY  # ... of the last job's start
 
     def started(
         self,
@@ -142,14 +143,23 @@ class RunningMarker(threading.Thread):
         """Schedule the writes for a job that just started (``payload``: its decoded
         payload, if it could be decoded: a job with an id may be tracked), after the
         script call ``first`` if given (it must be safe to run twice); a ``landed`` job
-        is looked for on the landing list. No thread is woken here: the caller calls
-        the mark's ``show()`` once it is ``due`` (executors/base.py ``Showing``)."""
+        is looked for on the landing list. No thread is woken here (but once a second for
+        a busy worker that showed nothing): the caller calls the mark's ``show()`` once
+        it is ``due`` (executors/base.py ``Showing``)."""
         status_key = None
         if payload is not None and payload.id:
             status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
-        mark = Mark(claim, status_key, time.monotonic() + self.delay, first, landed, self.wake)
+        now = time.monotonic()
+        mark = Mark(claim, status_key, now + self.delay, first, landed, self.wake)
         with self._wake:
             self._marks.append(mark)  # the thread sees it within ``delay``, or once woken
+            # A worker busy with jobs shorter than ``delay`` asks for no write, and the
+            # thread sleeps in the gaps between them: wake it for the newest job when
+            # nothing was shown for SHOW_EVERY (about once a second, and never for the
+            # first job after an idle second, whose start it would compete with).
+            busy, self._started_at = now - self._started_at < SHOW_EVERY, now
+            if busy and self._asleep and now - self._shown_at >= SHOW_EVERY:
+                self._wake.notify()
         return mark
 
     def wake(self) -> None:
