@@ -312,11 +312,12 @@ class PreforkExecutor:
         return outcome
 
     def _child_loop(self, jobs: int, outcomes: int) -> None:
+        report = reporter(outcomes)  # one for the child's jobs, made before the first
         while (message := receive(jobs)) is not None:
             queue, raw, checkpointed = read_job_message(message)
             payload = Payload.decode(raw)
             job = self.registry.get(payload.class_name)(payload, queue)
-            job.checkpointed, job.reporter = checkpointed, reporter(outcomes)
+            job.checkpointed, job.reporter = checkpointed, report
             self.events.trigger("after_fork", job)
             outcome = self.perform(job)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
