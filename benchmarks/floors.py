@@ -7,6 +7,8 @@ Each loop runs the record step every benchmark job runs (jobutil.record: one
   each, and records each: the floor for a worker that takes one job per round trip;
 * ``pickup``: a process blocked in BRPOP, recording the time each item arrives: the
   floor for pickup latency (an LPUSH, a blocked process woken, a clock read);
+  ``pickup(forking=True)``: the same loop forking a child per item, which records: the
+  floor for a worker that runs each job in a new process (``waiter`` starts either);
 * ``lpush``: N LPUSH calls, one round trip each: the floor for enqueue per call;
 * ``lpush_pipelined``: N LPUSH commands in one pipeline: the floor for bulk enqueue;
 * ``fork``: N times ``os.fork()``, the child records and ``os._exit(0)``, the parent
@@ -74,19 +76,40 @@ def brpop(url: str, n: int) -> Result:
     return {"rate": rate, "redis_cpu_us": cpu / n * 1e6}
 
 
-def pickup(url: str, n: int) -> dict[str, float]:
-    """Pickup latency of a bare BRPOP loop in another process, as measure.py's pickup."""
+def waiter(url: str, key: str, path: str, forking: bool = False) -> int:
+    """Fork a process blocked in BRPOP on ``key`` that records each item's arrival in the
+    results file ``path``: itself, or (``forking``) in a child it forks for each item and
+    waits for, as a worker that runs each job in a new process; the item ``stop`` (or 10 s
+    without one) ends it. Its pid. It is a fork of the calling process, and a fork costs
+    more the bigger the process: pickup.py's is about a pyresque worker's size."""
+    pid = os.fork()
+    if pid:
+        return pid
+    try:
+        os.environ[jobutil.RESULTS_VAR] = path  # what record() opens, in this process
+        client = _client(url)
+        while (item := client.brpop([key], timeout=10)) is not None and item[1] != b"stop":
+            if not forking:
+                jobutil.record()
+                continue
+            child = os.fork()
+            if child == 0:
+                try:
+                    jobutil.record()
+                finally:
+                    os._exit(0)
+            os.waitpid(child, 0)
+    finally:
+        os._exit(0)
+
+
+def pickup(url: str, n: int, forking: bool = False) -> dict[str, float]:
+    """Pickup latency of a bare BRPOP loop (``waiter``) in another process, as measure.py's
+    pickup."""
     path = os.environ[jobutil.RESULTS_VAR]
     client = _client(url)
     client.delete(KEY)
-    pid = os.fork()
-    if pid == 0:
-        try:
-            worker = _client(url)
-            while (item := worker.brpop([KEY], timeout=10)) is not None and item[1] != b"stop":
-                jobutil.record()
-        finally:
-            os._exit(0)
+    pid = waiter(url, KEY, path, forking)
     latencies = []
     try:
         for index in range(n + 3):
@@ -101,11 +124,16 @@ def pickup(url: str, n: int) -> dict[str, float]:
     finally:
         client.lpush(KEY, b"stop")
         os.waitpid(pid, 0)
-    latencies.sort()
+    return percentiles(latencies)
+
+
+def percentiles(latencies: list[float]) -> dict[str, float]:
+    """p50 and p99 of ``latencies`` (ms), and their number."""
+    found = sorted(latencies)
     return {
-        "p50_ms": statistics.median(latencies),
-        "p99_ms": latencies[min(len(latencies) - 1, int(0.99 * len(latencies)))],
-        "samples": len(latencies),
+        "p50_ms": statistics.median(found),
+        "p99_ms": found[min(len(found) - 1, int(0.99 * len(found)))],
+        "samples": len(found),
     }
 
 

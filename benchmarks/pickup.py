@@ -1,26 +1,31 @@
 #!/usr/bin/env python
-"""Pickup latency of an idle pyresque worker against the bare BRPOP loop, A/B rounds.
+"""Pickup latency of an idle pyresque worker against the bare BRPOP loops, A/B rounds.
 
     python benchmarks/pickup.py [--rounds 3] [--samples 200] [--modes inline,fork]
                                 [--baseline /path/to/other/src]
 
-Starts a private Redis (never touches another one). In each round: the floor
-(``floors.pickup``: a process blocked in BRPOP records each item's arrival), then for
-each mode a ``pyresque worker`` process of this tree (and one of ``--baseline``,
-another tree's ``src``, if given, side by side on a namespace of its own) on one queue,
-idle, to which this process enqueues one job at a time with ``Resque.enqueue`` after
-5 to 15 ms, the trees taking turns sample by sample (on a loaded machine, measuring
-one tree after the other compared two different loads); the job's first step
-records the time (benchmarks/jobutil.py), so a sample is that time minus the time
-just before the enqueue call, as measure.py's ``pickup`` workload. Runs under this
-tree's virtualenv (bench.py's peers virtualenv pins an older redis-py).
+Starts a private Redis (never touches another one). In each round, for each mode: a
+``pyresque worker`` process of this tree (and one of ``--baseline``, another tree's
+``src``, if given, on a namespace of its own) on one queue, idle, to which this process
+enqueues one job at a time with ``Resque.enqueue`` after 5 to 15 ms; the job's first
+step records the time (benchmarks/jobutil.py), so a sample is that time minus the time
+just before the enqueue call, as measure.py's ``pickup`` workload. Side by side, the
+two floors (floors.waiter, fed by ``LPUSH``): a process blocked in ``BRPOP`` that
+records each item's arrival (the floor), and the same loop forking a child per item
+that records it (the fork floor: a worker that runs each job in a new process). The
+workers and the floors take turns sample by sample, in a random order each turn: on a
+loaded machine (or one whose CPUs change speed as they idle), measuring one after the
+other compared different machines. Runs under this tree's virtualenv (bench.py's peers
+virtualenv pins an older redis-py).
 
-Prints one line per measure and, last, ``RESULT <JSON>`` with the p50 ratios.
+Prints one line per round and mode and, last, ``RESULT <JSON>`` with the p50 ratios
+to each floor (medians over the rounds).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import random
@@ -29,6 +34,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -64,43 +70,48 @@ def _start(url: str, src: Path, mode: str, path: str) -> tuple[subprocess.Popen[
 
 
 def measure(
-    url: str, srcs: list[Path], mode: str, samples: int, path: str
-) -> list[dict[str, float]]:
-    """p50/p99 (ms) of an idle worker of each tree in ``srcs`` in ``mode``. The trees'
-    workers run side by side, idle, and take turns sample by sample (in a random order
-    each turn), so a change of the machine's load meets them alike."""
-    started = []
+    url: str, trees: dict[str, Path], mode: str, samples: int, path: str
+) -> dict[str, dict[str, float]]:
+    """p50/p99 (ms) of an idle worker of each tree in ``mode`` and of the two floors, by
+    name. They all wait side by side and take turns sample by sample (in a random order
+    each turn), so a change of the machine's load or speed meets them alike."""
+    started: list[tuple[subprocess.Popen[bytes], Resque]] = []
+    turns: list[tuple[str, Callable[[], object], str]] = []  # name, push, results file
+    waiters: list[tuple[str, int]] = []  # a floor's key and pid
+    client = floors._client(url)
     try:
-        for src in srcs:
-            started.append(_start(url, src, mode, path + f".{len(started)}"))
+        for name, src in trees.items():
+            worker, resque = _start(url, src, mode, f"{path}.{name}")
+            started.append((worker, resque))
+            push = functools.partial(resque.enqueue, "q", "PickupStamp", {})
+            turns.append((name, push, f"{path}.{name}"))
+        for name, forking in (("floor", False), ("fork floor", True)):
+            key, results = f"pickup:{name}", f"{path}.{name}"
+            jobutil.reset(results)
+            waiters.append((key, floors.waiter(url, key, results, forking)))
+            turns.append((name, functools.partial(client.lpush, key, floors.PAYLOAD), results))
         time.sleep(1.0)
-        latencies: list[list[float]] = [[] for _ in srcs]
+        latencies: dict[str, list[float]] = {name: [] for name, _, _ in turns}
         for index in range(samples + 3):
-            for tree in random.sample(range(len(srcs)), len(srcs)):
-                results = path + f".{tree}"
+            for name, push, results in random.sample(turns, len(turns)):
                 time.sleep(random.uniform(0.005, 0.015))  # idle, waiting
                 seen = jobutil.count(results)
                 enqueued = time.time()
-                started[tree][1].enqueue("q", "PickupStamp", {})
+                push()
                 if not jobutil.wait(results, seen + 1, timeout=10):
-                    raise RuntimeError(f"the {mode} worker did not run a job within 10 s")
+                    raise RuntimeError(f"{name} ({mode}) did not run a job within 10 s")
                 if index >= 3:
-                    latencies[tree].append((jobutil.times(results, seen)[0] - enqueued) * 1000)
+                    latencies[name].append((jobutil.times(results, seen)[0] - enqueued) * 1000)
     finally:
         for worker, resque in started:
             worker.terminate()
             worker.wait(30)
             resque.redis.close()
-    out = []
-    for found in latencies:
-        found.sort()
-        out.append(
-            {
-                "p50_ms": statistics.median(found),
-                "p99_ms": found[min(len(found) - 1, int(0.99 * len(found)))],
-            }
-        )
-    return out
+        for key, pid in waiters:
+            client.lpush(key, b"stop")
+            os.waitpid(pid, 0)
+        client.close()
+    return {name: floors.percentiles(found) for name, found in latencies.items()}
 
 
 def main() -> None:
@@ -114,34 +125,40 @@ def main() -> None:
     if opts.baseline:
         trees["baseline"] = opts.baseline.resolve()
     rows: list[dict[str, Any]] = []
+    modes = opts.modes.split(",")
     with RedisServer() as server, tempfile.TemporaryDirectory() as tmp:
         path = os.path.join(tmp, "results")
         os.environ[jobutil.RESULTS_VAR] = path
         for round_index in range(opts.rounds):
-            jobutil.reset(path)
-            floor = floors.pickup(server.url, opts.samples)
-            print(f"[r{round_index + 1}] floor p50 {floor['p50_ms']:.2f} ms", flush=True)
-            for mode in opts.modes.split(","):
-                measured = measure(server.url, list(trees.values()), mode, opts.samples, path)
-                for tree, got in zip(trees, measured, strict=True):
-                    ratio = got["p50_ms"] / floor["p50_ms"]
-                    rows.append(
-                        {"round": round_index, "tree": tree, "mode": mode, **got, "ratio": ratio}
-                    )
+            for mode in modes:
+                got = measure(server.url, trees, mode, opts.samples, path)
+                floor, fork_floor = got["floor"]["p50_ms"], got["fork floor"]["p50_ms"]
+                line = f"[r{round_index + 1}] {mode}: floor p50 {floor:.2f} ms, fork floor "
+                print(line + f"{fork_floor:.2f} ms", flush=True)
+                for tree in trees:
+                    p50 = got[tree]["p50_ms"]
+                    row = {"round": round_index, "tree": tree, "mode": mode, **got[tree]}
+                    row.update(floor_ms=floor, fork_floor_ms=fork_floor)
+                    row.update(ratio=p50 / floor, fork_ratio=p50 / fork_floor)
+                    rows.append(row)
                     print(
-                        f"[r{round_index + 1}] {tree} {mode}: p50 {got['p50_ms']:.2f} ms "
-                        f"p99 {got['p99_ms']:.2f} ms ({ratio:.2f}x the floor)",
+                        f"[r{round_index + 1}] {tree} {mode}: p50 {p50:.2f} ms p99 "
+                        f"{got[tree]['p99_ms']:.2f} ms ({row['ratio']:.2f}x the floor, "
+                        f"{row['fork_ratio']:.2f}x the fork floor)",
                         flush=True,
                     )
-    summary = {
-        f"{tree} {mode}": statistics.median(
-            r["ratio"] for r in rows if r["tree"] == tree and r["mode"] == mode
+    summary: dict[str, dict[str, float]] = {}
+    for tree in trees:
+        for mode in modes:
+            mine = [r for r in rows if r["tree"] == tree and r["mode"] == mode]
+            summary[f"{tree} {mode}"] = {
+                key: statistics.median(r[key] for r in mine) for key in ("ratio", "fork_ratio")
+            }
+    for name, ratios in summary.items():
+        print(
+            f"median p50 ratio, {name}: {ratios['ratio']:.2f}x the floor, "
+            f"{ratios['fork_ratio']:.2f}x the fork floor"
         )
-        for tree in trees
-        for mode in opts.modes.split(",")
-    }
-    for name, ratio in summary.items():
-        print(f"median p50 ratio, {name}: {ratio:.2f}x")
     print("RESULT " + json.dumps({"rows": rows, "ratios": summary, "load": os.getloadavg()}))
 
 
