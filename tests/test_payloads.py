@@ -277,6 +277,7 @@ def test_dumps_is_compact() -> None:
 
 
 _json_keys = st.one_of(st.text(), st.integers(), st.floats(allow_nan=False), st.booleans())
+_FIELDS = {"class", "args", "id", "prefix", "queue_time"}  # Payload's attributes
 _json_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(),
     lambda inner: st.lists(inner, max_size=4) | st.dictionaries(_json_keys, inner, max_size=4),
@@ -367,3 +368,19 @@ def test_job_ids_are_unique_across_threads_and_forks() -> None:
     assert len(from_children) == 15
     assert all(HEX32.match(job_id) for job_id in ours)
     assert len(set(ours + from_children)) == len(ours) + 15
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["id", "prefix", "queue_time", "attempts", "z", "class_"]) | _json_keys,
+        _json_values,
+        max_size=6,
+    )
+)
+def test_from_dict_keeps_every_field_known_ones_as_attributes_the_rest_in_extra(
+    fields: dict[str, Any],
+) -> None:
+    item = {"class": "Echo", "args": [1], **fields}
+    payload = Payload.from_dict(item)
+    assert payload.extra == {k: v for k, v in fields.items() if k not in _FIELDS}
+    assert payload.to_dict().keys() - {"id", "prefix", "queue_time"} >= item.keys() - _FIELDS
