@@ -22,7 +22,6 @@ from collections.abc import Callable, Sequence
 from dataclasses import replace
 
 import redis
-import setproctitle
 
 from pyresque.client.resque import Resque
 from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
@@ -39,7 +38,6 @@ from pyresque.protocol.running import RunningMarker
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
-from pyresque.version import __version__
 from pyresque.worker.failover import Failover
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.foreign_prune import worker_keys
@@ -47,6 +45,7 @@ from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions, make_executors
 from pyresque.worker.processor import Processor
+from pyresque.worker.procline import Procline
 from pyresque.worker.recovery import Recovery, started_text
 from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
@@ -80,6 +79,7 @@ class Worker(Signals):
         self.queues = queues if isinstance(queues, QueueList) else QueueList.parse(queues)
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
+        self._procline = Procline()
         self.id = f"{self.hostname}:{self.pid}:{self.queues.id_part}"
         self.lease_ms = int(self.options.lease_ttl * 1000)
         keys = self._keys = resque.keys
@@ -381,8 +381,7 @@ class Worker(Signals):
         threading.Event().wait(seconds)
 
     def title(self, text: str) -> None:
-        prefix = os.environ.get("RESQUE_PROCLINE_PREFIX", "")
-        setproctitle.setproctitle(f"{prefix}resque-{__version__}: {text}")
+        self._procline(text)
 
     # --- commands ----------------------------------------------------------------
 
