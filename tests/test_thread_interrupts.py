@@ -29,8 +29,9 @@ class Interrupted(Job, register=False):
             time.sleep(0.01)
 
 kinds = []
+payload = Payload.decode(b'{"class":"J","args":[]}')
 for job in (Quick, Interrupted, Quick):
-    run = lambda: kinds.append(executor.execute(job(Payload.decode(b'{"class":"J","args":[]}'), "q"), None, Stop()).kind)
+    run = lambda: kinds.append(executor.execute(job(payload, "q"), None, Stop()).kind)
     thread = threading.Thread(target=run)
     thread.start()
     thread.join()
