@@ -180,7 +180,7 @@ def _landed(worker: Worker) -> tuple[Lander, bytes]:
 def test_a_landed_job_is_adopted_into_the_in_flight_hash(worker: Worker) -> None:
     lander, payload = _landed(worker)
     worker.stop.lease_renewed(time.monotonic() + 10)  # a renewal in time: no lapse
-    claim = lander.take(payload, "tok")
+    claim = lander.take("q", payload, "tok")
     assert claim == Claim("tok", "q", payload)
     keys, r = worker.resque.keys, worker.resque.redis
     assert r.lrange(keys.landing(worker.id), 0, -1) == [payload]  # it runs from there
@@ -201,7 +201,7 @@ def test_a_job_that_landed_across_a_lapse_of_the_lease_goes_back_to_the_head(
     worker.stop.lease_deadline = time.monotonic() - 0.1
     worker.stop.lease_renewed(time.monotonic() + 10)
     assert worker.lease_ok()
-    assert lander.take(payload, "tok") is None
+    assert lander.take("q", payload, "tok") is None
     assert r.lrange(keys.queue("q"), 0, -1) == [payload, b"behind"]
     assert r.llen(keys.landing(worker.id)) == 0
     assert r.hlen(keys.inflight(worker.id)) == 0

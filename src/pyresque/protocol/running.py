@@ -25,6 +25,7 @@ import redis
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import landing_key
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.protocol.supervision import Supervised
@@ -60,7 +61,7 @@ def mark_running(
     ``status_key`` is given; 0 (nothing written) when it is no longer in flight (in
     the in-flight hash, or for a ``landed`` job on the landing list), else 1, or for a
     tracked job the ``started`` of its status (JSON), which a plain finish carries."""
-    held = keys.landing(worker_id) if landed else keys.inflight(worker_id)
+    held = landing_key(keys, worker_id, claim.queue) if landed else keys.inflight(worker_id)
     call_keys = [held, keys.worker(worker_id)]
     args: list[str | bytes] = [claim.token, working_record(claim, time.time())]
     args.append("1" if status_key else "")

@@ -24,10 +24,21 @@ log = logging.getLogger("pyresque.redis")
 #: script name -> the helper libraries it needs
 _LIBS: dict[str, tuple[str, ...]] = {
     "enqueue": ("push",),
-    "claim": ("clock", "claim"),
+    "claim": ("clock", "wake", "claim"),
+    "land_claim": ("wake",),
     "adopt": ("clock",),
     "finish": ("clock", "status", "lock", "delayed", "push", "workflow", "finish"),
-    "finish_claim": ("clock", "status", "lock", "delayed", "push", "workflow", "finish", "claim"),
+    "finish_claim": (
+        "clock",
+        "status",
+        "lock",
+        "delayed",
+        "push",
+        "workflow",
+        "finish",
+        "wake",
+        "claim",
+    ),
     "mark_running": ("clock", "status"),
     "heartbeat": ("clock",),
     "lease_renew": ("clock",),

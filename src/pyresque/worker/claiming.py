@@ -85,7 +85,7 @@ class Claiming:
             return mine
         if worker.options.interval > 0:
             worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
-            if isinstance(self.lander, Lander):
+            if isinstance(self.lander, Lander) and self.lander.blocks:
                 return self.lander.wait(worker.options.interval, self._new_token(), self)
             self._wait(worker.options.interval, block=worker.options.blocking)
         return None

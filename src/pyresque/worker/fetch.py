@@ -171,7 +171,7 @@ class Fetcher:
         if self._unreplicated:  # from the last finish: its claims are to be given back
             self._unreplicated = False
             raise ClaimNotReplicated()
-        return self._claim_from(0, CHUNK, tokens, [], self._took_wake())
+        return self._claim_from(0, CHUNK, tokens, [], self.took_wake())
 
     def _claim_from(
         self, start: int, size: int, tokens: list[str], got: list[Claim], woken: bool
@@ -214,7 +214,7 @@ class Fetcher:
             if recorded < 0:
                 raise QueuesChanged
             return int(recorded), self._replicated([], durable, int(recorded))
-        woken = self._took_wake()
+        woken = self.took_wake()
         claim_keys, claim_args = self._claim_call(next_tokens, 0, CHUNK, woken)
         recorded, claimed = self._finish_claim(keys, args, claim_keys, claim_args, next_tokens)
         if isinstance(claimed, Paused):
@@ -228,7 +228,7 @@ class Fetcher:
         """``finish`` on Cluster: the finish and the claim from the first queue in one
         call when that queue is in the finished job's slot (a worker of one queue spends
         one round trip per job), else the finish, then claims queue by queue."""
-        woken = self._took_wake()
+        woken = self.took_wake()
         first = self._resolved[0] if self._resolved else ""
         if first and keys[0] == self._keys.for_queue(first).inflight(self._worker_id):
             claim_keys, claim_args = sharded.claim_call(
@@ -295,7 +295,7 @@ class Fetcher:
             return []
         return claims
 
-    def _took_wake(self) -> bool:
+    def took_wake(self) -> bool:
         woken, self._woken = self._woken, False
         return woken
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import socket
+from collections.abc import Sequence
 from typing import Any, cast
 
 import redis
@@ -17,6 +18,7 @@ from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import text
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import registry
 from pyresque.worker import peer_prune
 
 log = logging.getLogger("pyresque.recovery")
@@ -25,8 +27,9 @@ log = logging.getLogger("pyresque.recovery")
 RUBY_PRUNE_INTERVAL = 300
 
 
-def worker_keys(keys: Keys, worker_id: str) -> list[str]:
-    """KEYS for reap.lua."""
+def worker_keys(keys: Keys, worker_id: str, landing: Sequence[str] = ()) -> list[str]:
+    """KEYS for reap.lua; ``landing``: the worker's other landing lists, as read
+    (protocol/landings.py)."""
     return [
         keys.workers,
         keys.worker(worker_id),
@@ -39,6 +42,8 @@ def worker_keys(keys: Keys, worker_id: str) -> list[str]:
         keys.failed,
         keys.stat("failed"),
         keys.landing(worker_id),
+        registry(keys, worker_id),
+        *(key for key in landing if key != keys.landing(worker_id)),
     ]
 
 

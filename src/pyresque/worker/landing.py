@@ -57,16 +57,17 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar, cast
 
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
+from pyresque.protocol.landings import one_queue
 from pyresque.protocol.packed import exchange
 from pyresque.protocol.scripts import ScriptCall
-from pyresque.worker.fetch import LEASE_EXPIRED, Paused
+from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, Paused
+from pyresque.worker.landing_claims import OneQueue, SeveralQueues
 from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, status_after
-from pyresque.worker.recovery import landing_queue
 from pyresque.worker.signals import Running, Wake
 
 if TYPE_CHECKING:
@@ -109,36 +110,42 @@ class Lander:
     """One processor's blocking claim on its worker's one queue: the ``BLMOVE``, and the
     adoption of what it landed, on a connection of its own."""
 
-    def __init__(self, worker: Host, queue: str) -> None:
+    def __init__(self, worker: Host, fetcher: Fetcher | None = None) -> None:
         self._worker = worker
         keys = worker.resque.keys
-        self.queue = queue
         self._client = dedicated(worker.resque.redis)
-        self._queue_key = keys.queue(queue)
-        self._keys = [keys.landing(worker.id), keys.inflight(worker.id)]
+        self._claims: OneQueue | SeveralQueues
+        if fetcher is None:
+            self._claims = OneQueue(keys, worker.id, worker.queues.included[0])
+        else:
+            self._claims = SeveralQueues(self._client, keys, worker.id, fetcher)
+        self.blocks = fetcher is None  # idle, it waits with BLMOVE (else on the wake lists)
+        self._inflight = keys.inflight(worker.id)
         self._lapses = 0  # Stop.lapses when the BLMOVE was sent
         self._adopting: list[Any] | None = None  # adopt.lua's ARGV, until it ran
         self._unsure = False  # a wait ended without its reply: a job may be on the list
         self._counted = False  # this lander counts in the worker's landing (Worker.landing)
         # One processor: busy claims land too and plain jobs finish without a script.
         self.fast = worker.options.mode in ("fork", "inline")
-        self._move = ("LMOVE", self._queue_key, self._keys[0], "LEFT", "RIGHT")
         self._stats = (keys.stat("processed"), keys.stat("processed", worker.id))
         self._unwritten = 0  # plain finishes not yet in self._stats
         self._written_at = time.monotonic()
         self._empty = False  # the last look at the queue (LMOVE, BLMOVE) found nothing
 
     @classmethod
-    def of(cls, worker: Host) -> Lander | NoLanding:
-        """A lander for a processor of ``worker``, or NoLanding when it cannot land jobs."""
+    def of(cls, worker: Host, fetcher: Fetcher | None = None) -> Lander | NoLanding:
+        """A lander for a processor of ``worker`` (its claims resolve the queues of a
+        worker of several with ``fetcher``), or NoLanding when it cannot land jobs."""
         queues, keys = worker.queues, worker.resque.keys
-        if queues.dynamic or len(queues.included) != 1 or worker.resque.durability:
+        if worker.resque.durability or not worker.options.blocking:
             return NoLanding()
         if keys.clustered:  # the landing list is not in the queue's slot (worker/sharded.py)
             return NoLanding()
-        if not worker.options.blocking or landing_queue(worker.id) != queues.included[0]:
-            return NoLanding()
-        return cls(worker, queues.included[0])
+        if not queues.dynamic and queues.included == [one_queue(worker.id)]:
+            return cls(worker)
+        if fetcher is not None and worker.options.mode in ("fork", "inline"):
+            return cls(worker, fetcher)
+        return NoLanding()
 
     def wait(self, seconds: float, token: str, waiter: Running) -> Claim | None:
         """Wait for a job, claiming it as it comes under ``token``; ``waiter`` (the
@@ -155,7 +162,8 @@ class Lander:
                 return None
             finally:
                 waiter.idle = False
-            claim = None if landed is None else self.take(landed, token)
+            queue = cast(OneQueue, self._claims).queue
+            claim = None if landed is None else self.take(queue, landed, token)
             return claim
         finally:
             if claim is None:
@@ -166,7 +174,8 @@ class Lander:
         payload, or None. Every job that landed is either returned or found by the next
         ``block``, which gives back what an interrupted wait left (a signal, an outage).
         A connection that failed (a Redis restart left it stale) is tried once more."""
-        wait = ("BLMOVE", *self._move[1:], f"{min(timeout, LAND_WAIT):.3f}")
+        assert isinstance(self._claims, OneQueue)
+        wait = self._claims.wait(min(timeout, LAND_WAIT))
 
         def send() -> Any:  # the counts due go with it: an idle worker sends nothing else
             *_, reply = self._pipe(*self._stats_due(), wait)
@@ -194,17 +203,17 @@ class Lander:
         self._unsure = True
         self._count(False)
 
-    def take(self, payload: bytes, token: str) -> Claim | None:
+    def take(self, queue: str, payload: bytes, token: str) -> Claim | None:
         """The claim of a job ``block`` returned, its adoption under ``token`` sent; or
         None when it may not run here (see the module's fencing), after it went back."""
         worker = self._worker
         runs = worker.stop.lapses == self._lapses and worker.lease_ok()
         held = worker.paused or worker.heartbeat.paused_all or worker.shutting_down
         if not runs or held:
-            self._give_back(payload)
+            self._give_back(queue, payload)
             return None
-        self._adopting = [token, self.queue, payload]
-        return Claim(token, self.queue, payload)
+        self._adopting = [token, queue, payload]
+        return Claim(token, queue, payload)
 
     def holds(self, claim: Claim) -> bool:
         """Whether ``claim`` is a landed job not adopted: ``finish`` may end it."""
@@ -218,16 +227,15 @@ class Lander:
             self.interrupted()
 
     def claim(self, token: str) -> list[Claim] | Paused:
-        """A busy worker's claim, in one round trip without a script: the queue's head
-        moved onto the landing list. [], one claim, or why none. A connection that
-        failed is tried once more, after a give-back of what its lost reply may have
-        landed."""
+        """A busy worker's claim, in one round trip (landing_claims.py): the head of
+        the first non-empty queue moved onto its landing list. [], one claim, or why
+        none. A connection that failed is tried once more, after a give-back of what its
+        lost reply may have landed."""
 
         def send() -> list[Any]:
-            return self._pipe(*self._stats_due(), self._move)
+            return self._pipe(*self._stats_due(), *self._claims.commands())
 
-        *_, landed = self._landing_call(send)
-        return self._landed(landed, token)
+        return self._landed(self._landing_call(send), token)
 
     def _landing_call(self, send: Callable[[], T]) -> T:
         """``send`` a call that may land a job. A connection that failed (a Redis restart
@@ -264,14 +272,15 @@ class Lander:
         for attempt in range(2):
             take = next_token is not None and not self._unsure
             stats = self._stats_due()
-            commands: list[tuple[Any, ...]] = [*stats, ("LREM", self._keys[0], -1, claim.raw)]
+            landing = self._claims.landing(claim.queue)
+            commands: list[tuple[Any, ...]] = [*stats, ("LREM", landing, -1, claim.raw)]
             if status is not None:
                 commands.append(complete(status))
+            claiming = self._claims.commands() if take else []
             if take:
                 self._lapses = self._worker.stop.lapses
-                commands.append(self._move)
             try:
-                replies = self._pipe(*commands)
+                replies = self._pipe(*commands, *claiming)
             except REDIS_DOWN:
                 self._unsure = True
                 if attempt:
@@ -280,9 +289,8 @@ class Lander:
             except BaseException:
                 self._unsure = True
                 raise
-            return self._finished(
-                claim, status, replies[len(stats) :], next_token if take else None
-            )
+            done, claimed = replies[len(stats) : len(commands)], replies[len(commands) :]
+            return self._finished(claim, status, done, claimed, next_token if take else None)
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _finished(
@@ -290,9 +298,10 @@ class Lander:
         claim: Claim,
         status: StatusWrite | None,
         replies: list[Any],
+        claimed: list[Any],
         next_token: str | None,
     ) -> tuple[bool, list[Claim] | Paused]:
-        """``finish``'s replies read."""
+        """``finish``'s replies read: the finish's, and the claim's (``claimed``)."""
         if isinstance(replies[0], Exception):  # the landing list's key holds another type
             raise replies[0]
         ours = replies[0] == 1
@@ -303,7 +312,7 @@ class Lander:
         if next_token is None:
             self._count(False)
             return ours, []
-        return ours, self._landed(replies[-1], next_token)
+        return ours, self._landed(claimed, next_token)
 
     def _stats_due(self) -> list[tuple[Any, ...]]:
         """The ``INCRBY`` of the counts not written yet, once a second (taken: a reply
@@ -314,16 +323,19 @@ class Lander:
         count, self._unwritten, self._written_at = self._unwritten, 0, now
         return [("INCRBY", key, count) for key in self._stats]
 
-    def _landed(self, landed: Any, token: str) -> list[Claim] | Paused:
-        """The claim of a pipelined ``LMOVE``."""
-        if isinstance(landed, Exception):  # the queue's key holds another type
-            self._count(False)
-            raise landed
+    def _landed(self, replies: list[Any], token: str) -> list[Claim] | Paused:
+        """The claim of a pipelined claim's ``replies`` (the last ones of the pipeline):
+        the following calls of a worker of many queues are sent from here."""
+        try:
+            landed = self._claims.landed(replies, lambda commands: self._pipe(*commands))
+        except BaseException:  # a queue's key holds another type, or a call failed
+            self.interrupted()
+            raise
         if landed is None:
             self._empty = True
             self._count(False)
             return []
-        claim = self.take(raw(landed), token)
+        claim = self.take(*landed, token)
         if claim is None:  # given back: a lease that lapsed, a pause, a shutdown
             return LEASE_EXPIRED
         return [claim]
@@ -331,10 +343,10 @@ class Lander:
     def _pipe(self, *commands: tuple[Any, ...]) -> list[Any]:
         return exchange(self._connection(), commands)
 
-    def _give_back(self, payload: bytes) -> None:
+    def _give_back(self, queue: str, payload: bytes) -> None:
         worker = self._worker
         try:
-            worker.recovery.give_back_landed(worker.id, self.queue, payload, False, owner=True)
+            worker.recovery.give_back_landed(worker.id, queue, payload, False, owner=True)
         except REDIS_DOWN:
             self._unsure = True
             raise
@@ -344,7 +356,7 @@ class Lander:
     def adoption(self) -> ScriptCall | None:
         """The adoption still to run, as a script call, for the thread that shows the job
         as running (running.py) to run first; ``settle`` runs it otherwise."""
-        return None if self._adopting is None else ("adopt", self._keys, self._adopting)
+        return None if self._adopting is None else ("adopt", self._adopt_keys(), self._adopting)
 
     def settle(self) -> None:
         """Adopt the landed job (if the RUNNING marker has not already: adopt.lua is
@@ -352,11 +364,15 @@ class Lander:
         the adoption is then still pending, for the next call."""
         if self._adopting is None:
             return
-        adopted = scripts.run(self._client, "adopt", self._keys, self._adopting)
+        adopted = scripts.run(self._client, "adopt", self._adopt_keys(), self._adopting)
         token, self._adopting = self._adopting[0], None
         self._count(False)
         if not adopted:  # recovered meanwhile: its finish is fenced
             log.warning("job %s left the landing list before this worker adopted it", token)
+
+    def _adopt_keys(self) -> list[str]:
+        assert self._adopting is not None
+        return [self._claims.landing(self._adopting[1]), self._inflight]
 
     def close(self) -> None:
         """Write the counts not written yet (the worker stops), give the connection back."""

@@ -52,7 +52,7 @@ class Processor(Claiming):
         self._token_count = itertools.count()
         policy = worker.resque.durability  # claims wait for replicas (fetch.py)
         self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, policy)
-        self.lander = Lander.of(worker)  # idle, waits with a claim (landing.py), or NoLanding
+        self.lander = Lander.of(worker, self.fetcher)  # lands its claims (landing.py), or not
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
@@ -282,6 +282,8 @@ class Processor(Claiming):
         if payload is not None and payload.id:
             key, started = self._keys.status(payload.id, payload.prefix), self._started
             status = (key, outcome.result_json(), started.decode() if started else None)
+        if claim_next:
+            self._refresh_queues()  # globs: the busy worker's claims come from here
         tokens = [worker.hold(self._new_token())] if claim_next else []
         claims: list[Claim] | Paused = []
         ours = False

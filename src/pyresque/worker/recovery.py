@@ -18,7 +18,6 @@ import copy
 import json
 import logging
 from datetime import datetime, timezone
-from typing import cast
 
 import redis
 
@@ -29,6 +28,7 @@ from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import landing_key, read_lists
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.protocol.unique_release import in_call, release_apart
@@ -68,7 +68,8 @@ class Recovery:
         if not peer_prune.fence(self._redis, self._keys, worker_id):
             return 0  # a Ruby worker may be pruning it right now: at a later beat
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
-        landed = cast("list[bytes]", self._redis.lrange(self._keys.landing(worker_id), 0, -1))
+        lists = read_lists(self._redis, self._keys, worker_id)
+        landed = [item for _, _, items in lists for item in items]
         try:
             failed = peer_prune.failed_by_peer(self._redis, self._keys, worker_id, entries, landed)
         except redis.exceptions.RedisError:
@@ -88,12 +89,11 @@ class Recovery:
             except Exception:  # a bug: log it, recover the others, try again next beat
                 log.exception("could not recover job %r of dead worker %s", token, worker_id)
         dropped = [item for i, item in enumerate(landed) if b"landed:%d" % i in failed]
-        moved += self.give_back_landing(worker_id, crashed=True, dropped=dropped)
+        moved += self.give_back_landing(worker_id, crashed=True, dropped=dropped, lists=lists)
         if self._keys.clustered:  # workflow ends it recorded and died before applying
             apply_reports(self._redis, self._keys, self._keys, worker_id)
-        reaped = scripts.run(
-            self._redis, "reap", worker_keys(self._keys, worker_id), [worker_id, "0", "", ""]
-        )
+        reap = worker_keys(self._keys, worker_id, [key for key, _, _ in lists])
+        reaped = scripts.run(self._redis, "reap", reap, [worker_id, "0", "", "", len(reap) - 12])
         if reaped:
             log.warning("unregistered dead worker %s", worker_id)
         return moved
@@ -134,29 +134,33 @@ class Recovery:
             queue, raw = read_record(record)
         except MalformedPayload as exc:
             return self._fail_record(worker_id, token, record, str(exc), crashed, owner)
-        where = (token, record, False)
+        where = (token, record, "")
         return self._give_back(worker_id, where, queue, raw, crashed, failed, owner)
 
     def give_back_landing(
-        self, worker_id: str, crashed: bool, owner: bool = False, dropped: list[bytes] | None = None
+        self,
+        worker_id: str,
+        crashed: bool,
+        owner: bool = False,
+        dropped: list[bytes] | None = None,
+        lists: list[tuple[str, str, list[bytes]]] | None = None,
     ) -> int:
-        """Put back the jobs on a worker's landing list (landing.py), the oldest first in
-        line; ``crashed`` and ``owner`` as for ``give_back``; those in ``dropped`` (a
-        peer's prune failed them) are only taken off."""
-        items = cast("list[bytes]", self._redis.lrange(self._keys.landing(worker_id), 0, -1))
-        queue = landing_queue(worker_id)
-        if items and queue is None:  # no pyresque worker lands jobs under such an id
-            log.error("worker %s has a landing list but no one queue to return it to", worker_id)
-            return 0
+        """Put back the jobs on a worker's landing lists (landing.py; ``lists`` as
+        ``read_lists`` read them, or read now), the oldest first in line; ``crashed`` and
+        ``owner`` as for ``give_back``; those in ``dropped`` (a peer's prune failed them)
+        are only taken off."""
         done = 0
         dropped = list(dropped or ())
-        for item in reversed(items):  # each to the head: the last first
-            failed = item in dropped
-            if failed:
-                dropped.remove(item)
-            done += self.give_back_landed(
-                worker_id, cast(str, queue), item, crashed, owner, failed=failed
-            )
+        if lists is None:
+            lists = read_lists(self._redis, self._keys, worker_id)
+        for key, queue, items in lists:
+            for item in reversed(items):  # each to the head: the last first
+                failed = item in dropped
+                if failed:
+                    dropped.remove(item)
+                done += self.give_back_landed(
+                    worker_id, queue, item, crashed, owner, failed=failed, key=key
+                )
         return done
 
     def give_back_landed(
@@ -167,16 +171,17 @@ class Recovery:
         crashed: bool,
         owner: bool = False,
         failed: bool = False,
+        key: str = "",
     ) -> int:
-        """Put one job of a worker's landing list back at the head of ``queue`` (only
-        take it off when a peer's prune ``failed`` it)."""
-        where = (b"", payload, True)
+        """Put one job of a worker's landing list (``key``, by default ``queue``'s) back at
+        the head of ``queue`` (only take it off when a peer's prune ``failed`` it)."""
+        where = (b"", payload, key or landing_key(self._keys, worker_id, queue))
         return self._give_back(worker_id, where, queue, payload, crashed, failed, owner)
 
     def _give_back(
         self,
         worker_id: str,
-        where: tuple[str | bytes, bytes, bool],
+        where: tuple[str | bytes, bytes, str],
         queue: str,
         raw: bytes,
         crashed: bool,
@@ -184,7 +189,7 @@ class Recovery:
         owner: bool,
     ) -> int:
         """``give_back``'s work once the job's queue and payload are known; ``where``: the
-        claim token and the record as read, and whether it is on the landing list."""
+        claim token and the record as read, and its landing list if it is on one."""
         token, record, landed = where
         payload = _payload_or_none(raw)
         item: bytes | str
@@ -282,17 +287,18 @@ class Recovery:
         status: str | None,
         lock: UniqueLock | None = None,
         owner: bool = False,
-        landed: bool = False,
+        landed: str = "",
         flow_id: str = "",
     ) -> bool:
-        """recover.lua: move one in-flight (or ``landed``) job, if it is still there and
-        its owner dead; ``flow_id``: a workflow job's id, whose settle it records."""
+        """recover.lua: move one in-flight job (or one on the ``landed`` list), if it is
+        still there and its owner dead; ``flow_id``: a workflow job's id, whose settle it
+        records."""
         failing = action == "fail"
         # On Cluster, the queue's slot (an unreadable record names none: this one's).
         at = self._keys.for_queue(queue) if queue else self._keys
         keys = [
             at.leases,
-            at.landing(worker_id) if landed else at.inflight(worker_id),
+            landed or at.inflight(worker_id),
             at.failed if failing else at.queue(queue),
             at.stat("failed") if failing else at.recovered,
             at.queues,
@@ -386,12 +392,3 @@ def _payload_or_none(raw: bytes | str) -> Payload | None:
 def started_text() -> str:
     """The worker start time, ISO 8601 with offset (Ruby and php-resque accept it)."""
     return datetime.now(timezone.utc).astimezone().isoformat(timespec="seconds")
-
-
-def landing_queue(worker_id: str) -> str | None:
-    """The queue a worker lands jobs from, read from its id (``host:pid:queues``): a
-    worker lands jobs only when it serves one queue, named as it is (landing.py)."""
-    parts = worker_id.split(":", 2)
-    if len(parts) != 3 or not parts[2] or any(c in parts[2] for c in ",*?[]{}!"):
-        return None
-    return parts[2]

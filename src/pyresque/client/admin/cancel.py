@@ -29,6 +29,7 @@ from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.connection import replies, wrong_type
 from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import landing_key, registry
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.slots import places
@@ -131,9 +132,24 @@ def _running_in(resque: Namespace, at: Keys, job_id: str) -> str | None:
             # Redis in parts, other clients' calls in between), so it is seen in one.
             pipe.lrange(at.landing(worker), 0, -1)
             pipe.hvals(at.inflight(worker))
+            pipe.smembers(registry(at, worker))  # a worker of several queues' other lists
         found = replies(pipe)
+        held = [(w, found[3 * i] or [], found[3 * i + 1] or []) for i, w in enumerate(chunk)]
+        more = resque.redis.pipeline(transaction=False)
+        owners = []
         for i, worker in enumerate(chunk):
-            landed, inflight = found[2 * i] or [], found[2 * i + 1] or []
+            if queues := sorted(found[3 * i + 2] or ()):
+                for queue in queues:
+                    more.lrange(landing_key(at, worker, as_text(queue)), 0, -1)
+                more.hvals(at.inflight(worker))  # again: an adoption since the first read
+                owners.append((worker, len(queues)))
+        if owners:  # workers of several queues (an empty pipeline is not sent)
+            again = iter(replies(more))
+            for worker, count in owners:
+                lists = [next(again) or [] for _ in range(count)]
+                held.append((worker, [], [item for items in lists for item in items]))
+                held.append((worker, next(again) or [], []))
+        for worker, landed, inflight in held:
             if any(_id_of(record) == job_id for record in inflight) or any(
                 _id_of(payload, landed=True) == job_id for payload in landed
             ):

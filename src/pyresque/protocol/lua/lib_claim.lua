@@ -40,10 +40,8 @@ local function claim(k, a, n, token, now)
         redis.call('LPUSH', k[2 + i], payload) -- a re-sent call: the job goes back first in line
         return held(k[2], token)
       end
-      -- More work waiting: a woken worker passes the wake-up on to the next idle one
-      -- (a busy worker's claims need not: no idle worker waits on a token it took).
-      if a[3] == '1' and redis.call('LLEN', k[2 + i]) > 0 and redis.call('LLEN', k[2 + n + i]) == 0 then
-        redis.call('RPUSH', k[2 + n + i], '1')
+      if a[3] == '1' then
+        pass_wake(k[2 + i], k[2 + n + i])
       end
       return {queue, payload}
     end

@@ -8,11 +8,14 @@
 -- KEYS[4] workers:heartbeat   KEYS[5] stat:processed:<id>   KEYS[6] stat:failed:<id>
 -- KEYS[7] leases zset   KEYS[8] in-flight hash   KEYS[9] failed list   KEYS[10] stat:failed
 -- KEYS[11] landing list (jobs the worker's idle wait moved there, not yet adopted)
+-- KEYS[12] the set of the queues of its other landing lists (protocol/landings.py)
+-- KEYS[13 ..] those landing lists, as the caller read the set
 -- ARGV[1] worker id   ARGV[2] '1' when the worker unregisters itself
 -- ARGV[3] worker:<id> value as read   ARGV[4] failure record for that job, or ''
+-- ARGV[5] how many landing lists follow KEYS[12] (none when not given)
 -- Returns 1 when unregistered, 0 when the worker proved alive or busy.
 
-expect_keys(KEYS, 11, 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed, landing')
+expect_keys(KEYS, 12 + (tonumber(ARGV[5]) or 0), 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed, landing, landings[, ARGV[5] landing lists]')
 if ARGV[2] ~= '1' then
   local expiry = redis.call('ZSCORE', KEYS[7], ARGV[1])
   if expiry and tonumber(expiry) > now_ms() then
@@ -20,6 +23,11 @@ if ARGV[2] ~= '1' then
   end
   if redis.call('HLEN', KEYS[8]) > 0 or redis.call('LLEN', KEYS[11]) > 0 then
     return 0
+  end
+  for i = 13, #KEYS do
+    if redis.call('LLEN', KEYS[i]) > 0 then
+      return 0
+    end
   end
   if ARGV[4] ~= '' then
     if redis.call('GET', KEYS[2]) ~= ARGV[3] then
@@ -30,7 +38,7 @@ if ARGV[2] ~= '1' then
   end
 end
 redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[12])
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 return 1

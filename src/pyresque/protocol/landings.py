@@ -1,0 +1,87 @@
+"""A worker's landing lists (worker/landing.py): where they are, and each one's queue.
+
+A worker of one queue, named by its id (``host:pid:queue``), lands that queue's jobs on
+``pyresque:landing:<id>``. Any other worker that lands jobs (several queues, globs)
+has a list per queue, ``pyresque:landing:<id>:<queue>``, and names the queue in the
+set ``pyresque:landings:<id>`` before its first move onto that list (in the same
+pipeline, or before it), so whoever reads a worker's landed jobs (recovery, reap, the
+give-backs, the RUNNING marker, cancel) finds every list and the queue its jobs go
+back to. The set lives as long as the worker: reap.lua deletes it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import cast
+
+import redis
+
+from pyresque.protocol.keys import Keys
+
+log = logging.getLogger("pyresque.recovery")
+
+
+def one_queue(worker_id: str) -> str | None:
+    """The queue a worker of one queue lands from, read from its id (``host:pid:queues``);
+    None when the id names several queues, globs or exclusions."""
+    parts = worker_id.split(":", 2)
+    if len(parts) != 3 or not parts[2] or any(c in parts[2] for c in ",*?[]{}!"):
+        return None
+    return parts[2]
+
+
+def registry(keys: Keys, worker_id: str) -> str:
+    """The set of the queues a worker has a landing list of its own for."""
+    return f"{keys.prefix}pyresque:landings:{worker_id}"
+
+
+def landing_key(keys: Keys, worker_id: str, queue: str) -> str:
+    """The list ``worker_id`` lands jobs of ``queue`` on."""
+    if queue == one_queue(worker_id):
+        return keys.landing(worker_id)
+    return f"{keys.landing(worker_id)}:{queue}"
+
+
+def needs_registry(worker_id: str, queue: str) -> bool:
+    """Whether the list of ``queue`` must be named in the registry (not the id's one)."""
+    return queue != one_queue(worker_id)
+
+
+def landing_lists(client: redis.Redis, keys: Keys, worker_id: str) -> dict[str, str]:
+    """Every landing list of a worker: key -> its queue. A registry that is not a set
+    of queue names (hostile bytes, another type) is logged and read as far as it can
+    be: the list named by the worker's id is read in any case."""
+    lists = {}
+    if (queue := one_queue(worker_id)) is not None:
+        lists[keys.landing(worker_id)] = queue
+    try:
+        members = cast("set[bytes]", client.smembers(registry(keys, worker_id)))
+    except redis.exceptions.ResponseError as exc:  # another type: no worker wrote it
+        log.error("%s is not a set of queues: %s", registry(keys, worker_id), exc)
+        return lists
+    for member in sorted(members):
+        try:
+            name = member.decode() if isinstance(member, bytes) else str(member)
+        except UnicodeDecodeError:
+            log.error("%s names a queue that is not UTF-8: %r", registry(keys, worker_id), member)
+            continue
+        lists.setdefault(landing_key(keys, worker_id, name), name)
+    return lists
+
+
+def read_lists(
+    client: redis.Redis, keys: Keys, worker_id: str
+) -> list[tuple[str, str, list[bytes]]]:
+    """The jobs on each landing list of a worker: (key, queue, payloads), in one round
+    trip after the registry's. A key that holds another type is logged and skipped."""
+    lists = landing_lists(client, keys, worker_id)
+    pipe = client.pipeline(transaction=False)
+    for key in lists:
+        pipe.lrange(key, 0, -1)
+    found = []
+    for (key, queue), items in zip(lists.items(), pipe.execute(raise_on_error=False), strict=True):
+        if isinstance(items, redis.exceptions.ResponseError):
+            log.error("landing list %s holds another type: %s", key, items)
+            continue
+        found.append((key, queue, cast("list[bytes]", items)))
+    return found

@@ -1,0 +1,36 @@
+-- The busy claim of a worker of several queues that lands its jobs (worker/landing.py):
+-- the head of the first non-empty queue, in priority order (Ruby Resque pops queue
+-- after queue), moves onto that queue's landing list, which is the job's in-flight
+-- record. No lease check (the worker's fencing, the lease lapse rule, gives back a job
+-- that landed while its lease had lapsed), no in-flight hash, no cjson.
+--
+-- KEYS[1 .. n] queue lists, KEYS[n+1 .. 2n] the worker's landing lists of those queues,
+-- then, only when ARGV[1] is '1', their n wake lists, then, only when ARGV[2] is '1',
+-- the worker's registry of its landing lists (protocol/landings.py)
+-- ARGV[1] '1' when the worker was woken by a wake-up token
+-- ARGV[2] '1' when the queues are to be named in the registry first (before any move
+--   onto their lists: a registry that is not a set fails the call before a move)
+-- ARGV[3 .. n+2] queue names
+-- Returns {queue name, payload}, or {} when every queue is empty.
+local n = #ARGV - 2
+local woken = ARGV[1] == '1'
+expect_keys(KEYS, n * (woken and 3 or 2) + given(ARGV[2]),
+  'queues, landing lists[, wake lists when woken][, registry]')
+if ARGV[2] == '1' and n > 0 then
+  redis.call('SADD', KEYS[#KEYS], unpack(ARGV, 3, n + 2))
+end
+for i = 1, n do
+  local payload = redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')
+  if payload then
+    if woken then
+      pass_wake(KEYS[i], KEYS[2 * n + i])
+    end
+    return {ARGV[2 + i], payload}
+  end
+end
+-- Every queue is empty: a woken worker deletes their wake-up tokens, left over (as
+-- lib_claim.lua does), so that it does not wake and claim again for each.
+if woken and n > 0 then
+  redis.call('DEL', unpack(KEYS, 2 * n + 1, 3 * n))
+end
+return {}

@@ -1,0 +1,124 @@
+"""A lander's busy claim (landing.py): the commands that move the next job onto a
+landing list, sent alone or at the end of a plain finish's pipeline, and their reply.
+
+A worker of one queue moves its head with ``LMOVE``. A worker of several queues or
+globs runs land_claim.lua, which moves the head of the first non-empty queue, in
+priority order, onto that queue's landing list (protocol/landings.py); as fetch.py's
+claim, a call tries the first CHUNK queues, and when they are all empty the next
+calls try the following ones, four times as many each time, up to CHUNK_MAX. Before a
+call that may move a job of a queue onto a list not yet named in the worker's
+registry, the script adds its queues to it first (once per queue and worker).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import redis
+
+from pyresque.protocol import scripts
+from pyresque.protocol.connection import raw, text
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import landing_key, needs_registry, registry
+from pyresque.protocol.packed import Command
+from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher
+
+#: A landed job: its queue and payload; None when the queues were empty.
+Landed = tuple[str, bytes] | None
+
+
+def _checked(reply: Any) -> Any:
+    if isinstance(reply, Exception):  # a queue's key holds another type
+        raise reply
+    return reply
+
+
+class OneQueue:
+    """The claim of a worker of one queue: ``LMOVE`` of its head onto the landing list."""
+
+    def __init__(self, keys: Keys, worker_id: str, queue: str) -> None:
+        self.queue = queue
+        self._list = landing_key(keys, worker_id, queue)
+        self._move = ("LMOVE", keys.queue(queue), self._list, "LEFT", "RIGHT")
+
+    def commands(self) -> list[Command]:
+        return [self._move]
+
+    def wait(self, timeout: float) -> Command:
+        """The idle wait's ``BLMOVE``, ``timeout`` seconds at most."""
+        return ("BLMOVE", *self._move[1:], f"{timeout:.3f}")
+
+    def landing(self, queue: str) -> str:
+        """The landing list (of ``queue``, the one queue)."""
+        return self._list
+
+    def landed(self, replies: list[Any], send: Callable[[list[Command]], list[Any]]) -> Landed:
+        """The job the commands' ``replies`` landed."""
+        reply = _checked(replies[-1])
+        return None if reply is None else (self.queue, raw(reply))
+
+
+class SeveralQueues:
+    """The claim of a worker of several queues or globs: land_claim.lua over the queues
+    ``fetcher`` resolves, in priority order."""
+
+    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, fetcher: Fetcher) -> None:
+        self._client = client
+        self._keys = keys
+        self._worker_id = worker_id
+        self._fetcher = fetcher
+        self._registry = registry(keys, worker_id)
+        self._named: set[str] = set()  # queues the registry holds (SADD replied)
+        self._lists: dict[str, str] = {}  # queue -> its landing list
+        self._sha = scripts.script("land_claim").sha
+        self._sent: tuple[list[str], bool] = ([], False)  # the last call's queues, woken
+
+    def commands(self) -> list[Command]:
+        """The first call's commands (none when no queue is served)."""
+        return self._call(0, CHUNK, self._fetcher.took_wake())
+
+    def landed(self, replies: list[Any], send: Callable[[list[Command]], list[Any]]) -> Landed:
+        """The job the first call's ``replies`` landed, or the following calls', each
+        sent with ``send`` while the queues tried were empty."""
+        start, size = 0, CHUNK
+        while self._sent[0]:
+            queues, woken = self._sent
+            reply = replies[-1]
+            if isinstance(reply, redis.exceptions.NoScriptError):  # the cache was flushed
+                reply = scripts.run(self._client, "land_claim", *self._script(queues, woken))
+            found = _checked(reply)
+            self._named.update(queues)
+            if found:
+                return text(found[0]), raw(found[1])
+            start, size = start + size, min(size * 4, CHUNK_MAX)
+            commands = self._call(start, size, woken)
+            if commands:
+                replies = send(commands)
+        return None
+
+    def _call(self, start: int, size: int, woken: bool) -> list[Command]:
+        queues = self._fetcher.resolved[start : start + size]
+        self._sent = (queues, woken)
+        if not queues:
+            return []
+        keys, args = self._script(queues, woken)
+        return [("EVALSHA", self._sha, len(keys), *keys, *args)]
+
+    def _script(self, queues: list[str], woken: bool) -> tuple[list[str], list[str]]:
+        """land_claim.lua's KEYS and ARGV; the queues are named in the registry until a
+        call that did it was answered."""
+        name = any(q not in self._named and needs_registry(self._worker_id, q) for q in queues)
+        keys = [self._keys.queue(q) for q in queues] + [self.landing(q) for q in queues]
+        if woken:
+            keys += [self._keys.wake(q) for q in queues]
+        if name:
+            keys.append(self._registry)
+        return keys, ["1" if woken else "", "1" if name else "", *queues]
+
+    def landing(self, queue: str) -> str:
+        """The landing list of ``queue``."""
+        key = self._lists.get(queue)
+        if key is None:
+            key = self._lists[queue] = landing_key(self._keys, self._worker_id, queue)
+        return key
