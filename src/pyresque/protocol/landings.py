@@ -2,7 +2,7 @@
 
 A worker of one queue, named by its id (``host:pid:queue``), lands that queue's jobs on
 ``pyresque:landing:<id>``. Any other worker that lands jobs (several queues, globs)
-has a list per queue, ``pyresque:landing:<id>:<queue>``, and names the queue in the
+has a list per queue, ``pyresque:landing:<digest of id>:<queue>``, and names the queue in the
 set ``pyresque:landings:<id>`` before its first move onto that list (in the same
 pipeline, or before it), so whoever reads a worker's landed jobs (recovery, reap, the
 give-backs, the RUNNING marker, cancel) finds every list and the queue its jobs go
@@ -11,6 +11,7 @@ back to. The set lives as long as the worker: reap.lua deletes it.
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from typing import cast
 
@@ -36,10 +37,13 @@ def registry(keys: Keys, worker_id: str) -> str:
 
 
 def landing_key(keys: Keys, worker_id: str, queue: str) -> str:
-    """The list ``worker_id`` lands jobs of ``queue`` on."""
+    """The list ``worker_id`` lands jobs of ``queue`` on: a worker of several queues
+    is named by a digest of its id, which names all its queues (a worker of 10,000
+    queues has an id of 120 kB: a key per queue holding it made a claim's keys 250 MB)."""
     if queue == one_queue(worker_id):
         return keys.landing(worker_id)
-    return f"{keys.landing(worker_id)}:{queue}"
+    digest = hashlib.blake2b(worker_id.encode(), digest_size=8).hexdigest()
+    return f"{keys.prefix}pyresque:landing:{digest}:{queue}"
 
 
 def needs_registry(worker_id: str, queue: str) -> bool:

@@ -87,6 +87,7 @@ class Claiming:
             worker.title(f"Waiting for {','.join(worker.queues.patterns)}")
             if isinstance(self.lander, Lander) and self.lander.blocks:
                 return self.lander.wait(worker.options.interval, self._new_token(), self)
+            self.lander.found_empty()  # this wait follows the look: the next claim looks
             self._wait(worker.options.interval, block=worker.options.blocking)
         return None
 
