@@ -757,10 +757,10 @@ class _Proxy:
 
 def _claimed_nothing(reply: bytes) -> bool:
     """True for the RESP reply of a claim that took no job: ``{}`` or ``{1 or 0, {}}``, of
-    a BLMOVE that timed out, or of a pipeline whose last command, its LMOVE, found
-    nothing (nil)."""
+    a BLMOVE that timed out, or of a pipeline whose last command, its LMOVE or
+    land_claim.lua, found nothing (nil, ``{}``)."""
     nothing = (b"*0\r\n", b"*2\r\n:1\r\n*0\r\n", b"*2\r\n:0\r\n*0\r\n", b"*-1\r\n")
-    return reply in nothing or reply.endswith(b"$-1\r\n")
+    return reply in nothing or reply.endswith((b"$-1\r\n", b"\r\n*0\r\n"))
 
 
 def _lose_a_reply(
@@ -777,15 +777,19 @@ def _lose_a_reply(
     lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s once
     the reply is lost: a slower path (the lander's next look) would run a landed job in
     the end, so only the bound proves the worker gave back the claim it never saw.
-    The scripts claim for a worker of several queues; one of one queue claims with a
-    BLMOVE when idle, and with an LMOVE pipelined after its finish (landing.py)."""
-    queues = f"{QUEUE},other" if script in ("claim", "finish_claim") else QUEUE
+    The scripts claim for a worker of concurrent mode (threads, here of several
+    queues); one of one queue claims with a BLMOVE when idle, and with an LMOVE
+    pipelined after its finish, one of several with land_claim.lua (landing.py)."""
+    queues = QUEUE if script in ("BLMOVE", "LMOVE") else f"{QUEUE},other"
+    extra = (
+        ("--mode", "threads", "--concurrency", "1") if script in ("claim", "finish_claim") else ()
+    )
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
     try:
-        for name in ("claim", "finish_claim"):  # no NOSCRIPT round trip to trip on
+        for name in ("claim", "finish_claim", "land_claim"):  # no NOSCRIPT round trip
             state.r.script_load(scripts.source(name))
-        worker = procs.worker(proxy.url, namespace, queues=queues, lease_ttl=1)
+        worker = procs.worker(proxy.url, namespace, *extra, queues=queues, lease_ttl=1)
         worker.wait_started()
         proxy.arm(script, rq.keys.queue(QUEUE))
         ids = [
@@ -805,7 +809,7 @@ def _lose_a_reply(
                 set(ran()) == set(ids)
                 and not state.queue()
                 and not state.inflight(worker.id)
-                and not state.r.exists(state.key(f"pyresque:landing:{worker.id}"))
+                and not state.r.keys(state.key("pyresque:landing:*"))
                 and state.r.get(state.key(f"worker:{worker.id}")) is None
             )
 
@@ -825,14 +829,14 @@ def _lose_a_reply(
         proxy.close()
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE", "land_claim"])
 def test_a_lost_claim_reply_loses_no_job(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE"])
+@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE", "land_claim"])
 def test_a_lost_claim_reply_in_an_outage_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
@@ -875,8 +879,9 @@ def test_a_worker_killed_before_it_reads_its_finishs_reply_loses_no_job(
         proxy.close()
 
 
+@pytest.mark.parametrize("script", ["claim", "land_claim"])
 def test_a_lost_claim_reply_on_a_quiet_queue_is_given_back(
-    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str
+    procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     # The only job: no other job finishes to notice the orphan; the idle worker must.
-    _lose_a_reply(procs, state, rq, redis_url, namespace, "claim", blackout=True, jobs=1)
+    _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=True, jobs=1)
