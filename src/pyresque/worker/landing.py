@@ -15,8 +15,8 @@ Redis (``settle``: its finish, a give-back, its limits).
 
 Why nothing is lost: the job is always on its queue, on the landing list, or in the
 in-flight hash. Recovery of a dead worker, ``reap``, the give-back on exit and of
-orphans all read the landing list too (recovery.py), its queue named by the worker
-id (a worker lands jobs only when its id names its one queue).
+orphans all read the landing lists too (recovery.py), each one's queue named by the
+worker id or by the worker's registry (protocol/landings.py).
 
 Fencing: a job may have landed while the worker's lease had lapsed, and a worker
 that took over may have recovered it already. So a landed job runs only if the
@@ -45,10 +45,13 @@ worker SIGKILLed loses at most its last second of those counts, and a pipeline w
 reply is lost may lose them (never counts them twice). Any other job (a failure, a
 retry, a lock, limits...) is adopted and finished by its script, as before.
 
-Not used (the wake-up token and the claim call instead) for a worker with several
-queues or globs (``BLMOVE`` takes one source; ``BLMPOP`` would hold a job only in
-the worker's memory), with a durability policy (a move the replicas may not have),
-or on Redis Cluster (worker/sharded.py waits on every slot).
+A worker of several queues or globs with one processor lands its busy claims as well,
+on a list per queue (landing_claims.py, protocol/landings.py), and finishes its plain
+jobs the same way; idle, it waits on the wake lists (``BLMOVE`` takes one source;
+``BLMPOP`` would hold a job only in the worker's memory), then claims so. Not used
+with several queues and processors (the claim call), with a durability policy (a
+move the replicas may not have), or on Redis Cluster (worker/sharded.py waits on
+every slot).
 """
 
 from __future__ import annotations
