@@ -147,8 +147,8 @@ def _running_in(resque: Namespace, at: Keys, job_id: str) -> str | None:
             again = iter(replies(more))
             for worker, count in owners:
                 lists = [next(again) or [] for _ in range(count)]
-                held.append((worker, [], [item for items in lists for item in items]))
-                held.append((worker, next(again) or [], []))
+                held.append((worker, [item for items in lists for item in items], []))
+                held.append((worker, [], next(again) or []))
         for worker, landed, inflight in held:
             if any(_id_of(record) == job_id for record in inflight) or any(
                 _id_of(payload, landed=True) == job_id for payload in landed
