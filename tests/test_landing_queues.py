@@ -23,6 +23,7 @@ from e2e_support import Procs, State, wait_for
 from pyresque import Events, Job, Resque
 from pyresque.client.admin.cancel import running_on
 from pyresque.dev.server import RedisServer
+from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import landing_key, landing_lists, registry
 from pyresque.worker.landing import Lander
 from pyresque.worker.options import WorkerOptions
@@ -159,6 +160,26 @@ def test_a_several_queue_worker_sigkilled_at_random_instants_loses_no_job(
 
     wait_for(none_held, 60, "no job left held")
     assert state.failed() == []
+
+
+@pytest.mark.parametrize("mode", ["inline", "fork"])
+def test_a_job_of_a_later_queue_still_running_is_shown_from_its_list(
+    procs: Procs, state: State, namespace: str, mode: str
+) -> None:
+    # The RUNNING marker finds it on the list of its queue (LPOS), not the id's.
+    worker = procs.worker(namespace, "q,r", "--mode", mode, "--interval", "5")
+    worker_id = state.wait_registered(state.worker_id(worker, "q,r"))
+    state.push_raw("r", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
+    state.wait_event("Block", "started")
+    wait_for(lambda: state.exists(f"worker:{worker_id}"), 30, "worker:<id> to show the job")
+    assert state.json(f"worker:{worker_id}")["payload"]["class"] == "Block"
+    landing = landing_key(Keys.for_namespace(namespace), worker_id, "r")
+    assert state.r.llen(landing) == 1  # it runs from there to its end, never adopted
+    assert state.r.hlen(state.key(f"pyresque:inflight:{worker_id}")) == 0
+    state.release("long")
+    state.wait_number("stat:processed", 1)
+    wait_for(lambda: not state.r.exists(landing), 30, "the job's record to go")
+    wait_for(lambda: not state.exists(f"worker:{worker_id}"), 30, "worker:<id> to go")
 
 
 _registry_values = st.one_of(
