@@ -6,7 +6,9 @@ has a list per queue, ``pyresque:landing:<digest of id>:<queue>``, and names the
 set ``pyresque:landings:<id>`` before its first move onto that list (in the same
 pipeline, or before it), so whoever reads a worker's landed jobs (recovery, reap, the
 give-backs, the RUNNING marker, cancel) finds every list and the queue its jobs go
-back to. The set lives as long as the worker: reap.lua deletes it.
+back to. The set lives as long as the worker: reap.lua deletes it when the worker
+unregisters, and lets it expire a week after a dead worker's reap (one that was only
+stalled goes on with it: landing_claims.py).
 """
 
 from __future__ import annotations
@@ -49,6 +51,16 @@ def landing_key(keys: Keys, worker_id: str, queue: str) -> str:
 def needs_registry(worker_id: str, queue: str) -> bool:
     """Whether the list of ``queue`` must be named in the registry (not the id's one)."""
     return queue != one_queue(worker_id)
+
+
+def registry_size(client: redis.Redis, keys: Keys, worker_id: str) -> int:
+    """How many queues the registry names, -1 when it is not a set. Read before the
+    lists (``read_lists``): reap.lua compares it with the registry it finds, so that a
+    queue named after this read keeps the worker from being reaped with its list unread."""
+    try:
+        return int(client.scard(registry(keys, worker_id)))
+    except redis.exceptions.ResponseError:  # another type: reap deletes it after a week
+        return -1
 
 
 def landing_lists(client: redis.Redis, keys: Keys, worker_id: str) -> dict[str, str]:

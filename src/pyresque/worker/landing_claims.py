@@ -65,8 +65,17 @@ class SeveralQueues:
     """The claim of a worker of several queues or globs: land_claim.lua over the queues
     ``fetcher`` resolves, in priority order."""
 
-    def __init__(self, client: redis.Redis, keys: Keys, worker_id: str, fetcher: Fetcher) -> None:
+    def __init__(
+        self,
+        client: redis.Redis,
+        keys: Keys,
+        worker_id: str,
+        fetcher: Fetcher,
+        lapses: Callable[[], int],
+    ) -> None:
         self._client = client
+        self._lapses = lapses  # the worker's Stop.lapses
+        self._named_at = lapses()  # Stop.lapses when _named was last right
         self._keys = keys
         self._worker_id = worker_id
         self._fetcher = fetcher
@@ -82,6 +91,12 @@ class SeveralQueues:
         """The first call's commands (none when no queue is served). While jobs come
         from the first queue, an ``LMOVE`` of it alone (a script call costs the server
         ~5 us more); a woken claim always runs the script (it passes the wake-up on)."""
+        if (lapses := self._lapses()) != self._named_at:
+            # The lease lapsed: the worker may have been reaped meanwhile, and its registry
+            # given a TTL (reap.lua). The script names the queues again, with no TTL.
+            self._named.clear()
+            self._hot = None
+            self._named_at = lapses
         woken = self._fetcher.took_wake()
         queues = self._fetcher.resolved
         first = queues[0] if queues else None

@@ -28,7 +28,7 @@ from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.landings import landing_key, read_lists
+from pyresque.protocol.landings import landing_key, read_lists, registry_size
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.protocol.unique_release import in_call, release_apart
@@ -68,6 +68,7 @@ class Recovery:
         if not peer_prune.fence(self._redis, self._keys, worker_id):
             return 0  # a Ruby worker may be pruning it right now: at a later beat
         entries = self._redis.hgetall(self._keys.inflight(worker_id))
+        named = registry_size(self._redis, self._keys, worker_id)  # before the lists
         lists = read_lists(self._redis, self._keys, worker_id)
         landed = [item for _, _, items in lists for item in items]
         try:
@@ -93,7 +94,9 @@ class Recovery:
         if self._keys.clustered:  # workflow ends it recorded and died before applying
             apply_reports(self._redis, self._keys, self._keys, worker_id)
         reap = worker_keys(self._keys, worker_id, [key for key, _, _ in lists])
-        reaped = scripts.run(self._redis, "reap", reap, [worker_id, "0", "", "", len(reap) - 12])
+        reaped = scripts.run(
+            self._redis, "reap", reap, [worker_id, "0", "", "", len(reap) - 12, named]
+        )
         if reaped:
             log.warning("unregistered dead worker %s", worker_id)
         return moved

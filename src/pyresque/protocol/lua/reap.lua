@@ -13,6 +13,9 @@
 -- ARGV[1] worker id   ARGV[2] '1' when the worker unregisters itself
 -- ARGV[3] worker:<id> value as read   ARGV[4] failure record for that job, or ''
 -- ARGV[5] how many landing lists follow KEYS[12] (none when not given)
+-- ARGV[6] how many queues the registry (KEYS[12]) named when the caller read it (-1: not
+--   a set), or none: a worker that stalled past its lease may name a new queue, and land
+--   a job on its list, between that read and this call; the worker is then reaped later
 -- Returns 1 when unregistered, 0 when the worker proved alive or busy.
 
 expect_keys(KEYS, 12 + (tonumber(ARGV[5]) or 0), 'workers, worker, started, heartbeats, processed, failed, leases, in-flight, failed list, stat:failed, landing, landings[, ARGV[5] landing lists]')
@@ -29,6 +32,13 @@ if ARGV[2] ~= '1' then
       return 0
     end
   end
+  local named = tonumber(ARGV[6])
+  if named then
+    local size = redis.pcall('SCARD', KEYS[12])
+    if (type(size) == 'number' and size or -1) ~= named then
+      return 0
+    end
+  end
   if ARGV[4] ~= '' then
     if redis.call('GET', KEYS[2]) ~= ARGV[3] then
       return 0
@@ -38,7 +48,15 @@ if ARGV[2] ~= '1' then
   end
 end
 redis.call('SREM', KEYS[1], ARGV[1])
-redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6], KEYS[12])
+redis.call('DEL', KEYS[2], KEYS[3], KEYS[5], KEYS[6])
+if ARGV[2] == '1' then
+  redis.call('DEL', KEYS[12])
+else
+  -- A dead worker's registry outlives it for a week: a worker reaped while it was only
+  -- stalled goes on (its heartbeat registers it again) with lists the registry names,
+  -- and names its queues again, with no TTL, once it sees the lapse (landing_claims.py).
+  redis.call('EXPIRE', KEYS[12], 604800)
+end
 redis.call('HDEL', KEYS[4], ARGV[1])
 redis.call('ZREM', KEYS[7], ARGV[1])
 return 1

@@ -1,0 +1,78 @@
+"""The registry of a several-queue worker's landing lists (protocol/landings.py) against
+a reap that races the worker: a worker stalled past its lease may name a queue and land
+a job on its list while a live worker recovers and reaps it, and may go on after the
+reap (its heartbeat registers it again). Neither may leave a job on a list nobody reads.
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+
+from e2e_support import Procs, State, wait_for
+from pyresque import Resque
+from pyresque.dev.server import RedisServer
+from pyresque.jobs.job import Registry
+from pyresque.protocol import scripts
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import landing_key, read_lists, registry, registry_size
+from pyresque.worker.foreign_prune import worker_keys
+from pyresque.worker.recovery import Recovery
+
+
+def test_a_queue_named_after_recovery_read_the_registry_keeps_the_worker_from_its_reap() -> None:
+    with RedisServer() as server:
+        rq = Resque(server.url)
+        r, keys = rq.redis, rq.keys
+        dead = "elsewhere:4242:a,b"
+        r.sadd(keys.workers, dead)
+        r.zadd(keys.leases, {dead: 0})  # expired
+        r.sadd(registry(keys, dead), "a")
+        # Recovery reads the registry (and the lists it names: all empty) ...
+        named = registry_size(r, keys, dead)
+        lists = read_lists(r, keys, dead)
+        # ... while the stalled worker names "b" and lands a job on its list (land_claim.lua).
+        r.sadd(registry(keys, dead), "b")
+        r.rpush(landing_key(keys, dead, "b"), b'{"class":"Late","args":[]}')
+        # The reap with what recovery read: refused, the job's list would be forgotten.
+        reap = worker_keys(keys, dead, [key for key, _, _ in lists])
+        assert scripts.run(r, "reap", reap, [dead, "0", "", "", len(reap) - 12, named]) == 0
+        assert r.sismember(keys.workers, dead)
+        # The next recovery reads it: the job goes back to its queue, then the reap.
+        Recovery(r, keys, Registry()).recover_worker(dead)
+        assert [json.loads(p)["class"] for p in r.lrange(keys.queue("b"), 0, -1)] == ["Late"]
+        assert not r.sismember(keys.workers, dead)
+        assert r.ttl(registry(keys, dead)) > 0  # kept a while, for a worker only stalled
+        rq.redis.close()
+
+
+def test_a_several_queue_worker_reaped_while_stalled_names_its_queues_again(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    options = ("--mode", "inline", "--lease-ttl", "1", "--interval", "0.5")
+    stalled = procs.worker(namespace, "q,r", *options)
+    stalled_id = state.wait_registered(state.worker_id(stalled, "q,r"))
+    keys = Keys.for_namespace(namespace)
+    names = registry(keys, stalled_id)
+    wait_for(lambda: state.r.scard(names) == 2, 30, "the registry to name q and r")
+    stalled.send(signal.SIGSTOP)
+    try:
+        # A live worker of another queue reaps it once its lease expires: the registry
+        # is kept, with a TTL.
+        procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--interval", "0.5")
+        wait_for(lambda: stalled_id not in state.workers(), 30, "the stalled worker's reap")
+        assert state.r.ttl(names) > 0
+    finally:
+        stalled.send(signal.SIGCONT)
+    # It goes on: it registers again, and names its queues again, with no TTL, so that
+    # its lists are found when it dies for good.
+    state.wait_registered(stalled_id)
+    wait_for(lambda: state.r.ttl(names) == -1, 30, "the registry to lose its TTL")
+    assert state.r.smembers(names) == {b"q", b"r"}
+    state.push_raw("r", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
+    state.wait_event("Block", "started")
+    stalled.send(signal.SIGKILL)
+    stalled.wait_exit()
+    procs.worker(namespace, "q,r", *options)
+    state.release("long")
+    wait_for(lambda: len(state.events("Block", "started")) == 2, 60, "the job to run again")
