@@ -3,7 +3,7 @@
 
     python benchmarks/redis_cost.py [--jobs 10000] [--rounds 3] [--queues 1,1000,10000]
                                     [--mode inline|fork|threads|...] [--baseline SRC]
-                                    [--worker-queues 2]
+                                    [--worker-queues 2 [--jobs-last]]
 
 Starts a private Redis (never touches another one), then per round:
 
@@ -17,7 +17,8 @@ Starts a private Redis (never touches another one), then per round:
 * ``pyresque``: N ``Resque.enqueue`` calls, then a worker in this process (inline
   by default, ``--mode`` another; default options, ``interval=0``: it drains the
   queue and exits), no-op jobs; ``--worker-queues 2``: the worker serves the jobs'
-  queue and an empty second one (a worker of several queues claims with the scripts);
+  queue and an empty second one (with ``--jobs-last`` an empty one, then the jobs'
+  queue: a claim that finds the first queue empty);
 * with ``--baseline SRC``: the same for another tree's ``src`` (``main`` before a
   change), in a process of its own against the same server, in the same round.
 
@@ -149,11 +150,12 @@ def pair(client: redis.Redis, n: int, fork: bool = False) -> dict[str, Any]:
 
 
 def pyresque(
-    url: str, client: redis.Redis, n: int, mode: str = "inline", queues: int = 1
+    url: str, client: redis.Redis, n: int, mode: str = "inline", queues: int = 1, last: bool = False
 ) -> dict[str, Any]:
     resque = Resque(url)
     client.flushdb()
-    served = ",".join(["cost", *(f"cost{i}" for i in range(2, queues + 1))])
+    others = [f"cost{i}" for i in range(2, queues + 1)]
+    served = ",".join([*others, "cost"] if last else ["cost", *others])
     with Meter(client) as meter:
         for _ in range(n):
             resque.enqueue("cost", CostNoop, {})
@@ -163,11 +165,11 @@ def pyresque(
     return meter.per(n)
 
 
-def baseline(src: Path, url: str, n: int, mode: str, queues: int) -> dict[str, Any]:
+def baseline(src: Path, url: str, n: int, mode: str, queues: int, last: bool) -> dict[str, Any]:
     """``pyresque`` for the tree whose ``src`` is ``src``, in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, __file__, "--side", url, "--jobs", str(n), "--mode", mode]
-    command += ["--worker-queues", str(queues)]
+    command += ["--worker-queues", str(queues), *(["--jobs-last"] if last else [])]
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(out.split("RESULT ", 1)[1])
     return result
@@ -214,9 +216,10 @@ def one_round(url: str, client: redis.Redis, opts: argparse.Namespace, turn: int
     order = ["pyresque", "baseline"] if opts.baseline else ["pyresque"]
     for name in order if turn % 2 == 0 else order[::-1]:  # neither always goes first
         if name == "pyresque":
-            sides[name] = pyresque(url, client, n, opts.mode, opts.worker_queues)
+            sides[name] = pyresque(url, client, n, opts.mode, opts.worker_queues, opts.jobs_last)
         else:
-            sides[name] = baseline(opts.baseline, url, n, opts.mode, opts.worker_queues)
+            args = (opts.mode, opts.worker_queues, opts.jobs_last)
+            sides[name] = baseline(opts.baseline, url, n, *args)
     for side in sides.values():
         side["net_us"] = side["cpu_us"] - idle * side["wall_s"] / n * 1e6
     floor = sides["forking pair"] if opts.mode == "fork" else sides["pair"]
@@ -237,12 +240,14 @@ def main() -> None:
     parser.add_argument("--claims", type=int, default=2_000, help="claims per queue count")
     parser.add_argument("--mode", default="inline", help="the worker's mode (fork: the default's)")
     parser.add_argument("--worker-queues", type=int, default=1, help="queues the worker serves")
+    parser.add_argument("--jobs-last", action="store_true", help="the jobs' queue served last")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
     parser.add_argument("--side", metavar="URL", help=argparse.SUPPRESS)  # baseline()'s run
     opts = parser.parse_args()
     if opts.side:
         client = redis.Redis.from_url(opts.side)
-        side = pyresque(opts.side, client, opts.jobs, opts.mode, opts.worker_queues)
+        args = (opts.mode, opts.worker_queues, opts.jobs_last)
+        side = pyresque(opts.side, client, opts.jobs, *args)
         print("RESULT " + json.dumps(side))
         return
     rounds: list[dict[str, Any]] = []
