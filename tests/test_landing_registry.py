@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import json
 import signal
+from typing import cast
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
+from pyresque.protocol.claim import Claim
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import landing_key, read_lists, registry, registry_size
 from pyresque.worker.foreign_prune import worker_keys
+from pyresque.worker.landing import Lander
+from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
+from pyresque.worker.worker import Worker
 
 
 def test_a_queue_named_after_recovery_read_the_registry_keeps_the_worker_from_its_reap() -> None:
@@ -76,3 +81,26 @@ def test_a_several_queue_worker_reaped_while_stalled_names_its_queues_again(
     procs.worker(namespace, "q,r", *options)
     state.release("long")
     wait_for(lambda: len(state.events("Block", "started")) == 2, 60, "the job to run again")
+
+
+def test_a_several_queue_worker_names_its_queues_again_when_redis_lost_its_data() -> None:
+    with RedisServer() as server:  # no persistence: a restart loses every key
+        rq = Resque(server.url)
+        r, keys = rq.redis, rq.keys
+        worker = Worker(rq, "a,b", WorkerOptions(mode="inline", lease_ttl=60))
+        worker.heartbeat.beat()
+        lander = Lander.of(worker, worker.processors[0].fetcher)
+        assert isinstance(lander, Lander)
+        for n in range(2):  # the second comes from the first queue: a plain LMOVE
+            r.rpush(keys.queue("a"), f"job-{n}".encode())
+            [claim] = cast("list[Claim]", lander.claim(f"tok{n}"))
+            lander.finish(claim, None, None)
+        assert r.smembers(registry(keys, worker.id)) == {b"a", b"b"}
+        server.restart()
+        worker.heartbeat.beat()  # it registers again
+        r.rpush(keys.queue("a"), b"job-late")
+        [claim] = cast("list[Claim]", lander.claim("tok-late"))
+        # The list it landed on is named again: recovery finds the job if the worker dies.
+        assert [p for _, _, found in read_lists(r, keys, worker.id) for p in found] == [b"job-late"]
+        lander.close()
+        rq.redis.close()

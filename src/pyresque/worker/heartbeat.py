@@ -83,6 +83,9 @@ class Heartbeat(threading.Thread):
         # Ruby's pause-all-workers as the last beat read it (on Cluster in the home slot):
         # claims obey it, so that none reads the key per job.
         self.paused_all = False
+        # Beats that found the worker unregistered: the keys it named may be gone (a reap,
+        # a Redis that lost its data), so its landing lists are named again (landing_claims.py).
+        self.registrations = 0
         # On Cluster: the slots of the worker's queues, each holding a lease of its own.
         self.shards = shards
         self.interval = lease_ms / 1000 / 5
@@ -116,7 +119,8 @@ class Heartbeat(threading.Thread):
         sent = time.monotonic()
         args = [self.worker_id, self.lease_ms, self.started, paused]
         reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
-        commands, expired, replaced, marked, pause_all = reply
+        commands, expired, replaced, marked, pause_all, again = reply
+        self.registrations += again
         self.paused_all = pause_all_set(pause_all or None)
         found = [(self._keys, member) for member in expired]
         for shard in self.shards():  # renewed in every slot before the lease counts

@@ -74,7 +74,7 @@ class SeveralQueues:
         lapses: Callable[[], int],
     ) -> None:
         self._client = client
-        self._lapses = lapses  # the worker's Stop.lapses
+        self._lapses = lapses  # Stop.lapses + the heartbeat's registrations
         self._named_at = lapses()  # Stop.lapses when _named was last right
         self._keys = keys
         self._worker_id = worker_id
@@ -92,8 +92,9 @@ class SeveralQueues:
         from the first queue, an ``LMOVE`` of it alone (a script call costs the server
         ~5 us more); a woken claim always runs the script (it passes the wake-up on)."""
         if (lapses := self._lapses()) != self._named_at:
-            # The lease lapsed: the worker may have been reaped meanwhile, and its registry
-            # given a TTL (reap.lua). The script names the queues again, with no TTL.
+            # The lease lapsed, or a beat registered the worker again: it may have been
+            # reaped meanwhile, and its registry given a TTL (reap.lua), or Redis lost its
+            # data (a restart). The script names the queues again, with no TTL.
             self._named.clear()
             self._hot = None
             self._named_at = lapses

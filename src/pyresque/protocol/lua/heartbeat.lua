@@ -12,7 +12,8 @@
 -- ARGV[1] worker id   ARGV[2] lease length (ms)   ARGV[3] start time text
 -- ARGV[4] '1' while the worker is paused
 -- Returns {commands, expired worker ids, keys replaced, ids marked cancelled (up to 1,000),
--- pause-all-workers' value (false when unset or not a string)}.
+-- pause-all-workers' value (false when unset or not a string), 1 when the worker was not
+-- registered (its first beat, a reap, a prune, a Redis that lost its data) else 0}.
 
 -- A key of the wrong type (written by hand, or hostile) would make every beat of
 -- every worker fail: it is deleted, and reported, so the namespace goes on.
@@ -31,7 +32,7 @@ end
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 -- Re-register if a pruner removed us while we were stalled.
-redis.call('SADD', KEYS[2], ARGV[1])
+local again = redis.call('SADD', KEYS[2], ARGV[1])
 redis.call('SET', KEYS[4], ARGV[3], 'NX')
 redis.call('HSET', KEYS[3], ARGV[1], iso8601(math.floor(now / 1000)))
 if ARGV[4] == '1' then
@@ -50,4 +51,4 @@ local pause = redis.pcall('GET', KEYS[8])
 if type(pause) ~= 'string' then
   pause = false
 end
-return {commands, expired, replaced, marked, pause}
+return {commands, expired, replaced, marked, pause, again}
