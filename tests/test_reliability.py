@@ -42,7 +42,11 @@ from pyresque import Enqueued, Events, RedisUnavailable, Resque
 from pyresque.cli.main import without_settings
 from pyresque.dev.server import RedisServer, find_free_port
 from pyresque.protocol import scripts
-from pyresque.protocol.connection import connect
+from pyresque.protocol.connection import REDIS_DOWN, connect
+from pyresque.protocol.landings import read_lists
+from pyresque.worker.landing import Lander
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.worker import Worker
 
 TESTS = Path(__file__).resolve().parent
 JOBS = TESTS / "reliability_jobs.py"
@@ -885,3 +889,39 @@ def test_a_lost_claim_reply_on_a_quiet_queue_is_given_back(
 ) -> None:
     # The only job: no other job finishes to notice the orphan; the idle worker must.
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=True, jobs=1)
+
+
+def test_a_lost_reply_of_land_claims_eval_after_a_noscript_leaves_no_job_behind() -> None:
+    # A worker of several queues finds the script cache empty (a restart, SCRIPT FLUSH):
+    # its land_claim.lua EVALSHA replies NOSCRIPT, and it sends the source. That reply is
+    # lost after the script landed a job: the worker must give that job back, not send
+    # the call again (a second job landed, the first left on the list while it lives).
+    with RedisServer() as server:
+        proxy = _Proxy(server.port)
+        rq = Resque(proxy.url)
+        keys = rq.keys
+        worker = Worker(rq, "a,b", WorkerOptions(mode="inline", lease_ttl=60))
+        worker.heartbeat.beat()
+        lander = Lander.of(worker, worker.processors[0].fetcher)
+        assert isinstance(lander, Lander)
+        direct = redis.Redis(port=server.port)
+        direct.rpush(keys.queue("b"), b"job-1", b"job-2")
+        direct.script_flush()
+        proxy.target = b"pass_wake(KEYS[i]"  # in the source sent (EVAL), not in EVALSHA
+        proxy.armed.set()
+        claims: Any = None
+        for _ in range(3):  # the worker's processor tries again after a connection error
+            try:
+                claims = lander.claim("tok")
+                break
+            except REDIS_DOWN:
+                continue
+        assert proxy.dropped.is_set()
+        [claim] = claims
+        assert claim.raw == b"job-1"
+        landed = [p for _, _, found in read_lists(direct, keys, worker.id) for p in found]
+        assert landed == [b"job-1"]
+        assert direct.lrange(keys.queue("b"), 0, -1) == [b"job-2"]
+        lander.close()
+        proxy.close()
+        rq.redis.close()

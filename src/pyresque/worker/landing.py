@@ -122,7 +122,7 @@ class Lander:
             self._claims = OneQueue(keys, worker.id, worker.queues.included[0])
         else:
             lapses = lambda: worker.stop.lapses + worker.heartbeat.registrations  # noqa: E731
-            self._claims = SeveralQueues(self._client, keys, worker.id, fetcher, lapses)
+            self._claims = SeveralQueues(keys, worker.id, fetcher, lapses)
         self.blocks = fetcher is None  # idle, it waits with BLMOVE (else on the wake lists)
         self._inflight = keys.inflight(worker.id)
         self._lapses = 0  # Stop.lapses when the BLMOVE was sent

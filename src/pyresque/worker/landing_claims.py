@@ -67,13 +67,11 @@ class SeveralQueues:
 
     def __init__(
         self,
-        client: redis.Redis,
         keys: Keys,
         worker_id: str,
         fetcher: Fetcher,
         lapses: Callable[[], int],
     ) -> None:
-        self._client = client
         self._lapses = lapses  # Stop.lapses + the heartbeat's registrations
         self._named_at = lapses()  # Stop.lapses when _named was last right
         self._keys = keys
@@ -121,7 +119,11 @@ class SeveralQueues:
             queues, woken = self._sent
             reply = replies[-1]
             if isinstance(reply, redis.exceptions.NoScriptError):  # the cache was flushed
-                reply = scripts.run(self._client, "land_claim", *self._script(queues, woken))
+                # EVAL on this connection, never retried: a lost reply raises, and the
+                # lander gives back what it landed (a retry would land a second job).
+                keys, args = self._script(queues, woken)
+                eval_ = ("EVAL", scripts.script("land_claim").script, len(keys), *keys, *args)
+                reply = send([eval_])[-1]
             found = _checked(reply)
             self._named.update(queues)
             if found:
