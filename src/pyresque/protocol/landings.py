@@ -13,6 +13,7 @@ stalled goes on with it: landing_claims.py).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 from typing import cast
@@ -24,6 +25,7 @@ from pyresque.protocol.keys import Keys
 log = logging.getLogger("pyresque.recovery")
 
 
+@functools.lru_cache(maxsize=256)  # per claimed queue: an id can be 120 kB (10,000 queues)
 def one_queue(worker_id: str) -> str | None:
     """The queue a worker of one queue lands from, read from its id (``host:pid:queues``);
     None when the id names several queues, globs or exclusions."""
@@ -44,8 +46,12 @@ def landing_key(keys: Keys, worker_id: str, queue: str) -> str:
     queues has an id of 120 kB: a key per queue holding it made a claim's keys 250 MB)."""
     if queue == one_queue(worker_id):
         return keys.landing(worker_id)
-    digest = hashlib.blake2b(worker_id.encode(), digest_size=8).hexdigest()
-    return f"{keys.prefix}pyresque:landing:{digest}:{queue}"
+    return f"{keys.prefix}pyresque:landing:{_digest(worker_id)}:{queue}"
+
+
+@functools.lru_cache(maxsize=256)  # hashed once per id, not once per queue (1.2 GB at 10,000)
+def _digest(worker_id: str) -> str:
+    return hashlib.blake2b(worker_id.encode(), digest_size=8).hexdigest()
 
 
 def needs_registry(worker_id: str, queue: str) -> bool:
