@@ -450,6 +450,8 @@ def _marked(key: str, value: Any, field: str = MARK) -> tuple[int, str, list[Any
 @given(writes=WRITES)
 @example(writes=[_marked("queue:q", {"class": MARK, "args": [MARK], "id": MARK})])
 @example(writes=[_marked("failed", {"failed_at": MARK, "exception": MARK, "error": MARK})])
+# A failure whose job id is not a string (it made the id's link raise in quote()).
+@example(writes=[_marked("failed", {"exception": MARK, "payload": {"class": "", "id": True}})])
 @example(writes=[_marked("worker:" + WORKER, {"queue": MARK, "payload": {"class": MARK}})])
 @example(writes=[_marked(f"delayed:{DUE}", {"class": MARK, "args": [], "queue": MARK})])
 @example(writes=[_marked("pyresque:cron:schedules", {"job": MARK, "every": 1, "queue": MARK})])

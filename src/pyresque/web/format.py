@@ -82,9 +82,10 @@ def fmt_num(value: Any) -> str:
     return "—" if number is None else f"{number:,.0f}"
 
 
-def fmt_qpath(value: str) -> str:
-    """A queue name as one URL path segment."""
-    return quote(value, safe="")
+def fmt_qpath(value: object) -> str:
+    """A queue name or job id as one URL path segment. Any value: an id read from a
+    hostile record may be a number, a bool or null, and the page still renders."""
+    return quote(value if isinstance(value, str) else str(value), safe="")
 
 
 FILTERS: dict[str, Callable[..., str]] = {
