@@ -13,7 +13,7 @@ import time
 from typing import cast
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import dying_worker, wait_for
@@ -202,3 +202,26 @@ def test_the_marker_shows_a_busy_worker_whose_jobs_ask_for_no_write(rq: Resque) 
             n += 1
     finally:
         marker.stop()
+
+
+@settings(
+    max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(members=st.lists(st.binary(max_size=8) | st.text(max_size=8), max_size=6))
+def test_a_glob_worker_reads_any_bytes_among_the_known_queues(
+    rq: Resque, members: list[bytes | str]
+) -> None:
+    # A peer or a hand may add any bytes to the `queues` set: a glob worker serves the
+    # names that are text and skips the others (logged), never stops on them.
+    r, keys = rq.redis, rq.keys
+    r.delete(keys.queues)
+    r.sadd(keys.queues, "a", *members)
+    texts = ["a"]
+    for member in members:
+        try:
+            texts.append(member.decode() if isinstance(member, bytes) else member)
+        except UnicodeDecodeError:
+            continue
+    globbed = QueueList.parse("*")
+    fetcher = Fetcher(r, keys, "host:1:*", globbed)
+    assert fetcher.refresh() == globbed.resolve(sorted(set(texts)))

@@ -151,6 +151,7 @@ class Fetcher:
         self._queue_keys: list[str] = []
         self._wake_keys: list[str] = []
         self._woken = False  # the last wait took a wake-up token: the next claim passes it on
+        self._skipped: set[bytes | str] = set()  # known queues' names that are not UTF-8
         self._finish_keys: dict[str, list[str]] = {}  # by the prefix of a queue's slot
 
     @property
@@ -161,7 +162,14 @@ class Fetcher:
     def refresh(self) -> list[str]:
         """Re-expand globs against the queues that exist now (called once per idle cycle)."""
         if self.queues.dynamic:
-            names = [text(m) for m in self._redis.smembers(self._keys.queues)]
+            names = []
+            for member in self._redis.smembers(self._keys.queues):
+                try:
+                    names.append(text(member))
+                except UnicodeDecodeError:  # a peer's or a hand's bytes: no queue of ours
+                    if member not in self._skipped:  # said once, not on every refresh
+                        self._skipped.add(member)
+                        log.warning("skipping a known queue whose name is not UTF-8: %r", member)
             self._resolved = self.queues.resolve(names)
         return self._resolved
 
