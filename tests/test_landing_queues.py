@@ -129,13 +129,15 @@ def test_a_several_queue_worker_sigkilled_at_random_instants_loses_no_job(
     # The rescuer serves another queue: it only recovers the victims' jobs (a job may
     # be killed more than once: never poison here).
     procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--max-crashes", "100")
-    jobs = 200
-    for n in range(jobs):
-        state.push_raw("qr"[n % 2], json.dumps({**JOB, "args": [{"n": n}]}).encode())
+    jobs, victims = 200, 4
     state.r.sadd(state.key("queues"), "q", "r")  # as a Ruby push leaves them, for the glob
     rng = random.Random(hash((queues, mode)) % 1000)
     options = ("--mode", mode, "--lease-ttl", "1", "--max-crashes", "100")
-    for _ in range(4):
+    for v in range(victims):
+        # Each victim comes with jobs of its own: on a quiet machine one victim could run
+        # all of them before its kill, and the next one would wait for a job in vain.
+        for n in range(v * jobs // victims, (v + 1) * jobs // victims):
+            state.push_raw("qr"[n % 2], json.dumps({**JOB, "args": [{"n": n}]}).encode())
         victim = procs.worker(namespace, queues, *options)
         done = len(state.events("Succeed", "perform"))
         wait_for(lambda: len(state.events("Succeed", "perform")) > done, 60, "the victim's jobs")  # noqa: B023
