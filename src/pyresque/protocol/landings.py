@@ -16,6 +16,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import logging
+from collections.abc import Iterable
 from typing import cast
 
 import redis
@@ -81,13 +82,22 @@ def landing_lists(client: redis.Redis, keys: Keys, worker_id: str) -> dict[str, 
     except redis.exceptions.ResponseError as exc:  # another type: no worker wrote it
         log.error("%s is not a set of queues: %s", registry(keys, worker_id), exc)
         return lists
-    for member in sorted(members):
+    for key, name in named_lists(keys, worker_id, members).items():
+        lists.setdefault(key, name)
+    return lists
+
+
+def named_lists(keys: Keys, worker_id: str, members: Iterable[bytes | str]) -> dict[str, str]:
+    """The lists the registry's ``members`` (as read) name: key -> its queue, in queue
+    order. A member that is not UTF-8 names no queue of ours: logged and skipped."""
+    lists = {}
+    for member in sorted(members, key=lambda m: m if isinstance(m, bytes) else m.encode()):
         try:
             name = member.decode() if isinstance(member, bytes) else str(member)
         except UnicodeDecodeError:
             log.error("%s names a queue that is not UTF-8: %r", registry(keys, worker_id), member)
             continue
-        lists.setdefault(landing_key(keys, worker_id, name), name)
+        lists[landing_key(keys, worker_id, name)] = name
     return lists
 
 

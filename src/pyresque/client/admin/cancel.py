@@ -29,7 +29,7 @@ from pyresque.protocol import strict_json
 from pyresque.protocol.commands import cancel_command
 from pyresque.protocol.connection import replies, wrong_type
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.landings import landing_key, registry
+from pyresque.protocol.landings import named_lists, registry
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.progress import Progress
 from pyresque.protocol.slots import places
@@ -138,17 +138,16 @@ def _running_in(resque: Namespace, at: Keys, job_id: str) -> str | None:
         more = resque.redis.pipeline(transaction=False)
         owners = []
         for i, worker in enumerate(chunk):
-            if queues := sorted(found[3 * i + 2] or ()):
-                for queue in queues:
-                    more.lrange(landing_key(at, worker, as_text(queue)), 0, -1)
+            if lists := named_lists(at, worker, found[3 * i + 2] or ()):
+                for key in lists:
+                    more.lrange(key, 0, -1)
                 more.hvals(at.inflight(worker))  # again: an adoption since the first read
-                owners.append((worker, len(queues)))
+                owners.append((worker, len(lists)))
         if owners:  # workers of several queues (an empty pipeline is not sent)
             again = iter(replies(more))
             for worker, count in owners:
-                lists = [next(again) or [] for _ in range(count)]
-                held.append((worker, [item for items in lists for item in items], []))
-                held.append((worker, [], next(again) or []))
+                landed = [item for _ in range(count) for item in next(again) or []]
+                held.append((worker, landed, next(again) or []))
         for worker, landed, inflight in held:
             if any(_id_of(record) == job_id for record in inflight) or any(
                 _id_of(payload, landed=True) == job_id for payload in landed
