@@ -99,7 +99,7 @@ def test_enqueue_info_workers_and_ctl_reach_a_running_worker(
     code, out = invoke(["ctl", "pause", wid, *conn])
     assert code == 0, out
     sent = time.monotonic()
-    worker.wait_log("USR2: paused", timeout=30)
+    worker.wait_log("ctl pause: paused", timeout=30)
     assert time.monotonic() - sent < REACH
     rq.enqueue("default", "Succeed", {"x": 2})
     stays(lambda: state.qlen("default") == 1, 0.3, "the job waiting while paused")

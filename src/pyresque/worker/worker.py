@@ -30,7 +30,6 @@ from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
-from pyresque.protocol.commands import COMMANDS, cancelled_id
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, lease_client
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.reports import ReportWriter
@@ -136,7 +135,8 @@ class Worker(Signals):
         self._lease_lost_logged = False
         self.exit_code = 0  # non-zero: the worker could not go on (``pyresque worker`` exits so)
         self.shutting_down = False
-        self.paused = False
+        self.paused = self.want_paused = self._settling = False
+        self.pause_source = ""
         self.processed = 0
         self.failed = 0
         self._lock = threading.Lock()
@@ -382,18 +382,3 @@ class Worker(Signals):
 
     def title(self, text: str) -> None:
         self._procline(text)
-
-    # --- commands ----------------------------------------------------------------
-
-    def _command(self, command: str) -> None:
-        """A ``pyresque ctl`` command, from the heartbeat thread: deliver it as a signal;
-        ``cancel <id>`` stops that job if it runs here."""
-        job_id = cancelled_id(command)
-        if job_id is not None:
-            self.running_jobs.cancel(job_id)
-            return
-        sig = COMMANDS.get(command)
-        if sig is None:
-            log.warning("ignoring unknown control command %r", command)
-        else:
-            os.kill(self.pid, sig)
