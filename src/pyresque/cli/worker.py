@@ -3,6 +3,7 @@ settings they read from Resque's environment variables."""
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -24,6 +25,7 @@ from pyresque.client.resque import Resque
 from pyresque.jobs.apps import app_specs, import_apps
 from pyresque.protocol.targets import url_from_env
 from pyresque.scheduling import cron
+from pyresque.scheduling.housekeeping import Retention
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.fetch import QueueList
 from pyresque.worker.options import MODES, WorkerOptions
@@ -62,6 +64,46 @@ def _schedule_option(func: Callable[..., Any]) -> Callable[..., Any]:
         help="A YAML file of recurring jobs in resque-scheduler's format (needs "
         "pyresque[cron-yaml]); adds to the schedules the --app modules declare.",
     )(func)
+
+
+def _retention_options(func: Callable[..., Any]) -> Callable[..., Any]:
+    """--keep-failed, --failed-max-age, --forget-idle-queues, given to ``func`` as one
+    ``retention`` (scheduling/housekeeping.py)."""
+
+    @functools.wraps(func)
+    def command(
+        *args: Any,
+        keep_failed: int | None,
+        failed_max_age: float | None,
+        forget_idle_queues: float | None,
+        **kwargs: Any,
+    ) -> Any:
+        retention = Retention(keep_failed, failed_max_age, forget_idle_queues)
+        return func(*args, retention=retention, **kwargs)
+
+    options = [
+        click.option(
+            "--keep-failed",
+            type=click.IntRange(0),
+            envvar="PYRESQUE_KEEP_FAILED",
+            help="Retention: keep only the newest N failure records (default: all, as Resque).",
+        ),
+        click.option(
+            "--failed-max-age",
+            type=click.FloatRange(0),
+            envvar="PYRESQUE_FAILED_MAX_AGE",
+            help="Retention: remove failure records older than N seconds.",
+        ),
+        click.option(
+            "--forget-idle-queues",
+            type=click.FloatRange(0),
+            envvar="PYRESQUE_FORGET_IDLE_QUEUES",
+            help="Retention: forget the names of queues empty and unwatched for N seconds.",
+        ),
+    ]
+    for option in reversed(options):  # listed in --help in this order
+        command = option(command)
+    return command
 
 
 def _load_schedule(path: str | None) -> None:
@@ -184,6 +226,7 @@ def _load_schedule(path: str | None) -> None:
     "scheduler`).",
 )
 @_schedule_option
+@_retention_options
 @click.option("-v", "--verbose", is_flag=True, help="Log each job (env VERBOSE, LOGGING).")
 @click.option("--vverbose", is_flag=True, help="Also log Redis-level detail (env VVERBOSE).")
 @click.option("--quiet", is_flag=True, help="Log only warnings and errors.")
@@ -206,6 +249,7 @@ def worker_command(
     max_crashes: int,
     with_scheduler: bool,
     schedule_file: str | None,
+    retention: Retention,
     verbose: bool,
     vverbose: bool,
     quiet: bool,
@@ -239,6 +283,7 @@ def worker_command(
         max_crashes=max_crashes,
         pidfile=pidfile if count == 1 else None,
         with_scheduler=with_scheduler,
+        retention=retention,
         app=tuple(app_specs(apps)),
     )
 
@@ -272,6 +317,7 @@ def worker_command(
     "to import: its jobs register and its schedules are declared; repeatable.",
 )
 @_schedule_option
+@_retention_options
 @click.option(
     "--interval",
     type=click.FloatRange(0.05),
@@ -293,6 +339,7 @@ def worker_command(
 def scheduler_command(
     apps: tuple[str, ...],
     schedule_file: str | None,
+    retention: Retention,
     interval: float,
     lease: float,
     verbose: bool,
@@ -307,7 +354,9 @@ def scheduler_command(
     _import_apps(apps)
     _load_schedule(schedule_file)
     resque = connect(redis_url, namespace)
-    scheduler = Scheduler(resque, cron.schedules, interval=interval, lease=lease)
+    scheduler = Scheduler(
+        resque, cron.schedules, interval=interval, lease=lease, retention=retention
+    )
     with stop_on_signals() as stop:
         scheduler.start()
         while not stop.wait(0.5):

@@ -6,7 +6,9 @@ Every pass (twice a second by default) it
   ``enqueue_at`` jobs, and items Ruby's or PHP's resque-scheduler wrote. Every
   scheduler does this; they never move an item twice;
 * fires due cron ticks, if it is the cron leader (cron.py);
-* wakes jobs waiting for concurrency slots that dead workers held (limits.py).
+* wakes jobs waiting for concurrency slots that dead workers held (limits.py);
+
+and, in a thread of its own, applies a retention if one is set (housekeeping.py).
 
 Run it as ``pyresque scheduler``, or inside workers with ``pyresque worker
 --with-scheduler`` (a background thread). Run two or more for high availability.
@@ -26,6 +28,7 @@ from pyresque.client.resque import Resque
 from pyresque.middleware.limits import Limiter
 from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling.cron import Cron, Schedule
+from pyresque.scheduling.housekeeping import Housekeeper, Retention
 
 log = logging.getLogger("pyresque.scheduler")
 
@@ -41,6 +44,7 @@ class Scheduler:
         interval: float = 0.5,
         lease: float = 5.0,
         clock: Callable[[], float] = time.time,
+        retention: Retention | None = None,
     ) -> None:
         self.resque = resque
         self.interval = interval
@@ -51,6 +55,9 @@ class Scheduler:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._supervised = Supervised("scheduler", log, interval)
+        self.housekeeper: Housekeeper | None = None
+        if retention is not None and retention.enabled:
+            self.housekeeper = Housekeeper(resque, retention, self.id)
 
     def tick(self, now: float | None = None) -> int:
         """One pass; returns how many jobs it enqueued (delayed and cron)."""
@@ -73,9 +80,26 @@ class Scheduler:
         """Pass after pass until ``stop()``; rides out Redis outages, and logs any other
         failure of a pass (with its traceback) and goes on (supervision.py)."""
         log.info("scheduler %s started (%d schedules)", self.id, len(self.cron.schedules))
+        keeper = self._start_housekeeping()
         self._supervised.loop(self._pass, self._stop)
+        if keeper is not None:
+            keeper.join(timeout=5)
         self._supervised.call(self.cron.resign)  # if it fails, the lead expires on its own
         log.info("scheduler %s stopped", self.id)
+
+    def _start_housekeeping(self) -> threading.Thread | None:
+        housekeeper = self.housekeeper
+        if housekeeper is None:
+            return None
+        supervised = Supervised("retention", log, housekeeper.retention.every)
+
+        def run() -> None:
+            supervised.call(housekeeper.run_once)  # a first pass at start
+            supervised.loop(housekeeper.run_once, self._stop)
+
+        thread = threading.Thread(target=run, name="pyresque-retention", daemon=True)
+        thread.start()
+        return thread
 
     def start(self) -> None:
         """Run in a background (daemon) thread."""

@@ -16,6 +16,7 @@ from pyresque.executors.inprocess import (
 )
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Registry
+from pyresque.scheduling.housekeeping import Retention
 
 #: Processors per worker when no concurrency is given (0: one per CPU).
 DEFAULT_CONCURRENCY = {"fork": 1, "inline": 1, "threads": 10, "asyncio": 20, "prefork": 0}
@@ -45,6 +46,7 @@ class WorkerOptions:
     max_memory_mb: int = 0  # prefork: recycle a child whose peak memory passes this (0: never)
     pidfile: str | None = None
     with_scheduler: bool = False  # also run a scheduler (scheduler.py) in a background thread
+    retention: Retention | None = None  # its retention rules (housekeeping.py)
     # The application's modules (--app): fork mode's zygote imports them in a fresh
     # interpreter; with none, the zygote is a copy of this process (zygote.py).
     app: tuple[str, ...] = ()

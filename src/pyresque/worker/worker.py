@@ -145,7 +145,7 @@ class Worker(Signals):
         self._processor_died: BaseException | None = None  # why a processor thread ended
         self.scheduler: Scheduler | None = None
         if self.options.with_scheduler:
-            self.scheduler = Scheduler(resque, cron.schedules)
+            self.scheduler = Scheduler(resque, cron.schedules, retention=self.options.retention)
         executors = make_executors(self.options, resque.events, resque.registry, middleware)
         self.processors = [Processor(self, executor) for executor in executors]
         self.mode = executors[0].name
