@@ -89,11 +89,11 @@ class Noop(Job):
         pass
 
 
-@pytest.mark.parametrize(("mode", "queues"), [("threads", "q"), ("threads", "q,other")])
+@pytest.mark.parametrize(("mode", "queues"), [("threads", "q,other"), ("asyncio", "q,other")])
 def test_a_script_claim_reads_no_key_beyond_the_queues_and_the_lease(
     mode: str, queues: str
 ) -> None:
-    """Workers that claim with the scripts (concurrent modes, of one or several queues): per job,
+    """Workers that claim with the scripts (concurrent modes of several queues): per job,
     the finish's GET of the job's status key and no other GET (the claim's GET of
     pause-all-workers, which the heartbeat reads, is gone). A private server: its
     command stats are this test's alone."""

@@ -1,4 +1,5 @@
-"""Concurrent modes claim for every free processor in one call (handoff.py)."""
+"""Concurrent modes of several queues claim for every free processor in one call
+(handoff.py); of one queue, each processor lands its own (worker/landing.py)."""
 
 from __future__ import annotations
 
@@ -8,6 +9,8 @@ import pytest
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Enqueued, Resque
+from pyresque.protocol.keys import Keys
+from pyresque.protocol.landings import read_lists
 
 
 def claims_with_jobs(log: str) -> int:
@@ -21,7 +24,10 @@ def idle_claims(log: str) -> int:
 
 
 def inflight(state: State, worker_id: str) -> int:
-    return int(state.r.hlen(state.key(f"pyresque:inflight:{worker_id}")))
+    """The jobs a worker holds: in its in-flight hash and on its landing lists."""
+    keys = Keys.for_namespace(state.ns)
+    landed = sum(len(items) for _, _, items in read_lists(state.r, keys, worker_id))
+    return int(state.r.hlen(state.key(f"pyresque:inflight:{worker_id}"))) + landed
 
 
 #: Rounds of the burst below: one that finds every processor free proves the batching.
@@ -36,8 +42,9 @@ def test_free_processors_get_their_jobs_from_one_claim(
     nothing goes round its loop before it waits again, so on a loaded machine one may
     not be back in time and a burst takes two claims: the burst is repeated until one
     finds all four free. Without the batching no round ever takes fewer than four."""
-    worker = procs.worker(namespace, "default", "--mode", mode, "--concurrency", "4", "--vverbose")
-    state.wait_registered(state.worker_id(worker))
+    queues = "default,other"
+    worker = procs.worker(namespace, queues, "--mode", mode, "--concurrency", "4", "--vverbose")
+    state.wait_registered(state.worker_id(worker, queues))
     claims: list[int] = []
     idle = 0  # the idle claims seen by the end of the last round
     for r in range(ROUNDS):
@@ -55,7 +62,7 @@ def test_free_processors_get_their_jobs_from_one_claim(
         for n in range(4):
             state.release(f"b{r}-{n}")
         state.wait_number("stat:processed", 4 * (r + 1))
-        assert inflight(state, state.worker_id(worker)) == 0
+        assert inflight(state, state.worker_id(worker, queues)) == 0
         idle = idle_claims(worker.log())
         if claims[-1] == 1:  # claimed in one call
             break
@@ -63,18 +70,19 @@ def test_free_processors_get_their_jobs_from_one_claim(
     assert worker.running()
 
 
+@pytest.mark.parametrize("queues", ["default", "default,other"])
 def test_a_burst_larger_than_the_free_processors_leaves_the_rest_queued_in_order(
-    procs: Procs, state: State, rq: Resque, namespace: str
+    procs: Procs, state: State, rq: Resque, namespace: str, queues: str
 ) -> None:
     """Never more jobs claimed than processors free: the rest stay on the queue, in order."""
-    worker = procs.worker(namespace, "default", "--mode", "threads", "--concurrency", "2")
-    state.wait_registered(state.worker_id(worker))
+    worker = procs.worker(namespace, queues, "--mode", "threads", "--concurrency", "2")
+    state.wait_registered(state.worker_id(worker, queues))
     jobs = [Enqueued("default", "Block", [{"tag": f"c{n}"}]) for n in range(5)]
     rq.enqueue_many(jobs)
     started = state.wait_event("Block", "started", count=2)
     assert sorted(e["tag"] for e in started) == ["c0", "c1"]
     assert [p["args"][0]["tag"] for p in state.queue("default")] == ["c2", "c3", "c4"]
-    assert inflight(state, state.worker_id(worker)) == 2
+    assert inflight(state, state.worker_id(worker, queues)) == 2
 
     for n in range(5):
         state.release(f"c{n}")

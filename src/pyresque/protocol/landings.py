@@ -6,7 +6,11 @@ has a list per queue, ``pyresque:landing:<digest of id>:<queue>``, and names the
 set ``pyresque:landings:<id>`` before its first move onto that list (in the same
 pipeline, or before it), so whoever reads a worker's landed jobs (recovery, reap, the
 give-backs, the RUNNING marker, cancel) finds every list and the queue its jobs go
-back to. The set lives as long as the worker: reap.lua deletes it when the worker
+back to. A worker of several processors (threads, asyncio, prefork) lands each
+processor's jobs on a list of its own, ``pyresque:landing:<digest of id>#<index>:<queue>``
+(its finish removes a job by value, and two jobs may be byte-identical), named in the
+same set by the member ``<0xFF byte><index>:<queue>``: not UTF-8, so no queue's name (a worker
+serves only UTF-8 names). The set lives as long as the worker: reap.lua deletes it when the worker
 unregisters, and lets it expire a week after a dead worker's reap (one that was only
 stalled goes on with it: landing_claims.py).
 """
@@ -55,6 +59,29 @@ def _digest(worker_id: str) -> str:
     return hashlib.blake2b(worker_id.encode(), digest_size=8).hexdigest()
 
 
+def processor_key(keys: Keys, worker_id: str, index: int, queue: str) -> str:
+    """The list processor ``index`` of a worker of several processors lands ``queue``'s
+    jobs on (a hex digest and ``#``: no other list of the worker has that name)."""
+    return f"{keys.prefix}pyresque:landing:{_digest(worker_id)}#{index}:{queue}"
+
+
+def processor_member(index: int, queue: str) -> bytes:
+    """The registry's member that names ``processor_key``'s list."""
+    return b"\xff%d:%s" % (index, queue.encode())
+
+
+def _processor_list(keys: Keys, worker_id: str, member: bytes) -> tuple[str, str] | None:
+    """The list and queue a ``processor_member`` names; None when it is not one."""
+    index, colon, queue = member[1:].partition(b":")
+    if not colon or not queue or not index.isdigit() or len(index) > 6:
+        return None
+    try:
+        name = queue.decode()
+    except UnicodeDecodeError:
+        return None
+    return processor_key(keys, worker_id, int(index), name), name
+
+
 def needs_registry(worker_id: str, queue: str) -> bool:
     """Whether the list of ``queue`` must be named in the registry (not the id's one)."""
     return queue != one_queue(worker_id)
@@ -89,9 +116,16 @@ def landing_lists(client: redis.Redis, keys: Keys, worker_id: str) -> dict[str, 
 
 def named_lists(keys: Keys, worker_id: str, members: Iterable[bytes | str]) -> dict[str, str]:
     """The lists the registry's ``members`` (as read) name: key -> its queue, in queue
-    order. A member that is not UTF-8 names no queue of ours: logged and skipped."""
+    order. A member that is not UTF-8 (but a processor's) names no queue of ours:
+    logged and skipped."""
     lists = {}
     for member in sorted(members, key=lambda m: m if isinstance(m, bytes) else m.encode()):
+        if isinstance(member, bytes) and member.startswith(b"\xff"):
+            if (found := _processor_list(keys, worker_id, member)) is None:
+                log.error("%s names no list of a processor: %r", registry(keys, worker_id), member)
+            else:
+                lists[found[0]] = found[1]
+            continue
         try:
             name = member.decode() if isinstance(member, bytes) else str(member)
         except UnicodeDecodeError:

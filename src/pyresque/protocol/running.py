@@ -25,7 +25,6 @@ import redis
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.landings import landing_key
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.protocol.supervision import Supervised
@@ -55,13 +54,14 @@ def mark_running(
     worker_id: str,
     claim: Claim,
     status_key: str | None,
-    landed: bool = False,
+    landed: str = "",
 ) -> int | bytes:
     """Show ``claim`` as the job ``worker_id`` works on, and mark it RUNNING when
     ``status_key`` is given; 0 (nothing written) when it is no longer in flight (in
-    the in-flight hash, or for a ``landed`` job on the landing list), else 1, or for a
-    tracked job the ``started`` of its status (JSON), which a plain finish carries."""
-    held = landing_key(keys, worker_id, claim.queue) if landed else keys.inflight(worker_id)
+    the in-flight hash, or for a job ``landed`` on a landing list, on that list), else 1,
+    or for a tracked job the ``started`` of its status (JSON), which a plain finish
+    carries."""
+    held = landed or keys.inflight(worker_id)
     call_keys = [held, keys.worker(worker_id)]
     args: list[str | bytes] = [claim.token, working_record(claim, time.time())]
     args.append("1" if status_key else "")
@@ -81,12 +81,12 @@ class Mark:
         status_key: str | None,
         due: float,
         first: ScriptCall | None,
-        landed: bool = False,
+        landed: str = "",
         wake: Callable[[], None] = lambda: None,
     ) -> None:
         self.show = wake  # the executor asks for the write once ``due`` (executors/base.py)
         self.claim = claim
-        self.landed = landed  # it runs from the landing list (landing.py)
+        self.landed = landed  # the landing list it runs from (landing.py), or ""
         self.status_key = status_key
         self.due = due
         self.first = first  # a script call to run before the write (a landed job's adoption)
@@ -139,12 +139,12 @@ class RunningMarker(threading.Thread):
         claim: Claim,
         payload: Payload | None,
         first: ScriptCall | None = None,
-        landed: bool = False,
+        landed: str = "",
     ) -> Mark:
         """Schedule the writes for a job that just started (``payload``: its decoded
         payload, if it could be decoded: a job with an id may be tracked), after the
-        script call ``first`` if given (it must be safe to run twice); a ``landed`` job
-        is looked for on the landing list. No thread is woken here (but once a second for
+        script call ``first`` if given (it must be safe to run twice); a job ``landed``
+        on a landing list is looked for there. No thread is woken here (but once a second for
         a busy worker that showed nothing): the caller calls the mark's ``show()`` once
         it is ``due`` (executors/base.py ``Showing``)."""
         status_key = None

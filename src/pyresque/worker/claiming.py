@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING
 from pyresque.protocol.claim import Claim
 from pyresque.worker.fetch import Fetcher, Paused
 from pyresque.worker.handoff import Box, Handoff
-from pyresque.worker.landing import Lander, NoLanding
+from pyresque.worker.landing import Lander
+from pyresque.worker.landing_claims import NoLanding
 from pyresque.worker.signals import Wake
 
 if TYPE_CHECKING:

@@ -3,17 +3,13 @@
 A worker that serves one queue waits with ``BLMOVE queue:<q> pyresque:landing:<id>
 LEFT RIGHT``: the job that wakes it moves, atomically, onto the worker's landing
 list, and the reply carries it, so the job starts one round trip after its push, as
-a bare ``BRPOP`` loop's would (a wake-up token and a claim call took two). Ruby and
-PHP producers' pushes wake it as well.
+a bare ``BRPOP`` loop's would. Ruby and PHP producers' pushes wake it as well. Each
+processor of a worker of several (threads, asyncio, prefork) has a list of its own
+(protocol/landings.py: a finish removes its job by value, and a sibling's may be
+byte-identical), named in the worker's registry before its first move, and waits
+with its own ``BLMOVE`` on its own connection (no handoff.py).
 
-The job then runs from the landing list. A worker of several processors (threads,
-asyncio, prefork) adopts it (adopt.lua: it leaves the landing list for the in-flight
-hash under its claim token) off the way to the job's start: the RUNNING marker runs it
-first for a job still running after a few milliseconds (running.py, which then shows
-it in ``worker:<id>``), and the processor before anything else touches the job in
-Redis (``settle``: its finish, a give-back, its limits).
-
-Why nothing is lost: the job is always on its queue, on the landing list, or in the
+Why nothing is lost: the job is always on its queue, on a landing list, or in the
 in-flight hash. Recovery of a dead worker, ``reap``, the give-back on exit and of
 orphans all read the landing lists too (recovery.py), each one's queue named by the
 worker id or by the worker's registry (protocol/landings.py).
@@ -27,31 +23,30 @@ worker is not paused (by a signal or a command, or by Ruby's ``pause-all-workers
 as its last heartbeat read it) or stopping; otherwise it goes back to the head of
 its queue.
 
-A worker with one processor (fork and inline modes, the default) goes further: the
-landing list is its in-flight record. Its busy claims land jobs too (``claim``:
+The landing list is the job's in-flight record. Busy claims land jobs too (``claim``:
 one ``LMOVE``, no script; ``pause-all-workers`` is read by the heartbeat, not per
-claim, so a worker stops taking jobs within a beat of its setting), the
-RUNNING marker shows a job from the list (``LPOS``), and a plain job (it succeeded;
-no retry, lock, limit, stored result or workflow) is never adopted: its finish
+claim, so a worker stops taking jobs within a beat of its setting), the RUNNING
+marker shows a job from its list (``LPOS``), and a plain job (it succeeded; no
+retry, lock, limit, stored result or workflow) is never adopted: its finish
 (``finish``) is one pipeline, ``LREM`` of the job from the landing list (0 removed:
 it was recovered from us, the outcome is fenced and not counted), ``SET status XX
 GET`` (a tracked job's COMPLETE, its ``started`` as the RUNNING marker read it, or
 carried over just after for a job that ended before it was marked; nothing for an
-untracked one), and the next claim (``LMOVE``). A SIGKILL at any instant leaves the job on the
-queue or the landing list, and the finished one is done the moment its ``LREM``
-ran. Resque's ``stat:processed`` counters of those jobs are counted here and added
-(``INCRBY``) by the first pipeline a second after the last write, and on exit: a
-worker SIGKILLed loses at most its last second of those counts, and a pipeline whose
-reply is lost may lose them (never counts them twice). Any other job (a failure, a
-retry, a lock, limits...) is adopted and finished by its script, as before.
+untracked one), and the next claim (``LMOVE``). A SIGKILL at any instant leaves the
+job on the queue or the landing list, and the finished one is done the moment its
+``LREM`` ran. Resque's ``stat:processed`` counters of those jobs are counted here and
+added (``INCRBY``) by the first pipeline a second after the last write, and on exit:
+a worker SIGKILLed loses at most its last second of those counts, and a pipeline
+whose reply is lost may lose them (never counts them twice). Any other job (a
+failure, a retry, a lock, limits...) is adopted (adopt.lua: into the in-flight hash
+under its claim token, by the RUNNING marker or before anything else touches it:
+``settle``) and finished by its script.
 
-A worker of several queues or globs with one processor lands its busy claims as well,
-on a list per queue (landing_claims.py, protocol/landings.py), and finishes its plain
-jobs the same way; idle, it waits on the wake lists (``BLMOVE`` takes one source;
-``BLMPOP`` would hold a job only in the worker's memory), then claims so. Not used
-with several queues and processors (the claim call), with a durability policy (a
-move the replicas may not have), or on Redis Cluster (worker/sharded.py waits on
-every slot).
+A worker of several queues or globs with one processor lands on a list per queue
+(landing_claims.py) and finishes its plain jobs the same way; idle, it waits on the
+wake lists (``BLMOVE`` takes one source), then claims so. Not used with several
+queues and processors (the claim call, handoff.py), with a durability policy (a move
+the replicas may not have), or on Redis Cluster (worker/sharded.py).
 """
 
 from __future__ import annotations
@@ -66,10 +61,10 @@ from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import REDIS_DOWN, dedicated, raw
 from pyresque.protocol.landings import one_queue
-from pyresque.protocol.packed import exchange
+from pyresque.protocol.packed import Command, exchange
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, Paused
-from pyresque.worker.landing_claims import OneQueue, SeveralQueues
+from pyresque.worker.landing_claims import NoLanding, OneQueue, SeveralQueues
 from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, status_after
 from pyresque.worker.signals import Running, Wake
 
@@ -85,71 +80,48 @@ T = TypeVar("T")
 LAND_WAIT = 1.0
 
 
-class NoLanding:
-    """The lander of a processor whose worker cannot land jobs: nothing to adopt."""
-
-    fast = False
-
-    def holds(self, claim: Claim) -> bool:
-        return False
-
-    def found_empty(self) -> bool:
-        return False
-
-    def adoption(self) -> ScriptCall | None:
-        return None
-
-    def drop(self, claim: Claim) -> None:
-        pass
-
-    def settle(self) -> None:
-        pass
-
-    def close(self) -> None:
-        pass
-
-
 class Lander:
     """One processor's blocking claim on its worker's one queue: the ``BLMOVE``, and the
     adoption of what it landed, on a connection of its own."""
 
-    def __init__(self, worker: Host, fetcher: Fetcher | None = None) -> None:
+    def __init__(
+        self, worker: Host, fetcher: Fetcher | None = None, index: int | None = None
+    ) -> None:
         self._worker = worker
         keys = worker.resque.keys
         self._client = dedicated(worker.resque.redis)
         self._claims: OneQueue | SeveralQueues
         if fetcher is None:
-            self._claims = OneQueue(keys, worker.id, worker.queues.included[0])
+            self._claims = OneQueue(keys, worker.id, worker.queues.included[0], index)
         else:
-            lapses = lambda: worker.stop.lapses + worker.heartbeat.registrations  # noqa: E731
-            self._claims = SeveralQueues(keys, worker.id, fetcher, lapses)
+            self._claims = SeveralQueues(keys, worker.id, fetcher, self._lapsed)
         self.blocks = fetcher is None  # idle, it waits with BLMOVE (else on the wake lists)
         self._inflight = keys.inflight(worker.id)
         self._lapses = 0  # Stop.lapses when the BLMOVE was sent
         self._adopting: list[Any] | None = None  # adopt.lua's ARGV, until it ran
         self._unsure = False  # a wait ended without its reply: a job may be on the list
         self._counted = False  # this lander counts in the worker's landing (Worker.landing)
-        # One processor: busy claims land too and plain jobs finish without a script.
-        self.fast = worker.options.mode in ("fork", "inline")
+        # Busy claims land too and plain jobs finish without a script: one processor, or
+        # a list of each processor's own (``index``).
+        self.fast = worker.options.mode in ("fork", "inline") or index is not None
         self._stats = (keys.stat("processed"), keys.stat("processed", worker.id))
         self._unwritten = 0  # plain finishes not yet in self._stats
         self._written_at = time.monotonic()
         self._empty = False  # the last look at the queue (LMOVE, BLMOVE) found nothing
 
     @classmethod
-    def of(cls, worker: Host, fetcher: Fetcher | None = None) -> Lander | NoLanding:
-        """A lander for a processor of ``worker`` (its claims resolve the queues of a
-        worker of several with ``fetcher``), or NoLanding when it cannot land jobs."""
+    def of(cls, worker: Host, fetcher: Fetcher | None = None, index: int = 0) -> Lander | NoLanding:
+        """A lander for processor ``index`` of ``worker`` (its claims resolve the queues
+        of a worker of several with ``fetcher``), or NoLanding when it cannot land jobs."""
         queues, keys = worker.queues, worker.resque.keys
         if worker.resque.durability or not worker.options.blocking:
             return NoLanding()
         if keys.clustered:  # the landing list is not in the queue's slot (worker/sharded.py)
             return NoLanding()
+        one = worker.options.mode in ("fork", "inline")
         if not queues.dynamic and queues.included == [one_queue(worker.id)]:
-            return cls(worker)
-        if fetcher is not None and worker.options.mode in ("fork", "inline"):
-            return cls(worker, fetcher)
-        return NoLanding()
+            return cls(worker, index=None if one else index)
+        return cls(worker, fetcher) if one and fetcher is not None else NoLanding()
 
     def wait(self, seconds: float, token: str, waiter: Running) -> Claim | None:
         """Wait for a job, claiming it as it comes under ``token``; ``waiter`` (the
@@ -182,7 +154,7 @@ class Lander:
         wait = self._claims.wait(min(timeout, LAND_WAIT))
 
         def send() -> Any:  # the counts due go with it: an idle worker sends nothing else
-            *_, reply = self._pipe(*self._stats_due(), wait)
+            *_, reply = self._send([*self._stats_due(), wait])
             if isinstance(reply, Exception):  # the queue's key holds another type
                 raise reply
             return reply
@@ -223,6 +195,10 @@ class Lander:
         """Whether ``claim`` is a landed job not adopted: ``finish`` may end it."""
         return self.fast and self._adopting is not None and self._adopting[0] == claim.token
 
+    def landed_on(self, claim: Claim) -> str:
+        """The landing list ``claim`` runs from (``holds``), or ""."""
+        return self._claims.landing(claim.queue) if self.holds(claim) else ""
+
     def drop(self, claim: Claim) -> None:
         """The processor gives up ``claim`` (Redis went down on its way): if it is a
         landed job not adopted, it is an orphan that the next claim gives back."""
@@ -237,7 +213,7 @@ class Lander:
         lost reply may have landed."""
 
         def send() -> list[Any]:
-            return self._pipe(*self._stats_due(), *self._claims.commands())
+            return self._send([*self._stats_due(), *self._claims.commands()])
 
         return self._landed(self._landing_call(send), token)
 
@@ -249,10 +225,12 @@ class Lander:
         for attempt in range(2):
             if self._unsure:
                 self._worker.give_back_orphans()  # raises while Redis is down: tried again
+                self._give_back_own()
                 self._unsure = False
             self._count(True)
             self._lapses = self._worker.stop.lapses
             try:
+                self._claims.name(self._lapsed(), self._send)
                 return send()
             except REDIS_DOWN:
                 self.interrupted()
@@ -284,7 +262,9 @@ class Lander:
             if take:
                 self._lapses = self._worker.stop.lapses
             try:
-                replies = self._pipe(*commands, *claiming)
+                if take:
+                    self._claims.name(self._lapsed(), self._send)
+                replies = self._send([*commands, *claiming])
             except REDIS_DOWN:
                 self._unsure = True
                 if attempt:
@@ -331,7 +311,7 @@ class Lander:
         """The claim of a pipelined claim's ``replies`` (the last ones of the pipeline):
         the following calls of a worker of many queues are sent from here."""
         try:
-            landed = self._claims.landed(replies, lambda commands: self._pipe(*commands))
+            landed = self._claims.landed(replies, self._send)
         except BaseException:  # a queue's key holds another type, or a call failed
             self.interrupted()
             raise
@@ -344,13 +324,25 @@ class Lander:
             return LEASE_EXPIRED
         return [claim]
 
-    def _pipe(self, *commands: tuple[Any, ...]) -> list[Any]:
+    def _lapsed(self) -> int:
+        """Changes with each lapse of the lease and registration of the worker."""
+        return self._worker.stop.lapses + self._worker.heartbeat.registrations
+
+    def _send(self, commands: list[Command]) -> list[Any]:
         return exchange(self._connection(), commands)
+
+    def _give_back_own(self) -> None:
+        """A processor's own list, while it holds no landed job, holds only orphans."""
+        lists = self._claims.lists(self._client)
+        if lists and lists[0][2]:
+            worker = self._worker
+            worker.recovery.give_back_landing(worker.id, False, owner=True, lists=lists)
 
     def _give_back(self, queue: str, payload: bytes) -> None:
         worker = self._worker
         try:
-            worker.recovery.give_back_landed(worker.id, queue, payload, False, owner=True)
+            key = self._claims.landing(queue)
+            worker.recovery.give_back_landed(worker.id, queue, payload, False, True, key=key)
         except REDIS_DOWN:
             self._unsure = True
             raise
@@ -383,7 +375,7 @@ class Lander:
         self._written_at -= STATS_EVERY
         try:
             if stats := self._stats_due():
-                self._pipe(*stats)
+                self._send(stats)
         except REDIS_DOWN as exc:
             log.warning("the last second's stat:processed counts are lost: %s", exc)
         finally:

@@ -15,15 +15,23 @@ registry, the script adds its queues to it first (once per queue and worker).
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import redis
 
 from pyresque.protocol import scripts
+from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import raw, text
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.landings import landing_key, needs_registry, registry
+from pyresque.protocol.landings import (
+    landing_key,
+    needs_registry,
+    processor_key,
+    processor_member,
+    registry,
+)
 from pyresque.protocol.packed import Command
+from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher
 
 #: A landed job: its queue and payload; None when the queues were empty.
@@ -36,13 +44,64 @@ def _checked(reply: Any) -> Any:
     return reply
 
 
-class OneQueue:
-    """The claim of a worker of one queue: ``LMOVE`` of its head onto the landing list."""
+class NoLanding:
+    """The lander of a processor whose worker cannot land jobs: nothing to adopt."""
 
-    def __init__(self, keys: Keys, worker_id: str, queue: str) -> None:
+    fast = False
+
+    def holds(self, claim: Claim) -> bool:
+        return False
+
+    def landed_on(self, claim: Claim) -> str:
+        return ""
+
+    def found_empty(self) -> bool:
+        return False
+
+    def adoption(self) -> ScriptCall | None:
+        return None
+
+    def drop(self, claim: Claim) -> None:
+        pass
+
+    def settle(self) -> None:
+        pass
+
+    def close(self) -> None:
+        pass
+
+
+class OneQueue:
+    """The claim of a worker of one queue: ``LMOVE`` of its head onto the landing list;
+    with ``index``, onto that processor's list (a worker of several processors), which
+    ``naming`` (the registry, its member) names before the first move."""
+
+    def __init__(self, keys: Keys, worker_id: str, queue: str, index: int | None = None) -> None:
         self.queue = queue
-        self._list = landing_key(keys, worker_id, queue)
+        self.naming: tuple[str, bytes] | None = None
+        if index is None:
+            self._list = landing_key(keys, worker_id, queue)
+        else:
+            self._list = processor_key(keys, worker_id, index, queue)
+            self.naming = (registry(keys, worker_id), processor_member(index, queue))
+        self._named_at: int | None = None  # ``lapses`` when the registry named it
         self._move = ("LMOVE", keys.queue(queue), self._list, "LEFT", "RIGHT")
+
+    def name(self, lapses: int, send: Callable[[list[Command]], list[Any]]) -> None:
+        """Name a processor's list in the registry, in a call of its own (a registry of
+        another type fails it before any move), at the first move and again after each
+        ``lapses`` change (a reap gave the registry a TTL, a Redis restart lost it)."""
+        if self.naming is not None and lapses != self._named_at:
+            key, member = self.naming
+            _checked(send([("SADD", key, member), ("PERSIST", key)])[0])
+            self._named_at = lapses
+
+    def lists(self, client: redis.Redis) -> list[tuple[str, str, list[bytes]]]:
+        """A processor's list and what it holds, as ``read_lists`` reads lists; none for
+        a worker's one list (its give-back reads it)."""
+        if self.naming is None:
+            return []
+        return [(self._list, self.queue, cast("list[bytes]", client.lrange(self._list, 0, -1)))]
 
     def commands(self) -> list[Command]:
         return [self._move]
@@ -84,6 +143,12 @@ class SeveralQueues:
         self._sent: tuple[list[str], bool] = ([], False)  # the last call's queues, woken
         self._first = False  # the last call was an LMOVE of the first queue alone
         self._hot: str | None = None  # the first queue, while the last job came from it
+
+    def name(self, lapses: int, send: Callable[[list[Command]], list[Any]]) -> None:
+        """Nothing: land_claim.lua names the queues in the registry itself."""
+
+    def lists(self, client: redis.Redis) -> list[tuple[str, str, list[bytes]]]:
+        return []  # the worker's give-back reads them
 
     def commands(self) -> list[Command]:
         """The first call's commands (none when no queue is served). While jobs come

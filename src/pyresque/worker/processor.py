@@ -40,7 +40,7 @@ NOT_THE_JOBS: tuple[type[BaseException], ...] = (WorkerBroken, *REDIS_DOWN)
 class Processor(Claiming):
     """Runs jobs one after another for its worker."""
 
-    def __init__(self, worker: Host, executor: Executor) -> None:
+    def __init__(self, worker: Host, executor: Executor, index: int = 0) -> None:
         self.worker = worker
         self.executor = executor
         self._keys = worker.resque.keys
@@ -52,7 +52,7 @@ class Processor(Claiming):
         self._token_count = itertools.count()
         policy = worker.resque.durability  # claims wait for replicas (fetch.py)
         self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, policy)
-        self.lander = Lander.of(worker, self.fetcher)  # lands its claims (landing.py), or not
+        self.lander = Lander.of(worker, self.fetcher, index)  # lands claims (landing.py), or not
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
         self.busy = False  # a job is running
@@ -198,7 +198,7 @@ class Processor(Claiming):
         worker.title(
             f"Processing {work.claim.queue} since {int(time.time())} [{payload.class_name}]"
         )
-        landed = lander.holds(work.claim)  # shown from the landing list, not adopted
+        landed = lander.landed_on(work.claim)  # shown from its landing list, not adopted
         adoption = None if landed else lander.adoption()
         self._mark = marker.started(work.claim, work.payload, adoption, landed)
         return self._mark
@@ -291,7 +291,8 @@ class Processor(Claiming):
             ours, claims = lander.finish(work.claim, status, tokens[0] if tokens else None)
         finally:
             next_claim = self._hand_out(tokens, [], claims)
-        if shown is not None and not isinstance(next_claim, Claim):  # idle now
+        idle = not isinstance(next_claim, Claim) and not worker.working()  # siblings too
+        if shown is not None and idle:
             self._redis.delete(self._keys.worker(worker.id))
             worker.running_marker.cleared(shown)
         return self._recorded(work, plan, outcome, ours, next_claim)

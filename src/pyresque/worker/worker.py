@@ -147,12 +147,14 @@ class Worker(Signals):
         if self.options.with_scheduler:
             self.scheduler = Scheduler(resque, cron.schedules, retention=self.options.retention)
         executors = make_executors(self.options, resque.events, resque.registry, middleware)
-        self.processors = [Processor(self, executor) for executor in executors]
+        self.processors = [Processor(self, e, i) for i, e in enumerate(executors)]
         self.mode = executors[0].name
         # fork and inline run their one processor in the main thread, as Resque does.
         self._main = self.processors[0] if self.mode in ("fork", "inline") else None
-        # Concurrent modes: one call claims for every free processor (handoff.py).
-        self.handoff = Handoff() if self._main is None and len(self.processors) > 1 else None
+        # Concurrent modes: one call claims for every free processor (handoff.py), unless
+        # each lands its own (landing.py).
+        several = self._main is None and len(self.processors) > 1
+        self.handoff = Handoff() if several and not self.processors[0].lander.fast else None
 
     def __repr__(self) -> str:
         return f"Worker({self.id!r})"
@@ -313,6 +315,10 @@ class Worker(Signals):
     def release(self, token: str) -> None:
         with self._lock:
             self._held.discard(token)
+
+    def working(self) -> bool:
+        """Whether a processor runs a job."""
+        return any(p.busy for p in self.processors)
 
     def lease_ok(self) -> bool:
         """Whether jobs may run and be claimed: the heartbeat renewed the lease recently
