@@ -17,6 +17,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 import redis
 
@@ -33,6 +34,9 @@ log = logging.getLogger("pyresque.recovery")
 #: The share of the lease a job may run on after the renewal's call was sent; the
 #: rest is kept back to stop the worker's jobs before anyone may recover them.
 LEASE_RUN_SHARE = 0.75
+#: With a control watch, the beats read the control list when it woke them, and every
+#: this many beats besides.
+CONTROL_EVERY = 5
 
 
 def lease_deadline(sent_at: float, lease: float) -> float:
@@ -86,6 +90,10 @@ class Heartbeat(threading.Thread):
         # Beats that found the worker unregistered: the keys it named may be gone (a reap,
         # a Redis that lost its data), so its landing lists are named again (landing_claims.py).
         self.registrations = 0
+        self._registered = False  # the next beat registers (writes the started key)
+        self._marker: bool | None = None  # the paused marker as the last beat left it
+        self._control_unread = True  # a command may be waiting on the control list
+        self._beats = 0
         # On Cluster: the slots of the worker's queues, each holding a lease of its own.
         self.shards = shards
         self.interval = lease_ms / 1000 / 5
@@ -105,21 +113,17 @@ class Heartbeat(threading.Thread):
     def beat(self) -> list[tuple[Keys, str]]:
         """One heartbeat; returns the workers whose lease has expired, each with the
         keys where (on Cluster, the slot of one of our queues)."""
-        keys = [
-            self._keys.leases,
-            self._keys.workers,
-            self._keys.heartbeats,
-            self._keys.worker_started(self.worker_id),
-            self._keys.control(self.worker_id),
-            self._keys.paused(self.worker_id),
-            self._keys.cancels,
-            self._keys.pause_all,
-        ]
-        paused = "1" if self.paused() else ""
         sent = time.monotonic()
-        args = [self.worker_id, self.lease_ms, self.started, paused]
-        reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
-        commands, expired, replaced, marked, pause_all, again = reply
+        registering = not self._registered
+        (commands, expired, replaced, marked, pause_all, again), durable = self._send(registering)
+        if again and not registering:
+            # Unregistered since the last beat (a reap, a prune, a Redis that lost its
+            # data): register now, its started key with it (until a call succeeds).
+            self._registered = False
+            reply, renewed = self._send(True)
+            commands, replaced = commands + reply[0], replaced + reply[2]
+            expired, marked, pause_all = reply[1], reply[3], reply[4]
+            durable = durable and renewed
         self.registrations += again
         self.paused_all = pause_all_set(pause_all or None)
         found = [(self._keys, member) for member in expired]
@@ -158,6 +162,42 @@ class Heartbeat(threading.Thread):
                 self._redis.zrem(where.leases, member)  # would hide real ones
         return [(where, w) for where, w in dead if w != self.worker_id]
 
+    def _send(self, registering: bool) -> tuple[list[Any], bool]:
+        """One call of heartbeat.lua and whether its renewal is durable. The worker id
+        (100 kB and more with thousands of queues) is sent once; the keys named after
+        it only when needed (heartbeat.lua says why)."""
+        paused = self.paused()
+        keys = [
+            self._keys.leases,
+            self._keys.workers,
+            self._keys.heartbeats,
+            self._keys.cancels,
+            self._keys.pause_all,
+        ]
+        # The control list: when a command came (the watch woke us), when no watch
+        # runs, and every few beats in case one came while the watch reconnected.
+        read = self._watch is None or self._control_unread or self._beats % CONTROL_EVERY == 0
+        if read:
+            keys.append(self._keys.control(self.worker_id))
+        if registering:
+            keys.append(self._keys.worker_started(self.worker_id))
+        # The marker expires with the lease: set on each paused beat, deleted once after.
+        marker = "1" if paused else ("" if self._marker is False else "0")
+        if marker:
+            keys.append(self._keys.paused(self.worker_id))
+        started = self.started if registering else ""
+        args = [self.worker_id, self.lease_ms, started, marker, "1" if read else ""]
+        self._beats += 1
+        self._control_unread = False  # a wake from now on is for the next beat
+        try:
+            reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
+        except BaseException:
+            self._control_unread = self._control_unread or read
+            raise
+        self._marker = paused
+        self._registered = self._registered or registering
+        return reply, durable
+
     def _command(self, command: bytes) -> None:
         """Deliver one control message; one that is not text is dropped."""
         try:
@@ -187,6 +227,7 @@ class Heartbeat(threading.Thread):
     def wake(self) -> None:
         """Beat now (a command came: control_watch.py); returns once a beat ended, or
         after an interval, so a list the beats cannot read is not watched in a loop."""
+        self._control_unread = True
         self._beaten.clear()
         self._woken.set()
         self._beaten.wait(self.interval)
