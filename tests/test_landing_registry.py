@@ -2,13 +2,22 @@
 a reap that races the worker: a worker stalled past its lease may name a queue and land
 a job on its list while a live worker recovers and reaps it, and may go on after the
 reap (its heartbeat registers it again). Neither may leave a job on a list nobody reads.
+Nor may a key of another type where the worker keeps its registry or a landing list
+stop its claims (landing_claims.past_foreign).
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import signal
+from collections.abc import Iterator
 from typing import cast
+
+import pytest
+import redis
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
 
 from e2e_support import Procs, State, wait_for
 from pyresque import Resque
@@ -17,7 +26,13 @@ from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.landings import landing_key, read_lists, registry, registry_size
+from pyresque.protocol.landings import (
+    landing_key,
+    processor_key,
+    read_lists,
+    registry,
+    registry_size,
+)
 from pyresque.worker.foreign_prune import worker_keys
 from pyresque.worker.landing import Lander
 from pyresque.worker.options import WorkerOptions
@@ -104,3 +119,114 @@ def test_a_several_queue_worker_names_its_queues_again_when_redis_lost_its_data(
         assert [p for _, _, found in read_lists(r, keys, worker.id) for p in found] == [b"job-late"]
         lander.close()
         rq.redis.close()
+
+
+class _Live:
+    """A private server and, per kind of worker, one live worker and its lander: each
+    example flushes the server and beats (the worker registers again)."""
+
+    def __init__(self, rq: Resque) -> None:
+        self.rq = rq
+        self.workers: dict[tuple[str, str], tuple[Worker, Lander]] = {}
+
+    def worker(self, kind: tuple[str, str]) -> tuple[Worker, Lander]:
+        if kind not in self.workers:
+            queues, mode = kind
+            worker = Worker(self.rq, queues, WorkerOptions(mode=mode, lease_ttl=60))
+            fetcher = worker.processors[0].fetcher if "," in queues else None
+            lander = Lander.of(worker, fetcher)
+            assert isinstance(lander, Lander)
+            self.workers[kind] = (worker, lander)
+        return self.workers[kind]
+
+
+@pytest.fixture(scope="module")
+def live() -> Iterator[_Live]:
+    with RedisServer() as server:
+        found = _Live(Resque(server.url))
+        yield found
+        for _, lander in found.workers.values():
+            lander.close()
+        found.rq.redis.close()
+
+
+def _write(r: redis.Redis, key: str, kind: str, data: bytes) -> None:
+    """A value of type ``kind`` at ``key``, as a hand or a hostile client writes it."""
+    if kind == "string":
+        r.set(key, data)
+    elif kind == "hash":
+        r.hset(key, data, data)
+    elif kind == "zset":
+        r.zadd(key, {data: 1.5})
+    elif kind == "set":
+        r.sadd(key, data)
+    elif kind == "list":
+        r.rpush(key, data)
+    else:
+        r.xadd(key, {data or b"f": data})
+
+
+#: worker queues, mode -> the keys of its own its claims use, each with its right type
+_WORKERS = {
+    ("a", "inline"): lambda k, w: {landing_key(k, w, "a"): "list"},
+    ("a", "threads"): lambda k, w: {processor_key(k, w, 0, "a"): "list", registry(k, w): "set"},
+    ("a,b", "inline"): lambda k, w: {
+        registry(k, w): "set",
+        landing_key(k, w, "a"): "list",
+        landing_key(k, w, "b"): "list",
+    },
+}
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    worker_kind=st.sampled_from(sorted(_WORKERS)),
+    spoiled=st.integers(0, 2),
+    kind=st.sampled_from(["string", "hash", "zset", "set", "list", "stream"]),
+    data=st.binary(max_size=40),
+    queue=st.sampled_from("ab"),
+    waits=st.booleans(),
+)
+def test_a_key_of_another_type_where_a_worker_lands_does_not_stop_its_claims(
+    live: _Live,
+    caplog: pytest.LogCaptureFixture,
+    worker_kind: tuple[str, str],
+    spoiled: int,
+    kind: str,
+    data: bytes,
+    queue: str,
+    waits: bool,
+) -> None:
+    """Whatever value of another type sits at a landing list or the registry of a live
+    worker, its claim (busy, or an idle worker's wait) takes the job, on a list that
+    recovery reads; a key deleted for it is named in a log line."""
+    r, keys = live.rq.redis, live.rq.keys
+    worker, lander = live.worker(worker_kind)
+    own = _WORKERS[worker_kind](keys, worker.id)
+    key = sorted(own)[spoiled % len(own)]
+    assume(kind != own[key])
+    r.flushdb()
+    caplog.clear()
+    worker.heartbeat.beat()  # registers again: its lists are named again
+    queue = queue if "," in worker_kind[0] else "a"
+    _write(r, key, kind, data)
+    payload = json.dumps({"class": "Noop", "args": [data.hex()]}).encode()
+    r.rpush(keys.queue(queue), payload)
+    with caplog.at_level(logging.ERROR, logger="pyresque.worker"):
+        if waits and lander.blocks:
+            claim = lander.take(queue, cast(bytes, lander.block(1.0)), "tok")
+        else:
+            [claim] = cast("list[Claim]", lander.claim("tok"))
+    assert claim is not None
+    assert (claim.queue, claim.raw) == (queue, payload)
+    # On a list recovery reads, should the worker die now.
+    assert [p for _, _, found in read_lists(r, keys, worker.id) for p in found] == [payload]
+    if cast(bytes, r.type(key)).decode() != kind:  # deleted, and said
+        assert any(key in m and "claiming again" in m for m in caplog.messages)
+    ours, _ = lander.finish(claim, None, None)
+    assert ours

@@ -64,7 +64,7 @@ from pyresque.protocol.landings import one_queue
 from pyresque.protocol.packed import Command, exchange
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, Paused
-from pyresque.worker.landing_claims import NoLanding, OneQueue, SeveralQueues
+from pyresque.worker.landing_claims import NoLanding, OneQueue, SeveralQueues, past_foreign
 from pyresque.worker.plain import STATS_EVERY, StatusWrite, complete, status_after
 from pyresque.worker.signals import Running, Wake
 
@@ -159,7 +159,7 @@ class Lander:
                 raise reply
             return reply
 
-        reply = self._landing_call(send)
+        reply = past_foreign(self._claims, self._client, lambda: self._landing_call(send))
         if reply is None:
             self._empty = True
             self._count(False)
@@ -215,7 +215,8 @@ class Lander:
         def send() -> list[Any]:
             return self._send([*self._stats_due(), *self._claims.commands()])
 
-        return self._landed(self._landing_call(send), token)
+        landed = lambda: self._landed(self._landing_call(send), token)  # noqa: E731
+        return past_foreign(self._claims, self._client, landed)
 
     def _landing_call(self, send: Callable[[], T]) -> T:
         """``send`` a call that may land a job. A connection that failed (a Redis restart
@@ -296,7 +297,10 @@ class Lander:
         if next_token is None:
             self._count(False)
             return ours, []
-        return ours, self._landed(claimed, next_token)
+        landed = lambda: self._landed(claimed, next_token)  # noqa: E731
+        return ours, past_foreign(
+            self._claims, self._client, landed, lambda: self.claim(next_token)
+        )
 
     def _stats_due(self) -> list[tuple[Any, ...]]:
         """The ``INCRBY`` of the counts not written yet, once a second (taken: a reply

@@ -10,18 +10,26 @@ the jobs come from the first queue, a plain ``LMOVE`` of it comes first (the scr
 only when it found nothing): such a worker costs what a worker of one queue does. Before a
 call that may move a job of a queue onto a list not yet named in the worker's
 registry, the script adds its queues to it first (once per queue and worker).
+
+A key of the worker's own that a claim uses may hold another type (written by hand, or
+hostile): every claim would fail on it, and the worker take no job until someone
+deleted it. ``past_foreign`` deletes such a key, with a log line, and claims again;
+only a key that can hold no job of ours: a landing list that is not a list, a
+registry that is not a set (it names queues, it never holds a job). The registry's
+queues are named again before the next move (recovery must find every list).
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
-from typing import Any, cast
+from typing import Any, TypeVar, cast
 
 import redis
 
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
-from pyresque.protocol.connection import raw, text
+from pyresque.protocol.connection import raw, text, wrong_type
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import (
     landing_key,
@@ -34,8 +42,45 @@ from pyresque.protocol.packed import Command
 from pyresque.protocol.scripts import ScriptCall
 from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher
 
+log = logging.getLogger("pyresque.worker")
+T = TypeVar("T")
+
 #: A landed job: its queue and payload; None when the queues were empty.
 Landed = tuple[str, bytes] | None
+
+
+def past_foreign(
+    claims: OneQueue | SeveralQueues,
+    client: redis.Redis,
+    call: Callable[[], T],
+    again: Callable[[], T] | None = None,
+) -> T:
+    """``call`` (a claim, a wait); when it failed on a key of the worker's own that holds
+    another type, that key is deleted and ``again`` (or ``call``) runs once more."""
+    try:
+        return call()
+    except redis.exceptions.ResponseError as exc:
+        if not wrong_type(exc) or not _cleared(claims, client):
+            raise  # not a key of ours (a queue of another type): as before
+    return (again or call)()
+
+
+def _cleared(claims: OneQueue | SeveralQueues, client: redis.Redis) -> bool:
+    """Delete the keys of ``claims.own()`` that hold another type (foreign_clear.lua),
+    each with a log line; whether any was."""
+    own = claims.own()
+    reply = scripts.run(client, "foreign_clear", list(own), list(own.values()))
+    for key, found in zip(reply[::2], reply[1::2], strict=True):
+        log.error(
+            "deleted %s: it held a %s where this worker keeps a %s, so every claim failed "
+            "on it (it could hold no job of ours); claiming again",
+            text(key),
+            text(found),
+            own[text(key)],
+        )
+    if reply:
+        claims.forget()
+    return bool(reply)
 
 
 def _checked(reply: Any) -> Any:
@@ -96,6 +141,17 @@ class OneQueue:
             _checked(send([("SADD", key, member), ("PERSIST", key)])[0])
             self._named_at = lapses
 
+    def own(self) -> dict[str, str]:
+        """The worker's keys a claim uses (past_foreign), each with the type it holds."""
+        own = {self._list: "list"}
+        if self.naming is not None:
+            own[self.naming[0]] = "set"
+        return own
+
+    def forget(self) -> None:
+        """A key of ``own`` was deleted: name the list again before the next move."""
+        self._named_at = None
+
     def lists(self, client: redis.Redis) -> list[tuple[str, str, list[bytes]]]:
         """A processor's list and what it holds, as ``read_lists`` reads lists; none for
         a worker's one list (its give-back reads it)."""
@@ -149,6 +205,15 @@ class SeveralQueues:
 
     def lists(self, client: redis.Redis) -> list[tuple[str, str, list[bytes]]]:
         return []  # the worker's give-back reads them
+
+    def own(self) -> dict[str, str]:
+        """The worker's keys the last call used (past_foreign), each with its type."""
+        return {self.landing(q): "list" for q in self._sent[0]} | {self._registry: "set"}
+
+    def forget(self) -> None:
+        """A key of ``own`` was deleted (the registry, maybe): name the queues again."""
+        self._named.clear()
+        self._hot = None
 
     def commands(self) -> list[Command]:
         """The first call's commands (none when no queue is served). While jobs come

@@ -48,9 +48,7 @@ end
 -- DEL of the paused marker take a key of any type.)
 local replaced = {}
 local function expect_type(key, want)
-  local found = redis.call('TYPE', key)['ok']
-  if found ~= 'none' and found ~= want then
-    redis.call('DEL', key)
+  if clear_foreign(key, want) then
     replaced[#replaced + 1] = key
   end
 end

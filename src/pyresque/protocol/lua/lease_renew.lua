@@ -6,10 +6,7 @@
 -- KEYS[1] the slot's leases zset   ARGV[1] worker id   ARGV[2] lease length (ms)
 -- Returns the expired worker ids (20 at most).
 expect_keys(KEYS, 1, 'leases')
-local found = redis.call('TYPE', KEYS[1])['ok']
-if found ~= 'none' and found ~= 'zset' then
-  redis.call('DEL', KEYS[1]) -- written by hand, or hostile: every beat would fail
-end
+clear_foreign(KEYS[1], 'zset') -- written by hand, or hostile: every beat would fail
 local now = now_ms()
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
 return redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now, 'LIMIT', 0, 20)
