@@ -3,12 +3,14 @@ imported the Redis client, each job gets a new one, and a zygote that dies is re
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import os
 import select
 import signal
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -20,7 +22,12 @@ from pyresque import Events, Job, Payload, Registry, Resque, Worker, WorkerOptio
 from pyresque.executors.base import Stop
 from pyresque.executors.child import job_message, receive, send
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
-from pyresque.executors.inprocess import InlineExecutor
+from pyresque.executors.inprocess import (
+    AsyncioExecutor,
+    EventLoopThread,
+    InlineExecutor,
+    ThreadExecutor,
+)
 from pyresque.jobs.perform import Outcome
 
 PROBE_APP = """
@@ -331,6 +338,38 @@ def test_the_running_write_is_asked_for_once_due_not_as_the_job_starts(mode: str
         executor.close()
     [asked] = shown.asked
     assert shown.due <= asked < ended
+
+
+class _SleepsAsync(Job, register=False):
+    async def perform(self) -> None:
+        await asyncio.sleep(1.5)
+
+
+@pytest.mark.parametrize("mode", ["threads", "asyncio"])
+def test_the_running_write_is_asked_for_by_the_watchdog_once_due(mode: str) -> None:
+    """Threads and asyncio modes have no wait of their own: the worker's watchdog asks,
+    once the write is due (``ThreadExecutor.watch``), and once only."""
+    loop = EventLoopThread() if mode == "asyncio" else None
+    executor = ThreadExecutor(Events()) if loop is None else AsyncioExecutor(Events(), loop)
+    job_class = _Sleeps if loop is None else _SleepsAsync
+    job = job_class(Payload.build(job_class.__name__, []), "q")
+    shown = _Shown()
+    ended: list[float] = []
+
+    def run() -> None:
+        assert executor.execute(job, None, Stop(lease_deadline=math.inf), lambda: shown).ok
+        ended.append(time.monotonic())
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    while thread.is_alive():  # the worker's watchdog, ticking faster
+        executor.watch(time.monotonic())
+        time.sleep(0.02)
+    executor.close()
+    [asked] = shown.asked  # once, though the watchdog ticked on while the job ran
+    assert shown.due <= asked < ended[0]
+    executor.watch(time.monotonic())  # after the job: nothing left to ask for
+    assert len(shown.asked) == 1
 
 
 @pytest.mark.parametrize("mode", ["fork", "inline"])

@@ -78,10 +78,11 @@ class Stop:
 
 class Showing(Protocol):
     """What ``started`` returns: the job's pending RUNNING write (protocol/running.py),
-    to ask for with ``show()`` once ``due`` (monotonic) has passed. Fork, prefork and
-    inline modes time it with the wait they have anyway (the watch's ``select``, the
-    SIGALRM timer), so no thread is woken as a job starts: a woken thread competed
-    with the job's first line for the CPU."""
+    to ask for with ``show()`` once ``due`` (monotonic) has passed. Each mode times it
+    with the wait it has anyway (fork, prefork: the watch's ``select``; inline: the
+    SIGALRM timer; threads, asyncio: the worker's watchdog, ``ThreadExecutor.watch``),
+    so no thread is woken as a job starts: a woken thread competed with the job's
+    first line for the CPU."""
 
     due: float
 
@@ -96,7 +97,8 @@ def no_op() -> None:
 
 
 def show_now(showing: Showing | None) -> None:
-    """For an executor with no wait to time it with: ask for the write at once."""
+    """For a job with no wait to time it with (inline mode outside the main thread):
+    ask for the write at once."""
     if showing is not None:
         showing.show()
 

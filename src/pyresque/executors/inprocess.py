@@ -149,7 +149,8 @@ def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Out
 
 class ThreadExecutor:
     """Runs the job in the processor's thread. The worker's watchdog raises ``JobTimeout``
-    or ``Interrupted`` in that thread (``interrupt``), only while the job runs."""
+    or ``Interrupted`` in that thread (``interrupt``), only while the job runs, and asks
+    for its RUNNING write once due (``watch``)."""
 
     name = "threads"
     runs_in_thread = True
@@ -162,20 +163,36 @@ class ThreadExecutor:
         self._guard = threading.Lock()
         self._job_thread: int | None = None  # the thread running a job, if one is
         self._sent = False  # an interrupt was raised in that thread during its job
+        self._showing: Showing | None = None  # the running job's RUNNING write, not asked for
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        show_now(started())
-        return self._interruptible(job, lambda: self.perform(job))
+        return self._interruptible(job, started(), lambda: self.perform(job))
 
-    def _interruptible(self, job: Job, run: Callable[[], Outcome]) -> Outcome:
+    def watch(self, now: float) -> None:
+        """Ask for the running job's RUNNING write once it is due: the worker's watchdog
+        calls this at each of its ticks. Asked for as the job started, the write woke the
+        marker's thread on the way to the job's first line (a notify, a system call and
+        a thread switch: ~80 µs of an idle worker's pickup, docs/scaling.md); it now
+        comes within a tick (0.1 s) of its due time, as a job that runs that long."""
+        with self._guard:
+            showing = self._showing
+            if showing is None or now < showing.due:
+                return
+            self._showing = None  # asked for once
+        showing.show()
+
+    def _interruptible(
+        self, job: Job, showing: Showing | None, run: Callable[[], Outcome]
+    ) -> Outcome:
         outcome: Outcome | None = None
         landed: JobTimeout | Interrupted | None = None
         try:
             try:
                 with self._guard:
                     self._job_thread = threading.get_ident()
+                    self._showing = showing
                 if job.cancel_requested:  # cancelled before there was a thread to interrupt
                     raise Cancelled("the job was cancelled")
                 outcome = run()
@@ -201,6 +218,7 @@ class ThreadExecutor:
 
     def _leave(self) -> None:
         with self._guard:
+            self._showing = None
             if self._job_thread is not None:
                 if self._sent:  # it may not have landed yet, and must not land later
                     _drop_interrupt(self._job_thread)
@@ -300,9 +318,8 @@ class AsyncioExecutor(ThreadExecutor):
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        show_now(started())
         run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
-        return self._interruptible(job, lambda: self.perform(job, run_async))
+        return self._interruptible(job, started(), lambda: self.perform(job, run_async))
 
     def start(self) -> None:
         pass

@@ -213,11 +213,12 @@ class Worker(Signals):
 
     def _watch_threads(self) -> None:
         """Enforce timeouts, the TERM grace period and the lease on jobs running in
-        processor threads."""
+        processor threads, and ask for their RUNNING writes once due."""
         now = time.monotonic()
         for p in self.processors:
             if not isinstance(p.executor, ThreadExecutor):
                 continue
+            p.executor.watch(now)
             if p.deadline and now >= p.deadline and not p.timed_out:
                 p.timed_out = p.executor.interrupt(JobTimeout)
             elif self.stop.grace_over():
