@@ -79,6 +79,10 @@ class Events:
         self.middleware.clear()
         self.generation += 1
 
+    def heard(self, event: str) -> bool:
+        """Whether ``event`` has a listener."""
+        return bool(self._listeners[event])
+
     def trigger(self, event: str, *args: Any) -> list[Any]:
         """Run the listeners of ``event`` in registration order; return their results."""
         listeners = self._listeners[event]

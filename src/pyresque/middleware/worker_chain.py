@@ -47,13 +47,12 @@ class WorkerChain:
         inner = [Timeouts().around_process]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
             inner.append(ResqueHooks(events).around_process)
+        outer = [self.limits.around_process, self.unique.around_process, results.around_process]
         self._process: Chain[Work, Outcome] = Chain(
-            events,
-            "around_process",
-            outer=[self.limits.around_process, self.unique.around_process, results.around_process],
-            inner=inner,
-            extra=middleware,
+            events, "around_process", outer=outer, inner=inner, extra=middleware
         )
+        self.events, self._fork = events, fork
+        self._built_ins = len(outer) + len(inner)
         self._finishing: Chain[Work, FinishPlan] = Chain(
             events,
             "finishing",
@@ -80,8 +79,26 @@ class WorkerChain:
         )
 
     def process(self, work: Work, dispatch: Callable[[], Outcome]) -> Outcome:
-        """Run ``dispatch`` (the executor) inside the ``around_process`` chain."""
+        """Run ``dispatch`` (the executor) inside the ``around_process`` chain; straight
+        away when no step would act on ``work`` (``_bare``)."""
+        if len(self._process.steps()) == self._built_ins and self._bare(work):
+            return dispatch()
         return self._process(work, dispatch)
+
+    def _bare(self, work: Work) -> bool:
+        """Whether none of the built-in ``around_process`` steps acts on ``work``: its
+        payload has no field of theirs (``unique``, ``timeout``, ``result_ttl``: none
+        beyond Resque's) and its class no limits, timeout or stored result, and no
+        ``before_fork`` listener waits for it. Most jobs: they skip the chain's frames,
+        which an idle worker runs cold, at ~10 times their cost (docs/scaling.md, "Cold
+        code"). Each step, when it acts, says so in its own module."""
+        job, payload = work.job, work.payload
+        if job is None or payload is None or payload.extra:
+            return False
+        job_class = type(job)
+        if job_class.limits or job_class.timeout or job_class.store_result:
+            return False
+        return not job_class.result_ttl and not (self._fork and self.events.heard("before_fork"))
 
     def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
         """What the finish call records: each ``finishing`` amends the plan in turn."""
