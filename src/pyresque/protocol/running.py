@@ -78,7 +78,7 @@ class Mark:
     def __init__(
         self,
         claim: Claim,
-        status_key: str | None,
+        payload: Payload | None,
         due: float,
         first: ScriptCall | None,
         landed: str = "",
@@ -87,7 +87,7 @@ class Mark:
         self.show = wake  # the executor asks for the write once ``due`` (executors/base.py)
         self.claim = claim
         self.landed = landed  # the landing list it runs from (landing.py), or ""
-        self.status_key = status_key
+        self.payload = payload  # its decoded payload: one with an id may be tracked
         self.due = due
         self.first = first  # a script call to run before the write (a landed job's adoption)
         self.lock = threading.Lock()
@@ -121,7 +121,8 @@ class RunningMarker(threading.Thread):
         self.worker_id = worker_id
         self.delay = delay
         self._marks: list[Mark] = []  # in start order, so the earliest due comes first
-        self._wake = threading.Condition()
+        self._lock = threading.RLock()  # reentrant: the alarm's show() may come within
+        self._wake = threading.Condition(self._lock)
         self._asleep = False  # waiting with no timeout: a new mark must notify
         self._stopped = False
         self._done = threading.Event()  # set with _stopped
@@ -147,12 +148,9 @@ class RunningMarker(threading.Thread):
         on a landing list is looked for there. No thread is woken here (but once a second for
         a busy worker that showed nothing): the caller calls the mark's ``show()`` once
         it is ``due`` (executors/base.py ``Showing``)."""
-        status_key = None
-        if payload is not None and payload.id:
-            status_key = self._keys.for_queue(claim.queue).status(payload.id, payload.prefix)
         now = time.monotonic()
-        mark = Mark(claim, status_key, now + self.delay, first, landed, self.wake)
-        with self._wake:
+        mark = Mark(claim, payload, now + self.delay, first, landed, self.wake)
+        with self._lock:  # the Condition's own lock, entered without its Python methods
             self._marks.append(mark)  # the thread sees it within ``delay``, or once woken
             # A worker busy with jobs shorter than ``delay`` asks for no write, and the
             # thread sleeps in the gaps between them: wake it for the newest job when
@@ -196,9 +194,9 @@ class RunningMarker(threading.Thread):
         with self._wake:
             self._writes += 1  # before the call: a finish sent meanwhile must not clear it
         keys = self._keys.for_queue(mark.claim.queue)  # on Cluster, the queue's slot
-        shown = mark_running(
-            self._redis, keys, self.worker_id, mark.claim, mark.status_key, mark.landed
-        )
+        payload = mark.payload  # its status key made here, not on the job's way to its start
+        status_key = keys.status(payload.id, payload.prefix) if payload and payload.id else None
+        shown = mark_running(self._redis, keys, self.worker_id, mark.claim, status_key, mark.landed)
         mark.started = shown if isinstance(shown, bytes) else None
         with self._wake:
             # A job that ended before the write shows nothing: try again a little later
