@@ -51,11 +51,20 @@ ARG = st.one_of(
 
 
 @settings(max_examples=300, deadline=None)
-@given(st.lists(st.lists(ARG, min_size=1, max_size=6), min_size=1, max_size=5))
-def test_commands_are_packed_as_redis_py_packs_them(commands: list[list[object]]) -> None:
+@given(
+    st.lists(st.lists(ARG, min_size=1, max_size=6), min_size=1, max_size=5),
+    st.lists(st.booleans(), min_size=5, max_size=5),
+)
+def test_commands_are_packed_as_redis_py_packs_them(
+    commands: list[list[object]], constant: list[bool]
+) -> None:
+    """Commands packed on the way, or once (``Constant``): the same bytes either way."""
     connection: Any = redis.Connection()  # type: ignore[no-untyped-call]  # (not connected)
     tuples = [("SET", *command) for command in commands]
-    assert packed.pack(tuples) == b"".join(connection.pack_commands(tuples))
+    once = constant[: len(tuples)]
+    mixed = [packed.Constant(*t) if o else t for t, o in zip(tuples, once, strict=True)]
+    assert packed.pack(mixed) == b"".join(connection.pack_commands(tuples))
+    assert b"".join(connection.pack_commands(mixed)) == packed.pack(tuples)
 
 
 def test_an_argument_of_another_type_is_refused_before_anything_is_sent() -> None:

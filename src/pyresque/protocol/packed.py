@@ -27,11 +27,27 @@ import redis
 Command = tuple[Any, ...]
 
 
+class Constant(tuple[Any, ...]):
+    """A command sent again and again (the same name and arguments), packed once: a
+    plain enqueue's ``SADD`` and wake-up token (push.py) are packed on every job's way
+    to its worker, run cold (docs/scaling.md, "Cold code")."""
+
+    packed: bytes
+
+    def __new__(cls, *command: Any) -> Constant:
+        made = super().__new__(cls, command)
+        made.packed = pack([command])
+        return made
+
+
 def pack(commands: Sequence[Command]) -> bytes:
     """``commands`` in the Redis protocol: str as UTF-8, bytes as they are, int in
     decimal. (redis-py's packer takes ~3.5 us a command for the same bytes.)"""
     out = []
     for command in commands:
+        if type(command) is Constant:
+            out.append(command.packed)
+            continue
         out.append(b"*%d\r\n" % len(command))
         for value in command:
             if isinstance(value, str):

@@ -43,18 +43,20 @@ _ENCODER = json.JSONEncoder(
 )
 
 
+_ESCAPE = json.encoder.encode_basestring  # the C one, as ``_ENCODER`` picks it
+
+
 def _c_encode() -> Callable[[Any], str]:
     """``_ENCODER.encode`` without its Python layers: the C encoder it makes on every
     call, made here directly with the same options (a payload's ``encode`` took 3.9 µs,
     this 2.4: issue 12's enqueue_many). ``_ENCODER.encode`` itself where the C
     accelerator is missing or takes other arguments (another Python)."""
     make = getattr(json.encoder, "c_make_encoder", None)
-    escape = json.encoder.encode_basestring  # the C one, as ``_ENCODER`` picks it
     if make is None:
         return _ENCODER.encode
 
     def encode(value: Any) -> str:
-        return "".join(make({}, _reject, escape, None, ":", ",", False, False, False)(value, 0))
+        return "".join(make({}, _reject, _ESCAPE, None, ":", ",", False, False, False)(value, 0))
 
     sample = {"a/é": [1, 2.5, None, True, {"": -0.0}], 3: "\u2028\n"}
     try:
@@ -200,7 +202,26 @@ class Payload:
         return out
 
     def encode(self) -> str:
-        return dumps(self.to_dict())
+        """``dumps(self.to_dict())``. The shape producers write (a str class, id and
+        prefix, a time as ``Payload.build`` makes it, no other field) is put together
+        here around the arguments' JSON, the same text: the whole dict through the C
+        encoder cost ~10 µs more, run cold, on each job's way to its worker (an idle
+        producer's enqueue: docs/scaling.md, "Cold code")."""
+        queue_time, job_id, prefix = self.queue_time, self.id, self.prefix
+        if (
+            self.extra
+            or type(queue_time) is not float
+            or not 0 < queue_time < _MICROS_EXACT  # as _micros' own fast way: finite
+            or type(job_id) is not str
+            or type(prefix) is not str
+            or type(self.class_name) is not str
+        ):
+            return dumps(self.to_dict())
+        name, args, at = _ESCAPE(self.class_name), dumps(self.args), _micros(queue_time)
+        return (
+            f'{{"class":{name},"args":{args},"id":{_ESCAPE(job_id)},'
+            f'"prefix":{_ESCAPE(prefix)},"queue_time":{at!r}}}'
+        )
 
     @classmethod
     def from_dict(cls, item: Any) -> Payload:

@@ -31,7 +31,7 @@ import redis
 import redis.asyncio
 
 from pyresque.protocol import packed
-from pyresque.protocol.packed import Command
+from pyresque.protocol.packed import Command, Constant
 
 #: enqueue.lua's KEYS for an untracked push: a call with this many may go without it.
 PLAIN_KEYS = 4
@@ -43,6 +43,8 @@ WAKE_TRIM = 16
 #: trimmed again).
 _skip_trim: dict[str | bytes, bool] = {}
 _REMEMBERED = 10_000
+#: The constant commands of a push, by wake-up list (``_constants``).
+_packed: dict[str | bytes, tuple[Constant, ...]] = {}
 
 
 def plain(script: str, keys: Sequence[str | bytes]) -> bool:
@@ -54,12 +56,25 @@ def _queue(keys: Sequence[str | bytes], args: list[Any]) -> tuple[list[Command],
     """The push's commands; whether they trim the wake-up list."""
     queues, queue, wake, _ = keys
     push = "LPUSH" if args[2] == "head" else "RPUSH"
-    commands: list[Command] = [("SADD", queues, args[0]), (push, queue, *args[3:])]
-    commands.append(("RPUSH", wake, "1"))
+    named, token, trim = _constants(queues, args[0], wake)
+    commands: list[Command] = [named, (push, queue, *args[3:]), token]
     if _skip_trim.get(wake, False):
         return commands, False
-    commands.append(("LTRIM", wake, -1, -1))
+    commands.append(trim)
     return commands, True
+
+
+def _constants(queues: str | bytes, name: Any, wake: str | bytes) -> tuple[Constant, ...]:
+    """The commands of a push to the queue ``name`` that never change, packed once:
+    ``SADD`` of its name, the wake-up token, the trim."""
+    found = _packed.get(wake)
+    if found is None or found[0] != ("SADD", queues, name):
+        found = (Constant("SADD", queues, name), Constant("RPUSH", wake, "1"))
+        found += (Constant("LTRIM", wake, -1, -1),)
+        if len(_packed) >= _REMEMBERED:
+            _packed.clear()
+        _packed[wake] = found
+    return found
 
 
 def _pushed(wake: str | bytes, tokens: int, trimmed: bool) -> None:
