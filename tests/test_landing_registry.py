@@ -230,3 +230,34 @@ def test_a_key_of_another_type_where_a_worker_lands_does_not_stop_its_claims(
         assert any(key in m and "claiming again" in m for m in caplog.messages)
     ours, _ = lander.finish(claim, None, None)
     assert ours
+
+
+@pytest.mark.parametrize(("mode", "queues"), [("threads", "a"), ("inline", "a,b")])
+def test_a_job_landed_before_the_beat_that_registers_again_is_on_a_named_list(
+    mode: str, queues: str
+) -> None:
+    # Redis lost its data; the lander's connection fails and it lands the next job
+    # before any beat found the worker unregistered. Once the beat has registered it
+    # again (its lease back), a SIGKILL must leave that job where recovery looks.
+    with RedisServer() as server:  # no persistence: a restart loses every key
+        rq = Resque(server.url)
+        r, keys = rq.redis, rq.keys
+        worker = Worker(rq, queues, WorkerOptions(mode=mode, concurrency=2, lease_ttl=60))
+        worker.heartbeat.beat()
+        lander = worker.processors[0].lander
+        assert isinstance(lander, Lander)
+        r.rpush(keys.queue("a"), b"job-early")
+        [claim] = cast("list[Claim]", lander.claim("tok-early"))
+        lander.finish(claim, None, None)
+        assert r.exists(registry(keys, worker.id))
+        server.restart()
+        r.rpush(keys.queue("a"), b"job-late")
+        [claim] = cast("list[Claim]", lander.claim("tok-late"))  # its connection failed first
+        assert claim.raw == b"job-late"
+        worker.heartbeat.beat()  # registers it again: its lease is back
+        r.zadd(keys.leases, {worker.id: 0})  # ... and lapses: the worker was SIGKILLed
+        assert Recovery(r, keys, Registry()).recover_worker(worker.id) == 1
+        assert r.lrange(keys.queue("a"), 0, -1) == [b"job-late"]
+        for processor in worker.processors:
+            processor.lander.close()
+        rq.redis.close()

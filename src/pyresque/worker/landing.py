@@ -228,6 +228,10 @@ class Lander:
                 self._worker.give_back_orphans()  # raises while Redis is down: tried again
                 self._give_back_own()
                 self._unsure = False
+                # A call failed: Redis may have lost its data (a restart) and the registry
+                # with it before any beat saw the worker unregistered. Named again before
+                # this move, a job landing before that beat is on a list recovery reads.
+                self._claims.forget()
             self._count(True)
             self._lapses = self._worker.stop.lapses
             try:
