@@ -247,3 +247,21 @@ def test_recovery_reads_every_processors_list_from_any_registry(
             assert not r.exists(processor_key(keys, dead, index, queue))
     finally:
         rq.redis.close()
+
+
+def test_a_siblings_failure_leaves_the_running_job_shown(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    # worker:<id> (resque-web's "working", `pyresque info`) shows a job running from a
+    # processor's list, never adopted into the in-flight hash: a sibling's finish by
+    # script (a failure) must not take it for an idle worker and delete it.
+    proc = procs.worker(namespace, "q", "--mode", "threads", "--concurrency", "2")
+    worker_id = state.wait_registered(state.worker_id(proc, "q"))
+    state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
+    state.wait_event("Block", "started")
+    wait_for(lambda: state.exists(f"worker:{worker_id}"), 30, "the running job shown")
+    state.push_raw("q", json.dumps({"class": "Boom", "args": [1]}).encode())
+    state.wait_failed(1)
+    assert state.exists(f"worker:{worker_id}"), "the worker shows no job while one runs"
+    state.release("long")
+    wait_for(lambda: not state.exists(f"worker:{worker_id}"), 30, "the idle worker shown idle")

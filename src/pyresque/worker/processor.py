@@ -255,6 +255,9 @@ class Processor(Claiming):
         worker, claim = self.worker, work.claim
         self.lander.settle()  # a landed job is in flight once adopted
         shown = worker.running_marker.shown()  # worker:<id> may be written: delete it if idle
+        # Not while a sibling runs a job: one on its landing list is not in flight in the
+        # hash whose emptiness finish.lua takes for an idle worker.
+        shown = None if worker.working() else shown
         shard, head = self.fetcher.finish_keys(claim.queue)  # on Cluster, the queue's slot
         keys, args = plan.call(shard, head, work, outcome, refused, worker.id, shown is not None)
         boxes: list[Box] = []
