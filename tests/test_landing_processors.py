@@ -265,3 +265,30 @@ def test_a_siblings_failure_leaves_the_running_job_shown(
     assert state.exists(f"worker:{worker_id}"), "the worker shows no job while one runs"
     state.release("long")
     wait_for(lambda: not state.exists(f"worker:{worker_id}"), 30, "the idle worker shown idle")
+
+
+def test_a_threads_worker_reaped_while_stalled_names_its_lists_again(
+    procs: Procs, state: State, namespace: str
+) -> None:
+    options = ("--mode", "threads", "--concurrency", "2", "--lease-ttl", "1", "--interval", "0.5")
+    stalled = procs.worker(namespace, "q", *options)
+    stalled_id = state.wait_registered(state.worker_id(stalled, "q"))
+    names = registry(Keys.for_namespace(namespace), stalled_id)
+    wait_for(lambda: state.r.scard(names) == 2, 30, "both processors' lists named")
+    stalled.send(signal.SIGSTOP)
+    try:
+        procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--interval", "0.5")
+        wait_for(lambda: stalled_id not in state.workers(), 30, "the stalled worker's reap")
+        assert state.r.ttl(names) > 0
+    finally:
+        stalled.send(signal.SIGCONT)
+    state.wait_registered(stalled_id)
+    wait_for(lambda: state.r.ttl(names) == -1, 30, "the registry to lose its TTL")
+    state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
+    state.wait_event("Block", "started")
+    stalled.send(signal.SIGKILL)
+    stalled.wait_exit()
+    procs.worker(namespace, "q", *options)
+    state.release("long")
+    wait_for(lambda: len(state.events("Block", "started")) == 2, 60, "the job to run again")
+    assert state.failed() == []
