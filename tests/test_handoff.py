@@ -1,5 +1,6 @@
-"""Concurrent modes of several queues claim for every free processor in one call
-(handoff.py); of one queue, each processor lands its own (worker/landing.py)."""
+"""Concurrent workers that cannot land jobs (``--no-blocking``, a durability policy,
+Redis Cluster) claim for every free processor in one call (handoff.py); the others'
+processors each land their own (worker/landing.py)."""
 
 from __future__ import annotations
 
@@ -42,9 +43,9 @@ def test_free_processors_get_their_jobs_from_one_claim(
     nothing goes round its loop before it waits again, so on a loaded machine one may
     not be back in time and a burst takes two claims: the burst is repeated until one
     finds all four free. Without the batching no round ever takes fewer than four."""
-    queues = "default,other"
-    worker = procs.worker(namespace, queues, "--mode", mode, "--concurrency", "4", "--vverbose")
-    state.wait_registered(state.worker_id(worker, queues))
+    options = ("--mode", mode, "--concurrency", "4", "--no-blocking", "--vverbose")
+    worker = procs.worker(namespace, "default", *options)
+    state.wait_registered(state.worker_id(worker))
     claims: list[int] = []
     idle = 0  # the idle claims seen by the end of the last round
     for r in range(ROUNDS):
@@ -62,7 +63,7 @@ def test_free_processors_get_their_jobs_from_one_claim(
         for n in range(4):
             state.release(f"b{r}-{n}")
         state.wait_number("stat:processed", 4 * (r + 1))
-        assert inflight(state, state.worker_id(worker, queues)) == 0
+        assert inflight(state, state.worker_id(worker)) == 0
         idle = idle_claims(worker.log())
         if claims[-1] == 1:  # claimed in one call
             break
@@ -70,12 +71,15 @@ def test_free_processors_get_their_jobs_from_one_claim(
     assert worker.running()
 
 
-@pytest.mark.parametrize("queues", ["default", "default,other"])
+@pytest.mark.parametrize(
+    ("queues", "extra"), [("default", ()), ("default,other", ()), ("default", ("--no-blocking",))]
+)
 def test_a_burst_larger_than_the_free_processors_leaves_the_rest_queued_in_order(
-    procs: Procs, state: State, rq: Resque, namespace: str, queues: str
+    procs: Procs, state: State, rq: Resque, namespace: str, queues: str, extra: tuple[str, ...]
 ) -> None:
-    """Never more jobs claimed than processors free: the rest stay on the queue, in order."""
-    worker = procs.worker(namespace, queues, "--mode", "threads", "--concurrency", "2")
+    """Never more jobs claimed than processors free: the rest stay on the queue, in order.
+    Processors that land their own jobs, of one queue or two, or the handoff's."""
+    worker = procs.worker(namespace, queues, "--mode", "threads", "--concurrency", "2", *extra)
     state.wait_registered(state.worker_id(worker, queues))
     jobs = [Enqueued("default", "Block", [{"tag": f"c{n}"}]) for n in range(5)]
     rq.enqueue_many(jobs)

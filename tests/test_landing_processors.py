@@ -114,6 +114,45 @@ def test_an_orphan_on_a_processors_list_goes_back_before_its_next_claim(
     assert landed(r, worker.resque.namespace, worker.id) == [[TWIN], [TWIN]]
 
 
+def test_processors_of_several_queues_land_byte_identical_jobs_on_lists_of_their_own(
+    redis_url: str, namespace: str
+) -> None:
+    rq = Resque(redis_url, namespace=namespace, events=Events())
+    worker = Worker(rq, "a,b", WorkerOptions(mode="asyncio", concurrency=2, lease_ttl=5))
+    worker.heartbeat.beat()
+    r, keys = rq.redis, rq.keys
+    try:
+        first, second = _landers(worker)
+        r.rpush(keys.queue("b"), TWIN, TWIN)
+        for lander in (first, second):
+            claims = lander.claim("tok")
+            assert isinstance(claims, list)
+            assert [(c.queue, c.raw) for c in claims] == [("b", TWIN)]
+        members = {processor_member(i, q) for i in (0, 1) for q in "ab"}
+        assert r.smembers(registry(keys, worker.id)) == members  # named before the moves
+        assert landed(r, namespace, worker.id) == [[TWIN], [TWIN]]
+        second.interrupted()  # its claim's reply is lost: an orphan on its lists only
+        again = second.claim("tok")  # given back first, then claimed again
+        assert isinstance(again, list)
+        assert [(c.queue, c.raw) for c in again] == [("b", TWIN)]
+        assert r.lrange(keys.queue("b"), 0, -1) == []
+        assert landed(r, namespace, worker.id) == [[TWIN], [TWIN]]
+    finally:
+        for processor in worker.processors:
+            processor.lander.close()
+        rq.redis.close()
+
+
+@pytest.mark.parametrize("queues", ["*", "a,b*"])
+def test_processors_of_globs_keep_the_scripts_and_the_handoff(redis_url: str, queues: str) -> None:
+    # Each idle processor of its own would read the queues set once a second.
+    rq = Resque(redis_url, events=Events())
+    worker = Worker(rq, queues, WorkerOptions(mode="threads", concurrency=2))
+    assert not any(isinstance(p.lander, Lander) for p in worker.processors)
+    assert worker.handoff is not None
+    rq.redis.close()
+
+
 class Tracked(Job):
     def perform(self) -> None:
         pass

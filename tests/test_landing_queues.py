@@ -1,6 +1,7 @@
-"""A worker of several queues or globs in fork and inline modes lands its jobs too
-(worker/landing_claims.py, protocol/landings.py): a landing list per queue, named in
-the worker's registry, read by recovery, reap, the give-backs and cancel.
+"""A worker of several queues or globs lands its jobs too (worker/landing_claims.py,
+protocol/landings.py): a landing list per queue (and per processor, for a worker of
+several), named in the worker's registry, read by recovery, reap, the give-backs and
+cancel.
 
 Real workers against a real Redis; the cost ones on a private server, whose command
 stats no other test touches.
@@ -61,16 +62,19 @@ def _held(client: redis.Redis, prefix: str) -> list[bytes]:
     return found
 
 
-@pytest.mark.parametrize("queues", ["hi,lo", "hi,lo,other*", "*"])
+@pytest.mark.parametrize(
+    ("queues", "mode"),
+    [("hi,lo", "inline"), ("hi,lo,other*", "inline"), ("*", "inline"), ("hi,lo", "threads")],
+)
 def test_a_worker_of_several_queues_lands_plain_jobs_in_priority_order(
-    rq: Resque, queues: str
+    rq: Resque, queues: str, mode: str
 ) -> None:
     jobs = 150
     for n in range(jobs):  # interleaved: the worker must take every "hi" job first
         rq.enqueue("lo" if n % 2 else "hi", SeveralNoop, {"n": n})
     r = rq.redis
     r.config_resetstat()
-    worker = Worker(rq, queues, WorkerOptions(mode="inline", interval=0))
+    worker = Worker(rq, queues, WorkerOptions(mode=mode, concurrency=1, interval=0))
     worker.work()
     used = _calls(r)
     order = [a["n"] for a in RUNS]
@@ -121,7 +125,14 @@ def test_cancel_finds_a_job_on_a_several_queue_workers_landing_list(rq: Resque) 
 
 
 @pytest.mark.parametrize(
-    ("queues", "mode"), [("q,r", "inline"), ("q,r", "fork"), ("[qr]", "inline")]
+    ("queues", "mode"),
+    [
+        ("q,r", "inline"),
+        ("q,r", "fork"),
+        ("[qr]", "inline"),
+        ("q,r", "threads"),
+        ("q,r", "asyncio"),
+    ],
 )
 def test_a_several_queue_worker_sigkilled_at_random_instants_loses_no_job(
     procs: Procs, state: State, namespace: str, queues: str, mode: str

@@ -781,13 +781,16 @@ def _lose_a_reply(
     lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s once
     the reply is lost: a slower path (the lander's next look) would run a landed job in
     the end, so only the bound proves the worker gave back the claim it never saw.
-    The scripts claim for a worker of concurrent mode (threads, here of several
-    queues); one of one queue claims with a BLMOVE when idle, and with an LMOVE
-    pipelined after its finish, one of several with land_claim.lua (landing.py)."""
+    The scripts claim for a worker of concurrent mode and globs (threads, here); one of
+    one queue claims with a BLMOVE when idle, and with an LMOVE pipelined after its
+    finish, one of several with land_claim.lua (landing.py): in inline mode, or with
+    `` threads`` after the script's name, each of two processors onto its own lists."""
+    script, _, threads = script.partition(" ")
+    scripts_path = script in ("claim", "finish_claim")
     queues = QUEUE if script in ("BLMOVE", "LMOVE") else f"{QUEUE},other"
-    extra = (
-        ("--mode", "threads", "--concurrency", "1") if script in ("claim", "finish_claim") else ()
-    )
+    queues += "*" if scripts_path else ""
+    concurrency = "1" if scripts_path else "2"
+    extra = ("--mode", "threads", "--concurrency", concurrency) if scripts_path or threads else ()
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
     try:
@@ -833,14 +836,20 @@ def _lose_a_reply(
         proxy.close()
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE", "land_claim"])
+#: The calls whose reply is lost: the scripts', and the landing paths' (those of a worker
+#: of two processors too).
+LOST = ["claim", "finish_claim", "BLMOVE", "LMOVE", "land_claim", "LMOVE threads"]
+LOST += ["BLMOVE threads", "land_claim threads"]
+
+
+@pytest.mark.parametrize("script", LOST)
 def test_a_lost_claim_reply_loses_no_job(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
     _lose_a_reply(procs, state, rq, redis_url, namespace, script, blackout=False)
 
 
-@pytest.mark.parametrize("script", ["claim", "finish_claim", "BLMOVE", "LMOVE", "land_claim"])
+@pytest.mark.parametrize("script", LOST)
 def test_a_lost_claim_reply_in_an_outage_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:
@@ -883,7 +892,7 @@ def test_a_worker_killed_before_it_reads_its_finishs_reply_loses_no_job(
         proxy.close()
 
 
-@pytest.mark.parametrize("script", ["claim", "land_claim"])
+@pytest.mark.parametrize("script", ["claim", "land_claim", "land_claim threads"])
 def test_a_lost_claim_reply_on_a_quiet_queue_is_given_back(
     procs: Procs, state: State, rq: Resque, redis_url: str, namespace: str, script: str
 ) -> None:

@@ -4,10 +4,10 @@ A worker that serves one queue waits with ``BLMOVE queue:<q> pyresque:landing:<i
 LEFT RIGHT``: the job that wakes it moves, atomically, onto the worker's landing
 list, and the reply carries it, so the job starts one round trip after its push, as
 a bare ``BRPOP`` loop's would. Ruby and PHP producers' pushes wake it as well. Each
-processor of a worker of several (threads, asyncio, prefork) has a list of its own
+processor of a worker of several (threads, asyncio, prefork) has lists of its own
 (protocol/landings.py: a finish removes its job by value, and a sibling's may be
-byte-identical), named in the worker's registry before its first move, and waits
-with its own ``BLMOVE`` on its own connection (no handoff.py).
+byte-identical), named in the worker's registry before its first move, and claims
+and waits for itself, on its own connection.
 
 Why nothing is lost: the job is always on its queue, on a landing list, or in the
 in-flight hash. Recovery of a dead worker, ``reap``, the give-back on exit and of
@@ -42,11 +42,14 @@ failure, a retry, a lock, limits...) is adopted (adopt.lua: into the in-flight h
 under its claim token, by the RUNNING marker or before anything else touches it:
 ``settle``) and finished by its script.
 
-A worker of several queues or globs with one processor lands on a list per queue
-(landing_claims.py) and finishes its plain jobs the same way; idle, it waits on the
-wake lists (``BLMOVE`` takes one source), then claims so. Not used with several
-queues and processors (the claim call, handoff.py), with a durability policy (a move
-the replicas may not have), or on Redis Cluster (worker/sharded.py).
+A worker of several queues or globs lands on a list per queue (and per processor,
+for a worker of several: landing_claims.py) and finishes its plain jobs the same
+way; idle, it waits on the wake lists (``BLMOVE`` takes one source), then claims so.
+Not used by a worker of several processors and globs (each idle processor would
+read the ``queues`` set once a second), with a durability policy (a move the
+replicas may not have), by a worker told not to block, or on Redis Cluster
+(worker/sharded.py): their concurrent workers claim with the scripts, for every
+free processor at once (handoff.py).
 """
 
 from __future__ import annotations
@@ -94,7 +97,7 @@ class Lander:
         if fetcher is None:
             self._claims = OneQueue(keys, worker.id, worker.queues.included[0], index)
         else:
-            self._claims = SeveralQueues(keys, worker.id, fetcher, self._lapsed)
+            self._claims = SeveralQueues(keys, worker.id, fetcher, self._lapsed, index)
         self.blocks = fetcher is None  # idle, it waits with BLMOVE (else on the wake lists)
         self._inflight = keys.inflight(worker.id)
         self._lapses = 0  # Stop.lapses when the BLMOVE was sent
@@ -118,10 +121,12 @@ class Lander:
             return NoLanding()
         if keys.clustered:  # the landing list is not in the queue's slot (worker/sharded.py)
             return NoLanding()
-        one = worker.options.mode in ("fork", "inline")
+        own = None if worker.options.mode in ("fork", "inline") else index  # lists of its own
         if not queues.dynamic and queues.included == [one_queue(worker.id)]:
-            return cls(worker, index=None if one else index)
-        return cls(worker, fetcher) if one and fetcher is not None else NoLanding()
+            return cls(worker, index=own)
+        if fetcher is None or (queues.dynamic and own is not None):  # see the module
+            return NoLanding()
+        return cls(worker, fetcher, own)
 
     def wait(self, seconds: float, token: str, waiter: Running) -> Claim | None:
         """Wait for a job, claiming it as it comes under ``token``; ``waiter`` (the
@@ -342,7 +347,7 @@ class Lander:
     def _give_back_own(self) -> None:
         """A processor's own list, while it holds no landed job, holds only orphans."""
         lists = self._claims.lists(self._client)
-        if lists and lists[0][2]:
+        if any(items for _, _, items in lists):
             worker = self._worker
             worker.recovery.give_back_landing(worker.id, False, owner=True, lists=lists)
 

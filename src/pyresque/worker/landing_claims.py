@@ -9,7 +9,8 @@ calls try the following ones, four times as many each time, up to CHUNK_MAX. Whi
 the jobs come from the first queue, a plain ``LMOVE`` of it comes first (the script
 only when it found nothing): such a worker costs what a worker of one queue does. Before a
 call that may move a job of a queue onto a list not yet named in the worker's
-registry, the script adds its queues to it first (once per queue and worker).
+registry, the script adds its queues to it first (once per queue and worker; a
+processor of a worker of several names its own lists so).
 
 A key of the worker's own that a claim uses may hold another type (written by hand, or
 hostile): every claim would fail on it, and the worker take no job until someone
@@ -186,7 +187,9 @@ class SeveralQueues:
         worker_id: str,
         fetcher: Fetcher,
         lapses: Callable[[], int],
+        index: int | None = None,
     ) -> None:
+        self._index = index  # a processor's, whose lists are its own (protocol/landings.py)
         self._lapses = lapses  # Stop.lapses + the heartbeat's registrations
         self._named_at = lapses()  # Stop.lapses when _named was last right
         self._keys = keys
@@ -201,10 +204,18 @@ class SeveralQueues:
         self._hot: str | None = None  # the first queue, while the last job came from it
 
     def name(self, lapses: int, send: Callable[[list[Command]], list[Any]]) -> None:
-        """Nothing: land_claim.lua names the queues in the registry itself."""
+        """Nothing: land_claim.lua names the lists in the registry itself."""
 
     def lists(self, client: redis.Redis) -> list[tuple[str, str, list[bytes]]]:
-        return []  # the worker's give-back reads them
+        """A processor's lists and what they hold, as ``read_lists`` reads lists, in one
+        round trip; none for a worker's own (its give-back reads them)."""
+        if self._index is None or not self._lists:
+            return []
+        pipe = client.pipeline(transaction=False)
+        for key in self._lists.values():
+            pipe.lrange(key, 0, -1)
+        found = zip(self._lists.items(), pipe.execute(), strict=True)
+        return [(key, queue, cast("list[bytes]", items)) for (queue, key), items in found]
 
     def own(self) -> dict[str, str]:
         """The worker's keys the last call used (past_foreign), each with its type."""
@@ -274,20 +285,28 @@ class SeveralQueues:
         keys, args = self._script(queues, woken)
         return [("EVALSHA", self._sha, len(keys), *keys, *args)]
 
-    def _script(self, queues: list[str], woken: bool) -> tuple[list[str], list[str]]:
-        """land_claim.lua's KEYS and ARGV; the queues are named in the registry until a
+    def _script(self, queues: list[str], woken: bool) -> tuple[list[str], list[str | bytes]]:
+        """land_claim.lua's KEYS and ARGV; the lists are named in the registry until a
         call that did it was answered."""
-        name = any(q not in self._named and needs_registry(self._worker_id, q) for q in queues)
+        index, worker_id, named = self._index, self._worker_id, self._named
+        own = index is not None  # a processor's lists: each is named
+        name = any(q not in named and (own or needs_registry(worker_id, q)) for q in queues)
         keys = [self._keys.queue(q) for q in queues] + [self.landing(q) for q in queues]
         if woken:
             keys += [self._keys.wake(q) for q in queues]
+        args: list[str | bytes] = ["1" if woken else "", "1" if name else "", *queues]
         if name:
             keys.append(self._registry)
-        return keys, ["1" if woken else "", "1" if name else "", *queues]
+            args += queues if index is None else [processor_member(index, q) for q in queues]
+        return keys, args
 
     def landing(self, queue: str) -> str:
         """The landing list of ``queue``."""
         key = self._lists.get(queue)
         if key is None:
-            key = self._lists[queue] = landing_key(self._keys, self._worker_id, queue)
+            if self._index is None:
+                key = landing_key(self._keys, self._worker_id, queue)
+            else:
+                key = processor_key(self._keys, self._worker_id, self._index, queue)
+            self._lists[queue] = key
         return key

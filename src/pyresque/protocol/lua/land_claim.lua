@@ -8,17 +8,19 @@
 -- then, only when ARGV[1] is '1', their n wake lists, then, only when ARGV[2] is '1',
 -- the worker's registry of its landing lists (protocol/landings.py)
 -- ARGV[1] '1' when the worker was woken by a wake-up token
--- ARGV[2] '1' when the queues are to be named in the registry first (before any move
---   onto their lists: a registry that is not a set fails the call before a move), and
---   the registry kept with no TTL
--- ARGV[3 .. n+2] queue names
+-- ARGV[2] '1' when the lists are to be named in the registry first (before any move
+--   onto them: a registry that is not a set fails the call before a move), and the
+--   registry kept with no TTL
+-- ARGV[3 .. n+2] queue names, then, only when ARGV[2] is '1', the registry's n members
+--   that name their lists (protocol/landings.py: the queue's name, or a processor's)
 -- Returns {queue name, payload}, or {} when every queue is empty.
-local n = #ARGV - 2
+local naming = ARGV[2] == '1'
+local n = naming and (#ARGV - 2) / 2 or #ARGV - 2
 local woken = ARGV[1] == '1'
 expect_keys(KEYS, n * (woken and 3 or 2) + given(ARGV[2]),
   'queues, landing lists[, wake lists when woken][, registry]')
-if ARGV[2] == '1' and n > 0 then
-  redis.call('SADD', KEYS[#KEYS], unpack(ARGV, 3, n + 2))
+if naming and n > 0 then
+  redis.call('SADD', KEYS[#KEYS], unpack(ARGV, n + 3, 2 * n + 2))
   redis.call('PERSIST', KEYS[#KEYS]) -- a reap of the worker stalled left it a TTL (reap.lua)
 end
 for i = 1, n do
