@@ -72,7 +72,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (9, ["w", "tok", "rec", P, "fail", "q", "0", "", "1", "", "id", "report"]),
     ],
     "reap": [(12, ["w", "1", "", ""]), (12 + 2, ["w", "0", "", "", 2])],
-    "land_claim": [(4, ["", "", "q1", "q2"]), (6 + 1, ["1", "1", "q1", "q2"])],
+    "land_claim": [(4, ["", "", "q1", "q2"]), (6 + 1, ["1", "1", "q1", "q2", "q1", "q2"])],
     "adopt": [(2, ["tok", "q", P])],
     "peer_fence": [(2, [1000, "pyresque"])],
     "failed_swap": [(3, [1, "a", 10])],

@@ -345,7 +345,7 @@ class Lander:
         return exchange(self._connection(), commands)
 
     def _give_back_own(self) -> None:
-        """A processor's own list, while it holds no landed job, holds only orphans."""
+        """A processor's own lists, while it holds no landed job, hold only orphans."""
         lists = self._claims.lists(self._client)
         if any(items for _, _, items in lists):
             worker = self._worker
