@@ -175,6 +175,11 @@ _WORKERS = {
         landing_key(k, w, "a"): "list",
         landing_key(k, w, "b"): "list",
     },
+    ("a,b", "threads"): lambda k, w: {
+        registry(k, w): "set",
+        processor_key(k, w, 0, "a"): "list",
+        processor_key(k, w, 0, "b"): "list",
+    },
 }
 
 
