@@ -42,14 +42,12 @@ failure, a retry, a lock, limits...) is adopted (adopt.lua: into the in-flight h
 under its claim token, by the RUNNING marker or before anything else touches it:
 ``settle``) and finished by its script.
 
-A worker of several queues or globs lands on a list per queue (and per processor,
-for a worker of several: landing_claims.py) and finishes its plain jobs the same
-way; idle, it waits on the wake lists (``BLMOVE`` takes one source), then claims so.
-Not used by a worker of several processors and globs (each idle processor would
-read the ``queues`` set once a second), with a durability policy (a move the
-replicas may not have), by a worker told not to block, or on Redis Cluster
-(worker/sharded.py): their concurrent workers claim with the scripts, for every
-free processor at once (handoff.py).
+A worker of several queues or globs lands on a list per queue (and processor:
+landing_claims.py); idle, it waits on the wake lists (``BLMOVE`` takes one source),
+then claims so. Not used by a worker of several processors and globs (each idle one
+would read the ``queues`` set once a second), with a durability policy (a move the
+replicas may not have), told not to block, or on Redis Cluster (worker/sharded.py):
+those of several processors claim with the scripts for all free ones (handoff.py).
 """
 
 from __future__ import annotations
@@ -117,9 +115,8 @@ class Lander:
         """A lander for processor ``index`` of ``worker`` (its claims resolve the queues
         of a worker of several with ``fetcher``), or NoLanding when it cannot land jobs."""
         queues, keys = worker.queues, worker.resque.keys
-        if worker.resque.durability or not worker.options.blocking:
-            return NoLanding()
-        if keys.clustered:  # the landing list is not in the queue's slot (worker/sharded.py)
+        # Not on Cluster: the landing list is not in the queue's slot (worker/sharded.py).
+        if worker.resque.durability or not worker.options.blocking or keys.clustered:
             return NoLanding()
         own = None if worker.options.mode in ("fork", "inline") else index  # lists of its own
         if not queues.dynamic and queues.included == [one_queue(worker.id)]:
@@ -348,8 +345,7 @@ class Lander:
         """A processor's own lists, while it holds no landed job, hold only orphans."""
         lists = self._claims.lists(self._client)
         if any(items for _, _, items in lists):
-            worker = self._worker
-            worker.recovery.give_back_landing(worker.id, False, owner=True, lists=lists)
+            self._worker.recovery.give_back_landing(self._worker.id, False, True, lists=lists)
 
     def _give_back(self, queue: str, payload: bytes) -> None:
         worker = self._worker
