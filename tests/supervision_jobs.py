@@ -25,7 +25,7 @@ from pyresque.protocol.delayed import Delayed
 from pyresque.protocol.running import RunningMarker
 from pyresque.scheduling import cron
 from pyresque.worker.heartbeat import Heartbeat
-from pyresque.worker.worker import Worker
+from pyresque.worker.watchdog import Watchdog
 
 FAULT = os.environ.get("SUPERVISION_FAULT", "")
 FAULTS = int(os.environ.get("SUPERVISION_FAULTS", "3"))
@@ -60,7 +60,7 @@ elif FAULT == "history":
 elif FAULT == "marker":
     _inject(RunningMarker, "_write", FAULT)
 elif FAULT == "watchdog":
-    _inject(Worker, "_watch_threads", FAULT)
+    _inject(Watchdog, "check", FAULT)
 elif FAULT == "delayed":
     _inject(Delayed, "move_due", FAULT)
 elif FAULT == "asyncio":

@@ -36,6 +36,9 @@ from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
 
+#: How often a job's task that swallowed its cancellation is cancelled again.
+RECANCEL = 0.5
+
 
 class InlineExecutor:
     """Runs the job in the worker's main thread. Timeouts, the TERM grace period and the
@@ -254,7 +257,11 @@ class _Escaped(Exception):
         self.exc = exc
 
 
-async def _contained(coro: Coroutine[Any, Any, Any]) -> Any:
+async def _contained(coro: Coroutine[Any, Any, Any], task: list[asyncio.Task[Any]]) -> Any:
+    """Runs ``coro``; its task goes in ``task``, for ``EventLoopThread._cancel``."""
+    current = asyncio.current_task()
+    if current is not None:
+        task.append(current)
     try:
         return await coro
     except (SystemExit, KeyboardInterrupt) as exc:
@@ -276,8 +283,10 @@ class EventLoopThread:
         self._supervised.until_done(self.loop.run_forever, self._stopped)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
-        """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop."""
-        future = asyncio.run_coroutine_threadsafe(_contained(coro), self.loop)
+        """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop
+        (again and again while it runs on: ``_cancel``)."""
+        task: list[asyncio.Task[Any]] = []
+        future = asyncio.run_coroutine_threadsafe(_contained(coro, task), self.loop)
         deadline = time.monotonic() + timeout if timeout else None
         try:
             while True:
@@ -294,7 +303,28 @@ class EventLoopThread:
         except _Escaped as escaped:
             raise escaped.exc from None  # in the job's own thread: it fails the job
         finally:
-            future.cancel()
+            if not future.done():
+                future.cancel()  # its task's first cancel; then, while it runs, again:
+                again = (RECANCEL, self._cancel, task, time.monotonic(), stop.grace)
+                self.loop.call_soon_threadsafe(self.loop.call_later, *again)
+
+    def _cancel(self, task: list[asyncio.Task[Any]], since: float, grace: float) -> None:
+        """On the loop: a job's task that was cancelled and runs on (its coroutine
+        swallowed the ``CancelledError``, as threads mode's interrupts can be: watchdog.py)
+        is cancelled again every RECANCEL seconds until it ends; logged once ``grace``
+        after the first. The job ended (timed out, stopped) as its thread raised."""
+        if not task or task[0].done():
+            return
+        task[0].cancel()
+        if since != -math.inf and time.monotonic() - since >= grace:
+            log.error(
+                "a job's task still runs %.1f s after it was cancelled: it swallows the "
+                "cancellation; cancelling it again every %.1f s",
+                grace,
+                RECANCEL,
+            )
+            since = -math.inf  # said
+        self.loop.call_later(RECANCEL, self._cancel, task, since, grace)
 
     def close(self) -> None:
         self._stopped.set()

@@ -24,9 +24,8 @@ from dataclasses import replace
 import redis
 
 from pyresque.client.resque import Resque
-from pyresque.exceptions import Interrupted, JobTimeout, WorkerBroken
+from pyresque.exceptions import Interrupted, WorkerBroken
 from pyresque.executors.base import Stop
-from pyresque.executors.inprocess import ThreadExecutor
 from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol import scripts, sentinel
 from pyresque.protocol.backoff import Backoff
@@ -48,6 +47,7 @@ from pyresque.worker.procline import Procline
 from pyresque.worker.recovery import Recovery, started_text
 from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
+from pyresque.worker.watchdog import Watchdog
 
 log = logging.getLogger("pyresque.worker")
 
@@ -148,6 +148,8 @@ class Worker(Signals):
             self.scheduler = Scheduler(resque, cron.schedules, retention=self.options.retention)
         executors = make_executors(self.options, resque.events, resque.registry, middleware)
         self.processors = [Processor(self, e, i) for i, e in enumerate(executors)]
+        # Timeouts, the TERM's grace and the lease for jobs in processor threads.
+        self._timeouts = Watchdog(self.processors, self.stop)
         self.mode = executors[0].name
         # fork and inline run their one processor in the main thread, as Resque does.
         self._main = self.processors[0] if self.mode in ("fork", "inline") else None
@@ -194,7 +196,7 @@ class Worker(Signals):
             thread.start()
         while any(t.is_alive() for t in threads):
             try:
-                self.sleep(self._watchdog.call(self._watch_threads))
+                self.sleep(self._watchdog.call(self._timeouts.check))
             except Wake:
                 pass
         if self._processor_died is not None:
@@ -210,19 +212,6 @@ class Worker(Signals):
                 return  # TERM's grace ran out between jobs: stopping anyway
             self._processor_died = self._processor_died or exc
             self.shutting_down = True
-
-    def _watch_threads(self) -> None:
-        """Enforce timeouts, the TERM grace period and the lease on jobs running in
-        processor threads, and ask for their RUNNING writes once due."""
-        now = time.monotonic()
-        for p in self.processors:
-            if not isinstance(p.executor, ThreadExecutor):
-                continue
-            p.executor.watch(now)
-            if p.deadline and now >= p.deadline and not p.timed_out:
-                p.timed_out = p.executor.interrupt(JobTimeout)
-            elif self.stop.grace_over():
-                p.executor.interrupt(Interrupted)
 
     def _renewed(self, deadline: float) -> None:
         """After each renewal of the lease (the heartbeat thread)."""

@@ -1,0 +1,92 @@
+"""Job classes for tests/test_swallowed_timeouts.py (``--app tests/swallow_jobs.py``):
+jobs that swallow the first interrupt their timeout sends them, as a ``__del__``, a
+weakref or gc callback, or a library's ``except BaseException: pass`` can. Each notes
+what happened on lists under ``<E2E_NS>:swallow:`` (``E2E_REDIS_URL``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+
+import redis
+
+from pyresque import Job
+
+#: How long a job runs on after it swallowed the interrupt, if nothing stops it.
+RUNS_ON = 60.0
+
+
+def note(name: str, value: object) -> None:
+    client = redis.Redis.from_url(os.environ["E2E_REDIS_URL"])
+    try:
+        client.rpush(f"{os.environ['E2E_NS']}:swallow:{name}", str(value))
+    finally:
+        client.close()
+
+
+def _run_on(swallowing: bool) -> str:
+    """Run for RUNS_ON seconds in short sleeps (an ``Exception`` that lands is swallowed
+    while ``swallowing``); note how it ended."""
+    end = time.monotonic() + RUNS_ON
+    try:
+        while time.monotonic() < end:
+            try:
+                time.sleep(0.01)
+            except Exception as exc:
+                if not swallowing:
+                    raise
+                note("swallowed", type(exc).__name__)
+    except BaseException as exc:
+        note("stopped", f"{type(exc).__name__}:{time.time()}")
+        raise
+    note("ran on", time.time())
+    return "ran on"
+
+
+class SwallowsTheFirst(Job):
+    """Times out after 0.3 s; swallows the first interrupt (whatever it is), then runs
+    on for RUNS_ON seconds and returns, unless stopped again."""
+
+    timeout = 0.3
+
+    def perform(self) -> str:
+        note("started", time.time())
+        try:
+            while True:
+                time.sleep(0.01)
+        except BaseException as exc:  # what a careless callback does
+            note("swallowed", type(exc).__name__)
+        return _run_on(swallowing=False)
+
+
+class SwallowsAll(Job):
+    """Times out after 0.3 s and swallows every ``Exception`` for RUNS_ON seconds (a
+    loop around a library call that logs and goes on): ``JobTimeout`` never stops it."""
+
+    timeout = 0.3
+
+    def perform(self) -> str:
+        note("started", time.time())
+        return _run_on(swallowing=True)
+
+
+class AsyncSwallowsTheFirst(Job):
+    """``async def perform``: times out after 0.3 s, swallows the first cancellation,
+    then runs on for RUNS_ON seconds unless cancelled again."""
+
+    timeout = 0.3
+
+    async def perform(self) -> str:
+        note("started", time.time())
+        try:
+            await asyncio.sleep(60)
+        except asyncio.CancelledError:
+            note("swallowed", "CancelledError")
+        try:
+            await asyncio.sleep(RUNS_ON)
+        except asyncio.CancelledError:
+            note("stopped", f"CancelledError:{time.time()}")
+            raise
+        note("ran on", time.time())
+        return "ran on"

@@ -1,0 +1,65 @@
+"""A job's timeout in threads and asyncio modes is an interrupt sent into the job (an
+asynchronous exception, a task's cancellation). Code that swallows it (a ``__del__``,
+a weakref or gc callback, an ``except BaseException: pass``) must not let the job run
+on past its timeout: the watchdog sends it again, then stops the job as for a kill
+(worker/watchdog.py); a task that swallowed its cancellation is cancelled again
+(executors/inprocess.py). Real workers, real Redis (jobs: tests/swallow_jobs.py)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import cast
+
+import pytest
+
+from e2e_support import TESTS, Proc, Procs, State, wait_for
+from pyresque import Resque
+
+JOBS = TESTS / "swallow_jobs.py"
+#: Far below the jobs' 60 s of running on, generous for a busy machine.
+PATIENCE = 40
+
+
+def _notes(state: State, name: str) -> list[str]:
+    values = cast("list[bytes]", state.r.lrange(state.key(f"swallow:{name}"), 0, -1))
+    return [v.decode() for v in values]
+
+
+def _worker(procs: Procs, namespace: str, mode: str, app: Path = JOBS) -> Proc:
+    return procs.worker(namespace, "swallow", "--mode", mode, "--term-timeout", "1", app=app)
+
+
+@pytest.mark.parametrize("job", ["SwallowsTheFirst", "SwallowsAll"])
+def test_a_threaded_job_that_swallows_its_timeout_still_ends_as_timed_out(
+    procs: Procs, state: State, rq: Resque, namespace: str, job: str
+) -> None:
+    worker = _worker(procs, namespace, "threads")
+    rq.enqueue("swallow", job, {})
+    [record] = state.wait_failed(1, timeout=PATIENCE)
+    assert record["exception"] == "pyresque.JobTimeout"
+    assert "timeout of 0.3 s" in record["error"]
+    assert _notes(state, "swallowed")  # the first interrupt did land, and was swallowed
+    assert _notes(state, "ran on") == []
+    # Stopped again: by a second JobTimeout, or (SwallowsAll, which takes every
+    # Exception) by Interrupted once the grace (--term-timeout 1) was over.
+    stopped = wait_for(lambda: _notes(state, "stopped"), PATIENCE, "the job's stop")
+    expected = "JobTimeout" if job == "SwallowsTheFirst" else "Interrupted"
+    assert stopped[0].startswith(expected + ":")
+    assert state.number("stat:failed") == 1
+    if job == "SwallowsAll":
+        assert "swallows the interrupts" in worker.log()
+
+
+def test_an_async_job_that_swallows_its_cancel_is_cancelled_again(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    worker = _worker(procs, namespace, "asyncio")
+    rq.enqueue("swallow", "AsyncSwallowsTheFirst", {})
+    [record] = state.wait_failed(1, timeout=PATIENCE)
+    assert record["exception"] == "pyresque.JobTimeout"
+    assert _notes(state, "swallowed") == ["CancelledError"]
+    # The task ran on on the event loop: cancelled again, it ends long before its 60 s.
+    stopped = wait_for(lambda: _notes(state, "stopped"), PATIENCE, "the task's stop")
+    assert stopped[0].startswith("CancelledError:")
+    assert _notes(state, "ran on") == []
+    assert worker.running()
