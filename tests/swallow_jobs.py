@@ -14,7 +14,7 @@ import redis
 from pyresque import Job
 
 #: How long a job runs on after it swallowed the interrupt, if nothing stops it.
-RUNS_ON = 60.0
+RUNS_ON = 90.0
 
 
 def note(name: str, value: object) -> None:
@@ -27,16 +27,15 @@ def note(name: str, value: object) -> None:
 
 def _run_on(swallowing: bool) -> str:
     """Run for RUNS_ON seconds in short sleeps (an ``Exception`` that lands is swallowed
-    while ``swallowing``); note how it ended."""
+    while ``swallowing``, with no I/O in the way of the next one); note how it ended."""
     end = time.monotonic() + RUNS_ON
     try:
         while time.monotonic() < end:
             try:
                 time.sleep(0.01)
-            except Exception as exc:
+            except Exception:
                 if not swallowing:
                     raise
-                note("swallowed", type(exc).__name__)
     except BaseException as exc:
         note("stopped", f"{type(exc).__name__}:{time.time()}")
         raise
@@ -51,7 +50,6 @@ class SwallowsTheFirst(Job):
     timeout = 0.3
 
     def perform(self) -> str:
-        note("started", time.time())
         try:
             while True:
                 time.sleep(0.01)
@@ -67,7 +65,6 @@ class SwallowsAll(Job):
     timeout = 0.3
 
     def perform(self) -> str:
-        note("started", time.time())
         return _run_on(swallowing=True)
 
 
@@ -78,7 +75,6 @@ class AsyncSwallowsTheFirst(Job):
     timeout = 0.3
 
     async def perform(self) -> str:
-        note("started", time.time())
         try:
             await asyncio.sleep(60)
         except asyncio.CancelledError:
