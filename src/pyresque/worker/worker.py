@@ -227,6 +227,9 @@ class Worker(Signals):
         # The first beat registers us (workers set, started, lease) and reports dead workers:
         # recover them now, so even a burst worker that drains in a second does.
         self._with_redis(self.heartbeat.beat_and_recover)
+        # A worker that died under our id (a container restarted: its hostname, pid 1)
+        # left its jobs in flight on a lease that is ours now: nobody else recovers them.
+        self._with_redis(lambda: self.give_back_orphans(all_jobs=True, crashed=True))
         self._with_redis(self.recovery.prune_foreign)
         self.resque.events.trigger("before_first_fork", self)
         for processor in self.processors:
