@@ -43,6 +43,10 @@ class ResqueHooks:
             return False
         return False not in hooks
 
+    def acts_on(self, work: Work) -> bool:
+        """Whether ``around_process`` has a ``before_fork`` listener to run."""
+        return self.events.heard("before_fork")
+
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         """``before_fork``, in the worker as the job goes to its child (fork mode only)."""
         self.events.trigger("before_fork", work.job)

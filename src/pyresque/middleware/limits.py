@@ -61,6 +61,10 @@ class Limits:
         self._release_token = release_token
         self._clustered = bool(keys.clustered)
 
+    def acts_on(self, work: Work) -> bool:
+        """Whether ``around_process`` has limits to take: the job's class declares some."""
+        return work.job is not None and bool(type(work.job).limits)
+
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         job, claim = work.job, work.claim
         if job is None or not type(job).limits:

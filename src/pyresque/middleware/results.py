@@ -32,6 +32,10 @@ def result_ttl(work: Work) -> int:
 class Results:
     """Worker side; a job that stores no result costs one dict lookup."""
 
+    def acts_on(self, work: Work) -> bool:
+        """Whether ``around_process`` checks a result: the job's is stored."""
+        return result_ttl(work) > 0
+
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         outcome = next()
         if outcome.kind == "ok" and result_ttl(work):

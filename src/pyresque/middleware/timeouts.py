@@ -15,6 +15,11 @@ class Timeouts:
     """Innermost of the worker side: sets ``work.timeout``; a job the worker's watchdog
     stopped (threads and asyncio modes) fails with ``JobTimeout``."""
 
+    def acts_on(self, work: Work) -> bool:
+        """Whether ``around_process`` has a timeout to set: the payload's or the class's."""
+        job = work.job
+        return job is not None and bool(job.payload.extra.get("timeout") or type(job).timeout)
+
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         job = work.job
         if job is None:

@@ -47,6 +47,11 @@ class UniqueLocks:
         self._redis = client
         self._keys = keys
 
+    def acts_on(self, work: Work) -> bool:
+        """Whether ``around_process`` has a lock to release: one held until the start."""
+        lock = UniqueLock.of(work.payload) if work.payload else None
+        return lock is not None and lock.until == "started"
+
     def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome:
         lock = UniqueLock.of(work.payload) if work.payload else None
         if lock and lock.until == "started":

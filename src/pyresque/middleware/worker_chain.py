@@ -4,6 +4,7 @@ around those registered with ``resque.middleware.add`` and the worker's own."""
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import redis
 
@@ -21,6 +22,14 @@ from pyresque.middleware.unique import UniqueLocks
 from pyresque.middleware.work import FinishPlan, Work
 from pyresque.middleware.workflows import Workflows
 from pyresque.protocol.keys import Keys
+
+
+class Step(Protocol):
+    """A built-in ``around_process`` step, which says when it would act."""
+
+    def acts_on(self, work: Work) -> bool: ...
+
+    def around_process(self, work: Work, next: Callable[[], Outcome]) -> Outcome: ...
 
 
 class WorkerChain:
@@ -44,15 +53,18 @@ class WorkerChain:
         self.history = History(registry.__contains__)
         results = Results()
         workflows = Workflows(client, keys, worker_id)
-        inner = [Timeouts().around_process]
+        inner: list[Step] = [Timeouts()]
         if fork:  # before_fork only where jobs are forked: other modes skip the link
-            inner.append(ResqueHooks(events).around_process)
-        outer = [self.limits.around_process, self.unique.around_process, results.around_process]
+            inner.append(ResqueHooks(events))
+        outer: list[Step] = [self.limits, self.unique, results]
         self._process: Chain[Work, Outcome] = Chain(
-            events, "around_process", outer=outer, inner=inner, extra=middleware
+            events,
+            "around_process",
+            outer=[step.around_process for step in outer],
+            inner=[step.around_process for step in inner],
+            extra=middleware,
         )
-        self.events, self._fork = events, fork
-        self._built_ins = len(outer) + len(inner)
+        self._built_ins = (*outer, *inner)
         self._finishing: Chain[Work, FinishPlan] = Chain(
             events,
             "finishing",
@@ -80,25 +92,15 @@ class WorkerChain:
 
     def process(self, work: Work, dispatch: Callable[[], Outcome]) -> Outcome:
         """Run ``dispatch`` (the executor) inside the ``around_process`` chain; straight
-        away when no step would act on ``work`` (``_bare``)."""
-        if len(self._process.steps()) == self._built_ins and self._bare(work):
+        away when the chain holds only the built-ins and none of them acts on ``work``
+        (most jobs): an idle worker runs the chain's frames cold, at ~10 times their cost
+        (docs/scaling.md, "Cold code")."""
+        if len(self._process.steps()) == len(self._built_ins):
+            for step in self._built_ins:
+                if step.acts_on(work):
+                    return self._process(work, dispatch)
             return dispatch()
         return self._process(work, dispatch)
-
-    def _bare(self, work: Work) -> bool:
-        """Whether none of the built-in ``around_process`` steps acts on ``work``: its
-        payload has no field of theirs (``unique``, ``timeout``, ``result_ttl``: none
-        beyond Resque's) and its class no limits, timeout or stored result, and no
-        ``before_fork`` listener waits for it. Most jobs: they skip the chain's frames,
-        which an idle worker runs cold, at ~10 times their cost (docs/scaling.md, "Cold
-        code"). Each step, when it acts, says so in its own module."""
-        job, payload = work.job, work.payload
-        if job is None or payload is None or payload.extra:
-            return False
-        job_class = type(job)
-        if job_class.limits or job_class.timeout or job_class.store_result:
-            return False
-        return not job_class.result_ttl and not (self._fork and self.events.heard("before_fork"))
 
     def plan(self, work: Work, outcome: Outcome) -> FinishPlan:
         """What the finish call records: each ``finishing`` amends the plan in turn."""
