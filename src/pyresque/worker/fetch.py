@@ -30,11 +30,12 @@ log = logging.getLogger("pyresque.worker")
 #: a claim costs the same whether the worker watches 1 queue or 10,000 (``*`` over
 #: per-tenant queues) as long as the job is among the first ones. When they are all
 #: empty, the next call tries the following ones, each call four times as many as the
-#: one before, up to CHUNK_MAX (Lua's stack bounds a call's arguments): 10,000
-#: queues take at most 8 calls. As in Ruby Resque, which pops queue after queue, a
-#: job pushed onto a queue already tried waits for the next claim.
+#: one before, up to CHUNK_MAX: a call over 2,048 empty queues held Redis for ~5 ms
+#: (it ships and moves-from ~4,000 keys), so a call stops at 256 (under 1 ms), and
+#: an idle look over 10,000 queues takes about 42 calls. As in Ruby Resque, which pops
+#: queue after queue, a job pushed onto a queue already tried waits for the next claim.
 CHUNK = 8
-CHUNK_MAX = 2048
+CHUNK_MAX = 256
 
 _GLOB = re.compile(r"[*?{}\[\]]")
 
