@@ -252,6 +252,8 @@ def test_shutdown_gives_back_each_record_on_its_own(
 ) -> None:
     worker = start_worker(procs, namespace, "fork")
     wid = state.wait_registered(state.worker_id(worker), timeout=60)
+    # Past its start (which gives back what a dead worker of the same id held, as a crash).
+    wait_for(lambda: "Waiting for" in worker.title(), 60, "the worker to wait for jobs")
     # Records no claim of this worker wrote, planted in its own in-flight hash.
     payload = '{"class":"HostileRecord","args":["back"]}'
     planted = {b"t-\xff": _record("parked", payload), b"t-bad": b"not json"}
