@@ -33,6 +33,7 @@ from pyresque.worker.landing import Lander
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.recovery import Recovery
 from pyresque.worker.worker import Worker
+from test_landing_registry import reaped_while_stalled
 
 #: A Ruby push: no id, so two of them are byte for byte the same.
 TWIN = json.dumps({"class": "Block", "args": [{"tag": "twin"}]}).encode()
@@ -312,17 +313,7 @@ def test_a_threads_worker_reaped_while_stalled_names_its_lists_again(
     options = ("--mode", "threads", "--concurrency", "2", "--lease-ttl", "1", "--interval", "0.5")
     stalled = procs.worker(namespace, "q", *options)
     stalled_id = state.wait_registered(state.worker_id(stalled, "q"))
-    names = registry(Keys.for_namespace(namespace), stalled_id)
-    wait_for(lambda: state.r.scard(names) == 2, 30, "both processors' lists named")
-    stalled.send(signal.SIGSTOP)
-    try:
-        procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--interval", "0.5")
-        wait_for(lambda: stalled_id not in state.workers(), 30, "the stalled worker's reap")
-        assert state.r.ttl(names) > 0
-    finally:
-        stalled.send(signal.SIGCONT)
-    state.wait_registered(stalled_id)
-    wait_for(lambda: state.r.ttl(names) == -1, 30, "the registry to lose its TTL")
+    reaped_while_stalled(procs, state, namespace, stalled, stalled_id)
     state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
     state.wait_event("Block", "started")
     stalled.send(signal.SIGKILL)

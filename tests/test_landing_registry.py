@@ -19,7 +19,7 @@ import redis
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from e2e_support import Procs, State, wait_for
+from e2e_support import Proc, Procs, State, wait_for
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.job import Registry
@@ -66,6 +66,25 @@ def test_a_queue_named_after_recovery_read_the_registry_keeps_the_worker_from_it
         rq.redis.close()
 
 
+def reaped_while_stalled(
+    procs: Procs, state: State, namespace: str, stalled: Proc, stalled_id: str
+) -> None:
+    """Stop ``stalled`` (its two lists named) until a worker of another queue reaps it,
+    which keeps its registry with a TTL; resume it, and wait until it has registered
+    and named its lists again, with no TTL, so that they are found when it dies."""
+    names = registry(Keys.for_namespace(namespace), stalled_id)
+    wait_for(lambda: state.r.scard(names) == 2, 30, "the registry to name both lists")
+    stalled.send(signal.SIGSTOP)
+    try:
+        procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--interval", "0.5")
+        wait_for(lambda: stalled_id not in state.workers(), 30, "the stalled worker's reap")
+        assert state.r.ttl(names) > 0
+    finally:
+        stalled.send(signal.SIGCONT)
+    state.wait_registered(stalled_id)
+    wait_for(lambda: state.r.ttl(names) == -1, 30, "the registry to lose its TTL")
+
+
 def test_a_several_queue_worker_reaped_while_stalled_names_its_queues_again(
     procs: Procs, state: State, namespace: str
 ) -> None:
@@ -74,20 +93,7 @@ def test_a_several_queue_worker_reaped_while_stalled_names_its_queues_again(
     stalled_id = state.wait_registered(state.worker_id(stalled, "q,r"))
     keys = Keys.for_namespace(namespace)
     names = registry(keys, stalled_id)
-    wait_for(lambda: state.r.scard(names) == 2, 30, "the registry to name q and r")
-    stalled.send(signal.SIGSTOP)
-    try:
-        # A live worker of another queue reaps it once its lease expires: the registry
-        # is kept, with a TTL.
-        procs.worker(namespace, "elsewhere", "--lease-ttl", "1", "--interval", "0.5")
-        wait_for(lambda: stalled_id not in state.workers(), 30, "the stalled worker's reap")
-        assert state.r.ttl(names) > 0
-    finally:
-        stalled.send(signal.SIGCONT)
-    # It goes on: it registers again, and names its queues again, with no TTL, so that
-    # its lists are found when it dies for good.
-    state.wait_registered(stalled_id)
-    wait_for(lambda: state.r.ttl(names) == -1, 30, "the registry to lose its TTL")
+    reaped_while_stalled(procs, state, namespace, stalled, stalled_id)
     assert state.r.smembers(names) == {b"q", b"r"}
     state.push_raw("r", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
     state.wait_event("Block", "started")
