@@ -538,7 +538,7 @@ LIMITS = [
     "only for jobs still running after 5 ms). The Redis server's CPU per job is 1.3 to 1.9 "
     "times a bare LPUSH + BRPOP pair's in the cost table (inline 1.9; the concurrent modes "
     "claim for several processors per call), about 3 times in `benchmarks/redis_cost.py`'s "
-    "one-process measure ([scaling.md](scaling.md#redis-cost-per-job)): most of what is "
+    "one-process measure ([scaling.md](scaling.md#what-limits-one-redis)): most of what is "
     "left is the cost of a script call itself. Systems that drain slowly (fork modes, rq) "
     "also carry Redis's own background work over fewer jobs. Lift: in the concurrent "
     "modes, record the finishes of jobs that end together in one call (their claims "

@@ -97,7 +97,7 @@ MEASURED = [
     "ceiling is 1 s divided by the CPU per job. One round on a loaded machine: read the "
     "ratios, not the microseconds. `python benchmarks/redis_cost.py` measures pyresque "
     "alone against the pair in one process, and `python benchmarks/saturation.py` many "
-    "workers against one Redis ([scaling.md](scaling.md#redis-cost-per-job)).",
+    "workers against one Redis ([scaling.md](scaling.md#what-limits-one-redis)).",
     "",
     "| system / mode | enqueue (µs) | drain (µs) | per job (µs) | of the bare pair "
     "| EVAL time (µs) | commands (worker) | one Redis's ceiling (jobs/s) |",
