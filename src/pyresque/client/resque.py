@@ -27,7 +27,7 @@ from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, JobFunction, JobRef, Registry
 from pyresque.jobs.retry import RetryPolicy
 from pyresque.jobs.unique import Unique
-from pyresque.protocol import push
+from pyresque.protocol import packed, push
 from pyresque.protocol.cluster import is_cluster
 from pyresque.protocol.connection import REDIS_DOWN, connect, reaching, unavailable
 from pyresque.protocol.counters import counter
@@ -84,6 +84,7 @@ class Resque(Producer, AdminMethods):
             cluster=is_cluster(client),
         )
         self.redis = client
+        self._held = packed.Held(client)  # plain pushes skip the pool's checkout
         self.durability = durability or durability_from_env()
         self.failures = Failures(self.redis, self.keys)
 
@@ -166,7 +167,7 @@ class Resque(Producer, AdminMethods):
         try:  # reaching() without its context manager: this runs once per enqueue
             self._register([planned.item.queue])
             if self._plain(call):  # Resque's own pipeline, no script (protocol/push.py)
-                reply, durable = push.push(self.redis, call.keys, call.args), True
+                reply, durable = push.push(self._held, call.keys, call.args), True
             elif call.script == "wf_enqueue":
                 reply, durable = self._run_flow(call)
             else:  # on Cluster, a unique job's lock first (apart.py)

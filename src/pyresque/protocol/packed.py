@@ -17,6 +17,9 @@ pipeline does); the connection goes back to the pool in every case.
 from __future__ import annotations
 
 import codecs
+import os
+import threading
+import weakref
 from collections.abc import Sequence
 from functools import cache
 from typing import Any, cast
@@ -109,6 +112,78 @@ def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
     finally:
         pool.release(connection)
     return _raised(replies)
+
+
+#: The smallest pool (``max_connections``) a producer keeps a connection of: redis-py's
+#: default size.
+HOLDS_FROM = 100
+
+#: Bumped in a forked child: a connection held before the fork is the parent's.
+_forks = 0
+
+
+def _forked() -> None:
+    global _forks
+    _forks += 1
+
+
+os.register_at_fork(after_in_child=_forked)
+
+
+class Held:
+    """``run`` on a connection of ``client``'s pool kept between calls, not checked out
+    and back each time: the pool's checkout and return (a ``getpid``, its lock, its
+    metrics calls, a ``poll`` for stray data) cost a producer 18 µs on a quiet machine,
+    60 and more on a busy one, on every job's way to Redis, run cold between jobs
+    (docs/scaling.md, "Pickup latency"). Before each call it is checked as the pool
+    checks a connection it lends (one the server closed, or with data waiting, is
+    connected again), and pinged after ``health_check_interval`` idle as any; it goes
+    back to the pool when this object goes.
+
+    Calls made while another thread's call holds it take one from the pool, as do a
+    single-connection client's; a pool of another class, or bound tighter than
+    ``HOLDS_FROM`` connections (holding one could leave another caller none), lends one
+    per call. In a forked child the parent's connection is left alone."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        pool: Any = getattr(client, "connection_pool", None)  # (a RedisCluster has none)
+        self._holds = type(pool) is redis.ConnectionPool and pool.max_connections >= HOLDS_FROM
+        self._lock = threading.Lock()
+        self._slot: list[Any] = [None, _forks]  # the connection, and when it was taken
+        if self._holds:
+            weakref.finalize(self, _give_back, pool, self._slot).atexit = False
+
+    def run(self, commands: Sequence[Command]) -> list[Any]:
+        """``run(client, commands)``, on the held connection when it is free."""
+        client = self._client
+        if not self._holds or client.connection is not None:
+            return run(client, commands)
+        if not self._lock.acquire(blocking=False):
+            return run(client, commands)
+        try:
+            slot = self._slot
+            if slot[0] is None or slot[1] != _forks:
+                slot[0], slot[1] = client.connection_pool.get_connection(), _forks
+            elif _stale(slot[0]):  # the pool's own check: closed, or data none asked for
+                slot[0].disconnect()  # (it connects again as it sends)
+            replies = _retried(slot[0], commands)
+        finally:
+            self._lock.release()
+        return _raised(replies)
+
+
+def _stale(connection: Any) -> bool:
+    try:
+        return bool(connection.can_read())
+    except (redis.ConnectionError, OSError):
+        return True
+
+
+def _give_back(pool: redis.ConnectionPool, slot: list[Any]) -> None:
+    if slot[0] is not None and slot[1] == _forks:
+        pool.release(slot[0])
+    slot[0] = None
 
 
 def _retried(connection: Any, commands: Sequence[Command]) -> list[Any]:
