@@ -18,6 +18,10 @@ same loop forking a child per item, which records it (a worker that runs each jo
 new process, forked after the pickup). Runs under this tree's virtualenv (bench.py's
 peers virtualenv pins an older redis-py).
 
+With ``--own-producers`` each tree's jobs are enqueued by that tree's own code (and the
+floor's items pushed by redis-py), each in a process of its own that takes the time
+itself (pickup_producer.py): a producer's change then shows in the A/B too.
+
 Prints one line per round and mode and, last, ``RESULT <JSON>`` with the p50 ratios
 to each floor (medians over the rounds).
 """
@@ -50,11 +54,49 @@ from pyresque.dev.server import RedisServer  # noqa: E402
 APP = HERE / "pickup_jobs.py"
 
 
+def _env(src: Path, path: str) -> dict[str, str]:
+    return {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{HERE}", jobutil.RESULTS_VAR: path}
+
+
+class Own:
+    """A producer in a process of its own (pickup_producer.py) with ``src`` on its path:
+    called, it has one job pushed and returns the time it took just before."""
+
+    def __init__(self, url: str, src: Path, target: list[str]) -> None:
+        argv = [sys.executable, str(HERE / "pickup_producer.py"), url, *target]
+        pipe = subprocess.PIPE
+        self.process = subprocess.Popen(
+            argv, env=_env(src, ""), stdin=pipe, stdout=pipe, text=True, bufsize=1
+        )
+
+    def __call__(self) -> float:
+        assert self.process.stdin
+        assert self.process.stdout
+        self.process.stdin.write("\n")
+        return float(self.process.stdout.readline())
+
+    def close(self) -> None:
+        assert self.process.stdin
+        self.process.stdin.close()
+        self.process.wait(30)
+
+
+def _timed(push: Callable[[], object]) -> Callable[[], float]:
+    """``push`` in this process: the time just before it."""
+
+    def timed() -> float:
+        enqueued = time.time()
+        push()
+        return enqueued
+
+    return timed
+
+
 def _start(url: str, src: Path, mode: str, path: str) -> tuple[subprocess.Popen[bytes], Resque]:
     """An idle worker of the tree at ``src`` in ``mode``, on a namespace of its own, once it
     has run a job; and the producer for it."""
     namespace = f"pickup{random.getrandbits(32)}"
-    env = {**os.environ, "PYTHONPATH": f"{src}{os.pathsep}{HERE}", jobutil.RESULTS_VAR: path}
+    env = _env(src, path)
     argv = [sys.executable, "-m", "pyresque.cli", "worker", "--app", str(APP), "--queue", "q"]
     argv += ["--redis-url", url, "--namespace", namespace, "--mode", mode, "--interval", "5"]
     jobutil.reset(path)
@@ -70,38 +112,49 @@ def _start(url: str, src: Path, mode: str, path: str) -> tuple[subprocess.Popen[
 
 
 def measure(
-    url: str, trees: dict[str, Path], mode: str, samples: int, path: str
+    url: str, trees: dict[str, Path], mode: str, samples: int, path: str, own: bool = False
 ) -> dict[str, dict[str, float]]:
     """p50/p99 (ms) of an idle worker of each tree in ``mode`` and of the two floors, by
     name. They all wait side by side and take turns sample by sample (in a random order
-    each turn), so a change of the machine's load or speed meets them alike."""
+    each turn), so a change of the machine's load or speed meets them alike. ``own``:
+    each tree's jobs (and the floor's items) are pushed by a process of their own (``Own``)."""
     started: list[tuple[subprocess.Popen[bytes], Resque]] = []
-    turns: list[tuple[str, Callable[[], object], str]] = []  # name, push, results file
+    turns: list[tuple[str, Callable[[], float], str]] = []  # name, push, results file
     waiters: list[tuple[str, int]] = []  # the floor's key and pid
+    producers: list[Own] = []
     client = floors._client(url)
+
+    def pusher(src: Path, target: list[str], here: Callable[[], object]) -> Callable[[], float]:
+        if not own:
+            return _timed(here)
+        producers.append(Own(url, src, target))
+        return producers[-1]
+
     try:
         for name, src in trees.items():
             worker, resque = _start(url, src, mode, f"{path}.{name}")
             started.append((worker, resque))
             push = functools.partial(resque.enqueue, "q", "PickupStamp", {})
-            turns.append((name, push, f"{path}.{name}"))
+            turns.append((name, pusher(src, [resque.namespace], push), f"{path}.{name}"))
         key, results = "pickup:floor", f"{path}.floor"
         jobutil.reset(results)
         waiters.append((key, floors.waiter(url, key, results)))
-        turns.append(("floor", functools.partial(client.lpush, key, floors.PAYLOAD), results))
+        push = functools.partial(client.lpush, key, floors.PAYLOAD)
+        turns.append(("floor", pusher(HERE.parent / "src", ["--floor", key], push), results))
         time.sleep(1.0)
         latencies: dict[str, list[float]] = {name: [] for name, _, _ in turns}
         for index in range(samples + 3):
             for name, push, results in random.sample(turns, len(turns)):
                 time.sleep(random.uniform(0.005, 0.015))  # idle, waiting
                 seen = jobutil.count(results)
-                enqueued = time.time()
-                push()
+                enqueued = push()
                 if not jobutil.wait(results, seen + 1, timeout=10):
                     raise RuntimeError(f"{name} ({mode}) did not run a job within 10 s")
                 if index >= 3:
                     latencies[name].append((jobutil.times(results, seen)[0] - enqueued) * 1000)
     finally:
+        for producer in producers:
+            producer.close()
         for worker, resque in started:
             worker.terminate()
             worker.wait(30)
@@ -124,6 +177,12 @@ def main() -> None:
     parser.add_argument("--samples", type=int, default=200)
     parser.add_argument("--modes", default="inline,fork,threads,asyncio,prefork")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
+    parser.add_argument(
+        "--own-producers",
+        action="store_true",
+        help="each tree's jobs pushed by its own code, the floor's by redis-py, each in a "
+        "process of its own (else this process pushes all, with this tree's producer)",
+    )
     opts = parser.parse_args()
     trees = {"this": HERE.parent / "src"}
     if opts.baseline:
@@ -135,7 +194,7 @@ def main() -> None:
         os.environ[jobutil.RESULTS_VAR] = path
         for round_index in range(opts.rounds):
             for mode in modes:
-                got = measure(server.url, trees, mode, opts.samples, path)
+                got = measure(server.url, trees, mode, opts.samples, path, opts.own_producers)
                 floor, fork_floor = got["floor"]["p50_ms"], got["fork floor"]["p50_ms"]
                 line = f"[r{round_index + 1}] {mode}: floor p50 {floor:.2f} ms, fork floor "
                 print(line + f"{fork_floor:.2f} ms", flush=True)
