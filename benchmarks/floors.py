@@ -79,7 +79,7 @@ def brpop(url: str, n: int) -> Result:
 def waiter(url: str, key: str, path: str, forking: bool = False) -> int:
     """Fork a process blocked in BRPOP on ``key`` that records each item's arrival in the
     results file ``path``: itself, or (``forking``) in a child it forks for each item and
-    waits for, as a worker that runs each job in a new process; the item ``stop`` (or 10 s
+    waits for, as a worker that runs each job in a new process; the item ``stop`` (or 60 s
     without one) ends it. Its pid. It is a fork of the calling process, and a fork costs
     more the bigger the process: pickup.py's is about a pyresque worker's size."""
     pid = os.fork()
@@ -88,7 +88,7 @@ def waiter(url: str, key: str, path: str, forking: bool = False) -> int:
     try:
         os.environ[jobutil.RESULTS_VAR] = path  # what record() opens, in this process
         client = _client(url)
-        while (item := client.brpop([key], timeout=10)) is not None and item[1] != b"stop":
+        while (item := client.brpop([key], timeout=60)) is not None and item[1] != b"stop":
             if not forking:
                 jobutil.record()
                 continue

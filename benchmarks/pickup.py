@@ -131,14 +131,15 @@ def measure(
         return producers[-1]
 
     try:
+        # Forked first: a fork after the producers' would hold their pipes open.
+        key, results = "pickup:floor", f"{path}.floor"
+        jobutil.reset(results)
+        waiters.append((key, floors.waiter(url, key, results)))
         for name, src in trees.items():
             worker, resque = _start(url, src, mode, f"{path}.{name}")
             started.append((worker, resque))
             push = functools.partial(resque.enqueue, "q", "PickupStamp", {})
             turns.append((name, pusher(src, [resque.namespace], push), f"{path}.{name}"))
-        key, results = "pickup:floor", f"{path}.floor"
-        jobutil.reset(results)
-        waiters.append((key, floors.waiter(url, key, results)))
         push = functools.partial(client.lpush, key, floors.PAYLOAD)
         turns.append(("floor", pusher(HERE.parent / "src", ["--floor", key], push), results))
         time.sleep(1.0)
