@@ -121,11 +121,12 @@ def unread(fd: int) -> int:
     return int.from_bytes(fcntl.ioctl(fd, termios.FIONREAD, bytes(4)), sys.byteorder)
 
 
-def job_message(queue: str, payload: str, checkpointed: str | None) -> bytes:
+def job_message(queue: str, payload: str | bytes, checkpointed: str | None) -> bytes:
     """What the worker sends a child for a job: its queue, its payload and, for a
     resumable job with a checkpoint, the checkpoint's JSON after a NUL (no JSON text
     holds one)."""
-    message = queue.encode() + b"\n" + payload.encode()
+    raw = payload.encode() if isinstance(payload, str) else payload
+    message = queue.encode() + b"\n" + raw
     return message if checkpointed is None else message + b"\0" + checkpointed.encode()
 
 

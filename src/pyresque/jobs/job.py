@@ -82,6 +82,10 @@ class Job:
         # Where ``progress`` and ``checkpoint`` go (set where the job runs): a kind and
         # the report's JSON. None: nobody listens (a job run outside a worker).
         self.reporter: Callable[[str, str], None] | None = None
+        #: The payload's bytes as the worker claimed them, while nothing may have changed
+        #: the payload since (no ``around_process`` step ran): what a child is sent, not
+        #: encoded again (executors/forking.py). None otherwise.
+        self.raw_payload: bytes | None = None
 
     def perform(self, *args: Any, **kwargs: Any) -> Any:
         raise NotImplementedError(f"{type(self).__name__}.perform is not defined")

@@ -99,6 +99,8 @@ class WorkerChain:
             for step in self._built_ins:
                 if step.acts_on(work):
                     return self._process(work, dispatch)
+            if work.job is not None:  # its payload is as claimed: a child is sent those bytes
+                work.job.raw_payload = work.claim.raw
             return dispatch()
         return self._process(work, dispatch)
 
