@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import os
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
@@ -169,96 +169,91 @@ def test_a_client_with_another_encoding_names_keys_as_it_encodes_them(
 # --- a producer's held connection (packed.Held) ---------------------------------------
 
 
-def producer(redis_url: str, namespace: str, **options: Any) -> tuple[Resque, redis.Redis]:
-    client = redis.Redis.from_url(redis_url, socket_timeout=15, **options)
-    return Resque(client, namespace=namespace, events=Events()), client
+Made = Callable[..., tuple[Resque, redis.Redis]]
+
+
+@pytest.fixture
+def producer(redis_url: str, namespace: str) -> Iterator[Made]:
+    """Makes a producer on a client of the test's own (its options), closed after."""
+    clients: list[redis.Redis] = []
+
+    def make(**options: Any) -> tuple[Resque, redis.Redis]:
+        clients.append(redis.Redis.from_url(redis_url, socket_timeout=15, **options))
+        return Resque(clients[-1], namespace=namespace, events=Events()), clients[-1]
+
+    yield make
+    for client in clients:
+        client.close()
 
 
 def in_use(client: redis.Redis) -> set[Any]:
     return set(client.connection_pool._in_use_connections)
 
 
-def test_a_producer_keeps_one_connection_for_its_plain_pushes(
-    redis_url: str, namespace: str
-) -> None:
-    rq, client = producer(redis_url, namespace)
-    try:
-        rq.enqueue("q", Packed, {"n": 1})
-        held = in_use(client)
-        assert len(held) == 1  # kept out of the pool between pushes, not given back
-        rq.enqueue("q", Packed, {"n": 2})
-        assert in_use(client) == held  # the same one
-        assert rq.size("q") == 2  # other calls take another from the pool
-        del rq
-        gc.collect()
-        assert not in_use(client)  # given back as the producer goes
-        assert set(client.connection_pool._available_connections) >= held
-    finally:
-        client.close()
+def test_a_producer_keeps_one_connection_for_its_plain_pushes(producer: Made) -> None:
+    rq, client = producer()
+    rq.enqueue("q", Packed, {"n": 1})
+    held = in_use(client)
+    assert len(held) == 1  # kept out of the pool between pushes, not given back
+    rq.enqueue("q", Packed, {"n": 2})
+    assert in_use(client) == held  # the same one
+    assert rq.size("q") == 2  # other calls take another from the pool
+    del rq
+    gc.collect()
+    assert not in_use(client)  # given back as the producer goes
+    assert set(client.connection_pool._available_connections) >= held
 
 
 def test_a_held_connection_the_server_closed_is_replaced_and_the_job_pushed_once(
-    redis_url: str, namespace: str
+    producer: Made,
 ) -> None:
-    rq, client = producer(redis_url, namespace)
-    try:
-        rq.enqueue("q", Packed, {"n": 1})
-        [held] = in_use(client)
-        held.send_command("CLIENT", "ID")
-        held_id = held.read_response()
-        assert client.client_kill_filter(_id=held_id) == 1
-        rq.enqueue("q", Packed, {"n": 2})
-        assert rq.size("q") == 2
-        assert [job["args"] for job in rq.peek("q", 0, 2)] == [[{"n": 1}], [{"n": 2}]]
-    finally:
-        client.close()
+    rq, client = producer()
+    rq.enqueue("q", Packed, {"n": 1})
+    [held] = in_use(client)
+    held.send_command("CLIENT", "ID")
+    held_id = held.read_response()
+    assert client.client_kill_filter(_id=held_id) == 1
+    rq.enqueue("q", Packed, {"n": 2})
+    assert rq.size("q") == 2
+    assert [job["args"] for job in rq.peek("q", 0, 2)] == [[{"n": 1}], [{"n": 2}]]
 
 
-def test_a_forked_child_pushes_on_a_connection_of_its_own(redis_url: str, namespace: str) -> None:
-    rq, client = producer(redis_url, namespace)
-    try:
-        rq.enqueue("q", Packed, {"n": 1})
-        [held] = in_use(client)
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover (the child)
-            code = 1
-            try:
-                rq.enqueue("q", Packed, {"n": 2})
-                code = 0 if held not in in_use(client) else 2
-            finally:
-                os._exit(code)
-        assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
-        rq.enqueue("q", Packed, {"n": 3})  # the parent's connection still answers its own
-        assert in_use(client) == {held}
-        assert sorted(job["args"][0]["n"] for job in rq.peek("q", 0, 3)) == [1, 2, 3]
-    finally:
-        client.close()
+def test_a_forked_child_pushes_on_a_connection_of_its_own(producer: Made) -> None:
+    rq, client = producer()
+    rq.enqueue("q", Packed, {"n": 1})
+    [held] = in_use(client)
+    pid = os.fork()
+    if pid == 0:  # pragma: no cover (the child)
+        code = 1
+        try:
+            rq.enqueue("q", Packed, {"n": 2})
+            code = 0 if held not in in_use(client) else 2
+        finally:
+            os._exit(code)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    rq.enqueue("q", Packed, {"n": 3})  # the parent's connection still answers its own
+    assert in_use(client) == {held}
+    assert sorted(job["args"][0]["n"] for job in rq.peek("q", 0, 3)) == [1, 2, 3]
 
 
-def test_threads_pushing_at_once_lose_no_job(redis_url: str, namespace: str) -> None:
-    rq, client = producer(redis_url, namespace)
-    try:
+def test_threads_pushing_at_once_lose_no_job(producer: Made) -> None:
+    rq, _ = producer()
 
-        def push(base: int) -> None:
-            for n in range(base, base + 100):
-                rq.enqueue("q", Packed, {"n": n})
+    def push(base: int) -> None:
+        for n in range(base, base + 100):
+            rq.enqueue("q", Packed, {"n": n})
 
-        threads = [threading.Thread(target=push, args=(i * 100,)) for i in range(4)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        ns = sorted(job["args"][0]["n"] for job in rq.peek("q", 0, 400))
-        assert ns == list(range(400))
-    finally:
-        client.close()
+    threads = [threading.Thread(target=push, args=(i * 100,)) for i in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    ns = sorted(job["args"][0]["n"] for job in rq.peek("q", 0, 400))
+    assert ns == list(range(400))
 
 
-def test_a_pool_bounded_by_its_user_keeps_no_connection(redis_url: str, namespace: str) -> None:
-    rq, client = producer(redis_url, namespace, max_connections=2)
-    try:
-        rq.enqueue("q", Packed, {})
-        assert not in_use(client)
-        assert rq.size("q") == 1
-    finally:
-        client.close()
+def test_a_pool_bounded_by_its_user_keeps_no_connection(producer: Made) -> None:
+    rq, client = producer(max_connections=2)
+    rq.enqueue("q", Packed, {})
+    assert not in_use(client)
+    assert rq.size("q") == 1
