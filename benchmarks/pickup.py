@@ -134,6 +134,7 @@ def measure(
         # Forked first: a fork after the producers' would hold their pipes open.
         key, results = "pickup:floor", f"{path}.floor"
         jobutil.reset(results)
+        client.delete(key)  # a "stop" left by an earlier waiter that had timed out
         waiters.append((key, floors.waiter(url, key, results)))
         for name, src in trees.items():
             worker, resque = _start(url, src, mode, f"{path}.{name}")
