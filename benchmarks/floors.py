@@ -81,14 +81,22 @@ def waiter(url: str, key: str, path: str, forking: bool = False) -> int:
     results file ``path``: itself, or (``forking``) in a child it forks for each item and
     waits for, as a worker that runs each job in a new process; the item ``stop`` (or 60 s
     without one) ends it. Its pid. It is a fork of the calling process, and a fork costs
-    more the bigger the process: pickup.py's is about a pyresque worker's size."""
+    more the bigger the process: pickup.py's is about a pyresque worker's size. Each
+    BRPOP waits at most a second: redis-py's client times a read out after 5 s (its
+    default ``socket_timeout``), which ended a waiter that waited longer."""
     pid = os.fork()
     if pid:
         return pid
     try:
         os.environ[jobutil.RESULTS_VAR] = path  # what record() opens, in this process
         client = _client(url)
-        while (item := client.brpop([key], timeout=60)) is not None and item[1] != b"stop":
+        idle_until = time.monotonic() + 60
+        while (item := client.brpop([key], timeout=1)) is None or item[1] != b"stop":
+            if item is None:
+                if time.monotonic() > idle_until:
+                    break
+                continue
+            idle_until = time.monotonic() + 60
             if not forking:
                 jobutil.record()
                 continue
