@@ -404,7 +404,8 @@ FAILURE_FIELDS = {"failed_at", "payload", "exception", "error", "backtrace", "wo
 def dying_worker(rq: Any, worker_id: str, lease_ms: int = 500) -> Any:
     """A ``Fetcher`` for a worker ``worker_id`` that claims and then dies: it is given a
     lease (claims need one) that expires in ``lease_ms`` and is never renewed."""
-    from pyresque.worker.fetch import Fetcher, QueueList
+    from pyresque.worker.fetch import Fetcher
+    from pyresque.worker.queue_list import QueueList
 
     secs, usecs = rq.redis.time()
     rq.redis.zadd(rq.keys.leases, {worker_id: secs * 1000 + usecs // 1000 + lease_ms})

@@ -21,8 +21,9 @@ from pyresque import Enqueued, Events, Job, Resque
 from pyresque.dev.server import RedisServer
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.running import RunningMarker, working_record
-from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher, QueueList
+from pyresque.worker.fetch import LEASE_EXPIRED, Fetcher
 from pyresque.worker.options import WorkerOptions
+from pyresque.worker.queue_list import QueueList
 from pyresque.worker.worker import Worker
 
 

@@ -27,8 +27,9 @@ from pyresque.protocol.connection import connect, raw
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
 from pyresque.worker import sharded
-from pyresque.worker.fetch import Fetcher, QueueList
+from pyresque.worker.fetch import Fetcher
 from pyresque.worker.options import WorkerOptions
+from pyresque.worker.queue_list import QueueList
 from pyresque.worker.worker import Worker
 
 

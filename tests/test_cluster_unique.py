@@ -23,7 +23,8 @@ from pyresque.jobs.unique import Unique
 from pyresque.protocol.delayed_shards import ShardedDelayed
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.unique_lock import UniqueLock
-from pyresque.worker.fetch import Fetcher, QueueList
+from pyresque.worker.fetch import Fetcher
+from pyresque.worker.queue_list import QueueList
 from test_cluster import Record, queues_on_each_master, ran, rq, run_worker  # noqa: F401
 
 T0 = 1_900_000_000

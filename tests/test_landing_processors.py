@@ -144,16 +144,6 @@ def test_processors_of_several_queues_land_byte_identical_jobs_on_lists_of_their
         rq.redis.close()
 
 
-@pytest.mark.parametrize("queues", ["*", "a,b*"])
-def test_processors_of_globs_keep_the_scripts_and_the_handoff(redis_url: str, queues: str) -> None:
-    # Each idle processor of its own would read the queues set once a second.
-    rq = Resque(redis_url, events=Events())
-    worker = Worker(rq, queues, WorkerOptions(mode="threads", concurrency=2))
-    assert not any(isinstance(p.lander, Lander) for p in worker.processors)
-    assert worker.handoff is not None
-    rq.redis.close()
-
-
 class Tracked(Job):
     def perform(self) -> None:
         pass
@@ -183,13 +173,14 @@ def test_two_byte_identical_ruby_jobs_run_at_once_on_two_processors(
     assert state.failed() == []
 
 
+@pytest.mark.parametrize("queues", ["q", "q*"])
 @pytest.mark.parametrize("mode", ["threads", "asyncio", "prefork"])
 def test_a_worker_sigkilled_while_its_processors_hold_landed_jobs_loses_none(
-    procs: Procs, state: State, namespace: str, mode: str
+    procs: Procs, state: State, namespace: str, mode: str, queues: str
 ) -> None:
     options = ("--mode", mode, "--concurrency", "3", "--lease-ttl", "1")
-    victim = procs.worker(namespace, "q", *options)
-    victim_id = state.wait_registered(state.worker_id(victim, "q"))
+    victim = procs.worker(namespace, queues, *options)
+    victim_id = state.wait_registered(state.worker_id(victim, queues))
     for n in range(3):
         state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": f"t{n}"}]}).encode())
     state.wait_event("Block", "started", count=3)
@@ -307,18 +298,20 @@ def test_a_siblings_failure_leaves_the_running_job_shown(
     wait_for(lambda: not state.exists(f"worker:{worker_id}"), 30, "the idle worker shown idle")
 
 
+@pytest.mark.parametrize("queues", ["q", "q*"])
 def test_a_threads_worker_reaped_while_stalled_names_its_lists_again(
-    procs: Procs, state: State, namespace: str
+    procs: Procs, state: State, namespace: str, queues: str
 ) -> None:
     options = ("--mode", "threads", "--concurrency", "2", "--lease-ttl", "1", "--interval", "0.5")
-    stalled = procs.worker(namespace, "q", *options)
-    stalled_id = state.wait_registered(state.worker_id(stalled, "q"))
+    state.r.sadd(state.key("queues"), "q")  # for the glob
+    stalled = procs.worker(namespace, queues, *options)
+    stalled_id = state.wait_registered(state.worker_id(stalled, queues))
     reaped_while_stalled(procs, state, namespace, stalled, stalled_id)
     state.push_raw("q", json.dumps({"class": "Block", "args": [{"tag": "long"}]}).encode())
     state.wait_event("Block", "started")
     stalled.send(signal.SIGKILL)
     stalled.wait_exit()
-    procs.worker(namespace, "q", *options)
+    procs.worker(namespace, queues, *options)
     state.release("long")
     wait_for(lambda: len(state.events("Block", "started")) == 2, 60, "the job to run again")
     assert state.failed() == []

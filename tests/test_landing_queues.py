@@ -132,6 +132,9 @@ def test_cancel_finds_a_job_on_a_several_queue_workers_landing_list(rq: Resque) 
         ("[qr]", "inline"),
         ("q,r", "threads"),
         ("q,r", "asyncio"),
+        ("[qr]", "threads"),
+        ("[qr]", "asyncio"),
+        ("[qr]", "prefork"),
     ],
 )
 def test_a_several_queue_worker_sigkilled_at_random_instants_loses_no_job(

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from pyresque import Enqueued, Events, Job, Resque, Unique
 from pyresque.client.checks import MAX_PAYLOAD_DEPTH, MAX_QUEUE_NAME
 from pyresque.protocol import strict_json
-from pyresque.worker.fetch import QueueList
+from pyresque.worker.queue_list import QueueList
 
 
 class Tagged(Job):

@@ -27,8 +27,8 @@ from pyresque.protocol.targets import url_from_env
 from pyresque.scheduling import cron
 from pyresque.scheduling.housekeeping import Retention
 from pyresque.scheduling.scheduler import Scheduler
-from pyresque.worker.fetch import QueueList
 from pyresque.worker.options import MODES, WorkerOptions
+from pyresque.worker.queue_list import QueueList
 from pyresque.worker.supervisor import Supervisor
 from pyresque.worker.worker import Worker
 

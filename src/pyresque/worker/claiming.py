@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import itertools
 import threading
-import time
 from typing import TYPE_CHECKING
 
 from pyresque.protocol.claim import Claim
@@ -31,7 +30,6 @@ class Claiming:
     running_inline: bool
     _token_prefix: str
     _token_count: itertools.count[int]
-    _last_refresh: float
 
     def _new_token(self) -> str:
         return f"{self._token_prefix}-{next(self._token_count)}"
@@ -66,7 +64,7 @@ class Claiming:
         nothing to claim, wait for a wake-up token (or the interval). ``empty``: the
         lander's last look found its queue empty, so it waits at once (landing.py)."""
         worker = self.worker
-        self._refresh_queues()
+        self.fetcher.refresh()  # globs: at most once a second for the worker (queue_list.py)
         boxes, tokens = self._tokens_for_free()
         claims: list[Claim] | Paused = []
         lander = self.lander
@@ -111,13 +109,6 @@ class Claiming:
             return claims
         return got[0] if got else None
 
-    def _refresh_queues(self) -> None:
-        """Re-expand queue globs at most once a second (one SMEMBERS)."""
-        now = time.monotonic()
-        if now - self._last_refresh >= 1.0:
-            self.fetcher.refresh()
-            self._last_refresh = now
-
     def _wait(self, seconds: float, block: bool) -> None:
         """Wait for a wake-up token (or just sleep). In the main thread any signal ends the
         wait early; other threads wait at most a second, so they notice a shutdown soon."""
@@ -128,8 +119,7 @@ class Claiming:
             if self.worker.shutting_down:
                 return
             if block and (self.fetcher.refresh() or self.fetcher.queues.dynamic):
-                if self.fetcher.wait(seconds):
-                    self._last_refresh = 0.0  # a new queue: look at it now
+                self.fetcher.wait(seconds)  # after a new queue, the next claim reads it
             else:
                 self.worker.sleep(seconds)
         except Wake:

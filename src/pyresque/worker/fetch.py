@@ -1,4 +1,4 @@
-"""Fetching jobs: which queues a worker serves, claiming the next job, waiting for work.
+"""Fetching jobs: claiming the next job, waiting for work (the queues: queue_list.py).
 
 A claim is one Lua call (claim.lua) that pops the next job in priority order
 and records it as in flight in the same step. An idle worker waits for a
@@ -9,20 +9,18 @@ which leave no token, are found by the claim that follows each wait timeout.
 
 from __future__ import annotations
 
-import fnmatch
 import logging
-import re
-from dataclasses import dataclass
 from typing import Any, cast
 
 import redis
 
 from pyresque.middleware.work import finish_keys
 from pyresque.protocol.claim import Claim
-from pyresque.protocol.connection import MAX_BLOCK, text
+from pyresque.protocol.connection import MAX_BLOCK
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.worker import sharded
+from pyresque.worker.queue_list import QueueList, Resolution
 
 log = logging.getLogger("pyresque.worker")
 
@@ -36,71 +34,6 @@ log = logging.getLogger("pyresque.worker")
 #: queue after queue, a job pushed onto a queue already tried waits for the next claim.
 CHUNK = 8
 CHUNK_MAX = 256
-
-_GLOB = re.compile(r"[*?{}\[\]]")
-
-
-def _expand_braces(pattern: str) -> list[str]:
-    """Ruby's File::FNM_EXTGLOB: ``{a,b}`` alternatives."""
-    match = re.search(r"\{([^{}]*)\}", pattern)
-    if not match:
-        return [pattern]
-    head, tail = pattern[: match.start()], pattern[match.end() :]
-    return [p for alt in match.group(1).split(",") for p in _expand_braces(head + alt + tail)]
-
-
-def _fnmatch(name: str, pattern: str) -> bool:
-    return any(fnmatch.fnmatchcase(name, p) for p in _expand_braces(pattern))
-
-
-@dataclass(frozen=True)
-class QueueList:
-    """A worker's queue list as configured: names, globs and ``!exclusions``, in order."""
-
-    patterns: tuple[str, ...]
-
-    @classmethod
-    def parse(cls, spec: str | list[str]) -> QueueList:
-        items = spec.split(",") if isinstance(spec, str) else spec
-        patterns = tuple(p.strip() for p in items if p.strip())
-        if not [p for p in patterns if not p.startswith("!")]:
-            raise ValueError("no queue given: set QUEUE (e.g. QUEUE=default or QUEUE='*')")
-        return cls(patterns)
-
-    @property
-    def included(self) -> list[str]:
-        return [p for p in self.patterns if not p.startswith("!")]
-
-    @property
-    def excluded(self) -> list[str]:
-        return [p[1:] for p in self.patterns if p.startswith("!")]
-
-    @property
-    def dynamic(self) -> bool:
-        """True when the list depends on which queues exist (globs or exclusions)."""
-        return bool(self.excluded) or any(_GLOB.search(p) for p in self.included)
-
-    @property
-    def id_part(self) -> str:
-        """The queue part of the worker id: the configured list, exclusions dropped (Ruby)."""
-        return ",".join(self.included)
-
-    def resolve(self, existing: list[str]) -> list[str]:
-        """Ruby's semantics: each pattern's matches sorted, in pattern order, de-duplicated,
-        minus anything matching an exclusion."""
-        ordered: list[str] = []
-        for pattern in self.included:
-            if _GLOB.search(pattern):
-                ordered += sorted(q for q in existing if _fnmatch(q, pattern))
-            else:
-                ordered.append(pattern)
-        seen: set[str] = set()
-        result = []
-        for queue in ordered:
-            if queue not in seen and not any(_fnmatch(queue, ex) for ex in self.excluded):
-                seen.add(queue)
-                result.append(queue)
-        return result
 
 
 class Paused:
@@ -136,7 +69,7 @@ class Fetcher:
         client: redis.Redis,
         keys: Keys,
         worker_id: str,
-        queues: QueueList,
+        queues: QueueList | Resolution,
         durability: Replicas | None = None,
     ) -> None:
         self._redis = client
@@ -144,35 +77,26 @@ class Fetcher:
         self._unreplicated = False  # a finish's claims were not replicated: say so next
         self._keys = keys
         self._worker_id = worker_id
-        self.queues = queues
-        self._resolved: list[str] = [] if queues.dynamic else queues.included
+        # The queues resolved, shared by the worker's processors (or this fetcher's own).
+        self._shared = queues if isinstance(queues, Resolution) else Resolution(queues)
+        self.queues = self._shared.queues
         self._head = [keys.leases, keys.inflight(worker_id)]
         # The keys of the resolved queues and of their wake lists, built once per list.
         self._built: list[str] | None = None
         self._queue_keys: list[str] = []
         self._wake_keys: list[str] = []
         self._woken = False  # the last wait took a wake-up token: the next claim passes it on
-        self._skipped: set[bytes | str] = set()  # known queues' names that are not UTF-8
         self._finish_keys: dict[str, list[str]] = {}  # by the prefix of a queue's slot
 
     @property
     def resolved(self) -> list[str]:
         """The queues served now, globs expanded, in priority order."""
-        return self._resolved
+        return self._shared.resolved
 
     def refresh(self) -> list[str]:
-        """Re-expand globs against the queues that exist now (called once per idle cycle)."""
-        if self.queues.dynamic:
-            names = []
-            for member in self._redis.smembers(self._keys.queues):
-                try:
-                    names.append(text(member))
-                except UnicodeDecodeError:  # a peer's or a hand's bytes: no queue of ours
-                    if member not in self._skipped:  # said once, not on every refresh
-                        self._skipped.add(member)
-                        log.warning("skipping a known queue whose name is not UTF-8: %r", member)
-            self._resolved = self.queues.resolve(names)
-        return self._resolved
+        """Re-expand globs against the queues that exist now, at most once a second for
+        the worker (queue_list.py), whichever of its processors asks."""
+        return self._shared.refresh(self._redis, self._keys)
 
     def claim(self, tokens: list[str]) -> list[Claim] | Paused:
         """Claim the next jobs in priority order, one per token (the first token's job
@@ -188,10 +112,10 @@ class Fetcher:
         """Add to ``got`` the jobs claimed for ``tokens`` from the queues from ``start`` on,
         ``size`` of them in the first call (CHUNK); on Cluster, a call per queue, each
         in its queue's slot (sharded.py)."""
-        while tokens and start < len(self._resolved):
+        while tokens and start < len(self.resolved):
             if self._keys.clustered:
                 keys, args = sharded.claim_call(
-                    self._keys, self._worker_id, tokens, self._resolved[start], woken
+                    self._keys, self._worker_id, tokens, self.resolved[start], woken
                 )
                 start += 1
             else:
@@ -238,7 +162,7 @@ class Fetcher:
         call when that queue is in the finished job's slot (a worker of one queue spends
         one round trip per job), else the finish, then claims queue by queue."""
         woken = self.took_wake()
-        first = self._resolved[0] if self._resolved else ""
+        first = self.resolved[0] if self.resolved else ""
         if first and keys[0] == self._keys.for_queue(first).inflight(self._worker_id):
             claim_keys, claim_args = sharded.claim_call(
                 self._keys, self._worker_id, next_tokens, first, woken
@@ -321,7 +245,7 @@ class Fetcher:
 
     def _with_keys(self) -> list[str]:
         """The resolved queues, their keys built (again only when the queues change)."""
-        queues = self._resolved
+        queues = self.resolved
         if self._built is not queues:
             self._queue_keys = [self._keys.queue(q) for q in queues]
             self._wake_keys = [self._keys.wake(q) for q in queues]
@@ -340,8 +264,8 @@ class Fetcher:
     def wait(self, timeout: float) -> bool:
         """Block until a producer leaves a wake-up token on one of our queues, or ``timeout``.
 
-        A worker with globs also wakes when a new queue appears; then it returns True
-        and the caller re-expands its queue list at once.
+        A worker with globs also wakes when a new queue appears; then it returns True,
+        and the next ``refresh`` re-expands its queue list at once.
         """
         self._with_keys()
         keys = list(self._wake_keys)
@@ -357,6 +281,7 @@ class Fetcher:
         if reply is None:
             return False
         if reply[0] == self._keys.queues_changed.encode():
+            self._shared.stale()  # the next refresh, of any processor, reads the set
             return True
         self._woken = True
         return False

@@ -10,10 +10,10 @@ from pyresque.client.resque import Resque
 from pyresque.executors.base import Stop
 from pyresque.middleware.worker_chain import WorkerChain
 from pyresque.protocol.running import RunningMarker
-from pyresque.worker.fetch import QueueList
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions
+from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.recovery import Recovery
 from pyresque.worker.running_jobs import RunningJobs
 
@@ -24,6 +24,7 @@ class Host(Protocol):
     resque: Resque
     id: str
     queues: QueueList
+    resolution: Resolution  # its queues resolved, shared by its processors
     lease_ms: int
     options: WorkerOptions
     paused: bool

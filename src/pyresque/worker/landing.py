@@ -43,11 +43,11 @@ under its claim token, by the RUNNING marker or before anything else touches it:
 ``settle``) and finished by its script.
 
 A worker of several queues or globs lands on a list per queue (and processor:
-landing_claims.py); idle, it waits on the wake lists (``BLMOVE`` takes one source),
-then claims so. Not used by a worker of several processors and globs (each idle one
-would read the ``queues`` set once a second), with a durability policy (a move the
-replicas may not have), told not to block, or on Redis Cluster (worker/sharded.py):
-those of several processors claim with the scripts for all free ones (handoff.py).
+landing_claims.py; a worker's processors share its globs' resolution, queue_list.py);
+idle, it waits on the wake lists (``BLMOVE`` takes one source), then claims so. Not
+used by a worker with a durability policy (a move the replicas may not have), told
+not to block, or on Redis Cluster (worker/sharded.py): those of several processors
+claim with the scripts for all free ones (handoff.py).
 """
 
 from __future__ import annotations
@@ -121,7 +121,7 @@ class Lander:
         own = None if worker.options.mode in ("fork", "inline") else index  # lists of its own
         if not queues.dynamic and queues.included == [one_queue(worker.id)]:
             return cls(worker, index=own)
-        if fetcher is None or (queues.dynamic and own is not None):  # see the module
+        if fetcher is None:
             return NoLanding()
         return cls(worker, fetcher, own)
 

@@ -51,7 +51,8 @@ class Processor(Claiming):
         self._token_prefix = os.urandom(6).hex()
         self._token_count = itertools.count()
         policy = worker.resque.durability  # claims wait for replicas (fetch.py)
-        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.queues, policy)
+        # The queues, globs resolved once for all the worker's processors (queue_list.py).
+        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.resolution, policy)
         self.lander = Lander.of(worker, self.fetcher, index)  # lands claims (landing.py), or not
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it
@@ -63,7 +64,6 @@ class Processor(Claiming):
         self.timed_out = False
         self._redis_ok = True
         self._backoff = backoff.Backoff(0.1, 10.0)
-        self._last_refresh = 0.0
         self._crashes = 0  # crashes in a row (_crashed)
 
     def close(self) -> None:
@@ -263,7 +263,7 @@ class Processor(Claiming):
         boxes: list[Box] = []
         tokens: list[str] = []
         if more and not self.lander.fast:  # else the next claim lands (landing.py)
-            self._refresh_queues()
+            self.fetcher.refresh()
             boxes, tokens = self._tokens_for_free()
         finished = 0
         claims: list[Claim] | Paused = []
@@ -286,7 +286,7 @@ class Processor(Claiming):
             key, started = self._keys.status(payload.id, payload.prefix), self._started
             status = (key, outcome.result_json(), started.decode() if started else None)
         if claim_next:
-            self._refresh_queues()  # globs: the busy worker's claims come from here
+            self.fetcher.refresh()  # globs: the busy worker's claims come from here
         tokens = [worker.hold(self._new_token())] if claim_next else []
         claims: list[Claim] | Paused = []
         ours = False

@@ -37,13 +37,13 @@ from pyresque.protocol.supervision import Supervised
 from pyresque.scheduling import cron
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.failover import Failover
-from pyresque.worker.fetch import QueueList
 from pyresque.worker.foreign_prune import worker_keys
 from pyresque.worker.handoff import Handoff
 from pyresque.worker.heartbeat import Heartbeat
 from pyresque.worker.options import WorkerOptions, make_executors
 from pyresque.worker.processor import Processor
 from pyresque.worker.procline import Procline
+from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.recovery import Recovery, started_text
 from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
@@ -76,6 +76,7 @@ class Worker(Signals):
         self._on_ready = on_ready  # called once registered and taking jobs (supervisor.py)
         self.options = options or WorkerOptions()
         self.queues = queues if isinstance(queues, QueueList) else QueueList.parse(queues)
+        self.resolution = Resolution(self.queues)  # its processors' (queue_list.py)
         self.hostname = socket.gethostname()
         self.pid = os.getpid()
         self._procline = Procline()
