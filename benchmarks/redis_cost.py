@@ -3,7 +3,7 @@
 
     python benchmarks/redis_cost.py [--jobs 10000] [--rounds 3] [--queues 1,1000,10000]
                                     [--mode inline|fork|threads|...] [--baseline SRC]
-                                    [--worker-queues 2 [--jobs-last]]
+                                    [--worker-queues 2 [--jobs-last]] [--worker-glob]
 
 Starts a private Redis (never touches another one), then per round:
 
@@ -18,7 +18,8 @@ Starts a private Redis (never touches another one), then per round:
   by default, ``--mode`` another; default options, ``interval=0``: it drains the
   queue and exits), no-op jobs; ``--worker-queues 2``: the worker serves the jobs'
   queue and an empty second one (with ``--jobs-last`` an empty one, then the jobs'
-  queue: a claim that finds the first queue empty);
+  queue: a claim that finds the first queue empty); ``--worker-glob``: the worker
+  serves them by a glob (``*cost*``) instead of by name, in the same order;
 * with ``--baseline SRC``: the same for another tree's ``src`` (``main`` before a
   change), in a process of its own against the same server, in the same round.
 
@@ -150,12 +151,23 @@ def pair(client: redis.Redis, n: int, fork: bool = False) -> dict[str, Any]:
 
 
 def pyresque(
-    url: str, client: redis.Redis, n: int, mode: str = "inline", queues: int = 1, last: bool = False
+    url: str,
+    client: redis.Redis,
+    n: int,
+    mode: str = "inline",
+    queues: int = 1,
+    last: bool = False,
+    glob: bool = False,
 ) -> dict[str, Any]:
     resque = Resque(url)
     client.flushdb()
-    others = [f"cost{i}" for i in range(2, queues + 1)]
+    # Named to sort before "cost" when it is served last, after it otherwise (a glob's order).
+    others = [f"a{i}cost" if last else f"cost{i}" for i in range(2, queues + 1)]
     served = ",".join([*others, "cost"] if last else ["cost", *others])
+    if glob:
+        if others:
+            client.sadd(resque.keys.queues, *others)  # as their first jobs would have left them
+        served = "*cost*"
     with Meter(client) as meter:
         for _ in range(n):
             resque.enqueue("cost", CostNoop, {})
@@ -165,11 +177,14 @@ def pyresque(
     return meter.per(n)
 
 
-def baseline(src: Path, url: str, n: int, mode: str, queues: int, last: bool) -> dict[str, Any]:
+def baseline(
+    src: Path, url: str, n: int, mode: str, queues: int, last: bool, glob: bool
+) -> dict[str, Any]:
     """``pyresque`` for the tree whose ``src`` is ``src``, in a process of its own."""
     env = {**os.environ, "PYTHONPATH": str(src)}
     command = [sys.executable, __file__, "--side", url, "--jobs", str(n), "--mode", mode]
     command += ["--worker-queues", str(queues), *(["--jobs-last"] if last else [])]
+    command += ["--worker-glob"] if glob else []
     out = subprocess.run(command, env=env, check=True, capture_output=True, text=True).stdout
     result: dict[str, Any] = json.loads(out.split("RESULT ", 1)[1])
     return result
@@ -216,10 +231,9 @@ def one_round(url: str, client: redis.Redis, opts: argparse.Namespace, turn: int
     order = ["pyresque", "baseline"] if opts.baseline else ["pyresque"]
     for name in order if turn % 2 == 0 else order[::-1]:  # neither always goes first
         if name == "pyresque":
-            sides[name] = pyresque(url, client, n, opts.mode, opts.worker_queues, opts.jobs_last)
+            sides[name] = pyresque(url, client, n, *_worker(opts))
         else:
-            args = (opts.mode, opts.worker_queues, opts.jobs_last)
-            sides[name] = baseline(opts.baseline, url, n, *args)
+            sides[name] = baseline(opts.baseline, url, n, *_worker(opts))
     for side in sides.values():
         side["net_us"] = side["cpu_us"] - idle * side["wall_s"] / n * 1e6
     floor = sides["forking pair"] if opts.mode == "fork" else sides["pair"]
@@ -232,6 +246,11 @@ def one_round(url: str, client: redis.Redis, opts: argparse.Namespace, turn: int
     return {"idle_cpu_per_s": idle, **sides}
 
 
+def _worker(opts: argparse.Namespace) -> tuple[str, int, bool, bool]:
+    """How the measured worker is started: mode, queues, the jobs' queue last, by glob."""
+    return opts.mode, opts.worker_queues, opts.jobs_last, opts.worker_glob
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--jobs", type=int, default=10_000)
@@ -241,13 +260,13 @@ def main() -> None:
     parser.add_argument("--mode", default="inline", help="the worker's mode (fork: the default's)")
     parser.add_argument("--worker-queues", type=int, default=1, help="queues the worker serves")
     parser.add_argument("--jobs-last", action="store_true", help="the jobs' queue served last")
+    parser.add_argument("--worker-glob", action="store_true", help="the queues served by a glob")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
     parser.add_argument("--side", metavar="URL", help=argparse.SUPPRESS)  # baseline()'s run
     opts = parser.parse_args()
     if opts.side:
         client = redis.Redis.from_url(opts.side)
-        args = (opts.mode, opts.worker_queues, opts.jobs_last)
-        side = pyresque(opts.side, client, opts.jobs, *args)
+        side = pyresque(opts.side, client, opts.jobs, *_worker(opts))
         print("RESULT " + json.dumps(side))
         return
     rounds: list[dict[str, Any]] = []
@@ -266,6 +285,7 @@ def main() -> None:
             )
     result: dict[str, Any] = {"jobs": opts.jobs, "mode": opts.mode, "load": os.getloadavg()}
     result["worker_queues"] = opts.worker_queues
+    result["worker_glob"] = opts.worker_glob
     for name in ("pyresque", "baseline") if opts.baseline else ("pyresque",):
         ratio = statistics.median(r[name]["ratio"] for r in rounds)
         net = statistics.median(r[name]["net_ratio"] for r in rounds)
