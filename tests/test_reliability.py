@@ -781,16 +781,19 @@ def _lose_a_reply(
     lost. Every job must run exactly once; none may wait past the lease (1 s) + 2 s once
     the reply is lost: a slower path (the lander's next look) would run a landed job in
     the end, so only the bound proves the worker gave back the claim it never saw.
-    The scripts claim for a worker of concurrent mode and globs (threads, here); one of
-    one queue claims with a BLMOVE when idle, and with an LMOVE pipelined after its
-    finish, one of several with land_claim.lua (landing.py): in inline mode, or with
-    `` threads`` after the script's name, each of two processors onto its own lists."""
+    The scripts claim for a worker of concurrent mode told not to block (threads, here:
+    of globs, it would land its jobs too); one of one queue claims with a BLMOVE when
+    idle, and with an LMOVE pipelined after its finish, one of several with
+    land_claim.lua (landing.py): in inline mode, or with `` threads`` after the
+    script's name, each of two processors onto its own lists."""
     script, _, threads = script.partition(" ")
     scripts_path = script in ("claim", "finish_claim")
     queues = QUEUE if script in ("BLMOVE", "LMOVE") else f"{QUEUE},other"
-    queues += "*" if scripts_path else ""
     concurrency = "1" if scripts_path else "2"
-    extra = ("--mode", "threads", "--concurrency", concurrency) if scripts_path or threads else ()
+    extra: tuple[str, ...] = ()
+    if scripts_path or threads:
+        extra = ("--mode", "threads", "--concurrency", concurrency)
+    extra += ("--no-blocking",) if scripts_path else ()
     port = int(redis_url.rsplit(":", 1)[1].split("/", maxsplit=1)[0])
     proxy = _Proxy(port, blackout)
     try:
