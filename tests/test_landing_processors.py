@@ -157,11 +157,12 @@ def test_cancel_finds_a_job_on_a_processors_list(worker: Worker) -> None:
     assert running_on(worker.resque, job_id) == worker.id
 
 
+@pytest.mark.parametrize("queues", ["q", "q*"])
 def test_two_byte_identical_ruby_jobs_run_at_once_on_two_processors(
-    procs: Procs, state: State, namespace: str
+    procs: Procs, state: State, namespace: str, queues: str
 ) -> None:
-    proc = procs.worker(namespace, "q", "--mode", "threads", "--concurrency", "2")
-    worker_id = state.wait_registered(state.worker_id(proc, "q"))
+    proc = procs.worker(namespace, queues, "--mode", "threads", "--concurrency", "2")
+    worker_id = state.wait_registered(state.worker_id(proc, queues))
     state.push_raw("q", TWIN)
     state.push_raw("q", TWIN)
     state.wait_event("Block", "started", count=2)
