@@ -190,6 +190,61 @@ def test_a_queue_removed_while_its_job_is_landed(
     assert state.failed() == []
 
 
+@pytest.mark.parametrize("mode", ["threads", "inline"])
+def test_the_registry_drops_the_lists_of_queues_gone_and_names_them_again(
+    private: Resque, mode: str
+) -> None:
+    rq, r, keys = private, private.redis, private.keys
+    worker = Worker(rq, "t*", WorkerOptions(mode=mode, concurrency=2, lease_ttl=5))
+    worker.heartbeat.beat()
+    lander, processor = worker.processors[0].lander, worker.processors[0]
+    assert isinstance(lander, Lander)
+    names = registry(keys, worker.id)
+
+    def named() -> set[bytes]:
+        return {m.rsplit(b":", 1)[-1] for m in cast("set[bytes]", r.smembers(names))}
+
+    def claim() -> Any:
+        worker.resolution.stale()  # as a queues-changed token would
+        processor.fetcher.refresh()
+        claims = lander.claim("tok")
+        assert isinstance(claims, list)
+        return claims
+
+    try:
+        rq.enqueue("ta", "X", {"n": 1})
+        rq.enqueue("tb", "X", {"n": 2})
+        [job] = claim()
+        assert job.queue == "ta"
+        assert named() == {b"ta", b"tb"}
+        # tb goes while its job is landed: the finish removes it from its list, then
+        # the SREM in the same pipeline unnames the list.
+        assert lander.finish(job, None, None)[0]
+        [job] = claim()
+        assert job.queue == "tb"
+        rq.remove_queue("tb")
+        worker.resolution.stale()
+        processor.fetcher.refresh()
+        ours, nothing = lander.finish(job, None, "next")
+        assert ours
+        assert nothing == []
+        assert named() == {b"ta"}
+        assert landed(r, "resque", worker.id) == []
+        rq.remove_queue("ta")
+        assert claim() == []
+        assert named() == set()
+        # A queue served again is named again before a job lands on its list.
+        rq.enqueue("ta", "X", {"n": 3})
+        [job] = claim()
+        assert job.queue == "ta"
+        assert named() == {b"ta"}
+        assert landing_lists(r, keys, worker.id)  # recovery finds it
+    finally:
+        worker.give_back_orphans(all_jobs=True)
+        for p in worker.processors:
+            p.lander.close()
+
+
 def test_a_glob_worker_serves_no_excluded_queue(procs: Procs, state: State, namespace: str) -> None:
     proc = procs.worker(namespace, "*,!low", "--mode", "threads", "--concurrency", "2")
     worker_id = state.wait_registered(state.worker_id(proc, "*"))

@@ -202,6 +202,7 @@ class SeveralQueues:
         self._sent: tuple[list[str], bool] = ([], False)  # the last call's queues, woken
         self._first = False  # the last call was an LMOVE of the first queue alone
         self._hot: str | None = None  # the first queue, while the last job came from it
+        self._served: list[str] | None = None  # the resolved queues ``_unnamed`` last saw
 
     def name(self, lapses: int, send: Callable[[list[Command]], list[Any]]) -> None:
         """Nothing: land_claim.lua names the lists in the registry itself."""
@@ -239,12 +240,36 @@ class SeveralQueues:
             self._named_at = lapses
         woken = self._fetcher.took_wake()
         queues = self._fetcher.resolved
+        unnamed = self._unnamed(queues)
         first = queues[0] if queues else None
         self._first = not woken and first is not None and first == self._hot
         if first is not None and self._first:
             self._sent = ([first], False)
-            return [("LMOVE", self._keys.queue(first), self.landing(first), "LEFT", "RIGHT")]
-        return self._call(0, CHUNK, woken)
+            move = ("LMOVE", self._keys.queue(first), self.landing(first), "LEFT", "RIGHT")
+            return [*unnamed, move]
+        return [*unnamed, *self._call(0, CHUNK, woken)]
+
+    def _unnamed(self, queues: list[str]) -> list[Command]:
+        """The ``SREM`` from the registry of the lists of queues no longer served (removed,
+        forgotten by the idle-queue sweep, no longer matched by a glob), once per change
+        of the resolved ``queues``. Those lists are empty: a claim runs with no landed
+        job (after the give-back of any orphan), and in a finish's pipeline the ``SREM``
+        follows the finished job's ``LREM``. A queue served again is named again before
+        its next move, as a new one is."""
+        if queues is self._served:
+            return []
+        self._served = queues
+        gone = self._named.difference(queues)
+        if not gone:
+            return []
+        self._named -= gone
+        for queue in gone:
+            self._lists.pop(queue, None)
+        if self._index is not None:
+            members: list[str | bytes] = [processor_member(self._index, q) for q in sorted(gone)]
+        else:
+            members = [q for q in sorted(gone) if needs_registry(self._worker_id, q)]
+        return [("SREM", self._registry, *members)] if members else []
 
     def landed(self, replies: list[Any], send: Callable[[list[Command]], list[Any]]) -> Landed:
         """The job the first call's ``replies`` landed, or the following calls', each
