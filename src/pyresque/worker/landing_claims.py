@@ -10,7 +10,8 @@ the jobs come from the first queue, a plain ``LMOVE`` of it comes first (the scr
 only when it found nothing): such a worker costs what a worker of one queue does. Before a
 call that may move a job of a queue onto a list not yet named in the worker's
 registry, the script adds its queues to it first (once per queue and worker; a
-processor of a worker of several names its own lists so).
+processor of a worker of several names its own lists so); the lists of queues no
+longer served (a glob's) leave it by an ``SREM`` in a later claim's pipeline.
 
 A key of the worker's own that a claim uses may hold another type (written by hand, or
 hostile): every claim would fail on it, and the worker take no job until someone
