@@ -48,6 +48,13 @@ def private() -> Iterator[Resque]:
         rq.redis.close()
 
 
+def _beating(rq: Resque, queues: str, mode: str) -> Worker:
+    """A worker of two processors with a lease, not started: its landers are driven here."""
+    worker = Worker(rq, queues, WorkerOptions(mode=mode, concurrency=2, lease_ttl=5))
+    worker.heartbeat.beat()
+    return worker
+
+
 def _calls(client: redis.Redis, command: str) -> int:
     stats: dict[str, Any] = client.info("commandstats")
     return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
@@ -58,8 +65,7 @@ def test_processors_of_a_glob_land_byte_identical_jobs_on_lists_of_their_own(
     private: Resque, mode: str
 ) -> None:
     rq, r, keys = private, private.redis, private.keys
-    worker = Worker(rq, "t*,!tx", WorkerOptions(mode=mode, concurrency=2, lease_ttl=5))
-    worker.heartbeat.beat()
+    worker = _beating(rq, "t*,!tx", mode)
     try:
         first, second = _landers(worker)
         r.sadd(keys.queues, "ta", "tb", "tx", "other")
@@ -195,8 +201,7 @@ def test_the_registry_drops_the_lists_of_queues_gone_and_names_them_again(
     private: Resque, mode: str
 ) -> None:
     rq, r, keys = private, private.redis, private.keys
-    worker = Worker(rq, "t*", WorkerOptions(mode=mode, concurrency=2, lease_ttl=5))
-    worker.heartbeat.beat()
+    worker = _beating(rq, "t*", mode)
     lander, processor = worker.processors[0].lander, worker.processors[0]
     assert isinstance(lander, Lander)
     names = registry(keys, worker.id)
@@ -273,11 +278,10 @@ def test_processors_of_a_glob_claim_from_any_queues_set(
     # job of one of them on a list the registry names.
     rq = Resque(redis_url, namespace=namespace, events=Events())
     r, keys = rq.redis, rq.keys
-    worker = Worker(rq, "t*", WorkerOptions(mode="threads", concurrency=2, lease_ttl=5))
+    worker = _beating(rq, "t*", "threads")
     try:
         r.delete(keys.queues, registry(keys, worker.id))
         r.sadd(keys.queues, *members)
-        worker.heartbeat.beat()
         texts = set()
         for member in members:
             try:
