@@ -18,6 +18,7 @@ Only the CLI and the scripts' SHA are used, so another tree's code can be measur
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import statistics
 import subprocess
@@ -55,13 +56,14 @@ def measure(server: RedisServer, queues: int, seconds: float) -> None:
             client.config_set("slowlog-max-len", 100_000)
             client.slowlog_reset()
             client.config_set("slowlog-log-slower-than", 0)
-            time.sleep(seconds)
+            _wake(client, queues, seconds)
             client.config_set("slowlog-log-slower-than", 10_000)
             entries = client.slowlog_get(100_000)
         finally:
             worker.terminate()
             worker.wait(30)
     beats = [e["duration"] for e in entries if e["command"].split(b" ")[1:2] == [sha]]
+    waits = [(e["duration"], _keys(e["command"])) for e in entries if e["command"][:6] == b"BLPOP "]
     others = sorted(
         ((e["duration"], e["command"][:40]) for e in entries if e["duration"] > 1000),
         reverse=True,
@@ -75,10 +77,35 @@ def measure(server: RedisServer, queues: int, seconds: float) -> None:
         f"median {statistics.median(beats):.0f}, mean {statistics.mean(beats):.0f}, "
         f"max {max(beats)}; load {load:.2f}"
     )
+    if waits:
+        print(
+            f"  woken waits: {len(waits)} BLPOPs served, µs median "
+            f"{statistics.median(d for d, _ in waits):.0f}, max {max(d for d, _ in waits)}; "
+            f"keys each at most {max(k for _, k in waits)}"
+        )
     for duration, command in others[:3]:
         if command.split(b" ")[1:2] != [sha]:
             print(f"  also over 1 ms: {duration} µs {command!r}")
     client.close()
+
+
+def _wake(client: redis.Redis, queues: int, seconds: float) -> None:
+    """Wake the idle worker every 1.5 s, by a token on its first, middle or last
+    queue in turn (as a producer's push does), so that its waits are served and logged."""
+    ends = time.monotonic() + seconds
+    for n in itertools.count():
+        if time.monotonic() >= ends:
+            return
+        client.rpush(f"{NS}:pyresque:wake:tenant{(0, queues // 2, queues - 1)[n % 3]:05d}", "1")
+        time.sleep(1.5)
+
+
+def _keys(command: bytes) -> int:
+    """The keys of a logged BLPOP: SLOWLOG keeps 31 arguments and "... (N more arguments)"."""
+    words = command.split(b" ")
+    if words[-1] == b"arguments)":
+        return 31 + int(words[-3].lstrip(b"(")) - 2
+    return len(words) - 2
 
 
 def main() -> None:

@@ -26,10 +26,10 @@ from pyresque.exceptions import NotReplicated
 from pyresque.protocol.connection import connect, raw
 from pyresque.protocol.durability import Replicas
 from pyresque.protocol.keys import Keys
-from pyresque.worker import sharded
 from pyresque.worker.fetch import Fetcher
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.queue_list import QueueList
+from pyresque.worker.wake_wait import WakeWait
 from pyresque.worker.worker import Worker
 
 
@@ -182,7 +182,7 @@ def test_an_idle_worker_waits_on_every_slot_at_once(rq: Resque, cluster: Cluster
         pusher = threading.Timer(0.5, lambda: client.rpush(wakes[2], "1"))
         pusher.start()
         began = time.monotonic()
-        reply = sharded.wait(client, wakes, 30.0)
+        reply = WakeWait(client, rq.keys.prefix, True).wait(client, wakes, 30.0)
         # Woken by the token on the last slot, long before the 30 s timeout.
         assert reply is not None
         assert list(reply) == [wakes[2].encode(), b"1"]
@@ -199,7 +199,7 @@ def test_a_token_taken_after_the_wait_ended_is_put_back(rq: Resque, cluster: Clu
     try:
         client.rpush(wakes[0], "1")
         client.rpush(wakes[1], "1")
-        first = sharded.wait(client, wakes, 2.0)
+        first = WakeWait(client, rq.keys.prefix, True).wait(client, wakes, 2.0)
         assert first is not None
         # The other token was taken by another slot's wait or is still there: either
         # way it is on its list once the waits are over.

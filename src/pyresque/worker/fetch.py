@@ -10,7 +10,7 @@ which leave no token, are found by the claim that follows each wait timeout.
 from __future__ import annotations
 
 import logging
-from typing import Any, cast
+from typing import Any
 
 import redis
 
@@ -21,6 +21,7 @@ from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
 from pyresque.worker import sharded
 from pyresque.worker.queue_list import QueueList, Resolution
+from pyresque.worker.wake_wait import WakeWait
 
 log = logging.getLogger("pyresque.worker")
 
@@ -71,8 +72,11 @@ class Fetcher:
         worker_id: str,
         queues: QueueList | Resolution,
         durability: Replicas | None = None,
+        waits: WakeWait | None = None,
     ) -> None:
         self._redis = client
+        # The worker's, shared by its processors (their groups' threads need a pooled client).
+        self._waits = waits or WakeWait(client, keys.prefix, bool(keys.clustered))
         self._durability = durability  # claims and finishes wait for replicas
         self._unreplicated = False  # a finish's claims were not replicated: say so next
         self._keys = keys
@@ -85,6 +89,7 @@ class Fetcher:
         self._built: list[str] | None = None
         self._queue_keys: list[str] = []
         self._wake_keys: list[str] = []
+        self._wait_keys: list[str] = []  # what a wait waits on: the wake lists (and queues-changed)
         self._woken = False  # the last wait took a wake-up token: the next claim passes it on
         self._finish_keys: dict[str, list[str]] = {}  # by the prefix of a queue's slot
 
@@ -249,6 +254,9 @@ class Fetcher:
         if self._built is not queues:
             self._queue_keys = [self._keys.queue(q) for q in queues]
             self._wake_keys = [self._keys.wake(q) for q in queues]
+            # queues-changed first: of the groups waited on whatever their number (wake_wait.py).
+            changed = [self._keys.queues_changed] if self.queues.dynamic else []
+            self._wait_keys = changed + self._wake_keys
             self._built = queues
         return queues
 
@@ -268,16 +276,9 @@ class Fetcher:
         and the next ``refresh`` re-expands its queue list at once.
         """
         self._with_keys()
-        keys = list(self._wake_keys)
-        if self.queues.dynamic:
-            keys.append(self._keys.queues_changed)
-        if not keys or timeout <= 0:
+        if not self._wait_keys or timeout <= 0:
             return False
-        timeout = min(timeout, MAX_BLOCK)
-        if self._keys.clustered:  # wake lists in several slots
-            reply = sharded.wait(self._redis, keys, timeout)
-        else:
-            reply = cast("list[bytes] | None", self._redis.blpop(keys, timeout=timeout))
+        reply = self._waits.wait(self._redis, self._wait_keys, min(timeout, MAX_BLOCK))
         if reply is None:
             return False
         if reply[0] == self._keys.queues_changed.encode():

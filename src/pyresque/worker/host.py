@@ -16,6 +16,7 @@ from pyresque.worker.options import WorkerOptions
 from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.recovery import Recovery
 from pyresque.worker.running_jobs import RunningJobs
+from pyresque.worker.wake_wait import WakeWait
 
 
 class Host(Protocol):
@@ -36,6 +37,7 @@ class Host(Protocol):
     recovery: Recovery
     middleware: WorkerChain
     running_jobs: RunningJobs
+    waits: WakeWait  # the processors' waits on wake-up lists, shared
 
     def lease_ok(self) -> bool: ...
 

@@ -52,7 +52,9 @@ class Processor(Claiming):
         self._token_count = itertools.count()
         policy = worker.resque.durability  # claims wait for replicas (fetch.py)
         # The queues, globs resolved once for all the worker's processors (queue_list.py).
-        self.fetcher = Fetcher(self._redis, self._keys, worker.id, worker.resolution, policy)
+        self.fetcher = Fetcher(
+            self._redis, self._keys, worker.id, worker.resolution, policy, worker.waits
+        )
         self.lander = Lander.of(worker, self.fetcher, index)  # lands claims (landing.py), or not
         self.idle = False  # waiting for work: a signal may end the wait (main thread only)
         self.running_inline = False  # a job runs in this thread: TERM may interrupt it

@@ -47,6 +47,7 @@ from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.recovery import Recovery, started_text
 from pyresque.worker.running_jobs import RunningJobs
 from pyresque.worker.signals import Signals, Wake
+from pyresque.worker.wake_wait import WakeWait
 from pyresque.worker.watchdog import Watchdog
 
 log = logging.getLogger("pyresque.worker")
@@ -148,6 +149,8 @@ class Worker(Signals):
         if self.options.with_scheduler:
             self.scheduler = Scheduler(resque, cron.schedules, retention=self.options.retention)
         executors = make_executors(self.options, resque.events, resque.registry, middleware)
+        # Idle processors' waits on the wake lists, in groups of keys (wake_wait.py).
+        self.waits = WakeWait(resque.redis, keys.prefix, bool(keys.clustered))
         self.processors = [Processor(self, e, i) for i, e in enumerate(executors)]
         # Timeouts, the TERM's grace and the lease for jobs in processor threads.
         self._timeouts = Watchdog(self.processors, self.stop)
@@ -264,6 +267,7 @@ class Worker(Signals):
         self._lease_redis.close()
         for processor in self.processors:
             processor.close()
+        self.waits.close()
         try:
             self.history.flush(self.resque.redis, self._keys)
         except redis.exceptions.RedisError as exc:
