@@ -9,8 +9,9 @@ import time
 
 import redis
 
-from e2e_support import Procs, State, blocked_waiting, wait_for
+from e2e_support import Procs, State, blocked_waiting, redis_connections, wait_for
 from pyresque import Events, Resque
+from pyresque.worker.wake_wait import GROUP
 
 #: More than any fixed limit could allow, in a name order that is not creation order.
 QUEUES = [f"tenant{i:05d}" for i in range(10_001)]
@@ -47,6 +48,20 @@ def test_an_idle_worker_over_10001_queues_wakes_for_a_job_on_the_last_one(
     try:
         _known(client)
         worker = procs.worker(namespace, ",".join(QUEUES), "--interval", "5")
+
+        def waits() -> list[dict[str, object]]:
+            return [
+                c
+                for c in redis_connections(redis_client, worker.pid)
+                if c.get("cmd") == "blpop" and "b" in str(c.get("flags", ""))
+            ]
+
+        # No BLPOP over more than GROUP wake lists (each ~0.3 µs of Redis time per key):
+        # one per group, on as many connections (argv-mem: its arguments' bytes).
+        groups = -(-len(QUEUES) // GROUP)
+        wait_for(lambda: len(waits()) == groups, 60, "a BLPOP per group of wake lists")
+        longest = len(client.keys.wake(QUEUES[-1]))
+        assert all(int(str(c["argv-mem"])) <= (GROUP + 3) * (longest + 8) for c in waits())
         for n, queue in enumerate((QUEUES[-1], QUEUES[0], QUEUES[5_000])):
             wait_for(lambda: blocked_waiting(redis_client, worker.pid), 60, "the worker to block")
             sent = time.time()

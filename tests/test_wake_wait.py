@@ -1,0 +1,165 @@
+"""The idle wait over many wake lists (worker/wake_wait.py), against a real Redis: no
+BLPOP over more than GROUP keys, a token on any key ends the wait, a token taken after
+the wait ended goes back for another worker, the groups' waits are shared and kept
+across waits (never more BLPOPs than groups), and ended when the keys change or on
+close. The waits here are long (30 s): each check passes long before they time out."""
+
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import redis
+
+from e2e_support import wait_for
+from pyresque.worker.wake_wait import GROUP, WakeWait
+
+LONG = 30.0
+
+
+@pytest.fixture
+def named(redis_url: str) -> Iterator[tuple[redis.Redis, str]]:
+    """A pooled client whose connections carry a name of their own (CLIENT LIST), and
+    wait longer than its waits (redis-py's default socket timeout is 5 s)."""
+    name = f"waits-{uuid.uuid4().hex[:8]}"
+    client = redis.Redis.from_url(redis_url, client_name=name, socket_timeout=2 * LONG)
+    try:
+        yield client, name
+    finally:
+        client.close()
+
+
+def _blocked(client: redis.Redis, name: str) -> list[dict[str, Any]]:
+    """The BLPOPs that connections named ``name`` are blocked in."""
+    return [
+        c
+        for c in client.client_list()
+        if c.get("name") == name and c.get("cmd") == "blpop" and "b" in str(c.get("flags"))
+    ]
+
+
+def _keys(namespace: str, n: int) -> list[str]:
+    return [f"{namespace}:pyresque:wake:tenant{i:05d}" for i in range(n)]
+
+
+def test_no_blpop_holds_more_than_a_group_and_any_key_wakes(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+) -> None:
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)  # three groups
+    waits = WakeWait(client, f"{namespace}:", False)
+    try:
+        for key in (keys[-1], keys[0], keys[GROUP + 7]):
+            pusher = threading.Timer(0.3, lambda k=key: redis_client.rpush(k, "1"))
+            pusher.start()
+            assert waits.wait(client, keys, LONG) == (key.encode(), b"1")
+            pusher.join()
+        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "two groups to wait")
+        longest = max(len(k) for k in keys)
+        for entry in _blocked(redis_client, name):  # argv-mem: its arguments' bytes
+            assert int(entry["argv-mem"]) <= (GROUP + 3) * (longest + 8)
+    finally:
+        waits.close()
+
+
+def test_a_token_taken_while_no_wait_is_on_goes_back_to_another_worker(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, redis_url: str, namespace: str
+) -> None:
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    waits = WakeWait(client, f"{namespace}:", False)
+    other = redis.Redis.from_url(redis_url, socket_timeout=2 * LONG)
+    try:
+        redis_client.rpush(keys[0], "1")
+        assert waits.wait(client, keys, LONG) == (keys[0].encode(), b"1")
+        # The other groups' BLPOPs go on (for the next wait): they were first on the list.
+        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+        got: list[Any] = []
+        other_wait = threading.Thread(target=lambda: got.append(other.blpop([keys[-1]], LONG)))
+        other_wait.start()
+        wait_for(
+            lambda: any(
+                c.get("cmd") == "blpop" and c.get("name") != name
+                for c in redis_client.client_list()
+            ),
+            10,
+            "the other worker to wait",
+        )
+        redis_client.rpush(keys[-1], "1")
+        other_wait.join(LONG + 5)
+        assert got == [(keys[-1].encode(), b"1")]
+    finally:
+        waits.close()
+        other.close()
+
+
+def test_concurrent_waits_share_the_groups_and_each_token_wakes_one(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+) -> None:
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    waits = WakeWait(client, f"{namespace}:", False)
+    replies: list[Any] = []
+    try:
+        threads = [
+            threading.Thread(target=lambda: replies.append(waits.wait(client, keys, 5.0)))
+            for _ in range(4)
+        ]
+        for thread in threads:
+            thread.start()
+        wait_for(lambda: len(_blocked(redis_client, name)) == 3, 10, "the groups to wait")
+        time.sleep(0.3)  # four waits on: still one BLPOP per group
+        assert len(_blocked(redis_client, name)) == 3
+        redis_client.rpush(keys[GROUP], "1")
+        for thread in threads:
+            thread.join(LONG)
+        assert sorted(replies, key=lambda r: r is not None) == [
+            None,
+            None,
+            None,
+            (keys[GROUP].encode(), b"1"),
+        ]
+        assert redis_client.llen(keys[GROUP]) == 0  # taken once
+    finally:
+        waits.close()
+
+
+def test_new_keys_end_the_groups_they_change_and_wake_at_once(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+) -> None:
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    waits = WakeWait(client, f"{namespace}:", False)
+    try:
+        redis_client.rpush(keys[0], "1")
+        assert waits.wait(client, keys, LONG) is not None
+        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+        # A new queue in the middle (a glob worker's): the groups from there on change.
+        new = f"{namespace}:pyresque:wake:tenant00999x"
+        more = [*keys[:GROUP], new, *keys[GROUP:]]
+        pusher = threading.Timer(0.5, lambda: redis_client.rpush(new, "1"))
+        pusher.start()
+        assert waits.wait(client, more, LONG) == (new.encode(), b"1")
+        pusher.join()
+        # The changed groups' old BLPOPs ended (not left until their 30 s timeout): one
+        # BLPOP per group of the new keys but the one that was served.
+        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the old waits to end")
+    finally:
+        waits.close()
+
+
+def test_close_ends_the_groups_waits(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+) -> None:
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    waits = WakeWait(client, f"{namespace}:", False)
+    redis_client.rpush(keys[0], "1")
+    assert waits.wait(client, keys, LONG) is not None
+    wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+    waits.close()
+    wait_for(lambda: not _blocked(redis_client, name), 10, "the waits to end")
