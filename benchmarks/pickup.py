@@ -2,14 +2,16 @@
 """Pickup latency of an idle pyresque worker against the bare BRPOP loops, A/B rounds.
 
     python benchmarks/pickup.py [--rounds 3] [--samples 200] [--modes inline,fork]
-                                [--baseline /path/to/other/src]
+                                [--baseline /path/to/other/src] [--queues 1]
 
 Starts a private Redis (never touches another one). In each round, for each mode: a
 ``pyresque worker`` process of this tree (and one of ``--baseline``, another tree's
 ``src``, if given, on a namespace of its own) on one queue, idle, to which this process
-enqueues one job at a time with ``Resque.enqueue`` after 5 to 15 ms; the job's first
-step records the time (benchmarks/jobutil.py), so a sample is that time minus the time
-just before the enqueue call, as measure.py's ``pickup`` workload. Side by side, the
+enqueues one job at a time with ``Resque.enqueue`` after 5 to 15 ms (``--queues N``: the
+worker serves that queue first and N - 1 empty ones after it, so it waits on N wake
+lists); the job's first step records the time (benchmarks/jobutil.py), so a sample is
+that time minus the time just before the enqueue call, as measure.py's ``pickup``
+workload. Side by side, the
 floor (floors.waiter, fed by ``LPUSH``): a process blocked in ``BRPOP`` that records
 each item's arrival. The workers and the floor take turns sample by sample, in a random
 order each turn: on a loaded machine (or one whose CPUs change speed as they idle),
@@ -92,12 +94,15 @@ def _timed(push: Callable[[], object]) -> Callable[[], float]:
     return timed
 
 
-def _start(url: str, src: Path, mode: str, path: str) -> tuple[subprocess.Popen[bytes], Resque]:
-    """An idle worker of the tree at ``src`` in ``mode``, on a namespace of its own, once it
-    has run a job; and the producer for it."""
+def _start(
+    url: str, src: Path, mode: str, path: str, queues: int = 1
+) -> tuple[subprocess.Popen[bytes], Resque]:
+    """An idle worker of the tree at ``src`` in ``mode`` over ``queues`` queues (the job's
+    first), on a namespace of its own, once it has run a job; and the producer for it."""
     namespace = f"pickup{random.getrandbits(32)}"
     env = _env(src, path)
-    argv = [sys.executable, "-m", "pyresque.cli", "worker", "--app", str(APP), "--queue", "q"]
+    served = ",".join(["q", *(f"empty{i:05d}" for i in range(1, queues))])
+    argv = [sys.executable, "-m", "pyresque.cli", "worker", "--app", str(APP), "--queue", served]
     argv += ["--redis-url", url, "--namespace", namespace, "--mode", mode, "--interval", "5"]
     jobutil.reset(path)
     log = open(path + ".log", "ab")  # noqa: SIM115  (closed with the worker)
@@ -112,7 +117,13 @@ def _start(url: str, src: Path, mode: str, path: str) -> tuple[subprocess.Popen[
 
 
 def measure(
-    url: str, trees: dict[str, Path], mode: str, samples: int, path: str, own: bool = False
+    url: str,
+    trees: dict[str, Path],
+    mode: str,
+    samples: int,
+    path: str,
+    own: bool = False,
+    queues: int = 1,
 ) -> dict[str, dict[str, float]]:
     """p50/p99 (ms) of an idle worker of each tree in ``mode`` and of the two floors, by
     name. They all wait side by side and take turns sample by sample (in a random order
@@ -137,7 +148,7 @@ def measure(
         client.delete(key)  # a "stop" left by an earlier waiter that had timed out
         waiters.append((key, floors.waiter(url, key, results)))
         for name, src in trees.items():
-            worker, resque = _start(url, src, mode, f"{path}.{name}")
+            worker, resque = _start(url, src, mode, f"{path}.{name}", queues)
             started.append((worker, resque))
             push = functools.partial(resque.enqueue, "q", "PickupStamp", {})
             turns.append((name, pusher(src, [resque.namespace], push), f"{path}.{name}"))
@@ -185,6 +196,7 @@ def main() -> None:
         help="each tree's jobs pushed by its own code, the floor's by redis-py, each in a "
         "process of its own (else this process pushes all, with this tree's producer)",
     )
+    parser.add_argument("--queues", type=int, default=1, help="queues each worker serves")
     opts = parser.parse_args()
     trees = {"this": HERE.parent / "src"}
     if opts.baseline:
@@ -196,7 +208,9 @@ def main() -> None:
         os.environ[jobutil.RESULTS_VAR] = path
         for round_index in range(opts.rounds):
             for mode in modes:
-                got = measure(server.url, trees, mode, opts.samples, path, opts.own_producers)
+                got = measure(
+                    server.url, trees, mode, opts.samples, path, opts.own_producers, opts.queues
+                )
                 floor, fork_floor = got["floor"]["p50_ms"], got["fork floor"]["p50_ms"]
                 line = f"[r{round_index + 1}] {mode}: floor p50 {floor:.2f} ms, fork floor "
                 print(line + f"{fork_floor:.2f} ms", flush=True)

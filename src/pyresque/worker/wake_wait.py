@@ -64,11 +64,11 @@ def grouped(keys: list[str], clustered: bool) -> list[list[str]]:
     return runs[:GROUPS]
 
 
-def _near(key: str, name: str, prefix: str) -> str:
-    """A key named ``name`` in ``key``'s slot: under its hash tag, else under ``prefix``."""
+def _near(key: str, name: str, prefix: str, clustered: bool) -> str:
+    """A key named ``name`` under ``prefix``, on Cluster in ``key``'s slot (its hash tag)."""
     start = key.find("{")
     end = key.find("}", start + 1)
-    if start >= 0 and end > start + 1:
+    if clustered and start >= 0 and end > start + 1:
         return f"{key[start : end + 1]}:{name}"
     return f"{prefix}{name}"
 
@@ -169,7 +169,7 @@ class WakeWait:
                 ended.append(self._threads[index])
                 self._threads[index].ended = True
             name = f"pyresque:waiter:{os.urandom(8).hex()}"
-            group = _Group(keys, _near(keys[0], name, self._prefix))
+            group = _Group(keys, _near(keys[0], name, self._prefix, self._clustered))
             if index < len(self._threads):
                 self._threads[index] = group
             else:
