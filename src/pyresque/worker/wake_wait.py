@@ -32,6 +32,7 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import redis
@@ -51,7 +52,7 @@ SHORTEST = 0.01
 MARK_MS = 60_000
 
 #: What a group's BLPOP hands back: its reply, None (timeout) or the error.
-_Reply = list[bytes] | None | Exception
+_Reply = Sequence[bytes] | None | Exception
 
 
 def grouped(keys: list[str], clustered: bool) -> list[list[str]]:
@@ -106,7 +107,7 @@ class WakeWait:
         self._closed = False
         self._failures = FailureLog(log, "waiting for wake-up tokens")
 
-    def wait(self, client: redis.Redis, keys: list[str], timeout: float) -> list[bytes] | None:
+    def wait(self, client: redis.Redis, keys: list[str], timeout: float) -> Sequence[bytes] | None:
         """BLPOP ``keys`` (of any slots, any number) for up to ``timeout`` seconds: the
         first reply, or None. One group: on ``client``, in this thread."""
         timeout = max(timeout, SHORTEST)
