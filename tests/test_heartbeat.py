@@ -4,7 +4,6 @@ must still be written when it matters."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Iterator
 
 import pytest
@@ -12,7 +11,7 @@ import pytest
 from pyresque import Resque
 from pyresque.middleware.history import HistoryBuffer
 from pyresque.protocol.connection import dedicated, lease_client
-from pyresque.worker.heartbeat import CONTROL_EVERY, RUBY_EVERY, Heartbeat
+from pyresque.worker.heartbeat import CONTROL_EVERY, Heartbeat
 from pyresque.worker.recovery import Recovery
 
 #: A Resque id over many queues, as a real worker of 2,000 queues has.
@@ -70,28 +69,6 @@ def test_a_worker_pruned_while_alive_registers_again_with_its_started_key(
     assert r.get(keys.worker_started(WID)) == b"started-at"
     assert r.hget(keys.heartbeats, WID)
     assert beat.heartbeat.registrations == 2  # the first beat, and this one
-
-
-def test_rubys_heartbeat_is_written_on_registering_then_every_few_seconds_not_each_beat(
-    rq: Resque, beat: _Beat
-) -> None:
-    r, keys = rq.redis, rq.keys
-    beat.heartbeat.beat()  # registers: Ruby's heartbeat with it
-    assert r.hget(keys.heartbeats, WID)
-    r.hset(keys.heartbeats, WID, "an older beat")
-    began = time.monotonic()
-    beat.heartbeat.beat()  # the id is not written a third time by this beat
-    assert r.hget(keys.heartbeats, WID) == b"an older beat"
-    # Fresh again within RUBY_EVERY seconds of beats (Ruby prunes after 300 s).
-    while r.hget(keys.heartbeats, WID) == b"an older beat":
-        assert time.monotonic() - began < RUBY_EVERY + 30, "Ruby's heartbeat not written"
-        time.sleep(0.2)
-        beat.heartbeat.beat()
-    # Pruned meanwhile (Ruby's unregister deletes it): written by the beat that registers.
-    r.srem(keys.workers, WID)
-    r.hdel(keys.heartbeats, WID)
-    beat.heartbeat.beat()
-    assert r.hget(keys.heartbeats, WID)
 
 
 def test_the_paused_marker_follows_the_worker_and_expires_with_its_lease(

@@ -37,11 +37,6 @@ LEASE_RUN_SHARE = 0.75
 #: With a control watch, the beats read the control list when it woke them, and every
 #: this many beats besides.
 CONTROL_EVERY = 5
-#: Ruby's heartbeat (``workers:heartbeat``) is written by the beat that registers the
-#: worker and by the first beat this many seconds after the last write: Ruby beats once a
-#: minute and prunes a worker whose heartbeat is 5 minutes old, and a 120 kB id (10,001
-#: queues) costs Redis ~60 µs a write.
-RUBY_EVERY = 5.0
 
 
 def lease_deadline(sent_at: float, lease: float) -> float:
@@ -108,7 +103,6 @@ class Heartbeat(threading.Thread):
         self._unreplicated = False
         self._stopped = threading.Event()
         self._woken = threading.Event()  # beat now: a command came
-        self._ruby_at = -RUBY_EVERY  # monotonic time Ruby's heartbeat was last written
         self._beaten = threading.Event()  # a beat ended since the last wake
         # Without a client for it (a worker run by hand), commands wait for the next beat.
         control = keys.control(worker_id)
@@ -192,15 +186,7 @@ class Heartbeat(threading.Thread):
         if marker:
             keys.append(self._keys.paused(self.worker_id))
         started = self.started if registering else ""
-        ruby = registering or time.monotonic() - self._ruby_at >= RUBY_EVERY
-        args = [
-            self.worker_id,
-            self.lease_ms,
-            started,
-            marker,
-            "1" if read else "",
-            "1" if ruby else "",
-        ]
+        args = [self.worker_id, self.lease_ms, started, marker, "1" if read else ""]
         self._beats += 1
         self._control_unread = False  # a wake from now on is for the next beat
         try:
@@ -210,8 +196,6 @@ class Heartbeat(threading.Thread):
             raise
         self._marker = paused
         self._registered = self._registered or registering
-        if ruby:
-            self._ruby_at = time.monotonic()
         return reply, durable
 
     def _command(self, command: bytes) -> None:

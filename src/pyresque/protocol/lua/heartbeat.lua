@@ -7,11 +7,10 @@
 --
 -- The worker id is Resque's host:pid:queues: with thousands of queues it is 100 kB or
 -- more, and each time it enters the script or a command Redis copies and hashes it. So
--- a beat carries it once (ARGV[1]) and writes it twice (lease, workers), and Ruby's
--- heartbeat only when the worker registers and every few beats (Ruby beats once a
--- minute and prunes after five); the keys named after it come only when needed: the
--- started key when the worker registers, the control list when a command may be
--- waiting, the paused marker when it changes or must be renewed (heartbeat.py decides).
+-- a beat carries it once (ARGV[1]) and writes it three times (lease, workers, Ruby's
+-- heartbeat); the keys named after it come only when needed: the started key when the
+-- worker registers, the control list when a command may be waiting, the paused marker
+-- when it changes or must be renewed (heartbeat.py decides).
 --
 -- KEYS[1] leases zset   KEYS[2] workers set   KEYS[3] workers:heartbeat hash
 -- KEYS[4] cancels zset
@@ -22,7 +21,6 @@
 -- ARGV[3] start time text, when registering (worker:<id>:started is written if unset), else ''
 -- ARGV[4] paused marker: '1' set it (with the lease's TTL), '0' delete it, '' leave it
 -- ARGV[5] '1' to read (and empty) the control list, else ''
--- ARGV[6] '1' to write Ruby's heartbeat (also written when the beat registers the worker)
 -- Returns {commands, expired worker ids, keys replaced, ids marked cancelled (up to 1,000),
 -- pause-all-workers' value (false when unset or not a string), 1 when the worker was not
 -- registered (its first beat, a reap, a prune, a Redis that lost its data) else 0}.
@@ -72,9 +70,7 @@ local again = redis.call('SADD', KEYS[2], ARGV[1])
 if started then
   redis.call('SET', started, ARGV[3], 'NX')
 end
-if ARGV[6] == '1' or again == 1 then
-  redis.call('HSET', KEYS[3], ARGV[1], iso8601(math.floor(now / 1000)))
-end
+redis.call('HSET', KEYS[3], ARGV[1], iso8601(math.floor(now / 1000)))
 if ARGV[4] == '1' then
   redis.call('SET', marker, '1', 'PX', ARGV[2])
 elseif ARGV[4] == '0' then
