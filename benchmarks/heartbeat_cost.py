@@ -34,7 +34,7 @@ from pyresque.protocol import scripts
 NS = "hbcost"
 
 
-def measure(server: RedisServer, queues: int, seconds: float) -> None:
+def measure(server: RedisServer, queues: int, seconds: float, wake: float) -> None:
     client = redis.Redis.from_url(server.url)
     client.flushall()
     names = ",".join(f"tenant{i:05d}" for i in range(queues))
@@ -56,7 +56,7 @@ def measure(server: RedisServer, queues: int, seconds: float) -> None:
             client.config_set("slowlog-max-len", 100_000)
             client.slowlog_reset()
             client.config_set("slowlog-log-slower-than", 0)
-            _wake(client, queues, seconds)
+            _wake(client, queues, seconds, wake)
             client.config_set("slowlog-log-slower-than", 10_000)
             entries = client.slowlog_get(100_000)
         finally:
@@ -89,15 +89,17 @@ def measure(server: RedisServer, queues: int, seconds: float) -> None:
     client.close()
 
 
-def _wake(client: redis.Redis, queues: int, seconds: float) -> None:
-    """Wake the idle worker every 1.5 s, by a token on its first, middle or last
-    queue in turn (as a producer's push does), so that its waits are served and logged."""
+def _wake(client: redis.Redis, queues: int, seconds: float, every: float) -> None:
+    """Wake the idle worker ``every`` seconds (0: never), by a token on its first, middle
+    or last queue in turn (as a producer's push does), so that its waits are served and
+    logged."""
     ends = time.monotonic() + seconds
     for n in itertools.count():
-        if time.monotonic() >= ends:
+        if time.monotonic() >= ends or not every:
+            time.sleep(max(ends - time.monotonic(), 0))
             return
         client.rpush(f"{NS}:pyresque:wake:tenant{(0, queues // 2, queues - 1)[n % 3]:05d}", "1")
-        time.sleep(1.5)
+        time.sleep(every)
 
 
 def _keys(command: bytes) -> int:
@@ -112,10 +114,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--queues", default="10001", help="comma-separated queue counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="per queue count")
+    parser.add_argument("--wake", type=float, default=1.5, help="seconds between wake-ups, 0: none")
     opts = parser.parse_args()
     with RedisServer() as server:
         for n in opts.queues.split(","):
-            measure(server, int(n), opts.seconds)
+            measure(server, int(n), opts.seconds, opts.wake)
 
 
 if __name__ == "__main__":
