@@ -42,6 +42,24 @@ def _blocked(client: redis.Redis, name: str) -> list[dict[str, Any]]:
     ]
 
 
+@pytest.fixture
+def woken(
+    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+) -> Iterator[tuple[list[str], WakeWait]]:
+    """Waits over three groups of keys that a token on the first woke: the other two
+    groups' BLPOPs go on (they serve the next wait)."""
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    waits = WakeWait(client, f"{namespace}:", False)
+    try:
+        redis_client.rpush(keys[0], "1")
+        assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
+        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+        yield keys, waits
+    finally:
+        waits.close()
+
+
 def _got(reply: Sequence[bytes] | None) -> tuple[bytes, ...] | None:
     return None if reply is None else tuple(reply)
 
@@ -71,17 +89,15 @@ def test_no_blpop_holds_more_than_a_group_and_any_key_wakes(
 
 
 def test_a_token_taken_while_no_wait_is_on_goes_back_to_another_worker(
-    named: tuple[redis.Redis, str], redis_client: redis.Redis, redis_url: str, namespace: str
+    named: tuple[redis.Redis, str],
+    woken: tuple[list[str], WakeWait],
+    redis_client: redis.Redis,
+    redis_url: str,
 ) -> None:
-    client, name = named
-    keys = _keys(namespace, 2 * GROUP + 1)
-    waits = WakeWait(client, f"{namespace}:", False)
+    name, (keys, _) = named[1], woken
     other = redis.Redis.from_url(redis_url, socket_timeout=2 * LONG)
     try:
-        redis_client.rpush(keys[0], "1")
-        assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
-        # The other groups' BLPOPs go on (for the next wait): they were first on the list.
-        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+        # The last group's BLPOP, still on, is before the other worker's on the list.
         got: list[Any] = []
         other_wait = threading.Thread(target=lambda: got.append(other.blpop([keys[-1]], LONG)))
         other_wait.start()
@@ -97,7 +113,6 @@ def test_a_token_taken_while_no_wait_is_on_goes_back_to_another_worker(
         other_wait.join(LONG + 5)
         assert got == [(keys[-1].encode(), b"1")]
     finally:
-        waits.close()
         other.close()
 
 
@@ -133,37 +148,23 @@ def test_concurrent_waits_share_the_groups_and_each_token_wakes_one(
 
 
 def test_new_keys_end_the_groups_they_change_and_wake_at_once(
-    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+    named: tuple[redis.Redis, str], woken: tuple[list[str], WakeWait], redis_client: redis.Redis
 ) -> None:
-    client, name = named
-    keys = _keys(namespace, 2 * GROUP + 1)
-    waits = WakeWait(client, f"{namespace}:", False)
-    try:
-        redis_client.rpush(keys[0], "1")
-        assert waits.wait(client, keys, LONG) is not None
-        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
-        # A new queue in the middle (a glob worker's): the groups from there on change.
-        new = f"{namespace}:pyresque:wake:tenant00999x"
-        more = [*keys[:GROUP], new, *keys[GROUP:]]
-        pusher = threading.Timer(0.5, lambda: redis_client.rpush(new, "1"))
-        pusher.start()
-        assert _got(waits.wait(client, more, LONG)) == (new.encode(), b"1")
-        pusher.join()
-        # The changed groups' old BLPOPs ended (not left until their 30 s timeout): one
-        # BLPOP per group of the new keys but the one that was served.
-        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the old waits to end")
-    finally:
-        waits.close()
+    (client, name), (keys, waits) = named, woken
+    # A new queue in the middle (a glob worker's): the groups from there on change.
+    new = keys[0].replace("tenant00000", "tenant00999x")
+    more = [*keys[:GROUP], new, *keys[GROUP:]]
+    pusher = threading.Timer(0.5, lambda: redis_client.rpush(new, "1"))
+    pusher.start()
+    assert _got(waits.wait(client, more, LONG)) == (new.encode(), b"1")
+    pusher.join()
+    # The changed groups' old BLPOPs ended (not left until their 30 s timeout): one
+    # BLPOP per group of the new keys but the one that was served.
+    wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the old waits to end")
 
 
 def test_close_ends_the_groups_waits(
-    named: tuple[redis.Redis, str], redis_client: redis.Redis, namespace: str
+    named: tuple[redis.Redis, str], woken: tuple[list[str], WakeWait], redis_client: redis.Redis
 ) -> None:
-    client, name = named
-    keys = _keys(namespace, 2 * GROUP + 1)
-    waits = WakeWait(client, f"{namespace}:", False)
-    redis_client.rpush(keys[0], "1")
-    assert waits.wait(client, keys, LONG) is not None
-    wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
-    waits.close()
-    wait_for(lambda: not _blocked(redis_client, name), 10, "the waits to end")
+    woken[1].close()
+    wait_for(lambda: not _blocked(redis_client, named[1]), 10, "the waits to end")
