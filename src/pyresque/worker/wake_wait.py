@@ -1,13 +1,13 @@
 """An idle worker's wait on its queues' wake-up lists, at most GROUP keys per command.
 
-A BLPOP costs Redis about 0.3 to 0.5 µs per key, paid in the command and again when
-it is served or times out: one BLPOP over the 10,001 wake lists of a worker of ``*``
-over per-tenant queues held Redis ~3 to 5 ms. And on Cluster a BLPOP takes the keys of
-one slot only. So the keys are grouped, by slot (Cluster), then in runs of at most
-GROUP in priority order, and each group is waited on by a BLPOP of its own, from a
-thread of its own; the first reply ends the wait. One group (up to GROUP queues on a
-single Redis, or all in one slot) is waited on in the caller's thread, on its own
-connection, as before: no thread, no hop.
+A BLPOP costs Redis about 0.2 to 0.5 µs per key, paid in the command and again when it
+is served or times out: one BLPOP over the 10,001 wake lists of a worker of ``*`` over
+per-tenant queues held Redis ~4 ms on a quiet machine (docs/scaling.md). And on
+Cluster a BLPOP takes the keys of one slot only. So the keys are grouped, by slot
+(Cluster), then in runs of at most GROUP in priority order, and each group is waited
+on by a BLPOP of its own, from a thread of its own; the first reply ends the wait. One
+group (up to GROUP queues on a single Redis, or all in one slot) is waited on in the
+caller's thread, on its own connection, as before: no thread, no hop.
 
 The groups' waits outlive a wait: a BLPOP still pending when another group's token
 ended the wait goes on, and serves the worker's next wait, so a worker woken by one
@@ -17,12 +17,12 @@ worker. A thread sends a BLPOP only while a wait is on, so it holds one pooled
 connection then; the waits of a worker's processors share the groups (one token wakes
 one of them). When the keys change (a glob worker's new queue), a group whose keys
 changed is ended by a marker pushed onto a list of its own that its BLPOP also waits
-on (no token is taken, nothing is cancelled server-side by an admin command).
+on (no token is taken; ``CLIENT UNBLOCK`` would need the ``@admin`` ACL category).
 
-At most GROUPS groups are waited on: a worker has at most GROUPS more connections
-(16), and queues past them (beyond 16,000 on a single Redis, beyond 16 slots on
-Cluster; the last in priority order) are found by the claim after each wait's timeout,
-as jobs of Ruby producers are.
+At most GROUPS groups are waited on: a worker has at most GROUPS (32) more
+connections, and queues past them (beyond 16,000 on a single Redis, beyond 32 slots
+on Cluster; the last in priority order) are found by the claim after each wait's
+timeout, as jobs of Ruby producers are.
 """
 
 from __future__ import annotations
@@ -42,7 +42,7 @@ from pyresque.protocol.supervision import FailureLog
 
 log = logging.getLogger("pyresque.worker")
 
-#: Keys per BLPOP: ~0.15 to 0.3 ms of Redis time each (docs/scaling.md).
+#: Keys per BLPOP: ~0.1 to 0.4 ms of Redis time each, served (docs/scaling.md).
 GROUP = 500
 #: Groups waited on at most, each a thread and, while it waits, a connection.
 GROUPS = 32
