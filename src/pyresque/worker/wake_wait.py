@@ -216,7 +216,10 @@ class WakeWait:
                 group.blocked = False
             if isinstance(reply, (list, tuple)) and reply[0] == group.end.encode():
                 continue  # ended (or an older marker): look again
-            self._hand(reply)
+            try:
+                self._hand(reply)
+            except Exception as exc:  # a bug: logged, and the group goes on waiting
+                self._failures.report(exc)
 
     def _wanted(self) -> bool:
         """Whether a wait is on that no reply serves yet, with time left (under the lock)."""
