@@ -38,6 +38,7 @@ from dataclasses import dataclass, field
 import redis
 from redis.crc import key_slot
 
+from pyresque.protocol.connection import REDIS_DOWN
 from pyresque.protocol.supervision import FailureLog
 
 log = logging.getLogger("pyresque.worker")
@@ -240,8 +241,8 @@ class WakeWait:
         """Put back a wake-up token taken after its wait ended: another idle worker's.
         An error nobody waited for is dropped (the next wait sends again), but a bug."""
         if isinstance(reply, Exception):
-            if not isinstance(reply, redis.exceptions.RedisError):
-                self._failures.report(reply)
+            if not isinstance(reply, (redis.exceptions.RedisError, *REDIS_DOWN)):
+                self._failures.report(reply)  # (REDIS_DOWN: on Cluster, no node reachable)
             return
         if reply is None:
             return
