@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import calendar
+import html
 import json
+import re
 from typing import Any
 
 import pytest
@@ -15,6 +17,7 @@ from pyresque import Resque
 from pyresque.client.admin.items import digest, parse_time
 from pyresque.dev.testing import run_jobs
 from pyresque.scheduling.cron import Schedule
+from pyresque.web.endpoints import PER_PAGE
 from pyresque.web.format import fmt_ago, fmt_ms
 from test_web_support import XSS, Seeded, busy_worker, client, rq, seed
 
@@ -294,6 +297,34 @@ def test_queue_names_with_odd_characters(client: TestClient, rq: Resque) -> None
     page = client.get("/queues/mail%2Fhigh%20priority%20%3Cb%3E%26")
     assert "mail/high priority &lt;b&gt;&amp;" in page.text
     assert get(client, "/api/queues/mail%2Fhigh%20priority%20%3Cb%3E%26")["size"] == 1
+
+
+@pytest.mark.parametrize("name", [".", ".."])
+def test_a_queue_and_a_job_named_as_a_dot_segment_have_their_pages(
+    client: TestClient, rq: Resque, name: str
+) -> None:
+    """Browsers and HTTP clients drop "." and ".." path segments (and "%2e"): the links
+    to such a queue and job name them in the query, and lead to their pages."""
+    rq.redis.sadd(rq.keys.queues, name)
+    payload = {"class": "Mail", "args": [1], "id": name}
+    for _ in range(PER_PAGE + 1):  # a second page: the pager keeps the name
+        rq.redis.rpush(rq.keys.queue(name), json.dumps(payload))
+    listing = client.get("/queues").text
+    link = re.search(r'href="(/queues/\?name=[^"]*)"', listing)
+    assert link, "no link to the queue's page by its name in the query"
+    page = client.get(html.unescape(link.group(1)))
+    assert f"{PER_PAGE + 1}" in page.text
+    assert "Mail" in page.text
+    assert 'name="name" value="' in page.text  # the search form names it too
+    following = re.search(r'href="([^"]*start=[^"]*)" rel="next"', page.text)
+    assert following
+    assert "name=" in following.group(1)
+    assert "Mail" in client.get(html.unescape(following.group(1))).text
+    found = re.search(r'href="(/jobs/\?job=[^"]*)"', page.text)
+    assert found, "no link to the job's page by its id in the query"
+    job = html.unescape(found.group(1))
+    assert get(client, "/api" + job)["id"] == name
+    assert client.get(job).status_code == 200
 
 
 def test_empty_namespace_renders_every_page(client: TestClient) -> None:

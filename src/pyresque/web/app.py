@@ -92,7 +92,7 @@ class Dashboard(Base):
     async def page(self, request: Request) -> Response:
         name = request.scope["route"].name
         template, loader = PAGES[name]
-        params = {**request.query_params, **request.path_params}
+        params = _params(request)
         try:
             loaded = await self._load(loader, params)
         except REDIS_DOWN as exc:
@@ -104,7 +104,7 @@ class Dashboard(Base):
 
     async def api(self, request: Request) -> Response:
         name = request.scope["route"].name
-        params = {**request.query_params, **request.path_params}
+        params = _params(request)
         try:
             loaded = await self._load(API[name], params)
         except REDIS_DOWN as exc:
@@ -349,3 +349,10 @@ def create_app(
     )
     app.state.dashboard = dashboard
     return app
+
+
+def _params(request: Request) -> dict[str, Any]:
+    """A page's parameters: the query's, and the path's where given (``/jobs/?job=.``: a
+    name that cannot be a path segment comes in the query, web/format.py ``item_path``)."""
+    given = {k: v for k, v in request.path_params.items() if v != ""}
+    return {**request.query_params, **given}

@@ -125,6 +125,10 @@ class Base:
             query = urlencode({k: v for k, v in params.items() if v not in (None, "", 0)})
             return f"{base}{path}" + (f"?{query}" if query else "")
 
+        def item_url(kind: str, value: object, **params: Any) -> str:
+            path, named = web_format.item_path(kind, value)
+            return url(path, **named, **params)
+
         flash = None
         done, error = request.query_params.get("done"), request.query_params.get("error")
         if done in FLASH:
@@ -137,6 +141,8 @@ class Base:
             {
                 "base": base,
                 "url": url,
+                "item_url": item_url,
+                "item_path": web_format.item_path,
                 "here": str(request.url.path)
                 + (f"?{request.url.query}" if request.url.query else ""),
                 "csrf_field": CSRF_FIELD,

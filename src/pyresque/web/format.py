@@ -88,6 +88,20 @@ def fmt_qpath(value: object) -> str:
     return quote(value if isinstance(value, str) else str(value), safe="")
 
 
+#: The query parameter that names a page's item when its path cannot (``item_path``).
+ITEM_PARAMS = {"jobs": "job", "queues": "name"}
+
+
+def item_path(kind: str, value: object) -> tuple[str, dict[str, str]]:
+    """The path (and query) of a job's or queue's page. A name that is a dot segment ("."
+    or "..") cannot be a path segment: browsers and HTTP clients remove it (and its
+    ``%2e`` form too) before the request is sent, so it goes in the query instead."""
+    text = value if isinstance(value, str) else str(value)
+    if text in (".", ".."):
+        return f"/{kind}/", {ITEM_PARAMS[kind]: text}
+    return f"/{kind}/{fmt_qpath(text)}", {}
+
+
 FILTERS: dict[str, Callable[..., str]] = {
     "ago": fmt_ago,
     "when": fmt_when,
