@@ -6,6 +6,7 @@ close. The waits here are long (30 s): each check passes long before they time o
 
 from __future__ import annotations
 
+import signal
 import threading
 import time
 import uuid
@@ -16,6 +17,8 @@ import pytest
 import redis
 
 from e2e_support import wait_for
+from pyresque.dev.server import RedisServer
+from pyresque.worker.signals import Wake
 from pyresque.worker.wake_wait import GROUP, WakeWait
 
 LONG = 30.0
@@ -168,3 +171,35 @@ def test_close_ends_the_groups_waits(
 ) -> None:
     woken[1].close()
     wait_for(lambda: not _blocked(redis_client, named[1]), 10, "the waits to end")
+
+
+def test_a_signal_while_changed_groups_are_ended_still_ends_the_wait(namespace: str) -> None:
+    """In the main thread a signal raises ``Wake`` to end an idle wait (the worker's
+    QUIT, TERM, pause): raised while the wait pushes the end markers of the groups whose
+    keys changed, it ends the wait, not swallowed as a marker that could not be pushed.
+    (Writes are paused, so the push is waiting when the signal comes.)"""
+    with RedisServer() as server:
+        client = redis.Redis.from_url(server.url, socket_timeout=2 * LONG)
+        keys = _keys(namespace, 2 * GROUP + 1)
+        waits = WakeWait(client, f"{namespace}:", False)
+        previous = signal.getsignal(signal.SIGALRM)
+        try:
+            client.rpush(keys[0], "1")
+            assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
+            wait_for(lambda: len(_blocked(client, "")) == 2, 10, "the other groups")
+            client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+
+            def wake(*_: Any) -> None:
+                raise Wake
+
+            signal.signal(signal.SIGALRM, wake)
+            signal.setitimer(signal.ITIMER_REAL, 0.5)
+            changed = [*keys[: GROUP + 1], f"{namespace}:pyresque:wake:new", *keys[GROUP + 1 :]]
+            with pytest.raises(Wake):
+                waits.wait(client, changed, 10.0)
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+            client.execute_command("CLIENT", "UNPAUSE")
+            waits.close()
+            client.close()

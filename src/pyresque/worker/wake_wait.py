@@ -195,8 +195,8 @@ class WakeWait:
                     pipe.rpush(group.end, "1")
                     pipe.pexpire(group.end, MARK_MS)
                     pipe.execute()
-            except Exception as exc:  # it ends at its timeout instead
-                log.debug("could not end a wait early: %s", exc)
+            except (redis.exceptions.RedisError, *REDIS_DOWN) as exc:  # not a signal's Wake
+                log.debug("could not end a wait early (it ends at its timeout): %s", exc)
 
     def _run(self, group: _Group) -> None:
         """A group's thread: BLPOP while a wait is on and not served, until ended."""
