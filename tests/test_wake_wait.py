@@ -187,7 +187,7 @@ def test_a_signal_while_changed_groups_are_ended_still_ends_the_wait(namespace: 
             client.rpush(keys[0], "1")
             assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
             wait_for(lambda: len(_blocked(client, "")) == 2, 10, "the other groups")
-            client.execute_command("CLIENT", "PAUSE", 5000, "WRITE")
+            client.client_pause(5000, all=False)  # writes wait
 
             def wake(*_: Any) -> None:
                 raise Wake
@@ -200,6 +200,6 @@ def test_a_signal_while_changed_groups_are_ended_still_ends_the_wait(namespace: 
         finally:
             signal.setitimer(signal.ITIMER_REAL, 0)
             signal.signal(signal.SIGALRM, previous)
-            client.execute_command("CLIENT", "UNPAUSE")
+            client.client_unpause()
             waits.close()
             client.close()

@@ -54,6 +54,8 @@ MARK_MS = 60_000
 
 #: What a group's BLPOP hands back: its reply, None (timeout) or the error.
 _Reply = Sequence[bytes] | None | Exception
+#: A Redis error, or no Cluster node reachable (not a bug, nor a signal's ``Wake``).
+_REDIS_ERRORS: tuple[type[Exception], ...] = (redis.exceptions.RedisError, *REDIS_DOWN)
 
 
 def grouped(keys: list[str], clustered: bool) -> list[list[str]]:
@@ -195,7 +197,7 @@ class WakeWait:
                     pipe.rpush(group.end, "1")
                     pipe.pexpire(group.end, MARK_MS)
                     pipe.execute()
-            except (redis.exceptions.RedisError, *REDIS_DOWN) as exc:  # not a signal's Wake
+            except _REDIS_ERRORS as exc:  # not a signal's Wake
                 log.debug("could not end a wait early (it ends at its timeout): %s", exc)
 
     def _run(self, group: _Group) -> None:
@@ -241,7 +243,7 @@ class WakeWait:
         """Put back a wake-up token taken after its wait ended: another idle worker's.
         An error nobody waited for is dropped (the next wait sends again), but a bug."""
         if isinstance(reply, Exception):
-            if not isinstance(reply, (redis.exceptions.RedisError, *REDIS_DOWN)):
+            if not isinstance(reply, _REDIS_ERRORS):
                 self._failures.report(reply)  # (REDIS_DOWN: on Cluster, no node reachable)
             return
         if reply is None:
