@@ -55,12 +55,36 @@ def woken(
     keys = _keys(namespace, 2 * GROUP + 1)
     waits = WakeWait(client, f"{namespace}:", False)
     try:
-        redis_client.rpush(keys[0], "1")
-        assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
-        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the other groups")
+        woke = _woken_by(waits, client, keys, keys[0], redis_client, name, 3)
+        assert woke == (keys[0].encode(), b"1")
+        assert len(_blocked(redis_client, name)) == 2  # the other groups' BLPOPs go on
         yield keys, waits
     finally:
         waits.close()
+
+
+def _woken_by(
+    waits: WakeWait,
+    client: redis.Redis,
+    keys: list[str],
+    key: str,
+    observer: redis.Redis,
+    name: str,
+    groups: int,
+) -> tuple[bytes, ...] | None:
+    """A wait over ``keys`` woken by a token on ``key``, pushed once each of the ``groups``
+    groups waits in its BLPOP (a group's thread sends it only while a wait is on: a token
+    pushed sooner may end the wait before the others have, on a loaded machine)."""
+    got: list[Sequence[bytes] | None] = []
+    waiter = threading.Thread(target=lambda: got.append(waits.wait(client, keys, LONG)))
+    waiter.start()
+    try:
+        wait_for(lambda: len(_blocked(observer, name)) == groups, 30, "every group to wait")
+        observer.rpush(key, "1")
+    finally:
+        waiter.join(LONG + 5)
+    assert got, "the wait did not end"
+    return _got(got[0])
 
 
 def _got(reply: Sequence[bytes] | None) -> tuple[bytes, ...] | None:
@@ -79,11 +103,9 @@ def test_no_blpop_holds_more_than_a_group_and_any_key_wakes(
     waits = WakeWait(client, f"{namespace}:", False)
     try:
         for key in (keys[-1], keys[0], keys[GROUP + 7]):
-            pusher = threading.Timer(0.3, lambda k=key: redis_client.rpush(k, "1"))
-            pusher.start()
-            assert _got(waits.wait(client, keys, LONG)) == (key.encode(), b"1")
-            pusher.join()
-        wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "two groups to wait")
+            woke = _woken_by(waits, client, keys, key, redis_client, name, 3)
+            assert woke == (key.encode(), b"1")
+        assert len(_blocked(redis_client, name)) == 2  # the groups not woken go on
         longest = max(len(k) for k in keys)
         for entry in _blocked(redis_client, name):  # argv-mem: its arguments' bytes
             assert int(entry["argv-mem"]) <= (GROUP + 3) * (longest + 8)
@@ -157,10 +179,7 @@ def test_new_keys_end_the_groups_they_change_and_wake_at_once(
     # A new queue in the middle (a glob worker's): the groups from there on change.
     new = keys[0].replace("tenant00000", "tenant00999x")
     more = [*keys[:GROUP], new, *keys[GROUP:]]
-    pusher = threading.Timer(0.5, lambda: redis_client.rpush(new, "1"))
-    pusher.start()
-    assert _got(waits.wait(client, more, LONG)) == (new.encode(), b"1")
-    pusher.join()
+    assert _woken_by(waits, client, more, new, redis_client, name, 3) == (new.encode(), b"1")
     # The changed groups' old BLPOPs ended (not left until their 30 s timeout): one
     # BLPOP per group of the new keys but the one that was served.
     wait_for(lambda: len(_blocked(redis_client, name)) == 2, 10, "the old waits to end")
@@ -184,9 +203,9 @@ def test_a_signal_while_changed_groups_are_ended_still_ends_the_wait(namespace: 
         waits = WakeWait(client, f"{namespace}:", False)
         previous = signal.getsignal(signal.SIGALRM)
         try:
-            client.rpush(keys[0], "1")
-            assert _got(waits.wait(client, keys, LONG)) == (keys[0].encode(), b"1")
-            wait_for(lambda: len(_blocked(client, "")) == 2, 10, "the other groups")
+            woke = _woken_by(waits, client, keys, keys[0], client, "", 3)
+            assert woke == (keys[0].encode(), b"1")
+            assert len(_blocked(client, "")) == 2  # the other groups' BLPOPs go on
             client.client_pause(5000, all=False)  # writes wait
 
             def wake(*_: Any) -> None:
