@@ -82,12 +82,6 @@ def fmt_num(value: Any) -> str:
     return "—" if number is None else f"{number:,.0f}"
 
 
-def fmt_qpath(value: object) -> str:
-    """A queue name or job id as one URL path segment. Any value: an id read from a
-    hostile record may be a number, a bool or null, and the page still renders."""
-    return quote(value if isinstance(value, str) else str(value), safe="")
-
-
 #: The query parameter that names a page's item when its path cannot (``item_path``).
 ITEM_PARAMS = {"jobs": "job", "queues": "name"}
 
@@ -95,11 +89,12 @@ ITEM_PARAMS = {"jobs": "job", "queues": "name"}
 def item_path(kind: str, value: object) -> tuple[str, dict[str, str]]:
     """The path (and query) of a job's or queue's page. A name that is a dot segment ("."
     or "..") cannot be a path segment: browsers and HTTP clients remove it (and its
-    ``%2e`` form too) before the request is sent, so it goes in the query instead."""
+    ``%2e`` form too) before the request is sent, so it goes in the query instead. Any
+    value: an id read from a hostile record may be a number, a bool or null."""
     text = value if isinstance(value, str) else str(value)
     if text in (".", ".."):
         return f"/{kind}/", {ITEM_PARAMS[kind]: text}
-    return f"/{kind}/{fmt_qpath(text)}", {}
+    return f"/{kind}/{quote(text, safe='')}", {}
 
 
 FILTERS: dict[str, Callable[..., str]] = {
@@ -108,5 +103,4 @@ FILTERS: dict[str, Callable[..., str]] = {
     "ms": fmt_ms,
     "step": fmt_step,
     "num": fmt_num,
-    "qpath": fmt_qpath,
 }

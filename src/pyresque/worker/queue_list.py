@@ -108,8 +108,8 @@ class Resolution:
     def refresh(self, client: redis.Redis, keys: Keys) -> list[str]:
         """The queues served now: for globs, read again when the last read is
         REFRESH_EVERY old or ``stale`` was called since it began."""
-        if not self.queues.dynamic:
-            return self.resolved
+        if not self.queues.dynamic or time.monotonic() - self._read_at < REFRESH_EVERY:
+            return self.resolved  # (every busy claim asks: no lock while the list is fresh)
         with self._lock:
             now = time.monotonic()
             if now - self._read_at < REFRESH_EVERY:
