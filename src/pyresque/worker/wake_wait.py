@@ -23,17 +23,34 @@ At most GROUPS groups are waited on: a worker has at most GROUPS (32) more
 connections, and queues past them (beyond 16,000 on a single Redis, beyond 32 slots
 on Cluster; the last in priority order) are found by the claim after each wait's
 timeout, as jobs of Ruby producers are.
+
+Signals: in fork and inline modes the wait runs in the main thread, where a signal's
+handler raises ``Wake`` to end it (signals.py), at whatever bytecode it has reached.
+So the main thread's side is built to be cut anywhere. It blocks on a lock of its own
+wait's (``_Slot.ready``), released by the group thread that hands it a reply: never
+on a ``Condition``, whose ``wait`` cut between releasing and taking back its lock
+leaves it released (``release unlocked lock`` later). Its bookkeeping is one list
+(the waits on, ``_slots``) changed by single calls under ``with`` (whose lock is
+released whatever lands), and a wait leaves it in a ``finally`` run twice (the
+second completes if a ``Wake`` cut the first: one comes per wait); a reply handed to
+a wait that a ``Wake`` ended goes back from a thread. A wait left on the list anyway
+(more exceptions than that) is dropped at its end. The main thread starts no thread
+itself (``Thread.start`` also waits on a ``Condition``), sends no Redis command (a
+command cut before redis-py's ``try`` keeps its pooled connection out of the pool for
+good): threads started by ``_spawn`` push the markers and the tokens put back, and
+start the groups' threads. A group whose thread is not running (never started, or
+died) gets one at the next wait.
 """
 
 from __future__ import annotations
 
+import _thread
 import logging
 import os
 import threading
 import time
-from collections import deque
-from collections.abc import Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from typing import Any
 
 import redis
 from redis.crc import key_slot
@@ -51,6 +68,8 @@ GROUPS = 32
 SHORTEST = 0.01
 #: How long an unread end marker lives (its thread ended meanwhile).
 MARK_MS = 60_000
+#: A group's thread asked for and not running after this long is asked for again.
+START_GRACE = 1.0
 
 #: What a group's BLPOP hands back: its reply, None (timeout) or the error.
 _Reply = Sequence[bytes] | None | Exception
@@ -77,18 +96,43 @@ def _near(key: str, name: str, prefix: str, clustered: bool) -> str:
     return f"{prefix}{name}"
 
 
-@dataclass
+def _spawn(name: str, target: Callable[..., None], *args: Any) -> None:
+    """``target(*args)`` in a new daemon thread named ``name``, started from a thread
+    of its own: one C call here, which either starts it or not (see the module)."""
+    _thread.start_new_thread(_start, (name, target, args))
+
+
+def _start(name: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    threading.Thread(target=target, args=args, name=name, daemon=True).start()
+
+
+def _marker(reply: _Reply, group: _Group) -> bool:
+    return isinstance(reply, (list, tuple)) and reply[0] == group.end.encode()
+
+
+class _Slot:
+    """One wait on now: its end, and the reply a group's thread hands it."""
+
+    __slots__ = ("error", "ready", "reply", "until")
+
+    def __init__(self, until: float) -> None:
+        self.until = until
+        self.ready = threading.Lock()  # released once a reply is handed
+        self.ready.acquire()
+        self.reply: Sequence[bytes] | None = None
+        self.error: Exception | None = None
+
+
 class _Group:
     """One group's keys, and the list its BLPOP also waits on, to be ended early."""
 
-    keys: list[str]
-    end: str
-    ended: bool = False
-    blocked: bool = False  # its BLPOP is sent (or about to be)
-    args: list[str] = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.args = [*self.keys, self.end]
+    def __init__(self, keys: list[str], end: str) -> None:
+        self.keys = keys
+        self.end = end
+        self.args = [*keys, end]
+        self.blocked = False  # its BLPOP is sent (or about to be)
+        self.life = threading.Lock()  # held by its thread while it runs
+        self.asked: float | None = None  # when its thread was last asked for (monotonic)
 
 
 class WakeWait:
@@ -99,14 +143,10 @@ class WakeWait:
         self._prefix = prefix
         self._clustered = clustered
         self._lock = threading.Lock()
-        self._served = threading.Condition(self._lock)  # a reply for the waits
         self._armed = threading.Condition(self._lock)  # a wait began, or the groups changed
-        self._waiting = 0  # waits on now
-        self._replies: deque[_Reply] = deque()  # never more than waits on
-        self._until = 0.0  # monotonic end of the longest wait on now
-        self._keys: list[str] = []
-        self._groups: list[list[str]] = []
-        self._threads: list[_Group] = []  # each thread's group now
+        self._slots: list[_Slot] = []  # the waits on, oldest first
+        self._plan: tuple[list[str], list[list[str]]] = ([], [])  # keys, their groups
+        self._groups: list[_Group] = []  # the groups waited on now
         self._closed = False
         self._failures = FailureLog(log, "waiting for wake-up tokens")
 
@@ -115,79 +155,84 @@ class WakeWait:
         first reply, or None. One group: on ``client``, in this thread."""
         timeout = max(timeout, SHORTEST)
         groups = self._grouping(keys)
-        with self._lock:
-            ended = self._regroup(groups if len(groups) > 1 else [])
-        self._end(ended)
+        self._regroup(groups if len(groups) > 1 else [])
         if len(groups) == 1:
             return client.blpop(groups[0], timeout=timeout)  # type: ignore[return-value]
-        extra: list[_Reply] = []
+        slot = _Slot(time.monotonic() + timeout)
         try:
-            with self._lock:
-                deadline = time.monotonic() + timeout
-                self._waiting += 1
-                self._until = max(self._until, deadline)
-                self._armed.notify_all()
+            try:
+                with self._lock:
+                    self._slots.append(slot)
+                    self._armed.notify_all()
+                slot.ready.acquire(timeout=timeout)  # a signal ends it (main thread): Wake
+            finally:
                 try:
-                    while not self._replies and (left := deadline - time.monotonic()) > 0:
-                        self._served.wait(left)  # a signal ends it (main thread): Wake
-                    reply = self._replies.popleft() if self._replies else None
+                    self._leave(slot)
                 finally:
-                    self._waiting -= 1
-                    while len(self._replies) > self._waiting:  # handed to us as we left
-                        extra.append(self._replies.pop())
-        finally:
-            for other in extra:
-                self._give_back(other)
-        if isinstance(reply, Exception):
-            raise reply
-        return reply
+                    self._leave(slot)  # again, if a Wake cut the first short
+        except BaseException:
+            self._unserved(slot)
+            raise
+        if slot.error is not None:
+            raise slot.error
+        return slot.reply
 
     def close(self) -> None:
         """End the groups' threads (the worker stops)."""
         with self._lock:
             self._closed = True
-            for group in self._threads:
-                group.ended = True
-            blocked = [g for g in self._threads if g.blocked]
-            self._threads = []
+            blocked = [g for g in self._groups if g.blocked]
+            self._groups = []
             self._armed.notify_all()
         self._end(blocked)
 
     def _grouping(self, keys: list[str]) -> list[list[str]]:
-        if keys is not self._keys and keys != self._keys:
-            groups = grouped(keys, self._clustered)
-            with self._lock:
-                self._keys, self._groups = keys, groups
-        return self._groups
+        plan = self._plan
+        if keys is not plan[0] and keys != plan[0]:
+            plan = (keys, grouped(keys, self._clustered))
+            self._plan = plan  # one store: a Wake leaves the old plan or the new
+        return plan[1]
 
-    def _regroup(self, groups: list[list[str]]) -> list[_Group]:
-        """Give each group a thread (under the lock): a thread whose keys changed ends,
-        and one starts for the new keys. Returns the groups whose BLPOP is to be ended."""
-        if self._closed:
-            raise RuntimeError("the worker's waits are closed")
-        ended = []
-        for index, keys in enumerate(groups):
-            if index < len(self._threads) and self._threads[index].keys == keys:
-                continue
-            if index < len(self._threads):
-                ended.append(self._threads[index])
-                self._threads[index].ended = True
-            name = f"pyresque:waiter:{os.urandom(8).hex()}"
-            group = _Group(keys, _near(keys[0], name, self._prefix, self._clustered))
-            if index < len(self._threads):
-                self._threads[index] = group
-            else:
-                self._threads.append(group)
-            thread = threading.Thread(target=self._run, args=(group,), daemon=True)
-            thread.name = f"pyresque-wait-{index}"
-            thread.start()
-        for group in self._threads[len(groups) :]:
-            group.ended = True
-            ended.append(group)
-        del self._threads[len(groups) :]
+    def _regroup(self, groups: list[list[str]]) -> None:
+        """Give each group a running thread: a group whose keys changed is replaced
+        (its thread ends, its BLPOP by a marker), and a group whose thread is not
+        running gets one. Each step leaves a state the next wait completes."""
+        with self._lock:
+            if self._closed:
+                raise RuntimeError("the worker's waits are closed")
+            old = self._groups
+            now = [self._kept(old, index, keys) for index, keys in enumerate(groups)]
+            self._groups = now
+            ended = [g for g in old if g not in now and g.blocked]
+            if len(now) != len(old) or ended:
+                self._armed.notify_all()
         if ended:
-            self._armed.notify_all()
-        return [g for g in ended if g.blocked]
+            _spawn("pyresque-wait-end", self._end, ended)
+        for index, group in enumerate(now):
+            asked = group.asked
+            if not group.life.locked() and (
+                asked is None or time.monotonic() - asked > START_GRACE
+            ):
+                _spawn(f"pyresque-wait-{index}", self._run, group)
+                group.asked = time.monotonic()  # (after: a Wake between asks again)
+
+    def _kept(self, old: list[_Group], index: int, keys: list[str]) -> _Group:
+        if index < len(old) and (old[index].keys is keys or old[index].keys == keys):
+            return old[index]
+        name = f"pyresque:waiter:{os.urandom(8).hex()}"
+        return _Group(keys, _near(keys[0], name, self._prefix, self._clustered))
+
+    def _leave(self, slot: _Slot) -> None:
+        """End ``slot``'s wait: no reply is handed to it from here (done again, no harm)."""
+        with self._lock:
+            if slot in self._slots:
+                self._slots.remove(slot)
+
+    def _unserved(self, slot: _Slot) -> None:
+        """A wait ended by an exception: what was handed to it meanwhile goes back."""
+        got = slot.error if slot.error is not None else slot.reply
+        if got is not None:
+            _spawn("pyresque-wait-back", self._give_back, got)
 
     def _end(self, groups: list[_Group]) -> None:
         """End the BLPOPs of ``groups`` (their threads then end): a marker on their lists."""
@@ -197,18 +242,26 @@ class WakeWait:
                     pipe.rpush(group.end, "1")
                     pipe.pexpire(group.end, MARK_MS)
                     pipe.execute()
-            except _REDIS_ERRORS as exc:  # not a signal's Wake
+            except _REDIS_ERRORS as exc:
                 log.debug("could not end a wait early (it ends at its timeout): %s", exc)
 
     def _run(self, group: _Group) -> None:
         """A group's thread: BLPOP while a wait is on and not served, until ended."""
+        if not group.life.acquire(blocking=False):
+            return  # asked for twice: its first thread runs
+        try:
+            self._serve(group)
+        finally:
+            group.life.release()
+
+    def _serve(self, group: _Group) -> None:
         while True:
             with self._lock:
-                while not group.ended and not self._wanted():
+                while self._current(group) and self._until() - time.monotonic() <= SHORTEST:
                     self._armed.wait()
-                if group.ended:
+                if not self._current(group):
                     return
-                left = self._until - time.monotonic()
+                left = self._until() - time.monotonic()
                 group.blocked = True
             reply: _Reply
             try:
@@ -217,25 +270,39 @@ class WakeWait:
                 reply = exc
             with self._lock:
                 group.blocked = False
-            if isinstance(reply, (list, tuple)) and reply[0] == group.end.encode():
-                continue  # ended (or an older marker): look again
+            if reply is None or _marker(reply, group):
+                continue  # timed out, or ended (or an older marker): look again
             try:
                 self._hand(reply)
             except Exception as exc:  # a bug: logged, and the group goes on waiting
                 self._failures.report(exc)
 
-    def _wanted(self) -> bool:
-        """Whether a wait is on that no reply serves yet, with time left (under the lock)."""
-        return self._waiting > len(self._replies) and self._until - time.monotonic() > SHORTEST
+    def _current(self, group: _Group) -> bool:
+        """Whether ``group`` is still waited on (under the lock)."""
+        return not self._closed and group in self._groups  # (by identity)
+
+    def _live(self) -> list[_Slot]:
+        """The waits on now, dropping those past their end: a wait that exceptions
+        left on the list (they cut its ``finally``) is not handed a token (under the lock)."""
+        now = time.monotonic()
+        if any(s.until <= now for s in self._slots):
+            self._slots[:] = [s for s in self._slots if s.until > now]
+        return self._slots
+
+    def _until(self) -> float:
+        """The end of the longest wait on now, or 0 (under the lock)."""
+        return max((s.until for s in self._live()), default=0.0)
 
     def _hand(self, reply: _Reply) -> None:
-        """Hand ``reply`` to a wait on now; a token nobody waits for goes back."""
-        if reply is None:
-            return
+        """Hand ``reply`` to the oldest wait on now; a token nobody waits for goes back."""
         with self._lock:
-            if self._waiting > len(self._replies):
-                self._replies.append(reply)
-                self._served.notify()
+            if self._live():
+                slot = self._slots.pop(0)
+                if isinstance(reply, Exception):
+                    slot.error = reply
+                else:
+                    slot.reply = reply
+                slot.ready.release()
                 return
         self._give_back(reply)
 

@@ -1,0 +1,139 @@
+"""A main-thread wait over several groups (worker/wake_wait.py) ended by signals at
+random instants, as the worker's QUIT, TERM and pause end it (signals.py raises
+``Wake`` in the main thread, once per wait), while tokens are pushed and the keys
+change. Whatever bytecode the ``Wake`` lands on: only the ``Wake`` comes out (no
+``release unlocked lock``), no token is lost (each was returned by a wait or is back
+on its list), no wait stays counted (a late token goes back), and every group still
+has a live thread (a later wait is woken by a token on any group's keys)."""
+
+from __future__ import annotations
+
+import random
+import signal
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterator
+from types import FrameType
+
+import pytest
+import redis
+
+from pyresque.worker import wake_wait
+from pyresque.worker.signals import Wake
+from pyresque.worker.wake_wait import WakeWait
+
+#: How long signals fall (the test then settles and checks, well within 30 s).
+STORM = 6.0
+#: Keys per group here: six groups of four keys, seven once a key is added.
+SMALL = 4
+
+
+class _Storm:
+    """SIGALRM at random instants; each raises ``Wake`` when it lands inside a wait
+    (``WakeWait.wait`` on the stack) that no ``Wake`` ended yet, as signals.py's
+    ``_wake_idle`` raises once per wait."""
+
+    def __init__(self) -> None:
+        self.armed = False
+        self.raised = 0
+        self.on = True
+
+    def __call__(self, signum: int, frame: FrameType | None) -> None:
+        if self.on:
+            signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0001, 0.003))
+        if self.armed and _inside_wait(frame):
+            self.armed = False
+            self.raised += 1
+            raise Wake
+
+
+def _inside_wait(frame: FrameType | None) -> bool:
+    while frame is not None:
+        if frame.f_code is WakeWait.wait.__code__:
+            return True
+        frame = frame.f_back
+    return False
+
+
+@pytest.fixture
+def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(wake_wait, "GROUP", SMALL)
+
+
+@pytest.fixture
+def client(redis_url: str) -> Iterator[redis.Redis]:
+    made = redis.Redis.from_url(redis_url, socket_timeout=60)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+def test_signals_at_any_instant_leave_the_waits_sound(
+    small_groups: None, client: redis.Redis, redis_client: redis.Redis, namespace: str
+) -> None:
+    keys = [f"{namespace}:pyresque:wake:q{i:02d}" for i in range(6 * SMALL)]
+    more = [f"{namespace}:pyresque:wake:new", *keys]  # every group's keys change
+    waits = WakeWait(client, f"{namespace}:", False)
+    pushed: Counter[bytes] = Counter()
+    taken: Counter[bytes] = Counter()
+    errors: list[BaseException] = []
+    done = threading.Event()
+
+    def produce() -> None:
+        while not done.wait(random.uniform(0.0005, 0.004)):
+            key = random.choice(more)
+            redis_client.rpush(key, "1")
+            pushed[key.encode()] += 1
+
+    storm = _Storm()
+    previous = signal.signal(signal.SIGALRM, storm)
+    producer = threading.Thread(target=produce)
+    producer.start()
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.001)
+        end = time.monotonic() + STORM
+        waited = 0
+        while time.monotonic() < end:
+            waited += 1
+            storm.armed = True
+            try:
+                now = more if waited // 7 % 2 else keys
+                reply = waits.wait(client, now, random.choice([0.02, 0.3]))
+            except Wake:
+                continue
+            except Exception as exc:  # recorded: the storm goes on, the checks say all
+                errors.append(exc)
+                continue
+            finally:
+                storm.armed = False
+            if reply is not None:
+                taken[reply[0]] += 1
+    finally:
+        storm.on = False
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+        done.set()
+        producer.join()
+    try:
+        assert storm.raised > 100, "too few signals landed inside a wait to test anything"
+        assert not errors, f"not a Wake: {errors[:3]!r} ({len(errors)} in all)"
+        # Tokens the groups' pending BLPOPs take now, no wait being on, go back.
+        deadline = time.monotonic() + 15
+        while True:
+            left = Counter({k.encode(): int(redis_client.llen(k)) for k in more})
+            if left + taken == pushed or time.monotonic() > deadline:
+                break
+            time.sleep(0.05)
+        assert left + taken == pushed, f"tokens lost: {pushed - left - taken}"
+        # No wait is left counted and every group waits: a token on any group's keys
+        # (pushed before the wait: its group's BLPOP takes it when sent) ends a wait.
+        redis_client.delete(*more)
+        for key in more[::SMALL]:
+            redis_client.rpush(key, "1")
+            reply = waits.wait(client, more, 10.0)
+            assert reply is not None, f"no wait on {key}'s group"
+            assert tuple(reply) == (key.encode(), b"1")
+    finally:
+        waits.close()
