@@ -9,12 +9,10 @@ has a live thread (a later wait is woken by a token on any group's keys)."""
 from __future__ import annotations
 
 import random
-import signal
 import threading
 import time
 from collections import Counter
 from collections.abc import Iterator
-from types import FrameType
 
 import pytest
 import redis
@@ -22,38 +20,12 @@ import redis
 from pyresque.worker import wake_wait
 from pyresque.worker.signals import Wake
 from pyresque.worker.wake_wait import WakeWait
+from signal_storm import Storm
 
 #: How long signals fall (the test then settles and checks, well within 30 s).
 STORM = 6.0
 #: Keys per group here: six groups of four keys, seven once a key is added.
 SMALL = 4
-
-
-class _Storm:
-    """SIGALRM at random instants; each raises ``Wake`` when it lands inside a wait
-    (``WakeWait.wait`` on the stack) that no ``Wake`` ended yet, as signals.py's
-    ``_wake_idle`` raises once per wait."""
-
-    def __init__(self) -> None:
-        self.armed = False
-        self.raised = 0
-        self.on = True
-
-    def __call__(self, signum: int, frame: FrameType | None) -> None:
-        if self.on:
-            signal.setitimer(signal.ITIMER_REAL, random.uniform(0.0001, 0.003))
-        if self.armed and _inside_wait(frame):
-            self.armed = False
-            self.raised += 1
-            raise Wake
-
-
-def _inside_wait(frame: FrameType | None) -> bool:
-    while frame is not None:
-        if frame.f_code is WakeWait.wait.__code__:
-            return True
-        frame = frame.f_back
-    return False
 
 
 @pytest.fixture
@@ -87,33 +59,26 @@ def test_signals_at_any_instant_leave_the_waits_sound(
             redis_client.rpush(key, "1")
             pushed[key.encode()] += 1
 
-    storm = _Storm()
-    previous = signal.signal(signal.SIGALRM, storm)
     producer = threading.Thread(target=produce)
     producer.start()
     try:
-        signal.setitimer(signal.ITIMER_REAL, 0.001)
-        end = time.monotonic() + STORM
-        waited = 0
-        while time.monotonic() < end:
-            waited += 1
-            storm.armed = True
-            try:
+        with Storm(WakeWait.wait) as storm:
+            end = time.monotonic() + STORM
+            waited = 0
+            while time.monotonic() < end:
+                waited += 1
                 now = more if waited // 7 % 2 else keys
-                reply = waits.wait(client, now, random.choice([0.02, 0.3]))
-            except Wake:
-                continue
-            except Exception as exc:  # recorded: the storm goes on, the checks say all
-                errors.append(exc)
-                continue
-            finally:
-                storm.armed = False
-            if reply is not None:
-                taken[reply[0]] += 1
+                storm.arm()
+                try:
+                    reply = waits.wait(client, now, random.choice([0.02, 0.3]))
+                except Wake:
+                    continue
+                except Exception as exc:  # recorded: the storm goes on, the checks say all
+                    errors.append(exc)
+                    continue
+                if reply is not None:
+                    taken[reply[0]] += 1
     finally:
-        storm.on = False
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
         done.set()
         producer.join()
     try:
