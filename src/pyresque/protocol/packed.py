@@ -19,7 +19,6 @@ from __future__ import annotations
 import codecs
 import os
 import select
-import threading
 import weakref
 from collections.abc import Sequence
 from functools import cache
@@ -150,7 +149,10 @@ class Held:
         self._client = client
         pool: Any = getattr(client, "connection_pool", None)  # (a RedisCluster has none)
         self._holds = type(pool) is redis.ConnectionPool and pool.max_connections >= HOLDS_FROM
-        self._lock = threading.Lock()
+        # The calls on now, each its own object: the first holds the connection. Not a
+        # lock: a signal's handler may raise as ``acquire`` returns, before ``try``
+        # (the lock held for good); one added in ``try`` is taken out whatever lands.
+        self._calls: list[object] = []
         self._slot: list[Any] = [None, _forks]  # the connection, and when it was taken
         self._poller = select.poll()  # polls the socket ``_polled`` (``_stale``)
         self._polled: Any = None
@@ -162,9 +164,11 @@ class Held:
         client = self._client
         if not self._holds or client.connection is not None:
             return run(client, commands)
-        if not self._lock.acquire(blocking=False):
-            return run(client, commands)
+        me = object()
         try:
+            self._calls.append(me)
+            if self._calls[0] is not me:  # another call holds it
+                return run(client, commands)
             slot = self._slot
             if slot[0] is None or slot[1] != _forks:
                 slot[0], slot[1] = client.connection_pool.get_connection(), _forks
@@ -172,7 +176,8 @@ class Held:
                 slot[0].disconnect()  # (it connects again as it sends)
             replies = _retried(slot[0], commands)
         finally:
-            self._lock.release()
+            if me in self._calls:  # (no check for signals until it is out)
+                self._calls.remove(me)
         return _raised(replies)
 
     def _stale(self, connection: Any) -> bool:
