@@ -5,24 +5,13 @@ worker's signals raise ``Wake``, and an application's handlers may raise too."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from typing import Any
 
-import pytest
 import redis
 
 from pyresque.protocol import packed
 from pyresque.worker.signals import Wake
 from signal_storm import Storm
-
-
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    made = redis.Redis.from_url(redis_url, socket_timeout=15)
-    try:
-        yield made
-    finally:
-        made.close()
 
 
 def _ids(connections: set[Any]) -> set[int]:
@@ -34,8 +23,9 @@ def _ids(connections: set[Any]) -> set[int]:
 
 
 def test_an_exception_at_any_instant_of_a_call_leaves_the_held_connection_free(
-    client: redis.Redis,
+    redis_client: redis.Redis,
 ) -> None:
+    client = redis_client
     held = packed.Held(client)
     with Storm(packed.Held.run) as storm:
         end = time.monotonic() + 4

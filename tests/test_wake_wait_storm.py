@@ -12,7 +12,6 @@ import random
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterator
 
 import pytest
 import redis
@@ -33,18 +32,10 @@ def small_groups(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(wake_wait, "GROUP", SMALL)
 
 
-@pytest.fixture
-def client(redis_url: str) -> Iterator[redis.Redis]:
-    made = redis.Redis.from_url(redis_url, socket_timeout=60)
-    try:
-        yield made
-    finally:
-        made.close()
-
-
 def test_signals_at_any_instant_leave_the_waits_sound(
-    small_groups: None, client: redis.Redis, redis_client: redis.Redis, namespace: str
+    small_groups: None, redis_client: redis.Redis, namespace: str
 ) -> None:
+    client = redis_client  # the waits' and the producer's
     keys = [f"{namespace}:pyresque:wake:q{i:02d}" for i in range(6 * SMALL)]
     more = [f"{namespace}:pyresque:wake:new", *keys]  # every group's keys change
     waits = WakeWait(client, f"{namespace}:", False)
