@@ -25,21 +25,27 @@ on Cluster; the last in priority order) are found by the claim after each wait's
 timeout, as jobs of Ruby producers are.
 
 Signals: in fork and inline modes the wait runs in the main thread, where a signal's
-handler raises ``Wake`` to end it (signals.py), at whatever bytecode it has reached.
-So the main thread's side is built to be cut anywhere. It blocks on a lock of its own
-wait's (``_Slot.ready``), released by the group thread that hands it a reply: never
-on a ``Condition``, whose ``wait`` cut between releasing and taking back its lock
-leaves it released (``release unlocked lock`` later). Its bookkeeping is one list
-(the waits on, ``_slots``) changed by single calls under ``with`` (whose lock is
-released whatever lands), and a wait leaves it in a ``finally`` run twice (the
-second completes if a ``Wake`` cut the first: one comes per wait); a reply handed to
-a wait that a ``Wake`` ended goes back from a thread. A wait left on the list anyway
-(more exceptions than that) is dropped at its end. The main thread starts no thread
-itself (``Thread.start`` also waits on a ``Condition``), sends no Redis command (a
-command cut before redis-py's ``try`` keeps its pooled connection out of the pool for
-good): threads started by ``_spawn`` push the markers and the tokens put back, and
-start the groups' threads. A group whose thread is not running (never started, or
-died) gets one at the next wait.
+handler raises ``Wake`` to end it (signals.py), at whatever point it reached: CPython
+runs handlers as a function starts, at a backward jump, or as a C call returns. So
+the main thread's side holds wherever one lands:
+
+- it blocks on a lock of its wait's own (``_Slot.ready``) that the group thread
+  handing it a reply releases, never in ``Condition.wait`` (cut between releasing its
+  lock and taking it back, it leaves it released: ``release unlocked lock``);
+- the waits on are one list, ``_slots``, changed by single calls under ``with`` (its
+  lock is released whatever lands); a wait leaves it in a ``finally`` run twice (the
+  second completes when a ``Wake`` cut the first: one comes per wait, ``_wake_idle``),
+  and what was handed to a wait a ``Wake`` ended goes back. A wait left on the list
+  anyway (more exceptions than that) is dropped at its end;
+- it starts no thread (``Thread.start`` waits on a ``Condition`` too, and cut, it
+  lets the new thread die in its bootstrap) and sends no Redis command (a call cut in
+  redis-py's checkout keeps its connection out of the pool for good: after 100, the
+  pool is spent): threads that ``_spawn`` starts push the markers and the tokens put
+  back, and start the groups' threads. A group with no running thread (never started,
+  or died) gets one at the next wait.
+
+One group's BLPOP, in the caller's thread, is redis-py's call: a token it read as the
+``Wake`` lands is lost (the claim that follows the wait finds its job all the same).
 """
 
 from __future__ import annotations
