@@ -168,6 +168,7 @@ class Held:
         try:
             self._calls.append(me)
             if self._calls[0] is not me:  # another call holds it
+                self._calls.remove(me)  # now: left first in the list, it would bar the next
                 return run(client, commands)
             slot = self._slot
             if slot[0] is None or slot[1] != _forks:
