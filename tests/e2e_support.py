@@ -54,6 +54,21 @@ def wait_for(
         time.sleep(0.01)
 
 
+def spares(executor: Any) -> list[Any]:
+    """The ready children of a ``ForkExecutor`` started from this process, once its
+    zygote has ``SPARE`` of them."""
+    from pyresque.executors.zygote import SPARE
+
+    ready = executor.zygote.ready
+
+    def all_spares() -> bool:
+        executor.zygote.collect()
+        return len(ready) == SPARE
+
+    wait_for(all_spares, PATIENCE, "the spare children")
+    return list(ready)
+
+
 def _fail_if_crashed(message: str) -> None:
     """A process that exited with an error code (a traceback, an import error) will not
     make anything happen: fail now, with its output, instead of at the deadline."""

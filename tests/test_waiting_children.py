@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from e2e_support import wait_for
+from e2e_support import spares, wait_for
 from pyresque import Events, Job, Payload, Registry
 from pyresque.executors import forking, zygote
 from pyresque.executors.base import Stop
@@ -66,18 +66,11 @@ def test_spare_children_rehearse_a_producers_payload_and_make_their_reporter_whi
     executor = ForkExecutor(Events(), jobs=jobs)
     try:
         executor.start()
-        ready = executor.zygote.ready
-
-        def all_spares() -> bool:
-            executor.zygote.collect()
-            return len(ready) == zygote.SPARE
-
-        wait_for(all_spares, 30, "the spare children")
-        spares = {child.pid for child in ready}
+        waiting = {child.pid for child in spares(executor)}
 
         def waiting_ready() -> bool:
             made = {(line["pid"], line["made"]) for line in _lines(log)}
-            return all({(pid, "payload"), (pid, "reporter")} <= made for pid in spares)
+            return all({(pid, "payload"), (pid, "reporter")} <= made for pid in waiting)
 
         wait_for(waiting_ready, 30, "the spare children to rehearse and make their reporter")
         for line in _lines(log):
@@ -91,7 +84,7 @@ def test_spare_children_rehearse_a_producers_payload_and_make_their_reporter_whi
         assert executor.execute(job, None, Stop()).kind == "ok"
         [(kind, text)] = reports  # its report came through the reporter made while waiting
         assert kind == "progress"
-        assert int(json.loads(text)["message"]) in spares
+        assert int(json.loads(text)["message"]) in waiting
     finally:
         executor.close()
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from pyresque.exceptions import Interrupted
+from pyresque.executors.sched import short_slice
 from pyresque.protocol import strict_json
 
 HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
@@ -86,10 +87,10 @@ def fork_child(
     body: Callable[[int, int], None], close: tuple[int, ...] = ()
 ) -> tuple[int, int, int]:
     """Fork a job child. It closes ``close`` and the pipes of its siblings, dies with
-    this process, takes the job child's signals, runs ``body(jobs, outcomes)`` (the
-    read end of its job pipe, the write end of its outcome pipe) and exits: 1 if
-    ``body`` raised, a dirty exit. Returns its pid, the write end of its job pipe
-    and the read end of its outcome pipe."""
+    this process, takes the job child's signals and a short scheduler slice (sched.py),
+    runs ``body(jobs, outcomes)`` (the read end of its job pipe, the write end of its
+    outcome pipe) and exits: 1 if ``body`` raised, a dirty exit. Returns its pid, the
+    write end of its job pipe and the read end of its outcome pipe."""
     out_reader, out_writer = os.pipe()
     job_reader, job_writer = os.pipe()
     parent = os.getpid()
@@ -102,6 +103,7 @@ def fork_child(
                 os.close(fd)
             die_with_parent(parent)
             child_signals()
+            short_slice()  # its wake-up as the job is written preempts what runs (sched.py)
             body(job_reader, out_writer)
         except BaseException:
             code = 1

@@ -1,0 +1,123 @@
+"""Job children ask the scheduler for a short slice (executors/sched.py, issue 14): woken
+by their job's write, they preempt what runs instead of waiting for it. The worker keeps
+its own slice, and a child keeps the policy and nice value it inherited. Real processes:
+a zygote forked from this process, a prefork child, plain forks."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+
+from e2e_support import spares, wait_for
+from pyresque import Events, Job, Payload, Registry
+from pyresque.executors import sched
+from pyresque.executors.base import Stop
+from pyresque.executors.forking import ForkExecutor, PreforkExecutor
+
+
+def _in_child(body: Callable[[], Any]) -> Any:
+    """``body()`` run in a forked process (so this one's scheduling is left alone); its
+    result, through JSON."""
+    reader, writer = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 0
+        try:
+            os.close(reader)
+            os.write(writer, json.dumps(body()).encode())
+        except BaseException:
+            code = 1
+        finally:
+            os._exit(code)
+    os.close(writer)
+    with os.fdopen(reader, "rb") as out:
+        data = out.read()
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    return json.loads(data)
+
+
+def _custom_slices() -> bool:
+    """Whether this kernel takes a custom slice (Linux 6.12 and later)."""
+    return sched.slice_ns() is not None and _in_child(sched.short_slice) is True
+
+
+needs_slices = pytest.mark.skipif(
+    not _custom_slices(), reason="the kernel takes no custom scheduler slice"
+)
+
+
+class _Slice(Job, register=False):
+    def perform(self) -> int | None:
+        return sched.slice_ns()
+
+
+def _jobs() -> Registry:
+    jobs = Registry()
+    jobs.register(_Slice)
+    return jobs
+
+
+@needs_slices
+def test_fork_modes_spare_children_wait_and_run_their_job_with_a_short_slice() -> None:
+    before = sched.slice_ns()
+    executor = ForkExecutor(Events(), jobs=_jobs())
+    try:
+        executor.start()
+        ready = spares(executor)
+
+        def short() -> bool:  # each asks for it once forked, maybe after its ready message
+            return {sched.slice_ns(child.pid) for child in ready} == {sched.SLICE_NS}
+
+        wait_for(short, 30, "the spare children's short slices")
+        assert sched.slice_ns(executor.zygote.pid) == before  # the zygote keeps its own
+        outcome = executor.execute(_Slice(Payload.build("_Slice", []), "q"), None, Stop())
+        assert outcome.kind == "ok"
+        assert outcome.result_text == str(sched.SLICE_NS)
+    finally:
+        executor.close()
+    assert sched.slice_ns() == before  # and so does the worker
+
+
+@needs_slices
+def test_a_prefork_child_runs_its_jobs_with_a_short_slice() -> None:
+    before = sched.slice_ns()
+    executor = PreforkExecutor(Events(), jobs=_jobs())
+    try:
+        for _ in range(2):
+            outcome = executor.execute(_Slice(Payload.build("_Slice", []), "q"), None, Stop())
+            assert outcome.kind == "ok"
+            assert outcome.result_text == str(sched.SLICE_NS)
+    finally:
+        executor.close()
+    assert sched.slice_ns() == before
+
+
+@needs_slices
+def test_a_short_slice_keeps_the_nice_value_and_leaves_other_policies_alone() -> None:
+    def niced() -> dict[str, Any]:
+        nice = os.nice(3)
+        took = sched.short_slice()
+        return {"took": took, "nice": nice, "now": os.getpriority(os.PRIO_PROCESS, 0)}
+
+    got = _in_child(niced)
+    assert got["took"] is True
+    assert got["now"] == got["nice"]  # not reset to 0 (nor raised, for a process allowed to)
+
+    def batch() -> dict[str, Any]:
+        os.sched_setscheduler(0, os.SCHED_BATCH, os.sched_param(0))
+        before = sched.slice_ns()
+        took = sched.short_slice()
+        return {
+            "took": took,
+            "policy": os.sched_getscheduler(0),
+            "same": sched.slice_ns() == before,
+        }
+
+    got = _in_child(batch)
+    assert got["took"] is False  # an operator's SCHED_BATCH worker: its jobs may wait
+    assert got["policy"] == os.SCHED_BATCH
+    assert got["same"] is True
