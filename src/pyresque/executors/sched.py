@@ -29,13 +29,15 @@ SLICE_NS = 100_000
 # struct sched_attr up to sched_period: size, policy, flags, nice, priority, runtime,
 # deadline, period (the kernel's may be longer; the rest is optional).
 _ATTR = struct.Struct("IIQiIQQQ")
-_RUNTIME = 5  # sched_runtime's index in _ATTR
-_POLICY = 1
+_POLICY, _FLAGS, _RUNTIME = 1, 2, 5  # indexes in _ATTR
+_RESET_ON_FORK = 0x01
 _SCHED_OTHER = 0
 #: (sched_getattr, sched_setattr) by machine
 _CALLS = {"x86_64": (315, 314), "aarch64": (275, 274)}
 
-_calls = _CALLS.get(os.uname().machine) if sys.platform.startswith("linux") else None
+# 64-bit processes only: a 32-bit one on a 64-bit kernel has other call numbers.
+_linux64 = sys.platform.startswith("linux") and sys.maxsize > 2**32
+_calls = _CALLS.get(os.uname().machine) if _linux64 else None
 try:
     _syscall = ctypes.CDLL(None, use_errno=True).syscall if _calls else None
 except (OSError, AttributeError):
@@ -55,7 +57,8 @@ def short_slice(ns: int = SLICE_NS) -> bool:
     attr = _get(0)
     if attr is None or attr[_POLICY] != _SCHED_OTHER or _syscall is None or _calls is None:
         return False
-    attr[0], attr[_RUNTIME] = _ATTR.size, ns
+    # Only SCHED_FLAG_RESET_ON_FORK is passed back: the others ask for more than a slice.
+    attr[0], attr[_FLAGS], attr[_RUNTIME] = _ATTR.size, attr[_FLAGS] & _RESET_ON_FORK, ns
     if _syscall(_calls[1], 0, _ATTR.pack(*attr), 0) != 0:
         return False  # refused (a seccomp filter, say): the default slice stays
     return slice_ns() == ns  # a kernel before 6.12 takes the call and ignores the slice
