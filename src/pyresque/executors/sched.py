@@ -1,14 +1,15 @@
 """A job child's scheduler slice: short, so that it runs as soon as its job is written.
 
-The worker wakes a waiting child by writing its job to the child's pipe. On a busy
-machine that wake-up comes while the producer, Redis and the worker itself still run
-(the ``BLMOVE`` reply has just been sent): with the default slice (~1.4 ms here) the
-child waited for them, ~130 µs from the write to its ``read`` in ``pickup.py`` against
-~45 µs on an idle machine (docs/scaling.md, "Fork mode"). Linux's scheduler (EEVDF,
-6.6 and later) gives a task a deadline one slice after it becomes eligible, and from
-6.12 a task may ask for a shorter slice (``sched_attr.sched_runtime``): a woken task
-with an earlier deadline than the running one preempts it. Its share of the CPU is
-unchanged; under contention it is switched in and out more often.
+The worker wakes a waiting child by writing its job to the child's pipe, a "sync"
+wake-up: Linux puts the child on the worker's CPU, behind the worker, and on a busy
+machine behind the producer and Redis too, which still run just then (the ``BLMOVE``
+reply has just been sent). With the default slice (1.4 ms on 2 CPUs) the child waited
+for them: ~130 µs from the write to its ``read`` in ``benchmarks/pickup.py``, against
+~45 µs on an idle machine. Linux's scheduler (EEVDF, 6.6 and later) gives a task a
+deadline one slice after it becomes eligible, and from 6.12 a task may ask for a
+shorter slice (``sched_attr.sched_runtime``): a woken task with an earlier deadline
+than the running one preempts it. Its share of the CPU is unchanged; under contention
+it is switched in and out more often.
 
 Python wraps neither ``sched_setattr`` nor ``sched_getattr``: they are called through
 libc's ``syscall``, on the machines whose call numbers are known. Anywhere else, or
@@ -23,8 +24,10 @@ import os
 import struct
 import sys
 
-#: A job child's slice, in ns: the shortest Linux accepts (0.1 ms).
-SLICE_NS = 100_000
+#: A job child's slice, in ns. Shorter than the default (0.7 ms times 1 + log2 of the
+#: CPUs, up to 8: 1.4 ms on 2), so its wake-up preempts; long enough for a job's cold
+#: start (~0.3 ms here): with the shortest, 0.1 ms, the worker took the CPU back midway.
+SLICE_NS = 500_000
 
 # struct sched_attr up to sched_period: size, policy, flags, nice, priority, runtime,
 # deadline, period (the kernel's may be longer; the rest is optional).
