@@ -23,6 +23,9 @@ import pytest
 import redis
 
 from pyresque.cli.main import without_settings
+from pyresque.executors.child import Child
+from pyresque.executors.forking import ForkExecutor
+from pyresque.executors.zygote import SPARE
 
 TESTS = Path(__file__).resolve().parent
 JOBS = TESTS / "e2e_jobs.py"
@@ -54,11 +57,9 @@ def wait_for(
         time.sleep(0.01)
 
 
-def spares(executor: Any) -> list[Any]:
+def spares(executor: ForkExecutor) -> list[Child]:
     """The ready children of a ``ForkExecutor`` started from this process, once its
     zygote has ``SPARE`` of them."""
-    from pyresque.executors.zygote import SPARE
-
     ready = executor.zygote.ready
 
     def all_spares() -> bool:
