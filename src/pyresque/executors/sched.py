@@ -47,6 +47,11 @@ except (OSError, AttributeError):
     _syscall = None
 
 
+# ``syscall`` is variadic: its arguments go as longs (a Python int would go as a C int,
+# whose register's upper half the kernel would read as it finds it).
+_long = ctypes.c_long
+
+
 def slice_ns(pid: int = 0) -> int | None:
     """The slice of process ``pid`` (0: this one) in ns, or None where it is unknown."""
     attr = _get(pid)
@@ -62,7 +67,7 @@ def short_slice(ns: int = SLICE_NS) -> bool:
         return False
     # Only SCHED_FLAG_RESET_ON_FORK is passed back: the others ask for more than a slice.
     attr[0], attr[_FLAGS], attr[_RUNTIME] = _ATTR.size, attr[_FLAGS] & _RESET_ON_FORK, ns
-    if _syscall(_calls[1], 0, _ATTR.pack(*attr), 0) != 0:
+    if _syscall(_long(_calls[1]), _long(0), _ATTR.pack(*attr), _long(0)) != 0:
         return False  # refused (a seccomp filter, say): the default slice stays
     return slice_ns() == ns  # a kernel before 6.12 takes the call and ignores the slice
 
@@ -71,6 +76,6 @@ def _get(pid: int) -> list[int] | None:
     if _syscall is None or _calls is None:
         return None
     buffer = ctypes.create_string_buffer(_ATTR.size)
-    if _syscall(_calls[0], pid, buffer, _ATTR.size, 0) != 0:
+    if _syscall(_long(_calls[0]), _long(pid), buffer, _long(_ATTR.size), _long(0)) != 0:
         return None
     return list(_ATTR.unpack(buffer.raw))
