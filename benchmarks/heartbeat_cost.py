@@ -1,50 +1,67 @@
-"""The Redis time of one heartbeat of a real worker over many queues (issue 14, §2: no
-script may block Redis for more than about 1 ms).
+"""The Redis time of each command of an idle worker over many queues (issue 14, §2: no
+command or script may block Redis for more than about 1 ms).
 
 A worker's id is Resque's ``host:pid:queues``: over 10,001 queues it is ~120 kB, and
 Redis copies and hashes it each time it enters a script or a command. This starts a
 private Redis server and one idle ``pyresque worker`` over N queues (no job), then logs
-every command for a while (``SLOWLOG``, threshold 0) and reports the heartbeat script's
-duration per call (its SHA names it), with the machine's load. The other slowest
-commands of the idle worker are listed too (its claims and its wait).
+every command for a while (``SLOWLOG``, threshold 0) and reports, per command (a
+script by its name), how many ran, the median and the slowest, and how many passed
+0.5 and 1 ms, with the machine's load. A token is pushed on its first, middle or last
+queue in turn, so its waits are served and its woken claims run.
 
-Only the CLI and the scripts' SHA are used, so another tree's code can be measured:
-``PYTHONPATH=/path/to/other/src python benchmarks/heartbeat_cost.py``.
+Only the CLI and the scripts' sources are used, so another tree's code can be measured
+in the same rounds (``--baseline /path/to/other/src``, the sides in turn).
 
     python benchmarks/heartbeat_cost.py                     # 10,001 queues, 20 s
-    python benchmarks/heartbeat_cost.py --queues 1,1000,10001 --seconds 15
+    python benchmarks/heartbeat_cost.py --queues 1,10001 --seconds 15 --baseline /tmp/base/src
 """
 
 from __future__ import annotations
 
 import argparse
 import itertools
+import json
 import os
 import statistics
 import subprocess
 import sys
 import tempfile
 import time
+from pathlib import Path
 
 import redis
 
 from pyresque.dev.server import RedisServer
-from pyresque.protocol import scripts
 
 NS = "hbcost"
+#: The scripts' names by SHA, printed by the measured tree's own code.
+_SHAS = (
+    "import json; from importlib import resources; from pyresque.protocol import scripts; "
+    "names = [p.name[:-4] for p in (resources.files('pyresque.protocol') / 'lua').iterdir() "
+    "if p.name.endswith('.lua') and not p.name.startswith('lib_')]; "
+    "print(json.dumps({scripts.script(n).sha: n for n in names}))"
+)
 
 
-def measure(server: RedisServer, queues: int, seconds: float, wake: float) -> None:
+def measure(
+    server: RedisServer, queues: int, seconds: float, wake: float, mode: str, src: Path | None
+) -> None:
     client = redis.Redis.from_url(server.url)
     client.flushall()
+    env = {**os.environ, **({"PYTHONPATH": str(src)} if src else {})}
+    shas = json.loads(
+        subprocess.run(
+            [sys.executable, "-c", _SHAS], env=env, check=True, capture_output=True, text=True
+        ).stdout
+    )
     names = ",".join(f"tenant{i:05d}" for i in range(queues))
-    sha = str(scripts.script("heartbeat").sha).encode()
     args = ["worker", "--redis-url", server.url, "--namespace", NS, "--queue", names]
     with tempfile.TemporaryFile() as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "pyresque.cli", *args, "--mode", "inline"],
+            [sys.executable, "-m", "pyresque.cli", *args, "--mode", mode],
             stdout=subprocess.DEVNULL,
             stderr=log,
+            env=env,
         )
         try:
             deadline = time.monotonic() + 120
@@ -62,31 +79,26 @@ def measure(server: RedisServer, queues: int, seconds: float, wake: float) -> No
         finally:
             worker.terminate()
             worker.wait(30)
-    beats = [e["duration"] for e in entries if e["command"].split(b" ")[1:2] == [sha]]
-    waits = [(e["duration"], _keys(e["command"])) for e in entries if e["command"][:6] == b"BLPOP "]
-    others = sorted(
-        ((e["duration"], e["command"][:40]) for e in entries if e["duration"] > 1000),
-        reverse=True,
-    )
-    load = os.getloadavg()[0]
-    if not beats:
-        print(f"{queues} queues: no heartbeat logged in {seconds} s")
-        return
-    print(
-        f"{queues} queues (id {len(names) // 1000} kB): {len(beats)} beats, heartbeat µs "
-        f"median {statistics.median(beats):.0f}, mean {statistics.mean(beats):.0f}, "
-        f"max {max(beats)}; load {load:.2f}"
-    )
-    if waits:
-        print(
-            f"  woken waits: {len(waits)} BLPOPs served, µs median "
-            f"{statistics.median(d for d, _ in waits):.0f}, max {max(d for d, _ in waits)}; "
-            f"keys each at most {max(k for _, k in waits)}"
-        )
-    for duration, command in others[:3]:
-        if command.split(b" ")[1:2] != [sha]:
-            print(f"  also over 1 ms: {duration} µs {command!r}")
     client.close()
+    load = os.getloadavg()[0]
+    print(f"{queues} queues (id {len(names) // 1000} kB, {src or 'this tree'}), load {load:.2f}:")
+    by: dict[str, list[tuple[int, int]]] = {}
+    for e in entries:
+        words = e["command"].split(b" ")
+        name = words[0].decode()
+        if name in ("SLOWLOG", "CONFIG"):
+            continue
+        if name == "EVALSHA":
+            name = shas.get(words[1].decode(), words[1][:8].decode())
+        by.setdefault(name, []).append((e["duration"], _args(words)))
+    for name, calls in sorted(by.items(), key=lambda kv: -max(d for d, _ in kv[1])):
+        durations = [d for d, _ in calls]
+        print(
+            f"  {name:14s} {len(calls):5d} calls, µs median {statistics.median(durations):6.0f}, "
+            f"max {max(durations):6d}, over 0.5 ms {sum(d > 500 for d in durations):3d}, "
+            f"over 1 ms {sum(d > 1000 for d in durations):3d}; arguments at most "
+            f"{max(a for _, a in calls)}"
+        )
 
 
 def _wake(client: redis.Redis, queues: int, seconds: float, every: float) -> None:
@@ -102,12 +114,11 @@ def _wake(client: redis.Redis, queues: int, seconds: float, every: float) -> Non
         time.sleep(every)
 
 
-def _keys(command: bytes) -> int:
-    """The keys of a logged BLPOP: SLOWLOG keeps 31 arguments and "... (N more arguments)"."""
-    words = command.split(b" ")
+def _args(words: list[bytes]) -> int:
+    """The arguments of a logged command: SLOWLOG keeps 32 and "... (N more arguments)"."""
     if words[-1] == b"arguments)":
-        return 31 + int(words[-3].lstrip(b"(")) - 2
-    return len(words) - 2
+        return 31 + int(words[-3].lstrip(b"(")) - 1
+    return len(words) - 1
 
 
 def main() -> None:
@@ -115,10 +126,16 @@ def main() -> None:
     parser.add_argument("--queues", default="10001", help="comma-separated queue counts")
     parser.add_argument("--seconds", type=float, default=20.0, help="per queue count")
     parser.add_argument("--wake", type=float, default=1.5, help="seconds between wake-ups, 0: none")
+    parser.add_argument("--mode", default="inline", help="the worker's mode")
+    parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
+    parser.add_argument("--rounds", type=int, default=1)
     opts = parser.parse_args()
+    sides: list[Path | None] = [None, opts.baseline.resolve()] if opts.baseline else [None]
     with RedisServer() as server:
-        for n in opts.queues.split(","):
-            measure(server, int(n), opts.seconds, opts.wake)
+        for turn in range(opts.rounds):
+            for src in sides if turn % 2 == 0 else sides[::-1]:  # neither always goes first
+                for n in opts.queues.split(","):
+                    measure(server, int(n), opts.seconds, opts.wake, opts.mode, src)
 
 
 if __name__ == "__main__":

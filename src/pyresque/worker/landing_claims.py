@@ -5,7 +5,8 @@ A worker of one queue moves its head with ``LMOVE``. A worker of several queues 
 globs runs land_claim.lua, which moves the head of the first non-empty queue, in
 priority order, onto that queue's landing list (protocol/landings.py); as fetch.py's
 claim, a call tries the first CHUNK queues, and when they are all empty the next
-calls try the following ones, four times as many each time, up to CHUNK_MAX. While
+calls try the following ones, four times as many each time, up to CHUNK_MAX (fewer
+when their names pass CHUNK_BYTES). While
 the jobs come from the first queue, a plain ``LMOVE`` of it comes first (the script
 only when it found nothing): such a worker costs what a worker of one queue does. Before a
 call that may move a job of a queue onto a list not yet named in the worker's
@@ -42,7 +43,7 @@ from pyresque.protocol.landings import (
 )
 from pyresque.protocol.packed import Command
 from pyresque.protocol.scripts import ScriptCall
-from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher
+from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher, chunk_end
 
 log = logging.getLogger("pyresque.worker")
 T = TypeVar("T")
@@ -297,14 +298,15 @@ class SeveralQueues:
                 queue = text(found[0])
                 self._hot = queue if start == 0 and queue == queues[0] else None
                 return queue, raw(found[1])
-            start, size = start + size, min(size * 4, CHUNK_MAX)
+            start, size = start + len(queues), min(size * 4, CHUNK_MAX)
             commands = self._call(start, size, woken)
             if commands:
                 replies = send(commands)
         return None
 
     def _call(self, start: int, size: int, woken: bool) -> list[Command]:
-        queues = self._fetcher.resolved[start : start + size]
+        resolved = self._fetcher.resolved
+        queues = resolved[start : chunk_end(resolved, start, size)]
         self._sent = (queues, woken)
         if not queues:
             return []

@@ -1,0 +1,102 @@
+"""A claim over many queues goes in calls of bounded size (issue 14: no script may hold
+Redis for more than about 1 ms): each call ships the keys of the queues it tries and
+pops from each, so each tries at most CHUNK_MAX queues and CHUNK_BYTES of their names
+(one queue at least), whatever the worker's number of queues and their names' length.
+Read from the calls the server logged (``SLOWLOG``, a private server), not timed."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import cast
+
+import pytest
+import redis
+
+from pyresque import Resque
+from pyresque.dev.server import RedisServer
+from pyresque.protocol import scripts
+from pyresque.protocol.claim import Claim
+from pyresque.worker.fetch import CHUNK_BYTES, CHUNK_MAX, Fetcher
+from pyresque.worker.landing import Lander
+from pyresque.worker.options import WorkerOptions
+from pyresque.worker.queue_list import QueueList
+from pyresque.worker.worker import Worker
+
+#: Short names, then names of 300 bytes (a tenant's path, say), then short ones: the
+#: job waits on the last queue, so every call is made.
+QUEUES = (
+    [f"t{i:04d}" for i in range(600)]
+    + [f"long{i:03d}-" + "x" * 292 for i in range(60)]
+    + [f"u{i:04d}" for i in range(300)]
+)
+#: Measured on a 2-core machine under load (benchmarks/heartbeat_cost.py): 64 queues a
+#: call stay well under 1 ms, 256 did not; and each byte of a name costs, in the call's
+#: keys and arguments, about four times.
+MOST_QUEUES = 64
+MOST_NAME_BYTES = 4096
+
+
+@pytest.fixture
+def rq() -> Iterator[Resque]:
+    """A client of a private server that logs every command (``SLOWLOG``)."""
+    with RedisServer() as server:
+        client = Resque(server.url)
+        client.redis.config_set("slowlog-max-len", 100_000)
+        client.redis.config_set("slowlog-log-slower-than", 0)
+        yield client
+        client.redis.close()
+
+
+def _queues_per_call(client: redis.Redis, script: str, head: int, per_queue: int) -> list[int]:
+    """The queues each logged call of ``script`` tried, in call order, from its KEYS
+    count: ``head`` keys, then ``per_queue`` per queue (and maybe a registry: dropped by
+    the division)."""
+    sha = scripts.script(script).sha.encode()
+    words = [e["command"].split(b" ") for e in client.slowlog_get(100_000)[::-1]]
+    return [(int(w[2]) - head) // per_queue for w in words if w[:2] == [b"EVALSHA", sha]]
+
+
+def _assert_bounded(calls: list[int]) -> None:
+    assert sum(calls) == len(QUEUES), calls  # each queue tried once, in order
+    start = 0
+    for n in calls:
+        names = sum(len(q.encode()) for q in QUEUES[start : start + n])
+        assert n <= min(CHUNK_MAX, MOST_QUEUES), calls
+        assert n == 1 or names <= min(CHUNK_BYTES, MOST_NAME_BYTES), (start, n, names)
+        start += n
+    assert calls[-1] > 1  # the short names after the long ones: more a call again
+
+
+@pytest.mark.parametrize("woken", [False, True])
+def test_a_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(
+    rq: Resque, woken: bool
+) -> None:
+    r, worker_id = rq.redis, "host:1:many"
+    secs, _ = r.time()
+    r.zadd(rq.keys.leases, {worker_id: (secs + 600) * 1000})
+    fetcher = Fetcher(r, rq.keys, worker_id, QueueList.parse(",".join(QUEUES)))
+    r.rpush(rq.keys.queue(QUEUES[-1]), b"job")
+    if woken:  # its claims ship the wake lists too
+        r.rpush(rq.keys.wake(QUEUES[-1]), b"1")
+        assert fetcher.wait(5) is False
+    r.slowlog_reset()
+    [claim] = cast("list[Claim]", fetcher.claim(["tok"]))
+    assert (claim.queue, claim.raw) == (QUEUES[-1], b"job")
+    # The lease and the in-flight hash, then each queue (and its wake list).
+    _assert_bounded(_queues_per_call(r, "claim", 2, 2 if woken else 1))
+
+
+def test_a_landing_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(
+    rq: Resque,
+) -> None:
+    r = rq.redis
+    worker = Worker(rq, ",".join(QUEUES), WorkerOptions(mode="inline", lease_ttl=60))
+    worker.heartbeat.beat()
+    lander = Lander.of(worker, worker.processors[0].fetcher)
+    assert isinstance(lander, Lander)
+    r.rpush(rq.keys.queue(QUEUES[-1]), b"job")
+    r.slowlog_reset()
+    [claim] = cast("list[Claim]", lander.claim("tok"))
+    assert (claim.queue, claim.raw) == (QUEUES[-1], b"job")
+    _assert_bounded(_queues_per_call(r, "land_claim", 0, 2))  # each queue and its landing list
+    lander.close()
