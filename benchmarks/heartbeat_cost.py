@@ -44,7 +44,13 @@ _SHAS = (
 
 
 def measure(
-    server: RedisServer, queues: int, seconds: float, wake: float, mode: str, src: Path | None
+    server: RedisServer,
+    queues: int,
+    seconds: float,
+    wake: float,
+    mode: str,
+    src: Path | None,
+    slowest: int = 0,
 ) -> None:
     client = redis.Redis.from_url(server.url)
     client.flushall()
@@ -99,6 +105,9 @@ def measure(
             f"over 1 ms {sum(d > 1000 for d in durations):3d}; arguments at most "
             f"{max(a for _, a in calls)}"
         )
+    if slowest:
+        for e in sorted(entries, key=lambda e: -e["duration"])[:slowest]:
+            print(f"    {e['duration']} µs at {e['start_time']}: {e['command'][:150]!r}")
 
 
 def _wake(client: redis.Redis, queues: int, seconds: float, every: float) -> None:
@@ -129,13 +138,21 @@ def main() -> None:
     parser.add_argument("--mode", default="inline", help="the worker's mode")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument(
+        "--fifo",
+        action="store_true",
+        help="run the server SCHED_FIFO (chrt, root): what the scheduler adds is left out",
+    )
+    parser.add_argument("--slowest", type=int, default=0, help="list this many slowest commands")
     opts = parser.parse_args()
     sides: list[Path | None] = [None, opts.baseline.resolve()] if opts.baseline else [None]
     with RedisServer() as server:
+        if opts.fifo:
+            subprocess.run(["chrt", "-f", "-p", "10", str(server.pid)], check=True)
         for turn in range(opts.rounds):
             for src in sides if turn % 2 == 0 else sides[::-1]:  # neither always goes first
                 for n in opts.queues.split(","):
-                    measure(server, int(n), opts.seconds, opts.wake, opts.mode, src)
+                    measure(server, int(n), opts.seconds, opts.wake, opts.mode, src, opts.slowest)
 
 
 if __name__ == "__main__":

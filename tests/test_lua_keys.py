@@ -61,7 +61,7 @@ CASES: dict[str, list[tuple[int, list[Any]]]] = {
         (3, ["tok", "{}", "1"]),
         (2, ["tok", "{}", "", "1", P]),
     ],
-    "heartbeat": [(5, ["w", 1000, "", "", ""]), (5 + 3, ["w", 1000, "now", "0", "1"])],
+    "heartbeat": [(5, [""]), (5 + 1, ["1"])],
     "lease_renew": [(1, ["w", 1000])],
     "foreign_clear": [(2, ["list", "set"])],
     "history": [(3, ["2", 1, 1, 60, 60, "i", "field", 1])],

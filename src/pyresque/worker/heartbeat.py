@@ -17,11 +17,11 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from typing import Any
 
 import redis
 
 from pyresque.middleware.history import HistoryBuffer
+from pyresque.protocol.beat import Beat, one_beat
 from pyresque.protocol.commands import pause_all_set
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
@@ -115,18 +115,19 @@ class Heartbeat(threading.Thread):
         keys where (on Cluster, the slot of one of our queues)."""
         sent = time.monotonic()
         registering = not self._registered
-        (commands, expired, replaced, marked, pause_all, again), durable = self._send(registering)
+        done, durable = self._send(registering)
+        commands, replaced, again = done.commands, done.replaced, done.again
         if again and not registering:
             # Unregistered since the last beat (a reap, a prune, a Redis that lost its
             # data): register now, its started key with it (until a call succeeds).
             self._registered = False
-            reply, renewed = self._send(True)
-            commands, replaced = commands + reply[0], replaced + reply[2]
-            expired, marked, pause_all = reply[1], reply[3], reply[4]
+            done, renewed = self._send(True)
+            commands, replaced = commands + done.commands, replaced + done.replaced
             durable = durable and renewed
         self.registrations += again
-        self.paused_all = pause_all_set(pause_all or None)
-        found = [(self._keys, member) for member in expired]
+        self.paused_all = pause_all_set(done.pause_all)
+        marked = done.marked
+        found = [(self._keys, member) for member in done.expired]
         for shard in self.shards():  # renewed in every slot before the lease counts
             lease_args = [self.worker_id, self.lease_ms]
             reply, renewed = run_durably(
@@ -162,41 +163,36 @@ class Heartbeat(threading.Thread):
                 self._redis.zrem(where.leases, member)  # would hide real ones
         return [(where, w) for where, w in dead if w != self.worker_id]
 
-    def _send(self, registering: bool) -> tuple[list[Any], bool]:
-        """One call of heartbeat.lua and whether its renewal is durable. The worker id
-        (100 kB and more with thousands of queues) is sent once; the keys named after
-        it only when needed (heartbeat.lua says why)."""
+    def _send(self, registering: bool) -> tuple[Beat, bool]:
+        """One beat in Redis (protocol/beat.py) and whether its renewal is durable; the
+        keys named after the worker id (100 kB and more with thousands of queues) only
+        when needed."""
         paused = self.paused()
-        keys = [
-            self._keys.leases,
-            self._keys.workers,
-            self._keys.heartbeats,
-            self._keys.cancels,
-            self._keys.pause_all,
-        ]
         # The control list: when a command came (the watch woke us), when no watch
         # runs, and every few beats in case one came while the watch reconnected.
         read = self._watch is None or self._control_unread or self._beats % CONTROL_EVERY == 0
-        if read:
-            keys.append(self._keys.control(self.worker_id))
-        if registering:
-            keys.append(self._keys.worker_started(self.worker_id))
         # The marker expires with the lease: set on each paused beat, deleted once after.
         marker = "1" if paused else ("" if self._marker is False else "0")
-        if marker:
-            keys.append(self._keys.paused(self.worker_id))
-        started = self.started if registering else ""
-        args = [self.worker_id, self.lease_ms, started, marker, "1" if read else ""]
         self._beats += 1
         self._control_unread = False  # a wake from now on is for the next beat
         try:
-            reply, durable = run_durably(self._redis, "heartbeat", keys, args, self.durability)
+            found, durable = one_beat(
+                self._redis,
+                self._keys,
+                self.worker_id,
+                self.lease_ms,
+                started=self.started if registering else "",
+                marker=marker,
+                read_control=read,
+                durability=self.durability,
+            )
         except BaseException:
             self._control_unread = self._control_unread or read
             raise
+        self._control_unread = self._control_unread or found.more_commands
         self._marker = paused
         self._registered = self._registered or registering
-        return reply, durable
+        return found, durable
 
     def _command(self, command: bytes) -> None:
         """Deliver one control message; one that is not text is dropped."""
