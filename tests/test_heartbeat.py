@@ -1,6 +1,6 @@
-"""A beat carries the worker id once and the keys named after it only when needed
-(heartbeat.lua: with thousands of queues the id is 100 kB and more): what it leaves out
-must still be written when it matters."""
+"""A beat writes the worker id with plain commands, and the keys named after it only
+when needed (protocol/beat.py: with thousands of queues the id is 100 kB and more):
+what it leaves out must still be written when it matters."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ import pytest
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.middleware.history import HistoryBuffer
+from pyresque.protocol.beat import one_beat
 from pyresque.protocol.connection import dedicated, lease_client
+from pyresque.protocol.durability import Replicas
 from pyresque.worker.heartbeat import CONTROL_EVERY, Heartbeat
 from pyresque.worker.recovery import Recovery
 
@@ -149,3 +151,16 @@ def test_a_control_list_of_another_type_is_replaced_and_the_beat_goes_on(
     rq.redis.rpush(rq.keys.control(WID), "pause")
     beat.heartbeat.beat()
     assert beat.delivered == ["pause"]
+
+
+def test_a_renewal_no_replica_acknowledged_is_written_and_said_not_durable(rq: Resque) -> None:
+    """With a durability policy the lease counts once replicas have it: the beat's
+    plain writes are followed by a WAIT on their connection (the session's server has
+    no replica)."""
+    found, durable = one_beat(rq.redis, rq.keys, WID, 5000, durability=Replicas(1, 50))
+    assert not durable
+    assert found.again
+    assert rq.redis.zscore(rq.keys.leases, WID)
+    found, durable = one_beat(rq.redis, rq.keys, WID, 5000)
+    assert durable
+    assert not found.again

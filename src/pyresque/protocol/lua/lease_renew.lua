@@ -1,7 +1,7 @@
--- Renew a worker's lease in one queue's slot on Redis Cluster (heartbeat.lua renews
--- it in the home slot), where its claims from that queue check it (lib_claim.lua),
--- and report the workers whose lease there has expired, for their jobs in that slot to
--- be recovered (recover.lua).
+-- Renew a worker's lease in one queue's slot on Redis Cluster (the heartbeat renews
+-- it in the home slot: protocol/beat.py), where its claims from that queue check it
+-- (lib_claim.lua), and report the workers whose lease there has expired, for their
+-- jobs in that slot to be recovered (recover.lua).
 --
 -- KEYS[1] the slot's leases zset   ARGV[1] worker id   ARGV[2] lease length (ms)
 -- Returns the expired worker ids (20 at most).
