@@ -1,9 +1,10 @@
-"""A job's timeout in threads and asyncio modes is an interrupt sent into the job (an
-asynchronous exception, a task's cancellation). Code that swallows it (a ``__del__``,
-a weakref or gc callback, an ``except BaseException: pass``) must not let the job run
-on past its timeout: the watchdog sends it again, then stops the job as for a kill
-(worker/watchdog.py); a task that swallowed its cancellation is cancelled again
-(executors/inprocess.py). Real workers, real Redis (jobs: tests/swallow_jobs.py)."""
+"""A job's timeout in threads, asyncio and inline modes is an interrupt sent into the job
+(an asynchronous exception, a task's cancellation, SIGALRM's handler raising). Code that
+swallows it (a ``__del__``, a weakref or gc callback, an ``except BaseException: pass``)
+must not let the job run on past its timeout: the watchdog sends it again, then stops
+the job as for a kill (worker/watchdog.py); a task that swallowed its cancellation is
+cancelled again, and an inline job's alarm fires again (executors/inprocess.py). Real
+workers, real Redis (jobs: tests/swallow_jobs.py)."""
 
 from __future__ import annotations
 
@@ -31,19 +32,22 @@ def _worker(procs: Procs, namespace: str, mode: str, app: Path = JOBS) -> Proc:
     return worker
 
 
-@pytest.mark.parametrize("job", ["SwallowsTheFirst", "SwallowsAll"])
-def test_a_threaded_job_that_swallows_its_timeout_still_ends_as_timed_out(
-    procs: Procs, state: State, rq: Resque, namespace: str, job: str
+@pytest.mark.parametrize(
+    ("mode", "job"),
+    [("threads", "SwallowsTheFirst"), ("threads", "SwallowsAll"), ("inline", "SwallowsTheFirst")],
+)
+def test_a_job_that_swallows_its_timeout_still_ends_as_timed_out(
+    procs: Procs, state: State, rq: Resque, namespace: str, mode: str, job: str
 ) -> None:
-    worker = _worker(procs, namespace, "threads")
+    worker = _worker(procs, namespace, mode)
     rq.enqueue("swallow", job, {})
     [record] = state.wait_failed(1, timeout=PATIENCE)
     assert record["exception"] == "pyresque.JobTimeout"
     assert "timeout of 0.3 s" in record["error"]
     # It ended (its failure is recorded) long before its 90 s of running on: stopped
-    # again, by a second JobTimeout, or (SwallowsAll, which takes every Exception) by
-    # Interrupted once the grace (--term-timeout 1) was over. (What it noted as it was
-    # stopped may be cut short by the next interrupt: not asserted.)
+    # again, by a second JobTimeout, or (SwallowsAll, which takes every Exception: in
+    # threads mode) by Interrupted once the grace (--term-timeout 1) was over. (What it
+    # noted as it was stopped may be cut short by the next interrupt: not asserted.)
     assert _notes(state, "ran on") == []
     assert state.number("stat:failed") == 1
     assert worker.running()

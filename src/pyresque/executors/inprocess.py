@@ -36,7 +36,8 @@ from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
 
-#: How often a job's task that swallowed its cancellation is cancelled again.
+#: How often a job that swallowed its stop is stopped again: an inline job's alarm
+#: (its timeout, cancel or interrupt), a job's task's cancellation in asyncio mode.
 RECANCEL = 0.5
 
 
@@ -114,15 +115,24 @@ class InlineExecutor:
         if showing is not None and now >= showing.due:
             self._showing = None
             showing.show()
+        stopping: BaseException
         if job.cancel_requested:
-            raise Cancelled("the job was cancelled")
-        if stop.lease_lost(now):
-            raise Interrupted("this worker could not renew its lease in time")
-        if stop.grace_over() or (stop.interrupt and now >= ends):
-            raise Interrupted("the worker was told to stop and the grace period ended")
-        if now >= ends:
-            raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
-        self._arm()  # the lease was renewed meanwhile
+            stopping = Cancelled("the job was cancelled")
+        elif stop.lease_lost(now):
+            stopping = Interrupted("this worker could not renew its lease in time")
+        elif stop.grace_over() or (stop.interrupt and now >= ends):
+            stopping = Interrupted("the worker was told to stop and the grace period ended")
+        elif now >= ends:
+            stopping = JobTimeout(f"job ran longer than its timeout of {timeout} s")
+        else:
+            self._arm()  # the lease was renewed meanwhile
+            return
+        # Raised wherever the interpreter is: in a finalizer or a gc callback it ran
+        # then (the suite saw one in Hypothesis's), or in code of the job's that takes
+        # it, it is swallowed and the job runs on. So it fires again while the job runs
+        # (execute() disarms it once the job ended).
+        signal.setitimer(signal.ITIMER_REAL, RECANCEL)
+        raise stopping
 
     def cancel(self, job: Job, stop: Stop) -> None:
         """SIGALRM to the main thread: its handler raises ``Cancelled`` in the job."""
