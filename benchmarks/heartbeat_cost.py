@@ -51,6 +51,7 @@ def measure(
     mode: str,
     src: Path | None,
     slowest: int = 0,
+    extra: tuple[str, ...] = (),
 ) -> None:
     client = redis.Redis.from_url(server.url)
     client.flushall()
@@ -64,7 +65,7 @@ def measure(
     args = ["worker", "--redis-url", server.url, "--namespace", NS, "--queue", names]
     with tempfile.TemporaryFile() as log:
         worker = subprocess.Popen(
-            [sys.executable, "-m", "pyresque.cli", *args, "--mode", mode],
+            [sys.executable, "-m", "pyresque.cli", *args, "--mode", mode, *extra],
             stdout=subprocess.DEVNULL,
             stderr=log,
             env=env,
@@ -138,6 +139,7 @@ def main() -> None:
     parser.add_argument("--mode", default="inline", help="the worker's mode")
     parser.add_argument("--baseline", type=Path, help="another tree's src, measured too")
     parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--worker-args", default="", help="more worker options, e.g. --no-blocking")
     parser.add_argument(
         "--fifo",
         action="store_true",
@@ -152,7 +154,16 @@ def main() -> None:
         for turn in range(opts.rounds):
             for src in sides if turn % 2 == 0 else sides[::-1]:  # neither always goes first
                 for n in opts.queues.split(","):
-                    measure(server, int(n), opts.seconds, opts.wake, opts.mode, src, opts.slowest)
+                    measure(
+                        server,
+                        int(n),
+                        opts.seconds,
+                        opts.wake,
+                        opts.mode,
+                        src,
+                        opts.slowest,
+                        tuple(opts.worker_args.split()),
+                    )
 
 
 if __name__ == "__main__":

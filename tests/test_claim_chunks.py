@@ -6,6 +6,7 @@ Read from the calls the server logged (``SLOWLOG``, a private server), not timed
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import cast
 
@@ -47,13 +48,25 @@ def rq() -> Iterator[Resque]:
         client.redis.close()
 
 
+def _logged(client: redis.Redis) -> list[list[bytes]]:
+    """The logged commands' words (an argument cut at 128 bytes ends "... (N more bytes)")."""
+    entries = client.slowlog_get(100_000)[::-1]
+    return [re.sub(rb"\.\.\. \(\d+ more bytes\)", b"", e["command"]).split(b" ") for e in entries]
+
+
 def _queues_per_call(client: redis.Redis, script: str, head: int, per_queue: int) -> list[int]:
     """The queues each logged call of ``script`` tried, in call order, from its KEYS
     count: ``head`` keys, then ``per_queue`` per queue (and maybe a registry: dropped by
     the division)."""
     sha = scripts.script(script).sha.encode()
-    words = [e["command"].split(b" ") for e in client.slowlog_get(100_000)[::-1]]
-    return [(int(w[2]) - head) // per_queue for w in words if w[:2] == [b"EVALSHA", sha]]
+    return [(int(w[2]) - head) // per_queue for w in _logged(client) if w[:2] == [b"EVALSHA", sha]]
+
+
+def _queues_per_look(client: redis.Redis) -> list[int]:
+    """The queues each logged ``EXISTS`` looked at (SLOWLOG keeps the command, 30
+    arguments and "... (N more arguments)")."""
+    looks = [w for w in _logged(client) if w[0] == b"EXISTS"]
+    return [30 + int(w[-3].lstrip(b"(")) if w[-1] == b"arguments)" else len(w) - 1 for w in looks]
 
 
 def _assert_bounded(calls: list[int]) -> None:
@@ -83,7 +96,16 @@ def test_a_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(
     [claim] = cast("list[Claim]", fetcher.claim(["tok"]))
     assert (claim.queue, claim.raw) == (QUEUES[-1], b"job")
     # The lease and the in-flight hash, then each queue (and its wake list).
-    _assert_bounded(_queues_per_call(r, "claim", 2, 2 if woken else 1))
+    calls = _queues_per_call(r, "claim", 2, 2 if woken else 1)
+    if woken:  # each call deletes the wake-up tokens of the queues it found empty
+        _assert_bounded(calls)
+        return
+    # The worker id (~120 kB over 10,000 queues) is in each call's arguments and keys:
+    # past the first, a call only for the queues EXISTS found a job in, the last ones.
+    looks = _queues_per_look(r)
+    assert len(calls) == 2, calls
+    assert calls[-1] == looks[-1], (calls, looks)
+    _assert_bounded([calls[0], *looks])
 
 
 def test_a_landing_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(

@@ -133,16 +133,25 @@ class Fetcher:
     ) -> list[Claim] | Paused:
         """Add to ``got`` the jobs claimed for ``tokens`` from the queues from ``start`` on,
         ``size`` of them in the first call (CHUNK); on Cluster, a call per queue, each
-        in its queue's slot (sharded.py)."""
+        in its queue's slot (sharded.py). Past the first call, the queues of a call are
+        first looked at with ``EXISTS`` (a list exists while it holds a job), and none
+        is called for when they are all empty: claim.lua carries the worker id (in an
+        argument and the in-flight hash's key), which costs Redis ~1.2 ns a byte (~300
+        µs for an id of 10,000 queues) each call, and ``EXISTS`` ~0.1 µs a queue. A
+        woken claim calls it in any case: it deletes the empty queues' wake-up tokens."""
         while tokens and start < len(self.resolved):
-            if self._keys.clustered:
+            clustered = self._keys.clustered
+            end = start + 1 if clustered else chunk_end(self.resolved, start, size)
+            if start > 0 and not woken and not self._queued(start, end):
+                start, size = end, min(size * 4, CHUNK_MAX)
+                continue
+            if clustered:
                 keys, args = sharded.claim_call(
                     self._keys, self._worker_id, tokens, self.resolved[start], woken
                 )
-                start += 1
             else:
-                keys, args, start = self._claim_call(tokens, start, size, woken)
-                size = min(size * 4, CHUNK_MAX)
+                keys, args = self._claim_call(tokens, start, end, woken)
+            start, size = end, min(size * 4, CHUNK_MAX)
             reply, durable = run_durably(self._redis, "claim", keys, args, self._durability)
             claimed = self._replicated(self._claimed(reply, tokens), durable, 0)
             if self._unreplicated:
@@ -170,7 +179,8 @@ class Fetcher:
                 raise QueuesChanged
             return int(recorded), self._replicated([], durable, int(recorded))
         woken = self.took_wake()
-        claim_keys, claim_args, end = self._claim_call(next_tokens, 0, CHUNK, woken)
+        end = chunk_end(self.resolved, 0, CHUNK)
+        claim_keys, claim_args = self._claim_call(next_tokens, 0, end, woken)
         recorded, claimed = self._finish_claim(keys, args, claim_keys, claim_args, next_tokens)
         if isinstance(claimed, Paused):
             return recorded, claimed
@@ -255,17 +265,19 @@ class Fetcher:
         return woken
 
     def _claim_call(
-        self, tokens: list[str], start: int, size: int, woken: bool
-    ) -> tuple[list[str], list[Any], int]:
-        """claim.lua's KEYS and ARGV for the queues from ``start``, ``size`` of them at
-        most (``chunk_end``), and the end of those queues."""
+        self, tokens: list[str], start: int, end: int, woken: bool
+    ) -> tuple[list[str], list[Any]]:
+        """claim.lua's KEYS and ARGV for the queues from ``start`` to ``end``."""
         queues = self._with_keys()
-        end = chunk_end(queues, start, size)
         keys = [*self._head, *self._queue_keys[start:end]]
         if woken:
             keys += self._wake_keys[start:end]
-        args = [self._worker_id, " ".join(tokens), "1" if woken else "", *queues[start:end]]
-        return keys, args, end
+        return keys, [self._worker_id, " ".join(tokens), "1" if woken else "", *queues[start:end]]
+
+    def _queued(self, start: int, end: int) -> bool:
+        """Whether a queue from ``start`` to ``end`` holds a job (or is not a list)."""
+        self._with_keys()
+        return bool(self._redis.exists(*self._queue_keys[start:end]))
 
     def _with_keys(self) -> list[str]:
         """The resolved queues, their keys built (again only when the queues change)."""
