@@ -1,12 +1,14 @@
-"""Job children ask the scheduler for a short slice (executors/sched.py, issue 14): woken
-by their job's write, they preempt what runs instead of waiting for it. The worker keeps
-its own slice, and a child keeps the policy and nice value it inherited. Real processes:
-a zygote forked from this process, a prefork child, plain forks."""
+"""Job children, and the workers of in-process modes, ask the scheduler for a short slice
+(executors/sched.py, issue 14): woken by their job, they preempt what runs instead of
+waiting for it. A fork or prefork worker keeps its own slice, and a child keeps the
+policy and nice value it inherited. Real processes: a zygote forked from this process, a
+prefork child, plain forks."""
 
 from __future__ import annotations
 
 import json
 import os
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -17,6 +19,12 @@ from pyresque import Events, Job, Payload, Registry
 from pyresque.executors import sched
 from pyresque.executors.base import Stop
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
+from pyresque.executors.inprocess import (
+    AsyncioExecutor,
+    EventLoopThread,
+    InlineExecutor,
+    ThreadExecutor,
+)
 
 
 def _in_child(body: Callable[[], Any]) -> Any:
@@ -53,6 +61,11 @@ needs_slices = pytest.mark.skipif(
 class _Slice(Job, register=False):
     def perform(self) -> int | None:
         return sched.slice_ns()
+
+
+class _SliceAsync(Job, register=False):
+    async def perform(self) -> int | None:
+        return sched.slice_ns()  # on the event loop's thread
 
 
 def _jobs() -> Registry:
@@ -121,3 +134,42 @@ def test_a_short_slice_keeps_the_nice_value_and_leaves_other_policies_alone() ->
     assert got["took"] is False  # an operator's SCHED_BATCH worker: its jobs may wait
     assert got["policy"] == os.SCHED_BATCH
     assert got["same"] is True
+
+
+def _in_process(mode: str) -> dict[str, Any]:
+    """A job run by ``mode``'s executor, started as the worker starts it (in the main
+    thread; threads mode's job in a thread started after): the job's slice, the main
+    thread's before the start and after."""
+    before = sched.slice_ns()
+    loop = EventLoopThread() if mode == "asyncio" else None
+    executor: InlineExecutor | ThreadExecutor
+    if mode == "inline":
+        executor = InlineExecutor(Events())
+    else:
+        executor = ThreadExecutor(Events()) if loop is None else AsyncioExecutor(Events(), loop)
+    job_class = _SliceAsync if loop is not None else _Slice
+    job = job_class(Payload.build(job_class.__name__, []), "q")
+    outcomes: list[Any] = []
+    try:
+        executor.start()
+        if mode == "inline":
+            outcomes.append(executor.execute(job, None, Stop()))
+        else:
+            thread = threading.Thread(
+                target=lambda: outcomes.append(executor.execute(job, None, Stop()))
+            )
+            thread.start()
+            thread.join(60)
+    finally:
+        executor.close()
+    [outcome] = outcomes
+    return {"before": before, "job": outcome.result_json(), "after": sched.slice_ns()}
+
+
+@needs_slices
+@pytest.mark.parametrize("mode", ["inline", "threads", "asyncio"])
+def test_an_in_process_worker_runs_its_jobs_with_a_short_slice(mode: str) -> None:
+    got = _in_child(lambda: _in_process(mode))
+    assert got["before"] != sched.SLICE_NS  # (the default: the test shows a change)
+    assert got["job"] == str(sched.SLICE_NS)
+    assert got["after"] == sched.SLICE_NS

@@ -28,6 +28,7 @@ from typing import Any
 
 from pyresque.exceptions import Cancelled, Interrupted, JobTimeout
 from pyresque.executors.base import Showing, Started, Stop, no_op, show_now
+from pyresque.executors.sched import short_slice
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Outcome, notify_failure
@@ -142,7 +143,7 @@ class InlineExecutor:
             signal.pthread_kill(main, signal.SIGALRM)
 
     def start(self) -> None:
-        pass
+        short_slice()  # woken by its job's reply, the worker preempts what runs (sched.py)
 
     def close(self) -> None:
         if self._previous is not None and threading.current_thread() is threading.main_thread():
@@ -252,7 +253,8 @@ class ThreadExecutor:
             return True
 
     def start(self) -> None:
-        pass
+        # In the main thread, before the processors' threads: they inherit it (sched.py).
+        short_slice()
 
     def close(self) -> None:
         pass
@@ -290,6 +292,7 @@ class EventLoopThread:
         self._thread.start()
 
     def _run(self) -> None:
+        short_slice()  # it runs the jobs' coroutines as their processors hand them over
         self._supervised.until_done(self.loop.run_forever, self._stopped)
 
     def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
@@ -362,7 +365,7 @@ class AsyncioExecutor(ThreadExecutor):
         return self._interruptible(job, started(), lambda: self.perform(job, run_async))
 
     def start(self) -> None:
-        pass
+        super().start()  # (the loop's thread asks for its own: EventLoopThread._run)
 
     def close(self) -> None:
         self.loop.close()
