@@ -1,11 +1,15 @@
 """A claim over many queues goes in calls of bounded size (issue 14: no script may hold
 Redis for more than about 1 ms): each call ships the keys of the queues it tries and
 pops from each, so each tries at most CHUNK_MAX queues and CHUNK_BYTES of their names
-(one queue at least), whatever the worker's number of queues and their names' length.
-Read from the calls the server logged (``SLOWLOG``, a private server), not timed."""
+(one queue at least), whatever the worker's number of queues and their names' length;
+and past the first call, a call is made only for queues ``EXISTS`` found a job in,
+looked at SPAN queues at a time (an idle look over 10,000 queues is ~10 commands, not
+~160 script calls). Read from the calls the server logged (``SLOWLOG``, a private
+server), not timed."""
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Iterator
 from typing import cast
@@ -17,7 +21,7 @@ from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.protocol import scripts
 from pyresque.protocol.claim import Claim
-from pyresque.worker.fetch import CHUNK_BYTES, CHUNK_MAX, Fetcher
+from pyresque.worker.fetch import CHUNK, CHUNK_BYTES, CHUNK_MAX, SPAN, Fetcher
 from pyresque.worker.landing import Lander
 from pyresque.worker.options import WorkerOptions
 from pyresque.worker.queue_list import QueueList
@@ -102,23 +106,72 @@ def test_a_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(
         return
     # The worker id (~120 kB over 10,000 queues) is in each call's arguments and keys:
     # past the first, a call only for the queues EXISTS found a job in, the last ones.
-    looks = _queues_per_look(r)
+    _assert_skipped(calls, _queues_per_look(r))
+
+
+def _assert_skipped(calls: list[int], looks: list[int]) -> None:
+    """The calls of a claim whose job waits on the last queue: the first call, then one
+    for the last queues only, which the last ``EXISTS`` looked at; each look at most SPAN
+    queues."""
     assert len(calls) == 2, calls
-    assert calls[-1] == looks[-1], (calls, looks)
-    _assert_bounded([calls[0], *looks])
+    assert calls[0] == CHUNK, calls
+    last = calls[-1]
+    names = sum(len(q.encode()) for q in QUEUES[-last:])
+    assert last <= min(CHUNK_MAX, MOST_QUEUES), calls
+    assert last == 1 or names <= min(CHUNK_BYTES, MOST_NAME_BYTES), (last, names)
+    assert looks[-1] == last, (calls, looks)
+    assert max(looks) <= SPAN, looks
+
+
+#: The looks of an idle claim past its first call: its second call's queues, then the
+#: rest SPAN at a time (one call's worth of queues each would be ~30 here).
+IDLE_LOOKS = 1 + math.ceil(len(QUEUES) / SPAN)
+
+
+def test_an_idle_claim_over_many_queues_looks_at_them_with_few_commands(rq: Resque) -> None:
+    r, worker_id = rq.redis, "host:1:many"
+    secs, _ = r.time()
+    r.zadd(rq.keys.leases, {worker_id: (secs + 600) * 1000})
+    fetcher = Fetcher(r, rq.keys, worker_id, QueueList.parse(",".join(QUEUES)))
+    r.slowlog_reset()
+    assert fetcher.claim(["tok"]) == []
+    assert _queues_per_call(r, "claim", 2, 1) == [CHUNK]
+    looks = _queues_per_look(r)
+    assert sum(looks) == len(QUEUES) - CHUNK, looks  # each queue past the first call once
+    assert len(looks) <= IDLE_LOOKS, looks
+
+
+def _lander(rq: Resque) -> Lander:
+    worker = Worker(rq, ",".join(QUEUES), WorkerOptions(mode="inline", lease_ttl=60))
+    worker.heartbeat.beat()
+    lander = Lander.of(worker, worker.processors[0].fetcher)
+    assert isinstance(lander, Lander)
+    return lander
 
 
 def test_a_landing_claim_over_many_queues_tries_a_bounded_number_of_them_per_call(
     rq: Resque,
 ) -> None:
     r = rq.redis
-    worker = Worker(rq, ",".join(QUEUES), WorkerOptions(mode="inline", lease_ttl=60))
-    worker.heartbeat.beat()
-    lander = Lander.of(worker, worker.processors[0].fetcher)
-    assert isinstance(lander, Lander)
+    lander = _lander(rq)
     r.rpush(rq.keys.queue(QUEUES[-1]), b"job")
     r.slowlog_reset()
     [claim] = cast("list[Claim]", lander.claim("tok"))
     assert (claim.queue, claim.raw) == (QUEUES[-1], b"job")
-    _assert_bounded(_queues_per_call(r, "land_claim", 0, 2))  # each queue and its landing list
+    # Each queue and its landing list.
+    _assert_skipped(_queues_per_call(r, "land_claim", 0, 2), _queues_per_look(r))
+    lander.close()
+
+
+def test_an_idle_landing_claim_over_many_queues_looks_at_them_with_few_commands(
+    rq: Resque,
+) -> None:
+    r = rq.redis
+    lander = _lander(rq)
+    r.slowlog_reset()
+    assert lander.claim("tok") == []
+    assert _queues_per_call(r, "land_claim", 0, 2) == [CHUNK]
+    looks = _queues_per_look(r)
+    assert sum(looks) == len(QUEUES) - CHUNK, looks  # each queue past the first call once
+    assert len(looks) <= IDLE_LOOKS, looks
     lander.close()

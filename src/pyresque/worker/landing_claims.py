@@ -6,7 +6,7 @@ globs runs land_claim.lua, which moves the head of the first non-empty queue, in
 priority order, onto that queue's landing list (protocol/landings.py); as fetch.py's
 claim, a call tries the first CHUNK queues, and when they are all empty the next
 calls try the following ones, four times as many each time, up to CHUNK_MAX (fewer
-when their names pass CHUNK_BYTES). While
+when their names pass CHUNK_BYTES), only those ``EXISTS`` found a job in. While
 the jobs come from the first queue, a plain ``LMOVE`` of it comes first (the script
 only when it found nothing): such a worker costs what a worker of one queue does. Before a
 call that may move a job of a queue onto a list not yet named in the worker's
@@ -249,7 +249,7 @@ class SeveralQueues:
             self._sent = ([first], False)
             move = ("LMOVE", self._keys.queue(first), self.landing(first), "LEFT", "RIGHT")
             return [*unnamed, move]
-        return [*unnamed, *self._call(0, CHUNK, woken)]
+        return [*unnamed, *self._call(0, chunk_end(queues, 0, CHUNK), woken)]
 
     def _unnamed(self, queues: list[str]) -> list[Command]:
         """The ``SREM`` from the registry of the lists of queues no longer served (removed,
@@ -279,8 +279,9 @@ class SeveralQueues:
         start, size = (1, CHUNK) if self._first else (0, CHUNK)
         if self._first and (job := _checked(replies[-1])) is not None:
             return self._sent[0][0], raw(job)
+        resolved = self._fetcher.resolved
         if self._first:  # the first queue was empty: the script for the others
-            commands = self._call(1, CHUNK, False)
+            commands = self._call(1, chunk_end(resolved, 1, CHUNK), False)
             replies = send(commands) if commands else []
         self._hot = None
         while self._sent[0]:
@@ -299,14 +300,16 @@ class SeveralQueues:
                 self._hot = queue if start == 0 and queue == queues[0] else None
                 return queue, raw(found[1])
             start, size = start + len(queues), min(size * 4, CHUNK_MAX)
-            commands = self._call(start, size, woken)
+            end = chunk_end(resolved, start, size)
+            if not woken and start < end:  # only queues that hold a job (fetch.py)
+                start, end = self._fetcher.queued_from(start, end)
+            commands = self._call(start, end, woken)
             if commands:
                 replies = send(commands)
         return None
 
-    def _call(self, start: int, size: int, woken: bool) -> list[Command]:
-        resolved = self._fetcher.resolved
-        queues = resolved[start : chunk_end(resolved, start, size)]
+    def _call(self, start: int, end: int, woken: bool) -> list[Command]:
+        queues = self._fetcher.resolved[start:end]
         self._sent = (queues, woken)
         if not queues:
             return []
