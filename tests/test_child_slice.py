@@ -58,6 +58,14 @@ needs_slices = pytest.mark.skipif(
 )
 
 
+@pytest.fixture(autouse=True)
+def _default_slice() -> None:
+    """This test process at the default slice: another test may have started an
+    in-process executor here, which asks for the short one (and the children a zygote
+    forks from this process would inherit it, whether or not they ask)."""
+    sched.short_slice(0)
+
+
 class _Slice(Job, register=False):
     def perform(self) -> int | None:
         return sched.slice_ns()
@@ -140,6 +148,7 @@ def _in_process(mode: str) -> dict[str, Any]:
     """A job run by ``mode``'s executor, started as the worker starts it (in the main
     thread; threads mode's job in a thread started after): the job's slice, the main
     thread's before the start and after."""
+    sched.short_slice(0)  # the default (this test process may have started another)
     before = sched.slice_ns()
     loop = EventLoopThread() if mode == "asyncio" else None
     executor: InlineExecutor | ThreadExecutor
