@@ -7,6 +7,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 import pytest
+import redis
 
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
@@ -164,3 +165,25 @@ def test_a_renewal_no_replica_acknowledged_is_written_and_said_not_durable(rq: R
     found, durable = one_beat(rq.redis, rq.keys, WID, 5000)
     assert durable
     assert not found.again
+
+
+def test_a_command_read_by_a_beat_whose_writes_failed_is_delivered_by_a_later_beat() -> None:
+    """Out of memory (``maxmemory``, no eviction) Redis refuses the beat's writes but
+    not a read or a pop of the control list: the beat fails (its lease not renewed),
+    and the commands waiting are still there for the next one, not taken and dropped."""
+    with RedisServer() as server:
+        rq = Resque(server.url)
+        beat = _Beat(rq)
+        try:
+            beat.heartbeat.beat()
+            rq.redis.rpush(rq.keys.control(WID), "pause")
+            rq.redis.config_set("maxmemory-policy", "noeviction")
+            rq.redis.config_set("maxmemory", 1)
+            with pytest.raises(redis.exceptions.ResponseError, match="maxmemory"):
+                beat.heartbeat.beat()
+            rq.redis.config_set("maxmemory", 0)
+            beat.heartbeat.beat()
+            assert beat.delivered == ["pause"]
+        finally:
+            beat.close()
+            rq.redis.close()

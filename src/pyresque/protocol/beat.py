@@ -81,22 +81,25 @@ def one_beat(
             pipe.set(keys.paused(worker_id), "1", px=lease_ms)
         elif marker == "0":
             pipe.delete(keys.paused(worker_id))
-        if read_control:
-            pipe.lpop(control, CONTROL_MOST)
+        if read_control:  # read here, taken off once the writes succeeded
+            pipe.lrange(control, 0, CONTROL_MOST - 1)
 
     replies, durable = _write(client, keys.leases, writes, durability)
-    popped = replies.pop() if read_control else None
+    listed = replies.pop() if read_control else None
     for reply in replies:
         if isinstance(reply, Exception):
             raise reply
     commands: list[bytes] = []
-    if isinstance(popped, redis.exceptions.ResponseError) and wrong_type(popped):
+    if isinstance(listed, redis.exceptions.ResponseError) and wrong_type(listed):
         # Hand-written or hostile: read by the next beats once replaced.
         replaced += scripts.run(client, "foreign_clear", [control], ["list"])[::2]
-    elif isinstance(popped, Exception):
-        raise popped
-    elif popped:
-        commands = popped
+    elif isinstance(listed, Exception):
+        raise listed
+    elif listed:
+        # Out of memory, Redis refuses the writes but would have let a pop through: the
+        # commands are taken only now (``ctl`` appends: the first ones are those read).
+        commands = listed
+        client.ltrim(control, len(commands), -1)
     again = replies[1] == 1
     more = len(commands) == CONTROL_MOST
     return Beat(commands, expired, replaced, marked, pause or None, again, more), durable
