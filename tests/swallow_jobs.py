@@ -86,3 +86,21 @@ class AsyncSwallowsTheFirst(Job):
             raise
         note("ran on", time.time())
         return "ran on"
+
+
+class SlowFailureHook(Job):
+    """Times out after 0.3 s; its ``on_failure`` hook then takes 1.5 s (a report over
+    the network, say), in short sleeps, and notes that it ran to its end."""
+
+    timeout = 0.3
+
+    def perform(self) -> None:
+        end = time.monotonic() + RUNS_ON
+        while time.monotonic() < end:  # short sleeps: an interrupt reaches a thread's job
+            time.sleep(0.01)
+
+    def on_failure(self, exception: BaseException) -> None:
+        end = time.monotonic() + 1.5
+        while time.monotonic() < end:
+            time.sleep(0.01)
+        note("hook done", type(exception).__name__)

@@ -3,7 +3,8 @@
 swallows it (a ``__del__``, a weakref or gc callback, an ``except BaseException: pass``)
 must not let the job run on past its timeout: the watchdog sends it again, then stops
 the job as for a kill (worker/watchdog.py); a task that swallowed its cancellation is
-cancelled again, and an inline job's alarm fires again (executors/inprocess.py). Real
+cancelled again, and an inline job's alarm fires again (executors/inprocess.py); none
+is sent into the ``on_failure`` hooks of a job that ended. Real
 workers, real Redis (jobs: tests/swallow_jobs.py)."""
 
 from __future__ import annotations
@@ -65,4 +66,19 @@ def test_an_async_job_that_swallows_its_cancel_is_cancelled_again(
     stopped = wait_for(lambda: _notes(state, "stopped"), PATIENCE, "the task's stop")
     assert stopped[0].startswith("CancelledError:")
     assert _notes(state, "ran on") == []
+    assert worker.running()
+
+
+@pytest.mark.parametrize("mode", ["inline", "threads"])
+def test_the_failure_hooks_of_a_job_that_timed_out_are_not_stopped(
+    procs: Procs, state: State, rq: Resque, namespace: str, mode: str
+) -> None:
+    """A job's timeout is sent again while the job runs on, not into its ``on_failure``
+    hooks, which run once it ended (as they did when it was sent once)."""
+    worker = _worker(procs, namespace, mode)
+    rq.enqueue("swallow", "SlowFailureHook", {})
+    [record] = state.wait_failed(1, timeout=PATIENCE)
+    assert record["exception"] == "pyresque.JobTimeout"
+    assert _notes(state, "hook done") == ["JobTimeout"]
+    assert "on_failure hook" not in worker.log()
     assert worker.running()

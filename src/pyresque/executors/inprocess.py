@@ -84,7 +84,7 @@ class InlineExecutor:
             self._arm()
             if job.cancel_requested:  # cancelled before the alarm handler could see it
                 raise Cancelled("the job was cancelled")
-            outcome = self.perform(job)
+            outcome = self.perform(job, ended=self._ended)
             self._running = None  # from here the alarm is a no-op (_on_alarm)
             return outcome
         except (JobTimeout, Interrupted) as exc:
@@ -94,6 +94,10 @@ class InlineExecutor:
             self._running = self._showing = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
             self._installed = signal.getsignal(signal.SIGALRM) == self._on_alarm
+
+    def _ended(self) -> None:
+        """The job failed: its ``on_failure`` hooks run from here, with no alarm."""
+        self._running = None
 
     def _arm(self) -> None:
         """Set the alarm for the first of the job's end, the lease's deadline, its RUNNING
@@ -131,7 +135,7 @@ class InlineExecutor:
         # Raised wherever the interpreter is: in a finalizer or a gc callback it ran
         # then (the suite saw one in Hypothesis's), or in code of the job's that takes
         # it, it is swallowed and the job runs on. So it fires again while the job runs
-        # (execute() disarms it once the job ended).
+        # (until it ended: ``_ended``, execute()).
         signal.setitimer(signal.ITIMER_REAL, RECANCEL)
         raise stopping
 
@@ -182,7 +186,7 @@ class ThreadExecutor:
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        return self._interruptible(job, started(), lambda: self.perform(job))
+        return self._interruptible(job, started(), lambda: self.perform(job, ended=self._leave))
 
     def watch(self, now: float) -> None:
         """Ask for the running job's RUNNING write once it is due: the worker's watchdog
@@ -231,6 +235,7 @@ class ThreadExecutor:
         return outcome
 
     def _leave(self) -> None:
+        """The job ended, or failed (its ``on_failure`` hooks take no interrupt)."""
         with self._guard:
             self._showing = None
             if self._job_thread is not None:
@@ -362,7 +367,8 @@ class AsyncioExecutor(ThreadExecutor):
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
         run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
-        return self._interruptible(job, started(), lambda: self.perform(job, run_async))
+        perform = functools.partial(self.perform, job, run_async, self._leave)
+        return self._interruptible(job, started(), perform)
 
     def start(self) -> None:
         super().start()  # (the loop's thread asks for its own: EventLoopThread._run)

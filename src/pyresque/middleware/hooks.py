@@ -74,6 +74,10 @@ def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
+def _nothing() -> None:
+    pass
+
+
 class Performer:
     """Runs a job through the job-side chain: ``around_perform`` of the registered
     middleware (``events``, then a worker's own), the Resque hooks, then ``perform``.
@@ -106,10 +110,13 @@ class Performer:
             and not self.events.heard("after_perform")
         )
 
-    def __call__(self, job: Job, run_async: AsyncRunner | None = None) -> Outcome:
+    def __call__(
+        self, job: Job, run_async: AsyncRunner | None = None, ended: Callable[[], None] = _nothing
+    ) -> Outcome:
         """Run ``job`` and say how it ended. An ``async def perform`` is awaited by
         ``run_async``: a fresh event loop by default, the worker's shared loop in
-        asyncio mode."""
+        asyncio mode. ``ended`` is called once the job failed, before its ``on_failure``
+        hooks: an executor stops sending it its timeout then."""
 
         def last() -> Any:
             result = job.run_perform()
@@ -119,11 +126,11 @@ class Performer:
 
         token = logs.enter(job)
         try:
-            return self._run(job, last)
+            return self._run(job, last, ended)
         finally:
             logs.leave(token)
 
-    def _run(self, job: Job, last: Callable[[], Any]) -> Outcome:
+    def _run(self, job: Job, last: Callable[[], Any], ended: Callable[[], None]) -> Outcome:
         try:
             if len(self._chain.steps()) == 1 and self._bare(type(job)):
                 result = last()  # no step would act: ``perform`` without the chain's frames
@@ -136,6 +143,7 @@ class Performer:
         # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
         # Object): the worker's own signals reach a job only as Interrupted.
         except BaseException as exc:
+            ended()
             notify_failure(job, exc, self.events)
             return Outcome.failed(exc)
         return Outcome("ok", result)
