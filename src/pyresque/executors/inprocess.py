@@ -132,10 +132,9 @@ class InlineExecutor:
         else:
             self._arm()  # the lease was renewed meanwhile
             return
-        # Raised wherever the interpreter is: in a finalizer or a gc callback it ran
-        # then (the suite saw one in Hypothesis's), or in code of the job's that takes
-        # it, it is swallowed and the job runs on. So it fires again while the job runs
-        # (until it ended: ``_ended``, execute()).
+        # Raised in a finalizer or a gc callback (the suite saw Hypothesis's), or in
+        # code of the job's that takes it, it is swallowed and the job runs on: so it
+        # fires again while the job runs (until it ended: ``_ended``, execute()).
         signal.setitimer(signal.ITIMER_REAL, RECANCEL)
         raise stopping
 
