@@ -369,9 +369,6 @@ class AsyncioExecutor(ThreadExecutor):
         perform = functools.partial(self.perform, job, run_async, self._leave)
         return self._interruptible(job, started(), perform)
 
-    def start(self) -> None:
-        super().start()  # (the loop's thread asks for its own: EventLoopThread._run)
-
     def close(self) -> None:
         self.loop.close()
 
