@@ -19,7 +19,7 @@ import redis
 from e2e_support import wait_for
 from pyresque.dev.server import RedisServer
 from pyresque.worker.signals import Wake
-from pyresque.worker.wake_wait import GROUP, WakeWait
+from pyresque.worker.wake_wait import GROUP, START_GRACE, WakeWait
 
 LONG = 30.0
 
@@ -222,3 +222,37 @@ def test_a_signal_while_changed_groups_are_ended_still_ends_the_wait(namespace: 
             client.client_unpause()
             waits.close()
             client.close()
+
+
+def test_a_groups_thread_that_fails_is_logged_and_replaced(
+    named: tuple[redis.Redis, str],
+    redis_client: redis.Redis,
+    namespace: str,
+    monkeypatch: pytest.MonkeyPatch,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A bug in a group's thread is logged by the worker's logger (not only printed to
+    stderr), and the group gets a new thread at the next wait: its keys still wake."""
+    client, name = named
+    keys = _keys(namespace, 2 * GROUP + 1)
+    serve, failed = WakeWait._serve, threading.Event()
+
+    def fails_once(self: WakeWait, group: Any) -> None:
+        if not failed.is_set():
+            failed.set()
+            raise RuntimeError("a bug in a group's thread")
+        serve(self, group)
+
+    monkeypatch.setattr(WakeWait, "_serve", fails_once)
+    waits = WakeWait(client, f"{namespace}:", False)
+    try:
+        with caplog.at_level("ERROR", logger="pyresque.worker"):
+            assert waits.wait(client, keys, 0.5) is None  # one group's thread failed
+            wait_for(lambda: "a bug in a group's thread" in caplog.text, 30, "the failure logged")
+        assert "a thread of the idle wait failed" in caplog.text
+        time.sleep(START_GRACE)  # (a thread asked for sooner may be starting still)
+        waits.wait(client, keys, 0.1)  # the next wait asks for a thread again
+        woke = _woken_by(waits, client, keys, keys[-1], redis_client, name, 3)
+        assert woke == (keys[-1].encode(), b"1")  # the last group's, whichever failed
+    finally:
+        waits.close()

@@ -109,7 +109,19 @@ def _spawn(name: str, target: Callable[..., None], *args: Any) -> None:
 
 
 def _start(name: str, target: Callable[..., None], args: tuple[Any, ...]) -> None:
-    threading.Thread(target=target, args=args, name=name, daemon=True).start()
+    try:
+        threading.Thread(target=_logged, args=(target, args), name=name, daemon=True).start()
+    except RuntimeError as exc:  # no thread to be had: the next wait asks again
+        log.error("could not start a thread of the idle wait (%s): the next wait retries", exc)
+
+
+def _logged(target: Callable[..., None], args: tuple[Any, ...]) -> None:
+    """A thread of the wait's: an error is a bug, logged (not only printed); a group
+    whose thread ended gets a new one at the next wait."""
+    try:
+        target(*args)
+    except Exception:
+        log.exception("a thread of the idle wait failed: its group gets a new one at the next wait")
 
 
 def _marker(reply: _Reply, group: _Group) -> bool:
