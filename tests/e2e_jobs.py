@@ -135,6 +135,35 @@ class Block(Job):
         return {"tag": tag, "released": released}
 
 
+class _SlowFinalizer:
+    """Its finalizer records "finalizing" and runs 5 s: a TERM that lands in it is
+    swallowed there (Python prints it), as one in a Redis client's collection was."""
+
+    def __init__(self, tag: str) -> None:
+        self.tag = tag
+
+    def __del__(self) -> None:
+        record("TermInFinalizer", "finalizing", tag=self.tag)
+        ends = time.monotonic() + 5
+        while time.monotonic() < ends:
+            time.sleep(0.01)
+
+
+class TermInFinalizer(Job):
+    """Runs a slow finalizer, then blocks like ``Block``; records "interrupted" if
+    stopped after the finalizer."""
+
+    def perform(self) -> None:
+        tag = str(self.args["tag"])
+        holder = _SlowFinalizer(tag)
+        del holder  # its finalizer runs now
+        try:
+            _released(tag, 30)
+        except BaseException as exc:
+            record("TermInFinalizer", "interrupted", tag=tag, exception=type(exc).__name__)
+            raise
+
+
 class IgnoreTerm(Job):
     """Ignores SIGTERM, then blocks like ``Block`` (only SIGKILL stops it)."""
 

@@ -79,6 +79,23 @@ def test_term_and_int_stop_the_job_and_requeue_it_at_the_head(
     assert state.worker_keys_gone(wid)
 
 
+@pytest.mark.parametrize("mode", ["fork", "prefork"])
+def test_a_term_swallowed_in_a_finalizer_is_raised_again_in_the_job(
+    procs: Procs, state: State, rq: Resque, namespace: str, mode: str
+) -> None:
+    """A TERM's exception raised in a finalizer is swallowed there (in a loaded suite
+    run, the collection of a Redis client): the child raises it again while its job
+    runs, so the job is told to stop, not killed at the end of the worker's grace."""
+    rq.enqueue("default", "TermInFinalizer", {"tag": f"fin-{mode}"})
+    worker = procs.worker(namespace, "default", "--mode", mode, "--term-timeout", "120")
+    state.wait_event("TermInFinalizer", "finalizing")
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit(60) == 0, worker.log()
+    [stopped] = state.events("TermInFinalizer", "interrupted")
+    assert stopped["exception"] == "Interrupted"
+    assert state.failed() == []
+
+
 def test_fail_interrupted_turns_a_term_into_a_failure(
     procs: Procs, state: State, rq: Resque, namespace: str
 ) -> None:

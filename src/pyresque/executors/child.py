@@ -18,11 +18,15 @@ import termios
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pyresque.exceptions import Interrupted
 from pyresque.executors.sched import short_slice
 from pyresque.protocol import strict_json
+
+if TYPE_CHECKING:
+    from pyresque.jobs.job import Job
+    from pyresque.jobs.perform import Outcome
 
 HEADER = struct.Struct(">I")  # every message is a 4-byte length, then that many bytes
 _PR_SET_PDEATHSIG = 1
@@ -59,8 +63,39 @@ def describe_exit(pid: int, status: int) -> str:
     return f"Job exited with exit code {os.waitstatus_to_exitcode(status)}"
 
 
+#: A job child told to stop (TERM) is told again this often while its job runs on.
+RETERM = 0.5
+_job_runs = [False]  # whether a job runs in this child (``job_runs``)
+
+
+def job_runs(runs: bool) -> None:
+    """A job starts (True) or has ended (False) in this child: while one runs, a TERM
+    is raised in it again every RETERM seconds until it ends."""
+    _job_runs[0] = runs
+    if not runs:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+
+
+def run_job(perform: Callable[..., Outcome], job: Job) -> Outcome:
+    """``perform(job)`` in a job child, told again of a TERM while it runs (not in its
+    failure hooks: ``ended``)."""
+    job_runs(True)
+    try:
+        return perform(job, ended=lambda: job_runs(False))
+    finally:
+        job_runs(False)
+
+
 def _raise_interrupted(signum: int, frame: object) -> None:
-    raise Interrupted(f"stopped by signal {signal.Signals(signum).name}")
+    """TERM from the parent, and its repeats (SIGALRM). Raised wherever the interpreter
+    is: in a finalizer or a gc callback (the collection of an object, the worker's or
+    the job's) it is swallowed, and the job would run on until the worker's KILL, its
+    grace later: so again while the job runs."""
+    if _job_runs[0]:
+        signal.setitimer(signal.ITIMER_REAL, RETERM)
+    elif signum == signal.SIGALRM:
+        return  # a repeat after the job ended: nothing to stop
+    raise Interrupted("stopped by signal SIGTERM")
 
 
 def child_signals() -> None:
@@ -69,6 +104,7 @@ def child_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_interrupted)
+    signal.signal(signal.SIGALRM, _raise_interrupted)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
 

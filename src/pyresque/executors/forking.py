@@ -42,6 +42,7 @@ from pyresque.executors.child import (
     read_report,
     receive,
     reporter,
+    run_job,
     send,
     unread,
 )
@@ -325,7 +326,7 @@ class PreforkExecutor:
             job = self.registry.get(payload.class_name)(payload, queue)
             job.checkpointed, job.reporter = checkpointed, report
             self.events.trigger("after_fork", job)
-            outcome = self.perform(job)
+            outcome = run_job(self.perform, job)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             send(outcomes, outcome.encode())
 
