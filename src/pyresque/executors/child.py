@@ -92,6 +92,7 @@ def _raise_interrupted(signum: int, frame: object) -> None:
     the job's) it is swallowed, and the job would run on until the worker's KILL, its
     grace later: so again while the job runs."""
     if _job_runs[0]:
+        signal.signal(signal.SIGALRM, _raise_interrupted)  # (before a TERM: the job's own)
         signal.setitimer(signal.ITIMER_REAL, RETERM)
     elif signum == signal.SIGALRM:
         return  # a repeat after the job ended: nothing to stop
@@ -104,7 +105,6 @@ def child_signals() -> None:
     for sig in (signal.SIGINT, signal.SIGQUIT, signal.SIGUSR1, signal.SIGUSR2):
         signal.signal(sig, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _raise_interrupted)
-    signal.signal(signal.SIGALRM, _raise_interrupted)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)
     signal.set_wakeup_fd(-1)
 
