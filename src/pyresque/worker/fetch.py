@@ -289,8 +289,8 @@ class Fetcher:
         pushed onto a queue just passed waits for the next claim, as in any call."""
         queues, exists = self._with_keys(), self._redis.exists
         keys = self._queue_keys
-        if exists(*keys[start:end]):
-            return start, end
+        if end >= len(keys) or exists(*keys[start:end]):
+            return start, end  # (the last queues: the call itself looks, in one round trip)
         start = end
         while start < len(keys):
             if self._keys.clustered:
