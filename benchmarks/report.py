@@ -530,41 +530,30 @@ def markdown(res: Results, async_producer: dict[str, Any] | None = None) -> str:
 LIMITS = [
     "## What limits pyresque, and what would lift it",
     "",
-    "- **One round trip per job, with the bookkeeping in it.** Finishing a job and claiming "
-    "the next is one Lua call: 9 Redis commands (the in-flight record's HDEL and HSETNX, "
-    "Resque's two stats, the status key's GET, `pause-all-workers`, the lease's TIME and "
-    "ZSCORE, the LPOP), 14 per job with the enqueue's EVALSHA, SADD, RPUSH and LLEN (20 "
-    "before the lease stopped moving per job and resque-web's `worker:<id>` was written "
-    "only for jobs still running after 5 ms). The Redis server's CPU per job is 1.3 to 1.9 "
-    "times a bare LPUSH + BRPOP pair's in the cost table (inline 1.9; the concurrent modes "
-    "claim for several processors per call), about 3 times in `benchmarks/redis_cost.py`'s "
-    "one-process measure ([scaling.md](scaling.md#what-limits-one-redis)): most of what is "
-    "left is the cost of a script call itself. Systems that drain slowly (fork modes, rq) "
-    "also carry Redis's own background work over fewer jobs. Lift: in the concurrent "
-    "modes, record the finishes of jobs that end together in one call (their claims "
-    "already share one).",
-    "- **Fork mode is CPU-bound** on 2 cores: per job the zygote forks a ~14 MB process "
-    "(~0.35 ms), the child copies ~200 pages as it runs Python code (~0.6 ms, done before "
-    "its job arrives) and exits, and the worker makes its round trip; a second worker adds "
-    "little, both cores being busy. Its target's floor is a fork loop in a process the "
-    "size of a worker, as the issue measured it (~550/s); the same loop in a bare "
-    "interpreter (reference row) is ~4x faster, and fork mode reaches about a quarter of "
-    "that. Lift: prefork mode for short jobs (no fork per job).",
-    "- **Idle pickup** takes one round trip more than the floor's: a woken worker claims "
-    "the job (the Lua claim that records it in flight, so it is never lost) before it runs "
-    "it, so pyresque's p50 is 2 to 2.5 times the bare BRPOP process's, which itself moved "
-    "between 0.2 and 0.46 ms from run to run on this machine; the 1 ms target sits inside "
-    "that drift (0.68 ms in a run where the floor was 0.30 ms; 1.22 ms against 0.38 ms, "
-    "3.2 times, in the loaded run of the cost table). Since then a worker of a single "
-    "queue claims with a blocking `BLMOVE` into a per-worker list that recovery reads, "
-    "saving that round trip ([scaling.md](scaling.md#pickup-latency-an-idle-worker); this "
-    "table predates it).",
-    "- **Enqueue per call** is one Lua call (the queue, the `queues` set, the status, the "
-    "wake-up token: all or nothing): ~2.7 us of Redis time against LPUSH's 0.15 us, 8 "
-    "arguments instead of 2, and ~4 us to build and encode the payload. redis-py's own "
-    "cost per call (~60 us here: a pool checkout with a poll, packing, parsing) is the same "
-    "for both, so the ratio sits near 80% and the machine's drift decides the side. Lift: "
-    "little is left in Python; a client in C.",
+    "- **Six plain commands per job, no script.** An enqueue is one pipeline (`SADD "
+    "queues`, the `RPUSH`, the wake-up token's `RPUSH`); a finish and the next claim are "
+    "another (`LREM` off the worker's landing list, which is the in-flight record and the "
+    "fence, `SET status XX GET`, `LMOVE` of the next job), and Resque's stats are batched "
+    "once a second. So the in-process and prefork modes cost Redis about what a bare LPUSH "
+    "+ BRPOP pair costs (the cost table). Fork mode serves a job every few milliseconds: "
+    "each command meets a cold server and Redis's own background work falls on fewer jobs, "
+    "which any forking worker pays; [scaling.md](scaling.md#what-limits-one-redis) "
+    "measures it against a pair whose consumer forks. Lift: each of the commands left is "
+    "Resque's, the in-flight record's or a wake-up's (scaling.md says why each stays).",
+    "- **Fork mode is CPU-bound** on 2 cores: per job the zygote forks a process the size "
+    "of a worker and the child exits, so its drain runs at the fork loop's floor (the "
+    "fork floor column) and a second worker adds little. Lift: prefork mode for short "
+    "jobs (no fork per job).",
+    "- **Idle pickup.** A worker of one queue waits in `BLMOVE` onto its landing list, so "
+    "a job starts one round trip after its push, as in the bare BRPOP loop; inline, "
+    "threads and asyncio run it in the woken process. Fork and prefork hand it to a second "
+    "process: one more wake-up, and in fork mode a child whose code runs for the first time "
+    'in it (scaling.md, "Fork mode"). The floor itself moves from run to run on this '
+    "shared machine: compare the rows of one run.",
+    "- **Enqueue per call** is one pipeline of plain commands, packed by pyresque itself "
+    "(`protocol/packed.py`) on a connection held between calls: 3 commands where a bare "
+    "LPUSH sends 1, and the client's Python per call is the rest. Lift: little is left in "
+    "Python; a client in C.",
     "",
 ]
 

@@ -49,10 +49,16 @@ def section(data: dict[str, Any] | None) -> list[str]:
     concurrent = rows[ASYNC_CONCURRENT]["redis_cpu_us"] / rows[SYNC_ONE]["redis_cpu_us"]
     why_client = " (the event loop and `redis.asyncio` per command)" if extra > 0 else ""
     why_redis = " (its reads carry several commands)" if concurrent < 1 else ""
+    one_script = rows[SYNC_ONE]["evalsha"] >= 0.5
+    scripts = (
+        "a plain enqueue is one script call"
+        if one_script
+        else "a plain enqueue is plain commands in one pipeline, no script"
+    ) + "; a bulk enqueue, one script call per 1,000 jobs"
     out += [
         "",
-        "- Both run the same script calls, built by the same code (`client/producer.py`): "
-        "one EVALSHA per job, one per 1,000 jobs in bulk.",
+        "- Both build their calls with the same code (`client/producer.py`); the EVALSHA "
+        f"column says how many script calls a job costs ({scripts}).",
         f"- Awaited one at a time, an enqueue costs the client {extra:+.0%} CPU against the "
         f"blocking client{why_client}. Fifty tasks enqueueing at once, as a web app's "
         "concurrent requests do, overlap their round trips; Redis then spends "
