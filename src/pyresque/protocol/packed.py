@@ -97,21 +97,23 @@ def exchange(connection: Any, commands: Sequence[Command]) -> list[Any]:
         raise
 
 
-def run(client: redis.Redis, commands: Sequence[Command]) -> list[Any]:
+def run(client: redis.Redis, commands: Sequence[Command], raised: bool = True) -> list[Any]:
     """``commands`` in one round trip on a connection of ``client``'s pool (a
     single-connection client's own, under its lock); their replies, or the first
-    error reply raised once all were read. See the module."""
+    error reply raised once all were read (not ``raised``: error replies in their
+    places). See the module."""
     own: Any = client.connection
     if own is not None:
         with client.single_connection_lock:
-            return _raised(_retried(own, commands))
-    pool = client.connection_pool
-    connection: Any = pool.get_connection()
-    try:
-        replies = _retried(connection, commands)
-    finally:
-        pool.release(connection)
-    return _raised(replies)
+            replies = _retried(own, commands)
+    else:
+        pool = client.connection_pool
+        connection: Any = pool.get_connection()
+        try:
+            replies = _retried(connection, commands)
+        finally:
+            pool.release(connection)
+    return _raised(replies) if raised else replies
 
 
 #: The smallest pool (``max_connections``) a producer keeps a connection of: redis-py's
@@ -159,17 +161,22 @@ class Held:
         if self._holds:
             weakref.finalize(self, _give_back, pool, self._slot).atexit = False
 
-    def run(self, commands: Sequence[Command]) -> list[Any]:
-        """``run(client, commands)``, on the held connection when it is free."""
+    @property
+    def client(self) -> redis.Redis:
+        """The client whose pool lends the connection (for a call of another kind)."""
+        return self._client
+
+    def run(self, commands: Sequence[Command], raised: bool = True) -> list[Any]:
+        """``run(client, commands, raised)``, on the held connection when it is free."""
         client = self._client
         if not self._holds or client.connection is not None:
-            return run(client, commands)
+            return run(client, commands, raised)
         me = object()
         try:
             self._calls.append(me)
             if self._calls[0] is not me:  # another call holds it
                 self._calls.remove(me)  # now: left first in the list, it would bar the next
-                return run(client, commands)
+                return run(client, commands, raised)
             slot = self._slot
             if slot[0] is None or slot[1] != _forks:
                 slot[0], slot[1] = client.connection_pool.get_connection(), _forks
@@ -179,7 +186,7 @@ class Held:
         finally:
             if me in self._calls:  # (no check for signals until it is out)
                 self._calls.remove(me)
-        return _raised(replies)
+        return _raised(replies) if raised else replies
 
     def _stale(self, connection: Any) -> bool:
         """Whether the connection's socket is readable with no call made: the server

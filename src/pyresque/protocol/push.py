@@ -18,20 +18,33 @@ token only wakes a worker, which then claims: the claim of a woken worker that f
 the queues empty deletes their tokens (lib_claim.lua), so tokens left over cost one
 claim call per burst, not one per token.
 
+A wake-up list (or ``queues-changed``) of another type, written by hand or hostile,
+fails the token's ``RPUSH`` after the job was pushed: on that error reply only, the
+list is deleted (foreign_clear.lua, a log line) and the token pushed again, so the
+enqueue succeeds (raised, a caller's retry would push the job twice). A queue of
+another type fails the push itself, raised as before: a user's key is not deleted.
+
 Takes enqueue.lua's KEYS and ARGV: ``queues, queue, wake, queues-changed`` and
 ``queue name, '' (no status), 'head' | 'tail', payloads...``; returns the length.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from typing import Any
 
 import redis
 import redis.asyncio
 
-from pyresque.protocol import packed
+from pyresque.protocol import aio, packed, scripts
+from pyresque.protocol.connection import text, wrong_type
 from pyresque.protocol.packed import Command, Constant
+
+log = logging.getLogger("pyresque")
+
+#: The replies of a push's commands before its wake-up token's (``_queue``).
+_TOKEN_AT = 2
 
 #: enqueue.lua's KEYS for an untracked push: a call with this many may go without it.
 PLAIN_KEYS = 4
@@ -89,16 +102,46 @@ def _token(key: str | bytes) -> list[Command]:
     return [("RPUSH", key, "1"), ("LTRIM", key, -1, -1)]
 
 
+def _spoiled(replies: list[Any], token_at: int) -> bool:
+    """Whether the commands of a wake-up token (``replies[token_at:]``) failed on a
+    list of another type (see the module); any other error reply is raised."""
+    for at, reply in enumerate(replies):
+        error = isinstance(reply, redis.exceptions.ResponseError)
+        if error and (at < token_at or not wrong_type(reply)):
+            raise reply
+    return any(isinstance(reply, Exception) for reply in replies[token_at:])
+
+
+def _said(deleted: list[tuple[str, str]]) -> None:
+    for key, found in deleted:
+        log.warning(
+            "deleted %s: it held a %s where pyresque keeps a list of wake-up tokens, so "
+            "every enqueue to its queue failed on it (it held no job); token pushed again",
+            key,
+            found,
+        )
+
+
 def push(held: packed.Held, keys: Sequence[str | bytes], args: list[Any]) -> int:
     """Push ``args``'s payloads as enqueue.lua would (see the module), packed on the
     producer's held connection (packed.py: a redis-py pipeline cost ~35 us more per job,
     the pool's checkout 18 us and more)."""
     commands, trimmed = _queue(keys, args)
-    new, length, tokens, *_ = held.run(commands)
+    replies = held.run(commands, raised=False)
+    if _spoiled(replies, _TOKEN_AT):
+        replies[_TOKEN_AT:] = _repaired(held, keys[2])
+        trimmed = True
+    new, length, tokens, *_ = replies
     _pushed(keys[2], tokens, trimmed)
-    if new:
-        held.run(_token(keys[3]))
+    if new and _spoiled(held.run(_token(keys[3]), raised=False), 0):
+        _repaired(held, keys[3])
     return int(length)
+
+
+def _repaired(held: packed.Held, key: str | bytes) -> list[Any]:
+    """Delete the token list ``key`` of another type, and push its token again."""
+    _said(scripts.clear_foreign(held.client, {text(key): "list"}))
+    return held.run(_token(key))
 
 
 async def push_async(
@@ -106,15 +149,28 @@ async def push_async(
 ) -> int:
     """``push``, awaited."""
     commands, trimmed = _queue(keys, args)
-    new, length, tokens, *_ = await _pipelined(client, commands)
+    replies = await _pipelined(client, commands)
+    if _spoiled(replies, _TOKEN_AT):
+        replies[_TOKEN_AT:] = await _repaired_async(client, keys[2])
+        trimmed = True
+    new, length, tokens, *_ = replies
     _pushed(keys[2], tokens, trimmed)
-    if new:
-        await _pipelined(client, _token(keys[3]))
+    if new and _spoiled(await _pipelined(client, _token(keys[3])), 0):
+        await _repaired_async(client, keys[3])
     return int(length)
 
 
-async def _pipelined(client: redis.asyncio.Redis, commands: list[Command]) -> list[Any]:
+async def _repaired_async(client: redis.asyncio.Redis, key: str | bytes) -> list[Any]:
+    """``_repaired``, awaited."""
+    _said(scripts.foreign_cleared(await aio.run(client, "foreign_clear", [key], ["list"])))
+    return await _pipelined(client, _token(key), raised=True)
+
+
+async def _pipelined(
+    client: redis.asyncio.Redis, commands: list[Command], raised: bool = False
+) -> list[Any]:
+    """``commands`` in one round trip; error replies in their places, or ``raised``."""
     async with client.pipeline(transaction=False) as pipe:
         for command in commands:
             pipe.execute_command(*command)
-        return await pipe.execute()
+        return await pipe.execute(raise_on_error=raised)

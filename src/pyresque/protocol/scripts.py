@@ -11,13 +11,15 @@ caller out of step with a script gets an error naming it, not a wrong write.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from functools import cache
 from importlib import resources
 from typing import Any, TypeAlias
 
 import redis
 from redis.commands.core import Script as RedisScript
+
+from pyresque.protocol.connection import text
 
 log = logging.getLogger("pyresque.redis")
 
@@ -53,7 +55,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "failed_trim": (),
     "lengths": (),
     "heads": (),
-    "queues_forget": ("clock",),
+    "queues_forget": ("clock", "types"),
     "queue_detach": (),
     "queue_drain": ("lock",),
     "enqueue_unique": ("lock", "push"),
@@ -79,6 +81,8 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "limit_rate_wake": ("clock", "push"),
     "limit_delay": ("release", "delayed"),
 }
+#: helper library -> the libraries whose helpers it calls (prepended before it)
+_NEEDS: dict[str, tuple[str, ...]] = {"push": ("types",), "wake": ("types",)}
 
 
 def _read(name: str) -> str:
@@ -89,7 +93,10 @@ def _read(name: str) -> str:
 @cache
 def source(name: str) -> str:
     """The full source of a script, helpers included."""
-    parts = [_read(f"lib_{lib}") for lib in ("keys", *_LIBS[name])]
+    libs: list[str] = []
+    for lib in ("keys", *_LIBS[name]):
+        libs += [need for need in (*_NEEDS.get(lib, ()), lib) if need not in libs]
+    parts = [_read(f"lib_{lib}") for lib in libs]
     return "\n".join([f"local SCRIPT = '{name}'", *parts, _read(name)])
 
 
@@ -115,6 +122,18 @@ def run(
     if log.isEnabledFor(logging.DEBUG):  # checked here: this runs for every job
         logged(name, keys, reply)
     return reply
+
+
+def clear_foreign(client: redis.Redis, own: Mapping[str, str]) -> list[tuple[str, str]]:
+    """Delete the keys of ``own`` (a key of pyresque's that can hold no job -> the type
+    kept there) that hold another type (foreign_clear.lua, one call: on Cluster, keys
+    of one slot); each one deleted, with the type it held."""
+    return foreign_cleared(run(client, "foreign_clear", list(own), list(own.values())))
+
+
+def foreign_cleared(reply: list[bytes]) -> list[tuple[str, str]]:
+    """foreign_clear.lua's reply: each key deleted, with the type it held."""
+    return [(text(key), text(found)) for key, found in zip(reply[::2], reply[1::2], strict=True)]
 
 
 def logged(name: str, keys: Sequence[str | bytes], reply: Any) -> None:

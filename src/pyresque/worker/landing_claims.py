@@ -72,18 +72,18 @@ def _cleared(claims: OneQueue | SeveralQueues, client: redis.Redis) -> bool:
     """Delete the keys of ``claims.own()`` that hold another type (foreign_clear.lua),
     each with a log line; whether any was."""
     own = claims.own()
-    reply = scripts.run(client, "foreign_clear", list(own), list(own.values()))
-    for key, found in zip(reply[::2], reply[1::2], strict=True):
+    deleted = scripts.clear_foreign(client, own)
+    for key, found in deleted:
         log.error(
             "deleted %s: it held a %s where this worker keeps a %s, so every claim failed "
             "on it (it could hold no job of ours); claiming again",
-            text(key),
-            text(found),
-            own[text(key)],
+            key,
+            found,
+            own[key],
         )
-    if reply:
+    if deleted:
         claims.forget()
-    return bool(reply)
+    return bool(deleted)
 
 
 def _checked(reply: Any) -> Any:

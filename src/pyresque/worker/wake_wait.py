@@ -61,7 +61,8 @@ from typing import Any
 import redis
 from redis.crc import key_slot
 
-from pyresque.protocol.connection import REDIS_DOWN
+from pyresque.protocol import scripts
+from pyresque.protocol.connection import REDIS_DOWN, wrong_type
 from pyresque.protocol.supervision import FailureLog
 
 log = logging.getLogger("pyresque.worker")
@@ -124,6 +125,29 @@ def _logged(target: Callable[..., None], args: tuple[Any, ...]) -> None:
         log.exception("a thread of the idle wait failed: its group gets a new one at the next wait")
 
 
+def _blpop(client: redis.Redis, keys: list[str], timeout: float) -> Sequence[bytes] | None:
+    """BLPOP ``keys``. One of them that holds another type (written by hand, or hostile)
+    fails every BLPOP on them: it is deleted with a log line (foreign_clear.lua, as a
+    claim's own keys are: landing_claims.py), and the BLPOP sent once more (whoever
+    deleted it: another processor's wait may have, just now). They are wake-up lists,
+    queues-changed and a group's end marker: they hold tokens, never a job (a claim
+    finds the jobs on their queues), so deleting one loses wake-ups only."""
+    try:
+        return client.blpop(keys, timeout=timeout)  # type: ignore[return-value]
+    except redis.exceptions.ResponseError as exc:
+        if not wrong_type(exc):
+            raise
+    for key, found in scripts.clear_foreign(client, dict.fromkeys(keys, "list")):
+        log.error(
+            "deleted %s: it held a %s where pyresque keeps a list of wake-up tokens, so "
+            "every idle wait on it failed (it held no job: claims read the queues); "
+            "waiting again",
+            key,
+            found,
+        )
+    return client.blpop(keys, timeout=timeout)  # type: ignore[return-value]
+
+
 def _marker(reply: _Reply, group: _Group) -> bool:
     return isinstance(reply, (list, tuple)) and reply[0] == group.end.encode()
 
@@ -175,7 +199,7 @@ class WakeWait:
         groups = self._grouping(keys)
         self._regroup(groups if len(groups) > 1 else [])
         if len(groups) == 1:
-            return client.blpop(groups[0], timeout=timeout)  # type: ignore[return-value]
+            return _blpop(client, groups[0], timeout)
         slot = _Slot(time.monotonic() + timeout)
         try:
             try:
@@ -283,7 +307,7 @@ class WakeWait:
                 group.blocked = True
             reply: _Reply
             try:
-                reply = self._client.blpop(group.args, timeout=left)  # type: ignore[assignment]
+                reply = _blpop(self._client, group.args, left)
             except Exception as exc:  # handed to a wait, else the next wait sends again
                 reply = exc
             with self._lock:

@@ -29,7 +29,7 @@ for i = 1, n do
       redis.call('ZREM', KEYS[3], name)
       if redis.call('SADD', KEYS[1], name) == 1 then
         changed[#changed + 1] = name
-        if redis.call('LLEN', KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end
+        if token_count(KEYS[4]) == 0 then redis.call('RPUSH', KEYS[4], '1') end
       end
     elseif since and now - tonumber(since) >= tonumber(ARGV[3]) then
       redis.call('ZREM', KEYS[3], name)
