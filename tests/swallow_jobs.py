@@ -104,3 +104,71 @@ class SlowFailureHook(Job):
         while time.monotonic() < end:
             time.sleep(0.01)
         note("hook done", type(exception).__name__)
+
+
+def _short_sleeps(seconds: float) -> None:
+    """Sleep ``seconds`` in short sleeps: an interrupt reaches a thread's job."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        time.sleep(0.01)
+
+
+def _hang() -> None:
+    """An ``on_failure`` hook that never returns (a network call without a timeout), in
+    short sleeps so that an interrupt can land; notes what stopped it."""
+    note("hook began", time.time())
+    try:
+        while True:
+            time.sleep(0.01)
+    except BaseException as exc:
+        note("hook stopped", type(exc).__name__)
+        raise
+
+
+class HangingFailureHook(Job):
+    """Times out after 0.3 s; its ``on_failure`` hook never returns."""
+
+    timeout = 0.3
+
+    def perform(self) -> None:
+        _short_sleeps(RUNS_ON)
+
+    def on_failure(self, exception: BaseException) -> None:
+        _hang()
+
+
+class HangingFailureHookInC(Job):
+    """Times out after 0.3 s; its ``on_failure`` hook waits in one long C call."""
+
+    timeout = 0.3
+
+    def perform(self) -> None:
+        _short_sleeps(RUNS_ON)
+
+    def on_failure(self, exception: BaseException) -> None:
+        note("hook began", time.time())
+        try:
+            time.sleep(1000)
+        except BaseException as exc:
+            note("hook stopped", type(exc).__name__)
+            raise
+
+
+class AsyncHangingFailureHook(Job):
+    """``async def perform``: times out after 0.3 s; its ``on_failure`` hook (which runs
+    in the processor's thread) never returns."""
+
+    timeout = 0.3
+
+    async def perform(self) -> None:
+        await asyncio.sleep(RUNS_ON)
+
+    def on_failure(self, exception: BaseException) -> None:
+        _hang()
+
+
+class NotesItRan(Job):
+    """Notes that it ran: the worker still takes jobs."""
+
+    def perform(self) -> None:
+        note("ran", os.getpid())

@@ -18,13 +18,9 @@ from e2e_support import spares, wait_for
 from pyresque import Events, Job, Payload, Registry
 from pyresque.executors import sched
 from pyresque.executors.base import Stop
+from pyresque.executors.event_loop import EventLoopThread
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
-from pyresque.executors.inprocess import (
-    AsyncioExecutor,
-    EventLoopThread,
-    InlineExecutor,
-    ThreadExecutor,
-)
+from pyresque.executors.inprocess import AsyncioExecutor, InlineExecutor, ThreadExecutor
 
 
 def _in_child(body: Callable[[], Any]) -> Any:

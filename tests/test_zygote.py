@@ -21,13 +21,9 @@ from e2e_support import Procs, State, parent_of, pid_alive, wait_for
 from pyresque import Events, Job, Payload, Registry, Resque, Worker, WorkerOptions
 from pyresque.executors.base import Stop
 from pyresque.executors.child import job_message, receive, send
+from pyresque.executors.event_loop import EventLoopThread
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
-from pyresque.executors.inprocess import (
-    AsyncioExecutor,
-    EventLoopThread,
-    InlineExecutor,
-    ThreadExecutor,
-)
+from pyresque.executors.inprocess import AsyncioExecutor, InlineExecutor, ThreadExecutor
 from pyresque.jobs.perform import Outcome
 
 PROBE_APP = """

@@ -81,7 +81,7 @@ def run_job(perform: Callable[..., Outcome], job: Job) -> Outcome:
     failure hooks: ``ended``)."""
     job_runs(True)
     try:
-        return perform(job, ended=lambda: job_runs(False))
+        return perform(job, ended=lambda failed: job_runs(False))
     finally:
         job_runs(False)
 

@@ -14,39 +14,40 @@ returns.
 
 from __future__ import annotations
 
-import asyncio
-import concurrent.futures
-import ctypes
 import functools
 import logging
 import math
 import signal
 import threading
 import time
-from collections.abc import Callable, Coroutine, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from pyresque.exceptions import Cancelled, Interrupted, JobTimeout
 from pyresque.executors.base import Showing, Started, Stop, no_op, show_now
+from pyresque.executors.event_loop import EventLoopThread
+from pyresque.executors.interrupts import (
+    RESEND,
+    HookBound,
+    drop_interrupt,
+    interrupt_thread,
+    landed_late,
+)
 from pyresque.executors.sched import short_slice
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
-from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.jobs.perform import Outcome
 from pyresque.middleware.hooks import Performer
-from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
-
-#: How often a job that swallowed its stop is stopped again: an inline job's alarm
-#: (its timeout, cancel or interrupt), a job's task's cancellation in asyncio mode.
-RECANCEL = 0.5
 
 
 class InlineExecutor:
     """Runs the job in the worker's main thread. Timeouts, the TERM grace period and the
     lease use SIGALRM: when it fires, ``JobTimeout`` (or ``Interrupted`` after a TERM or
     once the lease is lost) is raised inside the job, which stops Python code
-    (``time.sleep`` and socket waits included)."""
+    (``time.sleep`` and socket waits included); and in its failure hooks past their
+    bound (interrupts.py)."""
 
     name = "inline"
     runs_in_thread = True
@@ -60,6 +61,7 @@ class InlineExecutor:
         self._previous: Any = None  # the SIGALRM handler before ours
         self._showing: Showing | None = None  # the running job's RUNNING write, not asked for
         self._installed = False  # ours is the SIGALRM handler
+        self._hooks: HookBound | None = None  # the failed job's on_failure hooks, running
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
@@ -80,28 +82,37 @@ class InlineExecutor:
             self._installed = True
         self._running = (job, stop, timeout, time.monotonic() + timeout if timeout else math.inf)
         self._showing = showing  # the alarm asks for its write once due
+        ended = functools.partial(self._ended, job, timeout, stop)
         try:
             self._arm()
             if job.cancel_requested:  # cancelled before the alarm handler could see it
                 raise Cancelled("the job was cancelled")
-            outcome = self.perform(job, ended=self._ended)
-            self._running = None  # from here the alarm is a no-op (_on_alarm)
+            outcome = self.perform(job, ended=ended)
+            self._running = self._hooks = None  # from here the alarm is a no-op (_on_alarm)
             return outcome
         except (JobTimeout, Interrupted) as exc:
             self._running = None
-            return _landed_late(job, exc, self.events)
+            failed = self._hooks.failed if self._hooks else None
+            return landed_late(job, exc, self.events, failed, ended)
         finally:
-            self._running = self._showing = None
+            self._running = self._showing = self._hooks = None
             signal.setitimer(signal.ITIMER_REAL, 0)  # a timeout's, or a TERM's grace
             self._installed = signal.getsignal(signal.SIGALRM) == self._on_alarm
 
-    def _ended(self) -> None:
-        """The job failed: its ``on_failure`` hooks run from here, with no alarm."""
+    def _ended(self, job: Job, timeout: float | None, stop: Stop, failed: Outcome) -> None:
+        """The job failed: no alarm for it from here; its ``on_failure`` hooks get theirs."""
         self._running = None
+        self._hooks = HookBound(job, failed, timeout, stop)
+        self._arm()
 
     def _arm(self) -> None:
         """Set the alarm for the first of the job's end, the lease's deadline, its RUNNING
-        write's (``Showing``) and, after a TERM, the grace period's end."""
+        write's (``Showing``) and, after a TERM, the grace period's end; or for the end of
+        its failure hooks' bound."""
+        if self._hooks is not None:
+            signal.setitimer(
+                signal.ITIMER_REAL, max(self._hooks.deadline() - time.monotonic(), 0.001)
+            )
         if self._running is None:
             return
         _, stop, _, ends = self._running
@@ -112,6 +123,13 @@ class InlineExecutor:
             signal.setitimer(signal.ITIMER_REAL, max(at - time.monotonic(), 0.001))
 
     def _on_alarm(self, signum: int, frame: object) -> None:
+        hooks = self._hooks
+        if hooks is not None:  # the failed job's hooks run: past their bound?
+            if hooks.overdue(time.monotonic()):
+                signal.setitimer(signal.ITIMER_REAL, RESEND)  # again while they run on
+                raise Interrupted("the job's on_failure hooks ran past their bound")
+            self._arm()
+            return
         if self._running is None:  # between jobs: nothing to stop
             return
         job, stop, timeout, ends = self._running
@@ -135,7 +153,7 @@ class InlineExecutor:
         # Raised in a finalizer or a gc callback (the suite saw Hypothesis's), or in
         # code of the job's that takes it, it is swallowed and the job runs on: so it
         # fires again while the job runs (until it ended: ``_ended``, execute()).
-        signal.setitimer(signal.ITIMER_REAL, RECANCEL)
+        signal.setitimer(signal.ITIMER_REAL, RESEND)
         raise stopping
 
     def cancel(self, job: Job, stop: Stop) -> None:
@@ -155,19 +173,11 @@ class InlineExecutor:
             self._installed = False
 
 
-def _landed_late(job: Job, exc: JobTimeout | Interrupted, events: Events) -> Outcome:
-    """A timeout, a TERM or a cancel that fired just as the job returned, outside its own
-    ``try``: the job's outcome, never an error of the processor."""
-    if isinstance(exc, Interrupted):
-        return Outcome.stopped(exc)
-    notify_failure(job, exc, events)
-    return Outcome.failed(exc)
-
-
 class ThreadExecutor:
     """Runs the job in the processor's thread. The worker's watchdog raises ``JobTimeout``
     or ``Interrupted`` in that thread (``interrupt``), only while the job runs, and asks
-    for its RUNNING write once due (``watch``)."""
+    for its RUNNING write once due, and ``Interrupted`` in its failure hooks past their
+    bound (``watch``, interrupts.py)."""
 
     name = "threads"
     runs_in_thread = True
@@ -181,19 +191,27 @@ class ThreadExecutor:
         self._job_thread: int | None = None  # the thread running a job, if one is
         self._sent = False  # an interrupt was raised in that thread during its job
         self._showing: Showing | None = None  # the running job's RUNNING write, not asked for
+        self._hooks: HookBound | None = None  # the failed job's on_failure hooks, running
+        self._failed: Outcome | None = None  # how the job failed (this thread's only)
 
     def execute(
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
-        return self._interruptible(job, started(), lambda: self.perform(job, ended=self._leave))
+        ended = functools.partial(self._ended, job, timeout, stop)
+        return self._interruptible(job, started(), lambda: self.perform(job, ended=ended), ended)
 
     def watch(self, now: float) -> None:
         """Ask for the running job's RUNNING write once it is due: the worker's watchdog
         calls this at each of its ticks. Asked for as the job started, the write woke the
         marker's thread on the way to the job's first line (a notify, a system call and
         a thread switch: ~80 µs of an idle worker's pickup, docs/scaling.md); it now
-        comes within a tick (0.1 s) of its due time, as a job that runs that long."""
+        comes within a tick (0.1 s) of its due time, as a job that runs that long. Failure
+        hooks past their bound are interrupted (again every RESEND seconds)."""
         with self._guard:
+            hooks, thread = self._hooks, self._job_thread
+            if hooks is not None and thread is not None and hooks.due(now):
+                interrupt_thread(thread, Interrupted)
+                self._sent = True
             showing = self._showing
             if showing is None or now < showing.due:
                 return
@@ -201,10 +219,15 @@ class ThreadExecutor:
         showing.show()
 
     def _interruptible(
-        self, job: Job, showing: Showing | None, run: Callable[[], Outcome]
+        self,
+        job: Job,
+        showing: Showing | None,
+        run: Callable[[], Outcome],
+        ended: Callable[[Outcome], None],
     ) -> Outcome:
         outcome: Outcome | None = None
         landed: JobTimeout | Interrupted | None = None
+        self._failed = None
         try:
             try:
                 with self._guard:
@@ -229,17 +252,31 @@ class ThreadExecutor:
                     landed = again
                     self._leave()
         if landed is not None:
-            return _landed_late(job, landed, self.events)
+            try:  # a timeout that landed late fails the job here: its hooks, bounded
+                return landed_late(job, landed, self.events, self._failed, ended)
+            finally:
+                self._leave()
         assert outcome is not None
         return outcome
 
-    def _leave(self) -> None:
-        """The job ended, or failed (its ``on_failure`` hooks take no interrupt)."""
+    def _ended(self, job: Job, timeout: float | None, stop: Stop, failed: Outcome) -> None:
+        """The job failed: no interrupt for it from here; its ``on_failure`` hooks get
+        theirs once past their bound (``watch``)."""
+        self._failed = failed
         with self._guard:
-            self._showing = None
+            self._hooks = HookBound(job, failed, timeout, stop)
+            self._job_thread = threading.get_ident()  # (a timeout that landed late: again)
+            if self._sent:  # it may not have landed yet, and must not land in the hooks
+                drop_interrupt(self._job_thread)
+                self._sent = False
+
+    def _leave(self) -> None:
+        """The job (and its failure hooks) ended."""
+        with self._guard:
+            self._showing = self._hooks = None
             if self._job_thread is not None:
                 if self._sent:  # it may not have landed yet, and must not land later
-                    _drop_interrupt(self._job_thread)
+                    drop_interrupt(self._job_thread)
                 self._job_thread, self._sent = None, False
 
     def cancel(self, job: Job, stop: Stop) -> None:
@@ -248,9 +285,10 @@ class ThreadExecutor:
         self.interrupt(Cancelled)
 
     def interrupt(self, exc: type[BaseException]) -> bool:
-        """Raise ``exc`` in the job's thread if a job is running there; False if none is."""
+        """Raise ``exc`` in the job's thread if a job is running there; False if none is
+        (its failure hooks have their own bound: ``watch``)."""
         with self._guard:
-            if self._job_thread is None:
+            if self._job_thread is None or self._hooks is not None:
                 return False
             interrupt_thread(self._job_thread, exc)
             self._sent = True
@@ -262,92 +300,6 @@ class ThreadExecutor:
 
     def close(self) -> None:
         pass
-
-
-class _Escaped(Exception):
-    """Carries a ``SystemExit`` or ``KeyboardInterrupt`` of a job out of the event loop,
-    which they would stop (asyncio re-raises them from the loop)."""
-
-    def __init__(self, exc: BaseException) -> None:
-        super().__init__(str(exc))
-        self.exc = exc
-
-
-async def _contained(coro: Coroutine[Any, Any, Any], task: list[asyncio.Task[Any]]) -> Any:
-    """Runs ``coro``; its task goes in ``task``, for ``EventLoopThread._cancel``."""
-    current = asyncio.current_task()
-    if current is not None:
-        task.append(current)
-    try:
-        return await coro
-    except (SystemExit, KeyboardInterrupt) as exc:
-        raise _Escaped(exc) from None
-
-
-class EventLoopThread:
-    """One asyncio event loop in a background thread, shared by every processor; an
-    exception that escapes the loop is logged and the loop runs again (supervision.py)."""
-
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self._stopped = threading.Event()
-        self._supervised = Supervised("asyncio event loop", log, 0.1)
-        self._thread = threading.Thread(target=self._run, name="pyresque-asyncio", daemon=True)
-        self._thread.start()
-
-    def _run(self) -> None:
-        short_slice()  # it runs the jobs' coroutines as their processors hand them over
-        self._supervised.until_done(self.loop.run_forever, self._stopped)
-
-    def run(self, coro: Coroutine[Any, Any, Any], timeout: float | None, stop: Stop) -> Any:
-        """Run ``coro`` on the loop; cancel it on timeout or when the worker must stop
-        (again and again while it runs on: ``_cancel``)."""
-        task: list[asyncio.Task[Any]] = []
-        future = asyncio.run_coroutine_threadsafe(_contained(coro, task), self.loop)
-        deadline = time.monotonic() + timeout if timeout else None
-        try:
-            while True:
-                try:
-                    return future.result(timeout=0.05)
-                except concurrent.futures.TimeoutError:
-                    pass
-                if deadline and time.monotonic() >= deadline:
-                    raise JobTimeout(f"job ran longer than its timeout of {timeout} s")
-                if stop.grace_over():
-                    raise Interrupted("the worker was told to stop and the grace period ended")
-        except concurrent.futures.CancelledError:
-            raise Interrupted("the job's task was cancelled") from None
-        except _Escaped as escaped:
-            raise escaped.exc from None  # in the job's own thread: it fails the job
-        finally:
-            if not future.done():
-                future.cancel()  # its task's first cancel; then, while it runs, again:
-                again = (RECANCEL, self._cancel, task, time.monotonic(), stop.grace)
-                self.loop.call_soon_threadsafe(self.loop.call_later, *again)
-
-    def _cancel(self, task: list[asyncio.Task[Any]], since: float, grace: float) -> None:
-        """On the loop: a job's task that was cancelled and runs on (its coroutine
-        swallowed the ``CancelledError``, as threads mode's interrupts can be: watchdog.py)
-        is cancelled again every RECANCEL seconds until it ends; logged once ``grace``
-        after the first. The job ended (timed out, stopped) as its thread raised."""
-        if not task or task[0].done():
-            return
-        task[0].cancel()
-        if since != -math.inf and time.monotonic() - since >= grace:
-            log.error(
-                "a job's task still runs %.1f s after it was cancelled: it swallows the "
-                "cancellation; cancelling it again every %.1f s",
-                grace,
-                RECANCEL,
-            )
-            since = -math.inf  # said
-        self.loop.call_later(RECANCEL, self._cancel, task, since, grace)
-
-    def close(self) -> None:
-        self._stopped.set()
-        if self._thread.is_alive():
-            self.loop.call_soon_threadsafe(self.loop.stop)
-            self._thread.join(timeout=5)
 
 
 class AsyncioExecutor(ThreadExecutor):
@@ -366,35 +318,9 @@ class AsyncioExecutor(ThreadExecutor):
         self, job: Job, timeout: float | None, stop: Stop, started: Started = no_op
     ) -> Outcome:
         run_async = functools.partial(self.loop.run, timeout=timeout, stop=stop)
-        perform = functools.partial(self.perform, job, run_async, self._leave)
-        return self._interruptible(job, started(), perform)
+        ended = functools.partial(self._ended, job, timeout, stop)
+        perform = functools.partial(self.perform, job, run_async, ended)
+        return self._interruptible(job, started(), perform, ended)
 
     def close(self) -> None:
         self.loop.close()
-
-
-def interrupt_thread(thread_id: int, exc: type[BaseException]) -> None:
-    """Raise ``exc`` in another thread at its next Python instruction."""
-    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
-
-
-class _Dropped(Exception):
-    """Takes the place of an interrupt that had not landed when its job ended."""
-
-
-def _land() -> None:
-    """A call: a pending asynchronous exception lands as it starts."""
-
-
-def _drop_interrupt(thread_id: int) -> None:
-    """Drop the exception ``interrupt_thread`` set for ``thread_id``, the calling thread,
-    if it has not landed yet, by one that lands here at once. Not by setting none
-    (``PyThreadState_SetAsyncExc(id, NULL)``): on CPython 3.11 that leaves the
-    interpreter's pending flag set for good (only an exception that lands clears it), so
-    every later call checks it, and under a tracer (coverage, a debugger, Hypothesis
-    tracing a failing test) the next call spins forever."""
-    try:
-        interrupt_thread(thread_id, _Dropped)
-        _land()
-    except _Dropped:
-        pass

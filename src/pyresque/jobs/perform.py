@@ -7,6 +7,7 @@ this module is what every layer above reports a job's end with.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -131,3 +132,21 @@ def notify_failure(job: Job, exc: BaseException, events: Events) -> None:
         job.on_failure(exc)
     except Exception:
         log.exception("on_failure hook of %s raised", job.payload.class_name)
+
+
+#: Told that a job failed, with its outcome, before its ``on_failure`` hooks run: an
+#: executor stops sending the job its timeout then, and bounds the hooks instead.
+Ended = Callable[[Outcome], None]
+
+
+def fail(job: Job, exc: BaseException, events: Events, ended: Ended) -> Outcome:
+    """``job`` failed with ``exc``: say so to ``ended``, run its ``on_failure`` hooks and
+    return the failure. Hooks that ran past their bound, or that a stopping worker cut
+    (``Interrupted``), leave the failure as it is: the job still failed, once."""
+    failed = Outcome.failed(exc)
+    ended(failed)
+    try:
+        notify_failure(job, exc, events)
+    except Interrupted:
+        pass  # the executor said why (executors/interrupts.py), or the worker's stop did
+    return failed

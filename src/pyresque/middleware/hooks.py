@@ -15,7 +15,7 @@ from pyresque.exceptions import DontCreate, DontPerform, Interrupted
 from pyresque.jobs import logs
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
-from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.jobs.perform import Ended, Outcome, fail
 from pyresque.middleware.chain import Chain, Enqueuing
 
 if TYPE_CHECKING:  # the worker side's types: job children never import them
@@ -74,7 +74,7 @@ def _run_on_new_loop(coroutine: Coroutine[Any, Any, Any]) -> Any:
     return asyncio.run(coroutine)
 
 
-def _nothing() -> None:
+def _nothing(failed: Outcome) -> None:
     pass
 
 
@@ -111,12 +111,12 @@ class Performer:
         )
 
     def __call__(
-        self, job: Job, run_async: AsyncRunner | None = None, ended: Callable[[], None] = _nothing
+        self, job: Job, run_async: AsyncRunner | None = None, ended: Ended = _nothing
     ) -> Outcome:
         """Run ``job`` and say how it ended. An ``async def perform`` is awaited by
         ``run_async``: a fresh event loop by default, the worker's shared loop in
-        asyncio mode. ``ended`` is called once the job failed, before its ``on_failure``
-        hooks: an executor stops sending it its timeout then."""
+        asyncio mode. ``ended`` is told once the job failed, before its ``on_failure``
+        hooks run (jobs/perform.py ``fail``)."""
 
         def last() -> Any:
             result = job.run_perform()
@@ -130,7 +130,7 @@ class Performer:
         finally:
             logs.leave(token)
 
-    def _run(self, job: Job, last: Callable[[], Any], ended: Callable[[], None]) -> Outcome:
+    def _run(self, job: Job, last: Callable[[], Any], ended: Ended) -> Outcome:
         try:
             if len(self._chain.steps()) == 1 and self._bare(type(job)):
                 result = last()  # no step would act: ``perform`` without the chain's frames
@@ -143,7 +143,5 @@ class Performer:
         # Whatever else a job raises fails the job (sys.exit() too, as in Resque's rescue
         # Object): the worker's own signals reach a job only as Interrupted.
         except BaseException as exc:
-            ended()
-            notify_failure(job, exc, self.events)
-            return Outcome.failed(exc)
+            return fail(job, exc, self.events, ended)
         return Outcome("ok", result)

@@ -7,13 +7,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from pyresque.executors.base import Executor
+from pyresque.executors.event_loop import EventLoopThread
 from pyresque.executors.forking import ForkExecutor, PreforkExecutor
-from pyresque.executors.inprocess import (
-    AsyncioExecutor,
-    EventLoopThread,
-    InlineExecutor,
-    ThreadExecutor,
-)
+from pyresque.executors.inprocess import AsyncioExecutor, InlineExecutor, ThreadExecutor
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Registry
 from pyresque.scheduling.housekeeping import Retention

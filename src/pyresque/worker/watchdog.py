@@ -22,12 +22,10 @@ from collections.abc import Sequence
 from pyresque.exceptions import Interrupted, JobTimeout
 from pyresque.executors.base import Stop
 from pyresque.executors.inprocess import ThreadExecutor
+from pyresque.executors.interrupts import RESEND
 from pyresque.worker.processor import Processor
 
 log = logging.getLogger("pyresque.worker")
-
-#: How often ``JobTimeout`` is sent again to a job still running past its deadline.
-RESEND = 0.5
 
 
 class Watchdog:

@@ -1,0 +1,129 @@
+"""What the in-process executors (inprocess.py) interrupt a job's Python code with, and
+when: asynchronous exceptions into a processor's thread, and the bound on a failed
+job's ``on_failure`` hooks.
+
+A job's timeout is not sent into its ``on_failure`` hooks, which run once it failed
+(``Performer``'s ``ended``): a report over the network may take its time. But a hook
+that never returns (a call without a timeout, a deadlock) would hold the processor
+(inline: the whole worker) for good, its job in flight on a lease that the heartbeat
+keeps renewing, so nobody recovers it. So the hooks get a bound (``hooks_bound``), and
+after a TERM its grace; past it they are interrupted as a job is, with ``Interrupted``
+(no ``except Exception`` takes it), again every RESEND seconds while they run on, and
+the job ends failed as it failed: once.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import math
+import time
+
+from pyresque.exceptions import Interrupted
+from pyresque.executors.base import Stop
+from pyresque.jobs.events import Events
+from pyresque.jobs.job import Job
+from pyresque.jobs.perform import Ended, Outcome, fail
+
+log = logging.getLogger("pyresque.worker")
+
+#: How often a job, or its hooks, that swallowed its stop is stopped again.
+RESEND = 0.5
+#: The least a failed job's hooks get: a report over a slow network fits.
+HOOKS_FLOOR = 10.0
+
+
+def hooks_bound(timeout: float | None, grace: float) -> float:
+    """How long a failed job's ``on_failure`` hooks may run. The largest of: the TERM's
+    grace (``--term-timeout``), which is how long the operator lets a job wind down; the
+    job's own timeout, which is how long its code may hold a processor (hooks are its
+    code too); and HOOKS_FLOOR, as a short grace says only how fast the worker must
+    stop, not how long a report takes. Generous: it only ever ends hooks that hang."""
+    return max(HOOKS_FLOOR, grace, timeout or 0.0)
+
+
+class HookBound:
+    """The ``on_failure`` hooks of a job that failed (``failed``), running: when they
+    must be interrupted."""
+
+    def __init__(self, job: Job, failed: Outcome, timeout: float | None, stop: Stop) -> None:
+        self.failed = failed
+        self._job = job
+        self._stop = stop
+        self._began = time.monotonic()
+        self._bound = hooks_bound(timeout, stop.grace)
+        self._said = False
+        self._sent = -math.inf
+
+    def deadline(self) -> float:
+        """When they must be interrupted (monotonic), unless the worker must stop before
+        (``overdue``): their bound, the TERM's grace, the lease."""
+        stop = self._stop
+        at = min(self._began + self._bound, stop.lease_deadline)
+        return min(at, stop.interrupted_at + stop.grace) if stop.interrupt else at
+
+    def overdue(self, now: float) -> bool:
+        """Whether they must be interrupted now; logged the first time."""
+        if now < self.deadline() and not self._stop.grace_over():
+            return False
+        if not self._said:
+            self._said = True
+            payload = self._job.payload
+            log.error(
+                "job %s (%s)'s on_failure hooks still run %.1f s after it failed%s: "
+                "interrupting them",
+                payload.id or "-",
+                payload.class_name,
+                now - self._began,
+                f" (their bound: {self._bound:g} s)"
+                if now >= self._began + self._bound
+                else " and the worker must stop",
+            )
+        return True
+
+    def due(self, now: float) -> bool:
+        """``overdue``, at most once every RESEND seconds (the watchdog asks each tick)."""
+        if now - self._sent < RESEND or not self.overdue(now):
+            return False
+        self._sent = now
+        return True
+
+
+def landed_late(
+    job: Job, exc: BaseException, events: Events, failed: Outcome | None, ended: Ended
+) -> Outcome:
+    """A timeout, a TERM or a cancel that landed outside the job's own ``try`` (just as
+    it returned, or as its failure hooks ended), or that cut those hooks: the job's
+    outcome, never an error of the processor. A job that ``failed`` keeps its failure."""
+    if failed is not None:
+        return failed
+    if isinstance(exc, Interrupted):
+        return Outcome.stopped(exc)
+    return fail(job, exc, events, ended)
+
+
+def interrupt_thread(thread_id: int, exc: type[BaseException]) -> None:
+    """Raise ``exc`` in another thread at its next Python instruction."""
+    ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(thread_id), ctypes.py_object(exc))
+
+
+class _Dropped(Exception):
+    """Takes the place of an interrupt that had not landed when its job ended."""
+
+
+def _land() -> None:
+    """A call: a pending asynchronous exception lands as it starts."""
+
+
+def drop_interrupt(thread_id: int) -> None:
+    """Drop the exception ``interrupt_thread`` set for ``thread_id``, the calling thread,
+    if it has not landed yet, by one that lands here at once. Not by setting none
+    (``PyThreadState_SetAsyncExc(id, NULL)``): on CPython 3.11 that leaves the
+    interpreter's pending flag set for good (only an exception that lands clears it), so
+    every later call checks it, and under a tracer (coverage, a debugger, Hypothesis
+    tracing a failing test) the next call spins forever."""
+    try:
+        interrupt_thread(thread_id, _Dropped)
+        _land()
+    except _Dropped:
+        pass
