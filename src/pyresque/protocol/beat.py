@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass
 from typing import Any
 
@@ -32,6 +33,7 @@ from pyresque.protocol.keys import Keys
 
 #: Control commands read per beat at most; more are read on the next beats.
 CONTROL_MOST = 1000
+_UNFENCED = nullcontext()  # the writes are always sent
 
 
 @dataclass
@@ -58,11 +60,13 @@ def one_beat(
     marker: str = "",
     read_control: bool = False,
     durability: Replicas | None = None,
+    fence: AbstractContextManager[object] = _UNFENCED,
 ) -> tuple[Beat, bool]:
     """One beat and whether its renewal is as durable as asked. ``started``: the start
     time, when the worker registers (written if unset); ``marker``: '1' sets the paused
     marker (with the lease's TTL), '0' deletes it, '' leaves it; ``read_control``: read
-    (and empty) the control list."""
+    (and empty) the control list. The writes are sent inside ``fence`` (the heartbeat's
+    stops them once the worker stops: worker/heartbeat.py)."""
     head = [keys.leases, keys.workers, keys.heartbeats, keys.cancels, keys.pause_all]
     if started:
         head.append(keys.worker_started(worker_id))
@@ -84,7 +88,8 @@ def one_beat(
         if read_control:  # read here, taken off once the writes succeeded
             pipe.lrange(control, 0, CONTROL_MOST - 1)
 
-    replies, durable = _write(client, keys.leases, writes, durability)
+    with fence:
+        replies, durable = _write(client, keys.leases, writes, durability)
     listed = replies.pop() if read_control else None
     for reply in replies:
         if isinstance(reply, Exception):

@@ -9,6 +9,11 @@ go through a lease client (connection.lease_client), so that each ends, retry
 included, within half the lease. A job may run only until ``lease_deadline`` of the
 last renewal; past it the worker stops its jobs and claims no more until the lease
 is renewed (executor.Stop), so a worker that recovers them never runs them at the same time.
+
+A worker unregisters once ``stop`` returned: no beat writes from then on, and a write in
+flight has ended, so that none lands after the unregistration and lists a dead worker
+again (resque-web, ``pyresque workers``) until another worker reaps it. Only a write that
+got no reply (a timeout) may land still: ``stop`` logs it.
 """
 
 from __future__ import annotations
@@ -16,7 +21,8 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 import redis
 
@@ -37,6 +43,8 @@ LEASE_RUN_SHARE = 0.75
 #: With a control watch, the beats read the control list when it woke them, and every
 #: this many beats besides.
 CONTROL_EVERY = 5
+#: How long ``stop`` waits for the thread at least (seconds).
+STOP_WAIT = 5.0
 
 
 def lease_deadline(sent_at: float, lease: float) -> float:
@@ -44,6 +52,10 @@ def lease_deadline(sent_at: float, lease: float) -> float:
     at ``sent_at``: Redis set its expiry to its own now + ``lease``, and its now was no
     earlier than the call."""
     return sent_at + lease * LEASE_RUN_SHARE
+
+
+class _Closed(Exception):
+    """The heartbeat stopped: no registration write is sent."""
 
 
 class Heartbeat(threading.Thread):
@@ -102,6 +114,10 @@ class Heartbeat(threading.Thread):
         self.durability = durability
         self._unreplicated = False
         self._stopped = threading.Event()
+        # Held while a beat's registration writes are in flight; none is sent once closed.
+        self._writing = threading.Lock()
+        self._closed = False
+        self._unanswered = False  # the last write got no reply: it may still land
         self._woken = threading.Event()  # beat now: a command came
         self._beaten = threading.Event()  # a beat ended since the last wake
         # Without a client for it (a worker run by hand), commands wait for the next beat.
@@ -115,13 +131,17 @@ class Heartbeat(threading.Thread):
         keys where (on Cluster, the slot of one of our queues)."""
         sent = time.monotonic()
         registering = not self._registered
-        done, durable = self._send(registering)
+        if (first := self._send(registering)) is None:
+            return []  # the worker stops: nothing written
+        done, durable = first
         commands, replaced, again = done.commands, done.replaced, done.again
         if again and not registering:
             # Unregistered since the last beat (a reap, a prune, a Redis that lost its
             # data): register now, its started key with it (until a call succeeds).
             self._registered = False
-            done, renewed = self._send(True)
+            if (second := self._send(True)) is None:
+                return []
+            done, renewed = second
             commands, replaced = commands + done.commands, replaced + done.replaced
             durable = durable and renewed
         self.registrations += again
@@ -130,9 +150,13 @@ class Heartbeat(threading.Thread):
         found = [(self._keys, member) for member in done.expired]
         for shard in self.shards():  # renewed in every slot before the lease counts
             lease_args = [self.worker_id, self.lease_ms]
-            reply, renewed = run_durably(
-                self._redis, "lease_renew", [shard.leases], lease_args, self.durability
-            )
+            try:
+                with self._fence():
+                    reply, renewed = run_durably(
+                        self._redis, "lease_renew", [shard.leases], lease_args, self.durability
+                    )
+            except _Closed:
+                return []
             durable = durable and renewed
             found += [(shard, member) for member in reply]
         if durable:
@@ -163,10 +187,10 @@ class Heartbeat(threading.Thread):
                 self._redis.zrem(where.leases, member)  # would hide real ones
         return [(where, w) for where, w in dead if w != self.worker_id]
 
-    def _send(self, registering: bool) -> tuple[Beat, bool]:
-        """One beat in Redis (protocol/beat.py) and whether its renewal is durable; the
-        keys named after the worker id (100 kB and more with thousands of queues) only
-        when needed."""
+    def _send(self, registering: bool) -> tuple[Beat, bool] | None:
+        """One beat in Redis (protocol/beat.py) and whether its renewal is durable (None:
+        the heartbeat stopped, nothing written); the keys named after the worker id (100 kB
+        and more with thousands of queues) only when needed."""
         paused = self.paused()
         # The control list: when a command came (the watch woke us), when no watch
         # runs, and every few beats in case one came while the watch reconnected.
@@ -185,7 +209,10 @@ class Heartbeat(threading.Thread):
                 marker=marker,
                 read_control=read,
                 durability=self.durability,
+                fence=self._fence(),
             )
+        except _Closed:
+            return None
         except BaseException:
             self._control_unread = self._control_unread or read
             raise
@@ -193,6 +220,17 @@ class Heartbeat(threading.Thread):
         self._marker = paused
         self._registered = self._registered or registering
         return found, durable
+
+    @contextmanager
+    def _fence(self) -> Iterator[None]:
+        """Around a registration write, which ``stop`` waits for; raises ``_Closed`` instead
+        once stopping."""
+        with self._writing:
+            if self._closed:
+                raise _Closed
+            self._unanswered = True
+            yield
+            self._unanswered = False  # an exception (no reply) skips this
 
     def _command(self, command: bytes) -> None:
         """Deliver one control message; one that is not text is dropped."""
@@ -206,7 +244,10 @@ class Heartbeat(threading.Thread):
     def beat_and_recover(self) -> None:
         """A beat, the recovery of the dead workers it reported, the history flush."""
         began = time.monotonic()
-        for where, dead in self.beat():
+        dead_workers = self.beat()
+        if self._closed:
+            return  # the worker stops: its teardown flushes the history
+        for where, dead in dead_workers:
             if time.monotonic() - began > self.lease_ms / 2000:
                 break  # renew in time; the rest are reported again on the next beat
             # One dead worker's bad data never stops the recovery of the others.
@@ -241,9 +282,25 @@ class Heartbeat(threading.Thread):
             self._beaten.set()
 
     def stop(self) -> None:
+        """Stop beating, before the worker unregisters: no registration write is sent from
+        now on, and one in flight is waited for, so that none lands after."""
         self._stopped.set()
         self._woken.set()
+        self._closed = True
         if self._watch:
             self._watch.stop()
+        # A write's call ends, retry included, within half the lease (lease_client): with
+        # a lease over 8 s that is longer than the 5 s the thread is waited for otherwise.
+        wait = max(STOP_WAIT, self.lease_ms / 2000 + 1)
+        until = time.monotonic() + wait
+        if self._writing.acquire(timeout=wait):
+            self._writing.release()
+        if self._unanswered:  # in flight still, or it ended without a reply
+            log.warning(
+                "worker %s: its last heartbeat write got no reply (Redis slow or unreachable):"
+                " should it land after the worker unregistered, the worker is listed until "
+                "another worker reaps it once its lease expired",
+                self.worker_id,
+            )
         if self.is_alive():
-            self.join(timeout=5)
+            self.join(timeout=max(until - time.monotonic(), 0))
