@@ -172,3 +172,46 @@ class NotesItRan(Job):
 
     def perform(self) -> None:
         note("ran", os.getpid())
+
+
+class FailsWithHangingHook(Job):
+    """No timeout; fails at once with its own error; its ``on_failure`` hook never
+    returns."""
+
+    def perform(self) -> None:
+        raise ValueError("its own error")
+
+    def on_failure(self, exception: BaseException) -> None:
+        _hang()
+
+
+class FailsWithSlowHook(Job):
+    """Times out after 1 s, but fails at once with its own error; its ``on_failure``
+    hook then takes 3 s (past the job's timeout, within the hooks' bound) and notes the
+    error it ran for, as it begins and as it ends."""
+
+    timeout = 1.0
+
+    def perform(self) -> None:
+        raise ValueError("its own error")
+
+    def on_failure(self, exception: BaseException) -> None:
+        note("hook began", type(exception).__name__)
+        _short_sleeps(3.0)
+        note("hook done", type(exception).__name__)
+
+
+class FailsWithStubbornHook(Job):
+    """No timeout; fails at once with its own error; its ``on_failure`` hook swallows
+    the first interrupt and hangs on: only a KILL ends it (fork, prefork)."""
+
+    def perform(self) -> None:
+        raise ValueError("its own error")
+
+    def on_failure(self, exception: BaseException) -> None:
+        note("hook began", time.time())
+        try:
+            _short_sleeps(RUNS_ON)
+        except BaseException as exc:  # what a careless reporting library does
+            note("hook swallowed", type(exc).__name__)
+        _short_sleeps(RUNS_ON)

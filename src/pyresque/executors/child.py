@@ -76,14 +76,22 @@ def job_runs(runs: bool) -> None:
         signal.setitimer(signal.ITIMER_REAL, 0)
 
 
-def run_job(perform: Callable[..., Outcome], job: Job) -> Outcome:
+def run_job(perform: Callable[..., Outcome], job: Job, outcomes: int) -> Outcome:
     """``perform(job)`` in a job child, told again of a TERM while it runs (not in its
-    failure hooks: ``ended``)."""
+    failure hooks: ``ended``). A job that failed says so on ``outcomes`` before its
+    hooks run (``ENDED``)."""
     job_runs(True)
     try:
-        return perform(job, ended=lambda failed: job_runs(False))
+        return perform(job, ended=lambda failed: _ended(outcomes, failed))
     finally:
         job_runs(False)
+
+
+def _ended(outcomes: int, failed: Outcome) -> None:
+    """The job failed; its hooks run next: no TERM repeats for them, and the worker gets
+    the failure now, so that it records it, once, if it must kill this child in them."""
+    job_runs(False)
+    send(outcomes, ENDED + failed.encode())
 
 
 def _raise_interrupted(signum: int, frame: object) -> None:
@@ -178,6 +186,9 @@ def read_job_message(message: bytes) -> tuple[str, bytes, Any]:
 #: The first byte of a job's report (progress, checkpoint) on the outcome pipe; an
 #: outcome is a JSON object.
 REPORT = b"\x01"
+#: The first byte of a failed job's failure, sent before its ``on_failure`` hooks run
+#: (``run_job``): from then on the worker bounds the hooks, not the job (forking.watch).
+ENDED = b"\x02"
 
 
 def reporter(fd: int) -> Callable[[str, str], None]:

@@ -30,6 +30,7 @@ from collections.abc import Callable, Sequence
 from pyresque.exceptions import DirtyExit, JobTimeout, WorkerBroken
 from pyresque.executors.base import Showing, Started, Stop, no_op
 from pyresque.executors.child import (
+    ENDED,
     HEADER,
     PARENT_FDS,
     REPORT,
@@ -46,10 +47,11 @@ from pyresque.executors.child import (
     send,
     unread,
 )
+from pyresque.executors.interrupts import HookBound, fail_bounded
 from pyresque.executors.zygote import Zygote
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job, Registry, registry
-from pyresque.jobs.perform import Outcome, notify_failure
+from pyresque.jobs.perform import Outcome
 from pyresque.middleware.hooks import Performer
 from pyresque.protocol.payload import Payload, dumps
 
@@ -72,11 +74,16 @@ def watch(
     showing: Showing | None = None,
 ) -> Outcome:
     """Wait for the child to report ``job``'s outcome (or die), enforcing the timeout and
-    the worker's stop requests, and ask for ``showing``'s write once due. Returns the
-    outcome; ``child.pid`` is 0 if the child exited (and was reaped)."""
+    the worker's stop requests, and ask for ``showing``'s write once due. A job that
+    failed says so before its hooks run (child.ENDED): from then on they get their bound
+    (interrupts.py) instead of its timeout, and the job ends with that failure however
+    the child ends. Returns the outcome; ``child.pid`` is 0 if the child exited (and was
+    reaped)."""
     started = time.monotonic()
     buffer = bytearray()
-    reason = ""  # why we stopped the child: interrupted, timeout, cancelled or killed
+    reason = ""  # why we stopped the child: interrupted, timeout, cancelled, hooks or killed
+    hooks: HookBound | None = None  # the failed job's on_failure hooks, running
+    message: bytes | None = None
     term_at: float | None = None
     status: int | None = None
     in_main = stop.wakeup_fd >= 0 and _is_main_thread()
@@ -84,22 +91,24 @@ def watch(
     began = True  # the child took the job: none of it was left in its pipe (child.unread)
 
     def next_message() -> bytes | None:
+        nonlocal hooks
         while (message := _message(buffer)) is not None:
             if message[:1] == REPORT:
                 if job.reporter is not None:
                     job.reporter(*read_report(message))
+            elif message[:1] == ENDED:
+                hooks = HookBound(job, Outcome.decode(message[1:]), timeout, stop)
             else:
                 return message
         return None
 
     while True:
-        message = next_message()
-        if message is not None:
-            break
         now = time.monotonic()
         deadlines = [now + 0.1] if not in_main else []  # other threads poll the stop flags
-        if timeout and term_at is None:
+        if timeout and term_at is None and hooks is None:
             deadlines.append(started + timeout)
+        if hooks is not None and term_at is None:
+            deadlines.append(hooks.deadline())
         if term_at is not None:
             deadlines.append(term_at + stop.grace)
         if stop.lease_deadline < math.inf:
@@ -113,6 +122,9 @@ def watch(
             buffer += chunk
             if not chunk:
                 watched.remove(child.reader)
+            message = next_message()  # before the checks below: it may have ended
+            if message is not None:
+                break
         if child.pidfd in ready:
             began = unread(child.writer) == 0  # read before its pipe is closed below
             status = child.wait()
@@ -134,6 +146,10 @@ def watch(
         elif term_at is None and stop.interrupt:
             reason, term_at = "interrupted", now
             _kill(child.pid, signal.SIGTERM)
+        elif term_at is None and hooks is not None:
+            if hooks.overdue(now):  # (a cancel, as in-process, leaves them alone)
+                reason, term_at = "hooks", now
+                _kill(child.pid, signal.SIGTERM)
         elif term_at is None and job.cancel_requested:
             reason, term_at = "cancelled", now
             _kill(child.pid, signal.SIGTERM)
@@ -143,9 +159,12 @@ def watch(
     if status is not None:
         child.close()
         dead_pid, child.pid = child.pid, 0
-    if reason == "timeout":
-        return _failed(job, JobTimeout(f"job ran longer than its timeout of {timeout} s"), events)
     message = message if status is None else next_message()
+    if hooks is not None:  # it failed, and said so: its end after that is its failure's
+        return hooks.failed if message is None else Outcome.decode(message)
+    if reason == "timeout":
+        exc = JobTimeout(f"job ran longer than its timeout of {timeout} s")
+        return fail_bounded(job, exc, events, timeout, stop)
     if message is not None:
         outcome = Outcome.decode(message)
         if outcome.kind != "interrupted" or reason == "interrupted":
@@ -155,7 +174,8 @@ def watch(
     assert status is not None
     if not began and not reason:  # it died before taking the job (killed while waiting)
         return Outcome("unstarted")
-    return _failed(job, DirtyExit(describe_exit(dead_pid, status)), events)
+    # A failure the child could not report itself: its hooks run here, in the worker.
+    return fail_bounded(job, DirtyExit(describe_exit(dead_pid, status)), events, timeout, stop)
 
 
 def _job_message(job: Job) -> bytes:
@@ -191,12 +211,6 @@ def _message(buffer: bytearray) -> bytes | None:
     message = bytes(buffer[HEADER.size : HEADER.size + size])
     del buffer[: HEADER.size + size]
     return message
-
-
-def _failed(job: Job, exc: Exception, events: Events) -> Outcome:
-    """A failure the child could not report itself: run the hooks here, in the parent."""
-    notify_failure(job, exc, events)
-    return Outcome.failed(exc)
 
 
 def _kill(pid: int, sig: int) -> None:
@@ -326,7 +340,7 @@ class PreforkExecutor:
             job = self.registry.get(payload.class_name)(payload, queue)
             job.checkpointed, job.reporter = checkpointed, report
             self.events.trigger("after_fork", job)
-            outcome = run_job(self.perform, job)
+            outcome = run_job(self.perform, job, outcomes)
             outcome.rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
             send(outcomes, outcome.encode())
 

@@ -10,6 +10,10 @@ keeps renewing, so nobody recovers it. So the hooks get a bound (``hooks_bound``
 after a TERM its grace; past it they are interrupted as a job is, with ``Interrupted``
 (no ``except Exception`` takes it), again every RESEND seconds while they run on, and
 the job ends failed as it failed: once.
+
+Fork and prefork modes bound the hooks that run in a job's process from the worker
+(forking.watch); those the worker runs itself, for a job whose process could not (a
+timeout, a dirty exit), get the same bound here (``fail_bounded``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from __future__ import annotations
 import ctypes
 import logging
 import math
+import signal
+import threading
 import time
+from typing import Any
 
 from pyresque.exceptions import Interrupted
 from pyresque.executors.base import Stop
@@ -127,3 +134,92 @@ def drop_interrupt(thread_id: int) -> None:
         _land()
     except _Dropped:
         pass
+
+
+#: How often the worker's own run of a job's hooks looks at its stop flags: a TERM moves
+#: their deadline, and the worker's handler does not tell them (worker/signals.py).
+POLL = 0.1
+
+
+class _Alarm:
+    """Interrupts hooks in the main thread with SIGALRM, which also reaches a long C call."""
+
+    def __init__(self) -> None:
+        self.hooks: HookBound | None = None
+        self.previous: Any = None
+
+    def start(self, hooks: HookBound) -> None:
+        self.hooks = hooks
+        self.previous = signal.signal(signal.SIGALRM, self._on_alarm)
+        self._on_alarm(signal.SIGALRM, None)
+
+    def _on_alarm(self, signum: int, frame: object) -> None:
+        hooks = self.hooks
+        if hooks is None:
+            return
+        if hooks.overdue(time.monotonic()):
+            signal.setitimer(signal.ITIMER_REAL, RESEND)  # again while they run on
+            raise Interrupted("the job's on_failure hooks ran past their bound")
+        left = hooks.deadline() - time.monotonic()
+        signal.setitimer(signal.ITIMER_REAL, min(max(left, 0.001), POLL))
+
+    def stop(self) -> None:
+        if self.hooks is not None:
+            self.hooks = None
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, self.previous or signal.SIG_DFL)
+
+
+class _Interrupter:
+    """Interrupts hooks in another thread from a thread of its own, as the watchdog does
+    for threads mode (``ThreadExecutor.watch``)."""
+
+    def __init__(self) -> None:
+        self.guard = threading.Lock()  # an interrupt never lands once the hooks ended
+        self.hooks: HookBound | None = None
+        self.target = 0
+        self.sent = False
+        self.done = threading.Event()
+
+    def start(self, hooks: HookBound) -> None:
+        self.hooks, self.target = hooks, threading.get_ident()
+        threading.Thread(target=self._watch, name="hook-bound", daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self.done.wait(POLL):
+            with self.guard:
+                if self.hooks is not None and self.hooks.due(time.monotonic()):
+                    interrupt_thread(self.target, Interrupted)
+                    self.sent = True
+
+    def stop(self) -> None:
+        """In the hooks' thread, once they ended."""
+        self.done.set()
+        with self.guard:
+            self.hooks = None
+            if self.sent:  # it may not have landed yet, and must not land later
+                drop_interrupt(self.target)
+                self.sent = False
+
+
+def fail_bounded(
+    job: Job, exc: BaseException, events: Events, timeout: float | None, stop: Stop
+) -> Outcome:
+    """``fail`` in the worker, its hooks bounded as in-process modes bound them: SIGALRM
+    in the main thread (fork mode's processor), an interrupt from a thread elsewhere."""
+    main = threading.current_thread() is threading.main_thread()
+    bound = _Alarm() if main else _Interrupter()
+    failed: list[Outcome] = []
+
+    def ended(outcome: Outcome) -> None:
+        failed.append(outcome)
+        bound.start(HookBound(job, outcome, timeout, stop))
+
+    try:
+        try:
+            return fail(job, exc, events, ended)
+        finally:
+            bound.stop()
+    except Interrupted:  # it landed just as the hooks ended
+        bound.stop()
+        return failed[0]

@@ -380,7 +380,7 @@ def run_one(jobs_fd: int, outcomes_fd: int, jobs: Registry, perform: Performer) 
     job = jobs.get(payload.class_name)(payload, queue)
     job.checkpointed, job.reporter = checkpointed, report
     perform.events.trigger("after_fork", job)
-    send(outcomes_fd, run_job(perform, job).encode())
+    send(outcomes_fd, run_job(perform, job, outcomes_fd).encode())
 
 
 def main(argv: list[str]) -> None:
