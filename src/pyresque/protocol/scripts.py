@@ -82,7 +82,11 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "limit_delay": ("release", "delayed"),
 }
 #: helper library -> the libraries whose helpers it calls (prepended before it)
-_NEEDS: dict[str, tuple[str, ...]] = {"push": ("types",), "wake": ("types",)}
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "push": ("types",),
+    "wake": ("types",),
+    "claim": ("types",),
+}
 
 
 def _read(name: str) -> str:

@@ -19,7 +19,7 @@ from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import MAX_BLOCK
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
-from pyresque.worker import sharded
+from pyresque.worker import foreign_queues, sharded
 from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.wake_wait import WakeWait
 
@@ -283,7 +283,7 @@ class Fetcher:
     def queued_from(self, start: int, end: int) -> tuple[int, int]:
         """The queues a claim call that would try those from ``start`` to ``end`` should
         try: those, if ``EXISTS`` counts one (a list exists while it holds a job; a key
-        of another type counts too, and the call reports it), else the first following
+        of another type counts too, and the call skips it and names it), else the first following
         CHUNK_MAX (one on Cluster: a call's keys share a slot) of which it counts one,
         looked for SPAN at a time; an empty range at the end when none does. A job
         pushed onto a queue just passed waits for the next claim, as in any call."""
@@ -320,8 +320,10 @@ class Fetcher:
             self._built = queues
         return queues
 
-    @staticmethod
-    def _claimed(reply: list[bytes], tokens: list[str]) -> list[Claim] | Paused:
+    def _claimed(self, reply: list[Any], tokens: list[str]) -> list[Claim] | Paused:
+        """A claim.lua reply's claims; the queues it skipped, which hold another type,
+        are said (foreign_queues.py)."""
+        reply = foreign_queues.named(reply, self._keys.queue)
         if reply and reply[0] == b"lease":
             return LEASE_EXPIRED
         return [

@@ -152,19 +152,20 @@ class Lander:
         payload, or None. Every job that landed is either returned or found by the next
         ``block``, which gives back what an interrupted wait left (a signal, an outage).
         A connection that failed (a Redis restart left it stale) is tried once more."""
-        assert isinstance(self._claims, OneQueue)
-        wait = self._claims.wait(min(timeout, LAND_WAIT))
+        claims = self._claims
+        assert isinstance(claims, OneQueue)
+        wait = claims.wait(min(timeout, LAND_WAIT))
 
         def send() -> Any:  # the counts due go with it: an idle worker sends nothing else
             *_, reply = self._send([*self._stats_due(), wait])
-            if isinstance(reply, Exception):  # the queue's key holds another type
-                raise reply
-            return reply
+            return claims.moved(reply, self._send)
 
-        reply = past_foreign(self._claims, self._client, lambda: self._landing_call(send))
+        reply = past_foreign(claims, self._client, lambda: self._landing_call(send))
         if reply is None:
             self._empty = True
             self._count(False)
+            if claims.foreign:  # its key holds another type: the wait's time, not at once again
+                self._worker.sleep(min(timeout, LAND_WAIT))
             return None
         return raw(reply)
 

@@ -14,6 +14,10 @@ registry, the script adds its queues to it first (once per queue and worker; a
 processor of a worker of several names its own lists so); the lists of queues no
 longer served (a glob's) leave it by an ``SREM`` in a later claim's pipeline.
 
+A queue of another type (the user's key) is skipped, never changed: land_claim.lua
+names it in its reply, and a worker of one queue sees its move fail (``moved``); both
+are said in a log line (foreign_queues.py).
+
 A key of the worker's own that a claim uses may hold another type (written by hand, or
 hostile): every claim would fail on it, and the worker take no job until someone
 deleted it. ``past_foreign`` deletes such a key, with a log line, and claims again;
@@ -43,6 +47,7 @@ from pyresque.protocol.landings import (
 )
 from pyresque.protocol.packed import Command
 from pyresque.protocol.scripts import ScriptCall
+from pyresque.worker import foreign_queues
 from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher, chunk_end
 
 log = logging.getLogger("pyresque.worker")
@@ -64,7 +69,7 @@ def past_foreign(
         return call()
     except redis.exceptions.ResponseError as exc:
         if not wrong_type(exc) or not _cleared(claims, client):
-            raise  # not a key of ours (a queue of another type): as before
+            raise  # not a key of ours (a queue of another type is skipped before: ``moved``)
     return (again or call)()
 
 
@@ -84,6 +89,10 @@ def _cleared(claims: OneQueue | SeveralQueues, client: redis.Redis) -> bool:
     if deleted:
         claims.forget()
     return bool(deleted)
+
+
+def _wrong_type(reply: Any) -> bool:
+    return isinstance(reply, redis.exceptions.ResponseError) and wrong_type(reply)
 
 
 def _checked(reply: Any) -> Any:
@@ -134,6 +143,7 @@ class OneQueue:
             self.naming = (registry(keys, worker_id), processor_member(index, queue))
         self._named_at: int | None = None  # ``lapses`` when the registry named it
         self._move = ("LMOVE", keys.queue(queue), self._list, "LEFT", "RIGHT")
+        self.foreign = False  # the last move found the queue's key of another type
 
     def name(self, lapses: int, send: Callable[[list[Command]], list[Any]]) -> None:
         """Name a processor's list in the registry, in a call of its own (a registry of
@@ -175,8 +185,22 @@ class OneQueue:
 
     def landed(self, replies: list[Any], send: Callable[[list[Command]], list[Any]]) -> Landed:
         """The job the commands' ``replies`` landed."""
-        reply = _checked(replies[-1])
+        reply = self.moved(replies[-1], send)
         return None if reply is None else (self.queue, raw(reply))
+
+    def moved(self, reply: Any, send: Callable[[list[Command]], list[Any]]) -> Any:
+        """A move's (or wait's) reply: the job, or None; None too when the queue's key
+        holds another type, which is skipped (``foreign``, foreign_queues.py), a TYPE
+        sent only then. A landing list of another type raises (``past_foreign``)."""
+        self.foreign = False
+        if _wrong_type(reply):
+            key = self._move[1]
+            found = text(_checked(send([("TYPE", key)])[0]))
+            if found not in ("list", "none"):
+                foreign_queues.skipped(self.queue, key, found)
+                self.foreign = True
+                return None
+        return _checked(reply)
 
 
 class SeveralQueues:
@@ -276,12 +300,16 @@ class SeveralQueues:
     def landed(self, replies: list[Any], send: Callable[[list[Command]], list[Any]]) -> Landed:
         """The job the first call's ``replies`` landed, or the following calls', each
         sent with ``send`` while the queues tried were empty."""
-        start, size = (1, CHUNK) if self._first else (0, CHUNK)
-        if self._first and (job := _checked(replies[-1])) is not None:
-            return self._sent[0][0], raw(job)
+        start, size = 0, CHUNK
         resolved = self._fetcher.resolved
-        if self._first:  # the first queue was empty: the script for the others
-            commands = self._call(1, chunk_end(resolved, 1, CHUNK), False)
+        if self._first:
+            # A WRONGTYPE: the first queue holds another type now (or its landing list
+            # does): the script over the first queues skips it and names it, or fails.
+            if not _wrong_type(replies[-1]):
+                if (job := _checked(replies[-1])) is not None:
+                    return self._sent[0][0], raw(job)
+                start = 1  # the first queue was empty: the script for the others
+            commands = self._call(start, chunk_end(resolved, start, CHUNK), False)
             replies = send(commands) if commands else []
         self._hot = None
         while self._sent[0]:
@@ -293,7 +321,7 @@ class SeveralQueues:
                 keys, args = self._script(queues, woken)
                 eval_ = ("EVAL", scripts.script("land_claim").script, len(keys), *keys, *args)
                 reply = send([eval_])[-1]
-            found = _checked(reply)
+            found = foreign_queues.named(_checked(reply), self._keys.queue)
             self._named.update(queues)
             if found:
                 queue = text(found[0])

@@ -13,7 +13,8 @@
 --   registry kept with no TTL
 -- ARGV[3 .. n+2] queue names, then, only when ARGV[2] is '1', the registry's n members
 --   that name their lists (protocol/landings.py: the queue's name, or a processor's)
--- Returns {queue name, payload}, or {} when every queue is empty.
+-- Returns {queue name, payload}, or {} when every queue is empty; when queues of another
+-- type were skipped, a last element {name, type, ...} names them (landing_claims.py).
 local naming = ARGV[2] == '1'
 local n = naming and (#ARGV - 2) / 2 or #ARGV - 2
 local woken = ARGV[1] == '1'
@@ -23,11 +24,17 @@ if naming and n > 0 then
   redis.call('SADD', KEYS[#KEYS], unpack(ARGV, n + 3, 2 * n + 2))
   redis.call('PERSIST', KEYS[#KEYS]) -- a reap of the worker stalled left it a TTL (reap.lua)
 end
+-- A queue of another type is skipped (from_queue, lib_types.lua), named in the reply.
+local skipped = {}
 for i = 1, n do
-  local payload = redis.call('LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')
+  local payload, found = from_queue(KEYS[i], 'LMOVE', KEYS[i], KEYS[n + i], 'LEFT', 'RIGHT')
+  skipped[i] = found
   if payload then
     if woken then
       pass_wake(KEYS[i], KEYS[2 * n + i])
+    end
+    if next(skipped) then
+      return {ARGV[2 + i], payload, skipped_reply(skipped, n, ARGV, 2)}
     end
     return {ARGV[2 + i], payload}
   end
@@ -37,4 +44,4 @@ end
 if woken and n > 0 then
   redis.call('DEL', unpack(KEYS, 2 * n + 1, 3 * n))
 end
-return {}
+return next(skipped) and {skipped_reply(skipped, n, ARGV, 2)} or {}

@@ -30,9 +30,14 @@ local function held(k_inflight, token)
 end
 
 -- Claim one job for `token`: {queue name, payload}, or {} when every queue is empty.
-local function claim(k, a, n, token, now)
+-- A queue of another type is skipped, noted in `skipped` ({index = type}: lib_types.lua).
+local function claim(k, a, n, token, now, skipped)
   for i = 1, n do
-    local payload = redis.call('LPOP', k[2 + i])
+    local payload, found = false, skipped[i]
+    if not found then
+      payload, found = from_queue(k[2 + i], 'LPOP', k[2 + i])
+      skipped[i] = found
+    end
     if payload then
       local queue = a[3 + i]
       local record = cjson.encode({queue = queue, payload = payload, claimed_at = now})
@@ -81,7 +86,8 @@ end
 -- Claim a job for each of several tokens (a[2]): the processors of a worker that are
 -- free right now, served in one call. Stops when every queue is empty.
 -- Returns {queue, payload, queue, payload, ...} in token order, {}, or {'lease'} (the
--- worker's lease has expired).
+-- worker's lease has expired); when queues of another type were skipped, a last
+-- element {name, type, ...} names them (worker/fetch.py logs them).
 local function claim_each(k, a)
   local now = now_ms()
   local expiry = redis.call('ZSCORE', k[1], a[1])
@@ -89,14 +95,17 @@ local function claim_each(k, a)
     return refuse(k, a)
   end
   local n = #a - 3
-  local out = {}
+  local out, skipped = {}, {}
   for token in string.gmatch(a[2], '%S+') do
-    local got = claim(k, a, n, token, now)
+    local got = claim(k, a, n, token, now, skipped)
     if #got == 0 then
       break
     end
     out[#out + 1] = got[1]
     out[#out + 1] = got[2]
+  end
+  if next(skipped) then
+    out[#out + 1] = skipped_reply(skipped, n, a, 3)
   end
   return out
 end

@@ -21,3 +21,35 @@ local function token_count(key)
   end
   return n
 end
+
+-- A pop or move (`...`, with redis.pcall) from a queue: Resque's `queue:<name>`, the
+-- user's key, never changed here. One of another type (written by hand, by another
+-- application, or hostile) fails it: returns false and the type it holds then, for the
+-- caller to skip the queue and name it in its reply (the worker logs it:
+-- worker/foreign_queues.py). Any other error (a landing list of another type) is
+-- raised as redis.call raises it. No TYPE call while the queue is a list: a claim pays
+-- nothing.
+local function from_queue(k_queue, ...)
+  local reply = redis.pcall(...)
+  if type(reply) ~= 'table' or not reply['err'] then
+    return reply
+  end
+  local found = redis.call('TYPE', k_queue)['ok']
+  if found == 'list' or found == 'none' then
+    return redis.call(...)
+  end
+  return false, found
+end
+
+-- The queues `from_queue` skipped ({index = type}) as a reply's last element: a flat
+-- array {name, type, ...} of the names in `names` (offset by `at`), in priority order.
+local function skipped_reply(skipped, n, names, at)
+  local out = {}
+  for i = 1, n do
+    if skipped[i] then
+      out[#out + 1] = names[at + i]
+      out[#out + 1] = skipped[i]
+    end
+  end
+  return out
+end

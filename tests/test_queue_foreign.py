@@ -1,0 +1,246 @@
+"""A queue whose key holds another type (Resque's ``queue:<name>`` is the user's key:
+written by hand, by another application in the namespace, or hostile): a worker skips
+it, says so in one log line (worker/foreign_queues.py), leaves the key as it is, and
+serves its other queues; once the key is a list again, or gone, the queue is served
+again without a restart. The claims' scripts skip it with ``redis.pcall`` and name it
+in their reply (lib_types.lua ``from_queue``)."""
+
+from __future__ import annotations
+
+import re
+from typing import Any, cast
+
+import pytest
+import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from e2e_support import Proc, Procs, State, stays, wait_for
+from pyresque import Events, Resque
+from pyresque.protocol import scripts
+from pyresque.protocol.landings import landing_key
+
+DEADLINE = 60.0
+KINDS = ["string", "hash", "zset", "set", "stream"]
+
+
+def _write(r: redis.Redis, key: str, kind: str, data: bytes) -> None:
+    """A value of type ``kind`` at ``key``, as a hand or a hostile client writes it."""
+    r.delete(key)
+    if kind == "string":
+        r.set(key, data)
+    elif kind == "hash":
+        r.hset(key, data, data)
+    elif kind == "zset":
+        r.zadd(key, {data: 1.5})
+    elif kind == "set":
+        r.sadd(key, data)
+    else:
+        r.xadd(key, {data or b"f": data})
+
+
+def _value(r: redis.Redis, key: str) -> Any:
+    """What ``key`` holds, whatever its type: to see that nothing changed it."""
+    kind = cast(bytes, r.type(key))
+    if kind == b"string":
+        return r.get(key)
+    if kind == b"hash":
+        return r.hgetall(key)
+    if kind == b"zset":
+        return r.zrange(key, 0, -1, withscores=True)
+    if kind == b"set":
+        return r.smembers(key)
+    return [fields for _, fields in cast("list[Any]", r.xrange(key))]
+
+
+def _errors(proc: Proc) -> list[str]:
+    """The log lines of ``proc`` that say a wait or a claim failed."""
+    return [
+        line
+        for line in proc.log().splitlines()
+        if "WRONGTYPE" in line or "crashed" in line or "Traceback" in line
+    ]
+
+
+def _skipped(proc: Proc, key: str) -> list[str]:
+    return [line for line in proc.log().splitlines() if re.search(rf"{key} holds a ", line)]
+
+
+CASES = [
+    ("a,b", "inline", "string"),
+    ("a,b", "fork", "hash"),
+    ("a,b", "threads", "zset"),
+    ("a,b", "threads --no-blocking", "set"),
+    ("*", "inline", "stream"),
+    ("*", "threads", "string"),
+    ("a", "inline", "set"),
+    ("a", "fork", "stream"),
+    ("a", "threads", "hash"),
+    ("a,b", "asyncio", "stream"),
+    ("a", "prefork", "zset"),
+]
+
+
+@pytest.mark.parametrize(("queues", "mode", "kind"), CASES)
+def test_a_worker_skips_a_queue_of_another_type_and_serves_the_others(
+    procs: Procs,
+    state: State,
+    redis_url: str,
+    namespace: str,
+    queues: str,
+    mode: str,
+    kind: str,
+) -> None:
+    r = state.r
+    key = state.key("queue:a")
+    r.sadd(state.key("queues"), "a", "b")
+    _write(r, key, kind, b"hello")
+    before = _value(r, key)
+    mode, *extra = mode.split()
+    worker = procs.worker(
+        namespace, queues, "--interval", "1", "--mode", mode, "--concurrency", "2", *extra
+    )
+    state.wait_registered(state.worker_id(worker, queues))
+    client = Resque(redis_url, namespace=namespace, events=Events())
+    try:
+        done = 0
+        if queues != "a":
+            for done in range(1, 4):
+                client.enqueue("b", "Succeed", {"n": done})
+                state.wait_event("Succeed", "perform", count=done, timeout=DEADLINE)
+        wait_for(lambda: _skipped(worker, key), DEADLINE, f"the log line that names {key}")
+        # It goes on claiming and waiting: said once, nothing else (a rate limit).
+        stays(lambda: len(_skipped(worker, key)) == 1 and not _errors(worker), 2.5)
+        assert r.type(key) == kind.encode()
+        assert _value(r, key) == before
+        r.delete(key)
+        client.enqueue("a", "Succeed", {"n": "a"})
+        state.wait_event("Succeed", "perform", count=done + 1, timeout=DEADLINE)
+    finally:
+        client.redis.close()
+    (line,) = _skipped(worker, key)
+    assert f"{key} holds a {kind}" in line
+    assert "delete or rename it" in line
+    assert _errors(worker) == []
+    assert worker.running()
+
+
+@pytest.fixture
+def shared() -> dict[str, Proc]:
+    """The worker of a property test, started at its first example for all of them."""
+    return {}
+
+
+@settings(
+    max_examples=10,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(
+    spoiled=st.sampled_from("ab"),
+    kind=st.sampled_from(KINDS),
+    data=st.binary(max_size=40),
+    served=st.booleans(),
+)
+def test_any_value_at_a_queue_leaves_the_other_queues_served(
+    shared: dict[str, Proc],
+    procs: Procs,
+    state: State,
+    redis_url: str,
+    namespace: str,
+    spoiled: str,
+    kind: str,
+    data: bytes,
+    served: bool,
+) -> None:
+    """Whatever value sits at one of the queues of a worker of ``a,b,c`` (threads, two
+    processors, landing their claims), a job pushed to another runs, the key is left as
+    it was, and the worker stays up with no crash; the queue, a list again, is served."""
+    r = state.r
+    if "worker" not in shared:
+        r.sadd(state.key("queues"), "a", "b", "c")
+        shared["worker"] = procs.worker(
+            namespace, "a,b,c", "--interval", "1", "--mode", "threads", "--concurrency", "2"
+        )
+        state.wait_registered(state.worker_id(shared["worker"], "a,b,c"))
+    worker = shared["worker"]
+    key = state.key(f"queue:{spoiled}")
+    _write(r, key, kind, data)
+    before = _value(r, key)
+    done = len(state.events("Succeed", "perform"))
+    client = Resque(redis_url, namespace=namespace, events=Events())
+    try:
+        client.enqueue("c", "Succeed", {"n": done})
+        state.wait_event("Succeed", "perform", count=done + 1, timeout=DEADLINE)
+        wait_for(lambda: _skipped(worker, key), DEADLINE, f"the log line that names {key}")
+        assert _value(r, key) == before
+        if served:
+            r.delete(key)
+            client.enqueue(spoiled, "Succeed", {"n": done + 1})
+            state.wait_event("Succeed", "perform", count=done + 2, timeout=DEADLINE)
+    finally:
+        client.redis.close()
+        r.delete(key)
+    assert worker.running()
+    assert _errors(worker) == []
+
+
+def _lease(r: redis.Redis, keys: Any) -> None:
+    r.zadd(keys.leases, {"w": 2**52})  # the worker's lease, far ahead
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("woken", [False, True], ids=["busy", "woken"])
+def test_the_claim_script_skips_a_queue_of_another_type_in_priority_order(
+    rq: Resque, redis_client: redis.Redis, kind: str, woken: bool
+) -> None:
+    """claim.lua (the claim of workers that do not land, and of finish_claim.lua): jobs
+    from the queues after it, in order, one per token; the queue named with its type."""
+    r, keys = redis_client, rq.keys
+    _lease(r, keys)
+    _write(r, keys.queue("a"), kind, b"hello")
+    before = _value(r, keys.queue("a"))
+    r.rpush(keys.queue("b"), "b0")
+    r.rpush(keys.queue("c"), "c0", "c1")
+    names = ["a", "b", "c"]
+    call_keys = [keys.leases, keys.inflight("w"), *[keys.queue(q) for q in names]]
+    if woken:
+        call_keys += [keys.wake(q) for q in names]
+    args = ["w", "t1 t2 t3 t4", "1" if woken else "", *names]
+    reply = scripts.run(r, "claim", call_keys, args)
+    assert reply == [b"b", b"b0", b"c", b"c0", b"c", b"c1", [b"a", kind.encode()]]
+    assert _value(r, keys.queue("a")) == before
+    reply = scripts.run(r, "claim", call_keys, ["w", "t5", "1" if woken else "", *names])
+    assert reply == [[b"a", kind.encode()]]  # nothing to claim: only the queue skipped
+    r.delete(keys.queue("a"))
+    r.rpush(keys.queue("a"), "a0")
+    reply = scripts.run(r, "claim", call_keys, ["w", "t6", "1" if woken else "", *names])
+    assert reply == [b"a", b"a0"]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_the_landing_script_skips_a_queue_of_another_type_but_not_a_landing_list(
+    rq: Resque, redis_client: redis.Redis, kind: str
+) -> None:
+    """land_claim.lua: a queue of another type is skipped and named; a landing list of
+    another type (the worker's own key) still fails the call, for the worker to delete
+    it (landing_claims.py ``past_foreign``)."""
+    r, keys = redis_client, rq.keys
+    names = ["a", "b"]
+    _write(r, keys.queue("a"), kind, b"hello")
+    before = _value(r, keys.queue("a"))
+    r.rpush(keys.queue("b"), "b0")
+    lists = [landing_key(keys, "w", q) for q in names]
+    call_keys = [keys.queue(q) for q in names] + lists
+    reply = scripts.run(r, "land_claim", call_keys, ["", "", *names])
+    assert reply == [b"b", b"b0", [b"a", kind.encode()]]
+    assert r.lrange(lists[1], 0, -1) == [b"b0"]
+    assert scripts.run(r, "land_claim", call_keys, ["", "", *names]) == [[b"a", kind.encode()]]
+    assert _value(r, keys.queue("a")) == before
+    r.delete(keys.queue("a"))
+    r.rpush(keys.queue("a"), "a0")
+    _write(r, lists[0], kind, b"mine")
+    with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
+        scripts.run(r, "land_claim", call_keys, ["", "", *names])
+    assert r.lrange(keys.queue("a"), 0, -1) == [b"a0"]
