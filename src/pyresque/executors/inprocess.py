@@ -253,22 +253,28 @@ class ThreadExecutor:
                     self._leave()
         if landed is not None:
             try:  # a timeout that landed late fails the job here: its hooks, bounded
-                return landed_late(job, landed, self.events, self._failed, ended)
-            finally:
+                try:
+                    outcome = landed_late(job, landed, self.events, self._failed, ended)
+                finally:
+                    self._leave()
+            except Interrupted:  # their bound's, as they ended or in _leave: the job failed
                 self._leave()
+                outcome = self._failed
         assert outcome is not None
         return outcome
 
     def _ended(self, job: Job, timeout: float | None, stop: Stop, failed: Outcome) -> None:
         """The job failed: no interrupt for it from here; its ``on_failure`` hooks get
         theirs once past their bound (``watch``)."""
-        self._failed = failed
         with self._guard:
             self._hooks = HookBound(job, failed, timeout, stop)
             self._job_thread = threading.get_ident()  # (a timeout that landed late: again)
             if self._sent:  # it may not have landed yet, and must not land in the hooks
                 drop_interrupt(self._job_thread)
                 self._sent = False
+            # Last: one that landed before (the watchdog held the guard as the job failed)
+            # fails the job as it (``landed_late``), its hooks run; here, they would not.
+            self._failed = failed
 
     def _leave(self) -> None:
         """The job (and its failure hooks) ended."""
