@@ -21,6 +21,7 @@ import signal
 import threading
 import time
 from collections.abc import Callable, Sequence
+from types import FrameType
 from typing import Any
 
 from pyresque.exceptions import Cancelled, Interrupted, JobTimeout
@@ -30,6 +31,7 @@ from pyresque.executors.interrupts import (
     RESEND,
     HookBound,
     drop_interrupt,
+    in_hooks,
     interrupt_thread,
     landed_late,
 )
@@ -122,13 +124,15 @@ class InlineExecutor:
         if at < math.inf:
             signal.setitimer(signal.ITIMER_REAL, max(at - time.monotonic(), 0.001))
 
-    def _on_alarm(self, signum: int, frame: object) -> None:
+    def _on_alarm(self, signum: int, frame: FrameType | None) -> None:
         hooks = self._hooks
         if hooks is not None:  # the failed job's hooks run: past their bound?
-            if hooks.overdue(time.monotonic()):
-                signal.setitimer(signal.ITIMER_REAL, RESEND)  # again while they run on
+            if not hooks.overdue(time.monotonic()):
+                self._arm()
+                return
+            signal.setitimer(signal.ITIMER_REAL, RESEND)  # again while they run on
+            if in_hooks(frame):  # (elsewhere: they are about to begin, or have ended)
                 raise Interrupted("the job's on_failure hooks ran past their bound")
-            self._arm()
             return
         if self._running is None:  # between jobs: nothing to stop
             return

@@ -24,13 +24,14 @@ import math
 import signal
 import threading
 import time
+from types import FrameType
 from typing import Any
 
 from pyresque.exceptions import Interrupted
 from pyresque.executors.base import Stop
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
-from pyresque.jobs.perform import Ended, Outcome, fail
+from pyresque.jobs.perform import Ended, Outcome, fail, notify_failure
 
 log = logging.getLogger("pyresque.worker")
 
@@ -47,6 +48,18 @@ def hooks_bound(timeout: float | None, grace: float) -> float:
     code too); and HOOKS_FLOOR, as a short grace says only how fast the worker must
     stop, not how long a report takes. Generous: it only ever ends hooks that hang."""
     return max(HOOKS_FLOOR, grace, timeout or 0.0)
+
+
+def in_hooks(frame: FrameType | None) -> bool:
+    """Whether a signal that landed in ``frame`` landed in a failed job's ``on_failure``
+    hooks (``notify_failure`` on the stack): an interrupt for them raised anywhere else
+    (as they begin, or once they ended, before the executor forgets them) would escape
+    into the processor's own code."""
+    while frame is not None:
+        if frame.f_code is notify_failure.__code__:
+            return True
+        frame = frame.f_back
+    return False
 
 
 class HookBound:
