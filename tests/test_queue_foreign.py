@@ -7,7 +7,9 @@ in their reply (lib_types.lua ``from_queue``)."""
 
 from __future__ import annotations
 
+import json
 import re
+import signal
 from typing import Any, cast
 
 import pytest
@@ -17,8 +19,10 @@ from hypothesis import strategies as st
 
 from e2e_support import Proc, Procs, State, stays, wait_for
 from pyresque import Events, Resque
+from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
-from pyresque.protocol.landings import landing_key
+from pyresque.protocol.landings import landing_key, registry
+from pyresque.worker.recovery import Recovery
 
 DEADLINE = 60.0
 KINDS = ["string", "hash", "zset", "set", "stream"]
@@ -255,3 +259,50 @@ def test_the_landing_script_skips_a_queue_of_another_type_but_not_a_landing_list
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         scripts.run(r, "land_claim", call_keys, ["", "", *names])
     assert r.lrange(keys.queue("a"), 0, -1) == [b"a0"]
+
+
+def test_a_dead_workers_job_whose_queue_holds_another_type_goes_to_failed(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    """recover.lua cannot put a job back on a queue whose key holds another type: the job
+    goes to ``failed`` (kept, to retry once the key is a list again), the key is left as
+    it is, and the worker's other jobs are recovered (a script stopped by the push's
+    error kept its ``HDEL``: the job was lost, and the recovery of the others stopped)."""
+    r, keys = redis_client, rq.keys
+    r.rpush(keys.queue("a"), json.dumps({"class": "A", "args": []}))
+    r.rpush(keys.queue("b"), json.dumps({"class": "B", "args": []}))
+    r.zadd(keys.leases, {"w": 2**52})
+    call_keys = [keys.leases, keys.inflight("w"), keys.queue("a"), keys.queue("b")]
+    assert len(scripts.run(r, "claim", call_keys, ["w", "t1 t2", "", "a", "b"])) == 4
+    r.sadd(registry(keys, "w"), "a")  # land_claim.lua names the list it lands on
+    r.rpush(landing_key(keys, "w", "a"), json.dumps({"class": "Landed", "args": []}))
+    r.zadd(keys.leases, {"w": 0})  # it died
+    _write(r, keys.queue("a"), "string", b"hello")
+    assert Recovery(r, keys, Registry()).recover_worker("w") == 3
+    assert [json.loads(p)["class"] for p in r.lrange(keys.queue("b"), 0, -1)] == ["B"]
+    assert r.get(keys.queue("a")) == b"hello"
+    failed = [json.loads(f) for f in r.lrange(keys.failed, 0, -1)]
+    assert sorted(f["payload"]["class"] for f in failed) == ["A", "Landed"]
+    for record in failed:
+        assert record["queue"] == "a"
+        assert record["exception"] == "pyresque.ForeignQueue"
+        assert f"{keys.queue('a')} holds a string" in record["error"]
+    assert r.hlen(keys.inflight("w")) == 0
+    assert r.llen(landing_key(keys, "w", "a")) == 0
+
+
+def test_a_job_stopped_by_term_whose_queue_holds_another_type_goes_to_failed(
+    procs: Procs, state: State, rq: Resque, namespace: str
+) -> None:
+    """A TERM gives the running job back to its queue; a queue of another type by then
+    cannot take it: to ``failed``, and the worker exits as it should."""
+    rq.enqueue("a", "Block", {"tag": "term"})
+    worker = procs.worker(namespace, "a")
+    state.wait_event("Block", "started", timeout=DEADLINE)
+    _write(state.r, state.key("queue:a"), "hash", b"hello")
+    worker.send(signal.SIGTERM)
+    assert worker.wait_exit(DEADLINE) == 0, worker.log()
+    [record] = state.failed()
+    assert record["exception"] == "pyresque.ForeignQueue"
+    assert record["payload"]["class"] == "Block"
+    assert state.r.type(state.key("queue:a")) == b"hash"

@@ -28,6 +28,8 @@ log = logging.getLogger("pyresque.worker")
 
 #: Seconds between two lines about the same key while it still holds another type.
 REPEAT = 600.0
+#: The exception a failure record names for a job its queue could not take back.
+FAILURE = "pyresque.ForeignQueue"
 
 _lock = threading.Lock()
 _said: dict[str, float] = {}  # key -> time.monotonic() of its last line
@@ -49,6 +51,16 @@ def skipped(queue: str, key: str, found: str) -> None:
         key,
         found,
         int(REPEAT // 60),
+    )
+
+
+def refused(key: str, found: str) -> str:
+    """Why a job given back to a queue whose ``key`` holds a ``found`` went to ``failed``
+    instead (recovery.py: a dead worker's, a stopping worker's)."""
+    return (
+        f"its queue's key {key} holds a {found}, not a list, so the job could not be put "
+        "back on its queue (the key is left as it is); retry it once the key is a list "
+        "again, or gone"
     )
 
 

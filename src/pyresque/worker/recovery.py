@@ -25,7 +25,7 @@ from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.protocol import scripts, strict_json
-from pyresque.protocol.connection import raw
+from pyresque.protocol.connection import raw, text
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import landing_key, read_lists, registry_size
@@ -33,7 +33,7 @@ from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.protocol.unique_release import in_call, release_apart
 from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
-from pyresque.worker import foreign_prune, peer_prune
+from pyresque.worker import foreign_prune, foreign_queues, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 
 log = logging.getLogger("pyresque.recovery")
@@ -190,9 +190,11 @@ class Recovery:
         crashed: bool,
         failed: bool,
         owner: bool,
+        foreign: str = "",
     ) -> int:
         """``give_back``'s work once the job's queue and payload are known; ``where``: the
-        claim token and the record as read, and its landing list if it is on one."""
+        claim token and the record as read, and its landing list if it is on one;
+        ``foreign``: the type its queue's key holds instead of a list (to ``failed``)."""
         token, record, landed = where
         payload = _payload_or_none(raw)
         item: bytes | str
@@ -205,6 +207,11 @@ class Recovery:
             item = payload.encode()
             if payload.crashes >= self.max_crashes or self._fails_on_crash(payload):
                 action, item = "fail", self._poison_record(payload, worker_id, queue)
+        if foreign:  # the user's key cannot take it back (foreign_queues.py): kept in failed
+            error = foreign_queues.refused(self._keys.for_queue(queue).queue(queue), foreign)
+            shown = payload.to_dict() if payload else raw.decode("utf-8", "backslashreplace")
+            item = failure_record(shown, foreign_queues.FAILURE, error, [], worker_id, queue)
+            action = "fail"
         if failed:
             action, item = "drop", ""
         shard = self._keys.for_queue(queue)  # on Cluster, the job's queue's slot
@@ -216,20 +223,10 @@ class Recovery:
         flow_id = ""  # a workflow job that ends here
         if done and payload and payload.extra.get("workflow") is True:
             flow_id = payload.id or ""
-        moved = self._move(
-            worker_id,
-            token,
-            record,
-            item,
-            action,
-            queue,
-            crashed,
-            status,
-            lock,
-            owner,
-            landed,
-            flow_id,
-        )
+        how = (action, queue, crashed, status, lock, owner, landed, flow_id)
+        moved = self._move(worker_id, token, record, item, *how)
+        if isinstance(moved, str):  # its queue's key holds another type: nothing written
+            return self._give_back(worker_id, where, queue, raw, crashed, failed, owner, moved)
         if not moved:
             return 0
         if flow_id and self._keys.clustered:  # the move recorded it as the worker's end
@@ -247,6 +244,8 @@ class Recovery:
                 worker_id,
                 worker_id,
             )
+        elif foreign:
+            log.error("job %s of worker %s failed: %s", job, worker_id, error)
         elif action == "fail":
             log.error(
                 "job %s failed: it was running when worker %s died %d times (poison)",
@@ -292,7 +291,7 @@ class Recovery:
         owner: bool = False,
         landed: str = "",
         flow_id: str = "",
-    ) -> bool:
+    ) -> bool | str:
         """recover.lua: move one in-flight job (or one on the ``landed`` list), if it is
         still there and its owner dead; ``flow_id``: a workflow job's id, whose settle it
         records."""
@@ -319,10 +318,12 @@ class Recovery:
         elif flow_id:
             keys.append(self._keys.wf_outbox)
         args[7] = in_call(self._keys, lock, keys)  # its key last, when the call releases it
-        moved = bool(scripts.run(self._redis, "recover", keys, args))
+        moved = scripts.run(self._redis, "recover", keys, args)
+        if isinstance(moved, (bytes, str)):  # the type its queue's key holds: nothing written
+            return text(moved)
         if moved:
             release_apart(self._redis, self._keys, [lock])
-        return moved
+        return bool(moved)
 
     def drain_outbox(self, older_than_ms: int) -> int:
         """Do the workflow follow-ups that killed workers left (protocol/workflow.py)."""
