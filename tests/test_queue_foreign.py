@@ -1,6 +1,6 @@
 """A queue whose key holds another type (Resque's ``queue:<name>`` is the user's key:
 written by hand, by another application in the namespace, or hostile): a worker skips
-it, says so in one log line (worker/foreign_queues.py), leaves the key as it is, and
+it, says so in one log line (protocol/foreign_queues.py), leaves the key as it is, and
 serves its other queues; once the key is a list again, or gone, the queue is served
 again without a restart. The claims' scripts skip it with ``redis.pcall`` and name it
 in their reply (lib_types.lua ``from_queue``)."""

@@ -32,8 +32,8 @@ from pyresque.jobs.limits import (
 )
 from pyresque.jobs.perform import Outcome
 from pyresque.middleware.work import FinishPlan, Work
-from pyresque.protocol import scripts
-from pyresque.protocol.connection import REDIS_DOWN, raw
+from pyresque.protocol import foreign_queues, scripts
+from pyresque.protocol.connection import REDIS_DOWN, raw, text
 from pyresque.protocol.delayed import DelayedJob, due_second, item_json
 from pyresque.protocol.delayed_shards import indexed
 from pyresque.protocol.keys import Keys
@@ -208,8 +208,12 @@ class Limiter:
                 return woken
             queue, payload = _waiting(head)
             args = [limit, head, payload, queue, key]
-            result, free = scripts.run(self._redis, "limit_wake", self._slot_keys(key, queue), args)
-            if result == 0:
+            result, free, *found = scripts.run(
+                self._redis, "limit_wake", self._slot_keys(key, queue), args
+            )
+            if found:  # its queue's key holds another type: it waits on, first in line
+                foreign_queues.skipped(queue, self._keys.queue(queue), text(found[0]))
+            if result in (0, -2):
                 return woken
             if result == 1:
                 budget = int(free) if woken == 0 else budget

@@ -15,11 +15,12 @@ from typing import Any
 import redis
 
 from pyresque.middleware.work import finish_keys
+from pyresque.protocol import foreign_queues
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import MAX_BLOCK
 from pyresque.protocol.durability import Replicas, run_durably
 from pyresque.protocol.keys import Keys
-from pyresque.worker import foreign_queues, sharded
+from pyresque.worker import sharded
 from pyresque.worker.queue_list import QueueList, Resolution
 from pyresque.worker.wake_wait import WakeWait
 

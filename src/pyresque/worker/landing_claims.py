@@ -34,7 +34,7 @@ from typing import Any, TypeVar, cast
 
 import redis
 
-from pyresque.protocol import scripts
+from pyresque.protocol import foreign_queues, scripts
 from pyresque.protocol.claim import Claim
 from pyresque.protocol.connection import raw, text, wrong_type
 from pyresque.protocol.keys import Keys
@@ -47,7 +47,6 @@ from pyresque.protocol.landings import (
 )
 from pyresque.protocol.packed import Command
 from pyresque.protocol.scripts import ScriptCall
-from pyresque.worker import foreign_queues
 from pyresque.worker.fetch import CHUNK, CHUNK_MAX, Fetcher, chunk_end
 
 log = logging.getLogger("pyresque.worker")

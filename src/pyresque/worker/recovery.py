@@ -24,7 +24,7 @@ import redis
 from pyresque.exceptions import MalformedPayload
 from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
-from pyresque.protocol import scripts, strict_json
+from pyresque.protocol import foreign_queues, scripts, strict_json
 from pyresque.protocol.connection import raw, text
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.keys import Keys
@@ -33,7 +33,7 @@ from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.protocol.unique_release import in_call, release_apart
 from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
-from pyresque.worker import foreign_prune, foreign_queues, peer_prune
+from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 
 log = logging.getLogger("pyresque.recovery")

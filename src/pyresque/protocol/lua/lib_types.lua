@@ -26,7 +26,7 @@ end
 -- user's key, never changed here. One of another type (written by hand, by another
 -- application, or hostile) fails it: returns false and the type it holds then, for the
 -- caller to skip the queue and name it in its reply (the worker logs it:
--- worker/foreign_queues.py). Any other error (a landing list of another type) is
+-- protocol/foreign_queues.py). Any other error (a landing list of another type) is
 -- raised as redis.call raises it. No TYPE call while the queue is a list: a claim pays
 -- nothing.
 local function from_queue(k_queue, ...)
@@ -52,4 +52,14 @@ local function skipped_reply(skipped, n, names, at)
     end
   end
   return out
+end
+
+-- The type `k_queue` holds when a job cannot be pushed onto it (not a list, nor gone: the
+-- user's key, never changed here), else nil. Asked before a script takes a job off where
+-- it waits: a script stopped by the push's error keeps what it wrote, the job lost.
+local function foreign_type(k_queue)
+  local kind = redis.call('TYPE', k_queue)['ok']
+  if kind ~= 'list' and kind ~= 'none' then
+    return kind
+  end
 end

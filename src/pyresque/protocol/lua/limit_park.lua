@@ -1,7 +1,8 @@
 -- A job refused by a concurrency limit waits for a slot: release its claim and
 -- append it to the limit's waiting list (FIFO), where a released slot wakes it
 -- (limit_wake.lua). If a slot came free since the refusal, it goes straight back
--- to the head of its queue instead, so a wake-up can never be missed.
+-- to the head of its queue instead, so a wake-up can never be missed; not to a queue
+-- whose key holds another type (lib_types.lua): it waits, for a wake-up to try again.
 --
 -- KEYS[1] in-flight hash   KEYS[2] worker:<id>   KEYS[3] slots zset   KEYS[4] leases
 -- KEYS[5] waiting list   KEYS[6] waiting-keys hash   KEYS[7] queues set
@@ -14,7 +15,7 @@ expect_keys(KEYS, 10, 'in-flight, worker, slots, leases, waiting, waiting-keys, 
 if not release_claim(KEYS[1], KEYS[2], ARGV[1]) then
   return 0
 end
-if live_slots(KEYS[3], KEYS[4], now_ms()) < tonumber(ARGV[2]) then
+if live_slots(KEYS[3], KEYS[4], now_ms()) < tonumber(ARGV[2]) and not foreign_type(KEYS[8]) then
   push_jobs(KEYS[7], KEYS[8], KEYS[9], KEYS[10], ARGV[5], 'head', {ARGV[4]})
   return 2
 end

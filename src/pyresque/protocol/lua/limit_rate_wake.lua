@@ -21,11 +21,16 @@ if noted and tonumber(noted) > now then
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
 local free = tonumber(ARGV[1]) - redis.call('ZCARD', KEYS[1])
--- The first `free` items, if they are still those the caller read.
-local woken = 0
+-- The first `free` items, if they are still those the caller read, up to one whose
+-- queue's key holds another type (lib_types.lua): it waits on, first in line.
+local woken, blocked = 0, false
 if free > 0 then
   for j, item in ipairs(redis.call('LRANGE', KEYS[3], 0, free - 1)) do
     if item ~= ARGV[3 * j + 1] then
+      break
+    end
+    if foreign_type(KEYS[4 + 2 * j]) then
+      blocked = true
       break
     end
     woken = j
@@ -48,6 +53,8 @@ local due = now
 if woken >= free then
   local oldest = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
   due = oldest[2] and tonumber(oldest[2]) + window or now + window
+elseif blocked then -- tried again a window later, not at once
+  due = now + window
 end
 redis.call('ZADD', KEYS[2], due, ARGV[3])
 return {woken, due - now}

@@ -7,7 +7,8 @@
 -- KEYS[5] queues set   KEYS[6] queue:<name>   KEYS[7] its wake list   KEYS[8] queues-changed
 -- ARGV[1] the limit   ARGV[2] head item as read   ARGV[3] payload   ARGV[4] queue name
 -- ARGV[5] the limit's key
--- Returns {result, free slots before}: result 1 woken, 0 no free slot, -1 the head changed.
+-- Returns {result, free slots before}: result 1 woken, 0 no free slot, -1 the head changed;
+-- {-2, free, type}: its queue's key holds that type, and the job waits on (lib_types.lua).
 
 expect_keys(KEYS, 8, 'slots, leases, waiting, waiting-keys, queues, queue, wake, queues-changed')
 local free = tonumber(ARGV[1]) - live_slots(KEYS[1], KEYS[2], now_ms())
@@ -16,6 +17,10 @@ if free <= 0 then
 end
 if redis.call('LINDEX', KEYS[3], 0) ~= ARGV[2] then
   return {-1, free}
+end
+local foreign = foreign_type(KEYS[6])
+if foreign then
+  return {-2, free, foreign}
 end
 redis.call('LPOP', KEYS[3])
 if redis.call('LLEN', KEYS[3]) == 0 then

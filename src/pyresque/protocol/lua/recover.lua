@@ -30,7 +30,7 @@
 --   is recorded as the worker's own finish would have (lib_finish.lua), for the recovery
 --   pass to apply before it forgets the worker
 -- Returns 1 when this call moved the job, 0 otherwise, or (with nothing written) the type
--- the queue's key holds when it is not a list: the user's key (worker/foreign_queues.py)
+-- the queue's key holds when it is not a list: the user's key (protocol/foreign_queues.py)
 -- cannot take the job back, and the caller fails it instead (recovery.py).
 expect_keys(KEYS, 7 + given(ARGV[9]) + given(ARGV[11]) + given(ARGV[8]),
   'leases, in-flight, destination, counter, queues, wake, queues-changed[, status][, outbox][, lock]')
@@ -43,11 +43,9 @@ if ARGV[7] == '0' then
 end
 -- Checked before any write: a script stopped by the push's error keeps what it wrote
 -- (the job taken off its in-flight record, pushed nowhere: lost).
-if ARGV[5] == 'requeue' then
-  local kind = redis.call('TYPE', KEYS[3])['ok']
-  if kind ~= 'list' and kind ~= 'none' then
-    return kind
-  end
+local foreign = ARGV[5] == 'requeue' and foreign_type(KEYS[3])
+if foreign then
+  return foreign
 end
 if ARGV[10] == '1' then
   if redis.call('LREM', KEYS[2], 1, ARGV[3]) == 0 then
