@@ -21,6 +21,7 @@ from e2e_support import Proc, Procs, State, stays, wait_for
 from pyresque import Events, Resque
 from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
+from pyresque.protocol.failure import failure_record
 from pyresque.protocol.landings import landing_key, registry
 from pyresque.worker.recovery import Recovery
 
@@ -306,3 +307,28 @@ def test_a_job_stopped_by_term_whose_queue_holds_another_type_goes_to_failed(
     assert record["exception"] == "pyresque.ForeignQueue"
     assert record["payload"]["class"] == "Block"
     assert state.r.type(state.key("queue:a")) == b"hash"
+
+
+def test_a_failed_job_is_not_retried_onto_a_queue_of_another_type(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    """retry_failed.lua marked the record ``retried_at`` before the push that failed on
+    the key: the job shown as retried was queued nowhere (and a resumed bulk retry skips
+    what it finds marked). Now the record stays as it was, and the retry says why; a
+    bulk retry goes on with the other records."""
+    r, keys = redis_client, rq.keys
+    for queue in ("a", "b"):
+        payload = {"class": "Failing", "args": [queue]}
+        r.rpush(keys.failed, failure_record(payload, "RuntimeError", "boom", [], "w", queue))
+    records = r.lrange(keys.failed, 0, -1)
+    r.set(keys.queue("a"), "hello")
+    with pytest.raises(ValueError, match=rf"{keys.queue('a')} holds a string"):
+        rq.failures.requeue(0)
+    assert r.lrange(keys.failed, 0, -1) == records
+    assert rq.failures.requeue_all() == 1
+    assert [json.loads(p)["args"] for p in r.lrange(keys.queue("b"), 0, -1)] == [["b"]]
+    assert r.lindex(keys.failed, 0) == records[0]
+    assert r.get(keys.queue("a")) == b"hello"
+    r.delete(keys.queue("a"))
+    assert rq.failures.requeue(0)
+    assert [json.loads(p)["args"] for p in r.lrange(keys.queue("a"), 0, -1)] == [["a"]]

@@ -217,7 +217,8 @@ class Failures:
         """Retry a record as it was read: it is matched by index *and* content, so a list
         that changed since cannot make this retry another record (False then).
 
-        Raises ``MalformedPayload`` saying why when the record holds no job to retry."""
+        Raises ``MalformedPayload`` saying why when the record holds no job to retry, or its
+        queue's key holds another type (the job could not go there)."""
         why = f"failed job {failure.index} cannot be retried"
         if not failure.parsed:
             raise MalformedPayload(f"{why}: it is not a failure record")
@@ -273,6 +274,10 @@ class Failures:
             flow,
         ]
         reply = scripts.run(self._redis, "retry_failed", keys, args)
+        if isinstance(reply, (bytes, str)):  # nothing written: a job cannot go there
+            found, key = raw(reply).decode(), shard.queue(failure.queue)
+            why = f"its queue's key {key} holds a {found}, not a list (left as it is)"
+            raise MalformedPayload(f"failed job {failure.index} cannot be retried: {why}")
         if isinstance(reply, list):  # jobs its failure had cancelled wait for it again
             restored = [raw(i).decode("utf-8", "replace") for i in reply[1:]]
         if restored:

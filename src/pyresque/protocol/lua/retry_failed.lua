@@ -13,12 +13,17 @@
 --   again, and the jobs its failure cancelled wait for it again: lib_workflow.lua), or ''
 -- Returns 1 when retried ({1, ids...} when the retry made cancelled jobs wait again: the
 -- caller marks them waiting: the outbox's `waiting <id>`), 0 when the record changed
--- meanwhile.
+-- meanwhile, or (nothing written) the type its queue's key holds when it is not a list
+-- (lib_types.lua: the push would fail after the record was marked retried).
 expect_keys(KEYS, 5 + given(ARGV[6]) + 4 * given(ARGV[7]),
   'failed, queues, queue, wake, queues-changed[, status][, wf:jobs, wf:batches, wf:expiry, wf:outbox]')
 
 if redis.call('LINDEX', KEYS[1], ARGV[1]) ~= ARGV[2] then
   return 0
+end
+local foreign = foreign_type(KEYS[3])
+if foreign then
+  return foreign
 end
 redis.call('LSET', KEYS[1], ARGV[1], ARGV[3])
 push_jobs(KEYS[2], KEYS[3], KEYS[4], KEYS[5], ARGV[5], 'tail', {ARGV[4]})
