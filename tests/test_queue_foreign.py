@@ -23,6 +23,8 @@ from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
 from pyresque.protocol.failure import failure_record
 from pyresque.protocol.landings import landing_key, registry
+from pyresque.scheduling.cron import Cron, Schedule
+from pyresque.scheduling.cron import status as cron_status
 from pyresque.worker.recovery import Recovery
 
 DEADLINE = 60.0
@@ -332,3 +334,23 @@ def test_a_failed_job_is_not_retried_onto_a_queue_of_another_type(
     r.delete(keys.queue("a"))
     assert rq.failures.requeue(0)
     assert [json.loads(p)["args"] for p in r.lrange(keys.queue("a"), 0, -1)] == [["a"]]
+
+
+def test_a_cron_schedule_of_a_queue_of_another_type_stops_no_other_schedule(
+    rq: Resque, redis_client: redis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    """cron_fire.lua recorded the tick, then failed on the push: the pass ended there,
+    and the schedules after it never fired while the key lasted. Now its ticks are
+    consumed (as a paused schedule's), said in a log line, and the others fire."""
+    r, keys = redis_client, rq.keys
+    r.set(keys.queue("x"), "hello")
+    every = [Schedule("a", "CronJob", "x", every=1), Schedule("b", "CronJob", "cron", every=1)]
+    cron = Cron(rq, every, "s1")
+    cron.run_once(1_800_000_000)
+    for n in range(1, 4):
+        assert cron.run_once(1_800_000_000 + n) == 1
+    assert r.llen(keys.queue("cron")) == 3
+    assert r.get(keys.queue("x")) == b"hello"
+    assert f"{keys.queue('x')} holds a string" in caplog.text
+    [state] = [s for s in cron_status(rq) if s.name == "a"]
+    assert "not enqueued" in str(state.outcome)

@@ -38,8 +38,8 @@ import redis
 
 from pyresque.client.admin.cron import ScheduleStatus, pause, resume, status
 from pyresque.client.resque import Enqueued, Resque
-from pyresque.protocol import scripts
-from pyresque.protocol.connection import replies, wrong_type
+from pyresque.protocol import foreign_queues, scripts
+from pyresque.protocol.connection import replies, text, wrong_type
 from pyresque.protocol.status import waiting_packet
 from pyresque.scheduling.cron_schedule import (
     CATCH_UP,
@@ -248,6 +248,13 @@ class Cron:
         if keys.clustered:
             resque._register([schedule.queue])
         result = scripts.run(resque.redis, "cron_fire", redis_keys, args)
+        if isinstance(result, list):  # the queue's key holds another type: tick consumed
+            queue_key, found = shard.queue(schedule.queue), text(result[1])
+            foreign_queues.skipped(schedule.queue, queue_key, found)
+            state["outcome"] = f"not enqueued: {queue_key} holds a {found}, not a list"
+            state["job_id"] = None
+            self._handled(schedule.name, tick, state)  # what cron list shows (the tick: again)
+            return 0
         if keys.clustered and result in (0, 1):
             self._handled(schedule.name, tick, state if result == 1 else None)
         if result == -1:

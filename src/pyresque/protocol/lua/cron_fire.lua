@@ -19,7 +19,9 @@
 -- ARGV[4] payload ('' to consume the tick without enqueueing: a skipped misfire)
 -- ARGV[5] queue name   ARGV[6] state when handled (JSON)   ARGV[7] state when paused
 -- ARGV[8] WAITING status packet, '' when there is no status key
--- Returns 1 fired, 2 paused, 0 already handled, -1 not the leader.
+-- Returns 1 fired, 2 paused, 0 already handled, -1 not the leader; {3, type} when the
+-- queue's key holds that type (lib_types.lua): the tick is consumed, as a paused one's,
+-- and the caller says why (its push would fail after the tick was recorded).
 
 expect_keys(KEYS, 8 + given(ARGV[8]),
   'leader, ticks, state, paused, queues, queue, wake, queues-changed[, status]')
@@ -43,6 +45,10 @@ redis.call('HSET', KEYS[2], ARGV[2], ARGV[3])
 if redis.pcall('SISMEMBER', KEYS[4], ARGV[2]) == 1 then
   redis.pcall('HSET', KEYS[3], ARGV[2], ARGV[7])
   return 2
+end
+local foreign = ARGV[4] ~= '' and foreign_type(KEYS[6])
+if foreign then
+  return {3, foreign}
 end
 if ARGV[4] ~= '' then
   if ARGV[8] ~= '' then
