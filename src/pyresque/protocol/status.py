@@ -85,3 +85,9 @@ def waiting_packet() -> str:
     """The packet written at enqueue time."""
     now = int(time.time())
     return dumps({"status": int(Status.WAITING), "updated": now, "started": now, "result": None})
+
+
+def failed_packet() -> str:
+    """The packet of a job failed before it ran (its queue could not take it)."""
+    now = int(time.time())
+    return dumps({"status": int(Status.FAILED), "updated": now, "started": None, "result": None})

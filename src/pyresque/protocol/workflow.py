@@ -156,6 +156,8 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
             settle(client, keys, job_id, "queued", "failed")
         elif space and kind == "push":
             push_released(client, keys, [job_id])
+        elif space and kind == "foreign":
+            continue  # workflow_foreign.py's, done before this
         elif space and kind in by_kind:
             by_kind[kind].append(job_id)
         else:  # not an entry pyresque writes: it would take a place in every pass

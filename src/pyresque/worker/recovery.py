@@ -32,7 +32,8 @@ from pyresque.protocol.landings import landing_key, read_lists, registry_size
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.unique_lock import UniqueLock
 from pyresque.protocol.unique_release import in_call, release_apart
-from pyresque.protocol.workflow import apply_reports, drain_outbox, reports_key, settle
+from pyresque.protocol.workflow import apply_reports, reports_key, settle
+from pyresque.protocol.workflow_foreign import drain_outbox
 from pyresque.worker import foreign_prune, peer_prune
 from pyresque.worker.foreign_prune import worker_keys
 

@@ -7,10 +7,16 @@
 -- KEYS[5..] status keys of the tracked jobs
 -- ARGV[1] queue name        ARGV[2] WAITING status packet, '' when untracked
 -- ARGV[3] 'head' or 'tail'  ARGV[4..] payloads
--- Returns the queue's new length.
+-- Returns the queue's new length, or (nothing written) a WRONGTYPE error naming the
+-- queue's key when it holds another type (lib_types.lua): not asked when no status is
+-- set, as the push then writes nothing before it fails but the queue's name (harmless).
 
 expect_keys(KEYS, 4 + (ARGV[2] ~= '' and #ARGV - 3 or 0),
   'queues, queue, wake, queues-changed, then a status key per payload when tracked')
+local refused = #KEYS > 4 and refuse_foreign(KEYS[2])
+if refused then
+  return refused
+end
 for i = 5, #KEYS do
   redis.call('SET', KEYS[i], ARGV[2])
 end

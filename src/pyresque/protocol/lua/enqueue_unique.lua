@@ -6,9 +6,14 @@
 -- KEYS[6] status key (when ARGV[6] is not '')
 -- ARGV[1] lock token   ARGV[2] lock TTL (ms)   ARGV[3] queue name
 -- ARGV[4] 'head' or 'tail'   ARGV[5] payload   ARGV[6] WAITING status packet, '' when untracked
--- Returns 1 when enqueued, 0 when another job holds the lock.
+-- Returns 1 when enqueued, 0 when another job holds the lock, or (nothing written) a
+-- WRONGTYPE error naming the queue's key when it holds another type (lib_types.lua).
 
 expect_keys(KEYS, 5 + given(ARGV[6]), 'lock, queues, queue, wake, queues-changed[, status]')
+local refused = refuse_foreign(KEYS[3])
+if refused then
+  return refused
+end
 if not take_lock(KEYS[1], ARGV[1], ARGV[2]) then
   return 0
 end

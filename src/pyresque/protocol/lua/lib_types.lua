@@ -63,3 +63,15 @@ local function foreign_type(k_queue)
     return kind
   end
 end
+
+-- Refuse a push onto `k_queue` when its key holds another type, before anything is
+-- written: a script stopped by the push's error keeps what it wrote before (a unique
+-- lock taken, a WAITING status), which outlives the job that was never queued. The
+-- key is the user's, left as it is; the producer gets one line that names it.
+local function refuse_foreign(k_queue)
+  local found = foreign_type(k_queue)
+  if found then
+    return redis.error_reply('WRONGTYPE ' .. k_queue .. ' holds a ' .. found ..
+      ', not a list: no job can be pushed onto it (the key is left as it is)')
+  end
+end

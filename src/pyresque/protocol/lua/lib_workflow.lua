@@ -18,7 +18,8 @@
 -- On Cluster, one released has push ({q, p, h}: queue, payload, at the head) until it ends;
 -- a dependable delayed one, push ({q, p, at, x}: queue, its delayed item, its due time, when
 -- its id index expires) until it ends; and on Cluster rq (its queue, where its result record
--- is: a later dependent that takes results reads it there) from then on.
+-- is: a later dependent that takes results reads it there) from then on. One released
+-- onto a queue whose key holds another type has foreign (wf_release) until it is failed.
 -- A batch's record: total, succeeded, failed, cancelled, name, created, on_success,
 -- on_complete, parent.
 
@@ -174,7 +175,12 @@ local function workflow_lib()
   end
 
   -- Push a job whose dependencies are all met onto its queue, with their results when it
-  -- takes them (one dependency: its result; several: a list, in their order).
+  -- takes them (one dependency: its result; several: a list, in their order). A queue
+  -- whose key holds another type cannot take it, and its error would stop the call after
+  -- it wrote (the finish of the job that released it: recorded halfway): the job is
+  -- queued nowhere, its record's `foreign` ({q, p, t}: queue, payload, the key's type)
+  -- and `foreign <id>` in the outbox say so, for its caller to fail it as recovery fails
+  -- one (protocol/workflow.py's fail_foreign), then settle it as failed.
   -- False when its queue was not given (only if someone emptied `wf:queues`): it waits on.
   -- `new`: its record was not counted in `wf:queue-jobs` yet.
   local function wf_release(w, id, rec, new)
@@ -194,8 +200,12 @@ local function workflow_lib()
       local value = #parts == 1 and parts[1] or ('[' .. table.concat(parts, ',') .. ']')
       payload = rec.p .. value .. rec.p2
     end
+    local found = not w.sharded and foreign_type(keys[1])
     if w.sharded then
       wf_defer(w, id, rec, {q = rec.q, p = payload, h = rec.front and 1 or 0})
+    elseif found then -- the user's key (lib_types.lua): the push would stop the call
+      rec.foreign = {q = rec.q, p = payload, t = found}
+      redis.call('ZADD', w.outbox, w.now, 'foreign ' .. id)
     else
       push_jobs(w.queues, keys[1], keys[2], w.changed, rec.q, rec.front and 'head' or 'tail',
         {payload})
@@ -267,7 +277,7 @@ local function workflow_lib()
     if not rec or rec.s ~= 'queued' then
       return false
     end
-    rec.s, rec.cancelled, rec.push = state, {}, nil
+    rec.s, rec.cancelled, rec.push, rec.foreign = state, {}, nil, nil
     wf_count(w, rec.b, state == 'ok' and 'succeeded' or state, 1)
     wf_settle(w, id, rec, state, result, id, rec)
     if state == 'ok' then
