@@ -20,7 +20,7 @@ from pyresque import Resque
 from pyresque.cli.main import main as cli
 from pyresque.client.admin import bulk
 from pyresque.client.admin.failures import FailureFilter
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.web.app import OPEN, create_app
 from test_web_support import LOCAL
 

@@ -31,7 +31,7 @@ from pyresque.client.admin.cluster_copy import ClusterCopy
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.connection import connect
 from pyresque.protocol.delayed import DelayedJob
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.scheduling.scheduler import Scheduler
 from pyresque.worker.options import WorkerOptions

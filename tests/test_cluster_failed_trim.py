@@ -17,7 +17,7 @@ from pyresque.cli.main import main as cli
 from pyresque.client.admin import failed_trim
 from pyresque.dev.cluster_group import ClusterGroup
 from pyresque.protocol.connection import raw
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from test_cluster import queues_on_each_master, rq  # noqa: F401  (rq: a fixture)
 

@@ -14,7 +14,8 @@ import redis
 from pyresque import Events, Resque
 from pyresque.exceptions import MalformedPayload
 from pyresque.protocol.backtrace import resque_time
-from pyresque.protocol.failure import Failure, Failures, failure_record
+from pyresque.protocol.failed_record import failure_record
+from pyresque.protocol.failure import Failure, Failures
 
 RETRIED_AT = re.compile(r"^\d{4}/\d{2}/\d{2} \d{2}:\d{2}:\d{2} UTC$")
 

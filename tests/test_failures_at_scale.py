@@ -21,7 +21,8 @@ from pyresque.client.admin import failures as admin
 from pyresque.client.admin.base import Stale
 from pyresque.client.admin.items import digest
 from pyresque.protocol import failure_sweep
-from pyresque.protocol.failure import Failure, failure_record
+from pyresque.protocol.failed_record import failure_record
+from pyresque.protocol.failure import Failure
 
 CLASSES = ("Mail", "Bill", "App\\Jobs\\Mail", "Ship/Now")
 

@@ -22,7 +22,8 @@ from pyresque import AsyncResque, Events, Resque, Status
 from pyresque.cli.main import main
 from pyresque.exceptions import MalformedPayload
 from pyresque.middleware import history
-from pyresque.protocol.failure import Failure, failure_record
+from pyresque.protocol.failed_record import failure_record
+from pyresque.protocol.failure import Failure
 from pyresque.protocol.status import JobStatus
 from pyresque.web.metrics import render
 

@@ -16,7 +16,7 @@ import pytest
 
 from e2e_support import Proc, Procs, State, blocked_waiting, wait_for
 from pyresque import Events, Resque
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 
 JOB = {"class": "Succeed", "args": [{"n": 1}]}
 

@@ -21,7 +21,7 @@ from e2e_support import Proc, Procs, State, stays, wait_for
 from pyresque import Events, Resque
 from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.landings import landing_key, registry
 from pyresque.scheduling.cron import Cron, Schedule
 from pyresque.scheduling.cron import status as cron_status

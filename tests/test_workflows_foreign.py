@@ -11,6 +11,8 @@ from typing import cast
 
 import pytest
 import redis
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import pyresque.middleware.workflows as middleware
 from pyresque import Resque
@@ -24,8 +26,9 @@ from workflow_jobs import ran  # (importing it registers the job classes)
 pytestmark = pytest.mark.usefixtures("jobs_env")
 
 
+@pytest.mark.parametrize("mode", ["inline", "fork"])
 def test_a_dependent_on_a_queue_of_another_type_fails_and_the_others_run(
-    rq: Resque, redis_client: redis.Redis, namespace: str
+    rq: Resque, redis_client: redis.Redis, namespace: str, mode: str
 ) -> None:
     """The parent's end is recorded; its dependent on the spoiled queue goes to
     ``failed`` as recovery fails a job (pyresque.ForeignQueue), counts as failed in the
@@ -40,7 +43,7 @@ def test_a_dependent_on_a_queue_of_another_type_fails_and_the_others_run(
     after = rq.enqueue_to("wf", "Step", 4, depends_on=[lost])
     assert after
     r.set(keys.queue("x"), "hello")
-    run_jobs(rq, "wf")
+    run_jobs(rq, "wf", mode=mode)
     assert ran(r, namespace) == [["Step", [1]], ["Step", [3]]]
     states = [rq.workflow_state(job) for job in (parent, lost, healthy, after)]
     assert states == ["ok", "failed", "ok", "cancelled"]
@@ -84,6 +87,70 @@ def test_a_foreign_release_left_by_a_killed_caller_is_failed_by_a_recovery_pass(
         "cancelled",
     ]
     assert r.llen(keys.failed) == 1
+
+
+def test_a_job_an_enqueue_releases_onto_a_queue_of_another_type_is_failed_by_a_drain(
+    rq: Resque, redis_client: redis.Redis
+) -> None:
+    """A dependent whose dependency already succeeded is released by its own enqueue
+    (wf_enqueue.lua): onto a key of another type, the enqueue (which wrote its batches
+    and records first) failed; now it is left to the next recovery pass's drain."""
+    r, keys = redis_client, rq.keys
+    parent = rq.enqueue_to("wf", "Step", 1, dependable=True)
+    assert parent
+    run_jobs(rq, "wf")
+    r.hset(keys.queue("x"), "mine", "hello")
+    lost = rq.enqueue_to("x", "Step", 2, depends_on=[parent])
+    assert lost
+    after = rq.enqueue_to("wf", "Step", 3, depends_on=[lost], on_dependency_failure="run")
+    assert after
+    assert rq.workflow_state(lost) == "queued"
+    assert Recovery(r, keys, Registry()).drain_outbox(0) >= 1
+    assert [rq.workflow_state(job) for job in (lost, after)] == ["failed", "queued"]
+    [record] = [json.loads(f) for f in r.lrange(keys.failed, 0, -1)]
+    assert f"{keys.queue('x')} holds a hash" in record["error"]
+    assert r.hgetall(keys.queue("x")) == {b"mine": b"hello"}
+    assert rq.size("wf") == 1  # `after` runs: its policy is "run"
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=10),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=5), inner),
+    max_leaves=8,
+)
+
+
+@settings(
+    max_examples=30,
+    deadline=None,
+    database=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture],
+)
+@given(
+    found=st.one_of(
+        JSON,
+        st.fixed_dictionaries(
+            {"q": st.text(max_size=8), "p": st.text(max_size=40) | JSON.map(json.dumps)},
+            optional={"t": st.text(max_size=8)},
+        ),
+    )
+)
+def test_a_hostile_foreign_record_is_settled_never_a_crash(
+    rq: Resque, redis_client: redis.Redis, found: object
+) -> None:
+    """Anyone may write Redis: whatever a record's ``foreign`` holds, its entry is done
+    (a failure record only from one that names a queue, payload and type), and the job
+    settled as failed."""
+    r, keys = redis_client, rq.keys
+    r.delete(keys.wf_jobs, keys.wf_outbox, keys.failed)
+    record = {"s": "queued", "dep": [], "b": [], "foreign": found}
+    r.hset(keys.wf_jobs, "j", json.dumps(record))
+    r.zadd(keys.wf_outbox, {"foreign j": 1})
+    assert fail_foreign(r, keys) == 1
+    assert rq.workflow_state("j") == "failed"
+    assert r.zcard(keys.wf_outbox) == 0
+    for item in r.lrange(keys.failed, 0, -1):
+        assert json.loads(item)["exception"] == "pyresque.ForeignQueue"
 
 
 @pytest.mark.parametrize("tracked", [False, True])

@@ -15,7 +15,7 @@ from pyresque.jobs.limits import NO_LIMITS, Held
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.jobs.perform import Outcome
 from pyresque.protocol.claim import Claim
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload
 from pyresque.protocol.results import ResultRecord

@@ -43,7 +43,7 @@ import redis
 from pyresque.exceptions import MalformedPayload
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw, text, wrong_type
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.payload import Payload, dumps
 from pyresque.protocol.unique_lock import UniqueLock

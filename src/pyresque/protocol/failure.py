@@ -31,28 +31,6 @@ from pyresque.protocol.workflow import follow_up, retry_sharded
 _PAGE = 500
 
 
-def failure_record(
-    payload: dict[str, Any] | str,
-    exception: str,
-    error: str,
-    backtrace: list[str],
-    worker: str,
-    queue: str,
-) -> str:
-    """A record with resque-web's field set, in Ruby's field order."""
-    return dumps(
-        {
-            "failed_at": resque_time(),
-            "payload": payload,
-            "exception": exception,
-            "error": error,
-            "backtrace": backtrace,
-            "worker": worker,
-            "queue": queue,
-        }
-    )
-
-
 @dataclass
 class Failure:
     """One record of the ``failed`` list, as read back."""

@@ -63,7 +63,7 @@ _LIBS: dict[str, tuple[str, ...]] = {
     "wf_settle": ("clock", "push", "workflow"),
     "wf_report": ("clock", "push", "workflow"),
     "wf_retry": ("clock", "push", "workflow"),
-    "wf_push": ("clock", "push", "delayed"),
+    "wf_push": ("clock", "status", "push", "delayed"),
     "unlock": ("lock",),
     "remove_jobs": ("lock",),
     "schedule": ("lock", "delayed"),

@@ -19,6 +19,8 @@ is then a call of its own, recorded by the step before, and harmless done twice:
 3. each released job is pushed in its queue's slot once (wf_push.lua: the slot keeps the
    ids it pushed), then its outbox entry goes. A dependable delayed job takes the same
    step from ``enqueue_workflow``'s call: into its queue's schedule, not onto the queue.
+   One whose queue's key holds another type goes to that slot's ``failed`` instead, and
+   is settled as failed (``_fail_pushed``; on a single Redis: workflow_foreign.py).
 
 A worker killed after 1 leaves its report to the recovery of its jobs in that slot
 (``apply_reports``, before the worker is forgotten); one killed after 2 leaves the
@@ -37,6 +39,7 @@ from redis.exceptions import WatchError
 
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import raw
+from pyresque.protocol.failed_record import foreign_failure
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.results import DEFAULT_RESULT_TTL, ResultRecord
 from pyresque.protocol.status import cancelled_packet, waiting_packet
@@ -253,13 +256,32 @@ def push_released(client: redis.Redis, keys: Keys, job_ids: Sequence[str]) -> No
     for job_id in job_ids:
         push = push_of(keys, job_id, _record(client, home, job_id))
         if push is not None:
-            scripts.run(client, "wf_push", push.keys, push.args)
-            if push.note is not None:
+            found = scripts.run(client, "wf_push", push.keys, push.args)
+            if isinstance(found, bytes):  # its queue's key holds another type
+                _fail_pushed(client, keys, job_id, push, found.decode())
+            elif push.note is not None:
                 try:
                     scripts.run(client, "delayed_note", *push.note)
                 except redis.RedisError as exc:
                     not_indexed(job_id, exc)
         client.zrem(home.wf_outbox, f"push {job_id}")
+
+
+def _fail_pushed(client: redis.Redis, keys: Keys, job_id: str, push: Push, found: str) -> None:
+    """The job that ``push`` would push, whose queue's key holds a ``found``: to ``failed``
+    in the queue's slot (wf_push.lua, once), then settled as failed in the home slot. The
+    settle is recorded in the outbox first: a caller killed in between leaves it to a
+    drain (the push's entry, done again, finds the job failed: pushed before)."""
+    queue, text = push.args[1], push.args[3]
+    shard = keys.for_queue(queue)
+    record, status = foreign_failure(shard, queue, text, found)
+    client.zadd(keys.home.wf_outbox, {f"settle {job_id}": int(time.time() * 1000)})
+    failed = [shard.failed, shard.stat("failed"), *([status] if status else [])]
+    args = [*push.args, "", record, "1" if status else ""]
+    if scripts.run(client, "wf_push", [*push.keys, *failed], args) == 1:  # a list again
+        client.zrem(keys.home.wf_outbox, f"settle {job_id}")
+    else:
+        settle(client, keys, job_id, "queued", "failed")
 
 
 def not_indexed(job_id: str | None, exc: Exception) -> None:

@@ -17,11 +17,9 @@ from collections.abc import Iterator
 import redis
 from redis.exceptions import WatchError
 
-from pyresque.protocol import foreign_queues
 from pyresque.protocol.connection import raw
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import foreign_failure
 from pyresque.protocol.keys import Keys
-from pyresque.protocol.payload import Payload
 from pyresque.protocol.status import failed_packet
 from pyresque.protocol.workflow import drain_outbox as drain_others
 from pyresque.protocol.workflow import record_of, settle
@@ -78,16 +76,11 @@ def _failed(
 ) -> None:
     """Queue on ``pipe`` the failure of the job ``text`` that ``queue`` (its key holding a
     ``found``) could not take, as recovery.py records one."""
-    error = foreign_queues.refused(keys.queue(queue), found)
-    try:
-        payload: Payload | None = Payload.decode(text)
-    except ValueError:
-        payload = None
-    shown = payload.to_dict() if payload else text
-    pipe.rpush(keys.failed, failure_record(shown, foreign_queues.FAILURE, error, [], worker, queue))
+    record, status = foreign_failure(keys, queue, text, found, worker)
+    pipe.rpush(keys.failed, record)
     pipe.incr(keys.stat("failed"))
-    if payload is not None and payload.id:
-        pipe.set(keys.status(payload.id, payload.prefix), failed_packet(), xx=True, ex=86400)
+    if status is not None:
+        pipe.set(status, failed_packet(), xx=True, ex=86400)
 
 
 def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int) -> int:

@@ -16,7 +16,7 @@ import redis
 
 from pyresque.protocol import scripts, strict_json
 from pyresque.protocol.connection import text
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import registry
 from pyresque.worker import peer_prune

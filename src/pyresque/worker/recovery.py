@@ -26,7 +26,7 @@ from pyresque.jobs.job import Registry
 from pyresque.jobs.payload_fields import check_fields
 from pyresque.protocol import foreign_queues, scripts, strict_json
 from pyresque.protocol.connection import raw, text
-from pyresque.protocol.failure import failure_record
+from pyresque.protocol.failed_record import failure_record
 from pyresque.protocol.keys import Keys
 from pyresque.protocol.landings import landing_key, read_lists, registry_size
 from pyresque.protocol.payload import Payload
