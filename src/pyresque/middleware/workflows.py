@@ -22,7 +22,6 @@ from pyresque.protocol.workflow import (
     record_dependents_cancelled,
     waiting_queues,
 )
-from pyresque.protocol.workflow_foreign import found_after
 
 
 class Workflows:
@@ -47,14 +46,12 @@ class Workflows:
     def finished(self, work: Work, plan: FinishPlan, recorded: bool) -> None:
         """After a failure or cancel that cancelled dependents: their result records and
         statuses say so (a waiter wakes). Not in the finish call: their keys are per job.
-        Nor is the failure of a dependent it released onto a queue whose key holds another
-        type (workflow_foreign.py). On Cluster: the end the finish recorded, applied (its
-        dependents, its batches)."""
+        A dependent it released onto a queue whose key holds another type is failed by
+        the heartbeats' outbox drain, within a lease (workflow_foreign.py): not a round
+        trip more for every workflow job's finish. On Cluster: the end the finish
+        recorded, applied (its dependents, its batches)."""
         if recorded and plan.report and work.payload and work.payload.id:
             shard = self._keys.for_queue(work.claim.queue)
             apply_reports(self._client, self._keys, shard, self._worker_id, [work.payload.id])
-        elif recorded and plan.workflow is not None and work.payload:
-            if plan.outcome != "ok":
-                record_dependents_cancelled(self._client, self._keys, work.payload.id or "")
-            # A dependent it released onto a queue whose key holds another type: failed.
-            found_after(self._client, self._keys, self._worker_id)
+        elif recorded and plan.workflow is not None and plan.outcome != "ok" and work.payload:
+            record_dependents_cancelled(self._client, self._keys, work.payload.id or "")

@@ -2,7 +2,7 @@
 protocol/foreign_queues.py). The push would have failed the call that released them (the
 finish of their last dependency, recorded halfway), so lib_workflow.lua's ``wf_release``
 pushes nothing: the job's record holds ``foreign`` (queue, payload, the key's type) and
-the outbox ``foreign <id>``. Its caller (or a recovery pass, should it die first) then
+the outbox ``foreign <id>``. The heartbeats' outbox drain (recovery.py, within a lease) then
 fails the job as recovery fails one its queue cannot take back: a record in ``failed``
 (``pyresque.ForeignQueue``, to retry once the key is a list again) and its status, in
 one transaction with the outbox entry replaced by ``settle <id>``; then the settle
@@ -84,14 +84,8 @@ def _failed(
 
 
 def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int) -> int:
-    """workflow.py's ``drain_outbox``, the ``foreign`` entries that killed callers left
-    included. Returns how many entries were done or read."""
+    """workflow.py's ``drain_outbox``, the ``foreign`` entries included. Returns how many
+    entries were done or read."""
     return fail_foreign(client, keys, older_than_ms=older_than_ms) + drain_others(
         client, keys, older_than_ms
     )
-
-
-def found_after(client: redis.Redis, keys: Keys, worker: str = "") -> int:
-    """After a call that may have released jobs (a finish, an enqueue): fail those its
-    queue could not take. One ``ZSCAN`` of the outbox, which holds few entries."""
-    return fail_foreign(client, keys, worker) if not keys.clustered else 0
