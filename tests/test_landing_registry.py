@@ -15,11 +15,11 @@ from collections.abc import Iterator
 from typing import cast
 
 import pytest
-import redis
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import Proc, Procs, State, wait_for
+from foreign_values import write
 from pyresque import Resque
 from pyresque.dev.server import RedisServer
 from pyresque.jobs.job import Registry
@@ -156,22 +156,6 @@ def live() -> Iterator[_Live]:
         found.rq.redis.close()
 
 
-def _write(r: redis.Redis, key: str, kind: str, data: bytes) -> None:
-    """A value of type ``kind`` at ``key``, as a hand or a hostile client writes it."""
-    if kind == "string":
-        r.set(key, data)
-    elif kind == "hash":
-        r.hset(key, data, data)
-    elif kind == "zset":
-        r.zadd(key, {data: 1.5})
-    elif kind == "set":
-        r.sadd(key, data)
-    elif kind == "list":
-        r.rpush(key, data)
-    else:
-        r.xadd(key, {data or b"f": data})
-
-
 #: worker queues, mode -> the keys of its own its claims use, each with its right type
 _WORKERS = {
     ("a", "inline"): lambda k, w: {landing_key(k, w, "a"): "list"},
@@ -225,7 +209,7 @@ def test_a_key_of_another_type_where_a_worker_lands_does_not_stop_its_claims(
     caplog.clear()
     worker.heartbeat.beat()  # registers again: its lists are named again
     queue = queue if "," in worker_kind[0] else "a"
-    _write(r, key, kind, data)
+    write(r, key, kind, data)
     payload = json.dumps({"class": "Noop", "args": [data.hex()]}).encode()
     r.rpush(keys.queue(queue), payload)
     with caplog.at_level(logging.ERROR, logger="pyresque.worker"):

@@ -18,6 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import Proc, Procs, State, stays, wait_for
+from foreign_values import KINDS, write
 from pyresque import Events, Resque
 from pyresque.jobs.job import Registry
 from pyresque.protocol import scripts
@@ -28,22 +29,6 @@ from pyresque.scheduling.cron import status as cron_status
 from pyresque.worker.recovery import Recovery
 
 DEADLINE = 60.0
-KINDS = ["string", "hash", "zset", "set", "stream"]
-
-
-def _write(r: redis.Redis, key: str, kind: str, data: bytes) -> None:
-    """A value of type ``kind`` at ``key``, as a hand or a hostile client writes it."""
-    r.delete(key)
-    if kind == "string":
-        r.set(key, data)
-    elif kind == "hash":
-        r.hset(key, data, data)
-    elif kind == "zset":
-        r.zadd(key, {data: 1.5})
-    elif kind == "set":
-        r.sadd(key, data)
-    else:
-        r.xadd(key, {data or b"f": data})
 
 
 def _value(r: redis.Redis, key: str) -> Any:
@@ -101,7 +86,7 @@ def test_a_worker_skips_a_queue_of_another_type_and_serves_the_others(
     r = state.r
     key = state.key("queue:a")
     r.sadd(state.key("queues"), "a", "b")
-    _write(r, key, kind, b"hello")
+    write(r, key, kind, b"hello")
     before = _value(r, key)
     mode, *extra = mode.split()
     worker = procs.worker(
@@ -125,7 +110,7 @@ def test_a_worker_skips_a_queue_of_another_type_and_serves_the_others(
         state.wait_event("Block", "started", timeout=DEADLINE)
         # Spoiled again while a job of its runs: the claim that follows its finish moves
         # the head of that queue first, with a plain LMOVE (landing_claims.py).
-        _write(r, key, kind, b"again")
+        write(r, key, kind, b"again")
         if queues != "a":
             client.enqueue("b", "Succeed", {"n": "b"})
         state.release("a")
@@ -184,7 +169,7 @@ def test_any_value_at_a_queue_leaves_the_other_queues_served(
         state.wait_registered(state.worker_id(shared["worker"], "a,b,c"))
     worker = shared["worker"]
     key = state.key(f"queue:{spoiled}")
-    _write(r, key, kind, data)
+    write(r, key, kind, data)
     before = _value(r, key)
     done = len(state.events("Succeed", "perform"))
     client = Resque(redis_url, namespace=namespace, events=Events())
@@ -217,7 +202,7 @@ def test_the_claim_script_skips_a_queue_of_another_type_in_priority_order(
     from the queues after it, in order, one per token; the queue named with its type."""
     r, keys = redis_client, rq.keys
     _lease(r, keys)
-    _write(r, keys.queue("a"), kind, b"hello")
+    write(r, keys.queue("a"), kind, b"hello")
     before = _value(r, keys.queue("a"))
     r.rpush(keys.queue("b"), "b0")
     r.rpush(keys.queue("c"), "c0", "c1")
@@ -246,7 +231,7 @@ def test_the_landing_script_skips_a_queue_of_another_type_but_not_a_landing_list
     it (landing_claims.py ``past_foreign``)."""
     r, keys = redis_client, rq.keys
     names = ["a", "b"]
-    _write(r, keys.queue("a"), kind, b"hello")
+    write(r, keys.queue("a"), kind, b"hello")
     before = _value(r, keys.queue("a"))
     r.rpush(keys.queue("b"), "b0")
     lists = [landing_key(keys, "w", q) for q in names]
@@ -258,7 +243,7 @@ def test_the_landing_script_skips_a_queue_of_another_type_but_not_a_landing_list
     assert _value(r, keys.queue("a")) == before
     r.delete(keys.queue("a"))
     r.rpush(keys.queue("a"), "a0")
-    _write(r, lists[0], kind, b"mine")
+    write(r, lists[0], kind, b"mine")
     with pytest.raises(redis.exceptions.ResponseError, match="WRONGTYPE"):
         scripts.run(r, "land_claim", call_keys, ["", "", *names])
     assert r.lrange(keys.queue("a"), 0, -1) == [b"a0"]
@@ -280,7 +265,7 @@ def test_a_dead_workers_job_whose_queue_holds_another_type_goes_to_failed(
     r.sadd(registry(keys, "w"), "a")  # land_claim.lua names the list it lands on
     r.rpush(landing_key(keys, "w", "a"), json.dumps({"class": "Landed", "args": []}))
     r.zadd(keys.leases, {"w": 0})  # it died
-    _write(r, keys.queue("a"), "string", b"hello")
+    write(r, keys.queue("a"), "string", b"hello")
     assert Recovery(r, keys, Registry()).recover_worker("w") == 3
     assert [json.loads(p)["class"] for p in r.lrange(keys.queue("b"), 0, -1)] == ["B"]
     assert r.get(keys.queue("a")) == b"hello"
@@ -302,7 +287,7 @@ def test_a_job_stopped_by_term_whose_queue_holds_another_type_goes_to_failed(
     rq.enqueue("a", "Block", {"tag": "term"})
     worker = procs.worker(namespace, "a")
     state.wait_event("Block", "started", timeout=DEADLINE)
-    _write(state.r, state.key("queue:a"), "hash", b"hello")
+    write(state.r, state.key("queue:a"), "hash", b"hello")
     worker.send(signal.SIGTERM)
     assert worker.wait_exit(DEADLINE) == 0, worker.log()
     [record] = state.failed()

@@ -20,27 +20,12 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from e2e_support import Proc, Procs, State, blocked_waiting, wait_for
+from foreign_values import KINDS, write
 from pyresque import AsyncResque, Events, Resque
 from pyresque.protocol import scripts
 from pyresque.worker.wake_wait import GROUP, WakeWait
 
 DEADLINE = 60.0
-KINDS = ["string", "hash", "zset", "set", "stream"]
-
-
-def _write(r: redis.Redis, key: str, kind: str, data: bytes) -> None:
-    """A value of type ``kind`` at ``key``, as a hand or a hostile client writes it."""
-    r.delete(key)
-    if kind == "string":
-        r.set(key, data)
-    elif kind == "hash":
-        r.hset(key, data, data)
-    elif kind == "zset":
-        r.zadd(key, {data: 1.5})
-    elif kind == "set":
-        r.sadd(key, data)
-    else:
-        r.xadd(key, {data or b"f": data})
 
 
 def _errors(proc: Proc) -> list[str]:
@@ -90,7 +75,7 @@ def test_an_idle_worker_deletes_a_wake_list_of_another_type_once_and_goes_on(
             state.wait_event("Succeed", "perform", count=n, timeout=DEADLINE)
         # Spoiled again while the worker waits on it: deleted again at its next wait.
         wait_for(lambda: blocked_waiting(r, worker.pid), DEADLINE, "the worker to block")
-        _write(r, key, "hash", b"x")
+        write(r, key, "hash", b"x")
         client.enqueue("b", "Succeed", {"n": 4})  # wakes it: its next wait fails on the key
         state.wait_event("Succeed", "perform", count=4, timeout=DEADLINE)
         wait_for(lambda: len(_deleted(worker, key)) == 2, DEADLINE, "a second deletion")
@@ -115,8 +100,8 @@ def test_an_enqueue_deletes_a_wake_list_of_another_type_and_leaves_its_token(
             await producer.enqueue("q", "Succeed", {"kind": kind})
 
     for kind in KINDS:
-        _write(r, keys.wake("q"), kind, b"hello")
-        _write(r, keys.queues_changed, kind, b"hello")
+        write(r, keys.wake("q"), kind, b"hello")
+        write(r, keys.queues_changed, kind, b"hello")
         r.srem(keys.queues, "q")  # new again: its queues-changed token is pushed too
         if how == "async":
             asyncio.run(enqueue_async(kind))
@@ -226,7 +211,7 @@ def test_any_value_at_a_wake_list_of_an_idle_worker_leaves_its_jobs_running(
         "pyresque:queues-changed" if spoiled == "queues-changed" else f"pyresque:wake:{spoiled}"
     )
     done = len(state.events("Succeed", "perform"))
-    _write(r, key, kind, data)
+    write(r, key, kind, data)
     if new or spoiled == "queues-changed":  # its token is pushed: the producer repairs it
         r.srem(state.key("queues"), target)
     client = Resque(redis_url, namespace=namespace, events=Events())
@@ -249,7 +234,7 @@ def test_a_woken_claim_passes_its_wake_up_on_over_a_list_of_another_type(
     r.zadd(keys.leases, {"w": 2**52})  # the worker's lease, far ahead
     for n in range(2):
         r.rpush(keys.queue("q"), f"job{n}")
-    _write(r, keys.wake("q"), kind, b"hello")
+    write(r, keys.wake("q"), kind, b"hello")
     call_keys = [keys.leases, keys.inflight("w"), keys.queue("q"), keys.wake("q")]
     reply = scripts.run(r, "claim", call_keys, ["w", "t1", "1", "q"])
     assert reply == [b"q", b"job0"]
