@@ -115,9 +115,10 @@ def _short_sleeps(seconds: float) -> None:
 
 def _hang() -> None:
     """An ``on_failure`` hook that never returns (a network call without a timeout), in
-    short sleeps so that an interrupt can land; notes what stopped it."""
-    note("hook began", time.time())
+    short sleeps so that an interrupt can land; notes what stopped it (in its ``try``
+    from its first note on: a test stops it once it sees that note in Redis)."""
     try:
+        note("hook began", time.time())
         while True:
             time.sleep(0.01)
     except BaseException as exc:
@@ -146,8 +147,8 @@ class HangingFailureHookInC(Job):
         _short_sleeps(RUNS_ON)
 
     def on_failure(self, exception: BaseException) -> None:
-        note("hook began", time.time())
         try:
+            note("hook began", time.time())
             time.sleep(1000)
         except BaseException as exc:
             note("hook stopped", type(exc).__name__)
@@ -209,8 +210,8 @@ class FailsWithStubbornHook(Job):
         raise ValueError("its own error")
 
     def on_failure(self, exception: BaseException) -> None:
-        note("hook began", time.time())
         try:
+            note("hook began", time.time())
             _short_sleeps(RUNS_ON)
         except BaseException as exc:  # what a careless reporting library does
             note("hook swallowed", type(exc).__name__)
