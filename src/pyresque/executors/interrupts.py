@@ -32,6 +32,7 @@ from pyresque.executors.base import Stop
 from pyresque.jobs.events import Events
 from pyresque.jobs.job import Job
 from pyresque.jobs.perform import Ended, Outcome, fail, notify_failure
+from pyresque.protocol.supervision import Supervised
 
 log = logging.getLogger("pyresque.worker")
 
@@ -199,11 +200,15 @@ class _Interrupter:
         threading.Thread(target=self._watch, name="hook-bound", daemon=True).start()
 
     def _watch(self) -> None:
+        supervised = Supervised("hook-bound thread", log, POLL)
         while not self.done.wait(POLL):
-            with self.guard:
-                if self.hooks is not None and self.hooks.due(time.monotonic()):
-                    interrupt_thread(self.target, Interrupted)
-                    self.sent = True
+            supervised.guard(self._tick)  # an unexpected error is logged; it looks again
+
+    def _tick(self) -> None:
+        with self.guard:
+            if self.hooks is not None and self.hooks.due(time.monotonic()):
+                interrupt_thread(self.target, Interrupted)
+                self.sent = True
 
     def stop(self) -> None:
         """In the hooks' thread, once they ended."""

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -139,10 +139,17 @@ def follow_up(client: redis.Redis, keys: Keys, kind: str, job_ids: Sequence[str]
                 continue
 
 
-def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int = 20) -> int:
+def drain_outbox(
+    client: redis.Redis,
+    keys: Keys,
+    older_than_ms: int,
+    limit: int = 20,
+    foreign: Callable[[str], object] = lambda job_id: None,
+) -> int:
     """Do up to ``limit`` outbox follow-ups recorded more than ``older_than_ms`` ago
-    (their callers were killed before doing them, or are late: done twice is harmless).
-    Returns how many were read."""
+    (their callers were killed before doing them, or are late: done twice is harmless);
+    a ``foreign <id>`` entry by ``foreign`` (workflow_foreign.py). Returns how many were
+    read."""
     keys = keys.home
     # This host's clock, not Redis's (one command less per beat): a skewed clock only
     # does an entry sooner or later, and doing one that its caller does too is harmless.
@@ -160,7 +167,7 @@ def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int, limit: int
         elif space and kind == "push":
             push_released(client, keys, [job_id])
         elif space and kind == "foreign":
-            continue  # workflow_foreign.py's, done before this
+            foreign(job_id)
         elif space and kind in by_kind:
             by_kind[kind].append(job_id)
         else:  # not an entry pyresque writes: it would take a place in every pass

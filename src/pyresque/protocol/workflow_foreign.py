@@ -11,6 +11,7 @@ policy (cancelled, or run)."""
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 
@@ -42,10 +43,16 @@ def fail_foreign(client: redis.Redis, keys: Keys, worker: str = "", older_than_m
     before = time.time() * 1000 - older_than_ms if older_than_ms else float("inf")
     done = 0
     for job_id in list(_due(client, keys, before)):
-        if _fail(client, keys, job_id, worker):
-            settle(client, keys, job_id, "queued", "failed")
-            done += 1
+        done += _fail_and_settle(client, keys, job_id, worker)
     return done
+
+
+def _fail_and_settle(client: redis.Redis, keys: Keys, job_id: str, worker: str = "") -> bool:
+    """Fail ``job_id`` (``_fail``), then settle it; False when another caller did."""
+    if not _fail(client, keys, job_id, worker):
+        return False
+    settle(client, keys, job_id, "queued", "failed")
+    return True
 
 
 def _fail(client: redis.Redis, keys: Keys, job_id: str, worker: str) -> bool:
@@ -84,8 +91,8 @@ def _failed(
 
 
 def drain_outbox(client: redis.Redis, keys: Keys, older_than_ms: int) -> int:
-    """workflow.py's ``drain_outbox``, the ``foreign`` entries included. Returns how many
-    entries were done or read."""
-    return fail_foreign(client, keys, older_than_ms=older_than_ms) + drain_others(
-        client, keys, older_than_ms
-    )
+    """workflow.py's ``drain_outbox``, its ``foreign`` entries failed and settled here:
+    one read of the outbox per pass. Returns how many entries were read."""
+    home = keys.home
+    fail = functools.partial(_fail_and_settle, client, home)
+    return drain_others(client, home, older_than_ms, foreign=fail)
